@@ -1,0 +1,112 @@
+# Lectern — build, test and run.
+#
+#   make              build bin/lectern-server (release, -O2)
+#   make SANITIZE=1   the same under ASan+UBSan, in build/asan (binary build/asan/bin/)
+#   make deps         install the Debian packages and npm modules (idempotent)
+#   make test         unit tests (under sanitizers), service smoke test, integration tests
+#   make run          start services and the cluster in the background, print the URLs
+#   make stop         stop everything `make run` started
+#
+# Each variant builds in its own directory so switching flags never reuses
+# stale objects.
+
+SANITIZE ?= 0
+ifeq ($(SANITIZE),1)
+VARIANT  := asan
+BINDIR   := build/asan/bin
+OPT      := -O1
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else
+VARIANT  := release
+BINDIR   := bin
+OPT      := -O2
+SANFLAGS :=
+endif
+B := build/$(VARIANT)
+
+CC       ?= cc
+WARNINGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wwrite-strings -Wformat=2 -Werror
+CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARNINGS) $(SANFLAGS) -MMD -MP -Ilib
+LDFLAGS  += $(SANFLAGS)
+
+SERVER_PKGS := libwebsockets libuv
+SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null) -linih -lm
+TEST_LIBS   := -lcmocka
+
+LIB_SRC    := $(wildcard lib/*.c)
+SERVER_SRC := $(wildcard server/*.c)
+LIB_OBJ    := $(LIB_SRC:%.c=$(B)/%.o)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(B)/%.o)
+# Everything of the server but main(), for unit tests to link against.
+SERVER_CORE := $(filter-out $(B)/server/main.o,$(SERVER_OBJ))
+
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+
+.PHONY: all deps test unit integration services-test run stop clean check-deps
+.DEFAULT_GOAL := all
+
+all: $(BINDIR)/lectern-server
+
+$(BINDIR)/lectern-server: $(SERVER_OBJ) $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SERVER_LIBS)
+
+$(B)/server/%.o: CFLAGS += -Iserver
+$(B)/tests/%.o: CFLAGS += -Iserver
+
+$(B)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(B)/tests/test_%: $(B)/tests/unit/test_%.o $(SERVER_CORE) $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SERVER_LIBS) $(TEST_LIBS)
+
+unit-bins: $(UNIT_BIN)
+
+# --- dependencies ---------------------------------------------------------
+
+deps:
+	scripts/deps
+
+# Runs `make deps` only when something is missing, so a machine that has
+# everything does no package work.
+check-deps:
+	@scripts/deps --check 2>/dev/null || scripts/deps
+
+# --- tests ----------------------------------------------------------------
+
+# Unit tests and the integration suite run against the sanitizer build: any
+# ASan/UBSan report fails the run. The release build is compiled too, so a
+# warning that only -O2 finds still breaks the build.
+test: check-deps
+	$(MAKE) all
+	$(MAKE) SANITIZE=1 all unit-bins
+	$(MAKE) SANITIZE=1 unit
+	$(MAKE) services-test
+	$(MAKE) SANITIZE=1 integration
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
+
+services-test:
+	tests/services.sh
+
+integration: $(BINDIR)/lectern-server
+	cd tests && LECTERN_SERVER_BIN=$(abspath $(BINDIR)/lectern-server) \
+	  node --test --test-concurrency=1 integration/
+
+# --- running locally ------------------------------------------------------
+
+run: check-deps all
+	scripts/cluster start
+
+stop:
+	scripts/cluster stop
+
+clean:
+	rm -rf build bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)

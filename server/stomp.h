@@ -1,0 +1,116 @@
+/* stomp.h — STOMP 1.0/1.1/1.2 frame codec (pure: no I/O, no clocks).
+ *
+ * Parsing follows the picohttpparser shape: stomp_parse() looks at the bytes
+ * the caller has so far and returns how many it consumed, STOMP_AGAIN when a
+ * frame is not complete yet, or STOMP_BAD with a reason. The parsed frame
+ * points into the caller's buffer (header values are unescaped in place, so
+ * the buffer must be writable); nothing is copied. Leading EOLs are
+ * heart-beats and come back as a frame with command STOMP_CMD_NONE.
+ *
+ * Encoding helpers append frames to a buf, escaping header values by the
+ * rules of the frame's command.
+ */
+#ifndef LECTERN_STOMP_H
+#define LECTERN_STOMP_H
+
+#include "buf.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define STOMP_BAD   (-1)  /* malformed input; reason in parser->err */
+#define STOMP_AGAIN (-2)  /* need more bytes; call again with the same prefix plus more */
+
+typedef enum stomp_version {
+    STOMP_V10 = 10,   /* no header escapes */
+    STOMP_V11 = 11,   /* \n \c \\ */
+    STOMP_V12 = 12    /* \r \n \c \\ */
+} stomp_version;
+
+typedef enum stomp_command {
+    STOMP_CMD_NONE = 0,   /* heart-beat EOLs, no frame */
+    /* client frames */
+    STOMP_CMD_CONNECT, STOMP_CMD_STOMP, STOMP_CMD_SEND, STOMP_CMD_SUBSCRIBE,
+    STOMP_CMD_UNSUBSCRIBE, STOMP_CMD_ACK, STOMP_CMD_NACK, STOMP_CMD_BEGIN,
+    STOMP_CMD_COMMIT, STOMP_CMD_ABORT, STOMP_CMD_DISCONNECT,
+    /* server frames */
+    STOMP_CMD_CONNECTED, STOMP_CMD_MESSAGE, STOMP_CMD_RECEIPT, STOMP_CMD_ERROR,
+    STOMP_CMD_COUNT
+} stomp_command;
+
+/* A view: len bytes at p, not NUL-terminated in general. */
+typedef struct stomp_str {
+    const char *p;
+    size_t len;
+} stomp_str;
+
+typedef struct stomp_header {
+    stomp_str name;
+    stomp_str value;
+} stomp_header;
+
+typedef struct stomp_frame {
+    stomp_command command;
+    stomp_header *headers;   /* nheaders entries, in wire order */
+    size_t nheaders;
+    stomp_str body;          /* body.p[body.len] is the frame's NUL */
+} stomp_frame;
+
+typedef struct stomp_limits {
+    size_t max_frame;        /* bytes from the command to the NUL, inclusive */
+    size_t max_headers;      /* header lines per frame */
+    size_t max_header_line;  /* bytes of one header line as sent (escaped), without EOL */
+} stomp_limits;
+
+typedef struct stomp_parser {
+    stomp_limits lim;
+    stomp_header *hdrs;      /* lim.max_headers slots; frames point here */
+    const char *err;         /* static reason after STOMP_BAD */
+} stomp_parser;
+
+/* Set limits and allocate header storage. Frames returned by stomp_parse
+ * borrow that storage until the next call. */
+void stomp_parser_init(stomp_parser *p, const stomp_limits *lim);
+void stomp_parser_deinit(stomp_parser *p);
+
+/* Parse the first frame (or run of heart-beat EOLs) in data[0..len).
+ * `version` selects the header escape rules for frames other than CONNECT,
+ * STOMP and CONNECTED (which are never escaped).
+ * Returns bytes consumed (> 0) and fills *f; STOMP_AGAIN; or STOMP_BAD with
+ * p->err set. On success the bytes of the frame in data may have been
+ * rewritten (escapes decoded); on STOMP_AGAIN or STOMP_BAD data is untouched,
+ * so feeding the same bytes again is always safe. */
+ssize_t stomp_parse(stomp_parser *p, stomp_version version, char *data, size_t len,
+                    stomp_frame *f);
+
+/* First header named `name` (a repeated header's first value wins), or NULL. */
+const stomp_str *stomp_frame_header(const stomp_frame *f, const char *name);
+
+/* Does the header value equal the C string s? */
+bool stomp_str_eq(const stomp_str *s, const char *cstr);
+
+const char *stomp_command_name(stomp_command c);
+
+/* Deep copy: one allocation holding the header array and every byte the
+ * frame points to. Free with stomp_frame_free (accepts NULL). */
+stomp_frame *stomp_frame_clone(const stomp_frame *f);
+void stomp_frame_free(stomp_frame *f);
+/* Bytes a clone of f occupies (for accounting buffered frames). */
+size_t stomp_frame_footprint(const stomp_frame *f);
+
+/* Encoding. Header escaping is applied when `escape` is true (every frame
+ * but CONNECTED, for 1.1 and 1.2 sessions). */
+void stomp_put_command(buf *b, stomp_command c);
+void stomp_put_header(buf *b, const char *name, size_t nlen,
+                      const char *value, size_t vlen, bool escape);
+void stomp_put_header_str(buf *b, const char *name, const char *value, bool escape);
+/* Blank line, body bytes, NUL. */
+void stomp_put_body(buf *b, const void *body, size_t len);
+
+/* Length of s[0..n) once escaped, and the escaping itself (dst must have
+ * stomp_escaped_len bytes). Returns the end of the written bytes. */
+size_t stomp_escaped_len(const char *s, size_t n);
+char *stomp_escape(char *dst, const char *s, size_t n);
+
+#endif
