@@ -30,7 +30,7 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARNINGS) $(SANFLAGS) -MMD -MP -I
 LDFLAGS  += $(SANFLAGS)
 
 SERVER_PKGS := libwebsockets libuv
-SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null) -linih -lm
+SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null) -linih -ljansson -lm
 TEST_LIBS   := -lcmocka
 
 LIB_SRC    := $(wildcard lib/*.c)

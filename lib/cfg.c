@@ -263,7 +263,7 @@ void cfg_print(const cfg_knob *table, const char *title, FILE *out)
         cfg_range_text(k, range, sizeof range);
         if (range[0])
             fprintf(out, "#%s\n", range);
-        fprintf(out, "%s = %s\n", dot ? dot + 1 : k->name, k->def);
+        fprintf(out, "%s =%s%s\n", dot ? dot + 1 : k->name, k->def[0] ? " " : "", k->def);
     }
 }
 

@@ -1,0 +1,47 @@
+/* config.h — lectern-server's knobs.
+ *
+ * server_config is a plain value filled by lib/cfg from the table in
+ * config.c; every field is a knob listed, with its default and help text, in
+ * config/lectern.conf (which `lectern-server --print-config` regenerates).
+ */
+#ifndef LECTERN_SERVER_CONFIG_H
+#define LECTERN_SERVER_CONFIG_H
+
+#include "cfg.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct server_config {
+    /* [server] */
+    int    port;
+    char  *listen;            /* interface name or address; "" = all */
+    /* [log] */
+    char  *log_level;
+    /* [websocket] */
+    char  *ws_path;
+    size_t ws_rx_buffer;      /* lws per-connection receive buffer */
+    size_t ws_write_max;      /* bytes per WebSocket message we write */
+    /* [stomp] */
+    size_t max_frame;
+    int    max_headers;
+    size_t max_header_line;
+    int    max_room_name;
+    int    max_subscriptions;
+    int    max_transactions;
+    size_t max_transaction_bytes;
+    size_t max_pending;       /* outbound bytes queued before a slow consumer is dropped */
+    int    connect_timeout_ms;
+    /* [heartbeat] */
+    int    hb_send_ms;
+    int    hb_recv_ms;
+    double hb_grace;
+    int    hz;
+} server_config;
+
+extern const cfg_knob server_knobs[];
+
+/* The header printed at the top of the generated config file. */
+extern const char server_config_title[];
+
+#endif

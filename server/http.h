@@ -1,0 +1,45 @@
+/* http.h — the HTTP side of the server's port.
+ *
+ * Routes plain HTTP requests (GET /healthz, GET /metrics) and vets WebSocket
+ * upgrades before libwebsockets accepts them: the path must be the
+ * configured endpoint, and the subprotocol is steered to the highest STOMP
+ * version the client offers. Everything here runs on the event loop.
+ */
+#ifndef LECTERN_HTTP_H
+#define LECTERN_HTTP_H
+
+#include <stddef.h>
+
+struct lws;
+struct server;
+
+typedef struct http_exchange http_exchange;
+
+/* The WebSocket subprotocol name for STOMP version 10, 11 or 12. The string
+ * is the one registered with lws (see http.c for why it is writable). */
+const char *http_protocol_name(int version);
+
+/* LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: lws has chosen the subprotocol. */
+void http_upgrade_chosen(void);
+
+/* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE. Returns 0 to let the upgrade proceed,
+ * 1 after answering with an HTTP error (lws then completes the exchange). */
+int http_confirm_upgrade(struct server *srv, struct lws *wsi);
+
+/* LWS_CALLBACK_HTTP: start answering the request for `uri`. *x receives the
+ * exchange state kept until the response is written. Returns lws's
+ * convention: 0 to continue, -1 to close. */
+int http_request(struct server *srv, struct lws *wsi, http_exchange **x, const char *uri);
+
+/* LWS_CALLBACK_HTTP_BODY_COMPLETION: a request body has been read (and
+ * dropped); answer the request that carried it. */
+int http_body_done(struct server *srv, struct lws *wsi, http_exchange **x);
+
+/* LWS_CALLBACK_HTTP_WRITEABLE: write the pending body. */
+int http_writeable(struct lws *wsi, http_exchange **x);
+
+/* The exchange is over (connection closed or protocol dropped). Accepts
+ * *x == NULL. */
+void http_done(http_exchange **x);
+
+#endif

@@ -1,0 +1,125 @@
+/* main.c — lectern-server's command line.
+ *
+ * Configuration is layered: built-in defaults (the knob table), then the
+ * file given with --config, then each --set in order, then --port. Any
+ * invalid value stops the program with "where: why" before anything starts.
+ */
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: lectern-server [options]\n"
+            "\n"
+            "Lectern's STOMP 1.2-over-WebSocket server: lecture rooms are /topic/<room>.\n"
+            "One port serves the WebSocket endpoint (/ws by default) and HTTP\n"
+            "(GET /healthz, GET /metrics).\n"
+            "\n"
+            "Options:\n"
+            "  -c, --config FILE    read knobs from FILE (see config/lectern.conf)\n"
+            "  -p, --port N         listen on port N (same as --set server.port=N)\n"
+            "  -s, --set KEY=VALUE  override one knob, e.g. --set stomp.max_frame=1m;\n"
+            "                       may be repeated; applied after --config\n"
+            "      --print-config   print every knob with its default and help, as a\n"
+            "                       config file, and exit\n"
+            "      --check-config   load the configuration, report any error, and exit\n"
+            "  -V, --version        print the version and exit\n"
+            "  -h, --help           print this help and exit\n"
+            "\n"
+            "Signals: SIGTERM or SIGINT close every connection and exit 0.\n"
+            "Logs: one key=value line per event on stderr.\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "port", required_argument, NULL, 'p' },
+        { "set", required_argument, NULL, 's' },
+        { "print-config", no_argument, NULL, 'P' },
+        { "check-config", no_argument, NULL, 'C' },
+        { "version", no_argument, NULL, 'V' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    server_config conf;
+    char err[512];
+    const char *config_file = NULL, *port = NULL;
+    const char **sets = calloc((size_t)argc, sizeof *sets);
+    int nsets = 0, check_only = 0, rc = 1, opt;
+    server *srv = NULL;
+
+    memset(&conf, 0, sizeof conf);
+    while ((opt = getopt_long(argc, argv, "c:p:s:Vh", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': config_file = optarg; break;
+        case 'p': port = optarg; break;
+        case 's': sets[nsets++] = optarg; break;
+        case 'C': check_only = 1; break;
+        case 'P':
+            cfg_print(server_knobs, server_config_title, stdout);
+            rc = 0;
+            goto out;
+        case 'V':
+            printf("lectern-server %s\n", LECTERN_VERSION);
+            rc = 0;
+            goto out;
+        case 'h':
+            usage(stdout);
+            rc = 0;
+            goto out;
+        default:
+            usage(stderr);
+            rc = 2;
+            goto out;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "lectern-server: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        rc = 2;
+        goto out;
+    }
+
+    if (cfg_defaults(server_knobs, &conf, err, sizeof err) < 0 ||
+        (config_file && cfg_load_file(server_knobs, &conf, config_file, err, sizeof err) < 0))
+        goto bad_config;
+    for (int i = 0; i < nsets; i++)
+        if (cfg_set(server_knobs, &conf, sets[i], err, sizeof err) < 0)
+            goto bad_config;
+    if (port && cfg_set_value(server_knobs, &conf, "server.port", port, err, sizeof err) < 0)
+        goto bad_config;
+    if (check_only) {
+        printf("configuration ok\n");
+        rc = 0;
+        goto out;
+    }
+
+    log_init("lectern-server", log_level_parse(conf.log_level));
+    signal(SIGPIPE, SIG_IGN);
+    srv = server_create(&conf, err, sizeof err);
+    if (!srv) {
+        log_error("startup_failed", "reason=\"%s\"", err);
+        goto out;
+    }
+    rc = server_run(srv);
+    server_destroy(srv);
+    log_info("exit", "status=%d", rc);
+    goto out;
+
+bad_config:
+    fprintf(stderr, "lectern-server: configuration error: %s\n", err);
+    rc = 2;
+out:
+    cfg_free(server_knobs, &conf);
+    free(sets);
+    return rc;
+}

@@ -1,0 +1,43 @@
+/* metrics.h — the server's counters and their Prometheus rendering.
+ *
+ * Counters are plain fields bumped on the event loop (single-threaded, so no
+ * atomics). Gauges that are properties of live state (connections, rooms,
+ * subscriptions) are not stored here but read at render time, so they can
+ * never drift from the truth.
+ */
+#ifndef LECTERN_METRICS_H
+#define LECTERN_METRICS_H
+
+#include <stdint.h>
+
+#include "buf.h"
+#include "stomp.h"
+
+typedef struct metrics {
+    uint64_t connections_opened;
+    uint64_t connections_closed;
+    uint64_t frames_in[STOMP_CMD_COUNT];   /* [STOMP_CMD_NONE] counts heart-beats */
+    uint64_t bytes_in;
+    uint64_t ws_messages_out;              /* WebSocket messages written */
+    uint64_t bytes_out;
+    uint64_t messages_published;           /* SENDs accepted for delivery */
+    uint64_t deliveries_local;             /* MESSAGE frames queued to local subscribers */
+    uint64_t receipts;
+    uint64_t stomp_errors;                 /* ERROR frames sent */
+    uint64_t heartbeat_timeouts;
+    uint64_t connect_timeouts;
+    uint64_t slow_consumers;
+    uint64_t http_requests;
+} metrics;
+
+typedef struct metrics_gauges {
+    uint64_t connections;
+    uint64_t rooms;
+    uint64_t subscriptions;
+    uint64_t pending_bytes;
+} metrics_gauges;
+
+/* Append the Prometheus text exposition (version 0.0.4) to out. */
+void metrics_render(const metrics *m, const metrics_gauges *g, buf *out);
+
+#endif

@@ -1,0 +1,55 @@
+/* server.h — one lectern-server process: its event loop and what hangs off it.
+ *
+ * The server owns the libuv loop, the libwebsockets context running on it
+ * (one port: WebSocket STOMP and HTTP), the room index, the relay, the
+ * session set and the metrics. The accessors below are for the server's own
+ * modules (session, http), which run on the same loop.
+ */
+#ifndef LECTERN_SERVER_H
+#define LECTERN_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "metrics.h"
+#include "relay.h"
+#include "room.h"
+#include "session.h"
+#include "stomp.h"
+
+#define LECTERN_VERSION "0.1.0"
+
+typedef struct server server;
+
+/* Create the loop and the lws context and start listening. conf is borrowed
+ * and must outlive the server. Returns NULL with a reason in err. */
+server *server_create(const server_config *conf, char *err, size_t errlen);
+
+/* Run until SIGTERM or SIGINT, then close every connection and return 0. */
+int server_run(server *srv);
+
+/* Accepts NULL. */
+void server_destroy(server *srv);
+
+/* The port actually listened on (differs from the knob when it is 0). */
+int server_port(const server *srv);
+
+const server_config *server_conf(const server *srv);
+metrics *server_metrics(server *srv);
+stomp_parser *server_parser(server *srv);
+room_index *server_rooms(server *srv);
+relay *server_relay(server *srv);
+session_set *server_sessions(server *srv);
+uint64_t server_now_ms(const server *srv);
+uint64_t server_next_session_id(server *srv);
+
+/* The write buffer shared by all connections (the loop is single-threaded
+ * and a write completes within one callback): LWS_PRE bytes of headroom
+ * then *cap usable bytes. */
+unsigned char *server_scratch(server *srv, size_t *cap);
+
+/* Snapshot of the live-state gauges. */
+void server_gauges(server *srv, metrics_gauges *g);
+
+#endif

@@ -1,0 +1,1043 @@
+/* session.c — the STOMP state machine of one WebSocket connection.
+ *
+ * States: AWAIT_CONNECT (only CONNECT/STOMP and heart-beats are accepted),
+ * CONNECTED, CLOSING (an ERROR or the DISCONNECT receipt is being flushed;
+ * input is ignored; the connection closes once the queue is empty).
+ *
+ * Input. Bytes from lws are parsed straight out of lws's buffer when nothing
+ * is left over from before (the common case: whole frames per WebSocket
+ * message), and only an incomplete tail is copied into s->rx. The buffer is
+ * released as soon as it empties, so idle connections hold no input memory.
+ *
+ * Output. The queue is a ring of (msg, subscription) pairs: a reference to a
+ * shared, already-encoded block plus, for MESSAGE blocks, the subscription
+ * whose "MESSAGE\nsubscription:<id>\n" prefix goes in front. On each writable
+ * callback the writer packs queued frames of the same kind (text or binary)
+ * into one WebSocket message of at most websocket.write_max bytes, so a burst
+ * to one connection costs one send(), not one per frame. A frame larger than
+ * that is sent as a fragmented message across several callbacks. Write
+ * interest is requested at most once per flush (s->armed), which keeps
+ * epoll_ctl off the fan-out path.
+ *
+ * Invariants: s->pending is the sum of the sizes of the queued entries minus
+ * s->frag_off; every queued entry holds one reference to its msg; a queued
+ * subscription pointer is live (unsubscribing scrubs it from the queue).
+ *
+ * Transactions buffer deep copies of their frames (stomp_frame_clone) and
+ * replay them through the normal handlers on COMMIT.
+ */
+#include "session.h"
+
+#include "config.h"
+#include "log.h"
+#include "mem.h"
+#include "relay.h"
+#include "room.h"
+#include "server.h"
+#include "stomp.h"
+#include "utf8.h"
+
+#include <libwebsockets.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { SESSION_AWAIT_CONNECT, SESSION_CONNECTED, SESSION_CLOSING };
+
+typedef struct outq_entry {
+    msg *m;
+    subscription *sub;      /* MESSAGE: whose prefix to write; NULL otherwise */
+} outq_entry;
+
+typedef struct txn {
+    struct txn *next;
+    stomp_frame **frames;
+    size_t n, cap;
+    size_t bytes;
+    size_t name_len;
+    char name[];
+} txn;
+
+struct session {
+    session *prev, *next;        /* the set's list */
+    session *reap_next;          /* the set's list of closes to perform */
+    session_set *set;
+    struct server *srv;
+    struct lws *wsi;
+    uint64_t id;
+    uint64_t created_ms, last_rx_ms, last_tx_ms;
+    uint32_t hb_send_ms;         /* we send a heart-beat after this much silence */
+    uint32_t hb_recv_ms;         /* the peer promised to send at least this often */
+    uint8_t state;
+    uint8_t version;             /* stomp_version once connected */
+    bool armed;                  /* writable callback requested and not yet run */
+    bool dead;                   /* closing: queue nothing more, write nothing */
+    bool reap_queued;            /* on the set's reap list */
+    uint16_t close_code;
+    const char *close_reason;    /* static text for the close frame */
+    buf rx;                      /* incomplete input carried between callbacks */
+    outq_entry *q;
+    uint32_t qcap, qhead, qlen;
+    size_t pending;
+    size_t frag_off;             /* bytes of the head entry already written */
+    subscription *subs;
+    uint32_t nsubs;
+    uint32_t ntxns;
+    txn *txns;
+};
+
+struct session_set {
+    session *head;
+    size_t count;
+    session *reap;               /* sessions whose close is due */
+};
+
+/* --- the set ----------------------------------------------------------- */
+
+session_set *session_set_create(void)
+{
+    return xcalloc(1, sizeof(session_set));
+}
+
+void session_set_destroy(session_set *set)
+{
+    free(set);
+}
+
+void session_set_gauges(const session_set *set, metrics_gauges *g)
+{
+    g->connections = set->count;
+    g->subscriptions = 0;
+    g->pending_bytes = 0;
+    for (const session *s = set->head; s; s = s->next) {
+        g->subscriptions += s->nsubs;
+        g->pending_bytes += s->pending;
+    }
+}
+
+/* --- output queue -------------------------------------------------------- */
+
+static size_t entry_size(const outq_entry *e)
+{
+    size_t n = e->m->len;
+    if (e->sub) {
+        n += e->sub->prefix_len;
+        if (e->sub->ack != SUB_ACK_AUTO)
+            n += 5 + e->m->id_len;          /* "ack:" id "\n" */
+    }
+    return n;
+}
+
+static bool entry_binary(const outq_entry *e)
+{
+    return e->m->binary || (e->sub && !e->sub->utf8);
+}
+
+/* Copy bytes [off, off+n) of the entry's logical frame into dst. The frame
+ * is the concatenation of: subscription prefix, "ack:<id>\n" (client ack
+ * modes), the shared block. */
+static void entry_copy(const outq_entry *e, size_t off, size_t n, unsigned char *dst)
+{
+    struct { const char *p; size_t len; } seg[5];
+    size_t ns = 0;
+    if (e->sub) {
+        seg[ns].p = e->sub->prefix; seg[ns++].len = e->sub->prefix_len;
+        if (e->sub->ack != SUB_ACK_AUTO) {
+            seg[ns].p = "ack:"; seg[ns++].len = 4;
+            seg[ns].p = e->m->id; seg[ns++].len = e->m->id_len;
+            seg[ns].p = "\n"; seg[ns++].len = 1;
+        }
+    }
+    seg[ns].p = e->m->data; seg[ns++].len = e->m->len;
+    for (size_t i = 0; i < ns && n; i++) {
+        if (off >= seg[i].len) {
+            off -= seg[i].len;
+            continue;
+        }
+        size_t take = seg[i].len - off;
+        if (take > n)
+            take = n;
+        memcpy(dst, seg[i].p + off, take);
+        dst += take;
+        n -= take;
+        off = 0;
+    }
+}
+
+static void session_arm(session *s)
+{
+    if (!s->armed && !s->dead) {
+        s->armed = true;
+        lws_callback_on_writable(s->wsi);
+    }
+}
+
+static void session_push(session *s, msg *m, subscription *sub)
+{
+    if (s->qlen == s->qcap) {
+        uint32_t ncap = s->qcap ? s->qcap * 2 : 8;
+        outq_entry *nq = xmalloc(ncap * sizeof *nq);
+        for (uint32_t i = 0; i < s->qlen; i++)
+            nq[i] = s->q[(s->qhead + i) % s->qcap];
+        free(s->q);
+        s->q = nq;
+        s->qcap = ncap;
+        s->qhead = 0;
+    }
+    outq_entry *e = &s->q[(s->qhead + s->qlen++) % s->qcap];
+    e->m = msg_ref(m);
+    e->sub = sub;
+    s->pending += entry_size(e);
+    session_arm(s);
+}
+
+static void session_pop(session *s)
+{
+    outq_entry *e = &s->q[s->qhead];
+    s->pending -= entry_size(e) - s->frag_off;
+    s->frag_off = 0;
+    msg_unref(e->m);
+    s->qhead = (s->qhead + 1) % s->qcap;
+    if (--s->qlen == 0) {
+        /* An idle connection keeps no queue memory. */
+        free(s->q);
+        s->q = NULL;
+        s->qcap = s->qhead = 0;
+    }
+}
+
+static void session_push_frame(session *s, buf *b)
+{
+    msg *m = msg_create(MSG_FRAME, b);
+    session_push(s, m, NULL);
+    msg_unref(m);
+}
+
+/* Closing. lws must not close a connection from inside another
+ * connection's callback, and Debian's lws 4.1.6 (built with _DEBUG) turns a
+ * close requested by a callback's return value into an abrupt one: its
+ * "uv repeat test" closes twice in a row and the second close skips the close
+ * frame. So a session never closes itself on the spot: it is put on the
+ * set's reap list and session_set_reap(), run by the server after each loop
+ * iteration's I/O (outside every lws callback), closes it synchronously.
+ * With a close reason prepared the close is polite (lws sends the close
+ * frame and waits for the peer's); without one it is immediate, which is
+ * right for peers that stopped reading or beating. */
+static void session_schedule_close(session *s)
+{
+    if (s->dead)
+        return;
+    s->dead = true;
+    s->state = SESSION_CLOSING;
+    s->reap_queued = true;
+    s->reap_next = s->set->reap;
+    s->set->reap = s;
+}
+
+static void session_kill(session *s, const char *why)
+{
+    if (s->dead)
+        return;
+    log_debug("conn_kill", "conn=%llu reason=%s", (unsigned long long)s->id, why);
+    session_schedule_close(s);
+}
+
+void session_set_reap(session_set *set)
+{
+    while (set->reap) {
+        session *s = set->reap;
+        set->reap = s->reap_next;
+        s->reap_queued = false;
+        /* May run LWS_CALLBACK_CLOSED, and so session_destroy(s), now. */
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+    }
+}
+
+/* Close with a WebSocket close frame carrying s->close_code. */
+static void session_close_politely(session *s)
+{
+    if (s->dead)
+        return;
+    const char *why = s->close_reason ? s->close_reason : "";
+    lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,
+                     (unsigned char *)(uintptr_t)why, strlen(why));
+    session_schedule_close(s);
+}
+
+void session_deliver(subscription *sub, msg *m)
+{
+    session *s = sub->session;
+    if (s->state != SESSION_CONNECTED)
+        return;
+    const server_config *c = server_conf(s->srv);
+    outq_entry probe = { m, sub };
+    if (s->pending + entry_size(&probe) > c->max_pending) {
+        server_metrics(s->srv)->slow_consumers++;
+        log_info("slow_consumer", "conn=%llu pending=%zu limit=%zu",
+                 (unsigned long long)s->id, s->pending, c->max_pending);
+        session_kill(s, "slow_consumer");
+        return;
+    }
+    session_push(s, m, sub);
+}
+
+int session_flush(session *s)
+{
+    s->armed = false;
+    if (s->dead)
+        return 0;       /* a close is already under way */
+    if (s->qlen == 0) {
+        if (s->state == SESSION_CLOSING)
+            session_close_politely(s);
+        return 0;
+    }
+
+    size_t cap;
+    unsigned char *base = server_scratch(s->srv, &cap);
+    unsigned char *out = base + LWS_PRE;
+    metrics *mt = server_metrics(s->srv);
+    outq_entry *head = &s->q[s->qhead];
+    bool binary = entry_binary(head);
+    size_t used = 0;
+    int flags;
+
+    size_t hsize = entry_size(head);
+    if (s->frag_off || hsize > cap) {
+        /* One frame larger than a message: send it in fragments. */
+        size_t left = hsize - s->frag_off;
+        size_t take = left > cap ? cap : left;
+        entry_copy(head, s->frag_off, take, out);
+        flags = s->frag_off ? LWS_WRITE_CONTINUATION
+                            : (binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+        if (take < left)
+            flags |= LWS_WRITE_NO_FIN;
+        used = take;
+        if (take < left) {
+            s->frag_off += take;
+            s->pending -= take;
+        } else {
+            session_pop(s);
+        }
+    } else {
+        while (s->qlen) {
+            outq_entry *e = &s->q[s->qhead];
+            size_t n = entry_size(e);
+            if (entry_binary(e) != binary || used + n > cap)
+                break;
+            entry_copy(e, 0, n, out + used);
+            used += n;
+            session_pop(s);
+        }
+        flags = binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
+    }
+
+    if (lws_write(s->wsi, out, used, (enum lws_write_protocol)flags) < (int)used)
+        return -1;
+    mt->ws_messages_out++;
+    mt->bytes_out += used;
+    s->last_tx_ms = server_now_ms(s->srv);
+    /* More to write, or a close to perform after lws has sent these bytes. */
+    if (s->qlen || s->state == SESSION_CLOSING)
+        session_arm(s);
+    return 0;
+}
+
+/* --- frames we send ------------------------------------------------------- */
+
+static bool session_escapes(const session *s)
+{
+    return s->version >= STOMP_V11;
+}
+
+static void session_receipt(session *s, const stomp_frame *f)
+{
+    const stomp_str *r = stomp_frame_header(f, "receipt");
+    if (!r)
+        return;
+    buf b;
+    buf_init(&b);
+    stomp_put_command(&b, STOMP_CMD_RECEIPT);
+    stomp_put_header(&b, "receipt-id", 10, r->p, r->len, session_escapes(s));
+    stomp_put_body(&b, NULL, 0);
+    session_push_frame(s, &b);
+    buf_deinit(&b);
+    server_metrics(s->srv)->receipts++;
+}
+
+/* Queue ERROR and close once it is written. `message` is the short summary
+ * for the header; `detail` (may be NULL) goes in the body. `extra` is an
+ * optional additional "name:value" header, unescaped. */
+static void session_error_x(session *s, const stomp_frame *f, const char *message,
+                            const char *detail, size_t detail_len, const char *extra_name,
+                            const char *extra_value)
+{
+    if (s->state == SESSION_CLOSING)
+        return;
+    bool esc = session_escapes(s);
+    buf b;
+    buf_init(&b);
+    stomp_put_command(&b, STOMP_CMD_ERROR);
+    stomp_put_header_str(&b, "message", message, esc);
+    if (f) {
+        const stomp_str *r = stomp_frame_header(f, "receipt");
+        if (r)
+            stomp_put_header(&b, "receipt-id", 10, r->p, r->len, esc);
+    }
+    if (extra_name)
+        stomp_put_header_str(&b, extra_name, extra_value, esc);
+    stomp_put_header_str(&b, "content-type", "text/plain", esc);
+    if (!detail) {
+        detail = message;
+        detail_len = strlen(message);
+    }
+    buf_append_str(&b, "content-length:");
+    buf_append_u64(&b, detail_len);
+    buf_append_char(&b, '\n');
+    stomp_put_body(&b, detail, detail_len);
+    session_push_frame(s, &b);
+    buf_deinit(&b);
+
+    char q[256];
+    log_info("stomp_error", "conn=%llu command=%s message=%s", (unsigned long long)s->id,
+             f ? stomp_command_name(f->command) : "-",
+             log_q(q, sizeof q, message, strlen(message)));
+    server_metrics(s->srv)->stomp_errors++;
+    s->state = SESSION_CLOSING;
+    s->close_code = LWS_CLOSE_STATUS_PROTOCOL_ERR;
+    s->close_reason = "STOMP ERROR";
+}
+
+static void session_error(session *s, const stomp_frame *f, const char *message,
+                          const char *detail)
+{
+    session_error_x(s, f, message, detail, detail ? strlen(detail) : 0, NULL, NULL);
+}
+
+/* ERROR whose body is a fixed text followed by a client-supplied value. */
+static void session_error_with(session *s, const stomp_frame *f, const char *message,
+                               const char *text, const stomp_str *value)
+{
+    buf body;
+    buf_init(&body);
+    buf_append_str(&body, text);
+    buf_append(&body, value->p, value->len);
+    session_error_x(s, f, message, body.data, body.len, NULL, NULL);
+    buf_deinit(&body);
+}
+
+static const stomp_str *session_require(session *s, const stomp_frame *f, const char *name)
+{
+    const stomp_str *v = stomp_frame_header(f, name);
+    if (!v) {
+        char detail[160];
+        snprintf(detail, sizeof detail, "%s frame requires the '%s' header",
+                 stomp_command_name(f->command), name);
+        session_error(s, f, "Missing header", detail);
+    }
+    return v;
+}
+
+/* --- CONNECT -------------------------------------------------------------- */
+
+/* "a,b" with decimal a, b -> 0; -1 when malformed. */
+static int parse_heartbeat(const stomp_str *v, uint64_t *cx, uint64_t *cy)
+{
+    uint64_t a = 0, b = 0;
+    size_t i = 0, digits = 0;
+    for (; i < v->len && v->p[i] >= '0' && v->p[i] <= '9'; i++, digits++)
+        if ((a = a * 10 + (uint64_t)(v->p[i] - '0')) > 0xffffffffULL)
+            return -1;
+    if (!digits || i == v->len || v->p[i] != ',')
+        return -1;
+    i++;
+    digits = 0;
+    for (; i < v->len && v->p[i] >= '0' && v->p[i] <= '9'; i++, digits++)
+        if ((b = b * 10 + (uint64_t)(v->p[i] - '0')) > 0xffffffffULL)
+            return -1;
+    if (!digits || i != v->len)
+        return -1;
+    *cx = a;
+    *cy = b;
+    return 0;
+}
+
+/* Highest version in the comma-separated accept-version list, 0 if none. */
+static int pick_version(const stomp_str *v)
+{
+    int best = 0;
+    size_t i = 0;
+    while (i <= v->len) {
+        size_t j = i;
+        while (j < v->len && v->p[j] != ',')
+            j++;
+        const char *t = v->p + i;
+        size_t n = j - i;
+        while (n && t[0] == ' ') { t++; n--; }
+        while (n && t[n - 1] == ' ') n--;
+        int ver = 0;
+        if (n == 3 && !memcmp(t, "1.2", 3)) ver = STOMP_V12;
+        else if (n == 3 && !memcmp(t, "1.1", 3)) ver = STOMP_V11;
+        else if (n == 3 && !memcmp(t, "1.0", 3)) ver = STOMP_V10;
+        if (ver > best)
+            best = ver;
+        i = j + 1;
+    }
+    return best;
+}
+
+static void on_connect(session *s, const stomp_frame *f)
+{
+    const server_config *c = server_conf(s->srv);
+
+    if (s->state != SESSION_AWAIT_CONNECT) {
+        session_error(s, f, "Already connected", "CONNECT was sent twice on one connection");
+        return;
+    }
+    const stomp_str *av = stomp_frame_header(f, "accept-version");
+    int version = av ? pick_version(av) : STOMP_V10;
+    if (!version) {
+        session_error_x(s, f, "Supported protocol versions are 1.0,1.1,1.2",
+                        "None of the versions in accept-version is supported.", 52,
+                        "version", "1.0,1.1,1.2");
+        return;
+    }
+    s->version = (uint8_t)version;
+
+    uint64_t cx = 0, cy = 0;
+    const stomp_str *hb = stomp_frame_header(f, "heart-beat");
+    if (hb && parse_heartbeat(hb, &cx, &cy) < 0) {
+        session_error_with(s, f, "Invalid heart-beat header",
+                           "heart-beat must be two integers \"cx,cy\"; got: ", hb);
+        return;
+    }
+    /* STOMP 1.2 "Heart-beating": each direction runs at the larger of what
+     * one side can do and the other wants, or not at all if either is 0. */
+    uint64_t sx = (uint64_t)c->hb_send_ms, sy = (uint64_t)c->hb_recv_ms;
+    s->hb_send_ms = (sx && cy) ? (uint32_t)(sx > cy ? sx : cy) : 0;
+    s->hb_recv_ms = (cx && sy) ? (uint32_t)(cx > sy ? cx : sy) : 0;
+
+    char hbv[32], sid[32];
+    snprintf(hbv, sizeof hbv, "%u,%u", s->hb_send_ms, s->hb_recv_ms);
+    snprintf(sid, sizeof sid, "%llu", (unsigned long long)s->id);
+    buf b;
+    buf_init(&b);
+    stomp_put_command(&b, STOMP_CMD_CONNECTED);
+    stomp_put_header_str(&b, "version", version == STOMP_V12 ? "1.2" :
+                                        version == STOMP_V11 ? "1.1" : "1.0", false);
+    stomp_put_header_str(&b, "heart-beat", hbv, false);
+    stomp_put_header_str(&b, "server", "Lectern/" LECTERN_VERSION, false);
+    stomp_put_header_str(&b, "session", sid, false);
+    stomp_put_body(&b, NULL, 0);
+    session_push_frame(s, &b);
+    buf_deinit(&b);
+    s->state = SESSION_CONNECTED;
+    log_debug("stomp_connected", "conn=%llu version=%d hb_send=%u hb_recv=%u",
+              (unsigned long long)s->id, version, s->hb_send_ms, s->hb_recv_ms);
+}
+
+/* --- destinations, subscriptions ------------------------------------------ */
+
+/* Validate a destination header; on failure an ERROR is queued. */
+static bool session_room(session *s, const stomp_frame *f, const stomp_str *dest,
+                         stomp_str *name)
+{
+    int r = room_destination(dest, (size_t)server_conf(s->srv)->max_room_name, name);
+    if (r == ROOM_DEST_UNKNOWN) {
+        session_error_with(s, f, "Unknown destination",
+                           "Destinations are /topic/<room>; unknown destination: ", dest);
+        return false;
+    }
+    if (r == ROOM_DEST_INVALID) {
+        session_error_with(s, f, "Invalid destination",
+                           "Room names are 1 to stomp.max_room_name characters of "
+                           "A-Z a-z 0-9 . _ ~ -; invalid destination: ", dest);
+        return false;
+    }
+    return true;
+}
+
+static subscription *session_find_sub(session *s, const char *id, size_t len)
+{
+    for (subscription *sub = s->subs; sub; sub = sub->next)
+        if (sub->id_len == len && !memcmp(sub->id, id, len))
+            return sub;
+    return NULL;
+}
+
+static void on_subscribe(session *s, const stomp_frame *f)
+{
+    const server_config *c = server_conf(s->srv);
+    const stomp_str *dest = session_require(s, f, "destination");
+    if (!dest)
+        return;
+    const stomp_str *id = stomp_frame_header(f, "id");
+    if (!id) {
+        if (s->version != STOMP_V10) {
+            session_require(s, f, "id");
+            return;
+        }
+        id = dest;      /* STOMP 1.0: the destination identifies the subscription */
+    }
+    stomp_str name;
+    if (!session_room(s, f, dest, &name))
+        return;
+    if (session_find_sub(s, id->p, id->len)) {
+        session_error_with(s, f, "Duplicate subscription id",
+                           "This connection already has a subscription with id: ", id);
+        return;
+    }
+    if (s->nsubs >= (uint32_t)c->max_subscriptions) {
+        session_error(s, f, "Too many subscriptions",
+                      "This connection reached stomp.max_subscriptions.");
+        return;
+    }
+    uint8_t ack = SUB_ACK_AUTO;
+    const stomp_str *am = stomp_frame_header(f, "ack");
+    if (am) {
+        if (stomp_str_eq(am, "auto"))
+            ack = SUB_ACK_AUTO;
+        else if (stomp_str_eq(am, "client"))
+            ack = SUB_ACK_CLIENT;
+        else if (stomp_str_eq(am, "client-individual"))
+            ack = SUB_ACK_CLIENT_INDIVIDUAL;
+        else {
+            session_error_with(s, f, "Invalid ack mode",
+                               "ack must be auto, client or client-individual; got: ", am);
+            return;
+        }
+    }
+
+    static const char head[] = "MESSAGE\nsubscription:";
+    bool esc = session_escapes(s);
+    size_t idesc = esc ? stomp_escaped_len(id->p, id->len) : id->len;
+    size_t plen = sizeof head - 1 + idesc + 1;
+    subscription *sub = xmalloc(sizeof *sub + plen + id->len);
+    memcpy(sub->prefix, head, sizeof head - 1);
+    char *p = sub->prefix + sizeof head - 1;
+    if (esc)
+        p = stomp_escape(p, id->p, id->len);
+    else {
+        memcpy(p, id->p, id->len);
+        p += id->len;
+    }
+    *p++ = '\n';
+    sub->prefix_len = plen;
+    sub->id = p;
+    memcpy(sub->id, id->p, id->len);
+    sub->id_len = id->len;
+    sub->session = s;
+    sub->room = NULL;
+    sub->slot = 0;
+    sub->ack = ack;
+    sub->utf8 = utf8_valid(id->p, id->len);
+    sub->next = s->subs;
+    s->subs = sub;
+    s->nsubs++;
+    room_join(server_rooms(s->srv), name.p, name.len, sub);
+    session_receipt(s, f);
+}
+
+/* Remove every queued delivery for sub (it must not be written after the
+ * UNSUBSCRIBE, and its memory is about to go). */
+static void session_scrub(session *s, subscription *sub)
+{
+    uint32_t w = 0, n = s->qlen;
+    if (!n)
+        return;
+    outq_entry *kept = xmalloc(n * sizeof *kept);
+    for (uint32_t i = 0; i < n; i++) {
+        outq_entry *e = &s->q[(s->qhead + i) % s->qcap];
+        /* A partly written (fragmented) head must be finished, or the
+         * WebSocket message would be cut in the middle. */
+        if (e->sub == sub && !(i == 0 && s->frag_off)) {
+            s->pending -= entry_size(e);
+            msg_unref(e->m);
+        } else {
+            kept[w++] = *e;
+        }
+    }
+    if (w && kept[0].sub == sub) {
+        /* The fragmented head stays; give it its own copy of the prefix by
+         * detaching it from the subscription: write it as a plain frame. */
+        buf b;
+        buf_init(&b);
+        buf_reserve(&b, entry_size(&kept[0]));
+        entry_copy(&kept[0], 0, entry_size(&kept[0]), (unsigned char *)b.data);
+        b.len = entry_size(&kept[0]);
+        msg *m = msg_create(MSG_FRAME, &b);
+        buf_deinit(&b);
+        msg_unref(kept[0].m);
+        kept[0].m = m;
+        kept[0].sub = NULL;
+    }
+    free(s->q);
+    s->q = kept;
+    s->qcap = n;
+    s->qhead = 0;
+    s->qlen = w;
+    if (!w) {
+        free(s->q);
+        s->q = NULL;
+        s->qcap = 0;
+    }
+}
+
+static void session_drop_sub(session *s, subscription *sub)
+{
+    room_leave(server_rooms(s->srv), sub);
+    session_scrub(s, sub);
+    for (subscription **pp = &s->subs; *pp; pp = &(*pp)->next) {
+        if (*pp == sub) {
+            *pp = sub->next;
+            break;
+        }
+    }
+    s->nsubs--;
+    free(sub);
+}
+
+static void on_unsubscribe(session *s, const stomp_frame *f)
+{
+    const stomp_str *id = stomp_frame_header(f, "id");
+    if (!id && s->version == STOMP_V10)
+        id = stomp_frame_header(f, "destination");
+    if (!id) {
+        session_require(s, f, "id");
+        return;
+    }
+    subscription *sub = session_find_sub(s, id->p, id->len);
+    if (!sub) {
+        session_error_with(s, f, "Unknown subscription",
+                           "No subscription on this connection has id: ", id);
+        return;
+    }
+    session_drop_sub(s, sub);
+    session_receipt(s, f);
+}
+
+/* --- SEND, ACK ------------------------------------------------------------ */
+
+static txn *session_find_txn(session *s, const stomp_str *name)
+{
+    for (txn *t = s->txns; t; t = t->next)
+        if (t->name_len == name->len && !memcmp(t->name, name->p, name->len))
+            return t;
+    return NULL;
+}
+
+/* A frame naming a transaction is buffered in it. Returns true when the
+ * frame was consumed (buffered, or rejected with an ERROR). */
+static bool session_buffer_in_txn(session *s, const stomp_frame *f)
+{
+    const stomp_str *tn = stomp_frame_header(f, "transaction");
+    if (!tn)
+        return false;
+    txn *t = session_find_txn(s, tn);
+    if (!t) {
+        session_error_with(s, f, "Unknown transaction",
+                           "No transaction was begun with the name: ", tn);
+        return true;
+    }
+    size_t fp = stomp_frame_footprint(f);
+    if (t->bytes + fp > server_conf(s->srv)->max_transaction_bytes) {
+        session_error(s, f, "Transaction too large",
+                      "The transaction would exceed stomp.max_transaction_bytes.");
+        return true;
+    }
+    if (t->n == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 4;
+        t->frames = xrealloc(t->frames, t->cap * sizeof *t->frames);
+    }
+    t->frames[t->n++] = stomp_frame_clone(f);
+    t->bytes += fp;
+    session_receipt(s, f);
+    return true;
+}
+
+static void send_publish(session *s, const stomp_frame *f, const stomp_str *name)
+{
+    relay_publish(server_relay(s->srv), name, f);
+}
+
+static void on_send(session *s, const stomp_frame *f)
+{
+    const stomp_str *dest = session_require(s, f, "destination");
+    if (!dest)
+        return;
+    stomp_str name;
+    if (!session_room(s, f, dest, &name))
+        return;
+    if (session_buffer_in_txn(s, f))
+        return;
+    send_publish(s, f, &name);
+    session_receipt(s, f);
+}
+
+static bool ack_headers_ok(session *s, const stomp_frame *f)
+{
+    if (s->version == STOMP_V12)
+        return session_require(s, f, "id") != NULL;
+    if (!session_require(s, f, "message-id"))
+        return false;
+    return s->version == STOMP_V10 || session_require(s, f, "subscription") != NULL;
+}
+
+/* Topic messages are not redelivered, so ACK and NACK change nothing; they
+ * are checked for the headers the negotiated version requires. */
+static void on_ack(session *s, const stomp_frame *f)
+{
+    if (!ack_headers_ok(s, f))
+        return;
+    if (session_buffer_in_txn(s, f))
+        return;
+    session_receipt(s, f);
+}
+
+/* --- transactions --------------------------------------------------------- */
+
+static void txn_free(txn *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        stomp_frame_free(t->frames[i]);
+    free(t->frames);
+    free(t);
+}
+
+static txn *session_unlink_txn(session *s, txn *t)
+{
+    for (txn **pp = &s->txns; *pp; pp = &(*pp)->next) {
+        if (*pp == t) {
+            *pp = t->next;
+            s->ntxns--;
+            break;
+        }
+    }
+    return t;
+}
+
+static void on_begin(session *s, const stomp_frame *f)
+{
+    const stomp_str *tn = session_require(s, f, "transaction");
+    if (!tn)
+        return;
+    if (session_find_txn(s, tn)) {
+        session_error_with(s, f, "Duplicate transaction",
+                           "A transaction with this name is already open: ", tn);
+        return;
+    }
+    if (s->ntxns >= (uint32_t)server_conf(s->srv)->max_transactions) {
+        session_error(s, f, "Too many transactions",
+                      "This connection reached stomp.max_transactions.");
+        return;
+    }
+    txn *t = xcalloc(1, sizeof *t + tn->len);
+    memcpy(t->name, tn->p, tn->len);
+    t->name_len = tn->len;
+    t->next = s->txns;
+    s->txns = t;
+    s->ntxns++;
+    session_receipt(s, f);
+}
+
+static void on_commit_or_abort(session *s, const stomp_frame *f)
+{
+    const stomp_str *tn = session_require(s, f, "transaction");
+    if (!tn)
+        return;
+    txn *t = session_find_txn(s, tn);
+    if (!t) {
+        session_error_with(s, f, "Unknown transaction",
+                           "No transaction was begun with the name: ", tn);
+        return;
+    }
+    session_unlink_txn(s, t);
+    if (f->command == STOMP_CMD_COMMIT) {
+        for (size_t i = 0; i < t->n; i++) {
+            const stomp_frame *bf = t->frames[i];
+            if (bf->command != STOMP_CMD_SEND)
+                continue;     /* buffered ACK/NACK: nothing to apply */
+            stomp_str name;
+            const stomp_str *dest = stomp_frame_header(bf, "destination");
+            room_destination(dest, (size_t)server_conf(s->srv)->max_room_name, &name);
+            send_publish(s, bf, &name);
+        }
+    }
+    txn_free(t);
+    session_receipt(s, f);
+}
+
+/* --- dispatch ------------------------------------------------------------- */
+
+static void on_disconnect(session *s, const stomp_frame *f)
+{
+    session_receipt(s, f);
+    s->state = SESSION_CLOSING;
+    s->close_code = LWS_CLOSE_STATUS_NORMAL;
+    s->close_reason = "DISCONNECT";
+}
+
+static void session_handle(session *s, const stomp_frame *f)
+{
+    if (s->state == SESSION_AWAIT_CONNECT && f->command != STOMP_CMD_CONNECT &&
+        f->command != STOMP_CMD_STOMP) {
+        session_error(s, f, "Not connected", "The first frame must be CONNECT or STOMP.");
+        return;
+    }
+    switch (f->command) {
+    case STOMP_CMD_CONNECT:
+    case STOMP_CMD_STOMP:       on_connect(s, f); break;
+    case STOMP_CMD_SEND:        on_send(s, f); break;
+    case STOMP_CMD_SUBSCRIBE:   on_subscribe(s, f); break;
+    case STOMP_CMD_UNSUBSCRIBE: on_unsubscribe(s, f); break;
+    case STOMP_CMD_ACK:
+    case STOMP_CMD_NACK:        on_ack(s, f); break;
+    case STOMP_CMD_BEGIN:       on_begin(s, f); break;
+    case STOMP_CMD_COMMIT:
+    case STOMP_CMD_ABORT:       on_commit_or_abort(s, f); break;
+    case STOMP_CMD_DISCONNECT:  on_disconnect(s, f); break;
+    default: {
+        char detail[96];
+        snprintf(detail, sizeof detail, "%s is a server frame; clients may not send it",
+                 stomp_command_name(f->command));
+        session_error(s, f, "Unexpected frame", detail);
+        break;
+    }
+    }
+}
+
+int session_feed(session *s, void *in, size_t len)
+{
+    if (s->state == SESSION_CLOSING)
+        return 0;
+    metrics *mt = server_metrics(s->srv);
+    stomp_parser *parser = server_parser(s->srv);
+    s->last_rx_ms = server_now_ms(s->srv);
+    mt->bytes_in += len;
+
+    char *data = in;
+    size_t n = len;
+    if (s->rx.len) {
+        buf_append(&s->rx, in, len);
+        data = s->rx.data;
+        n = s->rx.len;
+    }
+    size_t off = 0;
+    while (off < n && s->state != SESSION_CLOSING) {
+        stomp_frame f;
+        stomp_version v = s->version ? (stomp_version)s->version : STOMP_V12;
+        ssize_t r = stomp_parse(parser, v, data + off, n - off, &f);
+        if (r == STOMP_AGAIN)
+            break;
+        if (r == STOMP_BAD) {
+            session_error(s, NULL, "Malformed frame", parser->err);
+            break;
+        }
+        off += (size_t)r;
+        mt->frames_in[f.command]++;
+        if (f.command != STOMP_CMD_NONE)
+            session_handle(s, &f);
+    }
+
+    if (s->state == SESSION_CLOSING || off == n) {
+        buf_deinit(&s->rx);
+    } else if (data == s->rx.data) {
+        buf_consume(&s->rx, off);
+    } else {
+        buf_append(&s->rx, data + off, n - off);
+    }
+    return 0;
+}
+
+/* --- lifecycle and timers ------------------------------------------------- */
+
+session *session_create(struct server *srv, session_set *set, struct lws *wsi)
+{
+    session *s = xcalloc(1, sizeof *s);
+    s->srv = srv;
+    s->set = set;
+    s->wsi = wsi;
+    s->id = server_next_session_id(srv);
+    s->created_ms = s->last_rx_ms = s->last_tx_ms = server_now_ms(srv);
+    s->state = SESSION_AWAIT_CONNECT;
+    s->close_code = LWS_CLOSE_STATUS_NORMAL;
+    buf_init(&s->rx);
+    s->next = set->head;
+    if (set->head)
+        set->head->prev = s;
+    set->head = s;
+    set->count++;
+    server_metrics(srv)->connections_opened++;
+    return s;
+}
+
+void session_destroy(session *s)
+{
+    if (!s)
+        return;
+    while (s->subs)
+        session_drop_sub(s, s->subs);
+    while (s->txns)
+        txn_free(session_unlink_txn(s, s->txns));
+    while (s->qlen)
+        session_pop(s);
+    free(s->q);
+    buf_deinit(&s->rx);
+    if (s->reap_queued) {
+        for (session **pp = &s->set->reap; *pp; pp = &(*pp)->reap_next) {
+            if (*pp == s) {
+                *pp = s->reap_next;
+                break;
+            }
+        }
+    }
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        s->set->head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->set->count--;
+    server_metrics(s->srv)->connections_closed++;
+    free(s);
+}
+
+static void session_tick(session *s, uint64_t now)
+{
+    const server_config *c = server_conf(s->srv);
+    if (s->dead)
+        return;
+    if (s->state == SESSION_AWAIT_CONNECT) {
+        if (now - s->created_ms >= (uint64_t)c->connect_timeout_ms) {
+            server_metrics(s->srv)->connect_timeouts++;
+            log_info("connect_timeout", "conn=%llu", (unsigned long long)s->id);
+            session_kill(s, "connect_timeout");
+        }
+        return;
+    }
+    if (s->hb_recv_ms && now - s->last_rx_ms > (uint64_t)(s->hb_recv_ms * c->hb_grace)) {
+        server_metrics(s->srv)->heartbeat_timeouts++;
+        log_info("heartbeat_timeout", "conn=%llu silent_ms=%llu", (unsigned long long)s->id,
+                 (unsigned long long)(now - s->last_rx_ms));
+        session_kill(s, "heartbeat_timeout");
+        return;
+    }
+    /* Send a little early rather than late: the tick is coarse, and the
+     * peer's timeout is a multiple of the interval anyway. */
+    uint64_t tick = 1000 / (uint64_t)c->hz;
+    if (s->hb_send_ms && s->state == SESSION_CONNECTED && s->qlen == 0 &&
+        now - s->last_tx_ms + tick >= s->hb_send_ms) {
+        session_push(s, msg_heartbeat(), NULL);
+        s->last_tx_ms = now;
+    }
+}
+
+void session_set_tick(session_set *set, uint64_t now_ms)
+{
+    for (session *s = set->head; s; s = s->next)
+        session_tick(s, now_ms);
+}
+
+uint64_t session_id(const session *s)
+{
+    return s->id;
+}

@@ -1,0 +1,79 @@
+/* session.h — one STOMP connection.
+ *
+ * A session is created when a WebSocket is established and destroyed when
+ * lws reports it closed. lws callbacks only dispatch to it:
+ *
+ *   RECEIVE          -> session_feed()    bytes in any split
+ *   SERVER_WRITEABLE -> session_flush()   write queued frames
+ *   CLOSED           -> session_destroy()
+ *
+ * Outgoing frames are queued as references to shared msg blocks and packed
+ * into as few WebSocket messages as possible when the socket is writable.
+ * Every session belongs to a session_set, which the server ticks for
+ * heart-beats and timeouts.
+ */
+#ifndef LECTERN_SESSION_H
+#define LECTERN_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "metrics.h"
+#include "msg.h"
+
+struct lws;
+struct room;
+struct server;
+
+typedef struct session session;
+typedef struct session_set session_set;
+
+enum sub_ack { SUB_ACK_AUTO, SUB_ACK_CLIENT, SUB_ACK_CLIENT_INDIVIDUAL };
+
+/* One SUBSCRIBE. Owned by its session; `room` and `slot` are maintained by
+ * room.c while the subscription is a member of a room. */
+typedef struct subscription {
+    session *session;
+    struct room *room;
+    uint32_t slot;
+    uint8_t ack;               /* enum sub_ack */
+    bool utf8;                 /* id (and so prefix) is valid UTF-8 */
+    struct subscription *next; /* the session's list */
+    size_t id_len;
+    char *id;                  /* client's id, unescaped; points into mem below */
+    size_t prefix_len;
+    char prefix[];             /* "MESSAGE\nsubscription:<escaped id>\n" then the id */
+} subscription;
+
+session_set *session_set_create(void);
+/* Accepts NULL. The set must be empty: sessions are destroyed by lws first. */
+void session_set_destroy(session_set *set);
+/* Heart-beats due, dead peers, CONNECT timeouts. now_ms: loop time. */
+void session_set_tick(session_set *set, uint64_t now_ms);
+/* Perform the closes sessions asked for. Must run outside lws callbacks
+ * (the server calls it from a libuv check handle, after each poll). */
+void session_set_reap(session_set *set);
+/* Fill the live-state gauges (connections, subscriptions, pending bytes). */
+void session_set_gauges(const session_set *set, metrics_gauges *g);
+
+/* A new session for an established WebSocket. Borrows srv and wsi. */
+session *session_create(struct server *srv, session_set *set, struct lws *wsi);
+/* Leave every room, drop queued frames, free. Accepts NULL. */
+void session_destroy(session *s);
+
+/* Consume received bytes. `in` is writable and is modified (escapes are
+ * decoded in place). Returns 0; protocol errors queue an ERROR frame and
+ * close the session after it is written. */
+int session_feed(session *s, void *in, size_t len);
+
+/* Write what is queued. Returns 0, or -1 when lws should close the
+ * connection now (after an ERROR or DISCONNECT has been flushed). */
+int session_flush(session *s);
+
+/* Queue the MESSAGE m for one subscription (called by room_deliver). */
+void session_deliver(subscription *sub, msg *m);
+
+uint64_t session_id(const session *s);
+
+#endif

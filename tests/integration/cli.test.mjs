@@ -1,0 +1,165 @@
+// The program as an operator meets it: command line, config file, HTTP
+// endpoints, logs, signals.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFile, writeFile, mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { httpGet, rawClient, repoRoot, serverBin, startServer, stompClient } from './helpers.mjs';
+
+const run = promisify(execFile);
+
+async function runServer(args) {
+  try {
+    const { stdout, stderr } = await run(serverBin, args);
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('command line', () => {
+  test('--help describes the options and exits 0', async () => {
+    const r = await runServer(['--help']);
+    assert.equal(r.code, 0);
+    for (const opt of ['--config', '--port', '--set', '--print-config', '--help'])
+      assert.ok(r.stdout.includes(opt), `help mentions ${opt}`);
+  });
+
+  test('config/lectern.conf is exactly what --print-config prints (every knob, its default, its help)', async () => {
+    const r = await runServer(['--print-config']);
+    assert.equal(r.code, 0);
+    const shipped = await readFile(path.join(repoRoot, 'config', 'lectern.conf'), 'utf8');
+    assert.equal(shipped, r.stdout, 'regenerate with: bin/lectern-server --print-config > config/lectern.conf');
+  });
+
+  test('the shipped config file loads cleanly', async () => {
+    const r = await runServer(['--config', path.join(repoRoot, 'config', 'lectern.conf'), '--check-config']);
+    assert.equal(r.code, 0, r.stderr);
+  });
+
+  test('a bad value in a config file is reported as file:line: reason, and the server does not start', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'lectern-'));
+    const file = path.join(dir, 'bad.conf');
+    await writeFile(file, '[server]\nport = 1\n\n[stomp]\nmax_headers = lots\n');
+    const r = await runServer(['--config', file]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:5: stomp\\.max_headers = 'lots': not an integer`));
+  });
+
+  test('unknown knobs and sections are errors', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'lectern-'));
+    const file = path.join(dir, 'unknown.conf');
+    await writeFile(file, '[nosuch]\nknob = 1\n');
+    assert.match((await runServer(['--config', file])).stderr, /:2: unknown knob 'nosuch\.knob'/);
+    assert.match((await runServer(['--set', 'stomp.max_frame=1x'])).stderr, /--set: stomp\.max_frame = '1x'/);
+    assert.match((await runServer(['--set', 'nonsense'])).stderr, /expected section\.key=value/);
+  });
+
+  test('a port already in use is a clear startup error', async () => {
+    const s = await startServer();
+    try {
+      const r = await runServer(['--port', String(s.port)]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /event=startup_failed reason="cannot listen on port/);
+    } finally {
+      await s.stop();
+    }
+  });
+});
+
+describe('HTTP', () => {
+  test('/healthz, /metrics, 404 and 405 on the WebSocket port', async () => {
+    const s = await startServer();
+    try {
+      const h = await httpGet(s.port, '/healthz');
+      assert.equal(h.status, 200);
+      assert.equal(JSON.parse(h.text).status, 'ok');
+      const m = await httpGet(s.port, '/metrics');
+      assert.equal(m.status, 200);
+      assert.match(m.headers.get('content-type'), /^text\/plain; version=0\.0\.4/);
+      assert.match(m.text, /^# TYPE lectern_connections gauge$/m);
+      const nf = await httpGet(s.port, '/nothing-here');
+      assert.equal(nf.status, 404);
+      assert.equal(JSON.parse(nf.text).error, 'no such resource');
+      const post = await httpGet(s.port, '/healthz', { method: 'POST', body: 'x' });
+      assert.equal(post.status, 405);
+    } finally {
+      assert.equal((await s.stop()).code, 0);
+    }
+  });
+
+  test('metrics move with traffic', async () => {
+    const s = await startServer();
+    try {
+      const { client } = await stompClient(s.wsUrl);
+      const got = [];
+      client.subscribe('/topic/metrics-room', (m) => got.push(m));
+      await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 3; i++) client.publish({ destination: '/topic/metrics-room', body: String(i) });
+      while (got.length < 3) await new Promise((r) => setTimeout(r, 10));
+      const text = (await httpGet(s.port, '/metrics')).text;
+      const val = (name) => Number(text.match(new RegExp(`^${name} (\\d+)$`, 'm'))[1]);
+      assert.equal(val('lectern_connections'), 1);
+      assert.equal(val('lectern_rooms'), 1);
+      assert.equal(val('lectern_subscriptions'), 1);
+      assert.equal(val('lectern_messages_published_total'), 3);
+      assert.equal(val('lectern_deliveries_total'), 3);
+      assert.match(text, /^lectern_frames_in_total\{command="SEND"\} 3$/m);
+      await client.deactivate();
+    } finally {
+      assert.equal((await s.stop()).code, 0);
+    }
+  });
+});
+
+describe('signals and logs', () => {
+  test('SIGTERM with open connections closes them and exits 0 promptly', async () => {
+    const s = await startServer();
+    const a = await rawClient(s.wsUrl);
+    await a.connect();
+    a.frame('SUBSCRIBE', { id: '0', destination: '/topic/bye' });
+    const b = await rawClient(s.wsUrl);
+    await b.connect();
+    const t0 = Date.now();
+    const { code } = await s.stop();
+    assert.equal(code, 0, s.logs.join('\n'));
+    assert.ok(Date.now() - t0 < 5000, 'exits within 5 s');
+    await a.waitClosed();
+    await b.waitClosed();
+    assert.ok(s.logs.some((l) => /event=shutdown reason=SIGTERM/.test(l)));
+  });
+
+  test('SIGINT also shuts down cleanly', async () => {
+    const s = await startServer();
+    s.proc.kill('SIGINT');
+    const { code } = await s.waitExit();
+    assert.equal(code, 0);
+  });
+
+  test('a second SIGTERM during shutdown does not kill the process', async () => {
+    const s = await startServer();
+    const c = await rawClient(s.wsUrl);
+    await c.connect();
+    s.proc.kill('SIGTERM');
+    s.proc.kill('SIGTERM');
+    const { code, signal } = await s.waitExit();
+    assert.equal(signal, null);
+    assert.equal(code, 0);
+  });
+
+  test('every log line is one line of key=value pairs with ts, level and event', async () => {
+    const s = await startServer();
+    const c = await rawClient(s.wsUrl);
+    await c.connect();
+    c.send('BOGUS\n\n\0'); // logs a stomp_error with client-controlled text quoted
+    await c.waitClosed();
+    await s.stop();
+    assert.ok(s.logs.length >= 3);
+    for (const line of s.logs) {
+      assert.match(line, /^ts=\S+ level=(debug|info|warn|error) prog=lectern-server event=[a-z_]+( [a-z_]+=("([^"\\]|\\.)*"|\S+))*$/, line);
+    }
+  });
+});

@@ -1,0 +1,214 @@
+// Shared helpers for the integration tests: start a real lectern-server on a
+// free port, connect real @stomp/stompjs clients (with the `ws` package as the
+// WebSocket class, as Node 20 has none), and speak raw STOMP over a plain
+// WebSocket for frames a polite client never sends.
+//
+// Servers are started from LECTERN_SERVER_BIN (the Makefile passes the
+// sanitizer build) and stopped with SIGTERM; stop() resolves with the exit
+// code, so a test can assert on a clean shutdown (ASan turns leaks into a
+// non-zero exit).
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client } from '@stomp/stompjs';
+import WebSocket from 'ws';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const repoRoot = path.resolve(here, '..', '..');
+export const serverBin = process.env.LECTERN_SERVER_BIN || path.join(repoRoot, 'bin', 'lectern-server');
+
+export function sleep(ms) {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+// Poll `check` until it returns a truthy value or the deadline passes.
+export async function waitFor(check, { timeout = 5000, interval = 20, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await sleep(interval);
+  }
+}
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export async function httpGet(port, urlPath, init) {
+  const res = await fetch(`http://127.0.0.1:${port}${urlPath}`, init);
+  return { status: res.status, headers: res.headers, text: await res.text() };
+}
+
+// Start lectern-server. `sets` are --set knob=value overrides.
+export async function startServer({ sets = {}, args = [], timeout = 10000 } = {}) {
+  const port = await freePort();
+  const argv = ['--port', String(port), ...args];
+  for (const [k, v] of Object.entries(sets)) argv.push('--set', `${k}=${v}`);
+  const proc = spawn(serverBin, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs = [];
+  let exited = null;
+  const exitPromise = new Promise((resolve) => {
+    proc.on('exit', (code, signal) => {
+      exited = { code, signal };
+      resolve(exited);
+    });
+  });
+  const collect = (chunk) => logs.push(...chunk.toString().split('\n').filter(Boolean));
+  proc.stdout.on('data', collect);
+  proc.stderr.on('data', collect);
+
+  try {
+    await waitFor(async () => {
+      if (exited) throw new Error(`server exited early (${JSON.stringify(exited)}):\n${logs.join('\n')}`);
+      try {
+        return (await httpGet(port, '/healthz')).status === 200;
+      } catch {
+        return false;
+      }
+    }, { timeout, what: 'lectern-server /healthz' });
+  } catch (e) {
+    proc.kill('SIGKILL');
+    throw e;
+  }
+
+  return {
+    port,
+    proc,
+    logs,
+    wsUrl: `ws://127.0.0.1:${port}/ws`,
+    // SIGTERM and wait; resolves with { code, signal }.
+    async stop({ timeout: t = 10000 } = {}) {
+      if (!exited) proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), t);
+      const r = await exitPromise;
+      clearTimeout(timer);
+      return r;
+    },
+    exited: () => exited,
+    // Resolves with { code, signal } once the process has exited by itself.
+    waitExit: () => exitPromise,
+  };
+}
+
+// A connected @stomp/stompjs client. Resolves once CONNECTED arrived.
+export function stompClient(wsUrl, options = {}) {
+  const { protocols = ['v12.stomp', 'v11.stomp', 'v10.stomp'], ...rest } = options;
+  return new Promise((resolve, reject) => {
+    const client = new Client({
+      webSocketFactory: () => new WebSocket(wsUrl, protocols),
+      reconnectDelay: 0,
+      heartbeatIncoming: 0,
+      heartbeatOutgoing: 0,
+      connectionTimeout: 5000,
+      ...rest,
+    });
+    client.onConnect = (frame) => resolve({ client, connected: frame });
+    client.onStompError = (frame) => reject(new Error(`STOMP ERROR: ${frame.headers.message}`));
+    client.onWebSocketError = (e) => reject(new Error(`WebSocket error: ${e.message || e}`));
+    client.activate();
+  });
+}
+
+// Collects MESSAGE frames for a subscription; `next(n)` waits for n of them.
+export function collector(client, destination, headers = {}) {
+  const messages = [];
+  const sub = client.subscribe(destination, (m) => messages.push(m), headers);
+  return {
+    sub,
+    messages,
+    async next(n, timeout = 5000) {
+      await waitFor(() => messages.length >= n, { timeout, what: `${n} messages on ${destination}` });
+      return messages.slice(0, n);
+    },
+  };
+}
+
+// --- raw STOMP over a plain WebSocket ------------------------------------
+
+// Parse a byte stream into STOMP frames (only for the tests: it trusts
+// content-length and splits headers on the first ':', undoing 1.2 escapes
+// unless the command is CONNECTED).
+export function parseFrames(bytes) {
+  const frames = [];
+  let i = 0;
+  while (i < bytes.length) {
+    if (bytes[i] === 0x0a) { frames.push({ command: 'HEARTBEAT' }); i++; continue; }
+    if (bytes[i] === 0x0d && bytes[i + 1] === 0x0a) { frames.push({ command: 'HEARTBEAT' }); i += 2; continue; }
+    const headEnd = bytes.indexOf('\n\n', i) >= 0 ? bytes.indexOf('\n\n', i) : -1;
+    if (headEnd < 0) break;
+    const head = bytes.subarray(i, headEnd).toString('utf8').split('\n');
+    const command = head.shift();
+    const headers = {};
+    const rawHeaders = [];
+    for (const line of head) {
+      const c = line.indexOf(':');
+      let name = line.slice(0, c);
+      let value = line.slice(c + 1);
+      if (command !== 'CONNECTED') {
+        const un = (s) => s.replace(/\\(.)/g, (_, ch) => ({ r: '\r', n: '\n', c: ':', '\\': '\\' }[ch]));
+        name = un(name);
+        value = un(value);
+      }
+      rawHeaders.push([name, value]);
+      if (!(name in headers)) headers[name] = value;
+    }
+    const bodyStart = headEnd + 2;
+    let bodyEnd;
+    if (headers['content-length'] !== undefined) bodyEnd = bodyStart + Number(headers['content-length']);
+    else bodyEnd = bytes.indexOf(0, bodyStart);
+    if (bodyEnd < 0 || bodyEnd >= bytes.length) break;
+    frames.push({ command, headers, rawHeaders, body: bytes.subarray(bodyStart, bodyEnd) });
+    i = bodyEnd + 1;
+  }
+  return { frames, rest: bytes.subarray(i) };
+}
+
+// A raw WebSocket speaking STOMP by hand. `frames` accumulates parsed frames
+// (heart-beats included), `messages` the raw WebSocket messages with their
+// text/binary kind.
+export async function rawClient(wsUrl, { protocols = ['v12.stomp'], headers } = {}) {
+  const ws = new WebSocket(wsUrl, protocols, { headers });
+  ws.binaryType = 'nodebuffer';
+  const state = { ws, frames: [], messages: [], closed: null, pending: Buffer.alloc(0) };
+  ws.on('message', (data, isBinary) => {
+    const bytes = Buffer.isBuffer(data) ? data : Buffer.concat(data);
+    state.messages.push({ isBinary, bytes });
+    state.pending = Buffer.concat([state.pending, bytes]);
+    const { frames, rest } = parseFrames(state.pending);
+    state.frames.push(...frames);
+    state.pending = Buffer.from(rest);
+  });
+  ws.on('close', (code, reason) => { state.closed = { code, reason: reason.toString() }; });
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+    ws.once('unexpected-response', (req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+  });
+  state.protocol = ws.protocol;
+  state.send = (data, opts) => ws.send(data, opts);
+  state.frame = (command, headers = {}, body = '') => {
+    let s = command + '\n';
+    for (const [k, v] of Object.entries(headers)) s += `${k}:${v}\n`;
+    ws.send(Buffer.concat([Buffer.from(s + '\n'), Buffer.from(body), Buffer.from([0])]));
+  };
+  state.waitFrame = (command, timeout = 5000) =>
+    waitFor(() => state.frames.find((f) => f.command === command), { timeout, what: `${command} frame` });
+  state.waitClosed = (timeout = 5000) => waitFor(() => state.closed, { timeout, what: 'close' });
+  state.connect = async (headers = { 'accept-version': '1.2', host: '/' }) => {
+    state.frame('CONNECT', headers);
+    return state.waitFrame('CONNECTED');
+  };
+  state.close = () => ws.terminate();
+  return state;
+}
