@@ -43,7 +43,7 @@ SERVER_CORE := $(filter-out $(B)/server/main.o,$(SERVER_OBJ))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all deps test unit integration services-test run stop clean check-deps
+.PHONY: all deps test unit unit-bins integration services-test run stop clean check-deps
 .DEFAULT_GOAL := all
 
 all: $(BINDIR)/lectern-server
@@ -100,7 +100,10 @@ integration: $(BINDIR)/lectern-server
 
 # --- running locally ------------------------------------------------------
 
-run: check-deps all
+# A sub-make builds after check-deps, so that on a fresh machine the
+# pkg-config flags are read once the packages are there.
+run: check-deps
+	$(MAKE) all
 	scripts/cluster start
 
 stop:

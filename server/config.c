@@ -25,6 +25,10 @@ const cfg_knob server_knobs[] = {
     { "server.listen", CFG_STR, K(listen), "", 0, 0, NULL,
       "Interface name (lo, eth0) or address to listen on; empty listens on all." },
 
+    { "http.static_dir", CFG_STR, K(static_dir), "", 0, 0, NULL,
+      "Directory of static files served over HTTP at / (the lecture-room page).\n"
+      "Empty serves none. Only plain file names below it are served." },
+
     { "log.level", CFG_STR, K(log_level), "info", 0, 0, "debug|info|warn|error",
       "Minimum level of the one-line key=value logs written to stderr." },
 

@@ -16,6 +16,8 @@ typedef struct server_config {
     /* [server] */
     int    port;
     char  *listen;            /* interface name or address; "" = all */
+    /* [http] */
+    char  *static_dir;        /* files served at / ("" = none) */
     /* [log] */
     char  *log_level;
     /* [websocket] */

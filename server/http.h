@@ -1,9 +1,10 @@
 /* http.h — the HTTP side of the server's port.
  *
- * Routes plain HTTP requests (GET /healthz, GET /metrics) and vets WebSocket
- * upgrades before libwebsockets accepts them: the path must be the
- * configured endpoint, and the subprotocol is steered to the highest STOMP
- * version the client offers. Everything here runs on the event loop.
+ * Routes plain HTTP requests (GET /healthz, GET /metrics, static files under
+ * http.static_dir) and vets WebSocket upgrades before libwebsockets accepts
+ * them: the path must be the configured endpoint, and the subprotocol is
+ * steered to the highest STOMP version the client offers. Everything here
+ * runs on the event loop.
  */
 #ifndef LECTERN_HTTP_H
 #define LECTERN_HTTP_H

@@ -91,6 +91,32 @@ describe('HTTP', () => {
     }
   });
 
+  test('static files are served from http.static_dir, and nothing outside it', async () => {
+    const s = await startServer({ sets: { 'http.static_dir': path.join(repoRoot, 'client-js', 'public') } });
+    try {
+      const page = await httpGet(s.port, '/');
+      assert.equal(page.status, 200);
+      assert.match(page.headers.get('content-type'), /^text\/html/);
+      assert.equal(page.headers.get('x-content-type-options'), 'nosniff');
+      assert.match(page.text, /<title>Lectern/);
+      assert.equal((await httpGet(s.port, '/index.html')).status, 200);
+      for (const bad of ['/nope.html', '/../Makefile', '/..%2fMakefile', '/.hidden', '/a//b.html',
+        '/%2e%2e/%2e%2e/etc/passwd', '/index.html.bak', '/public'])
+        assert.equal((await httpGet(s.port, bad)).status, 404, bad);
+    } finally {
+      assert.equal((await s.stop()).code, 0);
+    }
+  });
+
+  test('without http.static_dir no files are served', async () => {
+    const s = await startServer();
+    try {
+      assert.equal((await httpGet(s.port, '/')).status, 404);
+    } finally {
+      assert.equal((await s.stop()).code, 0);
+    }
+  });
+
   test('metrics move with traffic', async () => {
     const s = await startServer();
     try {
