@@ -172,8 +172,26 @@ static void session_arm(session *s)
     }
 }
 
+static void session_kill(session *s, const char *why);
+
+/* Queue one entry. Every frame counts against stomp.max_pending: a peer
+ * that does not read is dropped whatever it makes us queue (MESSAGEs,
+ * RECEIPTs for a flood of SENDs). Only the ERROR that ends a session is
+ * exempt, so the reason can still be written when there is room. */
 static void session_push(session *s, msg *m, subscription *sub)
 {
+    if (s->dead)
+        return;
+    outq_entry e = { m, sub };
+    size_t size = entry_size(&e);
+    if (s->state != SESSION_CLOSING &&
+        s->pending + size > server_conf(s->srv)->max_pending) {
+        server_metrics(s->srv)->slow_consumers++;
+        log_info("slow_consumer", "conn=%llu pending=%zu limit=%zu",
+                 (unsigned long long)s->id, s->pending, server_conf(s->srv)->max_pending);
+        session_kill(s, "slow_consumer");
+        return;
+    }
     if (s->qlen == s->qcap) {
         uint32_t ncap = s->qcap ? s->qcap * 2 : 8;
         outq_entry *nq = xmalloc(ncap * sizeof *nq);
@@ -184,10 +202,10 @@ static void session_push(session *s, msg *m, subscription *sub)
         s->qcap = ncap;
         s->qhead = 0;
     }
-    outq_entry *e = &s->q[(s->qhead + s->qlen++) % s->qcap];
-    e->m = msg_ref(m);
-    e->sub = sub;
-    s->pending += entry_size(e);
+    outq_entry *slot = &s->q[(s->qhead + s->qlen++) % s->qcap];
+    slot->m = msg_ref(m);
+    slot->sub = sub;
+    s->pending += size;
     session_arm(s);
 }
 
@@ -267,18 +285,8 @@ static void session_close_politely(session *s)
 void session_deliver(subscription *sub, msg *m)
 {
     session *s = sub->session;
-    if (s->state != SESSION_CONNECTED)
-        return;
-    const server_config *c = server_conf(s->srv);
-    outq_entry probe = { m, sub };
-    if (s->pending + entry_size(&probe) > c->max_pending) {
-        server_metrics(s->srv)->slow_consumers++;
-        log_info("slow_consumer", "conn=%llu pending=%zu limit=%zu",
-                 (unsigned long long)s->id, s->pending, c->max_pending);
-        session_kill(s, "slow_consumer");
-        return;
-    }
-    session_push(s, m, sub);
+    if (s->state == SESSION_CONNECTED)
+        session_push(s, m, sub);
 }
 
 int session_flush(session *s)

@@ -340,6 +340,32 @@ describe('connection lifecycle', () => {
     }
   });
 
+  test('a subscriber that stops reading is dropped as a slow consumer; the publisher is not', async () => {
+    const s = await startServer({ sets: { 'stomp.max_pending': '256k', 'stomp.max_frame': '128k' } });
+    try {
+      const slow = await rawClient(s.wsUrl);
+      await slow.connect();
+      slow.frame('SUBSCRIBE', { id: '0', destination: '/topic/firehose', receipt: 's' });
+      await slow.waitFrame('RECEIPT');
+      slow.ws._socket.pause(); // stop reading: kernel buffers fill, then our queue
+      const pub = await rawClient(s.wsUrl);
+      await pub.connect();
+      const body = 'z'.repeat(100000);
+      // Far more than the socket buffers on both sides plus max_pending.
+      for (let i = 0; i < 400 && !slow.closed; i++) {
+        pub.frame('SEND', { destination: '/topic/firehose' }, body);
+        if (i % 20 === 19) await sleep(10);
+      }
+      await waitFor(async () => /^lectern_slow_consumers_total 1$/m.test(
+        await (await fetch(`http://127.0.0.1:${s.port}/metrics`)).text()), { what: 'slow consumer dropped' });
+      pub.frame('DISCONNECT', { receipt: 'still-here' });
+      assert.equal((await pub.waitFrame('RECEIPT')).headers['receipt-id'], 'still-here');
+      slow.close();
+    } finally {
+      assert.equal((await s.stop()).code, 0);
+    }
+  });
+
   test('a connection dropped mid-frame leaves the server healthy', async () => {
     const sock = net.connect(server.port, '127.0.0.1');
     await new Promise((r) => sock.once('connect', r));
