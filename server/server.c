@@ -163,6 +163,23 @@ static void server_protocol(struct lws_protocols *p, const char *name, const ser
     p->tx_packet_size = c->ws_write_max;
 }
 
+/* Free everything but lws (gone by now). With `loop`, first let the loop
+ * run the close callbacks of the handles the caller closed, then close it. */
+static void server_release(server *srv, bool loop)
+{
+    if (loop) {
+        uv_run(&srv->loop, UV_RUN_DEFAULT);
+        if (uv_loop_close(&srv->loop))
+            log_warn("loop_busy", "detail=\"handles still open at exit\"");
+    }
+    session_set_destroy(srv->sessions);
+    relay_destroy(srv->relay);
+    room_index_destroy(srv->rooms);
+    stomp_parser_deinit(&srv->parser);
+    free(srv->scratch);
+    free(srv);
+}
+
 server *server_create(const server_config *conf, char *err, size_t errlen)
 {
     server *srv = xcalloc(1, sizeof *srv);
@@ -241,15 +258,10 @@ fail_lws:
     uv_close((uv_handle_t *)&srv->reaper, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
-    uv_run(&srv->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&srv->loop);
+    server_release(srv, true);
+    return NULL;
 fail_loop:
-    session_set_destroy(srv->sessions);
-    relay_destroy(srv->relay);
-    room_index_destroy(srv->rooms);
-    stomp_parser_deinit(&srv->parser);
-    free(srv->scratch);
-    free(srv);
+    server_release(srv, false);
     return NULL;
 }
 
@@ -280,15 +292,7 @@ void server_destroy(server *srv)
     }
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
-    uv_run(&srv->loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(&srv->loop))
-        log_warn("loop_busy", "detail=\"handles still open at exit\"");
-    session_set_destroy(srv->sessions);
-    relay_destroy(srv->relay);
-    room_index_destroy(srv->rooms);
-    stomp_parser_deinit(&srv->parser);
-    free(srv->scratch);
-    free(srv);
+    server_release(srv, true);
 }
 
 int server_port(const server *srv) { return srv->port; }
