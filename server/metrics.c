@@ -2,61 +2,68 @@
  *
  * Names follow Prometheus conventions: `lectern_` prefix, `_total` for
  * counters, base units (bytes). Each family gets its HELP and TYPE lines.
+ * Single-valued metrics are rows of a table, so adding one is one line.
  */
 #include "metrics.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* One row per single-valued metric: where its value lives, and its text. */
+typedef struct metrics_row {
+    const char *name;
+    const char *type;
+    bool gauge;            /* value is in metrics_gauges, else in metrics */
+    size_t offset;
+    const char *help;
+} metrics_row;
+
+#define C(field, name, help) { name, "counter", false, offsetof(metrics, field), help }
+#define G(field, name, help) { name, "gauge", true, offsetof(metrics_gauges, field), help }
+
+static const metrics_row metrics_rows[] = {
+    G(connections, "lectern_connections", "Open STOMP connections."),
+    C(connections_opened, "lectern_connections_opened_total", "STOMP connections accepted."),
+    C(connections_closed, "lectern_connections_closed_total", "STOMP connections closed."),
+    G(rooms, "lectern_rooms", "Rooms with at least one local subscriber."),
+    G(subscriptions, "lectern_subscriptions", "Active subscriptions."),
+    G(pending_bytes, "lectern_pending_bytes", "Bytes queued for connections, not yet written."),
+    C(bytes_in, "lectern_received_bytes_total", "WebSocket payload bytes received."),
+    C(ws_messages_out, "lectern_ws_messages_out_total",
+      "WebSocket messages written (each may pack several frames)."),
+    C(bytes_out, "lectern_sent_bytes_total", "WebSocket payload bytes written."),
+    C(messages_published, "lectern_messages_published_total", "SEND frames accepted for delivery."),
+    C(deliveries_local, "lectern_deliveries_total", "MESSAGE frames queued to local subscribers."),
+    C(receipts, "lectern_receipts_total", "RECEIPT frames sent."),
+    C(stomp_errors, "lectern_stomp_errors_total", "ERROR frames sent (each closes its connection)."),
+    C(heartbeat_timeouts, "lectern_heartbeat_timeouts_total",
+      "Connections closed for missing heart-beats."),
+    C(connect_timeouts, "lectern_connect_timeouts_total",
+      "Connections closed for not sending CONNECT in time."),
+    C(slow_consumers, "lectern_slow_consumers_total",
+      "Connections dropped for exceeding stomp.max_pending."),
+    C(http_requests, "lectern_http_requests_total", "HTTP requests served."),
+};
 
 static void metrics_family(buf *out, const char *name, const char *type, const char *help)
 {
     buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void metrics_one(buf *out, const char *name, const char *type, const char *help,
-                        uint64_t v)
-{
-    metrics_family(out, name, type, help);
-    buf_printf(out, "%s %llu\n", name, (unsigned long long)v);
-}
-
 void metrics_render(const metrics *m, const metrics_gauges *g, buf *out)
 {
-    metrics_one(out, "lectern_connections", "gauge", "Open STOMP connections.", g->connections);
-    metrics_one(out, "lectern_connections_opened_total", "counter",
-                "STOMP connections accepted.", m->connections_opened);
-    metrics_one(out, "lectern_connections_closed_total", "counter",
-                "STOMP connections closed.", m->connections_closed);
-    metrics_one(out, "lectern_rooms", "gauge", "Rooms with at least one local subscriber.", g->rooms);
-    metrics_one(out, "lectern_subscriptions", "gauge", "Active subscriptions.", g->subscriptions);
-    metrics_one(out, "lectern_pending_bytes", "gauge",
-                "Bytes queued for connections, not yet written.", g->pending_bytes);
+    for (size_t i = 0; i < sizeof metrics_rows / sizeof metrics_rows[0]; i++) {
+        const metrics_row *r = &metrics_rows[i];
+        const char *base = r->gauge ? (const char *)g : (const char *)m;
+        uint64_t v = *(const uint64_t *)(base + r->offset);
+        metrics_family(out, r->name, r->type, r->help);
+        buf_printf(out, "%s %llu\n", r->name, (unsigned long long)v);
+    }
 
     metrics_family(out, "lectern_frames_in_total", "counter",
                    "STOMP frames received, by command (heartbeat = EOL runs).");
-    for (int c = 0; c < STOMP_CMD_COUNT; c++) {
-        if (c >= STOMP_CMD_CONNECTED)
-            break;        /* server frames are never received */
+    for (int c = 0; c < STOMP_CMD_CONNECTED; c++)    /* server frames are never received */
         buf_printf(out, "lectern_frames_in_total{command=\"%s\"} %llu\n",
                    c == STOMP_CMD_NONE ? "heartbeat" : stomp_command_name((stomp_command)c),
                    (unsigned long long)m->frames_in[c]);
-    }
-    metrics_one(out, "lectern_received_bytes_total", "counter",
-                "WebSocket payload bytes received.", m->bytes_in);
-    metrics_one(out, "lectern_ws_messages_out_total", "counter",
-                "WebSocket messages written (each may pack several frames).", m->ws_messages_out);
-    metrics_one(out, "lectern_sent_bytes_total", "counter",
-                "WebSocket payload bytes written.", m->bytes_out);
-    metrics_one(out, "lectern_messages_published_total", "counter",
-                "SEND frames accepted for delivery.", m->messages_published);
-    metrics_one(out, "lectern_deliveries_total", "counter",
-                "MESSAGE frames queued to local subscribers.", m->deliveries_local);
-    metrics_one(out, "lectern_receipts_total", "counter", "RECEIPT frames sent.", m->receipts);
-    metrics_one(out, "lectern_stomp_errors_total", "counter",
-                "ERROR frames sent (each closes its connection).", m->stomp_errors);
-    metrics_one(out, "lectern_heartbeat_timeouts_total", "counter",
-                "Connections closed for missing heart-beats.", m->heartbeat_timeouts);
-    metrics_one(out, "lectern_connect_timeouts_total", "counter",
-                "Connections closed for not sending CONNECT in time.", m->connect_timeouts);
-    metrics_one(out, "lectern_slow_consumers_total", "counter",
-                "Connections dropped for exceeding stomp.max_pending.", m->slow_consumers);
-    metrics_one(out, "lectern_http_requests_total", "counter", "HTTP requests served.",
-                m->http_requests);
 }
