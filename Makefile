@@ -26,11 +26,11 @@ B := build/$(VARIANT)
 
 CC       ?= cc
 WARNINGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wwrite-strings -Wformat=2 -Werror
-CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARNINGS) $(SANFLAGS) -MMD -MP -Ilib
+CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARNINGS) $(SANFLAGS) -MMD -MP -Ilib -pthread
 LDFLAGS  += $(SANFLAGS)
 
-SERVER_PKGS := libwebsockets libuv
-SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null) -linih -ljansson -lm
+SERVER_PKGS := libwebsockets libuv librabbitmq hiredis
+SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null) -linih -ljansson -lm -pthread
 TEST_LIBS   := -lcmocka
 
 LIB_SRC    := $(wildcard lib/*.c)
@@ -95,8 +95,7 @@ services-test:
 	tests/services.sh
 
 integration: $(BINDIR)/lectern-server
-	cd tests && LECTERN_SERVER_BIN=$(abspath $(BINDIR)/lectern-server) \
-	  node --test --test-concurrency=1 integration/
+	LECTERN_SERVER_BIN=$(abspath $(BINDIR)/lectern-server) tests/run-integration.sh $(TESTS)
 
 # --- running locally ------------------------------------------------------
 

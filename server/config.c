@@ -24,10 +24,18 @@ const cfg_knob server_knobs[] = {
       "TCP port for WebSocket (STOMP at [websocket] path) and HTTP (/healthz, /metrics)." },
     { "server.listen", CFG_STR, K(listen), "", 0, 0, NULL,
       "Interface name (lo, eth0) or address to listen on; empty listens on all." },
+    { "server.id", CFG_STR, K(id), "", 0, 0, NULL,
+      "This server's id in the cluster (names its bus queue and its registry\n"
+      "entries; must be unique). Empty: <hostname>-<random>, new at each start." },
+    { "server.reuseport", CFG_BOOL, K(reuseport), "false", 0, 0, NULL,
+      "Open the port with SO_REUSEPORT so that several server processes on one\n"
+      "host share it (the kernel spreads connections); each is a full member." },
 
     { "http.static_dir", CFG_STR, K(static_dir), "", 0, 0, NULL,
       "Directory of static files served over HTTP at / (the lecture-room page).\n"
       "Empty serves none. Only plain file names below it are served." },
+    { "http.max_users", CFG_INT, K(http_max_users), "1000", 1, 100000, NULL,
+      "Most users in one GET /api/presence?users=a,b,c lookup (more: 400)." },
 
     { "log.level", CFG_STR, K(log_level), "info", 0, 0, "debug|info|warn|error",
       "Minimum level of the one-line key=value logs written to stderr." },
@@ -63,6 +71,59 @@ const cfg_knob server_knobs[] = {
       "over this limit is a slow consumer and is disconnected." },
     { "stomp.connect_timeout_ms", CFG_INT, K(connect_timeout_ms), "10000", 100, 3600000, NULL,
       "A connection that has not sent CONNECT within this time is closed." },
+
+    { "redis.host", CFG_STR, K(redis_host), "127.0.0.1", 0, 0, NULL,
+      "Redis holding the registry (rooms, presence, room logs)." },
+    { "redis.port", CFG_INT, K(redis_port), "6390", 1, 65535, NULL,
+      "Redis port (the default is the one scripts/services runs Redis on)." },
+    { "redis.prefix", CFG_STR, K(redis_prefix), "lectern:", 0, 0, NULL,
+      "Prefix of every registry key and channel (several clusters can share a Redis)." },
+    { "redis.backoff_min_ms", CFG_INT, K(redis_backoff_min_ms), "100", 10, 60000, NULL,
+      "First reconnect delay after Redis is lost; doubles, with jitter, up to the max." },
+    { "redis.backoff_max_ms", CFG_INT, K(redis_backoff_max_ms), "5000", 10, 600000, NULL,
+      "Longest reconnect delay." },
+
+    { "registry.heartbeat_ms", CFG_INT, K(reg_heartbeat_ms), "1000", 50, 600000, NULL,
+      "How often this server refreshes its liveness key." },
+    { "registry.ttl_ms", CFG_INT, K(reg_ttl_ms), "5000", 100, 3600000, NULL,
+      "Liveness TTL: a server silent this long is dead, and the others remove its\n"
+      "members from every room (presence) within ttl_ms + reap_ms." },
+    { "registry.reap_ms", CFG_INT, K(reg_reap_ms), "1000", 50, 600000, NULL,
+      "How often this server looks for dead servers to reap." },
+    { "registry.history_max", CFG_INT, K(reg_history_max), "1000", 10, 10000000, NULL,
+      "Messages kept in each room's Redis log (approximately: MAXLEN ~)." },
+    { "registry.history_ttl_ms", CFG_INT, K(reg_history_ttl_ms), "3600000", 1000, 2147483647, NULL,
+      "A room's log outlives its last member (or a send to an empty room) this long." },
+    { "registry.presence_max", CFG_INT, K(reg_presence_max), "100", 0, 100000, NULL,
+      "Most members listed in a presence snapshot; the count is always exact." },
+
+    { "bus.host", CFG_STR, K(bus_host), "127.0.0.1", 0, 0, NULL,
+      "RabbitMQ carrying messages between servers." },
+    { "bus.port", CFG_INT, K(bus_port), "5690", 1, 65535, NULL,
+      "AMQP port (the default is the one scripts/services runs RabbitMQ on)." },
+    { "bus.vhost", CFG_STR, K(bus_vhost), "/", 0, 0, NULL, "AMQP virtual host." },
+    { "bus.user", CFG_STR, K(bus_user), "guest", 0, 0, NULL, "AMQP user." },
+    { "bus.password", CFG_STR, K(bus_password), "guest", 0, 0, NULL, "AMQP password." },
+    { "bus.exchange", CFG_STR, K(bus_exchange), "lectern.rooms", 0, 0, NULL,
+      "Base name of the room exchange: <name>.fanout, or <name>.direct in dynamic mode." },
+    { "bus.mode", CFG_STR, K(bus_mode), "fanout", 0, 0, "fanout|dynamic",
+      "fanout: every server's queue gets every room message and drops those for\n"
+      "rooms it does not host. dynamic: a direct exchange; each server binds its\n"
+      "queue only to the rooms it has members in. All servers must agree." },
+    { "bus.heartbeat_s", CFG_INT, K(bus_heartbeat_s), "10", 0, 3600, NULL,
+      "AMQP heartbeat; a dead broker connection is noticed within about twice this." },
+    { "bus.backoff_min_ms", CFG_INT, K(bus_backoff_min_ms), "100", 10, 60000, NULL,
+      "First reconnect delay after RabbitMQ is lost; doubles, with jitter, up to the max." },
+    { "bus.backoff_max_ms", CFG_INT, K(bus_backoff_max_ms), "5000", 10, 600000, NULL,
+      "Longest reconnect delay." },
+    { "bus.max_queue", CFG_INT, K(bus_max_queue), "100000", 100, 100000000, NULL,
+      "Most messages waiting to be published to RabbitMQ; beyond, they are only\n"
+      "in the room log (other servers catch up from it)." },
+
+    { "relay.gap_timeout_ms", CFG_INT, K(gap_timeout_ms), "200", 5, 60000, NULL,
+      "A room missing a message for this long reads it from the room log." },
+    { "relay.catchup_max", CFG_INT, K(catchup_max), "1000", 1, 1000000, NULL,
+      "Most messages read from a room log to fill one gap or catch up." },
 
     { "heartbeat.send_ms", CFG_INT, K(hb_send_ms), "10000", 0, 3600000, NULL,
       "Shortest interval at which the server sends heart-beats (sx of\n"

@@ -16,8 +16,11 @@ typedef struct server_config {
     /* [server] */
     int    port;
     char  *listen;            /* interface name or address; "" = all */
+    char  *id;                /* cluster-unique server id; "" = generated */
+    bool   reuseport;         /* share the port with other processes */
     /* [http] */
     char  *static_dir;        /* files served at / ("" = none) */
+    int    http_max_users;    /* users in one /api/presence?users= lookup */
     /* [log] */
     char  *log_level;
     /* [websocket] */
@@ -34,6 +37,34 @@ typedef struct server_config {
     size_t max_transaction_bytes;
     size_t max_pending;       /* outbound bytes queued before a slow consumer is dropped */
     int    connect_timeout_ms;
+    /* [redis] */
+    char  *redis_host;
+    int    redis_port;
+    char  *redis_prefix;
+    int    redis_backoff_min_ms;
+    int    redis_backoff_max_ms;
+    /* [registry] */
+    int    reg_heartbeat_ms;
+    int    reg_ttl_ms;
+    int    reg_reap_ms;
+    int    reg_history_max;
+    int    reg_history_ttl_ms;
+    int    reg_presence_max;
+    /* [bus] */
+    char  *bus_host;
+    int    bus_port;
+    char  *bus_vhost;
+    char  *bus_user;
+    char  *bus_password;
+    char  *bus_exchange;
+    char  *bus_mode;          /* fanout | dynamic */
+    int    bus_heartbeat_s;
+    int    bus_backoff_min_ms;
+    int    bus_backoff_max_ms;
+    int    bus_max_queue;
+    /* [relay] */
+    int    gap_timeout_ms;
+    int    catchup_max;
     /* [heartbeat] */
     int    hb_send_ms;
     int    hb_recv_ms;

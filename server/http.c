@@ -1,10 +1,14 @@
 /* http.c — HTTP routes and WebSocket upgrade vetting.
  *
- * Requests. LWS_CALLBACK_HTTP starts an exchange: the handler builds the
- * whole response body (small JSON or the metrics text), the headers are
- * written at once, and the body is written from the HTTP_WRITEABLE callback,
- * as libwebsockets requires. Errors are JSON objects with an "error" member
- * saying why.
+ * Requests. LWS_CALLBACK_HTTP starts an exchange. A response is a status, a
+ * content type and a body built whole (small JSON or the metrics text).
+ * Answers known at once have their headers written in that callback and
+ * the body from HTTP_WRITEABLE, as libwebsockets requires. Answers that need
+ * Redis are asynchronous: the exchange waits (state WAITING) until the
+ * registry calls back, then asks for a writable callback in which it writes
+ * the headers, and the body in the next. If the client goes away first the
+ * exchange is only marked orphaned, and the registry callback frees it.
+ * Errors are JSON objects with an "error" member saying why.
  *
  * Upgrades. libwebsockets binds a WebSocket to the first subprotocol in the
  * client's list that the vhost knows; STOMP servers (RabbitMQ Web-STOMP
@@ -22,6 +26,8 @@
 
 #include "log.h"
 #include "mem.h"
+#include "registry.h"
+#include "room.h"
 #include "server.h"
 
 #include <jansson.h>
@@ -31,10 +37,25 @@
 #include <string.h>
 #include <sys/stat.h>
 
+enum { X_WAITING, X_READY, X_BODY };
+
 struct http_exchange {
+    struct lws *wsi;
+    int state;               /* X_WAITING: registry call in flight */
+    bool orphan;             /* the connection closed while waiting */
+    unsigned status;
+    const char *ctype;       /* static string */
     size_t len;
-    unsigned char body[];    /* LWS_PRE bytes of headroom, then len bytes */
+    unsigned char *body;     /* LWS_PRE bytes of headroom, then len bytes */
 };
+
+static void http_exchange_free(http_exchange *e)
+{
+    if (!e)
+        return;
+    free(e->body);
+    free(e);
+}
 
 /* The subprotocol names. Writable on purpose: see the essay above. */
 static char http_proto_names[3][10] = { "v12.stomp", "v11.stomp", "v10.stomp" };
@@ -117,34 +138,67 @@ int http_confirm_upgrade(struct server *srv, struct lws *wsi)
     return 0;
 }
 
-static int http_respond(struct lws *wsi, http_exchange **x, unsigned status,
-                        const char *ctype, const char *body, size_t len)
+/* Fill e with a response (body copied). */
+static void http_set_response(http_exchange *e, unsigned status, const char *ctype,
+                              const char *body, size_t len)
+{
+    free(e->body);
+    e->status = status;
+    e->ctype = ctype;
+    e->len = len;
+    e->body = xmalloc(LWS_PRE + len);
+    memcpy(e->body + LWS_PRE, body, len);
+}
+
+static int http_write_headers(http_exchange *e)
 {
     unsigned char hdr[LWS_PRE + 1024];
     unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
-
-    if (lws_add_http_common_headers(wsi, status, ctype, (lws_filepos_t)len, &p, end) ||
-        lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+    if (lws_add_http_common_headers(e->wsi, e->status, e->ctype, (lws_filepos_t)e->len, &p,
+                                    end) ||
+        lws_add_http_header_by_name(e->wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-store", 8, &p, end) ||
-        lws_finalize_write_http_header(wsi, start, &p, end))
+        lws_finalize_write_http_header(e->wsi, start, &p, end))
         return -1;
-    http_exchange *e = xmalloc(sizeof *e + LWS_PRE + len);
-    e->len = len;
-    memcpy(e->body + LWS_PRE, body, len);
-    http_done(x);
-    *x = e;
-    lws_callback_on_writable(wsi);
+    e->state = X_BODY;
+    lws_callback_on_writable(e->wsi);
     return 0;
+}
+
+static http_exchange *http_exchange_new(struct lws *wsi, http_exchange **x)
+{
+    http_done(x);
+    http_exchange *e = xcalloc(1, sizeof *e);
+    e->wsi = wsi;
+    *x = e;
+    return e;
+}
+
+/* Answer now, from LWS_CALLBACK_HTTP. */
+static int http_respond(struct lws *wsi, http_exchange **x, unsigned status,
+                        const char *ctype, const char *body, size_t len)
+{
+    http_exchange *e = http_exchange_new(wsi, x);
+    http_set_response(e, status, ctype, body, len);
+    return http_write_headers(e);
+}
+
+static char *http_json_text(json_t *v, size_t *len)
+{
+    char *text = json_dumps(v, JSON_COMPACT);
+    *len = text ? strlen(text) : 0;
+    return text;
 }
 
 /* Respond with a JSON value (takes ownership of v). */
 static int http_respond_json(struct lws *wsi, http_exchange **x, unsigned status, json_t *v)
 {
-    char *text = json_dumps(v, JSON_COMPACT);
+    size_t len;
+    char *text = http_json_text(v, &len);
     json_decref(v);
     if (!text)
         return -1;
-    int r = http_respond(wsi, x, status, "application/json", text, strlen(text));
+    int r = http_respond(wsi, x, status, "application/json", text, len);
     free(text);
     return r;
 }
@@ -152,6 +206,95 @@ static int http_respond_json(struct lws *wsi, http_exchange **x, unsigned status
 static int http_error(struct lws *wsi, http_exchange **x, unsigned status, const char *why)
 {
     return http_respond_json(wsi, x, status, json_pack("{s:s}", "error", why));
+}
+
+/* An asynchronous answer arrived (value NULL: the registry failed). */
+static void http_on_registry_json(void *ctx, json_t *value)
+{
+    http_exchange *e = ctx;
+    if (e->orphan) {
+        http_exchange_free(e);
+        return;
+    }
+    size_t len;
+    char *text = value ? http_json_text(value, &len) : NULL;
+    if (text)
+        http_set_response(e, HTTP_STATUS_OK, "application/json", text, len);
+    else {
+        static const char err[] = "{\"error\":\"registry (Redis) unavailable\"}";
+        http_set_response(e, HTTP_STATUS_SERVICE_UNAVAILABLE, "application/json", err,
+                          sizeof err - 1);
+    }
+    free(text);
+    e->state = X_READY;
+    lws_callback_on_writable(e->wsi);
+}
+
+/* A new exchange that waits for a registry answer (http_on_registry_json). */
+static http_exchange *http_wait(struct lws *wsi, http_exchange **x)
+{
+    http_exchange *e = http_exchange_new(wsi, x);
+    e->state = X_WAITING;
+    return e;
+}
+
+/* GET /api/rooms/<room>/presence */
+static int http_room_presence(struct server *srv, struct lws *wsi, http_exchange **x,
+                              const char *rest)
+{
+    const char *slash = strchr(rest, '/');
+    if (!slash || strcmp(slash, "/presence"))
+        return http_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
+    size_t n = (size_t)(slash - rest);
+    if (!room_name_valid(rest, n, (size_t)server_conf(srv)->max_room_name))
+        return http_error(wsi, x, HTTP_STATUS_BAD_REQUEST,
+                          "room names are 1 to stomp.max_room_name characters of "
+                          "A-Z a-z 0-9 . _ ~ -");
+    char name[1100];
+    snprintf(name, sizeof name, "%.*s", (int)n, rest);
+    http_exchange *e = http_wait(wsi, x);
+    if (registry_presence(server_registry(srv), name, http_on_registry_json, e) < 0) {
+        http_done(x);
+        return http_error(wsi, x, HTTP_STATUS_SERVICE_UNAVAILABLE,
+                          "registry (Redis) unavailable");
+    }
+    return 0;
+}
+
+/* GET /api/presence?users=a,b,c */
+static int http_users_online(struct server *srv, struct lws *wsi, http_exchange **x)
+{
+    char arg[16384];
+    /* Returns a pointer into arg just past "users=". */
+    char *list = (char *)lws_get_urlarg_by_name(wsi, "users=", arg, sizeof arg);
+    if (!list || !*list)
+        return http_error(wsi, x, HTTP_STATUS_BAD_REQUEST,
+                          "users= is required: a comma-separated list of user ids");
+    int max = server_conf(srv)->http_max_users;
+    const char **users = xmalloc((size_t)max * sizeof *users);
+    size_t count = 0;
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (count == (size_t)max) {
+            free(users);
+            return http_error(wsi, x, HTTP_STATUS_BAD_REQUEST,
+                              "too many users (more than http.max_users)");
+        }
+        users[count++] = tok;
+    }
+    if (!count) {
+        free(users);
+        return http_error(wsi, x, HTTP_STATUS_BAD_REQUEST, "users= lists no user id");
+    }
+    http_exchange *e = http_wait(wsi, x);
+    int rc = registry_users_online(server_registry(srv), users, count, http_on_registry_json, e);
+    free(users);
+    if (rc < 0) {
+        http_done(x);
+        return http_error(wsi, x, HTTP_STATUS_SERVICE_UNAVAILABLE,
+                          "registry (Redis) unavailable");
+    }
+    return 0;
 }
 
 static const char *http_mime(const char *path)
@@ -226,6 +369,20 @@ int http_request(struct server *srv, struct lws *wsi, http_exchange **x, const c
                                            LECTERN_VERSION, "connections",
                                            (json_int_t)g.connections));
     }
+    if (!strcmp(uri, "/readyz")) {
+        const char *why;
+        if (server_ready(srv, &why))
+            return http_respond_json(wsi, x, HTTP_STATUS_OK,
+                                     json_pack("{s:s, s:s}", "status", "ready", "server",
+                                               server_id(srv)));
+        return http_respond_json(wsi, x, HTTP_STATUS_SERVICE_UNAVAILABLE,
+                                 json_pack("{s:s, s:s, s:s}", "status", "unavailable",
+                                           "reason", why, "server", server_id(srv)));
+    }
+    if (!strncmp(uri, "/api/rooms/", 11))
+        return http_room_presence(srv, wsi, x, uri + 11);
+    if (!strcmp(uri, "/api/presence"))
+        return http_users_online(srv, wsi, x);
     if (!strcmp(uri, "/metrics")) {
         metrics_gauges g;
         buf b;
@@ -249,8 +406,10 @@ int http_body_done(struct server *srv, struct lws *wsi, http_exchange **x)
 int http_writeable(struct lws *wsi, http_exchange **x)
 {
     http_exchange *e = *x;
-    if (!e)
+    if (!e || e->state == X_WAITING)
         return 0;
+    if (e->state == X_READY)
+        return http_write_headers(e);
     int n = lws_write(wsi, e->body + LWS_PRE, e->len, LWS_WRITE_HTTP_FINAL);
     http_done(x);
     if (n < 0)
@@ -260,6 +419,10 @@ int http_writeable(struct lws *wsi, http_exchange **x)
 
 void http_done(http_exchange **x)
 {
-    free(*x);
+    http_exchange *e = *x;
     *x = NULL;
+    if (e && e->state == X_WAITING)
+        e->orphan = true;       /* the registry callback frees it */
+    else
+        http_exchange_free(e);
 }

@@ -1,6 +1,7 @@
 /* http.h — the HTTP side of the server's port.
  *
- * Routes plain HTTP requests (GET /healthz, GET /metrics, static files under
+ * Routes plain HTTP requests (GET /healthz, /readyz, /metrics,
+ * /api/rooms/<room>/presence, /api/presence?users=, static files under
  * http.static_dir) and vets WebSocket upgrades before libwebsockets accepts
  * them: the path must be the configured endpoint, and the subprotocol is
  * steered to the highest STOMP version the client offers. Everything here

@@ -13,13 +13,14 @@
 typedef struct metrics_row {
     const char *name;
     const char *type;
-    bool gauge;            /* value is in metrics_gauges, else in metrics */
+    bool live;             /* value is in metrics_gauges, else in metrics */
     size_t offset;
     const char *help;
 } metrics_row;
 
 #define C(field, name, help) { name, "counter", false, offsetof(metrics, field), help }
 #define G(field, name, help) { name, "gauge", true, offsetof(metrics_gauges, field), help }
+#define L(field, name, help) { name, "counter", true, offsetof(metrics_gauges, field), help }
 
 static const metrics_row metrics_rows[] = {
     G(connections, "lectern_connections", "Open STOMP connections."),
@@ -43,6 +44,29 @@ static const metrics_row metrics_rows[] = {
     C(slow_consumers, "lectern_slow_consumers_total",
       "Connections dropped for exceeding stomp.max_pending."),
     C(http_requests, "lectern_http_requests_total", "HTTP requests served."),
+    G(registry_up, "lectern_registry_up", "1 when registered in Redis and usable."),
+    L(registry_reconnects, "lectern_registry_reconnects_total", "Reconnects to Redis."),
+    L(servers_reaped, "lectern_servers_reaped_total", "Dead servers this server reaped."),
+    L(reregistrations, "lectern_reregistrations_total",
+      "Times this server found itself reaped and registered again."),
+    G(bus_up, "lectern_bus_up", "1 when both RabbitMQ connections are up."),
+    L(bus_reconnects, "lectern_bus_reconnects_total", "Reconnects to RabbitMQ."),
+    L(bus_published, "lectern_bus_published_total",
+      "Room messages published to the bus (other servers had members)."),
+    L(bus_skipped, "lectern_bus_skipped_total",
+      "Room messages not published: no other server had members (local bypass)."),
+    L(bus_publish_failures, "lectern_bus_publish_failures_total",
+      "Publishes lost with a failed connection (other servers catch up from the log)."),
+    G(bus_queued, "lectern_bus_queued", "Messages waiting to be published to the bus."),
+    L(bus_received, "lectern_bus_received_total",
+      "Messages from other servers offered to a local room."),
+    L(bus_no_room, "lectern_bus_no_room_total",
+      "Messages from other servers for rooms not hosted here (fanout mode)."),
+    L(bus_dropped_own, "lectern_bus_dropped_own_total", "Our own messages coming back."),
+    L(bus_malformed, "lectern_bus_malformed_total", "Bus messages without a valid envelope."),
+    L(gaps_filled, "lectern_gaps_filled_total", "Messages recovered from a room log."),
+    L(gaps_lost, "lectern_gaps_lost_total", "Messages a room log could no longer provide."),
+    L(catchups, "lectern_catchups_total", "Catch-up reads of room logs after reconnects."),
 };
 
 static void metrics_family(buf *out, const char *name, const char *type, const char *help)
@@ -54,7 +78,7 @@ void metrics_render(const metrics *m, const metrics_gauges *g, buf *out)
 {
     for (size_t i = 0; i < sizeof metrics_rows / sizeof metrics_rows[0]; i++) {
         const metrics_row *r = &metrics_rows[i];
-        const char *base = r->gauge ? (const char *)g : (const char *)m;
+        const char *base = r->live ? (const char *)g : (const char *)m;
         uint64_t v = *(const uint64_t *)(base + r->offset);
         metrics_family(out, r->name, r->type, r->help);
         buf_printf(out, "%s %llu\n", r->name, (unsigned long long)v);

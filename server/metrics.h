@@ -30,11 +30,30 @@ typedef struct metrics {
     uint64_t http_requests;
 } metrics;
 
+/* Values read from live state (and from the registry, bus and relay) at
+ * render time. */
 typedef struct metrics_gauges {
     uint64_t connections;
     uint64_t rooms;
     uint64_t subscriptions;
     uint64_t pending_bytes;
+    uint64_t registry_up;
+    uint64_t registry_reconnects;
+    uint64_t servers_reaped;
+    uint64_t reregistrations;
+    uint64_t bus_up;
+    uint64_t bus_reconnects;
+    uint64_t bus_publish_failures;
+    uint64_t bus_dropped_own;
+    uint64_t bus_malformed;
+    uint64_t bus_queued;
+    uint64_t bus_published;
+    uint64_t bus_skipped;
+    uint64_t bus_received;
+    uint64_t bus_no_room;
+    uint64_t gaps_filled;
+    uint64_t gaps_lost;
+    uint64_t catchups;
 } metrics_gauges;
 
 /* Append the Prometheus text exposition (version 0.0.4) to out. */

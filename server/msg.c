@@ -21,6 +21,7 @@ msg *msg_create(msg_kind kind, const buf *b)
     m->immortal = false;
     m->id_len = 0;
     m->id[0] = '\0';
+    m->epoch = m->seq = 0;
     m->len = b->len;
     if (b->len)
         memcpy(m->data, b->data, b->len);

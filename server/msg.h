@@ -30,6 +30,8 @@ typedef struct msg {
     bool     immortal;   /* static msg: references are not counted */
     uint8_t  id_len;     /* MSG_MESSAGE: message-id, for `ack` headers */
     char     id[40];
+    uint64_t epoch;      /* MSG_MESSAGE: the room order (see seqbuf.h) */
+    uint64_t seq;
     size_t   len;
     char     data[];     /* len bytes */
 } msg;

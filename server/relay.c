@@ -1,74 +1,138 @@
-/* relay.c — message ids, MESSAGE encoding, local delivery.
+/* relay.c — publish path, bus path, gaps and catch-ups.
  *
- * Message ids have the shape of Redis stream ids, "<ms>-<seq>": wall-clock
- * milliseconds and a sequence within that millisecond. Ids only ever grow
- * (a clock step backwards keeps the last millisecond and bumps the sequence),
- * so they order every message of a room. The format is the one the cluster
- * build takes from XADD, so ids keep their meaning for clients, history and
- * resume.
+ * A MESSAGE is encoded once from an envelope (the same struct whether the
+ * message was published here, came over the bus or was read back from the
+ * room log) into a refcounted msg carrying its room order (epoch, seq); the
+ * room's seqbuf decides when it goes out.
  *
- * The MESSAGE is encoded once, without the per-subscriber `subscription`
- * header (see msg.h). Header values are escaped with the STOMP 1.2 rules.
+ * Gap handling. After every offer the relay checks whether the room is now
+ * waiting for a missing sequence number. Rooms with a gap are tracked in a
+ * small table and a timer (running only while the table is not empty) reads
+ * the missing messages from the room log once a gap is older than
+ * relay.gap_timeout_ms: the `to - from + 1` entries just before the first
+ * held message. A gap that the log cannot fill (trimmed, or lost with a
+ * registry restart) is skipped, and counted.
+ *
+ * Catch-up. When the registry reports a room's (epoch, seq) (first join:
+ * base; replay after a Redis reconnect, bus reconnect, new binding: status)
+ * and this server is behind, the newest missing messages are read from the
+ * log and offered; anything older still missing shows up as a gap.
+ *
+ * Invariant: the relay never holds a room pointer across a callback; rooms
+ * are looked up by name when Redis answers, since they may be gone.
  */
 #include "relay.h"
 
+#include "log.h"
 #include "mem.h"
 #include "msg.h"
+#include "seqbuf.h"
+#include "session.h"
 
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <uthash.h>
+
+typedef struct relay_gap {
+    char *room;
+    uint64_t since;          /* loop time the gap was first seen */
+    uint64_t from;           /* its first missing seq then */
+    bool fetching;
+    UT_hash_handle hh;
+} relay_gap;
 
 struct relay {
+    uv_loop_t *loop;
     room_index *rooms;
     metrics *metrics;
-    uint64_t last_ms;
-    uint64_t seq;
-    buf enc;             /* reused encoding buffer */
+    registry *reg;
+    bus *bus;
+    char *server_id;
+    int gap_timeout_ms;
+    int catchup_max;
+    relay_gap *gaps;
+    uv_timer_t gap_timer;
+    bool timer_running;
+    relay_stats stats;
+    buf enc;
 };
 
-relay *relay_create(room_index *rooms, metrics *m)
+relay *relay_create(uv_loop_t *loop, room_index *rooms, metrics *m, const relay_config *cfg)
 {
     relay *r = xcalloc(1, sizeof *r);
+    r->loop = loop;
     r->rooms = rooms;
     r->metrics = m;
+    r->server_id = xstrdup(cfg->server_id);
+    r->gap_timeout_ms = cfg->gap_timeout_ms;
+    r->catchup_max = cfg->catchup_max;
     buf_init(&r->enc);
+    uv_timer_init(loop, &r->gap_timer);
+    r->gap_timer.data = r;
     return r;
+}
+
+void relay_attach(relay *r, registry *reg, bus *b)
+{
+    r->reg = reg;
+    r->bus = b;
+}
+
+static void gap_free(relay_gap *g)
+{
+    free(g->room);
+    free(g);
+}
+
+static void relay_on_timer_closed(uv_handle_t *h)
+{
+    relay *r = h->data;
+    relay_gap *g, *tmp;
+    HASH_ITER(hh, r->gaps, g, tmp) {
+        HASH_DEL(r->gaps, g);
+        gap_free(g);
+    }
+    buf_deinit(&r->enc);
+    free(r->server_id);
+    free(r);
 }
 
 void relay_destroy(relay *r)
 {
     if (!r)
         return;
-    buf_deinit(&r->enc);
-    free(r);
+    uv_timer_stop(&r->gap_timer);
+    uv_close((uv_handle_t *)&r->gap_timer, relay_on_timer_closed);
 }
 
-static int relay_next_id(relay *r, char *out, size_t n)
+bool relay_ready(const relay *r)
+{
+    return r->reg && r->bus && registry_up(r->reg) && bus_ready(r->bus);
+}
+
+void relay_get_stats(const relay *r, relay_stats *out)
+{
+    *out = r->stats;
+}
+
+static uint64_t realtime_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    if (ms > r->last_ms) {
-        r->last_ms = ms;
-        r->seq = 0;
-    } else {
-        r->seq++;
-    }
-    return snprintf(out, n, "%llu-%llu", (unsigned long long)r->last_ms,
-                    (unsigned long long)r->seq);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Headers a client may not pass through: STOMP's own and the ones the
- * server sets on every MESSAGE. */
+/* --- encoding ----------------------------------------------------------------- */
+
+/* Headers the server sets (or STOMP reserves) are never taken from a SEND:
+ * what a subscriber sees in them is always the server's word. */
 static bool relay_reserved(const stomp_str *name)
 {
     static const char *const reserved[] = {
         "destination", "transaction", "receipt", "content-length", "content-type",
-        "message-id", "subscription", "ack",
+        "message-id", "subscription", "ack", "sender", "sender-name", "timestamp",
     };
     for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
         if (stomp_str_eq(name, reserved[i]))
@@ -76,39 +140,349 @@ static bool relay_reserved(const stomp_str *name)
     return false;
 }
 
-size_t relay_publish(relay *r, const stomp_str *name, const stomp_frame *f)
+static void relay_put_u64(buf *b, const char *name, uint64_t v)
 {
-    char id[40];
-    int idlen = relay_next_id(r, id, sizeof id);
-    buf *b = &r->enc;
+    buf_append_str(b, name);
+    buf_append_u64(b, v);
+    buf_append_char(b, '\n');
+}
 
+/* The shared part of a MESSAGE for env (see msg.h). */
+static msg *relay_encode(relay *r, const envelope *env)
+{
+    buf *b = &r->enc;
     buf_clear(b);
     buf_append_str(b, "destination:/topic/");
-    buf_append(b, name->p, name->len);
+    buf_append_str(b, env->room);
     buf_append_str(b, "\nmessage-id:");
-    buf_append(b, id, (size_t)idlen);
+    buf_append_str(b, env->id);
     buf_append_char(b, '\n');
-    const stomp_str *ct = stomp_frame_header(f, "content-type");
-    if (ct)
-        stomp_put_header(b, "content-type", 12, ct->p, ct->len, true);
-    buf_append_str(b, "content-length:");
-    buf_append_u64(b, f->body.len);
-    buf_append_char(b, '\n');
+    if (env->content_type)
+        stomp_put_header_str(b, "content-type", env->content_type, true);
+    relay_put_u64(b, "content-length:", env->body_len);
+    if (env->sender && env->sender[0])
+        stomp_put_header_str(b, "sender", env->sender, true);
+    if (env->sender_name && env->sender_name[0])
+        stomp_put_header_str(b, "sender-name", env->sender_name, true);
+    relay_put_u64(b, "timestamp:", env->ts_ms);
+    if (env->headers_len)
+        buf_append(b, env->headers, env->headers_len);
+    stomp_put_body(b, env->body, env->body_len);
+
+    msg *m = msg_create(MSG_MESSAGE, b);
+    msg_set_id(m, env->id, strlen(env->id));
+    m->epoch = env->epoch;
+    m->seq = env->seq;
+    return m;
+}
+
+/* --- gaps ------------------------------------------------------------------------ */
+
+static void relay_on_gap_timer(uv_timer_t *t);
+
+/* Track (or stop tracking) the room's gap after its order changed. */
+static void relay_check_gap(relay *r, room *rm)
+{
+    uint64_t from, to;
+    void *after;
+    const char *name = room_name(rm);
+    relay_gap *g = NULL;
+    HASH_FIND_STR(r->gaps, name, g);
+    if (!seqbuf_gap(room_order(rm), &from, &to, &after)) {
+        if (g && !g->fetching) {
+            HASH_DEL(r->gaps, g);
+            gap_free(g);
+        }
+        return;
+    }
+    if (g && g->from == from)
+        return;                       /* the same gap, already timed */
+    if (!g) {
+        g = xcalloc(1, sizeof *g);
+        g->room = xstrdup(name);
+        HASH_ADD_KEYPTR(hh, r->gaps, g->room, strlen(g->room), g);
+    }
+    g->since = uv_now(r->loop);
+    g->from = from;
+    if (!r->timer_running) {
+        uint64_t period = (uint64_t)(r->gap_timeout_ms / 2 > 5 ? r->gap_timeout_ms / 2 : 5);
+        uv_timer_start(&r->gap_timer, relay_on_gap_timer, period, period);
+        r->timer_running = true;
+    }
+}
+
+typedef struct gap_fetch {
+    relay *r;
+    uint64_t from;           /* the gap as it was when the fetch started */
+    bool catchup;            /* a catch-up read, not a gap fill */
+    char room[];
+} gap_fetch;
+
+static gap_fetch *gap_fetch_new(relay *r, const char *rname, uint64_t from, bool catchup)
+{
+    size_t n = strlen(rname);
+    gap_fetch *f = xmalloc(sizeof *f + n + 1);
+    f->r = r;
+    f->from = from;
+    f->catchup = catchup;
+    memcpy(f->room, rname, n + 1);
+    return f;
+}
+
+static void relay_on_fetched(void *ctx, envelope *msgs, size_t n, bool ok)
+{
+    gap_fetch *f = ctx;
+    relay *r = f->r;
+    room *rm = room_lookup(r->rooms, f->room, strlen(f->room));
+    relay_gap *g = NULL;
+    HASH_FIND_STR(r->gaps, f->room, g);
+    if (g && !f->catchup)
+        g->fetching = false;
+    if (rm) {
+        uint64_t before = room_released(rm);
+        for (size_t i = 0; i < n; i++) {
+            msg *m = relay_encode(r, &msgs[i]);
+            room_offer(rm, m);
+            msg_unref(m);
+        }
+        r->stats.gaps_filled += room_released(rm) - before;
+        uint64_t from, to;
+        void *after;
+        /* The log did not have what was missing: give up on it, so the
+         * room does not wait forever. */
+        if (ok && !f->catchup && seqbuf_gap(room_order(rm), &from, &to, &after) &&
+            from == f->from) {
+            uint64_t lost = to == UINT64_MAX ? 1 : to - from + 1;
+            r->stats.gaps_lost += lost;
+            log_warn("room_gap_lost", "room=%s from=%llu to=%llu", f->room,
+                     (unsigned long long)from, (unsigned long long)to);
+            seqbuf_skip_gap(room_order(rm));
+        }
+        relay_check_gap(r, rm);
+    }
+    free(f);
+}
+
+static void relay_fetch_gap(relay *r, relay_gap *g, room *rm)
+{
+    uint64_t from, to;
+    void *after;
+    if (!seqbuf_gap(room_order(rm), &from, &to, &after))
+        return;
+    if (to == UINT64_MAX) {
+        /* The gap runs into a newer epoch: the old log is gone. */
+        r->stats.gaps_lost++;
+        seqbuf_skip_gap(room_order(rm));
+        relay_check_gap(r, rm);
+        return;
+    }
+    uint64_t count = to - from + 1;
+    if (count > (uint64_t)r->catchup_max)
+        count = (uint64_t)r->catchup_max;
+    const msg *held = after;
+    char id[41];
+    memcpy(id, held->id, held->id_len);
+    id[held->id_len] = '\0';
+    gap_fetch *f = gap_fetch_new(r, g->room, from, false);
+    if (registry_fetch_before(r->reg, g->room, id, (size_t)count, relay_on_fetched, f) < 0) {
+        free(f);
+        return;
+    }
+    g->fetching = true;
+}
+
+static void relay_on_gap_timer(uv_timer_t *t)
+{
+    relay *r = t->data;
+    uint64_t now = uv_now(r->loop);
+    relay_gap *g, *tmp;
+    HASH_ITER(hh, r->gaps, g, tmp) {
+        room *rm = room_lookup(r->rooms, g->room, strlen(g->room));
+        if (!rm && !g->fetching) {
+            HASH_DEL(r->gaps, g);
+            gap_free(g);
+            continue;
+        }
+        if (rm && !g->fetching && now - g->since >= (uint64_t)r->gap_timeout_ms)
+            relay_fetch_gap(r, g, rm);
+    }
+    if (!r->gaps) {
+        uv_timer_stop(&r->gap_timer);
+        r->timer_running = false;
+    }
+}
+
+/* --- catch-up ----------------------------------------------------------------- */
+
+void relay_on_room_sync(relay *r, const char *name, uint64_t epoch, uint64_t seq)
+{
+    room *rm = room_lookup(r->rooms, name, strlen(name));
+    if (!rm)
+        return;
+    seqbuf *sb = room_order(rm);
+    if (!sb->based) {
+        seqbuf_base(sb, epoch, seq);     /* messages up to seq are history */
+        relay_check_gap(r, rm);
+        return;
+    }
+    if (epoch < sb->epoch)
+        return;
+    if (epoch > sb->epoch)
+        seqbuf_new_epoch(sb, epoch);
+    if (seq < sb->next)
+        return;                          /* up to date */
+    uint64_t count = seq - sb->next + 1;
+    if (count > (uint64_t)r->catchup_max)
+        count = (uint64_t)r->catchup_max;
+    r->stats.catchups++;
+    gap_fetch *f = gap_fetch_new(r, name, sb->next, true);
+    if (registry_fetch_before(r->reg, name, NULL, (size_t)count, relay_on_fetched, f) < 0)
+        free(f);
+}
+
+/* --- membership --------------------------------------------------------------- */
+
+void relay_join(relay *r, subscription *sub, const stomp_str *name, const char *user,
+                const char *user_name)
+{
+    char rname[256];
+    size_t n = name->len < sizeof rname - 1 ? name->len : sizeof rname - 1;
+    memcpy(rname, name->p, n);
+    rname[n] = '\0';
+    bool created = room_join(r->rooms, rname, n, sub);
+    registry_join(r->reg, rname, user, user_name);
+    /* Dynamic mode: the binding arrives after the join made us visible to
+     * publishers; relay_on_bus_bound catches up on what fell between. */
+    if (created)
+        bus_bind(r->bus, rname);
+}
+
+void relay_leave(relay *r, subscription *sub, const char *user)
+{
+    if (!sub->room)
+        return;
+    char rname[256];
+    snprintf(rname, sizeof rname, "%s", room_name(sub->room));
+    bool destroyed = room_leave(r->rooms, sub);
+    registry_leave(r->reg, rname, user);
+    if (destroyed)
+        bus_unbind(r->bus, rname);
+}
+
+void relay_on_bus_bound(relay *r, const char *rname, bool ok)
+{
+    if (!ok) {
+        log_warn("bus_bind_failed", "room=%s", rname);
+        return;
+    }
+    if (room_lookup(r->rooms, rname, strlen(rname)))
+        registry_room_status(r->reg, rname);
+}
+
+void relay_on_bus_state(relay *r, bool up)
+{
+    if (!up)
+        return;
+    /* Whatever the bus dropped while it was down is in the room logs. */
+    for (room *rm = room_first(r->rooms); rm; rm = room_next(rm))
+        registry_room_status(r->reg, room_name(rm));
+}
+
+/* --- publishing ----------------------------------------------------------------- */
+
+typedef struct publish_job {
+    relay *r;
+    envelope env;
+    relay_done_fn done;
+    void *ctx;
+} publish_job;
+
+static void relay_on_published(void *ctx, envelope *env, int others, bool ok)
+{
+    publish_job *j = ctx;
+    relay *r = j->r;
+    if (ok) {
+        msg *m = relay_encode(r, env);
+        room *rm = room_lookup(r->rooms, env->room, strlen(env->room));
+        if (rm) {
+            room_offer(rm, m);
+            relay_check_gap(r, rm);
+        }
+        msg_unref(m);
+        r->metrics->messages_published++;
+        if (others <= 0) {
+            r->stats.bus_skipped++;         /* local bypass: nobody else to tell */
+        } else if (bus_publish(r->bus, env) == 0) {
+            r->stats.bus_published++;
+        } else {
+            /* Stored in the log: other servers catch up when their bus
+             * connection comes back, or on their next gap. */
+            log_warn("bus_publish_failed", "room=%s id=%s", env->room, env->id);
+        }
+    }
+    j->done(j->ctx, ok);
+    envelope_free(&j->env);
+    free(j);
+}
+
+/* The SEND's own headers, as STOMP 1.2 header lines for the envelope. */
+static void relay_user_headers(const stomp_frame *f, buf *out)
+{
     for (size_t i = 0; i < f->nheaders; i++) {
         const stomp_header *h = &f->headers[i];
         if (!relay_reserved(&h->name))
-            stomp_put_header(b, h->name.p, h->name.len, h->value.p, h->value.len, true);
+            stomp_put_header(out, h->name.p, h->name.len, h->value.p, h->value.len, true);
     }
-    stomp_put_body(b, f->body.p, f->body.len);
+}
 
-    msg *m = msg_create(MSG_MESSAGE, b);
-    msg_set_id(m, id, (size_t)idlen);
-    r->metrics->messages_published++;
-    size_t n = 0;
-    room *rm = room_lookup(r->rooms, name->p, name->len);
-    if (rm)
-        n = room_deliver(rm, m);
-    r->metrics->deliveries_local += n;
-    msg_unref(m);
-    return n;
+int relay_publish(relay *r, const stomp_str *name, const stomp_frame *f, const char *user,
+                  const char *user_name, relay_done_fn done, void *ctx)
+{
+    if (!relay_ready(r))
+        return -1;
+    publish_job *j = xcalloc(1, sizeof *j);
+    envelope *env = &j->env;
+    env->room = xstrndup(name->p, name->len);
+    env->id = xstrdup("");
+    env->ts_ms = realtime_ms();
+    env->sender = xstrdup(user);
+    env->sender_name = xstrdup(user_name);
+    env->origin = xstrdup(r->server_id);
+    const stomp_str *ct = stomp_frame_header(f, "content-type");
+    if (ct)
+        env->content_type = xstrndup(ct->p, ct->len);
+    buf h;
+    buf_init(&h);
+    relay_user_headers(f, &h);
+    env->headers = buf_detach(&h, &env->headers_len);
+    if (f->body.len) {
+        env->body = xmalloc(f->body.len);
+        memcpy(env->body, f->body.p, f->body.len);
+    }
+    env->body_len = f->body.len;
+    j->r = r;
+    j->done = done;
+    j->ctx = ctx;
+    if (registry_publish(r->reg, env, relay_on_published, j) < 0) {
+        envelope_free(env);
+        free(j);
+        return -1;
+    }
+    return 0;
+}
+
+void relay_on_bus_message(relay *r, envelope *env)
+{
+    room *rm = room_lookup(r->rooms, env->room, strlen(env->room));
+    if (!rm) {
+        r->stats.bus_no_room++;      /* fanout mode: a room we do not host */
+    } else {
+        msg *m = relay_encode(r, env);
+        room_offer(rm, m);
+        msg_unref(m);
+        r->stats.bus_received++;
+        relay_check_gap(r, rm);
+    }
+    envelope_free(env);
+    free(env);
 }

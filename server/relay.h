@@ -1,29 +1,84 @@
-/* relay.h — where a published message goes.
+/* relay.h — where room messages come from and go to.
  *
- * relay_publish() takes an accepted SEND and turns it into a room message:
- * it assigns the room-ordered message id, encodes the MESSAGE once, and hands
- * it to the local fan-out (room_deliver). The cluster issue extends this path
- * (id from the room's Redis stream, publish to the bus for other servers);
- * sessions only ever call relay_publish.
+ * Publishing (a SEND on this server):
+ *   1. the message is appended to the room's log in Redis (registry_publish),
+ *      which assigns its id, its place in the room order (epoch, seq) and
+ *      says whether other servers have members in the room;
+ *   2. it is encoded once as a STOMP MESSAGE and offered to the local room
+ *      (local bypass: never through the broker);
+ *   3. only if other servers have members, it is published once to the bus.
+ * Receiving (bus): the envelope is encoded and offered to the local room.
+ * Either way the room's seqbuf releases messages in room order, once.
+ *
+ * Gaps (a message overtaken by a later one, or lost on the bus) are filled
+ * from the room's log after relay.gap_timeout_ms; catch-ups after a bus or
+ * registry reconnect read the log too. Membership changes go through here
+ * so that the local room, the registry and the bus bindings stay in step.
  */
 #ifndef LECTERN_RELAY_H
 #define LECTERN_RELAY_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
 
+#include "bus.h"
+#include "envelope.h"
 #include "metrics.h"
+#include "registry.h"
 #include "room.h"
 #include "stomp.h"
 
+struct subscription;
+
 typedef struct relay relay;
 
-/* Borrows rooms and m; both must outlive the relay. */
-relay *relay_create(room_index *rooms, metrics *m);
-void relay_destroy(relay *r);   /* accepts NULL */
+typedef struct relay_config {
+    const char *server_id;
+    int gap_timeout_ms;      /* how long a gap may last before the log is read */
+    int catchup_max;         /* most messages fetched to fill one gap or catch up */
+} relay_config;
 
-/* Publish the SEND frame f to the room `name` (already validated). Headers
- * other than the STOMP-reserved ones travel to subscribers unchanged.
- * Returns the number of local deliveries. */
-size_t relay_publish(relay *r, const stomp_str *name, const stomp_frame *f);
+/* All borrowed; they must outlive the relay. reg and b may be set later
+ * with relay_attach (they need the relay's callbacks at creation). */
+relay *relay_create(uv_loop_t *loop, room_index *rooms, metrics *m, const relay_config *cfg);
+void relay_attach(relay *r, registry *reg, bus *b);
+void relay_destroy(relay *r);   /* accepts NULL; loop must run once more */
+
+/* Can a SEND be accepted now? (registry and bus both up) */
+bool relay_ready(const relay *r);
+
+/* Membership of a topic subscription (its local room, the registry's
+ * presence record, the bus binding of the room). */
+void relay_join(relay *r, struct subscription *sub, const stomp_str *room, const char *user,
+                const char *name);
+void relay_leave(relay *r, struct subscription *sub, const char *user);
+
+/* Publish a SEND frame to room `name` as user/name. done(ctx, ok) runs once
+ * the message has its place in the room order and was delivered locally
+ * (ok), or could not be stored (not ok). Returns 0, or -1 when the cluster
+ * is not ready (done is not called). */
+typedef void (*relay_done_fn)(void *ctx, bool ok);
+int relay_publish(relay *r, const stomp_str *name, const stomp_frame *f, const char *user,
+                  const char *user_name, relay_done_fn done, void *ctx);
+
+/* Callbacks wired to the registry and the bus (see server.c). */
+void relay_on_room_sync(relay *r, const char *rname, uint64_t epoch, uint64_t seq);
+void relay_on_bus_message(relay *r, envelope *env);
+void relay_on_bus_state(relay *r, bool up);
+void relay_on_bus_bound(relay *r, const char *rname, bool ok);
+
+typedef struct relay_stats {
+    uint64_t bus_published;      /* messages handed to the bus */
+    uint64_t bus_skipped;        /* local bypass: no other server had members */
+    uint64_t bus_received;       /* messages from the bus offered to a room */
+    uint64_t bus_no_room;        /* messages from the bus for rooms not hosted here */
+    uint64_t gaps_filled;        /* messages recovered from the room log */
+    uint64_t gaps_lost;          /* messages given up on (log no longer had them) */
+    uint64_t catchups;           /* catch-up reads after reconnects */
+} relay_stats;
+
+void relay_get_stats(const relay *r, relay_stats *out);
 
 #endif

@@ -12,6 +12,7 @@
 #include "room.h"
 
 #include "mem.h"
+#include "seqbuf.h"
 #include "session.h"
 
 #include <stdlib.h>
@@ -23,6 +24,9 @@ struct room {
     size_t name_len;
     struct subscription **members;
     size_t n, cap;
+    seqbuf order;
+    char last_id[40];
+    uint64_t released;
     UT_hash_handle hh;
 };
 
@@ -35,6 +39,14 @@ room_index *room_index_create(void)
     return xcalloc(1, sizeof(room_index));
 }
 
+static void room_free(room *r)
+{
+    seqbuf_deinit(&r->order);
+    free(r->members);
+    free(r->name);
+    free(r);
+}
+
 void room_index_destroy(room_index *ri)
 {
     if (!ri)
@@ -42,11 +54,27 @@ void room_index_destroy(room_index *ri)
     room *r, *tmp;
     HASH_ITER(hh, ri->rooms, r, tmp) {
         HASH_DEL(ri->rooms, r);
-        free(r->members);
-        free(r->name);
-        free(r);
+        room_free(r);
     }
     free(ri);
+}
+
+static void room_on_release(void *ctx, void *item)
+{
+    room *r = ctx;
+    msg *m = item;
+    size_t n = m->id_len < sizeof r->last_id - 1 ? m->id_len : sizeof r->last_id - 1;
+    memcpy(r->last_id, m->id, n);
+    r->last_id[n] = '\0';
+    r->released++;
+    room_deliver(r, m);
+    msg_unref(m);
+}
+
+static void room_on_drop(void *ctx, void *item)
+{
+    (void)ctx;
+    msg_unref(item);
 }
 
 room *room_lookup(room_index *ri, const char *name, size_t len)
@@ -56,13 +84,15 @@ room *room_lookup(room_index *ri, const char *name, size_t len)
     return r;
 }
 
-void room_join(room_index *ri, const char *name, size_t len, subscription *sub)
+bool room_join(room_index *ri, const char *name, size_t len, subscription *sub)
 {
     room *r = room_lookup(ri, name, len);
+    bool created = !r;
     if (!r) {
         r = xcalloc(1, sizeof *r);
         r->name = xstrndup(name, len);
         r->name_len = len;
+        seqbuf_init(&r->order, room_on_release, room_on_drop, r);
         HASH_ADD_KEYPTR(hh, ri->rooms, r->name, r->name_len, r);
     }
     if (r->n == r->cap) {
@@ -72,26 +102,48 @@ void room_join(room_index *ri, const char *name, size_t len, subscription *sub)
     sub->room = r;
     sub->slot = (uint32_t)r->n;
     r->members[r->n++] = sub;
+    return created;
 }
 
-void room_leave(room_index *ri, subscription *sub)
+bool room_leave(room_index *ri, subscription *sub)
 {
     room *r = sub->room;
     if (!r)
-        return;
+        return false;
     size_t i = sub->slot;
     r->members[i] = r->members[--r->n];
     r->members[i]->slot = (uint32_t)i;
     sub->room = NULL;
     if (r->n == 0) {
         HASH_DEL(ri->rooms, r);
-        free(r->members);
-        free(r->name);
-        free(r);
-    } else if (r->cap > 16 && r->n < r->cap / 4) {
+        room_free(r);
+        return true;
+    }
+    if (r->cap > 16 && r->n < r->cap / 4) {
         r->cap /= 2;
         r->members = xrealloc(r->members, r->cap * sizeof *r->members);
     }
+    return false;
+}
+
+void room_offer(room *r, msg *m)
+{
+    seqbuf_offer(&r->order, m->epoch, m->seq, msg_ref(m));
+}
+
+seqbuf *room_order(room *r)
+{
+    return &r->order;
+}
+
+const char *room_last_id(const room *r)
+{
+    return r->last_id;
+}
+
+uint64_t room_released(const room *r)
+{
+    return r->released;
 }
 
 size_t room_deliver(room *r, msg *m)
@@ -99,6 +151,16 @@ size_t room_deliver(room *r, msg *m)
     for (size_t i = 0; i < r->n; i++)
         session_deliver(r->members[i], m);
     return r->n;
+}
+
+room *room_first(room_index *ri)
+{
+    return ri->rooms;
+}
+
+room *room_next(room *r)
+{
+    return r->hh.next;
 }
 
 const char *room_name(const room *r)
@@ -122,19 +184,29 @@ static int room_name_char(unsigned char c)
            c == '.' || c == '_' || c == '~' || c == '-';
 }
 
+bool room_name_valid(const char *s, size_t len, size_t max_len)
+{
+    if (len == 0 || len > max_len)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!room_name_char((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
 int room_destination(const stomp_str *dest, size_t max_len, stomp_str *name)
 {
-    static const char prefix[] = "/topic/";
-    const size_t pl = sizeof prefix - 1;
-
-    if (dest->len < pl || memcmp(dest->p, prefix, pl))
-        return ROOM_DEST_UNKNOWN;
-    name->p = dest->p + pl;
-    name->len = dest->len - pl;
-    if (name->len == 0 || name->len > max_len)
-        return ROOM_DEST_INVALID;
-    for (size_t i = 0; i < name->len; i++)
-        if (!room_name_char((unsigned char)name->p[i]))
-            return ROOM_DEST_INVALID;
-    return ROOM_DEST_OK;
+    static const struct { const char *prefix; int kind; } kinds[] = {
+        { "/topic/", ROOM_DEST_TOPIC },
+        { "/presence/", ROOM_DEST_PRESENCE },
+    };
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        size_t pl = strlen(kinds[k].prefix);
+        if (dest->len < pl || memcmp(dest->p, kinds[k].prefix, pl))
+            continue;
+        name->p = dest->p + pl;
+        name->len = dest->len - pl;
+        return room_name_valid(name->p, name->len, max_len) ? kinds[k].kind : ROOM_DEST_INVALID;
+    }
+    return ROOM_DEST_UNKNOWN;
 }

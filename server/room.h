@@ -1,13 +1,17 @@
 /* room.h — local room index and fan-out.
  *
  * A room is the set of this server's subscriptions to /topic/<name>. It
- * exists while it has at least one member. room_deliver() is the one path by
- * which a message reaches local subscribers: messages published on this
- * server and (later) messages arriving from the bus both end here.
+ * exists while it has at least one member. room_offer() is the one path by
+ * which a room message reaches local subscribers: messages published on
+ * this server and messages arriving from the bus both go through the room's
+ * seqbuf, which releases them in room order, exactly once, to room_deliver().
+ * The same index type also holds presence subscriptions (/presence/<name>),
+ * which use room_deliver() directly.
  */
 #ifndef LECTERN_ROOM_H
 #define LECTERN_ROOM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,23 +29,46 @@ void room_index_destroy(room_index *ri);
 /* The room named name[0..len), or NULL when it has no local member. */
 room *room_lookup(room_index *ri, const char *name, size_t len);
 
-/* Add sub to the room (created on first join). sub->room is set. */
-void room_join(room_index *ri, const char *name, size_t len, struct subscription *sub);
-/* Remove sub from its room; the room is destroyed with its last member. */
-void room_leave(room_index *ri, struct subscription *sub);
+/* Add sub to the room (created on first join). sub->room is set. Returns
+ * true when this created the room. */
+bool room_join(room_index *ri, const char *name, size_t len, struct subscription *sub);
+/* Remove sub from its room; the room is destroyed with its last member.
+ * Returns true when the room was destroyed. */
+bool room_leave(room_index *ri, struct subscription *sub);
 
-/* Queue m on every member's connection. Returns the number of deliveries. */
+/* Queue m on every member's connection now. Returns the number of deliveries. */
 size_t room_deliver(room *r, msg *m);
+
+/* Ordered delivery (MSG_MESSAGE with epoch and seq set): m goes through the
+ * room's seqbuf and out, in room order and once, when its turn comes. The
+ * room takes a reference. */
+void room_offer(room *r, msg *m);
+/* The room's order: see seqbuf.h. Owned by the room. */
+struct seqbuf *room_order(room *r);
+/* Stream id of the last message released (empty before the first). */
+const char *room_last_id(const room *r);
+/* Messages released so far through room_offer. */
+uint64_t room_released(const room *r);
+
+/* Iterate the rooms (no joins or leaves while iterating). */
+room *room_first(room_index *ri);
+room *room_next(room *r);
 
 const char *room_name(const room *r);
 size_t room_size(const room *r);
 size_t room_index_count(const room_index *ri);
 
-/* Destinations. A room destination is "/topic/<name>", the name 1..max_len
- * bytes of A-Z a-z 0-9 . _ ~ - (safe in URLs, Redis keys and AMQP routing
- * keys). Returns ROOM_DEST_OK and the name view, ROOM_DEST_UNKNOWN (not a
- * destination this server knows) or ROOM_DEST_INVALID (bad name). */
-enum { ROOM_DEST_OK = 0, ROOM_DEST_UNKNOWN = -1, ROOM_DEST_INVALID = -2 };
+/* Destinations: "/topic/<name>" (the room's messages) and
+ * "/presence/<name>" (who is in the room). A name is 1..max_len bytes of
+ * A-Z a-z 0-9 . _ ~ - (safe in URLs, Redis keys and AMQP routing keys).
+ * Returns ROOM_DEST_TOPIC or ROOM_DEST_PRESENCE with the name view,
+ * ROOM_DEST_UNKNOWN (not a destination this server knows) or
+ * ROOM_DEST_INVALID (bad name). */
+enum { ROOM_DEST_TOPIC = 0, ROOM_DEST_PRESENCE = 1, ROOM_DEST_UNKNOWN = -1,
+       ROOM_DEST_INVALID = -2 };
 int room_destination(const stomp_str *dest, size_t max_len, stomp_str *name);
+
+/* Is s a valid room name (the rule above)? */
+bool room_name_valid(const char *s, size_t len, size_t max_len);
 
 #endif

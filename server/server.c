@@ -1,33 +1,49 @@
-/* server.c — the event loop of lectern-server.
+/* server.c — the event loop of lectern-server and what hangs off it.
  *
  * One libuv loop per process runs everything: libwebsockets is attached to it
- * as a foreign loop (LWS_SERVER_OPTION_LIBUV + foreign_loops), signals and the
- * housekeeping timer are uv handles, and the later Redis and RabbitMQ
- * adapters plug into the same loop. Nothing on it blocks.
+ * as a foreign loop (LWS_SERVER_OPTION_LIBUV + foreign_loops), hiredis through
+ * its libuv adapter, signals and timers are uv handles, and the RabbitMQ bus
+ * (whose library blocks) runs on threads of its own that hand their results
+ * back through a uv_async_t. Nothing on the loop blocks.
  *
  * The lws callback only dispatches: upgrade vetting and HTTP to http.c,
  * WebSocket traffic to session.c. All protocols (the default "http" one,
  * which also serves WebSockets that name no subprotocol, and v12/v11/v10.stomp)
- * share the callback and the per-connection data, because a STOMP session is
- * the same whichever subprotocol was negotiated: the STOMP version comes from
- * CONNECT's accept-version.
+ * share the callback and the per-connection data: a STOMP session is the same
+ * whichever subprotocol was negotiated.
  *
- * Shutdown (SIGTERM/SIGINT): stop the timer and signal handles, then
- * lws_context_destroy(), which closes every connection (sessions are
- * destroyed from LWS_CALLBACK_CLOSED) and releases lws's uv handles; the loop
- * then runs dry and server_run returns.
+ * Listening: lws's own listener, or with server.reuseport a socket opened
+ * here with SO_REUSEPORT (lws 4.1 has one service thread and its listen-share
+ * option does not help a second process) whose accepted connections are
+ * handed to lws with lws_adopt_socket_vhost.
+ *
+ * Shutdown (SIGTERM/SIGINT) runs in stages on the loop: stop accepting and
+ * close every connection (lws_context_destroy); once the sessions are gone
+ * (bounded wait), deregister from the registry (bounded wait); then destroy
+ * the bus, registry, relay and presence, whose handles close, and the loop
+ * runs dry.
  */
 #include "server.h"
 
+#include "bus.h"
 #include "http.h"
 #include "log.h"
 #include "mem.h"
+#include "presence.h"
+#include "registry.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <libwebsockets.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 /* Per-connection data, the same for every protocol. */
@@ -38,22 +54,31 @@ typedef struct conn {
 
 struct server {
     const server_config *conf;
+    char id[128];
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
     uv_timer_t tick;
+    uv_timer_t stop_timer;
     uv_check_t reaper;           /* performs closes requested during callbacks */
+    uv_poll_t listen_poll;       /* server.reuseport */
+    int listen_fd;
     struct lws_context *ctx;
+    struct lws_vhost *vhost;
     struct lws_protocols protocols[5];
     stomp_parser parser;
     room_index *rooms;
     relay *relay;
+    registry *registry;
+    bus *bus;
+    presence *presence;
     session_set *sessions;
     metrics metrics;
     unsigned char *scratch;
     size_t scratch_cap;
     uint64_t next_session_id;
+    uint64_t stop_started;
     int port;
-    bool stopping;
+    bool stopping, goodbye_sent, goodbye_done, torn_down;
 };
 
 static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
@@ -122,25 +147,173 @@ static void server_on_check(uv_check_t *h)
     session_set_reap(srv->sessions);
 }
 
-static void server_begin_stop(server *srv, const char *why)
+/* --- cluster callbacks --------------------------------------------------------- */
+
+static void server_on_registry_state(void *ctx, bool up)
 {
-    if (srv->stopping)
+    server *srv = ctx;
+    log_info(up ? "registry_up" : "registry_down", "server=%s", srv->id);
+}
+
+static void server_on_room_sync(void *ctx, const char *rname, uint64_t epoch, uint64_t seq)
+{
+    server *srv = ctx;
+    relay_on_room_sync(srv->relay, rname, epoch, seq);
+}
+
+static void server_on_presence(void *ctx, const char *rname, const char *json, size_t len)
+{
+    server *srv = ctx;
+    presence_on_event(srv->presence, rname, json, len);
+}
+
+static void server_on_presence_resync(void *ctx)
+{
+    server *srv = ctx;
+    presence_resync(srv->presence);
+}
+
+static void server_on_bus_message(void *ctx, envelope *env)
+{
+    server *srv = ctx;
+    relay_on_bus_message(srv->relay, env);
+}
+
+static void server_on_bus_state(void *ctx, bool up)
+{
+    server *srv = ctx;
+    relay_on_bus_state(srv->relay, up);
+}
+
+static void server_on_bus_bound(void *ctx, const char *rname, bool ok)
+{
+    server *srv = ctx;
+    relay_on_bus_bound(srv->relay, rname, ok);
+}
+
+/* --- listening with SO_REUSEPORT ------------------------------------------------- */
+
+static void server_on_accept(uv_poll_t *h, int status, int events)
+{
+    server *srv = h->data;
+    (void)events;
+    if (status < 0)
         return;
-    srv->stopping = true;
-    if (why)
-        log_info("shutdown", "reason=%s connections=%zu", why,
-             (size_t)(srv->metrics.connections_opened - srv->metrics.connections_closed));
-    uv_timer_stop(&srv->tick);
-    uv_close((uv_handle_t *)&srv->tick, NULL);
+    for (;;) {
+        int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                log_warn("accept_failed", "error=\"%s\"", strerror(errno));
+            return;
+        }
+        if (srv->stopping || !lws_adopt_socket_vhost(srv->vhost, fd))
+            close(fd);
+    }
+}
+
+static int server_listen_reuseport(server *srv, char *err, size_t errlen)
+{
+    const server_config *c = srv->conf;
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)c->port);
+    sa.sin_addr.s_addr = htonl(INADDR_ANY);
+    if (c->listen[0] && inet_pton(AF_INET, c->listen, &sa.sin_addr) != 1) {
+        snprintf(err, errlen, "server.listen must be an IPv4 address with server.reuseport");
+        return -1;
+    }
+    int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ||
+        bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 1024)) {
+        snprintf(err, errlen, "cannot listen on port %d with SO_REUSEPORT: %s", c->port,
+                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    socklen_t sl = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    srv->port = ntohs(sa.sin_port);
+    srv->listen_fd = fd;
+    uv_poll_init(&srv->loop, &srv->listen_poll, fd);
+    srv->listen_poll.data = srv;
+    uv_poll_start(&srv->listen_poll, UV_READABLE, server_on_accept);
+    return 0;
+}
+
+/* --- shutdown ---------------------------------------------------------------------- */
+
+static void server_teardown(server *srv)
+{
+    if (srv->torn_down)
+        return;
+    srv->torn_down = true;
+    uv_timer_stop(&srv->stop_timer);
+    uv_close((uv_handle_t *)&srv->stop_timer, NULL);
     uv_check_stop(&srv->reaper);
     uv_close((uv_handle_t *)&srv->reaper, NULL);
+    bus_destroy(srv->bus);
+    registry_destroy(srv->registry);
+    relay_destroy(srv->relay);
+    presence_destroy(srv->presence);
+    srv->bus = NULL;
+    srv->registry = NULL;
+    srv->relay = NULL;
+    srv->presence = NULL;
     /* The signal handlers stay installed (a second SIGTERM during shutdown
      * must not kill the process by default action) but no longer keep the
      * loop alive; server_destroy closes them. */
     uv_unref((uv_handle_t *)&srv->sigterm);
     uv_unref((uv_handle_t *)&srv->sigint);
+}
+
+static void server_on_goodbye(void *ctx)
+{
+    server *srv = ctx;
+    srv->goodbye_done = true;
+}
+
+/* Runs every few ms once stopping: wait for sessions to go, then for the
+ * goodbye, each for a bounded time. */
+static void server_on_stop_tick(uv_timer_t *t)
+{
+    server *srv = t->data;
+    uint64_t waited = uv_now(&srv->loop) - srv->stop_started;
+    size_t left = srv->metrics.connections_opened - srv->metrics.connections_closed;
+    if (left && waited < 3000)
+        return;
+    if (!srv->goodbye_sent) {
+        srv->goodbye_sent = true;
+        registry_goodbye(srv->registry, server_on_goodbye, srv);
+        return;
+    }
+    if (!srv->goodbye_done && waited < 5000)
+        return;
+    server_teardown(srv);
+}
+
+static void server_begin_stop(server *srv, const char *why)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = true;
+    srv->stop_started = uv_now(&srv->loop);
+    if (why)
+        log_info("shutdown", "reason=%s connections=%zu", why,
+                 (size_t)(srv->metrics.connections_opened - srv->metrics.connections_closed));
+    uv_timer_stop(&srv->tick);
+    uv_close((uv_handle_t *)&srv->tick, NULL);
+    if (srv->listen_fd >= 0) {
+        uv_poll_stop(&srv->listen_poll);
+        uv_close((uv_handle_t *)&srv->listen_poll, NULL);
+        close(srv->listen_fd);
+        srv->listen_fd = -1;
+    }
     if (srv->ctx)
         lws_context_destroy(srv->ctx);
+    uv_timer_start(&srv->stop_timer, server_on_stop_tick, 0, 10);
 }
 
 static void server_on_stop_timer(uv_timer_t *t)
@@ -153,6 +326,8 @@ static void server_on_signal(uv_signal_t *h, int signum)
     server_begin_stop(h->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/* --- creation ---------------------------------------------------------------------- */
+
 static void server_protocol(struct lws_protocols *p, const char *name, const server_config *c)
 {
     memset(p, 0, sizeof *p);
@@ -163,8 +338,82 @@ static void server_protocol(struct lws_protocols *p, const char *name, const ser
     p->tx_packet_size = c->ws_write_max;
 }
 
-/* Free everything but lws (gone by now). With `loop`, first let the loop
- * run the close callbacks of the handles the caller closed, then close it. */
+static void server_make_id(server *srv)
+{
+    if (srv->conf->id[0]) {
+        snprintf(srv->id, sizeof srv->id, "%s", srv->conf->id);
+        return;
+    }
+    char host[64] = "lectern";
+    unsigned char rnd[4] = { 0 };
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        uint32_t x = (uint32_t)getpid() ^ (uint32_t)time(NULL);
+        memcpy(rnd, &x, sizeof rnd);
+    }
+    snprintf(srv->id, sizeof srv->id, "%s-%02x%02x%02x%02x", host, rnd[0], rnd[1], rnd[2],
+             rnd[3]);
+}
+
+static void server_start_cluster(server *srv)
+{
+    const server_config *c = srv->conf;
+    relay_config rc = {
+        .server_id = srv->id,
+        .gap_timeout_ms = c->gap_timeout_ms,
+        .catchup_max = c->catchup_max,
+    };
+    srv->relay = relay_create(&srv->loop, srv->rooms, &srv->metrics, &rc);
+    srv->presence = presence_create();
+
+    registry_config gc = {
+        .host = c->redis_host,
+        .port = c->redis_port,
+        .prefix = c->redis_prefix,
+        .server_id = srv->id,
+        .heartbeat_ms = c->reg_heartbeat_ms,
+        .ttl_ms = c->reg_ttl_ms,
+        .reap_ms = c->reg_reap_ms,
+        .history_max = c->reg_history_max,
+        .history_ttl_ms = c->reg_history_ttl_ms,
+        .presence_max = c->reg_presence_max,
+        .backoff_min_ms = c->redis_backoff_min_ms,
+        .backoff_max_ms = c->redis_backoff_max_ms,
+    };
+    registry_events ge = {
+        .on_state = server_on_registry_state,
+        .on_room_sync = server_on_room_sync,
+        .on_presence = server_on_presence,
+        .on_presence_resync = server_on_presence_resync,
+    };
+    srv->registry = registry_create(&srv->loop, &gc, &ge, srv);
+
+    bus_config bc = {
+        .host = c->bus_host,
+        .port = c->bus_port,
+        .vhost = c->bus_vhost,
+        .user = c->bus_user,
+        .password = c->bus_password,
+        .exchange = c->bus_exchange,
+        .dynamic = !strcmp(c->bus_mode, "dynamic"),
+        .server_id = srv->id,
+        .heartbeat_s = c->bus_heartbeat_s,
+        .reconnect_min_ms = c->bus_backoff_min_ms,
+        .reconnect_max_ms = c->bus_backoff_max_ms,
+        .max_queue = (size_t)c->bus_max_queue,
+    };
+    bus_callbacks bcb = {
+        .on_message = server_on_bus_message,
+        .on_state = server_on_bus_state,
+        .on_bound = server_on_bus_bound,
+    };
+    srv->bus = bus_create(&srv->loop, &bc, &bcb, srv);
+    relay_attach(srv->relay, srv->registry, srv->bus);
+    presence_attach(srv->presence, srv->registry);
+}
+
+/* Free what is left once the loop has closed every handle. */
 static void server_release(server *srv, bool loop)
 {
     if (loop) {
@@ -173,7 +422,6 @@ static void server_release(server *srv, bool loop)
             log_warn("loop_busy", "detail=\"handles still open at exit\"");
     }
     session_set_destroy(srv->sessions);
-    relay_destroy(srv->relay);
     room_index_destroy(srv->rooms);
     stomp_parser_deinit(&srv->parser);
     free(srv->scratch);
@@ -185,6 +433,8 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     server *srv = xcalloc(1, sizeof *srv);
     srv->conf = conf;
     srv->next_session_id = 1;
+    srv->listen_fd = -1;
+    server_make_id(srv);
 
     stomp_limits lim = {
         .max_frame = conf->max_frame,
@@ -193,23 +443,26 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     };
     stomp_parser_init(&srv->parser, &lim);
     srv->rooms = room_index_create();
-    srv->relay = relay_create(srv->rooms, &srv->metrics);
     srv->sessions = session_set_create();
     srv->scratch_cap = conf->ws_write_max;
     srv->scratch = xmalloc(LWS_PRE + srv->scratch_cap);
 
     if (uv_loop_init(&srv->loop)) {
         snprintf(err, errlen, "cannot initialise the event loop");
-        goto fail_loop;
+        server_release(srv, false);
+        return NULL;
     }
     uv_timer_init(&srv->loop, &srv->tick);
     srv->tick.data = srv;
+    uv_timer_init(&srv->loop, &srv->stop_timer);
+    srv->stop_timer.data = srv;
     uv_check_init(&srv->loop, &srv->reaper);
     srv->reaper.data = srv;
     uv_signal_init(&srv->loop, &srv->sigterm);
     srv->sigterm.data = srv;
     uv_signal_init(&srv->loop, &srv->sigint);
     srv->sigint.data = srv;
+    server_start_cluster(srv);
 
     server_protocol(&srv->protocols[0], "http", conf);
     server_protocol(&srv->protocols[1], http_protocol_name(12), conf);
@@ -217,7 +470,8 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     server_protocol(&srv->protocols[3], http_protocol_name(10), conf);
     memset(&srv->protocols[4], 0, sizeof srv->protocols[4]);
 
-    lws_set_log_level(getenv("LECTERN_LWS_LOG") ? atoi(getenv("LECTERN_LWS_LOG")) : (LLL_ERR | LLL_WARN), server_lws_log);
+    const char *lws_log = getenv("LECTERN_LWS_LOG");
+    lws_set_log_level(lws_log ? atoi(lws_log) : (LLL_ERR | LLL_WARN), server_lws_log);
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
     void *loops[1] = { &srv->loop };
@@ -233,18 +487,30 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     srv->ctx = lws_create_context(&info);
     if (!srv->ctx) {
         snprintf(err, errlen, "cannot create the libwebsockets context");
-        goto fail_lws;
+        server_destroy(srv);
+        return NULL;
+    }
+    if (conf->reuseport) {
+        info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+        info.iface = NULL;
     }
     /* The vhost is created separately so that a port that cannot be bound
      * fails here, with the context intact and destroyable. */
-    struct lws_vhost *vh = lws_create_vhost(srv->ctx, &info);
-    if (!vh) {
+    srv->vhost = lws_create_vhost(srv->ctx, &info);
+    if (!srv->vhost) {
         snprintf(err, errlen, "cannot listen on port %d%s%s (in use, or a bad address?)",
                  conf->port, conf->listen[0] ? " of " : "", conf->listen);
         server_destroy(srv);
         return NULL;
     }
-    srv->port = lws_get_vhost_listen_port(vh);
+    if (conf->reuseport) {
+        if (server_listen_reuseport(srv, err, errlen) < 0) {
+            server_destroy(srv);
+            return NULL;
+        }
+    } else {
+        srv->port = lws_get_vhost_listen_port(srv->vhost);
+    }
 
     uv_timer_start(&srv->tick, server_on_tick, (uint64_t)(1000 / conf->hz),
                    (uint64_t)(1000 / conf->hz));
@@ -252,23 +518,13 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     uv_signal_start(&srv->sigterm, server_on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, server_on_signal, SIGINT);
     return srv;
-
-fail_lws:
-    uv_close((uv_handle_t *)&srv->tick, NULL);
-    uv_close((uv_handle_t *)&srv->reaper, NULL);
-    uv_close((uv_handle_t *)&srv->sigterm, NULL);
-    uv_close((uv_handle_t *)&srv->sigint, NULL);
-    server_release(srv, true);
-    return NULL;
-fail_loop:
-    server_release(srv, false);
-    return NULL;
 }
 
 int server_run(server *srv)
 {
-    log_info("listening", "port=%d ws_url=ws://127.0.0.1:%d%s version=%s", srv->port,
-             srv->port, srv->conf->ws_path, LECTERN_VERSION);
+    log_info("listening", "port=%d ws_url=ws://127.0.0.1:%d%s version=%s server=%s mode=%s%s",
+             srv->port, srv->port, srv->conf->ws_path, LECTERN_VERSION, srv->id,
+             srv->conf->bus_mode, srv->conf->reuseport ? " reuseport=true" : "");
     uv_run(&srv->loop, UV_RUN_DEFAULT);
     /* The loop ran dry: lws has closed its handles. A context still set
      * means lws wants the second half of its destroy. */
@@ -296,11 +552,14 @@ void server_destroy(server *srv)
 }
 
 int server_port(const server *srv) { return srv->port; }
+const char *server_id(const server *srv) { return srv->id; }
 const server_config *server_conf(const server *srv) { return srv->conf; }
 metrics *server_metrics(server *srv) { return &srv->metrics; }
 stomp_parser *server_parser(server *srv) { return &srv->parser; }
 room_index *server_rooms(server *srv) { return srv->rooms; }
 relay *server_relay(server *srv) { return srv->relay; }
+registry *server_registry(server *srv) { return srv->registry; }
+presence *server_presence(server *srv) { return srv->presence; }
 session_set *server_sessions(server *srv) { return srv->sessions; }
 uint64_t server_now_ms(const server *srv) { return uv_now(&srv->loop); }
 uint64_t server_next_session_id(server *srv) { return srv->next_session_id++; }
@@ -311,8 +570,56 @@ unsigned char *server_scratch(server *srv, size_t *cap)
     return srv->scratch;
 }
 
+bool server_ready(const server *srv, const char **why)
+{
+    if (srv->stopping) {
+        *why = "shutting down";
+        return false;
+    }
+    if (!srv->registry || !registry_up(srv->registry)) {
+        *why = "registry (Redis) unavailable";
+        return false;
+    }
+    if (!srv->bus || !bus_ready(srv->bus)) {
+        *why = "bus (RabbitMQ) unavailable";
+        return false;
+    }
+    *why = NULL;
+    return true;
+}
+
 void server_gauges(server *srv, metrics_gauges *g)
 {
+    memset(g, 0, sizeof *g);
     session_set_gauges(srv->sessions, g);
     g->rooms = room_index_count(srv->rooms);
+    if (srv->registry) {
+        registry_stats rs;
+        registry_get_stats(srv->registry, &rs);
+        g->registry_up = registry_up(srv->registry);
+        g->registry_reconnects = rs.reconnects;
+        g->servers_reaped = rs.reaped_servers;
+        g->reregistrations = rs.reregistrations;
+    }
+    if (srv->bus) {
+        bus_stats bs;
+        bus_get_stats(srv->bus, &bs);
+        g->bus_up = bus_ready(srv->bus);
+        g->bus_reconnects = bs.reconnects;
+        g->bus_publish_failures = bs.publish_failures;
+        g->bus_dropped_own = bs.dropped_own;
+        g->bus_malformed = bs.malformed;
+        g->bus_queued = bs.queued;
+    }
+    if (srv->relay) {
+        relay_stats st;
+        relay_get_stats(srv->relay, &st);
+        g->bus_published = st.bus_published;
+        g->bus_skipped = st.bus_skipped;
+        g->bus_received = st.bus_received;
+        g->bus_no_room = st.bus_no_room;
+        g->gaps_filled = st.gaps_filled;
+        g->gaps_lost = st.gaps_lost;
+        g->catchups = st.catchups;
+    }
 }

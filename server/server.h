@@ -8,6 +8,7 @@
 #ifndef LECTERN_SERVER_H
 #define LECTERN_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,6 +41,10 @@ metrics *server_metrics(server *srv);
 stomp_parser *server_parser(server *srv);
 room_index *server_rooms(server *srv);
 relay *server_relay(server *srv);
+struct registry *server_registry(server *srv);
+struct presence *server_presence(server *srv);
+/* This server's id in the cluster (server.id, or generated at start). */
+const char *server_id(const server *srv);
 session_set *server_sessions(server *srv);
 uint64_t server_now_ms(const server *srv);
 uint64_t server_next_session_id(server *srv);
@@ -48,6 +53,9 @@ uint64_t server_next_session_id(server *srv);
  * and a write completes within one callback): LWS_PRE bytes of headroom
  * then *cap usable bytes. */
 unsigned char *server_scratch(server *srv, size_t *cap);
+
+/* Can this server take messages now? false with a reason otherwise. */
+bool server_ready(const server *srv, const char **why);
 
 /* Snapshot of the live-state gauges. */
 void server_gauges(server *srv, metrics_gauges *g);

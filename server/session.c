@@ -25,12 +25,21 @@
  *
  * Transactions buffer deep copies of their frames (stomp_frame_clone) and
  * replay them through the normal handlers on COMMIT.
+ *
+ * Publishing is asynchronous (the room log in Redis assigns each message its
+ * place first), so receipts keep their order through a FIFO: each receipt
+ * waits until every publish issued before it has completed. A SEND's receipt
+ * therefore means "stored in the room log and delivered locally", and the
+ * receipts of COMMIT and DISCONNECT follow those of the SENDs before them
+ * (DISCONNECT's promise: everything before it was processed).
  */
 #include "session.h"
 
 #include "config.h"
 #include "log.h"
 #include "mem.h"
+#include "presence.h"
+#include "registry.h"
 #include "relay.h"
 #include "room.h"
 #include "server.h"
@@ -41,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uthash.h>
 
 enum { SESSION_AWAIT_CONNECT, SESSION_CONNECTED, SESSION_CLOSING };
 
@@ -58,8 +68,18 @@ typedef struct txn {
     char name[];
 } txn;
 
+/* A receipt (or a DISCONNECT) waiting for earlier publishes to complete. */
+typedef struct receipt_wait {
+    struct receipt_wait *next;
+    uint64_t need;               /* s->pubs_done must reach this */
+    bool disconnect;
+    size_t id_len;
+    char id[];
+} receipt_wait;
+
 struct session {
     session *prev, *next;        /* the set's list */
+    UT_hash_handle hh;           /* the set's table by id */
     session *reap_next;          /* the set's list of closes to perform */
     session_set *set;
     struct server *srv;
@@ -84,10 +104,17 @@ struct session {
     uint32_t nsubs;
     uint32_t ntxns;
     txn *txns;
+    char *user;                  /* identity from CONNECT */
+    char *user_name;
+    bool online;                 /* counted online in the registry */
+    bool draining;               /* DISCONNECT received: read nothing more */
+    uint64_t pubs_issued, pubs_done;
+    receipt_wait *rq_head, *rq_tail;
 };
 
 struct session_set {
     session *head;
+    session *by_id;              /* uthash on id, for completions that outlive frames */
     size_t count;
     session *reap;               /* sessions whose close is due */
 };
@@ -285,8 +312,10 @@ static void session_close_politely(session *s)
 void session_deliver(subscription *sub, msg *m)
 {
     session *s = sub->session;
-    if (s->state == SESSION_CONNECTED)
+    if (s->state == SESSION_CONNECTED) {
+        server_metrics(s->srv)->deliveries_local++;
         session_push(s, m, sub);
+    }
 }
 
 int session_flush(session *s)
@@ -357,19 +386,74 @@ static bool session_escapes(const session *s)
     return s->version >= STOMP_V11;
 }
 
-static void session_receipt(session *s, const stomp_frame *f)
+static void session_emit_receipt(session *s, const char *id, size_t len)
 {
-    const stomp_str *r = stomp_frame_header(f, "receipt");
-    if (!r)
-        return;
     buf b;
     buf_init(&b);
     stomp_put_command(&b, STOMP_CMD_RECEIPT);
-    stomp_put_header(&b, "receipt-id", 10, r->p, r->len, session_escapes(s));
+    stomp_put_header(&b, "receipt-id", 10, id, len, session_escapes(s));
     stomp_put_body(&b, NULL, 0);
     session_push_frame(s, &b);
     buf_deinit(&b);
     server_metrics(s->srv)->receipts++;
+}
+
+static void session_do_disconnect(session *s)
+{
+    s->state = SESSION_CLOSING;
+    s->close_code = LWS_CLOSE_STATUS_NORMAL;
+    s->close_reason = "DISCONNECT";
+    session_arm(s);
+}
+
+/* Emit the receipts whose publishes have all completed, in order. */
+static void session_flush_receipts(session *s)
+{
+    while (s->rq_head && s->pubs_done >= s->rq_head->need && !s->dead) {
+        receipt_wait *w = s->rq_head;
+        s->rq_head = w->next;
+        if (!s->rq_head)
+            s->rq_tail = NULL;
+        if (w->id_len || !w->disconnect)
+            session_emit_receipt(s, w->id, w->id_len);
+        if (w->disconnect)
+            session_do_disconnect(s);
+        free(w);
+    }
+}
+
+/* The receipt for f (if it asked for one) once every publish issued so far
+ * has completed; `disconnect` closes the session after it. */
+static void session_receipt_or_close(session *s, const stomp_frame *f, bool disconnect)
+{
+    const stomp_str *r = stomp_frame_header(f, "receipt");
+    if (!r && !disconnect)
+        return;
+    if (!s->rq_head && s->pubs_done >= s->pubs_issued) {
+        if (r)
+            session_emit_receipt(s, r->p, r->len);
+        if (disconnect)
+            session_do_disconnect(s);
+        return;
+    }
+    size_t n = r ? r->len : 0;
+    receipt_wait *w = xmalloc(sizeof *w + n);
+    w->next = NULL;
+    w->need = s->pubs_issued;
+    w->disconnect = disconnect;
+    w->id_len = n;
+    if (n)
+        memcpy(w->id, r->p, n);
+    if (s->rq_tail)
+        s->rq_tail->next = w;
+    else
+        s->rq_head = w;
+    s->rq_tail = w;
+}
+
+static void session_receipt(session *s, const stomp_frame *f)
+{
+    session_receipt_or_close(s, f, false);
 }
 
 /* Queue ERROR and close once it is written. `message` is the short summary
@@ -524,6 +608,27 @@ static void on_connect(session *s, const stomp_frame *f)
     s->hb_send_ms = (sx && cy) ? (uint32_t)(sx > cy ? sx : cy) : 0;
     s->hb_recv_ms = (cx && sy) ? (uint32_t)(cx > sy ? cx : sy) : 0;
 
+    /* Identity, until authentication: CONNECT's login (or a guest id unique
+     * in the cluster) and an optional display name. */
+    const stomp_str *login = stomp_frame_header(f, "login");
+    const stomp_str *dname = stomp_frame_header(f, "x-display-name");
+    if ((login && login->len > 128) || (dname && dname->len > 128)) {
+        session_error(s, f, "Invalid identity",
+                      "login and x-display-name are limited to 128 bytes.");
+        return;
+    }
+    if (login && login->len)
+        s->user = xstrndup(login->p, login->len);
+    else {
+        char guest[160];
+        snprintf(guest, sizeof guest, "guest-%s-%llu", server_id(s->srv),
+                 (unsigned long long)s->id);
+        s->user = xstrdup(guest);
+    }
+    s->user_name = dname && dname->len ? xstrndup(dname->p, dname->len) : xstrdup(s->user);
+    registry_online(server_registry(s->srv), s->user);
+    s->online = true;
+
     char hbv[32], sid[32];
     snprintf(hbv, sizeof hbv, "%u,%u", s->hb_send_ms, s->hb_recv_ms);
     snprintf(sid, sizeof sid, "%llu", (unsigned long long)s->id);
@@ -545,23 +650,32 @@ static void on_connect(session *s, const stomp_frame *f)
 
 /* --- destinations, subscriptions ------------------------------------------ */
 
-/* Validate a destination header; on failure an ERROR is queued. */
-static bool session_room(session *s, const stomp_frame *f, const stomp_str *dest,
-                         stomp_str *name)
+/* Validate a destination header; returns its kind (ROOM_DEST_TOPIC or
+ * ROOM_DEST_PRESENCE) or -1 after queueing an ERROR. */
+static int session_room(session *s, const stomp_frame *f, const stomp_str *dest,
+                        stomp_str *name)
 {
     int r = room_destination(dest, (size_t)server_conf(s->srv)->max_room_name, name);
     if (r == ROOM_DEST_UNKNOWN) {
         session_error_with(s, f, "Unknown destination",
-                           "Destinations are /topic/<room>; unknown destination: ", dest);
-        return false;
+                           "Destinations are /topic/<room> and /presence/<room>; "
+                           "unknown destination: ", dest);
+        return -1;
     }
     if (r == ROOM_DEST_INVALID) {
         session_error_with(s, f, "Invalid destination",
                            "Room names are 1 to stomp.max_room_name characters of "
                            "A-Z a-z 0-9 . _ ~ -; invalid destination: ", dest);
-        return false;
+        return -1;
     }
-    return true;
+    return r;
+}
+
+static void session_unavailable(session *s, const stomp_frame *f)
+{
+    session_error(s, f, "Service unavailable",
+                  "The cluster cannot take this now (its Redis registry or RabbitMQ bus "
+                  "is unreachable); nothing was done. Reconnect and try again.");
 }
 
 static subscription *session_find_sub(session *s, const char *id, size_t len)
@@ -587,7 +701,8 @@ static void on_subscribe(session *s, const stomp_frame *f)
         id = dest;      /* STOMP 1.0: the destination identifies the subscription */
     }
     stomp_str name;
-    if (!session_room(s, f, dest, &name))
+    int kind = session_room(s, f, dest, &name);
+    if (kind < 0)
         return;
     if (session_find_sub(s, id->p, id->len)) {
         session_error_with(s, f, "Duplicate subscription id",
@@ -637,11 +752,22 @@ static void on_subscribe(session *s, const stomp_frame *f)
     sub->room = NULL;
     sub->slot = 0;
     sub->ack = ack;
+    sub->kind = kind == ROOM_DEST_PRESENCE ? SUB_PRESENCE : SUB_TOPIC;
     sub->utf8 = utf8_valid(id->p, id->len);
+    if (sub->kind == SUB_PRESENCE) {
+        char rname[256];
+        snprintf(rname, sizeof rname, "%.*s", (int)name.len, name.p);
+        if (presence_subscribe(server_presence(s->srv), sub, rname) < 0) {
+            free(sub);
+            session_unavailable(s, f);
+            return;
+        }
+    } else {
+        relay_join(server_relay(s->srv), sub, &name, s->user, s->user_name);
+    }
     sub->next = s->subs;
     s->subs = sub;
     s->nsubs++;
-    room_join(server_rooms(s->srv), name.p, name.len, sub);
     session_receipt(s, f);
 }
 
@@ -692,7 +818,10 @@ static void session_scrub(session *s, subscription *sub)
 
 static void session_drop_sub(session *s, subscription *sub)
 {
-    room_leave(server_rooms(s->srv), sub);
+    if (sub->kind == SUB_PRESENCE)
+        presence_unsubscribe(server_presence(s->srv), sub);
+    else
+        relay_leave(server_relay(s->srv), sub, s->user);
     session_scrub(s, sub);
     for (subscription **pp = &s->subs; *pp; pp = &(*pp)->next) {
         if (*pp == sub) {
@@ -762,9 +891,44 @@ static bool session_buffer_in_txn(session *s, const stomp_frame *f)
     return true;
 }
 
-static void send_publish(session *s, const stomp_frame *f, const stomp_str *name)
+/* A publish finished: the session may be gone by now, so it is found by id. */
+typedef struct send_done {
+    session_set *set;
+    uint64_t id;
+} send_done;
+
+static void session_on_published(void *ctx, bool ok)
 {
-    relay_publish(server_relay(s->srv), name, f);
+    send_done *d = ctx;
+    session *s = NULL;
+    HASH_FIND(hh, d->set->by_id, &d->id, sizeof d->id, s);
+    free(d);
+    if (!s)
+        return;
+    s->pubs_done++;
+    if (!ok) {
+        session_error(s, NULL, "Message not stored",
+                      "The room log did not take the message, so it was not delivered. "
+                      "Reconnect and send it again.");
+        return;
+    }
+    session_flush_receipts(s);
+}
+
+/* Publish one SEND; false (after an ERROR) when the cluster cannot take it. */
+static bool send_publish(session *s, const stomp_frame *f, const stomp_str *name)
+{
+    send_done *d = xmalloc(sizeof *d);
+    d->set = s->set;
+    d->id = s->id;
+    if (relay_publish(server_relay(s->srv), name, f, s->user, s->user_name,
+                      session_on_published, d) < 0) {
+        free(d);
+        session_unavailable(s, f);
+        return false;
+    }
+    s->pubs_issued++;
+    return true;
 }
 
 static void on_send(session *s, const stomp_frame *f)
@@ -773,12 +937,18 @@ static void on_send(session *s, const stomp_frame *f)
     if (!dest)
         return;
     stomp_str name;
-    if (!session_room(s, f, dest, &name))
+    int kind = session_room(s, f, dest, &name);
+    if (kind < 0)
         return;
+    if (kind == ROOM_DEST_PRESENCE) {
+        session_error_with(s, f, "Read-only destination",
+                           "Presence is published by the server; SEND is not allowed to: ", dest);
+        return;
+    }
     if (session_buffer_in_txn(s, f))
         return;
-    send_publish(s, f, &name);
-    session_receipt(s, f);
+    if (send_publish(s, f, &name))
+        session_receipt(s, f);
 }
 
 static bool ack_headers_ok(session *s, const stomp_frame *f)
@@ -867,7 +1037,8 @@ static void on_commit_or_abort(session *s, const stomp_frame *f)
             stomp_str name;
             const stomp_str *dest = stomp_frame_header(bf, "destination");
             room_destination(dest, (size_t)server_conf(s->srv)->max_room_name, &name);
-            send_publish(s, bf, &name);
+            if (!send_publish(s, bf, &name))
+                break;
         }
     }
     txn_free(t);
@@ -878,10 +1049,8 @@ static void on_commit_or_abort(session *s, const stomp_frame *f)
 
 static void on_disconnect(session *s, const stomp_frame *f)
 {
-    session_receipt(s, f);
-    s->state = SESSION_CLOSING;
-    s->close_code = LWS_CLOSE_STATUS_NORMAL;
-    s->close_reason = "DISCONNECT";
+    s->draining = true;
+    session_receipt_or_close(s, f, true);
 }
 
 static void session_handle(session *s, const stomp_frame *f)
@@ -915,7 +1084,7 @@ static void session_handle(session *s, const stomp_frame *f)
 
 int session_feed(session *s, void *in, size_t len)
 {
-    if (s->state == SESSION_CLOSING)
+    if (s->state == SESSION_CLOSING || s->draining)
         return 0;
     metrics *mt = server_metrics(s->srv);
     stomp_parser *parser = server_parser(s->srv);
@@ -930,7 +1099,7 @@ int session_feed(session *s, void *in, size_t len)
         n = s->rx.len;
     }
     size_t off = 0;
-    while (off < n && s->state != SESSION_CLOSING) {
+    while (off < n && s->state != SESSION_CLOSING && !s->draining) {
         stomp_frame f;
         stomp_version v = s->version ? (stomp_version)s->version : STOMP_V12;
         ssize_t r = stomp_parse(parser, v, data + off, n - off, &f);
@@ -946,7 +1115,7 @@ int session_feed(session *s, void *in, size_t len)
             session_handle(s, &f);
     }
 
-    if (s->state == SESSION_CLOSING || off == n) {
+    if (s->state == SESSION_CLOSING || s->draining || off == n) {
         buf_deinit(&s->rx);
     } else if (data == s->rx.data) {
         buf_consume(&s->rx, off);
@@ -974,6 +1143,7 @@ session *session_create(struct server *srv, session_set *set, struct lws *wsi)
         set->head->prev = s;
     set->head = s;
     set->count++;
+    HASH_ADD(hh, set->by_id, id, sizeof s->id, s);
     server_metrics(srv)->connections_opened++;
     return s;
 }
@@ -986,6 +1156,16 @@ void session_destroy(session *s)
         session_drop_sub(s, s->subs);
     while (s->txns)
         txn_free(session_unlink_txn(s, s->txns));
+    while (s->rq_head) {
+        receipt_wait *w = s->rq_head;
+        s->rq_head = w->next;
+        free(w);
+    }
+    if (s->online)
+        registry_offline(server_registry(s->srv), s->user);
+    free(s->user);
+    free(s->user_name);
+    HASH_DEL(s->set->by_id, s);
     while (s->qlen)
         session_pop(s);
     free(s->q);

@@ -30,6 +30,7 @@ typedef struct session session;
 typedef struct session_set session_set;
 
 enum sub_ack { SUB_ACK_AUTO, SUB_ACK_CLIENT, SUB_ACK_CLIENT_INDIVIDUAL };
+enum sub_kind { SUB_TOPIC, SUB_PRESENCE };
 
 /* One SUBSCRIBE. Owned by its session; `room` and `slot` are maintained by
  * room.c while the subscription is a member of a room. */
@@ -38,6 +39,7 @@ typedef struct subscription {
     struct room *room;
     uint32_t slot;
     uint8_t ack;               /* enum sub_ack */
+    uint8_t kind;              /* enum sub_kind */
     bool utf8;                 /* id (and so prefix) is valid UTF-8 */
     struct subscription *next; /* the session's list */
     size_t id_len;

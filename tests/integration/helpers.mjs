@@ -50,11 +50,30 @@ export async function httpGet(port, urlPath, init) {
   return { status: res.status, headers: res.headers, text: await res.text() };
 }
 
-// Start lectern-server. `sets` are --set knob=value overrides.
-export async function startServer({ sets = {}, args = [], timeout = 10000 } = {}) {
-  const port = await freePort();
+// A fresh cluster namespace: servers given the same one form a cluster;
+// different ones never see each other (own Redis keys, own exchange).
+export function clusterName() {
+  return `t${process.pid}x${Math.random().toString(36).slice(2, 8)}`;
+}
+
+// Start lectern-server against the suite's Redis and RabbitMQ (ports from
+// tests/run-integration.sh). `sets` are --set knob=value overrides;
+// `cluster` names the cluster (default: a new one of its own); `ready`
+// waits for /readyz (the registry and bus connected) instead of /healthz.
+export async function startServer({ sets = {}, args = [], timeout = 20000, cluster, ready = true,
+  port: fixedPort } = {}) {
+  const port = fixedPort || await freePort();
+  const ns = cluster || clusterName();
+  const base = {
+    'redis.port': process.env.LECTERN_REDIS_PORT || 6390,
+    'bus.port': process.env.LECTERN_AMQP_PORT || 5690,
+    'redis.prefix': `${ns}:`,
+    'bus.exchange': ns,
+    'redis.backoff_max_ms': 500,
+    'bus.backoff_max_ms': 500,
+  };
   const argv = ['--port', String(port), ...args];
-  for (const [k, v] of Object.entries(sets)) argv.push('--set', `${k}=${v}`);
+  for (const [k, v] of Object.entries({ ...base, ...sets })) argv.push('--set', `${k}=${v}`);
   const proc = spawn(serverBin, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   const logs = [];
   let exited = null;
@@ -72,11 +91,11 @@ export async function startServer({ sets = {}, args = [], timeout = 10000 } = {}
     await waitFor(async () => {
       if (exited) throw new Error(`server exited early (${JSON.stringify(exited)}):\n${logs.join('\n')}`);
       try {
-        return (await httpGet(port, '/healthz')).status === 200;
+        return (await httpGet(port, ready ? '/readyz' : '/healthz')).status === 200;
       } catch {
         return false;
       }
-    }, { timeout, what: 'lectern-server /healthz' });
+    }, { timeout, what: `lectern-server ${ready ? '/readyz' : '/healthz'}` });
   } catch (e) {
     proc.kill('SIGKILL');
     throw e;
@@ -86,6 +105,7 @@ export async function startServer({ sets = {}, args = [], timeout = 10000 } = {}
     port,
     proc,
     logs,
+    cluster: ns,
     wsUrl: `ws://127.0.0.1:${port}/ws`,
     // SIGTERM and wait; resolves with { code, signal }.
     async stop({ timeout: t = 10000 } = {}) {

@@ -1,0 +1,1195 @@
+/* bus.c — RabbitMQ for lectern-server: two threads, two connections, queues.
+ *
+ * rabbitmq-c blocks, so nothing here runs it on the event loop. Three
+ * threads meet in this file:
+ *
+ *   the loop        bus_publish/bind/unbind only copy their argument into a
+ *                   queue under a mutex and wake a thread; bus_on_async
+ *                   drains the inbound queue and runs the callbacks.
+ *   the publisher   owns one connection (channel 1). It sleeps on pub_cv for
+ *                   at most `tick` (<= heartbeat/2, <= 1 s), takes every
+ *                   queued job at once and publishes each with routing key =
+ *                   room. Before each batch, and on every idle tick, it reads
+ *                   whatever the broker sent without blocking: that services
+ *                   heartbeats, answers connection.close and notices a dead
+ *                   socket even when nothing is being published.
+ *   the consumer    owns the other connection: channel 1 carries basic.consume
+ *                   (no-ack) on this server's queue, channel 2 the RPCs
+ *                   (declarations, queue.bind/unbind) so that deliveries
+ *                   arriving during an RPC are queued by rabbitmq-c for
+ *                   channel 1 instead of breaking the RPC. It poll()s the
+ *                   socket and an eventfd (bind requests, stop); whenever the
+ *                   socket is readable or rabbitmq-c holds buffered data it
+ *                   calls amqp_consume_message with a zero timeout until that
+ *                   times out (at most BUS_DRAIN_MAX per round, so requests
+ *                   and stop are never starved).
+ *
+ * Bus state. Each thread sets its link (up = connected and its topology
+ * declared) under in_mu; the bus is up when both links are. Only changes of
+ * the combined state are queued for on_state, and `up` (an atomic read by
+ * bus_ready and bus_publish) changes in the same critical section, so the
+ * loop sees on_state(false) only after bus_publish already refuses work.
+ *
+ * Jobs. bus_publish queues only while the bus is up and fewer than max_queue
+ * jobs wait (0 = no limit). When the publisher's connection fails, the job
+ * being sent and every job still waiting are dropped and counted in
+ * publish_failures: messages are transient and late delivery after a
+ * reconnect would be worse than none. Jobs that slipped in between the
+ * failure and `up` turning false are dropped the same way on reconnect.
+ *
+ * Bindings (dynamic mode). The consumer thread alone keeps the set of rooms
+ * this server wants (a sorted array). While connected, every room in it is
+ * bound. A bind request adds the room and, when connected, binds it and
+ * reports on_bound(room, ok); when not connected (or when the RPC breaks the
+ * connection), it reports on_bound(room, false) but keeps the room, which is
+ * bound with the rest of the set on the next connect, before the link is
+ * reported up: on_state(true) therefore means "every requested binding is in
+ * place". In fanout mode bus_bind posts on_bound(room, true) to the inbound
+ * queue directly; callbacks never run inside bus_bind.
+ *
+ * Reconnects. Every failure is followed by a wait of reconnect_min_ms plus a
+ * uniformly random share of (cap - reconnect_min_ms), where cap doubles from
+ * reconnect_min_ms up to reconnect_max_ms with each consecutive failure
+ * (full jitter above a floor, so a restarted broker is not hit by every
+ * server at once, nor in a tight loop). The wait is a condition-variable
+ * wait (publisher) or a poll on the eventfd (consumer), so stop interrupts it.
+ * After a reconnect the exchange, the queue and all bindings are declared
+ * again (the queue is exclusive and died with the old connection).
+ *
+ * Logging: one line per connection state change (bus_up, bus_down with the
+ * reason); repeated failed attempts are debug lines; a malformed delivery is
+ * logged once per connection. Nothing is logged per message.
+ *
+ * Ownership. on_message receives a heap envelope (xmalloc'd struct, fields
+ * owned): the callee owns both, and releases it with envelope_free(env)
+ * followed by free(env). Every envelope copied in by bus_publish is freed by
+ * the publisher after sending, or when dropped; inbound events still queued
+ * at bus_destroy are freed without callbacks.
+ *
+ * Destroy. bus_destroy sets stop, wakes both threads and joins them; each
+ * closes its connection politely on the way out. A thread stuck inside
+ * rabbitmq-c (a send blocked by broker flow control, a hung RPC) gets
+ * BUS_STOP_GRACE_MS, after which bus_destroy shuts its socket down (the fd is
+ * published under the thread's mutex, so it is never one that was closed
+ * and reused) and the blocked call fails at once. Then all memory but the
+ * struct itself is released and the async handle is closed; its close
+ * callback frees the struct. The struct outliving bus_destroy until the loop
+ * runs again is what makes bus_destroy safe inside a bus callback: the
+ * dispatch loop notices `destroyed` and drops the remaining events.
+ */
+#include "bus.h"
+
+#include "log.h"
+#include "mem.h"
+
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BUS_FRAME_MAX       131072
+#define BUS_CONNECT_TIMEOUT 2        /* s: TCP connect */
+#define BUS_RPC_TIMEOUT     10       /* s: any RPC; the connection dies after it */
+#define BUS_DRAIN_MAX       256      /* deliveries per consumer round */
+#define BUS_STOP_GRACE_MS   500      /* polite close time before shutdown(2) */
+#define BUS_CH_MAIN         1
+#define BUS_CH_RPC          2
+
+enum { BUS_PUB, BUS_CON };
+enum { BUS_EV_MESSAGE, BUS_EV_STATE, BUS_EV_BOUND };
+
+typedef struct bus_job {
+    struct bus_job *next;
+    envelope env;
+} bus_job;
+
+typedef struct bus_req {
+    struct bus_req *next;
+    bool bind;
+    char room[];
+} bus_req;
+
+typedef struct bus_event {
+    struct bus_event *next;
+    int kind;
+    bool flag;                   /* state: up; bound: ok */
+    envelope *env;               /* message */
+    char room[];                 /* bound */
+} bus_event;
+
+/* One side's connection, used by its thread only. */
+typedef struct bus_conn {
+    const char *name;            /* "publisher" | "consumer" */
+    int which;                   /* BUS_PUB | BUS_CON */
+    pthread_mutex_t *mu;         /* guards *fd_slot */
+    int *fd_slot;
+    amqp_connection_state_t conn;
+    bool no_close;               /* teardown must not send connection.close: not
+                                  * logged in yet, or the broker closed it */
+    bool logged_down;            /* bus_down already logged for this outage */
+    bool warned_malformed;
+    unsigned attempt;            /* consecutive failures */
+    int tick_ms;
+    uint64_t rng;
+    char why[192];
+} bus_conn;
+
+struct bus {
+    uv_loop_t *loop;
+    uv_async_t async;            /* threads -> loop; its close frees the bus */
+    bus_callbacks cb;
+    void *ctx;
+    bool destroyed;              /* loop thread only */
+
+    char *host, *vhost, *user, *password, *server_id;
+    char *xname;                 /* "<exchange>.fanout" | "<exchange>.direct" */
+    char *qname;                 /* "<exchange>.server.<server_id>" */
+    int port;
+    int heartbeat_s;
+    int backoff_min_ms, backoff_max_ms;
+    size_t max_queue;
+    bool dynamic;
+
+    atomic_bool stop;
+    atomic_bool up;
+
+    pthread_t pub_thread;
+    bool pub_started;
+    pthread_mutex_t pub_mu;      /* jobs, njobs, pub_fd */
+    pthread_cond_t pub_cv;       /* CLOCK_MONOTONIC */
+    bus_job *jobs, **jobs_tail;
+    size_t njobs;
+    int pub_fd;
+
+    pthread_t con_thread;
+    bool con_started;
+    pthread_mutex_t con_mu;      /* reqs, con_fd */
+    int efd;                     /* wakes the consumer */
+    bus_req *reqs, **reqs_tail;
+    int con_fd;
+    char **rooms;                /* consumer thread only: sorted, unique */
+    size_t nrooms, rooms_cap;
+
+    pthread_mutex_t in_mu;       /* events, link, ever_up, up changes */
+    bus_event *events, **events_tail;
+    bool link[2];
+    bool ever_up;
+
+    _Atomic uint64_t published, publish_failures, received, dropped_own,
+                     malformed, reconnects, queued;
+};
+
+/* --- small helpers ------------------------------------------------------- */
+
+static void bus_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static bool bus_stopping(const bus *b)
+{
+    return atomic_load(&b->stop);
+}
+
+static uint64_t bus_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t bus_rand(bus_conn *c)
+{
+    /* xorshift64*: jitter only, no need for quality */
+    c->rng ^= c->rng >> 12;
+    c->rng ^= c->rng << 25;
+    c->rng ^= c->rng >> 27;
+    return c->rng * 2685821657736338717ULL;
+}
+
+static int bus_backoff_ms(const bus *b, bus_conn *c)
+{
+    uint64_t lo = (uint64_t)b->backoff_min_ms, cap = lo;
+    for (unsigned i = 0; i < c->attempt && cap < (uint64_t)b->backoff_max_ms; i++)
+        cap *= 2;
+    if (cap > (uint64_t)b->backoff_max_ms)
+        cap = (uint64_t)b->backoff_max_ms;
+    return (int)(lo + bus_rand(c) % (cap - lo + 1));
+}
+
+static void bus_copy_reply_text(char *out, size_t n, const char *what, unsigned code,
+                                amqp_bytes_t text)
+{
+    int len = text.len > 120 ? 120 : (int)text.len;
+    snprintf(out, n, "%s: %u %.*s", what, code, len, (const char *)text.bytes);
+}
+
+/* Describe a failed RPC reply in c->why. A connection.close from the server
+ * is answered with close-ok here, so the teardown must not send close. */
+static void bus_why_reply(bus_conn *c, const char *what, amqp_rpc_reply_t r)
+{
+    switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+        snprintf(c->why, sizeof c->why, "%s: ok", what);
+        break;
+    case AMQP_RESPONSE_NONE:
+        snprintf(c->why, sizeof c->why, "%s: no reply", what);
+        break;
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        snprintf(c->why, sizeof c->why, "%s: %s", what, amqp_error_string2(r.library_error));
+        break;
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            amqp_connection_close_t *m = r.reply.decoded;
+            bus_copy_reply_text(c->why, sizeof c->why, what, m->reply_code, m->reply_text);
+            amqp_connection_close_ok_t ok = { 0 };
+            amqp_send_method(c->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+            c->no_close = true;
+        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            amqp_channel_close_t *m = r.reply.decoded;
+            bus_copy_reply_text(c->why, sizeof c->why, what, m->reply_code, m->reply_text);
+        } else {
+            snprintf(c->why, sizeof c->why, "%s: unexpected method 0x%08x", what,
+                     (unsigned)r.reply.id);
+        }
+        break;
+    }
+}
+
+static int bus_rpc_check(bus_conn *c, const char *what)
+{
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(c->conn);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return 0;
+    bus_why_reply(c, what, r);
+    return -1;
+}
+
+/* A method frame that is not what the thread waits for. Returns -1 when the
+ * connection is no longer usable (reason in c->why). */
+static int bus_conn_frame(bus_conn *c, const amqp_frame_t *f)
+{
+    if (f->frame_type != AMQP_FRAME_METHOD)
+        return 0;       /* a stray header/body frame: nothing to do with it */
+    switch (f->payload.method.id) {
+    case AMQP_CONNECTION_CLOSE_METHOD: {
+        amqp_connection_close_t *m = f->payload.method.decoded;
+        bus_copy_reply_text(c->why, sizeof c->why, "connection.close", m->reply_code,
+                            m->reply_text);
+        amqp_connection_close_ok_t ok = { 0 };
+        amqp_send_method(c->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+        c->no_close = true;
+        return -1;
+    }
+    case AMQP_CHANNEL_CLOSE_METHOD: {
+        amqp_channel_close_t *m = f->payload.method.decoded;
+        bus_copy_reply_text(c->why, sizeof c->why, "channel.close", m->reply_code,
+                            m->reply_text);
+        return -1;
+    }
+    case AMQP_BASIC_CANCEL_METHOD:
+        snprintf(c->why, sizeof c->why, "consumer cancelled by the broker");
+        return -1;
+    case AMQP_CONNECTION_BLOCKED_METHOD:
+        log_warn("bus_blocked", "conn=%s", c->name);
+        return 0;
+    case AMQP_CONNECTION_UNBLOCKED_METHOD:
+        log_info("bus_unblocked", "conn=%s", c->name);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* --- inbound queue (threads -> loop) ----------------------------------------- */
+
+/* Append a chain of events (first..*last) and wake the loop. */
+static void bus_post_chain(bus *b, bus_event *first, bus_event **last_next)
+{
+    if (!first)
+        return;
+    pthread_mutex_lock(&b->in_mu);
+    *b->events_tail = first;
+    b->events_tail = last_next;
+    pthread_mutex_unlock(&b->in_mu);
+    uv_async_send(&b->async);
+}
+
+static void bus_post_bound(bus *b, const char *room, bool ok)
+{
+    size_t n = strlen(room);
+    bus_event *ev = xcalloc(1, sizeof *ev + n + 1);
+    ev->kind = BUS_EV_BOUND;
+    ev->flag = ok;
+    memcpy(ev->room, room, n + 1);
+    bus_post_chain(b, ev, &ev->next);
+}
+
+/* Set one link's state; queue on_state when the combined state changes. */
+static void bus_set_link(bus *b, int which, bool up)
+{
+    bus_event *ev = NULL;
+
+    pthread_mutex_lock(&b->in_mu);
+    b->link[which] = up;
+    bool now = b->link[BUS_PUB] && b->link[BUS_CON];
+    if (now != atomic_load(&b->up)) {
+        atomic_store(&b->up, now);
+        if (now && b->ever_up)
+            bus_add(&b->reconnects, 1);
+        if (now)
+            b->ever_up = true;
+        ev = xcalloc(1, sizeof *ev);
+        ev->kind = BUS_EV_STATE;
+        ev->flag = now;
+        *b->events_tail = ev;
+        b->events_tail = &ev->next;
+    }
+    pthread_mutex_unlock(&b->in_mu);
+    if (ev)
+        uv_async_send(&b->async);
+}
+
+static void bus_free_events(bus_event *ev)
+{
+    while (ev) {
+        bus_event *next = ev->next;
+        if (ev->env) {
+            envelope_free(ev->env);
+            free(ev->env);
+        }
+        free(ev);
+        ev = next;
+    }
+}
+
+/* Runs on the loop: drain everything (uv_async_send coalesces wake-ups). */
+static void bus_on_async(uv_async_t *h)
+{
+    bus *b = h->data;
+
+    pthread_mutex_lock(&b->in_mu);
+    bus_event *ev = b->events;
+    b->events = NULL;
+    b->events_tail = &b->events;
+    pthread_mutex_unlock(&b->in_mu);
+
+    while (ev && !b->destroyed) {
+        bus_event *next = ev->next;
+        switch (ev->kind) {
+        case BUS_EV_MESSAGE:
+            if (b->cb.on_message)
+                b->cb.on_message(b->ctx, ev->env);
+            else {
+                envelope_free(ev->env);
+                free(ev->env);
+            }
+            break;
+        case BUS_EV_STATE:
+            if (b->cb.on_state)
+                b->cb.on_state(b->ctx, ev->flag);
+            break;
+        case BUS_EV_BOUND:
+            if (b->cb.on_bound)
+                b->cb.on_bound(b->ctx, ev->room, ev->flag);
+            break;
+        }
+        free(ev);
+        ev = next;
+    }
+    bus_free_events(ev);        /* a callback destroyed the bus */
+}
+
+/* --- connections -------------------------------------------------------------- */
+
+static void bus_conn_publish_fd(bus_conn *c, int fd)
+{
+    pthread_mutex_lock(c->mu);
+    *c->fd_slot = fd;
+    pthread_mutex_unlock(c->mu);
+}
+
+static void bus_conn_close(bus_conn *c)
+{
+    if (!c->conn)
+        return;
+    if (!c->no_close)
+        amqp_connection_close(c->conn, AMQP_REPLY_SUCCESS);
+    bus_conn_publish_fd(c, -1);
+    amqp_destroy_connection(c->conn);
+    c->conn = NULL;
+}
+
+/* TCP connect and login. Returns 0, or -1 with c->why (c->conn may be set:
+ * the caller closes it). */
+static int bus_conn_open(bus *b, bus_conn *c)
+{
+    c->no_close = true;
+    c->warned_malformed = false;
+    c->conn = amqp_new_connection();
+    if (!c->conn) {
+        snprintf(c->why, sizeof c->why, "amqp_new_connection failed");
+        return -1;
+    }
+    amqp_socket_t *sock = amqp_tcp_socket_new(c->conn);
+    if (!sock) {
+        snprintf(c->why, sizeof c->why, "amqp_tcp_socket_new failed");
+        return -1;
+    }
+    struct timeval tv = { BUS_CONNECT_TIMEOUT, 0 };
+    int rc = amqp_socket_open_noblock(sock, b->host, b->port, &tv);
+    if (rc != AMQP_STATUS_OK) {
+        snprintf(c->why, sizeof c->why, "connect: %s", amqp_error_string2(rc));
+        return -1;
+    }
+    /* From here on bus_destroy may shut the socket down, unless it has
+     * already passed that point: then give up now. */
+    pthread_mutex_lock(c->mu);
+    if (!bus_stopping(b))
+        *c->fd_slot = amqp_socket_get_sockfd(sock);
+    pthread_mutex_unlock(c->mu);
+    if (bus_stopping(b)) {
+        snprintf(c->why, sizeof c->why, "stopping");
+        return -1;
+    }
+
+    char cname[160];
+    snprintf(cname, sizeof cname, "lectern %s %s", b->server_id, c->name);
+    amqp_table_entry_t pe[1];
+    pe[0].key = amqp_cstring_bytes("connection_name");
+    pe[0].value.kind = AMQP_FIELD_KIND_UTF8;
+    pe[0].value.value.bytes = amqp_cstring_bytes(cname);
+    amqp_table_t props = { 1, pe };
+    amqp_rpc_reply_t r = amqp_login_with_properties(c->conn, b->vhost, 0, BUS_FRAME_MAX,
+                                                    b->heartbeat_s, &props,
+                                                    AMQP_SASL_METHOD_PLAIN, b->user,
+                                                    b->password);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        bus_why_reply(c, "login", r);
+        return -1;
+    }
+    c->no_close = false;
+    struct timeval rpc = { BUS_RPC_TIMEOUT, 0 };
+    amqp_set_rpc_timeout(c->conn, &rpc);
+
+    int hb = amqp_get_heartbeat(c->conn);
+    c->tick_ms = hb > 0 ? hb * 500 : 1000;
+    if (c->which == BUS_PUB && c->tick_ms > 1000)
+        c->tick_ms = 1000;          /* notice a closed connection soon even when idle */
+    if (c->which == BUS_CON && c->tick_ms > 5000)
+        c->tick_ms = 5000;
+    return 0;
+}
+
+static int bus_declare_exchange(bus *b, bus_conn *c, amqp_channel_t ch)
+{
+    amqp_exchange_declare(c->conn, ch, amqp_cstring_bytes(b->xname),
+                          amqp_cstring_bytes(b->dynamic ? "direct" : "fanout"),
+                          0, 1, 0, 0, amqp_empty_table);
+    return bus_rpc_check(c, "exchange.declare");
+}
+
+static void bus_conn_up(bus *b, bus_conn *c)
+{
+    c->attempt = 0;
+    c->logged_down = false;
+    log_info("bus_up", "conn=%s host=%s port=%d exchange=%s heartbeat=%d", c->name,
+             b->host, b->port, b->xname, amqp_get_heartbeat(c->conn));
+    bus_set_link(b, c->which, true);
+}
+
+/* The connection failed (or never came up): report, close, count. */
+static void bus_conn_down(bus *b, bus_conn *c)
+{
+    char q[256];
+    bus_set_link(b, c->which, false);
+    bus_conn_close(c);
+    if (bus_stopping(b))
+        return;
+    if (!c->logged_down) {
+        c->logged_down = true;
+        log_warn("bus_down", "conn=%s host=%s port=%d exchange=%s reason=%s", c->name, b->host,
+                 b->port, b->xname, log_q(q, sizeof q, c->why, strlen(c->why)));
+    } else {
+        log_debug("bus_retry", "conn=%s host=%s port=%d attempt=%u reason=%s", c->name,
+                  b->host, b->port, c->attempt, log_q(q, sizeof q, c->why, strlen(c->why)));
+    }
+}
+
+/* Read whatever the broker sent, without blocking: heartbeats both ways,
+ * connection.close, a dead socket. */
+static int bus_conn_service(bus_conn *c)
+{
+    for (;;) {
+        struct timeval zero = { 0, 0 };
+        amqp_frame_t f;
+        int rc = amqp_simple_wait_frame_noblock(c->conn, &f, &zero);
+        if (rc == AMQP_STATUS_TIMEOUT)
+            break;
+        if (rc != AMQP_STATUS_OK) {
+            snprintf(c->why, sizeof c->why, "read: %s", amqp_error_string2(rc));
+            return -1;
+        }
+        if (bus_conn_frame(c, &f) < 0)
+            return -1;
+    }
+    amqp_maybe_release_buffers(c->conn);
+    return 0;
+}
+
+/* --- publisher thread ------------------------------------------------------------ */
+
+static void bus_free_jobs(bus_job *j)
+{
+    while (j) {
+        bus_job *next = j->next;
+        envelope_free(&j->env);
+        free(j);
+        j = next;
+    }
+}
+
+/* Drop every waiting job as a failure. */
+static void bus_fail_queued(bus *b)
+{
+    pthread_mutex_lock(&b->pub_mu);
+    bus_job *j = b->jobs;
+    size_t n = b->njobs;
+    b->jobs = NULL;
+    b->jobs_tail = &b->jobs;
+    b->njobs = 0;
+    atomic_store(&b->queued, 0);
+    pthread_mutex_unlock(&b->pub_mu);
+    bus_add(&b->publish_failures, n);
+    bus_free_jobs(j);
+}
+
+/* Wait up to ms (or until stop) on the publisher's condition variable. */
+static void bus_pub_sleep(bus *b, int ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&b->pub_mu);
+    while (!bus_stopping(b)) {
+        if (pthread_cond_timedwait(&b->pub_cv, &b->pub_mu, &until) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&b->pub_mu);
+}
+
+static int bus_pub_connect(bus *b, bus_conn *c)
+{
+    if (bus_conn_open(b, c) < 0)
+        return -1;
+    amqp_channel_open(c->conn, BUS_CH_MAIN);
+    if (bus_rpc_check(c, "channel.open") < 0)
+        return -1;
+    return bus_declare_exchange(b, c, BUS_CH_MAIN);
+}
+
+/* Publish a batch; on failure the rest of it counts as failed. */
+static int bus_pub_batch(bus *b, bus_conn *c, bus_job *j)
+{
+    amqp_bytes_t exchange = amqp_cstring_bytes(b->xname);
+    for (; j; j = j->next) {
+        amqp_basic_properties_t props;
+        amqp_table_entry_t entries[ENVELOPE_MAX_ENTRIES];
+        envelope_to_amqp(&j->env, &props, entries);
+        props._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
+        props.delivery_mode = 1;        /* transient */
+        amqp_bytes_t body = { j->env.body_len, j->env.body };
+        int rc = amqp_basic_publish(c->conn, BUS_CH_MAIN, exchange,
+                                    amqp_cstring_bytes(j->env.room), 0, 0, &props, body);
+        if (rc != AMQP_STATUS_OK) {
+            snprintf(c->why, sizeof c->why, "publish: %s", amqp_error_string2(rc));
+            size_t n = 0;
+            for (; j; j = j->next)
+                n++;
+            bus_add(&b->publish_failures, n);
+            return -1;
+        }
+        bus_add(&b->published, 1);
+    }
+    return 0;
+}
+
+static void *bus_pub_main(void *arg)
+{
+    bus *b = arg;
+    bus_conn c = { .name = "publisher", .which = BUS_PUB, .mu = &b->pub_mu,
+                   .fd_slot = &b->pub_fd };
+    c.rng = (bus_now_ms() ^ (uintptr_t)b) | 1;
+
+    while (!bus_stopping(b)) {
+        if (!c.conn) {
+            if (bus_pub_connect(b, &c) < 0) {
+                bus_conn_down(b, &c);
+                bus_pub_sleep(b, bus_backoff_ms(b, &c));
+                c.attempt++;
+                continue;
+            }
+            bus_fail_queued(b);         /* raced in while we were down */
+            bus_conn_up(b, &c);
+        }
+
+        pthread_mutex_lock(&b->pub_mu);
+        if (!b->jobs && !bus_stopping(b)) {
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_nsec += (long)c.tick_ms * 1000000;
+            until.tv_sec += until.tv_nsec / 1000000000;
+            until.tv_nsec %= 1000000000;
+            pthread_cond_timedwait(&b->pub_cv, &b->pub_mu, &until);
+        }
+        bus_job *batch = b->jobs;
+        size_t n = b->njobs;
+        b->jobs = NULL;
+        b->jobs_tail = &b->jobs;
+        b->njobs = 0;
+        atomic_store(&b->queued, 0);
+        pthread_mutex_unlock(&b->pub_mu);
+
+        if (bus_stopping(b)) {
+            bus_free_jobs(batch);
+            break;
+        }
+        int rc = bus_conn_service(&c);
+        if (rc < 0)
+            bus_add(&b->publish_failures, n);
+        else
+            rc = bus_pub_batch(b, &c, batch);
+        bus_free_jobs(batch);
+        if (rc < 0) {
+            bus_conn_down(b, &c);
+            bus_fail_queued(b);
+            bus_pub_sleep(b, bus_backoff_ms(b, &c));
+            c.attempt++;
+        }
+    }
+    bus_conn_close(&c);
+    return NULL;
+}
+
+/* --- consumer thread --------------------------------------------------------------- */
+
+static bool bus_rooms_find(const bus *b, const char *room, size_t *pos)
+{
+    size_t lo = 0, hi = b->nrooms;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(b->rooms[mid], room);
+        if (!c) {
+            *pos = mid;
+            return true;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *pos = lo;
+    return false;
+}
+
+static void bus_rooms_add(bus *b, const char *room)
+{
+    size_t pos;
+    if (bus_rooms_find(b, room, &pos))
+        return;
+    if (b->nrooms == b->rooms_cap) {
+        b->rooms_cap = b->rooms_cap ? b->rooms_cap * 2 : 16;
+        b->rooms = xrealloc(b->rooms, b->rooms_cap * sizeof *b->rooms);
+    }
+    memmove(b->rooms + pos + 1, b->rooms + pos, (b->nrooms - pos) * sizeof *b->rooms);
+    b->rooms[pos] = xstrdup(room);
+    b->nrooms++;
+}
+
+static bool bus_rooms_remove(bus *b, const char *room)
+{
+    size_t pos;
+    if (!bus_rooms_find(b, room, &pos))
+        return false;
+    free(b->rooms[pos]);
+    memmove(b->rooms + pos, b->rooms + pos + 1, (b->nrooms - pos - 1) * sizeof *b->rooms);
+    b->nrooms--;
+    return true;
+}
+
+static int bus_con_bind(bus *b, bus_conn *c, const char *key, bool bind)
+{
+    if (bind) {
+        amqp_queue_bind(c->conn, BUS_CH_RPC, amqp_cstring_bytes(b->qname),
+                        amqp_cstring_bytes(b->xname), amqp_cstring_bytes(key),
+                        amqp_empty_table);
+        return bus_rpc_check(c, "queue.bind");
+    }
+    amqp_queue_unbind(c->conn, BUS_CH_RPC, amqp_cstring_bytes(b->qname),
+                      amqp_cstring_bytes(b->xname), amqp_cstring_bytes(key),
+                      amqp_empty_table);
+    return bus_rpc_check(c, "queue.unbind");
+}
+
+static int bus_con_connect(bus *b, bus_conn *c)
+{
+    if (bus_conn_open(b, c) < 0)
+        return -1;
+    amqp_channel_open(c->conn, BUS_CH_MAIN);
+    if (bus_rpc_check(c, "channel.open") < 0)
+        return -1;
+    amqp_channel_open(c->conn, BUS_CH_RPC);
+    if (bus_rpc_check(c, "channel.open") < 0)
+        return -1;
+    if (bus_declare_exchange(b, c, BUS_CH_RPC) < 0)
+        return -1;
+    amqp_queue_declare(c->conn, BUS_CH_RPC, amqp_cstring_bytes(b->qname), 0, 0, 1, 1,
+                       amqp_empty_table);
+    if (bus_rpc_check(c, "queue.declare") < 0)
+        return -1;
+    if (!b->dynamic) {
+        if (bus_con_bind(b, c, "", true) < 0)
+            return -1;
+    } else {
+        for (size_t i = 0; i < b->nrooms; i++)
+            if (bus_con_bind(b, c, b->rooms[i], true) < 0)
+                return -1;
+    }
+    amqp_basic_consume(c->conn, BUS_CH_MAIN, amqp_cstring_bytes(b->qname), amqp_empty_bytes,
+                       0, 1, 0, amqp_empty_table);
+    return bus_rpc_check(c, "basic.consume");
+}
+
+/* Apply queued bind/unbind requests. Returns -1 when an RPC broke the
+ * connection (later binds are then reported failed, but kept). */
+static int bus_con_requests(bus *b, bus_conn *c)
+{
+    pthread_mutex_lock(&b->con_mu);
+    bus_req *r = b->reqs;
+    b->reqs = NULL;
+    b->reqs_tail = &b->reqs;
+    pthread_mutex_unlock(&b->con_mu);
+
+    int rc = 0;
+    while (r) {
+        bus_req *next = r->next;
+        if (r->bind) {
+            bus_rooms_add(b, r->room);
+            bool ok = false;
+            if (c->conn && rc == 0) {
+                rc = bus_con_bind(b, c, r->room, true);
+                ok = rc == 0;
+            }
+            bus_post_bound(b, r->room, ok);
+        } else if (bus_rooms_remove(b, r->room) && c->conn && rc == 0) {
+            rc = bus_con_bind(b, c, r->room, false);
+        }
+        free(r);
+        r = next;
+    }
+    return rc;
+}
+
+static void bus_drain_efd(bus *b)
+{
+    uint64_t v;
+    ssize_t n = read(b->efd, &v, sizeof v);
+    (void)n;    /* EAGAIN: nothing was pending */
+}
+
+/* Back off for ms, serving requests (not connected) and stop meanwhile. */
+static void bus_con_sleep(bus *b, bus_conn *c, int ms)
+{
+    uint64_t until = bus_now_ms() + (uint64_t)ms;
+    while (!bus_stopping(b)) {
+        uint64_t now = bus_now_ms();
+        if (now >= until)
+            break;
+        struct pollfd p = { .fd = b->efd, .events = POLLIN };
+        if (poll(&p, 1, (int)(until - now)) > 0)
+            bus_drain_efd(b);
+        bus_con_requests(b, c);
+    }
+}
+
+/* One delivery: decode, filter, append to the batch. */
+static void bus_con_deliver(bus *b, bus_conn *c, amqp_envelope_t *d, bus_event ***tail)
+{
+    const char *why = NULL;
+    envelope *env = xmalloc(sizeof *env);
+
+    if (envelope_from_amqp(&d->message.properties, d->message.body, env, &why) < 0) {
+        bus_add(&b->malformed, 1);
+        if (!c->warned_malformed) {
+            char q[160];
+            c->warned_malformed = true;
+            log_warn("bus_malformed", "routing_key=%s reason=\"%s\" detail=\"first on this connection\"",
+                     log_q(q, sizeof q, d->routing_key.bytes, d->routing_key.len), why);
+        }
+        free(env);
+        return;
+    }
+    if (!strcmp(env->origin, b->server_id)) {
+        bus_add(&b->dropped_own, 1);
+        envelope_free(env);
+        free(env);
+        return;
+    }
+    bus_add(&b->received, 1);
+    bus_event *ev = xcalloc(1, sizeof *ev);
+    ev->kind = BUS_EV_MESSAGE;
+    ev->env = env;
+    **tail = ev;
+    *tail = &ev->next;
+}
+
+/* Consume what is available now. Returns -1 when the connection failed. */
+static int bus_con_drain(bus *b, bus_conn *c)
+{
+    bus_event *first = NULL, **tail = &first;
+    int rc = 0;
+
+    for (int n = 0; n < BUS_DRAIN_MAX; n++) {
+        struct timeval zero = { 0, 0 };
+        amqp_envelope_t d;
+        amqp_maybe_release_buffers(c->conn);
+        amqp_rpc_reply_t r = amqp_consume_message(c->conn, &d, &zero, 0);
+        if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+            bus_con_deliver(b, c, &d, &tail);
+            amqp_destroy_envelope(&d);
+            continue;
+        }
+        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+            r.library_error == AMQP_STATUS_TIMEOUT)
+            break;
+        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+            r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+            amqp_frame_t f;
+            int st = amqp_simple_wait_frame(c->conn, &f);
+            if (st != AMQP_STATUS_OK) {
+                snprintf(c->why, sizeof c->why, "read: %s", amqp_error_string2(st));
+                rc = -1;
+                break;
+            }
+            if (bus_conn_frame(c, &f) < 0) {
+                rc = -1;
+                break;
+            }
+            continue;
+        }
+        bus_why_reply(c, "consume", r);
+        rc = -1;
+        break;
+    }
+    bus_post_chain(b, first, tail);
+    return rc;
+}
+
+static void *bus_con_main(void *arg)
+{
+    bus *b = arg;
+    bus_conn c = { .name = "consumer", .which = BUS_CON, .mu = &b->con_mu,
+                   .fd_slot = &b->con_fd };
+    c.rng = (bus_now_ms() ^ ((uintptr_t)b >> 4) ^ 0x9e3779b97f4a7c15ULL) | 1;
+
+    while (!bus_stopping(b)) {
+        if (!c.conn) {
+            if (bus_con_connect(b, &c) < 0) {
+                bus_conn_down(b, &c);
+                bus_con_sleep(b, &c, bus_backoff_ms(b, &c));
+                c.attempt++;
+                continue;
+            }
+            bus_conn_up(b, &c);
+        }
+
+        bool more = amqp_data_in_buffer(c.conn) || amqp_frames_enqueued(c.conn);
+        struct pollfd p[2] = {
+            { .fd = amqp_socket_get_sockfd(amqp_get_socket(c.conn)), .events = POLLIN },
+            { .fd = b->efd, .events = POLLIN },
+        };
+        if (poll(p, 2, more ? 0 : c.tick_ms) > 0 && p[1].revents)
+            bus_drain_efd(b);
+        if (bus_stopping(b))
+            break;
+        /* Drain even after a quiet poll: the zero-timeout read is what sends
+         * our heartbeat and notices a missing one from the broker. */
+        if (bus_con_requests(b, &c) < 0 || bus_con_drain(b, &c) < 0) {
+            bus_conn_down(b, &c);
+            bus_con_sleep(b, &c, bus_backoff_ms(b, &c));
+            c.attempt++;
+        }
+    }
+    bus_conn_close(&c);
+    return NULL;
+}
+
+/* --- the loop's side ------------------------------------------------------------------ */
+
+static void bus_on_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static int bus_positive(int v, int dflt)
+{
+    return v > 0 ? v : dflt;
+}
+
+/* Free everything but the struct and the async handle. */
+static void bus_release(bus *b)
+{
+    bus_free_jobs(b->jobs);
+    b->jobs = NULL;
+    while (b->reqs) {
+        bus_req *next = b->reqs->next;
+        free(b->reqs);
+        b->reqs = next;
+    }
+    bus_free_events(b->events);
+    b->events = NULL;
+    for (size_t i = 0; i < b->nrooms; i++)
+        free(b->rooms[i]);
+    free(b->rooms);
+    if (b->efd >= 0)
+        close(b->efd);
+    pthread_cond_destroy(&b->pub_cv);
+    pthread_mutex_destroy(&b->pub_mu);
+    pthread_mutex_destroy(&b->con_mu);
+    pthread_mutex_destroy(&b->in_mu);
+    free(b->host);
+    free(b->vhost);
+    free(b->user);
+    free(b->password);
+    free(b->server_id);
+    free(b->xname);
+    free(b->qname);
+}
+
+/* Join a thread, shutting its socket down if it has not finished by
+ * `deadline` (CLOCK_REALTIME, for pthread_timedjoin_np). */
+static void bus_join(pthread_t t, pthread_mutex_t *mu, const int *fd,
+                     const struct timespec *deadline)
+{
+    if (pthread_timedjoin_np(t, NULL, deadline) == 0)
+        return;
+    pthread_mutex_lock(mu);
+    if (*fd >= 0)
+        shutdown(*fd, SHUT_RDWR);
+    pthread_mutex_unlock(mu);
+    pthread_join(t, NULL);
+}
+
+static void bus_stop_threads(bus *b)
+{
+    atomic_store(&b->stop, true);
+    pthread_mutex_lock(&b->pub_mu);
+    pthread_cond_broadcast(&b->pub_cv);
+    pthread_mutex_unlock(&b->pub_mu);
+    if (b->efd >= 0)
+        eventfd_write(b->efd, 1);
+
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_nsec += (long)BUS_STOP_GRACE_MS * 1000000;
+    deadline.tv_sec += deadline.tv_nsec / 1000000000;
+    deadline.tv_nsec %= 1000000000;
+    if (b->pub_started)
+        bus_join(b->pub_thread, &b->pub_mu, &b->pub_fd, &deadline);
+    if (b->con_started)
+        bus_join(b->con_thread, &b->con_mu, &b->con_fd, &deadline);
+    b->pub_started = b->con_started = false;
+}
+
+bus *bus_create(uv_loop_t *loop, const bus_config *cfg, const bus_callbacks *cb, void *ctx)
+{
+    bus *b = xcalloc(1, sizeof *b);
+    size_t xl = strlen(cfg->exchange ? cfg->exchange : "") + 16;
+    size_t ql = xl + strlen(cfg->server_id ? cfg->server_id : "") + 16;
+    bool async_ok = false;
+
+    b->loop = loop;
+    if (cb)
+        b->cb = *cb;
+    b->ctx = ctx;
+    b->efd = -1;
+    b->pub_fd = b->con_fd = -1;
+    b->jobs_tail = &b->jobs;
+    b->reqs_tail = &b->reqs;
+    b->events_tail = &b->events;
+    atomic_init(&b->stop, false);
+    atomic_init(&b->up, false);
+
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&b->pub_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&b->pub_mu, NULL);
+    pthread_mutex_init(&b->con_mu, NULL);
+    pthread_mutex_init(&b->in_mu, NULL);
+
+    b->host = xstrdup(cfg->host ? cfg->host : "127.0.0.1");
+    b->vhost = xstrdup(cfg->vhost ? cfg->vhost : "/");
+    b->user = xstrdup(cfg->user ? cfg->user : "guest");
+    b->password = xstrdup(cfg->password ? cfg->password : "guest");
+    b->server_id = xstrdup(cfg->server_id ? cfg->server_id : "");
+    b->dynamic = cfg->dynamic;
+    b->xname = xmalloc(xl);
+    snprintf(b->xname, xl, "%s.%s", cfg->exchange ? cfg->exchange : "",
+             cfg->dynamic ? "direct" : "fanout");
+    b->qname = xmalloc(ql);
+    snprintf(b->qname, ql, "%s.server.%s", cfg->exchange ? cfg->exchange : "", b->server_id);
+    b->port = bus_positive(cfg->port, 5672);
+    b->heartbeat_s = cfg->heartbeat_s > 0 ? cfg->heartbeat_s : 0;
+    b->backoff_min_ms = bus_positive(cfg->reconnect_min_ms, 100);
+    b->backoff_max_ms = bus_positive(cfg->reconnect_max_ms, 10000);
+    if (b->backoff_max_ms < b->backoff_min_ms)
+        b->backoff_max_ms = b->backoff_min_ms;
+    b->max_queue = cfg->max_queue;
+
+    if (!cfg->exchange || !*cfg->exchange || !*b->server_id) {
+        log_error("bus_config", "detail=\"exchange and server_id are required\"");
+        goto fail;
+    }
+    b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (b->efd < 0) {
+        log_error("bus_create", "detail=\"eventfd: %s\"", strerror(errno));
+        goto fail;
+    }
+    if (uv_async_init(loop, &b->async, bus_on_async) != 0) {
+        log_error("bus_create", "detail=\"uv_async_init failed\"");
+        goto fail;
+    }
+    b->async.data = b;
+    async_ok = true;
+    if (pthread_create(&b->pub_thread, NULL, bus_pub_main, b) != 0) {
+        log_error("bus_create", "detail=\"cannot start the publisher thread\"");
+        goto fail;
+    }
+    b->pub_started = true;
+    if (pthread_create(&b->con_thread, NULL, bus_con_main, b) != 0) {
+        log_error("bus_create", "detail=\"cannot start the consumer thread\"");
+        goto fail;
+    }
+    b->con_started = true;
+    return b;
+
+fail:
+    bus_stop_threads(b);
+    bus_release(b);
+    if (async_ok)
+        uv_close((uv_handle_t *)&b->async, bus_on_closed);
+    else
+        free(b);
+    return NULL;
+}
+
+void bus_destroy(bus *b)
+{
+    if (!b)
+        return;
+    b->destroyed = true;
+    bus_stop_threads(b);
+    bus_release(b);
+    uv_close((uv_handle_t *)&b->async, bus_on_closed);
+}
+
+int bus_publish(bus *b, const envelope *env)
+{
+    if (!atomic_load(&b->up) || !env->room || !env->id || !env->origin)
+        return -1;
+    size_t rl = strlen(env->room);
+    if (!rl || rl > 255)            /* AMQP shortstr: the routing key */
+        return -1;
+    if (b->max_queue) {
+        pthread_mutex_lock(&b->pub_mu);
+        bool full = b->njobs >= b->max_queue;
+        pthread_mutex_unlock(&b->pub_mu);
+        if (full)
+            return -1;
+    }
+
+    bus_job *j = xmalloc(sizeof *j);
+    j->next = NULL;
+    envelope_copy(&j->env, env);
+
+    pthread_mutex_lock(&b->pub_mu);
+    if (b->max_queue && b->njobs >= b->max_queue) {
+        pthread_mutex_unlock(&b->pub_mu);
+        envelope_free(&j->env);
+        free(j);
+        return -1;
+    }
+    *b->jobs_tail = j;
+    b->jobs_tail = &j->next;
+    b->njobs++;
+    atomic_store(&b->queued, b->njobs);
+    pthread_cond_signal(&b->pub_cv);
+    pthread_mutex_unlock(&b->pub_mu);
+    return 0;
+}
+
+static void bus_request(bus *b, const char *room, bool bind)
+{
+    size_t n = strlen(room);
+    bus_req *r = xmalloc(sizeof *r + n + 1);
+    r->next = NULL;
+    r->bind = bind;
+    memcpy(r->room, room, n + 1);
+
+    pthread_mutex_lock(&b->con_mu);
+    *b->reqs_tail = r;
+    b->reqs_tail = &r->next;
+    pthread_mutex_unlock(&b->con_mu);
+    eventfd_write(b->efd, 1);
+}
+
+void bus_bind(bus *b, const char *room)
+{
+    size_t n = strlen(room);
+    if (!b->dynamic || !n || n > 255) {
+        /* fanout: already bound to everything; a bad name can never be */
+        bus_post_bound(b, room, !b->dynamic);
+        return;
+    }
+    bus_request(b, room, true);
+}
+
+void bus_unbind(bus *b, const char *room)
+{
+    size_t n = strlen(room);
+    if (!b->dynamic || !n || n > 255)
+        return;
+    bus_request(b, room, false);
+}
+
+bool bus_ready(const bus *b)
+{
+    return atomic_load(&b->up);
+}
+
+void bus_get_stats(const bus *b, bus_stats *out)
+{
+    out->published = atomic_load_explicit(&b->published, memory_order_relaxed);
+    out->publish_failures = atomic_load_explicit(&b->publish_failures, memory_order_relaxed);
+    out->received = atomic_load_explicit(&b->received, memory_order_relaxed);
+    out->dropped_own = atomic_load_explicit(&b->dropped_own, memory_order_relaxed);
+    out->malformed = atomic_load_explicit(&b->malformed, memory_order_relaxed);
+    out->reconnects = atomic_load_explicit(&b->reconnects, memory_order_relaxed);
+    out->queued = atomic_load_explicit(&b->queued, memory_order_relaxed);
+}

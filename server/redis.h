@@ -1,0 +1,70 @@
+/* redis.h — one asynchronous Redis connection on the event loop.
+ *
+ * hiredis's async API attached to the loop with its libuv adapter: commands
+ * are pipelined and never block; replies come back in order, so commands
+ * issued in order by the loop are executed in that order. The connection
+ * reconnects by itself with exponential backoff and jitter.
+ *
+ * A connection is "up" once it is connected and every registered script has
+ * been loaded (SCRIPT LOAD), so callers use EVALSHA without ever seeing
+ * NOSCRIPT. A subscriber connection (redis_subscribe) is up once its
+ * SUBSCRIBE is confirmed, and reports each published message.
+ */
+#ifndef LECTERN_REDIS_H
+#define LECTERN_REDIS_H
+
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct redis redis;
+
+/* A reply, or NULL when the command failed to complete (not connected, or
+ * the connection dropped before the reply). Error replies are passed as is
+ * (reply->type == REDIS_REPLY_ERROR). The reply is freed after the call. */
+typedef void (*redis_reply_fn)(void *privdata, redisReply *reply);
+
+typedef struct redis_events {
+    void (*on_up)(void *ctx);
+    void (*on_down)(void *ctx, const char *why);
+    /* Subscriber connections: a message published on the channel. */
+    void (*on_message)(void *ctx, const char *payload, size_t len);
+} redis_events;
+
+typedef struct redis_script {
+    const char *name;      /* for logs */
+    const char *body;      /* Lua source */
+    char sha[41];          /* filled by SCRIPT LOAD on each connect */
+} redis_script;
+
+/* Start connecting. name tags the log lines ("registry", "presence").
+ * Strings are copied; ev is copied; ctx is borrowed. */
+redis *redis_create(uv_loop_t *loop, const char *name, const char *host, int port,
+                    int backoff_min_ms, int backoff_max_ms, const redis_events *ev, void *ctx);
+
+/* Pending commands get their callback with NULL. The loop must run once
+ * more for the handles to close. Accepts NULL. */
+void redis_destroy(redis *r);
+
+/* Before the first connect: load this script on every connect. The script
+ * object is borrowed and must outlive r. */
+void redis_add_script(redis *r, redis_script *s);
+
+/* Before the first connect: make this a subscriber connection for channel. */
+void redis_subscribe(redis *r, const char *channel);
+
+bool redis_up(const redis *r);
+uint64_t redis_reconnects(const redis *r);
+
+/* Send a command. Returns 0, or -1 (fn is not called) when not up. */
+int redis_argv(redis *r, redis_reply_fn fn, void *privdata, int argc, const char **argv,
+               const size_t *lens);
+
+/* EVALSHA s with nkeys keys followed by the other args (argv[0..argc)).
+ * Returns 0 or -1 as redis_argv. */
+int redis_eval(redis *r, const redis_script *s, redis_reply_fn fn, void *privdata, int nkeys,
+               int argc, const char **argv, const size_t *lens);
+
+#endif

@@ -1,0 +1,130 @@
+/* registry.h — the cluster's shared state in Redis.
+ *
+ * What the registry records (every key is documented in docs/architecture.md):
+ * which servers are alive (a TTL key refreshed by a heartbeat), which
+ * servers hold members of which room (with counts), who is present in each
+ * room (user id, display name, since), who is online anywhere, and each
+ * room's message log (a Redis stream, which also assigns the room-ordered
+ * message ids) with its dense sequence number.
+ *
+ * Every change is one Lua script, so it is atomic; presence changes PUBLISH
+ * their event from inside the same script, so events are ordered exactly
+ * like the changes. A second connection subscribes to those events.
+ *
+ * The registry keeps a mirror of this server's own contribution (its rooms
+ * with their members, its online users) and replays it after every
+ * (re)connect, after first clearing whatever a previous incarnation of this
+ * server id left behind. A server that finds it was reaped (its heartbeat
+ * says it is unknown) does the same. Dead servers are reaped by the living
+ * ones: their members leave every room (with leave events) within
+ * heartbeat TTL + reap interval.
+ */
+#ifndef LECTERN_REGISTRY_H
+#define LECTERN_REGISTRY_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "envelope.h"
+
+typedef struct registry registry;
+
+typedef struct registry_config {
+    const char *host;
+    int port;
+    const char *prefix;          /* key prefix, e.g. "lectern:" */
+    const char *server_id;
+    int heartbeat_ms;            /* liveness refresh period */
+    int ttl_ms;                  /* a server silent this long is dead */
+    int reap_ms;                 /* how often to look for dead servers */
+    int history_max;             /* room log length (approximate, MAXLEN ~) */
+    int history_ttl_ms;          /* a room's log and sequence outlive its last member this long */
+    int presence_max;            /* most members listed in a presence snapshot */
+    int backoff_min_ms, backoff_max_ms;
+} registry_config;
+
+typedef struct registry_events {
+    /* Registered and usable (true), or not (false). */
+    void (*on_state)(void *ctx, bool up);
+    /* A join of `room` was answered (first local member, or the replay
+     * after a reconnect): the room's log is at (epoch, seq). */
+    void (*on_room_sync)(void *ctx, const char *room, uint64_t epoch, uint64_t seq);
+    /* A presence event (JSON object with type, room, user, count, v). */
+    void (*on_presence)(void *ctx, const char *room, const char *json, size_t len);
+    /* The event subscription was (re)established: events may have been
+     * missed, presence subscribers need a fresh snapshot. */
+    void (*on_presence_resync)(void *ctx);
+} registry_events;
+
+typedef struct registry_stats {
+    uint64_t reconnects;
+    uint64_t reaped_servers;
+    uint64_t reregistrations;    /* times this server re-registered after being reaped */
+} registry_stats;
+
+/* Connects in the background. cfg strings are copied. */
+registry *registry_create(uv_loop_t *loop, const registry_config *cfg, const registry_events *ev,
+                          void *ctx);
+/* Pending calls complete with failure. Accepts NULL. */
+void registry_destroy(registry *g);
+bool registry_up(const registry *g);
+
+/* Deregister this server (its members leave every room) before shutting
+ * down; done(ctx) runs when Redis confirmed, failed, or at once when not up.
+ * Accepts g == NULL (done runs at once). */
+void registry_goodbye(registry *g, void (*done)(void *ctx), void *ctx);
+void registry_get_stats(const registry *g, registry_stats *out);
+
+/* --- this server's members (mirrored; replayed after reconnects) --------- */
+
+/* A subscription of `user` to `room` began / ended on this server. */
+void registry_join(registry *g, const char *room, const char *user, const char *name);
+void registry_leave(registry *g, const char *room, const char *user);
+/* A connection of `user` opened / closed on this server. */
+void registry_online(registry *g, const char *user);
+void registry_offline(registry *g, const char *user);
+
+/* --- messages ------------------------------------------------------------ */
+
+/* The outcome of registry_publish: env->id, seq and epoch are filled, and
+ * `others` is the number of other servers with members in the room. ok is
+ * false when Redis did not take the message. */
+typedef void (*registry_publish_fn)(void *ctx, envelope *env, int others, bool ok);
+
+/* Append env (room, ts_ms, sender, sender_name, origin, content_type,
+ * headers, body) to the room's log, which assigns id, seq and epoch.
+ * env is borrowed until fn runs. Returns 0, or -1 when not up (fn not called). */
+int registry_publish(registry *g, envelope *env, registry_publish_fn fn, void *ctx);
+
+/* Messages from the room's log, oldest first. ok is false on failure;
+ * `msgs` (n of them) belong to the callee and are freed after fn returns. */
+typedef void (*registry_fetch_fn)(void *ctx, envelope *msgs, size_t n, bool ok);
+
+/* The `count` messages just before message id `before` (exclusive), or the
+ * newest `count` when before is NULL. */
+int registry_fetch_before(registry *g, const char *room, const char *before, size_t count,
+                          registry_fetch_fn fn, void *ctx);
+/* Up to `count` messages after message id `after` (exclusive; "0" for the
+ * start of the log). */
+int registry_fetch_after(registry *g, const char *room, const char *after, size_t count,
+                         registry_fetch_fn fn, void *ctx);
+
+/* The room's current (epoch, seq), through on_room_sync. For catching up
+ * after the bus was down. Returns 0 or -1. */
+int registry_room_status(registry *g, const char *room);
+
+/* --- presence queries ------------------------------------------------------ */
+
+/* A JSON value (owned by the callee, decref'd after fn) or NULL on failure. */
+typedef void (*registry_json_fn)(void *ctx, json_t *value);
+
+/* {"room","count","members":[{"id","name","since"}...],"truncated","v"} */
+int registry_presence(registry *g, const char *room, registry_json_fn fn, void *ctx);
+/* {"online":{"<user>":true|false,...}} for n users, in one round trip. */
+int registry_users_online(registry *g, const char *const *users, size_t n, registry_json_fn fn,
+                          void *ctx);
+
+#endif
