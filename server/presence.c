@@ -11,6 +11,10 @@
  *
  * A resync (the event subscription reconnected, events may be lost) sends
  * every room with subscribers a fresh snapshot.
+ *
+ * Each subscription remembers the last presence version it was sent
+ * (sub->pv) and only gets newer snapshots and events, so an event already
+ * reflected in its snapshot is never repeated.
  */
 #include "presence.h"
 
@@ -97,6 +101,27 @@ msg *presence_message(const char *rname, const char *id, const char *json, size_
     return m;
 }
 
+/* Send m (m->seq = its presence version) to sub unless sub has seen that
+ * version. A snapshot also goes out at an equal version (it restates). An
+ * event at version 1 starts a new count (the room's version expired while
+ * it was empty) and always goes out. */
+static void presence_send(subscription *sub, msg *m, bool snapshot)
+{
+    bool restart = !snapshot && m->seq == 1;
+    if (!restart && (m->seq < sub->pv || (m->seq == sub->pv && !snapshot && sub->pv)))
+        return;
+    sub->pv = m->seq;
+    session_deliver(sub, m);
+}
+
+static void presence_send_all(room *rm, msg *m, bool snapshot)
+{
+    size_t n;
+    subscription *const *subs = room_members(rm, &n);
+    for (size_t i = 0; i < n; i++)
+        presence_send(subs[i], m, snapshot);
+}
+
 static uint64_t json_version(const char *json, size_t len)
 {
     json_t *v = json_loadb(json, len, 0, NULL);
@@ -125,15 +150,16 @@ static void presence_on_snapshot(void *ctx, json_t *value)
     snprintf(id, sizeof id, "presence-snapshot-%llu", (unsigned long long)v);
     msg *snap = presence_message(pd->room, id, text, strlen(text));
     free(text);
+    snap->seq = v;
     if (pd->resync) {
         room *rm = room_lookup(p->subs, pd->room, strlen(pd->room));
         if (rm)
-            room_deliver(rm, snap);
+            presence_send_all(rm, snap, true);
     } else {
-        session_deliver(pd->sub, snap);
+        pd->sub->pv = 0;
+        presence_send(pd->sub, snap, true);
         for (size_t i = 0; i < pd->nevents; i++)
-            if (pd->events[i]->seq > v)
-                session_deliver(pd->sub, pd->events[i]);
+            presence_send(pd->sub, pd->events[i], false);
         room_join(p->subs, pd->room, strlen(pd->room), pd->sub);
     }
     msg_unref(snap);
@@ -185,9 +211,9 @@ void presence_on_event(presence *p, const char *rname, const char *json, size_t 
     char id[40];
     snprintf(id, sizeof id, "presence-%llu", (unsigned long long)v);
     msg *m = presence_message(rname, id, json, len);
-    m->seq = v;               /* compared with the snapshot's version */
+    m->seq = v;               /* compared with each subscription's version */
     if (rm)
-        room_deliver(rm, m);
+        presence_send_all(rm, m, false);
     for (pending *pd = p->pending; pd; pd = pd->next) {
         if (!pd->sub || strcmp(pd->room, rname))
             continue;

@@ -323,6 +323,7 @@ void relay_on_room_sync(relay *r, const char *name, uint64_t epoch, uint64_t seq
     if (!sb->based) {
         seqbuf_base(sb, epoch, seq);     /* messages up to seq are history */
         relay_check_gap(r, rm);
+        room_based(rm);
         return;
     }
     if (epoch < sb->epoch)
@@ -343,7 +344,7 @@ void relay_on_room_sync(relay *r, const char *name, uint64_t epoch, uint64_t seq
 /* --- membership --------------------------------------------------------------- */
 
 void relay_join(relay *r, subscription *sub, const stomp_str *name, const char *user,
-                const char *user_name)
+                const char *user_name, room_ready_fn done, void *ctx)
 {
     char rname[256];
     size_t n = name->len < sizeof rname - 1 ? name->len : sizeof rname - 1;
@@ -355,6 +356,7 @@ void relay_join(relay *r, subscription *sub, const stomp_str *name, const char *
      * publishers; relay_on_bus_bound catches up on what fell between. */
     if (created)
         bus_bind(r->bus, rname);
+    room_when_based(sub->room, done, ctx);
 }
 
 void relay_leave(relay *r, subscription *sub, const char *user)

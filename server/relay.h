@@ -50,9 +50,12 @@ void relay_destroy(relay *r);   /* accepts NULL; loop must run once more */
 bool relay_ready(const relay *r);
 
 /* Membership of a topic subscription (its local room, the registry's
- * presence record, the bus binding of the room). */
+ * presence record, the bus binding of the room). done(ctx, true) runs once
+ * this server is a member of the room cluster-wide (at once if it already
+ * was), so that every message sent after it reaches the subscription;
+ * done(ctx, false) if the room is left first. */
 void relay_join(relay *r, struct subscription *sub, const stomp_str *room, const char *user,
-                const char *name);
+                const char *name, room_ready_fn done, void *ctx);
 void relay_leave(relay *r, struct subscription *sub, const char *user);
 
 /* Publish a SEND frame to room `name` as user/name. done(ctx, ok) runs once

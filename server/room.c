@@ -19,8 +19,15 @@
 #include <string.h>
 #include <uthash.h>
 
+typedef struct room_waiter {
+    struct room_waiter *next;
+    room_ready_fn fn;
+    void *ctx;
+} room_waiter;
+
 struct room {
     char *name;
+    room_waiter *waiters;     /* until the order is based */
     size_t name_len;
     struct subscription **members;
     size_t n, cap;
@@ -39,8 +46,19 @@ room_index *room_index_create(void)
     return xcalloc(1, sizeof(room_index));
 }
 
+static void room_run_waiters(room *r, bool ok)
+{
+    while (r->waiters) {
+        room_waiter *w = r->waiters;
+        r->waiters = w->next;
+        w->fn(w->ctx, ok);
+        free(w);
+    }
+}
+
 static void room_free(room *r)
 {
+    room_run_waiters(r, false);
     seqbuf_deinit(&r->order);
     free(r->members);
     free(r->name);
@@ -131,6 +149,27 @@ void room_offer(room *r, msg *m)
     seqbuf_offer(&r->order, m->epoch, m->seq, msg_ref(m));
 }
 
+void room_when_based(room *r, room_ready_fn fn, void *ctx)
+{
+    if (r->order.based) {
+        fn(ctx, true);
+        return;
+    }
+    /* Appended, so that waiters complete in the order they came. */
+    room_waiter *w = xmalloc(sizeof *w), **pp = &r->waiters;
+    w->next = NULL;
+    w->fn = fn;
+    w->ctx = ctx;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = w;
+}
+
+void room_based(room *r)
+{
+    room_run_waiters(r, true);
+}
+
 seqbuf *room_order(room *r)
 {
     return &r->order;
@@ -151,6 +190,12 @@ size_t room_deliver(room *r, msg *m)
     for (size_t i = 0; i < r->n; i++)
         session_deliver(r->members[i], m);
     return r->n;
+}
+
+subscription *const *room_members(const room *r, size_t *n)
+{
+    *n = r->n;
+    return r->members;
 }
 
 room *room_first(room_index *ri)

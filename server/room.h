@@ -43,12 +43,22 @@ size_t room_deliver(room *r, msg *m);
  * room's seqbuf and out, in room order and once, when its turn comes. The
  * room takes a reference. */
 void room_offer(room *r, msg *m);
+/* Call fn(ctx, true) once the room's order is based (its registry join was
+ * answered); at once if it is. fn(ctx, false) if the room goes away first. */
+typedef void (*room_ready_fn)(void *ctx, bool ok);
+void room_when_based(room *r, room_ready_fn fn, void *ctx);
+/* The order was just based: run the waiting callbacks. */
+void room_based(room *r);
+
 /* The room's order: see seqbuf.h. Owned by the room. */
 struct seqbuf *room_order(room *r);
 /* Stream id of the last message released (empty before the first). */
 const char *room_last_id(const room *r);
 /* Messages released so far through room_offer. */
 uint64_t room_released(const room *r);
+
+/* The room's members (valid until the next join or leave). */
+struct subscription *const *room_members(const room *r, size_t *n);
 
 /* Iterate the rooms (no joins or leaves while iterating). */
 room *room_first(room_index *ri);

@@ -26,12 +26,14 @@
  * Transactions buffer deep copies of their frames (stomp_frame_clone) and
  * replay them through the normal handlers on COMMIT.
  *
- * Publishing is asynchronous (the room log in Redis assigns each message its
- * place first), so receipts keep their order through a FIFO: each receipt
- * waits until every publish issued before it has completed. A SEND's receipt
- * therefore means "stored in the room log and delivered locally", and the
- * receipts of COMMIT and DISCONNECT follow those of the SENDs before them
- * (DISCONNECT's promise: everything before it was processed).
+ * Publishing and joining a new room are asynchronous (Redis answers first),
+ * so receipts keep their order through a FIFO: each receipt waits until
+ * every operation issued before it has completed (they complete in order:
+ * one Redis connection answers in order). A SEND's receipt therefore means
+ * "stored in the room log and delivered locally", a SUBSCRIBE's "a member of
+ * the room cluster-wide: every later message reaches you", and the receipts
+ * of COMMIT and DISCONNECT follow those before them (DISCONNECT's promise:
+ * everything before it was processed).
  */
 #include "session.h"
 
@@ -68,10 +70,10 @@ typedef struct txn {
     char name[];
 } txn;
 
-/* A receipt (or a DISCONNECT) waiting for earlier publishes to complete. */
+/* A receipt (or a DISCONNECT) waiting for earlier operations to complete. */
 typedef struct receipt_wait {
     struct receipt_wait *next;
-    uint64_t need;               /* s->pubs_done must reach this */
+    uint64_t need;               /* s->ops_done must reach this */
     bool disconnect;
     size_t id_len;
     char id[];
@@ -108,7 +110,7 @@ struct session {
     char *user_name;
     bool online;                 /* counted online in the registry */
     bool draining;               /* DISCONNECT received: read nothing more */
-    uint64_t pubs_issued, pubs_done;
+    uint64_t ops_issued, ops_done;   /* asynchronous operations, completing in order */
     receipt_wait *rq_head, *rq_tail;
 };
 
@@ -409,7 +411,7 @@ static void session_do_disconnect(session *s)
 /* Emit the receipts whose publishes have all completed, in order. */
 static void session_flush_receipts(session *s)
 {
-    while (s->rq_head && s->pubs_done >= s->rq_head->need && !s->dead) {
+    while (s->rq_head && s->ops_done >= s->rq_head->need && !s->dead) {
         receipt_wait *w = s->rq_head;
         s->rq_head = w->next;
         if (!s->rq_head)
@@ -429,7 +431,7 @@ static void session_receipt_or_close(session *s, const stomp_frame *f, bool disc
     const stomp_str *r = stomp_frame_header(f, "receipt");
     if (!r && !disconnect)
         return;
-    if (!s->rq_head && s->pubs_done >= s->pubs_issued) {
+    if (!s->rq_head && s->ops_done >= s->ops_issued) {
         if (r)
             session_emit_receipt(s, r->p, r->len);
         if (disconnect)
@@ -439,7 +441,7 @@ static void session_receipt_or_close(session *s, const stomp_frame *f, bool disc
     size_t n = r ? r->len : 0;
     receipt_wait *w = xmalloc(sizeof *w + n);
     w->next = NULL;
-    w->need = s->pubs_issued;
+    w->need = s->ops_issued;
     w->disconnect = disconnect;
     w->id_len = n;
     if (n)
@@ -678,6 +680,54 @@ static void session_unavailable(session *s, const stomp_frame *f)
                   "is unreachable); nothing was done. Reconnect and try again.");
 }
 
+/* An operation finished: the session may be gone by now, so it is found
+ * by id. */
+typedef struct op_done {
+    session_set *set;
+    uint64_t id;
+} op_done;
+
+static op_done *session_op(session *s)
+{
+    op_done *d = xmalloc(sizeof *d);
+    d->set = s->set;
+    d->id = s->id;
+    s->ops_issued++;
+    return d;
+}
+
+static session *session_op_finish(op_done *d)
+{
+    session *s = NULL;
+    HASH_FIND(hh, d->set->by_id, &d->id, sizeof d->id, s);
+    free(d);
+    if (s)
+        s->ops_done++;
+    return s;
+}
+
+static void session_on_joined(void *ctx, bool ok)
+{
+    (void)ok;                   /* not ok: unsubscribed before; nothing to say */
+    session *s = session_op_finish(ctx);
+    if (s)
+        session_flush_receipts(s);
+}
+
+static void session_on_published(void *ctx, bool ok)
+{
+    session *s = session_op_finish(ctx);
+    if (!s)
+        return;
+    if (!ok) {
+        session_error(s, NULL, "Message not stored",
+                      "The room log did not take the message, so it was not delivered. "
+                      "Reconnect and send it again.");
+        return;
+    }
+    session_flush_receipts(s);
+}
+
 static subscription *session_find_sub(session *s, const char *id, size_t len)
 {
     for (subscription *sub = s->subs; sub; sub = sub->next)
@@ -763,7 +813,8 @@ static void on_subscribe(session *s, const stomp_frame *f)
             return;
         }
     } else {
-        relay_join(server_relay(s->srv), sub, &name, s->user, s->user_name);
+        relay_join(server_relay(s->srv), sub, &name, s->user, s->user_name, session_on_joined,
+                   session_op(s));
     }
     sub->next = s->subs;
     s->subs = sub;
@@ -891,43 +942,17 @@ static bool session_buffer_in_txn(session *s, const stomp_frame *f)
     return true;
 }
 
-/* A publish finished: the session may be gone by now, so it is found by id. */
-typedef struct send_done {
-    session_set *set;
-    uint64_t id;
-} send_done;
-
-static void session_on_published(void *ctx, bool ok)
-{
-    send_done *d = ctx;
-    session *s = NULL;
-    HASH_FIND(hh, d->set->by_id, &d->id, sizeof d->id, s);
-    free(d);
-    if (!s)
-        return;
-    s->pubs_done++;
-    if (!ok) {
-        session_error(s, NULL, "Message not stored",
-                      "The room log did not take the message, so it was not delivered. "
-                      "Reconnect and send it again.");
-        return;
-    }
-    session_flush_receipts(s);
-}
-
 /* Publish one SEND; false (after an ERROR) when the cluster cannot take it. */
 static bool send_publish(session *s, const stomp_frame *f, const stomp_str *name)
 {
-    send_done *d = xmalloc(sizeof *d);
-    d->set = s->set;
-    d->id = s->id;
+    op_done *d = session_op(s);
     if (relay_publish(server_relay(s->srv), name, f, s->user, s->user_name,
                       session_on_published, d) < 0) {
         free(d);
+        s->ops_issued--;
         session_unavailable(s, f);
         return false;
     }
-    s->pubs_issued++;
     return true;
 }
 

@@ -42,6 +42,7 @@ typedef struct subscription {
     uint8_t kind;              /* enum sub_kind */
     bool utf8;                 /* id (and so prefix) is valid UTF-8 */
     struct subscription *next; /* the session's list */
+    uint64_t pv;               /* presence: the last version sent */
     size_t id_len;
     char *id;                  /* client's id, unescaped; points into mem below */
     size_t prefix_len;
