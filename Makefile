@@ -43,7 +43,7 @@ SERVER_CORE := $(filter-out $(B)/server/main.o,$(SERVER_OBJ))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all deps test unit unit-bins integration services-test run stop clean check-deps
+.PHONY: all deps test unit unit-bins integration services-test bus-test run stop clean check-deps
 .DEFAULT_GOAL := all
 
 all: $(BINDIR)/lectern-server
@@ -85,6 +85,7 @@ test: check-deps
 	$(MAKE) SANITIZE=1 all unit-bins
 	$(MAKE) SANITIZE=1 unit
 	$(MAKE) services-test
+	$(MAKE) bus-test
 	$(MAKE) SANITIZE=1 integration
 
 unit: $(UNIT_BIN)
@@ -93,6 +94,10 @@ unit: $(UNIT_BIN)
 
 services-test:
 	tests/services.sh
+
+# The RabbitMQ bus on its own, against a private broker (restarts it too).
+bus-test:
+	tests/bus/run.sh
 
 integration: $(BINDIR)/lectern-server
 	LECTERN_SERVER_BIN=$(abspath $(BINDIR)/lectern-server) tests/run-integration.sh $(TESTS)

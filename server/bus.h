@@ -78,7 +78,11 @@ typedef struct bus_stats {
 } bus_stats;
 
 /* Start both threads; they connect in the background (check bus_ready or
- * wait for on_state). cfg strings are copied. Callbacks run on `loop`. */
+ * wait for on_state). cfg strings are copied. Callbacks run on `loop`.
+ * Returns NULL (logged) when the config is unusable (empty exchange or
+ * server id) or a thread, eventfd or uv handle cannot be created.
+ * on_bound while the bus is down reports false; the room is still bound,
+ * with the others, before the bus reports up again. */
 bus *bus_create(uv_loop_t *loop, const bus_config *cfg, const bus_callbacks *cb, void *ctx);
 
 /* Stop the threads (joins them) and close the uv handle; call from the loop

@@ -356,7 +356,7 @@ static void server_make_id(server *srv)
              rnd[3]);
 }
 
-static void server_start_cluster(server *srv)
+static int server_start_cluster(server *srv)
 {
     const server_config *c = srv->conf;
     relay_config rc = {
@@ -409,8 +409,11 @@ static void server_start_cluster(server *srv)
         .on_bound = server_on_bus_bound,
     };
     srv->bus = bus_create(&srv->loop, &bc, &bcb, srv);
+    if (!srv->bus)
+        return -1;
     relay_attach(srv->relay, srv->registry, srv->bus);
     presence_attach(srv->presence, srv->registry);
+    return 0;
 }
 
 /* Free what is left once the loop has closed every handle. */
@@ -462,7 +465,11 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     srv->sigterm.data = srv;
     uv_signal_init(&srv->loop, &srv->sigint);
     srv->sigint.data = srv;
-    server_start_cluster(srv);
+    if (server_start_cluster(srv) < 0) {
+        snprintf(err, errlen, "cannot start the RabbitMQ bus (see the bus log line)");
+        server_destroy(srv);
+        return NULL;
+    }
 
     server_protocol(&srv->protocols[0], "http", conf);
     server_protocol(&srv->protocols[1], http_protocol_name(12), conf);

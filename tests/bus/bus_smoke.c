@@ -1,0 +1,716 @@
+/* bus_smoke.c — server/bus.c against a real RabbitMQ (started by run.sh).
+ *
+ * One uv loop, several buses in this process standing in for servers A and
+ * B. Every wait polls the loop (UV_RUN_NOWAIT + 1 ms naps) against a
+ * deadline; nothing sleeps for a fixed time to "let things settle", except
+ * where the absence of something is checked, and there a sentinel message
+ * published after the things that must not arrive proves that they had
+ * their chance. The broker restart runs `$LECTERN_SERVICES stop|start
+ * rabbitmq` itself (system()), with the environment run.sh exported.
+ *
+ * Output is TAP-like ("ok - sentence" / "not ok - sentence", "# " notes);
+ * the exit status is 1 when a check failed. ASan's leak check runs at exit.
+ *
+ * Environment: LECTERN_AMQP_PORT (required), LECTERN_SERVICES (path of
+ * scripts/services; without it the restart checks are skipped),
+ * BUS_SMOKE_SKIP_RESTART=1 to skip them anyway.
+ */
+#include "bus.h"
+#include "envelope.h"
+#include "log.h"
+#include "mem.h"
+
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+typedef struct peer {
+    const char *name;
+    bus *b;
+    bool up;
+    int ups, downs;
+    envelope **got;          /* owned: every envelope on_message handed over */
+    size_t ngot, cap;
+    int nbound;
+    char last_bound[64];
+    bool last_bound_ok;
+    bool destroy_in_message;     /* bus_destroy from inside on_message */
+} peer;
+
+static uv_loop_t loop;
+static int nchecks, nfailed;
+static int amqp_port;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void pump(void)
+{
+    struct timespec nap = { 0, 1000000 };
+    uv_run(&loop, UV_RUN_NOWAIT);
+    nanosleep(&nap, NULL);
+}
+
+/* Poll the loop until cond holds or ms pass; ok = the final value. */
+#define WAIT(ok, cond, ms)                                              \
+    do {                                                                \
+        uint64_t dl_ = now_ms() + (uint64_t)(ms);                       \
+        while (!((ok) = (cond)) && now_ms() < dl_)                      \
+            pump();                                                     \
+    } while (0)
+
+static void pump_for(int ms)
+{
+    uint64_t until = now_ms() + (uint64_t)ms;
+    while (now_ms() < until)
+        pump();
+}
+
+__attribute__((format(printf, 2, 3)))
+static bool check(bool ok, const char *fmt, ...)
+{
+    va_list ap;
+    nchecks++;
+    if (!ok)
+        nfailed++;
+    printf("%s - ", ok ? "ok" : "not ok");
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    fflush(stdout);
+    return ok;
+}
+
+__attribute__((format(printf, 1, 2)))
+static void note(const char *fmt, ...)
+{
+    va_list ap;
+    printf("# ");
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    fflush(stdout);
+}
+
+/* --- callbacks ------------------------------------------------------------ */
+
+static void on_message(void *ctx, envelope *env)
+{
+    peer *p = ctx;
+    if (p->ngot == p->cap) {
+        p->cap = p->cap ? p->cap * 2 : 1024;
+        p->got = xrealloc(p->got, p->cap * sizeof *p->got);
+    }
+    p->got[p->ngot++] = env;
+    if (p->destroy_in_message && p->b) {
+        bus_destroy(p->b);
+        p->b = NULL;
+    }
+}
+
+static void on_state(void *ctx, bool up)
+{
+    peer *p = ctx;
+    p->up = up;
+    if (up)
+        p->ups++;
+    else
+        p->downs++;
+}
+
+static void on_bound(void *ctx, const char *room, bool ok)
+{
+    peer *p = ctx;
+    p->nbound++;
+    snprintf(p->last_bound, sizeof p->last_bound, "%s", room);
+    p->last_bound_ok = ok;
+}
+
+static void peer_clear(peer *p)
+{
+    for (size_t i = 0; i < p->ngot; i++) {
+        envelope_free(p->got[i]);
+        free(p->got[i]);
+    }
+    p->ngot = 0;
+}
+
+static void peer_start(peer *p, const char *name, const char *exchange, bool dynamic, int port)
+{
+    static const bus_callbacks cb = { on_message, on_state, on_bound };
+    bus_config cfg = {
+        .host = "127.0.0.1", .port = port, .vhost = "/", .user = "guest", .password = "guest",
+        .exchange = exchange, .dynamic = dynamic, .server_id = name, .heartbeat_s = 2,
+        .reconnect_min_ms = 100, .reconnect_max_ms = 1000, .max_queue = 100000,
+    };
+    memset(p, 0, sizeof *p);
+    p->name = name;
+    p->b = bus_create(&loop, &cfg, &cb, p);
+}
+
+static void peer_stop(peer *p)
+{
+    bus_destroy(p->b);
+    p->b = NULL;
+    peer_clear(p);
+    free(p->got);
+    p->got = NULL;
+    p->cap = 0;
+}
+
+static bus_stats stats(const peer *p)
+{
+    bus_stats s;
+    bus_get_stats(p->b, &s);
+    return s;
+}
+
+/* --- messages ------------------------------------------------------------- */
+
+/* Envelope number i, deterministic, with every kind of field value: binary
+ * bodies with NULs, empty bodies, a body larger than a frame, absent content
+ * types and header lines, empty senders, uint64 values above INT64_MAX. */
+static void gen(envelope *e, unsigned i, const char *room, const char *origin)
+{
+    char tmp[96];
+    memset(e, 0, sizeof *e);
+    e->room = xstrdup(room);
+    snprintf(tmp, sizeof tmp, "%llu-%u", 1700000000000ULL + i, i);
+    e->id = xstrdup(tmp);
+    e->seq = i + 1;
+    e->epoch = i % 7 == 0 ? UINT64_MAX - i : 1700000000123456ULL;
+    e->ts_ms = 1700000000000ULL + i;
+    snprintf(tmp, sizeof tmp, "user-%u", i);
+    e->sender = xstrdup(i % 5 == 0 ? "" : tmp);
+    snprintf(tmp, sizeof tmp, "N\xc3\xa4me %u", i);
+    e->sender_name = xstrdup(i % 6 == 0 ? "" : tmp);
+    e->origin = xstrdup(origin);
+    if (i % 3)
+        e->content_type = xstrdup(i % 3 == 1 ? "text/plain" : "application/octet-stream");
+    if (i % 4) {
+        snprintf(tmp, sizeof tmp, "x-i:%u\nx-esc:a\\cb\\nc\n", i);
+        e->headers = xstrdup(tmp);
+        e->headers_len = strlen(tmp);
+    }
+    size_t len = 0;
+    if (i == 500)
+        len = 300000;                       /* > frame_max: several body frames */
+    else if (i % 5 == 1)
+        len = (size_t)snprintf(tmp, sizeof tmp, "hello %u", i);
+    else if (i % 5)
+        len = (i * 37) % 1000 + 1;
+    if (len) {
+        unsigned char *b = xmalloc(len);
+        for (size_t j = 0; j < len; j++)
+            b[j] = j % 7 == 0 ? 0 : (unsigned char)(j * i + j);
+        if (i % 5 == 1)
+            memcpy(b, tmp, len);
+        e->body = b;
+        e->body_len = len;
+    }
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+static const char *env_diff(const envelope *a, const envelope *b)
+{
+    if (!str_eq(a->room, b->room)) return "room";
+    if (!str_eq(a->id, b->id)) return "id";
+    if (a->seq != b->seq) return "seq";
+    if (a->epoch != b->epoch) return "epoch";
+    if (a->ts_ms != b->ts_ms) return "ts_ms";
+    if (!str_eq(a->sender, b->sender)) return "sender";
+    if (!str_eq(a->sender_name, b->sender_name)) return "sender_name";
+    if (!str_eq(a->origin, b->origin)) return "origin";
+    if (!str_eq(a->content_type, b->content_type)) return "content_type";
+    if (a->headers_len != b->headers_len || (!a->headers) != (!b->headers) ||
+        (a->headers_len && memcmp(a->headers, b->headers, a->headers_len)))
+        return "headers";
+    if (a->body_len != b->body_len || (!a->body) != (!b->body) ||
+        (a->body_len && memcmp(a->body, b->body, a->body_len)))
+        return "body";
+    return NULL;
+}
+
+/* Publish envelopes first..first+n-1 from p to `room`; returns how many
+ * bus_publish accepted. */
+static unsigned publish_range(peer *p, unsigned first, unsigned n, const char *room)
+{
+    unsigned ok = 0;
+    for (unsigned i = first; i < first + n; i++) {
+        envelope e;
+        gen(&e, i, room, p->name);
+        if (bus_publish(p->b, &e) == 0)
+            ok++;
+        envelope_free(&e);
+    }
+    return ok;
+}
+
+/* got[from..] must be exactly envelopes want[0..n) (numbers) in order. */
+static bool received_exactly(const peer *p, size_t from, const unsigned *want, size_t n,
+                             const char *room, const char *origin, char *why, size_t whylen)
+{
+    if (p->ngot - from != n) {
+        snprintf(why, whylen, "%zu received, %zu expected", p->ngot - from, n);
+        return false;
+    }
+    for (size_t k = 0; k < n; k++) {
+        envelope e;
+        gen(&e, want[k], room, origin);
+        const char *d = env_diff(&e, p->got[from + k]);
+        envelope_free(&e);
+        if (d) {
+            snprintf(why, whylen, "message %zu (envelope %u) differs in %s", k, want[k], d);
+            return false;
+        }
+    }
+    why[0] = '\0';
+    return true;
+}
+
+static int closed_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    socklen_t al = sizeof a;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) ||
+        getsockname(fd, (struct sockaddr *)&a, &al)) {
+        perror("closed_port");
+        exit(2);
+    }
+    close(fd);              /* never listened: connections are refused */
+    return ntohs(a.sin_port);
+}
+
+/* A port whose connections complete (kernel backlog) but are never
+ * answered: a broker hung before connection.start. Returns the listening fd. */
+static int silent_listener(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    socklen_t al = sizeof a;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || listen(fd, 16) ||
+        getsockname(fd, (struct sockaddr *)&a, &al)) {
+        perror("silent_listener");
+        exit(2);
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static bool all_up(peer *const *ps, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!ps[i]->up)
+            return false;
+    return true;
+}
+
+static bool all_down(peer *const *ps, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ps[i]->up || bus_ready(ps[i]->b))
+            return false;
+    return true;
+}
+
+static bool has_id(const peer *p, size_t from, const char *id)
+{
+    for (size_t i = from; i < p->ngot; i++)
+        if (!strcmp(p->got[i]->id, id))
+            return true;
+    return false;
+}
+
+static const char *id_of(unsigned i)
+{
+    static char buf[64];
+    snprintf(buf, sizeof buf, "%llu-%u", 1700000000000ULL + i, i);
+    return buf;
+}
+
+/* Publish one message as a foreign client would: its own connection,
+ * whatever properties. connection.close returns after the broker routed it. */
+static bool raw_publish(const char *exchange, const amqp_basic_properties_t *props,
+                        const char *body)
+{
+    amqp_connection_state_t c = amqp_new_connection();
+    amqp_socket_t *s = amqp_tcp_socket_new(c);
+    bool ok = s && amqp_socket_open(s, "127.0.0.1", amqp_port) == AMQP_STATUS_OK &&
+              amqp_login(c, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest")
+                      .reply_type == AMQP_RESPONSE_NORMAL &&
+              amqp_channel_open(c, 1) &&
+              amqp_basic_publish(c, 1, amqp_cstring_bytes(exchange),
+                                 amqp_cstring_bytes("room-f"), 0, 0, props,
+                                 amqp_cstring_bytes(body)) == AMQP_STATUS_OK &&
+              amqp_connection_close(c, AMQP_REPLY_SUCCESS).reply_type == AMQP_RESPONSE_NORMAL;
+    amqp_destroy_connection(c);
+    return ok;
+}
+
+/* --- the scenarios ---------------------------------------------------------- */
+
+static void fanout(peer *a, peer *b)
+{
+    bool ok;
+    char why[160];
+    uint64_t t0 = now_ms();
+
+    WAIT(ok, a->up && b->up, 20000);
+    check(ok, "fanout: A and B both report up (%.2f s)", (double)(now_ms() - t0) / 1000);
+    if (!ok)
+        return;
+    check(bus_ready(a->b) && bus_ready(b->b) && a->ups == 1 && b->ups == 1 && !a->downs,
+          "fanout: bus_ready agrees and on_state(true) came exactly once");
+
+    int before = b->nbound;
+    bus_bind(b->b, "anything");
+    check(b->nbound == before, "fanout: bus_bind does not call on_bound synchronously");
+    WAIT(ok, b->nbound == before + 1, 2000);
+    check(ok && b->last_bound_ok && !strcmp(b->last_bound, "anything"),
+          "fanout: bus_bind reports on_bound(room, ok) through the loop");
+    bus_unbind(b->b, "anything");
+
+    t0 = now_ms();
+    unsigned accepted = publish_range(a, 0, 1000, "room-f");
+    check(accepted == 1000, "fanout: bus_publish accepts 1,000 envelopes (%u)", accepted);
+    WAIT(ok, b->ngot >= 1000, 30000);
+    uint64_t dt = now_ms() - t0;
+    check(ok, "fanout: 1,000 envelopes from A reach B (%llu ms)", (unsigned long long)dt);
+    pump_for(200);      /* duplicates would show up now */
+    unsigned want[1000];
+    for (unsigned i = 0; i < 1000; i++)
+        want[i] = i;
+    ok = received_exactly(b, 0, want, 1000, "room-f", "A", why, sizeof why);
+    check(ok, "fanout: B got each exactly once, in publish order, every field equal%s%s",
+          ok ? "" : ": ", why);
+    WAIT(ok, stats(a).dropped_own >= 1000, 5000);
+    bus_stats sa = stats(a), sb = stats(b);
+    check(a->ngot == 0 && sa.dropped_own == 1000,
+          "fanout: none reach A; A counts them as dropped_own (%llu)",
+          (unsigned long long)sa.dropped_own);
+    check(sa.published == 1000 && sa.publish_failures == 0 && sb.received == 1000 &&
+          sb.dropped_own == 0 && sb.malformed == 0 && sa.queued == 0,
+          "fanout: stats: A published 1000, B received 1000, no failures");
+    peer_clear(b);
+
+    /* malformed deliveries: counted and dropped by both, before a sentinel */
+    amqp_basic_properties_t props = { 0 };
+    amqp_table_entry_t ent[3];
+    bool raw = raw_publish("smoke.fanout", &props, "no headers at all");
+    ent[0].key = amqp_cstring_bytes("x-lectern-room");
+    ent[0].value.kind = AMQP_FIELD_KIND_UTF8;
+    ent[0].value.value.bytes = amqp_cstring_bytes("room-f");
+    ent[1].key = amqp_cstring_bytes("x-lectern-origin");
+    ent[1].value.kind = AMQP_FIELD_KIND_UTF8;
+    ent[1].value.value.bytes = amqp_cstring_bytes("X");
+    ent[2].key = amqp_cstring_bytes("x-lectern-id");
+    ent[2].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    ent[2].value.value.boolean = 1;
+    props._flags = AMQP_BASIC_HEADERS_FLAG;
+    props.headers.num_entries = 3;
+    props.headers.entries = ent;
+    raw = raw_publish("smoke.fanout", &props, "id is a boolean") && raw;
+    check(raw, "malformed: a foreign client publishes two messages without a valid envelope");
+    uint64_t own = stats(a).dropped_own;
+    publish_range(a, 600, 1, "room-f");
+    WAIT(ok, has_id(b, 0, id_of(600)) && stats(a).dropped_own > own, 10000);
+    sa = stats(a);
+    sb = stats(b);
+    check(ok && b->ngot == 1 && a->ngot == 0 && sa.malformed == 2 && sb.malformed == 2,
+          "malformed: both buses count them (A %llu, B %llu) and deliver only the sentinel",
+          (unsigned long long)sa.malformed, (unsigned long long)sb.malformed);
+    peer_clear(b);
+
+    /* throughput: small messages, as fast as the loop can queue them */
+    enum { BURST = 20000 };
+    t0 = now_ms();
+    unsigned sent = 0;
+    for (unsigned i = 0; i < BURST; i++) {
+        envelope e;
+        gen(&e, 1 + (i % 4) * 5, "room-f", "A");      /* small bodies only */
+        if (bus_publish(a->b, &e) == 0)
+            sent++;
+        envelope_free(&e);
+        if (i % 1000 == 999)
+            uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    WAIT(ok, b->ngot >= sent, 60000);
+    dt = now_ms() - t0;
+    check(ok && sent == BURST, "fanout: a burst of %u small envelopes reaches B (%u accepted)",
+          BURST, sent);
+#ifdef __SANITIZE_ADDRESS__
+    const char *build = "ASan build";
+#else
+    const char *build = "no sanitizers";
+#endif
+    note("throughput A->B: %u messages in %llu ms = %.0f msg/s (%s)", sent,
+         (unsigned long long)dt, dt ? sent * 1000.0 / (double)dt : 0.0, build);
+    peer_clear(b);
+
+    /* bus_destroy inside a callback: the rest of that batch is dropped */
+    peer e;
+    peer_start(&e, "E", "smoke", false, amqp_port);
+    e.destroy_in_message = true;
+    WAIT(ok, e.up, 10000);
+    check(ok, "fanout: a third bus E joins the exchange");
+    publish_range(a, 700, 200, "room-f");
+    WAIT(ok, !e.b, 10000);
+    pump_for(200);
+    check(ok && e.ngot == 1, "bus_destroy inside on_message: no callback runs after it "
+          "(%zu delivered)", e.ngot);
+    peer_stop(&e);
+    WAIT(ok, b->ngot >= 200, 10000);
+    peer_clear(b);
+}
+
+static void dynamic(peer *a, peer *b)
+{
+    bool ok;
+    char why[160];
+    uint64_t t0 = now_ms();
+
+    WAIT(ok, a->up && b->up, 20000);
+    check(ok, "dynamic: A2 and B2 both report up (%.2f s)", (double)(now_ms() - t0) / 1000);
+    if (!ok)
+        return;
+
+    bus_bind(b->b, "r1");
+    WAIT(ok, b->nbound == 1, 5000);
+    check(ok && b->last_bound_ok && !strcmp(b->last_bound, "r1"),
+          "dynamic: bus_bind(r1) reports on_bound(r1, ok)");
+
+    /* 0..19 alternate r1/r2; then a sentinel (100) on r1 */
+    unsigned want[11];
+    size_t nwant = 0;
+    for (unsigned i = 0; i < 20; i++) {
+        const char *room = i % 2 ? "r2" : "r1";
+        publish_range(a, i, 1, room);
+        if (!(i % 2))
+            want[nwant++] = i;
+    }
+    publish_range(a, 100, 1, "r1");
+    want[nwant++] = 100;
+    WAIT(ok, has_id(b, 0, id_of(100)), 10000);
+    check(ok, "dynamic: the r1 sentinel reaches B2");
+    ok = received_exactly(b, 0, want, nwant, "r1", "A2", why, sizeof why);
+    check(ok, "dynamic: B2 receives r1's messages only, in order%s%s", ok ? "" : ": ", why);
+
+    /* unbind r1; binding r3 afterwards proves the unbind is done (FIFO) */
+    bus_unbind(b->b, "r1");
+    bus_bind(b->b, "r3");
+    WAIT(ok, b->nbound == 2, 5000);
+    check(ok && b->last_bound_ok && !strcmp(b->last_bound, "r3"),
+          "dynamic: bus_bind(r3) after bus_unbind(r1) reports ok");
+    size_t from = b->ngot;
+    publish_range(a, 200, 5, "r1");
+    publish_range(a, 300, 1, "r3");
+    WAIT(ok, has_id(b, from, id_of(300)), 10000);
+    check(ok, "dynamic: the r3 sentinel reaches B2");
+    unsigned want3[] = { 300 };
+    ok = received_exactly(b, from, want3, 1, "r3", "A2", why, sizeof why);
+    check(ok, "dynamic: after bus_unbind(r1) nothing more arrives for r1%s%s",
+          ok ? "" : ": ", why);
+    check(stats(b).dropped_own == 0 && a->ngot == 0,
+          "dynamic: A2 is bound to nothing and receives nothing");
+    peer_clear(b);
+}
+
+static int services(const char *svc, const char *action)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' %s rabbitmq >&2", svc, action);
+    return system(cmd);
+}
+
+static void restart(const char *svc, peer *a, peer *b, peer *a2, peer *b2)
+{
+    peer *all[] = { a, b, a2, b2 };
+    bool ok;
+    char why[160];
+    int downs[4];
+    for (int i = 0; i < 4; i++)
+        downs[i] = all[i]->downs;
+    uint64_t reconnects = stats(a).reconnects;
+
+    uint64_t t0 = now_ms();
+    int rc = services(svc, "stop");
+    check(rc == 0, "restart: scripts/services stop rabbitmq succeeds (%.1f s)",
+          (double)(now_ms() - t0) / 1000);
+    WAIT(ok, all_down(all, 4), 15000);
+    bool each = true;
+    for (int i = 0; i < 4; i++)
+        each = each && all[i]->downs == downs[i] + 1;
+    check(ok && each, "restart: all four buses report down once");
+    envelope e;
+    gen(&e, 1, "room-f", "A");
+    check(bus_publish(a->b, &e) == -1 && bus_publish(a2->b, &e) == -1 && !bus_ready(a->b),
+          "restart: bus_publish fails (-1) while the bus is down");
+    envelope_free(&e);
+
+    t0 = now_ms();
+    rc = services(svc, "start");
+    uint64_t ready = now_ms();
+    check(rc == 0, "restart: scripts/services start rabbitmq succeeds (%.1f s)",
+          (double)(ready - t0) / 1000);
+    WAIT(ok, all_up(all, 4), 30000);
+    uint64_t up = now_ms();
+    check(ok, "restart: all four buses report up again (%.2f s after the start command, "
+          "%.2f s after the broker was ready)", (double)(up - t0) / 1000,
+          (double)(up - ready) / 1000);
+    if (!ok)
+        return;
+    check(stats(a).reconnects == reconnects + 1, "restart: A counts one reconnect");
+
+    size_t from = b->ngot;
+    unsigned accepted = publish_range(a, 0, 100, "room-f");
+    WAIT(ok, b->ngot - from >= 100, 10000);
+    unsigned want[100];
+    for (unsigned i = 0; i < 100; i++)
+        want[i] = i;
+    bool same = received_exactly(b, from, want, 100, "room-f", "A", why, sizeof why);
+    check(ok && accepted == 100 && same,
+          "restart: messages flow A -> B again over the re-declared queue%s%s",
+          same ? "" : ": ", why);
+
+    /* B2's set is {r3}: re-bound before it reported up; r1 stays unbound */
+    from = b2->ngot;
+    publish_range(a2, 400, 3, "r1");
+    publish_range(a2, 410, 1, "r3");
+    WAIT(ok, has_id(b2, from, id_of(410)), 10000);
+    unsigned want2[] = { 410 };
+    same = received_exactly(b2, from, want2, 1, "r3", "A2", why, sizeof why);
+    check(ok && same, "restart: B2's binding r3 was re-established and r1 was not%s%s",
+          same ? "" : ": ", why);
+    peer_clear(b);
+    peer_clear(b2);
+}
+
+static void unreachable(void)
+{
+    peer c;
+    int port = closed_port();
+
+    peer_start(&c, "C", "smoke.unreach", false, port);
+    pump_for(300);      /* a few refused connects and backoff waits */
+    check(!c.up && !bus_ready(c.b), "unreachable: a bus on a closed port never reports up");
+    uint64_t t0 = now_ms();
+    peer_stop(&c);
+    uint64_t dt = now_ms() - t0;
+    check(dt < 1000, "unreachable: bus_destroy returns promptly (%llu ms)",
+          (unsigned long long)dt);
+
+    peer_start(&c, "D", "smoke.unreach", true, port);
+    bus_bind(c.b, "r1");
+    t0 = now_ms();
+    peer_stop(&c);
+    dt = now_ms() - t0;
+    check(dt < 1000, "unreachable: bus_destroy right after bus_create returns promptly "
+          "(%llu ms)", (unsigned long long)dt);
+
+    /* both threads blocked in amqp_login (12 s handshake timeout) */
+    int hung_port, lfd = silent_listener(&hung_port);
+    peer_start(&c, "H", "smoke.hung", false, hung_port);
+    pump_for(300);
+    check(!c.up, "hung broker: a bus whose broker never answers the handshake stays down");
+    t0 = now_ms();
+    peer_stop(&c);
+    dt = now_ms() - t0;
+    check(dt < 1000, "hung broker: bus_destroy cuts the blocked handshake off (%llu ms)",
+          (unsigned long long)dt);
+    close(lfd);
+    pump_for(20);
+}
+
+int main(void)
+{
+    const char *port = getenv("LECTERN_AMQP_PORT");
+    const char *svc = getenv("LECTERN_SERVICES");
+    const char *skip = getenv("BUS_SMOKE_SKIP_RESTART");
+    if (!port) {
+        fprintf(stderr, "bus_smoke: LECTERN_AMQP_PORT is not set (run tests/bus/run.sh)\n");
+        return 2;
+    }
+    amqp_port = atoi(port);
+    log_init("bus_smoke", LOG_LEVEL_INFO);
+    uv_loop_init(&loop);
+
+    peer a, b, a2, b2;
+    peer_start(&a, "A", "smoke", false, amqp_port);
+    peer_start(&b, "B", "smoke", false, amqp_port);
+    fanout(&a, &b);
+
+    peer_start(&a2, "A2", "smoke-dyn", true, amqp_port);
+    peer_start(&b2, "B2", "smoke-dyn", true, amqp_port);
+    dynamic(&a2, &b2);
+
+    peer *all[] = { &a, &b, &a2, &b2 };
+    int downs = 0;
+    for (int i = 0; i < 4; i++)
+        downs += all[i]->downs;
+    pump_for(8000);
+    int downs_after = 0;
+    for (int i = 0; i < 4; i++)
+        downs_after += all[i]->downs;
+    check(downs_after == downs && all_up(all, 4),
+          "idle: 8 s without traffic (heartbeat 2 s): no connection is dropped");
+    bus_stats before = stats(&a);
+    size_t from = b.ngot;
+    unsigned accepted = publish_range(&a, 800, 10, "room-f");
+    bool ok;
+    WAIT(ok, b.ngot - from >= 10, 5000);
+    pump_for(100);
+    bus_stats after = stats(&a);
+    check(ok && accepted == 10 && b.ngot - from == 10 && after.publish_failures == 0 &&
+          after.reconnects == before.reconnects && a.downs == 0,
+          "idle: afterwards A's messages reach B over the same connections");
+    peer_clear(&b);
+
+    if (svc && !(skip && *skip == '1'))
+        restart(svc, &a, &b, &a2, &b2);
+    else
+        note("restart checks skipped (LECTERN_SERVICES unset or BUS_SMOKE_SKIP_RESTART=1)");
+
+    uint64_t t0 = now_ms();
+    peer_stop(&a);
+    peer_stop(&b);
+    peer_stop(&a2);
+    peer_stop(&b2);
+    uint64_t dt = now_ms() - t0;
+    check(dt < 2000, "bus_destroy of four connected buses takes %llu ms (< 2 s)",
+          (unsigned long long)dt);
+
+    unreachable();
+
+    uv_run(&loop, UV_RUN_DEFAULT);     /* the async handles' close callbacks */
+    check(uv_loop_close(&loop) == 0, "every uv handle is closed after bus_destroy");
+
+    printf("1..%d\n", nchecks);
+    if (nfailed) {
+        printf("# %d of %d checks failed\n", nfailed, nchecks);
+        return 1;
+    }
+    printf("# all %d checks passed\n", nchecks);
+    return 0;
+}
