@@ -12,13 +12,19 @@
  *
  * Backoff: min doubling to max with full jitter (uniform in [delay/2,
  * delay]), reset once a connection comes up.
+ *
+ * The libuv adapter is our own (hiredis's ev hooks), not the one Debian's
+ * hiredis 0.14 ships: that one ignores a poll error, and libuv stops the
+ * poll handle when it reports one. A Redis that goes away while commands are
+ * in flight (the socket errors instead of reading EOF) was then never noticed
+ * and the connection stayed "up" forever. Here an error is handed to
+ * hiredis as a read, which finds the failure and disconnects.
  */
 #include "redis.h"
 
 #include "log.h"
 #include "mem.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +48,75 @@ struct redis {
 };
 
 static void redis_on_retry(uv_timer_t *t);
+
+/* --- libuv adapter (see the essay) ----------------------------------------- */
+
+typedef struct redis_uv {
+    redisAsyncContext *ac;
+    uv_poll_t poll;
+    int events;
+} redis_uv;
+
+static void redis_uv_on_poll(uv_poll_t *h, int status, int events)
+{
+    redis_uv *u = h->data;
+    if (!u->ac)
+        return;
+    if (status < 0) {
+        redisAsyncHandleRead(u->ac);    /* reads the error and disconnects */
+        if (u->ac && u->events)         /* it did not: libuv stopped the poll */
+            uv_poll_start(&u->poll, u->events, redis_uv_on_poll);
+        return;
+    }
+    if (events & UV_READABLE)
+        redisAsyncHandleRead(u->ac);
+    if (u->ac && (events & UV_WRITABLE))
+        redisAsyncHandleWrite(u->ac);
+}
+
+static void redis_uv_update(redis_uv *u, int add, int del)
+{
+    u->events = (u->events | add) & ~del;
+    if (u->events)
+        uv_poll_start(&u->poll, u->events, redis_uv_on_poll);
+    else
+        uv_poll_stop(&u->poll);
+}
+
+static void redis_uv_add_read(void *p) { redis_uv_update(p, UV_READABLE, 0); }
+static void redis_uv_del_read(void *p) { redis_uv_update(p, 0, UV_READABLE); }
+static void redis_uv_add_write(void *p) { redis_uv_update(p, UV_WRITABLE, 0); }
+static void redis_uv_del_write(void *p) { redis_uv_update(p, 0, UV_WRITABLE); }
+
+static void redis_uv_on_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void redis_uv_cleanup(void *p)
+{
+    redis_uv *u = p;
+    u->ac = NULL;           /* hiredis frees the context after this */
+    uv_close((uv_handle_t *)&u->poll, redis_uv_on_closed);
+}
+
+static int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    redis_uv *u = xcalloc(1, sizeof *u);
+    if (uv_poll_init(loop, &u->poll, ac->c.fd) != 0) {
+        free(u);
+        return -1;
+    }
+    u->ac = ac;
+    u->poll.data = u;
+    ac->ev.data = u;
+    ac->ev.addRead = redis_uv_add_read;
+    ac->ev.delRead = redis_uv_del_read;
+    ac->ev.addWrite = redis_uv_add_write;
+    ac->ev.delWrite = redis_uv_del_write;
+    ac->ev.cleanup = redis_uv_cleanup;
+    return 0;
+}
 
 static void redis_schedule_retry(redis *r)
 {
@@ -166,9 +241,13 @@ static void redis_connect(redis *r)
         redis_schedule_retry(r);
         return;
     }
+    if (redis_uv_attach(ac, r->loop) < 0) {
+        redisAsyncFree(ac);
+        redis_schedule_retry(r);
+        return;
+    }
     ac->data = r;
     r->ac = ac;
-    redisLibuvAttach(ac, r->loop);
     redisAsyncSetConnectCallback(ac, redis_on_connect);
     redisAsyncSetDisconnectCallback(ac, redis_on_disconnect);
 }

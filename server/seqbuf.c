@@ -72,6 +72,8 @@ static void seqbuf_hold(seqbuf *sb, uint64_t epoch, uint64_t seq, void *item)
 /* Remove the first k held entries (already handed out). */
 static void seqbuf_shift(seqbuf *sb, size_t k)
 {
+    if (k == 0)
+        return;         /* held may be NULL: no memmove on it, even of 0 bytes */
     memmove(sb->held, sb->held + k, (sb->n - k) * sizeof *sb->held);
     sb->n -= k;
 }

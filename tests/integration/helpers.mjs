@@ -232,3 +232,75 @@ export async function rawClient(wsUrl, { protocols = ['v12.stomp'], headers } = 
   state.close = () => ws.terminate();
   return state;
 }
+
+// --- clusters --------------------------------------------------------------
+
+// A metric's value from a server's /metrics (labels included in `name`).
+export async function metric(port, name) {
+  const text = (await httpGet(port, '/metrics')).text;
+  const esc = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const m = text.match(new RegExp(`^${esc} (\\d+)$`, 'm'));
+  if (!m) throw new Error(`no metric ${name} on port ${port}`);
+  return Number(m[1]);
+}
+
+// haproxy in front of servers on `ports`, with the project's own config.
+export async function startHaproxy(ports) {
+  const { execFileSync } = await import('node:child_process');
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const os = await import('node:os');
+  const port = await freePort();
+  const cfg = execFileSync(path.join(repoRoot, 'scripts', 'haproxy-config'), [String(port), ...ports.map(String)]);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'lectern-lb-'));
+  const file = path.join(dir, 'haproxy.cfg');
+  writeFileSync(file, cfg);
+  const proc = spawn('haproxy', ['-W', '-db', '-f', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs = [];
+  proc.stdout.on('data', (d) => logs.push(d.toString()));
+  proc.stderr.on('data', (d) => logs.push(d.toString()));
+  let exited = null;
+  const exit = new Promise((r) => proc.on('exit', (code) => { exited = code; r(code); }));
+  await waitFor(async () => {
+    if (exited !== null) throw new Error(`haproxy exited: ${logs.join('')}`);
+    try { return (await httpGet(port, '/readyz')).status === 200; } catch { return false; }
+  }, { timeout: 10000, what: 'haproxy' });
+  return {
+    port,
+    wsUrl: `ws://127.0.0.1:${port}/ws`,
+    async stop() { if (exited === null) proc.kill('SIGTERM'); await exit; },
+  };
+}
+
+// n servers forming one cluster (optionally behind haproxy).
+export async function startCluster({ n = 3, sets = {}, lb = false } = {}) {
+  const cluster = clusterName();
+  const servers = [];
+  for (let i = 0; i < n; i++)
+    servers.push(await startServer({ cluster, sets: { 'server.id': `${cluster}-s${i + 1}`, ...sets } }));
+  const proxy = lb ? await startHaproxy(servers.map((s) => s.port)) : null;
+  return {
+    cluster,
+    servers,
+    lb: proxy,
+    async stop() {
+      if (proxy) await proxy.stop();
+      const codes = [];
+      for (const s of servers) {
+        const { code } = await s.stop();
+        codes.push(code);
+        if (code !== 0 && code !== null)
+          console.error(`server on ${s.port} exited ${code}; its log:\n${s.logs.join('\n')}`);
+      }
+      return codes;
+    },
+  };
+}
+
+// Stop or start one of the suite's services (scripts/services, same env).
+export async function service(action, name) {
+  const { execFile } = await import('node:child_process');
+  return new Promise((resolve, reject) => {
+    execFile(path.join(repoRoot, 'scripts', 'services'), [action, name], { timeout: 120000 },
+      (err, stdout, stderr) => (err ? reject(new Error(`${action} ${name}: ${stderr}`)) : resolve(stdout)));
+  });
+}

@@ -130,6 +130,22 @@ static void test_a_new_epoch_flushes_the_old_and_restarts_at_one(void **state)
     seqbuf_deinit(&sb);
 }
 
+static void test_a_new_epoch_with_nothing_held(void **state)
+{
+    (void)state;
+    trace t = { "" };
+    seqbuf sb;
+    seqbuf_init(&sb, on_release, on_drop, &t);
+    seqbuf_base(&sb, 1, 4);
+    seqbuf_new_epoch(&sb, 2);            /* the registry came back empty */
+    assert_int_equal(sb.epoch, 2);
+    assert_int_equal(sb.next, 1);
+    OFFER(&sb, 2, 1);
+    assert_string_equal(t.out, "r1 ");
+    seqbuf_skip_gap(&sb);                /* nothing held: no-op */
+    seqbuf_deinit(&sb);
+}
+
 static void test_skip_gap_gives_up_on_missing_messages(void **state)
 {
     (void)state;
@@ -206,6 +222,7 @@ int main(void)
         cmocka_unit_test(test_duplicates_and_old_messages_are_dropped),
         cmocka_unit_test(test_unbased_holds_everything_until_the_base),
         cmocka_unit_test(test_a_new_epoch_flushes_the_old_and_restarts_at_one),
+        cmocka_unit_test(test_a_new_epoch_with_nothing_held),
         cmocka_unit_test(test_skip_gap_gives_up_on_missing_messages),
         cmocka_unit_test(test_any_arrival_order_gives_one_ordered_release),
     };

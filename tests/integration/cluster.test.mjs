@@ -1,0 +1,281 @@
+// The cluster: N lectern-server processes sharing Redis (registry, room logs)
+// and RabbitMQ (the bus), with haproxy in front where it matters. Real
+// services, real @stomp/stompjs clients.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  clusterName, freePort, httpGet, metric, rawClient, service, sleep, startCluster, startServer,
+  stompClient, waitFor,
+} from './helpers.mjs';
+
+const idKey = (id) => id.split('-').map(BigInt);
+function assertIncreasing(ids, what) {
+  for (let i = 1; i < ids.length; i++) {
+    const [p0, p1] = idKey(ids[i - 1]);
+    const [c0, c1] = idKey(ids[i]);
+    assert.ok(c0 > p0 || (c0 === p0 && c1 > p1), `${what}: ${ids[i - 1]} then ${ids[i]}`);
+  }
+}
+
+async function subscribeAll(clients, destination, sink) {
+  await Promise.all(clients.map((cl, i) => new Promise((resolve) => {
+    cl.watchForReceipt(`sub-${i}`, resolve);
+    cl.subscribe(destination, (m) => sink(i, m), { receipt: `sub-${i}` });
+  })));
+}
+
+async function sum(servers, name) {
+  let total = 0;
+  for (const s of servers) total += await metric(s.port, name);
+  return total;
+}
+
+describe('cluster', () => {
+  for (const mode of ['fanout', 'dynamic']) {
+    test(`300 stompjs clients on 3 servers behind haproxy, 50 senders (${mode} mode): every client gets every message exactly once, in one room order`, async () => {
+      const c = await startCluster({ n: 3, lb: true, sets: { 'bus.mode': mode } });
+      const clients = [];
+      try {
+        const N = 300, SENDERS = 50, PER = 10, TOTAL = SENDERS * PER;
+        for (let i = 0; i < N; i += 50) {
+          const batch = await Promise.all(Array.from({ length: 50 }, (_, k) =>
+            stompClient(c.lb.wsUrl, { connectHeaders: { login: `user-${i + k}` } })));
+          clients.push(...batch.map((b) => b.client));
+        }
+        const got = clients.map(() => []);
+        await subscribeAll(clients, '/topic/lecture-hall', (i, m) => got[i].push(m));
+        for (const s of c.servers)
+          assert.ok(await metric(s.port, 'lectern_connections') >= 60, 'haproxy spread the clients');
+
+        for (let k = 0; k < PER; k++)
+          for (let s = 0; s < SENDERS; s++)
+            clients[s].publish({ destination: '/topic/lecture-hall', body: JSON.stringify({ s, k }) });
+        await waitFor(() => got.every((g) => g.length >= TOTAL), { timeout: 60000, what: 'every delivery' });
+        await sleep(300); // anything extra would be a duplicate
+
+        const order = got[0].map((m) => m.headers['message-id']);
+        for (let i = 0; i < N; i++) {
+          const ids = got[i].map((m) => m.headers['message-id']);
+          assert.equal(ids.length, TOTAL, `client ${i} got each message once`);
+          assert.equal(new Set(ids).size, TOTAL, `client ${i}: no duplicates`);
+          assertIncreasing(ids, `client ${i} ids`);
+          assert.deepEqual(ids, order, `client ${i} saw the room order`);
+          const lastK = new Map();
+          for (const m of got[i]) {
+            const { s, k } = JSON.parse(m.body);
+            assert.ok(k > (lastK.get(s) ?? -1), `client ${i}: sender ${s} in order`);
+            lastK.set(s, k);
+          }
+        }
+        // Every server had members: each message went to the bus exactly once.
+        assert.equal(await sum(c.servers, 'lectern_bus_published_total'), TOTAL);
+        assert.equal(await sum(c.servers, 'lectern_bus_skipped_total'), 0);
+      } finally {
+        await Promise.all(clients.map((cl) => cl.deactivate()));
+        assert.deepEqual(await c.stop(), [0, 0, 0]);
+      }
+    });
+  }
+
+  test('local bypass: a room whose members are all on one server costs the bus nothing', async () => {
+    const c = await startCluster({ n: 2 });
+    const [A, B] = c.servers;
+    const clients = [];
+    try {
+      for (const s of [A, A, B]) clients.push((await stompClient(s.wsUrl)).client);
+      const [a1, a2, b1] = clients;
+      const got = [[], [], []];
+      await subscribeAll([a1, a2], '/topic/solo', (i, m) => got[i].push(m.body));
+      await subscribeAll([b1], '/topic/elsewhere', () => {});
+      for (let i = 0; i < 20; i++) a1.publish({ destination: '/topic/solo', body: `m${i}` });
+      await waitFor(() => got[1].length === 20, { what: '20 local deliveries' });
+      assert.equal(await metric(A.port, 'lectern_bus_published_total'), 0, 'nothing published to the bus');
+      assert.equal(await metric(A.port, 'lectern_bus_skipped_total'), 20);
+      assert.equal(await metric(B.port, 'lectern_bus_received_total'), 0);
+      assert.equal(await metric(B.port, 'lectern_bus_no_room_total'), 0, "nothing reached B's queue");
+
+      // A member elsewhere: from now on the message crosses the bus, once.
+      await new Promise((resolve) => {
+        b1.watchForReceipt('join', resolve);
+        b1.subscribe('/topic/solo', (m) => got[2].push(m.body), { receipt: 'join' });
+      });
+      a1.publish({ destination: '/topic/solo', body: 'now shared' });
+      await waitFor(() => got[2].length === 1, { what: 'delivery on B' });
+      assert.equal(got[2][0], 'now shared');
+      assert.equal(await metric(A.port, 'lectern_bus_published_total'), 1);
+    } finally {
+      await Promise.all(clients.map((cl) => cl.deactivate()));
+      assert.deepEqual(await c.stop(), [0, 0]);
+    }
+  });
+
+  test('kill -9 of a server: its members leave presence within the configured time; the others keep delivering', async () => {
+    const ttl = 1500, reap = 300;
+    const c = await startCluster({
+      n: 3,
+      sets: { 'registry.ttl_ms': ttl, 'registry.reap_ms': reap, 'registry.heartbeat_ms': 300 },
+    });
+    const [A, B, C] = c.servers;
+    const clients = [];
+    try {
+      const users = [['u1', A], ['u2', B], ['u3', C]];
+      for (const [login, s] of users)
+        clients.push((await stompClient(s.wsUrl, { connectHeaders: { login } })).client);
+      const got = [[], [], []];
+      await subscribeAll(clients, '/topic/k9', (i, m) => got[i].push(m.body));
+      const { client: watcher } = await stompClient(A.wsUrl, { connectHeaders: { login: 'watcher' } });
+      clients.push(watcher);
+      const events = [];
+      watcher.subscribe('/presence/k9', (m) => events.push(JSON.parse(m.body)));
+      await waitFor(() => events.length >= 1, { what: 'presence snapshot' });
+      assert.equal(events[0].type, 'snapshot');
+      assert.equal(events[0].count, 3);
+
+      C.proc.kill('SIGKILL');
+      const t0 = Date.now();
+      await waitFor(async () => {
+        const p = JSON.parse((await httpGet(A.port, '/api/rooms/k9/presence')).text);
+        return p.count === 2 && !p.members.some((m) => m.id === 'u3');
+      }, { timeout: ttl + reap + 5000, what: 'u3 gone from presence' });
+      const took = Date.now() - t0;
+      assert.ok(took <= ttl + 2 * reap + 1500, `reaped after ${took} ms (ttl ${ttl}, reap ${reap})`);
+      await waitFor(() => events.some((e) => e.type === 'leave' && e.user.id === 'u3' && e.count === 2),
+        { what: 'leave event for u3' });
+      const online = JSON.parse((await httpGet(B.port, '/api/presence?users=u1,u2,u3')).text);
+      assert.deepEqual(online, { online: { u1: true, u2: true, u3: false } });
+
+      clients[0].publish({ destination: '/topic/k9', body: 'still here' });
+      await waitFor(() => got[1].includes('still here') && got[0].includes('still here'),
+        { what: 'delivery after the kill' });
+    } finally {
+      await Promise.all([clients[0], clients[1], clients[3]].map((cl) => cl.deactivate()));
+      clients[2].forceDisconnect();
+      clients[2].deactivate();
+      const codes = await c.stop();
+      assert.deepEqual(codes, [0, 0, null]);
+    }
+  });
+
+  // A sender that keeps sending through an outage, reconnecting after each
+  // ERROR. Returns the bodies that got a RECEIPT (promised) and those that
+  // got an ERROR "Service unavailable" (refused).
+  function steadySender(url, room) {
+    const state = { promised: [], refused: 0, stopped: false, n: 0 };
+    state.done = (async () => {
+      while (!state.stopped) {
+        let c;
+        try {
+          c = await rawClient(url);
+          await c.connect();
+        } catch {
+          await sleep(100);
+          continue;
+        }
+        const pending = new Map();
+        while (!state.stopped && !c.closed) {
+          const body = `m${state.n++}`;
+          pending.set(body, true);
+          c.frame('SEND', { destination: `/topic/${room}`, receipt: body }, body);
+          await sleep(15);
+          for (const f of c.frames.splice(0)) {
+            if (f.command === 'RECEIPT') state.promised.push(f.headers['receipt-id']);
+            if (f.command === 'ERROR' && f.headers.message === 'Service unavailable') state.refused++;
+          }
+        }
+        await sleep(50);
+        for (const f of c.frames.splice(0))
+          if (f.command === 'RECEIPT') state.promised.push(f.headers['receipt-id']);
+        c.close();
+      }
+    })();
+    return state;
+  }
+
+  for (const name of ['rabbitmq', 'redis']) {
+    test(`${name} restart mid-traffic: SEND is refused while it is down, /readyz says so, and delivery resumes without a server restart`, async () => {
+      const c = await startCluster({ n: 2 });
+      const [A, B] = c.servers;
+      const clients = [];
+      let sender;
+      try {
+        const { client: sub } = await stompClient(B.wsUrl, { connectHeaders: { login: 'listener' } });
+        clients.push(sub);
+        const got = [];
+        await subscribeAll([sub], '/topic/outage', (i, m) => got.push(m.body));
+        sender = steadySender(A.wsUrl, 'outage');
+        await waitFor(() => sender.promised.length >= 20, { what: 'traffic before the outage' });
+
+        await service('stop', name);
+        const reason = name === 'redis' ? /registry/ : /bus/;
+        await waitFor(async () => {
+          const r = await httpGet(A.port, '/readyz');
+          return r.status === 503 && reason.test(JSON.parse(r.text).reason);
+        }, { timeout: 15000, what: '/readyz 503' });
+        await waitFor(() => sender.refused > 0, { timeout: 10000, what: 'a SEND refused with ERROR' });
+        const refusedDuring = sender.refused;
+
+        await service('start', name);
+        for (const s of [A, B])
+          await waitFor(async () => (await httpGet(s.port, '/readyz')).status === 200,
+            { timeout: 60000, what: `/readyz 200 on ${s.port}` });
+        const before = sender.promised.length;
+        await waitFor(() => sender.promised.length >= before + 20, { timeout: 20000, what: 'traffic after the outage' });
+        sender.stopped = true;
+        await sender.done;
+
+        // Every message that got a RECEIPT reaches the subscriber on the
+        // other server, exactly once, in order.
+        await waitFor(() => sender.promised.every((b) => got.includes(b)),
+          { timeout: 20000, what: 'every promised message delivered' });
+        await sleep(300);
+        assert.equal(new Set(got).size, got.length, 'no duplicates');
+        const idx = sender.promised.map((b) => got.indexOf(b));
+        for (let i = 1; i < idx.length; i++) assert.ok(idx[i] > idx[i - 1], 'promised messages in order');
+        assert.ok(refusedDuring > 0);
+        const metricName = name === 'redis' ? 'lectern_registry_reconnects_total' : 'lectern_bus_reconnects_total';
+        assert.ok(await metric(A.port, metricName) >= 1, 'the reconnect is counted');
+        if (name === 'redis') {
+          // Redis came back empty: the servers registered their members again.
+          await waitFor(async () => JSON.parse((await httpGet(A.port, '/api/rooms/outage/presence')).text)
+            .members.some((m) => m.id === 'listener'), { timeout: 10000, what: 'presence rebuilt' });
+        }
+      } finally {
+        if (sender) {
+          sender.stopped = true;
+          await sender.done;
+        }
+        await Promise.all(clients.map((cl) => cl.deactivate()));
+        assert.deepEqual(await c.stop(), [0, 0]);
+      }
+    });
+  }
+
+  test('two server processes share one port (SO_REUSEPORT), each a full cluster member', async () => {
+    const port = await freePort();
+    const cluster = clusterName();
+    const s1 = await startServer({ cluster, port, sets: { 'server.reuseport': true, 'server.id': `${cluster}-a` } });
+    const s2 = await startServer({ cluster, port, sets: { 'server.reuseport': true, 'server.id': `${cluster}-b` } });
+    const clients = [];
+    try {
+      const url = `ws://127.0.0.1:${port}/ws`;
+      for (let i = 0; i < 20; i++) clients.push((await stompClient(url)).client);
+      const got = clients.map(() => []);
+      await subscribeAll(clients, '/topic/shared-port', (i, m) => got[i].push(m.body));
+      clients.forEach((cl, i) => cl.publish({ destination: '/topic/shared-port', body: `x${i}` }));
+      await waitFor(() => got.every((g) => g.length === 20), { what: 'all deliveries' });
+      // The kernel spread the connections over both processes, and each
+      // registered its members: the room's server table in Redis says so.
+      const { execFileSync } = await import('node:child_process');
+      const out = execFileSync('redis-cli', ['-p', String(process.env.LECTERN_REDIS_PORT || 6390),
+        'HGETALL', `${cluster}:room:{shared-port}:srv`]).toString().trim().split('\n');
+      const table = {};
+      for (let i = 0; i + 1 < out.length; i += 2) table[out[i]] = Number(out[i + 1]);
+      assert.deepEqual(Object.keys(table).sort(), [`${cluster}-a`, `${cluster}-b`]);
+      assert.equal(table[`${cluster}-a`] + table[`${cluster}-b`], 20);
+    } finally {
+      await Promise.all(clients.map((cl) => cl.deactivate()));
+      assert.equal((await s1.stop()).code, 0);
+      assert.equal((await s2.stop()).code, 0);
+    }
+  });
+});
