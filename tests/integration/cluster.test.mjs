@@ -278,4 +278,56 @@ describe('cluster', () => {
       assert.equal((await s2.stop()).code, 0);
     }
   });
+  test('registry keys do not outlive their room: who/cnt/srv go with the last member, the log and sequence expire', async () => {
+    const c = await startCluster({ n: 2, sets: { 'registry.history_ttl_ms': 60000 } });
+    const [A, B] = c.servers;
+    const { execFileSync } = await import('node:child_process');
+    const redis = (...args) => execFileSync('redis-cli',
+      ['-p', String(process.env.LECTERN_REDIS_PORT || 6390), ...args]).toString().trim();
+    const keys = () => redis('--scan', '--pattern', `${c.cluster}:room:{ephemeral}:*`).split('\n').filter(Boolean).sort();
+    const clients = [];
+    try {
+      for (const [s, login] of [[A, 'a'], [B, 'b']])
+        clients.push((await stompClient(s.wsUrl, { connectHeaders: { login } })).client);
+      await subscribeAll(clients, '/topic/ephemeral', () => {});
+      clients[0].publish({ destination: '/topic/ephemeral', body: 'hello', headers: { receipt: 'r' } });
+      await new Promise((r) => clients[0].watchForReceipt('r', r));
+      assert.ok(keys().length >= 6, `room keys while in use: ${keys()}`);
+      await Promise.all(clients.map((cl) => cl.deactivate()));
+      clients.length = 0;
+      const prefix = `${c.cluster}:room:{ephemeral}:`;
+      await waitFor(() => keys().every((k) => ['log', 'seq', 'pv'].includes(k.slice(prefix.length))),
+        { what: 'membership keys gone' });
+      for (const k of keys()) {
+        const ttl = Number(redis('PTTL', k));
+        assert.ok(ttl > 0 && ttl <= 60000, `${k} expires (pttl ${ttl})`);
+      }
+      assert.equal(redis('SCARD', `${c.cluster}:srv:${c.cluster}-s1:rooms`), '0');
+      assert.equal(redis('HLEN', `${c.cluster}:online`), '0');
+    } finally {
+      await Promise.all(clients.map((cl) => cl.deactivate()));
+      assert.deepEqual(await c.stop(), [0, 0]);
+    }
+  });
+
+  test('a large room stays cheap: presence always counts, lists at most registry.presence_max', async () => {
+    const c = await startCluster({ n: 1, sets: { 'registry.presence_max': 2 } });
+    const [A] = c.servers;
+    const clients = [];
+    try {
+      for (let i = 0; i < 5; i++)
+        clients.push((await stompClient(A.wsUrl, { connectHeaders: { login: `p${i}` } })).client);
+      await subscribeAll(clients, '/topic/big', () => {});
+      const p = JSON.parse((await httpGet(A.port, '/api/rooms/big/presence')).text);
+      assert.equal(p.count, 5);
+      assert.equal(p.members.length, 2);
+      assert.equal(p.truncated, true);
+      const bad = await httpGet(A.port, '/api/rooms/bad%20name/presence');
+      assert.equal(bad.status, 400);
+      assert.equal((await httpGet(A.port, '/api/presence')).status, 400);
+    } finally {
+      await Promise.all(clients.map((cl) => cl.deactivate()));
+      assert.deepEqual(await c.stop(), [0]);
+    }
+  });
 });
