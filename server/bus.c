@@ -558,16 +558,24 @@ static void bus_free_jobs(bus_job *j)
     }
 }
 
-/* Drop every waiting job as a failure. */
-static void bus_fail_queued(bus *b)
+/* Take the whole job queue (pub_mu held); *n says how many. */
+static bus_job *bus_take_jobs(bus *b, size_t *n)
 {
-    pthread_mutex_lock(&b->pub_mu);
     bus_job *j = b->jobs;
-    size_t n = b->njobs;
+    *n = b->njobs;
     b->jobs = NULL;
     b->jobs_tail = &b->jobs;
     b->njobs = 0;
     atomic_store(&b->queued, 0);
+    return j;
+}
+
+/* Drop every waiting job as a failure. */
+static void bus_fail_queued(bus *b)
+{
+    size_t n;
+    pthread_mutex_lock(&b->pub_mu);
+    bus_job *j = bus_take_jobs(b, &n);
     pthread_mutex_unlock(&b->pub_mu);
     bus_add(&b->publish_failures, n);
     bus_free_jobs(j);
@@ -656,12 +664,8 @@ static void *bus_pub_main(void *arg)
             until.tv_nsec %= 1000000000;
             pthread_cond_timedwait(&b->pub_cv, &b->pub_mu, &until);
         }
-        bus_job *batch = b->jobs;
-        size_t n = b->njobs;
-        b->jobs = NULL;
-        b->jobs_tail = &b->jobs;
-        b->njobs = 0;
-        atomic_store(&b->queued, 0);
+        size_t n;
+        bus_job *batch = bus_take_jobs(b, &n);
         pthread_mutex_unlock(&b->pub_mu);
 
         if (bus_stopping(b)) {

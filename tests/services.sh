@@ -38,21 +38,8 @@ pid_gone() {
 
 # ---------------------------------------------------------------- free ports
 # Six ports in 20000-32000 (below the ephemeral range) that nobody listens on.
-pick_ports() {
-  local base p busy listening
-  listening=$(ss -Hltn 2>/dev/null | awk '{print $4}' | sed 's/.*://' || true)
-  for _ in $(seq 1 50); do
-    base=$((20000 + RANDOM % 12000))
-    busy=0
-    for p in $(seq "$base" $((base + 5))); do
-      if grep -qx "$p" <<<"$listening" || port_open "$p"; then busy=1; break; fi
-    done
-    (( busy )) || { mapfile -t PORTS < <(seq "$base" $((base + 5))); return 0; }
-  done
-  echo "Bail out! no free port range found" >&2
-  exit 1
-}
-pick_ports
+# Distinct free ports on 127.0.0.1 (the integration suite's picker).
+read -r -a PORTS <<<"$(node "$root/tests/integration/free-ports.mjs" 6)"
 export LECTERN_REDIS_PORT=${PORTS[0]} LECTERN_AMQP_PORT=${PORTS[1]} \
        LECTERN_RABBIT_DIST_PORT=${PORTS[2]} LECTERN_EPMD_PORT=${PORTS[3]} \
        LECTERN_WEB_STOMP_PORT=${PORTS[4]} LECTERN_MYSQL_PORT=${PORTS[5]}

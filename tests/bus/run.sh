@@ -34,21 +34,8 @@ cc -std=c11 -D_GNU_SOURCE -g -O1 \
 # ---------------------------------------------------------------- free ports
 # Four consecutive ports in 20000-32000 (below the ephemeral range) that
 # nobody listens on: AMQP, Erlang distribution, epmd, web-stomp.
-pick_ports() {
-  local base p busy listening
-  listening=$(ss -Hltn 2>/dev/null | awk '{print $4}' | sed 's/.*://' || true)
-  for _ in $(seq 1 50); do
-    base=$((20000 + RANDOM % 12000))
-    busy=0
-    for p in $(seq "$base" $((base + 3))); do
-      if grep -qx "$p" <<<"$listening" || port_open "$p"; then busy=1; break; fi
-    done
-    (( busy )) || { mapfile -t PORTS < <(seq "$base" $((base + 3))); return 0; }
-  done
-  echo "Bail out! no free port range found" >&2
-  exit 1
-}
-pick_ports
+# Distinct free ports on 127.0.0.1 (the integration suite's picker).
+read -r -a PORTS <<<"$(node "$root/tests/integration/free-ports.mjs" 4)"
 export LECTERN_AMQP_PORT=${PORTS[0]} LECTERN_RABBIT_DIST_PORT=${PORTS[1]} \
        LECTERN_EPMD_PORT=${PORTS[2]} LECTERN_WEB_STOMP_PORT=${PORTS[3]}
 unset LECTERN_RABBIT_NODENAME LECTERN_SERVICE_TIMEOUT

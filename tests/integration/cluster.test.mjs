@@ -254,9 +254,13 @@ describe('cluster', () => {
     const port = await freePort();
     const cluster = clusterName();
     const s1 = await startServer({ cluster, port, sets: { 'server.reuseport': true, 'server.id': `${cluster}-a` } });
+    // The shared port's /readyz may be answered by s1: s2 is ready when its
+    // own log says it listens and is registered.
     const s2 = await startServer({ cluster, port, sets: { 'server.reuseport': true, 'server.id': `${cluster}-b` } });
     const clients = [];
     try {
+      await waitFor(() => ['listening', 'registry_up', 'bus_up conn=consumer'].every((e) =>
+        s2.logs.some((l) => l.includes(`event=${e}`))), { what: 's2 listening and registered' });
       const url = `ws://127.0.0.1:${port}/ws`;
       for (let i = 0; i < 20; i++) clients.push((await stompClient(url)).client);
       const got = clients.map(() => []);
