@@ -30,10 +30,13 @@ async function sum(servers, name) {
   return total;
 }
 
-describe('cluster', () => {
-  for (const mode of ['fanout', 'dynamic']) {
-    test(`300 stompjs clients on 3 servers behind haproxy, 50 senders (${mode} mode): every client gets every message exactly once, in one room order`, async () => {
-      const c = await startCluster({ n: 3, lb: true, sets: { 'bus.mode': mode } });
+// Every test runs in both bus modes: fanout (every server's queue gets every
+// room message) and dynamic (queues bound per room).
+for (const mode of ['fanout', 'dynamic']) describe(`cluster (${mode} mode)`, () => {
+  const M = { 'bus.mode': mode };
+  {
+    test('300 stompjs clients on 3 servers behind haproxy, 50 senders: every client gets every message exactly once, in one room order', async () => {
+      const c = await startCluster({ n: 3, lb: true, sets: M });
       const clients = [];
       try {
         const N = 300, SENDERS = 50, PER = 10, TOTAL = SENDERS * PER;
@@ -78,7 +81,7 @@ describe('cluster', () => {
   }
 
   test('local bypass: a room whose members are all on one server costs the bus nothing', async () => {
-    const c = await startCluster({ n: 2 });
+    const c = await startCluster({ n: 2, sets: M });
     const [A, B] = c.servers;
     const clients = [];
     try {
@@ -113,7 +116,7 @@ describe('cluster', () => {
     const ttl = 1500, reap = 300;
     const c = await startCluster({
       n: 3,
-      sets: { 'registry.ttl_ms': ttl, 'registry.reap_ms': reap, 'registry.heartbeat_ms': 300 },
+      sets: { ...M, 'registry.ttl_ms': ttl, 'registry.reap_ms': reap, 'registry.heartbeat_ms': 300 },
     });
     const [A, B, C] = c.servers;
     const clients = [];
@@ -193,7 +196,7 @@ describe('cluster', () => {
 
   for (const name of ['rabbitmq', 'redis']) {
     test(`${name} restart mid-traffic: SEND is refused while it is down, /readyz says so, and delivery resumes without a server restart`, async () => {
-      const c = await startCluster({ n: 2 });
+      const c = await startCluster({ n: 2, sets: M });
       const [A, B] = c.servers;
       const clients = [];
       let sender;
@@ -253,10 +256,10 @@ describe('cluster', () => {
   test('two server processes share one port (SO_REUSEPORT), each a full cluster member', async () => {
     const port = await freePort();
     const cluster = clusterName();
-    const s1 = await startServer({ cluster, port, sets: { 'server.reuseport': true, 'server.id': `${cluster}-a` } });
+    const s1 = await startServer({ cluster, port, sets: { ...M, 'server.reuseport': true, 'server.id': `${cluster}-a` } });
     // The shared port's /readyz may be answered by s1: s2 is ready when its
     // own log says it listens and is registered.
-    const s2 = await startServer({ cluster, port, sets: { 'server.reuseport': true, 'server.id': `${cluster}-b` } });
+    const s2 = await startServer({ cluster, port, sets: { ...M, 'server.reuseport': true, 'server.id': `${cluster}-b` } });
     const clients = [];
     try {
       await waitFor(() => ['listening', 'registry_up', 'bus_up conn=consumer'].every((e) =>
@@ -283,7 +286,7 @@ describe('cluster', () => {
     }
   });
   test('registry keys do not outlive their room: who/cnt/srv go with the last member, the log and sequence expire', async () => {
-    const c = await startCluster({ n: 2, sets: { 'registry.history_ttl_ms': 60000 } });
+    const c = await startCluster({ n: 2, sets: { ...M, 'registry.history_ttl_ms': 60000 } });
     const [A, B] = c.servers;
     const { execFileSync } = await import('node:child_process');
     const redis = (...args) => execFileSync('redis-cli',
@@ -315,7 +318,7 @@ describe('cluster', () => {
   });
 
   test('a large room stays cheap: presence always counts, lists at most registry.presence_max', async () => {
-    const c = await startCluster({ n: 1, sets: { 'registry.presence_max': 2 } });
+    const c = await startCluster({ n: 1, sets: { ...M, 'registry.presence_max': 2 } });
     const [A] = c.servers;
     const clients = [];
     try {
