@@ -104,6 +104,11 @@
     "  end\n" \
     "  room_cleanup(room, ttl)\n" \
     "end\n" \
+    "local function online_add(user, k)\n" \
+    "  if k ~= 0 and redis.call('HINCRBY', P .. 'online', user, k) <= 0 then\n" \
+    "    redis.call('HDEL', P .. 'online', user)\n" \
+    "  end\n" \
+    "end\n" \
     "local function room_state(room)\n" \
     "  return {get_epoch(), redis.call('GET', rkey(room, 'seq')) or '0'}\n" \
     "end\n" \
@@ -116,11 +121,7 @@
     "    room_cleanup(room, ttl)\n" \
     "  end\n" \
     "  local u = redis.call('HGETALL', skey(s, 'users'))\n" \
-    "  for i = 1, #u, 2 do\n" \
-    "    if redis.call('HINCRBY', P .. 'online', u[i], -tonumber(u[i + 1])) <= 0 then\n" \
-    "      redis.call('HDEL', P .. 'online', u[i])\n" \
-    "    end\n" \
-    "  end\n" \
+    "  for i = 1, #u, 2 do online_add(u[i], -tonumber(u[i + 1])) end\n" \
     "  redis.call('DEL', skey(s, 'rooms'), skey(s, 'users'), skey(s, 'alive'))\n" \
     "  redis.call('SREM', P .. 'servers', s)\n" \
     "end\n"
@@ -164,18 +165,13 @@ static redis_script lua_sync_users = { "sync_users", LUA_PRELUDE
     "local s = ARGV[2]\n"
     "local want = {}\n"
     "for i = 3, #ARGV, 2 do want[ARGV[i]] = tonumber(ARGV[i + 1]) end\n"
-    "local function adjust(user, d)\n"
-    "  if d ~= 0 and redis.call('HINCRBY', P .. 'online', user, d) <= 0 then\n"
-    "    redis.call('HDEL', P .. 'online', user)\n"
-    "  end\n"
-    "end\n"
     "local have, seen = redis.call('HGETALL', skey(s, 'users')), {}\n"
     "for i = 1, #have, 2 do\n"
-    "  adjust(have[i], (want[have[i]] or 0) - tonumber(have[i + 1]))\n"
+    "  online_add(have[i], (want[have[i]] or 0) - tonumber(have[i + 1]))\n"
     "  seen[have[i]] = true\n"
     "end\n"
     "for user, k in pairs(want) do\n"
-    "  if not seen[user] then adjust(user, k) end\n"
+    "  if not seen[user] then online_add(user, k) end\n"
     "end\n"
     "redis.call('DEL', skey(s, 'users'))\n"
     "for user, k in pairs(want) do redis.call('HSET', skey(s, 'users'), user, k) end\n"
@@ -220,9 +216,7 @@ static redis_script lua_online = { "online", LUA_PRELUDE
     "if redis.call('HINCRBY', skey(s, 'users'), user, k) <= 0 then\n"
     "  redis.call('HDEL', skey(s, 'users'), user)\n"
     "end\n"
-    "if redis.call('HINCRBY', P .. 'online', user, k) <= 0 then\n"
-    "  redis.call('HDEL', P .. 'online', user)\n"
-    "end\n"
+    "online_add(user, k)\n"
     "return 1\n", "" };
 
 /* ARGV: P, S, room, maxlen, history ttl, field, value, ... Appends to the
