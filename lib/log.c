@@ -23,11 +23,6 @@ void log_init(const char *prog, int level)
     log_min = level;
 }
 
-void log_set_level(int level)
-{
-    log_min = level;
-}
-
 int log_level_parse(const char *name)
 {
     for (int i = 0; i < 4; i++)

@@ -18,7 +18,6 @@ enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERRO
 /* Set the program name shown on every line and the minimum level written.
  * prog is borrowed and must outlive all logging. */
 void log_init(const char *prog, int level);
-void log_set_level(int level);
 
 /* "debug" | "info" | "warn" | "error" -> level, or -1. */
 int log_level_parse(const char *name);

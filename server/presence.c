@@ -122,14 +122,6 @@ static void presence_send_all(room *rm, msg *m, bool snapshot)
         presence_send(subs[i], m, snapshot);
 }
 
-static uint64_t json_version(const char *json, size_t len)
-{
-    json_t *v = json_loadb(json, len, 0, NULL);
-    json_int_t n = v ? json_integer_value(json_object_get(v, "v")) : 0;
-    json_decref(v);
-    return n > 0 ? (uint64_t)n : 0;
-}
-
 static void presence_on_snapshot(void *ctx, json_t *value)
 {
     pending *pd = ctx;
@@ -199,7 +191,7 @@ void presence_unsubscribe(presence *p, subscription *sub)
             pd->sub = NULL;
 }
 
-void presence_on_event(presence *p, const char *rname, const char *json, size_t len)
+void presence_on_event(presence *p, const char *rname, uint64_t v, const char *json, size_t len)
 {
     room *rm = room_lookup(p->subs, rname, strlen(rname));
     bool waiting = false;
@@ -207,7 +199,6 @@ void presence_on_event(presence *p, const char *rname, const char *json, size_t 
         waiting = pd->sub && !strcmp(pd->room, rname);
     if (!rm && !waiting)
         return;
-    uint64_t v = json_version(json, len);
     char id[40];
     snprintf(id, sizeof id, "presence-%llu", (unsigned long long)v);
     msg *m = presence_message(rname, id, json, len);

@@ -33,7 +33,7 @@ int presence_subscribe(presence *p, struct subscription *sub, const char *rname)
 void presence_unsubscribe(presence *p, struct subscription *sub);
 
 /* From the registry. */
-void presence_on_event(presence *p, const char *rname, const char *json, size_t len);
+void presence_on_event(presence *p, const char *rname, uint64_t v, const char *json, size_t len);
 void presence_resync(presence *p);
 
 /* Encode a presence MESSAGE body (JSON) for `room` once; the caller owns

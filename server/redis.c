@@ -353,34 +353,3 @@ int redis_argv(redis *r, redis_reply_fn fn, void *privdata, int argc, const char
     }
     return 0;
 }
-
-int redis_eval(redis *r, const redis_script *s, redis_reply_fn fn, void *privdata, int nkeys,
-               int argc, const char **argv, const size_t *lens)
-{
-    enum { STACK_ARGS = 32 };
-    const char *sv[STACK_ARGS];
-    size_t sl[STACK_ARGS];
-    const char **v = sv;
-    size_t *l = sl;
-    char nk[16];
-    int n = argc + 3, rc;
-
-    if (n > STACK_ARGS) {
-        v = xmalloc((size_t)n * sizeof *v);
-        l = xmalloc((size_t)n * sizeof *l);
-    }
-    snprintf(nk, sizeof nk, "%d", nkeys);
-    v[0] = "EVALSHA"; l[0] = 7;
-    v[1] = s->sha;    l[1] = 40;
-    v[2] = nk;        l[2] = strlen(nk);
-    for (int i = 0; i < argc; i++) {
-        v[i + 3] = argv[i];
-        l[i + 3] = lens ? lens[i] : strlen(argv[i]);
-    }
-    rc = redis_argv(r, fn, privdata, n, v, l);
-    if (v != sv) {
-        free(v);
-        free(l);
-    }
-    return rc;
-}

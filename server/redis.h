@@ -6,8 +6,8 @@
  * reconnects by itself with exponential backoff and jitter.
  *
  * A connection is "up" once it is connected and every registered script has
- * been loaded (SCRIPT LOAD), so callers use EVALSHA without ever seeing
- * NOSCRIPT. A subscriber connection (redis_subscribe) is up once its
+ * been loaded (SCRIPT LOAD), so callers send EVALSHA with the script's
+ * sha (redis_script.sha) without ever seeing NOSCRIPT. A subscriber connection (redis_subscribe) is up once its
  * SUBSCRIBE is confirmed, and reports each published message.
  */
 #ifndef LECTERN_REDIS_H
@@ -61,10 +61,5 @@ uint64_t redis_reconnects(const redis *r);
 /* Send a command. Returns 0, or -1 (fn is not called) when not up. */
 int redis_argv(redis *r, redis_reply_fn fn, void *privdata, int argc, const char **argv,
                const size_t *lens);
-
-/* EVALSHA s with nkeys keys followed by the other args (argv[0..argc)).
- * Returns 0 or -1 as redis_argv. */
-int redis_eval(redis *r, const redis_script *s, redis_reply_fn fn, void *privdata, int nkeys,
-               int argc, const char **argv, const size_t *lens);
 
 #endif

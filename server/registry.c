@@ -356,9 +356,14 @@ static void ab_num(argv_builder *a, long long x)
     a->num[a->n++] = slot;
 }
 
+/* Every call is EVALSHA <sha> 0 P ...: the first three slots are EVALSHA's
+ * own (the sha is filled in by ab_eval), then the key prefix. */
 static void ab_init(argv_builder *a, registry *g)
 {
     memset(a, 0, sizeof *a);
+    ab_str(a, "EVALSHA");
+    ab_str(a, "");
+    ab_str(a, "0");
     ab_str(a, g->prefix);
 }
 
@@ -383,7 +388,9 @@ static int ab_eval(registry *g, argv_builder *a, const redis_script *script, red
                    void *privdata)
 {
     ab_seal(a);
-    int rc = redis_eval(g->cmd, script, fn, privdata, 0, a->n, a->v, a->l);
+    a->v[1] = script->sha;
+    a->l[1] = strlen(script->sha);
+    int rc = redis_argv(g->cmd, fn, privdata, a->n, a->v, a->l);
     ab_free(a);
     return rc;
 }
@@ -709,8 +716,9 @@ static void registry_on_event(void *ctx, const char *payload, size_t len)
     json_error_t err;
     json_t *v = json_loadb(payload, len, 0, &err);
     const char *room = v ? json_string_value(json_object_get(v, "room")) : NULL;
+    json_int_t pv = v ? json_integer_value(json_object_get(v, "v")) : 0;
     if (room && g->ev.on_presence)
-        g->ev.on_presence(g->ctx, room, payload, len);
+        g->ev.on_presence(g->ctx, room, pv > 0 ? (uint64_t)pv : 0, payload, len);
     json_decref(v);
 }
 
@@ -887,6 +895,7 @@ int registry_publish(registry *g, envelope *env, registry_publish_fn fn, void *c
     ab_str(&a, env->room);
     ab_num(&a, g->history_max);
     ab_num(&a, g->history_ttl_ms);
+    env->ts_ms = realtime_ms();
     ab_str(&a, "t");
     ab_num(&a, (long long)env->ts_ms);
     ab_str(&a, "o");
@@ -962,7 +971,6 @@ static bool registry_entry(const char *room, const redisReply *e, envelope *out)
 typedef struct fetch_call {
     registry_fetch_fn fn;
     void *ctx;
-    bool reverse;
     char room[];
 } fetch_call;
 
@@ -978,7 +986,7 @@ static void registry_on_fetch(void *privdata, redisReply *r)
     size_t n = 0;
     for (size_t i = 0; i < r->elements; i++) {
         /* XREVRANGE answers newest first: store oldest first. */
-        const redisReply *e = r->element[c->reverse ? r->elements - 1 - i : i];
+        const redisReply *e = r->element[r->elements - 1 - i];
         if (registry_entry(c->room, e, &msgs[n]))
             n++;
         else
@@ -991,44 +999,27 @@ static void registry_on_fetch(void *privdata, redisReply *r)
     free(c);
 }
 
-static int registry_fetch(registry *g, const char *room, bool reverse, const char *edge,
-                          size_t count, registry_fetch_fn fn, void *ctx)
+int registry_fetch_before(registry *g, const char *room, const char *before, size_t count,
+                          registry_fetch_fn fn, void *ctx)
 {
     char key[512], bound[64], cnt[24];
     snprintf(key, sizeof key, "%sroom:{%s}:log", g->prefix, room);
-    if (!edge)
-        snprintf(bound, sizeof bound, "+");        /* newest (XREVRANGE) */
-    else if (!strcmp(edge, "0"))
-        snprintf(bound, sizeof bound, "-");        /* oldest (XRANGE) */
+    if (before)
+        snprintf(bound, sizeof bound, "(%s", before);
     else
-        snprintf(bound, sizeof bound, "(%s", edge);
+        snprintf(bound, sizeof bound, "+");        /* the newest */
     snprintf(cnt, sizeof cnt, "%zu", count);
-    const char *argv[6] = { reverse ? "XREVRANGE" : "XRANGE", key, bound, reverse ? "-" : "+",
-                            "COUNT", cnt };
+    const char *argv[6] = { "XREVRANGE", key, bound, "-", "COUNT", cnt };
     size_t rl = strlen(room);
     fetch_call *c = xmalloc(sizeof *c + rl + 1);
     c->fn = fn;
     c->ctx = ctx;
-    c->reverse = reverse;
     memcpy(c->room, room, rl + 1);
-    if (!g->registered ||
-        redis_argv(g->cmd, registry_on_fetch, c, 6, argv, NULL) < 0) {
+    if (!g->registered || redis_argv(g->cmd, registry_on_fetch, c, 6, argv, NULL) < 0) {
         free(c);
         return -1;
     }
     return 0;
-}
-
-int registry_fetch_before(registry *g, const char *room, const char *before, size_t count,
-                          registry_fetch_fn fn, void *ctx)
-{
-    return registry_fetch(g, room, true, before, count, fn, ctx);
-}
-
-int registry_fetch_after(registry *g, const char *room, const char *after, size_t count,
-                         registry_fetch_fn fn, void *ctx)
-{
-    return registry_fetch(g, room, false, after, count, fn, ctx);
 }
 
 int registry_room_status(registry *g, const char *room)

@@ -52,8 +52,9 @@ typedef struct registry_events {
     /* A join of `room` was answered (first local member, or the replay
      * after a reconnect): the room's log is at (epoch, seq). */
     void (*on_room_sync)(void *ctx, const char *room, uint64_t epoch, uint64_t seq);
-    /* A presence event (JSON object with type, room, user, count, v). */
-    void (*on_presence)(void *ctx, const char *room, const char *json, size_t len);
+    /* A presence event (JSON object with type, room, user, count, v); `v`
+     * is the event's presence version, taken from the JSON. */
+    void (*on_presence)(void *ctx, const char *room, uint64_t v, const char *json, size_t len);
     /* The event subscription was (re)established: events may have been
      * missed, presence subscribers need a fresh snapshot. */
     void (*on_presence_resync)(void *ctx);
@@ -89,13 +90,14 @@ void registry_offline(registry *g, const char *user);
 
 /* --- messages ------------------------------------------------------------ */
 
-/* The outcome of registry_publish: env->id, seq and epoch are filled, and
+/* The outcome of registry_publish: env->id, seq, epoch and ts_ms are filled, and
  * `others` is the number of other servers with members in the room. ok is
  * false when Redis did not take the message. */
 typedef void (*registry_publish_fn)(void *ctx, envelope *env, int others, bool ok);
 
-/* Append env (room, ts_ms, sender, sender_name, origin, content_type,
- * headers, body) to the room's log, which assigns id, seq and epoch.
+/* Append env (room, sender, sender_name, origin, content_type, headers,
+ * body) to the room's log, which assigns id, seq and epoch; ts_ms is set to
+ * the time of the append.
  * env is borrowed until fn runs. Returns 0, or -1 when not up (fn not called). */
 int registry_publish(registry *g, envelope *env, registry_publish_fn fn, void *ctx);
 
@@ -107,10 +109,6 @@ typedef void (*registry_fetch_fn)(void *ctx, envelope *msgs, size_t n, bool ok);
  * newest `count` when before is NULL. */
 int registry_fetch_before(registry *g, const char *room, const char *before, size_t count,
                           registry_fetch_fn fn, void *ctx);
-/* Up to `count` messages after message id `after` (exclusive; "0" for the
- * start of the log). */
-int registry_fetch_after(registry *g, const char *room, const char *after, size_t count,
-                         registry_fetch_fn fn, void *ctx);
 
 /* The room's current (epoch, seq), through on_room_sync. For catching up
  * after the bus was down. Returns 0 or -1. */

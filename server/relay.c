@@ -32,7 +32,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <uthash.h>
 
 typedef struct relay_gap {
@@ -115,13 +114,6 @@ bool relay_ready(const relay *r)
 void relay_get_stats(const relay *r, relay_stats *out)
 {
     *out = r->stats;
-}
-
-static uint64_t realtime_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* --- encoding ----------------------------------------------------------------- */
@@ -446,7 +438,6 @@ int relay_publish(relay *r, const stomp_str *name, const stomp_frame *f, const c
     envelope *env = &j->env;
     env->room = xstrndup(name->p, name->len);
     env->id = xstrdup("");
-    env->ts_ms = realtime_ms();
     env->sender = xstrdup(user);
     env->sender_name = xstrdup(user_name);
     env->origin = xstrdup(r->server_id);

@@ -32,7 +32,6 @@ struct room {
     struct subscription **members;
     size_t n, cap;
     seqbuf order;
-    char last_id[40];
     uint64_t released;
     UT_hash_handle hh;
 };
@@ -81,9 +80,6 @@ static void room_on_release(void *ctx, void *item)
 {
     room *r = ctx;
     msg *m = item;
-    size_t n = m->id_len < sizeof r->last_id - 1 ? m->id_len : sizeof r->last_id - 1;
-    memcpy(r->last_id, m->id, n);
-    r->last_id[n] = '\0';
     r->released++;
     room_deliver(r, m);
     msg_unref(m);
@@ -175,10 +171,6 @@ seqbuf *room_order(room *r)
     return &r->order;
 }
 
-const char *room_last_id(const room *r)
-{
-    return r->last_id;
-}
 
 uint64_t room_released(const room *r)
 {
@@ -213,10 +205,6 @@ const char *room_name(const room *r)
     return r->name;
 }
 
-size_t room_size(const room *r)
-{
-    return r->n;
-}
 
 size_t room_index_count(const room_index *ri)
 {

@@ -52,8 +52,6 @@ void room_based(room *r);
 
 /* The room's order: see seqbuf.h. Owned by the room. */
 struct seqbuf *room_order(room *r);
-/* Stream id of the last message released (empty before the first). */
-const char *room_last_id(const room *r);
 /* Messages released so far through room_offer. */
 uint64_t room_released(const room *r);
 
@@ -65,7 +63,6 @@ room *room_first(room_index *ri);
 room *room_next(room *r);
 
 const char *room_name(const room *r);
-size_t room_size(const room *r);
 size_t room_index_count(const room_index *ri);
 
 /* Destinations: "/topic/<name>" (the room's messages) and

@@ -161,10 +161,11 @@ static void server_on_room_sync(void *ctx, const char *rname, uint64_t epoch, ui
     relay_on_room_sync(srv->relay, rname, epoch, seq);
 }
 
-static void server_on_presence(void *ctx, const char *rname, const char *json, size_t len)
+static void server_on_presence(void *ctx, const char *rname, uint64_t v, const char *json,
+                               size_t len)
 {
     server *srv = ctx;
-    presence_on_event(srv->presence, rname, json, len);
+    presence_on_event(srv->presence, rname, v, json, len);
 }
 
 static void server_on_presence_resync(void *ctx)
@@ -558,16 +559,13 @@ void server_destroy(server *srv)
     server_release(srv, true);
 }
 
-int server_port(const server *srv) { return srv->port; }
 const char *server_id(const server *srv) { return srv->id; }
 const server_config *server_conf(const server *srv) { return srv->conf; }
 metrics *server_metrics(server *srv) { return &srv->metrics; }
 stomp_parser *server_parser(server *srv) { return &srv->parser; }
-room_index *server_rooms(server *srv) { return srv->rooms; }
 relay *server_relay(server *srv) { return srv->relay; }
 registry *server_registry(server *srv) { return srv->registry; }
 presence *server_presence(server *srv) { return srv->presence; }
-session_set *server_sessions(server *srv) { return srv->sessions; }
 uint64_t server_now_ms(const server *srv) { return uv_now(&srv->loop); }
 uint64_t server_next_session_id(server *srv) { return srv->next_session_id++; }
 

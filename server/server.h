@@ -33,19 +33,14 @@ int server_run(server *srv);
 /* Accepts NULL. */
 void server_destroy(server *srv);
 
-/* The port actually listened on (differs from the knob when it is 0). */
-int server_port(const server *srv);
-
 const server_config *server_conf(const server *srv);
 metrics *server_metrics(server *srv);
 stomp_parser *server_parser(server *srv);
-room_index *server_rooms(server *srv);
 relay *server_relay(server *srv);
 struct registry *server_registry(server *srv);
 struct presence *server_presence(server *srv);
 /* This server's id in the cluster (server.id, or generated at start). */
 const char *server_id(const server *srv);
-session_set *server_sessions(server *srv);
 uint64_t server_now_ms(const server *srv);
 uint64_t server_next_session_id(server *srv);
 

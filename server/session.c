@@ -590,9 +590,9 @@ static void on_connect(session *s, const stomp_frame *f)
     const stomp_str *av = stomp_frame_header(f, "accept-version");
     int version = av ? pick_version(av) : STOMP_V10;
     if (!version) {
-        session_error_x(s, f, "Supported protocol versions are 1.0,1.1,1.2",
-                        "None of the versions in accept-version is supported.", 52,
-                        "version", "1.0,1.1,1.2");
+        static const char why[] = "None of the versions in accept-version is supported.";
+        session_error_x(s, f, "Supported protocol versions are 1.0,1.1,1.2", why,
+                        sizeof why - 1, "version", "1.0,1.1,1.2");
         return;
     }
     s->version = (uint8_t)version;
