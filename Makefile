@@ -1,6 +1,6 @@
 # Lectern — build, test and run.
 #
-#   make              build bin/lectern-server (release, -O2)
+#   make              build bin/lectern-server and bin/lectern-storage (release, -O2)
 #   make SANITIZE=1   the same under ASan+UBSan, in build/asan (binary build/asan/bin/)
 #   make deps         install the Debian packages and npm modules (idempotent)
 #   make test         unit tests (under sanitizers), service smoke test, integration tests
@@ -26,17 +26,26 @@ B := build/$(VARIANT)
 
 CC       ?= cc
 WARNINGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wwrite-strings -Wformat=2 -Werror
-CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARNINGS) $(SANFLAGS) -MMD -MP -Ilib -pthread
+CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARNINGS) $(SANFLAGS) -MMD -MP -Ilib -pthread \
+            $(shell pkg-config --cflags libmariadb 2>/dev/null)
 LDFLAGS  += $(SANFLAGS)
 
-SERVER_PKGS := libwebsockets libuv librabbitmq hiredis
+SERVER_PKGS := libwebsockets libuv librabbitmq hiredis libmariadb
 SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null) -linih -ljansson -lm -pthread
+WORKER_PKGS := libwebsockets libuv librabbitmq libmariadb
+WORKER_LIBS := $(shell pkg-config --libs $(WORKER_PKGS) 2>/dev/null) -linih -ljansson -lm -pthread
 TEST_LIBS   := -lcmocka
 
 LIB_SRC    := $(wildcard lib/*.c)
 SERVER_SRC := $(wildcard server/*.c)
 LIB_OBJ    := $(LIB_SRC:%.c=$(B)/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(B)/%.o)
+WORKER_SRC := $(wildcard storage-worker/*.c)
+# The schema migrations are compiled into lectern-storage (one C file made
+# from storage-worker/schema/*.sql), so a worker binary always carries the
+# schema it expects.
+SCHEMA_SQL := $(sort $(wildcard storage-worker/schema/*.sql))
+WORKER_OBJ := $(WORKER_SRC:%.c=$(B)/%.o) $(B)/storage-worker/schema_sql.o
 # Everything of the server but main(), for unit tests to link against.
 SERVER_CORE := $(filter-out $(B)/server/main.o,$(SERVER_OBJ))
 
@@ -46,12 +55,24 @@ UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 .PHONY: all deps test unit unit-bins integration services-test bus-test run stop clean check-deps
 .DEFAULT_GOAL := all
 
-all: $(BINDIR)/lectern-server
+all: $(BINDIR)/lectern-server $(BINDIR)/lectern-storage
 
 $(BINDIR)/lectern-server: $(SERVER_OBJ) $(LIB_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(SERVER_LIBS)
 
+$(BINDIR)/lectern-storage: $(WORKER_OBJ) $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(WORKER_LIBS)
+
+$(B)/storage-worker/schema_sql.c: $(SCHEMA_SQL) scripts/embed-sql
+	@mkdir -p $(@D)
+	scripts/embed-sql $(SCHEMA_SQL) > $@
+
+$(B)/storage-worker/schema_sql.o: $(B)/storage-worker/schema_sql.c
+	$(CC) $(CFLAGS) -Istorage-worker -c -o $@ $<
+
+$(B)/storage-worker/%.o: CFLAGS += -Istorage-worker
 $(B)/server/%.o: CFLAGS += -Iserver
 $(B)/tests/%.o: CFLAGS += -Iserver
 
@@ -99,8 +120,10 @@ services-test:
 bus-test:
 	tests/bus/run.sh
 
-integration: $(BINDIR)/lectern-server
-	LECTERN_SERVER_BIN=$(abspath $(BINDIR)/lectern-server) tests/run-integration.sh $(TESTS)
+integration: $(BINDIR)/lectern-server $(BINDIR)/lectern-storage
+	LECTERN_SERVER_BIN=$(abspath $(BINDIR)/lectern-server) \
+	LECTERN_STORAGE_BIN=$(abspath $(BINDIR)/lectern-storage) \
+	  tests/run-integration.sh $(TESTS)
 
 # --- running locally ------------------------------------------------------
 

@@ -23,6 +23,22 @@
  *             local member and removed by bus_unbind after the last; the
  *             consumer thread keeps the set and re-binds it after a reconnect
  *   publish   to the exchange with routing key = room, transient
+ *   storage   "<storage_queue>": durable (classic or quorum), shared by all
+ *             servers and consumed by the lectern-storage workers; every
+ *             message is published to it through the default exchange,
+ *             persistent, on a channel in confirm mode
+ *
+ * Storage and confirms. bus_publish queues one job per message: the storage
+ * copy always, the room-exchange copy only when other servers have members.
+ * The publisher's channel is in confirm mode; a job is done when RabbitMQ
+ * confirms its storage copy (basic.ack: the message is on disk / replicated)
+ * and its done callback then runs on the loop with ok. A nack, or no confirm
+ * within confirm_timeout_ms, ends it with not ok. A job whose connection
+ * failed before the confirm keeps its storage copy (not its room copy, which
+ * is transient and would arrive late) and publishes it again after the
+ * reconnect, within the same deadline: a duplicate in the storage queue is
+ * harmless (storage is idempotent on the message id), a lost message is not.
+ * Done callbacks run in the order the jobs were queued.
  *
  * Messages whose origin is this server are dropped by the consumer (local
  * bypass: the publisher already delivered them). Connections that fail are
@@ -54,6 +70,9 @@ typedef struct bus_config {
     int         reconnect_min_ms;
     int         reconnect_max_ms;
     size_t      max_queue;        /* publish jobs waiting; beyond, bus_publish fails */
+    const char *storage_queue;    /* durable queue for lectern-storage */
+    const char *storage_queue_type;   /* "classic" | "quorum" */
+    int         confirm_timeout_ms;
 } bus_config;
 
 typedef struct bus_callbacks {
@@ -68,7 +87,12 @@ typedef struct bus_callbacks {
 } bus_callbacks;
 
 typedef struct bus_stats {
-    uint64_t published;          /* messages handed to the broker */
+    uint64_t published;          /* messages handed to the broker (room exchange) */
+    uint64_t stored;             /* storage copies confirmed by the broker */
+    uint64_t store_failures;     /* jobs ended without a confirm (nack, timeout) */
+    uint64_t republished;        /* storage copies sent again after a reconnect */
+    uint64_t unconfirmed;        /* jobs waiting for their confirm now */
+    uint64_t confirm_us_sum;     /* publish-to-confirm time, summed, microseconds */
     uint64_t publish_failures;   /* jobs dropped because the connection failed */
     uint64_t received;           /* deliveries from other servers */
     uint64_t dropped_own;        /* our own messages coming back */
@@ -86,13 +110,22 @@ typedef struct bus_stats {
 bus *bus_create(uv_loop_t *loop, const bus_config *cfg, const bus_callbacks *cb, void *ctx);
 
 /* Stop the threads (joins them) and close the uv handle; call from the loop
- * thread. Queued jobs are dropped. Accepts NULL. The loop must run once more
+ * thread. Jobs not yet done are dropped: their done callbacks run inside
+ * bus_destroy with ok false, in order. Accepts NULL. The loop must run once more
  * afterwards for the uv handle's close to complete. */
 void bus_destroy(bus *b);
 
-/* Queue env for publishing (copied). Returns 0, or -1 when the bus is not up
- * or max_queue jobs are waiting. */
-int bus_publish(bus *b, const envelope *env);
+/* done(ctx, ok): the storage copy was confirmed (ok) or not. */
+typedef void (*bus_done_fn)(void *ctx, bool ok);
+
+/* Queue env (copied) for the storage queue and, when `fanout`, the room
+ * exchange; done runs later on the loop (never inside this call). Returns
+ * 0, or -1 when the bus is not up or max_queue jobs are waiting (done is not
+ * called). */
+int bus_publish(bus *b, const envelope *env, bool fanout, bus_done_fn done, void *ctx);
+
+/* Jobs queued or waiting for their confirm (a shutdown waits for 0). */
+size_t bus_pending(const bus *b);
 
 /* Dynamic mode: make sure messages for `room` reach this server (on_bound
  * reports completion) / stop them. No-ops in fanout mode (on_bound is still

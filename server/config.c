@@ -58,7 +58,7 @@ const cfg_knob server_knobs[] = {
       "Most header lines in one frame." },
     { "stomp.max_header_line", CFG_SIZE, K(max_header_line), "4k", 64, 1 << 20, NULL,
       "Longest header line (name:value as sent, escaped)." },
-    { "stomp.max_room_name", CFG_INT, K(max_room_name), "128", 1, 1024, NULL,
+    { "stomp.max_room_name", CFG_INT, K(max_room_name), "128", 1, 255, NULL,
       "Longest room name in /topic/<room>; names use A-Z a-z 0-9 . _ ~ -" },
     { "stomp.max_subscriptions", CFG_INT, K(max_subscriptions), "64", 1, 100000, NULL,
       "Most subscriptions one connection may hold at a time." },
@@ -119,6 +119,42 @@ const cfg_knob server_knobs[] = {
     { "bus.max_queue", CFG_INT, K(bus_max_queue), "100000", 100, 100000000, NULL,
       "Most messages waiting to be published to RabbitMQ; beyond, they are only\n"
       "in the room log (other servers catch up from it)." },
+
+    { "storage.queue", CFG_STR, K(storage_queue), "lectern.storage", 0, 0, NULL,
+      "Durable queue every message is published to (persistent, with publisher\n"
+      "confirms) for the lectern-storage workers. Workers must use the same name." },
+    { "storage.queue_type", CFG_STR, K(storage_queue_type), "classic", 0, 0, "classic|quorum",
+      "RabbitMQ queue type of the storage queue: quorum replicates it across a\n"
+      "RabbitMQ cluster. Servers and workers must agree (RabbitMQ refuses a\n"
+      "redeclaration with another type)." },
+    { "storage.confirm_timeout_ms", CFG_INT, K(confirm_timeout_ms), "5000", 100, 600000, NULL,
+      "How long a message may wait for RabbitMQ's publisher confirm (across a\n"
+      "reconnect) before its SEND gets ERROR instead of RECEIPT." },
+
+    { "mysql.host", CFG_STR, K(mysql_host), "127.0.0.1", 0, 0, NULL,
+      "MySQL/MariaDB holding the message store (read by GET .../messages and\n"
+      "by resume, written only by lectern-storage)." },
+    { "mysql.port", CFG_INT, K(mysql_port), "3390", 1, 65535, NULL,
+      "MySQL port (the default is the one scripts/services runs MariaDB on)." },
+    { "mysql.user", CFG_STR, K(mysql_user), "lectern", 0, 0, NULL, "MySQL user." },
+    { "mysql.password", CFG_STR, K(mysql_password), "lectern", 0, 0, NULL, "MySQL password." },
+    { "mysql.database", CFG_STR, K(mysql_database), "lectern", 0, 0, NULL, "MySQL database." },
+    { "mysql.pool", CFG_INT, K(mysql_pool), "2", 1, 64, NULL,
+      "Threads (each with its own connection) running history queries, so that\n"
+      "MySQL never blocks the event loop." },
+    { "mysql.timeout_s", CFG_INT, K(mysql_timeout_s), "5", 1, 3600, NULL,
+      "Connect, read and write timeout of one MySQL call." },
+
+    { "history.default_limit", CFG_INT, K(history_default_limit), "50", 1, 100000, NULL,
+      "Messages in a history page when the request gives no limit." },
+    { "history.max_limit", CFG_INT, K(history_max_limit), "1000", 1, 100000, NULL,
+      "Largest limit= a history request may ask for (more: 400)." },
+    { "history.hole_wait_ms", CFG_INT, K(history_hole_wait_ms), "3000", 0, 600000, NULL,
+      "A history range that MySQL does not hold completely yet (a message still\n"
+      "on its way through the storage queue) is retried for up to this long." },
+    { "history.resume_page", CFG_INT, K(resume_page), "500", 1, 100000, NULL,
+      "Messages read per step when a SUBSCRIBE with x-since replays what the\n"
+      "client missed." },
 
     { "relay.gap_timeout_ms", CFG_INT, K(gap_timeout_ms), "200", 5, 60000, NULL,
       "A room missing a message for this long reads it from the room log." },

@@ -62,6 +62,23 @@ typedef struct server_config {
     int    bus_backoff_min_ms;
     int    bus_backoff_max_ms;
     int    bus_max_queue;
+    /* [storage] */
+    char  *storage_queue;
+    char  *storage_queue_type;  /* classic | quorum */
+    int    confirm_timeout_ms;
+    /* [mysql] */
+    char  *mysql_host;
+    int    mysql_port;
+    char  *mysql_user;
+    char  *mysql_password;
+    char  *mysql_database;
+    int    mysql_pool;
+    int    mysql_timeout_s;
+    /* [history] */
+    int    history_default_limit;
+    int    history_max_limit;
+    int    history_hole_wait_ms;
+    int    resume_page;
     /* [relay] */
     int    gap_timeout_ms;
     int    catchup_max;

@@ -403,6 +403,9 @@ static int server_start_cluster(server *srv)
         .reconnect_min_ms = c->bus_backoff_min_ms,
         .reconnect_max_ms = c->bus_backoff_max_ms,
         .max_queue = (size_t)c->bus_max_queue,
+        .storage_queue = c->storage_queue,
+        .storage_queue_type = c->storage_queue_type,
+        .confirm_timeout_ms = c->confirm_timeout_ms,
     };
     bus_callbacks bcb = {
         .on_message = server_on_bus_message,

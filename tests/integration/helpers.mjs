@@ -67,8 +67,10 @@ export async function startServer({ sets = {}, args = [], timeout = 20000, clust
   const base = {
     'redis.port': process.env.LECTERN_REDIS_PORT || 6390,
     'bus.port': process.env.LECTERN_AMQP_PORT || 5690,
+    'mysql.port': process.env.LECTERN_MYSQL_PORT || 3390,
     'redis.prefix': `${ns}:`,
     'bus.exchange': ns,
+    'storage.queue': `${ns}.storage`,
     'redis.backoff_max_ms': 500,
     'bus.backoff_max_ms': 500,
   };
