@@ -70,7 +70,7 @@ $(B)/storage-worker/schema_sql.c: $(SCHEMA_SQL) scripts/embed-sql
 	scripts/embed-sql $(SCHEMA_SQL) > $@
 
 $(B)/storage-worker/schema_sql.o: $(B)/storage-worker/schema_sql.c
-	$(CC) $(CFLAGS) -Istorage-worker -c -o $@ $<
+	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(B)/storage-worker/%.o: CFLAGS += -Istorage-worker
 $(B)/server/%.o: CFLAGS += -Iserver

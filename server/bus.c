@@ -105,11 +105,19 @@
 #define BUS_CH_RPC          2
 
 enum { BUS_PUB, BUS_CON };
-enum { BUS_EV_MESSAGE, BUS_EV_STATE, BUS_EV_BOUND };
+enum { BUS_EV_MESSAGE, BUS_EV_STATE, BUS_EV_BOUND, BUS_EV_DONE };
 
 typedef struct bus_job {
     struct bus_job *next;
     envelope env;
+    bus_done_fn done;
+    void *ctx;
+    uint64_t queued_us;          /* monotonic, when bus_publish queued it */
+    uint64_t deadline_ms;        /* monotonic: no confirm by then fails it */
+    uint64_t tag;                /* storage copy's delivery tag on this connection; 0: unsent */
+    bool fanout;                 /* the room copy is still to be sent */
+    bool resend;                 /* sent on an earlier connection */
+    int8_t result;               /* 0 waiting, 1 confirmed, -1 failed */
 } bus_job;
 
 typedef struct bus_req {
@@ -123,6 +131,8 @@ typedef struct bus_event {
     int kind;
     bool flag;                   /* state: up; bound: ok */
     envelope *env;               /* message */
+    bus_done_fn done;            /* done: the job's callback */
+    void *dctx;
     char room[];                 /* bound */
 } bus_event;
 
@@ -153,6 +163,9 @@ struct bus {
     char *host, *vhost, *user, *password, *server_id;
     char *xname;                 /* "<exchange>.fanout" | "<exchange>.direct" */
     char *qname;                 /* "<exchange>.server.<server_id>" */
+    char *squeue;                /* storage queue */
+    char *squeue_type;           /* "classic" | "quorum" */
+    int confirm_timeout_ms;
     int port;
     int heartbeat_s;
     int backoff_min_ms, backoff_max_ms;
@@ -165,10 +178,13 @@ struct bus {
     pthread_t pub_thread;
     bool pub_started;
     pthread_mutex_t pub_mu;      /* jobs, njobs, pub_fd */
-    pthread_cond_t pub_cv;       /* CLOCK_MONOTONIC */
-    bus_job *jobs, **jobs_tail;
+    int pub_efd;                 /* wakes the publisher */
+    bus_job *jobs, **jobs_tail;  /* queued by the loop */
     size_t njobs;
     int pub_fd;
+    bus_job *pend, **pend_tail;  /* publisher thread only: taken, not yet done, in order */
+    size_t npend;
+    uint64_t next_tag;           /* last delivery tag used on the publisher's channel */
 
     pthread_t con_thread;
     bool con_started;
@@ -185,7 +201,8 @@ struct bus {
     bool ever_up;
 
     _Atomic uint64_t published, publish_failures, received, dropped_own,
-                     malformed, reconnects, queued;
+                     malformed, reconnects, queued, unconfirmed, stored, store_failures,
+                     republished, confirm_us_sum;
 };
 
 /* --- small helpers ------------------------------------------------------- */
@@ -205,6 +222,13 @@ static uint64_t bus_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t bus_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 static uint64_t bus_rand(bus_conn *c)
@@ -359,10 +383,14 @@ static void bus_set_link(bus *b, int which, bool up)
         uv_async_send(&b->async);
 }
 
+/* Free events without their callbacks, except that a job's done always
+ * runs (its owner is waiting for it to free its context). */
 static void bus_free_events(bus_event *ev)
 {
     while (ev) {
         bus_event *next = ev->next;
+        if (ev->kind == BUS_EV_DONE && ev->done)
+            ev->done(ev->dctx, ev->flag);
         if (ev->env) {
             envelope_free(ev->env);
             free(ev->env);
@@ -401,6 +429,9 @@ static void bus_on_async(uv_async_t *h)
         case BUS_EV_BOUND:
             if (b->cb.on_bound)
                 b->cb.on_bound(b->ctx, ev->room, ev->flag);
+            break;
+        case BUS_EV_DONE:
+            ev->done(ev->dctx, ev->flag);
             break;
         }
         free(ev);
@@ -498,6 +529,24 @@ static int bus_declare_exchange(bus *b, bus_conn *c, amqp_channel_t ch)
     return bus_rpc_check(c, "exchange.declare");
 }
 
+/* The storage queue, exactly as lectern-storage declares it. */
+static int bus_declare_storage(bus *b, bus_conn *c, amqp_channel_t ch)
+{
+    amqp_table_entry_t e[1];
+    amqp_table_t args = amqp_empty_table;
+    if (strcmp(b->squeue_type, "classic") != 0) {
+        /* Only a non-default type is named: RabbitMQ compares arguments on
+         * redeclaration, and an absent x-queue-type means classic. */
+        e[0].key = amqp_cstring_bytes("x-queue-type");
+        e[0].value.kind = AMQP_FIELD_KIND_UTF8;
+        e[0].value.value.bytes = amqp_cstring_bytes(b->squeue_type);
+        args.num_entries = 1;
+        args.entries = e;
+    }
+    amqp_queue_declare(c->conn, ch, amqp_cstring_bytes(b->squeue), 0, 1, 0, 0, args);
+    return bus_rpc_check(c, "queue.declare (storage)");
+}
+
 static void bus_conn_up(bus *b, bus_conn *c)
 {
     c->attempt = 0;
@@ -525,28 +574,14 @@ static void bus_conn_down(bus *b, bus_conn *c)
     }
 }
 
-/* Read whatever the broker sent, without blocking: heartbeats both ways,
- * connection.close, a dead socket. */
-static int bus_conn_service(bus_conn *c)
-{
-    for (;;) {
-        struct timeval zero = { 0, 0 };
-        amqp_frame_t f;
-        int rc = amqp_simple_wait_frame_noblock(c->conn, &f, &zero);
-        if (rc == AMQP_STATUS_TIMEOUT)
-            break;
-        if (rc != AMQP_STATUS_OK) {
-            snprintf(c->why, sizeof c->why, "read: %s", amqp_error_string2(rc));
-            return -1;
-        }
-        if (bus_conn_frame(c, &f) < 0)
-            return -1;
-    }
-    amqp_maybe_release_buffers(c->conn);
-    return 0;
-}
-
 /* --- publisher thread ------------------------------------------------------------ */
+
+static void bus_drain_fd(int fd)
+{
+    uint64_t v;
+    ssize_t n = read(fd, &v, sizeof v);
+    (void)n;    /* EAGAIN: nothing was pending */
+}
 
 static void bus_free_jobs(bus_job *j)
 {
@@ -558,46 +593,192 @@ static void bus_free_jobs(bus_job *j)
     }
 }
 
-/* Take the whole job queue (pub_mu held); *n says how many. */
-static bus_job *bus_take_jobs(bus *b, size_t *n)
+/* Move every job the loop queued to the end of pend (publisher thread). */
+static void bus_pub_take(bus *b)
 {
+    pthread_mutex_lock(&b->pub_mu);
     bus_job *j = b->jobs;
-    *n = b->njobs;
+    size_t n = b->njobs;
+    bus_job **tail = b->jobs_tail;
     b->jobs = NULL;
     b->jobs_tail = &b->jobs;
     b->njobs = 0;
     atomic_store(&b->queued, 0);
-    return j;
-}
-
-/* Drop every waiting job as a failure. */
-static void bus_fail_queued(bus *b)
-{
-    size_t n;
-    pthread_mutex_lock(&b->pub_mu);
-    bus_job *j = bus_take_jobs(b, &n);
     pthread_mutex_unlock(&b->pub_mu);
-    bus_add(&b->publish_failures, n);
-    bus_free_jobs(j);
+    if (!j)
+        return;
+    *b->pend_tail = j;
+    b->pend_tail = tail;
+    b->npend += n;
+    atomic_store(&b->unconfirmed, b->npend);
 }
 
-/* Wait up to ms (or until stop) on the publisher's condition variable. */
-static void bus_pub_sleep(bus *b, int ms)
+/* Wait for the broker's socket (when connected), a wake-up from the loop,
+ * stop, or ms. Data rabbitmq-c already buffered counts as readable. */
+static void bus_pub_wait(bus *b, bus_conn *c, int ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
+    struct pollfd p[2] = { { .fd = b->pub_efd, .events = POLLIN } };
+    nfds_t n = 1;
+    if (c->conn) {
+        if (amqp_data_in_buffer(c->conn) || amqp_frames_enqueued(c->conn))
+            ms = 0;
+        p[n++] = (struct pollfd){ .fd = amqp_socket_get_sockfd(amqp_get_socket(c->conn)),
+                                  .events = POLLIN };
     }
-    pthread_mutex_lock(&b->pub_mu);
-    while (!bus_stopping(b)) {
-        if (pthread_cond_timedwait(&b->pub_cv, &b->pub_mu, &until) == ETIMEDOUT)
+    if (poll(p, n, ms < 0 ? 0 : ms) > 0 && p[0].revents)
+        bus_drain_fd(b->pub_efd);
+}
+
+/* Settle jobs by delivery tag: confirmed (ok) or nacked. */
+static void bus_pub_mark(bus *b, uint64_t tag, bool multiple, bool ok)
+{
+    uint64_t now = bus_now_us();
+    for (bus_job *j = b->pend; j; j = j->next) {
+        if (!j->tag || j->tag > tag)
+            break;              /* pend is in tag order; unsent jobs come last */
+        if (j->result || (!multiple && j->tag != tag))
+            continue;
+        j->result = ok ? 1 : -1;
+        if (ok)
+            bus_add(&b->confirm_us_sum, now - j->queued_us);
+    }
+}
+
+/* Jobs past their deadline fail (pend is in queue order, so deadlines rise). */
+static void bus_pub_expire(bus *b)
+{
+    uint64_t now = bus_now_ms();
+    for (bus_job *j = b->pend; j && j->deadline_ms <= now; j = j->next)
+        if (!j->result)
+            j->result = -1;
+}
+
+/* Hand the settled head of pend to the loop, in order. */
+static void bus_pub_complete(bus *b)
+{
+    bus_event *first = NULL, **tail = &first;
+    while (b->pend && b->pend->result) {
+        bus_job *j = b->pend;
+        b->pend = j->next;
+        b->npend--;
+        bus_add(j->result > 0 ? &b->stored : &b->store_failures, 1);
+        if (j->done) {
+            bus_event *ev = xcalloc(1, sizeof *ev);
+            ev->kind = BUS_EV_DONE;
+            ev->flag = j->result > 0;
+            ev->done = j->done;
+            ev->dctx = j->ctx;
+            *tail = ev;
+            tail = &ev->next;
+        }
+        envelope_free(&j->env);
+        free(j);
+    }
+    if (!b->pend)
+        b->pend_tail = &b->pend;
+    atomic_store(&b->unconfirmed, b->npend);
+    bus_post_chain(b, first, tail);
+}
+
+/* The connection is gone: what was sent on it must be sent again on the
+ * next one (storage copy only; the room copy is transient and would be late). */
+static void bus_pub_reset(bus *b)
+{
+    for (bus_job *j = b->pend; j; j = j->next) {
+        if (j->fanout)
+            bus_add(&b->publish_failures, 1);
+        j->fanout = false;
+        if (j->tag)
+            j->resend = true;
+        j->tag = 0;
+    }
+}
+
+/* Read confirms and whatever else the broker sent, without blocking. */
+static int bus_pub_read(bus *b, bus_conn *c)
+{
+    for (;;) {
+        struct timeval zero = { 0, 0 };
+        amqp_frame_t f;
+        int rc = amqp_simple_wait_frame_noblock(c->conn, &f, &zero);
+        if (rc == AMQP_STATUS_TIMEOUT)
             break;
+        if (rc != AMQP_STATUS_OK) {
+            snprintf(c->why, sizeof c->why, "read: %s", amqp_error_string2(rc));
+            return -1;
+        }
+        if (f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+            amqp_basic_ack_t *m = f.payload.method.decoded;
+            bus_pub_mark(b, m->delivery_tag, m->multiple, true);
+        } else if (f.frame_type == AMQP_FRAME_METHOD &&
+                   f.payload.method.id == AMQP_BASIC_NACK_METHOD) {
+            amqp_basic_nack_t *m = f.payload.method.decoded;
+            bus_pub_mark(b, m->delivery_tag, m->multiple, false);
+        } else if (bus_conn_frame(c, &f) < 0) {
+            return -1;
+        }
     }
-    pthread_mutex_unlock(&b->pub_mu);
+    amqp_maybe_release_buffers(c->conn);
+    return 0;
+}
+
+static int bus_pub_send_one(bus *b, bus_conn *c, const envelope *env, const char *exchange,
+                            const char *key, uint8_t mode)
+{
+    amqp_basic_properties_t props;
+    amqp_table_entry_t entries[ENVELOPE_MAX_ENTRIES];
+    envelope_to_amqp(env, &props, entries);
+    props._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
+    props.delivery_mode = mode;
+    amqp_bytes_t body = { env->body_len, env->body };
+    int rc = amqp_basic_publish(c->conn, BUS_CH_MAIN, amqp_cstring_bytes(exchange),
+                                amqp_cstring_bytes(key), 0, 0, &props, body);
+    if (rc != AMQP_STATUS_OK) {
+        snprintf(c->why, sizeof c->why, "publish: %s", amqp_error_string2(rc));
+        return -1;
+    }
+    b->next_tag++;              /* every publish on a confirm channel takes a tag */
+    return 0;
+}
+
+/* Publish every job of pend not yet sent on this connection, in order. */
+static int bus_pub_send(bus *b, bus_conn *c)
+{
+    for (bus_job *j = b->pend; j; j = j->next) {
+        if (j->tag || j->result)
+            continue;
+        if (j->fanout) {
+            /* transient: a room copy is only useful now */
+            if (bus_pub_send_one(b, c, &j->env, b->xname, j->env.room, 1) < 0)
+                return -1;
+            j->fanout = false;
+            bus_add(&b->published, 1);
+        }
+        if (bus_pub_send_one(b, c, &j->env, "", b->squeue, 2) < 0)
+            return -1;
+        j->tag = b->next_tag;
+        if (j->resend)
+            bus_add(&b->republished, 1);
+    }
+    return 0;
+}
+
+/* Back off for ms, failing jobs whose deadline passes meanwhile. */
+static void bus_pub_backoff(bus *b, bus_conn *c, int ms)
+{
+    uint64_t until = bus_now_ms() + (uint64_t)ms;
+    for (;;) {
+        bus_pub_take(b);
+        bus_pub_expire(b);
+        bus_pub_complete(b);
+        uint64_t now = bus_now_ms();
+        if (bus_stopping(b) || now >= until)
+            return;
+        uint64_t wait = until - now;
+        if (b->pend && b->pend->deadline_ms > now && b->pend->deadline_ms - now < wait)
+            wait = b->pend->deadline_ms - now;
+        bus_pub_wait(b, c, (int)wait);
+    }
 }
 
 static int bus_pub_connect(bus *b, bus_conn *c)
@@ -607,33 +788,30 @@ static int bus_pub_connect(bus *b, bus_conn *c)
     amqp_channel_open(c->conn, BUS_CH_MAIN);
     if (bus_rpc_check(c, "channel.open") < 0)
         return -1;
-    return bus_declare_exchange(b, c, BUS_CH_MAIN);
+    if (bus_declare_exchange(b, c, BUS_CH_MAIN) < 0)
+        return -1;
+    if (bus_declare_storage(b, c, BUS_CH_MAIN) < 0)
+        return -1;
+    amqp_confirm_select(c->conn, BUS_CH_MAIN);
+    if (bus_rpc_check(c, "confirm.select") < 0)
+        return -1;
+    b->next_tag = 0;
+    return 0;
 }
 
-/* Publish a batch; on failure the rest of it counts as failed. */
-static int bus_pub_batch(bus *b, bus_conn *c, bus_job *j)
+/* How long the publisher may sleep: its tick, or less when a confirm
+ * deadline comes first. */
+static int bus_pub_timeout(const bus *b, const bus_conn *c)
 {
-    amqp_bytes_t exchange = amqp_cstring_bytes(b->xname);
-    for (; j; j = j->next) {
-        amqp_basic_properties_t props;
-        amqp_table_entry_t entries[ENVELOPE_MAX_ENTRIES];
-        envelope_to_amqp(&j->env, &props, entries);
-        props._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
-        props.delivery_mode = 1;        /* transient */
-        amqp_bytes_t body = { j->env.body_len, j->env.body };
-        int rc = amqp_basic_publish(c->conn, BUS_CH_MAIN, exchange,
-                                    amqp_cstring_bytes(j->env.room), 0, 0, &props, body);
-        if (rc != AMQP_STATUS_OK) {
-            snprintf(c->why, sizeof c->why, "publish: %s", amqp_error_string2(rc));
-            size_t n = 0;
-            for (; j; j = j->next)
-                n++;
-            bus_add(&b->publish_failures, n);
-            return -1;
-        }
-        bus_add(&b->published, 1);
+    int ms = c->tick_ms;
+    if (b->pend) {
+        uint64_t now = bus_now_ms(), dl = b->pend->deadline_ms;
+        if (dl <= now)
+            return 0;
+        if (dl - now < (uint64_t)ms)
+            ms = (int)(dl - now);
     }
-    return 0;
+    return ms;
 }
 
 static void *bus_pub_main(void *arg)
@@ -647,41 +825,27 @@ static void *bus_pub_main(void *arg)
         if (!c.conn) {
             if (bus_pub_connect(b, &c) < 0) {
                 bus_conn_down(b, &c);
-                bus_pub_sleep(b, bus_backoff_ms(b, &c));
+                bus_pub_backoff(b, &c, bus_backoff_ms(b, &c));
                 c.attempt++;
                 continue;
             }
-            bus_fail_queued(b);         /* raced in while we were down */
             bus_conn_up(b, &c);
         }
-
-        pthread_mutex_lock(&b->pub_mu);
-        if (!b->jobs && !bus_stopping(b)) {
-            struct timespec until;
-            clock_gettime(CLOCK_MONOTONIC, &until);
-            until.tv_nsec += (long)c.tick_ms * 1000000;
-            until.tv_sec += until.tv_nsec / 1000000000;
-            until.tv_nsec %= 1000000000;
-            pthread_cond_timedwait(&b->pub_cv, &b->pub_mu, &until);
-        }
-        size_t n;
-        bus_job *batch = bus_take_jobs(b, &n);
-        pthread_mutex_unlock(&b->pub_mu);
-
-        if (bus_stopping(b)) {
-            bus_free_jobs(batch);
+        bus_pub_wait(b, &c, bus_pub_timeout(b, &c));
+        if (bus_stopping(b))
             break;
-        }
-        int rc = bus_conn_service(&c);
-        if (rc < 0)
-            bus_add(&b->publish_failures, n);
-        else
-            rc = bus_pub_batch(b, &c, batch);
-        bus_free_jobs(batch);
+        bus_pub_take(b);
+        /* Read first: it answers heartbeats and notices a dead socket even
+         * when nothing is being published. */
+        int rc = bus_pub_read(b, &c);
+        if (rc == 0)
+            rc = bus_pub_send(b, &c);
+        bus_pub_expire(b);
+        bus_pub_complete(b);
         if (rc < 0) {
+            bus_pub_reset(b);
             bus_conn_down(b, &c);
-            bus_fail_queued(b);
-            bus_pub_sleep(b, bus_backoff_ms(b, &c));
+            bus_pub_backoff(b, &c, bus_backoff_ms(b, &c));
             c.attempt++;
         }
     }
@@ -810,9 +974,7 @@ static int bus_con_requests(bus *b, bus_conn *c)
 
 static void bus_drain_efd(bus *b)
 {
-    uint64_t v;
-    ssize_t n = read(b->efd, &v, sizeof v);
-    (void)n;    /* EAGAIN: nothing was pending */
+    bus_drain_fd(b->efd);
 }
 
 /* Back off for ms, serving requests (not connected) and stop meanwhile. */
@@ -957,6 +1119,18 @@ static int bus_positive(int v, int dflt)
 /* Free everything but the struct and the async handle. */
 static void bus_release(bus *b)
 {
+    /* Done callbacks run in job order: settled ones first, then those
+     * waiting for a confirm, then those never taken by the publisher. */
+    bus_free_events(b->events);
+    b->events = NULL;
+    for (bus_job *j = b->pend; j; j = j->next)
+        if (j->done)
+            j->done(j->ctx, false);
+    bus_free_jobs(b->pend);
+    b->pend = NULL;
+    for (bus_job *j = b->jobs; j; j = j->next)
+        if (j->done)
+            j->done(j->ctx, false);
     bus_free_jobs(b->jobs);
     b->jobs = NULL;
     while (b->reqs) {
@@ -964,14 +1138,13 @@ static void bus_release(bus *b)
         free(b->reqs);
         b->reqs = next;
     }
-    bus_free_events(b->events);
-    b->events = NULL;
     for (size_t i = 0; i < b->nrooms; i++)
         free(b->rooms[i]);
     free(b->rooms);
     if (b->efd >= 0)
         close(b->efd);
-    pthread_cond_destroy(&b->pub_cv);
+    if (b->pub_efd >= 0)
+        close(b->pub_efd);
     pthread_mutex_destroy(&b->pub_mu);
     pthread_mutex_destroy(&b->con_mu);
     pthread_mutex_destroy(&b->in_mu);
@@ -982,6 +1155,8 @@ static void bus_release(bus *b)
     free(b->server_id);
     free(b->xname);
     free(b->qname);
+    free(b->squeue);
+    free(b->squeue_type);
 }
 
 /* Join a thread, shutting its socket down if it has not finished by
@@ -1001,9 +1176,8 @@ static void bus_join(pthread_t t, pthread_mutex_t *mu, const int *fd,
 static void bus_stop_threads(bus *b)
 {
     atomic_store(&b->stop, true);
-    pthread_mutex_lock(&b->pub_mu);
-    pthread_cond_broadcast(&b->pub_cv);
-    pthread_mutex_unlock(&b->pub_mu);
+    if (b->pub_efd >= 0)
+        eventfd_write(b->pub_efd, 1);
     if (b->efd >= 0)
         eventfd_write(b->efd, 1);
 
@@ -1030,19 +1204,15 @@ bus *bus_create(uv_loop_t *loop, const bus_config *cfg, const bus_callbacks *cb,
     if (cb)
         b->cb = *cb;
     b->ctx = ctx;
-    b->efd = -1;
+    b->efd = b->pub_efd = -1;
     b->pub_fd = b->con_fd = -1;
     b->jobs_tail = &b->jobs;
+    b->pend_tail = &b->pend;
     b->reqs_tail = &b->reqs;
     b->events_tail = &b->events;
     atomic_init(&b->stop, false);
     atomic_init(&b->up, false);
 
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&b->pub_cv, &ca);
-    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&b->pub_mu, NULL);
     pthread_mutex_init(&b->con_mu, NULL);
     pthread_mutex_init(&b->in_mu, NULL);
@@ -1065,13 +1235,17 @@ bus *bus_create(uv_loop_t *loop, const bus_config *cfg, const bus_callbacks *cb,
     if (b->backoff_max_ms < b->backoff_min_ms)
         b->backoff_max_ms = b->backoff_min_ms;
     b->max_queue = cfg->max_queue;
+    b->squeue = xstrdup(cfg->storage_queue ? cfg->storage_queue : "");
+    b->squeue_type = xstrdup(cfg->storage_queue_type ? cfg->storage_queue_type : "classic");
+    b->confirm_timeout_ms = bus_positive(cfg->confirm_timeout_ms, 5000);
 
-    if (!cfg->exchange || !*cfg->exchange || !*b->server_id) {
-        log_error("bus_config", "detail=\"exchange and server_id are required\"");
+    if (!cfg->exchange || !*cfg->exchange || !*b->server_id || !*b->squeue) {
+        log_error("bus_config", "detail=\"exchange, storage queue and server_id are required\"");
         goto fail;
     }
     b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (b->efd < 0) {
+    b->pub_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (b->efd < 0 || b->pub_efd < 0) {
         log_error("bus_create", "detail=\"eventfd: %s\"", strerror(errno));
         goto fail;
     }
@@ -1113,38 +1287,31 @@ void bus_destroy(bus *b)
     uv_close((uv_handle_t *)&b->async, bus_on_closed);
 }
 
-int bus_publish(bus *b, const envelope *env)
+int bus_publish(bus *b, const envelope *env, bool fanout, bus_done_fn done, void *ctx)
 {
     if (!atomic_load(&b->up) || !env->room || !env->id || !env->origin)
         return -1;
     size_t rl = strlen(env->room);
     if (!rl || rl > 255)            /* AMQP shortstr: the routing key */
         return -1;
-    if (b->max_queue) {
-        pthread_mutex_lock(&b->pub_mu);
-        bool full = b->njobs >= b->max_queue;
-        pthread_mutex_unlock(&b->pub_mu);
-        if (full)
-            return -1;
-    }
+    if (b->max_queue && bus_pending(b) >= b->max_queue)
+        return -1;
 
-    bus_job *j = xmalloc(sizeof *j);
-    j->next = NULL;
+    bus_job *j = xcalloc(1, sizeof *j);
     envelope_copy(&j->env, env);
+    j->fanout = fanout;
+    j->done = done;
+    j->ctx = ctx;
+    j->queued_us = bus_now_us();
+    j->deadline_ms = j->queued_us / 1000 + (uint64_t)b->confirm_timeout_ms;
 
     pthread_mutex_lock(&b->pub_mu);
-    if (b->max_queue && b->njobs >= b->max_queue) {
-        pthread_mutex_unlock(&b->pub_mu);
-        envelope_free(&j->env);
-        free(j);
-        return -1;
-    }
     *b->jobs_tail = j;
     b->jobs_tail = &j->next;
     b->njobs++;
     atomic_store(&b->queued, b->njobs);
-    pthread_cond_signal(&b->pub_cv);
     pthread_mutex_unlock(&b->pub_mu);
+    eventfd_write(b->pub_efd, 1);
     return 0;
 }
 
@@ -1182,6 +1349,11 @@ void bus_unbind(bus *b, const char *room)
     bus_request(b, room, false);
 }
 
+size_t bus_pending(const bus *b)
+{
+    return (size_t)(atomic_load(&b->queued) + atomic_load(&b->unconfirmed));
+}
+
 bool bus_ready(const bus *b)
 {
     return atomic_load(&b->up);
@@ -1196,4 +1368,9 @@ void bus_get_stats(const bus *b, bus_stats *out)
     out->malformed = atomic_load_explicit(&b->malformed, memory_order_relaxed);
     out->reconnects = atomic_load_explicit(&b->reconnects, memory_order_relaxed);
     out->queued = atomic_load_explicit(&b->queued, memory_order_relaxed);
+    out->unconfirmed = atomic_load_explicit(&b->unconfirmed, memory_order_relaxed);
+    out->stored = atomic_load_explicit(&b->stored, memory_order_relaxed);
+    out->store_failures = atomic_load_explicit(&b->store_failures, memory_order_relaxed);
+    out->republished = atomic_load_explicit(&b->republished, memory_order_relaxed);
+    out->confirm_us_sum = atomic_load_explicit(&b->confirm_us_sum, memory_order_relaxed);
 }

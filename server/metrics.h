@@ -22,6 +22,7 @@ typedef struct metrics {
     uint64_t bytes_out;
     uint64_t messages_published;           /* SENDs accepted for delivery */
     uint64_t deliveries_local;             /* MESSAGE frames queued to local subscribers */
+    uint64_t deliveries_replayed;          /* MESSAGE frames replayed for x-since */
     uint64_t receipts;
     uint64_t stomp_errors;                 /* ERROR frames sent */
     uint64_t heartbeat_timeouts;
@@ -47,6 +48,11 @@ typedef struct metrics_gauges {
     uint64_t bus_dropped_own;
     uint64_t bus_malformed;
     uint64_t bus_queued;
+    uint64_t bus_unconfirmed;
+    uint64_t bus_stored;
+    uint64_t bus_store_failures;
+    uint64_t bus_republished;
+    uint64_t bus_confirm_us_sum;
     uint64_t bus_published;
     uint64_t bus_skipped;
     uint64_t bus_received;

@@ -168,6 +168,11 @@ static msg *relay_encode(relay *r, const envelope *env)
     return m;
 }
 
+msg *relay_message(relay *r, const envelope *env)
+{
+    return relay_encode(r, env);
+}
+
 /* --- gaps ------------------------------------------------------------------------ */
 
 static void relay_on_gap_timer(uv_timer_t *t);
@@ -391,32 +396,52 @@ typedef struct publish_job {
     void *ctx;
 } publish_job;
 
+static void publish_job_finish(publish_job *j, bool ok)
+{
+    j->done(j->ctx, ok);
+    envelope_free(&j->env);
+    free(j);
+}
+
+/* RabbitMQ confirmed the storage copy durable (ok), or could not. */
+static void relay_on_stored(void *ctx, bool ok)
+{
+    publish_job *j = ctx;
+    if (!ok)
+        log_warn("store_failed", "room=%s id=%s", j->env.room, j->env.id);
+    publish_job_finish(j, ok);
+}
+
 static void relay_on_published(void *ctx, envelope *env, int others, bool ok)
 {
     publish_job *j = ctx;
     relay *r = j->r;
-    if (ok) {
-        msg *m = relay_encode(r, env);
-        room *rm = room_lookup(r->rooms, env->room, strlen(env->room));
-        if (rm) {
-            room_offer(rm, m);
-            relay_check_gap(r, rm);
-        }
-        msg_unref(m);
-        r->metrics->messages_published++;
-        if (others <= 0) {
-            r->stats.bus_skipped++;         /* local bypass: nobody else to tell */
-        } else if (bus_publish(r->bus, env) == 0) {
-            r->stats.bus_published++;
-        } else {
-            /* Stored in the log: other servers catch up when their bus
-             * connection comes back, or on their next gap. */
-            log_warn("bus_publish_failed", "room=%s id=%s", env->room, env->id);
-        }
+    if (!ok) {
+        publish_job_finish(j, false);
+        return;
     }
-    j->done(j->ctx, ok);
-    envelope_free(&j->env);
-    free(j);
+    msg *m = relay_encode(r, env);
+    room *rm = room_lookup(r->rooms, env->room, strlen(env->room));
+    if (rm) {
+        room_offer(rm, m);
+        relay_check_gap(r, rm);
+    }
+    msg_unref(m);
+    r->metrics->messages_published++;
+    /* One job: the storage copy always, the room copy only when another
+     * server has members (local bypass otherwise). */
+    bool fanout = others > 0;
+    if (bus_publish(r->bus, env, fanout, relay_on_stored, j) < 0) {
+        /* In the room log and delivered here, but not durable: the sender
+         * is told (no RECEIPT); other servers catch up from the log. */
+        log_warn("bus_publish_failed", "room=%s id=%s", env->room, env->id);
+        publish_job_finish(j, false);
+        return;
+    }
+    if (fanout)
+        r->stats.bus_published++;
+    else
+        r->stats.bus_skipped++;
 }
 
 /* The SEND's own headers, as STOMP 1.2 header lines for the envelope. */

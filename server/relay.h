@@ -6,7 +6,9 @@
  *      says whether other servers have members in the room;
  *   2. it is encoded once as a STOMP MESSAGE and offered to the local room
  *      (local bypass: never through the broker);
- *   3. only if other servers have members, it is published once to the bus.
+ *   3. it is queued for the bus: the storage copy always (persistent, to the
+ *      storage queue, confirmed), the room copy only if other servers have
+ *      members; the publish completes when the storage copy is confirmed.
  * Receiving (bus): the envelope is encoded and offered to the local room.
  * Either way the room's seqbuf releases messages in room order, once.
  *
@@ -26,6 +28,7 @@
 #include "bus.h"
 #include "envelope.h"
 #include "metrics.h"
+#include "msg.h"
 #include "registry.h"
 #include "room.h"
 #include "stomp.h"
@@ -59,12 +62,17 @@ void relay_join(relay *r, struct subscription *sub, const stomp_str *room, const
 void relay_leave(relay *r, struct subscription *sub, const char *user);
 
 /* Publish a SEND frame to room `name` as user/name. done(ctx, ok) runs once
- * the message has its place in the room order and was delivered locally
- * (ok), or could not be stored (not ok). Returns 0, or -1 when the cluster
+ * the message has its place in the room order, was delivered locally and
+ * RabbitMQ confirmed its storage copy durable (ok), or once any of that
+ * failed (not ok: the message may or may not have been delivered). Returns 0, or -1 when the cluster
  * is not ready (done is not called). */
 typedef void (*relay_done_fn)(void *ctx, bool ok);
 int relay_publish(relay *r, const stomp_str *name, const stomp_frame *f, const char *user,
                   const char *user_name, relay_done_fn done, void *ctx);
+
+/* env encoded as the shared part of a MESSAGE (one reference, the
+ * caller's). For replays, which bypass the room order. */
+msg *relay_message(relay *r, const envelope *env);
 
 /* Callbacks wired to the registry and the bus (see server.c). */
 void relay_on_room_sync(relay *r, const char *rname, uint64_t epoch, uint64_t seq);

@@ -285,6 +285,11 @@ static void server_on_stop_tick(uv_timer_t *t)
     size_t left = srv->metrics.connections_opened - srv->metrics.connections_closed;
     if (left && waited < 3000)
         return;
+    /* Messages accepted but not yet confirmed by RabbitMQ still get their
+     * confirm (or their deadline) before the bus goes. */
+    if (srv->bus && bus_pending(srv->bus) &&
+        waited < 3000 + (uint64_t)srv->conf->confirm_timeout_ms)
+        return;
     if (!srv->goodbye_sent) {
         srv->goodbye_sent = true;
         registry_goodbye(srv->registry, server_on_goodbye, srv);
@@ -618,6 +623,11 @@ void server_gauges(server *srv, metrics_gauges *g)
         g->bus_dropped_own = bs.dropped_own;
         g->bus_malformed = bs.malformed;
         g->bus_queued = bs.queued;
+        g->bus_unconfirmed = bs.unconfirmed;
+        g->bus_stored = bs.stored;
+        g->bus_store_failures = bs.store_failures;
+        g->bus_republished = bs.republished;
+        g->bus_confirm_us_sum = bs.confirm_us_sum;
     }
     if (srv->relay) {
         relay_stats st;

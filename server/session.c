@@ -43,9 +43,11 @@
 #include "presence.h"
 #include "registry.h"
 #include "relay.h"
+#include "resume.h"
 #include "room.h"
 #include "server.h"
 #include "stomp.h"
+#include "msgid.h"
 #include "utf8.h"
 
 #include <libwebsockets.h>
@@ -110,7 +112,10 @@ struct session {
     char *user_name;
     bool online;                 /* counted online in the registry */
     bool draining;               /* DISCONNECT received: read nothing more */
-    uint64_t ops_issued, ops_done;   /* asynchronous operations, completing in order */
+    uint64_t ops_issued, ops_done;   /* asynchronous operations: ops_done counts the
+                                      * completed prefix (operations 1..ops_done) */
+    uint64_t *ops_early;         /* completed out of order, above ops_done+1; sorted */
+    uint32_t nearly, cearly;
     receipt_wait *rq_head, *rq_tail;
 };
 
@@ -315,7 +320,18 @@ void session_deliver(subscription *sub, msg *m)
 {
     session *s = sub->session;
     if (s->state == SESSION_CONNECTED) {
+        if (sub->resume && resume_hold(sub->resume, m))
+            return;
         server_metrics(s->srv)->deliveries_local++;
+        session_push(s, m, sub);
+    }
+}
+
+void session_replay(subscription *sub, msg *m)
+{
+    session *s = sub->session;
+    if (s->state == SESSION_CONNECTED) {
+        server_metrics(s->srv)->deliveries_replayed++;
         session_push(s, m, sub);
     }
 }
@@ -507,6 +523,11 @@ static void session_error(session *s, const stomp_frame *f, const char *message,
     session_error_x(s, f, message, detail, detail ? strlen(detail) : 0, NULL, NULL);
 }
 
+void session_abort(session *s, const char *message, const char *detail)
+{
+    session_error(s, NULL, message, detail);
+}
+
 /* ERROR whose body is a fixed text followed by a client-supplied value. */
 static void session_error_with(session *s, const stomp_frame *f, const char *message,
                                const char *text, const stomp_str *value)
@@ -681,10 +702,15 @@ static void session_unavailable(session *s, const stomp_frame *f)
 }
 
 /* An operation finished: the session may be gone by now, so it is found
- * by id. */
+ * by id. Operations are numbered as issued; a receipt waits for every
+ * operation issued before it, so completions are counted as a prefix:
+ * one that finishes before an earlier one (a SUBSCRIBE's join answered
+ * before a SEND's storage confirm) is parked in ops_early until the gap
+ * closes. */
 typedef struct op_done {
     session_set *set;
     uint64_t id;
+    uint64_t n;                  /* this operation's number */
 } op_done;
 
 static op_done *session_op(session *s)
@@ -692,17 +718,42 @@ static op_done *session_op(session *s)
     op_done *d = xmalloc(sizeof *d);
     d->set = s->set;
     d->id = s->id;
-    s->ops_issued++;
+    d->n = ++s->ops_issued;
     return d;
+}
+
+static void session_op_complete(session *s, uint64_t n)
+{
+    if (n != s->ops_done + 1) {
+        if (s->nearly == s->cearly) {
+            s->cearly = s->cearly ? s->cearly * 2 : 4;
+            s->ops_early = xrealloc(s->ops_early, s->cearly * sizeof *s->ops_early);
+        }
+        uint32_t i = s->nearly++;
+        while (i > 0 && s->ops_early[i - 1] > n) {
+            s->ops_early[i] = s->ops_early[i - 1];
+            i--;
+        }
+        s->ops_early[i] = n;
+        return;
+    }
+    s->ops_done = n;
+    uint32_t k = 0;
+    while (k < s->nearly && s->ops_early[k] == s->ops_done + 1)
+        s->ops_done = s->ops_early[k++];
+    if (k) {
+        memmove(s->ops_early, s->ops_early + k, (s->nearly - k) * sizeof *s->ops_early);
+        s->nearly -= k;
+    }
 }
 
 static session *session_op_finish(op_done *d)
 {
     session *s = NULL;
     HASH_FIND(hh, d->set->by_id, &d->id, sizeof d->id, s);
-    free(d);
     if (s)
-        s->ops_done++;
+        session_op_complete(s, d->n);
+    free(d);
     return s;
 }
 
@@ -721,8 +772,9 @@ static void session_on_published(void *ctx, bool ok)
         return;
     if (!ok) {
         session_error(s, NULL, "Message not stored",
-                      "The room log did not take the message, so it was not delivered. "
-                      "Reconnect and send it again.");
+                      "The cluster could not confirm that the message was stored durably "
+                      "(Redis or RabbitMQ unavailable); it may or may not have been "
+                      "delivered. Reconnect and send it again.");
         return;
     }
     session_flush_receipts(s);
@@ -764,6 +816,14 @@ static void on_subscribe(session *s, const stomp_frame *f)
                       "This connection reached stomp.max_subscriptions.");
         return;
     }
+    const stomp_str *since_h = stomp_frame_header(f, "x-since");
+    msgid since;
+    if (since_h && (kind != ROOM_DEST_TOPIC || msgid_parse(since_h->p, since_h->len, &since) < 0)) {
+        session_error_with(s, f, "Invalid x-since",
+                           "x-since takes a message id (<ms>-<n>, as in message-id) and only "
+                           "on /topic/ destinations; got: ", since_h);
+        return;
+    }
     uint8_t ack = SUB_ACK_AUTO;
     const stomp_str *am = stomp_frame_header(f, "ack");
     if (am) {
@@ -800,6 +860,7 @@ static void on_subscribe(session *s, const stomp_frame *f)
     sub->id_len = id->len;
     sub->session = s;
     sub->room = NULL;
+    sub->resume = NULL;
     sub->slot = 0;
     sub->ack = ack;
     sub->kind = kind == ROOM_DEST_PRESENCE ? SUB_PRESENCE : SUB_TOPIC;
@@ -815,6 +876,8 @@ static void on_subscribe(session *s, const stomp_frame *f)
     } else {
         relay_join(server_relay(s->srv), sub, &name, s->user, s->user_name, session_on_joined,
                    session_op(s));
+        if (since_h)
+            resume_start(s->srv, sub, since);
     }
     sub->next = s->subs;
     s->subs = sub;
@@ -869,6 +932,7 @@ static void session_scrub(session *s, subscription *sub)
 
 static void session_drop_sub(session *s, subscription *sub)
 {
+    resume_cancel(sub->resume);
     if (sub->kind == SUB_PRESENCE)
         presence_unsubscribe(server_presence(s->srv), sub);
     else
@@ -1190,6 +1254,7 @@ void session_destroy(session *s)
         registry_offline(server_registry(s->srv), s->user);
     free(s->user);
     free(s->user_name);
+    free(s->ops_early);
     HASH_DEL(s->set->by_id, s);
     while (s->qlen)
         session_pop(s);

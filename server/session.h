@@ -43,6 +43,7 @@ typedef struct subscription {
     bool utf8;                 /* id (and so prefix) is valid UTF-8 */
     struct subscription *next; /* the session's list */
     uint64_t pv;               /* presence: the last version sent */
+    struct resume *resume;     /* topic: replaying history (x-since); NULL once live */
     size_t id_len;
     char *id;                  /* client's id, unescaped; points into mem below */
     size_t prefix_len;
@@ -74,8 +75,13 @@ int session_feed(session *s, void *in, size_t len);
  * connection now (after an ERROR or DISCONNECT has been flushed). */
 int session_flush(session *s);
 
-/* Queue the MESSAGE m for one subscription (called by room_deliver). */
+/* Queue the MESSAGE m for one subscription (called by room_deliver). While
+ * the subscription resumes (x-since), live messages are held by its resume. */
 void session_deliver(subscription *sub, msg *m);
+/* Queue m for sub now, bypassing a resume's hold (the resume's own replay). */
+void session_replay(subscription *sub, msg *m);
+/* Send ERROR (message, detail) and close the connection. */
+void session_abort(session *s, const char *message, const char *detail);
 
 uint64_t session_id(const session *s);
 

@@ -44,6 +44,10 @@ typedef struct peer {
     char last_bound[64];
     bool last_bound_ok;
     bool destroy_in_message;     /* bus_destroy from inside on_message */
+    uintptr_t issued, last_done; /* publishes accepted / the last done callback's number */
+    unsigned done_ok, done_fail;
+    bool done_order_ok;          /* done callbacks came in publish order */
+    char squeue[96];
 } peer;
 
 static uv_loop_t loop;
@@ -153,13 +157,17 @@ static void peer_clear(peer *p)
 static void peer_start(peer *p, const char *name, const char *exchange, bool dynamic, int port)
 {
     static const bus_callbacks cb = { on_message, on_state, on_bound };
+    memset(p, 0, sizeof *p);
+    snprintf(p->squeue, sizeof p->squeue, "%s.storage", exchange);
     bus_config cfg = {
         .host = "127.0.0.1", .port = port, .vhost = "/", .user = "guest", .password = "guest",
         .exchange = exchange, .dynamic = dynamic, .server_id = name, .heartbeat_s = 2,
         .reconnect_min_ms = 100, .reconnect_max_ms = 1000, .max_queue = 100000,
+        .storage_queue = p->squeue, .storage_queue_type = "classic",
+        .confirm_timeout_ms = 30000,    /* outlives a broker restart here */
     };
-    memset(p, 0, sizeof *p);
     p->name = name;
+    p->done_order_ok = true;
     p->b = bus_create(&loop, &cfg, &cb, p);
 }
 
@@ -250,15 +258,49 @@ static const char *env_diff(const envelope *a, const envelope *b)
     return NULL;
 }
 
+typedef struct done_rec {
+    peer *p;
+    uintptr_t n;             /* the publish's number on its peer */
+} done_rec;
+
+/* A storage confirm (or its failure). */
+static void on_done(void *ctx, bool ok)
+{
+    done_rec *d = ctx;
+    peer *p = d->p;
+    uintptr_t n = d->n;
+    free(d);
+    if (n != p->last_done + 1)
+        p->done_order_ok = false;
+    p->last_done = n;
+    if (ok)
+        p->done_ok++;
+    else
+        p->done_fail++;
+}
+
 /* Publish envelopes first..first+n-1 from p to `room`; returns how many
- * bus_publish accepted. */
+ * bus_publish accepted. Every one also goes to the storage queue. */
+static int publish_one(peer *p, const envelope *e)
+{
+    done_rec *d = xmalloc(sizeof *d);
+    d->p = p;
+    d->n = p->issued + 1;
+    if (bus_publish(p->b, e, true, on_done, d) < 0) {
+        free(d);
+        return -1;
+    }
+    p->issued++;
+    return 0;
+}
+
 static unsigned publish_range(peer *p, unsigned first, unsigned n, const char *room)
 {
     unsigned ok = 0;
     for (unsigned i = first; i < first + n; i++) {
         envelope e;
         gen(&e, i, room, p->name);
-        if (bus_publish(p->b, &e) == 0)
+        if (publish_one(p, &e) == 0)
             ok++;
         envelope_free(&e);
     }
@@ -369,6 +411,27 @@ static bool raw_publish(const char *exchange, const amqp_basic_properties_t *pro
     return ok;
 }
 
+/* Messages ready in `queue` (passive declare on a connection of its own);
+ * -1 when the queue does not exist or the broker cannot be reached. */
+static long queue_depth(const char *queue)
+{
+    long n = -1;
+    amqp_connection_state_t c = amqp_new_connection();
+    amqp_socket_t *s = amqp_tcp_socket_new(c);
+    if (s && amqp_socket_open(s, "127.0.0.1", amqp_port) == AMQP_STATUS_OK &&
+        amqp_login(c, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest")
+                .reply_type == AMQP_RESPONSE_NORMAL &&
+        amqp_channel_open(c, 1)) {
+        amqp_queue_declare_ok_t *ok = amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), 1, 0,
+                                                         0, 0, amqp_empty_table);
+        if (ok)
+            n = (long)ok->message_count;
+        amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+    }
+    amqp_destroy_connection(c);
+    return n;
+}
+
 /* --- the scenarios ---------------------------------------------------------- */
 
 static void fanout(peer *a, peer *b)
@@ -405,6 +468,15 @@ static void fanout(peer *a, peer *b)
     ok = received_exactly(b, 0, want, 1000, "room-f", "A", why, sizeof why);
     check(ok, "fanout: B got each exactly once, in publish order, every field equal%s%s",
           ok ? "" : ": ", why);
+    WAIT(ok, a->done_ok + a->done_fail >= 1000, 10000);
+    check(ok && a->done_ok == 1000 && a->done_order_ok && stats(a).stored == 1000 &&
+          stats(a).unconfirmed == 0,
+          "storage: RabbitMQ confirmed all 1,000 storage copies, done callbacks in order "
+          "(mean confirm %.2f ms)",
+          stats(a).stored ? (double)stats(a).confirm_us_sum / stats(a).stored / 1000 : 0.0);
+    long depth = queue_depth(a->squeue);
+    check(depth == 1000, "storage: the durable storage queue holds the 1,000 copies (%ld)",
+          depth);
     WAIT(ok, stats(a).dropped_own >= 1000, 5000);
     bus_stats sa = stats(a), sb = stats(b);
     check(a->ngot == 0 && sa.dropped_own == 1000,
@@ -450,7 +522,7 @@ static void fanout(peer *a, peer *b)
     for (unsigned i = 0; i < BURST; i++) {
         envelope e;
         gen(&e, 1 + (i % 4) * 5, "room-f", "A");      /* small bodies only */
-        if (bus_publish(a->b, &e) == 0)
+        if (publish_one(a, &e) == 0)
             sent++;
         envelope_free(&e);
         if (i % 1000 == 999)
@@ -554,10 +626,33 @@ static void restart(const char *svc, peer *a, peer *b, peer *a2, peer *b2)
         downs[i] = all[i]->downs;
     uint64_t reconnects = stats(a).reconnects;
 
+    /* Publish all through the stop (which runs in the background): the
+     * storage copies in flight when the connection dies must be published
+     * again after the restart and confirmed then. */
+    char done_file[512], cmd[1200];
+    snprintf(done_file, sizeof done_file, "%s/stop.rc", getenv("LECTERN_VAR_DIR") ?
+             getenv("LECTERN_VAR_DIR") : "/tmp");
+    unlink(done_file);
+    snprintf(cmd, sizeof cmd, "('%s' stop rabbitmq >&2; echo $? > '%s') &", svc, done_file);
     uint64_t t0 = now_ms();
-    int rc = services(svc, "stop");
-    check(rc == 0, "restart: scripts/services stop rabbitmq succeeds (%.1f s)",
-          (double)(now_ms() - t0) / 1000);
+    int rc = system(cmd);
+    unsigned burst = 0, tried = 0;
+    bool stopped = false;
+    while (!stopped && now_ms() - t0 < 20000) {
+        if (bus_ready(a->b)) {
+            tried += 50;
+            burst += publish_range(a, 2000 + tried, 50, "room-f");
+        }
+        pump_for(2);
+        stopped = access(done_file, F_OK) == 0;
+    }
+    FILE *rf = fopen(done_file, "r");
+    if (!rf || fscanf(rf, "%d", &rc) != 1)
+        rc = -1;
+    if (rf)
+        fclose(rf);
+    check(rc == 0, "restart: scripts/services stop rabbitmq succeeds while A publishes "
+          "(%.1f s, %u accepted meanwhile)", (double)(now_ms() - t0) / 1000, burst);
     WAIT(ok, all_down(all, 4), 15000);
     bool each = true;
     for (int i = 0; i < 4; i++)
@@ -565,7 +660,7 @@ static void restart(const char *svc, peer *a, peer *b, peer *a2, peer *b2)
     check(ok && each, "restart: all four buses report down once");
     envelope e;
     gen(&e, 1, "room-f", "A");
-    check(bus_publish(a->b, &e) == -1 && bus_publish(a2->b, &e) == -1 && !bus_ready(a->b),
+    check(publish_one(a, &e) == -1 && publish_one(a2, &e) == -1 && !bus_ready(a->b),
           "restart: bus_publish fails (-1) while the bus is down");
     envelope_free(&e);
 
@@ -582,6 +677,13 @@ static void restart(const char *svc, peer *a, peer *b, peer *a2, peer *b2)
     if (!ok)
         return;
     check(stats(a).reconnects == reconnects + 1, "restart: A counts one reconnect");
+    WAIT(ok, a->done_ok + a->done_fail >= a->issued, 30000);
+    long depth = queue_depth(a->squeue);
+    check(ok && a->done_fail == 0 && a->done_order_ok && depth >= (long)a->done_ok &&
+          stats(a).republished > 0,
+          "restart: every storage copy accepted while the broker went down was confirmed, "
+          "in order (%llu published again after the restart; queue holds %ld >= %u "
+          "confirmed)", (unsigned long long)stats(a).republished, depth, a->done_ok);
 
     size_t from = b->ngot;
     unsigned accepted = publish_range(a, 0, 100, "room-f");

@@ -1,0 +1,178 @@
+/* resume.c — replay after x-since, then live (see resume.h).
+ *
+ * State per resuming subscription: the last id delivered (at first the
+ * x-since point), the live messages held meanwhile (references, in arrival
+ * order, which is room order) and whether a history read is in flight.
+ *
+ *   joined -> read page after `last` -> deliver it, last = its newest id
+ *          -> page said `more`? read the next one : release the held
+ *             messages newer than `last`, detach from the subscription.
+ *
+ * The subscription can go away at any time (UNSUBSCRIBE, disconnect): it
+ * then calls resume_cancel, which only cuts the link; the struct lives on
+ * until the read in flight (or the room's based callback) comes back and
+ * frees it. Held messages are bounded by stomp.max_pending (bytes): a client
+ * that cannot take them is a slow consumer and is disconnected, like any
+ * other.
+ */
+#include "resume.h"
+
+#include "history.h"
+#include "log.h"
+#include "mem.h"
+#include "relay.h"
+#include "room.h"
+#include "server.h"
+#include "session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct resume {
+    struct server *srv;
+    subscription *sub;           /* NULL once cancelled */
+    char *room;
+    msgid last;                  /* newest id delivered, or the x-since point */
+    msg **held;
+    size_t nheld, cap;
+    size_t held_bytes;
+    uint64_t replayed;
+};
+
+static void resume_free(resume *rs)
+{
+    for (size_t i = 0; i < rs->nheld; i++)
+        msg_unref(rs->held[i]);
+    free(rs->held);
+    free(rs->room);
+    free(rs);
+}
+
+/* The id of a MESSAGE block, or false when it has none that parses. */
+static bool resume_msg_id(const msg *m, msgid *out)
+{
+    return msgid_parse(m->id, m->id_len, out) == 0;
+}
+
+/* Done: deliver what was held and newer than the replay, then go live. */
+static void resume_finish(resume *rs)
+{
+    subscription *sub = rs->sub;
+    sub->resume = NULL;
+    for (size_t i = 0; i < rs->nheld && sub->session; i++) {
+        msgid id;
+        if (resume_msg_id(rs->held[i], &id) && msgid_cmp(id, rs->last) > 0) {
+            rs->last = id;
+            session_replay(sub, rs->held[i]);
+        }
+    }
+    log_debug("resume_done", "conn=%llu room=%s replayed=%llu held=%zu",
+              (unsigned long long)session_id(sub->session), rs->room,
+              (unsigned long long)rs->replayed, rs->nheld);
+    resume_free(rs);
+}
+
+static void resume_next(resume *rs);
+
+static void resume_on_page(void *ctx, const history_page *page)
+{
+    resume *rs = ctx;
+    if (!rs->sub) {
+        resume_free(rs);
+        return;
+    }
+    if (page->status != HISTORY_OK) {
+        subscription *sub = rs->sub;
+        sub->resume = NULL;
+        char detail[256];
+        snprintf(detail, sizeof detail,
+                 "The messages after x-since could not be read (%s). Reconnect and "
+                 "subscribe again with the same x-since.", page->why ? page->why : "unavailable");
+        resume_free(rs);
+        session_abort(sub->session, "Resume failed", detail);
+        return;
+    }
+    relay *r = server_relay(rs->srv);
+    for (size_t i = 0; i < page->n; i++) {
+        msgid id;
+        const envelope *env = &page->msgs[i];
+        if (msgid_parse(env->id, strlen(env->id), &id) < 0 || msgid_cmp(id, rs->last) <= 0)
+            continue;
+        msg *m = relay_message(r, env);
+        session_replay(rs->sub, m);
+        msg_unref(m);
+        rs->last = id;
+        rs->replayed++;
+    }
+    if (!rs->sub->resume) {
+        resume_free(rs);            /* the replay overflowed the client: it is gone */
+        return;
+    }
+    if (page->more && page->n)
+        resume_next(rs);
+    else
+        resume_finish(rs);
+}
+
+static void resume_next(resume *rs)
+{
+    history_query q = {
+        .room = rs->room,
+        .has_after = true,
+        .after = rs->last,
+        .limit = (size_t)server_conf(rs->srv)->resume_page,
+    };
+    history_fetch(server_history(rs->srv), &q, resume_on_page, rs);
+}
+
+static void resume_on_based(void *ctx, bool ok)
+{
+    resume *rs = ctx;
+    if (!ok || !rs->sub) {
+        if (rs->sub)
+            rs->sub->resume = NULL;
+        resume_free(rs);
+        return;
+    }
+    resume_next(rs);
+}
+
+void resume_start(struct server *srv, subscription *sub, msgid since)
+{
+    resume *rs = xcalloc(1, sizeof *rs);
+    rs->srv = srv;
+    rs->sub = sub;
+    rs->room = xstrdup(room_name(sub->room));
+    rs->last = since;
+    sub->resume = rs;
+    room_when_based(sub->room, resume_on_based, rs);
+}
+
+bool resume_hold(resume *rs, msg *m)
+{
+    size_t limit = server_conf(rs->srv)->max_pending;
+    if (rs->held_bytes + m->len > limit) {
+        subscription *sub = rs->sub;
+        server_metrics(rs->srv)->slow_consumers++;
+        resume_cancel(rs);
+        session_abort(sub->session, "Slow consumer",
+                      "Live messages held while replaying history exceeded stomp.max_pending.");
+        return true;
+    }
+    if (rs->nheld == rs->cap) {
+        rs->cap = rs->cap ? rs->cap * 2 : 16;
+        rs->held = xrealloc(rs->held, rs->cap * sizeof *rs->held);
+    }
+    rs->held[rs->nheld++] = msg_ref(m);
+    rs->held_bytes += m->len;
+    return true;
+}
+
+void resume_cancel(resume *rs)
+{
+    if (!rs || !rs->sub)
+        return;
+    rs->sub->resume = NULL;
+    rs->sub = NULL;
+}
