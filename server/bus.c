@@ -6,13 +6,16 @@
  *   the loop        bus_publish/bind/unbind only copy their argument into a
  *                   queue under a mutex and wake a thread; bus_on_async
  *                   drains the inbound queue and runs the callbacks.
- *   the publisher   owns one connection (channel 1). It sleeps on pub_cv for
- *                   at most `tick` (<= heartbeat/2, <= 1 s), takes every
- *                   queued job at once and publishes each with routing key =
- *                   room. Before each batch, and on every idle tick, it reads
- *                   whatever the broker sent without blocking: that services
- *                   heartbeats, answers connection.close and notices a dead
- *                   socket even when nothing is being published.
+ *   the publisher   owns one connection (channel 1, in confirm mode). It
+ *                   poll()s its socket and an eventfd (new jobs, stop) for at
+ *                   most `tick` (<= heartbeat/2, <= 1 s, or less when a
+ *                   confirm deadline comes first), reads every frame the
+ *                   broker sent without blocking (confirms, heartbeats,
+ *                   connection.close; a dead socket shows here even when
+ *                   idle), takes the queued jobs and publishes each: the room
+ *                   copy (if wanted) to the exchange, the storage copy to the
+ *                   storage queue. Settled jobs at the head of its list are
+ *                   handed back to the loop in order.
  *   the consumer    owns the other connection: channel 1 carries basic.consume
  *                   (no-ack) on this server's queue, channel 2 the RPCs
  *                   (declarations, queue.bind/unbind) so that deliveries
@@ -31,11 +34,18 @@
  * loop sees on_state(false) only after bus_publish already refuses work.
  *
  * Jobs. bus_publish queues only while the bus is up and fewer than max_queue
- * jobs wait (0 = no limit). When the publisher's connection fails, the job
- * being sent and every job still waiting are dropped and counted in
- * publish_failures: messages are transient and late delivery after a
- * reconnect would be worse than none. Jobs that slipped in between the
- * failure and `up` turning false are dropped the same way on reconnect.
+ * jobs are queued or unconfirmed (0 = no limit). The publisher keeps the jobs
+ * it took in one list, in queue order; each remembers the delivery tag of its
+ * storage copy on the current connection (tags count every publish on the
+ * channel from 1, room copies included). basic.ack/nack settle jobs by tag
+ * (`multiple` settles all up to it); a job whose deadline (queue time +
+ * confirm_timeout_ms) passes unsettled fails. Only the settled head of the
+ * list is completed, so done callbacks run in queue order. When the
+ * connection fails, every job in the list loses its tag and its room copy
+ * (transient: late delivery would be worse than the catch-up from the room
+ * log, and is counted in publish_failures) and keeps its storage copy, which
+ * is published again first thing on the next connection. Backoff waits keep
+ * failing jobs whose deadline passes.
  *
  * Bindings (dynamic mode). The consumer thread alone keeps the set of rooms
  * this server wants (a sorted array). While connected, every room in it is
@@ -51,8 +61,8 @@
  * uniformly random share of (cap - reconnect_min_ms), where cap doubles from
  * reconnect_min_ms up to reconnect_max_ms with each consecutive failure
  * (full jitter above a floor, so a restarted broker is not hit by every
- * server at once, nor in a tight loop). The wait is a condition-variable
- * wait (publisher) or a poll on the eventfd (consumer), so stop interrupts it.
+ * server at once, nor in a tight loop). The wait is a poll on the thread's
+ * eventfd, so stop interrupts it.
  * After a reconnect the exchange, the queue and all bindings are declared
  * again (the queue is exclusive and died with the old connection).
  *
@@ -63,8 +73,9 @@
  * Ownership. on_message receives a heap envelope (xmalloc'd struct, fields
  * owned): the callee owns both, and releases it with envelope_free(env)
  * followed by free(env). Every envelope copied in by bus_publish is freed by
- * the publisher after sending, or when dropped; inbound events still queued
- * at bus_destroy are freed without callbacks.
+ * the publisher once its job is settled, or by bus_destroy; inbound events
+ * still queued at bus_destroy are freed without callbacks, except job
+ * completions: a done callback always runs exactly once.
  *
  * Destroy. bus_destroy sets stop, wakes both threads and joins them; each
  * closes its connection politely on the way out. A thread stuck inside

@@ -1,4 +1,5 @@
-/* bus.h — the RabbitMQ side of a server: cross-server room delivery.
+/* bus.h — the RabbitMQ side of a server: cross-server room delivery and
+ * the durable storage copy of every message.
  *
  * rabbitmq-c is a blocking library, so the bus runs on two threads of its
  * own, each owning one AMQP connection (RabbitMQ's advice: publish and
@@ -6,11 +7,11 @@
  * the other). The event loop talks to them only through queues:
  *
  *   loop -> publisher   bus_publish() copies the envelope into a job queue
- *                       (mutex + condition variable)
+ *                       (mutex + eventfd that wakes the publisher's poll())
  *   loop -> consumer    bus_bind()/bus_unbind() post binding requests
  *                       (mutex + eventfd that wakes the consumer's poll())
  *   threads -> loop     deliveries and state changes go into an inbound queue
- *                       (mutex) and a uv_async_t wakes the loop, which calls
+ *                       (mutex) with job completions, and a uv_async_t wakes the loop, which calls
  *                       the callbacks below; callbacks never run on a bus thread
  *
  * Topology (declared on every (re)connect):
