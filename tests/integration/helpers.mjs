@@ -306,3 +306,69 @@ export async function service(action, name) {
       (err, stdout, stderr) => (err ? reject(new Error(`${action} ${name}: ${stderr}`)) : resolve(stdout)));
   });
 }
+
+// --- storage -----------------------------------------------------------------
+
+export const storageBin = process.env.LECTERN_STORAGE_BIN || path.join(repoRoot, 'bin', 'lectern-storage');
+
+// Run one SQL statement against the suite's MariaDB as the lectern user;
+// resolves with the rows (tab-separated columns split into arrays).
+export async function sql(query) {
+  const { execFile } = await import('node:child_process');
+  return new Promise((resolve, reject) => {
+    execFile('mariadb', ['--no-defaults', '-h127.0.0.1', `-P${process.env.LECTERN_MYSQL_PORT || 3390}`,
+      '-ulectern', '-plectern', '-N', '-B', 'lectern', '-e', query], { timeout: 30000, maxBuffer: 256 << 20 },
+    (err, stdout, stderr) => (err ? reject(new Error(`sql: ${stderr || err.message}`))
+      : resolve(stdout.split('\n').filter((l) => l.length).map((l) => l.split('\t')))));
+  });
+}
+
+// Start a lectern-storage worker for `cluster` (its storage queue is
+// `<cluster>.storage`, as startServer sets for servers); waits for /readyz.
+// kill() sends SIGKILL; stop() SIGTERM and resolves with { code, signal }.
+export async function startWorker({ cluster, sets = {}, timeout = 20000 } = {}) {
+  const port = await freePort();
+  const base = {
+    'amqp.port': process.env.LECTERN_AMQP_PORT || 5690,
+    'mysql.port': process.env.LECTERN_MYSQL_PORT || 3390,
+    'storage.queue': `${cluster}.storage`,
+    'http.port': port,
+    'amqp.backoff_max_ms': 500,
+    'mysql.backoff_max_ms': 500,
+  };
+  const argv = [];
+  for (const [k, v] of Object.entries({ ...base, ...sets })) argv.push('--set', `${k}=${v}`);
+  const proc = spawn(storageBin, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs = [];
+  let exited = null;
+  const exitPromise = new Promise((resolve) => proc.on('exit', (code, signal) => {
+    exited = { code, signal };
+    resolve(exited);
+  }));
+  const collect = (chunk) => logs.push(...chunk.toString().split('\n').filter(Boolean));
+  proc.stdout.on('data', collect);
+  proc.stderr.on('data', collect);
+  try {
+    await waitFor(async () => {
+      if (exited) throw new Error(`worker exited early (${JSON.stringify(exited)}):\n${logs.join('\n')}`);
+      try { return (await httpGet(port, '/readyz')).status === 200; } catch { return false; }
+    }, { timeout, what: 'lectern-storage /readyz' });
+  } catch (e) {
+    proc.kill('SIGKILL');
+    throw e;
+  }
+  return {
+    port,
+    proc,
+    logs,
+    kill() { if (!exited) proc.kill('SIGKILL'); return exitPromise; },
+    async stop({ timeout: t = 15000 } = {}) {
+      if (!exited) proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), t);
+      const r = await exitPromise;
+      clearTimeout(timer);
+      return r;
+    },
+    exited: () => exited,
+  };
+}
