@@ -57,6 +57,12 @@ typedef struct metrics_gauges {
     uint64_t bus_skipped;
     uint64_t bus_received;
     uint64_t bus_no_room;
+    uint64_t history_queries;
+    uint64_t history_from_redis;
+    uint64_t history_from_mysql;
+    uint64_t history_hole_retries;
+    uint64_t history_holes_returned;
+    uint64_t history_mysql_errors;
     uint64_t gaps_filled;
     uint64_t gaps_lost;
     uint64_t catchups;

@@ -251,9 +251,24 @@ static redis_script lua_presence = { "presence", LUA_PRELUDE
     "until cursor == '0' or #list >= max\n"
     "return {count, v, list}\n", "" };
 
+/* ARGV: P, room, 'a' (ascending) | 'd' (descending), low, high, count.
+ * Read-only. Returns {oldest entry of the log (or an empty array), the
+ * entries of [low, high] in the asked order, at most count}. Bounds use
+ * XRANGE syntax ("(" for exclusive, "-" and "+"). */
+static redis_script lua_log_range = { "log_range", LUA_PRELUDE
+    "local key = rkey(ARGV[2], 'log')\n"
+    "local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)\n"
+    "local r\n"
+    "if ARGV[3] == 'a' then\n"
+    "  r = redis.call('XRANGE', key, ARGV[4], ARGV[5], 'COUNT', ARGV[6])\n"
+    "else\n"
+    "  r = redis.call('XREVRANGE', key, ARGV[5], ARGV[4], 'COUNT', ARGV[6])\n"
+    "end\n"
+    "return {first, r}\n", "" };
+
 static redis_script *const registry_scripts[] = {
     &lua_hello, &lua_bye, &lua_sync_room, &lua_sync_users, &lua_heartbeat, &lua_reap, &lua_join,
-    &lua_leave, &lua_online, &lua_publish, &lua_presence,
+    &lua_leave, &lua_online, &lua_publish, &lua_presence, &lua_log_range,
 };
 
 /* --- the mirror ------------------------------------------------------------ */
@@ -1016,6 +1031,76 @@ int registry_fetch_before(registry *g, const char *room, const char *before, siz
     c->ctx = ctx;
     memcpy(c->room, room, rl + 1);
     if (!g->registered || redis_argv(g->cmd, registry_on_fetch, c, 6, argv, NULL) < 0) {
+        free(c);
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct range_call {
+    registry_range_fn fn;
+    void *ctx;
+    char room[];
+} range_call;
+
+/* Stream entries (array of [id, fields]) -> envelopes, in reply order. */
+static envelope *registry_entries(const char *room, const redisReply *arr, size_t *n)
+{
+    *n = 0;
+    if (!arr || arr->type != REDIS_REPLY_ARRAY || !arr->elements)
+        return NULL;
+    envelope *msgs = xcalloc(arr->elements, sizeof *msgs);
+    for (size_t i = 0; i < arr->elements; i++) {
+        if (registry_entry(room, arr->element[i], &msgs[*n]))
+            (*n)++;
+        else
+            envelope_free(&msgs[*n]);
+    }
+    return msgs;
+}
+
+static void registry_on_range(void *privdata, redisReply *r)
+{
+    range_call *c = privdata;
+    registry_range range = { 0 };
+    envelope *oldest = NULL, *msgs = NULL;
+    size_t no = 0, n = 0;
+    bool ok = reply_ok(r, "log_range") && r->type == REDIS_REPLY_ARRAY && r->elements == 2;
+    if (ok) {
+        oldest = registry_entries(c->room, r->element[0], &no);
+        msgs = registry_entries(c->room, r->element[1], &n);
+        range.oldest = no ? oldest : NULL;
+        range.msgs = msgs;
+        range.n = n;
+    }
+    c->fn(c->ctx, ok ? &range : NULL);
+    if (no)
+        envelope_free(oldest);
+    free(oldest);
+    for (size_t i = 0; i < n; i++)
+        envelope_free(&msgs[i]);
+    free(msgs);
+    free(c);
+}
+
+int registry_log_range(registry *g, const char *room, bool ascending, const char *low,
+                       const char *high, size_t count, registry_range_fn fn, void *ctx)
+{
+    if (!g->registered)
+        return -1;
+    argv_builder a;
+    ab_init(&a, g);
+    ab_str(&a, room);
+    ab_str(&a, ascending ? "a" : "d");
+    ab_str(&a, low);
+    ab_str(&a, high);
+    ab_num(&a, (long long)count);
+    size_t rl = strlen(room);
+    range_call *c = xmalloc(sizeof *c + rl + 1);
+    c->fn = fn;
+    c->ctx = ctx;
+    memcpy(c->room, room, rl + 1);
+    if (ab_eval(g, &a, &lua_log_range, registry_on_range, c) < 0) {
         free(c);
         return -1;
     }

@@ -30,6 +30,7 @@
 #include "log.h"
 #include "mem.h"
 #include "presence.h"
+#include "history.h"
 #include "registry.h"
 
 #include <arpa/inet.h>
@@ -69,6 +70,7 @@ struct server {
     room_index *rooms;
     relay *relay;
     registry *registry;
+    history *history;
     bus *bus;
     presence *presence;
     session_set *sessions;
@@ -256,6 +258,8 @@ static void server_teardown(server *srv)
     uv_check_stop(&srv->reaper);
     uv_close((uv_handle_t *)&srv->reaper, NULL);
     bus_destroy(srv->bus);
+    history_destroy(srv->history);      /* before the registry: its reads come back */
+    srv->history = NULL;
     registry_destroy(srv->registry);
     relay_destroy(srv->relay);
     presence_destroy(srv->presence);
@@ -394,6 +398,20 @@ static int server_start_cluster(server *srv)
         .on_presence_resync = server_on_presence_resync,
     };
     srv->registry = registry_create(&srv->loop, &gc, &ge, srv);
+
+    history_config hc = {
+        .mysql_host = c->mysql_host,
+        .mysql_port = c->mysql_port,
+        .mysql_user = c->mysql_user,
+        .mysql_password = c->mysql_password,
+        .mysql_database = c->mysql_database,
+        .pool = c->mysql_pool,
+        .timeout_s = c->mysql_timeout_s,
+        .hole_wait_ms = c->history_hole_wait_ms,
+    };
+    srv->history = history_create(&srv->loop, srv->registry, &hc);
+    if (!srv->history)
+        return -1;
 
     bus_config bc = {
         .host = c->bus_host,
@@ -574,6 +592,7 @@ stomp_parser *server_parser(server *srv) { return &srv->parser; }
 relay *server_relay(server *srv) { return srv->relay; }
 registry *server_registry(server *srv) { return srv->registry; }
 presence *server_presence(server *srv) { return srv->presence; }
+history *server_history(server *srv) { return srv->history; }
 uint64_t server_now_ms(const server *srv) { return uv_now(&srv->loop); }
 uint64_t server_next_session_id(server *srv) { return srv->next_session_id++; }
 
@@ -628,6 +647,16 @@ void server_gauges(server *srv, metrics_gauges *g)
         g->bus_store_failures = bs.store_failures;
         g->bus_republished = bs.republished;
         g->bus_confirm_us_sum = bs.confirm_us_sum;
+    }
+    if (srv->history) {
+        history_stats hs;
+        history_get_stats(srv->history, &hs);
+        g->history_queries = hs.queries;
+        g->history_from_redis = hs.from_redis;
+        g->history_from_mysql = hs.from_mysql;
+        g->history_hole_retries = hs.hole_retries;
+        g->history_holes_returned = hs.holes_returned;
+        g->history_mysql_errors = hs.mysql_errors;
     }
     if (srv->relay) {
         relay_stats st;

@@ -1,0 +1,454 @@
+/* db.c — the message store's read side: a thread pool over libmariadb.
+ *
+ * Threads. db_create starts `threads` workers sharing one job queue (mutex +
+ * condition variable). A worker takes one job, runs it on its own MYSQL
+ * connection, appends the finished job to the done list (under the same
+ * mutex) and wakes the loop with uv_async_send; db_on_async runs the
+ * callbacks on the loop and frees the jobs. A job is always finished exactly
+ * once: by a worker, or by db_destroy (ok false) if no worker took it.
+ *
+ * Connections. A worker connects when it first needs to (TCP, timeouts from
+ * mysql.timeout_s, autocommit on: reads only) and prepares its four
+ * statements (ascending/descending x inclusive/exclusive lower bound) once
+ * per connection. Any error closes the connection; the next job reconnects.
+ * After a failed connect the worker fails jobs at once for DB_RETRY_MS, so
+ * that an outage answers quickly instead of every request waiting for a
+ * connect timeout.
+ *
+ * Statements. Every value is a bound parameter; the id predicates
+ * "id_ms > ? OR (id_ms = ? AND id_n > ?)" let MariaDB use the primary key
+ * (room, id_ms, id_n) as one range. Result columns of variable length are
+ * read with mysql_stmt_fetch_column into buffers sized from the row.
+ */
+#include "db.h"
+
+#include "log.h"
+#include "mem.h"
+
+#include <mysql.h>
+#include <errmsg.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DB_RETRY_MS 500
+#define DB_NCOLS    11
+
+static const char db_select[] =
+    "SELECT id_ms, id_n, epoch, seq, ts_ms, sender, sender_name, content_type, headers, body,"
+    " origin FROM messages WHERE room = ?"
+    " AND (id_ms > ? OR (id_ms = ? AND id_n %s ?))"
+    " AND (id_ms < ? OR (id_ms = ? AND id_n < ?))"
+    " ORDER BY id_ms %s, id_n %s LIMIT ?";
+
+typedef struct db_job {
+    struct db_job *next;
+    db_query q;                  /* q.room points at room */
+    db_fn fn;
+    void *ctx;
+    envelope *rows;
+    size_t n;
+    bool ok;
+    char why[200];
+    char room[];
+} db_job;
+
+typedef struct db_worker {
+    db *d;
+    pthread_t thread;
+    bool started;
+    MYSQL *conn;
+    MYSQL_STMT *stmt[4];         /* [descending * 2 + inclusive] */
+    uint64_t failed_at;          /* monotonic ms of the last failed connect */
+    char last_why[160];
+} db_worker;
+
+struct db {
+    uv_loop_t *loop;
+    uv_async_t async;
+    char *host, *user, *password, *database;
+    int port;
+    unsigned timeout_s;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    db_job *jobs, **jobs_tail;   /* waiting */
+    db_job *done, **done_tail;   /* finished, for the loop */
+    bool stop;
+    db_worker *workers;
+    int nworkers;
+    _Atomic uint64_t errors;
+};
+
+static uint64_t db_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* --- worker side ------------------------------------------------------------- */
+
+static void db_worker_close(db_worker *w)
+{
+    for (int i = 0; i < 4; i++) {
+        if (w->stmt[i])
+            mysql_stmt_close(w->stmt[i]);
+        w->stmt[i] = NULL;
+    }
+    if (w->conn)
+        mysql_close(w->conn);
+    w->conn = NULL;
+}
+
+static int db_worker_connect(db_worker *w, char *why, size_t whylen)
+{
+    db *d = w->d;
+    w->conn = mysql_init(NULL);
+    if (!w->conn) {
+        snprintf(why, whylen, "mysql_init failed");
+        return -1;
+    }
+    unsigned t = d->timeout_s;
+    mysql_options(w->conn, MYSQL_OPT_CONNECT_TIMEOUT, &t);
+    mysql_options(w->conn, MYSQL_OPT_READ_TIMEOUT, &t);
+    mysql_options(w->conn, MYSQL_OPT_WRITE_TIMEOUT, &t);
+    if (!mysql_real_connect(w->conn, d->host, d->user, d->password, d->database,
+                            (unsigned)d->port, NULL, 0)) {
+        snprintf(why, whylen, "connect: %s", mysql_error(w->conn));
+        goto fail;
+    }
+    for (int i = 0; i < 4; i++) {
+        bool desc = i >= 2, incl = i & 1;
+        char sql[sizeof db_select + 16];
+        snprintf(sql, sizeof sql, db_select, incl ? ">=" : ">", desc ? "DESC" : "ASC",
+                 desc ? "DESC" : "ASC");
+        w->stmt[i] = mysql_stmt_init(w->conn);
+        if (!w->stmt[i] || mysql_stmt_prepare(w->stmt[i], sql, strlen(sql)) != 0) {
+            snprintf(why, whylen, "prepare: %s",
+                     w->stmt[i] ? mysql_stmt_error(w->stmt[i]) : mysql_error(w->conn));
+            goto fail;
+        }
+    }
+    log_info("mysql_up", "host=%s port=%d database=%s", d->host, d->port, d->database);
+    return 0;
+
+fail:
+    db_worker_close(w);
+    return -1;
+}
+
+static void db_bind_u64(MYSQL_BIND *b, uint64_t *v)
+{
+    memset(b, 0, sizeof *b);
+    b->buffer_type = MYSQL_TYPE_LONGLONG;
+    b->buffer = v;
+    b->is_unsigned = 1;
+}
+
+/* Read column col of the current row (variable length) into a new string. */
+static char *db_fetch_text(MYSQL_STMT *st, unsigned col, unsigned long len, my_bool is_null,
+                           size_t *out_len)
+{
+    *out_len = 0;
+    if (is_null)
+        return NULL;
+    char *p = xmalloc(len + 1);
+    if (len) {
+        MYSQL_BIND b;
+        memset(&b, 0, sizeof b);
+        b.buffer_type = MYSQL_TYPE_BLOB;
+        b.buffer = p;
+        b.buffer_length = len;
+        if (mysql_stmt_fetch_column(st, &b, col, 0) != 0)
+            len = 0;
+    }
+    p[len] = '\0';
+    *out_len = len;
+    return p;
+}
+
+/* Run one job on w's connection. Returns 0, or -1 with job->why (the
+ * connection is then closed by the caller). */
+static int db_worker_query(db_worker *w, db_job *j)
+{
+    const db_query *q = &j->q;
+    MYSQL_STMT *st = w->stmt[(q->descending ? 2 : 0) + (q->low_inclusive ? 1 : 0)];
+    unsigned long room_len = strlen(q->room);
+    uint64_t p[7] = { q->low.ms, q->low.ms, q->low.n, q->high.ms, q->high.ms, q->high.n,
+                      (uint64_t)q->limit };
+    MYSQL_BIND in[8];
+    memset(in, 0, sizeof in);
+    in[0].buffer_type = MYSQL_TYPE_STRING;
+    in[0].buffer = (void *)(uintptr_t)q->room;
+    in[0].buffer_length = room_len;
+    in[0].length = &room_len;
+    for (int i = 0; i < 7; i++)
+        db_bind_u64(&in[i + 1], &p[i]);
+    if (mysql_stmt_bind_param(st, in) != 0 || mysql_stmt_execute(st) != 0)
+        goto fail;
+
+    uint64_t num[5];
+    unsigned long lens[DB_NCOLS];
+    my_bool nulls[DB_NCOLS];
+    MYSQL_BIND out[DB_NCOLS];
+    memset(out, 0, sizeof out);
+    memset(lens, 0, sizeof lens);
+    memset(nulls, 0, sizeof nulls);
+    for (int i = 0; i < DB_NCOLS; i++) {
+        if (i < 5)
+            db_bind_u64(&out[i], &num[i]);
+        else
+            out[i].buffer_type = MYSQL_TYPE_BLOB;   /* length only; fetched below */
+        out[i].length = &lens[i];
+        out[i].is_null = &nulls[i];
+    }
+    if (mysql_stmt_bind_result(st, out) != 0 || mysql_stmt_store_result(st) != 0)
+        goto fail;
+
+    size_t cap = (size_t)mysql_stmt_num_rows(st);
+    j->rows = cap ? xcalloc(cap, sizeof *j->rows) : NULL;
+    for (;;) {
+        int rc = mysql_stmt_fetch(st);
+        if (rc == MYSQL_NO_DATA)
+            break;
+        if (rc == 1) {
+            mysql_stmt_free_result(st);
+            goto fail;
+        }
+        if (j->n == cap)
+            break;
+        envelope *e = &j->rows[j->n++];
+        char id[MSGID_MAX];
+        msgid_format((msgid){ num[0], num[1] }, id);
+        e->room = xstrdup(q->room);
+        e->id = xstrdup(id);
+        e->epoch = num[2];
+        e->seq = num[3];
+        e->ts_ms = num[4];
+        size_t len;
+        e->sender = db_fetch_text(st, 5, lens[5], nulls[5], &len);
+        e->sender_name = db_fetch_text(st, 6, lens[6], nulls[6], &len);
+        e->content_type = db_fetch_text(st, 7, lens[7], nulls[7], &len);
+        e->headers = db_fetch_text(st, 8, lens[8], nulls[8], &e->headers_len);
+        if (e->headers && !e->headers_len) {
+            free(e->headers);
+            e->headers = NULL;
+        }
+        e->body = db_fetch_text(st, 9, lens[9], nulls[9], &e->body_len);
+        if (e->body && !e->body_len) {
+            free(e->body);
+            e->body = NULL;
+        }
+        e->origin = db_fetch_text(st, 10, lens[10], nulls[10], &len);
+        if (!e->sender)
+            e->sender = xstrdup("");
+        if (!e->sender_name)
+            e->sender_name = xstrdup("");
+        if (!e->origin)
+            e->origin = xstrdup("");
+    }
+    mysql_stmt_free_result(st);
+    return 0;
+
+fail:
+    snprintf(j->why, sizeof j->why, "query: %s", mysql_stmt_error(st));
+    return -1;
+}
+
+static void db_worker_run(db_worker *w, db_job *j)
+{
+    db *d = w->d;
+    if (!w->conn) {
+        if (w->failed_at && db_now_ms() - w->failed_at < DB_RETRY_MS) {
+            snprintf(j->why, sizeof j->why, "MySQL unavailable (%s)", w->last_why);
+            return;
+        }
+        if (db_worker_connect(w, w->last_why, sizeof w->last_why) < 0) {
+            w->failed_at = db_now_ms();
+            atomic_fetch_add(&d->errors, 1);
+            char q[200];
+            log_warn("mysql_down", "host=%s port=%d reason=%s", d->host, d->port,
+                     log_q(q, sizeof q, w->last_why, strlen(w->last_why)));
+            snprintf(j->why, sizeof j->why, "MySQL unavailable (%s)", w->last_why);
+            return;
+        }
+        w->failed_at = 0;
+    }
+    if (db_worker_query(w, j) < 0) {
+        atomic_fetch_add(&d->errors, 1);
+        for (size_t i = 0; i < j->n; i++)
+            envelope_free(&j->rows[i]);
+        free(j->rows);
+        j->rows = NULL;
+        j->n = 0;
+        char q[240];
+        log_warn("mysql_error", "reason=%s", log_q(q, sizeof q, j->why, strlen(j->why)));
+        db_worker_close(w);     /* reconnect on the next job */
+        return;
+    }
+    j->ok = true;
+}
+
+static void *db_worker_main(void *arg)
+{
+    db_worker *w = arg;
+    db *d = w->d;
+    mysql_thread_init();
+    for (;;) {
+        pthread_mutex_lock(&d->mu);
+        while (!d->jobs && !d->stop)
+            pthread_cond_wait(&d->cv, &d->mu);
+        if (d->stop) {
+            pthread_mutex_unlock(&d->mu);
+            break;
+        }
+        db_job *j = d->jobs;
+        d->jobs = j->next;
+        if (!d->jobs)
+            d->jobs_tail = &d->jobs;
+        pthread_mutex_unlock(&d->mu);
+
+        j->next = NULL;
+        db_worker_run(w, j);
+
+        pthread_mutex_lock(&d->mu);
+        *d->done_tail = j;
+        d->done_tail = &j->next;
+        pthread_mutex_unlock(&d->mu);
+        uv_async_send(&d->async);
+    }
+    db_worker_close(w);
+    mysql_thread_end();
+    return NULL;
+}
+
+/* --- loop side ----------------------------------------------------------------- */
+
+static void db_job_finish(db_job *j)
+{
+    j->fn(j->ctx, j->rows, j->n, j->ok, j->ok ? NULL : j->why);
+    for (size_t i = 0; i < j->n; i++)
+        envelope_free(&j->rows[i]);
+    free(j->rows);
+    free(j);
+}
+
+static void db_on_async(uv_async_t *h)
+{
+    db *d = h->data;
+    pthread_mutex_lock(&d->mu);
+    db_job *j = d->done;
+    d->done = NULL;
+    d->done_tail = &d->done;
+    pthread_mutex_unlock(&d->mu);
+    while (j) {
+        db_job *next = j->next;
+        db_job_finish(j);
+        j = next;
+    }
+}
+
+static void db_on_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+db *db_create(uv_loop_t *loop, const db_config *cfg)
+{
+    db *d = xcalloc(1, sizeof *d);
+    d->loop = loop;
+    d->host = xstrdup(cfg->host);
+    d->user = xstrdup(cfg->user);
+    d->password = xstrdup(cfg->password);
+    d->database = xstrdup(cfg->database);
+    d->port = cfg->port;
+    d->timeout_s = cfg->timeout_s > 0 ? (unsigned)cfg->timeout_s : 5;
+    d->jobs_tail = &d->jobs;
+    d->done_tail = &d->done;
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->cv, NULL);
+    d->nworkers = cfg->threads > 0 ? cfg->threads : 1;
+    d->workers = xcalloc((size_t)d->nworkers, sizeof *d->workers);
+    if (uv_async_init(loop, &d->async, db_on_async) != 0) {
+        log_error("db_create", "detail=\"uv_async_init failed\"");
+        goto fail;
+    }
+    d->async.data = d;
+    mysql_library_init(0, NULL, NULL);
+    for (int i = 0; i < d->nworkers; i++) {
+        d->workers[i].d = d;
+        if (pthread_create(&d->workers[i].thread, NULL, db_worker_main, &d->workers[i]) != 0) {
+            log_error("db_create", "detail=\"cannot start a MySQL thread\"");
+            db_destroy(d);
+            return NULL;
+        }
+        d->workers[i].started = true;
+    }
+    return d;
+
+fail:
+    free(d->workers);
+    free(d->host);
+    free(d->user);
+    free(d->password);
+    free(d->database);
+    pthread_cond_destroy(&d->cv);
+    pthread_mutex_destroy(&d->mu);
+    free(d);
+    return NULL;
+}
+
+void db_destroy(db *d)
+{
+    if (!d)
+        return;
+    pthread_mutex_lock(&d->mu);
+    d->stop = true;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    for (int i = 0; i < d->nworkers; i++)
+        if (d->workers[i].started)
+            pthread_join(d->workers[i].thread, NULL);
+    /* Finished first, then never taken: callbacks in the order they were asked. */
+    db_on_async(&d->async);
+    db_job *j = d->jobs;
+    d->jobs = NULL;
+    while (j) {
+        db_job *next = j->next;
+        snprintf(j->why, sizeof j->why, "shutting down");
+        db_job_finish(j);
+        j = next;
+    }
+    free(d->workers);
+    free(d->host);
+    free(d->user);
+    free(d->password);
+    free(d->database);
+    pthread_cond_destroy(&d->cv);
+    pthread_mutex_destroy(&d->mu);
+    uv_close((uv_handle_t *)&d->async, db_on_closed);
+}
+
+void db_fetch(db *d, const db_query *q, db_fn fn, void *ctx)
+{
+    size_t rl = strlen(q->room);
+    db_job *j = xcalloc(1, sizeof *j + rl + 1);
+    memcpy(j->room, q->room, rl + 1);
+    j->q = *q;
+    j->q.room = j->room;
+    j->fn = fn;
+    j->ctx = ctx;
+    pthread_mutex_lock(&d->mu);
+    *d->jobs_tail = j;
+    d->jobs_tail = &j->next;
+    pthread_cond_signal(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+uint64_t db_errors(const db *d)
+{
+    return atomic_load(&d->errors);
+}

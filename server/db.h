@@ -1,0 +1,65 @@
+/* db.h — reads of the message store (MySQL/MariaDB) off the event loop.
+ *
+ * libmariadb blocks, so queries run on a small pool of threads, each with
+ * its own connection and its own prepared statements. The loop hands a query
+ * over through a locked queue; the answer comes back through a uv_async_t
+ * and the callback runs on the loop. Nothing here ever blocks the loop.
+ *
+ * Connections are made lazily by the thread that needs one and dropped after
+ * any error; a thread whose connect failed does not try again for a short
+ * while (queries fail at once meanwhile), so a MySQL outage costs fast 503s,
+ * not a queue of stuck requests.
+ */
+#ifndef LECTERN_DB_H
+#define LECTERN_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "envelope.h"
+#include "msgid.h"
+
+typedef struct db db;
+
+typedef struct db_config {
+    const char *host;
+    int port;
+    const char *user;
+    const char *password;
+    const char *database;
+    int threads;                 /* pool size, >= 1 */
+    int timeout_s;               /* connect, read and write timeout */
+} db_config;
+
+/* One range of a room's stored messages. Bounds are inclusive or exclusive
+ * as the flags say; ids (0,0) .. (UINT64_MAX, UINT64_MAX) span everything. */
+typedef struct db_query {
+    const char *room;
+    msgid low, high;
+    bool low_inclusive;          /* id >= low (else id > low) */
+    bool descending;             /* newest first (else oldest first) */
+    size_t limit;
+} db_query;
+
+/* rows: n messages in the order asked for (borrowed for the callback); ok
+ * false with a reason when MySQL could not answer. */
+typedef void (*db_fn)(void *ctx, const envelope *rows, size_t n, bool ok, const char *why);
+
+/* Start the pool (threads connect when they first need to). Strings are
+ * copied. Returns NULL (logged) when a thread or the async handle cannot be
+ * created. */
+db *db_create(uv_loop_t *loop, const db_config *cfg);
+
+/* Stop the pool: joins the threads (a query in progress finishes first,
+ * bounded by timeout_s); queued queries complete with ok false before this
+ * returns. Accepts NULL. The loop must run once more afterwards. */
+void db_destroy(db *d);
+
+/* Queue q (copied); fn runs later on the loop, exactly once. */
+void db_fetch(db *d, const db_query *q, db_fn fn, void *ctx);
+
+/* Failed calls (connect or query) so far. */
+uint64_t db_errors(const db *d);
+
+#endif
