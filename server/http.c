@@ -26,8 +26,11 @@
 
 #include "log.h"
 #include "mem.h"
+#include "history.h"
+#include "msgid.h"
 #include "registry.h"
 #include "room.h"
+#include "utf8.h"
 #include "server.h"
 
 #include <jansson.h>
@@ -41,6 +44,7 @@ enum { X_WAITING, X_READY, X_BODY };
 
 struct http_exchange {
     struct lws *wsi;
+    char room[256];          /* history: the room asked for */
     int state;               /* X_WAITING: registry call in flight */
     bool orphan;             /* the connection closed while waiting */
     unsigned status;
@@ -238,18 +242,23 @@ static http_exchange *http_wait(struct lws *wsi, http_exchange **x)
     return e;
 }
 
-/* GET /api/rooms/<room>/presence */
+static int http_room_messages(struct server *srv, struct lws *wsi, http_exchange **x,
+                              const char *rname, size_t n);
+
+/* GET /api/rooms/<room>/presence, /api/rooms/<room>/messages */
 static int http_room_presence(struct server *srv, struct lws *wsi, http_exchange **x,
                               const char *rest)
 {
     const char *slash = strchr(rest, '/');
-    if (!slash || strcmp(slash, "/presence"))
+    if (!slash || (strcmp(slash, "/presence") && strcmp(slash, "/messages")))
         return http_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
     size_t n = (size_t)(slash - rest);
     if (!room_name_valid(rest, n, (size_t)server_conf(srv)->max_room_name))
         return http_error(wsi, x, HTTP_STATUS_BAD_REQUEST,
                           "room names are 1 to stomp.max_room_name characters of "
                           "A-Z a-z 0-9 . _ ~ -");
+    if (!strcmp(slash, "/messages"))
+        return http_room_messages(srv, wsi, x, rest, n);
     char name[1100];
     snprintf(name, sizeof name, "%.*s", (int)n, rest);
     http_exchange *e = http_wait(wsi, x);
@@ -258,6 +267,167 @@ static int http_room_presence(struct server *srv, struct lws *wsi, http_exchange
         return http_error(wsi, x, HTTP_STATUS_SERVICE_UNAVAILABLE,
                           "registry (Redis) unavailable");
     }
+    return 0;
+}
+
+/* --- history ----------------------------------------------------------------------- */
+
+/* The SEND's extra headers (STOMP 1.2 lines "name:value\n", escaped) as a
+ * JSON object; the first occurrence of a name wins, as in STOMP. */
+static json_t *http_headers_json(const char *h, size_t len)
+{
+    json_t *o = json_object();
+    size_t i = 0;
+    while (i < len) {
+        size_t end = i;
+        while (end < len && h[end] != '\n')
+            end++;
+        char *line = xmalloc(end - i + 1), *name = line, *value = NULL;
+        size_t w = 0;
+        for (size_t k = i; k < end; k++) {
+            char c = h[k];
+            if (c == ':' && !value) {
+                line[w++] = '\0';
+                value = line + w;
+                continue;
+            }
+            if (c == '\\' && k + 1 < end) {
+                char n = h[++k];
+                c = n == 'n' ? '\n' : n == 'r' ? '\r' : n == 'c' ? ':' : n;
+            }
+            line[w++] = c;
+        }
+        line[w] = '\0';
+        if (value && !json_object_get(o, name))
+            json_object_set_new(o, name, json_stringn(value, strlen(value)));
+        free(line);
+        i = end + 1;
+    }
+    return o;
+}
+
+static json_t *http_message_json(const envelope *m)
+{
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:s, s:I}", "id", m->id, "room", m->room,
+                          "seq", (json_int_t)m->seq, "sender", m->sender ? m->sender : "",
+                          "sender_name", m->sender_name ? m->sender_name : "",
+                          "timestamp", (json_int_t)m->ts_ms);
+    json_object_set_new(o, "content_type",
+                        m->content_type ? json_string(m->content_type) : json_null());
+    if (utf8_valid(m->body, m->body_len)) {
+        json_object_set_new(o, "body", json_stringn(m->body ? m->body : "", m->body_len));
+    } else {
+        size_t cap = (m->body_len + 2) / 3 * 4 + 4;
+        char *b64 = xmalloc(cap);
+        int n = lws_b64_encode_string(m->body, (int)m->body_len, b64, (int)cap);
+        json_object_set_new(o, "body_base64", json_stringn(b64, n > 0 ? (size_t)n : 0));
+        free(b64);
+    }
+    if (m->headers_len)
+        json_object_set_new(o, "headers", http_headers_json(m->headers, m->headers_len));
+    return o;
+}
+
+static void http_on_history(void *ctx, const history_page *page)
+{
+    http_exchange *e = ctx;
+    if (e->orphan) {
+        http_exchange_free(e);
+        return;
+    }
+    json_t *v;
+    unsigned status = HTTP_STATUS_OK;
+    if (page->status != HISTORY_OK) {
+        status = HTTP_STATUS_SERVICE_UNAVAILABLE;
+        v = json_pack("{s:s}", "error", page->why ? page->why : "history unavailable");
+    } else {
+        json_t *list = json_array();
+        for (size_t i = 0; i < page->n; i++)
+            json_array_append_new(list, http_message_json(&page->msgs[i]));
+        v = json_pack("{s:s, s:o, s:b}", "room", page->n ? page->msgs[0].room : e->room,
+                      "messages", list, "more", page->more);
+        json_object_set_new(v, "before", page->n ? json_string(page->msgs[0].id) : json_null());
+        json_object_set_new(v, "after",
+                            page->n ? json_string(page->msgs[page->n - 1].id) : json_null());
+    }
+    size_t len;
+    char *text = http_json_text(v, &len);
+    json_decref(v);
+    http_set_response(e, status, "application/json", text ? text : "{}", text ? len : 2);
+    free(text);
+    e->state = X_READY;
+    lws_callback_on_writable(e->wsi);
+}
+
+int http_history_params(const char *const *args, size_t nargs, int default_limit,
+                        int max_limit, history_query *q, const char **why)
+{
+    bool seen_limit = false;
+    q->limit = (size_t)default_limit;
+    q->has_after = q->has_before = false;
+    for (size_t i = 0; i < nargs; i++) {
+        const char *a = args[i], *eq = strchr(a, '=');
+        size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
+        const char *v = eq ? eq + 1 : "";
+        if (nlen == 5 && !memcmp(a, "limit", 5)) {
+            if (seen_limit)
+                return *why = "limit given twice", -1;
+            seen_limit = true;
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (!*v || *end || v[0] == '+' || v[0] == '-' || n < 1 || n > max_limit)
+                return *why = "limit must be an integer from 1 to history.max_limit", -1;
+            q->limit = (size_t)n;
+        } else if ((nlen == 5 && !memcmp(a, "after", 5)) ||
+                   (nlen == 6 && !memcmp(a, "before", 6))) {
+            bool after = nlen == 5;
+            bool *has = after ? &q->has_after : &q->has_before;
+            if (*has)
+                return *why = after ? "after given twice" : "before given twice", -1;
+            if (msgid_parse(v, strlen(v), after ? &q->after : &q->before) < 0)
+                return *why = after ? "after must be a message id (<ms>-<n>)"
+                                    : "before must be a message id (<ms>-<n>)", -1;
+            *has = true;
+        } else {
+            return *why = "unknown parameter (use limit, before, after)", -1;
+        }
+    }
+    if (q->has_after && q->has_before && msgid_cmp(q->after, q->before) >= 0)
+        return *why = "after must be smaller than before", -1;
+    return 0;
+}
+
+/* GET /api/rooms/<room>/messages?limit=&before=&after= */
+static int http_room_messages(struct server *srv, struct lws *wsi, http_exchange **x,
+                              const char *rname, size_t n)
+{
+    const server_config *c = server_conf(srv);
+    char frags[8][160];
+    const char *args[8];
+    size_t nargs = 0;
+    /* lws keeps the query as URL-decoded "name=value" fragments. */
+    for (int i = 0;; i++) {
+        int flen = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (flen <= 0)
+            break;
+        if (nargs == 8)
+            return http_error(wsi, x, HTTP_STATUS_BAD_REQUEST, "too many query parameters");
+        if (flen >= (int)sizeof frags[0] ||
+            lws_hdr_copy_fragment(wsi, frags[nargs], sizeof frags[nargs],
+                                  WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
+            return http_error(wsi, x, HTTP_STATUS_BAD_REQUEST, "query parameter too long");
+        args[nargs] = frags[nargs];
+        nargs++;
+    }
+    history_query q = { 0 };
+    const char *why = NULL;
+    if (http_history_params(args, nargs, c->history_default_limit, c->history_max_limit, &q,
+                            &why) < 0)
+        return http_error(wsi, x, HTTP_STATUS_BAD_REQUEST, why);
+    http_exchange *e = http_wait(wsi, x);
+    snprintf(e->room, sizeof e->room, "%.*s", (int)n, rname);
+    q.room = e->room;
+    history_fetch(server_history(srv), &q, http_on_history, e);
     return 0;
 }
 
