@@ -105,10 +105,6 @@ static void resume_on_page(void *ctx, const history_page *page)
         rs->last = id;
         rs->replayed++;
     }
-    if (!rs->sub->resume) {
-        resume_free(rs);            /* the replay overflowed the client: it is gone */
-        return;
-    }
     if (page->more && page->n)
         resume_next(rs);
     else
