@@ -8,17 +8,21 @@
  * once: by a worker, or by db_destroy (ok false) if no worker took it.
  *
  * Connections. A worker connects when it first needs to (TCP, timeouts from
- * mysql.timeout_s, autocommit on: reads only) and prepares its four
- * statements (ascending/descending x inclusive/exclusive lower bound) once
- * per connection. Any error closes the connection; the next job reconnects.
- * After a failed connect the worker fails jobs at once for DB_RETRY_MS, so
- * that an outage answers quickly instead of every request waiting for a
- * connect timeout.
+ * mysql.timeout_s, autocommit on: reads only) and prepares its two
+ * statements (oldest first, newest first) once per connection. Any error
+ * closes the connection; the next job reconnects. A query that fails
+ * because a connection that had worked before is gone (MariaDB restarted,
+ * idle timeout) is run once more on a fresh connection, so a restart costs
+ * no failed request. After a failed connect the worker fails jobs at once
+ * for DB_RETRY_MS, so that an outage answers quickly instead of every
+ * request waiting for a connect timeout.
  *
- * Statements. Every value is a bound parameter; the id predicates
- * "id_ms > ? OR (id_ms = ? AND id_n > ?)" let MariaDB use the primary key
- * (room, id_ms, id_n) as one range. Result columns of variable length are
- * read with mysql_stmt_fetch_column into buffers sized from the row.
+ * Statements. Every value is a bound parameter, never text in the SQL. The
+ * id predicates "id_ms > ? OR (id_ms = ? AND id_n > ?)" (and the same for
+ * the upper bound) let MariaDB read the primary key (room, id_ms, id_n) as
+ * one range. Bounds are exclusive; callers that want a bound row widen the
+ * bound by one id. Result columns of variable length are read with
+ * mysql_stmt_fetch_column into buffers sized from the row.
  */
 #include "db.h"
 
@@ -40,7 +44,7 @@
 static const char db_select[] =
     "SELECT id_ms, id_n, epoch, seq, ts_ms, sender, sender_name, content_type, headers, body,"
     " origin FROM messages WHERE room = ?"
-    " AND (id_ms > ? OR (id_ms = ? AND id_n %s ?))"
+    " AND (id_ms > ? OR (id_ms = ? AND id_n > ?))"
     " AND (id_ms < ? OR (id_ms = ? AND id_n < ?))"
     " ORDER BY id_ms %s, id_n %s LIMIT ?";
 
@@ -61,7 +65,8 @@ typedef struct db_worker {
     pthread_t thread;
     bool started;
     MYSQL *conn;
-    MYSQL_STMT *stmt[4];         /* [descending * 2 + inclusive] */
+    MYSQL_STMT *stmt[2];         /* [descending] */
+    bool used;                   /* conn has answered a query */
     uint64_t failed_at;          /* monotonic ms of the last failed connect */
     char last_why[160];
 } db_worker;
@@ -93,7 +98,7 @@ static uint64_t db_now_ms(void)
 
 static void db_worker_close(db_worker *w)
 {
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 2; i++) {
         if (w->stmt[i])
             mysql_stmt_close(w->stmt[i]);
         w->stmt[i] = NULL;
@@ -101,6 +106,7 @@ static void db_worker_close(db_worker *w)
     if (w->conn)
         mysql_close(w->conn);
     w->conn = NULL;
+    w->used = false;
 }
 
 static int db_worker_connect(db_worker *w, char *why, size_t whylen)
@@ -120,11 +126,10 @@ static int db_worker_connect(db_worker *w, char *why, size_t whylen)
         snprintf(why, whylen, "connect: %s", mysql_error(w->conn));
         goto fail;
     }
-    for (int i = 0; i < 4; i++) {
-        bool desc = i >= 2, incl = i & 1;
+    for (int i = 0; i < 2; i++) {
+        const char *order = i ? "DESC" : "ASC";
         char sql[sizeof db_select + 16];
-        snprintf(sql, sizeof sql, db_select, incl ? ">=" : ">", desc ? "DESC" : "ASC",
-                 desc ? "DESC" : "ASC");
+        snprintf(sql, sizeof sql, db_select, order, order);
         w->stmt[i] = mysql_stmt_init(w->conn);
         if (!w->stmt[i] || mysql_stmt_prepare(w->stmt[i], sql, strlen(sql)) != 0) {
             snprintf(why, whylen, "prepare: %s",
@@ -170,15 +175,15 @@ static char *db_fetch_text(MYSQL_STMT *st, unsigned col, unsigned long len, my_b
     return p;
 }
 
-/* Run one job on w's connection. Returns 0, or -1 with job->why (the
- * connection is then closed by the caller). */
-static int db_worker_query(db_worker *w, db_job *j)
+/* Run one job on w's connection. Returns 0, or -1 with job->why and the
+ * MySQL error number in *err (the caller then closes the connection). */
+static int db_worker_query(db_worker *w, db_job *j, unsigned *err)
 {
     const db_query *q = &j->q;
-    MYSQL_STMT *st = w->stmt[(q->descending ? 2 : 0) + (q->low_inclusive ? 1 : 0)];
+    MYSQL_STMT *st = w->stmt[q->descending ? 1 : 0];
     unsigned long room_len = strlen(q->room);
-    uint64_t p[7] = { q->low.ms, q->low.ms, q->low.n, q->high.ms, q->high.ms, q->high.n,
-                      (uint64_t)q->limit };
+    uint64_t p[7] = { q->after.ms, q->after.ms, q->after.n, q->before.ms, q->before.ms,
+                      q->before.n, (uint64_t)q->limit };
     MYSQL_BIND in[8];
     memset(in, 0, sizeof in);
     in[0].buffer_type = MYSQL_TYPE_STRING;
@@ -254,42 +259,76 @@ static int db_worker_query(db_worker *w, db_job *j)
     return 0;
 
 fail:
+    *err = mysql_stmt_errno(st);
     snprintf(j->why, sizeof j->why, "query: %s", mysql_stmt_error(st));
     return -1;
 }
 
+/* Is err the connection going away (rather than the statement failing)? */
+static bool db_conn_lost(unsigned err)
+{
+    return err == CR_SERVER_GONE_ERROR || err == CR_SERVER_LOST ||
+           err == 1927 /* ER_CONNECTION_KILLED */ || err == 4031 /* idle timeout */;
+}
+
+static void db_job_clear(db_job *j)
+{
+    for (size_t i = 0; i < j->n; i++)
+        envelope_free(&j->rows[i]);
+    free(j->rows);
+    j->rows = NULL;
+    j->n = 0;
+}
+
+/* Make sure w has a connection. Returns 0, or -1 with j->why. */
+static int db_worker_ensure(db_worker *w, db_job *j)
+{
+    db *d = w->d;
+    if (w->conn)
+        return 0;
+    if (w->failed_at && db_now_ms() - w->failed_at < DB_RETRY_MS) {
+        snprintf(j->why, sizeof j->why, "MySQL unavailable (%s)", w->last_why);
+        return -1;
+    }
+    if (db_worker_connect(w, w->last_why, sizeof w->last_why) < 0) {
+        w->failed_at = db_now_ms();
+        atomic_fetch_add(&d->errors, 1);
+        char q[200];
+        log_warn("mysql_down", "host=%s port=%d reason=%s", d->host, d->port,
+                 log_q(q, sizeof q, w->last_why, strlen(w->last_why)));
+        snprintf(j->why, sizeof j->why, "MySQL unavailable (%s)", w->last_why);
+        return -1;
+    }
+    w->failed_at = 0;
+    return 0;
+}
+
+/* Run j on w: on a connection that had worked before and turns out to be
+ * gone, once more on a fresh one. Sets j->ok, or j->why. */
 static void db_worker_run(db_worker *w, db_job *j)
 {
     db *d = w->d;
-    if (!w->conn) {
-        if (w->failed_at && db_now_ms() - w->failed_at < DB_RETRY_MS) {
-            snprintf(j->why, sizeof j->why, "MySQL unavailable (%s)", w->last_why);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        bool reused = w->conn && w->used;
+        if (db_worker_ensure(w, j) < 0)
+            return;
+        unsigned err = 0;
+        if (db_worker_query(w, j, &err) == 0) {
+            w->used = true;
+            j->ok = true;
             return;
         }
-        if (db_worker_connect(w, w->last_why, sizeof w->last_why) < 0) {
-            w->failed_at = db_now_ms();
-            atomic_fetch_add(&d->errors, 1);
-            char q[200];
-            log_warn("mysql_down", "host=%s port=%d reason=%s", d->host, d->port,
-                     log_q(q, sizeof q, w->last_why, strlen(w->last_why)));
-            snprintf(j->why, sizeof j->why, "MySQL unavailable (%s)", w->last_why);
-            return;
-        }
-        w->failed_at = 0;
-    }
-    if (db_worker_query(w, j) < 0) {
-        atomic_fetch_add(&d->errors, 1);
-        for (size_t i = 0; i < j->n; i++)
-            envelope_free(&j->rows[i]);
-        free(j->rows);
-        j->rows = NULL;
-        j->n = 0;
+        db_job_clear(j);
+        db_worker_close(w);
         char q[240];
-        log_warn("mysql_error", "reason=%s", log_q(q, sizeof q, j->why, strlen(j->why)));
-        db_worker_close(w);     /* reconnect on the next job */
-        return;
+        log_q(q, sizeof q, j->why, strlen(j->why));
+        if (!(reused && db_conn_lost(err))) {
+            atomic_fetch_add(&d->errors, 1);
+            log_warn("mysql_error", "reason=%s", q);
+            return;
+        }
+        log_info("mysql_reconnect", "reason=%s", q);
     }
-    j->ok = true;
 }
 
 static void *db_worker_main(void *arg)

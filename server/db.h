@@ -6,9 +6,12 @@
  * and the callback runs on the loop. Nothing here ever blocks the loop.
  *
  * Connections are made lazily by the thread that needs one and dropped after
- * any error; a thread whose connect failed does not try again for a short
- * while (queries fail at once meanwhile), so a MySQL outage costs fast 503s,
- * not a queue of stuck requests.
+ * any error (a query that finds its connection gone, e.g. after a MariaDB
+ * restart, runs once more on a new one); a thread whose connect failed does
+ * not try again for a short while (queries fail at once meanwhile), so a
+ * MySQL outage costs fast 503s, not a queue of stuck requests. Only
+ * prepared statements, prepared once per connection; values are always
+ * bound, never written into SQL text.
  */
 #ifndef LECTERN_DB_H
 #define LECTERN_DB_H
@@ -32,18 +35,20 @@ typedef struct db_config {
     int timeout_s;               /* connect, read and write timeout */
 } db_config;
 
-/* One range of a room's stored messages. Bounds are inclusive or exclusive
- * as the flags say; ids (0,0) .. (UINT64_MAX, UINT64_MAX) span everything. */
+/* One range of a room's stored messages: after < id < before (both
+ * exclusive; {0,0} .. {UINT64_MAX,UINT64_MAX} span every real id, as a
+ * stream id is never 0-0), at most `limit` rows, oldest or newest first.
+ * A caller wanting a bound row itself widens the bound by one id. */
 typedef struct db_query {
-    const char *room;
-    msgid low, high;
-    bool low_inclusive;          /* id >= low (else id > low) */
+    const char *room;            /* borrowed; copied by db_fetch */
+    msgid after, before;
     bool descending;             /* newest first (else oldest first) */
-    size_t limit;
+    size_t limit;                /* >= 1 */
 } db_query;
 
-/* rows: n messages in the order asked for (borrowed for the callback); ok
- * false with a reason when MySQL could not answer. */
+/* rows: n messages in the order asked for (borrowed for the duration of
+ * the callback; every field set, sender/sender_name/origin at least "");
+ * ok false (rows NULL) with a reason when MySQL could not answer. */
 typedef void (*db_fn)(void *ctx, const envelope *rows, size_t n, bool ok, const char *why);
 
 /* Start the pool (threads connect when they first need to). Strings are
@@ -56,7 +61,8 @@ db *db_create(uv_loop_t *loop, const db_config *cfg);
  * returns. Accepts NULL. The loop must run once more afterwards. */
 void db_destroy(db *d);
 
-/* Queue q (copied); fn runs later on the loop, exactly once. */
+/* Queue q (copied, room included); fn(ctx, ...) runs later on the loop,
+ * exactly once, never inside this call. Must be called on the loop. */
 void db_fetch(db *d, const db_query *q, db_fn fn, void *ctx);
 
 /* Failed calls (connect or query) so far. */

@@ -1,24 +1,44 @@
 /* history.c — one range query over the Redis room log and MySQL.
  *
- * A request goes through at most two reads and a check:
+ * A request is answered by a "step": at most two reads and a check.
  *
  *   1. Redis (registry_log_range): the range as far as the log has it, and
- *      the log's oldest entry O, atomically. The log is complete from O on.
- *   2. MySQL (db_fetch), only for the part older than O (or everything when
- *      the log is empty or gone): ids below min(before, O).
- *   3. The page is checked against the room order: within an epoch, seq is
- *      dense, so two neighbours with the same epoch whose seqs are not
- *      consecutive (and the later one is not 1: a log that expired starts
- *      over) mean a message is still on its way through the storage queue.
- *      The neighbours include the row at `after` itself (read along, with an
- *      inclusive bound) and O where the MySQL part meets the log. A page
- *      with such a hole is read again every HISTORY_RETRY_MS until
- *      hole_wait_ms have passed, then returned as it is and counted.
+ *      the log's oldest entry O, in one atomic read. The log is complete
+ *      from O on, so every part of the range at or after O is answered from
+ *      it.
+ *   2. MySQL (db_fetch), only for the part older than O (everything when the
+ *      log is empty or gone): ids below min(before, O). The read is widened
+ *      by one id at each end it does not share with the log, so that the
+ *      rows at `after` and at `before` come back too when MySQL has them;
+ *      they are not part of the page, they only anchor the check.
+ *   3. The check, by room order. Within an epoch seq is dense, so in the
+ *      chain  [row at after] MySQL rows [O or the row at before]:
+ *        - two MySQL neighbours (or an anchor and its neighbour) of the same
+ *          epoch whose seqs are not consecutive, the later one not 1 (a log
+ *          that expired starts over at 1), mean a message in between is still
+ *          on its way through the storage queue;
+ *        - where the MySQL part meets the log it must reach it exactly: the
+ *          last row before O is (O.epoch, O.seq - 1), unless O.seq is 1.
+ *          In "last n" mode this join is always where the MySQL rows end; in
+ *          "after" mode only when MySQL returned the whole rest of its range.
+ *      A step with such a hole is run again (both reads: the log may have
+ *      been trimmed meanwhile) every HISTORY_RETRY_MS until hole_wait_ms
+ *      have passed since the request came in; then the page is answered as
+ *      it is, counted and logged.
  *
  * Paging modes (see history.h). With `after`: ascending, the first limit
  * messages after it. Otherwise descending from `before` (or the newest):
- * the last limit messages. One extra message is read in the paging
- * direction to answer `more`.
+ * the last limit messages. One message more than the page is read in the
+ * paging direction to answer `more`.
+ *
+ * Redis down. Without the log, the newest messages (not stored yet) cannot
+ * be told from the end of the room, but a range that lies entirely below a
+ * message MySQL holds can: such a query is answered from MySQL alone, with
+ * the same checks —
+ *   - with `before`, when the row at `before` is in MySQL (in "after" mode,
+ *     also when MySQL has more than a page after `after`);
+ * everything else (the newest messages, "after" paging that reaches them)
+ * answers HISTORY_UNAVAILABLE.
  *
  * Requests are kept in a list so history_destroy can answer them. A request
  * whose history is gone (h == NULL) has already been answered and waits only
@@ -45,12 +65,17 @@ typedef struct hreq {
     history_fn fn;
     void *ctx;
     uv_timer_t timer;            /* the first step and retries */
-    uint64_t started;            /* loop time */
+    uint64_t started;            /* loop time of history_fetch */
     bool busy;                   /* a Redis or MySQL read in flight */
     bool answered;
-    bool has_oldest;
+    /* this step */
+    bool redis_down;             /* the log could not be read */
+    bool has_oldest;             /* oldest is set: the log's oldest entry */
+    bool join_oldest;            /* the MySQL read ends at oldest (exclusive) */
+    bool anchor_before;          /* the MySQL read includes the row at q.before */
+    size_t asked;                /* rows asked of MySQL */
     envelope oldest;
-    envelope *redis;             /* the log's part, ascending */
+    envelope *redis;             /* the log's part of the range, ascending */
     size_t nredis;
     char room[];
 } hreq;
@@ -64,7 +89,48 @@ struct history {
     history_stats stats;
 };
 
-static const msgid msgid_max = { UINT64_MAX, UINT64_MAX };
+static const msgid history_id_min = { 0, 0 };
+static const msgid history_id_max = { UINT64_MAX, UINT64_MAX };
+
+/* --- ids ---------------------------------------------------------------------- */
+
+static bool history_id_of(const envelope *e, msgid *out)
+{
+    return e->id && msgid_parse(e->id, strlen(e->id), out) == 0;
+}
+
+static bool history_is(const envelope *e, msgid id)
+{
+    msgid x;
+    return history_id_of(e, &x) && msgid_cmp(x, id) == 0;
+}
+
+/* The id just before / after id (saturating at the ends, which no stream
+ * entry uses: 0-0 is never an id). */
+static msgid history_pred(msgid id)
+{
+    if (id.n)
+        return (msgid){ id.ms, id.n - 1 };
+    if (id.ms)
+        return (msgid){ id.ms - 1, UINT64_MAX };
+    return id;
+}
+
+static msgid history_succ(msgid id)
+{
+    if (id.n != UINT64_MAX)
+        return (msgid){ id.ms, id.n + 1 };
+    if (id.ms != UINT64_MAX)
+        return (msgid){ id.ms + 1, 0 };
+    return id;
+}
+
+/* May c follow p in a complete range? Within an epoch, only p.seq + 1 (or 1:
+ * the room's log expired and its sequence started over). */
+static bool history_follows(const envelope *p, const envelope *c)
+{
+    return c->epoch != p->epoch || c->seq == p->seq + 1 || c->seq == 1;
+}
 
 /* --- request lifecycle ---------------------------------------------------------- */
 
@@ -72,12 +138,13 @@ static void hreq_clear_step(hreq *r)
 {
     if (r->has_oldest)
         envelope_free(&r->oldest);
-    r->has_oldest = false;
     for (size_t i = 0; i < r->nredis; i++)
         envelope_free(&r->redis[i]);
     free(r->redis);
     r->redis = NULL;
     r->nredis = 0;
+    r->redis_down = r->has_oldest = r->join_oldest = r->anchor_before = false;
+    r->asked = 0;
 }
 
 static void hreq_on_closed(uv_handle_t *t)
@@ -118,26 +185,11 @@ static void hreq_fail(hreq *r, const char *why)
 
 /* --- the page -------------------------------------------------------------------- */
 
-static bool history_id(const envelope *e, msgid *out)
-{
-    return msgid_parse(e->id, strlen(e->id), out) == 0;
-}
-
-/* Is the chain a[0..n) (ascending) free of holes in the room order? */
-static bool history_dense(const envelope *const *a, size_t n)
-{
-    for (size_t i = 1; i < n; i++) {
-        const envelope *p = a[i - 1], *c = a[i];
-        if (c->epoch == p->epoch && c->seq != p->seq + 1 && c->seq != 1)
-            return false;
-    }
-    return true;
-}
-
 static void history_step(uv_timer_t *t);
 
-/* Answer with page (ascending, `n` entries, borrowed), or retry when the
- * range has a hole. */
+/* Answer with page[0..n) (ascending, borrowed; the first from_mysql of them
+ * from MySQL), or run the step again when the range has a hole and
+ * hole_wait_ms have not passed yet. */
 static void hreq_finish(hreq *r, const envelope *const *page, size_t n, bool more, bool hole,
                         size_t from_mysql)
 {
@@ -145,9 +197,11 @@ static void hreq_finish(hreq *r, const envelope *const *page, size_t n, bool mor
     if (hole) {
         uint64_t waited = uv_now(h->loop) - r->started;
         if (waited < (uint64_t)h->hole_wait_ms) {
+            uint64_t left = (uint64_t)h->hole_wait_ms - waited;
             h->stats.hole_retries++;
             hreq_clear_step(r);
-            uv_timer_start(&r->timer, history_step, HISTORY_RETRY_MS, 0);
+            uv_timer_start(&r->timer, history_step, left < HISTORY_RETRY_MS ? left : HISTORY_RETRY_MS,
+                           0);
             return;
         }
         h->stats.holes_returned++;
@@ -168,7 +222,8 @@ static void hreq_finish(hreq *r, const envelope *const *page, size_t n, bool mor
 
 /* --- MySQL part -------------------------------------------------------------------- */
 
-/* Combine MySQL rows (ascending or descending as asked) with the log's part. */
+/* Combine the MySQL rows (ascending or descending as asked) with the log's
+ * part, check the chain, answer. */
 static void history_on_rows(void *ctx, const envelope *rows, size_t n, bool ok, const char *why)
 {
     hreq *r = ctx;
@@ -180,59 +235,65 @@ static void history_on_rows(void *ctx, const envelope *rows, size_t n, bool ok, 
     if (!ok) {
         char msg[256];
         snprintf(msg, sizeof msg, "history store (MySQL) unavailable: %s", why ? why : "");
-        r->h->stats.mysql_errors++;
         hreq_fail(r, msg);
         return;
     }
+    bool asc = r->q.has_after;
     size_t limit = r->q.limit;
-    size_t cap = n + r->nredis + 1;
-    const envelope **all = xmalloc(cap * sizeof *all);
-    size_t nall = 0, from_mysql = 0;
-    const envelope *prev = NULL;
-
-    if (r->q.has_after) {
-        /* rows ascending from `after` inclusive: the row at `after` (if
-         * stored) only anchors the density check. */
-        size_t i = 0;
-        msgid id;
-        if (n && history_id(&rows[0], &id) && msgid_cmp(id, r->q.after) == 0) {
-            prev = &rows[0];
-            i = 1;
-        }
-        for (; i < n; i++)
-            all[nall++] = &rows[i];
-        from_mysql = nall;
-        for (size_t k = 0; k < r->nredis; k++)
-            all[nall++] = &r->redis[k];
-        bool more = nall > limit;
-        size_t take = more ? limit : nall;
-        /* The chain: the anchor, the page and the one after it. */
-        const envelope **chain = xmalloc((nall + 1) * sizeof *chain);
-        size_t nchain = 0;
-        if (prev)
-            chain[nchain++] = prev;
-        for (size_t k = 0; k < nall && k <= limit; k++)
-            chain[nchain++] = all[k];
-        hreq_finish(r, all, take, more, !history_dense(chain, nchain),
-                    from_mysql < take ? from_mysql : take);
-        free(chain);
-    } else {
-        /* rows descending (newest first), all older than the log's part. */
-        for (size_t i = n; i-- > 0;)
-            all[nall++] = &rows[i];
-        from_mysql = nall;
-        for (size_t k = 0; k < r->nredis; k++)
-            all[nall++] = &r->redis[k];
-        bool more = nall > limit;
-        size_t skip = more ? nall - limit : 0;
-        /* A hole inside the range, or MySQL has nothing older than the
-         * log although the log does not start the room's sequence: the
-         * older messages are still on their way to storage. */
-        bool hole = !history_dense(all, nall) ||
-                    (!n && r->has_oldest && r->oldest.seq > 1);
-        hreq_finish(r, all + skip, nall - skip, more, hole,
-                    from_mysql > skip ? from_mysql - skip : 0);
+    const envelope *lo = NULL, *hi = NULL;   /* the anchors, when MySQL has them */
+    size_t first = 0, end = n;               /* rows[first..end): the MySQL part */
+    if (asc) {
+        if (end > first && history_is(&rows[first], r->q.after))
+            lo = &rows[first++];
+        if (r->anchor_before && end > first && history_is(&rows[end - 1], r->q.before))
+            hi = &rows[--end];
+    } else if (r->anchor_before && end > first && history_is(&rows[first], r->q.before)) {
+        hi = &rows[first++];
     }
+    /* Everything, ascending: the MySQL part, then the log's part. */
+    size_t nm = end - first, nall = nm + r->nredis;
+    const envelope **all = xmalloc((nall + 1) * sizeof *all);
+    for (size_t i = 0; i < nm; i++)
+        all[i] = asc ? &rows[first + i] : &rows[end - 1 - i];
+    for (size_t i = 0; i < r->nredis; i++)
+        all[nm + i] = &r->redis[i];
+
+    /* The page: all[from .. from + take). */
+    bool more = nall > limit;
+    size_t take = more ? limit : nall;
+    size_t from = asc ? 0 : nall - take;
+
+    /* The check (see the essay), over what the page claims: its MySQL rows
+     * follow one another (and the row at `after`); where they end inside
+     * the page, or are all there is below it, they reach O or the row at
+     * `before`. Neighbours beyond the page are the next page's business. */
+    bool hole = false;
+    size_t mend = nm < from + take ? nm : from + take;     /* MySQL rows in the page: [from, mend) */
+    const envelope *prev = asc ? lo : NULL;
+    for (size_t i = from; i < mend; i++) {
+        if (prev && !history_follows(prev, all[i]))
+            hole = true;
+        prev = all[i];
+    }
+    /* Does the page reach the top of the MySQL range? Ascending: when MySQL
+     * gave all of it and the page holds its last row; descending: when the
+     * page holds the newest MySQL row, or MySQL had none. */
+    bool at_top = asc ? ((n < r->asked || hi) && nm <= take) : (nm > from || nm == 0);
+    if (at_top && r->join_oldest) {
+        const envelope *o = &r->oldest;
+        if (o->seq > 1 && !(prev && prev->epoch == o->epoch && prev->seq + 1 == o->seq))
+            hole = true;
+    } else if (at_top && hi && prev && !history_follows(prev, hi)) {
+        hole = true;
+    }
+
+    if (r->redis_down && !hi && !(asc && nm > limit)) {
+        free(all);
+        hreq_fail(r, "room log (Redis) unavailable, and this range may reach messages "
+                     "not stored yet");
+        return;
+    }
+    hreq_finish(r, all + from, take, more, hole, mend > from ? mend - from : 0);
     free(all);
 }
 
@@ -250,6 +311,17 @@ static void history_copy_range(hreq *r, const registry_range *range, bool revers
         envelope_copy(&r->redis[i], &range->msgs[reverse ? range->n - 1 - i : i]);
 }
 
+/* Answer page = redis[from .. from + n) (no MySQL needed). */
+static void history_from_log(hreq *r, size_t from, size_t n, bool more)
+{
+    const envelope **page = xmalloc((n + 1) * sizeof *page);
+    for (size_t i = 0; i < n; i++)
+        page[i] = &r->redis[from + i];
+    hreq_finish(r, page, n, more, false, 0);
+    free(page);
+}
+
+/* range: the log's part and oldest entry; NULL when Redis could not answer. */
 static void history_on_range(void *ctx, const registry_range *range)
 {
     hreq *r = ctx;
@@ -258,50 +330,53 @@ static void history_on_range(void *ctx, const registry_range *range)
         hreq_release(r);
         return;
     }
-    if (!range) {
+    history *h = r->h;
+    const history_query *q = &r->q;
+    size_t limit = q->limit;
+    msgid oldest = history_id_max;
+    if (range) {
+        history_copy_range(r, range, !q->has_after);    /* XREVRANGE: newest first */
+        if (r->has_oldest && !history_id_of(&r->oldest, &oldest)) {
+            envelope_free(&r->oldest);
+            r->has_oldest = false;
+        }
+    } else {
+        r->redis_down = true;
+    }
+
+    if (q->has_after && r->has_oldest && msgid_cmp(q->after, oldest) >= 0) {
+        history_from_log(r, 0, r->nredis > limit ? limit : r->nredis, r->nredis > limit);
+        return;                        /* the log holds everything after `after` */
+    }
+    if (!q->has_after && r->nredis > limit) {
+        history_from_log(r, r->nredis - limit, limit, true);
+        return;
+    }
+    if (r->redis_down && !q->has_before && !q->has_after) {
         hreq_fail(r, "room log (Redis) unavailable");
         return;
     }
-    history *h = r->h;
-    size_t limit = r->q.limit;
-    msgid oldest = msgid_max;
-    bool have_oldest = range->oldest && history_id(range->oldest, &oldest);
 
-    db_query dq = { .room = r->room, .low = { 0, 0 }, .low_inclusive = true };
-    if (r->q.has_after) {
-        history_copy_range(r, range, false);
-        if (have_oldest && msgid_cmp(r->q.after, oldest) >= 0) {
-            /* The log holds everything after `after`. */
-            const envelope **page = xmalloc((r->nredis + 1) * sizeof *page);
-            for (size_t i = 0; i < r->nredis; i++)
-                page[i] = &r->redis[i];
-            bool more = r->nredis > limit;
-            hreq_finish(r, page, more ? limit : r->nredis, more, false, 0);
-            free(page);
-            return;
-        }
-        dq.low = r->q.after;
-        dq.high = r->q.has_before ? r->q.before : msgid_max;
-        if (have_oldest && msgid_cmp(oldest, dq.high) < 0)
-            dq.high = oldest;
-        dq.descending = false;
-        dq.limit = limit + 2;          /* the anchor row and one past the page */
+    /* The MySQL part: below min(before, oldest). */
+    db_query dq = { .room = r->room, .after = history_id_min, .before = history_id_max };
+    msgid top = q->has_before ? q->before : history_id_max;
+    if (r->has_oldest && msgid_cmp(oldest, top) <= 0) {
+        dq.before = oldest;
+        r->join_oldest = true;
+    } else if (q->has_before) {
+        dq.before = history_succ(q->before);
+        r->anchor_before = true;
+    }
+    if (q->has_after) {
+        dq.after = history_pred(q->after);
+        dq.limit = limit + 2;          /* the anchor at `after`, the page, one more */
     } else {
-        history_copy_range(r, range, true);     /* XREVRANGE: newest first */
-        if (r->nredis > limit) {
-            const envelope **page = xmalloc(limit * sizeof *page);
-            for (size_t i = 0; i < limit; i++)
-                page[i] = &r->redis[r->nredis - limit + i];
-            hreq_finish(r, page, limit, true, false, 0);
-            free(page);
-            return;
-        }
-        dq.high = r->q.has_before ? r->q.before : msgid_max;
-        if (have_oldest && msgid_cmp(oldest, dq.high) < 0)
-            dq.high = oldest;
         dq.descending = true;
         dq.limit = limit - r->nredis + 1;
     }
+    if (r->anchor_before)
+        dq.limit++;
+    r->asked = dq.limit;
     r->busy = true;
     db_fetch(h->db, &dq, history_on_rows, r);
 }
@@ -310,7 +385,6 @@ static void history_step(uv_timer_t *t)
 {
     hreq *r = t->data;
     char low[MSGID_MAX + 1] = "-", high[MSGID_MAX + 1] = "+";
-    size_t count = r->q.limit + 1;
     if (r->q.has_after) {
         low[0] = '(';
         msgid_format(r->q.after, low + 1);
@@ -320,11 +394,9 @@ static void history_step(uv_timer_t *t)
         msgid_format(r->q.before, high + 1);
     }
     r->busy = true;
-    if (registry_log_range(r->h->reg, r->room, r->q.has_after, low, high, count,
-                           history_on_range, r) < 0) {
-        r->busy = false;
-        hreq_fail(r, "room log (Redis) unavailable");
-    }
+    if (registry_log_range(r->h->reg, r->room, r->q.has_after, low, high, r->q.limit + 1,
+                           history_on_range, r) < 0)
+        history_on_range(r, NULL);     /* not connected: as if Redis failed */
 }
 
 /* --- API ----------------------------------------------------------------------------- */

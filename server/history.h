@@ -11,6 +11,11 @@
  * through the storage queue; such a range is re-read for up to
  * history.hole_wait_ms before it is returned as it is (and counted).
  *
+ * If Redis is down, a range that lies entirely below a message MySQL holds
+ * (the row at `before`; in "after" mode also a full page that MySQL has
+ * more after) is still answered, from MySQL alone; anything that may reach
+ * the newest messages is HISTORY_UNAVAILABLE (they may not be stored yet).
+ *
  * MySQL queries run on a thread pool (server/db.h); nothing here blocks the
  * loop. Callbacks run on the loop.
  *
@@ -58,7 +63,8 @@ typedef struct history_query {
 
 enum {
     HISTORY_OK = 0,
-    HISTORY_UNAVAILABLE = -1, /* Redis or MySQL needed and not reachable */
+    HISTORY_UNAVAILABLE = -1, /* MySQL needed and not reachable, or Redis down and
+                                 needed (see above), or shutting down */
 };
 
 /* The answer. msgs (n of them, oldest first) are borrowed for the duration

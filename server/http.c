@@ -4,11 +4,17 @@
  * content type and a body built whole (small JSON or the metrics text).
  * Answers known at once have their headers written in that callback and
  * the body from HTTP_WRITEABLE, as libwebsockets requires. Answers that need
- * Redis are asynchronous: the exchange waits (state WAITING) until the
- * registry calls back, then asks for a writable callback in which it writes
- * the headers, and the body in the next. If the client goes away first the
- * exchange is only marked orphaned, and the registry callback frees it.
- * Errors are JSON objects with an "error" member saying why.
+ * Redis or MySQL (presence, history) are asynchronous: the exchange waits
+ * (state WAITING) until the registry or history calls back, then asks for a
+ * writable callback in which it writes the headers, and the body in the
+ * next. If the client goes away first the exchange is only marked orphaned,
+ * and the callback frees it. Errors are JSON objects with an "error" member
+ * saying why.
+ *
+ * History pages (GET /api/rooms/<room>/messages, docs/protocol.md) carry
+ * client bytes: a body that is not UTF-8 goes out as base64, and other text
+ * that is not (sender, names, headers) has its bad bytes replaced by U+FFFD,
+ * so the answer is always valid JSON.
  *
  * Upgrades. libwebsockets binds a WebSocket to the first subprotocol in the
  * client's list that the vhost knows; STOMP servers (RabbitMQ Web-STOMP
@@ -24,6 +30,7 @@
  */
 #include "http.h"
 
+#include "buf.h"
 #include "log.h"
 #include "mem.h"
 #include "history.h"
@@ -246,8 +253,8 @@ static int http_room_messages(struct server *srv, struct lws *wsi, http_exchange
                               const char *rname, size_t n);
 
 /* GET /api/rooms/<room>/presence, /api/rooms/<room>/messages */
-static int http_room_presence(struct server *srv, struct lws *wsi, http_exchange **x,
-                              const char *rest)
+static int http_room_route(struct server *srv, struct lws *wsi, http_exchange **x,
+                           const char *rest)
 {
     const char *slash = strchr(rest, '/');
     if (!slash || (strcmp(slash, "/presence") && strcmp(slash, "/messages")))
@@ -271,6 +278,33 @@ static int http_room_presence(struct server *srv, struct lws *wsi, http_exchange
 }
 
 /* --- history ----------------------------------------------------------------------- */
+
+/* p[0..len) as a JSON string: as it is when it is UTF-8, else with each
+ * byte that does not start a valid sequence replaced by U+FFFD. */
+static json_t *http_text_json(const char *p, size_t len)
+{
+    if (!p)
+        return json_string("");
+    if (utf8_valid(p, len))
+        return json_stringn(p, len);
+    buf b;
+    buf_init(&b);
+    for (size_t i = 0; i < len;) {
+        size_t k = 1;
+        while (k <= 4 && i + k <= len && !utf8_valid(p + i, k))
+            k++;
+        if (k <= 4 && i + k <= len) {
+            buf_append(&b, p + i, k);
+            i += k;
+        } else {
+            buf_append(&b, "\xef\xbf\xbd", 3);
+            i++;
+        }
+    }
+    json_t *v = json_stringn(b.data ? b.data : "", b.len);
+    buf_deinit(&b);
+    return v;
+}
 
 /* The SEND's extra headers (STOMP 1.2 lines "name:value\n", escaped) as a
  * JSON object; the first occurrence of a name wins, as in STOMP. */
@@ -298,8 +332,8 @@ static json_t *http_headers_json(const char *h, size_t len)
             line[w++] = c;
         }
         line[w] = '\0';
-        if (value && !json_object_get(o, name))
-            json_object_set_new(o, name, json_stringn(value, strlen(value)));
+        if (value && utf8_valid(name, strlen(name)) && !json_object_get(o, name))
+            json_object_set_new(o, name, http_text_json(value, strlen(value)));
         free(line);
         i = end + 1;
     }
@@ -308,12 +342,15 @@ static json_t *http_headers_json(const char *h, size_t len)
 
 static json_t *http_message_json(const envelope *m)
 {
-    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:s, s:I}", "id", m->id, "room", m->room,
-                          "seq", (json_int_t)m->seq, "sender", m->sender ? m->sender : "",
-                          "sender_name", m->sender_name ? m->sender_name : "",
+    /* id and room are ASCII by construction (msgid, room_name_valid). */
+    json_t *o = json_pack("{s:s, s:s, s:I, s:o, s:o, s:o, s:I}", "id", m->id, "room", m->room,
+                          "seq", (json_int_t)m->seq,
+                          "sender", http_text_json(m->sender, m->sender ? strlen(m->sender) : 0),
+                          "sender_name", http_text_json(m->sender_name, m->sender_name ?
+                                                        strlen(m->sender_name) : 0),
+                          "content_type", m->content_type ?
+                          http_text_json(m->content_type, strlen(m->content_type)) : json_null(),
                           "timestamp", (json_int_t)m->ts_ms);
-    json_object_set_new(o, "content_type",
-                        m->content_type ? json_string(m->content_type) : json_null());
     if (utf8_valid(m->body, m->body_len)) {
         json_object_set_new(o, "body", json_stringn(m->body ? m->body : "", m->body_len));
     } else {
@@ -375,7 +412,7 @@ int http_history_params(const char *const *args, size_t nargs, int default_limit
             seen_limit = true;
             char *end;
             long n = strtol(v, &end, 10);
-            if (!*v || *end || v[0] == '+' || v[0] == '-' || n < 1 || n > max_limit)
+            if (v[0] < '0' || v[0] > '9' || *end || n < 1 || n > max_limit)
                 return *why = "limit must be an integer from 1 to history.max_limit", -1;
             q->limit = (size_t)n;
         } else if ((nlen == 5 && !memcmp(a, "after", 5)) ||
@@ -424,10 +461,13 @@ static int http_room_messages(struct server *srv, struct lws *wsi, http_exchange
     if (http_history_params(args, nargs, c->history_default_limit, c->history_max_limit, &q,
                             &why) < 0)
         return http_error(wsi, x, HTTP_STATUS_BAD_REQUEST, why);
+    struct history *h = server_history(srv);
+    if (!h)     /* shutting down */
+        return http_error(wsi, x, HTTP_STATUS_SERVICE_UNAVAILABLE, "history unavailable");
     http_exchange *e = http_wait(wsi, x);
     snprintf(e->room, sizeof e->room, "%.*s", (int)n, rname);
     q.room = e->room;
-    history_fetch(server_history(srv), &q, http_on_history, e);
+    history_fetch(h, &q, http_on_history, e);
     return 0;
 }
 
@@ -550,7 +590,7 @@ int http_request(struct server *srv, struct lws *wsi, http_exchange **x, const c
                                            "reason", why, "server", server_id(srv)));
     }
     if (!strncmp(uri, "/api/rooms/", 11))
-        return http_room_presence(srv, wsi, x, uri + 11);
+        return http_room_route(srv, wsi, x, uri + 11);
     if (!strcmp(uri, "/api/presence"))
         return http_users_online(srv, wsi, x);
     if (!strcmp(uri, "/metrics")) {

@@ -50,6 +50,7 @@ static void test_rejections(void **state)
         { { "limit=5x" }, 1, "limit must be" },
         { { "limit=+5" }, 1, "limit must be" },
         { { "limit=-5" }, 1, "limit must be" },
+        { { "limit= 5" }, 1, "limit must be" },
         { { "limit=99999999999999999999" }, 1, "limit must be" },
         { { "limit=5", "limit=5" }, 2, "limit given twice" },
         { { "after=x" }, 1, "after must be" },
