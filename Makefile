@@ -4,6 +4,7 @@
 #   make SANITIZE=1   the same under ASan+UBSan, in build/asan (binary build/asan/bin/)
 #   make deps         install the Debian packages and npm modules (idempotent)
 #   make test         unit tests (under sanitizers), service smoke test, integration tests
+#   make storage-test lectern-storage against private RabbitMQ and MariaDB
 #   make run          start services and the cluster in the background, print the URLs
 #   make stop         stop everything `make run` started
 #
@@ -52,7 +53,8 @@ SERVER_CORE := $(filter-out $(B)/server/main.o,$(SERVER_OBJ))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all deps test unit unit-bins integration services-test bus-test run stop clean check-deps
+.PHONY: all deps test unit unit-bins integration services-test bus-test storage-test run stop \
+        clean check-deps
 .DEFAULT_GOAL := all
 
 all: $(BINDIR)/lectern-server $(BINDIR)/lectern-storage
@@ -86,6 +88,18 @@ $(B)/tests/test_%: $(B)/tests/unit/test_%.o $(SERVER_CORE) $(LIB_OBJ)
 
 unit-bins: $(UNIT_BIN)
 
+# The storage tests' publisher: envelopes into the storage queue, with confirms.
+$(B)/tests/storage-publish: $(B)/tests/storage/publish.o $(B)/lib/envelope.o $(B)/lib/mem.o
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs librabbitmq 2>/dev/null)
+
+# Unit tests of lectern-storage's pure parts (schema splitting, backoff, metrics text).
+$(B)/tests/storage-units: $(B)/tests/storage/test_units.o $(B)/storage-worker/schema.o \
+                          $(B)/storage-worker/schema_sql.o $(B)/storage-worker/metrics.o \
+                          $(B)/lib/backoff.o $(B)/lib/buf.o $(B)/lib/clock.o $(B)/lib/mem.o
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS)
+
 # --- dependencies ---------------------------------------------------------
 
 deps:
@@ -107,6 +121,7 @@ test: check-deps
 	$(MAKE) SANITIZE=1 unit
 	$(MAKE) services-test
 	$(MAKE) bus-test
+	$(MAKE) storage-test
 	$(MAKE) SANITIZE=1 integration
 
 unit: $(UNIT_BIN)
@@ -119,6 +134,15 @@ services-test:
 # The RabbitMQ bus on its own, against a private broker (restarts it too).
 bus-test:
 	tests/bus/run.sh
+
+# lectern-storage: its unit tests, then the worker against a private RabbitMQ
+# and MariaDB: kill -9, a MySQL outage, duplicates and poison, SIGTERM, CLI
+# and metrics. The heavy run uses the release build, the others the
+# sanitizer build.
+storage-test:
+	$(MAKE) SANITIZE=0 bin/lectern-storage build/release/tests/storage-publish
+	$(MAKE) SANITIZE=1 build/asan/bin/lectern-storage build/asan/tests/storage-units
+	tests/storage/run.sh
 
 integration: $(BINDIR)/lectern-server $(BINDIR)/lectern-storage
 	LECTERN_SERVER_BIN=$(abspath $(BINDIR)/lectern-server) \

@@ -1,7 +1,10 @@
-/* config.c — the knob table of lectern-storage (pure data; see lib/cfg.h).
+/* config.c — the knob table of lectern-storage.
  *
- * Defaults match what scripts/services runs locally and what lectern-server
- * publishes to: the same storage queue name and type.
+ * One row per knob: name, type, field, default, bounds, help. The loader in
+ * lib/cfg.c does all the parsing; this file is pure data so that the shipped
+ * config file, `--set`, `--print-config` and the docs come from one place.
+ * The service defaults are the ports scripts/services runs RabbitMQ and
+ * MariaDB on; the queue name and type must match the servers' [storage].
  */
 #include "config.h"
 
@@ -24,46 +27,64 @@ const cfg_knob storage_knobs[] = {
     { "amqp.user", CFG_STR, K(amqp_user), "guest", 0, 0, NULL, "AMQP user." },
     { "amqp.password", CFG_STR, K(amqp_password), "guest", 0, 0, NULL, "AMQP password." },
     { "amqp.heartbeat_s", CFG_INT, K(amqp_heartbeat_s), "10", 0, 3600, NULL,
-      "AMQP heartbeat; a dead broker connection is noticed within about twice this." },
+      "AMQP heartbeat; a dead broker connection is noticed within about twice this.\n"
+      "0 turns heartbeats off." },
     { "amqp.backoff_min_ms", CFG_INT, K(amqp_backoff_min_ms), "100", 10, 60000, NULL,
       "First reconnect delay after RabbitMQ is lost; doubles, with jitter, up to the max." },
     { "amqp.backoff_max_ms", CFG_INT, K(amqp_backoff_max_ms), "5000", 10, 600000, NULL,
       "Longest reconnect delay to RabbitMQ." },
 
     { "storage.queue", CFG_STR, K(queue), "lectern.storage", 0, 0, NULL,
-      "Durable queue the servers publish every message to (their storage.queue)." },
+      "Durable queue the servers publish every message to; any number of workers\n"
+      "consume it (competing consumers). Must equal the servers' storage.queue." },
     { "storage.queue_type", CFG_STR, K(queue_type), "classic", 0, 0, "classic|quorum",
-      "Queue type, as the servers declare it (RabbitMQ refuses a mismatch)." },
-    { "storage.prefetch", CFG_INT, K(prefetch), "2000", 1, 65535, NULL,
-      "Unacknowledged messages RabbitMQ may hand this worker at once (basic.qos).\n"
-      "At least batch_max, so that a batch can fill." },
-    { "storage.batch_max", CFG_INT, K(batch_max), "500", 1, 10000, NULL,
-      "Most rows written by one multi-row INSERT and acknowledged together." },
+      "RabbitMQ queue type of the storage queue (declared durable, shared). Must\n"
+      "equal the servers' storage.queue_type: RabbitMQ refuses a redeclaration\n"
+      "with another type." },
+    { "storage.prefetch", CFG_INT, K(prefetch), "1000", 1, 65535, NULL,
+      "Most deliveries held unacknowledged (basic.qos): the messages being batched\n"
+      "plus those waiting for the next batch. At least batch_max for full batches." },
+    { "storage.batch_max", CFG_INT, K(batch_max), "500", 1, 5000, NULL,
+      "Most rows written by one batch (multi-row INSERT ... ON DUPLICATE KEY\n"
+      "UPDATE, then COMMIT, then one basic.ack for all). A batch is also split so\n"
+      "that no statement exceeds MySQL's max_allowed_packet." },
     { "storage.batch_wait_ms", CFG_INT, K(batch_wait_ms), "50", 0, 60000, NULL,
-      "How long a batch waits to fill after its first message before it is written." },
-    { "storage.shutdown_timeout_ms", CFG_INT, K(shutdown_timeout_ms), "10000", 100, 600000, NULL,
-      "On SIGTERM the batch in hand is written and acknowledged within this time;\n"
-      "after it the worker exits anyway (RabbitMQ redelivers what was not acked)." },
+      "Longest time the first message of a batch waits for more to join it." },
+    { "storage.check_ms", CFG_INT, K(check_ms), "2000", 100, 3600000, NULL,
+      "How often the worker reads the queue's ready count (a passive queue.declare\n"
+      "on a second channel: lectern_storage_queue_messages) and, when it has\n"
+      "written nothing for this long, pings MySQL (so /readyz notices an outage\n"
+      "without traffic)." },
+    { "storage.shutdown_timeout_ms", CFG_INT, K(shutdown_timeout_ms), "10000", 100, 3600000, NULL,
+      "On SIGTERM/SIGINT the worker stops consuming and writes, commits and acks\n"
+      "the messages it holds. If that takes longer (MySQL down), it exits anyway\n"
+      "(status 0) without acking them: RabbitMQ delivers them again." },
+    { "storage.poison_log_every", CFG_INT, K(poison_log_every), "100", 1, 100000000, NULL,
+      "A message that cannot be stored (undecodable, a bad id, or a row MySQL\n"
+      "refuses) is rejected without requeue and counted; the first and then one\n"
+      "in every this many are logged." },
 
     { "mysql.host", CFG_STR, K(mysql_host), "127.0.0.1", 0, 0, NULL,
       "MySQL/MariaDB holding the message store." },
     { "mysql.port", CFG_INT, K(mysql_port), "3390", 1, 65535, NULL,
       "MySQL port (the default is the one scripts/services runs MariaDB on)." },
-    { "mysql.user", CFG_STR, K(mysql_user), "lectern", 0, 0, NULL, "MySQL user." },
+    { "mysql.user", CFG_STR, K(mysql_user), "lectern", 0, 0, NULL,
+      "MySQL user; needs INSERT on the messages table, and CREATE/ALTER while a\n"
+      "schema migration is pending." },
     { "mysql.password", CFG_STR, K(mysql_password), "lectern", 0, 0, NULL, "MySQL password." },
-    { "mysql.database", CFG_STR, K(mysql_database), "lectern", 0, 0, NULL,
-      "MySQL database; the worker creates and migrates its tables at start." },
-    { "mysql.timeout_s", CFG_INT, K(mysql_timeout_s), "10", 1, 3600, NULL,
+    { "mysql.database", CFG_STR, K(mysql_database), "lectern", 0, 0, NULL, "MySQL database." },
+    { "mysql.timeout_s", CFG_INT, K(mysql_timeout_s), "5", 1, 3600, NULL,
       "Connect, read and write timeout of one MySQL call." },
     { "mysql.backoff_min_ms", CFG_INT, K(mysql_backoff_min_ms), "100", 10, 60000, NULL,
-      "First retry delay after a MySQL error; doubles, with jitter, up to the max." },
+      "First reconnect delay after MySQL is lost (the batch in hand is kept and\n"
+      "written again); doubles, with jitter, up to the max." },
     { "mysql.backoff_max_ms", CFG_INT, K(mysql_backoff_max_ms), "5000", 10, 600000, NULL,
-      "Longest retry delay to MySQL." },
+      "Longest reconnect delay to MySQL." },
 
     { "http.port", CFG_INT, K(http_port), "8390", 0, 65535, NULL,
-      "Port of /healthz, /readyz and /metrics; 0 turns HTTP off." },
-    { "http.listen", CFG_STR, K(http_listen), "127.0.0.1", 0, 0, NULL,
-      "Address HTTP listens on (0.0.0.0 for all)." },
+      "TCP port for GET /healthz, /readyz and /metrics (Prometheus). 0: no HTTP." },
+    { "http.listen", CFG_STR, K(http_listen), "", 0, 0, NULL,
+      "Interface name (lo, eth0) or address to listen on; empty listens on all." },
 
     { "log.level", CFG_STR, K(log_level), "info", 0, 0, "debug|info|warn|error",
       "Minimum level of the one-line key=value logs written to stderr." },

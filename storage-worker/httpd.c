@@ -1,205 +1,226 @@
-/* httpd.c — a minimal HTTP/1.x responder on libuv (see httpd.h).
+/* httpd.c — health and metrics over HTTP with libwebsockets (see httpd.h).
  *
- * Each accepted connection reads into a fixed buffer until the end of the
- * request head ("\r\n\r\n"), parses only the request line, calls the
- * handler, writes "HTTP/1.1 <status>" with Content-Length and
- * Connection: close, and closes. A head larger than the buffer gets 431, a
- * method other than GET 405, a malformed line 400. Connections are kept in
- * a list so httpd_destroy can close them; a connection frees itself in its
- * close callback.
+ * Set up as lectern-server does it: our own uv_loop_t handed to lws as a
+ * foreign loop (LWS_SERVER_OPTION_LIBUV), the vhost created explicitly
+ * (LWS_SERVER_OPTION_EXPLICIT_VHOSTS) so that a port that cannot be bound
+ * fails in lws_create_vhost with the context still intact and destroyable.
+ *
+ * Lifetime quirks of Debian's lws 4.1.6: the context must be destroyed from
+ * inside the running loop (destroyed outside it, lws unloads its libuv
+ * plugin while that plugin's handle-close callbacks are still pending); lws
+ * then finishes the destroy in a second lws_context_destroy once the loop
+ * has closed its handles. `ctx` is registered as info.pcontext, so lws
+ * clears it when the context is completely gone.
+ *
+ * A request: LWS_CALLBACK_HTTP asks the route for the whole answer, writes
+ * the headers and asks for a writable callback, in which the body goes out
+ * as the final write (lws requires the body to be written from there). The
+ * answer lives in the connection's per-session data until written or the
+ * connection closes.
  */
 #include "httpd.h"
 
+#include "log.h"
 #include "mem.h"
 
-#include <stdbool.h>
+#include <libwebsockets.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define HTTPD_HEAD_MAX 8192
-
-typedef struct httpd_conn {
-    uv_tcp_t tcp;
-    uv_write_t wr;
-    httpd *h;
-    struct httpd_conn *prev, *next;
-    bool closing;
-    size_t len;
-    char *out;
-    char in[HTTPD_HEAD_MAX];
-} httpd_conn;
-
 struct httpd {
-    uv_tcp_t listener;
-    httpd_fn fn;
+    uv_loop_t *loop;
+    httpd_route_fn route;
     void *ctx;
-    httpd_conn *conns;
-    bool destroyed;
+    struct lws_context *lws;
+    struct lws_vhost *vhost;
+    struct lws_protocols protocols[2];
+    uv_timer_t closer;           /* a failed start: destroys lws inside the loop */
+    int port;
+    bool closing;
 };
 
-static void httpd_on_conn_closed(uv_handle_t *hd)
+/* Per connection: the answer waiting for its writable callback. */
+typedef struct httpd_conn {
+    unsigned char *out;          /* LWS_PRE headroom, then len bytes */
+    size_t len;
+} httpd_conn;
+
+static void httpd_conn_clear(httpd_conn *c)
 {
-    httpd_conn *c = hd->data;
+    if (!c)
+        return;
     free(c->out);
-    free(c);
+    c->out = NULL;
+    c->len = 0;
 }
 
-static void httpd_conn_close(httpd_conn *c)
+/* Write the headers now and queue the body for the writable callback. */
+static int httpd_answer(struct lws *wsi, httpd_conn *c, unsigned status, const char *ctype,
+                        const char *body, size_t len)
 {
-    if (c->closing)
-        return;
-    c->closing = true;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        c->h->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    uv_close((uv_handle_t *)&c->tcp, httpd_on_conn_closed);
+    unsigned char hdr[LWS_PRE + 512];
+    unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+
+    httpd_conn_clear(c);
+    c->out = xmalloc(LWS_PRE + len);
+    memcpy(c->out + LWS_PRE, body, len);
+    c->len = len;
+    if (lws_add_http_common_headers(wsi, status, ctype, (lws_filepos_t)len, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    lws_callback_on_writable(wsi);
+    return 0;
 }
 
-static void httpd_on_written(uv_write_t *wr, int status)
+static int httpd_get(httpd *h, struct lws *wsi, httpd_conn *c, const char *path)
 {
-    (void)status;
-    httpd_conn_close(wr->data);
-}
-
-static const char *httpd_reason(int status)
-{
-    switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-    default: return "Error";
-    }
-}
-
-static void httpd_respond(httpd_conn *c, int status, const char *ctype, const char *body,
-                          size_t len)
-{
-    size_t cap = len + 256;
-    c->out = xmalloc(cap);
-    int n = snprintf(c->out, cap,
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-                     status, httpd_reason(status), ctype, len);
-    memcpy(c->out + n, body, len);
-    uv_buf_t b = uv_buf_init(c->out, (unsigned)((size_t)n + len));
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    c->wr.data = c;
-    if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, httpd_on_written) != 0)
-        httpd_conn_close(c);
-}
-
-static void httpd_handle(httpd_conn *c)
-{
-    char *eol = memchr(c->in, '\r', c->len);
-    if (!eol) {
-        httpd_respond(c, 400, "text/plain", "bad request line\n", 17);
-        return;
-    }
-    *eol = '\0';
-    char method[8], path[1024], version[16];
-    if (sscanf(c->in, "%7s %1023s %15s", method, path, version) != 3 ||
-        strncmp(version, "HTTP/1.", 7) != 0) {
-        httpd_respond(c, 400, "text/plain", "bad request line\n", 17);
-        return;
-    }
-    if (strcmp(method, "GET") != 0) {
-        httpd_respond(c, 405, "text/plain", "only GET\n", 9);
-        return;
-    }
-    char *q = strchr(path, '?');
-    if (q)
-        *q = '\0';
     buf body;
-    buf_init(&body);
     const char *ctype = "text/plain; charset=utf-8";
-    int status = c->h->fn(c->h->ctx, path, &body, &ctype);
-    httpd_respond(c, status, ctype, body.data ? body.data : "", body.len);
+    buf_init(&body);
+    unsigned status = h->route(h->ctx, path, &body, &ctype);
+    int r = httpd_answer(wsi, c, status, ctype, body.data ? body.data : "", body.len);
     buf_deinit(&body);
+    return r;
 }
 
-static void httpd_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *b)
+static int httpd_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                          void *in, size_t len)
 {
-    (void)suggested;
-    httpd_conn *c = hd->data;
-    *b = uv_buf_init(c->in + c->len, (unsigned)(HTTPD_HEAD_MAX - 1 - c->len));
-}
+    httpd *h = lws_context_user(lws_get_context(wsi));
+    httpd_conn *c = user;
+    static const char not_get[] = "{\"error\":\"only GET is supported\"}";
 
-static void httpd_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
-{
-    (void)b;
-    httpd_conn *c = s->data;
-    if (n < 0) {
-        httpd_conn_close(c);
-        return;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0)
+            return httpd_get(h, wsi, c, in);
+        /* Not a GET: answer once its body (if any) has been read. */
+        {
+            char cl[24];
+            if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 &&
+                atoll(cl) > 0)
+                return 0;
+        }
+        return httpd_answer(wsi, c, HTTP_STATUS_METHOD_NOT_ALLOWED, "application/json",
+                            not_get, sizeof not_get - 1);
+    case LWS_CALLBACK_HTTP_BODY:
+        return 0;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return httpd_answer(wsi, c, HTTP_STATUS_METHOD_NOT_ALLOWED, "application/json",
+                            not_get, sizeof not_get - 1);
+    case LWS_CALLBACK_HTTP_WRITEABLE: {
+        if (!c || !c->out)
+            return 0;
+        int n = lws_write(wsi, c->out + LWS_PRE, c->len, LWS_WRITE_HTTP_FINAL);
+        httpd_conn_clear(c);
+        if (n < 0)
+            return -1;
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
     }
-    c->len += (size_t)n;
-    c->in[c->len] = '\0';
-    if (strstr(c->in, "\r\n\r\n"))
-        httpd_handle(c);
-    else if (c->len >= HTTPD_HEAD_MAX - 1)
-        httpd_respond(c, 431, "text/plain", "request head too large\n", 23);
-}
-
-static void httpd_on_connection(uv_stream_t *server, int status)
-{
-    httpd *h = server->data;
-    if (status < 0)
-        return;
-    httpd_conn *c = xcalloc(1, sizeof *c);
-    c->h = h;
-    uv_tcp_init(server->loop, &c->tcp);
-    c->tcp.data = c;
-    c->next = h->conns;
-    if (h->conns)
-        h->conns->prev = c;
-    h->conns = c;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
-        uv_read_start((uv_stream_t *)&c->tcp, httpd_alloc, httpd_on_read) != 0)
-        httpd_conn_close(c);
-}
-
-static void httpd_on_listener_closed(uv_handle_t *hd)
-{
-    free(hd->data);
-}
-
-httpd *httpd_create(uv_loop_t *loop, const char *addr, int port, httpd_fn fn, void *ctx,
-                    char *err, size_t errlen)
-{
-    struct sockaddr_storage sa;
-    if (uv_ip4_addr(addr, port, (struct sockaddr_in *)&sa) != 0 &&
-        uv_ip6_addr(addr, port, (struct sockaddr_in6 *)&sa) != 0) {
-        snprintf(err, errlen, "http.listen: not an IP address: %s", addr);
-        return NULL;
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+    case LWS_CALLBACK_CLOSED_HTTP:
+        httpd_conn_clear(c);
+        break;
+    default:
+        break;
     }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static void httpd_lws_log(int level, const char *line)
+{
+    char q[512];
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    log_write(level == LLL_ERR ? LOG_LEVEL_ERROR : LOG_LEVEL_WARN, "lws", "msg=%s",
+              log_q(q, sizeof q, line, n));
+}
+
+static void httpd_on_closer(uv_timer_t *t)
+{
+    httpd *h = t->data;
+    uv_close((uv_handle_t *)&h->closer, NULL);
+    httpd_close(h);
+}
+
+/* A failed start: take lws down inside the loop, then free. */
+static void httpd_abort(httpd *h)
+{
+    uv_timer_start(&h->closer, httpd_on_closer, 0, 0);
+    uv_run(h->loop, UV_RUN_DEFAULT);
+    httpd_destroy(h);
+}
+
+httpd *httpd_create(uv_loop_t *loop, int port, const char *listen, httpd_route_fn route,
+                    void *ctx, char *err, size_t errlen)
+{
     httpd *h = xcalloc(1, sizeof *h);
-    h->fn = fn;
+    h->loop = loop;
+    h->route = route;
     h->ctx = ctx;
-    uv_tcp_init(loop, &h->listener);
-    h->listener.data = h;
-    int rc = uv_tcp_bind(&h->listener, (const struct sockaddr *)&sa, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&h->listener, 64, httpd_on_connection);
-    if (rc != 0) {
-        snprintf(err, errlen, "http: cannot listen on %s:%d: %s", addr, port, uv_strerror(rc));
-        uv_close((uv_handle_t *)&h->listener, httpd_on_listener_closed);
+    uv_timer_init(loop, &h->closer);
+    h->closer.data = h;
+
+    h->protocols[0].name = "http";
+    h->protocols[0].callback = httpd_callback;
+    h->protocols[0].per_session_data_size = sizeof(httpd_conn);
+    h->protocols[0].rx_buffer_size = 1024;
+
+    lws_set_log_level(LLL_ERR | LLL_WARN, httpd_lws_log);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    void *loops[1] = { loop };
+    info.port = port;
+    info.iface = listen && listen[0] ? listen : NULL;
+    info.protocols = h->protocols;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6 |
+                   LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    info.foreign_loops = loops;
+    info.user = h;
+    info.pcontext = &h->lws;
+    info.vhost_name = "default";
+    h->lws = lws_create_context(&info);
+    if (!h->lws) {
+        snprintf(err, errlen, "cannot create the libwebsockets context");
+        httpd_abort(h);
         return NULL;
     }
+    h->vhost = lws_create_vhost(h->lws, &info);
+    if (!h->vhost) {
+        snprintf(err, errlen, "cannot listen on HTTP port %d%s%s (in use, or a bad address?)",
+                 port, listen && listen[0] ? " of " : "", listen ? listen : "");
+        httpd_abort(h);
+        return NULL;
+    }
+    h->port = lws_get_vhost_listen_port(h->vhost);
     return h;
+}
+
+int httpd_port(const httpd *h)
+{
+    return h->port;
+}
+
+void httpd_close(httpd *h)
+{
+    if (!h || h->closing)
+        return;
+    h->closing = true;
+    if (!uv_is_closing((uv_handle_t *)&h->closer))
+        uv_close((uv_handle_t *)&h->closer, NULL);
+    if (h->lws)
+        lws_context_destroy(h->lws);
 }
 
 void httpd_destroy(httpd *h)
 {
     if (!h)
         return;
-    while (h->conns)
-        httpd_conn_close(h->conns);
-    uv_close((uv_handle_t *)&h->listener, httpd_on_listener_closed);
+    if (h->lws)
+        lws_context_destroy(h->lws);    /* the second half, after the loop ran dry */
+    free(h);
 }

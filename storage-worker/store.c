@@ -1,35 +1,63 @@
-/* store.c — batches of messages into MySQL, idempotently (see store.h).
+/* store.c — writing messages into MySQL/MariaDB (see store.h).
  *
- * Statements. The INSERT for k rows has k groups of 12 placeholders; it is
- * prepared the first time a batch of k rows comes and kept (stmts[k]) until
- * the connection closes. A steady stream uses a handful of sizes (full
- * batches and the odd partial one).
+ * Connection. store_open connects over TCP with mysql.timeout_s for connect,
+ * read and write, makes the session strict (STRICT_ALL_TABLES: a value that
+ * does not fit its column is an error, never silently truncated into a
+ * different room or sender), reads max_allowed_packet, applies the schema
+ * migrations once per process, and only then turns autocommit off: every
+ * batch is one explicit transaction.
  *
- * Errors. An error that names the data (too long, bad value, NULL where not
- * allowed) is STORE_EDATA: the caller retries row by row to find the row
- * MySQL refuses. Everything else — lost connection, deadlock, lock wait,
- * read-only, unknown — is STORE_ERETRY: the transaction is rolled back, the
- * connection closed, and the caller retries the same batch later. Nothing
- * is ever acknowledged to RabbitMQ before COMMIT returned.
+ * Migrations. Under SELECT GET_LOCK('lectern_schema', 30), so that workers
+ * starting together apply each migration once: create schema_migrations if
+ * needed, read the highest version recorded, run every embedded migration
+ * above it statement by statement (schema_next_statement) and record it
+ * (a prepared INSERT). The lock is released whatever happens; a failure
+ * leaves the store closed and is retried with the next store_open. A
+ * database newer than this binary (a higher version recorded) is accepted.
  *
- * Migrations. On the first successful connect: create schema_migrations,
- * take the named lock lectern_schema (several workers may start together),
- * apply every embedded migration above the recorded version, record it,
- * release the lock. DDL is constant text from the binary.
+ * Statements. All values are bound parameters: the SQL text of a k-row
+ * INSERT ... VALUES (?,..),(?,..) ON DUPLICATE KEY UPDATE id_ms = id_ms
+ * depends only on k. To keep the number of prepared statements small while
+ * writing any batch with few round trips, only these sizes are used:
+ * batch_max itself, and every power of two below it. A batch is cut into
+ * chunks greedily, largest size first, each also small enough for
+ * max_allowed_packet (a row that alone is too large is rejected). A
+ * statement is prepared the first time its size is needed on a connection
+ * and kept until the connection closes; so a full batch is one statement,
+ * and any other at most log2(batch_max) + 1.
+ *
+ * Counting. Without CLIENT_FOUND_ROWS, an ODKU that changes nothing reports
+ * 0 affected rows and an insert 1: a chunk's affected-row count is the number
+ * of new rows, and the rest were duplicates.
+ *
+ * Errors. A data error (the row's own fault: too long, out of range, bad
+ * NULL, a constraint) in a chunk rolls back and writes the rows one by one,
+ * marking each that fails with a data error; InnoDB undoes only the failed
+ * statement, so the others commit together. Any other error, including
+ * deadlock (1213) and lock wait timeout (1205) and every client-side error
+ * (CR_*, the connection), rolls back, closes the connection and fails the
+ * write, which the caller retries after reconnecting: no row is ever
+ * dropped for a reason that is not its own.
  */
 #include "store.h"
 
+#include "buf.h"
+#include "clock.h"
 #include "log.h"
 #include "mem.h"
 #include "schema.h"
 
 #include <mysql.h>
 #include <mysqld_error.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
-#define STORE_COLS 12
+#define STORE_COLS          12
+#define STORE_PARAM_COST    16      /* bytes per parameter beyond its value */
+#define STORE_PACKET_SLACK  4096    /* headroom under max_allowed_packet */
 
 static const char store_insert_head[] =
     "INSERT INTO messages (room, id_ms, id_n, epoch, seq, ts_ms, sender, sender_name,"
@@ -38,38 +66,55 @@ static const char store_insert_row[] = "(?,?,?,?,?,?,?,?,?,?,?,?)";
 static const char store_insert_tail[] = " ON DUPLICATE KEY UPDATE id_ms = id_ms";
 
 struct store {
-    char *host, *user, *password, *database;
-    int port;
-    unsigned timeout_s;
-    int batch_max;
+    store_config cfg;
     MYSQL *conn;
-    MYSQL_STMT **stmts;          /* [1..batch_max], prepared lazily */
-    bool migrated;
+    bool migrated;               /* once per process */
+    size_t packet_max;           /* most bytes of one statement's parameters */
+    size_t nsizes;
+    size_t *sizes;               /* statement sizes, descending, ending with 1 */
+    MYSQL_STMT **stmts;          /* parallel to sizes; NULL until needed */
+    MYSQL_BIND *bind;            /* STORE_COLS * batch_max */
+    size_t *row_bytes;           /* batch_max */
+    pthread_mutex_t mu;          /* guards fd and interrupted */
+    int fd;
+    bool interrupted;
 };
 
 store *store_create(const store_config *cfg)
 {
     store *s = xcalloc(1, sizeof *s);
-    s->host = xstrdup(cfg->host);
-    s->user = xstrdup(cfg->user);
-    s->password = xstrdup(cfg->password);
-    s->database = xstrdup(cfg->database);
-    s->port = cfg->port;
-    s->timeout_s = cfg->timeout_s > 0 ? (unsigned)cfg->timeout_s : 10;
-    s->batch_max = cfg->batch_max > 0 ? cfg->batch_max : 1;
-    s->stmts = xcalloc((size_t)s->batch_max + 1, sizeof *s->stmts);
+    s->cfg = *cfg;
+    if (s->cfg.batch_max < 1)
+        s->cfg.batch_max = 1;
+    size_t max = (size_t)s->cfg.batch_max;
+    s->sizes = xcalloc(66, sizeof *s->sizes);
+    s->sizes[s->nsizes++] = max;
+    size_t p = 1;
+    while (p * 2 < max)
+        p *= 2;
+    for (; p >= 1 && p < max; p /= 2)
+        s->sizes[s->nsizes++] = p;
+    s->stmts = xcalloc(s->nsizes, sizeof *s->stmts);
+    s->bind = xcalloc(STORE_COLS * max, sizeof *s->bind);
+    s->row_bytes = xcalloc(max, sizeof *s->row_bytes);
+    s->fd = -1;
+    pthread_mutex_init(&s->mu, NULL);
     return s;
 }
 
-void store_disconnect(store *s)
+void store_close(store *s)
 {
-    for (int i = 0; i <= s->batch_max; i++) {
+    for (size_t i = 0; i < s->nsizes; i++) {
         if (s->stmts[i])
             mysql_stmt_close(s->stmts[i]);
         s->stmts[i] = NULL;
     }
-    if (s->conn)
-        mysql_close(s->conn);
+    if (!s->conn)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->fd = -1;
+    pthread_mutex_unlock(&s->mu);
+    mysql_close(s->conn);
     s->conn = NULL;
 }
 
@@ -77,87 +122,119 @@ void store_destroy(store *s)
 {
     if (!s)
         return;
-    store_disconnect(s);
+    store_close(s);
+    pthread_mutex_destroy(&s->mu);
+    free(s->sizes);
     free(s->stmts);
-    free(s->host);
-    free(s->user);
-    free(s->password);
-    free(s->database);
+    free(s->bind);
+    free(s->row_bytes);
     free(s);
 }
 
-bool store_connected(const store *s)
+void store_interrupt(store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->interrupted = true;
+    if (s->fd >= 0)
+        shutdown(s->fd, SHUT_RDWR);
+    pthread_mutex_unlock(&s->mu);
+}
+
+bool store_is_open(const store *s)
 {
     return s->conn != NULL;
 }
 
-/* Run constant SQL; discard any result. */
-static int store_exec(store *s, const char *sql, size_t len)
+/* --- plain queries (session setup, migrations) ------------------------------------- */
+
+/* Run one statement, discarding any result. Returns 0 or -1 with why. */
+static int store_exec(store *s, const char *sql, size_t len, const char *what, char *why,
+                      size_t whylen)
 {
-    if (mysql_real_query(s->conn, sql, (unsigned long)len) != 0)
+    if (mysql_real_query(s->conn, sql, (unsigned long)len)) {
+        snprintf(why, whylen, "%s: %u %s", what, mysql_errno(s->conn), mysql_error(s->conn));
         return -1;
-    do {
-        MYSQL_RES *res = mysql_store_result(s->conn);
-        if (res)
-            mysql_free_result(res);
-    } while (mysql_next_result(s->conn) == 0);
+    }
+    MYSQL_RES *r = mysql_store_result(s->conn);
+    if (r)
+        mysql_free_result(r);
+    else if (mysql_field_count(s->conn)) {
+        snprintf(why, whylen, "%s: %u %s", what, mysql_errno(s->conn), mysql_error(s->conn));
+        return -1;
+    }
     return 0;
 }
 
-/* The first column of the first row of constant SQL, as a number (-1: error). */
-static long long store_scalar(store *s, const char *sql)
+/* Run a query whose answer is one integer (SQL NULL is an error). */
+static int store_query_int(store *s, const char *sql, long long *out, const char *what,
+                           char *why, size_t whylen)
 {
-    if (mysql_query(s->conn, sql) != 0)
-        return -1;
-    MYSQL_RES *res = mysql_store_result(s->conn);
-    if (!res)
-        return -1;
-    MYSQL_ROW row = mysql_fetch_row(res);
-    long long v = row && row[0] ? atoll(row[0]) : -1;
-    mysql_free_result(res);
-    return v;
-}
-
-static int store_record(store *s, int version, const char *name)
-{
-    static const char sql[] = "INSERT INTO schema_migrations (version, name) VALUES (?, ?)";
-    MYSQL_STMT *st = mysql_stmt_init(s->conn);
-    if (!st)
-        return -1;
-    long long v = version;
-    unsigned long nlen = strlen(name);
-    MYSQL_BIND b[2];
-    memset(b, 0, sizeof b);
-    b[0].buffer_type = MYSQL_TYPE_LONGLONG;
-    b[0].buffer = &v;
-    b[1].buffer_type = MYSQL_TYPE_STRING;
-    b[1].buffer = (void *)(uintptr_t)name;
-    b[1].buffer_length = nlen;
-    b[1].length = &nlen;
-    int rc = (mysql_stmt_prepare(st, sql, sizeof sql - 1) == 0 &&
-              mysql_stmt_bind_param(st, b) == 0 && mysql_stmt_execute(st) == 0) ? 0 : -1;
-    mysql_stmt_close(st);
+    MYSQL_RES *r = NULL;
+    int rc = -1;
+    if (mysql_real_query(s->conn, sql, (unsigned long)strlen(sql)) ||
+        !(r = mysql_store_result(s->conn))) {
+        snprintf(why, whylen, "%s: %u %s", what, mysql_errno(s->conn), mysql_error(s->conn));
+        goto fail;
+    }
+    MYSQL_ROW row = mysql_fetch_row(r);
+    if (!row || !row[0]) {
+        snprintf(why, whylen, "%s: no value", what);
+        goto fail;
+    }
+    *out = strtoll(row[0], NULL, 10);
+    rc = 0;
+fail:
+    if (r)
+        mysql_free_result(r);
     return rc;
 }
 
-/* Apply one migration: its statements end with ";\n". */
-static int store_apply(store *s, const schema_migration *m)
+/* Record migration m as applied (a prepared INSERT). */
+static int store_record_migration(store *s, const schema_migration *m, char *why, size_t whylen)
 {
-    const char *p = m->sql;
-    while (*p) {
-        const char *end = strstr(p, ";\n");
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        bool blank = true;
-        for (size_t i = 0; i < len; i++)
-            if (p[i] != ' ' && p[i] != '\n' && p[i] != '\t' && p[i] != '\r')
-                blank = false;
-        if (!blank && store_exec(s, p, len) < 0)
-            return -1;
-        p += len + (end ? 2 : 0);
+    static const char sql[] = "INSERT INTO schema_migrations (version, name) VALUES (?, ?)";
+    int rc = -1;
+    MYSQL_STMT *st = mysql_stmt_init(s->conn);
+    MYSQL_BIND b[2];
+    int version = m->version;
+
+    if (!st) {
+        snprintf(why, whylen, "record %s: out of memory", m->name);
+        goto fail;
     }
-    if (store_record(s, m->version, m->name) < 0 || mysql_commit(s->conn) != 0)
+    memset(b, 0, sizeof b);
+    b[0].buffer_type = MYSQL_TYPE_LONG;
+    b[0].buffer = &version;
+    b[1].buffer_type = MYSQL_TYPE_STRING;
+    b[1].buffer = (void *)m->name;
+    b[1].buffer_length = strlen(m->name);
+    if (mysql_stmt_prepare(st, sql, sizeof sql - 1) || mysql_stmt_bind_param(st, b) ||
+        mysql_stmt_execute(st)) {
+        snprintf(why, whylen, "record %s: %u %s", m->name, mysql_stmt_errno(st),
+                 mysql_stmt_error(st));
+        goto fail;
+    }
+    rc = 0;
+fail:
+    if (st)
+        mysql_stmt_close(st);
+    return rc;
+}
+
+static int store_apply(store *s, const schema_migration *m, char *why, size_t whylen)
+{
+    const char *text = m->sql, *stmt;
+    size_t len;
+    int n = 0;
+    while ((len = schema_next_statement(&text, &stmt)) > 0) {
+        char what[300];
+        snprintf(what, sizeof what, "%s statement %d", m->name, ++n);
+        if (store_exec(s, stmt, len, what, why, whylen) < 0)
+            return -1;
+    }
+    if (store_record_migration(s, m, why, whylen) < 0)
         return -1;
-    log_info("schema_migrated", "version=%d name=%s", m->version, m->name);
+    log_info("schema_migrated", "version=%d name=%s statements=%d", m->version, m->name, n);
     return 0;
 }
 
@@ -167,198 +244,332 @@ static int store_migrate(store *s, char *why, size_t whylen)
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INT NOT NULL PRIMARY KEY,"
         " name VARCHAR(255) NOT NULL,"
-        " applied_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)) ENGINE=InnoDB";
-    if (store_exec(s, create, sizeof create - 1) < 0)
-        goto fail;
-    if (store_scalar(s, "SELECT GET_LOCK('lectern_schema', 30)") != 1) {
-        snprintf(why, whylen, "migrate: could not take the schema lock");
-        return -1;
-    }
-    long long have = store_scalar(s, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
-    int rc = have < 0 ? -1 : 0;
-    for (const schema_migration *m = schema_migrations; rc == 0 && m->sql; m++)
-        if (m->version > have)
-            rc = store_apply(s, m);
-    if (rc < 0)
-        snprintf(why, whylen, "migrate: %s", mysql_error(s->conn));
-    store_scalar(s, "SELECT RELEASE_LOCK('lectern_schema')");
-    mysql_commit(s->conn);
-    return rc;
+        " applied_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP"
+        ") ENGINE=InnoDB";
+    long long got = 0, have = 0;
+    bool locked = false;
+    int rc = -1;
 
+    if (store_query_int(s, "SELECT GET_LOCK('lectern_schema', 30)", &got, "GET_LOCK", why,
+                        whylen) < 0)
+        goto fail;
+    if (got != 1) {
+        snprintf(why, whylen, "schema lock 'lectern_schema' still held by another worker after 30 s");
+        goto fail;
+    }
+    locked = true;
+    if (store_exec(s, create, sizeof create - 1, "create schema_migrations", why, whylen) < 0 ||
+        store_query_int(s, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &have,
+                        "read schema version", why, whylen) < 0)
+        goto fail;
+    int latest = 0;
+    for (const schema_migration *m = schema_migrations; m->version; m++) {
+        latest = m->version;
+        if (m->version > have && store_apply(s, m, why, whylen) < 0)
+            goto fail;
+    }
+    if (have > latest)
+        log_warn("schema_newer", "database_version=%lld known=%d", have, latest);
+    else
+        log_info("schema_current", "version=%d", latest);
+    rc = 0;
 fail:
-    snprintf(why, whylen, "migrate: %s", mysql_error(s->conn));
-    return -1;
+    if (locked) {
+        char ignored[64];
+        long long r;
+        store_query_int(s, "SELECT RELEASE_LOCK('lectern_schema')", &r, "RELEASE_LOCK", ignored,
+                        sizeof ignored);
+    }
+    return rc;
 }
 
-int store_connect(store *s, char *why, size_t whylen)
+int store_open(store *s, char *why, size_t whylen)
 {
-    store_disconnect(s);
+    long long packet = 0;
+
+    store_close(s);
     s->conn = mysql_init(NULL);
     if (!s->conn) {
         snprintf(why, whylen, "mysql_init failed");
         return -1;
     }
-    mysql_options(s->conn, MYSQL_OPT_CONNECT_TIMEOUT, &s->timeout_s);
-    mysql_options(s->conn, MYSQL_OPT_READ_TIMEOUT, &s->timeout_s);
-    mysql_options(s->conn, MYSQL_OPT_WRITE_TIMEOUT, &s->timeout_s);
-    if (!mysql_real_connect(s->conn, s->host, s->user, s->password, s->database,
-                            (unsigned)s->port, NULL, 0)) {
-        snprintf(why, whylen, "connect: %s", mysql_error(s->conn));
+    unsigned t = (unsigned)s->cfg.timeout_s;
+    mysql_options(s->conn, MYSQL_OPT_CONNECT_TIMEOUT, &t);
+    mysql_options(s->conn, MYSQL_OPT_READ_TIMEOUT, &t);
+    mysql_options(s->conn, MYSQL_OPT_WRITE_TIMEOUT, &t);
+    if (!mysql_real_connect(s->conn, s->cfg.host, s->cfg.user, s->cfg.password, s->cfg.database,
+                            (unsigned)s->cfg.port, NULL, 0)) {
+        snprintf(why, whylen, "connect: %u %s", mysql_errno(s->conn), mysql_error(s->conn));
         goto fail;
     }
-    if (mysql_autocommit(s->conn, 0) != 0) {
-        snprintf(why, whylen, "autocommit: %s", mysql_error(s->conn));
+    pthread_mutex_lock(&s->mu);
+    bool interrupted = s->interrupted;
+    if (!interrupted)
+        s->fd = (int)mysql_get_socket(s->conn);
+    pthread_mutex_unlock(&s->mu);
+    if (interrupted) {
+        snprintf(why, whylen, "interrupted");
         goto fail;
     }
+    static const char mode[] = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'";
+    if (store_exec(s, mode, sizeof mode - 1, "sql_mode", why, whylen) < 0 ||
+        store_query_int(s, "SELECT @@max_allowed_packet", &packet, "max_allowed_packet", why,
+                        whylen) < 0)
+        goto fail;
+    s->packet_max = packet > 2 * STORE_PACKET_SLACK ? (size_t)packet - STORE_PACKET_SLACK
+                                                    : STORE_PACKET_SLACK;
     if (!s->migrated) {
         if (store_migrate(s, why, whylen) < 0)
             goto fail;
         s->migrated = true;
     }
+    if (mysql_autocommit(s->conn, 0)) {
+        snprintf(why, whylen, "autocommit: %u %s", mysql_errno(s->conn), mysql_error(s->conn));
+        goto fail;
+    }
     return 0;
 
 fail:
-    store_disconnect(s);
+    store_close(s);
     return -1;
 }
 
-static MYSQL_STMT *store_stmt(store *s, size_t n)
+int store_ping(store *s, char *why, size_t whylen)
 {
-    if (s->stmts[n])
-        return s->stmts[n];
-    size_t cap = sizeof store_insert_head + n * (sizeof store_insert_row + 1) +
-                 sizeof store_insert_tail;
-    char *sql = xmalloc(cap), *p = sql;
-    memcpy(p, store_insert_head, sizeof store_insert_head - 1);
-    p += sizeof store_insert_head - 1;
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            *p++ = ',';
-        memcpy(p, store_insert_row, sizeof store_insert_row - 1);
-        p += sizeof store_insert_row - 1;
-    }
-    memcpy(p, store_insert_tail, sizeof store_insert_tail);
-    p += sizeof store_insert_tail - 1;
-    MYSQL_STMT *st = mysql_stmt_init(s->conn);
-    if (st && mysql_stmt_prepare(st, sql, (unsigned long)(p - sql)) != 0) {
-        mysql_stmt_close(st);
-        st = NULL;
-    }
-    free(sql);
-    s->stmts[n] = st;
-    return st;
+    if (s->conn && mysql_ping(s->conn) == 0)
+        return 0;
+    snprintf(why, whylen, "ping: %s", s->conn ? mysql_error(s->conn) : "not connected");
+    store_close(s);
+    return -1;
 }
 
-static void store_bind_bytes(MYSQL_BIND *b, unsigned long *len, const void *p, size_t n,
-                             enum enum_field_types type, my_bool *is_null)
-{
-    memset(b, 0, sizeof *b);
-    b->buffer_type = type;
-    b->buffer = (void *)(uintptr_t)(p ? p : "");
-    *len = (unsigned long)n;
-    b->buffer_length = *len;
-    b->length = len;
-    b->is_null = is_null;
-}
+/* --- batch insert -------------------------------------------------------------------- */
 
-static void store_bind_u64(MYSQL_BIND *b, uint64_t *v)
-{
-    memset(b, 0, sizeof *b);
-    b->buffer_type = MYSQL_TYPE_LONGLONG;
-    b->buffer = v;
-    b->is_unsigned = 1;
-}
-
-/* Is this error about the data (retrying the same rows cannot help)? */
-static bool store_data_error(unsigned e)
+/* A data error: MySQL refused the row for its own content. */
+static bool store_row_error(unsigned e)
 {
     switch (e) {
-    case ER_DATA_TOO_LONG:
-    case ER_TRUNCATED_WRONG_VALUE_FOR_FIELD:
-    case ER_BAD_NULL_ERROR:
-    case ER_WARN_DATA_OUT_OF_RANGE:
-    case ER_TRUNCATED_WRONG_VALUE:
+    case ER_BAD_NULL_ERROR:                  /* 1048 */
+    case ER_DUP_ENTRY:                       /* 1062 */
+    case ER_WARN_NULL_TO_NOTNULL:            /* 1263 */
+    case ER_WARN_DATA_OUT_OF_RANGE:          /* 1264 */
+    case WARN_DATA_TRUNCATED:                /* 1265 */
+    case ER_TRUNCATED_WRONG_VALUE:           /* 1292 */
+    case ER_INVALID_CHARACTER_STRING:        /* 1300 */
+    case ER_NO_DEFAULT_FOR_FIELD:            /* 1364 */
+    case ER_TRUNCATED_WRONG_VALUE_FOR_FIELD: /* 1366 */
+    case ER_ILLEGAL_VALUE_FOR_TYPE:          /* 1367 */
+    case ER_DATA_TOO_LONG:                   /* 1406 */
+    case ER_ROW_IS_REFERENCED_2:             /* 1451 */
+    case ER_NO_REFERENCED_ROW_2:             /* 1452 */
+    case ER_DATA_OUT_OF_RANGE:               /* 1690 */
+    case ER_CONSTRAINT_FAILED:               /* 4025 */
         return true;
     default:
         return false;
     }
 }
 
-int store_insert(store *s, const envelope *const *envs, const msgid *ids, size_t n,
-                 uint64_t *inserted, char *why, size_t whylen)
+static size_t store_len(const char *p)
 {
-    *inserted = 0;
-    if (!s->conn) {
-        snprintf(why, whylen, "not connected");
-        return STORE_ERETRY;
+    return p ? strlen(p) : 0;
+}
+
+/* Bytes the row adds to an execute packet (an upper bound). */
+static size_t store_row_size(const store_row *r)
+{
+    const envelope *e = r->env;
+    return store_len(e->room) + store_len(e->sender) + store_len(e->sender_name) +
+           store_len(e->content_type) + e->headers_len + e->body_len + store_len(e->origin) +
+           STORE_COLS * STORE_PARAM_COST;
+}
+
+static void store_bind_bytes(MYSQL_BIND *b, const void *p, size_t len, bool null)
+{
+    static char empty[1];
+    if (null) {
+        b->buffer_type = MYSQL_TYPE_NULL;
+        return;
     }
-    if (n == 0)
-        return STORE_OK;
-    if (n > (size_t)s->batch_max) {
-        snprintf(why, whylen, "batch of %zu rows over batch_max", n);
-        return STORE_EDATA;
+    /* BLOB parameters are taken as bytes: no character set conversion. */
+    b->buffer_type = MYSQL_TYPE_BLOB;
+    b->buffer = p ? (void *)p : empty;
+    b->buffer_length = len;
+}
+
+static void store_bind_u64(MYSQL_BIND *b, const uint64_t *v)
+{
+    b->buffer_type = MYSQL_TYPE_LONGLONG;
+    b->buffer = (void *)v;
+    b->is_unsigned = 1;
+}
+
+static void store_bind_row(MYSQL_BIND *b, store_row *r)
+{
+    const envelope *e = r->env;
+    store_bind_bytes(&b[0], e->room, strlen(e->room), false);
+    store_bind_u64(&b[1], &r->id.ms);
+    store_bind_u64(&b[2], &r->id.n);
+    store_bind_u64(&b[3], &e->epoch);
+    store_bind_u64(&b[4], &e->seq);
+    store_bind_u64(&b[5], &e->ts_ms);
+    store_bind_bytes(&b[6], e->sender, store_len(e->sender), false);
+    store_bind_bytes(&b[7], e->sender_name, store_len(e->sender_name), false);
+    store_bind_bytes(&b[8], e->content_type, store_len(e->content_type), !e->content_type);
+    store_bind_bytes(&b[9], e->headers, e->headers_len, !e->headers);
+    store_bind_bytes(&b[10], e->body, e->body_len, false);
+    store_bind_bytes(&b[11], e->origin, store_len(e->origin), false);
+}
+
+/* The prepared statement for sizes[slot] rows, prepared on first use. */
+static MYSQL_STMT *store_stmt(store *s, size_t slot, unsigned *err, char *why, size_t whylen)
+{
+    if (s->stmts[slot])
+        return s->stmts[slot];
+    size_t k = s->sizes[slot];
+    buf sql;
+    buf_init(&sql);
+    buf_append_str(&sql, store_insert_head);
+    for (size_t i = 0; i < k; i++) {
+        if (i)
+            buf_append_char(&sql, ',');
+        buf_append_str(&sql, store_insert_row);
     }
-    MYSQL_STMT *st = store_stmt(s, n);
-    if (!st) {
-        snprintf(why, whylen, "prepare: %s", mysql_error(s->conn));
-        store_disconnect(s);
-        return STORE_ERETRY;
+    buf_append_str(&sql, store_insert_tail);
+    MYSQL_STMT *st = mysql_stmt_init(s->conn);
+    if (!st || mysql_stmt_prepare(st, sql.data, (unsigned long)sql.len)) {
+        *err = st ? mysql_stmt_errno(st) : mysql_errno(s->conn);
+        snprintf(why, whylen, "prepare %zu-row insert: %u %s", k, *err,
+                 st ? mysql_stmt_error(st) : mysql_error(s->conn));
+        if (st)
+            mysql_stmt_close(st);
+        st = NULL;
     }
-    MYSQL_BIND *b = xcalloc(n * STORE_COLS, sizeof *b);
-    unsigned long *lens = xcalloc(n * STORE_COLS, sizeof *lens);
-    uint64_t *nums = xcalloc(n * 5, sizeof *nums);
-    my_bool *nulls = xcalloc(n * 2, sizeof *nulls);
+    buf_deinit(&sql);
+    s->stmts[slot] = st;
+    return st;
+}
+
+/* Insert rows[0..sizes[slot]) with one statement. */
+static int store_exec_rows(store *s, size_t slot, store_row *rows, size_t *inserted,
+                           unsigned *err, char *why, size_t whylen)
+{
+    MYSQL_STMT *st = store_stmt(s, slot, err, why, whylen);
+    if (!st)
+        return -1;
+    size_t k = s->sizes[slot];
+    memset(s->bind, 0, STORE_COLS * k * sizeof *s->bind);
+    for (size_t i = 0; i < k; i++)
+        store_bind_row(&s->bind[i * STORE_COLS], &rows[i]);
+    if (mysql_stmt_bind_param(st, s->bind) || mysql_stmt_execute(st)) {
+        *err = mysql_stmt_errno(st);
+        snprintf(why, whylen, "insert %zu rows: %u %s", k, *err, mysql_stmt_error(st));
+        return -1;
+    }
+    *inserted += (size_t)mysql_stmt_affected_rows(st);
+    return 0;
+}
+
+/* Consecutive rows from i on that are not rejected (at most n - i). */
+static size_t store_run(const store_row *rows, size_t i, size_t n)
+{
+    size_t j = i;
+    while (j < n && !rows[j].rejected)
+        j++;
+    return j - i;
+}
+
+/* The largest statement size that fits `run` rows from i, within the packet. */
+static size_t store_pick(const store *s, size_t i, size_t run)
+{
+    for (size_t slot = 0; slot < s->nsizes; slot++) {
+        size_t k = s->sizes[slot], bytes = 0;
+        if (k > run)
+            continue;
+        for (size_t j = i; j < i + k; j++)
+            bytes += s->row_bytes[j];
+        if (bytes <= s->packet_max)
+            return slot;
+    }
+    return s->nsizes - 1;       /* size 1: every row left fits alone */
+}
+
+/* All rows, in as few statements as the sizes allow. */
+static int store_insert_chunks(store *s, store_row *rows, size_t n, size_t *inserted,
+                               unsigned *err, char *why, size_t whylen)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t run = store_run(rows, i, n);
+        if (!run) {
+            i++;
+            continue;
+        }
+        size_t slot = store_pick(s, i, run);
+        if (store_exec_rows(s, slot, &rows[i], inserted, err, why, whylen) < 0)
+            return -1;
+        i += s->sizes[slot];
+    }
+    return 0;
+}
+
+/* Row by row; a row refused with a data error is marked and skipped. */
+static int store_insert_each(store *s, store_row *rows, size_t n, size_t *inserted,
+                             unsigned *err, char *why, size_t whylen)
+{
+    size_t one = s->nsizes - 1;
     for (size_t i = 0; i < n; i++) {
-        const envelope *e = envs[i];
-        MYSQL_BIND *r = b + i * STORE_COLS;
-        unsigned long *l = lens + i * STORE_COLS;
-        uint64_t *v = nums + i * 5;
-        my_bool *nl = nulls + i * 2;
-        v[0] = ids[i].ms;
-        v[1] = ids[i].n;
-        v[2] = e->epoch;
-        v[3] = e->seq;
-        v[4] = e->ts_ms;
-        nl[0] = e->content_type == NULL;
-        nl[1] = e->headers == NULL || e->headers_len == 0;
-        store_bind_bytes(&r[0], &l[0], e->room, strlen(e->room), MYSQL_TYPE_STRING, NULL);
-        for (int k = 0; k < 5; k++)
-            store_bind_u64(&r[1 + k], &v[k]);
-        store_bind_bytes(&r[6], &l[6], e->sender, e->sender ? strlen(e->sender) : 0,
-                         MYSQL_TYPE_STRING, NULL);
-        store_bind_bytes(&r[7], &l[7], e->sender_name,
-                         e->sender_name ? strlen(e->sender_name) : 0, MYSQL_TYPE_STRING, NULL);
-        store_bind_bytes(&r[8], &l[8], e->content_type,
-                         e->content_type ? strlen(e->content_type) : 0, MYSQL_TYPE_STRING, &nl[0]);
-        store_bind_bytes(&r[9], &l[9], e->headers, e->headers_len, MYSQL_TYPE_BLOB, &nl[1]);
-        store_bind_bytes(&r[10], &l[10], e->body, e->body_len, MYSQL_TYPE_BLOB, NULL);
-        store_bind_bytes(&r[11], &l[11], e->origin, e->origin ? strlen(e->origin) : 0,
-                         MYSQL_TYPE_STRING, NULL);
-    }
-    int rc = STORE_OK;
-    if (mysql_stmt_bind_param(st, b) != 0 || mysql_stmt_execute(st) != 0) {
-        unsigned e = mysql_stmt_errno(st);
-        snprintf(why, whylen, "insert: %u %s", e, mysql_stmt_error(st));
-        rc = store_data_error(e) ? STORE_EDATA : STORE_ERETRY;
-    } else {
-        my_ulonglong affected = mysql_stmt_affected_rows(st);
-        if (mysql_commit(s->conn) != 0) {
-            snprintf(why, whylen, "commit: %s", mysql_error(s->conn));
-            rc = STORE_ERETRY;
-        } else {
-            /* ON DUPLICATE KEY UPDATE that changes nothing counts 0 per row */
-            *inserted = affected == (my_ulonglong)-1 ? 0 : (uint64_t)affected;
+        if (rows[i].rejected)
+            continue;
+        if (store_exec_rows(s, one, &rows[i], inserted, err, why, whylen) < 0) {
+            if (!store_row_error(*err))
+                return -1;
+            rows[i].rejected = *err;
         }
     }
-    free(b);
-    free(lens);
-    free(nums);
-    free(nulls);
-    if (rc != STORE_OK) {
-        if (s->conn)
-            mysql_rollback(s->conn);
-        if (rc == STORE_ERETRY)
-            store_disconnect(s);
+    return 0;
+}
+
+int store_write(store *s, store_row *rows, size_t n, store_result *res, char *why,
+                size_t whylen)
+{
+    uint64_t t0 = clock_us();
+    unsigned err = 0;
+
+    memset(res, 0, sizeof *res);
+    if (!s->conn) {
+        snprintf(why, whylen, "not connected");
+        return -1;
     }
-    return rc;
+    if (n > (size_t)s->cfg.batch_max)
+        n = (size_t)s->cfg.batch_max;       /* a caller bug; never more than the binds */
+    for (size_t i = 0; i < n; i++) {
+        rows[i].rejected = 0;
+        s->row_bytes[i] = store_row_size(&rows[i]);
+        if (s->row_bytes[i] > s->packet_max)
+            rows[i].rejected = ER_NET_PACKET_TOO_LARGE;
+    }
+    int rc = store_insert_chunks(s, rows, n, &res->inserted, &err, why, whylen);
+    if (rc < 0 && store_row_error(err)) {
+        mysql_rollback(s->conn);
+        res->inserted = 0;
+        rc = store_insert_each(s, rows, n, &res->inserted, &err, why, whylen);
+    }
+    if (rc < 0)
+        goto fail;
+    if (mysql_commit(s->conn)) {
+        snprintf(why, whylen, "commit: %u %s", mysql_errno(s->conn), mysql_error(s->conn));
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++)
+        res->rejected += rows[i].rejected != 0;
+    res->duplicates = n - res->rejected - res->inserted;
+    res->write_us = clock_us() - t0;
+    return 0;
+
+fail:
+    mysql_rollback(s->conn);
+    store_close(s);
+    memset(res, 0, sizeof *res);
+    return -1;
 }

@@ -1,55 +1,81 @@
-/* store.h — the message store's write side (MySQL/MariaDB, blocking).
+/* store.h — the message store's write side: one MySQL connection.
  *
- * Used by the worker thread only. One connection, autocommit off; every
- * batch is one prepared multi-row INSERT (placeholders only, never values
- * in SQL text) followed by COMMIT. Rows are keyed by (room, id_ms, id_n):
- * "ON DUPLICATE KEY UPDATE id_ms = id_ms" makes a redelivered message a
- * no-op, so storing is idempotent. The schema is migrated on the first
- * connect (storage-worker/schema.h).
+ * store_open connects, and the first time in the process also applies the
+ * schema migrations (schema.h) under a named lock. store_write inserts a
+ * batch of messages in one transaction with prepared multi-row
+ * INSERT ... ON DUPLICATE KEY UPDATE id_ms = id_ms statements and commits.
+ * Every call but store_interrupt runs on one thread (libmariadb blocks).
+ *
+ * Failures are of two kinds. A row MySQL refuses on its own account (a value
+ * too long for its column, or a row larger than max_allowed_packet) is
+ * marked rejected and the rest of the batch is still written and committed.
+ * Anything else (the connection, a deadlock, a lock wait, a read-only or
+ * full server, a missing table or privilege) rolls the transaction back,
+ * closes the connection and fails the whole write: the caller keeps the
+ * batch and writes it again after store_open succeeds.
  */
-#ifndef LECTERN_STORE_H
-#define LECTERN_STORE_H
+#ifndef LECTERN_STORAGE_STORE_H
+#define LECTERN_STORAGE_STORE_H
+
+#include "envelope.h"
+#include "msgid.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "envelope.h"
-#include "msgid.h"
-
 typedef struct store store;
 
 typedef struct store_config {
     const char *host;
-    int port;
+    int         port;
     const char *user;
     const char *password;
     const char *database;
-    int timeout_s;
-    int batch_max;               /* largest batch store_insert is given */
+    int         timeout_s;       /* connect, read and write */
+    int         batch_max;       /* most rows one store_write is given */
 } store_config;
 
-enum {
-    STORE_OK = 0,
-    STORE_ERETRY = -1,           /* connection or transient error: retry the batch */
-    STORE_EDATA = -2,            /* MySQL refused the data: retry row by row */
-};
+/* One message to write. */
+typedef struct store_row {
+    const envelope *env;         /* borrowed for the call */
+    msgid id;                    /* env->id, parsed */
+    unsigned rejected;           /* out: 0, or the MySQL error that refused this row */
+} store_row;
 
-/* No connection yet. Strings are copied. */
+typedef struct store_result {
+    size_t   inserted;           /* rows that were new */
+    size_t   duplicates;         /* rows already present (no-ops) */
+    size_t   rejected;           /* rows marked rejected */
+    uint64_t write_us;           /* statements + COMMIT */
+} store_result;
+
+/* A closed store. cfg's strings are borrowed and must outlive it. */
 store *store_create(const store_config *cfg);
-void store_destroy(store *s);    /* accepts NULL */
 
-/* Connect and, the first time, migrate the schema. Returns 0, or -1 with
- * the reason in why. */
-int store_connect(store *s, char *why, size_t whylen);
-bool store_connected(const store *s);
-void store_disconnect(store *s);
+/* Close and free. Accepts NULL. */
+void store_destroy(store *s);
 
-/* Insert n rows (envs[i] with its parsed id ids[i]) and commit. *inserted
- * is the number of new rows (duplicates count 0). On STORE_ERETRY the
- * connection is closed (reconnect with store_connect); why says what
- * happened. */
-int store_insert(store *s, const envelope *const *envs, const msgid *ids, size_t n,
-                 uint64_t *inserted, char *why, size_t whylen);
+/* Connect (and, once per process, migrate the schema). Returns 0, or -1
+ * with why (the store stays closed). */
+int store_open(store *s, char *why, size_t whylen);
+
+bool store_is_open(const store *s);
+
+/* Write rows[0..n) (n <= batch_max) in one transaction and commit.
+ * Returns 0 with *res (rows[i].rejected set for refused rows), or -1 with
+ * why when nothing was written: the store is then closed. */
+int store_write(store *s, store_row *rows, size_t n, store_result *res, char *why,
+                size_t whylen);
+
+/* Check the idle connection. Returns 0, or -1 with why (closed). */
+int store_ping(store *s, char *why, size_t whylen);
+
+/* Close the connection. */
+void store_close(store *s);
+
+/* From any thread: make a blocked call fail at once (shutdown(2) of the
+ * socket) and every later store_open fail. */
+void store_interrupt(store *s);
 
 #endif

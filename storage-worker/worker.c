@@ -1,641 +1,569 @@
-/* worker.c — consume, batch, insert, commit, ack.
+/* worker.c — the storage loop (see worker.h).
  *
- * The thread's loop:
+ * One thread does everything blocking: it owns the AMQP connection
+ * (consumer.c) and the MySQL connection (store.c). The event loop only
+ * talks to it through two atomic flags (stop, abandon) and an eventfd that
+ * wakes its poll(); it reports through the atomics of metrics.h.
  *
- *   connect RabbitMQ (channel 1: basic.qos(prefetch) + basic.consume with
- *   manual acks; channel 2: RPCs such as the passive declare that reads the
- *   queue depth) and MySQL (migrating the schema the first time);
- *   gather a batch: wait for a delivery (1 s when idle, so stop is noticed),
- *   then keep taking deliveries until batch_max or batch_wait_ms after the
- *   first; decode each (lib/envelope.c, lib/msgid.c);
- *   write it: one INSERT ... ON DUPLICATE KEY UPDATE, COMMIT, then
- *   basic.ack(last tag, multiple).
+ * The hand. Deliveries that decode (envelope_from_amqp, and an id that
+ * msgid_parse accepts) are appended to an array in delivery-tag order; a
+ * batch is always its first min(held, batch_max) entries. So when a batch
+ * is committed, every delivery still unacked with a tag up to the batch's
+ * last is in the batch, and one basic.ack(multiple) up to the last row MySQL
+ * took settles exactly the batch. Rows MySQL refused are rejected first
+ * (requeue=false; rejecting after a multiple ack would name an unknown tag
+ * and close the channel). A delivery that does not decode is rejected as it
+ * arrives. The broker never sends more than `prefetch` unacked deliveries,
+ * which bounds the hand.
  *
- * Failure rules, which are what make storage exactly-once:
- *   - a delivery that does not decode (no envelope, bad id) is poison: it is
- *     rejected without requeue at once and counted; it never blocks a batch;
- *   - MySQL fails (connection, deadlock, anything but the data): roll back,
- *     keep the batch, reconnect with backoff and write it again; nothing is
- *     acked before a COMMIT returned. A RabbitMQ connection that died
- *     meanwhile (heartbeats are not served while we wait) has its messages
- *     redelivered; inserting them again is a no-op;
- *   - MySQL refuses the data: rows are written one by one, the good ones
- *     acked, the refused ones rejected as poison;
- *   - RabbitMQ fails while a batch is gathered: the batch is dropped (the
- *     broker redelivers it) and the connection is made again.
+ * The loop, each round:
+ *   - stopping: cancel the consumer once; leave when nothing is held (or the
+ *     AMQP connection is gone, which took the hand with it);
+ *   - reconnect AMQP / MySQL when down and their backoff time has come;
+ *   - every check_ms: read the queue depth, ping an idle MySQL;
+ *   - write a batch when one is due: batch_max held, or the whole prefetch
+ *     window, or the first held delivery waited batch_wait_ms, or stopping;
+ *   - otherwise poll the AMQP socket and the eventfd until the earliest of
+ *     those deadlines (and at least every consumer_tick_ms, which keeps
+ *     heartbeats going), then read every delivery that has arrived.
  *
- * Stop: the batch in hand is finished (written and acked, MySQL retried
- * until the caller gives up on us), then both connections close politely.
+ * Failures. A batch that MySQL fails as a whole (connection, deadlock, ...)
+ * stays in hand, unacked, and is written again once MySQL is back; the AMQP
+ * connection is kept alive meanwhile. When the AMQP connection fails the
+ * hand is dropped: its deliveries were not acked, so the broker delivers
+ * them again (to us or another worker), and the primary key makes a second
+ * insert a no-op. Each failure schedules the next attempt with exponential
+ * backoff and jitter (lib/backoff), per connection. One log line per outage
+ * (amqp_down / mysql_down, then *_up); repeated failures are debug lines.
  *
- * Counters are C11 atomics written here and read by the loop thread.
+ * Poison. Every rejected message is counted (errors_total{kind="poison"});
+ * the first and then one in every storage.poison_log_every is logged.
  */
 #include "worker.h"
 
+#include "backoff.h"
+#include "clock.h"
+#include "consumer.h"
 #include "envelope.h"
 #include "log.h"
 #include "mem.h"
 #include "msgid.h"
 #include "store.h"
 
-#include <amqp.h>
-#include <amqp_tcp_socket.h>
+#include <errno.h>
+#include <mysql.h>
+#include <mysqld_error.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
-#define WORKER_CH          1
-#define WORKER_CH_RPC      2
-#define WORKER_DEPTH_MS    5000      /* how often the queue depth is read */
-#define WORKER_IDLE_MS     1000
-#define WORKER_NBUCKETS    8
+#define WORKER_RECEIVE_MAX 1000     /* deliveries read per round */
 
-static const uint64_t worker_buckets[WORKER_NBUCKETS] = { 1, 10, 50, 100, 250, 500, 1000, 5000 };
+typedef struct worker_item {
+    uint64_t tag;
+    uint64_t arrived_ms;
+    envelope env;
+    msgid id;
+} worker_item;
 
 struct worker {
-    const storage_config *cfg;
+    const storage_config *conf;
+    metrics *m;
+    worker_done_fn done;
+    void *ctx;
+    consumer *amqp;
+    store *db;
     pthread_t thread;
-    atomic_bool stop, finished;
-    /* thread only */
-    amqp_connection_state_t amqp;
-    store *store;
-    envelope *envs;
-    const envelope **envp;
-    msgid *ids;
-    uint64_t *tags;
-    size_t n;
-    unsigned attempt_amqp, attempt_mysql;
-    uint64_t rng, next_depth_ms;
-    bool amqp_logged_down, mysql_logged_down;
-    uint64_t poison_logged_ms;
-    /* shared counters */
-    atomic_bool up_amqp, up_mysql;
-    _Atomic uint64_t rows, duplicates, batches, commit_us, bucket[WORKER_NBUCKETS + 1],
-                     rows_sum, lag_ms, lag_max_ms, depth, err_mysql, err_amqp, poison,
-                     re_mysql, re_amqp;
+    int efd;
+    atomic_bool stop, abandon;
+
+    /* Worker thread only. */
+    worker_item *items;            /* the hand: items[head..len) */
+    size_t head, len, cap;
+    store_row *rows;               /* batch_max */
+    backoff amqp_backoff, mysql_backoff;
+    uint64_t amqp_retry_at, mysql_retry_at, check_at, mysql_used_at;
+    bool amqp_ever, mysql_ever;    /* connected once: later connects are reconnects */
+    bool amqp_told, mysql_told;    /* this outage was logged */
+    bool cancelled;
+    uint64_t poison;
+    char name[160];
 };
 
-static uint64_t worker_now_ms(void)
+/* --- the hand ------------------------------------------------------------------------ */
+
+static size_t worker_held(const worker *w)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return w->len - w->head;
 }
 
-static uint64_t worker_wall_ms(void)
+static void worker_hand_gauge(worker *w)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    atomic_store_explicit(&w->m->in_hand, worker_held(w), memory_order_relaxed);
 }
 
-static void worker_add(_Atomic uint64_t *c, uint64_t n)
+static void worker_hand_push(worker *w, uint64_t tag, uint64_t now, envelope *env, msgid id)
 {
-    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
-}
-
-/* Sleep ms in small steps, returning early on stop. */
-static void worker_sleep(worker *w, int ms)
-{
-    uint64_t until = worker_now_ms() + (uint64_t)ms;
-    while (!atomic_load(&w->stop) && worker_now_ms() < until) {
-        struct timespec ts = { 0, 20 * 1000000 };
-        nanosleep(&ts, NULL);
+    if (w->len == w->cap) {
+        w->cap = w->cap ? w->cap * 2 : 64;
+        w->items = xrealloc(w->items, w->cap * sizeof *w->items);
     }
+    worker_item *it = &w->items[w->len++];
+    it->tag = tag;
+    it->arrived_ms = now;
+    it->env = *env;             /* takes the fields */
+    it->id = id;
+    worker_hand_gauge(w);
 }
 
-/* Exponential backoff with full jitter above the floor. */
-static int worker_backoff(worker *w, unsigned attempt, int lo, int hi)
+/* Drop the first k held deliveries (written, or given up). */
+static void worker_hand_pop(worker *w, size_t k)
 {
-    uint64_t cap = (uint64_t)lo;
-    for (unsigned i = 0; i < attempt && cap < (uint64_t)hi; i++)
-        cap *= 2;
-    if (cap > (uint64_t)hi)
-        cap = (uint64_t)hi;
-    w->rng ^= w->rng << 13;
-    w->rng ^= w->rng >> 7;
-    w->rng ^= w->rng << 17;
-    return (int)((uint64_t)lo + w->rng % (cap - (uint64_t)lo + 1));
+    for (size_t i = 0; i < k; i++)
+        envelope_free(&w->items[w->head + i].env);
+    w->head += k;
+    if (w->head == w->len) {
+        w->head = w->len = 0;
+    } else if (w->head > w->cap / 2) {
+        memmove(w->items, w->items + w->head, worker_held(w) * sizeof *w->items);
+        w->len -= w->head;
+        w->head = 0;
+    }
+    worker_hand_gauge(w);
 }
 
-/* --- RabbitMQ ------------------------------------------------------------------ */
+/* --- connection state ----------------------------------------------------------------- */
 
-static void worker_amqp_close(worker *w, bool polite)
+static void worker_amqp_lost(worker *w, const char *why)
 {
-    if (!w->amqp)
-        return;
-    if (polite)
-        amqp_connection_close(w->amqp, AMQP_REPLY_SUCCESS);
-    amqp_destroy_connection(w->amqp);
-    w->amqp = NULL;
-    atomic_store(&w->up_amqp, false);
-}
-
-static int worker_rpc_ok(worker *w, const char *what, char *why, size_t whylen)
-{
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(w->amqp);
-    if (r.reply_type == AMQP_RESPONSE_NORMAL)
-        return 0;
-    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
-        snprintf(why, whylen, "%s: %s", what, amqp_error_string2(r.library_error));
-    else if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
-             (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD ||
-              r.reply.id == AMQP_CONNECTION_CLOSE_METHOD)) {
-        amqp_channel_close_t *m = r.reply.decoded;    /* same layout for both */
-        snprintf(why, whylen, "%s: %u %.*s", what, m->reply_code, (int)m->reply_text.len,
-                 (const char *)m->reply_text.bytes);
+    char q[300];
+    size_t dropped = worker_held(w);
+    worker_hand_pop(w, dropped);       /* unacked: RabbitMQ delivers them again */
+    atomic_store(&w->m->up_amqp, false);
+    metrics_add(&w->m->errors_amqp, 1);
+    int delay = backoff_next(&w->amqp_backoff);
+    w->amqp_retry_at = clock_ms() + (uint64_t)delay;
+    if (!w->amqp_told) {
+        w->amqp_told = true;
+        log_warn("amqp_down", "host=%s port=%d queue=%s dropped_unacked=%zu retry_ms=%d reason=%s",
+                 w->conf->amqp_host, w->conf->amqp_port, w->conf->queue, dropped, delay,
+                 log_q(q, sizeof q, why, strlen(why)));
     } else {
-        snprintf(why, whylen, "%s: failed", what);
+        log_debug("amqp_retry", "host=%s port=%d retry_ms=%d reason=%s", w->conf->amqp_host,
+                  w->conf->amqp_port, delay, log_q(q, sizeof q, why, strlen(why)));
     }
-    return -1;
 }
 
-static int worker_declare(worker *w, amqp_channel_t ch, bool passive, char *why, size_t whylen)
+static void worker_mysql_lost(worker *w, const char *why)
 {
-    const storage_config *c = w->cfg;
-    amqp_table_entry_t e[1];
-    amqp_table_t args = amqp_empty_table;
-    if (strcmp(c->queue_type, "classic") != 0) {
-        e[0].key = amqp_cstring_bytes("x-queue-type");
-        e[0].value.kind = AMQP_FIELD_KIND_UTF8;
-        e[0].value.value.bytes = amqp_cstring_bytes(c->queue_type);
-        args.num_entries = 1;
-        args.entries = e;
+    char q[300];
+    atomic_store(&w->m->up_mysql, false);
+    metrics_add(&w->m->errors_mysql, 1);
+    int delay = backoff_next(&w->mysql_backoff);
+    w->mysql_retry_at = clock_ms() + (uint64_t)delay;
+    if (!w->mysql_told) {
+        w->mysql_told = true;
+        log_warn("mysql_down", "host=%s port=%d held=%zu retry_ms=%d reason=%s",
+                 w->conf->mysql_host, w->conf->mysql_port, worker_held(w), delay,
+                 log_q(q, sizeof q, why, strlen(why)));
+    } else {
+        log_debug("mysql_retry", "host=%s port=%d retry_ms=%d reason=%s", w->conf->mysql_host,
+                  w->conf->mysql_port, delay, log_q(q, sizeof q, why, strlen(why)));
     }
-    amqp_queue_declare_ok_t *ok = amqp_queue_declare(w->amqp, ch, amqp_cstring_bytes(c->queue),
-                                                     passive, 1, 0, 0, args);
-    if (worker_rpc_ok(w, "queue.declare", why, whylen) < 0)
+}
+
+static void worker_open_amqp(worker *w)
+{
+    char why[300];
+    if (consumer_open(w->amqp, why, sizeof why) < 0) {
+        worker_amqp_lost(w, why);
+        return;
+    }
+    backoff_reset(&w->amqp_backoff);
+    if (w->amqp_ever)
+        metrics_add(&w->m->reconnects_amqp, 1);
+    w->amqp_ever = true;
+    w->amqp_told = false;
+    w->check_at = 0;            /* read the queue depth right away */
+    atomic_store(&w->m->up_amqp, true);
+    log_info("amqp_up", "host=%s port=%d queue=%s type=%s prefetch=%d", w->conf->amqp_host,
+             w->conf->amqp_port, w->conf->queue, w->conf->queue_type, w->conf->prefetch);
+}
+
+static void worker_open_mysql(worker *w)
+{
+    char why[300];
+    if (store_open(w->db, why, sizeof why) < 0) {
+        worker_mysql_lost(w, why);
+        return;
+    }
+    backoff_reset(&w->mysql_backoff);
+    if (w->mysql_ever)
+        metrics_add(&w->m->reconnects_mysql, 1);
+    w->mysql_ever = true;
+    w->mysql_told = false;
+    w->mysql_used_at = clock_ms();
+    atomic_store(&w->m->up_mysql, true);
+    log_info("mysql_up", "host=%s port=%d database=%s held=%zu", w->conf->mysql_host,
+             w->conf->mysql_port, w->conf->mysql_database, worker_held(w));
+}
+
+/* --- deliveries ------------------------------------------------------------------------ */
+
+/* Reject one message for good and count it. Returns 0, or -1 when the
+ * AMQP connection failed (already handled). */
+static int worker_reject(worker *w, uint64_t tag, const char *reason, const char *id,
+                         size_t idlen, unsigned mysql_err)
+{
+    char why[300], q[300], qi[120];
+    w->poison++;
+    metrics_add(&w->m->errors_poison, 1);
+    if ((w->poison - 1) % (uint64_t)w->conf->poison_log_every == 0)
+        log_warn("poison", "count=%llu id=%s reason=%s mysql_error=%u",
+                 (unsigned long long)w->poison, log_q(qi, sizeof qi, id, idlen),
+                 log_q(q, sizeof q, reason, strlen(reason)), mysql_err);
+    if (consumer_reject(w->amqp, tag, why, sizeof why) < 0) {
+        worker_amqp_lost(w, why);
         return -1;
-    if (ok)
-        atomic_store(&w->depth, ok->message_count);
+    }
     return 0;
 }
 
-static int worker_amqp_connect(worker *w, char *why, size_t whylen)
+/* Decode one delivery into the hand, or reject it; release it. Returns -1
+ * when the AMQP connection failed. (A delivery's memory is its own: it
+ * outlives its connection.) */
+static int worker_delivery(worker *w, amqp_envelope_t *d, uint64_t now)
 {
-    const storage_config *c = w->cfg;
-    w->amqp = amqp_new_connection();
-    amqp_socket_t *sock = w->amqp ? amqp_tcp_socket_new(w->amqp) : NULL;
-    if (!sock) {
-        snprintf(why, whylen, "cannot create a connection");
-        goto fail;
-    }
-    struct timeval tv = { 5, 0 };
-    int rc = amqp_socket_open_noblock(sock, c->amqp_host, c->amqp_port, &tv);
-    if (rc != AMQP_STATUS_OK) {
-        snprintf(why, whylen, "connect: %s", amqp_error_string2(rc));
-        goto fail;
-    }
-    amqp_table_entry_t pe[1];
-    pe[0].key = amqp_cstring_bytes("connection_name");
-    pe[0].value.kind = AMQP_FIELD_KIND_UTF8;
-    pe[0].value.value.bytes = amqp_cstring_bytes("lectern-storage");
-    amqp_table_t props = { 1, pe };
-    amqp_rpc_reply_t r = amqp_login_with_properties(w->amqp, c->amqp_vhost, 0, 131072,
-                                                    c->amqp_heartbeat_s, &props,
-                                                    AMQP_SASL_METHOD_PLAIN, c->amqp_user,
-                                                    c->amqp_password);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        snprintf(why, whylen, "login failed");
-        goto fail;
-    }
-    struct timeval rpc = { 10, 0 };
-    amqp_set_rpc_timeout(w->amqp, &rpc);
-    amqp_channel_open(w->amqp, WORKER_CH);
-    if (worker_rpc_ok(w, "channel.open", why, whylen) < 0)
-        goto fail;
-    amqp_channel_open(w->amqp, WORKER_CH_RPC);
-    if (worker_rpc_ok(w, "channel.open", why, whylen) < 0)
-        goto fail;
-    if (worker_declare(w, WORKER_CH_RPC, false, why, whylen) < 0)
-        goto fail;
-    amqp_basic_qos(w->amqp, WORKER_CH, 0, (uint16_t)c->prefetch, 0);
-    if (worker_rpc_ok(w, "basic.qos", why, whylen) < 0)
-        goto fail;
-    amqp_basic_consume(w->amqp, WORKER_CH, amqp_cstring_bytes(c->queue), amqp_empty_bytes,
-                       0, 0, 0, amqp_empty_table);
-    if (worker_rpc_ok(w, "basic.consume", why, whylen) < 0)
-        goto fail;
-    atomic_store(&w->up_amqp, true);
-    w->next_depth_ms = worker_now_ms() + WORKER_DEPTH_MS;
-    return 0;
-
-fail:
-    worker_amqp_close(w, false);
-    return -1;
-}
-
-/* --- the batch --------------------------------------------------------------------- */
-
-static void worker_batch_clear(worker *w)
-{
-    for (size_t i = 0; i < w->n; i++)
-        envelope_free(&w->envs[i]);
-    w->n = 0;
-}
-
-static void worker_poison(worker *w, uint64_t tag, const char *why)
-{
-    worker_add(&w->poison, 1);
-    if (w->amqp)
-        amqp_basic_reject(w->amqp, WORKER_CH, tag, 0);
-    uint64_t now = worker_now_ms();
-    if (now - w->poison_logged_ms > 10000) {       /* at most one line per 10 s */
-        w->poison_logged_ms = now;
-        log_warn("poison_message", "queue=%s reason=\"%s\" detail=\"rejected without requeue\"",
-                 w->cfg->queue, why);
-    }
-}
-
-/* One delivery: into the batch, or rejected as poison. */
-static void worker_take(worker *w, amqp_envelope_t *d)
-{
+    const amqp_basic_properties_t *p = &d->message.properties;
+    envelope env;
     const char *why = NULL;
-    envelope *e = &w->envs[w->n];
-    if (envelope_from_amqp(&d->message.properties, d->message.body, e, &why) < 0) {
-        worker_poison(w, d->delivery_tag, why ? why : "no envelope");
-        return;
+    msgid id;
+    int rc = 0;
+
+    metrics_add(&w->m->deliveries, 1);
+    if (envelope_from_amqp(p, d->message.body, &env, &why) < 0) {
+        amqp_bytes_t mid = (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? p->message_id
+                                                                     : amqp_empty_bytes;
+        rc = worker_reject(w, d->delivery_tag, why ? why : "undecodable", mid.bytes, mid.len, 0);
+    } else if (msgid_parse(env.id, strlen(env.id), &id) < 0) {
+        rc = worker_reject(w, d->delivery_tag, "x-lectern-id is not a message id (<ms>-<n>)",
+                           env.id, strlen(env.id), 0);
+        envelope_free(&env);
+    } else {
+        worker_hand_push(w, d->delivery_tag, now, &env, id);
     }
-    if (msgid_parse(e->id, strlen(e->id), &w->ids[w->n]) < 0) {
-        envelope_free(e);
-        worker_poison(w, d->delivery_tag, "message id is not <ms>-<n>");
-        return;
-    }
-    w->tags[w->n] = d->delivery_tag;
-    w->envp[w->n] = e;
-    w->n++;
+    consumer_release(d);
+    return rc;
 }
 
-/* Consume until the batch is full or its time is up. Returns -1 when the
- * AMQP connection failed (the batch is then dropped: redelivered later). */
-static int worker_gather(worker *w, char *why, size_t whylen)
+/* Read every delivery that has arrived (up to WORKER_RECEIVE_MAX). */
+static void worker_receive(worker *w)
 {
-    const storage_config *c = w->cfg;
-    uint64_t deadline = 0;
-    while (w->n < (size_t)c->batch_max && !atomic_load(&w->stop)) {
-        uint64_t now = worker_now_ms();
-        int wait_ms;
-        if (w->n) {
-            if (now >= deadline)
-                break;
-            wait_ms = (int)(deadline - now);
-        } else {
-            wait_ms = WORKER_IDLE_MS;
-        }
-        struct timeval tv = { wait_ms / 1000, (wait_ms % 1000) * 1000 };
+    char why[300];
+    uint64_t now = clock_ms();
+    for (int n = 0; n < WORKER_RECEIVE_MAX && consumer_is_open(w->amqp); n++) {
         amqp_envelope_t d;
-        amqp_maybe_release_buffers(w->amqp);
-        amqp_rpc_reply_t r = amqp_consume_message(w->amqp, &d, &tv, 0);
-        if (r.reply_type == AMQP_RESPONSE_NORMAL) {
-            worker_take(w, &d);
-            amqp_destroy_envelope(&d);
-            if (w->n == 1 && !deadline)
-                deadline = worker_now_ms() + (uint64_t)c->batch_wait_ms;
+        int r = consumer_next(w->amqp, &d, why, sizeof why);
+        if (r == 0)
+            return;
+        if (r < 0) {
+            worker_amqp_lost(w, why);
+            return;
+        }
+        if (worker_delivery(w, &d, now) < 0)
+            return;
+    }
+}
+
+/* --- batches --------------------------------------------------------------------------- */
+
+static bool worker_batch_due(const worker *w, uint64_t now, bool stopping)
+{
+    size_t held = worker_held(w);
+    if (!held || !consumer_is_open(w->amqp) || !store_is_open(w->db))
+        return false;
+    return stopping || held >= (size_t)w->conf->batch_max || held >= (size_t)w->conf->prefetch ||
+           now >= w->items[w->head].arrived_ms + (uint64_t)w->conf->batch_wait_ms;
+}
+
+/* Write, commit, then reject refused rows and ack the rest. */
+static void worker_flush(worker *w)
+{
+    size_t k = worker_held(w);
+    if (k > (size_t)w->conf->batch_max)
+        k = (size_t)w->conf->batch_max;
+    worker_item *batch = &w->items[w->head];
+    for (size_t i = 0; i < k; i++)
+        w->rows[i] = (store_row){ .env = &batch[i].env, .id = batch[i].id };
+
+    store_result res;
+    char why[300];
+    if (store_write(w->db, w->rows, k, &res, why, sizeof why) < 0) {
+        worker_mysql_lost(w, why);         /* the batch stays in hand */
+        return;
+    }
+    w->mysql_used_at = clock_ms();
+
+    uint64_t wall = clock_wall_ms(), newest = 0, lag_max = 0, last_good = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (w->rows[i].rejected)
             continue;
-        }
-        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-            r.library_error == AMQP_STATUS_TIMEOUT) {
-            if (!w->n)
-                return 0;           /* idle: let the caller look at stop and the depth */
+        last_good = batch[i].tag;
+        uint64_t ts = batch[i].env.ts_ms;
+        if (ts > newest)
+            newest = ts;
+        if (wall > ts && wall - ts > lag_max)
+            lag_max = wall - ts;
+    }
+    if (res.rejected < k)
+        metrics_batch(w->m, k - res.rejected, res.inserted, res.write_us, newest, lag_max);
+
+    for (size_t i = 0; i < k; i++) {
+        if (!w->rows[i].rejected)
             continue;
-        }
-        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-            r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
-            amqp_frame_t f;
-            if (amqp_simple_wait_frame(w->amqp, &f) != AMQP_STATUS_OK) {
-                snprintf(why, whylen, "read failed");
-                return -1;
-            }
-            if (f.frame_type == AMQP_FRAME_METHOD &&
-                (f.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD ||
-                 f.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
-                 f.payload.method.id == AMQP_BASIC_CANCEL_METHOD)) {
-                snprintf(why, whylen, "closed by the broker (method 0x%08x)",
-                         (unsigned)f.payload.method.id);
-                return -1;
-            }
-            continue;
-        }
-        snprintf(why, whylen, "consume: %s",
-                 r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
-                     ? amqp_error_string2(r.library_error) : "server exception");
-        return -1;
+        const char *id = batch[i].env.id;
+        const char *reason = w->rows[i].rejected == ER_NET_PACKET_TOO_LARGE
+                                 ? "row larger than max_allowed_packet"
+                                 : "MySQL refused the row";
+        if (worker_reject(w, batch[i].tag, reason, id, strlen(id), w->rows[i].rejected) < 0)
+            return;                        /* the hand went with the connection */
     }
-    return 0;
+    if (last_good && consumer_ack(w->amqp, last_good, why, sizeof why) < 0) {
+        worker_amqp_lost(w, why);          /* committed: a redelivery is a no-op */
+        return;
+    }
+    worker_hand_pop(w, k);
 }
 
-static void worker_mysql_down(worker *w, const char *why)
+/* --- the loop ---------------------------------------------------------------------------- */
+
+/* Stopping: no new deliveries. Those already sent are still read. */
+static void worker_cancel(worker *w)
 {
-    worker_add(&w->err_mysql, 1);
-    atomic_store(&w->up_mysql, false);
-    char q[256];
-    if (!w->mysql_logged_down) {
-        w->mysql_logged_down = true;
-        log_warn("mysql_down", "host=%s port=%d reason=%s", w->cfg->mysql_host,
-                 w->cfg->mysql_port, log_q(q, sizeof q, why, strlen(why)));
+    char why[300];
+    w->cancelled = true;
+    log_info("draining", "held=%zu amqp=%s mysql=%s", worker_held(w),
+             consumer_is_open(w->amqp) ? "up" : "down", store_is_open(w->db) ? "up" : "down");
+    if (!consumer_is_open(w->amqp))
+        return;
+    if (consumer_cancel(w->amqp, why, sizeof why) < 0) {
+        worker_amqp_lost(w, why);
+        return;
+    }
+    atomic_store(&w->m->up_amqp, false);
+    worker_receive(w);
+}
+
+/* The queue depth and an idle MySQL, every check_ms. */
+static void worker_checks(worker *w, uint64_t now)
+{
+    char why[300];
+    uint64_t every = (uint64_t)w->conf->check_ms;
+    if (consumer_is_open(w->amqp) && now >= w->check_at) {
+        uint32_t ready;
+        w->check_at = now + every;
+        if (consumer_depth(w->amqp, &ready, why, sizeof why) < 0)
+            worker_amqp_lost(w, why);
+        else
+            atomic_store_explicit(&w->m->queue_messages, ready, memory_order_relaxed);
+    }
+    if (store_is_open(w->db) && now >= w->mysql_used_at + every) {
+        if (store_ping(w->db, why, sizeof why) < 0)
+            worker_mysql_lost(w, why);
+        else
+            w->mysql_used_at = now;
     }
 }
 
-/* (Re)connect MySQL until it works or stop. Returns 0 when connected. */
-static int worker_mysql_ensure(worker *w)
+static void worker_min(int64_t *t, uint64_t at, uint64_t now)
 {
-    const storage_config *c = w->cfg;
-    while (!store_connected(w->store)) {
-        char why[256];
-        if (store_connect(w->store, why, sizeof why) == 0) {
-            if (w->attempt_mysql || w->mysql_logged_down)
-                worker_add(&w->re_mysql, 1);
-            w->attempt_mysql = 0;
-            w->mysql_logged_down = false;
-            atomic_store(&w->up_mysql, true);
-            log_info("mysql_up", "host=%s port=%d database=%s", c->mysql_host, c->mysql_port,
-                     c->mysql_database);
-            return 0;
-        }
-        worker_mysql_down(w, why);
-        if (atomic_load(&w->stop))
-            return -1;
-        worker_sleep(w, worker_backoff(w, w->attempt_mysql++, c->mysql_backoff_min_ms,
-                                       c->mysql_backoff_max_ms));
-    }
-    return 0;
+    int64_t d = at > now ? (int64_t)(at - now) : 0;
+    if (d < *t)
+        *t = d;
 }
 
-static void worker_count_batch(worker *w, size_t n, uint64_t inserted, uint64_t us)
+/* Sleep until something is due or arrives, then read deliveries. */
+static void worker_wait(worker *w, uint64_t now, bool stopping)
 {
-    worker_add(&w->rows, inserted);
-    worker_add(&w->duplicates, n - inserted);
-    worker_add(&w->batches, 1);
-    worker_add(&w->rows_sum, n);
-    worker_add(&w->commit_us, us);
-    size_t b = 0;
-    while (b < WORKER_NBUCKETS && n > worker_buckets[b])
-        b++;
-    worker_add(&w->bucket[b], 1);
-    uint64_t newest = 0, oldest = UINT64_MAX;
-    for (size_t i = 0; i < n; i++) {
-        if (w->envp[i]->ts_ms > newest)
-            newest = w->envp[i]->ts_ms;
-        if (w->envp[i]->ts_ms < oldest)
-            oldest = w->envp[i]->ts_ms;
-    }
-    uint64_t now = worker_wall_ms();
-    atomic_store(&w->lag_ms, now > newest ? now - newest : 0);
-    atomic_store(&w->lag_max_ms, now > oldest ? now - oldest : 0);
-}
+    bool amqp = consumer_is_open(w->amqp), mysql = store_is_open(w->db);
+    int64_t t = amqp ? consumer_tick_ms(w->amqp) : 1000;
+    uint64_t every = (uint64_t)w->conf->check_ms;
 
-/* Rows one by one: ack the stored, reject what MySQL refuses. */
-static int worker_write_each(worker *w)
-{
-    for (size_t i = 0; i < w->n; i++) {
-        for (;;) {
-            char why[256];
-            uint64_t inserted;
-            if (worker_mysql_ensure(w) < 0)
-                return -1;
-            int rc = store_insert(w->store, &w->envp[i], &w->ids[i], 1, &inserted, why,
-                                  sizeof why);
-            if (rc == STORE_OK) {
-                worker_count_batch(w, 1, inserted, 0);
-                if (w->amqp)
-                    amqp_basic_ack(w->amqp, WORKER_CH, w->tags[i], 0);
-                break;
-            }
-            if (rc == STORE_EDATA) {
-                worker_poison(w, w->tags[i], why);
-                break;
-            }
-            worker_mysql_down(w, why);
-            worker_sleep(w, worker_backoff(w, w->attempt_mysql++, w->cfg->mysql_backoff_min_ms,
-                                           w->cfg->mysql_backoff_max_ms));
-            if (atomic_load(&w->stop) && !store_connected(w->store))
-                return -1;
-        }
-    }
-    return 0;
-}
+    if (!amqp && !stopping)
+        worker_min(&t, w->amqp_retry_at, now);
+    if (!mysql)
+        worker_min(&t, w->mysql_retry_at, now);
+    if (amqp && mysql && worker_held(w))
+        worker_min(&t, w->items[w->head].arrived_ms + (uint64_t)w->conf->batch_wait_ms, now);
+    if (amqp)
+        worker_min(&t, w->check_at, now);
+    if (mysql)
+        worker_min(&t, w->mysql_used_at + every, now);
+    if (amqp && consumer_buffered(w->amqp))
+        t = 0;
 
-/* Insert, commit, ack the batch in hand. Retries MySQL until it works (or
- * stop with MySQL still down: the batch is then left unacked). */
-static void worker_write(worker *w)
-{
-    const storage_config *c = w->cfg;
-    while (w->n) {
-        if (worker_mysql_ensure(w) < 0)
-            break;
-        char why[256];
-        uint64_t inserted;
-        uint64_t t0 = worker_now_ms();
-        int rc = store_insert(w->store, w->envp, w->ids, w->n, &inserted, why, sizeof why);
-        if (rc == STORE_OK) {
-            worker_count_batch(w, w->n, inserted, (worker_now_ms() - t0) * 1000);
-            if (w->amqp && amqp_basic_ack(w->amqp, WORKER_CH, w->tags[w->n - 1], 1) != 0) {
-                /* Stored; the broker will redeliver them and the insert is a no-op. */
-                worker_add(&w->err_amqp, 1);
-                worker_amqp_close(w, false);
-            }
-            break;
-        }
-        if (rc == STORE_EDATA) {
-            worker_write_each(w);
-            break;
-        }
-        worker_mysql_down(w, why);
-        if (atomic_load(&w->stop))
-            break;
-        worker_sleep(w, worker_backoff(w, w->attempt_mysql++, c->mysql_backoff_min_ms,
-                                       c->mysql_backoff_max_ms));
+    struct pollfd p[2] = {
+        { .fd = w->efd, .events = POLLIN },
+        { .fd = amqp ? consumer_fd(w->amqp) : -1, .events = POLLIN },
+    };
+    if (poll(p, 2, (int)t) > 0 && (p[0].revents & POLLIN)) {
+        uint64_t v;
+        ssize_t n = read(w->efd, &v, sizeof v);
+        (void)n;        /* EAGAIN: another round already drained it */
     }
-    worker_batch_clear(w);
-}
-
-static void worker_amqp_down(worker *w, const char *why)
-{
-    worker_add(&w->err_amqp, 1);
-    worker_amqp_close(w, false);
-    char q[256];
-    if (!w->amqp_logged_down) {
-        w->amqp_logged_down = true;
-        log_warn("amqp_down", "host=%s port=%d reason=%s", w->cfg->amqp_host,
-                 w->cfg->amqp_port, log_q(q, sizeof q, why, strlen(why)));
-    }
+    if (consumer_is_open(w->amqp) && !atomic_load(&w->abandon))
+        worker_receive(w);
 }
 
 static void *worker_main(void *arg)
 {
     worker *w = arg;
-    const storage_config *c = w->cfg;
-    while (!atomic_load(&w->stop)) {
-        char why[256];
-        if (!w->amqp) {
-            if (worker_amqp_connect(w, why, sizeof why) < 0) {
-                worker_amqp_down(w, why);
-                worker_sleep(w, worker_backoff(w, w->attempt_amqp++, c->amqp_backoff_min_ms,
-                                               c->amqp_backoff_max_ms));
-                continue;
-            }
-            if (w->amqp_logged_down || w->attempt_amqp)
-                worker_add(&w->re_amqp, 1);
-            w->attempt_amqp = 0;
-            w->amqp_logged_down = false;
-            log_info("amqp_up", "host=%s port=%d queue=%s type=%s prefetch=%d", c->amqp_host,
-                     c->amqp_port, c->queue, c->queue_type, c->prefetch);
-        }
-        if (worker_mysql_ensure(w) < 0)
-            continue;
-        if (worker_gather(w, why, sizeof why) < 0) {
-            worker_batch_clear(w);          /* unacked: redelivered */
-            worker_amqp_down(w, why);
+    mysql_thread_init();
+    while (!atomic_load(&w->abandon)) {
+        bool stopping = atomic_load(&w->stop);
+        if (stopping && !w->cancelled)
+            worker_cancel(w);
+        if (stopping && (!consumer_is_open(w->amqp) || !worker_held(w)))
+            break;
+        uint64_t now = clock_ms();
+        if (!stopping && !consumer_is_open(w->amqp) && now >= w->amqp_retry_at)
+            worker_open_amqp(w);
+        if (!store_is_open(w->db) && now >= w->mysql_retry_at)
+            worker_open_mysql(w);
+        now = clock_ms();
+        worker_checks(w, now);          /* before a flush: a long drain must not starve it */
+        if (worker_batch_due(w, now, stopping)) {
+            worker_flush(w);
             continue;
         }
-        worker_write(w);
-        uint64_t now = worker_now_ms();
-        if (w->amqp && now >= w->next_depth_ms) {
-            w->next_depth_ms = now + WORKER_DEPTH_MS;
-            if (worker_declare(w, WORKER_CH_RPC, true, why, sizeof why) < 0)
-                worker_amqp_down(w, why);
-        }
+        worker_wait(w, now, stopping);
     }
-    worker_write(w);                        /* the batch in hand, if any */
-    worker_amqp_close(w, true);
-    store_disconnect(w->store);
-    atomic_store(&w->up_mysql, false);
-    atomic_store(&w->finished, true);
+
+    bool abandoned = atomic_load(&w->abandon);
+    size_t unacked = worker_held(w);
+    worker_hand_pop(w, unacked);
+    consumer_close(w->amqp);           /* not politely once interrupted */
+    store_close(w->db);
+    atomic_store(&w->m->up_amqp, false);
+    atomic_store(&w->m->up_mysql, false);
+    log_info("worker_stopped", "abandoned=%s unacked=%zu rows_written=%llu duplicates=%llu "
+             "poison=%llu", abandoned ? "true" : "false", unacked,
+             (unsigned long long)atomic_load(&w->m->rows_written),
+             (unsigned long long)atomic_load(&w->m->duplicates),
+             (unsigned long long)atomic_load(&w->m->errors_poison));
+    mysql_thread_end();
+    w->done(w->ctx);
     return NULL;
 }
 
-/* --- the loop's side ----------------------------------------------------------------- */
+/* --- the loop's side ------------------------------------------------------------------------ */
 
-worker *worker_create(const storage_config *cfg)
+static void worker_wake(worker *w)
+{
+    uint64_t one = 1;
+    ssize_t n = write(w->efd, &one, sizeof one);
+    (void)n;            /* the counter can only saturate: a wake-up is pending anyway */
+}
+
+static void worker_free(worker *w)
+{
+    consumer_destroy(w->amqp);
+    store_destroy(w->db);
+    if (w->efd >= 0)
+        close(w->efd);
+    for (size_t i = w->head; i < w->len; i++)
+        envelope_free(&w->items[i].env);
+    free(w->items);
+    free(w->rows);
+    free(w);
+}
+
+worker *worker_create(const storage_config *conf, metrics *m, worker_done_fn done, void *ctx,
+                      char *err, size_t errlen)
 {
     worker *w = xcalloc(1, sizeof *w);
-    w->cfg = cfg;
-    size_t n = (size_t)cfg->batch_max;
-    w->envs = xcalloc(n, sizeof *w->envs);
-    w->envp = xcalloc(n, sizeof *w->envp);
-    w->ids = xcalloc(n, sizeof *w->ids);
-    w->tags = xcalloc(n, sizeof *w->tags);
-    w->rng = worker_now_ms() | 1;
-    store_config sc = {
-        .host = cfg->mysql_host, .port = cfg->mysql_port, .user = cfg->mysql_user,
-        .password = cfg->mysql_password, .database = cfg->mysql_database,
-        .timeout_s = cfg->mysql_timeout_s, .batch_max = cfg->batch_max,
+    char host[64] = "localhost";
+    w->conf = conf;
+    w->m = m;
+    w->done = done;
+    w->ctx = ctx;
+    atomic_init(&w->stop, false);
+    atomic_init(&w->abandon, false);
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    snprintf(w->name, sizeof w->name, "lectern-storage %s pid %d", host, (int)getpid());
+
+    consumer_config cc = {
+        .host = conf->amqp_host,
+        .port = conf->amqp_port,
+        .vhost = conf->amqp_vhost,
+        .user = conf->amqp_user,
+        .password = conf->amqp_password,
+        .heartbeat_s = conf->amqp_heartbeat_s,
+        .queue = conf->queue,
+        .queue_type = conf->queue_type,
+        .prefetch = conf->prefetch,
+        .name = w->name,
     };
-    w->store = store_create(&sc);
-    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
-        log_error("worker_create", "detail=\"cannot start the worker thread\"");
-        store_destroy(w->store);
-        free(w->envs);
-        free(w->envp);
-        free(w->ids);
-        free(w->tags);
-        free(w);
-        return NULL;
+    store_config sc = {
+        .host = conf->mysql_host,
+        .port = conf->mysql_port,
+        .user = conf->mysql_user,
+        .password = conf->mysql_password,
+        .database = conf->mysql_database,
+        .timeout_s = conf->mysql_timeout_s,
+        .batch_max = conf->batch_max,
+    };
+    w->amqp = consumer_create(&cc);
+    w->db = store_create(&sc);
+    w->rows = xcalloc((size_t)conf->batch_max, sizeof *w->rows);
+    w->cap = (size_t)conf->prefetch + 1;
+    w->items = xcalloc(w->cap, sizeof *w->items);
+    backoff_init(&w->amqp_backoff, conf->amqp_backoff_min_ms, conf->amqp_backoff_max_ms,
+                 (uint64_t)(uintptr_t)w);
+    backoff_init(&w->mysql_backoff, conf->mysql_backoff_min_ms, conf->mysql_backoff_max_ms,
+                 (uint64_t)(uintptr_t)w->db);
+    w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->efd < 0) {
+        snprintf(err, errlen, "eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    int rc = pthread_create(&w->thread, NULL, worker_main, w);
+    if (rc) {
+        snprintf(err, errlen, "cannot start the worker thread: %s", strerror(rc));
+        goto fail;
     }
     return w;
+
+fail:
+    worker_free(w);
+    return NULL;
 }
 
 void worker_stop(worker *w)
 {
     atomic_store(&w->stop, true);
+    worker_wake(w);
 }
 
-bool worker_finished(const worker *w)
+void worker_abandon(worker *w)
 {
-    return atomic_load(&w->finished);
+    atomic_store(&w->stop, true);
+    atomic_store(&w->abandon, true);
+    consumer_interrupt(w->amqp);
+    store_interrupt(w->db);
+    worker_wake(w);
 }
 
 void worker_destroy(worker *w)
 {
     if (!w)
         return;
-    worker_stop(w);
     pthread_join(w->thread, NULL);
-    worker_batch_clear(w);
-    store_destroy(w->store);
-    free(w->envs);
-    free(w->envp);
-    free(w->ids);
-    free(w->tags);
-    free(w);
-}
-
-bool worker_ready(const worker *w, const char **why)
-{
-    if (!atomic_load(&w->up_amqp)) {
-        *why = "not consuming the storage queue (RabbitMQ unavailable)";
-        return false;
-    }
-    if (!atomic_load(&w->up_mysql)) {
-        *why = "MySQL unavailable";
-        return false;
-    }
-    return true;
-}
-
-static uint64_t ld(const _Atomic uint64_t *c)
-{
-    return atomic_load_explicit(c, memory_order_relaxed);
-}
-
-static void family(buf *out, const char *name, const char *type, const char *help)
-{
-    buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-void worker_metrics(const worker *w, buf *out)
-{
-    static const struct { const char *name, *type, *help; size_t off; } rows[] = {
-        { "lectern_storage_rows_written_total", "counter", "Rows inserted into MySQL (new messages).",
-          offsetof(worker, rows) },
-        { "lectern_storage_duplicates_total", "counter",
-          "Messages that were already stored (redeliveries; the insert was a no-op).",
-          offsetof(worker, duplicates) },
-        { "lectern_storage_batches_total", "counter", "Batches committed.",
-          offsetof(worker, batches) },
-        { "lectern_storage_queue_messages", "gauge",
-          "Messages ready in the storage queue (read every 5 s).", offsetof(worker, depth) },
-    };
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        family(out, rows[i].name, rows[i].type, rows[i].help);
-        buf_printf(out, "%s %llu\n", rows[i].name,
-                   (unsigned long long)ld((const _Atomic uint64_t *)((const char *)w + rows[i].off)));
-    }
-    family(out, "lectern_storage_batch_rows", "histogram", "Rows per committed batch.");
-    uint64_t cum = 0;
-    for (size_t b = 0; b <= WORKER_NBUCKETS; b++) {
-        cum += ld(&w->bucket[b]);
-        if (b < WORKER_NBUCKETS)
-            buf_printf(out, "lectern_storage_batch_rows_bucket{le=\"%llu\"} %llu\n",
-                       (unsigned long long)worker_buckets[b], (unsigned long long)cum);
-        else
-            buf_printf(out, "lectern_storage_batch_rows_bucket{le=\"+Inf\"} %llu\n",
-                       (unsigned long long)cum);
-    }
-    buf_printf(out, "lectern_storage_batch_rows_sum %llu\nlectern_storage_batch_rows_count %llu\n",
-               (unsigned long long)ld(&w->rows_sum), (unsigned long long)ld(&w->batches));
-    family(out, "lectern_storage_commit_seconds", "summary", "Time to insert and commit a batch.");
-    buf_printf(out, "lectern_storage_commit_seconds_sum %.6f\nlectern_storage_commit_seconds_count %llu\n",
-               (double)ld(&w->commit_us) / 1e6, (unsigned long long)ld(&w->batches));
-    family(out, "lectern_storage_lag_seconds", "gauge",
-           "Publish-to-commit time of the newest message of the last batch.");
-    buf_printf(out, "lectern_storage_lag_seconds %.3f\n", (double)ld(&w->lag_ms) / 1000);
-    family(out, "lectern_storage_lag_max_seconds", "gauge",
-           "Publish-to-commit time of the oldest message of the last batch.");
-    buf_printf(out, "lectern_storage_lag_max_seconds %.3f\n", (double)ld(&w->lag_max_ms) / 1000);
-    family(out, "lectern_storage_errors_total", "counter", "Errors by kind.");
-    buf_printf(out, "lectern_storage_errors_total{kind=\"mysql\"} %llu\n"
-               "lectern_storage_errors_total{kind=\"amqp\"} %llu\n"
-               "lectern_storage_errors_total{kind=\"poison\"} %llu\n",
-               (unsigned long long)ld(&w->err_mysql), (unsigned long long)ld(&w->err_amqp),
-               (unsigned long long)ld(&w->poison));
-    family(out, "lectern_storage_reconnects_total", "counter", "Reconnects after a failure.");
-    buf_printf(out, "lectern_storage_reconnects_total{to=\"mysql\"} %llu\n"
-               "lectern_storage_reconnects_total{to=\"amqp\"} %llu\n",
-               (unsigned long long)ld(&w->re_mysql), (unsigned long long)ld(&w->re_amqp));
-    family(out, "lectern_storage_up", "gauge", "1 when connected to the dependency.");
-    buf_printf(out, "lectern_storage_up{dep=\"mysql\"} %d\nlectern_storage_up{dep=\"amqp\"} %d\n",
-               atomic_load(&w->up_mysql) ? 1 : 0, atomic_load(&w->up_amqp) ? 1 : 0);
+    worker_free(w);
 }

@@ -1,43 +1,35 @@
-/* worker.h — the storage queue consumer: RabbitMQ in, MySQL out.
+/* worker.h — the storage loop: storage queue -> MySQL, on a thread of its own.
  *
- * One thread owns one AMQP connection and one MySQL connection (both
- * libraries block). It consumes the storage queue with a prefetch window,
- * gathers up to batch_max messages (or what arrived within batch_wait_ms of
- * the first), inserts them in one statement, commits, and only then acks
- * them with one basic.ack(multiple). See worker.c for the failure rules.
- *
- * The loop thread (main.c) reads the counters for /metrics and /readyz and
- * asks the thread to stop; nothing here runs on the loop.
+ * The worker consumes the storage queue (consumer.h), holds the deliveries
+ * it decoded "in hand", writes them in batches (store.h), and acknowledges
+ * a batch only after its COMMIT. It reconnects to RabbitMQ and MySQL
+ * independently, and reports through the metrics it is given.
  */
-#ifndef LECTERN_WORKER_H
-#define LECTERN_WORKER_H
+#ifndef LECTERN_STORAGE_WORKER_H
+#define LECTERN_STORAGE_WORKER_H
 
-#include <stdbool.h>
-
-#include "buf.h"
 #include "config.h"
+#include "metrics.h"
 
 typedef struct worker worker;
 
-/* Start the thread (it connects in the background). cfg is borrowed and
- * must outlive the worker. Returns NULL (logged) when the thread cannot be
- * started. */
-worker *worker_create(const storage_config *cfg);
+/* Called once on the worker thread, as the last thing it does. */
+typedef void (*worker_done_fn)(void *ctx);
 
-/* Ask the thread to finish the batch in hand and exit. Any thread. */
+/* Start the worker thread. conf and m are borrowed and must outlive the
+ * worker. Returns NULL with a reason in err when the thread cannot start. */
+worker *worker_create(const storage_config *conf, metrics *m, worker_done_fn done, void *ctx,
+                      char *err, size_t errlen);
+
+/* Graceful stop (any thread): take no new deliveries, write, commit and ack
+ * the ones in hand, close both connections politely, then call done. */
 void worker_stop(worker *w);
 
-/* Has the thread exited? */
-bool worker_finished(const worker *w);
+/* The stop deadline passed (any thread): give up at once, acking nothing
+ * more; calls blocked on either connection fail immediately. done follows. */
+void worker_abandon(worker *w);
 
-/* Join the thread (call after worker_finished, or accept the wait) and
- * free. Accepts NULL. */
+/* Wait for the thread to end and free everything. Accepts NULL. */
 void worker_destroy(worker *w);
-
-/* Consuming and connected to MySQL; otherwise false with a reason. */
-bool worker_ready(const worker *w, const char **why);
-
-/* Append the Prometheus text exposition of the counters to out. */
-void worker_metrics(const worker *w, buf *out);
 
 #endif
