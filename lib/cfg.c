@@ -277,3 +277,16 @@ void cfg_free(const cfg_knob *table, void *conf)
         }
     }
 }
+
+int cfg_load(const cfg_knob *table, void *conf, const char *path, const char *const *sets,
+             int nsets, char *err, size_t errlen)
+{
+    if (cfg_defaults(table, conf, err, errlen) < 0)
+        return -1;
+    if (path && cfg_load_file(table, conf, path, err, errlen) < 0)
+        return -1;
+    for (int i = 0; i < nsets; i++)
+        if (cfg_set(table, conf, sets[i], err, errlen) < 0)
+            return -1;
+    return 0;
+}

@@ -51,6 +51,12 @@ int cfg_set(const cfg_knob *table, void *conf, const char *assignment,
 int cfg_set_value(const cfg_knob *table, void *conf, const char *name,
                   const char *value, char *err, size_t errlen);
 
+/* The usual layering: defaults, then the file (when path is not NULL), then
+ * each "section.key=value" of sets in order. Returns 0 or -1 with the first
+ * error (as the functions above report it). */
+int cfg_load(const cfg_knob *table, void *conf, const char *path, const char *const *sets,
+             int nsets, char *err, size_t errlen);
+
 /* Write the table as a complete, commented config file with the defaults. */
 void cfg_print(const cfg_knob *table, const char *title, FILE *out);
 

@@ -90,6 +90,8 @@
  */
 #include "bus.h"
 
+#include "backoff.h"
+#include "clock.h"
 #include "log.h"
 #include "mem.h"
 
@@ -158,9 +160,8 @@ typedef struct bus_conn {
                                   * logged in yet, or the broker closed it */
     bool logged_down;            /* bus_down already logged for this outage */
     bool warned_malformed;
-    unsigned attempt;            /* consecutive failures */
+    backoff retry;               /* reconnect delays; .attempt counts failures */
     int tick_ms;
-    uint64_t rng;
     char why[192];
 } bus_conn;
 
@@ -226,39 +227,6 @@ static void bus_add(_Atomic uint64_t *c, uint64_t n)
 static bool bus_stopping(const bus *b)
 {
     return atomic_load(&b->stop);
-}
-
-static uint64_t bus_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t bus_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-static uint64_t bus_rand(bus_conn *c)
-{
-    /* xorshift64*: jitter only, no need for quality */
-    c->rng ^= c->rng >> 12;
-    c->rng ^= c->rng << 25;
-    c->rng ^= c->rng >> 27;
-    return c->rng * 2685821657736338717ULL;
-}
-
-static int bus_backoff_ms(const bus *b, bus_conn *c)
-{
-    uint64_t lo = (uint64_t)b->backoff_min_ms, cap = lo;
-    for (unsigned i = 0; i < c->attempt && cap < (uint64_t)b->backoff_max_ms; i++)
-        cap *= 2;
-    if (cap > (uint64_t)b->backoff_max_ms)
-        cap = (uint64_t)b->backoff_max_ms;
-    return (int)(lo + bus_rand(c) % (cap - lo + 1));
 }
 
 static void bus_copy_reply_text(char *out, size_t n, const char *what, unsigned code,
@@ -560,7 +528,7 @@ static int bus_declare_storage(bus *b, bus_conn *c, amqp_channel_t ch)
 
 static void bus_conn_up(bus *b, bus_conn *c)
 {
-    c->attempt = 0;
+    backoff_reset(&c->retry);
     c->logged_down = false;
     log_info("bus_up", "conn=%s host=%s port=%d exchange=%s heartbeat=%d", c->name,
              b->host, b->port, b->xname, amqp_get_heartbeat(c->conn));
@@ -581,7 +549,7 @@ static void bus_conn_down(bus *b, bus_conn *c)
                  b->port, b->xname, log_q(q, sizeof q, c->why, strlen(c->why)));
     } else {
         log_debug("bus_retry", "conn=%s host=%s port=%d attempt=%u reason=%s", c->name,
-                  b->host, b->port, c->attempt, log_q(q, sizeof q, c->why, strlen(c->why)));
+                  b->host, b->port, c->retry.attempt, log_q(q, sizeof q, c->why, strlen(c->why)));
     }
 }
 
@@ -643,7 +611,7 @@ static void bus_pub_wait(bus *b, bus_conn *c, int ms)
 /* Settle jobs by delivery tag: confirmed (ok) or nacked. */
 static void bus_pub_mark(bus *b, uint64_t tag, bool multiple, bool ok)
 {
-    uint64_t now = bus_now_us();
+    uint64_t now = clock_us();
     for (bus_job *j = b->pend; j; j = j->next) {
         if (!j->tag || j->tag > tag)
             break;              /* pend is in tag order; unsent jobs come last */
@@ -658,7 +626,7 @@ static void bus_pub_mark(bus *b, uint64_t tag, bool multiple, bool ok)
 /* Jobs past their deadline fail (pend is in queue order, so deadlines rise). */
 static void bus_pub_expire(bus *b)
 {
-    uint64_t now = bus_now_ms();
+    uint64_t now = clock_ms();
     for (bus_job *j = b->pend; j && j->deadline_ms <= now; j = j->next)
         if (!j->result)
             j->result = -1;
@@ -777,12 +745,12 @@ static int bus_pub_send(bus *b, bus_conn *c)
 /* Back off for ms, failing jobs whose deadline passes meanwhile. */
 static void bus_pub_backoff(bus *b, bus_conn *c, int ms)
 {
-    uint64_t until = bus_now_ms() + (uint64_t)ms;
+    uint64_t until = clock_ms() + (uint64_t)ms;
     for (;;) {
         bus_pub_take(b);
         bus_pub_expire(b);
         bus_pub_complete(b);
-        uint64_t now = bus_now_ms();
+        uint64_t now = clock_ms();
         if (bus_stopping(b) || now >= until)
             return;
         uint64_t wait = until - now;
@@ -816,7 +784,7 @@ static int bus_pub_timeout(const bus *b, const bus_conn *c)
 {
     int ms = c->tick_ms;
     if (b->pend) {
-        uint64_t now = bus_now_ms(), dl = b->pend->deadline_ms;
+        uint64_t now = clock_ms(), dl = b->pend->deadline_ms;
         if (dl <= now)
             return 0;
         if (dl - now < (uint64_t)ms)
@@ -830,14 +798,13 @@ static void *bus_pub_main(void *arg)
     bus *b = arg;
     bus_conn c = { .name = "publisher", .which = BUS_PUB, .mu = &b->pub_mu,
                    .fd_slot = &b->pub_fd };
-    c.rng = (bus_now_ms() ^ (uintptr_t)b) | 1;
+    backoff_init(&c.retry, b->backoff_min_ms, b->backoff_max_ms, (uintptr_t)b);
 
     while (!bus_stopping(b)) {
         if (!c.conn) {
             if (bus_pub_connect(b, &c) < 0) {
                 bus_conn_down(b, &c);
-                bus_pub_backoff(b, &c, bus_backoff_ms(b, &c));
-                c.attempt++;
+                bus_pub_backoff(b, &c, backoff_next(&c.retry));
                 continue;
             }
             bus_conn_up(b, &c);
@@ -856,8 +823,7 @@ static void *bus_pub_main(void *arg)
         if (rc < 0) {
             bus_pub_reset(b);
             bus_conn_down(b, &c);
-            bus_pub_backoff(b, &c, bus_backoff_ms(b, &c));
-            c.attempt++;
+            bus_pub_backoff(b, &c, backoff_next(&c.retry));
         }
     }
     bus_conn_close(&c);
@@ -991,9 +957,9 @@ static void bus_drain_efd(bus *b)
 /* Back off for ms, serving requests (not connected) and stop meanwhile. */
 static void bus_con_sleep(bus *b, bus_conn *c, int ms)
 {
-    uint64_t until = bus_now_ms() + (uint64_t)ms;
+    uint64_t until = clock_ms() + (uint64_t)ms;
     while (!bus_stopping(b)) {
-        uint64_t now = bus_now_ms();
+        uint64_t now = clock_ms();
         if (now >= until)
             break;
         struct pollfd p = { .fd = b->efd, .events = POLLIN };
@@ -1081,14 +1047,13 @@ static void *bus_con_main(void *arg)
     bus *b = arg;
     bus_conn c = { .name = "consumer", .which = BUS_CON, .mu = &b->con_mu,
                    .fd_slot = &b->con_fd };
-    c.rng = (bus_now_ms() ^ ((uintptr_t)b >> 4) ^ 0x9e3779b97f4a7c15ULL) | 1;
+    backoff_init(&c.retry, b->backoff_min_ms, b->backoff_max_ms, (uintptr_t)b >> 4);
 
     while (!bus_stopping(b)) {
         if (!c.conn) {
             if (bus_con_connect(b, &c) < 0) {
                 bus_conn_down(b, &c);
-                bus_con_sleep(b, &c, bus_backoff_ms(b, &c));
-                c.attempt++;
+                bus_con_sleep(b, &c, backoff_next(&c.retry));
                 continue;
             }
             bus_conn_up(b, &c);
@@ -1107,8 +1072,7 @@ static void *bus_con_main(void *arg)
          * our heartbeat and notices a missing one from the broker. */
         if (bus_con_requests(b, &c) < 0 || bus_con_drain(b, &c) < 0) {
             bus_conn_down(b, &c);
-            bus_con_sleep(b, &c, bus_backoff_ms(b, &c));
-            c.attempt++;
+            bus_con_sleep(b, &c, backoff_next(&c.retry));
         }
     }
     bus_conn_close(&c);
@@ -1313,7 +1277,7 @@ int bus_publish(bus *b, const envelope *env, bool fanout, bus_done_fn done, void
     j->fanout = fanout;
     j->done = done;
     j->ctx = ctx;
-    j->queued_us = bus_now_us();
+    j->queued_us = clock_us();
     j->deadline_ms = j->queued_us / 1000 + (uint64_t)b->confirm_timeout_ms;
 
     pthread_mutex_lock(&b->pub_mu);

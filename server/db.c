@@ -395,6 +395,18 @@ static void db_on_closed(uv_handle_t *h)
     free(h->data);
 }
 
+/* Free everything but the struct and its async handle. */
+static void db_release(db *d)
+{
+    free(d->workers);
+    free(d->host);
+    free(d->user);
+    free(d->password);
+    free(d->database);
+    pthread_cond_destroy(&d->cv);
+    pthread_mutex_destroy(&d->mu);
+}
+
 db *db_create(uv_loop_t *loop, const db_config *cfg)
 {
     db *d = xcalloc(1, sizeof *d);
@@ -416,7 +428,6 @@ db *db_create(uv_loop_t *loop, const db_config *cfg)
         goto fail;
     }
     d->async.data = d;
-    mysql_library_init(0, NULL, NULL);
     for (int i = 0; i < d->nworkers; i++) {
         d->workers[i].d = d;
         if (pthread_create(&d->workers[i].thread, NULL, db_worker_main, &d->workers[i]) != 0) {
@@ -429,13 +440,7 @@ db *db_create(uv_loop_t *loop, const db_config *cfg)
     return d;
 
 fail:
-    free(d->workers);
-    free(d->host);
-    free(d->user);
-    free(d->password);
-    free(d->database);
-    pthread_cond_destroy(&d->cv);
-    pthread_mutex_destroy(&d->mu);
+    db_release(d);
     free(d);
     return NULL;
 }
@@ -461,13 +466,7 @@ void db_destroy(db *d)
         db_job_finish(j);
         j = next;
     }
-    free(d->workers);
-    free(d->host);
-    free(d->user);
-    free(d->password);
-    free(d->database);
-    pthread_cond_destroy(&d->cv);
-    pthread_mutex_destroy(&d->mu);
+    db_release(d);
     uv_close((uv_handle_t *)&d->async, db_on_closed);
 }
 

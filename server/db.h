@@ -51,7 +51,8 @@ typedef struct db_query {
  * ok false (rows NULL) with a reason when MySQL could not answer. */
 typedef void (*db_fn)(void *ctx, const envelope *rows, size_t n, bool ok, const char *why);
 
-/* Start the pool (threads connect when they first need to). Strings are
+/* Start the pool (threads connect when they first need to). The program
+ * has called mysql_library_init (main.c) before starting any thread. Strings are
  * copied. Returns NULL (logged) when a thread or the async handle cannot be
  * created. */
 db *db_create(uv_loop_t *loop, const db_config *cfg);

@@ -9,6 +9,7 @@
 #include "server.h"
 
 #include <getopt.h>
+#include <mysql.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,12 +90,8 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    if (cfg_defaults(server_knobs, &conf, err, sizeof err) < 0 ||
-        (config_file && cfg_load_file(server_knobs, &conf, config_file, err, sizeof err) < 0))
+    if (cfg_load(server_knobs, &conf, config_file, sets, nsets, err, sizeof err) < 0)
         goto bad_config;
-    for (int i = 0; i < nsets; i++)
-        if (cfg_set(server_knobs, &conf, sets[i], err, sizeof err) < 0)
-            goto bad_config;
     if (port && cfg_set_value(server_knobs, &conf, "server.port", port, err, sizeof err) < 0)
         goto bad_config;
     if (check_only) {
@@ -105,13 +102,20 @@ int main(int argc, char **argv)
 
     log_init("lectern-server", log_level_parse(conf.log_level));
     signal(SIGPIPE, SIG_IGN);
+    /* Before any thread: libmariadb's global initialisation is not thread-safe. */
+    if (mysql_library_init(0, NULL, NULL)) {
+        log_error("startup_failed", "reason=\"cannot initialise the MySQL client library\"");
+        goto out;
+    }
     srv = server_create(&conf, err, sizeof err);
     if (!srv) {
         log_error("startup_failed", "reason=\"%s\"", err);
+        mysql_library_end();
         goto out;
     }
     rc = server_run(srv);
     server_destroy(srv);
+    mysql_library_end();
     log_info("exit", "status=%d", rc);
     goto out;
 

@@ -28,6 +28,7 @@
 #include "bus.h"
 #include "http.h"
 #include "log.h"
+#include "lwslog.h"
 #include "mem.h"
 #include "presence.h"
 #include "history.h"
@@ -125,16 +126,6 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         break;
     }
     return lws_callback_http_dummy(wsi, reason, user, in, len);
-}
-
-static void server_lws_log(int level, const char *line)
-{
-    char q[512];
-    size_t n = strlen(line);
-    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        n--;
-    log_write(level == LLL_ERR ? LOG_LEVEL_ERROR : LOG_LEVEL_WARN, "lws", "msg=%s",
-              log_q(q, sizeof q, line, n));
 }
 
 static void server_on_tick(uv_timer_t *t)
@@ -505,7 +496,7 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     memset(&srv->protocols[4], 0, sizeof srv->protocols[4]);
 
     const char *lws_log = getenv("LECTERN_LWS_LOG");
-    lws_set_log_level(lws_log ? atoi(lws_log) : (LLL_ERR | LLL_WARN), server_lws_log);
+    lwslog_install(lws_log ? atoi(lws_log) : (LLL_ERR | LLL_WARN));
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
     void *loops[1] = { &srv->loop };

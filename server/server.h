@@ -18,8 +18,8 @@
 #include "room.h"
 #include "session.h"
 #include "stomp.h"
+#include "version.h"
 
-#define LECTERN_VERSION "0.1.0"
 
 typedef struct server server;
 

@@ -21,6 +21,7 @@
 #include "httpd.h"
 
 #include "log.h"
+#include "lwslog.h"
 #include "mem.h"
 
 #include <libwebsockets.h>
@@ -130,16 +131,6 @@ static int httpd_callback(struct lws *wsi, enum lws_callback_reasons reason, voi
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-static void httpd_lws_log(int level, const char *line)
-{
-    char q[512];
-    size_t n = strlen(line);
-    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        n--;
-    log_write(level == LLL_ERR ? LOG_LEVEL_ERROR : LOG_LEVEL_WARN, "lws", "msg=%s",
-              log_q(q, sizeof q, line, n));
-}
-
 static void httpd_on_closer(uv_timer_t *t)
 {
     httpd *h = t->data;
@@ -170,7 +161,7 @@ httpd *httpd_create(uv_loop_t *loop, int port, const char *listen, httpd_route_f
     h->protocols[0].per_session_data_size = sizeof(httpd_conn);
     h->protocols[0].rx_buffer_size = 1024;
 
-    lws_set_log_level(LLL_ERR | LLL_WARN, httpd_lws_log);
+    lwslog_install(LLL_ERR | LLL_WARN);
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
     void *loops[1] = { loop };

@@ -99,12 +99,8 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    if (cfg_defaults(storage_knobs, &conf, err, sizeof err) < 0 ||
-        (config_file && cfg_load_file(storage_knobs, &conf, config_file, err, sizeof err) < 0))
+    if (cfg_load(storage_knobs, &conf, config_file, sets, nsets, err, sizeof err) < 0)
         goto bad_config;
-    for (int i = 0; i < nsets; i++)
-        if (cfg_set(storage_knobs, &conf, sets[i], err, sizeof err) < 0)
-            goto bad_config;
     if (conf.amqp_backoff_max_ms < conf.amqp_backoff_min_ms ||
         conf.mysql_backoff_max_ms < conf.mysql_backoff_min_ms) {
         snprintf(err, sizeof err, "backoff_max_ms must not be below backoff_min_ms");
