@@ -14,6 +14,12 @@
  * frees it. Held messages are bounded by stomp.max_pending (bytes): a client
  * that cannot take them is a slow consumer and is disconnected, like any
  * other.
+ *
+ * Pacing. A page is queued only while the connection has less than half of
+ * stomp.max_pending waiting (the rest of the page is read again later), and
+ * the next page is read only once the connection has written its queue down
+ * below that (checked every RESUME_PACE_MS): a long replay follows the
+ * client's reading speed instead of overrunning its queue.
  */
 #include "resume.h"
 
@@ -29,7 +35,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define RESUME_PACE_MS 10
+
 struct resume {
+    uv_timer_t pace;             /* first: its close callback frees the struct */
+    bool pace_init;
     struct server *srv;
     subscription *sub;           /* NULL once cancelled */
     char *room;
@@ -40,13 +50,21 @@ struct resume {
     uint64_t replayed;
 };
 
+static void resume_on_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 static void resume_free(resume *rs)
 {
     for (size_t i = 0; i < rs->nheld; i++)
         msg_unref(rs->held[i]);
     free(rs->held);
     free(rs->room);
-    free(rs);
+    if (rs->pace_init)
+        uv_close((uv_handle_t *)&rs->pace, resume_on_closed);
+    else
+        free(rs);
 }
 
 /* The id of a MESSAGE block, or false when it has none that parses. */
@@ -75,6 +93,35 @@ static void resume_finish(resume *rs)
 
 static void resume_next(resume *rs);
 
+/* Read the next page once the client has written most of the last one. */
+static void resume_on_pace(uv_timer_t *t)
+{
+    resume *rs = t->data;
+    if (!rs->sub) {
+        resume_free(rs);
+        return;
+    }
+    if (session_pending(rs->sub->session) > server_conf(rs->srv)->max_pending / 2) {
+        uv_timer_start(&rs->pace, resume_on_pace, RESUME_PACE_MS, 0);
+        return;
+    }
+    resume_next(rs);
+}
+
+static void resume_more(resume *rs)
+{
+    if (session_pending(rs->sub->session) <= server_conf(rs->srv)->max_pending / 2) {
+        resume_next(rs);
+        return;
+    }
+    if (!rs->pace_init) {
+        uv_timer_init(server_loop(rs->srv), &rs->pace);
+        rs->pace.data = rs;
+        rs->pace_init = true;
+    }
+    uv_timer_start(&rs->pace, resume_on_pace, RESUME_PACE_MS, 0);
+}
+
 static void resume_on_page(void *ctx, const history_page *page)
 {
     resume *rs = ctx;
@@ -94,19 +141,25 @@ static void resume_on_page(void *ctx, const history_page *page)
         return;
     }
     relay *r = server_relay(rs->srv);
+    size_t half = server_conf(rs->srv)->max_pending / 2;
+    bool cut = false;
     for (size_t i = 0; i < page->n; i++) {
         msgid id;
         const envelope *env = &page->msgs[i];
         if (msgid_parse(env->id, strlen(env->id), &id) < 0 || msgid_cmp(id, rs->last) <= 0)
             continue;
+        if (session_pending(rs->sub->session) > half) {
+            cut = true;         /* the rest of the page is read again, later */
+            break;
+        }
         msg *m = relay_message(r, env);
         session_replay(rs->sub, m);
         msg_unref(m);
         rs->last = id;
         rs->replayed++;
     }
-    if (page->more && page->n)
-        resume_next(rs);
+    if (cut || (page->more && page->n))
+        resume_more(rs);
     else
         resume_finish(rs);
 }

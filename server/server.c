@@ -584,6 +584,7 @@ relay *server_relay(server *srv) { return srv->relay; }
 registry *server_registry(server *srv) { return srv->registry; }
 presence *server_presence(server *srv) { return srv->presence; }
 history *server_history(server *srv) { return srv->history; }
+uv_loop_t *server_loop(server *srv) { return &srv->loop; }
 uint64_t server_now_ms(const server *srv) { return uv_now(&srv->loop); }
 uint64_t server_next_session_id(server *srv) { return srv->next_session_id++; }
 

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "config.h"
 #include "metrics.h"
@@ -43,6 +44,8 @@ struct history *server_history(server *srv);
 /* This server's id in the cluster (server.id, or generated at start). */
 const char *server_id(const server *srv);
 uint64_t server_now_ms(const server *srv);
+/* The event loop everything of this server runs on. */
+uv_loop_t *server_loop(server *srv);
 uint64_t server_next_session_id(server *srv);
 
 /* The write buffer shared by all connections (the loop is single-threaded

@@ -1315,6 +1315,11 @@ void session_set_tick(session_set *set, uint64_t now_ms)
         session_tick(s, now_ms);
 }
 
+size_t session_pending(const session *s)
+{
+    return s->pending;
+}
+
 uint64_t session_id(const session *s)
 {
     return s->id;

@@ -84,5 +84,7 @@ void session_replay(subscription *sub, msg *m);
 void session_abort(session *s, const char *message, const char *detail);
 
 uint64_t session_id(const session *s);
+/* Bytes queued for the connection and not yet written. */
+size_t session_pending(const session *s);
 
 #endif

@@ -278,6 +278,36 @@ describe('resume (x-since)', () => {
     await failover({ gapMs: 4000, sets: { 'registry.history_max': 10 }, expectMysql: true });
   });
 
+  test('a replay much larger than stomp.max_pending follows the client instead of dropping it', async () => {
+    const c = await startCluster({ n: 1, sets: { 'stomp.max_pending': '16k', 'history.resume_page': 200 } });
+    const [s] = c.servers;
+    const room = `pace-${c.cluster}`;
+    const w = await startWorker({ cluster: c.cluster });
+    const sender = steadySender(s.wsUrl, { room, name: 'p', inflight: 20 });
+    let reader = null;
+    try {
+      await sender.start();
+      await waitFor(() => sender.acked.size >= 3000, { timeout: 60000, what: '3,000 messages sent' });
+      await sender.stop();
+      const total = sender.acked.size;
+      const first = (await httpGet(s.port, `/api/rooms/${room}/messages?limit=1&after=0-0`));
+      const firstId = JSON.parse(first.text).messages[0].id;
+      const got = [];
+      ({ client: reader } = await stompClient(s.wsUrl));
+      reader.subscribe(`/topic/${room}`, (m) => got.push(m), { 'x-since': firstId });
+      await waitFor(() => got.length >= total - 1, { timeout: 60000, what: `${total - 1} replayed` });
+      await sleep(300);
+      assert.equal(got.length, total - 1, 'every message after x-since, once');
+      assert.equal(await metric(s.port, 'lectern_slow_consumers_total'), 0, 'the reader was never dropped');
+      const ids = got.map((m) => m.headers['message-id']);
+      for (let i = 1; i < ids.length; i++) assert.ok(idLess(ids[i - 1], ids[i]), `in order at ${i}`);
+    } finally {
+      if (reader) await reader.deactivate();
+      await w.stop();
+      assert.deepEqual(await c.stop(), [0]);
+    }
+  });
+
   test('x-since must be a message id on a /topic/ destination', async () => {
     const c = await startCluster({ n: 1 });
     try {
