@@ -353,7 +353,7 @@ check "5. a bad value in a file is reported as file:line: $out" \
 out=$("$release" --set nope.knob=1 --check-config 2>&1) && rc=0 || rc=$?
 check "5. an unknown knob is refused" '[[ $rc == 2 && $out == *"unknown knob"* ]]'
 nc_port=${HTTP_PORTS[7]}
-python3 -c 'import socket,sys,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(10)' "$nc_port" &
+node -e 'const s = require("net").createServer().listen(Number(process.argv[1]), "127.0.0.1"); setTimeout(() => s.close(), 10000)' "$nc_port" &
 holder=$!
 sleep 0.3
 out=$(timeout 10 "$release" --set "http.port=$nc_port" --set "amqp.port=$LECTERN_AMQP_PORT" 2>&1) && rc=0 || rc=$?
