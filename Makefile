@@ -57,7 +57,7 @@ UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
         clean check-deps
 .DEFAULT_GOAL := all
 
-all: $(BINDIR)/lectern-server $(BINDIR)/lectern-storage
+all: $(BINDIR)/lectern-server $(BINDIR)/lectern-storage $(B)/tests/lectern-load
 
 $(BINDIR)/lectern-server: $(SERVER_OBJ) $(LIB_OBJ)
 	@mkdir -p $(@D)
@@ -92,6 +92,12 @@ unit-bins: $(UNIT_BIN)
 $(B)/tests/storage-publish: $(B)/tests/storage/publish.o $(B)/lib/envelope.o $(B)/lib/mem.o
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs librabbitmq 2>/dev/null)
+
+# The load generator (make bench; see tests/load/load.c).
+LOAD_SRC := $(wildcard tests/load/*.c)
+$(B)/tests/lectern-load: $(LOAD_SRC:%.c=$(B)/%.o)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libcrypto 2>/dev/null)
 
 # Unit tests of lectern-storage's pure parts (schema splitting, backoff, metrics text).
 $(B)/tests/storage-units: $(B)/tests/storage/test_units.o $(B)/storage-worker/schema.o \

@@ -61,7 +61,8 @@ struct server {
     uv_signal_t sigterm, sigint;
     uv_timer_t tick;
     uv_timer_t stop_timer;
-    uv_check_t reaper;           /* performs closes requested during callbacks */
+    uv_check_t reaper;           /* writes output, performs closes requested during callbacks */
+    uv_prepare_t flusher;        /* writes output queued by timers, before the loop blocks */
     uv_poll_t listen_poll;       /* server.reuseport */
     int listen_fd;
     struct lws_context *ctx;
@@ -134,10 +135,20 @@ static void server_on_tick(uv_timer_t *t)
     session_set_tick(srv->sessions, uv_now(&srv->loop));
 }
 
+/* Output queued during this iteration's I/O goes out in one write per
+ * connection (see session.c); then the closes asked for meanwhile. */
 static void server_on_check(uv_check_t *h)
 {
     server *srv = h->data;
+    session_set_flush(srv->sessions);
     session_set_reap(srv->sessions);
+}
+
+/* Output queued by timers (heart-beats, retries) before the loop blocks. */
+static void server_on_prepare(uv_prepare_t *h)
+{
+    server *srv = h->data;
+    session_set_flush(srv->sessions);
 }
 
 /* --- cluster callbacks --------------------------------------------------------- */
@@ -248,6 +259,8 @@ static void server_teardown(server *srv)
     uv_close((uv_handle_t *)&srv->stop_timer, NULL);
     uv_check_stop(&srv->reaper);
     uv_close((uv_handle_t *)&srv->reaper, NULL);
+    uv_prepare_stop(&srv->flusher);
+    uv_close((uv_handle_t *)&srv->flusher, NULL);
     bus_destroy(srv->bus);
     history_destroy(srv->history);      /* before the registry: its reads come back */
     srv->history = NULL;
@@ -479,6 +492,8 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     srv->stop_timer.data = srv;
     uv_check_init(&srv->loop, &srv->reaper);
     srv->reaper.data = srv;
+    uv_prepare_init(&srv->loop, &srv->flusher);
+    srv->flusher.data = srv;
     uv_signal_init(&srv->loop, &srv->sigterm);
     srv->sigterm.data = srv;
     uv_signal_init(&srv->loop, &srv->sigint);
@@ -540,6 +555,7 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     uv_timer_start(&srv->tick, server_on_tick, (uint64_t)(1000 / conf->hz),
                    (uint64_t)(1000 / conf->hz));
     uv_check_start(&srv->reaper, server_on_check);
+    uv_prepare_start(&srv->flusher, server_on_prepare);
     uv_signal_start(&srv->sigterm, server_on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, server_on_signal, SIGINT);
     return srv;

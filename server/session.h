@@ -8,7 +8,9 @@
  *   CLOSED           -> session_destroy()
  *
  * Outgoing frames are queued as references to shared msg blocks and packed
- * into as few WebSocket messages as possible when the socket is writable.
+ * into as few WebSocket messages as possible, written once per loop
+ * iteration by session_set_flush() (or on SERVER_WRITEABLE when the socket
+ * was full).
  * Every session belongs to a session_set, which the server ticks for
  * heart-beats and timeouts.
  */
@@ -58,6 +60,10 @@ void session_set_tick(session_set *set, uint64_t now_ms);
 /* Perform the closes sessions asked for. Must run outside lws callbacks
  * (the server calls it from a libuv check handle, after each poll). */
 void session_set_reap(session_set *set);
+/* Write the output of every session that queued some since the last call,
+ * straight to its socket where the kernel takes it. Must run outside lws
+ * callbacks (the server calls it from libuv prepare and check handles). */
+void session_set_flush(session_set *set);
 /* Fill the live-state gauges (connections, subscriptions, pending bytes). */
 void session_set_gauges(const session_set *set, metrics_gauges *g);
 

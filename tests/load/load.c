@@ -1,0 +1,1414 @@
+/* load.c — lectern-load, the load generator for Lectern (and for any
+ * STOMP-over-WebSocket server, such as RabbitMQ Web-STOMP).
+ *
+ * What it does. It opens many WebSocket connections, speaks STOMP 1.2 on
+ * them, and plays a scenario: subscribers in rooms (/topic/<prefix>-<n>),
+ * publishers sending timestamped messages to those rooms at a paced rate
+ * (optionally rising step by step), and idle connections that only
+ * subscribe and wait. It measures connect success and time, end-to-end
+ * latency (publish to receive, from a timestamp in the body), delivery
+ * completeness (expected vs received, gaps, duplicates) and deliveries per
+ * second, prints live progress on stderr and one JSON document on stdout.
+ * Given --watch-pid it also samples the servers' CPU time over the
+ * publishing phase and their RSS before and after connecting, which gives
+ * CPU per delivery and memory per connection.
+ *
+ * Design. The parent forks --procs children; each child owns the
+ * connections whose global index i has i % procs == child, and drives them
+ * with one non-blocking epoll loop (no threads, no locks). Children and
+ * parent share one anonymous MAP_SHARED region: a control block written by
+ * the parent (start time, stop time) and one result block per child
+ * (counters, histograms, per-room tallies) written by that child only. The
+ * phases are: connect (at --ramp connections/s, at most --inflight
+ * handshakes at once per child, from --sources source addresses
+ * 127.0.0.1..N so that one destination is not limited to one ephemeral port
+ * range) -> every child ready -> the parent sets a common start time ->
+ * publish for --duration (or until the parent stops it: a rising-rate step
+ * missed --slo-ms or lost messages) -> drain (until --quiet-ms without a
+ * delivery, at most --drain-ms) -> the parent merges and reports.
+ *
+ * Messages. A body is "<publisher>:<seq>:<step>:<t_ns>:" padded with 'x' to
+ * --size bytes; t_ns is CLOCK_MONOTONIC, which every process on the machine
+ * shares. A subscriber knows the publishers of its room and keeps the next
+ * expected seq of each, which counts gaps and duplicates without storing
+ * what it saw. Delivery is complete when, for every room and step, the
+ * received count equals sent x ready subscribers with no gap.
+ *
+ * Invariants: only loopback destinations are accepted (127.0.0.0/8); every
+ * phase has a deadline, so a run ends within connect-timeout + duration +
+ * drain-ms whatever the server does; counts are bounded (LOAD_MAX_CONNS).
+ */
+#include "hist.h"
+#include "scan.h"
+#include "ws.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOAD_MAX_CONNS   120000
+#define LOAD_MAX_URLS    16
+#define LOAD_MAX_STEPS   64
+#define LOAD_MAX_PIDS    16
+#define LOAD_MAX_DURATION_S 900
+#define LOAD_RBUF        (256 * 1024)
+#define LOAD_MAX_FRAME   (16u << 20)
+
+/* ---------------------------------------------------------------- options */
+
+typedef struct url {
+    char hostport[96];       /* Host header */
+    char path[128];
+    struct sockaddr_in addr;
+} url;
+
+typedef struct opts {
+    const char *scenario;
+    url urls[LOAD_MAX_URLS];
+    int nurls;
+    long subs;               /* subscribers in rooms (total) */
+    long rooms;
+    long pubs;               /* publishers per room */
+    long idle;               /* idle subscribed connections */
+    long idle_room;          /* idle connections per idle room */
+    double rate;             /* messages/s per room, first step */
+    double rate_step;        /* added per step (0: one step) */
+    double rate_max;
+    double step_s;
+    double duration_s;       /* publishing (or holding) time */
+    long size;               /* body bytes */
+    long procs;
+    long sources;
+    double ramp;             /* new connections/s, all children together */
+    long inflight;           /* handshakes at once per child */
+    long connect_timeout_ms;
+    long drain_ms, quiet_ms;
+    double slo_ms;           /* stop rising when a step's p99 exceeds this */
+    const char *login, *passcode, *vhost, *prefix;
+    int watch[LOAD_MAX_PIDS];
+    int nwatch;
+    bool json;
+    bool quiet;
+} opts;
+
+/* --------------------------------------------------------- shared region */
+
+typedef struct control {
+    volatile int64_t go_ns;      /* 0 until every child is connected */
+    volatile int64_t stop_ns;    /* INT64_MAX, or when publishing stops */
+    volatile int abort_all;
+} control;
+
+/* One child's results; written only by that child. The variable parts
+ * (latency histograms per step and locality, per-room tallies) follow the
+ * struct in the region, see region_layout(). */
+typedef struct child_res {
+    volatile int ready;          /* connect phase over */
+    volatile int done;           /* drained; results final */
+    volatile uint64_t opened, conns_ok, conns_failed, dropped;
+    volatile uint64_t sent, received, gaps, dups, foreign, bad_body;
+    volatile uint64_t stomp_errors, ws_errors, pub_behind;
+    volatile int64_t last_rx_ns;
+    char first_error[200];
+    hist connect_us;
+} child_res;
+
+typedef struct layout {
+    size_t child_size;           /* bytes per child block */
+    size_t off_lat;              /* hist[nsteps][2] */
+    size_t off_sent;             /* uint64_t[rooms * nsteps] */
+    size_t off_recv;             /* uint64_t[rooms * nsteps] */
+    size_t off_ready;            /* uint64_t[rooms]: subscribed subscribers */
+} layout;
+
+static opts O;
+static int nsteps;
+static double rates[LOAD_MAX_STEPS];
+static layout L;
+static control *ctl;
+static unsigned char *region;    /* control, then procs child blocks */
+
+static child_res *child_at(int c)
+{
+    return (child_res *)(region + 4096 + (size_t)c * L.child_size);
+}
+static hist *lat_of(child_res *r, int step, int remote)
+{
+    return (hist *)((unsigned char *)r + L.off_lat) + step * 2 + remote;
+}
+static uint64_t *sent_of(child_res *r) { return (uint64_t *)((unsigned char *)r + L.off_sent); }
+static uint64_t *recv_of(child_res *r) { return (uint64_t *)((unsigned char *)r + L.off_recv); }
+static uint64_t *ready_of(child_res *r) { return (uint64_t *)((unsigned char *)r + L.off_ready); }
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+static void region_layout(void)
+{
+    size_t off = align64(sizeof(child_res));
+    L.off_lat = off;
+    off += align64(sizeof(hist) * (size_t)nsteps * 2);
+    L.off_sent = off;
+    off += align64(sizeof(uint64_t) * (size_t)(O.rooms * nsteps));
+    L.off_recv = off;
+    off += align64(sizeof(uint64_t) * (size_t)(O.rooms * nsteps));
+    L.off_ready = off;
+    off += align64(sizeof(uint64_t) * (size_t)(O.rooms > 0 ? O.rooms : 1));
+    L.child_size = (off + 4095) & ~(size_t)4095;
+}
+
+/* ------------------------------------------------------------ utilities */
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static uint64_t rng_state = 88172645463325252ull;
+static uint64_t rng(void)
+{
+    uint64_t x = rng_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return rng_state = x;
+}
+
+__attribute__((format(printf, 1, 2), noreturn))
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "lectern-load: ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(2);
+}
+
+/* ---------------------------------------------------------- connections */
+
+enum { ROLE_SUB, ROLE_PUB, ROLE_IDLE };
+enum { C_TCP, C_HANDSHAKE, C_STOMP, C_SUBSCRIBING, C_READY, C_CLOSED };
+
+typedef struct conn {
+    int fd;
+    uint8_t role, state, url;
+    bool want_out;               /* EPOLLOUT registered */
+    uint32_t gid;                /* global index */
+    uint32_t room;               /* SUB/PUB: room; IDLE: idle room */
+    uint32_t pub;                /* PUB: publisher number (room * pubs + k) */
+    int64_t t_open;
+    uint32_t *next;              /* SUB: next seq expected per publisher of the room */
+    uint64_t seq;                /* PUB: next seq */
+    uint64_t step_sent;          /* PUB: sent in the current step */
+    int step;                    /* PUB: step step_sent counts */
+    char key[25];
+    /* raw input not yet a whole WebSocket frame */
+    unsigned char *ws;
+    uint32_t ws_len, ws_cap;
+    /* WebSocket payload not yet a whole STOMP frame */
+    char *st;
+    uint32_t st_len, st_cap;
+    /* output not yet accepted by the kernel */
+    unsigned char *out;
+    uint32_t out_len, out_off, out_cap;
+} conn;
+
+static int me;                   /* child number */
+static child_res *R;             /* this child's results */
+static conn *conns;
+static size_t nconns;
+static int ep;
+static unsigned char rbuf[LOAD_RBUF];
+static unsigned char wbuf[LOAD_RBUF];
+static size_t inflight;
+static int64_t go_ns, pub_end_ns;
+
+static void set_error(const char *what, const char *detail, size_t dlen)
+{
+    if (R->first_error[0])
+        return;
+    snprintf(R->first_error, sizeof R->first_error, "%s%s%.*s", what, dlen ? ": " : "",
+             (int)(dlen > 150 ? 150 : dlen), detail ? detail : "");
+}
+
+static void conn_close(conn *c, bool failed)
+{
+    if (c->state == C_CLOSED)
+        return;
+    if (c->state != C_READY) {
+        inflight--;
+        if (failed)
+            R->conns_failed++;
+    } else if (failed) {
+        R->dropped++;
+    }
+    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+    c->state = C_CLOSED;
+    free(c->ws);
+    free(c->st);
+    free(c->out);
+    c->ws = NULL;
+    c->st = NULL;
+    c->out = NULL;
+    c->ws_len = c->ws_cap = c->st_len = c->st_cap = c->out_len = c->out_off = c->out_cap = 0;
+}
+
+static void want_out(conn *c, bool on)
+{
+    if (c->want_out == on)
+        return;
+    struct epoll_event ev = { .events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = c };
+    epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+    c->want_out = on;
+}
+
+static void grow(void **p, uint32_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return;
+    size_t n = *cap ? *cap : 1024;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*p, n);
+    if (!q) {
+        fprintf(stderr, "lectern-load: out of memory\n");
+        exit(1);
+    }
+    *p = q;
+    *cap = (uint32_t)n;
+}
+
+/* Send bytes, keeping what the kernel does not take for EPOLLOUT. */
+static void conn_send(conn *c, const unsigned char *p, size_t n)
+{
+    if (c->state == C_CLOSED)
+        return;
+    if (c->out_len == 0) {
+        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                set_error("send", strerror(errno), strlen(strerror(errno)));
+                conn_close(c, true);
+                return;
+            }
+            w = 0;
+        }
+        if ((size_t)w == n)
+            return;
+        p += w;
+        n -= (size_t)w;
+    }
+    grow((void **)&c->out, &c->out_cap, c->out_len + n);
+    memcpy(c->out + c->out_len, p, n);
+    c->out_len += (uint32_t)n;
+    want_out(c, true);
+}
+
+static void conn_flush(conn *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            conn_close(c, true);
+            return;
+        }
+        c->out_off += (uint32_t)w;
+    }
+    c->out_off = c->out_len = 0;
+    want_out(c, false);
+}
+
+/* Append one masked text frame holding the STOMP frame text[0..n) (which
+ * includes its NUL) to dst; returns bytes written. dst needs n + 14. */
+static size_t put_frame(unsigned char *dst, const char *text, size_t n)
+{
+    uint32_t mask = (uint32_t)rng();
+    size_t hl = ws_header(dst, WS_TEXT, n, mask);
+    memcpy(dst + hl, text, n);
+    ws_mask(dst + hl, n, mask);
+    return hl + n;
+}
+
+static void send_stomp(conn *c, const char *text, size_t n)
+{
+    unsigned char tmp[2048];
+    if (n + 14 > sizeof tmp)
+        return;
+    conn_send(c, tmp, put_frame(tmp, text, n));
+}
+
+static void room_name(char *dst, size_t cap, const conn *c)
+{
+    if (c->role == ROLE_IDLE)
+        snprintf(dst, cap, "/topic/%s-idle-%u", O.prefix, c->room);
+    else
+        snprintf(dst, cap, "/topic/%s-%u", O.prefix, c->room);
+}
+
+static void became_ready(conn *c)
+{
+    c->state = C_READY;
+    inflight--;
+    R->conns_ok++;
+    hist_add(&R->connect_us, (uint64_t)(now_ns() - c->t_open) / 1000);
+    if (c->role == ROLE_SUB)
+        ready_of(R)[c->room]++;
+}
+
+/* ------------------------------------------------------------- receiving */
+
+static uint64_t parse_u64(const char **p, const char *end, bool *ok)
+{
+    uint64_t v = 0;
+    const char *q = *p;
+    if (q >= end || *q < '0' || *q > '9')
+        *ok = false;
+    while (q < end && *q >= '0' && *q <= '9')
+        v = v * 10 + (uint64_t)(*q++ - '0');
+    if (q >= end || *q != ':')
+        *ok = false;
+    *p = q + 1;
+    return v;
+}
+
+static void on_message(conn *c, const scan_frame *f)
+{
+    if (c->role != ROLE_SUB) {
+        R->foreign++;
+        return;
+    }
+    int64_t t = now_ns();
+    const char *p = f->body, *end = f->body + f->body_len;
+    bool ok = true;
+    uint64_t pub = parse_u64(&p, end, &ok);
+    uint64_t seq = parse_u64(&p, end, &ok);
+    uint64_t step = parse_u64(&p, end, &ok);
+    uint64_t ts = parse_u64(&p, end, &ok);
+    if (!ok || step >= (uint64_t)nsteps) {
+        R->bad_body++;
+        return;
+    }
+    if (pub / (uint64_t)O.pubs != c->room) {
+        R->foreign++;
+        return;
+    }
+    uint32_t k = (uint32_t)(pub % (uint64_t)O.pubs);
+    if (seq == c->next[k]) {
+        c->next[k]++;
+    } else if (seq > c->next[k]) {
+        R->gaps += seq - c->next[k];
+        c->next[k] = (uint32_t)seq + 1;
+    } else {
+        R->dups++;
+        return;
+    }
+    R->received++;
+    R->last_rx_ns = t;
+    recv_of(R)[(size_t)c->room * (size_t)nsteps + step]++;
+    int remote = (int)(pub % (uint64_t)O.nurls) != c->url;
+    int64_t lat = t - (int64_t)ts;
+    hist_add(lat_of(R, (int)step, remote), lat > 0 ? (uint64_t)lat / 1000 : 0);
+}
+
+static void on_frame(conn *c, const scan_frame *f)
+{
+    char text[512];
+    switch (f->cmd) {
+    case SCAN_HEARTBEAT:
+        return;
+    case SCAN_MESSAGE:
+        on_message(c, f);
+        return;
+    case SCAN_CONNECTED:
+        if (c->state != C_STOMP)
+            break;
+        if (c->role == ROLE_PUB) {
+            became_ready(c);
+            return;
+        }
+        char dest[160];
+        room_name(dest, sizeof dest, c);
+        int n = snprintf(text, sizeof text,
+                         "SUBSCRIBE\nid:0\ndestination:%s\nack:auto\nreceipt:s\n\n", dest);
+        c->state = C_SUBSCRIBING;
+        send_stomp(c, text, (size_t)n + 1);   /* with the NUL */
+        return;
+    case SCAN_RECEIPT:
+        if (c->state == C_SUBSCRIBING) {
+            became_ready(c);
+            return;
+        }
+        return;
+    case SCAN_ERROR: {
+        size_t ml = 0;
+        const char *m = scan_header(f, "message", &ml);
+        R->stomp_errors++;
+        set_error("STOMP ERROR", m, ml);
+        conn_close(c, true);
+        return;
+    }
+    default:
+        break;
+    }
+    R->stomp_errors++;
+    set_error("unexpected frame", NULL, 0);
+}
+
+/* Feed WebSocket payload bytes (a STOMP byte stream) to c. */
+static void feed_stomp(conn *c, char *p, size_t n)
+{
+    if (c->st_len > 0) {
+        grow((void **)&c->st, &c->st_cap, c->st_len + n);
+        memcpy(c->st + c->st_len, p, n);
+        c->st_len += (uint32_t)n;
+        p = c->st;
+        n = c->st_len;
+    }
+    size_t off = 0;
+    while (off < n && c->state != C_CLOSED) {
+        scan_frame f;
+        ssize_t r = scan_frame_next(p + off, n - off, LOAD_MAX_FRAME, &f);
+        if (r == SCAN_AGAIN)
+            break;
+        if (r == SCAN_BAD) {
+            R->stomp_errors++;
+            set_error("malformed STOMP frame", NULL, 0);
+            conn_close(c, true);
+            return;
+        }
+        on_frame(c, &f);
+        off += (size_t)r;
+    }
+    if (c->state == C_CLOSED)
+        return;
+    if (p == c->st) {
+        memmove(c->st, c->st + off, n - off);
+        c->st_len = (uint32_t)(n - off);
+    } else if (off < n) {
+        grow((void **)&c->st, &c->st_cap, n - off);
+        memcpy(c->st, p + off, n - off);
+        c->st_len = (uint32_t)(n - off);
+    }
+    if (c->st_len == 0 && c->st_cap > 65536) {
+        free(c->st);
+        c->st = NULL;
+        c->st_cap = 0;
+    }
+}
+
+/* Consume whole WebSocket frames from p[0..n); returns bytes consumed. */
+static size_t feed_ws(conn *c, unsigned char *p, size_t n)
+{
+    size_t off = 0;
+    while (off < n && c->state != C_CLOSED) {
+        ws_frame f;
+        ssize_t r = ws_parse(p + off, n - off, LOAD_MAX_FRAME, &f);
+        if (r == WS_AGAIN)
+            break;
+        if (r == WS_BAD) {
+            R->ws_errors++;
+            set_error("bad WebSocket frame", NULL, 0);
+            conn_close(c, true);
+            return n;
+        }
+        off += (size_t)r;
+        switch (f.opcode) {
+        case WS_TEXT:
+        case WS_BINARY:
+        case WS_CONT:
+            feed_stomp(c, (char *)f.payload, f.len);
+            break;
+        case WS_PING: {
+            unsigned char tmp[160];
+            if (f.len <= 125) {
+                uint32_t mask = (uint32_t)rng();
+                size_t hl = ws_header(tmp, WS_PONG, f.len, mask);
+                memcpy(tmp + hl, f.payload, f.len);
+                ws_mask(tmp + hl, f.len, mask);
+                conn_send(c, tmp, hl + f.len);
+            }
+            break;
+        }
+        case WS_CLOSE: {
+            unsigned code = f.len >= 2 ? (unsigned)f.payload[0] << 8 | f.payload[1] : 0;
+            char d[160];
+            int dl = snprintf(d, sizeof d, "%u %.*s", code, (int)(f.len > 2 ? (f.len - 2 > 100 ? 100 : f.len - 2) : 0),
+                              f.len > 2 ? (const char *)f.payload + 2 : "");
+            set_error("closed by server", d, (size_t)dl);
+            conn_close(c, true);
+            return n;
+        }
+        default:
+            break;
+        }
+    }
+    return off;
+}
+
+static void on_readable(conn *c)
+{
+    for (int rounds = 0; rounds < 8 && c->state != C_CLOSED; rounds++) {
+        ssize_t r = recv(c->fd, rbuf, sizeof rbuf, 0);
+        if (r < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            set_error("recv", strerror(errno), strlen(strerror(errno)));
+            conn_close(c, true);
+            return;
+        }
+        if (r == 0) {
+            set_error("connection closed", NULL, 0);
+            conn_close(c, true);
+            return;
+        }
+        size_t n = (size_t)r;
+        unsigned char *p = rbuf;
+        if (c->ws_len > 0 || c->state == C_HANDSHAKE) {
+            grow((void **)&c->ws, &c->ws_cap, c->ws_len + n);
+            memcpy(c->ws + c->ws_len, rbuf, n);
+            c->ws_len += (uint32_t)n;
+            p = c->ws;
+            n = c->ws_len;
+        }
+        size_t off = 0;
+        if (c->state == C_HANDSHAKE) {
+            const char *why = "";
+            ssize_t h = ws_response((const char *)p, n, c->key, &why);
+            if (h == WS_AGAIN)
+                continue;
+            if (h == WS_BAD) {
+                R->ws_errors++;
+                set_error("handshake", why, strlen(why));
+                conn_close(c, true);
+                return;
+            }
+            off = (size_t)h;
+            c->state = C_STOMP;
+            char text[400];
+            int tl = snprintf(text, sizeof text,
+                              "CONNECT\naccept-version:1.2,1.1\nhost:%s\nlogin:%s\npasscode:%s\n"
+                              "heart-beat:0,0\n\n", O.vhost, O.login, O.passcode);
+            send_stomp(c, text, (size_t)tl + 1);
+        }
+        if (c->state != C_CLOSED)
+            off += feed_ws(c, p + off, n - off);
+        if (c->state == C_CLOSED)
+            return;
+        if (p == c->ws) {
+            memmove(c->ws, c->ws + off, n - off);
+            c->ws_len = (uint32_t)(n - off);
+        } else if (off < n) {
+            grow((void **)&c->ws, &c->ws_cap, n - off);
+            memcpy(c->ws, p + off, n - off);
+            c->ws_len = (uint32_t)(n - off);
+        }
+        if (c->ws_len == 0 && c->ws_cap > 65536) {
+            free(c->ws);
+            c->ws = NULL;
+            c->ws_cap = 0;
+        }
+        if ((size_t)r < sizeof rbuf)
+            return;
+    }
+}
+
+static void on_connected_tcp(conn *c)
+{
+    int err = 0;
+    socklen_t el = sizeof err;
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+    if (err) {
+        set_error("connect", strerror(err), strlen(strerror(err)));
+        conn_close(c, true);
+        return;
+    }
+    char req[1024];
+    const url *u = &O.urls[c->url];
+    ws_make_key(c->key, rng(), rng());
+    size_t n = ws_request(req, sizeof req, u->hostport, u->path,
+                          "v12.stomp, v11.stomp, v10.stomp", c->key);
+    c->state = C_HANDSHAKE;
+    want_out(c, false);
+    conn_send(c, (const unsigned char *)req, n);
+}
+
+static int conn_open(conn *c)
+{
+    c->t_open = now_ns();
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        set_error("socket", strerror(errno), strlen(strerror(errno)));
+        c->state = C_CLOSED;
+        R->conns_failed++;
+        return -1;
+    }
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (O.sources > 1) {
+        /* Spread connections over source addresses 127.0.0.1..N; the port
+         * is chosen at connect time for the whole 4-tuple. */
+        struct sockaddr_in src = { .sin_family = AF_INET };
+        src.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)(c->gid / (uint32_t)O.procs % (uint32_t)O.sources));
+        setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (bind(c->fd, (struct sockaddr *)&src, sizeof src) != 0) {
+            set_error("bind", strerror(errno), strlen(strerror(errno)));
+            close(c->fd);
+            c->state = C_CLOSED;
+            R->conns_failed++;
+            return -1;
+        }
+    }
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = c };
+    c->want_out = true;
+    c->state = C_TCP;
+    inflight++;
+    R->opened++;
+    int r = connect(c->fd, (struct sockaddr *)&O.urls[c->url].addr, sizeof O.urls[c->url].addr);
+    if (r != 0 && errno != EINPROGRESS) {
+        set_error("connect", strerror(errno), strlen(strerror(errno)));
+        close(c->fd);
+        c->state = C_CLOSED;
+        inflight--;
+        R->conns_failed++;
+        return -1;
+    }
+    epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+    return 0;
+}
+
+/* ------------------------------------------------------------ publishing */
+
+static void publish_tick(int64_t t)
+{
+    int step = (int)((t - go_ns) / (int64_t)(O.step_s * 1e9));
+    if (step >= nsteps)
+        step = nsteps - 1;
+    double per_pub = rates[step] / (double)O.pubs;
+    double in_step = (double)(t - go_ns) / 1e9 - step * O.step_s;
+    char text[1024];
+    char dest[160];
+    for (size_t i = 0; i < nconns; i++) {
+        conn *c = &conns[i];
+        if (c->role != ROLE_PUB || c->state != C_READY)
+            continue;
+        if (c->step != step) {
+            c->step = step;
+            c->step_sent = 0;
+        }
+        uint64_t target = (uint64_t)(per_pub * in_step) + 1;
+        if (c->step_sent >= target)
+            continue;
+        if (c->out_len > 0) {        /* the server is not reading: fall behind */
+            R->pub_behind++;
+            continue;
+        }
+        room_name(dest, sizeof dest, c);
+        size_t used = 0;
+        while (c->step_sent < target && used + sizeof text + 16 < sizeof wbuf) {
+            char body[64];
+            int bl = snprintf(body, sizeof body, "%u:%" PRIu64 ":%d:%" PRId64 ":", c->pub, c->seq, step, now_ns());
+            size_t blen = (size_t)O.size > (size_t)bl ? (size_t)O.size : (size_t)bl;
+            int hl = snprintf(text, sizeof text,
+                              "SEND\ndestination:%s\ncontent-type:text/plain\ncontent-length:%zu\n\n",
+                              dest, blen);
+            memcpy(text + hl, body, (size_t)bl);
+            memset(text + hl + bl, 'x', blen - (size_t)bl);
+            text[(size_t)hl + blen] = '\0';
+            used += put_frame(wbuf + used, text, (size_t)hl + blen + 1);
+            c->seq++;
+            c->step_sent++;
+            R->sent++;
+            sent_of(R)[(size_t)c->room * (size_t)nsteps + (size_t)step]++;
+        }
+        conn_send(c, wbuf, used);
+    }
+}
+
+/* -------------------------------------------------------------- a child */
+
+static void child_assign(void)
+{
+    long total = O.subs + O.rooms * O.pubs + O.idle;
+    nconns = 0;
+    conns = calloc((size_t)(total / O.procs + 1), sizeof *conns);
+    long members = O.rooms > 0 ? O.subs / O.rooms : 0;
+    for (long g = me; g < total; g += O.procs) {
+        conn *c = &conns[nconns++];
+        c->fd = -1;
+        c->gid = (uint32_t)g;
+        c->state = C_CLOSED;
+        c->step = -1;
+        if (g < O.subs) {
+            c->role = ROLE_SUB;
+            c->room = (uint32_t)(members > 0 ? g / members : 0);
+            if (c->room >= (uint32_t)O.rooms)
+                c->room = (uint32_t)O.rooms - 1;
+            c->url = (uint8_t)(g % O.nurls);
+            c->next = calloc((size_t)O.pubs, sizeof *c->next);
+        } else if (g < O.subs + O.rooms * O.pubs) {
+            c->role = ROLE_PUB;
+            c->pub = (uint32_t)(g - O.subs);
+            c->room = c->pub / (uint32_t)O.pubs;
+            c->url = (uint8_t)(c->pub % (uint32_t)O.nurls);
+        } else {
+            long i = g - O.subs - O.rooms * O.pubs;
+            c->role = ROLE_IDLE;
+            c->room = (uint32_t)(i / O.idle_room);
+            c->url = (uint8_t)(i % O.nurls);
+        }
+    }
+}
+
+static void child_run(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    rng_state ^= (uint64_t)getpid() * 0x9E3779B97F4A7C15ull;
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    child_assign();
+
+    int64_t start = now_ns();
+    int64_t deadline = start + (int64_t)O.connect_timeout_ms * 1000000;
+    double ramp = O.ramp / (double)O.procs;
+    size_t next_open = 0;
+    int64_t last_sweep = start;
+    struct epoll_event evs[512];
+    enum { PH_CONNECT, PH_WAIT, PH_PUBLISH, PH_DRAIN } phase = PH_CONNECT;
+    int64_t drain_start = 0, drain_end = 0;
+
+    for (;;) {
+        int64_t t = now_ns();
+        if (ctl->abort_all)
+            break;
+        if (phase == PH_CONNECT) {
+            size_t allowed = (size_t)((double)(t - start) / 1e9 * ramp) + 1;
+            while (next_open < nconns && next_open < allowed && inflight < (size_t)O.inflight)
+                conn_open(&conns[next_open++]);
+            if (t - last_sweep > 200000000) {
+                last_sweep = t;
+                if (t > deadline) {
+                    for (size_t i = 0; i < nconns; i++)
+                        if (conns[i].state != C_READY && conns[i].state != C_CLOSED) {
+                            set_error("connect timeout", NULL, 0);
+                            conn_close(&conns[i], true);
+                        }
+                    while (next_open < nconns) {
+                        conns[next_open++].state = C_CLOSED;
+                        R->conns_failed++;
+                    }
+                }
+            }
+            if (next_open == nconns && inflight == 0) {
+                phase = PH_WAIT;
+                __atomic_store_n(&R->ready, 1, __ATOMIC_RELEASE);
+            }
+        } else if (phase == PH_WAIT) {
+            if (ctl->go_ns && t >= ctl->go_ns) {
+                go_ns = ctl->go_ns;
+                phase = PH_PUBLISH;
+                pub_end_ns = go_ns + (int64_t)(O.duration_s * 1e9);
+            }
+        }
+        if (phase == PH_PUBLISH) {
+            int64_t stop = ctl->stop_ns;
+            int64_t end = stop < pub_end_ns ? stop : pub_end_ns;
+            if (t >= end) {
+                phase = PH_DRAIN;
+                drain_start = t;
+                drain_end = t + (int64_t)O.drain_ms * 1000000;
+            } else {
+                publish_tick(t);
+            }
+        }
+        if (phase == PH_DRAIN) {
+            int64_t since = R->last_rx_ns > drain_start ? R->last_rx_ns : drain_start;
+            if (t >= drain_end || t - since > (int64_t)O.quiet_ms * 1000000)
+                break;
+        }
+        int timeout = phase == PH_PUBLISH ? 1 : 10;
+        int n = epoll_wait(ep, evs, 512, timeout);
+        for (int i = 0; i < n; i++) {
+            conn *c = evs[i].data.ptr;
+            if (c->state == C_CLOSED)
+                continue;
+            if (c->state == C_TCP) {
+                if (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+                    on_connected_tcp(c);
+                continue;
+            }
+            if (evs[i].events & EPOLLOUT)
+                conn_flush(c);
+            if (c->state != C_CLOSED && (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+                on_readable(c);
+        }
+    }
+    __atomic_store_n(&R->done, 1, __ATOMIC_RELEASE);
+}
+
+/* --------------------------------------------------------- the parent */
+
+static void proc_sample(long *cpu_ticks, long *rss_kib)
+{
+    *cpu_ticks = 0;
+    *rss_kib = 0;
+    for (int i = 0; i < O.nwatch; i++) {
+        char path[64], line[1024];
+        snprintf(path, sizeof path, "/proc/%d/stat", O.watch[i]);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (fgets(line, sizeof line, f)) {
+                char *p = strrchr(line, ')');
+                unsigned long ut = 0, st = 0;
+                /* after ") ": state ppid pgrp session tty tpgid flags minflt
+                 * cminflt majflt cmajflt utime stime */
+                if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+                    *cpu_ticks += (long)(ut + st);
+            }
+            fclose(f);
+        }
+        snprintf(path, sizeof path, "/proc/%d/status", O.watch[i]);
+        f = fopen(path, "r");
+        if (f) {
+            while (fgets(line, sizeof line, f)) {
+                long v;
+                if (sscanf(line, "VmRSS: %ld", &v) == 1)
+                    *rss_kib += v;
+            }
+            fclose(f);
+        }
+    }
+}
+
+typedef struct totals {
+    uint64_t opened, ok, failed, dropped, sent, received, gaps, dups, foreign, bad_body;
+    uint64_t stomp_errors, ws_errors, pub_behind;
+} totals;
+
+static totals sum_children(void)
+{
+    totals t = { 0 };
+    for (int c = 0; c < O.procs; c++) {
+        child_res *r = child_at(c);
+        t.opened += r->opened;
+        t.ok += r->conns_ok;
+        t.failed += r->conns_failed;
+        t.dropped += r->dropped;
+        t.sent += r->sent;
+        t.received += r->received;
+        t.gaps += r->gaps;
+        t.dups += r->dups;
+        t.foreign += r->foreign;
+        t.bad_body += r->bad_body;
+        t.stomp_errors += r->stomp_errors;
+        t.ws_errors += r->ws_errors;
+        t.pub_behind += r->pub_behind;
+    }
+    return t;
+}
+
+/* Messages of step s: sent, and the deliveries expected and received. */
+static void step_tally(int s, uint64_t *sent, uint64_t *expected, uint64_t *received)
+{
+    *sent = *expected = *received = 0;
+    for (long room = 0; room < O.rooms; room++) {
+        uint64_t rs = 0, rr = 0, subs = 0;
+        for (int c = 0; c < O.procs; c++) {
+            child_res *r = child_at(c);
+            rs += sent_of(r)[room * nsteps + s];
+            rr += recv_of(r)[room * nsteps + s];
+            subs += ready_of(r)[room];
+        }
+        *sent += rs;
+        *expected += rs * subs;
+        *received += rr;
+    }
+}
+
+static void step_hist(int s, int remote, hist *out)
+{
+    memset(out, 0, sizeof *out);
+    for (int c = 0; c < O.procs; c++) {
+        if (remote < 0) {
+            hist_merge(out, lat_of(child_at(c), s, 0));
+            hist_merge(out, lat_of(child_at(c), s, 1));
+        } else {
+            hist_merge(out, lat_of(child_at(c), s, remote));
+        }
+    }
+}
+
+static void json_lat(FILE *f, const char *name, const hist *h)
+{
+    fprintf(f, "\"%s\":{\"count\":%" PRIu64 ",\"p50\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f,\"mean\":%.3f}",
+            name, h->count, hist_quantile(h, 0.5) / 1000.0, hist_quantile(h, 0.99) / 1000.0,
+            hist_quantile(h, 0.999) / 1000.0, h->max / 1000.0,
+            h->count ? (double)h->sum / (double)h->count / 1000.0 : 0.0);
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(f, "\\u%04x", *s);
+        else
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"usage: lectern-load --url ws://127.0.0.1:PORT/ws [--url ...] [--scenario NAME] [options]\n"
+"\n"
+"Load generator for Lectern and other STOMP-over-WebSocket servers (loopback only).\n"
+"Prints progress on stderr and one JSON result on stdout.\n"
+"\n"
+"Scenarios (each sets defaults that the options below override):\n"
+"  small    100 subscribers, 10 rooms, 1 publisher/room at 10 msg/s, 10 s\n"
+"  medium   1,000 subscribers, 50 rooms, 10 msg/s per room, 15 s\n"
+"  large    10,000 subscribers, 200 rooms, 5 msg/s per room, 20 s\n"
+"  rooms    6,000 subscribers in 300 rooms of 20, 5 msg/s per room, 15 s\n"
+"  fanout   1 room of 1,000 subscribers, 2 publishers, rate rising from 250 msg/s\n"
+"           by 250 every 4 s up to 2,500 (stops at the first step that misses --slo-ms)\n"
+"  idle     5,000 connections, each subscribed (rooms of 50), held 10 s\n"
+"\n"
+"Options:\n"
+"  --url URL             server endpoint (repeat for several servers; connections\n"
+"                        are spread round-robin); ws://127.x.x.x:port/path\n"
+"  --scenario NAME       small|medium|large|rooms|fanout|idle (default small)\n"
+"  --subscribers N       subscribers in rooms, in total\n"
+"  --rooms N             rooms\n"
+"  --publishers N        publishers per room (each its own connection)\n"
+"  --idle N              extra idle subscribed connections\n"
+"  --idle-room N         idle connections per idle room (default 50)\n"
+"  --rate R              messages/s per room (first step)\n"
+"  --rate-step R         added to the rate each step (0: one step)\n"
+"  --rate-max R          last step's rate\n"
+"  --step S              seconds per step\n"
+"  --duration S          publishing (or holding) time, s (at most %d)\n"
+"  --size B              message body bytes (default 100)\n"
+"  --procs N             generator processes (default: enough for 18,000 fds each)\n"
+"  --sources N           source addresses 127.0.0.1..N (default 1; 4 above 20,000 conns)\n"
+"  --ramp R              new connections per second (default 5000)\n"
+"  --inflight N          handshakes at once per process (default 256)\n"
+"  --connect-timeout MS  connect phase deadline (default 60000)\n"
+"  --drain MS            wait at most this long for deliveries after publishing (default 10000)\n"
+"  --quiet MS            ...or until no delivery for this long (default 1000)\n"
+"  --slo MS              p99 a rising step must meet to continue (default 50)\n"
+"  --login L --passcode P --vhost H   CONNECT credentials (default guest/guest, /)\n"
+"  --prefix P            room name prefix (default load-<pid>)\n"
+"  --watch-pid PID       sample this server process's CPU and RSS (repeatable)\n"
+"  --json                (accepted for clarity; the result is always JSON on stdout)\n"
+"  --no-progress         no progress lines on stderr\n"
+"  --help\n", LOAD_MAX_DURATION_S);
+}
+
+static void parse_url(const char *s)
+{
+    if (O.nurls >= LOAD_MAX_URLS)
+        die("too many --url (max %d)", LOAD_MAX_URLS);
+    url *u = &O.urls[O.nurls];
+    const char *p = s;
+    if (strncmp(p, "ws://", 5) != 0)
+        die("only ws:// URLs: %s", s);
+    p += 5;
+    const char *slash = strchr(p, '/');
+    size_t hl = slash ? (size_t)(slash - p) : strlen(p);
+    if (hl == 0 || hl >= sizeof u->hostport)
+        die("bad URL: %s", s);
+    memcpy(u->hostport, p, hl);
+    u->hostport[hl] = '\0';
+    snprintf(u->path, sizeof u->path, "%s", slash ? slash : "/");
+    char host[96];
+    snprintf(host, sizeof host, "%s", u->hostport);
+    char *colon = strrchr(host, ':');
+    int port = 80;
+    if (colon) {
+        *colon = '\0';
+        port = atoi(colon + 1);
+    }
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof host, "127.0.0.1");
+    u->addr.sin_family = AF_INET;
+    u->addr.sin_port = htons((uint16_t)port);
+    if (port <= 0 || port > 65535 || inet_pton(AF_INET, host, &u->addr.sin_addr) != 1)
+        die("bad URL (IPv4 address and port needed): %s", s);
+    /* Load goes to this machine only. */
+    if ((ntohl(u->addr.sin_addr.s_addr) >> 24) != 127)
+        die("refusing a non-loopback target: %s", s);
+    O.nurls++;
+}
+
+static void scenario_defaults(const char *name)
+{
+    O.rooms = 10; O.subs = 100; O.pubs = 1; O.idle = 0; O.rate = 10; O.rate_step = 0;
+    O.rate_max = 0; O.duration_s = 10; O.step_s = 0;
+    if (strcmp(name, "small") == 0) {
+        /* the defaults */
+    } else if (strcmp(name, "medium") == 0) {
+        O.subs = 1000; O.rooms = 50; O.duration_s = 15;
+    } else if (strcmp(name, "large") == 0) {
+        O.subs = 10000; O.rooms = 200; O.rate = 5; O.duration_s = 20;
+    } else if (strcmp(name, "rooms") == 0) {
+        O.subs = 6000; O.rooms = 300; O.rate = 5; O.duration_s = 15;
+    } else if (strcmp(name, "fanout") == 0) {
+        O.subs = 1000; O.rooms = 1; O.pubs = 2; O.rate = 250; O.rate_step = 250;
+        O.rate_max = 2500; O.step_s = 4;
+    } else if (strcmp(name, "idle") == 0) {
+        O.subs = 0; O.rooms = 0; O.pubs = 0; O.idle = 5000; O.rate = 0;
+    } else {
+        die("unknown scenario %s", name);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    enum { OPT_URL = 256, OPT_SCEN, OPT_SUBS, OPT_ROOMS, OPT_PUBS, OPT_IDLE, OPT_IDLE_ROOM,
+           OPT_RATE, OPT_RATE_STEP, OPT_RATE_MAX, OPT_STEP, OPT_DURATION, OPT_SIZE, OPT_PROCS,
+           OPT_SOURCES, OPT_RAMP, OPT_INFLIGHT, OPT_CTIMEOUT, OPT_DRAIN, OPT_QUIET, OPT_SLO,
+           OPT_LOGIN, OPT_PASS, OPT_VHOST, OPT_PREFIX, OPT_WATCH, OPT_JSON, OPT_NOPROG, OPT_HELP };
+    static const struct option lo[] = {
+        { "url", 1, 0, OPT_URL }, { "scenario", 1, 0, OPT_SCEN }, { "subscribers", 1, 0, OPT_SUBS },
+        { "connections", 1, 0, OPT_SUBS }, { "rooms", 1, 0, OPT_ROOMS },
+        { "publishers", 1, 0, OPT_PUBS }, { "idle", 1, 0, OPT_IDLE }, { "idle-room", 1, 0, OPT_IDLE_ROOM },
+        { "rate", 1, 0, OPT_RATE }, { "rate-step", 1, 0, OPT_RATE_STEP }, { "rate-max", 1, 0, OPT_RATE_MAX },
+        { "step", 1, 0, OPT_STEP }, { "duration", 1, 0, OPT_DURATION }, { "size", 1, 0, OPT_SIZE },
+        { "procs", 1, 0, OPT_PROCS }, { "sources", 1, 0, OPT_SOURCES }, { "ramp", 1, 0, OPT_RAMP },
+        { "inflight", 1, 0, OPT_INFLIGHT }, { "connect-timeout", 1, 0, OPT_CTIMEOUT },
+        { "drain", 1, 0, OPT_DRAIN }, { "quiet", 1, 0, OPT_QUIET }, { "slo", 1, 0, OPT_SLO },
+        { "login", 1, 0, OPT_LOGIN }, { "passcode", 1, 0, OPT_PASS }, { "vhost", 1, 0, OPT_VHOST },
+        { "prefix", 1, 0, OPT_PREFIX }, { "watch-pid", 1, 0, OPT_WATCH }, { "json", 0, 0, OPT_JSON },
+        { "no-progress", 0, 0, OPT_NOPROG }, { "help", 0, 0, OPT_HELP }, { 0, 0, 0, 0 }
+    };
+    /* The scenario is applied first so that every other option overrides it. */
+    const char *scen = "small";
+    for (int i = 1; i < argc - 1; i++)
+        if (strcmp(argv[i], "--scenario") == 0)
+            scen = argv[i + 1];
+    for (int i = 1; i < argc; i++)
+        if (strncmp(argv[i], "--scenario=", 11) == 0)
+            scen = argv[i] + 11;
+    O.scenario = scen;
+    scenario_defaults(scen);
+    O.size = 100; O.procs = 0; O.sources = 0; O.ramp = 5000; O.inflight = 256;
+    O.connect_timeout_ms = 60000; O.drain_ms = 10000; O.quiet_ms = 1000; O.slo_ms = 50;
+    O.login = "guest"; O.passcode = "guest"; O.vhost = "/"; O.idle_room = 50;
+    static char prefix[32];
+    snprintf(prefix, sizeof prefix, "load-%d", (int)getpid());
+    O.prefix = prefix;
+
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (ch) {
+        case OPT_URL: parse_url(optarg); break;
+        case OPT_SCEN: break;
+        case OPT_SUBS: O.subs = atol(optarg); break;
+        case OPT_ROOMS: O.rooms = atol(optarg); break;
+        case OPT_PUBS: O.pubs = atol(optarg); break;
+        case OPT_IDLE: O.idle = atol(optarg); break;
+        case OPT_IDLE_ROOM: O.idle_room = atol(optarg); break;
+        case OPT_RATE: O.rate = atof(optarg); break;
+        case OPT_RATE_STEP: O.rate_step = atof(optarg); break;
+        case OPT_RATE_MAX: O.rate_max = atof(optarg); break;
+        case OPT_STEP: O.step_s = atof(optarg); break;
+        case OPT_DURATION: O.duration_s = atof(optarg); break;
+        case OPT_SIZE: O.size = atol(optarg); break;
+        case OPT_PROCS: O.procs = atol(optarg); break;
+        case OPT_SOURCES: O.sources = atol(optarg); break;
+        case OPT_RAMP: O.ramp = atof(optarg); break;
+        case OPT_INFLIGHT: O.inflight = atol(optarg); break;
+        case OPT_CTIMEOUT: O.connect_timeout_ms = atol(optarg); break;
+        case OPT_DRAIN: O.drain_ms = atol(optarg); break;
+        case OPT_QUIET: O.quiet_ms = atol(optarg); break;
+        case OPT_SLO: O.slo_ms = atof(optarg); break;
+        case OPT_LOGIN: O.login = optarg; break;
+        case OPT_PASS: O.passcode = optarg; break;
+        case OPT_VHOST: O.vhost = optarg; break;
+        case OPT_PREFIX: O.prefix = optarg; break;
+        case OPT_WATCH:
+            if (O.nwatch < LOAD_MAX_PIDS)
+                O.watch[O.nwatch++] = atoi(optarg);
+            break;
+        case OPT_JSON: O.json = true; break;
+        case OPT_NOPROG: O.quiet = true; break;
+        case OPT_HELP: usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc || O.nurls == 0) {
+        usage(stderr);
+        return 2;
+    }
+
+    /* Steps: a rising rate when rate-step and rate-max are set. */
+    if (O.rate_step > 0 && O.rate_max > O.rate) {
+        nsteps = 0;
+        for (double r = O.rate; r <= O.rate_max + 1e-9 && nsteps < LOAD_MAX_STEPS; r += O.rate_step)
+            rates[nsteps++] = r;
+        if (O.step_s <= 0)
+            O.step_s = 4;
+        O.duration_s = nsteps * O.step_s;
+    } else {
+        nsteps = 1;
+        rates[0] = O.rate;
+        O.step_s = O.duration_s > 0 ? O.duration_s : 1;
+    }
+    long total = O.subs + O.rooms * O.pubs + O.idle;
+    if (O.subs < 0 || O.rooms < 0 || O.pubs < 0 || O.idle < 0 || total <= 0 || total > LOAD_MAX_CONNS)
+        die("connections must total 1..%d", LOAD_MAX_CONNS);
+    if ((O.subs > 0 || O.pubs > 0) && O.rooms <= 0)
+        die("%s", "subscribers and publishers need --rooms >= 1");
+    if (O.rooms > 0 && O.pubs <= 0)
+        O.pubs = 1, O.rate = 0;
+    if (O.duration_s <= 0 || O.duration_s > LOAD_MAX_DURATION_S)
+        die("--duration must be in (0, %d] s", LOAD_MAX_DURATION_S);
+    if (O.size < 40 || O.size > 65536)
+        die("--size must be %s", "40..65536");
+    if (O.idle_room <= 0 || O.ramp <= 0 || O.inflight <= 0 || O.rate < 0)
+        die("%s", "bad --idle-room, --ramp, --inflight or --rate");
+    if (O.procs <= 0)
+        O.procs = total / 18000 + 1;
+    if (O.procs > 64)
+        O.procs = 64;
+    if (O.sources <= 0)
+        O.sources = total > 20000 ? 4 : 1;
+    if (O.sources > 250)
+        O.sources = 250;
+
+    region_layout();
+    size_t region_size = 4096 + (size_t)O.procs * L.child_size;
+    region = mmap(NULL, region_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (region == MAP_FAILED)
+        die("mmap: %s", strerror(errno));
+    ctl = (control *)region;
+    ctl->stop_ns = INT64_MAX;
+    signal(SIGPIPE, SIG_IGN);
+
+    long cpu0 = 0, rss0 = 0, cpu1 = 0, rss1 = 0, rss_held = 0, cpu_pub0 = 0;
+    proc_sample(&cpu0, &rss0);
+    int64_t t0 = now_ns();
+    pid_t kids[64];
+    for (int c = 0; c < O.procs; c++) {
+        pid_t p = fork();
+        if (p < 0)
+            die("fork: %s", strerror(errno));
+        if (p == 0) {
+            me = c;
+            R = child_at(c);
+            child_run();
+            _exit(0);
+        }
+        kids[c] = p;
+    }
+
+    /* Coordinate: wait for every child to connect, start them together,
+     * watch the steps, wait for the drain. */
+    int64_t last_print = t0, connected_at = 0, go = 0;
+    uint64_t last_recv = 0;
+    int checked_step = 0;
+    int stopped_step = -1;
+    for (;;) {
+        usleep(20000);
+        int64_t t = now_ns();
+        int ready = 0, done = 0;
+        for (int c = 0; c < O.procs; c++) {
+            ready += __atomic_load_n(&child_at(c)->ready, __ATOMIC_ACQUIRE);
+            done += __atomic_load_n(&child_at(c)->done, __ATOMIC_ACQUIRE);
+        }
+        int alive = 0;
+        for (int c = 0; c < O.procs; c++)
+            if (kids[c] > 0) {
+                int st;
+                if (waitpid(kids[c], &st, WNOHANG) == kids[c])
+                    kids[c] = -1;
+                else
+                    alive++;
+            }
+        if (!go && ready == O.procs) {
+            connected_at = t;
+            usleep(300000);          /* let the servers settle their accounting */
+            proc_sample(&cpu_pub0, &rss_held);
+            go = now_ns() + 100000000;
+            ctl->go_ns = go;
+        }
+        if (alive < O.procs && done < O.procs && !ctl->abort_all) {
+            fprintf(stderr, "lectern-load: a generator process died\n");
+            ctl->abort_all = 1;
+        }
+        /* Rising rate: after each step, stop if that step missed the SLO
+         * or is visibly losing messages. */
+        if (go && nsteps > 1 && stopped_step < 0 && t > go) {
+            int cur = (int)((t - go) / (int64_t)(O.step_s * 1e9));
+            if (cur > checked_step && checked_step < nsteps) {
+                int s = checked_step;
+                hist h;
+                step_hist(s, -1, &h);
+                uint64_t sent, exp, rec;
+                step_tally(s, &sent, &exp, &rec);
+                double p99 = hist_quantile(&h, 0.99) / 1000.0;
+                if (p99 > O.slo_ms || rec < exp * 0.9) {
+                    stopped_step = s;
+                    ctl->stop_ns = t;
+                    if (!O.quiet)
+                        fprintf(stderr, "lectern-load: step %d (%.0f msg/s) missed: p99 %.1f ms, %" PRIu64
+                                " of %" PRIu64 " delivered; stopping\n", s, rates[s], p99, rec, exp);
+                }
+                checked_step = cur;
+            }
+        }
+        if (!O.quiet && t - last_print >= 1000000000) {
+            totals s = sum_children();
+            double dt = (double)(t - last_print) / 1e9;
+            if (!go)
+                fprintf(stderr, "lectern-load: %.1fs connecting: %" PRIu64 " ok, %" PRIu64 " failed of %ld\n",
+                        (double)(t - t0) / 1e9, s.ok, s.failed, total);
+            else
+                fprintf(stderr, "lectern-load: %.1fs %s: sent %" PRIu64 ", received %" PRIu64
+                        " (%.0f deliveries/s), gaps %" PRIu64 ", dropped conns %" PRIu64 "\n",
+                        (double)(t - go) / 1e9, t < go + (int64_t)(O.duration_s * 1e9) ? "publishing" : "draining",
+                        s.sent, s.received, (double)(s.received - last_recv) / dt, s.gaps, s.dropped);
+            last_recv = s.received;
+            last_print = t;
+        }
+        if (done == O.procs || alive == 0)
+            break;
+    }
+    proc_sample(&cpu1, &rss1);
+    for (int c = 0; c < O.procs; c++)
+        if (kids[c] > 0)
+            waitpid(kids[c], NULL, 0);
+
+    /* ---- report */
+    totals s = sum_children();
+    hist conn_h, all_h, local_h, remote_h;
+    memset(&conn_h, 0, sizeof conn_h);
+    memset(&all_h, 0, sizeof all_h);
+    memset(&local_h, 0, sizeof local_h);
+    memset(&remote_h, 0, sizeof remote_h);
+    for (int c = 0; c < O.procs; c++) {
+        hist_merge(&conn_h, &child_at(c)->connect_us);
+        for (int st = 0; st < nsteps; st++) {
+            hist_merge(&local_h, lat_of(child_at(c), st, 0));
+            hist_merge(&remote_h, lat_of(child_at(c), st, 1));
+        }
+    }
+    hist_merge(&all_h, &local_h);
+    hist_merge(&all_h, &remote_h);
+    uint64_t exp_all = 0, rec_all = 0, sent_all = 0;
+    int last_step = stopped_step >= 0 ? stopped_step : nsteps - 1;
+    double pub_s = go ? (double)((ctl->stop_ns < go + (int64_t)(O.duration_s * 1e9) ? ctl->stop_ns : go + (int64_t)(O.duration_s * 1e9)) - go) / 1e9 : 0;
+    long hz = sysconf(_SC_CLK_TCK);
+    double cpu_s = (double)(cpu1 - cpu_pub0) / (double)hz;
+
+    FILE *f = stdout;
+    fprintf(f, "{\"scenario\":");
+    json_str(f, O.scenario);
+    fprintf(f, ",\"urls\":[");
+    for (int i = 0; i < O.nurls; i++) {
+        if (i)
+            fputc(',', f);
+        char u[256];
+        snprintf(u, sizeof u, "ws://%s%s", O.urls[i].hostport, O.urls[i].path);
+        json_str(f, u);
+    }
+    fprintf(f, "],\"procs\":%ld,\"sources\":%ld,\"size\":%ld,", O.procs, O.sources, O.size);
+    fprintf(f, "\"connections\":{\"target\":%ld,\"subscribers\":%ld,\"publishers\":%ld,\"idle\":%ld,"
+               "\"opened\":%" PRIu64 ",\"ok\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"dropped\":%" PRIu64 ","
+               "\"time_s\":%.3f,", total, O.subs, O.rooms * O.pubs, O.idle, s.opened, s.ok, s.failed,
+            s.dropped, connected_at ? (double)(connected_at - t0) / 1e9 : 0.0);
+    json_lat(f, "connect_ms", &conn_h);
+    fprintf(f, "},\"rooms\":%ld,\"steps\":[", O.rooms);
+    double peak = 0;
+    for (int st = 0; st <= last_step && st < nsteps; st++) {
+        uint64_t sent, exp, rec;
+        step_tally(st, &sent, &exp, &rec);
+        sent_all += sent;
+        exp_all += exp;
+        rec_all += rec;
+        hist h, hr;
+        step_hist(st, -1, &h);
+        step_hist(st, 1, &hr);
+        double secs = st == last_step && stopped_step >= 0
+                          ? pub_s - st * O.step_s : O.step_s;
+        if (secs <= 0)
+            secs = O.step_s;
+        double dps = (double)rec / secs;
+        bool ok = rec == exp && hist_quantile(&h, 0.99) / 1000.0 <= O.slo_ms;
+        if (ok && dps > peak)
+            peak = dps;
+        if (st)
+            fputc(',', f);
+        fprintf(f, "{\"rate\":%.0f,\"seconds\":%.3f,\"sent\":%" PRIu64 ",\"expected\":%" PRIu64
+                   ",\"received\":%" PRIu64 ",\"deliveries_per_s\":%.0f,\"ok\":%s,",
+                rates[st], secs, sent, exp, rec, dps, ok ? "true" : "false");
+        json_lat(f, "latency_ms", &h);
+        fputc(',', f);
+        json_lat(f, "remote_latency_ms", &hr);
+        fputc('}', f);
+    }
+    fprintf(f, "],\"stopped_at_step\":%d,", stopped_step);
+    fprintf(f, "\"deliveries\":{\"sent\":%" PRIu64 ",\"expected\":%" PRIu64 ",\"received\":%" PRIu64
+               ",\"ratio\":%.6f,\"gaps\":%" PRIu64 ",\"duplicates\":%" PRIu64 ",\"foreign\":%" PRIu64
+               ",\"bad_body\":%" PRIu64 ",\"per_s\":%.0f,\"peak_ok_per_s\":%.0f,\"publish_s\":%.3f,"
+               "\"publisher_behind\":%" PRIu64 "},",
+            sent_all, exp_all, rec_all, exp_all ? (double)rec_all / (double)exp_all : 1.0, s.gaps, s.dups,
+            s.foreign, s.bad_body, pub_s > 0 ? (double)rec_all / pub_s : 0.0, peak, pub_s, s.pub_behind);
+    json_lat(f, "latency_ms", &all_h);
+    fputc(',', f);
+    json_lat(f, "local_latency_ms", &local_h);
+    fputc(',', f);
+    json_lat(f, "remote_latency_ms", &remote_h);
+    fprintf(f, ",\"errors\":{\"stomp\":%" PRIu64 ",\"websocket\":%" PRIu64 ",\"first\":",
+            s.stomp_errors, s.ws_errors);
+    const char *first = "";
+    for (int c = 0; c < O.procs; c++)
+        if (child_at(c)->first_error[0]) {
+            first = child_at(c)->first_error;
+            break;
+        }
+    json_str(f, first);
+    fputc('}', f);
+    if (O.nwatch > 0) {
+        fprintf(f, ",\"servers\":{\"pids\":%d,\"rss_before_kib\":%ld,\"rss_connected_kib\":%ld,"
+                   "\"rss_after_kib\":%ld,\"rss_per_conn_bytes\":%.0f,\"cpu_s\":%.3f,"
+                   "\"cpu_us_per_delivery\":%.4f}",
+                O.nwatch, rss0, rss_held, rss1,
+                s.ok ? (double)(rss_held - rss0) * 1024.0 / (double)s.ok : 0.0, cpu_s,
+                rec_all ? cpu_s * 1e6 / (double)rec_all : 0.0);
+    }
+    fprintf(f, "}\n");
+    fflush(f);
+    return s.failed || ctl->abort_all ? 1 : 0;
+}
