@@ -7,6 +7,7 @@
 #   make storage-test lectern-storage against private RabbitMQ and MariaDB
 #   make run          start services and the cluster in the background, print the URLs
 #   make stop         stop everything `make run` started
+#   make bench        benchmark Lectern against RabbitMQ Web-STOMP, write docs/benchmarks.md
 #
 # Each variant builds in its own directory so switching flags never reuses
 # stale objects.
@@ -54,7 +55,7 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all deps test unit unit-bins integration services-test bus-test storage-test run stop \
-        clean check-deps
+        clean check-deps bench
 .DEFAULT_GOAL := all
 
 all: $(BINDIR)/lectern-server $(BINDIR)/lectern-storage $(B)/tests/lectern-load
@@ -86,10 +87,17 @@ $(B)/tests/test_%: $(B)/tests/unit/test_%.o $(SERVER_CORE) $(LIB_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(SERVER_LIBS) $(TEST_LIBS)
 
+# The load generator's codec, scanner and histogram (no server code).
+LOAD_LIB := $(B)/tests/load/ws.o $(B)/tests/load/scan.o $(B)/tests/load/hist.o
+$(B)/tests/test_loadgen: $(B)/tests/unit/test_loadgen.o $(LOAD_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS) $(shell pkg-config --libs libcrypto 2>/dev/null)
+
 unit-bins: $(UNIT_BIN)
 
 # The storage tests' publisher: envelopes into the storage queue, with confirms.
-$(B)/tests/storage-publish: $(B)/tests/storage/publish.o $(B)/lib/envelope.o $(B)/lib/mem.o
+$(B)/tests/storage-publish: $(B)/tests/storage/publish.o $(B)/lib/envelope.o $(B)/lib/envbatch.o \
+                           $(B)/lib/buf.o $(B)/lib/mem.o
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs librabbitmq 2>/dev/null)
 
@@ -150,9 +158,10 @@ storage-test:
 	$(MAKE) SANITIZE=1 build/asan/bin/lectern-storage build/asan/tests/storage-units
 	tests/storage/run.sh
 
-integration: $(BINDIR)/lectern-server $(BINDIR)/lectern-storage
+integration: $(BINDIR)/lectern-server $(BINDIR)/lectern-storage $(B)/tests/lectern-load
 	LECTERN_SERVER_BIN=$(abspath $(BINDIR)/lectern-server) \
 	LECTERN_STORAGE_BIN=$(abspath $(BINDIR)/lectern-storage) \
+	LECTERN_LOAD_BIN=$(abspath $(B)/tests/lectern-load) \
 	  tests/run-integration.sh $(TESTS)
 
 # --- running locally ------------------------------------------------------
@@ -165,6 +174,12 @@ run: check-deps
 
 stop:
 	scripts/cluster stop
+
+# Benchmarks (release build): a private cluster on free ports, the load
+# generator against it and against RabbitMQ Web-STOMP, docs/benchmarks.md.
+bench: check-deps
+	$(MAKE) SANITIZE=0 all build/release/tests/storage-publish
+	scripts/bench $(BENCH_ARGS)
 
 clean:
 	rm -rf build bin

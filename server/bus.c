@@ -92,6 +92,7 @@
 
 #include "backoff.h"
 #include "clock.h"
+#include "envbatch.h"
 #include "log.h"
 #include "mem.h"
 
@@ -178,6 +179,12 @@ struct bus {
     char *squeue;                /* storage queue */
     char *squeue_type;           /* "classic" | "quorum" */
     int confirm_timeout_ms;
+    int batch_max;               /* storage copies per publish */
+    int batch_linger_ms;
+    int room_batch_max;          /* room copies per publish */
+    int room_batch_linger_ms;
+    buf batch;                   /* publisher thread: a batch body being built */
+    const envelope **batch_envs; /* publisher thread: max(batch_max, room_batch_max) slots */
     int port;
     int heartbeat_s;
     int backoff_min_ms, backoff_max_ms;
@@ -214,7 +221,7 @@ struct bus {
 
     _Atomic uint64_t published, publish_failures, received, dropped_own,
                      malformed, reconnects, queued, unconfirmed, stored, store_failures,
-                     republished, confirm_us_sum;
+                     republished, confirm_us_sum, storage_publishes;
 };
 
 /* --- small helpers ------------------------------------------------------- */
@@ -632,11 +639,13 @@ static void bus_pub_expire(bus *b)
             j->result = -1;
 }
 
-/* Hand the settled head of pend to the loop, in order. */
+/* Hand the settled head of pend to the loop, in order. A stored job whose
+ * room copy still lingers (its storage copy went out in a batch and was
+ * confirmed first) waits for the room copy: completing frees the job. */
 static void bus_pub_complete(bus *b)
 {
     bus_event *first = NULL, **tail = &first;
-    while (b->pend && b->pend->result) {
+    while (b->pend && b->pend->result && !(b->pend->result > 0 && b->pend->fanout)) {
         bus_job *j = b->pend;
         b->pend = j->next;
         b->npend--;
@@ -720,26 +729,131 @@ static int bus_pub_send_one(bus *b, bus_conn *c, const envelope *env, const char
     return 0;
 }
 
-/* Publish every job of pend not yet sent on this connection, in order. */
+/* b->batch_envs[0..n) (n > 1) as one message (lib/envbatch.h): mode 2
+ * (persistent) for storage copies, 1 for room copies. */
+static int bus_pub_send_batch(bus *b, bus_conn *c, size_t n, const char *exchange,
+                              const char *key, uint8_t mode)
+{
+    amqp_basic_properties_t props;
+    amqp_table_entry_t entry;
+    buf_clear(&b->batch);
+    envbatch_encode(&b->batch, b->batch_envs, n);
+    envbatch_to_amqp(&props, &entry, n);
+    props._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
+    props.delivery_mode = mode;
+    amqp_bytes_t body = { b->batch.len, b->batch.data };
+    int rc = amqp_basic_publish(c->conn, BUS_CH_MAIN, amqp_cstring_bytes(exchange),
+                                amqp_cstring_bytes(key), 0, 0, &props, body);
+    if (rc != AMQP_STATUS_OK) {
+        snprintf(c->why, sizeof c->why, "publish: %s", amqp_error_string2(rc));
+        return -1;
+    }
+    b->next_tag++;
+    return 0;
+}
+
+/* The first job whose storage copy is not sent on this connection. */
+static bus_job *bus_pub_first_unsent(const bus *b)
+{
+    for (bus_job *j = b->pend; j; j = j->next)
+        if (!j->tag && !j->result)
+            return j;
+    return NULL;
+}
+
+/* Is j's room copy still to be sent? Also after its storage copy was
+ * confirmed (a storage batch can overtake a lingering room copy); not
+ * once the job failed (the sender gets ERROR; other servers catch up from
+ * the room log). */
+static bool bus_pub_wants_fanout(const bus_job *j)
+{
+    return j->fanout && j->result >= 0;
+}
+
+/* The first job whose room copy is still to be sent. */
+static bus_job *bus_pub_first_fanout(const bus *b)
+{
+    for (bus_job *j = b->pend; j; j = j->next)
+        if (bus_pub_wants_fanout(j))
+            return j;
+    return NULL;
+}
+
+/* May j's room copy share a publish with first's? On a fanout exchange any
+ * room may (the routing key is ignored); on the direct exchange of dynamic
+ * mode only the same room, which keeps each room's order. */
+static bool bus_pub_same_batch(const bus *b, const bus_job *first, const bus_job *j)
+{
+    return !b->dynamic || !strcmp(first->env.room, j->env.room);
+}
+
+/* Room copies, in batches of up to room_batch_max; the oldest waits at most
+ * room_batch_linger_ms for company. */
+static int bus_pub_send_rooms(bus *b, bus_conn *c)
+{
+    for (;;) {
+        bus_job *first = bus_pub_first_fanout(b);
+        if (!first)
+            return 0;
+        size_t n = 0;
+        for (bus_job *j = first; j && n < (size_t)b->room_batch_max; j = j->next)
+            if (bus_pub_wants_fanout(j) && bus_pub_same_batch(b, first, j))
+                b->batch_envs[n++] = &j->env;
+        if (n < (size_t)b->room_batch_max && b->room_batch_linger_ms && !bus_stopping(b) &&
+            clock_us() < first->queued_us + (uint64_t)b->room_batch_linger_ms * 1000)
+            return 0;           /* bus_pub_timeout wakes us when it is due */
+        /* transient: a room copy is only useful now */
+        int rc = n == 1 ? bus_pub_send_one(b, c, &first->env, b->xname, first->env.room, 1)
+                        : bus_pub_send_batch(b, c, n, b->xname, first->env.room, 1);
+        if (rc < 0)
+            return -1;
+        size_t k = 0;
+        for (bus_job *j = first; j && k < n; j = j->next) {
+            if (bus_pub_wants_fanout(j) && bus_pub_same_batch(b, first, j)) {
+                j->fanout = false;
+                k++;
+            }
+        }
+        bus_add(&b->published, n);
+    }
+}
+
+/* Publish what pend holds that this connection has not sent: every room
+ * copy at once, on its own (other servers deliver it live), then the
+ * storage copies in batches of up to batch_max, one persistent message and
+ * one confirm per batch. The oldest unsent storage copy waits at most
+ * batch_linger_ms for others to join it (not when stopping, and not for
+ * copies sent again after a reconnect, which are old by then). */
 static int bus_pub_send(bus *b, bus_conn *c)
 {
-    for (bus_job *j = b->pend; j; j = j->next) {
-        if (j->tag || j->result)
-            continue;
-        if (j->fanout) {
-            /* transient: a room copy is only useful now */
-            if (bus_pub_send_one(b, c, &j->env, b->xname, j->env.room, 1) < 0)
-                return -1;
-            j->fanout = false;
-            bus_add(&b->published, 1);
-        }
-        if (bus_pub_send_one(b, c, &j->env, "", b->squeue, 2) < 0)
+    if (bus_pub_send_rooms(b, c) < 0)
+        return -1;
+    for (;;) {
+        bus_job *first = bus_pub_first_unsent(b);
+        if (!first)
+            return 0;
+        size_t n = 0;
+        for (bus_job *j = first; j && n < (size_t)b->batch_max; j = j->next)
+            if (!j->tag && !j->result)
+                b->batch_envs[n++] = &j->env;
+        if (n < (size_t)b->batch_max && b->batch_linger_ms && !bus_stopping(b) &&
+            clock_us() < first->queued_us + (uint64_t)b->batch_linger_ms * 1000)
+            return 0;           /* bus_pub_timeout wakes us when it is due */
+        int rc = n == 1 ? bus_pub_send_one(b, c, &first->env, "", b->squeue, 2)
+                        : bus_pub_send_batch(b, c, n, "", b->squeue, 2);
+        if (rc < 0)
             return -1;
-        j->tag = b->next_tag;
-        if (j->resend)
-            bus_add(&b->republished, 1);
+        bus_add(&b->storage_publishes, 1);
+        size_t k = 0;
+        for (bus_job *j = first; j && k < n; j = j->next) {
+            if (j->tag || j->result)
+                continue;
+            j->tag = b->next_tag;   /* the batch shares one tag, so one confirm */
+            k++;
+            if (j->resend)
+                bus_add(&b->republished, 1);
+        }
     }
-    return 0;
 }
 
 /* Back off for ms, failing jobs whose deadline passes meanwhile. */
@@ -789,6 +903,18 @@ static int bus_pub_timeout(const bus *b, const bus_conn *c)
             return 0;
         if (dl - now < (uint64_t)ms)
             ms = (int)(dl - now);
+    }
+    /* A lingering copy: wake when its batch is due (rounded up). */
+    const bus_job *lingering[2] = { b->room_batch_linger_ms ? bus_pub_first_fanout(b) : NULL,
+                                    b->batch_linger_ms ? bus_pub_first_unsent(b) : NULL };
+    int linger_ms[2] = { b->room_batch_linger_ms, b->batch_linger_ms };
+    for (int i = 0; i < 2; i++) {
+        if (!lingering[i])
+            continue;
+        uint64_t now = clock_us(), due = lingering[i]->queued_us + (uint64_t)linger_ms[i] * 1000;
+        int left = due <= now ? 0 : (int)((due - now + 999) / 1000);
+        if (left < ms)
+            ms = left;
     }
     return ms;
 }
@@ -969,23 +1095,52 @@ static void bus_con_sleep(bus *b, bus_conn *c, int ms)
     }
 }
 
-/* One delivery: decode, filter, append to the batch. */
+static void bus_con_malformed(bus *b, bus_conn *c, amqp_envelope_t *d, const char *why)
+{
+    bus_add(&b->malformed, 1);
+    if (!c->warned_malformed) {
+        char q[160];
+        c->warned_malformed = true;
+        log_warn("bus_malformed", "routing_key=%s reason=\"%s\" detail=\"first on this connection\"",
+                 log_q(q, sizeof q, d->routing_key.bytes, d->routing_key.len), why);
+    }
+}
+
+static void bus_con_append(bus *b, envelope *env, bus_event ***tail);
+
+/* One delivery: decode (a single message or a batch, lib/envbatch.h),
+ * filter, append to the events for the loop. */
 static void bus_con_deliver(bus *b, bus_conn *c, amqp_envelope_t *d, bus_event ***tail)
 {
     const char *why = NULL;
-    envelope *env = xmalloc(sizeof *env);
-
-    if (envelope_from_amqp(&d->message.properties, d->message.body, env, &why) < 0) {
-        bus_add(&b->malformed, 1);
-        if (!c->warned_malformed) {
-            char q[160];
-            c->warned_malformed = true;
-            log_warn("bus_malformed", "routing_key=%s reason=\"%s\" detail=\"first on this connection\"",
-                     log_q(q, sizeof q, d->routing_key.bytes, d->routing_key.len), why);
+    if (envbatch_is(&d->message.properties)) {
+        envelope *envs;
+        size_t n;
+        if (envbatch_decode(d->message.body, &envs, &n, &why) < 0) {
+            bus_con_malformed(b, c, d, why);
+            return;
         }
+        for (size_t i = 0; i < n; i++) {
+            envelope *env = xmalloc(sizeof *env);
+            *env = envs[i];              /* takes the fields */
+            bus_con_append(b, env, tail);
+        }
+        free(envs);
+        return;
+    }
+    envelope *env = xmalloc(sizeof *env);
+    if (envelope_from_amqp(&d->message.properties, d->message.body, env, &why) < 0) {
+        bus_con_malformed(b, c, d, why);
         free(env);
         return;
     }
+    bus_con_append(b, env, tail);
+}
+
+/* Filter one decoded envelope (ours coming back) and queue it for the
+ * loop; takes env. */
+static void bus_con_append(bus *b, envelope *env, bus_event ***tail)
+{
     if (!strcmp(env->origin, b->server_id)) {
         bus_add(&b->dropped_own, 1);
         envelope_free(env);
@@ -1132,6 +1287,8 @@ static void bus_release(bus *b)
     free(b->qname);
     free(b->squeue);
     free(b->squeue_type);
+    buf_deinit(&b->batch);
+    free(b->batch_envs);
 }
 
 /* Join a thread, shutting its socket down if it has not finished by
@@ -1213,6 +1370,14 @@ bus *bus_create(uv_loop_t *loop, const bus_config *cfg, const bus_callbacks *cb,
     b->squeue = xstrdup(cfg->storage_queue ? cfg->storage_queue : "");
     b->squeue_type = xstrdup(cfg->storage_queue_type ? cfg->storage_queue_type : "classic");
     b->confirm_timeout_ms = bus_positive(cfg->confirm_timeout_ms, 5000);
+    b->batch_max = bus_positive(cfg->batch_max, 1);
+    b->batch_linger_ms = cfg->batch_linger_ms > 0 ? cfg->batch_linger_ms : 0;
+    b->room_batch_max = bus_positive(cfg->room_batch_max, 1);
+    b->room_batch_linger_ms = cfg->room_batch_linger_ms > 0 ? cfg->room_batch_linger_ms : 0;
+    buf_init(&b->batch);
+    b->batch_envs = xcalloc((size_t)(b->batch_max > b->room_batch_max ? b->batch_max
+                                                                        : b->room_batch_max),
+                            sizeof *b->batch_envs);
 
     if (!cfg->exchange || !*cfg->exchange || !*b->server_id || !*b->squeue) {
         log_error("bus_config", "detail=\"exchange, storage queue and server_id are required\"");
@@ -1347,5 +1512,6 @@ void bus_get_stats(const bus *b, bus_stats *out)
     out->stored = atomic_load_explicit(&b->stored, memory_order_relaxed);
     out->store_failures = atomic_load_explicit(&b->store_failures, memory_order_relaxed);
     out->republished = atomic_load_explicit(&b->republished, memory_order_relaxed);
+    out->storage_publishes = atomic_load_explicit(&b->storage_publishes, memory_order_relaxed);
     out->confirm_us_sum = atomic_load_explicit(&b->confirm_us_sum, memory_order_relaxed);
 }

@@ -42,10 +42,13 @@ const cfg_knob server_knobs[] = {
 
     { "websocket.path", CFG_STR, K(ws_path), "/ws", 0, 0, NULL,
       "URL path of the STOMP-over-WebSocket endpoint. Upgrades elsewhere get 404." },
-    { "websocket.rx_buffer", CFG_SIZE, K(ws_rx_buffer), "1k", 128, 1 << 20, NULL,
+    { "websocket.rx_buffer", CFG_SIZE, K(ws_rx_buffer), "256", 128, 1 << 20, NULL,
       "Per-connection receive buffer of libwebsockets, allocated for every\n"
-      "connection. Larger frames still arrive, in several pieces; small values\n"
-      "keep idle connections cheap." },
+      "connection for its whole life (with lws's own ~1.4 KiB). Larger frames\n"
+      "still arrive, in several pieces. lws reads at most this much from a\n"
+      "connection per loop iteration, so a connection that publishes hundreds\n"
+      "of messages a second wants 1k or more; 256 keeps 15,000 idle students\n"
+      "per server near 2 KiB each (docs/benchmarks.md)." },
     { "websocket.write_max", CFG_SIZE, K(ws_write_max), "64k", 1024, 16 << 20, NULL,
       "Most bytes written as one WebSocket message. Frames queued for a\n"
       "connection are packed into one message up to this size; a larger frame\n"
@@ -116,6 +119,13 @@ const cfg_knob server_knobs[] = {
       "First reconnect delay after RabbitMQ is lost; doubles, with jitter, up to the max." },
     { "bus.backoff_max_ms", CFG_INT, K(bus_backoff_max_ms), "5000", 10, 600000, NULL,
       "Longest reconnect delay." },
+    { "bus.batch_max", CFG_INT, K(bus_batch_max), "64", 1, 10000, NULL,
+      "Most room messages per publish to the room exchange. Under load the copies\n"
+      "for other servers travel several to one AMQP message (RabbitMQ's cost is\n"
+      "per message); 1 sends every message on its own." },
+    { "bus.batch_linger_ms", CFG_INT, K(bus_batch_linger_ms), "1", 0, 100, NULL,
+      "How long the first room copy waits for others to share its publish. Adds at\n"
+      "most this much to cross-server latency; 0 batches only what is already waiting." },
     { "bus.max_queue", CFG_INT, K(bus_max_queue), "100000", 100, 100000000, NULL,
       "Most messages waiting to be published to RabbitMQ; beyond, they are only\n"
       "in the room log (other servers catch up from it)." },
@@ -130,6 +140,13 @@ const cfg_knob server_knobs[] = {
     { "storage.confirm_timeout_ms", CFG_INT, K(confirm_timeout_ms), "5000", 100, 600000, NULL,
       "How long a message may wait for RabbitMQ's publisher confirm (across a\n"
       "reconnect) before its SEND gets ERROR instead of RECEIPT." },
+    { "storage.batch_max", CFG_INT, K(storage_batch_max), "256", 1, 10000, NULL,
+      "Most messages per storage-queue publish. Under load the storage copies of\n"
+      "many messages travel as one persistent AMQP message (one write, one\n"
+      "confirm, one fsync at the broker); 1 sends every message on its own." },
+    { "storage.batch_linger_ms", CFG_INT, K(storage_batch_linger_ms), "2", 0, 1000, NULL,
+      "How long the first storage copy waits for others to share its publish.\n"
+      "Delays RECEIPTs by at most this much; live delivery does not wait." },
 
     { "mysql.host", CFG_STR, K(mysql_host), "127.0.0.1", 0, 0, NULL,
       "MySQL/MariaDB holding the message store (read by GET .../messages and\n"

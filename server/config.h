@@ -66,6 +66,10 @@ typedef struct server_config {
     char  *storage_queue;
     char  *storage_queue_type;  /* classic | quorum */
     int    confirm_timeout_ms;
+    int    storage_batch_max;
+    int    bus_batch_max;
+    int    bus_batch_linger_ms;
+    int    storage_batch_linger_ms;
     /* [mysql] */
     char  *mysql_host;
     int    mysql_port;

@@ -68,6 +68,9 @@ static const metrics_row metrics_rows[] = {
       "Messages whose storage copy was nacked or not confirmed in time (SEND got ERROR)."),
     L(bus_republished, "lectern_bus_republished_total",
       "Storage copies published again after a RabbitMQ reconnect."),
+    L(bus_storage_publishes, "lectern_bus_storage_publishes_total",
+      "AMQP messages carrying storage copies (a batch counts once; stored / this\n"
+      "is the mean batch size)."),
     L(bus_confirm_us_sum, "lectern_bus_confirm_microseconds_total",
       "Queue-to-confirm time of confirmed storage copies, summed (divide by stored)."),
     L(bus_received, "lectern_bus_received_total",

@@ -273,11 +273,14 @@ static redis_script *const registry_scripts[] = {
 
 /* --- the mirror ------------------------------------------------------------ */
 
+/* Mirror entries hold their strings in the same allocation (one malloc
+ * per member and per user: they are per-connection memory). */
 typedef struct reg_member {
-    char *user;
-    char *name;
+    const char *user;          /* points into text */
+    const char *name;          /* points into text */
     uint32_t count;
     UT_hash_handle hh;
+    char text[];               /* user NUL name NUL */
 } reg_member;
 
 typedef struct reg_room {
@@ -288,9 +291,9 @@ typedef struct reg_room {
 } reg_room;
 
 typedef struct reg_user {
-    char *user;
     uint32_t count;
     UT_hash_handle hh;
+    char user[];
 } reg_user;
 
 struct registry {
@@ -491,10 +494,13 @@ void registry_join(registry *g, const char *room, const char *user, const char *
     reg_member *m = NULL;
     HASH_FIND_STR(rm->members, user, m);
     if (!m) {
-        m = xcalloc(1, sizeof *m);
-        m->user = xstrdup(user);
-        m->name = xstrdup(name);
-        HASH_ADD_KEYPTR(hh, rm->members, m->user, strlen(m->user), m);
+        size_t ul = strlen(user), nl = strlen(name);
+        m = xcalloc(1, sizeof *m + ul + nl + 2);
+        memcpy(m->text, user, ul + 1);
+        memcpy(m->text + ul + 1, name, nl + 1);
+        m->user = m->text;
+        m->name = m->text + ul + 1;
+        HASH_ADD_KEYPTR(hh, rm->members, m->user, ul, m);
     }
     m->count++;
     rm->total++;
@@ -514,8 +520,6 @@ void registry_join(registry *g, const char *room, const char *user, const char *
 
 static void member_free(reg_member *m)
 {
-    free(m->user);
-    free(m->name);
     free(m);
 }
 
@@ -565,9 +569,10 @@ void registry_online(registry *g, const char *user)
     reg_user *u = NULL;
     HASH_FIND_STR(g->users, user, u);
     if (!u) {
-        u = xcalloc(1, sizeof *u);
-        u->user = xstrdup(user);
-        HASH_ADD_KEYPTR(hh, g->users, u->user, strlen(u->user), u);
+        size_t ul = strlen(user);
+        u = xcalloc(1, sizeof *u + ul + 1);
+        memcpy(u->user, user, ul + 1);
+        HASH_ADD_KEYPTR(hh, g->users, u->user, ul, u);
     }
     u->count++;
     if (g->registered)
@@ -584,7 +589,6 @@ void registry_offline(registry *g, const char *user)
         registry_send_online(g, user, -1);
     if (--u->count == 0) {
         HASH_DEL(g->users, u);
-        free(u->user);
         free(u);
     }
 }
@@ -801,7 +805,6 @@ static void registry_free(registry *g)
     reg_user *u, *ut;
     HASH_ITER(hh, g->users, u, ut) {
         HASH_DEL(g->users, u);
-        free(u->user);
         free(u);
     }
     free(g->host);

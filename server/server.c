@@ -433,6 +433,10 @@ static int server_start_cluster(server *srv)
         .storage_queue = c->storage_queue,
         .storage_queue_type = c->storage_queue_type,
         .confirm_timeout_ms = c->confirm_timeout_ms,
+        .batch_max = c->storage_batch_max,
+        .room_batch_max = c->bus_batch_max,
+        .room_batch_linger_ms = c->bus_batch_linger_ms,
+        .batch_linger_ms = c->storage_batch_linger_ms,
     };
     bus_callbacks bcb = {
         .on_message = server_on_bus_message,
@@ -654,6 +658,7 @@ void server_gauges(server *srv, metrics_gauges *g)
         g->bus_stored = bs.stored;
         g->bus_store_failures = bs.store_failures;
         g->bus_republished = bs.republished;
+        g->bus_storage_publishes = bs.storage_publishes;
         g->bus_confirm_us_sum = bs.confirm_us_sum;
     }
     if (srv->history) {

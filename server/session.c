@@ -120,7 +120,7 @@ struct session {
     uint32_t nsubs;
     uint32_t ntxns;
     txn *txns;
-    char *user;                  /* identity from CONNECT */
+    char *user;                  /* identity from CONNECT; owns user_name's bytes too */
     char *user_name;
     bool online;                 /* counted online in the registry */
     bool draining;               /* DISCONNECT received: read nothing more */
@@ -709,15 +709,27 @@ static void on_connect(session *s, const stomp_frame *f)
                       "login and x-display-name are limited to 128 bytes.");
         return;
     }
-    if (login && login->len)
-        s->user = xstrndup(login->p, login->len);
-    else {
-        char guest[160];
-        snprintf(guest, sizeof guest, "guest-%s-%llu", server_id(s->srv),
-                 (unsigned long long)s->id);
-        s->user = xstrdup(guest);
+    char guest[160];
+    const char *u = guest;
+    size_t ul;
+    if (login && login->len) {
+        u = login->p;
+        ul = login->len;
+    } else {
+        ul = (size_t)snprintf(guest, sizeof guest, "guest-%s-%llu", server_id(s->srv),
+                              (unsigned long long)s->id);
     }
-    s->user_name = dname && dname->len ? xstrndup(dname->p, dname->len) : xstrdup(s->user);
+    /* One allocation for both (per-connection memory): "user\0name\0",
+     * the name being the user when no display name was given. */
+    size_t nl = dname && dname->len ? dname->len : 0;
+    s->user = xmalloc(ul + 1 + nl + 1);
+    memcpy(s->user, u, ul);
+    s->user[ul] = '\0';
+    s->user_name = nl ? s->user + ul + 1 : s->user;
+    if (nl) {
+        memcpy(s->user_name, dname->p, nl);
+        s->user_name[nl] = '\0';
+    }
     registry_online(server_registry(s->srv), s->user);
     s->online = true;
 
@@ -1321,8 +1333,7 @@ void session_destroy(session *s)
     }
     if (s->online)
         registry_offline(server_registry(s->srv), s->user);
-    free(s->user);
-    free(s->user_name);
+    free(s->user);              /* user_name lives in the same block */
     free(s->ops_early);
     HASH_DEL(s->set->by_id, s);
     if (s->dirty_at)

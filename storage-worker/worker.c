@@ -44,6 +44,7 @@
 #include "backoff.h"
 #include "clock.h"
 #include "consumer.h"
+#include "envbatch.h"
 #include "envelope.h"
 #include "log.h"
 #include "mem.h"
@@ -85,7 +86,8 @@ struct worker {
     /* Worker thread only. */
     worker_item *items;            /* the hand: items[head..len) */
     size_t head, len, cap;
-    store_row *rows;               /* batch_max */
+    store_row *rows;               /* rows_cap (at least batch_max) */
+    size_t rows_cap;
     backoff amqp_backoff, mysql_backoff;
     uint64_t amqp_retry_at, mysql_retry_at, check_at, mysql_used_at;
     bool amqp_ever, mysql_ever;    /* connected once: later connects are reconnects */
@@ -215,22 +217,61 @@ static void worker_open_mysql(worker *w)
 
 /* --- deliveries ------------------------------------------------------------------------ */
 
-/* Reject one message for good and count it. Returns 0, or -1 when the
- * AMQP connection failed (already handled). */
-static int worker_reject(worker *w, uint64_t tag, const char *reason, const char *id,
-                         size_t idlen, unsigned mysql_err)
+/* Count (and now and then log) one message that cannot be stored. */
+static void worker_poison(worker *w, const char *reason, const char *id, size_t idlen,
+                          unsigned mysql_err)
 {
-    char why[300], q[300], qi[120];
+    char q[300], qi[120];
     w->poison++;
     metrics_add(&w->m->errors_poison, 1);
     if ((w->poison - 1) % (uint64_t)w->conf->poison_log_every == 0)
         log_warn("poison", "count=%llu id=%s reason=%s mysql_error=%u",
                  (unsigned long long)w->poison, log_q(qi, sizeof qi, id, idlen),
                  log_q(q, sizeof q, reason, strlen(reason)), mysql_err);
+}
+
+/* Reject one delivery for good, counting `reason` as poison. Returns 0, or
+ * -1 when the AMQP connection failed (already handled). */
+static int worker_reject(worker *w, uint64_t tag, const char *reason, const char *id,
+                         size_t idlen, unsigned mysql_err)
+{
+    char why[300];
+    worker_poison(w, reason, id, idlen, mysql_err);
     if (consumer_reject(w->amqp, tag, why, sizeof why) < 0) {
         worker_amqp_lost(w, why);
         return -1;
     }
+    return 0;
+}
+
+/* A batch (lib/envbatch.h): every message with a valid id goes into the
+ * hand under the delivery's one tag; the others are counted as poison. A
+ * batch with nothing storable is rejected. Returns -1 when the AMQP
+ * connection failed. */
+static int worker_delivery_batch(worker *w, amqp_envelope_t *d, uint64_t now)
+{
+    envelope *envs = NULL;
+    size_t n = 0, good = 0;
+    const char *why = NULL;
+    amqp_bytes_t mid = (d->message.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+                           ? d->message.properties.message_id : amqp_empty_bytes;
+    if (envbatch_decode(d->message.body, &envs, &n, &why) < 0)
+        return worker_reject(w, d->delivery_tag, why, mid.bytes, mid.len, 0);
+    for (size_t i = 0; i < n; i++) {
+        msgid id;
+        if (msgid_parse(envs[i].id, strlen(envs[i].id), &id) < 0) {
+            worker_poison(w, "x-lectern-id is not a message id (<ms>-<n>)", envs[i].id,
+                          strlen(envs[i].id), 0);
+            envelope_free(&envs[i]);
+            continue;
+        }
+        worker_hand_push(w, d->delivery_tag, now, &envs[i], id);   /* takes the fields */
+        good++;
+    }
+    free(envs);
+    if (good == 0)
+        return worker_reject(w, d->delivery_tag, "batch without a storable message",
+                             mid.bytes, mid.len, 0);
     return 0;
 }
 
@@ -246,7 +287,9 @@ static int worker_delivery(worker *w, amqp_envelope_t *d, uint64_t now)
     int rc = 0;
 
     metrics_add(&w->m->deliveries, 1);
-    if (envelope_from_amqp(p, d->message.body, &env, &why) < 0) {
+    if (envbatch_is(p)) {
+        rc = worker_delivery_batch(w, d, now);
+    } else if (envelope_from_amqp(p, d->message.body, &env, &why) < 0) {
         amqp_bytes_t mid = (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? p->message_id
                                                                      : amqp_empty_bytes;
         rc = worker_reject(w, d->delivery_tag, why ? why : "undecodable", mid.bytes, mid.len, 0);
@@ -291,29 +334,60 @@ static bool worker_batch_due(const worker *w, uint64_t now, bool stopping)
            now >= w->items[w->head].arrived_ms + (uint64_t)w->conf->batch_wait_ms;
 }
 
-/* Write, commit, then reject refused rows and ack the rest. */
+/* Write, commit, then reject refused rows and ack the rest.
+ *
+ * A batch is the first batch_max rows held, extended to the end of the
+ * last delivery: the rows of one AMQP message (a server's batch) share its
+ * tag and are acked together, so they are never split across two acks.
+ * Such a batch may exceed batch_max; it is then written in several
+ * statements and commits, and acked after the last (a failure in between
+ * keeps all of it in hand; writing a row again is a no-op). A delivery
+ * with a refused row is rejected once (its other rows are committed); the
+ * ack covers every delivery up to the last one with no refused row. */
 static void worker_flush(worker *w)
 {
     size_t k = worker_held(w);
     if (k > (size_t)w->conf->batch_max)
         k = (size_t)w->conf->batch_max;
+    while (w->head + k < w->len && w->items[w->head + k].tag == w->items[w->head + k - 1].tag)
+        k++;
+    if (k > w->rows_cap) {
+        w->rows_cap = k;
+        w->rows = xrealloc(w->rows, k * sizeof *w->rows);
+    }
     worker_item *batch = &w->items[w->head];
     for (size_t i = 0; i < k; i++)
         w->rows[i] = (store_row){ .env = &batch[i].env, .id = batch[i].id };
 
-    store_result res;
+    store_result res = { 0 };
     char why[300];
-    if (store_write(w->db, w->rows, k, &res, why, sizeof why) < 0) {
-        worker_mysql_lost(w, why);         /* the batch stays in hand */
-        return;
+    for (size_t off = 0; off < k; off += (size_t)w->conf->batch_max) {
+        size_t n = k - off < (size_t)w->conf->batch_max ? k - off : (size_t)w->conf->batch_max;
+        store_result part;
+        if (store_write(w->db, w->rows + off, n, &part, why, sizeof why) < 0) {
+            worker_mysql_lost(w, why);     /* the batch stays in hand */
+            return;
+        }
+        res.inserted += part.inserted;
+        res.duplicates += part.duplicates;
+        res.rejected += part.rejected;
+        res.write_us += part.write_us;
     }
     w->mysql_used_at = clock_ms();
 
     uint64_t wall = clock_wall_ms(), newest = 0, lag_max = 0, last_good = 0;
+    for (size_t i = 0; i < k;) {
+        size_t end = i;
+        bool refused = false;
+        while (end < k && batch[end].tag == batch[i].tag)
+            refused |= w->rows[end++].rejected != 0;
+        if (!refused)
+            last_good = batch[i].tag;
+        i = end;
+    }
     for (size_t i = 0; i < k; i++) {
         if (w->rows[i].rejected)
             continue;
-        last_good = batch[i].tag;
         uint64_t ts = batch[i].env.ts_ms;
         if (ts > newest)
             newest = ts;
@@ -323,6 +397,7 @@ static void worker_flush(worker *w)
     if (res.rejected < k)
         metrics_batch(w->m, k - res.rejected, res.inserted, res.write_us, newest, lag_max);
 
+    uint64_t rejected_tag = 0;
     for (size_t i = 0; i < k; i++) {
         if (!w->rows[i].rejected)
             continue;
@@ -330,6 +405,11 @@ static void worker_flush(worker *w)
         const char *reason = w->rows[i].rejected == ER_NET_PACKET_TOO_LARGE
                                  ? "row larger than max_allowed_packet"
                                  : "MySQL refused the row";
+        if (rejected_tag == batch[i].tag) {   /* the delivery is already rejected */
+            worker_poison(w, reason, id, strlen(id), w->rows[i].rejected);
+            continue;
+        }
+        rejected_tag = batch[i].tag;
         if (worker_reject(w, batch[i].tag, reason, id, strlen(id), w->rows[i].rejected) < 0)
             return;                        /* the hand went with the connection */
     }
@@ -522,6 +602,7 @@ worker *worker_create(const storage_config *conf, metrics *m, worker_done_fn don
     w->amqp = consumer_create(&cc);
     w->db = store_create(&sc);
     w->rows = xcalloc((size_t)conf->batch_max, sizeof *w->rows);
+    w->rows_cap = (size_t)conf->batch_max;
     w->cap = (size_t)conf->prefetch + 1;
     w->items = xcalloc(w->cap, sizeof *w->items);
     backoff_init(&w->amqp_backoff, conf->amqp_backoff_min_ms, conf->amqp_backoff_max_ms,

@@ -243,6 +243,9 @@ static unsigned char rbuf[LOAD_RBUF];
 static unsigned char wbuf[LOAD_RBUF];
 static size_t inflight;
 static int64_t go_ns, pub_end_ns;
+static int64_t rx_now;           /* when the bytes being parsed were read */
+static conn **pubs;              /* this child's publishers */
+static size_t npubs;
 
 static void set_error(const char *what, const char *detail, size_t dlen)
 {
@@ -402,7 +405,7 @@ static void on_message(conn *c, const scan_frame *f)
         R->foreign++;
         return;
     }
-    int64_t t = now_ns();
+    int64_t t = rx_now;
     const char *p = f->body, *end = f->body + f->body_len;
     bool ok = true;
     uint64_t pub = parse_u64(&p, end, &ok);
@@ -570,10 +573,23 @@ static size_t feed_ws(conn *c, unsigned char *p, size_t n)
     return off;
 }
 
+/* --login with "%u" in it names every connection differently (a distinct
+ * user each, as in a real lecture); without, all share the login. */
+static void login_for(char *dst, size_t cap, uint32_t gid)
+{
+    const char *p = strstr(O.login, "%u");
+    if (!p) {
+        snprintf(dst, cap, "%s", O.login);
+        return;
+    }
+    snprintf(dst, cap, "%.*s%u%s", (int)(p - O.login), O.login, gid, p + 2);
+}
+
 static void on_readable(conn *c)
 {
     for (int rounds = 0; rounds < 8 && c->state != C_CLOSED; rounds++) {
         ssize_t r = recv(c->fd, rbuf, sizeof rbuf, 0);
+        rx_now = now_ns();          /* one clock read for every frame in these bytes */
         if (r < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
@@ -609,10 +625,11 @@ static void on_readable(conn *c)
             }
             off = (size_t)h;
             c->state = C_STOMP;
-            char text[400];
+            char text[400], login[160];
+            login_for(login, sizeof login, c->gid);
             int tl = snprintf(text, sizeof text,
                               "CONNECT\naccept-version:1.2,1.1\nhost:%s\nlogin:%s\npasscode:%s\n"
-                              "heart-beat:0,0\n\n", O.vhost, O.login, O.passcode);
+                              "heart-beat:0,0\n\n", O.vhost, login, O.passcode);
             send_stomp(c, text, (size_t)tl + 1);
         }
         if (c->state != C_CLOSED)
@@ -712,9 +729,9 @@ static void publish_tick(int64_t t)
     double in_step = (double)(t - go_ns) / 1e9 - step * O.step_s;
     char text[1024];
     char dest[160];
-    for (size_t i = 0; i < nconns; i++) {
-        conn *c = &conns[i];
-        if (c->role != ROLE_PUB || c->state != C_READY)
+    for (size_t i = 0; i < npubs; i++) {
+        conn *c = pubs[i];
+        if (c->state != C_READY)
             continue;
         if (c->step != step) {
             c->step = step;
@@ -756,6 +773,7 @@ static void child_assign(void)
     long total = O.subs + O.rooms * O.pubs + O.idle;
     nconns = 0;
     conns = calloc((size_t)(total / O.procs + 1), sizeof *conns);
+    pubs = calloc((size_t)(O.rooms * O.pubs / O.procs + 1), sizeof *pubs);
     long members = O.rooms > 0 ? O.subs / O.rooms : 0;
     for (long g = me; g < total; g += O.procs) {
         conn *c = &conns[nconns++];
@@ -772,6 +790,7 @@ static void child_assign(void)
             c->next = calloc((size_t)O.pubs, sizeof *c->next);
         } else if (g < O.subs + O.rooms * O.pubs) {
             c->role = ROLE_PUB;
+            pubs[npubs++] = c;
             c->pub = (uint32_t)(g - O.subs);
             c->room = c->pub / (uint32_t)O.pubs;
             c->url = (uint8_t)(c->pub % (uint32_t)O.nurls);
@@ -1027,7 +1046,8 @@ static void usage(FILE *f)
 "  --drain MS            wait at most this long for deliveries after publishing (default 10000)\n"
 "  --quiet MS            ...or until no delivery for this long (default 1000)\n"
 "  --slo MS              p99 a rising step must meet to continue (default 50)\n"
-"  --login L --passcode P --vhost H   CONNECT credentials (default guest/guest, /)\n"
+"  --login L --passcode P --vhost H   CONNECT credentials (default guest/guest, /);\n"
+"                        a %%u in L becomes the connection's number (one user each)\n"
 "  --prefix P            room name prefix (default load-<pid>)\n"
 "  --watch-pid PID       sample this server process's CPU and RSS (repeatable)\n"
 "  --json                (accepted for clarity; the result is always JSON on stdout)\n"
@@ -1239,6 +1259,9 @@ int main(int argc, char **argv)
     uint64_t last_recv = 0;
     int checked_step = 0;
     int stopped_step = -1;
+    /* The servers' CPU ticks when each step began (and when all ended). */
+    long step_cpu[LOAD_MAX_STEPS + 1] = { 0 };
+    int cpu_step = 0;
     for (;;) {
         usleep(20000);
         int64_t t = now_ns();
@@ -1262,6 +1285,14 @@ int main(int argc, char **argv)
             proc_sample(&cpu_pub0, &rss_held);
             go = now_ns() + 100000000;
             ctl->go_ns = go;
+            step_cpu[0] = cpu_pub0;
+            cpu_step = 1;
+        }
+        if (go && t > go && cpu_step < nsteps && stopped_step < 0 &&
+            (t - go) / (int64_t)(O.step_s * 1e9) >= cpu_step) {
+            long rss_unused;
+            proc_sample(&step_cpu[cpu_step], &rss_unused);
+            cpu_step++;
         }
         if (alive < O.procs && done < O.procs && !ctl->abort_all) {
             fprintf(stderr, "lectern-load: a generator process died\n");
@@ -1306,6 +1337,8 @@ int main(int argc, char **argv)
             break;
     }
     proc_sample(&cpu1, &rss1);
+    for (int k = cpu_step; k <= nsteps; k++)
+        step_cpu[k] = cpu1;
     for (int c = 0; c < O.procs; c++)
         if (kids[c] > 0)
             waitpid(kids[c], NULL, 0);
@@ -1370,9 +1403,14 @@ int main(int argc, char **argv)
             peak = dps;
         if (st)
             fputc(',', f);
+        /* CPU of a step: from its start to the next one's (the last step
+         * also carries the drain). Only meaningful with --watch-pid. */
+        double scpu = (double)(step_cpu[st + 1] - step_cpu[st]) / (double)hz;
         fprintf(f, "{\"rate\":%.0f,\"seconds\":%.3f,\"sent\":%" PRIu64 ",\"expected\":%" PRIu64
-                   ",\"received\":%" PRIu64 ",\"deliveries_per_s\":%.0f,\"ok\":%s,",
-                rates[st], secs, sent, exp, rec, dps, ok ? "true" : "false");
+                   ",\"received\":%" PRIu64 ",\"deliveries_per_s\":%.0f,\"ok\":%s,"
+                   "\"cpu_s\":%.2f,\"cpu_us_per_delivery\":%.4f,",
+                rates[st], secs, sent, exp, rec, dps, ok ? "true" : "false",
+                O.nwatch ? scpu : 0.0, O.nwatch && rec ? scpu * 1e6 / (double)rec : 0.0);
         json_lat(f, "latency_ms", &h);
         fputc(',', f);
         json_lat(f, "remote_latency_ms", &hr);
@@ -1408,6 +1446,11 @@ int main(int argc, char **argv)
                 s.ok ? (double)(rss_held - rss0) * 1024.0 / (double)s.ok : 0.0, cpu_s,
                 rec_all ? cpu_s * 1e6 / (double)rec_all : 0.0);
     }
+    struct rusage ru;
+    getrusage(RUSAGE_CHILDREN, &ru);
+    fprintf(f, ",\"generator_cpu_s\":%.3f",
+            (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+            (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
     fprintf(f, "}\n");
     fflush(f);
     return s.failed || ctl->abort_all ? 1 : 0;

@@ -43,6 +43,10 @@ ssize_t scan_frame_next(const char *p, size_t n, size_t max_frame, scan_frame *f
     f->cmd = scan_command(p, clen);
     const char *h = eol + 1;
     const char *q = h;
+    /* Walk the header lines once, noting content-length on the way (the
+     * first occurrence wins). */
+    const char *cl = NULL;
+    size_t cl_len = 0;
     for (;;) {
         if (q >= end)
             return n >= max_frame ? SCAN_BAD : SCAN_AGAIN;
@@ -53,13 +57,17 @@ ssize_t scan_frame_next(const char *p, size_t n, size_t max_frame, scan_frame *f
         const char *nl = memchr(q, '\n', (size_t)(end - q));
         if (!nl)
             return n >= max_frame ? SCAN_BAD : SCAN_AGAIN;
+        if (!cl && *q == 'c' && nl - q > 15 && memcmp(q, "content-length:", 15) == 0) {
+            cl = q + 15;
+            cl_len = (size_t)(nl - cl);
+            if (cl_len && cl[cl_len - 1] == '\r')
+                cl_len--;
+        }
         q = nl + 1;
     }
     f->headers = h;
     f->headers_len = (size_t)(q - h);
     const char *body = q + (*q == '\r' ? 2 : 1);
-    size_t cl_len = 0;
-    const char *cl = scan_header(f, "content-length", &cl_len);
     if (cl) {
         size_t want = 0;
         for (size_t k = 0; k < cl_len; k++) {

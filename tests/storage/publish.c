@@ -17,11 +17,15 @@
  *                   with a leading zero), spread evenly through the run;
  *   --bad-rows N    N well-formed messages MySQL refuses (a 300-byte room
  *                   name for a VARBINARY(255) column), spread evenly.
+ *   --batch K       K messages per AMQP message, the way a server batches
+ *                   storage copies under load (lib/envbatch.h); every
+ *                   batch is one publish and one confirm;
  * --depth only prints the queue's ready messages and consumers.
  *
  * Output: one line of key=value counts; exit 0 when every publish was
  * confirmed (acked, not nacked), 1 otherwise, 2 on bad usage.
  */
+#include "envbatch.h"
 #include "envelope.h"
 
 #include <amqp.h>
@@ -147,6 +151,47 @@ static int pub_envelope(pub *p, const envelope *env)
     return pub_send(p, &props, env->body, env->body_len);
 }
 
+static void pub_make(envelope *e, const char *room, uint64_t base, uint64_t i, char *id,
+                     char *sender, char *name, char *headers, char *body);
+
+/* Messages start..start+count-1 in batches of `batch` (the last may be
+ * smaller), at most `window` batches unconfirmed. */
+static int pub_batches(pub *p, char **rooms, size_t nrooms, uint64_t base, uint64_t start,
+                       uint64_t count, uint64_t batch, uint64_t window)
+{
+    struct slot {
+        char id[64], sender[32], name[64], headers[96], body[64];
+        envelope e;
+    } *slots = calloc(batch, sizeof *slots);
+    const envelope **envs = calloc(batch, sizeof *envs);
+    buf b;
+    buf_init(&b);
+    int rc = 0;
+    for (uint64_t k = 0; k < count && rc == 0;) {
+        uint64_t n = count - k < batch ? count - k : batch;
+        for (uint64_t j = 0; j < n; j++) {
+            uint64_t i = start + k + j;
+            struct slot *sl = &slots[j];
+            pub_make(&sl->e, rooms[i % nrooms], base, i, sl->id, sl->sender, sl->name,
+                     sl->headers, sl->body);
+            envs[j] = &sl->e;
+        }
+        buf_clear(&b);
+        envbatch_encode(&b, envs, n);
+        amqp_basic_properties_t props;
+        amqp_table_entry_t entry;
+        envbatch_to_amqp(&props, &entry, n);
+        rc = pub_send(p, &props, b.data, b.len);
+        k += n;
+        while (rc == 0 && p->next_tag - 1 - p->confirmed - p->nacked >= window)
+            rc = pub_read(p, 0.1);
+    }
+    buf_deinit(&b);
+    free(envs);
+    free(slots);
+    return rc;
+}
+
 /* Message i, in buffers the caller owns. */
 static void pub_make(envelope *e, const char *room, uint64_t base, uint64_t i, char *id,
                      char *sender, char *name, char *headers, char *body)
@@ -246,7 +291,7 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: storage-publish [--host H] [--port P] [--queue Q] [--queue-type T]\n"
             "         [--rooms a,b] [--count N] [--start I] [--base MS] [--dup-every K]\n"
-            "         [--poison N] [--bad-rows N] [--rate R] [--window W]\n"
+            "         [--poison N] [--bad-rows N] [--rate R] [--window W] [--batch K]\n"
             "       storage-publish [--host H] [--port P] [--queue Q] --depth\n");
 }
 
@@ -267,13 +312,14 @@ int main(int argc, char **argv)
         { "rate", required_argument, NULL, 'R' },
         { "window", required_argument, NULL, 'w' },
         { "depth", no_argument, NULL, 'D' },
+        { "batch", required_argument, NULL, 'K' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const char *host = "127.0.0.1", *qtype = "classic", *rooms_arg = "room";
     int port = 5690, opt, rc = 1;
     uint64_t count = 1000, start = 0, base = 1700000000000ULL, dup_every = 0, poison = 0;
-    uint64_t bad = 0, window = 5000;
+    uint64_t bad = 0, window = 5000, batch = 1;
     double rate = 0;
     bool depth = false;
     pub p = { .queue = "lectern.storage", .next_tag = 1, .low = 1 };
@@ -296,6 +342,7 @@ int main(int argc, char **argv)
         case 'R': rate = atof(optarg); break;
         case 'w': window = strtoull(optarg, NULL, 10); break;
         case 'D': depth = true; break;
+        case 'K': batch = strtoull(optarg, NULL, 10); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -363,6 +410,12 @@ int main(int argc, char **argv)
     p.settled = calloc(total + 1, 1);
     uint64_t dups = 0, sent_poison = 0, sent_bad = 0, sent = 0;
     double t0 = pub_now();
+    if (batch > 1) {
+        if (pub_batches(&p, rooms, nrooms, base, start, count, batch, window) < 0)
+            goto out;
+        sent = count;
+        count = 0;                   /* the single-message loop below has nothing to do */
+    }
     for (uint64_t k = 0; k < count; k++) {
         uint64_t i = start + k;
         char id[64], sender[32], name[64], headers[96], body[64];

@@ -409,6 +409,35 @@ for i in 1 2 3; do
   check "7. m$i exits 0" '[[ $RC == 0 ]]'
 done
 
+# ================================================================= 8. batches
+echo "# 8. batches (several messages per AMQP message, as servers publish under load)"
+Q=t8.storage
+start_worker w8 "$asan" "${HTTP_PORTS[0]}" $Q --set storage.batch_max=40
+start_worker w9 "$release" "${HTTP_PORTS[1]}" $Q --set storage.batch_max=40
+# batches of 64 with batch_max 40: every batch of the worker ends inside a
+# delivery, which must be extended, never split across two acks
+publish --queue $Q --rooms batch-a,batch-b,batch-c --count 30000 --batch 64 --base 3000 \
+  >"$var/pub8.out" 2>&1 &
+pub8=$!
+if wait_until 60 count_at_least 'batch-%' 10000; then
+  kill_worker w9 KILL
+  diag "killed w9 -9 at $(count 'batch-%') rows"
+  start_worker w9 "$release" "${HTTP_PORTS[1]}" $Q --set storage.batch_max=40
+fi
+rc=0; wait $pub8 || rc=$?
+check "8. the publisher had 469 batches (30,000 messages) confirmed" '[[ $rc == 0 ]]'
+wait_until 60 count_at_least 'batch-%' 30000 || true
+sleep 0.5
+read -r total distinct <<<"$(rows 'batch-%')"
+check "8. MySQL holds each of the 30,000 batched messages exactly once ($total rows, $distinct distinct)" \
+  '[[ $total == 30000 && $distinct == 30000 ]]'
+poison8=$(metric "${HTTP_PORTS[0]}" 'lectern_storage_errors_total{kind="poison"}')
+check "8. no poison counted ($poison8)" '[[ $poison8 == 0 ]]'
+check "8. the queue is empty: every batch acked" 'wait_until 20 queue_empty $Q'
+kill_worker w8 TERM
+check "8. the ASan worker exits 0" '[[ $RC == 0 ]]'
+kill_worker w9 TERM
+
 # ================================================================= summary
 reports=$(grep -l -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$var"/w*.log |
           xargs -r -n1 basename | tr '\n' ' ' || true)

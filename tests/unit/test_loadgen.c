@@ -1,0 +1,256 @@
+/* test_loadgen.c — the pure parts of the load generator (tests/load/):
+ * the WebSocket client codec, the STOMP frame scanner and the latency
+ * histogram. The generator's numbers are only as good as these: a scanner
+ * that loses a frame would report loss that is not there, a histogram that
+ * misplaces values would misreport p99. Parsers are fed whole and byte by
+ * byte; results must match. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../load/hist.h"
+#include "../load/scan.h"
+#include "../load/ws.h"
+
+/* --- WebSocket ----------------------------------------------------------- */
+
+static void test_ws_handshake(void **state)
+{
+    (void)state;
+    /* RFC 6455 section 1.3's example key and accept value */
+    const char key[25] = "dGhlIHNhbXBsZSBub25jZQ==";
+    const char *ok = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+                     "Sec-WebSocket-Protocol: v12.stomp\r\n\r\nextra";
+    const char *why = NULL;
+    size_t head = strlen(ok) - 5;
+    assert_int_equal(ws_response(ok, strlen(ok), key, &why), (ssize_t)head);
+    for (size_t n = 0; n < head; n++)
+        assert_int_equal(ws_response(ok, n, key, &why), WS_AGAIN);
+    const char *bad = "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: AAAA\r\n\r\n";
+    assert_int_equal(ws_response(bad, strlen(bad), key, &why), WS_BAD);
+    assert_string_equal(why, "bad Sec-WebSocket-Accept");
+    const char *no = "HTTP/1.1 404 Not Found\r\n\r\n";
+    assert_int_equal(ws_response(no, strlen(no), key, &why), WS_BAD);
+
+    char req[512];
+    size_t n = ws_request(req, sizeof req, "127.0.0.1:1", "/ws", "v12.stomp", key);
+    assert_true(n > 0);
+    assert_non_null(strstr(req, "GET /ws HTTP/1.1\r\n"));
+    assert_non_null(strstr(req, "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"));
+    assert_int_equal(ws_request(req, 20, "h", "/ws", "p", key), 0);
+}
+
+/* Frames as a server sends them: unmasked, 7-bit, 16-bit and 64-bit lengths. */
+static size_t server_frame(unsigned char *dst, int op, bool fin, const void *p, size_t len)
+{
+    size_t n = 0;
+    dst[n++] = (unsigned char)((fin ? 0x80 : 0) | op);
+    if (len < 126) {
+        dst[n++] = (unsigned char)len;
+    } else if (len <= 0xffff) {
+        dst[n++] = 126;
+        dst[n++] = (unsigned char)(len >> 8);
+        dst[n++] = (unsigned char)len;
+    } else {
+        dst[n++] = 127;
+        for (int i = 7; i >= 0; i--)
+            dst[n++] = (unsigned char)((uint64_t)len >> (8 * i));
+    }
+    memcpy(dst + n, p, len);
+    return n + len;
+}
+
+static void test_ws_parse(void **state)
+{
+    (void)state;
+    size_t sizes[] = { 0, 1, 125, 126, 65535, 65536, 70000 };
+    unsigned char *payload = malloc(70000), *wire = malloc(70000 + 14);
+    for (size_t i = 0; i < 70000; i++)
+        payload[i] = (unsigned char)(i * 7);
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        size_t n = server_frame(wire, WS_TEXT, true, payload, sizes[s]);
+        ws_frame f;
+        assert_int_equal(ws_parse(wire, n, 1 << 20, &f), (ssize_t)n);
+        assert_int_equal(f.opcode, WS_TEXT);
+        assert_true(f.fin);
+        assert_int_equal(f.len, sizes[s]);
+        assert_memory_equal(f.payload, payload, sizes[s]);
+        for (size_t cut = 0; cut < n; cut += (n > 300 ? 997 : 1))
+            assert_int_equal(ws_parse(wire, cut, 1 << 20, &f), WS_AGAIN);
+        if (sizes[s] > 100)
+            assert_int_equal(ws_parse(wire, n, 100, &f), WS_BAD);   /* over the limit */
+    }
+    unsigned char masked[] = { 0x81, 0x80 | 1, 1, 2, 3, 4, 'x' };
+    ws_frame f;
+    assert_int_equal(ws_parse(masked, sizeof masked, 100, &f), WS_BAD);
+    unsigned char rsv[] = { 0xC1, 1, 'x' };
+    assert_int_equal(ws_parse(rsv, sizeof rsv, 100, &f), WS_BAD);
+    free(payload);
+    free(wire);
+}
+
+static void test_ws_client_frame(void **state)
+{
+    (void)state;
+    const char *text = "SEND\ndestination:/topic/a\n\nhello\0";
+    size_t len = 33;
+    unsigned char out[64];
+    uint32_t mask = 0xA1B2C3D4u;
+    size_t hl = ws_header(out, WS_TEXT, len, mask);
+    assert_int_equal(hl, 6);
+    assert_int_equal(out[0], 0x81);
+    assert_int_equal(out[1], 0x80 | len);
+    memcpy(out + hl, text, len);
+    ws_mask(out + hl, len, mask);
+    assert_memory_not_equal(out + hl, text, len);
+    ws_mask(out + hl, len, mask);                 /* masking twice restores */
+    assert_memory_equal(out + hl, text, len);
+    unsigned char big[16];
+    assert_int_equal(ws_header(big, WS_BINARY, 300, 0), 8);
+    assert_int_equal(big[1], 0x80 | 126);
+    assert_int_equal(ws_header(big, WS_BINARY, 70000, 0), 14);
+}
+
+/* --- STOMP scanner --------------------------------------------------------- */
+
+static const char stream[] =
+    "\n\r\n"
+    "CONNECTED\nversion:1.2\nheart-beat:0,0\n\n\0"
+    "MESSAGE\nsubscription:0\nmessage-id:1-1\ndestination:/topic/a\ncontent-length:5\n\nab\0cd\0"
+    "MESSAGE\r\nsubscription:0\r\nmessage-id:1-2\r\n\r\nplain body\0"
+    "RECEIPT\nreceipt-id:s\n\n\0"
+    "ERROR\nmessage:Access refused\n\nbye\0";
+
+static void scan_all(const char *p, size_t n, scan_cmd *cmds, size_t *ncmds, char bodies[][16])
+{
+    size_t off = 0;
+    *ncmds = 0;
+    while (off < n) {
+        scan_frame f;
+        ssize_t r = scan_frame_next(p + off, n - off, 4096, &f);
+        assert_true(r > 0);
+        if (f.cmd != SCAN_HEARTBEAT) {
+            memcpy(bodies[*ncmds], f.body, f.body_len < 15 ? f.body_len : 15);
+            bodies[*ncmds][f.body_len < 15 ? f.body_len : 15] = 0;
+            cmds[(*ncmds)++] = f.cmd;
+        }
+        off += (size_t)r;
+    }
+}
+
+static void test_scan_stream(void **state)
+{
+    (void)state;
+    size_t n = sizeof stream - 1;
+    scan_cmd cmds[8];
+    char bodies[8][16];
+    size_t k;
+    scan_all(stream, n, cmds, &k, bodies);
+    assert_int_equal(k, 5);
+    scan_cmd want[] = { SCAN_CONNECTED, SCAN_MESSAGE, SCAN_MESSAGE, SCAN_RECEIPT, SCAN_ERROR };
+    for (size_t i = 0; i < 5; i++)
+        assert_int_equal(cmds[i], want[i]);
+    assert_memory_equal(bodies[1], "ab\0cd", 5);          /* content-length: NUL inside */
+    assert_string_equal(bodies[2], "plain body");
+    assert_string_equal(bodies[4], "bye");
+}
+
+/* Every prefix of a frame is SCAN_AGAIN; the whole frame is consumed. */
+static void test_scan_prefixes(void **state)
+{
+    (void)state;
+    static const char f1[] = "MESSAGE\nsubscription:0\ncontent-length:5\n\nab\0cd\0";
+    static const char f2[] = "MESSAGE\r\nmessage-id:1-2\r\n\r\nplain\0";
+    static const char f3[] = "RECEIPT\nreceipt-id:s\n\n\0";
+    const char *frames[] = { f1, f2, f3 };
+    size_t lens[] = { sizeof f1 - 1, sizeof f2 - 1, sizeof f3 - 1 };   /* the literal's own NUL excluded */
+    for (size_t i = 0; i < 3; i++) {
+        scan_frame f;
+        assert_int_equal(scan_frame_next(frames[i], lens[i], 4096, &f), (ssize_t)lens[i]);
+        for (size_t cut = 1; cut < lens[i]; cut++)
+            assert_int_equal(scan_frame_next(frames[i], cut, 4096, &f), SCAN_AGAIN);
+    }
+}
+
+static void test_scan_headers_and_limits(void **state)
+{
+    (void)state;
+    const char *fr = "ERROR\nmessage:Access refused\ncontent-type:text/plain\n\n\0";
+    scan_frame f;
+    assert_true(scan_frame_next(fr, strlen(fr) + 1, 4096, &f) > 0);
+    size_t len = 0;
+    const char *v = scan_header(&f, "message", &len);
+    assert_non_null(v);
+    assert_int_equal(len, 14);
+    assert_memory_equal(v, "Access refused", 14);
+    assert_null(scan_header(&f, "receipt-id", &len));
+    /* content-length that is not a number, or a body not ending in NUL */
+    const char *bad1 = "MESSAGE\ncontent-length:x\n\n\0";
+    assert_int_equal(scan_frame_next(bad1, strlen(bad1) + 1, 4096, &f), SCAN_BAD);
+    const char *bad2 = "MESSAGE\ncontent-length:2\n\nabc\0";
+    assert_int_equal(scan_frame_next(bad2, strlen(bad2) + 1, 4096, &f), SCAN_BAD);
+    /* a frame longer than the limit */
+    char big[200];
+    memset(big, 'a', sizeof big);
+    memcpy(big, "MESSAGE\n\n", 9);
+    assert_int_equal(scan_frame_next(big, sizeof big, 100, &f), SCAN_BAD);
+}
+
+/* --- histogram ---------------------------------------------------------------- */
+
+static void test_hist(void **state)
+{
+    (void)state;
+    hist *h = calloc(1, sizeof *h);
+    assert_int_equal(hist_quantile(h, 0.5), 0);
+    for (uint64_t v = 1; v <= 100000; v++)
+        hist_add(h, v);
+    assert_int_equal(h->count, 100000);
+    assert_int_equal(h->max, 100000);
+    double qs[] = { 0.5, 0.9, 0.99, 0.999 };
+    for (size_t i = 0; i < 4; i++) {
+        double want = qs[i] * 100000;
+        double got = (double)hist_quantile(h, qs[i]);
+        assert_true(got <= want + 1);
+        assert_true(got >= want * (1 - 1.0 / 64) - 1);        /* within one bucket */
+    }
+    assert_int_equal(hist_quantile(h, 1.0), 100000);
+    /* small values are exact */
+    hist *s = calloc(1, sizeof *s);
+    for (int i = 0; i < 99; i++)
+        hist_add(s, 3);
+    hist_add(s, 120);
+    assert_int_equal(hist_quantile(s, 0.5), 3);
+    assert_int_equal(hist_quantile(s, 0.99), 3);
+    assert_int_equal(hist_quantile(s, 0.999), 120);
+    /* merging adds counts */
+    hist_merge(s, h);
+    assert_int_equal(s->count, 100100);
+    assert_int_equal(s->max, 100000);
+    /* huge values land in the last bucket, max stays exact */
+    hist_add(h, UINT64_MAX / 2);
+    assert_true(h->max == UINT64_MAX / 2);
+    free(h);
+    free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ws_handshake),
+        cmocka_unit_test(test_ws_parse),
+        cmocka_unit_test(test_ws_client_frame),
+        cmocka_unit_test(test_scan_stream),
+        cmocka_unit_test(test_scan_prefixes),
+        cmocka_unit_test(test_scan_headers_and_limits),
+        cmocka_unit_test(test_hist),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
