@@ -16,6 +16,7 @@
  * BUS_SMOKE_SKIP_RESTART=1 to skip them anyway.
  */
 #include "bus.h"
+#include "envbatch.h"
 #include "envelope.h"
 #include "log.h"
 #include "mem.h"
@@ -165,6 +166,8 @@ static void peer_start(peer *p, const char *name, const char *exchange, bool dyn
         .reconnect_min_ms = 100, .reconnect_max_ms = 1000, .max_queue = 100000,
         .storage_queue = p->squeue, .storage_queue_type = "classic",
         .confirm_timeout_ms = 30000,    /* outlives a broker restart here */
+        /* the servers' defaults: both kinds of copies travel in batches */
+        .batch_max = 256, .batch_linger_ms = 2, .room_batch_max = 64, .room_batch_linger_ms = 1,
     };
     p->name = name;
     p->done_order_ok = true;
@@ -387,9 +390,9 @@ static bool has_id(const peer *p, size_t from, const char *id)
 
 static const char *id_of(unsigned i)
 {
-    static char buf[64];
-    snprintf(buf, sizeof buf, "%llu-%u", 1700000000000ULL + i, i);
-    return buf;
+    static char idbuf[64];
+    snprintf(idbuf, sizeof idbuf, "%llu-%u", 1700000000000ULL + i, i);
+    return idbuf;
 }
 
 /* Publish one message as a foreign client would: its own connection,
@@ -411,9 +414,10 @@ static bool raw_publish(const char *exchange, const amqp_basic_properties_t *pro
     return ok;
 }
 
-/* Messages ready in `queue` (passive declare on a connection of its own);
- * -1 when the queue does not exist or the broker cannot be reached. */
-static long queue_depth(const char *queue)
+/* Storage copies in a queue: every message is fetched unacked (basic.get)
+ * and counted, a batch (lib/envbatch.h) as the envelopes it carries; the
+ * connection then closes without acking, so the broker requeues them all. */
+static long queue_copies(const char *queue)
 {
     long n = -1;
     amqp_connection_state_t c = amqp_new_connection();
@@ -422,10 +426,33 @@ static long queue_depth(const char *queue)
         amqp_login(c, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest")
                 .reply_type == AMQP_RESPONSE_NORMAL &&
         amqp_channel_open(c, 1)) {
-        amqp_queue_declare_ok_t *ok = amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), 1, 0,
-                                                         0, 0, amqp_empty_table);
-        if (ok)
-            n = (long)ok->message_count;
+        n = 0;
+        for (;;) {
+            amqp_rpc_reply_t r = amqp_basic_get(c, 1, amqp_cstring_bytes(queue), 0);
+            if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+                n = -1;
+                break;
+            }
+            if (r.reply.id != AMQP_BASIC_GET_OK_METHOD)
+                break;                                  /* get-empty */
+            amqp_message_t m;
+            if (amqp_read_message(c, 1, &m, 0).reply_type != AMQP_RESPONSE_NORMAL) {
+                n = -1;
+                break;
+            }
+            if (envbatch_is(&m.properties)) {
+                envelope *envs;
+                size_t k;
+                const char *why;
+                if (envbatch_decode(m.body, &envs, &k, &why) == 0) {
+                    n += (long)k;
+                    envbatch_free(envs, k);
+                }
+            } else {
+                n++;
+            }
+            amqp_destroy_message(&m);
+        }
         amqp_connection_close(c, AMQP_REPLY_SUCCESS);
     }
     amqp_destroy_connection(c);
@@ -474,9 +501,10 @@ static void fanout(peer *a, peer *b)
           "storage: RabbitMQ confirmed all 1,000 storage copies, done callbacks in order "
           "(mean confirm %.2f ms)",
           stats(a).stored ? (double)stats(a).confirm_us_sum / stats(a).stored / 1000 : 0.0);
-    long depth = queue_depth(a->squeue);
-    check(depth == 1000, "storage: the durable storage queue holds the 1,000 copies (%ld)",
-          depth);
+    long depth = queue_copies(a->squeue);
+    check(depth == 1000, "storage: the durable storage queue holds the 1,000 copies (%ld, "
+          "in %llu AMQP messages: batches)", depth,
+          (unsigned long long)stats(a).storage_publishes);
     WAIT(ok, stats(a).dropped_own >= 1000, 5000);
     bus_stats sa = stats(a), sb = stats(b);
     check(a->ngot == 0 && sa.dropped_own == 1000,
@@ -678,7 +706,7 @@ static void restart(const char *svc, peer *a, peer *b, peer *a2, peer *b2)
         return;
     check(stats(a).reconnects == reconnects + 1, "restart: A counts one reconnect");
     WAIT(ok, a->done_ok + a->done_fail >= a->issued, 30000);
-    long depth = queue_depth(a->squeue);
+    long depth = queue_copies(a->squeue);
     check(ok && a->done_fail == 0 && a->done_order_ok && depth >= (long)a->done_ok &&
           stats(a).republished > 0,
           "restart: every storage copy accepted while the broker went down was confirmed, "
