@@ -276,12 +276,15 @@ static redis_script *const registry_scripts[] = {
 /* Mirror entries hold their strings in the same allocation (one malloc
  * per member and per user: they are per-connection memory). */
 typedef struct reg_member {
-    const char *user;          /* points into text */
-    const char *name;          /* points into text */
     uint32_t count;
     UT_hash_handle hh;
-    char text[];               /* user NUL name NUL */
+    char user[];               /* user NUL name NUL: see member_name() */
 } reg_member;
+
+static const char *member_name(const reg_member *m)
+{
+    return m->user + m->hh.keylen + 1;
+}
 
 typedef struct reg_room {
     char *name;
@@ -496,10 +499,8 @@ void registry_join(registry *g, const char *room, const char *user, const char *
     if (!m) {
         size_t ul = strlen(user), nl = strlen(name);
         m = xcalloc(1, sizeof *m + ul + nl + 2);
-        memcpy(m->text, user, ul + 1);
-        memcpy(m->text + ul + 1, name, nl + 1);
-        m->user = m->text;
-        m->name = m->text + ul + 1;
+        memcpy(m->user, user, ul + 1);
+        memcpy(m->user + ul + 1, name, nl + 1);
         HASH_ADD_KEYPTR(hh, rm->members, m->user, ul, m);
     }
     m->count++;
@@ -511,7 +512,7 @@ void registry_join(registry *g, const char *room, const char *user, const char *
     ab_str(&a, g->server_id);
     ab_str(&a, room);
     ab_str(&a, user);
-    ab_str(&a, m->name);
+    ab_str(&a, member_name(m));
     ab_num(&a, (long long)realtime_ms());
     join_call *c = join_call_new(g, room, first);
     if (ab_eval(g, &a, &lua_join, registry_on_room_state, c) < 0)
@@ -606,7 +607,7 @@ static void registry_sync_room(registry *g, const char *room, const reg_room *rm
     ab_num(&a, g->history_ttl_ms);
     for (const reg_member *m = rm ? rm->members : NULL; m; m = m->hh.next) {
         ab_str(&a, m->user);
-        ab_str(&a, m->name);
+        ab_str(&a, member_name(m));
         ab_num(&a, m->count);
     }
     join_call *c = join_call_new(g, room, rm != NULL);

@@ -65,7 +65,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uthash.h>
 
 enum { SESSION_AWAIT_CONNECT, SESSION_CONNECTED, SESSION_CLOSING };
 
@@ -94,7 +93,6 @@ typedef struct receipt_wait {
 
 struct session {
     session *prev, *next;        /* the set's list */
-    UT_hash_handle hh;           /* the set's table by id */
     session *reap_next;          /* the set's list of closes to perform */
     session_set *set;
     struct server *srv;
@@ -126,6 +124,7 @@ struct session {
     bool draining;               /* DISCONNECT received: read nothing more */
     uint64_t ops_issued, ops_done;   /* asynchronous operations: ops_done counts the
                                       * completed prefix (operations 1..ops_done) */
+    struct op_done *ops;         /* operations in flight (see session_op) */
     uint64_t *ops_early;         /* completed out of order, above ops_done+1; sorted */
     uint32_t nearly, cearly;
     receipt_wait *rq_head, *rq_tail;
@@ -133,7 +132,6 @@ struct session {
 
 struct session_set {
     session *head;
-    session *by_id;              /* uthash on id, for completions that outlive frames */
     size_t count;
     session *reap;               /* sessions whose close is due */
     session **dirty;             /* sessions with output to write; NULL: destroyed since */
@@ -782,24 +780,32 @@ static void session_unavailable(session *s, const stomp_frame *f)
                   "is unreachable); nothing was done. Reconnect and try again.");
 }
 
-/* An operation finished: the session may be gone by now, so it is found
- * by id. Operations are numbered as issued; a receipt waits for every
+/* Operations are numbered as issued; a receipt waits for every
  * operation issued before it, so completions are counted as a prefix:
  * one that finishes before an earlier one (a SUBSCRIBE's join answered
  * before a SEND's storage confirm) is parked in ops_early until the gap
- * closes. */
+ * closes.
+ *
+ * An operation in flight is an op_done. Its completion may come after the
+ * session is gone: the session keeps its operations on a list and, when
+ * destroyed, orphans them (s = NULL), so the completion only frees. (A
+ * hash of sessions by id did this before, at 56 bytes per connection.) */
 typedef struct op_done {
-    session_set *set;
-    uint64_t id;
-    uint64_t n;                  /* this operation's number */
+    struct op_done *prev, *next;  /* the session's operations in flight */
+    session *s;                   /* NULL once the session is gone */
+    uint64_t n;                   /* this operation's number */
 } op_done;
 
 static op_done *session_op(session *s)
 {
     op_done *d = xmalloc(sizeof *d);
-    d->set = s->set;
-    d->id = s->id;
+    d->s = s;
     d->n = ++s->ops_issued;
+    d->prev = NULL;
+    d->next = s->ops;
+    if (s->ops)
+        s->ops->prev = d;
+    s->ops = d;
     return d;
 }
 
@@ -830,10 +836,16 @@ static void session_op_complete(session *s, uint64_t n)
 
 static session *session_op_finish(op_done *d)
 {
-    session *s = NULL;
-    HASH_FIND(hh, d->set->by_id, &d->id, sizeof d->id, s);
-    if (s)
+    session *s = d->s;
+    if (s) {
+        if (d->prev)
+            d->prev->next = d->next;
+        else
+            s->ops = d->next;
+        if (d->next)
+            d->next->prev = d->prev;
         session_op_complete(s, d->n);
+    }
     free(d);
     return s;
 }
@@ -1313,7 +1325,6 @@ session *session_create(struct server *srv, session_set *set, struct lws *wsi)
         set->head->prev = s;
     set->head = s;
     set->count++;
-    HASH_ADD(hh, set->by_id, id, sizeof s->id, s);
     server_metrics(srv)->connections_opened++;
     return s;
 }
@@ -1335,7 +1346,8 @@ void session_destroy(session *s)
         registry_offline(server_registry(s->srv), s->user);
     free(s->user);              /* user_name lives in the same block */
     free(s->ops_early);
-    HASH_DEL(s->set->by_id, s);
+    for (op_done *d = s->ops; d; d = d->next)
+        d->s = NULL;            /* their completions find no session */
     if (s->dirty_at)
         s->set->dirty[s->dirty_at - 1] = NULL;
     while (s->qlen)
