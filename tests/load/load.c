@@ -71,6 +71,7 @@
 #define LOAD_MAX_DURATION_S 900
 #define LOAD_RBUF        (256 * 1024)
 #define LOAD_MAX_FRAME   (16u << 20)
+#define LOAD_FDS_PER_PROC 18000  /* connections per process (20,000 open files here) */
 
 /* ---------------------------------------------------------------- options */
 
@@ -690,7 +691,7 @@ static int conn_open(conn *c)
         /* Spread connections over source addresses 127.0.0.1..N; the port
          * is chosen at connect time for the whole 4-tuple. */
         struct sockaddr_in src = { .sin_family = AF_INET };
-        src.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)(c->gid / (uint32_t)O.procs % (uint32_t)O.sources));
+        src.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)(c->gid % (uint32_t)O.sources));
         setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
         if (bind(c->fd, (struct sockaddr *)&src, sizeof src) != 0) {
             set_error("bind", strerror(errno), strlen(strerror(errno)));
@@ -768,14 +769,35 @@ static void publish_tick(int64_t t)
 
 /* -------------------------------------------------------------- a child */
 
+/* Which process drives connection g. The active ones (subscribers and
+ * publishers) go to as few processes as their descriptors allow: spreading
+ * them over more processes than needed made tail latency worse on a small
+ * machine (more processes waking and waiting for a core). Idle connections
+ * go to the other processes when there are any. */
+static int owner_of(long g, long active)
+{
+    long active_procs = active ? active / LOAD_FDS_PER_PROC + 1 : 0;
+    if (active_procs > O.procs)
+        active_procs = O.procs;
+    if (g < active)
+        return (int)(g % active_procs);
+    long idle_procs = O.procs - active_procs;
+    if (idle_procs <= 0)
+        return (int)(g % O.procs);
+    return (int)(active_procs + (g - active) % idle_procs);
+}
+
 static void child_assign(void)
 {
     long total = O.subs + O.rooms * O.pubs + O.idle;
+    long active = O.subs + O.rooms * O.pubs;
     nconns = 0;
-    conns = calloc((size_t)(total / O.procs + 1), sizeof *conns);
-    pubs = calloc((size_t)(O.rooms * O.pubs / O.procs + 1), sizeof *pubs);
+    conns = calloc((size_t)total, sizeof *conns);
+    pubs = calloc((size_t)(O.rooms * O.pubs + 1), sizeof *pubs);
     long members = O.rooms > 0 ? O.subs / O.rooms : 0;
-    for (long g = me; g < total; g += O.procs) {
+    for (long g = 0; g < total; g++) {
+        if (owner_of(g, active) != me)
+            continue;
         conn *c = &conns[nconns++];
         c->fd = -1;
         c->gid = (uint32_t)g;
@@ -872,7 +894,8 @@ static void child_run(void)
             if (t >= drain_end || t - since > (int64_t)O.quiet_ms * 1000000)
                 break;
         }
-        int timeout = phase == PH_PUBLISH ? 1 : 10;
+        /* Only a process with publishers needs the 1 ms pacing tick. */
+        int timeout = phase == PH_PUBLISH && npubs ? 1 : 10;
         int n = epoll_wait(ep, evs, 512, timeout);
         for (int i = 0; i < n; i++) {
             conn *c = evs[i].data.ptr;
@@ -1219,7 +1242,7 @@ int main(int argc, char **argv)
     if (O.idle_room <= 0 || O.ramp <= 0 || O.inflight <= 0 || O.rate < 0)
         die("%s", "bad --idle-room, --ramp, --inflight or --rate");
     if (O.procs <= 0)
-        O.procs = total / 18000 + 1;
+        O.procs = total / LOAD_FDS_PER_PROC + 1;
     if (O.procs > 64)
         O.procs = 64;
     if (O.sources <= 0)
@@ -1270,14 +1293,18 @@ int main(int argc, char **argv)
             ready += __atomic_load_n(&child_at(c)->ready, __ATOMIC_ACQUIRE);
             done += __atomic_load_n(&child_at(c)->done, __ATOMIC_ACQUIRE);
         }
-        int alive = 0;
+        int alive = 0, died = 0;
         for (int c = 0; c < O.procs; c++)
             if (kids[c] > 0) {
                 int st;
-                if (waitpid(kids[c], &st, WNOHANG) == kids[c])
+                if (waitpid(kids[c], &st, WNOHANG) == kids[c]) {
                     kids[c] = -1;
-                else
+                    /* exiting after its results are final is the normal end */
+                    if (!__atomic_load_n(&child_at(c)->done, __ATOMIC_ACQUIRE))
+                        died++;
+                } else {
                     alive++;
+                }
             }
         if (!go && ready == O.procs) {
             connected_at = t;
@@ -1294,7 +1321,7 @@ int main(int argc, char **argv)
             proc_sample(&step_cpu[cpu_step], &rss_unused);
             cpu_step++;
         }
-        if (alive < O.procs && done < O.procs && !ctl->abort_all) {
+        if (died && !ctl->abort_all) {
             fprintf(stderr, "lectern-load: a generator process died\n");
             ctl->abort_all = 1;
         }
