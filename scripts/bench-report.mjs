@@ -30,7 +30,10 @@ const yes = (b) => (b ? '**met**' : '**not met**');
 function bestStep(r) {
   if (!r || !r.steps) return null;
   let best = null;
-  for (const s of r.steps) if (s.ok && (!best || s.deliveries_per_s > best.deliveries_per_s)) best = s;
+  // The generator's own "ok" uses the run's --slo, which the RabbitMQ run
+  // raises to see its whole curve; the objective here is always 50 ms.
+  const ok = (s) => s.expected && s.received === s.expected && s.latency_ms.p99 <= 50;
+  for (const s of r.steps) if (ok(s) && (!best || s.deliveries_per_s > best.deliveries_per_s)) best = s;
   return best;
 }
 function completeStep(r) {
@@ -162,11 +165,12 @@ for (const [label, title] of [['fanout', 'without idle connections'], ['fanout-i
     if (!r) continue;
     p(`### ${system === 'lectern' ? 'Lectern' : 'RabbitMQ Web-STOMP'}, ${title}`);
     p();
-    p('| Rate msg/s | Deliveries/s | Complete | p50 | p99 | p99.9 | max | cross-server p99 | CPU µs/delivery | ok |');
+    p('| Rate msg/s | Deliveries/s | Complete | p50 | p99 | p99.9 | max | cross-server p99 | CPU µs/delivery | p99 ≤ 50 ms, no loss |');
     p('|---|---|---|---|---|---|---|---|---|---|');
     for (const s of r.steps) {
       const cross = s.remote_latency_ms.count ? f1(s.remote_latency_ms.p99) : '–';
-      p(`| ${n0(s.rate)} | ${n0(s.deliveries_per_s)} | ${s.expected ? ((s.received / s.expected) * 100).toFixed(2) + '%' : '–'} | ${f1(s.latency_ms.p50)} | ${f1(s.latency_ms.p99)} | ${f1(s.latency_ms.p999)} | ${f1(s.latency_ms.max)} | ${cross} | ${f2(s.cpu_us_per_delivery)} | ${s.ok ? 'yes' : 'no'} |`);
+      const okStep = s.expected && s.received === s.expected && s.latency_ms.p99 <= 50;
+      p(`| ${n0(s.rate)} | ${n0(s.deliveries_per_s)} | ${s.expected ? ((s.received / s.expected) * 100).toFixed(2) + '%' : '–'} | ${f1(s.latency_ms.p50)} | ${f1(s.latency_ms.p99)} | ${f1(s.latency_ms.p999)} | ${f1(s.latency_ms.max)} | ${cross} | ${f2(s.cpu_us_per_delivery)} | ${okStep ? 'yes' : 'no'} |`);
     }
     const b = bestStep(r);
     const full = completeStep(r);
