@@ -787,6 +787,14 @@ static bool bus_pub_same_batch(const bus *b, const bus_job *first, const bus_job
     return !b->dynamic || !strcmp(first->env.room, j->env.room);
 }
 
+/* Should a batch of n (of at most max), whose oldest copy is first's, wait
+ * for company? Not when full, not when stopping, not past linger_ms. */
+static bool bus_pub_lingers(const bus *b, const bus_job *first, size_t n, int max, int linger_ms)
+{
+    return n < (size_t)max && linger_ms > 0 && !bus_stopping(b) &&
+           clock_us() < first->queued_us + (uint64_t)linger_ms * 1000;
+}
+
 /* Room copies, in batches of up to room_batch_max; the oldest waits at most
  * room_batch_linger_ms for company. */
 static int bus_pub_send_rooms(bus *b, bus_conn *c)
@@ -799,8 +807,7 @@ static int bus_pub_send_rooms(bus *b, bus_conn *c)
         for (bus_job *j = first; j && n < (size_t)b->room_batch_max; j = j->next)
             if (bus_pub_wants_fanout(j) && bus_pub_same_batch(b, first, j))
                 b->batch_envs[n++] = &j->env;
-        if (n < (size_t)b->room_batch_max && b->room_batch_linger_ms && !bus_stopping(b) &&
-            clock_us() < first->queued_us + (uint64_t)b->room_batch_linger_ms * 1000)
+        if (bus_pub_lingers(b, first, n, b->room_batch_max, b->room_batch_linger_ms))
             return 0;           /* bus_pub_timeout wakes us when it is due */
         /* transient: a room copy is only useful now */
         int rc = n == 1 ? bus_pub_send_one(b, c, &first->env, b->xname, first->env.room, 1)
@@ -836,8 +843,7 @@ static int bus_pub_send(bus *b, bus_conn *c)
         for (bus_job *j = first; j && n < (size_t)b->batch_max; j = j->next)
             if (!j->tag && !j->result)
                 b->batch_envs[n++] = &j->env;
-        if (n < (size_t)b->batch_max && b->batch_linger_ms && !bus_stopping(b) &&
-            clock_us() < first->queued_us + (uint64_t)b->batch_linger_ms * 1000)
+        if (bus_pub_lingers(b, first, n, b->batch_max, b->batch_linger_ms))
             return 0;           /* bus_pub_timeout wakes us when it is due */
         int rc = n == 1 ? bus_pub_send_one(b, c, &first->env, "", b->squeue, 2)
                         : bus_pub_send_batch(b, c, n, "", b->squeue, 2);

@@ -834,16 +834,29 @@ static void session_op_complete(session *s, uint64_t n)
     }
 }
 
+static void session_op_unlink(session *s, op_done *d)
+{
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        s->ops = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+}
+
+/* An operation that could not even start: forget it (the latest issued). */
+static void session_op_cancel(session *s, op_done *d)
+{
+    session_op_unlink(s, d);
+    s->ops_issued--;
+    free(d);
+}
+
 static session *session_op_finish(op_done *d)
 {
     session *s = d->s;
     if (s) {
-        if (d->prev)
-            d->prev->next = d->next;
-        else
-            s->ops = d->next;
-        if (d->next)
-            d->next->prev = d->prev;
+        session_op_unlink(s, d);
         session_op_complete(s, d->n);
     }
     free(d);
@@ -1105,8 +1118,7 @@ static bool send_publish(session *s, const stomp_frame *f, const stomp_str *name
     op_done *d = session_op(s);
     if (relay_publish(server_relay(s->srv), name, f, s->user, s->user_name,
                       session_on_published, d) < 0) {
-        free(d);
-        s->ops_issued--;
+        session_op_cancel(s, d);
         session_unavailable(s, f);
         return false;
     }

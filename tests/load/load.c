@@ -208,6 +208,13 @@ static void die(const char *fmt, ...)
 
 /* ---------------------------------------------------------- connections */
 
+/* Bytes carried from one read to the next: the incomplete tail of what was
+ * parsed. Empty (and usually unallocated) between bursts. */
+typedef struct carry {
+    unsigned char *p;
+    uint32_t len, cap;
+} carry;
+
 enum { ROLE_SUB, ROLE_PUB, ROLE_IDLE };
 enum { C_TCP, C_HANDSHAKE, C_STOMP, C_SUBSCRIBING, C_READY, C_CLOSED };
 
@@ -225,11 +232,9 @@ typedef struct conn {
     int step;                    /* PUB: step step_sent counts */
     char key[25];
     /* raw input not yet a whole WebSocket frame */
-    unsigned char *ws;
-    uint32_t ws_len, ws_cap;
+    carry ws;
     /* WebSocket payload not yet a whole STOMP frame */
-    char *st;
-    uint32_t st_len, st_cap;
+    carry st;
     /* output not yet accepted by the kernel */
     unsigned char *out;
     uint32_t out_len, out_off, out_cap;
@@ -271,13 +276,13 @@ static void conn_close(conn *c, bool failed)
     close(c->fd);
     c->fd = -1;
     c->state = C_CLOSED;
-    free(c->ws);
-    free(c->st);
+    free(c->ws.p);
+    free(c->st.p);
     free(c->out);
-    c->ws = NULL;
-    c->st = NULL;
+    c->ws = (carry){ 0 };
+    c->st = (carry){ 0 };
     c->out = NULL;
-    c->ws_len = c->ws_cap = c->st_len = c->st_cap = c->out_len = c->out_off = c->out_cap = 0;
+    c->out_len = c->out_off = c->out_cap = 0;
 }
 
 static void want_out(conn *c, bool on)
@@ -303,6 +308,33 @@ static void grow(void **p, uint32_t *cap, size_t need)
     }
     *p = q;
     *cap = (uint32_t)n;
+}
+
+/* Append data[0..n) to k; returns k's bytes (now the whole unparsed run). */
+static unsigned char *carry_append(carry *k, const void *data, size_t n)
+{
+    grow((void **)&k->p, &k->cap, k->len + n);
+    memcpy(k->p + k->len, data, n);
+    k->len += (uint32_t)n;
+    return k->p;
+}
+
+/* data[0..n) was parsed up to off: keep data[off..n) for the next read.
+ * data is either k's own bytes (carry_append) or the caller's. A large
+ * buffer is released once it empties. */
+static void carry_keep(carry *k, const unsigned char *data, size_t n, size_t off)
+{
+    if (data == k->p) {
+        memmove(k->p, k->p + off, n - off);
+    } else if (off < n) {
+        grow((void **)&k->p, &k->cap, n - off);
+        memcpy(k->p, data + off, n - off);
+    }
+    k->len = (uint32_t)(n - off);
+    if (k->len == 0 && k->cap > 65536) {
+        free(k->p);
+        *k = (carry){ 0 };
+    }
 }
 
 /* Send bytes, keeping what the kernel does not take for EPOLLOUT. */
@@ -486,12 +518,9 @@ static void on_frame(conn *c, const scan_frame *f)
 /* Feed WebSocket payload bytes (a STOMP byte stream) to c. */
 static void feed_stomp(conn *c, char *p, size_t n)
 {
-    if (c->st_len > 0) {
-        grow((void **)&c->st, &c->st_cap, c->st_len + n);
-        memcpy(c->st + c->st_len, p, n);
-        c->st_len += (uint32_t)n;
-        p = c->st;
-        n = c->st_len;
+    if (c->st.len > 0) {
+        p = (char *)carry_append(&c->st, p, n);
+        n = c->st.len;
     }
     size_t off = 0;
     while (off < n && c->state != C_CLOSED) {
@@ -510,19 +539,7 @@ static void feed_stomp(conn *c, char *p, size_t n)
     }
     if (c->state == C_CLOSED)
         return;
-    if (p == c->st) {
-        memmove(c->st, c->st + off, n - off);
-        c->st_len = (uint32_t)(n - off);
-    } else if (off < n) {
-        grow((void **)&c->st, &c->st_cap, n - off);
-        memcpy(c->st, p + off, n - off);
-        c->st_len = (uint32_t)(n - off);
-    }
-    if (c->st_len == 0 && c->st_cap > 65536) {
-        free(c->st);
-        c->st = NULL;
-        c->st_cap = 0;
-    }
+    carry_keep(&c->st, (const unsigned char *)p, n, off);
 }
 
 /* Consume whole WebSocket frames from p[0..n); returns bytes consumed. */
@@ -605,12 +622,9 @@ static void on_readable(conn *c)
         }
         size_t n = (size_t)r;
         unsigned char *p = rbuf;
-        if (c->ws_len > 0 || c->state == C_HANDSHAKE) {
-            grow((void **)&c->ws, &c->ws_cap, c->ws_len + n);
-            memcpy(c->ws + c->ws_len, rbuf, n);
-            c->ws_len += (uint32_t)n;
-            p = c->ws;
-            n = c->ws_len;
+        if (c->ws.len > 0 || c->state == C_HANDSHAKE) {
+            p = carry_append(&c->ws, rbuf, n);
+            n = c->ws.len;
         }
         size_t off = 0;
         if (c->state == C_HANDSHAKE) {
@@ -637,19 +651,7 @@ static void on_readable(conn *c)
             off += feed_ws(c, p + off, n - off);
         if (c->state == C_CLOSED)
             return;
-        if (p == c->ws) {
-            memmove(c->ws, c->ws + off, n - off);
-            c->ws_len = (uint32_t)(n - off);
-        } else if (off < n) {
-            grow((void **)&c->ws, &c->ws_cap, n - off);
-            memcpy(c->ws, p + off, n - off);
-            c->ws_len = (uint32_t)(n - off);
-        }
-        if (c->ws_len == 0 && c->ws_cap > 65536) {
-            free(c->ws);
-            c->ws = NULL;
-            c->ws_cap = 0;
-        }
+        carry_keep(&c->ws, p, n, off);
         if ((size_t)r < sizeof rbuf)
             return;
     }
