@@ -55,7 +55,7 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all deps test unit unit-bins integration services-test bus-test storage-test run stop \
-        clean check-deps bench
+        clean check-deps bench client-test
 .DEFAULT_GOAL := all
 
 all: $(BINDIR)/lectern-server $(BINDIR)/lectern-storage $(B)/tests/lectern-load
@@ -133,6 +133,7 @@ test: check-deps
 	$(MAKE) all
 	$(MAKE) SANITIZE=1 all unit-bins
 	$(MAKE) SANITIZE=1 unit
+	$(MAKE) client-test
 	$(MAKE) services-test
 	$(MAKE) bus-test
 	$(MAKE) storage-test
@@ -141,6 +142,10 @@ test: check-deps
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
+
+# client-js's unit tests (Node's test runner; no services needed).
+client-test:
+	node --test client-js/test/
 
 services-test:
 	tests/services.sh

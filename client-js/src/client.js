@@ -1,0 +1,342 @@
+// client.js — LecternClient: a lecture-room connection that survives.
+//
+// One WebSocket (STOMP 1.2) to a Lectern URL, usually a load balancer in
+// front of several servers. Rooms are joined with join(); each room delivers
+// its messages in order, with their ids, exactly once: when the connection
+// drops the client reconnects (exponential backoff with full jitter, see
+// backoff.js) and re-subscribes every room with `x-since:<last id seen>`,
+// so the server replays what was missed; anything seen already is dropped
+// by id (ids.js). Presence comes from /presence/<room>: a snapshot, then
+// join/leave events, kept as a member map. Earlier messages come over HTTP
+// (history()). State changes are events: connecting, online, reconnecting,
+// offline.
+//
+// It works in browsers (the global WebSocket and fetch) and in Node (pass
+// `WebSocket`, e.g. from the `ws` package; Node 18+ has fetch). Against any
+// STOMP-over-WebSocket server the plain subset works (join, send, receive);
+// resume and presence need Lectern.
+
+import { Backoff } from './backoff.js';
+import { decodeBinary, encodeFrame, FrameReader } from './frame.js';
+import { Seen } from './ids.js';
+
+/** A tiny event emitter (browsers and Node alike). */
+class Emitter {
+  constructor() { this.handlers = new Map(); }
+  /** @param {string} ev @param {(arg: any) => void} fn */
+  on(ev, fn) {
+    if (!this.handlers.has(ev)) this.handlers.set(ev, new Set());
+    this.handlers.get(ev).add(fn);
+    return () => this.off(ev, fn);
+  }
+  off(ev, fn) { this.handlers.get(ev)?.delete(fn); }
+  emit(ev, arg) {
+    for (const fn of [...(this.handlers.get(ev) || [])]) {
+      try { fn(arg); } catch (e) { queueMicrotask(() => { throw e; }); }
+    }
+  }
+}
+
+/**
+ * @typedef {{id: string|undefined, room: string, body: string,
+ *            sender: string|undefined, senderName: string|undefined,
+ *            timestamp: number|undefined, headers: Record<string,string>}} RoomMessage
+ */
+
+/** One joined room. Events: 'message' (RoomMessage), 'presence' ({type, count, members, user}). */
+export class Room extends Emitter {
+  constructor(client, name, presence) {
+    super();
+    this.client = client;
+    this.name = name;
+    this.wantsPresence = presence;
+    /** @type {Map<string, {id: string, name: string, since: number}>} */
+    this.members = new Map();
+    this.count = 0;
+    this.subId = null;
+    this.presenceSubId = null;
+  }
+
+  /** Send a text message; resolves when the server has it stored (RECEIPT). */
+  send(body, headers = {}) { return this.client.send(this.name, body, headers); }
+
+  /** A page of earlier messages (oldest first), before `before` (an id). */
+  history(opts = {}) { return this.client.history(this.name, opts); }
+
+  /** Unsubscribe for good. */
+  leave() { return this.client.leave(this.name); }
+}
+
+export class LecternClient extends Emitter {
+  /**
+   * @param {string} url  ws:// or wss:// URL of the STOMP endpoint (…/ws)
+   * @param {object} [o]
+   * @param {string} [o.token]      credential sent as CONNECT passcode (and login when no login is given)
+   * @param {string} [o.login]      user id (until tokens carry it)
+   * @param {string} [o.name]       display name (x-display-name)
+   * @param {string} [o.host]       STOMP host header (default "/")
+   * @param {string} [o.httpBase]   base URL of the HTTP API (default: derived from url)
+   * @param {any} [o.WebSocket]     WebSocket class (default: globalThis.WebSocket)
+   * @param {typeof fetch} [o.fetch]
+   * @param {{base?: number, cap?: number, maxAttempts?: number}} [o.reconnect]
+   * @param {{outgoing?: number, incoming?: number}} [o.heartbeat]  ms, 0 disables
+   */
+  constructor(url, o = {}) {
+    super();
+    this.url = url;
+    this.o = o;
+    this.WS = o.WebSocket || globalThis.WebSocket;
+    this.fetch = o.fetch || globalThis.fetch?.bind(globalThis);
+    this.httpBase = o.httpBase || url.replace(/^ws/, 'http').replace(/\/ws\/?$/, '');
+    this.backoff = new Backoff(o.reconnect || {});
+    this.heartbeat = { outgoing: 10000, incoming: 10000, ...(o.heartbeat || {}) };
+    this.state = 'idle';
+    /** @type {Map<string, Room>} */
+    this.rooms = new Map();
+    this.seen = new Seen();
+    this.ws = null;
+    this.reader = null;
+    this.nextId = 1;
+    this.receipts = new Map();     // receipt id -> {resolve, reject}
+    this.subs = new Map();         // subscription id -> {room, kind}
+    this.timers = [];
+    this.closing = false;
+  }
+
+  #setState(s) {
+    if (this.state === s) return;
+    this.state = s;
+    this.emit('state', s);
+  }
+
+  /** Connect (and stay connected until disconnect()). Resolves once online. */
+  connect() {
+    this.closing = false;
+    if (this.state === 'online') return Promise.resolve();
+    const p = new Promise((resolve, reject) => {
+      const off = this.on('state', (s) => {
+        if (s === 'online') { off(); resolve(); }
+        if (s === 'offline') { off(); reject(new Error('could not connect')); }
+      });
+    });
+    if (this.state === 'idle' || this.state === 'offline') this.#open('connecting');
+    return p;
+  }
+
+  #open(state) {
+    this.#setState(state);
+    this.reader = new FrameReader();
+    let ws;
+    try {
+      ws = new this.WS(this.url, ['v12.stomp', 'v11.stomp', 'v10.stomp']);
+    } catch (e) {
+      this.#lost(e);
+      return;
+    }
+    this.ws = ws;
+    ws.binaryType = 'arraybuffer';
+    ws.onopen = () => {
+      const o = this.o;
+      const hb = `${this.heartbeat.outgoing},${this.heartbeat.incoming}`;
+      this.#raw(encodeFrame('CONNECT', {
+        'accept-version': '1.2', host: o.host || '/', 'heart-beat': hb,
+        login: o.login ?? o.token, passcode: o.token, 'x-display-name': o.name,
+      }));
+    };
+    ws.onmessage = (ev) => {
+      const text = typeof ev.data === 'string' ? ev.data : decodeBinary(ev.data);
+      let frames;
+      try {
+        frames = this.reader.push(text);
+      } catch (e) {
+        ws.close();
+        return;
+      }
+      this.lastRx = Date.now();
+      for (const f of frames) this.#frame(f);
+    };
+    ws.onclose = () => this.#lost(new Error('connection closed'));
+    ws.onerror = () => {};          // onclose follows
+  }
+
+  #raw(text) {
+    if (this.ws && this.ws.readyState === 1) this.ws.send(text);
+  }
+
+  #frame(f) {
+    if (!f.command) return;          // heart-beat
+    switch (f.command) {
+      case 'CONNECTED': return this.#online(f);
+      case 'MESSAGE': return this.#message(f);
+      case 'RECEIPT': {
+        const r = this.receipts.get(f.headers['receipt-id']);
+        if (r) { this.receipts.delete(f.headers['receipt-id']); r.resolve(); }
+        return;
+      }
+      case 'ERROR': {
+        const err = new Error(f.headers.message || 'STOMP ERROR');
+        err.details = f.body;
+        const r = f.headers['receipt-id'] && this.receipts.get(f.headers['receipt-id']);
+        if (r) { this.receipts.delete(f.headers['receipt-id']); r.reject(err); }
+        this.emit('error', err);
+        return;                      // the server closes; onclose reconnects
+      }
+      default:
+    }
+  }
+
+  #online(f) {
+    this.backoff.reset();
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    const [sx, sy] = (f.headers['heart-beat'] || '0,0').split(',').map(Number);
+    const send = this.heartbeat.outgoing && sy ? Math.max(this.heartbeat.outgoing, sy) : 0;
+    const recv = this.heartbeat.incoming && sx ? Math.max(this.heartbeat.incoming, sx) : 0;
+    if (send) this.timers.push(setInterval(() => this.#raw('\n'), send));
+    if (recv) {
+      this.lastRx = Date.now();
+      this.timers.push(setInterval(() => {
+        if (Date.now() - this.lastRx > 2 * recv) this.ws?.close();
+      }, recv));
+    }
+    this.subs.clear();
+    for (const room of this.rooms.values()) this.#subscribe(room);
+    this.#setState('online');
+  }
+
+  #subscribe(room) {
+    const id = `s${this.nextId++}`;
+    room.subId = id;
+    this.subs.set(id, { room: room.name, kind: 'topic' });
+    const since = this.seen.lastId(room.name);
+    this.#raw(encodeFrame('SUBSCRIBE', {
+      id, destination: `/topic/${room.name}`, ack: 'auto', 'x-since': since,
+    }));
+    if (room.wantsPresence) {
+      const pid = `p${this.nextId++}`;
+      room.presenceSubId = pid;
+      this.subs.set(pid, { room: room.name, kind: 'presence' });
+      this.#raw(encodeFrame('SUBSCRIBE', { id: pid, destination: `/presence/${room.name}` }));
+    }
+  }
+
+  #message(f) {
+    const sub = this.subs.get(f.headers.subscription);
+    if (!sub) return;
+    const room = this.rooms.get(sub.room);
+    if (!room) return;
+    if (sub.kind === 'presence') {
+      let ev;
+      try { ev = JSON.parse(f.body); } catch { return; }
+      if (ev.type === 'snapshot') {
+        room.members = new Map((ev.members || []).map((m) => [m.id, m]));
+      } else if (ev.type === 'join' && ev.user) {
+        room.members.set(ev.user.id, ev.user);
+      } else if (ev.type === 'leave' && ev.user) {
+        room.members.delete(ev.user.id);
+      }
+      room.count = ev.count ?? room.members.size;
+      room.emit('presence', { type: ev.type, count: room.count, members: room.members, user: ev.user });
+      return;
+    }
+    const id = f.headers['message-id'];
+    if (!this.seen.accept(room.name, id)) return;      // a replay: seen already
+    /** @type {RoomMessage} */
+    const m = {
+      id, room: room.name, body: f.body, sender: f.headers.sender,
+      senderName: f.headers['sender-name'],
+      timestamp: f.headers.timestamp ? Number(f.headers.timestamp) : undefined,
+      headers: f.headers,
+    };
+    room.emit('message', m);
+    this.emit('message', m);
+  }
+
+  #lost(err) {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    if (this.ws) { this.ws.onclose = this.ws.onmessage = this.ws.onopen = null; }
+    this.ws = null;
+    for (const r of this.receipts.values()) r.reject(err);
+    this.receipts.clear();
+    if (this.closing) { this.#setState('offline'); return; }
+    const delay = this.backoff.next();
+    if (delay === null) { this.#setState('offline'); return; }
+    this.#setState('reconnecting');
+    this.timers.push(setTimeout(() => {
+      if (!this.closing) this.#open('reconnecting');
+    }, delay));
+  }
+
+  /**
+   * Join a room: its messages arrive as 'message' events on the Room.
+   * @param {string} name
+   * @param {{presence?: boolean}} [o]
+   * @returns {Room}
+   */
+  join(name, o = {}) {
+    let room = this.rooms.get(name);
+    if (room) return room;
+    room = new Room(this, name, o.presence !== false);
+    this.rooms.set(name, room);
+    if (this.state === 'online') this.#subscribe(room);
+    return room;
+  }
+
+  /** Leave a room. */
+  leave(name) {
+    const room = this.rooms.get(name);
+    if (!room) return;
+    this.rooms.delete(name);
+    this.seen.forget(name);
+    for (const id of [room.subId, room.presenceSubId]) {
+      if (!id) continue;
+      this.subs.delete(id);
+      this.#raw(encodeFrame('UNSUBSCRIBE', { id }));
+    }
+  }
+
+  /**
+   * Send to a room; resolves when the server has stored it (its RECEIPT),
+   * rejects on ERROR or when the connection drops first (the app may send
+   * again: the server did not confirm it).
+   */
+  send(room, body, headers = {}) {
+    if (this.state !== 'online') return Promise.reject(new Error(`not online (${this.state})`));
+    const receipt = `r${this.nextId++}`;
+    const p = new Promise((resolve, reject) => this.receipts.set(receipt, { resolve, reject }));
+    this.#raw(encodeFrame('SEND', {
+      ...headers, destination: `/topic/${room}`, 'content-type': headers['content-type'] || 'text/plain', receipt,
+    }, String(body)));
+    return p;
+  }
+
+  /**
+   * Earlier messages of a room over HTTP, oldest first.
+   * @param {string} room
+   * @param {{before?: string, after?: string, limit?: number}} [o]
+   * @returns {Promise<{messages: object[], more: boolean, before?: string, after?: string}>}
+   */
+  async history(room, o = {}) {
+    const q = new URLSearchParams();
+    for (const k of ['limit', 'before', 'after']) if (o[k] !== undefined) q.set(k, String(o[k]));
+    const headers = this.o.token ? { authorization: `Bearer ${this.o.token}` } : {};
+    const r = await this.fetch(`${this.httpBase}/api/rooms/${encodeURIComponent(room)}/messages${q.size ? '?' + q : ''}`, { headers });
+    const j = await r.json();
+    if (!r.ok) throw new Error(j.error || `HTTP ${r.status}`);
+    return j;
+  }
+
+  /** Close for good (no reconnect). */
+  disconnect() {
+    this.closing = true;
+    for (const t of this.timers) { clearInterval(t); clearTimeout(t); }
+    this.timers = [];
+    if (this.ws) {
+      this.#raw(encodeFrame('DISCONNECT', {}));
+      this.ws.close();
+    } else {
+      this.#setState('offline');
+    }
+  }
+}
