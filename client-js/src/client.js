@@ -271,12 +271,15 @@ export class LecternClient extends Emitter {
   /**
    * Join a room: its messages arrive as 'message' events on the Room.
    * @param {string} name
-   * @param {{presence?: boolean}} [o]
+   * @param {{presence?: boolean, since?: string}} [o]  since: the id of the
+   *   last message the app already has (e.g. the newest of a history page):
+   *   the subscription starts right after it, with nothing missed between.
    * @returns {Room}
    */
   join(name, o = {}) {
     let room = this.rooms.get(name);
     if (room) return room;
+    if (o.since) this.seen.accept(name, o.since);
     room = new Room(this, name, o.presence !== false);
     this.rooms.set(name, room);
     if (this.state === 'online') this.#subscribe(room);

@@ -1,0 +1,115 @@
+// The lecture-room page in headless Chromium (Debian chromium, driven by
+// playwright-core) through haproxy in front of two servers: two students
+// chat, presence shows both, a late joiner sees the history, and when the
+// server one page is on is killed, the page reconnects to the other and
+// shows every message exactly once. A screenshot of the page is kept in
+// tests/artifacts/ (not committed).
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { metric, repoRoot, sleep, startCluster, startHaproxy, startWorker, waitFor } from './helpers.mjs';
+
+const browserPath = process.env.CHROMIUM || '/usr/bin/chromium';
+const artifacts = path.join(repoRoot, 'tests', 'artifacts');
+
+async function joinRoom(browser, url, name, room, instructor = false) {
+  const page = await browser.newPage();
+  await page.goto(url);
+  await page.fill('#join input[name=name]', name);
+  await page.fill('#join input[name=room]', room);
+  if (instructor) await page.check('#join input[name=instructor]');
+  await page.click('#join button');
+  await page.waitForSelector('#state[data-state=online]', { timeout: 15000 });
+  return page;
+}
+
+const bodies = (page) => page.$$eval('#log li .body', (els) => els.map((e) => e.textContent));
+
+async function say(page, text) {
+  await page.fill('#say input[name=text]', text);
+  await page.click('#say button');
+}
+
+describe('lecture-room page in Chromium', () => {
+  test('two pages chat through haproxy, presence, history for a late joiner, exactly once across a server kill', async () => {
+    assert.ok(existsSync(browserPath), `Chromium not found at ${browserPath} (make deps installs it)`);
+    const c = await startCluster({ n: 2, sets: { 'http.static_dir': path.join(repoRoot, 'client-js', 'public') } });
+    const worker = await startWorker({ cluster: c.cluster });   // the history schema, and storage
+    const lb = await startHaproxy(c.servers.map((s) => s.port));
+    const browser = await chromium.launch({
+      executablePath: browserPath,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    const url = `http://127.0.0.1:${lb.port}/`;
+    const room = `e2e-${Date.now().toString(36)}`;
+    try {
+      const ada = await joinRoom(browser, url, 'Ada', room, true);
+      // the server Ada's page is on: the only one with a connection now
+      const conns = await Promise.all(c.servers.map((s) => metric(s.port, 'lectern_connections')));
+      assert.deepEqual(conns.slice().sort(), [0, 1]);
+      const adaServer = conns.indexOf(1);
+      await ada.evaluate(() => {
+        window.states = [];
+        window.lectern.on('state', (st) => window.states.push(st));
+      });
+      const bob = await joinRoom(browser, url, 'Bob', room);
+      await waitFor(async () => (await ada.textContent('#count')) === '2' &&
+        (await bob.textContent('#count')) === '2', { what: 'presence 2 on both pages' });
+      assert.deepEqual((await bob.$$eval('#people li', (l) => l.map((e) => e.textContent))).sort(), ['Ada', 'Bob']);
+
+      await say(ada, 'Welcome to physics');
+      await say(bob, 'Hello!');
+      await waitFor(async () => (await bodies(bob)).includes('Welcome to physics') &&
+        (await bodies(ada)).includes('Hello!'), { what: 'both messages on both pages' });
+      await ada.waitForSelector('#log li.mine.delivered', { timeout: 5000 });
+      assert.equal(await bob.$$eval('#log li.instructor', (l) => l.length), 1, 'the instructor message stands out');
+
+      const cleo = await joinRoom(browser, url, 'Cleo', room);
+      await waitFor(async () => {
+        const b = await bodies(cleo);
+        return b.includes('Welcome to physics') && b.includes('Hello!');
+      }, { what: 'the late joiner sees the history' });
+      await waitFor(async () => (await ada.textContent('#count')) === '3', { what: 'presence 3' });
+
+      // Kill the server Ada's page is on; Bob keeps talking meanwhile.
+      c.servers[adaServer].proc.kill('SIGKILL');
+      const sent = [];
+      const other = adaServer === 0 ? 1 : 0;
+      const talker = (await metric(c.servers[other].port, 'lectern_connections')) > 0 ? [bob, cleo] : [bob];
+      for (let i = 0; i < 10; i++) {
+        const p = talker[i % talker.length];
+        if ((await p.getAttribute('#state', 'data-state')) !== 'online') continue;
+        await say(p, `during ${i}`);
+        sent.push(`during ${i}`);
+        await sleep(100);
+      }
+      await waitFor(async () => (await ada.evaluate(() => window.states)).includes('reconnecting'),
+        { what: "Ada's page notices the loss" });
+      await ada.waitForSelector('#state[data-state=online]', { timeout: 20000 });
+      assert.deepEqual(await ada.evaluate(() => window.states), ['reconnecting', 'online'],
+        'the indicator showed the reconnect');
+      for (let i = 0; i < 3; i++) {
+        await say(ada, `after ${i}`);
+        sent.push(`after ${i}`);
+      }
+      await waitFor(async () => {
+        const b = await bodies(ada);
+        return sent.every((t) => b.includes(t));
+      }, { timeout: 20000, what: 'Ada sees everything said while she was away' });
+      await sleep(500);
+      const final = await bodies(ada);
+      for (const t of ['Welcome to physics', 'Hello!', ...sent])
+        assert.equal(final.filter((x) => x === t).length, 1, `"${t}" exactly once on Ada's page`);
+      mkdirSync(artifacts, { recursive: true });
+      await ada.screenshot({ path: path.join(artifacts, 'lecture-room.png'), fullPage: true });
+    } finally {
+      await browser.close();
+      await lb.stop();
+      await c.stop();
+      await worker.stop();
+    }
+  });
+});
