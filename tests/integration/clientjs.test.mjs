@@ -93,6 +93,27 @@ describe('client-js', () => {
     }
   });
 
+  test('the plain subset works against RabbitMQ Web-STOMP: join, confirmed send, receive', async () => {
+    const url = `ws://127.0.0.1:${process.env.LECTERN_WEB_STOMP_PORT || 15690}/ws`;
+    const o = { WebSocket, login: 'guest', token: 'guest', heartbeat: { outgoing: 0, incoming: 0 },
+      reconnect: { base: 100, cap: 500, maxAttempts: 3 } };
+    const a = new LecternClient(url, o), b = new LecternClient(url, o);
+    try {
+      await a.connect();
+      await b.connect();
+      const rb = b.join('cjs-rabbit', { presence: false });
+      const got = [];
+      rb.on('message', (m) => got.push(m.body));
+      await sleep(300);               // RabbitMQ binds the subscription's queue
+      for (let i = 0; i < 5; i++) await a.send('cjs-rabbit', `r${i}`);
+      await waitFor(() => got.length === 5, { what: 'five messages through RabbitMQ' });
+      assert.deepEqual(got, ['r0', 'r1', 'r2', 'r3', 'r4']);
+    } finally {
+      a.disconnect();
+      b.disconnect();
+    }
+  });
+
   test('send while offline is refused; disconnect() goes offline and stays there', async () => {
     const c = await startCluster({ n: 1 });
     const a = new LecternClient(c.servers[0].wsUrl, opts('carol'));

@@ -1,0 +1,130 @@
+// LecternClient against a scripted fake WebSocket: the frames it sends
+// (CONNECT, SUBSCRIBE with x-since after a reconnect) and what it delivers
+// (each message once, across a replay), the state events and giving up.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { LecternClient } from '../src/client.js';
+import { FrameReader, encodeFrame } from '../src/frame.js';
+
+/** A WebSocket double: records sent frames; the test plays the server. */
+function fakeServer() {
+  const sockets = [];
+  class FakeWS {
+    constructor(url, protocols) {
+      this.url = url;
+      this.protocols = protocols;
+      this.readyState = 0;
+      this.sent = [];
+      this.reader = new FrameReader();
+      sockets.push(this);
+      queueMicrotask(() => { this.readyState = 1; this.onopen?.(); });
+    }
+    send(text) { this.sent.push(...this.reader.push(text).filter((f) => f.command)); }
+    close() { this.readyState = 3; queueMicrotask(() => this.onclose?.()); }
+    deliver(command, headers, body = '') { this.onmessage?.({ data: encodeFrame(command, headers, body) }); }
+  }
+  return { FakeWS, sockets };
+}
+
+const tick = () => new Promise((r) => setTimeout(r, 5));
+const until = async (cond) => { for (let i = 0; i < 200 && !cond(); i++) await tick(); assert.ok(cond()); };
+
+test('connect, subscribe, deliver; after a drop: resubscribe with x-since and drop the replayed duplicates', async () => {
+  const { FakeWS, sockets } = fakeServer();
+  const c = new LecternClient('ws://x/ws', { WebSocket: FakeWS, login: 'u1', name: 'Ann',
+    reconnect: { base: 1, cap: 2 }, heartbeat: { outgoing: 0, incoming: 0 } });
+  const states = [];
+  c.on('state', (s) => states.push(s));
+  const room = c.join('phys', { presence: false });
+  const got = [];
+  room.on('message', (m) => got.push(m.id));
+  const p = c.connect();
+  await until(() => sockets[0]?.sent.length === 1);
+  const connect = sockets[0].sent[0];
+  assert.equal(connect.command, 'CONNECT');
+  assert.equal(connect.headers.login, 'u1');
+  assert.equal(connect.headers['x-display-name'], 'Ann');
+  sockets[0].deliver('CONNECTED', { version: '1.2', 'heart-beat': '0,0' });
+  await p;
+  const sub = sockets[0].sent[1];
+  assert.equal(sub.command, 'SUBSCRIBE');
+  assert.equal(sub.headers.destination, '/topic/phys');
+  assert.equal(sub.headers['x-since'], undefined, 'nothing seen yet');
+  for (const id of ['5-1', '5-2', '5-3'])
+    sockets[0].deliver('MESSAGE', { subscription: sub.headers.id, 'message-id': id, destination: '/topic/phys' }, id);
+
+  sockets[0].close();                               // the server goes away
+  await until(() => sockets.length === 2 && sockets[1].sent.length === 1);
+  sockets[1].deliver('CONNECTED', { version: '1.2' });
+  await until(() => sockets[1].sent.length === 2);
+  const resub = sockets[1].sent[1];
+  assert.equal(resub.headers['x-since'], '5-3', 'resume after the last id delivered');
+  // the new server replays from its history; an overlap must not reach the app
+  for (const id of ['5-2', '5-3', '5-4', '6-0'])
+    sockets[1].deliver('MESSAGE', { subscription: resub.headers.id, 'message-id': id }, id);
+  assert.deepEqual(got, ['5-1', '5-2', '5-3', '5-4', '6-0']);
+  assert.deepEqual(states, ['connecting', 'online', 'reconnecting', 'online']);
+  c.disconnect();
+});
+
+test('join with since: the first SUBSCRIBE starts after the history the app shows', async () => {
+  const { FakeWS, sockets } = fakeServer();
+  const c = new LecternClient('ws://x/ws', { WebSocket: FakeWS, heartbeat: { outgoing: 0, incoming: 0 } });
+  c.join('r', { since: '9-9', presence: false });
+  const p = c.connect();
+  await until(() => sockets[0]?.sent.length === 1);
+  sockets[0].deliver('CONNECTED', {});
+  await p;
+  assert.equal(sockets[0].sent[1].headers['x-since'], '9-9');
+  c.disconnect();
+});
+
+test('sends resolve on RECEIPT, reject on ERROR and when the connection drops', async () => {
+  const { FakeWS, sockets } = fakeServer();
+  const c = new LecternClient('ws://x/ws', { WebSocket: FakeWS, heartbeat: { outgoing: 0, incoming: 0 },
+    reconnect: { base: 1, cap: 2, maxAttempts: 1 } });
+  c.on('error', () => {});
+  const p = c.connect();
+  await until(() => sockets[0]?.sent.length === 1);
+  sockets[0].deliver('CONNECTED', {});
+  await p;
+  const ok = c.send('r', 'one');
+  const bad = c.send('r', 'two');
+  const lost = c.send('r', 'three');
+  const [s1, s2] = sockets[0].sent.slice(1);
+  assert.equal(s1.command, 'SEND');
+  assert.equal(s1.headers.destination, '/topic/r');
+  assert.equal(s1.body, 'one');
+  sockets[0].deliver('RECEIPT', { 'receipt-id': s1.headers.receipt });
+  sockets[0].deliver('ERROR', { 'receipt-id': s2.headers.receipt, message: 'Message not stored' });
+  await ok;
+  await assert.rejects(bad, /Message not stored/);
+  sockets[0].close();
+  await assert.rejects(lost, /closed/);
+  // one reconnect attempt allowed: it fails too, and the client gives up
+  await until(() => sockets.length === 2);
+  sockets[1].close();
+  await until(() => c.state === 'offline');
+});
+
+test('presence: snapshot, join and leave keep the member map and the count', async () => {
+  const { FakeWS, sockets } = fakeServer();
+  const c = new LecternClient('ws://x/ws', { WebSocket: FakeWS, heartbeat: { outgoing: 0, incoming: 0 } });
+  const room = c.join('r');
+  const events = [];
+  room.on('presence', (e) => events.push(`${e.type}:${e.count}`));
+  const p = c.connect();
+  await until(() => sockets[0]?.sent.length === 1);
+  sockets[0].deliver('CONNECTED', {});
+  await p;
+  const psub = sockets[0].sent.find((f) => f.headers.destination === '/presence/r');
+  assert.ok(psub);
+  const ev = (o) => sockets[0].deliver('MESSAGE', { subscription: psub.headers.id }, JSON.stringify(o));
+  ev({ type: 'snapshot', count: 2, members: [{ id: 'a', name: 'A' }, { id: 'b', name: 'B' }] });
+  ev({ type: 'join', count: 3, user: { id: 'c', name: 'C' } });
+  ev({ type: 'leave', count: 2, user: { id: 'a', name: 'A' } });
+  assert.deepEqual(events, ['snapshot:2', 'join:3', 'leave:2']);
+  assert.deepEqual([...room.members.keys()].sort(), ['b', 'c']);
+  assert.equal(room.count, 2);
+  c.disconnect();
+});
