@@ -169,6 +169,14 @@ static void peer_start(peer *p, const char *name, const char *exchange, bool dyn
         /* the servers' defaults: both kinds of copies travel in batches */
         .batch_max = 256, .batch_linger_ms = 2, .room_batch_max = 64, .room_batch_linger_ms = 1,
     };
+    /* Except A's storage copies, one per message: the restart scenario
+     * checks that copies in flight when the broker closes are published
+     * again, and a broker that is shutting down confirms whole batches
+     * first, which leaves nothing in flight often enough to make that check
+     * a coin toss. Batched storage copies through a broker are checked with
+     * A2 (dynamic) here and by tests/storage (kill -9 with batches). */
+    if (!strcmp(name, "A"))
+        cfg.batch_max = 1;
     p->name = name;
     p->done_order_ok = true;
     p->b = bus_create(&loop, &cfg, &cb, p);
@@ -503,7 +511,7 @@ static void fanout(peer *a, peer *b)
           stats(a).stored ? (double)stats(a).confirm_us_sum / stats(a).stored / 1000 : 0.0);
     long depth = queue_copies(a->squeue);
     check(depth == 1000, "storage: the durable storage queue holds the 1,000 copies (%ld, "
-          "in %llu AMQP messages: batches)", depth,
+          "in %llu AMQP messages)", depth,
           (unsigned long long)stats(a).storage_publishes);
     WAIT(ok, stats(a).dropped_own >= 1000, 5000);
     bus_stats sa = stats(a), sb = stats(b);
@@ -634,6 +642,13 @@ static void dynamic(peer *a, peer *b)
           ok ? "" : ": ", why);
     check(stats(b).dropped_own == 0 && a->ngot == 0,
           "dynamic: A2 is bound to nothing and receives nothing");
+    WAIT(ok, a->done_ok + a->done_fail >= a->issued, 10000);
+    long copies = queue_copies(a->squeue);
+    bus_stats sa = stats(a);
+    check(ok && a->done_fail == 0 && copies == (long)a->done_ok && sa.storage_publishes < sa.stored,
+          "dynamic: A2's %u storage copies are confirmed and all in its queue (%ld), "
+          "batched into %llu AMQP messages", a->done_ok, copies,
+          (unsigned long long)sa.storage_publishes);
     peer_clear(b);
 }
 
