@@ -184,7 +184,8 @@ struct bus {
     int room_batch_max;          /* room copies per publish */
     int room_batch_linger_ms;
     buf batch;                   /* publisher thread: a batch body being built */
-    const envelope **batch_envs; /* publisher thread: max(batch_max, room_batch_max) slots */
+    const envelope **batch_envs; /* publisher thread: a batch being built, */
+    bus_job **batch_jobs;        /* and its jobs; max(batch_max, room_batch_max) slots each */
     int port;
     int heartbeat_s;
     int backoff_min_ms, backoff_max_ms;
@@ -787,6 +788,13 @@ static bool bus_pub_same_batch(const bus *b, const bus_job *first, const bus_job
     return !b->dynamic || !strcmp(first->env.room, j->env.room);
 }
 
+/* Slot i of the batch being built: j, and its envelope for the encoder. */
+static void bus_pub_batch_add(bus *b, size_t i, bus_job *j)
+{
+    b->batch_jobs[i] = j;
+    b->batch_envs[i] = &j->env;
+}
+
 /* Should a batch of n (of at most max), whose oldest copy is first's, wait
  * for company? Not when full, not when stopping, not past linger_ms. */
 static bool bus_pub_lingers(const bus *b, const bus_job *first, size_t n, int max, int linger_ms)
@@ -806,7 +814,7 @@ static int bus_pub_send_rooms(bus *b, bus_conn *c)
         size_t n = 0;
         for (bus_job *j = first; j && n < (size_t)b->room_batch_max; j = j->next)
             if (bus_pub_wants_fanout(j) && bus_pub_same_batch(b, first, j))
-                b->batch_envs[n++] = &j->env;
+                bus_pub_batch_add(b, n++, j);
         if (bus_pub_lingers(b, first, n, b->room_batch_max, b->room_batch_linger_ms))
             return 0;           /* bus_pub_timeout wakes us when it is due */
         /* transient: a room copy is only useful now */
@@ -814,21 +822,16 @@ static int bus_pub_send_rooms(bus *b, bus_conn *c)
                         : bus_pub_send_batch(b, c, n, b->xname, first->env.room, 1);
         if (rc < 0)
             return -1;
-        size_t k = 0;
-        for (bus_job *j = first; j && k < n; j = j->next) {
-            if (bus_pub_wants_fanout(j) && bus_pub_same_batch(b, first, j)) {
-                j->fanout = false;
-                k++;
-            }
-        }
+        for (size_t i = 0; i < n; i++)
+            b->batch_jobs[i]->fanout = false;
         bus_add(&b->published, n);
     }
 }
 
-/* Publish what pend holds that this connection has not sent: every room
- * copy at once, on its own (other servers deliver it live), then the
- * storage copies in batches of up to batch_max, one persistent message and
- * one confirm per batch. The oldest unsent storage copy waits at most
+/* Publish what pend holds that this connection has not sent: the room
+ * copies first (bus_pub_send_rooms: other servers deliver them live), then
+ * the storage copies in batches of up to batch_max, one persistent message
+ * and one confirm per batch. The oldest unsent storage copy waits at most
  * batch_linger_ms for others to join it (not when stopping, and not for
  * copies sent again after a reconnect, which are old by then). */
 static int bus_pub_send(bus *b, bus_conn *c)
@@ -842,7 +845,7 @@ static int bus_pub_send(bus *b, bus_conn *c)
         size_t n = 0;
         for (bus_job *j = first; j && n < (size_t)b->batch_max; j = j->next)
             if (!j->tag && !j->result)
-                b->batch_envs[n++] = &j->env;
+                bus_pub_batch_add(b, n++, j);
         if (bus_pub_lingers(b, first, n, b->batch_max, b->batch_linger_ms))
             return 0;           /* bus_pub_timeout wakes us when it is due */
         int rc = n == 1 ? bus_pub_send_one(b, c, &first->env, "", b->squeue, 2)
@@ -850,12 +853,9 @@ static int bus_pub_send(bus *b, bus_conn *c)
         if (rc < 0)
             return -1;
         bus_add(&b->storage_publishes, 1);
-        size_t k = 0;
-        for (bus_job *j = first; j && k < n; j = j->next) {
-            if (j->tag || j->result)
-                continue;
+        for (size_t i = 0; i < n; i++) {
+            bus_job *j = b->batch_jobs[i];
             j->tag = b->next_tag;   /* the batch shares one tag, so one confirm */
-            k++;
             if (j->resend)
                 bus_add(&b->republished, 1);
         }
@@ -1295,6 +1295,7 @@ static void bus_release(bus *b)
     free(b->squeue_type);
     buf_deinit(&b->batch);
     free(b->batch_envs);
+    free(b->batch_jobs);
 }
 
 /* Join a thread, shutting its socket down if it has not finished by
@@ -1381,9 +1382,9 @@ bus *bus_create(uv_loop_t *loop, const bus_config *cfg, const bus_callbacks *cb,
     b->room_batch_max = bus_positive(cfg->room_batch_max, 1);
     b->room_batch_linger_ms = cfg->room_batch_linger_ms > 0 ? cfg->room_batch_linger_ms : 0;
     buf_init(&b->batch);
-    b->batch_envs = xcalloc((size_t)(b->batch_max > b->room_batch_max ? b->batch_max
-                                                                        : b->room_batch_max),
-                            sizeof *b->batch_envs);
+    size_t slots = (size_t)(b->batch_max > b->room_batch_max ? b->batch_max : b->room_batch_max);
+    b->batch_envs = xcalloc(slots, sizeof *b->batch_envs);
+    b->batch_jobs = xcalloc(slots, sizeof *b->batch_jobs);
 
     if (!cfg->exchange || !*cfg->exchange || !*b->server_id || !*b->squeue) {
         log_error("bus_config", "detail=\"exchange, storage queue and server_id are required\"");

@@ -12,7 +12,7 @@ const el = (tag, cls, text) => {
   return e;
 };
 const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
-let client, room, oldest = null, more = true, loadingOlder = false;
+let client, room, role, oldest = null, more = true, loadingOlder = false;
 const shown = new Set();
 
 function messageItem(m) {
@@ -77,7 +77,7 @@ $('#join').addEventListener('submit', async (e) => {
   const f = e.target;
   const name = f.name.value.trim();
   const roomName = f.room.value;
-  const role = f.instructor.checked ? 'instructor' : 'student';
+  role = f.instructor.checked ? 'instructor' : 'student';
   const login = `${name.toLowerCase().replace(/[^a-z0-9]+/g, '-')}-${Math.random().toString(36).slice(2, 8)}`;
   client = new LecternClient(wsUrl, { login, name });
   window.lectern = client;             // for the browser tests and the curious
@@ -102,7 +102,6 @@ $('#join').addEventListener('submit', async (e) => {
   room = client.join(roomName, { since });
   room.on('message', addLive);
   room.on('presence', showPeople);
-  client.role = role;
   await client.connect();
   $('#say input').focus();
 });
@@ -119,7 +118,7 @@ $('#say').addEventListener('submit', async (e) => {
   if (!text) return;
   input.value = '';
   const ref = `${Date.now().toString(36)}-${refs++}`;
-  const li = messageItem({ body: text, senderName: client.o.name, role: client.role });
+  const li = messageItem({ body: text, senderName: client.o.name, role });
   li.classList.add('mine');
   li.dataset.ref = ref;
   const status = el('span', 'status', '…');
@@ -127,7 +126,7 @@ $('#say').addEventListener('submit', async (e) => {
   $('#log').append(li);
   $('#log').scrollTop = $('#log').scrollHeight;
   try {
-    await room.send(text, { 'x-client-ref': ref, 'x-role': client.role });
+    await room.send(text, { 'x-client-ref': ref, 'x-role': role });
     li.classList.add('delivered');
     status.textContent = '✓ delivered';
   } catch (err) {

@@ -333,7 +333,7 @@ export class LecternClient extends Emitter {
   /** Close for good (no reconnect). */
   disconnect() {
     this.closing = true;
-    for (const t of this.timers) { clearInterval(t); clearTimeout(t); }
+    for (const t of this.timers) clearInterval(t);   // intervals and timeouts alike
     this.timers = [];
     if (this.ws) {
       this.#raw(encodeFrame('DISCONNECT', {}));
