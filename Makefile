@@ -8,6 +8,7 @@
 #   make run          start services and the cluster in the background, print the URLs
 #   make stop         stop everything `make run` started
 #   make bench        benchmark Lectern against RabbitMQ Web-STOMP, write docs/benchmarks.md
+#   make fuzz         libFuzzer targets, FUZZ_SECONDS (60) each; fuzz-smoke: 10 s (tests/fuzz/)
 #
 # Each variant builds in its own directory so switching flags never reuses
 # stale objects.
@@ -32,7 +33,7 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARNINGS) $(SANFLAGS) -MMD -MP -I
             $(shell pkg-config --cflags libmariadb 2>/dev/null)
 LDFLAGS  += $(SANFLAGS)
 
-SERVER_PKGS := libwebsockets libuv librabbitmq hiredis libmariadb
+SERVER_PKGS := libwebsockets libuv librabbitmq hiredis libmariadb libcrypto
 SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null) -linih -ljansson -lm -pthread
 WORKER_PKGS := libwebsockets libuv librabbitmq libmariadb
 WORKER_LIBS := $(shell pkg-config --libs $(WORKER_PKGS) 2>/dev/null) -linih -ljansson -lm -pthread
@@ -55,7 +56,7 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all deps test unit unit-bins integration services-test bus-test storage-test run stop \
-        clean check-deps bench client-test
+        clean check-deps bench client-test fuzz fuzz-smoke
 .DEFAULT_GOAL := all
 
 all: $(BINDIR)/lectern-server $(BINDIR)/lectern-storage $(B)/tests/lectern-load
@@ -190,3 +191,4 @@ clean:
 	rm -rf build bin
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+include tests/fuzz/fuzz.mk

@@ -30,6 +30,12 @@ const cfg_knob server_knobs[] = {
     { "server.reuseport", CFG_BOOL, K(reuseport), "false", 0, 0, NULL,
       "Open the port with SO_REUSEPORT so that several server processes on one\n"
       "host share it (the kernel spreads connections); each is a full member." },
+    { "server.drain_timeout_ms", CFG_INT, K(drain_timeout_ms), "10000", 0, 600000, NULL,
+      "SIGTERM drains: stop accepting, close every client with WebSocket code\n"
+      "1012 (service restart; clients reconnect elsewhere and resume), wait for\n"
+      "RabbitMQ to confirm what was accepted, leave the registry, exit 0. This\n"
+      "bounds the wait for clients to go and for confirms (each); a second\n"
+      "SIGTERM does not shorten it." },
 
     { "http.static_dir", CFG_STR, K(static_dir), "", 0, 0, NULL,
       "Directory of static files served over HTTP at / (the lecture-room page).\n"
@@ -74,6 +80,54 @@ const cfg_knob server_knobs[] = {
       "over this limit is a slow consumer and is disconnected." },
     { "stomp.connect_timeout_ms", CFG_INT, K(connect_timeout_ms), "10000", 100, 3600000, NULL,
       "A connection that has not sent CONNECT within this time is closed." },
+    { "stomp.frame_timeout_ms", CFG_INT, K(frame_timeout_ms), "30000", 100, 3600000, NULL,
+      "A frame whose first bytes arrived must be complete within this time, or\n"
+      "the connection gets ERROR \"Frame timeout\" and is closed (a slowloris\n"
+      "that drips a frame byte by byte holds a buffer no longer than this)." },
+    { "stomp.idle_timeout_ms", CFG_INT, K(idle_timeout_ms), "0", 0, 86400000, NULL,
+      "Close a connected session that has sent nothing for this long. Heart-beats\n"
+      "count as input; sessions that negotiated heart-beats are policed by\n"
+      "[heartbeat] instead. 0: off (a listening student may be silent for hours)." },
+
+    { "auth.mode", CFG_STR, K(auth_mode), "none", 0, 0, "none|jwt",
+      "none: anyone may connect, the identity is what CONNECT says (login,\n"
+      "x-display-name, x-role); for development only, logged loudly at start.\n"
+      "jwt: CONNECT must carry a JSON Web Token (passcode, or an Authorization:\n"
+      "Bearer header), and so must every /api request; see docs/security.md." },
+    { "auth.keys", CFG_STR, K(auth_keys), "", 0, 0, NULL,
+      "Key file for auth.mode=jwt: one key per line, \"<kid> HS256 <secret>\"\n"
+      "(at least 32 bytes; \"base64url:<secret>\" for binary) or \"<kid> RS256\n"
+      "<public key PEM path>\". Several keys rotate: tokens name theirs by kid." },
+    { "auth.clock_skew_s", CFG_INT, K(auth_skew_s), "60", 0, 3600, NULL,
+      "Seconds of clock difference allowed when checking exp and nbf." },
+    { "auth.student_send", CFG_BOOL, K(auth_student_send), "true", 0, 0, NULL,
+      "Students may SEND to the rooms their token lists. false: students only\n"
+      "read, everywhere (instructors and admins still send)." },
+    { "auth.instructor_rooms", CFG_STR, K(auth_instructor_rooms), "", 0, 0, NULL,
+      "Comma-separated room patterns (a name, or a prefix ending in *) where\n"
+      "only instructors and admins SEND; students read (announcements)." },
+
+    { "limits.send_rate", CFG_DOUBLE, K(send_rate), "50", 0, 1e9, NULL,
+      "SENDs per second one connection may keep up (token bucket). A faster\n"
+      "client is slowed down, not dropped: the server stops reading from it\n"
+      "until tokens refill (TCP backpressure). 0: no limit." },
+    { "limits.send_burst", CFG_INT, K(send_burst), "100", 1, 100000000, NULL,
+      "SENDs one connection may make at once before limits.send_rate applies." },
+    { "limits.send_bytes_rate", CFG_SIZE, K(send_bytes_rate), "1m", 0, (double)(1ull << 40), NULL,
+      "SEND frame bytes per second one connection may keep up. 0: no limit." },
+    { "limits.send_bytes_burst", CFG_SIZE, K(send_bytes_burst), "4m", 1024, (double)(1ull << 40), NULL,
+      "SEND frame bytes one connection may send at once." },
+    { "limits.max_conns_per_ip", CFG_INT, K(max_conns_per_ip), "1000", 0, 10000000, NULL,
+      "Most WebSocket connections from one client address (HTTP 429 beyond).\n"
+      "A campus behind one NAT address needs this high. 0: no limit." },
+    { "limits.trusted_proxies", CFG_STR, K(trusted_proxies), "", 0, 0, NULL,
+      "Comma-separated addresses or CIDRs (127.0.0.1, 10.0.0.0/8, ::1) of load\n"
+      "balancers whose X-Forwarded-For is believed: the client address is then\n"
+      "the right-most address in it that is not itself a trusted proxy.\n"
+      "Empty: the peer address is the client's." },
+    { "limits.handshake_timeout_s", CFG_INT, K(handshake_timeout_s), "10", 1, 3600, NULL,
+      "A connection must complete its HTTP request (or WebSocket upgrade)\n"
+      "within this time (slowloris)." },
 
     { "redis.host", CFG_STR, K(redis_host), "127.0.0.1", 0, 0, NULL,
       "Redis holding the registry (rooms, presence, room logs)." },

@@ -18,6 +18,7 @@ typedef struct server_config {
     char  *listen;            /* interface name or address; "" = all */
     char  *id;                /* cluster-unique server id; "" = generated */
     bool   reuseport;         /* share the port with other processes */
+    int    drain_timeout_ms;  /* SIGTERM: longest wait for clients and publishes */
     /* [http] */
     char  *static_dir;        /* files served at / ("" = none) */
     int    http_max_users;    /* users in one /api/presence?users= lookup */
@@ -37,6 +38,22 @@ typedef struct server_config {
     size_t max_transaction_bytes;
     size_t max_pending;       /* outbound bytes queued before a slow consumer is dropped */
     int    connect_timeout_ms;
+    int    frame_timeout_ms;  /* a started frame must complete within this */
+    int    idle_timeout_ms;   /* no input for this long (no heart-beats): close; 0 off */
+    /* [auth] */
+    char  *auth_mode;         /* none | jwt */
+    char  *auth_keys;         /* key file (jwt) */
+    int    auth_skew_s;
+    bool   auth_student_send; /* students may SEND (else read-only everywhere) */
+    char  *auth_instructor_rooms; /* patterns where only instructors/admins SEND */
+    /* [limits] */
+    double send_rate;         /* SENDs per second per connection; 0 off */
+    int    send_burst;
+    size_t send_bytes_rate;   /* SEND bytes per second per connection; 0 off */
+    size_t send_bytes_burst;
+    int    max_conns_per_ip;  /* 0 off */
+    char  *trusted_proxies;   /* addresses/CIDRs whose X-Forwarded-For is believed */
+    int    handshake_timeout_s;
     /* [redis] */
     char  *redis_host;
     int    redis_port;

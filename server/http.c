@@ -30,6 +30,7 @@
  */
 #include "http.h"
 
+#include "auth.h"
 #include "buf.h"
 #include "log.h"
 #include "mem.h"
@@ -55,6 +56,7 @@ struct http_exchange {
     int state;               /* X_WAITING: registry call in flight */
     bool orphan;             /* the connection closed while waiting */
     unsigned status;
+    bool challenge;          /* 401: add WWW-Authenticate: Bearer */
     const char *ctype;       /* static string */
     size_t len;
     unsigned char *body;     /* LWS_PRE bytes of headroom, then len bytes */
@@ -169,6 +171,10 @@ static int http_write_headers(http_exchange *e)
                                     end) ||
         lws_add_http_header_by_name(e->wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-store", 8, &p, end) ||
+        (e->challenge &&
+         lws_add_http_header_by_name(e->wsi, (const unsigned char *)"www-authenticate:",
+                                     (const unsigned char *)"Bearer realm=\"lectern\"", 23,
+                                     &p, end)) ||
         lws_finalize_write_http_header(e->wsi, start, &p, end))
         return -1;
     e->state = X_BODY;
@@ -252,9 +258,10 @@ static http_exchange *http_wait(struct lws *wsi, http_exchange **x)
 static int http_room_messages(struct server *srv, struct lws *wsi, http_exchange **x,
                               const char *rname, size_t n);
 
-/* GET /api/rooms/<room>/presence, /api/rooms/<room>/messages */
+/* GET /api/rooms/<room>/presence, /api/rooms/<room>/messages, for who
+ * (NULL with auth.mode=none). */
 static int http_room_route(struct server *srv, struct lws *wsi, http_exchange **x,
-                           const char *rest)
+                           const char *rest, const jwt_claims *who)
 {
     const char *slash = strchr(rest, '/');
     if (!slash || (strcmp(slash, "/presence") && strcmp(slash, "/messages")))
@@ -264,6 +271,10 @@ static int http_room_route(struct server *srv, struct lws *wsi, http_exchange **
         return http_error(wsi, x, HTTP_STATUS_BAD_REQUEST,
                           "room names are 1 to stomp.max_room_name characters of "
                           "A-Z a-z 0-9 . _ ~ -");
+    if (!auth_allows(server_auth(srv), who, rest, n, AUTH_READ)) {
+        server_metrics(srv)->access_denied++;
+        return http_error(wsi, x, HTTP_STATUS_FORBIDDEN, "not permitted in this room");
+    }
     if (!strcmp(slash, "/messages"))
         return http_room_messages(srv, wsi, x, rest, n);
     char name[1100];
@@ -558,6 +569,50 @@ static int http_static(struct server *srv, struct lws *wsi, http_exchange **x, c
     return lws_serve_http_file(wsi, full, mime, extra, (int)sizeof extra - 1) < 0 ? -1 : 0;
 }
 
+/* 401 with a Bearer challenge; the body says no more than that. */
+static int http_unauthorized(struct server *srv, struct lws *wsi, http_exchange **x,
+                             const char *why)
+{
+    char addr[64];
+    server_metrics(srv)->auth_failures++;
+    if (!lws_get_peer_simple(wsi, addr, sizeof addr))
+        snprintf(addr, sizeof addr, "-");
+    log_info("auth_failed", "http=1 peer=%s reason=%s", addr, why);
+    static const char body[] = "{\"error\":\"authentication required\"}";
+    http_exchange *e = http_exchange_new(wsi, x);
+    e->challenge = true;
+    http_set_response(e, HTTP_STATUS_UNAUTHORIZED, "application/json", body, sizeof body - 1);
+    return http_write_headers(e);
+}
+
+/* /api/...: with auth.mode=jwt only with a valid "Authorization: Bearer"
+ * token; rooms only as the token permits. */
+static int http_api(struct server *srv, struct lws *wsi, http_exchange **x, const char *uri)
+{
+    auth *a = server_auth(srv);
+    jwt_claims *who = NULL;
+    if (auth_required(a)) {
+        char hv[8300];
+        const char *tp;
+        size_t tl;
+        int n = lws_hdr_copy(wsi, hv, sizeof hv, WSI_TOKEN_HTTP_AUTHORIZATION);
+        if (n <= 0 || !auth_bearer_token(hv, (size_t)n, &tp, &tl))
+            return http_unauthorized(srv, wsi, x, "no_token");
+        jwt_status st = auth_login(a, tp, tl, &who);
+        if (st != JWT_OK)
+            return http_unauthorized(srv, wsi, x, jwt_status_name(st));
+    }
+    int rc;
+    if (!strncmp(uri, "/api/rooms/", 11))
+        rc = http_room_route(srv, wsi, x, uri + 11, who);
+    else if (!strcmp(uri, "/api/presence"))
+        rc = http_users_online(srv, wsi, x);
+    else
+        rc = http_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
+    jwt_claims_free(who);
+    return rc;
+}
+
 int http_request(struct server *srv, struct lws *wsi, http_exchange **x, const char *uri)
 {
     server_metrics(srv)->http_requests++;
@@ -589,10 +644,8 @@ int http_request(struct server *srv, struct lws *wsi, http_exchange **x, const c
                                  json_pack("{s:s, s:s, s:s}", "status", "unavailable",
                                            "reason", why, "server", server_id(srv)));
     }
-    if (!strncmp(uri, "/api/rooms/", 11))
-        return http_room_route(srv, wsi, x, uri + 11);
-    if (!strcmp(uri, "/api/presence"))
-        return http_users_online(srv, wsi, x);
+    if (!strncmp(uri, "/api/", 5))
+        return http_api(srv, wsi, x, uri);
     if (!strcmp(uri, "/metrics")) {
         metrics_gauges g;
         buf b;

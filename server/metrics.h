@@ -28,6 +28,13 @@ typedef struct metrics {
     uint64_t heartbeat_timeouts;
     uint64_t connect_timeouts;
     uint64_t slow_consumers;
+    uint64_t auth_failures;                /* CONNECTs and /api requests refused: bad token */
+    uint64_t access_denied;                /* SUBSCRIBE/SEND/API refused: room not permitted */
+    uint64_t throttled;                    /* times a connection was paused by limits.send_* */
+    uint64_t conn_limit_rejects;           /* upgrades refused by limits.max_conns_per_ip */
+    uint64_t frame_timeouts;
+    uint64_t idle_timeouts;
+    uint64_t restart_closes;               /* connections closed with 1012 by a drain */
     uint64_t http_requests;
 } metrics;
 

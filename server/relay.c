@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <uthash.h>
 
 typedef struct relay_gap {
@@ -124,11 +125,19 @@ static bool relay_reserved(const stomp_str *name)
 {
     static const char *const reserved[] = {
         "destination", "transaction", "receipt", "content-length", "content-type",
-        "message-id", "subscription", "ack", "sender", "sender-name", "timestamp",
+        "message-id", "subscription", "ack", "timestamp", "user-id", "passcode", "login",
     };
     for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
         if (stomp_str_eq(name, reserved[i]))
             return true;
+    /* sender, sender-name, sender-role and any sender-* to come, and the
+     * envelope's own x-lectern-* names: the server's word only. */
+    static const char *const prefixes[] = { "sender", "x-lectern-" };
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        size_t n = strlen(prefixes[i]);
+        if (name->len >= n && !strncasecmp(name->p, prefixes[i], n))
+            return true;
+    }
     return false;
 }
 
@@ -444,9 +453,12 @@ static void relay_on_published(void *ctx, envelope *env, int others, bool ok)
         r->stats.bus_skipped++;
 }
 
-/* The SEND's own headers, as STOMP 1.2 header lines for the envelope. */
-static void relay_user_headers(const stomp_frame *f, buf *out)
+/* The SEND's own headers, as STOMP 1.2 header lines for the envelope,
+ * after the sender's role (which the server vouches for). */
+static void relay_user_headers(const stomp_frame *f, const char *role, buf *out)
 {
+    if (role)
+        stomp_put_header_str(out, "sender-role", role, true);
     for (size_t i = 0; i < f->nheaders; i++) {
         const stomp_header *h = &f->headers[i];
         if (!relay_reserved(&h->name))
@@ -455,7 +467,7 @@ static void relay_user_headers(const stomp_frame *f, buf *out)
 }
 
 int relay_publish(relay *r, const stomp_str *name, const stomp_frame *f, const char *user,
-                  const char *user_name, relay_done_fn done, void *ctx)
+                  const char *user_name, const char *role, relay_done_fn done, void *ctx)
 {
     if (!relay_ready(r))
         return -1;
@@ -471,7 +483,7 @@ int relay_publish(relay *r, const stomp_str *name, const stomp_frame *f, const c
         env->content_type = xstrndup(ct->p, ct->len);
     buf h;
     buf_init(&h);
-    relay_user_headers(f, &h);
+    relay_user_headers(f, role, &h);
     env->headers = buf_detach(&h, &env->headers_len);
     if (f->body.len) {
         env->body = xmalloc(f->body.len);

@@ -61,14 +61,15 @@ void relay_join(relay *r, struct subscription *sub, const stomp_str *room, const
                 const char *name, room_ready_fn done, void *ctx);
 void relay_leave(relay *r, struct subscription *sub, const char *user);
 
-/* Publish a SEND frame to room `name` as user/name. done(ctx, ok) runs once
+/* Publish a SEND frame to room `name` as user/name with role (NULL: none;
+ * it becomes the sender-role header). done(ctx, ok) runs once
  * the message has its place in the room order, was delivered locally and
  * RabbitMQ confirmed its storage copy durable (ok), or once any of that
  * failed (not ok: the message may or may not have been delivered). Returns 0, or -1 when the cluster
  * is not ready (done is not called). */
 typedef void (*relay_done_fn)(void *ctx, bool ok);
 int relay_publish(relay *r, const stomp_str *name, const stomp_frame *f, const char *user,
-                  const char *user_name, relay_done_fn done, void *ctx);
+                  const char *user_name, const char *role, relay_done_fn done, void *ctx);
 
 /* env encoded as the shared part of a MESSAGE (one reference, the
  * caller's). For replays, which bypass the room order. */

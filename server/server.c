@@ -25,11 +25,13 @@
  */
 #include "server.h"
 
+#include "auth.h"
 #include "bus.h"
 #include "http.h"
 #include "log.h"
 #include "lwslog.h"
 #include "mem.h"
+#include "peers.h"
 #include "presence.h"
 #include "history.h"
 #include "registry.h"
@@ -52,6 +54,7 @@
 typedef struct conn {
     session *session;        /* WebSocket connections */
     http_exchange *http;     /* HTTP requests */
+    peer_entry *peer;        /* WebSocket connections: counted per client address */
 } conn;
 
 struct server {
@@ -76,14 +79,28 @@ struct server {
     bus *bus;
     presence *presence;
     session_set *sessions;
+    auth *auth;
+    peers *peers;
     metrics metrics;
     unsigned char *scratch;
     size_t scratch_cap;
     uint64_t next_session_id;
     uint64_t stop_started;
     int port;
-    bool stopping, goodbye_sent, goodbye_done, torn_down;
+    uint64_t confirm_started, goodbye_started;
+    bool stopping, ctx_destroyed, goodbye_sent, goodbye_done, torn_down;
 };
+
+/* The client's address: the peer's, or from X-Forwarded-For when the peer
+ * is a trusted proxy (peers.h). */
+static void server_client_addr(server *srv, struct lws *wsi, char *out, size_t outlen)
+{
+    char peer[64], xff[512];
+    if (!lws_get_peer_simple(wsi, peer, sizeof peer))
+        snprintf(peer, sizeof peer, "unknown");
+    int n = lws_hdr_copy(wsi, xff, sizeof xff, WSI_TOKEN_X_FORWARDED_FOR);
+    peers_client_addr(srv->peers, peer, n > 0 ? xff : NULL, out, outlen);
+}
 
 static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                            void *in, size_t len)
@@ -93,8 +110,23 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     conn *c = user;
 
     switch (reason) {
-    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
+        char addr[64];
+        if (srv->stopping) {
+            lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
+                                   "This server is restarting; connect again");
+            return 1;
+        }
+        server_client_addr(srv, wsi, addr, sizeof addr);
+        if (peers_full(srv->peers, addr)) {
+            srv->metrics.conn_limit_rejects++;
+            log_info("conn_limit", "addr=%s limit=%d", addr, srv->conf->max_conns_per_ip);
+            lws_return_http_status(wsi, 429, "Too many connections from your address "
+                                             "(limits.max_conns_per_ip)");
+            return 1;
+        }
         return http_confirm_upgrade(srv, wsi);
+    }
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         http_upgrade_chosen();
         return srv->stopping ? -1 : 0;
@@ -112,9 +144,15 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
             http_done(&c->http);
         break;
 
-    case LWS_CALLBACK_ESTABLISHED:
-        c->session = session_create(srv, srv->sessions, wsi);
+    case LWS_CALLBACK_ESTABLISHED: {
+        char addr[64];
+        server_client_addr(srv, wsi, addr, sizeof addr);
+        c->peer = peers_acquire(srv->peers, addr);
+        c->session = session_create(srv, srv->sessions, wsi, peer_entry_addr(c->peer));
+        if (srv->stopping)
+            session_restart(c->session);
         return 0;
+    }
     case LWS_CALLBACK_RECEIVE:
         return c->session ? session_feed(c->session, in, len) : -1;
     case LWS_CALLBACK_SERVER_WRITEABLE:
@@ -122,6 +160,8 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     case LWS_CALLBACK_CLOSED:
         session_destroy(c->session);
         c->session = NULL;
+        peers_release(srv->peers, c->peer);
+        c->peer = NULL;
         return 0;
     default:
         break;
@@ -255,6 +295,8 @@ static void server_teardown(server *srv)
     if (srv->torn_down)
         return;
     srv->torn_down = true;
+    uv_timer_stop(&srv->tick);
+    uv_close((uv_handle_t *)&srv->tick, NULL);
     uv_timer_stop(&srv->stop_timer);
     uv_close((uv_handle_t *)&srv->stop_timer, NULL);
     uv_check_stop(&srv->reaper);
@@ -284,27 +326,43 @@ static void server_on_goodbye(void *ctx)
     srv->goodbye_done = true;
 }
 
-/* Runs every few ms once stopping: wait for sessions to go, then for the
- * goodbye, each for a bounded time. */
+/* Runs every few ms once stopping (the drain; docs/security.md): wait for
+ * the sessions to finish their operations and close with 1012, then close
+ * whatever is left; wait for RabbitMQ to confirm what was accepted; leave
+ * the registry; tear down. Each wait is bounded by server.drain_timeout_ms. */
 static void server_on_stop_tick(uv_timer_t *t)
 {
     server *srv = t->data;
-    uint64_t waited = uv_now(&srv->loop) - srv->stop_started;
+    uint64_t now = uv_now(&srv->loop), drain = (uint64_t)srv->conf->drain_timeout_ms;
     size_t left = srv->metrics.connections_opened - srv->metrics.connections_closed;
-    if (left && waited < 3000)
+    if (srv->ctx && !srv->ctx_destroyed) {
+        if (left && now - srv->stop_started < drain)
+            return;
+        /* Everyone is gone, or the deadline passed: lws closes the rest. */
+        srv->ctx_destroyed = true;
+        srv->confirm_started = now;
+        if (left)
+            log_warn("drain_timeout", "connections=%zu", left);
+        lws_context_destroy(srv->ctx);
+        return;
+    }
+    if (left && now - srv->confirm_started < 3000)
         return;
     /* Messages accepted but not yet confirmed by RabbitMQ still get their
      * confirm (or their deadline) before the bus goes. */
-    if (srv->bus && bus_pending(srv->bus) &&
-        waited < 3000 + (uint64_t)srv->conf->confirm_timeout_ms)
+    uint64_t confirm_wait = drain > (uint64_t)srv->conf->confirm_timeout_ms
+                                ? drain : (uint64_t)srv->conf->confirm_timeout_ms;
+    if (srv->bus && bus_pending(srv->bus) && now - srv->confirm_started < confirm_wait)
         return;
     if (!srv->goodbye_sent) {
         srv->goodbye_sent = true;
+        srv->goodbye_started = now;
         registry_goodbye(srv->registry, server_on_goodbye, srv);
         return;
     }
-    if (!srv->goodbye_done && waited < 5000)
+    if (!srv->goodbye_done && now - srv->goodbye_started < 5000)
         return;
+    log_info("drained", "waited_ms=%llu", (unsigned long long)(now - srv->stop_started));
     server_teardown(srv);
 }
 
@@ -315,18 +373,19 @@ static void server_begin_stop(server *srv, const char *why)
     srv->stopping = true;
     srv->stop_started = uv_now(&srv->loop);
     if (why)
-        log_info("shutdown", "reason=%s connections=%zu", why,
-                 (size_t)(srv->metrics.connections_opened - srv->metrics.connections_closed));
-    uv_timer_stop(&srv->tick);
-    uv_close((uv_handle_t *)&srv->tick, NULL);
+        log_info("shutdown", "reason=%s connections=%zu drain_timeout_ms=%d", why,
+                 (size_t)(srv->metrics.connections_opened - srv->metrics.connections_closed),
+                 srv->conf->drain_timeout_ms);
+    /* The tick keeps running heart-beats and timeouts while sessions drain. */
     if (srv->listen_fd >= 0) {
         uv_poll_stop(&srv->listen_poll);
         uv_close((uv_handle_t *)&srv->listen_poll, NULL);
         close(srv->listen_fd);
         srv->listen_fd = -1;
     }
-    if (srv->ctx)
-        lws_context_destroy(srv->ctx);
+    /* Every client: no more input; once its operations are done and their
+     * receipts written, a close with 1012 (service restart). */
+    session_set_restart(srv->sessions);
     uv_timer_start(&srv->stop_timer, server_on_stop_tick, 0, 10);
 }
 
@@ -460,6 +519,8 @@ static void server_release(server *srv, bool loop)
             log_warn("loop_busy", "detail=\"handles still open at exit\"");
     }
     session_set_destroy(srv->sessions);
+    auth_destroy(srv->auth);
+    peers_destroy(srv->peers);
     room_index_destroy(srv->rooms);
     stomp_parser_deinit(&srv->parser);
     free(srv->scratch);
@@ -485,8 +546,12 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     srv->scratch_cap = conf->ws_write_max;
     srv->scratch = xmalloc(LWS_PRE + srv->scratch_cap);
 
-    if (uv_loop_init(&srv->loop)) {
-        snprintf(err, errlen, "cannot initialise the event loop");
+    srv->auth = auth_create(conf, err, errlen);
+    srv->peers = srv->auth ? peers_create(conf->trusted_proxies, conf->max_conns_per_ip, err,
+                                          errlen) : NULL;
+    if (!srv->peers || uv_loop_init(&srv->loop)) {
+        if (srv->peers)
+            snprintf(err, errlen, "cannot initialise the event loop");
         server_release(srv, false);
         return NULL;
     }
@@ -527,6 +592,10 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     info.foreign_loops = loops;
     info.user = srv;
     info.pcontext = &srv->ctx;
+    /* Slowloris: an HTTP request (or upgrade) must be complete by then. */
+    info.timeout_secs = (unsigned int)conf->handshake_timeout_s;
+    /* Room for a bearer token (a JWT listing many rooms) in a request. */
+    info.max_http_header_data = 8192;
     info.vhost_name = "default";
     srv->ctx = lws_create_context(&info);
     if (!srv->ctx) {
@@ -604,6 +673,7 @@ relay *server_relay(server *srv) { return srv->relay; }
 registry *server_registry(server *srv) { return srv->registry; }
 presence *server_presence(server *srv) { return srv->presence; }
 history *server_history(server *srv) { return srv->history; }
+auth *server_auth(server *srv) { return srv->auth; }
 uv_loop_t *server_loop(server *srv) { return &srv->loop; }
 uint64_t server_now_ms(const server *srv) { return uv_now(&srv->loop); }
 uint64_t server_next_session_id(server *srv) { return srv->next_session_id++; }

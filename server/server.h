@@ -41,6 +41,7 @@ relay *server_relay(server *srv);
 struct registry *server_registry(server *srv);
 struct presence *server_presence(server *srv);
 struct history *server_history(server *srv);
+struct auth *server_auth(server *srv);
 /* This server's id in the cluster (server.id, or generated at start). */
 const char *server_id(const server *srv);
 uint64_t server_now_ms(const server *srv);

@@ -48,6 +48,7 @@
  */
 #include "session.h"
 
+#include "auth.h"
 #include "config.h"
 #include "log.h"
 #include "mem.h"
@@ -120,6 +121,15 @@ struct session {
     txn *txns;
     char *user;                  /* identity from CONNECT; owns user_name's bytes too */
     char *user_name;
+    jwt_claims *who;             /* auth.mode=jwt: the token's claims; NULL otherwise */
+    uint8_t role;                /* jwt_role: the token's, or CONNECT's x-role (auth none) */
+    bool restarting;             /* drained by SIGTERM: close with 1012 when done */
+    bool throttled;              /* input paused by limits.send_* (lws rx flow off) */
+    int64_t rl_msgs;             /* token buckets: SENDs in thousandths, and bytes; */
+    int64_t rl_bytes;            /* negative while in debt (see session_feed) */
+    uint64_t rl_at_ms;           /* when the buckets were last refilled */
+    uint64_t rx_since_ms;        /* when s->rx started holding a partial frame */
+    const char *addr;            /* client address (owned by the server's peer count) */
     bool online;                 /* counted online in the registry */
     bool draining;               /* DISCONNECT received: read nothing more */
     uint64_t ops_issued, ops_done;   /* asynchronous operations: ops_done counts the
@@ -237,6 +247,7 @@ static void session_mark_dirty(session *s)
 }
 
 static void session_kill(session *s, const char *why);
+static void session_close_politely(session *s);
 
 /* Queue one entry. Every frame counts against stomp.max_pending: a peer
  * that does not read is dropped whatever it makes us queue (MESSAGEs,
@@ -253,7 +264,11 @@ static void session_push(session *s, msg *m, subscription *sub)
         server_metrics(s->srv)->slow_consumers++;
         log_info("slow_consumer", "conn=%llu pending=%zu limit=%zu",
                  (unsigned long long)s->id, s->pending, server_conf(s->srv)->max_pending);
-        session_kill(s, "slow_consumer");
+        /* 1008 (policy violation): what is queued is dropped, and the close
+         * frame is all the peer gets, whenever it reads again. */
+        s->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
+        s->close_reason = "slow consumer";
+        session_close_politely(s);
         return;
     }
     if (s->qlen == s->qcap) {
@@ -486,8 +501,15 @@ static void session_emit_receipt(session *s, const char *id, size_t len)
 static void session_do_disconnect(session *s)
 {
     s->state = SESSION_CLOSING;
-    s->close_code = LWS_CLOSE_STATUS_NORMAL;
-    s->close_reason = "DISCONNECT";
+    if (s->restarting) {
+        /* RFC 6455 (IANA registry) 1012 "Service Restart": reconnect. */
+        s->close_code = 1012;
+        s->close_reason = "server restart";
+        server_metrics(s->srv)->restart_closes++;
+    } else {
+        s->close_code = LWS_CLOSE_STATUS_NORMAL;
+        s->close_reason = "DISCONNECT";
+    }
     session_arm(s);
 }
 
@@ -511,7 +533,7 @@ static void session_flush_receipts(session *s)
  * has completed; `disconnect` closes the session after it. */
 static void session_receipt_or_close(session *s, const stomp_frame *f, bool disconnect)
 {
-    const stomp_str *r = stomp_frame_header(f, "receipt");
+    const stomp_str *r = f ? stomp_frame_header(f, "receipt") : NULL;
     if (!r && !disconnect)
         return;
     if (!s->rq_head && s->ops_done >= s->ops_issued) {
@@ -667,6 +689,95 @@ static int pick_version(const stomp_str *v)
     return best;
 }
 
+/* The failure of a login: the same words whatever went wrong, so that a
+ * prober learns nothing (the reason is logged and counted). */
+static void session_refuse(session *s, const stomp_frame *f, const char *why)
+{
+    server_metrics(s->srv)->auth_failures++;
+    log_info("auth_failed", "conn=%llu addr=%s reason=%s", (unsigned long long)s->id,
+             s->addr ? s->addr : "-", why);
+    session_error(s, f, "Access refused", "Authentication failed.");
+}
+
+/* Set s->user, s->user_name and s->role from CONNECT: with auth.mode=jwt
+ * from the token (the passcode header, or an "Authorization: Bearer"
+ * header), never from what else the frame says; with auth.mode=none from
+ * login (or a guest id unique in the cluster), x-display-name and x-role.
+ * Returns -1 after queueing an ERROR. */
+static int session_identify(session *s, const stomp_frame *f)
+{
+    auth *a = server_auth(s->srv);
+    const char *u, *name = NULL;
+    size_t ul, nl = 0;
+    char guest[160];
+
+    if (auth_required(a)) {
+        const stomp_str *tok = stomp_frame_header(f, "passcode");
+        const stomp_str *ah = stomp_frame_header(f, "Authorization");
+        if (!ah)
+            ah = stomp_frame_header(f, "authorization");
+        const char *tp = NULL;
+        size_t tl = 0;
+        if (tok && tok->len) {
+            tp = tok->p;
+            tl = tok->len;
+        } else if (ah && !auth_bearer_token(ah->p, ah->len, &tp, &tl)) {
+            tp = NULL;
+        }
+        if (!tp) {
+            session_refuse(s, f, "no_token");
+            return -1;
+        }
+        jwt_status st = auth_login(a, tp, tl, &s->who);
+        if (st != JWT_OK) {
+            session_refuse(s, f, jwt_status_name(st));
+            return -1;
+        }
+        u = s->who->sub;
+        ul = strlen(u);
+        name = s->who->name;
+        nl = name == s->who->sub ? 0 : strlen(name);
+        s->role = (uint8_t)s->who->role;
+    } else {
+        const stomp_str *login = stomp_frame_header(f, "login");
+        const stomp_str *dname = stomp_frame_header(f, "x-display-name");
+        const stomp_str *role = stomp_frame_header(f, "x-role");
+        if ((login && login->len > 128) || (dname && dname->len > 128)) {
+            session_error(s, f, "Invalid identity",
+                          "login and x-display-name are limited to 128 bytes.");
+            return -1;
+        }
+        if (login && login->len) {
+            u = login->p;
+            ul = login->len;
+        } else {
+            u = guest;
+            ul = (size_t)snprintf(guest, sizeof guest, "guest-%s-%llu", server_id(s->srv),
+                                  (unsigned long long)s->id);
+        }
+        if (dname && dname->len) {
+            name = dname->p;
+            nl = dname->len;
+        }
+        s->role = JWT_ROLE_STUDENT;
+        if (role && stomp_str_eq(role, "instructor"))
+            s->role = JWT_ROLE_INSTRUCTOR;
+        else if (role && stomp_str_eq(role, "admin"))
+            s->role = JWT_ROLE_ADMIN;
+    }
+    /* One allocation for both (per-connection memory): "user\0name\0",
+     * the name being the user when no display name was given. */
+    s->user = xmalloc(ul + 1 + nl + 1);
+    memcpy(s->user, u, ul);
+    s->user[ul] = '\0';
+    s->user_name = nl ? s->user + ul + 1 : s->user;
+    if (nl) {
+        memcpy(s->user_name, name, nl);
+        s->user_name[nl] = '\0';
+    }
+    return 0;
+}
+
 static void on_connect(session *s, const stomp_frame *f)
 {
     const server_config *c = server_conf(s->srv);
@@ -698,36 +809,8 @@ static void on_connect(session *s, const stomp_frame *f)
     s->hb_send_ms = (sx && cy) ? (uint32_t)(sx > cy ? sx : cy) : 0;
     s->hb_recv_ms = (cx && sy) ? (uint32_t)(cx > sy ? cx : sy) : 0;
 
-    /* Identity, until authentication: CONNECT's login (or a guest id unique
-     * in the cluster) and an optional display name. */
-    const stomp_str *login = stomp_frame_header(f, "login");
-    const stomp_str *dname = stomp_frame_header(f, "x-display-name");
-    if ((login && login->len > 128) || (dname && dname->len > 128)) {
-        session_error(s, f, "Invalid identity",
-                      "login and x-display-name are limited to 128 bytes.");
+    if (session_identify(s, f) < 0)
         return;
-    }
-    char guest[160];
-    const char *u = guest;
-    size_t ul;
-    if (login && login->len) {
-        u = login->p;
-        ul = login->len;
-    } else {
-        ul = (size_t)snprintf(guest, sizeof guest, "guest-%s-%llu", server_id(s->srv),
-                              (unsigned long long)s->id);
-    }
-    /* One allocation for both (per-connection memory): "user\0name\0",
-     * the name being the user when no display name was given. */
-    size_t nl = dname && dname->len ? dname->len : 0;
-    s->user = xmalloc(ul + 1 + nl + 1);
-    memcpy(s->user, u, ul);
-    s->user[ul] = '\0';
-    s->user_name = nl ? s->user + ul + 1 : s->user;
-    if (nl) {
-        memcpy(s->user_name, dname->p, nl);
-        s->user_name[nl] = '\0';
-    }
     registry_online(server_registry(s->srv), s->user);
     s->online = true;
 
@@ -755,7 +838,7 @@ static void on_connect(session *s, const stomp_frame *f)
 /* Validate a destination header; returns its kind (ROOM_DEST_TOPIC or
  * ROOM_DEST_PRESENCE) or -1 after queueing an ERROR. */
 static int session_room(session *s, const stomp_frame *f, const stomp_str *dest,
-                        stomp_str *name)
+                        stomp_str *name, auth_action act)
 {
     int r = room_destination(dest, (size_t)server_conf(s->srv)->max_room_name, name);
     if (r == ROOM_DEST_UNKNOWN) {
@@ -768,6 +851,17 @@ static int session_room(session *s, const stomp_frame *f, const stomp_str *dest,
         session_error_with(s, f, "Invalid destination",
                            "Room names are 1 to stomp.max_room_name characters of "
                            "A-Z a-z 0-9 . _ ~ -; invalid destination: ", dest);
+        return -1;
+    }
+    if (!auth_allows(server_auth(s->srv), s->who, name->p, name->len, act)) {
+        char q[160];
+        server_metrics(s->srv)->access_denied++;
+        log_info("access_denied", "conn=%llu user=%s action=%s room=%s",
+                 (unsigned long long)s->id, s->user, act == AUTH_SEND ? "send" : "read",
+                 log_q(q, sizeof q, name->p, name->len));
+        session_error_with(s, f, "Access refused",
+                           act == AUTH_SEND ? "Not permitted to send to: "
+                                            : "Not permitted to read: ", dest);
         return -1;
     }
     return r;
@@ -909,7 +1003,7 @@ static void on_subscribe(session *s, const stomp_frame *f)
         id = dest;      /* STOMP 1.0: the destination identifies the subscription */
     }
     stomp_str name;
-    int kind = session_room(s, f, dest, &name);
+    int kind = session_room(s, f, dest, &name, AUTH_READ);
     if (kind < 0)
         return;
     if (session_find_sub(s, id->p, id->len)) {
@@ -1117,7 +1211,7 @@ static bool send_publish(session *s, const stomp_frame *f, const stomp_str *name
 {
     op_done *d = session_op(s);
     if (relay_publish(server_relay(s->srv), name, f, s->user, s->user_name,
-                      session_on_published, d) < 0) {
+                      auth_role_name((jwt_role)s->role), session_on_published, d) < 0) {
         session_op_cancel(s, d);
         session_unavailable(s, f);
         return false;
@@ -1131,7 +1225,7 @@ static void on_send(session *s, const stomp_frame *f)
     if (!dest)
         return;
     stomp_str name;
-    int kind = session_room(s, f, dest, &name);
+    int kind = session_room(s, f, dest, &name, AUTH_SEND);
     if (kind < 0)
         return;
     if (kind == ROOM_DEST_PRESENCE) {
@@ -1276,24 +1370,72 @@ static void session_handle(session *s, const stomp_frame *f)
     }
 }
 
-int session_feed(session *s, void *in, size_t len)
+/* --- limits on input --------------------------------------------------------- */
+
+static bool session_limited(const server_config *c)
 {
-    if (s->state == SESSION_CLOSING || s->draining)
-        return 0;
+    return c->send_rate > 0 || c->send_bytes_rate > 0;
+}
+
+/* Refill the token buckets (limits.send_*) and say whether the session may
+ * go on: a SEND is charged after it is parsed, so a bucket may go into
+ * debt by one frame, and input waits while either is in debt. Charging
+ * after parsing keeps the parser's single pass (it decodes escapes in
+ * place, so a frame cannot be parsed twice) and lets a frame larger than
+ * the byte burst through, once the bucket is full. */
+static bool session_may_read(session *s, uint64_t now)
+{
+    const server_config *c = server_conf(s->srv);
+    uint64_t dt = now - s->rl_at_ms;
+    s->rl_at_ms = now;
+    if (c->send_rate > 0) {
+        int64_t cap = (int64_t)c->send_burst * 1000;
+        s->rl_msgs += (int64_t)((double)dt * c->send_rate);   /* thousandths */
+        if (s->rl_msgs > cap)
+            s->rl_msgs = cap;
+    }
+    if (c->send_bytes_rate > 0) {
+        s->rl_bytes += (int64_t)(dt * c->send_bytes_rate / 1000);
+        if (s->rl_bytes > (int64_t)c->send_bytes_burst)
+            s->rl_bytes = (int64_t)c->send_bytes_burst;
+    }
+    return s->rl_msgs >= 0 && s->rl_bytes >= 0;
+}
+
+static void session_charge(session *s, size_t frame_bytes)
+{
+    const server_config *c = server_conf(s->srv);
+    if (c->send_rate > 0)
+        s->rl_msgs -= 1000;
+    if (c->send_bytes_rate > 0)
+        s->rl_bytes -= (int64_t)frame_bytes;
+}
+
+/* Stop reading from the peer until session_tick finds the buckets refilled:
+ * TCP backpressure slows the sender instead of dropping it. */
+static void session_throttle(session *s)
+{
+    if (s->throttled)
+        return;
+    s->throttled = true;
+    server_metrics(s->srv)->throttled++;
+    lws_rx_flow_control(s->wsi, 0);
+    log_debug("throttled", "conn=%llu", (unsigned long long)s->id);
+}
+
+/* Parse and handle the frames in data[0..n); returns the bytes consumed. */
+static size_t session_parse(session *s, char *data, size_t n)
+{
     metrics *mt = server_metrics(s->srv);
     stomp_parser *parser = server_parser(s->srv);
-    s->last_rx_ms = server_now_ms(s->srv);
-    mt->bytes_in += len;
-
-    char *data = in;
-    size_t n = len;
-    if (s->rx.len) {
-        buf_append(&s->rx, in, len);
-        data = s->rx.data;
-        n = s->rx.len;
-    }
+    bool limited = s->state == SESSION_CONNECTED && session_limited(server_conf(s->srv));
+    uint64_t now = server_now_ms(s->srv);
     size_t off = 0;
     while (off < n && s->state != SESSION_CLOSING && !s->draining) {
+        if (limited && !session_may_read(s, now)) {
+            session_throttle(s);
+            break;
+        }
         stomp_frame f;
         stomp_version v = s->version ? (stomp_version)s->version : STOMP_V12;
         ssize_t r = stomp_parse(parser, v, data + off, n - off, &f);
@@ -1305,30 +1447,72 @@ int session_feed(session *s, void *in, size_t len)
         }
         off += (size_t)r;
         mt->frames_in[f.command]++;
+        if (f.command == STOMP_CMD_SEND)
+            session_charge(s, (size_t)r);
         if (f.command != STOMP_CMD_NONE)
             session_handle(s, &f);
+        limited = s->state == SESSION_CONNECTED && session_limited(server_conf(s->srv));
     }
+    return off;
+}
+
+int session_feed(session *s, void *in, size_t len)
+{
+    if (s->state == SESSION_CLOSING || s->draining)
+        return 0;
+    uint64_t now = server_now_ms(s->srv);
+    if (len) {
+        s->last_rx_ms = now;
+        server_metrics(s->srv)->bytes_in += len;
+    }
+    if (s->throttled) {
+        /* lws may hand over what it had read before the pause. */
+        if (len)
+            buf_append(&s->rx, in, len);
+        return 0;
+    }
+
+    char *data = in;
+    size_t n = len;
+    if (s->rx.len) {
+        if (len)
+            buf_append(&s->rx, in, len);
+        data = s->rx.data;
+        n = s->rx.len;
+    }
+    size_t off = n ? session_parse(s, data, n) : 0;
 
     if (s->state == SESSION_CLOSING || s->draining || off == n) {
         buf_deinit(&s->rx);
-    } else if (data == s->rx.data) {
-        buf_consume(&s->rx, off);
-    } else {
-        buf_append(&s->rx, data + off, n - off);
+        s->rx_since_ms = 0;
+        return 0;
     }
+    /* A partial frame is left: its clock starts when the frame began, which
+     * is now unless it is the same partial frame as before. */
+    if (off || !s->rx_since_ms)
+        s->rx_since_ms = now;
+    if (data == s->rx.data)
+        buf_consume(&s->rx, off);
+    else
+        buf_append(&s->rx, data + off, n - off);
     return 0;
 }
 
 /* --- lifecycle and timers ------------------------------------------------- */
 
-session *session_create(struct server *srv, session_set *set, struct lws *wsi)
+session *session_create(struct server *srv, session_set *set, struct lws *wsi,
+                        const char *addr)
 {
+    const server_config *c = server_conf(srv);
     session *s = xcalloc(1, sizeof *s);
     s->srv = srv;
+    s->addr = addr;
+    s->rl_msgs = (int64_t)c->send_burst * 1000;
+    s->rl_bytes = (int64_t)c->send_bytes_burst;
     s->set = set;
     s->wsi = wsi;
     s->id = server_next_session_id(srv);
-    s->created_ms = s->last_rx_ms = s->last_tx_ms = server_now_ms(srv);
+    s->created_ms = s->last_rx_ms = s->last_tx_ms = s->rl_at_ms = server_now_ms(srv);
     s->state = SESSION_AWAIT_CONNECT;
     s->close_code = LWS_CLOSE_STATUS_NORMAL;
     buf_init(&s->rx);
@@ -1357,6 +1541,7 @@ void session_destroy(session *s)
     if (s->online)
         registry_offline(server_registry(s->srv), s->user);
     free(s->user);              /* user_name lives in the same block */
+    jwt_claims_free(s->who);
     free(s->ops_early);
     for (op_done *d = s->ops; d; d = d->next)
         d->s = NULL;            /* their completions find no session */
@@ -1398,6 +1583,28 @@ static void session_tick(session *s, uint64_t now)
         }
         return;
     }
+    if (s->throttled && session_may_read(s, now)) {
+        s->throttled = false;
+        lws_rx_flow_control(s->wsi, 1);
+        session_feed(s, NULL, 0);       /* what waited in s->rx */
+        if (s->dead)
+            return;
+    }
+    if (!s->throttled && s->rx_since_ms && now - s->rx_since_ms >= (uint64_t)c->frame_timeout_ms &&
+        s->state == SESSION_CONNECTED) {
+        server_metrics(s->srv)->frame_timeouts++;
+        session_error(s, NULL, "Frame timeout",
+                      "A frame was not completed within stomp.frame_timeout_ms.");
+        return;
+    }
+    if (c->idle_timeout_ms && !s->hb_recv_ms && s->state == SESSION_CONNECTED &&
+        now - s->last_rx_ms >= (uint64_t)c->idle_timeout_ms) {
+        server_metrics(s->srv)->idle_timeouts++;
+        log_info("idle_timeout", "conn=%llu silent_ms=%llu", (unsigned long long)s->id,
+                 (unsigned long long)(now - s->last_rx_ms));
+        session_kill(s, "idle_timeout");
+        return;
+    }
     if (s->hb_recv_ms && now - s->last_rx_ms > (uint64_t)(s->hb_recv_ms * c->hb_grace)) {
         server_metrics(s->srv)->heartbeat_timeouts++;
         log_info("heartbeat_timeout", "conn=%llu silent_ms=%llu", (unsigned long long)s->id,
@@ -1419,6 +1626,30 @@ void session_set_tick(session_set *set, uint64_t now_ms)
 {
     for (session *s = set->head; s; s = s->next)
         session_tick(s, now_ms);
+}
+
+void session_restart(session *s)
+{
+    if (s->dead || s->restarting)
+        return;
+    s->restarting = true;
+    if (s->state == SESSION_CLOSING || s->draining)
+        return;             /* already on its way out (a DISCONNECT closes with 1012 now) */
+    if (s->throttled) {
+        s->throttled = false;
+        lws_rx_flow_control(s->wsi, 1);
+    }
+    s->draining = true;     /* read nothing more */
+    if (s->state == SESSION_AWAIT_CONNECT)
+        session_do_disconnect(s);
+    else
+        session_receipt_or_close(s, NULL, true);   /* after what is in flight */
+}
+
+void session_set_restart(session_set *set)
+{
+    for (session *s = set->head; s; s = s->next)
+        session_restart(s);
 }
 
 size_t session_pending(const session *s)

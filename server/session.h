@@ -67,8 +67,10 @@ void session_set_flush(session_set *set);
 /* Fill the live-state gauges (connections, subscriptions, pending bytes). */
 void session_set_gauges(const session_set *set, metrics_gauges *g);
 
-/* A new session for an established WebSocket. Borrows srv and wsi. */
-session *session_create(struct server *srv, session_set *set, struct lws *wsi);
+/* A new session for an established WebSocket from client address addr.
+ * Borrows srv, wsi and addr (which must outlive the session). */
+session *session_create(struct server *srv, session_set *set, struct lws *wsi,
+                        const char *addr);
 /* Leave every room, drop queued frames, free. Accepts NULL. */
 void session_destroy(session *s);
 
@@ -86,6 +88,12 @@ int session_flush(session *s);
 void session_deliver(subscription *sub, msg *m);
 /* Queue m for sub now, bypassing a resume's hold (the resume's own replay). */
 void session_replay(subscription *sub, msg *m);
+/* Drain for a restart: read nothing more, and once the operations in
+ * flight are done and their receipts written, close with WebSocket code
+ * 1012 (service restart) so that the client reconnects elsewhere. */
+void session_restart(session *s);
+/* session_restart every session (SIGTERM). */
+void session_set_restart(session_set *set);
 /* Send ERROR (message, detail) and close the connection. */
 void session_abort(session *s, const char *message, const char *detail);
 

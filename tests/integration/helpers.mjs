@@ -73,6 +73,11 @@ export async function startServer({ sets = {}, args = [], timeout = 20000, clust
     'storage.queue': `${ns}.storage`,
     'redis.backoff_max_ms': 500,
     'bus.backoff_max_ms': 500,
+    // Tests publish far faster than people, from one address: the abuse
+    // limits are off unless a test (security.test.mjs) turns them on.
+    'limits.send_rate': 0,
+    'limits.send_bytes_rate': 0,
+    'limits.max_conns_per_ip': 0,
   };
   const argv = ['--port', String(port), ...args];
   for (const [k, v] of Object.entries({ ...base, ...sets })) argv.push('--set', `${k}=${v}`);
