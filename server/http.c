@@ -163,6 +163,8 @@ static void http_set_response(http_exchange *e, unsigned status, const char *cty
     memcpy(e->body + LWS_PRE, body, len);
 }
 
+static const char http_challenge[] = "Bearer realm=\"lectern\"";
+
 static int http_write_headers(http_exchange *e)
 {
     unsigned char hdr[LWS_PRE + 1024];
@@ -173,8 +175,8 @@ static int http_write_headers(http_exchange *e)
                                     (const unsigned char *)"no-store", 8, &p, end) ||
         (e->challenge &&
          lws_add_http_header_by_name(e->wsi, (const unsigned char *)"www-authenticate:",
-                                     (const unsigned char *)"Bearer realm=\"lectern\"", 23,
-                                     &p, end)) ||
+                                     (const unsigned char *)http_challenge,
+                                     (int)sizeof http_challenge - 1, &p, end)) ||
         lws_finalize_write_http_header(e->wsi, start, &p, end))
         return -1;
     e->state = X_BODY;

@@ -594,6 +594,7 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     info.pcontext = &srv->ctx;
     /* Slowloris: an HTTP request (or upgrade) must be complete by then. */
     info.timeout_secs = (unsigned int)conf->handshake_timeout_s;
+    info.timeout_secs_ah_idle = (unsigned int)conf->handshake_timeout_s;
     /* Room for a bearer token (a JWT listing many rooms) in a request. */
     info.max_http_header_data = 8192;
     info.vhost_name = "default";

@@ -248,6 +248,7 @@ static void session_mark_dirty(session *s)
 
 static void session_kill(session *s, const char *why);
 static void session_close_politely(session *s);
+static void session_drop_slow(session *s);
 
 /* Queue one entry. Every frame counts against stomp.max_pending: a peer
  * that does not read is dropped whatever it makes us queue (MESSAGEs,
@@ -264,11 +265,7 @@ static void session_push(session *s, msg *m, subscription *sub)
         server_metrics(s->srv)->slow_consumers++;
         log_info("slow_consumer", "conn=%llu pending=%zu limit=%zu",
                  (unsigned long long)s->id, s->pending, server_conf(s->srv)->max_pending);
-        /* 1008 (policy violation): what is queued is dropped, and the close
-         * frame is all the peer gets, whenever it reads again. */
-        s->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
-        s->close_reason = "slow consumer";
-        session_close_politely(s);
+        session_drop_slow(s);
         return;
     }
     if (s->qlen == s->qcap) {
@@ -286,6 +283,24 @@ static void session_push(session *s, msg *m, subscription *sub)
     slot->sub = sub;
     s->pending += size;
     session_mark_dirty(s);
+}
+
+static void session_pop(session *s);
+
+/* A slow consumer: drop what is queued for it (its memory goes now) and
+ * close with 1008 (policy violation), the close frame following whatever
+ * the kernel already holds for the peer. A peer that never reads again is
+ * cut off after SESSION_SLOW_CLOSE_S. */
+#define SESSION_SLOW_CLOSE_S 5
+static void session_drop_slow(session *s)
+{
+    while (s->qlen)
+        session_pop(s);
+    s->state = SESSION_CLOSING;
+    s->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
+    s->close_reason = "slow consumer";
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, SESSION_SLOW_CLOSE_S);
+    session_arm(s);
 }
 
 static void session_pop(session *s)

@@ -16,7 +16,7 @@ let client, room, role, oldest = null, more = true, loadingOlder = false;
 const shown = new Set();
 
 function messageItem(m) {
-  const li = el('li', m.headers?.['x-role'] === 'instructor' || m.role === 'instructor' ? 'msg instructor' : 'msg');
+  const li = el('li', m.role === 'instructor' ? 'msg instructor' : 'msg');
   li.dataset.id = m.id || '';
   li.append(el('span', 'who', m.senderName || m.sender_name || m.sender || '?'), el('span', 'body', m.body ?? ''));
   return li;
@@ -38,7 +38,7 @@ function addLive(m) {
 
 function historyItem(h) {
   return messageItem({ id: h.id, body: h.body ?? '[binary]', sender: h.sender, senderName: h.sender_name,
-    role: h.headers?.['x-role'] });
+    role: h.headers?.['sender-role'] });
 }
 
 async function loadOlder() {
@@ -79,7 +79,16 @@ $('#join').addEventListener('submit', async (e) => {
   const roomName = f.room.value;
   role = f.instructor.checked ? 'instructor' : 'student';
   const login = `${name.toLowerCase().replace(/[^a-z0-9]+/g, '-')}-${Math.random().toString(36).slice(2, 8)}`;
-  client = new LecternClient(wsUrl, { login, name });
+  // ?token=<JWT> (scripts/mint-token --url): the server takes who we are
+  // from it; the name and role shown for our own lines are read from it too.
+  const token = new URLSearchParams(location.search).get('token') || undefined;
+  if (token) {
+    try {
+      const claims = JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
+      role = claims.role || 'student';
+    } catch { /* the server will refuse it */ }
+  }
+  client = new LecternClient(wsUrl, { login, name, role, token });
   window.lectern = client;             // for the browser tests and the curious
   client.on('state', showState);
   $('#room-title').textContent = roomName;
@@ -126,7 +135,7 @@ $('#say').addEventListener('submit', async (e) => {
   $('#log').append(li);
   $('#log').scrollTop = $('#log').scrollHeight;
   try {
-    await room.send(text, { 'x-client-ref': ref, 'x-role': role });
+    await room.send(text, { 'x-client-ref': ref });
     li.classList.add('delivered');
     status.textContent = '✓ delivered';
   } catch (err) {

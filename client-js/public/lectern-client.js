@@ -262,7 +262,7 @@ class Emitter {
 
 /**
  * @typedef {{id: string|undefined, room: string, body: string,
- *            sender: string|undefined, senderName: string|undefined,
+ *            sender: string|undefined, senderName: string|undefined, role: string|undefined,
  *            timestamp: number|undefined, headers: Record<string,string>}} RoomMessage
  */
 
@@ -297,6 +297,7 @@ export class LecternClient extends Emitter {
    * @param {string} [o.token]      credential sent as CONNECT passcode (and login when no login is given)
    * @param {string} [o.login]      user id (until tokens carry it)
    * @param {string} [o.name]       display name (x-display-name)
+   * @param {string} [o.role]       x-role, believed only by a server without auth (auth.mode=none)
    * @param {string} [o.host]       STOMP host header (default "/")
    * @param {string} [o.httpBase]   base URL of the HTTP API (default: derived from url)
    * @param {any} [o.WebSocket]     WebSocket class (default: globalThis.WebSocket)
@@ -363,7 +364,7 @@ export class LecternClient extends Emitter {
       const hb = `${this.heartbeat.outgoing},${this.heartbeat.incoming}`;
       this.#raw(encodeFrame('CONNECT', {
         'accept-version': '1.2', host: o.host || '/', 'heart-beat': hb,
-        login: o.login ?? o.token, passcode: o.token, 'x-display-name': o.name,
+        login: o.login ?? o.token, passcode: o.token, 'x-display-name': o.name, 'x-role': o.role,
       }));
     };
     ws.onmessage = (ev) => {
@@ -467,7 +468,7 @@ export class LecternClient extends Emitter {
     /** @type {RoomMessage} */
     const m = {
       id, room: room.name, body: f.body, sender: f.headers.sender,
-      senderName: f.headers['sender-name'],
+      senderName: f.headers['sender-name'], role: f.headers['sender-role'],
       timestamp: f.headers.timestamp ? Number(f.headers.timestamp) : undefined,
       headers: f.headers,
     };

@@ -360,7 +360,9 @@ describe('connection lifecycle', () => {
         await (await fetch(`http://127.0.0.1:${s.port}/metrics`)).text()), { what: 'slow consumer dropped' });
       pub.frame('DISCONNECT', { receipt: 'still-here' });
       assert.equal((await pub.waitFrame('RECEIPT')).headers['receipt-id'], 'still-here');
-      slow.close();
+      // Reading again, it gets what the kernel held, then the close: 1008.
+      slow.ws._socket.resume();
+      assert.deepEqual(await slow.waitClosed(10000), { code: 1008, reason: 'slow consumer' });
     } finally {
       assert.equal((await s.stop()).code, 0);
     }
