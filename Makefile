@@ -134,6 +134,7 @@ test: check-deps
 	$(MAKE) all
 	$(MAKE) SANITIZE=1 all unit-bins
 	$(MAKE) SANITIZE=1 unit
+	$(MAKE) fuzz-smoke
 	$(MAKE) client-test
 	$(MAKE) services-test
 	$(MAKE) bus-test

@@ -29,6 +29,7 @@
  * integration test pins this behaviour.
  */
 #include "http.h"
+#include "http_query.h"
 
 #include "auth.h"
 #include "buf.h"
@@ -407,44 +408,6 @@ static void http_on_history(void *ctx, const history_page *page)
     free(text);
     e->state = X_READY;
     lws_callback_on_writable(e->wsi);
-}
-
-int http_history_params(const char *const *args, size_t nargs, int default_limit,
-                        int max_limit, history_query *q, const char **why)
-{
-    bool seen_limit = false;
-    q->limit = (size_t)default_limit;
-    q->has_after = q->has_before = false;
-    for (size_t i = 0; i < nargs; i++) {
-        const char *a = args[i], *eq = strchr(a, '=');
-        size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
-        const char *v = eq ? eq + 1 : "";
-        if (nlen == 5 && !memcmp(a, "limit", 5)) {
-            if (seen_limit)
-                return *why = "limit given twice", -1;
-            seen_limit = true;
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (v[0] < '0' || v[0] > '9' || *end || n < 1 || n > max_limit)
-                return *why = "limit must be an integer from 1 to history.max_limit", -1;
-            q->limit = (size_t)n;
-        } else if ((nlen == 5 && !memcmp(a, "after", 5)) ||
-                   (nlen == 6 && !memcmp(a, "before", 6))) {
-            bool after = nlen == 5;
-            bool *has = after ? &q->has_after : &q->has_before;
-            if (*has)
-                return *why = after ? "after given twice" : "before given twice", -1;
-            if (msgid_parse(v, strlen(v), after ? &q->after : &q->before) < 0)
-                return *why = after ? "after must be a message id (<ms>-<n>)"
-                                    : "before must be a message id (<ms>-<n>)", -1;
-            *has = true;
-        } else {
-            return *why = "unknown parameter (use limit, before, after)", -1;
-        }
-    }
-    if (q->has_after && q->has_before && msgid_cmp(q->after, q->before) >= 0)
-        return *why = "after must be smaller than before", -1;
-    return 0;
 }
 
 /* GET /api/rooms/<room>/messages?limit=&before=&after= */

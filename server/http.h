@@ -46,12 +46,4 @@ int http_writeable(struct lws *wsi, http_exchange **x);
  * *x == NULL. */
 void http_done(http_exchange **x);
 
-/* Parse the query of GET /api/rooms/<room>/messages: args are the
- * "name=value" fragments (URL-decoded). Fills limit (default_limit when
- * absent), after and before of q. Pure. Returns 0, or -1 with *why set to
- * the reason for the 400 (unknown or repeated parameter, limit not in
- * 1..max_limit, a bound that is not a message id, after >= before). */
-int http_history_params(const char *const *args, size_t nargs, int default_limit,
-                        int max_limit, history_query *q, const char **why);
-
 #endif

@@ -1,5 +1,5 @@
 /* test_http_query.c — the query of GET /api/rooms/<room>/messages
- * (http_history_params in server/http.c): every parameter, every 400. */
+ * (http_history_params in server/http_query.c): every parameter, every 400. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-#include "http.h"
+#include "http_query.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
