@@ -41,12 +41,15 @@
 #define DB_RETRY_MS 500
 #define DB_NCOLS    11
 
-static const char db_select[] =
-    "SELECT id_ms, id_n, epoch, seq, ts_ms, sender, sender_name, content_type, headers, body,"
-    " origin FROM messages WHERE room = ?"
-    " AND (id_ms > ? OR (id_ms = ? AND id_n > ?))"
-    " AND (id_ms < ? OR (id_ms = ? AND id_n < ?))"
-    " ORDER BY id_ms %s, id_n %s LIMIT ?";
+/* The two statements every connection prepares: the same page query in
+ * both directions. Fixed text: every value is a placeholder. */
+#define DB_SELECT(order)                                                                      \
+    "SELECT id_ms, id_n, epoch, seq, ts_ms, sender, sender_name, content_type, headers, body," \
+    " origin FROM messages WHERE room = ?"                                                    \
+    " AND (id_ms > ? OR (id_ms = ? AND id_n > ?))"                                            \
+    " AND (id_ms < ? OR (id_ms = ? AND id_n < ?))"                                            \
+    " ORDER BY id_ms " order ", id_n " order " LIMIT ?"
+static const char *const db_select[2] = { DB_SELECT("ASC"), DB_SELECT("DESC") };
 
 typedef struct db_job {
     struct db_job *next;
@@ -127,11 +130,9 @@ static int db_worker_connect(db_worker *w, char *why, size_t whylen)
         goto fail;
     }
     for (int i = 0; i < 2; i++) {
-        const char *order = i ? "DESC" : "ASC";
-        char sql[sizeof db_select + 16];
-        snprintf(sql, sizeof sql, db_select, order, order);
         w->stmt[i] = mysql_stmt_init(w->conn);
-        if (!w->stmt[i] || mysql_stmt_prepare(w->stmt[i], sql, strlen(sql)) != 0) {
+        if (!w->stmt[i] ||
+            mysql_stmt_prepare(w->stmt[i], db_select[i], strlen(db_select[i])) != 0) {
             snprintf(why, whylen, "prepare: %s",
                      w->stmt[i] ? mysql_stmt_error(w->stmt[i]) : mysql_error(w->conn));
             goto fail;
