@@ -374,8 +374,20 @@ static json_t *http_message_json(const envelope *m)
         json_object_set_new(o, "body_base64", json_stringn(b64, n > 0 ? (size_t)n : 0));
         free(b64);
     }
-    if (m->headers_len)
-        json_object_set_new(o, "headers", http_headers_json(m->headers, m->headers_len));
+    if (m->headers_len) {
+        /* The role the server stamped (sender-role) sits beside sender and
+         * sender_name; the rest are the sender's own headers. */
+        json_t *h = http_headers_json(m->headers, m->headers_len);
+        json_t *role = json_object_get(h, "sender-role");
+        if (role) {
+            json_object_set(o, "sender_role", role);
+            json_object_del(h, "sender-role");
+        }
+        if (json_object_size(h))
+            json_object_set_new(o, "headers", h);
+        else
+            json_decref(h);
+    }
     return o;
 }
 

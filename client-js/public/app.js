@@ -38,7 +38,7 @@ function addLive(m) {
 
 function historyItem(h) {
   return messageItem({ id: h.id, body: h.body ?? '[binary]', sender: h.sender, senderName: h.sender_name,
-    role: h.headers?.['sender-role'] });
+    role: h.sender_role });
 }
 
 async function loadOlder() {

@@ -225,8 +225,9 @@ describe(`history over HTTP (MySQL ${seeding ? 'seeded by the test' : 'written b
       assert.equal(json.after, json.messages[5].id);
       const m0 = json.messages[0];
       assert.deepEqual(Object.keys(m0).sort(),
-        ['body', 'content_type', 'id', 'room', 'sender', 'sender_name', 'seq', 'timestamp']);
+        ['body', 'content_type', 'id', 'room', 'sender', 'sender_name', 'sender_role', 'seq', 'timestamp']);
       assert.equal(m0.room, room);
+      assert.equal(m0.sender_role, 'student');
       assert.equal(m0.body, 'm0');
       assert.equal(m0.sender, 'alice');
       assert.equal(m0.sender_name, 'Alice A.');
