@@ -60,7 +60,9 @@ async function loadOlder() {
 }
 
 function showState(s) {
-  const names = { connecting: 'connecting…', online: 'online', reconnecting: 'reconnecting…', offline: 'offline', idle: 'not connected' };
+  const names = { connecting: 'connecting…', online: 'online', reconnecting: 'reconnecting…', offline: 'offline',
+    idle: 'not connected', denied: 'access refused' };
+  if (s === 'offline' && client?.denied) s = 'denied';   // a refused token or room: no retry
   $('#state').dataset.state = s;
   $('#state').textContent = names[s] || s;
 }

@@ -113,6 +113,7 @@ export class LecternClient extends Emitter {
   /** Connect (and stay connected until disconnect()). Resolves once online. */
   connect() {
     this.closing = false;
+    this.denied = null;
     if (this.state === 'online') return Promise.resolve();
     const p = new Promise((resolve, reject) => {
       const off = this.on('state', (s) => {
@@ -180,7 +181,10 @@ export class LecternClient extends Emitter {
         const r = f.headers['receipt-id'] && this.receipts.get(f.headers['receipt-id']);
         if (r) { this.receipts.delete(f.headers['receipt-id']); r.reject(err); }
         this.emit('error', err);
-        return;                      // the server closes; onclose reconnects
+        // A refused token or room stays refused: reconnecting would only
+        // repeat it. Anything else: the server closes; onclose reconnects.
+        if (err.message === 'Access refused') this.denied = err;
+        return;
       }
       default:
     }
@@ -260,7 +264,7 @@ export class LecternClient extends Emitter {
     this.ws = null;
     for (const r of this.receipts.values()) r.reject(err);
     this.receipts.clear();
-    if (this.closing) { this.#setState('offline'); return; }
+    if (this.closing || this.denied) { this.#setState('offline'); return; }
     const delay = this.backoff.next();
     if (delay === null) { this.#setState('offline'); return; }
     this.#setState('reconnecting');

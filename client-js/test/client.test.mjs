@@ -128,3 +128,23 @@ test('presence: snapshot, join and leave keep the member map and the count', asy
   assert.equal(room.count, 2);
   c.disconnect();
 });
+
+test('"Access refused" (a bad token, a room not permitted) goes offline instead of reconnecting; the token is the passcode', async () => {
+  const { FakeWS, sockets } = fakeServer();
+  const c = new LecternClient('ws://x/ws', { WebSocket: FakeWS, token: 'tok.en.sig',
+    reconnect: { base: 1, cap: 2 }, heartbeat: { outgoing: 0, incoming: 0 } });
+  const states = [], errors = [];
+  c.on('state', (s) => states.push(s));
+  c.on('error', (e) => errors.push(e.message));
+  const p = c.connect();
+  await until(() => sockets[0]?.sent.length === 1);
+  assert.equal(sockets[0].sent[0].headers.passcode, 'tok.en.sig');
+  sockets[0].deliver('ERROR', { message: 'Access refused' }, 'Authentication failed.');
+  sockets[0].close();
+  await assert.rejects(p, /could not connect/);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(sockets.length, 1, 'no reconnect');
+  assert.deepEqual(states, ['connecting', 'offline']);
+  assert.deepEqual(errors, ['Access refused']);
+  assert.ok(c.denied);
+});

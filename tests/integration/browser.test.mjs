@@ -112,4 +112,45 @@ describe('lecture-room page in Chromium', () => {
       await worker.stop();
     }
   });
+
+  test('with auth.mode=jwt the page takes its token from ?token=: the token\'s name and role are shown, history loads with it, a bad token stays offline', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const os = await import('node:os');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'lectern-page-'));
+    const keys = path.join(dir, 'keys');
+    writeFileSync(keys, 'k1 HS256 page-test-secret-0123456789abcdef012345\n');
+    const mint = (...a) => execFileSync(path.join(repoRoot, 'scripts', 'mint-token'), ['--keys', keys, ...a]).toString().trim();
+    const room = `jwt-${Date.now().toString(36)}`;
+    const s = (await startCluster({ n: 1, sets: {
+      'http.static_dir': path.join(repoRoot, 'client-js', 'public'), 'auth.mode': 'jwt', 'auth.keys': keys,
+    } })).servers[0];
+    const worker = await startWorker({ cluster: s.cluster });
+    const browser = await chromium.launch({ executablePath: browserPath, args: ['--no-sandbox', '--disable-gpu'] });
+    try {
+      const url = (tok) => `http://127.0.0.1:${s.port}/?token=${tok}`;
+      // The instructor, by token: her lines are highlighted on the student's page.
+      const prof = await joinRoom(browser, url(mint('--sub', 'prof', '--name', 'Prof', '--role', 'instructor', '--rooms', room)), 'ignored', room);
+      await say(prof, 'Quiz tomorrow');
+      const stu = await joinRoom(browser, url(mint('--sub', 'stu', '--name', 'Stu', '--rooms', room)), 'Mallory', room);
+      await waitFor(async () => (await bodies(stu)).includes('Quiz tomorrow'), { what: 'history with the token' });
+      assert.deepEqual(await stu.$$eval('#log li.instructor .who', (l) => l.map((e) => e.textContent)), ['Prof']);
+      await say(stu, 'ok');
+      await waitFor(async () => (await bodies(prof)).includes('ok'), { what: 'the student\'s line' });
+      assert.ok((await prof.$$eval('#log li .who', (l) => l.map((e) => e.textContent))).includes('Stu'),
+        'the name comes from the token, not the form');
+      // A token for another room: the page never gets online.
+      const page = await browser.newPage();
+      await page.goto(url(mint('--sub', 'eve', '--rooms', 'elsewhere')));
+      await page.fill('#join input[name=name]', 'Eve');
+      await page.fill('#join input[name=room]', room);
+      await page.click('#join button');
+      await page.waitForSelector('#state[data-state=denied]', { timeout: 10000 });
+      assert.ok(!(await bodies(page)).includes('Quiz tomorrow'), 'no history without permission');
+    } finally {
+      await browser.close();
+      await worker.stop();
+      await s.stop();
+    }
+  });
 });
