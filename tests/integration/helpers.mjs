@@ -18,6 +18,28 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.resolve(here, '..', '..');
 export const serverBin = process.env.LECTERN_SERVER_BIN || path.join(repoRoot, 'bin', 'lectern-server');
 
+// Sanitizer reports from any server or worker this test file started. The
+// binaries under test are ASan+UBSan builds that abort on a report, but a
+// process killed on purpose, or one whose exit code a test does not check,
+// must not hide one: any report fails the file at exit.
+const sanitizerReports = [];
+const sanitizerLine = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: UndefinedBehaviorSanitizer/;
+function collectLines(logs, what) {
+  return (chunk) => {
+    for (const line of chunk.toString().split('\n')) {
+      if (!line) continue;
+      logs.push(line);
+      if (sanitizerLine.test(line)) sanitizerReports.push(`${what}: ${line}`);
+    }
+  };
+}
+process.on('exit', () => {
+  if (sanitizerReports.length) {
+    console.error(`# sanitizer reports (${sanitizerReports.length}):\n${sanitizerReports.join('\n')}`);
+    process.exitCode = 1;
+  }
+});
+
 export function sleep(ms) {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -90,7 +112,7 @@ export async function startServer({ sets = {}, args = [], timeout = 20000, clust
       resolve(exited);
     });
   });
-  const collect = (chunk) => logs.push(...chunk.toString().split('\n').filter(Boolean));
+  const collect = collectLines(logs, `lectern-server :${port}`);
   proc.stdout.on('data', collect);
   proc.stderr.on('data', collect);
 
@@ -350,7 +372,7 @@ export async function startWorker({ cluster, sets = {}, timeout = 20000 } = {}) 
     exited = { code, signal };
     resolve(exited);
   }));
-  const collect = (chunk) => logs.push(...chunk.toString().split('\n').filter(Boolean));
+  const collect = collectLines(logs, `lectern-storage :${port}`);
   proc.stdout.on('data', collect);
   proc.stderr.on('data', collect);
   try {
