@@ -97,13 +97,21 @@ static bool fuzz_claims_same(const jwt_claims *a, const jwt_claims *b)
     return true;
 }
 
-/* jwt_parse_claims of json[0..len), checked; the claims or NULL. */
-static jwt_claims *fuzz_parse_claims(const char *json, size_t len, jwt_status *st)
+/* p[0..len) in a heap block of exactly len bytes, so that ASan catches a
+ * read past the end. */
+static char *fuzz_exact_copy(const char *p, size_t len)
 {
     char *copy = malloc(len ? len : 1);
     CHECK(copy);
     if (len)
-        memcpy(copy, json, len);
+        memcpy(copy, p, len);
+    return copy;
+}
+
+/* jwt_parse_claims of json[0..len), checked; the claims or NULL. */
+static jwt_claims *fuzz_parse_claims(const char *json, size_t len, jwt_status *st)
+{
+    char *copy = fuzz_exact_copy(json, len);
     jwt_claims *c = NULL;
     *st = jwt_parse_claims(copy, len, &c);
     free(copy);
@@ -118,10 +126,7 @@ static jwt_claims *fuzz_parse_claims(const char *json, size_t len, jwt_status *s
 /* jwt_verify of tok[0..len) at FUZZ_NOW, checked; the claims or NULL. */
 static jwt_claims *fuzz_verify(const char *tok, size_t len, jwt_status *st)
 {
-    char *copy = malloc(len ? len : 1);
-    CHECK(copy);
-    if (len)
-        memcpy(copy, tok, len);
+    char *copy = fuzz_exact_copy(tok, len);
     static jwt_claims sentinel;
     jwt_claims *c = &sentinel;   /* jwt_verify must overwrite it */
     *st = jwt_verify(fuzz_ring, copy, len, FUZZ_NOW, FUZZ_SKEW, &c);
