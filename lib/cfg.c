@@ -261,8 +261,9 @@ void cfg_print(const cfg_knob *table, const char *title, FILE *out)
         cfg_print_help(out, k->help);
         char range[96];
         cfg_range_text(k, range, sizeof range);
-        if (range[0])
-            fprintf(out, "#%s\n", range);
+        char env[128];
+        cfg_env_name(k->name, env, sizeof env);
+        fprintf(out, "#%s env %s\n", range, env);
         fprintf(out, "%s =%s%s\n", dot ? dot + 1 : k->name, k->def[0] ? " " : "", k->def);
     }
 }
@@ -278,12 +279,39 @@ void cfg_free(const cfg_knob *table, void *conf)
     }
 }
 
+void cfg_env_name(const char *knob, char *out, size_t outlen)
+{
+    size_t o = (size_t)snprintf(out, outlen, "LECTERN_");
+    for (const char *p = knob; *p && o + 1 < outlen; p++)
+        out[o++] = *p == '.' ? '_' : (char)toupper((unsigned char)*p);
+    if (o < outlen)
+        out[o] = '\0';
+}
+
+int cfg_load_env(const cfg_knob *table, void *conf, char *err, size_t errlen)
+{
+    for (const cfg_knob *k = table; k->name; k++) {
+        char name[128], why[256];
+        cfg_env_name(k->name, name, sizeof name);
+        const char *v = getenv(name);
+        if (!v)
+            continue;
+        if (cfg_set_value(table, conf, k->name, v, why, sizeof why) < 0) {
+            snprintf(err, errlen, "environment %s: %s", name, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int cfg_load(const cfg_knob *table, void *conf, const char *path, const char *const *sets,
              int nsets, char *err, size_t errlen)
 {
     if (cfg_defaults(table, conf, err, errlen) < 0)
         return -1;
     if (path && cfg_load_file(table, conf, path, err, errlen) < 0)
+        return -1;
+    if (cfg_load_env(table, conf, err, errlen) < 0)
         return -1;
     for (int i = 0; i < nsets; i++)
         if (cfg_set(table, conf, sets[i], err, errlen) < 0)

@@ -51,9 +51,18 @@ int cfg_set(const cfg_knob *table, void *conf, const char *assignment,
 int cfg_set_value(const cfg_knob *table, void *conf, const char *name,
                   const char *value, char *err, size_t errlen);
 
+/* The environment variable of a knob: "LECTERN_" and the name upper-cased
+ * with '.' as '_' (redis.host -> LECTERN_REDIS_HOST). */
+void cfg_env_name(const char *knob, char *out, size_t outlen);
+
+/* Apply every knob whose environment variable is set. Returns 0 or -1 with
+ * "environment NAME: reason". */
+int cfg_load_env(const cfg_knob *table, void *conf, char *err, size_t errlen);
+
 /* The usual layering: defaults, then the file (when path is not NULL), then
- * each "section.key=value" of sets in order. Returns 0 or -1 with the first
- * error (as the functions above report it). */
+ * the environment (cfg_load_env), then each "section.key=value" of sets in
+ * order. Returns 0 or -1 with the first error (as the functions above
+ * report it). */
 int cfg_load(const cfg_knob *table, void *conf, const char *path, const char *const *sets,
              int nsets, char *err, size_t errlen);
 

@@ -1,7 +1,8 @@
 /* main.c — lectern-server's command line.
  *
  * Configuration is layered: built-in defaults (the knob table), then the
- * file given with --config, then each --set in order, then --port. Any
+ * file given with --config, then the environment (LECTERN_SECTION_KEY
+ * variables), then each --set in order, then --port. Any
  * invalid value stops the program with "where: why" before anything starts.
  */
 #include "config.h"
@@ -28,14 +29,20 @@ static void usage(FILE *out)
             "  -c, --config FILE    read knobs from FILE (see config/lectern.conf)\n"
             "  -p, --port N         listen on port N (same as --set server.port=N)\n"
             "  -s, --set KEY=VALUE  override one knob, e.g. --set stomp.max_frame=1m;\n"
-            "                       may be repeated; applied after --config\n"
+            "                       may be repeated; applied after --config and the\n"
+            "                       environment\n"
+            "Every knob can also be set by an environment variable named after it:\n"
+            "LECTERN_ and the knob upper-cased, '.' as '_' (redis.host ->\n"
+            "LECTERN_REDIS_HOST); it overrides the file, --set overrides it.\n"
             "      --print-config   print every knob with its default and help, as a\n"
             "                       config file, and exit\n"
             "      --check-config   load the configuration, report any error, and exit\n"
             "  -V, --version        print the version and exit\n"
             "  -h, --help           print this help and exit\n"
             "\n"
-            "Signals: SIGTERM or SIGINT close every connection and exit 0.\n"
+            "Signals: SIGTERM or SIGINT drain: clients are closed with WebSocket code\n"
+            "1012 once what they sent is confirmed, then the server exits 0\n"
+            "(server.drain_timeout_ms).\n"
             "Logs: one key=value line per event on stderr.\n");
 }
 

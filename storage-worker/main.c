@@ -1,7 +1,8 @@
 /* main.c — lectern-storage's command line.
  *
  * Configuration is layered as in lectern-server: built-in defaults (the knob
- * table), then the file given with --config, then each --set in order. Any
+ * table), then the file given with --config, then the environment
+ * (LECTERN_SECTION_KEY variables), then each --set in order. Any
  * invalid value stops the program with "where: why" (exit 2) before
  * anything starts.
  */
@@ -32,7 +33,11 @@ static void usage(FILE *out)
             "Options:\n"
             "  -c, --config FILE    read knobs from FILE (see config/lectern-storage.conf)\n"
             "  -s, --set KEY=VALUE  override one knob, e.g. --set storage.batch_max=1000;\n"
-            "                       may be repeated; applied after --config\n"
+            "                       may be repeated; applied after --config and the\n"
+            "                       environment\n"
+            "Every knob can also be set by an environment variable named after it:\n"
+            "LECTERN_ and the knob upper-cased, '.' as '_' (redis.host ->\n"
+            "LECTERN_REDIS_HOST); it overrides the file, --set overrides it.\n"
             "      --print-config   print every knob with its default and help, as a\n"
             "                       config file, and exit\n"
             "      --check-config   load the configuration, report any error, and exit\n"
