@@ -24,3 +24,8 @@ uint64_t clock_wall_ms(void)
 {
     return clock_read_us(CLOCK_REALTIME) / 1000;
 }
+
+uint64_t clock_wall_us(void)
+{
+    return clock_read_us(CLOCK_REALTIME);
+}

@@ -17,5 +17,7 @@ uint64_t clock_us(void);
 
 /* Wall-clock time: milliseconds since the Unix epoch. */
 uint64_t clock_wall_ms(void);
+/* Wall-clock time in microseconds since the epoch. */
+uint64_t clock_wall_us(void);
 
 #endif

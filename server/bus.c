@@ -223,6 +223,7 @@ struct bus {
     _Atomic uint64_t published, publish_failures, received, dropped_own,
                      malformed, reconnects, queued, unconfirmed, stored, store_failures,
                      republished, confirm_us_sum, storage_publishes;
+    histogram confirm_hist;          /* queued -> confirmed, per storage copy */
 };
 
 /* --- small helpers ------------------------------------------------------- */
@@ -626,8 +627,10 @@ static void bus_pub_mark(bus *b, uint64_t tag, bool multiple, bool ok)
         if (j->result || (!multiple && j->tag != tag))
             continue;
         j->result = ok ? 1 : -1;
-        if (ok)
+        if (ok) {
             bus_add(&b->confirm_us_sum, now - j->queued_us);
+            histogram_observe_us(&b->confirm_hist, now - j->queued_us);
+        }
     }
 }
 
@@ -1351,6 +1354,7 @@ bus *bus_create(uv_loop_t *loop, const bus_config *cfg, const bus_callbacks *cb,
     b->events_tail = &b->events;
     atomic_init(&b->stop, false);
     atomic_init(&b->up, false);
+    histogram_init(&b->confirm_hist);
 
     pthread_mutex_init(&b->pub_mu, NULL);
     pthread_mutex_init(&b->con_mu, NULL);
@@ -1504,6 +1508,11 @@ size_t bus_pending(const bus *b)
 bool bus_ready(const bus *b)
 {
     return atomic_load(&b->up);
+}
+
+const histogram *bus_confirm_histogram(const bus *b)
+{
+    return &b->confirm_hist;
 }
 
 void bus_get_stats(const bus *b, bus_stats *out)

@@ -55,6 +55,7 @@
 #include <uv.h>
 
 #include "envelope.h"
+#include "histogram.h"
 
 typedef struct bus bus;
 
@@ -141,5 +142,8 @@ void bus_unbind(bus *b, const char *room);
 
 bool bus_ready(const bus *b);
 void bus_get_stats(const bus *b, bus_stats *out);
+/* Queued-to-confirmed time of each confirmed storage copy (read from any
+ * thread: the histogram's counters are atomic). */
+const histogram *bus_confirm_histogram(const bus *b);
 
 #endif

@@ -546,6 +546,56 @@ static int http_static(struct server *srv, struct lws *wsi, http_exchange **x, c
     return lws_serve_http_file(wsi, full, mime, extra, (int)sizeof extra - 1) < 0 ? -1 : 0;
 }
 
+/* GET /api/stats: the numbers an on-call engineer looks at first, as JSON
+ * (the same counters as /metrics, plus rates and latency quantiles). */
+static int http_stats(struct server *srv, struct lws *wsi, http_exchange **x)
+{
+    metrics_gauges g;
+    server_gauges(srv, &g);
+    const metrics *m = server_metrics(srv);
+    const server_rates *r = server_get_rates(srv);
+    const char *unready;
+    int ready = server_ready(srv, &unready);
+    json_t *errors = json_object();
+    for (int i = 0; i < METRICS_ERROR_REASONS; i++)
+        if (m->errors_by_reason[i])
+            json_object_set_new(errors, metrics_error_name(i),
+                                json_integer((json_int_t)m->errors_by_reason[i]));
+    json_t *v = json_pack(
+        "{s:s, s:s, s:I, s:b,"
+        " s:{s:I, s:I, s:I, s:I}, s:I, s:I,"
+        " s:{s:I, s:f, s:I, s:f, s:I},"
+        " s:{s:f, s:f, s:I},"
+        " s:{s:b, s:I}, s:{s:b, s:I, s:I, s:I, s:I, s:I, s:f, s:f},"
+        " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}}",
+        "server", server_id(srv), "version", LECTERN_VERSION,
+        "uptime_s", (json_int_t)(server_uptime_ms(srv) / 1000), "ready", ready,
+        "connections", "total", (json_int_t)g.connections, "connecting", (json_int_t)g.conn_connecting,
+        "connected", (json_int_t)g.conn_connected, "closing", (json_int_t)g.conn_closing,
+        "rooms", (json_int_t)g.rooms, "subscriptions", (json_int_t)g.subscriptions,
+        "messages", "published", (json_int_t)m->messages_published,
+        "published_per_s", r->published_per_s, "delivered", (json_int_t)m->deliveries_local,
+        "delivered_per_s", r->delivered_per_s, "replayed", (json_int_t)m->deliveries_replayed,
+        "delivery_latency_ms", "p50", histogram_quantile(&m->delivery, 0.5) * 1000,
+        "p99", histogram_quantile(&m->delivery, 0.99) * 1000,
+        "samples", (json_int_t)histogram_count(&m->delivery),
+        "registry", "up", (int)g.registry_up, "reconnects", (json_int_t)g.registry_reconnects,
+        "bus", "up", (int)g.bus_up, "reconnects", (json_int_t)g.bus_reconnects,
+        "published", (json_int_t)g.bus_published, "skipped_local_only", (json_int_t)g.bus_skipped,
+        "received", (json_int_t)g.bus_received, "stored", (json_int_t)g.bus_stored,
+        "confirm_p50_ms", g.bus_confirm ? histogram_quantile(g.bus_confirm, 0.5) * 1000 : 0.0,
+        "confirm_p99_ms", g.bus_confirm ? histogram_quantile(g.bus_confirm, 0.99) * 1000 : 0.0,
+        "refused", "auth_failures", (json_int_t)m->auth_failures,
+        "access_denied", (json_int_t)m->access_denied, "throttled", (json_int_t)m->throttled,
+        "conn_limit", (json_int_t)m->conn_limit_rejects,
+        "slow_consumers", (json_int_t)m->slow_consumers,
+        "heartbeat_timeouts", (json_int_t)m->heartbeat_timeouts,
+        "stomp_errors", (json_int_t)m->stomp_errors, "errors_by_reason", errors);
+    if (!v)
+        return http_error(wsi, x, HTTP_STATUS_INTERNAL_SERVER_ERROR, "stats unavailable");
+    return http_respond_json(wsi, x, HTTP_STATUS_OK, v);
+}
+
 /* 401 with a Bearer challenge; the body says no more than that. */
 static int http_unauthorized(struct server *srv, struct lws *wsi, http_exchange **x,
                              const char *why)
@@ -580,7 +630,15 @@ static int http_api(struct server *srv, struct lws *wsi, http_exchange **x, cons
             return http_unauthorized(srv, wsi, x, jwt_status_name(st));
     }
     int rc;
-    if (!strncmp(uri, "/api/rooms/", 11))
+    if (!strcmp(uri, "/api/stats")) {
+        /* Cluster internals: admins only, when tokens are required. */
+        if (who && who->role != JWT_ROLE_ADMIN) {
+            server_metrics(srv)->access_denied++;
+            rc = http_error(wsi, x, HTTP_STATUS_FORBIDDEN, "admins only");
+        } else {
+            rc = http_stats(srv, wsi, x);
+        }
+    } else if (!strncmp(uri, "/api/rooms/", 11))
         rc = http_room_route(srv, wsi, x, uri + 11, who);
     else if (!strcmp(uri, "/api/presence"))
         rc = http_users_online(srv, wsi, x);

@@ -8,6 +8,41 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
+
+/* The summaries session.c puts in ERROR frames (docs/protocol.md); the
+ * last row collects anything else. */
+static const char *const metrics_reasons[] = {
+    "Malformed frame", "Not connected", "Already connected",
+    "Supported protocol versions are 1.0,1.1,1.2", "Invalid heart-beat header",
+    "Missing header", "Unknown destination", "Invalid destination", "Read-only destination",
+    "Invalid identity", "Access refused", "Frame timeout", "Service unavailable",
+    "Message not stored", "Invalid x-since", "Resume failed", "Duplicate subscription id",
+    "Unknown subscription", "Invalid ack mode", "Too many subscriptions",
+    "Duplicate transaction", "Unknown transaction", "Too many transactions",
+    "Transaction too large", "Unexpected frame", "other",
+};
+#define METRICS_NREASONS (sizeof metrics_reasons / sizeof metrics_reasons[0])
+_Static_assert(METRICS_NREASONS <= METRICS_ERROR_REASONS, "raise METRICS_ERROR_REASONS");
+
+int metrics_error_reason(const char *message)
+{
+    for (size_t i = 0; i + 1 < METRICS_NREASONS; i++)
+        if (!strcmp(message, metrics_reasons[i]))
+            return (int)i;
+    return (int)METRICS_NREASONS - 1;
+}
+
+const char *metrics_error_name(int reason)
+{
+    return reason >= 0 && (size_t)reason < METRICS_NREASONS ? metrics_reasons[reason] : "other";
+}
+
+void metrics_init(metrics *m)
+{
+    memset(m, 0, sizeof *m);
+    histogram_init(&m->delivery);
+}
 
 /* One row per single-valued metric: where its value lives, and its text. */
 typedef struct metrics_row {
@@ -112,7 +147,11 @@ static const metrics_row metrics_rows[] = {
 
 static void metrics_family(buf *out, const char *name, const char *type, const char *help)
 {
-    buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    /* HELP is one line: a help text written over several lines joins up. */
+    buf_printf(out, "# HELP %s ", name);
+    for (const char *p = help; *p; p++)
+        buf_append_char(out, *p == '\n' ? ' ' : *p);
+    buf_printf(out, "\n# TYPE %s %s\n", name, type);
 }
 
 void metrics_render(const metrics *m, const metrics_gauges *g, buf *out)
@@ -124,6 +163,36 @@ void metrics_render(const metrics *m, const metrics_gauges *g, buf *out)
         metrics_family(out, r->name, r->type, r->help);
         buf_printf(out, "%s %llu\n", r->name, (unsigned long long)v);
     }
+
+    metrics_family(out, "lectern_connections_state", "gauge",
+                   "Open STOMP connections by state.");
+    buf_printf(out, "lectern_connections_state{state=\"connecting\"} %llu\n"
+                    "lectern_connections_state{state=\"connected\"} %llu\n"
+                    "lectern_connections_state{state=\"closing\"} %llu\n",
+               (unsigned long long)g->conn_connecting, (unsigned long long)g->conn_connected,
+               (unsigned long long)g->conn_closing);
+
+    static const char *const out_names[METRICS_OUT_COUNT] = {
+        "MESSAGE", "RECEIPT", "ERROR", "CONNECTED", "heartbeat",
+    };
+    metrics_family(out, "lectern_frames_out_total", "counter",
+                   "STOMP frames queued to clients, by command.");
+    for (int i = 0; i < METRICS_OUT_COUNT; i++)
+        buf_printf(out, "lectern_frames_out_total{command=\"%s\"} %llu\n", out_names[i],
+                   (unsigned long long)m->frames_out[i]);
+
+    metrics_family(out, "lectern_stomp_errors_by_reason_total", "counter",
+                   "ERROR frames sent, by their message header (docs/protocol.md).");
+    for (size_t i = 0; i < METRICS_NREASONS; i++)
+        buf_printf(out, "lectern_stomp_errors_by_reason_total{reason=\"%s\"} %llu\n",
+                   metrics_reasons[i], (unsigned long long)m->errors_by_reason[i]);
+
+    histogram_render(&m->delivery, "lectern_delivery_seconds",
+                     "SEND accepted (its server timestamp) to MESSAGE written to a subscriber's "
+                     "socket; one sample per socket write, the oldest MESSAGE in it.", out);
+    if (g->bus_confirm)
+        histogram_render(g->bus_confirm, "lectern_bus_confirm_seconds",
+                         "Storage copy queued for RabbitMQ to its publisher confirm.", out);
 
     metrics_family(out, "lectern_frames_in_total", "counter",
                    "STOMP frames received, by command (heartbeat = EOL runs).");

@@ -11,7 +11,15 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "histogram.h"
 #include "stomp.h"
+
+/* Frames we send, by kind (lectern_frames_out_total{command}). */
+enum { METRICS_OUT_MESSAGE, METRICS_OUT_RECEIPT, METRICS_OUT_ERROR, METRICS_OUT_CONNECTED,
+       METRICS_OUT_HEARTBEAT, METRICS_OUT_COUNT };
+
+/* ERROR frames by their message (lectern_stomp_errors_by_reason_total). */
+#define METRICS_ERROR_REASONS 32
 
 typedef struct metrics {
     uint64_t connections_opened;
@@ -35,6 +43,9 @@ typedef struct metrics {
     uint64_t frame_timeouts;
     uint64_t idle_timeouts;
     uint64_t restart_closes;               /* connections closed with 1012 by a drain */
+    uint64_t frames_out[METRICS_OUT_COUNT];
+    uint64_t errors_by_reason[METRICS_ERROR_REASONS];   /* metrics_error_reason() */
+    histogram delivery;                    /* SEND accepted -> MESSAGE written (sampled) */
     uint64_t http_requests;
 } metrics;
 
@@ -42,6 +53,10 @@ typedef struct metrics {
  * render time. */
 typedef struct metrics_gauges {
     uint64_t connections;
+    uint64_t conn_connecting;              /* by state: waiting for CONNECT, */
+    uint64_t conn_connected;               /* connected, */
+    uint64_t conn_closing;                 /* closing (ERROR, DISCONNECT, drain) */
+    const histogram *bus_confirm;          /* storage copy queued -> confirmed */
     uint64_t rooms;
     uint64_t subscriptions;
     uint64_t pending_bytes;
@@ -75,6 +90,15 @@ typedef struct metrics_gauges {
     uint64_t gaps_lost;
     uint64_t catchups;
 } metrics_gauges;
+
+/* Zero m (histograms included). */
+void metrics_init(metrics *m);
+
+/* The reason index of an ERROR frame's message (the summaries of
+ * docs/protocol.md are static strings; an unknown one is "other"). */
+int metrics_error_reason(const char *message);
+/* The message of a reason index. */
+const char *metrics_error_name(int reason);
 
 /* Append the Prometheus text exposition (version 0.0.4) to out. */
 void metrics_render(const metrics *m, const metrics_gauges *g, buf *out);

@@ -32,6 +32,7 @@ typedef struct msg {
     char     id[40];
     uint64_t epoch;      /* MSG_MESSAGE: the room order (see seqbuf.h) */
     uint64_t seq;
+    uint64_t ts_ms;      /* MSG_MESSAGE: the SEND's server time (wall clock) */
     size_t   len;
     char     data[];     /* len bytes */
 } msg;

@@ -174,6 +174,7 @@ static msg *relay_encode(relay *r, const envelope *env)
     msg_set_id(m, env->id, strlen(env->id));
     m->epoch = env->epoch;
     m->seq = env->seq;
+    m->ts_ms = env->ts_ms;
     return m;
 }
 

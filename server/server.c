@@ -88,6 +88,9 @@ struct server {
     uint64_t stop_started;
     int port;
     uint64_t confirm_started, goodbye_started;
+    uint64_t started_ms;         /* loop time at start, for uptime */
+    server_rates rates;          /* per-second rates over the last whole second */
+    uint64_t rate_at_ms, rate_published, rate_delivered;
     bool stopping, ctx_destroyed, goodbye_sent, goodbye_done, torn_down;
 };
 
@@ -172,7 +175,18 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 static void server_on_tick(uv_timer_t *t)
 {
     server *srv = t->data;
-    session_set_tick(srv->sessions, uv_now(&srv->loop));
+    uint64_t now = uv_now(&srv->loop);
+    session_set_tick(srv->sessions, now);
+    if (now - srv->rate_at_ms >= 1000) {
+        double secs = (double)(now - srv->rate_at_ms) / 1000.0;
+        srv->rates.published_per_s = (double)(srv->metrics.messages_published -
+                                              srv->rate_published) / secs;
+        srv->rates.delivered_per_s = (double)(srv->metrics.deliveries_local -
+                                              srv->rate_delivered) / secs;
+        srv->rate_published = srv->metrics.messages_published;
+        srv->rate_delivered = srv->metrics.deliveries_local;
+        srv->rate_at_ms = now;
+    }
 }
 
 /* Output queued during this iteration's I/O goes out in one write per
@@ -533,6 +547,7 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     srv->conf = conf;
     srv->next_session_id = 1;
     srv->listen_fd = -1;
+    metrics_init(&srv->metrics);
     server_make_id(srv);
 
     stomp_limits lim = {
@@ -626,6 +641,7 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
         srv->port = lws_get_vhost_listen_port(srv->vhost);
     }
 
+    srv->started_ms = srv->rate_at_ms = uv_now(&srv->loop);
     uv_timer_start(&srv->tick, server_on_tick, (uint64_t)(1000 / conf->hz),
                    (uint64_t)(1000 / conf->hz));
     uv_check_start(&srv->reaper, server_on_check);
@@ -675,6 +691,8 @@ registry *server_registry(server *srv) { return srv->registry; }
 presence *server_presence(server *srv) { return srv->presence; }
 history *server_history(server *srv) { return srv->history; }
 auth *server_auth(server *srv) { return srv->auth; }
+const server_rates *server_get_rates(const server *srv) { return &srv->rates; }
+uint64_t server_uptime_ms(const server *srv) { return uv_now(&srv->loop) - srv->started_ms; }
 uv_loop_t *server_loop(server *srv) { return &srv->loop; }
 uint64_t server_now_ms(const server *srv) { return uv_now(&srv->loop); }
 uint64_t server_next_session_id(server *srv) { return srv->next_session_id++; }
@@ -731,6 +749,7 @@ void server_gauges(server *srv, metrics_gauges *g)
         g->bus_republished = bs.republished;
         g->bus_storage_publishes = bs.storage_publishes;
         g->bus_confirm_us_sum = bs.confirm_us_sum;
+        g->bus_confirm = bus_confirm_histogram(srv->bus);
     }
     if (srv->history) {
         history_stats hs;

@@ -42,6 +42,14 @@ struct registry *server_registry(server *srv);
 struct presence *server_presence(server *srv);
 struct history *server_history(server *srv);
 struct auth *server_auth(server *srv);
+
+/* Rates over the last whole second (the tick measures them), for /api/stats. */
+typedef struct server_rates {
+    double published_per_s;      /* SENDs accepted */
+    double delivered_per_s;      /* MESSAGEs queued to local subscribers */
+} server_rates;
+const server_rates *server_get_rates(const server *srv);
+uint64_t server_uptime_ms(const server *srv);
 /* This server's id in the cluster (server.id, or generated at start). */
 const char *server_id(const server *srv);
 uint64_t server_now_ms(const server *srv);

@@ -61,6 +61,7 @@
 #include "stomp.h"
 #include "msgid.h"
 #include "utf8.h"
+#include "clock.h"
 
 #include <libwebsockets.h>
 #include <stdio.h>
@@ -168,9 +169,16 @@ void session_set_gauges(const session_set *set, metrics_gauges *g)
     g->connections = set->count;
     g->subscriptions = 0;
     g->pending_bytes = 0;
+    g->conn_connecting = g->conn_connected = g->conn_closing = 0;
     for (const session *s = set->head; s; s = s->next) {
         g->subscriptions += s->nsubs;
         g->pending_bytes += s->pending;
+        if (s->state == SESSION_AWAIT_CONNECT)
+            g->conn_connecting++;
+        else if (s->state == SESSION_CONNECTED && !s->draining)
+            g->conn_connected++;
+        else
+            g->conn_closing++;
     }
 }
 
@@ -278,6 +286,13 @@ static void session_push(session *s, msg *m, subscription *sub)
         s->qcap = ncap;
         s->qhead = 0;
     }
+    metrics *mt = server_metrics(s->srv);
+    if (m->kind == MSG_MESSAGE)
+        mt->frames_out[METRICS_OUT_MESSAGE]++;
+    else
+        mt->frames_out[m->data[0] == 'R' ? METRICS_OUT_RECEIPT :
+                       m->data[0] == 'E' ? METRICS_OUT_ERROR :
+                       m->data[0] == 'C' ? METRICS_OUT_CONNECTED : METRICS_OUT_HEARTBEAT]++;
     outq_entry *slot = &s->q[(s->qhead + s->qlen++) % s->qcap];
     slot->m = msg_ref(m);
     slot->sub = sub;
@@ -409,6 +424,9 @@ static int session_write(session *s)
     size_t used = 0;
     int flags;
 
+    /* The oldest MESSAGE of this write (the head, when it is one) is its
+     * latency sample; a later one in the same write is younger. */
+    uint64_t sample_ts = head->m->kind == MSG_MESSAGE && !s->frag_off ? head->m->ts_ms : 0;
     size_t hsize = entry_size(head);
     if (s->frag_off || hsize > cap) {
         /* One frame larger than a message: send it in fragments. */
@@ -432,6 +450,8 @@ static int session_write(session *s)
             size_t n = entry_size(e);
             if (entry_binary(e) != binary || used + n > cap)
                 break;
+            if (!sample_ts && e->m->kind == MSG_MESSAGE)
+                sample_ts = e->m->ts_ms;
             entry_copy(e, 0, n, out + used);
             used += n;
             session_pop(s);
@@ -444,6 +464,10 @@ static int session_write(session *s)
     mt->ws_messages_out++;
     mt->bytes_out += used;
     s->last_tx_ms = server_now_ms(s->srv);
+    if (sample_ts) {
+        uint64_t now = clock_wall_us(), at = sample_ts * 1000;
+        histogram_observe_us(&mt->delivery, now > at ? now - at : 0);
+    }
     return 0;
 }
 
@@ -616,6 +640,7 @@ static void session_error_x(session *s, const stomp_frame *f, const char *messag
              f ? stomp_command_name(f->command) : "-",
              log_q(q, sizeof q, message, strlen(message)));
     server_metrics(s->srv)->stomp_errors++;
+    server_metrics(s->srv)->errors_by_reason[metrics_error_reason(message)]++;
     s->state = SESSION_CLOSING;
     s->close_code = LWS_CLOSE_STATUS_PROTOCOL_ERR;
     s->close_reason = "STOMP ERROR";
