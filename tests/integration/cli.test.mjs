@@ -35,6 +35,39 @@ describe('command line', () => {
     assert.equal(shipped, r.stdout, 'regenerate with: bin/lectern-server --print-config > config/lectern.conf');
   });
 
+  test('docs/configuration.md is what scripts/config-docs.mjs makes of both knob tables', async () => {
+    const r = await run('node', [path.join(repoRoot, 'scripts', 'config-docs.mjs'), '--check'],
+      { env: { ...process.env, LECTERN_SERVER_BIN: serverBin } }).then(() => 0, (e) => e.stderr);
+    assert.equal(r, 0, 'regenerate with: node scripts/config-docs.mjs --write');
+  });
+
+  test('every knob can be set from its environment variable; --set wins over it; a bad value names the variable', async () => {
+    const env = (vars) => ({ env: { ...process.env, ...vars } });
+    const ok = await run(serverBin, ['--check-config'], env({ LECTERN_STOMP_MAX_FRAME: '1m', LECTERN_AUTH_MODE: 'none' }))
+      .then(() => 0, (e) => e.stderr);
+    assert.equal(ok, 0);
+    const bad = await run(serverBin, ['--check-config'], env({ LECTERN_STOMP_MAX_FRAME: 'huge' })).then(() => null, (e) => e);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /environment LECTERN_STOMP_MAX_FRAME: stomp\.max_frame = 'huge'/);
+    const over = await run(serverBin, ['--check-config', '--set', 'stomp.max_frame=1m'], env({ LECTERN_STOMP_MAX_FRAME: 'huge' }))
+      .then(() => null, (e) => e);
+    assert.equal(over.code, 2, 'the environment is applied before --set, so its error still stops the program');
+    // And the value takes effect in a running server.
+    process.env.LECTERN_HTTP_MAX_USERS = '2';
+    let s;
+    try {
+      s = await startServer();
+    } finally {
+      delete process.env.LECTERN_HTTP_MAX_USERS;
+    }
+    try {
+      assert.equal((await httpGet(s.port, '/api/presence?users=a,b')).status, 200);
+      assert.equal((await httpGet(s.port, '/api/presence?users=a,b,c')).status, 400);
+    } finally {
+      await s.stop();
+    }
+  });
+
   test('the shipped config file loads cleanly', async () => {
     const r = await runServer(['--config', path.join(repoRoot, 'config', 'lectern.conf'), '--check-config']);
     assert.equal(r.code, 0, r.stderr);

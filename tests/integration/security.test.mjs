@@ -274,22 +274,23 @@ describe('SQL', () => {
   test('hostile text in every stored field goes through prepared statements and comes back as data', async () => {
     const s = await startServer({ sets: { 'history.hole_wait_ms': 5000 } });
     const cluster = s.cluster;
+    const room = `sqli-${cluster}`;       // its own rows, however often the suite runs
     const w = await startWorker({ cluster });
     try {
       const evil = `x'); DROP TABLE messages; -- " \` ; SELECT SLEEP(5); #`;
       const c = await rawClient(s.wsUrl);
       await c.connect({ 'accept-version': '1.2', host: '/', login: `bob' OR '1'='1`, 'x-display-name': evil });
-      c.frame('SEND', { destination: '/topic/sqli', receipt: 'r', 'content-type': `text/plain'; --`, 'x-evil': evil }, evil);
+      c.frame('SEND', { destination: `/topic/${room}`, receipt: 'r', 'content-type': `text/plain'; --`, 'x-evil': evil }, evil);
       await c.waitFrame('RECEIPT');
-      c.frame('SEND', { destination: '/topic/sqli', receipt: 'r2' }, 'after');
+      c.frame('SEND', { destination: `/topic/${room}`, receipt: 'r2' }, 'after');
       await c.waitFrame('RECEIPT');
       // Read back from MySQL (the room log is bypassed by asking below a
       // message id that only MySQL can answer for once both are stored).
-      await waitFor(async () => (await sql(`SELECT COUNT(*) FROM messages WHERE room = 'sqli'`))[0][0] === '2',
+      await waitFor(async () => (await sql(`SELECT COUNT(*) FROM messages WHERE room = '${room}'`))[0][0] === '2',
         { timeout: 15000, what: 'both rows stored' });
-      const rows = await sql(`SELECT sender, sender_name, body FROM messages WHERE room = 'sqli' ORDER BY id_ms, id_n LIMIT 1`);
+      const rows = await sql(`SELECT sender, sender_name, body FROM messages WHERE room = '${room}' ORDER BY id_ms, id_n LIMIT 1`);
       assert.deepEqual(rows[0], [`bob' OR '1'='1`, evil, evil]);
-      const page = JSON.parse((await httpGet(s.port, '/api/rooms/sqli/messages?limit=10')).text);
+      const page = JSON.parse((await httpGet(s.port, `/api/rooms/${room}/messages?limit=10`)).text);
       assert.equal(page.messages[0].body, evil);
       assert.equal(page.messages[0].sender_name, evil);
       assert.equal(page.messages[0].headers['x-evil'], evil);
