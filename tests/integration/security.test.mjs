@@ -176,6 +176,7 @@ describe('limits', () => {
       const took = Date.now() - t0;
       // 10 at once (+1 on credit), the other 99 at 50/s: about 2 s.
       assert.ok(took >= 1500, `110 SENDs took ${took} ms`);
+      console.log(`# rate limit 50/s, burst 10: 110 SENDs took ${took} ms`);
       await waitFor(() => sub.frames.filter((f) => f.command === 'MESSAGE').length === 110, { what: 'all 110' });
       assert.deepEqual(sub.frames.filter((f) => f.command === 'MESSAGE').map((f) => f.body.toString()),
         Array.from({ length: 110 }, (_, i) => `m${i}`));
@@ -196,6 +197,7 @@ describe('limits', () => {
       await pub.waitFrame('RECEIPT', 10000);
       const took = Date.now() - t0;
       assert.ok(took >= 1200, `100 kB took ${took} ms`);   // (100k - 10k - one frame of credit) / 50k/s
+      console.log(`# byte limit 50 kB/s, burst 10 kB: 100 kB of SENDs took ${took} ms`);
     } finally {
       assert.equal((await s.stop()).code, 0);
     }
