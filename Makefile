@@ -8,6 +8,7 @@
 #   make run          start services and the cluster in the background, print the URLs
 #   make stop         stop everything `make run` started
 #   make bench        benchmark Lectern against RabbitMQ Web-STOMP, write docs/benchmarks.md
+#   make docker-check validate docker/ statically (compose, Dockerfile, haproxy, Prometheus, Grafana)
 #   make fuzz         libFuzzer targets, FUZZ_SECONDS (60) each; fuzz-smoke: 10 s (tests/fuzz/)
 #
 # Each variant builds in its own directory so switching flags never reuses
@@ -56,7 +57,7 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all deps test unit unit-bins integration services-test bus-test storage-test run stop \
-        clean check-deps bench client-test fuzz fuzz-smoke
+        clean check-deps bench client-test fuzz fuzz-smoke docker-check
 .DEFAULT_GOAL := all
 
 all: $(BINDIR)/lectern-server $(BINDIR)/lectern-storage $(B)/tests/lectern-load
@@ -135,6 +136,7 @@ test: check-deps
 	$(MAKE) SANITIZE=1 all unit-bins
 	$(MAKE) SANITIZE=1 unit
 	$(MAKE) fuzz-smoke
+	$(MAKE) docker-check
 	$(MAKE) client-test
 	$(MAKE) services-test
 	$(MAKE) bus-test
@@ -193,3 +195,4 @@ clean:
 
 -include $(shell find build -name '*.d' 2>/dev/null)
 include tests/fuzz/fuzz.mk
+include tests/docker/docker.mk
