@@ -29,36 +29,57 @@ struct auth {
     char *instructor_rooms;      /* comma-separated patterns */
 };
 
-auth *auth_create(const server_config *c, char *why, size_t whylen)
+/* The auth of c without a word in the log (auth_create logs, --check-config
+ * does not); NULL with why. */
+static auth *auth_build(const server_config *c, int *nkeys, char *why, size_t whylen)
 {
     auth *a = xcalloc(1, sizeof *a);
     a->jwt = !strcmp(c->auth_mode, "jwt");
     a->skew = c->auth_skew_s;
     a->student_send = c->auth_student_send;
     a->instructor_rooms = xstrdup(c->auth_instructor_rooms ? c->auth_instructor_rooms : "");
-    if (!a->jwt) {
-        log_warn("auth_disabled", "detail=\"auth.mode=none: anyone may connect as anyone and "
-                 "use every room; for development only\"");
+    *nkeys = 0;
+    if (!a->jwt)
         return a;
-    }
     a->keys = jwt_keyring_create();
     if (!c->auth_keys || !*c->auth_keys) {
         snprintf(why, whylen, "auth.mode=jwt needs auth.keys (a key file)");
         goto fail;
     }
-    int n = jwt_keyring_load(a->keys, c->auth_keys, why, whylen);
-    if (n < 0)
+    *nkeys = jwt_keyring_load(a->keys, c->auth_keys, why, whylen);
+    if (*nkeys < 0)
         goto fail;
-    if (n == 0) {
+    if (*nkeys == 0) {
         snprintf(why, whylen, "%s holds no key", c->auth_keys);
         goto fail;
     }
-    log_info("auth", "mode=jwt keys=%d skew_s=%d student_send=%s instructor_rooms=\"%s\"", n,
-             a->skew, a->student_send ? "true" : "false", a->instructor_rooms);
     return a;
 fail:
     auth_destroy(a);
     return NULL;
+}
+
+auth *auth_create(const server_config *c, char *why, size_t whylen)
+{
+    int n;
+    auth *a = auth_build(c, &n, why, whylen);
+    if (!a)
+        return NULL;
+    if (!a->jwt)
+        log_warn("auth_disabled", "detail=\"auth.mode=none: anyone may connect as anyone and "
+                 "use every room; for development only\"");
+    else
+        log_info("auth", "mode=jwt keys=%d skew_s=%d student_send=%s instructor_rooms=\"%s\"",
+                 n, a->skew, a->student_send ? "true" : "false", a->instructor_rooms);
+    return a;
+}
+
+int auth_check_config(const server_config *c, char *why, size_t whylen)
+{
+    int n;
+    auth *a = auth_build(c, &n, why, whylen);
+    auth_destroy(a);
+    return a ? 0 : -1;
 }
 
 void auth_destroy(auth *a)

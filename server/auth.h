@@ -30,6 +30,9 @@ typedef enum auth_action {
 auth *auth_create(const server_config *c, char *why, size_t whylen);
 /* Accepts NULL. */
 void auth_destroy(auth *a);
+/* What auth_create would refuse (a missing or bad key file), silently:
+ * 0, or -1 with why. For --check-config. */
+int auth_check_config(const server_config *c, char *why, size_t whylen);
 
 /* Are tokens required (auth.mode=jwt)? */
 bool auth_required(const auth *a);

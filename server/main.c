@@ -5,8 +5,10 @@
  * variables), then each --set in order, then --port. Any
  * invalid value stops the program with "where: why" before anything starts.
  */
+#include "auth.h"
 #include "config.h"
 #include "log.h"
+#include "peers.h"
 #include "server.h"
 
 #include <getopt.h>
@@ -102,6 +104,11 @@ int main(int argc, char **argv)
     if (port && cfg_set_value(server_knobs, &conf, "server.port", port, err, sizeof err) < 0)
         goto bad_config;
     if (check_only) {
+        /* What only starting would find otherwise: the key file, the proxies. */
+        peers *pp = peers_create(conf.trusted_proxies, conf.max_conns_per_ip, err, sizeof err);
+        peers_destroy(pp);
+        if (!pp || auth_check_config(&conf, err, sizeof err) < 0)
+            goto bad_config;
         printf("configuration ok\n");
         rc = 0;
         goto out;

@@ -225,6 +225,21 @@ function hostPathOf(svc, containerPath) {
   return null;
 }
 
+// The host file behind a container path: a bind mount, or a compose secret
+// with a file (mounted at /run/secrets/<name> or its target). null if none.
+function hostFileOf(svc, containerPath) {
+  const bound = hostPathOf(svc, containerPath);
+  if (bound) return bound;
+  for (const ref of asArray(svc.secrets)) {
+    const src = typeof ref === 'string' ? ref : ref.source;
+    const target = typeof ref === 'string' ? `/run/secrets/${ref}`
+      : ref.target && ref.target.startsWith('/') ? ref.target : `/run/secrets/${ref.target || ref.source}`;
+    const def = compose.secrets && compose.secrets[src];
+    if (target === containerPath && def && def.file) return path.resolve(dockerDir, def.file);
+  }
+  return null;
+}
+
 function dependsOn(svc) {
   const d = svc.depends_on;
   if (!d) return {};
@@ -900,6 +915,14 @@ for (const ls of lecternServices) {
     const childEnv = {};
     for (const k of ['PATH', 'LD_LIBRARY_PATH', 'ASAN_OPTIONS', 'UBSAN_OPTIONS', 'LSAN_OPTIONS']) if (process.env[k]) childEnv[k] = process.env[k];
     for (const [k, v] of Object.entries(env)) if (v !== undefined) childEnv[k] = v;
+    // --check-config reads the JWT key file: give it the host file mounted at
+    // the container path. A key file that is not mounted or not there is
+    // reported by the mount and auth checks; here the rest is checked alone.
+    if (childEnv.LECTERN_AUTH_KEYS) {
+      const host = hostFileOf(ls.svc, childEnv.LECTERN_AUTH_KEYS);
+      if (host && isFile(host)) childEnv.LECTERN_AUTH_KEYS = host;
+      else { delete childEnv.LECTERN_AUTH_KEYS; childEnv.LECTERN_AUTH_MODE = 'none'; }
+    }
     const r = run(BINS[ls.program], ['--config', ls.configFile, '--check-config'], { env: childEnv });
     if (r.error) return [`${BINS[ls.program]}: ${r.error.message}`];
     if (r.status !== 0) return [`exit ${r.status}: ${(r.stderr + r.stdout).trim()}`];

@@ -68,6 +68,18 @@ describe('command line', () => {
     }
   });
 
+  test('--check-config finds what only a start would: a bad trusted proxy, a JWT setup without keys', async () => {
+    const proxies = await runServer(['--check-config', '--set', 'limits.trusted_proxies=10.0.0.0/8,bogus']);
+    assert.equal(proxies.code, 2);
+    assert.match(proxies.stderr, /limits\.trusted_proxies: "bogus" is not an address/);
+    const jwt = await runServer(['--check-config', '--set', 'auth.mode=jwt']);
+    assert.equal(jwt.code, 2);
+    assert.match(jwt.stderr, /auth\.mode=jwt needs auth\.keys/);
+    const missing = await runServer(['--check-config', '--set', 'auth.mode=jwt', '--set', 'auth.keys=/nonexistent/keys']);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /cannot read \/nonexistent\/keys/);
+  });
+
   test('the shipped config file loads cleanly', async () => {
     const r = await runServer(['--config', path.join(repoRoot, 'config', 'lectern.conf'), '--check-config']);
     assert.equal(r.code, 0, r.stderr);
