@@ -164,9 +164,41 @@ static void test_print_round_trips(void **state)
     text[n] = '\0';
     fclose(f);
     assert_non_null(strstr(text, "# Title line.\n"));
-    assert_non_null(strstr(text, "[a]\n\n# A number.\n# (allowed 1..10)\nn = 5\n"));
+    assert_non_null(strstr(text, "[a]\n\n# A number.\n# (allowed 1..10) env LECTERN_A_N\nn = 5\n"));
+    assert_non_null(strstr(text, "# Any string.\n# env LECTERN_B_NAME\nname =\n"));
     assert_non_null(strstr(text, "# A size.\n# Two lines.\n"));
     assert_non_null(strstr(text, "name =\n"));
+    unlink(path);
+    free(path);
+}
+
+/* The environment sits between the file and --set; a bad value names its
+ * variable. */
+static void test_env(void **state)
+{
+    (void)state;
+    char name[64], err[256];
+    cfg_env_name("b.ratio", name, sizeof name);
+    assert_string_equal(name, "LECTERN_B_RATIO");
+    char *path = write_tmp("[a]\nn = 2\n[b]\nratio = 2.0\n");
+    setenv("LECTERN_A_N", "7", 1);
+    setenv("LECTERN_B_MODE", "slow", 1);
+    conf c = { 0 };
+    const char *sets[] = { "b.ratio=2.5", "a.n=8" };
+    assert_int_equal(cfg_load(knobs, &c, path, sets, 1, err, sizeof err), 0);
+    assert_int_equal(c.n, 7);                 /* env over the file */
+    assert_string_equal(c.mode, "slow");
+    assert_true(c.ratio == 2.5);              /* --set over the file */
+    cfg_free(knobs, &c);
+    assert_int_equal(cfg_load(knobs, &c, path, sets, 2, err, sizeof err), 0);
+    assert_int_equal(c.n, 8);                 /* --set over env */
+    cfg_free(knobs, &c);
+    setenv("LECTERN_A_N", "11", 1);
+    assert_int_equal(cfg_load(knobs, &c, NULL, NULL, 0, err, sizeof err), -1);
+    assert_non_null(strstr(err, "environment LECTERN_A_N: a.n = '11'"));
+    cfg_free(knobs, &c);
+    unsetenv("LECTERN_A_N");
+    unsetenv("LECTERN_B_MODE");
     unlink(path);
     free(path);
 }
@@ -180,6 +212,7 @@ int main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_set),
         cmocka_unit_test(test_print_round_trips),
+        cmocka_unit_test(test_env),
     };
     return cmocka_run_group_tests_name("config loader", tests, NULL, NULL);
 }
