@@ -255,7 +255,6 @@ static void session_mark_dirty(session *s)
 }
 
 static void session_kill(session *s, const char *why);
-static void session_close_politely(session *s);
 static void session_drop_slow(session *s);
 
 /* Queue one entry. Every frame counts against stomp.max_pending: a peer

@@ -755,16 +755,16 @@ check('Dockerfile build stage installs the package of every system header, pkg-c
   // (pkg-config fails, and the link with it, when one .pc file is missing).
   const mods = new Set(pcs);
   for (const m of mk.matchAll(/pkg-config --(?:libs|cflags)\s+([a-z0-9_.+ -]+?)\s*2>/g)) for (const x of m[1].trim().split(/\s+/)) if (!x.startsWith('$')) mods.add(x);
-  const todoMods = [...mods];
-  while (todoMods.length) {
-    const m = todoMods.pop();
+  const pendingMods = [...mods];
+  while (pendingMods.length) {
+    const m = pendingMods.pop();
     const pc = run('pkg-config', ['--path', m]).stdout.trim();
     if (!pc) { errs.push(`pkg-config module ${m} is not installed here (cannot tell its package)`); continue; }
     found.set(`pkg-config ${m}`, pc);
     const req = run('pkg-config', ['--print-requires', '--print-requires-private', m]).stdout;
     for (const line of req.split('\n')) {
       const r = line.trim().split(/\s/)[0];
-      if (r && !mods.has(r)) { mods.add(r); todoMods.push(r); }
+      if (r && !mods.has(r)) { mods.add(r); pendingMods.push(r); }
     }
   }
   // -l libraries the programs link besides pkg-config's (-linih -ljansson -lm).
@@ -796,12 +796,12 @@ check('Dockerfile build stage installs the package of every system header, pkg-c
     if (!build || seen.has(build)) continue;
     seen.add(build);
     const closure = new Set();
-    const todo = [...aptPackages(build).pkgs, 'libc6'];
-    while (todo.length) {
-      const pk = todo.pop();
+    const queue = [...aptPackages(build).pkgs, 'libc6'];
+    while (queue.length) {
+      const pk = queue.pop();
       if (closure.has(pk)) continue;
       closure.add(pk);
-      todo.push(...(deps.get(pk) || []));
+      queue.push(...(deps.get(pk) || []));
     }
     for (const [h, f] of found) {
       const pk = variants(f).map((v) => owner.get(v)).find(Boolean);
