@@ -131,11 +131,27 @@ const cfg_knob server_knobs[] = {
       "within this time (slowloris)." },
 
     { "redis.host", CFG_STR, K(redis_host), "127.0.0.1", 0, 0, NULL,
-      "Redis holding the registry (rooms, presence, room logs)." },
+      "Redis holding the registry (rooms, presence, room logs). Ignored when\n"
+      "redis.sentinels is set." },
     { "redis.port", CFG_INT, K(redis_port), "6390", 1, 65535, NULL,
       "Redis port (the default is the one scripts/services runs Redis on)." },
     { "redis.prefix", CFG_STR, K(redis_prefix), "lectern:", 0, 0, NULL,
       "Prefix of every registry key and channel (several clusters can share a Redis)." },
+    { "redis.sentinels", CFG_STR, K(redis_sentinels), "", 0, 0, NULL,
+      "Comma-separated Redis Sentinels, host or host:port (port 26379 when left\n"
+      "out). When set, the registry asks them for the master of\n"
+      "redis.sentinel_master, connects to it, checks its ROLE, and follows\n"
+      "failovers (+switch-master, and a READONLY reply). Empty: redis.host/port." },
+    { "redis.sentinel_master", CFG_STR, K(redis_sentinel_master), "lectern", 0, 0, NULL,
+      "The master name the Sentinels monitor (sentinel monitor <name> ...)." },
+    { "redis.wait_replicas", CFG_INT, K(redis_wait_replicas), "0", 0, 16, NULL,
+      "After each message's registry script, wait (Redis WAIT) until this many\n"
+      "replicas hold it before delivering it or answering the SEND, so that a\n"
+      "failover never loses an acknowledged message's place in the room order.\n"
+      "0: do not wait (a single Redis). With Sentinel and one replica: 1." },
+    { "redis.wait_timeout_ms", CFG_INT, K(redis_wait_timeout_ms), "100", 1, 60000, NULL,
+      "Longest WAIT; a message not replicated by then goes on anyway and is\n"
+      "counted (lectern_registry_unreplicated_total)." },
     { "redis.backoff_min_ms", CFG_INT, K(redis_backoff_min_ms), "100", 10, 60000, NULL,
       "First reconnect delay after Redis is lost; doubles, with jitter, up to the max." },
     { "redis.backoff_max_ms", CFG_INT, K(redis_backoff_max_ms), "5000", 10, 600000, NULL,
@@ -156,9 +172,13 @@ const cfg_knob server_knobs[] = {
       "Most members listed in a presence snapshot; the count is always exact." },
 
     { "bus.host", CFG_STR, K(bus_host), "127.0.0.1", 0, 0, NULL,
-      "RabbitMQ carrying messages between servers." },
+      "RabbitMQ carrying messages between servers: one node, or a cluster's\n"
+      "nodes as a comma-separated list of host or host:port (bus.port when\n"
+      "left out). Each connection starts at a random node and moves to the\n"
+      "next one in the list whenever its node fails." },
     { "bus.port", CFG_INT, K(bus_port), "5690", 1, 65535, NULL,
-      "AMQP port (the default is the one scripts/services runs RabbitMQ on)." },
+      "AMQP port of bus.host entries without one (the default is the one\n"
+      "scripts/services runs RabbitMQ on)." },
     { "bus.vhost", CFG_STR, K(bus_vhost), "/", 0, 0, NULL, "AMQP virtual host." },
     { "bus.user", CFG_STR, K(bus_user), "guest", 0, 0, NULL, "AMQP user." },
     { "bus.password", CFG_STR, K(bus_password), "guest", 0, 0, NULL, "AMQP password." },

@@ -58,6 +58,10 @@ typedef struct server_config {
     char  *redis_host;
     int    redis_port;
     char  *redis_prefix;
+    char  *redis_sentinels;
+    char  *redis_sentinel_master;
+    int    redis_wait_replicas;
+    int    redis_wait_timeout_ms;
     int    redis_backoff_min_ms;
     int    redis_backoff_max_ms;
     /* [registry] */

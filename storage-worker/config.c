@@ -22,9 +22,13 @@ const char storage_config_title[] =
 
 const cfg_knob storage_knobs[] = {
     { "amqp.host", CFG_STR, K(amqp_host), "127.0.0.1", 0, 0, NULL,
-      "RabbitMQ holding the storage queue." },
+      "RabbitMQ holding the storage queue: one node, or a cluster's nodes as a\n"
+      "comma-separated list of host or host:port (amqp.port when left out).\n"
+      "The worker starts at a random node and moves to the next one in the\n"
+      "list whenever its node fails." },
     { "amqp.port", CFG_INT, K(amqp_port), "5690", 1, 65535, NULL,
-      "AMQP port (the default is the one scripts/services runs RabbitMQ on)." },
+      "AMQP port of amqp.host entries without one (the default is the one\n"
+      "scripts/services runs RabbitMQ on)." },
     { "amqp.vhost", CFG_STR, K(amqp_vhost), "/", 0, 0, NULL, "AMQP virtual host." },
     { "amqp.user", CFG_STR, K(amqp_user), "guest", 0, 0, NULL, "AMQP user." },
     { "amqp.password", CFG_STR, K(amqp_password), "guest", 0, 0, NULL, "AMQP password." },
