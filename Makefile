@@ -10,6 +10,8 @@
 #   make bench        benchmark Lectern against RabbitMQ Web-STOMP, write docs/benchmarks.md
 #   make docker-check validate docker/ statically (compose, Dockerfile, haproxy, Prometheus, Grafana)
 #   make fuzz         libFuzzer targets, FUZZ_SECONDS (60) each; fuzz-smoke: 10 s (tests/fuzz/)
+#   make test-cluster three hosts in network namespaces (RabbitMQ cluster, Redis Sentinel):
+#                     kill a RabbitMQ node, kill the Redis master, cut a link (tests/cluster/)
 #
 # Each variant builds in its own directory so switching flags never reuses
 # stale objects.
@@ -57,7 +59,7 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all deps test unit unit-bins integration services-test bus-test storage-test run stop \
-        clean check-deps bench client-test fuzz fuzz-smoke docker-check
+        clean check-deps bench client-test fuzz fuzz-smoke docker-check test-cluster
 .DEFAULT_GOAL := all
 
 all: $(BINDIR)/lectern-server $(BINDIR)/lectern-storage $(B)/tests/lectern-load
@@ -142,6 +144,7 @@ test: check-deps
 	$(MAKE) bus-test
 	$(MAKE) storage-test
 	$(MAKE) SANITIZE=1 integration
+	$(MAKE) SANITIZE=1 test-cluster
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
@@ -172,6 +175,13 @@ integration: $(BINDIR)/lectern-server $(BINDIR)/lectern-storage $(B)/tests/lecte
 	LECTERN_STORAGE_BIN=$(abspath $(BINDIR)/lectern-storage) \
 	LECTERN_LOAD_BIN=$(abspath $(B)/tests/lectern-load) \
 	  tests/run-integration.sh $(TESTS)
+
+# The multi-host scenarios (tests/cluster/run.sh): hosts in network
+# namespaces, or on loopback addresses where namespaces cannot be made.
+test-cluster: $(BINDIR)/lectern-server $(BINDIR)/lectern-storage
+	LECTERN_SERVER_BIN=$(abspath $(BINDIR)/lectern-server) \
+	LECTERN_STORAGE_BIN=$(abspath $(BINDIR)/lectern-storage) \
+	  tests/cluster/run.sh
 
 # --- running locally ------------------------------------------------------
 

@@ -73,12 +73,16 @@ p('  RSS before, divided by connections. Latency: publish (timestamp in the body
 p('  by the subscriber, CLOCK_MONOTONIC on one machine.');
 p();
 
+// A --costs run has only the storage and cost records: no comparison pages.
+const costsOnly = !runs.some((r) => !/^(costs|storage)/.test(r.label));
 // ---------------------------------------------------------------- targets
 const fi = find('fanout-idle', 'lectern');
 const fo = find('fanout', 'lectern');
 const idle = find('idle', 'lectern');
 const conns = find('connections', 'lectern');
 const st = runs.find((r) => r.label === 'storage');
+const stq = runs.find((r) => r.label === 'storage-quorum');
+const costRedis = find('costs-redis', 'lectern'), costRabbit = find('costs-rabbitmq', 'lectern');
 const headline = fi || fo;
 const best = bestStep(headline);
 const top = topStep(headline);
@@ -128,6 +132,7 @@ if (st) {
 }
 p();
 
+if (!costsOnly) {
 // ---------------------------------------------------------------- side by side
 p('## Lectern and RabbitMQ Web-STOMP, side by side');
 p();
@@ -209,6 +214,7 @@ if (conns) {
 }
 p();
 
+}
 // ---------------------------------------------------------------- storage
 if (st) {
   p('## Storage');
@@ -217,6 +223,32 @@ if (st) {
   p(`(build/release/tests/storage-publish, ${f1(st.published_s)} s, ${n0(st.messages / st.published_s)} msg/s), then two`);
   p(`lectern-storage workers drained it into MariaDB: ${n0(st.stored)} rows in ${f1(st.drain_s)} s =`);
   p(`**${n0(st.stored / st.drain_s)} rows/s** (batched multi-row INSERT, commit, then ack).`);
+  p();
+}
+if (stq) {
+  p(`Through a quorum queue (storage.queue_type = quorum; one RabbitMQ node here, so this is the`);
+  p(`Raft log's own cost, without replication): published ${n0(stq.messages)} in ${f1(stq.published_s)} s`);
+  p(`(${n0(stq.messages / stq.published_s)} msg/s), drained ${n0(stq.stored)} rows in ${f1(stq.drain_s)} s =`);
+  p(`**${n0(stq.stored / stq.drain_s)} rows/s**.`);
+  p();
+}
+
+// ---------------------------------------------------------------- cluster costs
+if (costRedis || costRabbit) {
+  p('## What a message costs the shared parts');
+  p();
+  p('The rooms scenario (rooms of 20 spread over two servers, so every SEND is one registry');
+  p('script in Redis, one publish to the fanout exchange routed to every server\'s queue, and one');
+  p('persistent storage copy), run once sampling Redis and once sampling RabbitMQ. These are the');
+  p('per-message inputs of docs/scaling.md.');
+  p();
+  p('| Process | SENDs | Deliveries | CPU s | CPU µs per SEND | CPU µs per delivery |');
+  p('|---|---|---|---|---|---|');
+  for (const [name, r] of [['Redis', costRedis], ['RabbitMQ', costRabbit]]) {
+    if (!r) continue;
+    const sent = r.deliveries.sent, got = r.deliveries.received, cpu = r.servers.cpu_s;
+    p(`| ${name} | ${n0(sent)} | ${n0(got)} | ${f2(cpu)} | ${f1(cpu * 1e6 / sent)} | ${f2(cpu * 1e6 / got)} |`);
+  }
   p();
 }
 

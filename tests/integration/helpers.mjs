@@ -24,7 +24,7 @@ export const serverBin = process.env.LECTERN_SERVER_BIN || path.join(repoRoot, '
 // must not hide one: any report fails the file at exit.
 const sanitizerReports = [];
 const sanitizerLine = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: UndefinedBehaviorSanitizer/;
-function collectLines(logs, what) {
+export function collectLines(logs, what) {
   return (chunk) => {
     for (const line of chunk.toString().split('\n')) {
       if (!line) continue;
