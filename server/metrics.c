@@ -100,6 +100,8 @@ static const metrics_row metrics_rows[] = {
     L(servers_reaped, "lectern_servers_reaped_total", "Dead servers this server reaped."),
     L(reregistrations, "lectern_reregistrations_total",
       "Times this server found itself reaped and registered again."),
+    L(registry_unreplicated, "lectern_registry_unreplicated_total",
+      "Messages that went on although Redis WAIT found fewer replicas than redis.wait_replicas."),
     G(bus_up, "lectern_bus_up", "1 when both RabbitMQ connections are up."),
     L(bus_reconnects, "lectern_bus_reconnects_total", "Reconnects to RabbitMQ."),
     L(bus_published, "lectern_bus_published_total",

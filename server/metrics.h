@@ -64,6 +64,7 @@ typedef struct metrics_gauges {
     uint64_t registry_reconnects;
     uint64_t servers_reaped;
     uint64_t reregistrations;
+    uint64_t registry_unreplicated;
     uint64_t bus_up;
     uint64_t bus_reconnects;
     uint64_t bus_publish_failures;

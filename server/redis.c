@@ -1,9 +1,27 @@
-/* redis.c — a self-healing async Redis connection.
+/* redis.c — a self-healing async Redis connection, optionally behind Sentinel.
  *
- * Lifecycle: connecting -> (loading scripts | subscribing) -> up -> down ->
- * (backoff timer) -> connecting ... hiredis owns and frees its context after
- * the connect callback reports failure or the disconnect callback runs, so
- * r->ac is cleared in those callbacks and never touched afterwards.
+ * Lifecycle (r->state):
+ *
+ *   idle --timer--> [asking a Sentinel] --> connecting --> up
+ *     ^                   |                     |          |
+ *     +----- backoff -----+---------------------+----------+  (any failure)
+ *
+ * "connecting" runs from the TCP connect until the connection is usable:
+ * (with Sentinels: ROLE says master, then) every script loaded, or the
+ * SUBSCRIBE confirmed. One timer serves every state: in idle it is the
+ * backoff, in the other states the deadline of the current step. hiredis
+ * 0.14's async API has no connect timeout, and a server that accepts and
+ * then says nothing (or an address that drops SYNs) would otherwise wedge
+ * the connection forever.
+ *
+ * Contexts: hiredis frees a context itself after a failed connect or a
+ * disconnect, and redisAsyncFree called inside one of the context's own
+ * callbacks only takes effect when the callback returns. So every callback
+ * first checks that its context is still the one r holds (r->ac, r->q):
+ * code that abandons a context clears the pointer before freeing it, and
+ * the context's late callbacks (each pending command gets NULL) are then
+ * ignored. A context is never freed inside its connect or disconnect
+ * callback (hiredis still uses it after those return).
  *
  * Every command's callback receives a reply or NULL exactly once: hiredis
  * calls pending callbacks with NULL when the connection goes, and
@@ -12,6 +30,34 @@
  *
  * Backoff: min doubling to max with full jitter (uniform in [delay/2,
  * delay]), reset once a connection comes up.
+ *
+ * Sentinel mode (redis_use_sentinels). Before each connect the connection
+ * asks the Sentinels in turn, starting with the one that last answered,
+ * `SENTINEL get-master-addr-by-name <name>` (one short-lived connection per
+ * question, REDIS_SENTINEL_TIMEOUT_MS each); a Sentinel that is down,
+ * silent, or does not know the master, passes the turn to the next; when
+ * all failed, the normal backoff. With an address, it connects there and
+ * sends ROLE first: only "master" goes on to scripts or SUBSCRIBE. A
+ * Sentinel's answer can be stale (it has not noticed a failover yet, or the
+ * old master just came back as a replica), and a replica would accept the
+ * connection and the scripts and then refuse every write. Any failure to
+ * get a connection up from an answer moves the next question to the next
+ * Sentinel, so an answer naming an address unreachable from here costs one
+ * deadline, not the connection.
+ *
+ * Failovers are followed three ways. (1) A killed master closes our sockets:
+ * the reconnect asks again (and keeps asking, refused or told "not master",
+ * until the Sentinels have promoted the replica). (2) redis_sentinels keeps
+ * one connection to one Sentinel SUBSCRIBEd to +switch-master; when a
+ * message names our master, every connection using those Sentinels that is
+ * not already at the new address is dropped and reconnects at once (no
+ * backoff). If that Sentinel connection fails, the next Sentinel takes
+ * over. (3) A READONLY error reply to any command means we are talking to a
+ * demoted master (a network partition healed, no socket closed): the
+ * connection is dropped and rediscovers, and so does every other connection
+ * using the same Sentinels at that address (a subscriber never writes, so
+ * it would never see READONLY itself). Dropping fails the commands in
+ * flight (their callbacks get NULL), exactly like a lost connection.
  *
  * The libuv adapter is our own (hiredis's ev hooks), not the one Debian's
  * hiredis 0.14 ships: that one ignores a poll error, and libuv stops the
@@ -22,21 +68,50 @@
  */
 #include "redis.h"
 
+#include "backoff.h"
 #include "log.h"
 #include "mem.h"
 
+#include <arpa/inet.h>
 #include <hiredis/async.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Deadline of one question to one Sentinel (connect, ask, answer). Loopback
+ * and LAN Sentinels answer in well under a millisecond; this only bounds a
+ * Sentinel that is unreachable or hung. */
+#define REDIS_SENTINEL_TIMEOUT_MS 1000
+
+/* Deadline from the TCP connect to "up" (ROLE, SCRIPT LOADs or SUBSCRIBE).
+ * Generous for a loaded Redis, short enough that an unreachable master (a
+ * stale or wrong address from a Sentinel) does not stall a failover. */
+#define REDIS_HANDSHAKE_TIMEOUT_MS 2000
+
+#define REDIS_SENTINEL_PORT 26379
+
+typedef struct redis_addr {
+    char *host;
+    int port;
+} redis_addr;
+
+typedef enum redis_state {
+    REDIS_IDLE,          /* no connection; the timer is the backoff */
+    REDIS_ASKING,        /* r->q asks a Sentinel; the timer is its deadline */
+    REDIS_CONNECTING,    /* r->ac handshakes; the timer is its deadline */
+    REDIS_UP,            /* r->ac is usable; the timer is off */
+} redis_state;
+
 struct redis {
     uv_loop_t *loop;
-    char *name, *host;
+    char *name;
+    char *host;                /* where r->ac connects (Sentinel mode: the last answer) */
     int port;
-    redisAsyncContext *ac;
-    bool up, stopping;
-    uv_timer_t retry;
+    redisAsyncContext *ac;     /* the connection, or NULL */
+    redis_state state;
+    bool stopping, ever_up;
+    bool restart;              /* the timer fires for a +switch-master */
+    uv_timer_t timer;
     int backoff_min, backoff_max, backoff;
     redis_events ev;
     void *ctx;
@@ -44,10 +119,35 @@ struct redis {
     redis_script **scripts;
     size_t nscripts, loads_pending;
     uint64_t reconnects;
-    bool ever_up;
+    /* Sentinel mode */
+    redis_sentinels *sentinels;
+    redisAsyncContext *q;      /* the question to a Sentinel in flight, or NULL */
+    size_t si;                 /* the Sentinel asked (or to ask) */
+    size_t tries;              /* Sentinels asked in this round */
 };
 
-static void redis_on_retry(uv_timer_t *t);
+struct redis_sentinels {
+    uv_loop_t *loop;
+    char *name;                /* the master name */
+    redis_addr *addrs;
+    size_t n;
+    redisAsyncContext *w;      /* the +switch-master watch, or NULL */
+    size_t wi;                 /* the Sentinel it is (or will be) on */
+    bool watching;             /* w's SUBSCRIBE confirmed */
+    bool stopping;
+    unsigned failures;         /* consecutive failed watch attempts */
+    backoff bo;
+    uv_timer_t timer;          /* w's SUBSCRIBE deadline, or the delay to the next try */
+    redis **users;             /* connections following this master */
+    size_t nusers;
+    char *master_host;         /* the master a connection last came up on */
+    int master_port;
+};
+
+static void redis_on_timer(uv_timer_t *t);
+static void redis_on_switch(redis *r, const char *host, int port);
+static void sentinels_confirm(redis_sentinels *s, const char *host, int port);
+static void sentinels_demoted(redis_sentinels *s, const redis *from, const char *host, int port);
 
 /* --- libuv adapter (see the essay) ----------------------------------------- */
 
@@ -118,36 +218,95 @@ static int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
     return 0;
 }
 
+/* Start a non-blocking connect to host:port on the loop. NULL (reason in
+ * err) when it failed at once (refused on loopback usually does). */
+static redisAsyncContext *redis_dial(uv_loop_t *loop, const char *host, int port, char *err,
+                                     size_t errlen)
+{
+    redisAsyncContext *ac = redisAsyncConnect(host, port);
+    if (!ac) {
+        snprintf(err, errlen, "cannot allocate a connection");
+        return NULL;
+    }
+    if (ac->err) {
+        snprintf(err, errlen, "%s", ac->errstr);
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    if (redis_uv_attach(ac, loop) < 0) {
+        snprintf(err, errlen, "cannot poll the socket");
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    return ac;
+}
+
+/* --- one connection ---------------------------------------------------------- */
+
+/* Failures are logged on the first attempts and then once per return of the
+ * backoff to its minimum, so a long outage does not flood the log. */
+static bool redis_log_failure(const redis *r)
+{
+    return !r->ever_up || r->backoff == r->backoff_min;
+}
+
+/* Arm the timer for a deadline or a backoff; a pending restart
+ * (+switch-master) keeps it at zero. */
+static void redis_timer(redis *r, uint64_t ms)
+{
+    uv_timer_start(&r->timer, redis_on_timer, r->restart ? 0 : ms, 0);
+}
+
 static void redis_schedule_retry(redis *r)
 {
+    r->state = REDIS_IDLE;
     if (r->stopping)
         return;
     int delay = r->backoff / 2 + (int)(random() % (r->backoff / 2 + 1));
     r->backoff = r->backoff * 2 > r->backoff_max ? r->backoff_max : r->backoff * 2;
-    uv_timer_start(&r->retry, redis_on_retry, (uint64_t)delay, 0);
+    redis_timer(r, (uint64_t)delay);
 }
 
+/* The connection is gone (r->ac already cleared) or never came up. */
 static void redis_went_down(redis *r, const char *why)
 {
-    bool was_up = r->up;
-    r->up = false;
+    bool was_up = r->state == REDIS_UP;
+    r->state = REDIS_IDLE;
     if (was_up) {
         log_warn("redis_down", "conn=%s host=%s port=%d reason=\"%s\"", r->name, r->host,
                  r->port, why);
         if (r->ev.on_down)
             r->ev.on_down(r->ctx, why);
+    } else if (r->sentinels) {
+        /* The answer did not lead to a master: ask the next Sentinel first. */
+        r->si = (r->si + 1) % r->sentinels->n;
     }
     redis_schedule_retry(r);
 }
 
+/* Close r->ac now, or when the callback running on it returns: its pending
+ * commands get NULL. Then as any lost connection. */
+static void redis_drop(redis *r, const char *why)
+{
+    redisAsyncContext *ac = r->ac;
+    r->ac = NULL;
+    if (ac)
+        redisAsyncFree(ac);
+    redis_went_down(r, why);
+}
+
 static void redis_became_up(redis *r)
 {
-    r->up = true;
+    r->state = REDIS_UP;
+    if (!r->restart)
+        uv_timer_stop(&r->timer);
     r->backoff = r->backoff_min;
     if (r->ever_up)
         r->reconnects++;
     r->ever_up = true;
     log_info("redis_up", "conn=%s host=%s port=%d", r->name, r->host, r->port);
+    if (r->sentinels)
+        sentinels_confirm(r->sentinels, r->host, r->port);
     if (r->ev.on_up)
         r->ev.on_up(r->ctx);
 }
@@ -157,12 +316,12 @@ static void redis_on_script_loaded(redisAsyncContext *ac, void *reply, void *pri
     redis *r = ac->data;
     redis_script *s = privdata;
     redisReply *rep = reply;
-    if (!r || !rep)
+    if (!rep || ac != r->ac)
         return;                 /* connection gone; the next connect reloads */
     if (rep->type != REDIS_REPLY_STRING || rep->len != 40) {
         log_error("redis_script_failed", "conn=%s script=%s error=\"%s\"", r->name, s->name,
                   rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
-        redisAsyncDisconnect(ac);
+        redis_drop(r, "SCRIPT LOAD failed");
         return;
     }
     memcpy(s->sha, rep->str, 40);
@@ -176,7 +335,7 @@ static void redis_on_subscribe_reply(redisAsyncContext *ac, void *reply, void *p
     (void)privdata;
     redis *r = ac->data;
     redisReply *rep = reply;
-    if (!r || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3)
+    if (!rep || ac != r->ac || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3)
         return;
     const redisReply *kind = rep->element[0];
     if (kind->type != REDIS_REPLY_STRING)
@@ -189,20 +348,12 @@ static void redis_on_subscribe_reply(redisAsyncContext *ac, void *reply, void *p
     }
 }
 
-static void redis_on_connect(const redisAsyncContext *cac, int status)
+/* Connected (and, with Sentinels, confirmed master): load the scripts, or
+ * subscribe. */
+static void redis_handshake(redis *r)
 {
-    redis *r = cac->data;
-    redisAsyncContext *ac = (redisAsyncContext *)cac;
-    if (status != REDIS_OK) {
-        r->ac = NULL;           /* hiredis frees it after this callback */
-        if (!r->ever_up || r->backoff == r->backoff_min)
-            log_warn("redis_connect_failed", "conn=%s host=%s port=%d reason=\"%s\"", r->name,
-                     r->host, r->port, cac->errstr);
-        redis_schedule_retry(r);
-        return;
-    }
     if (r->channel) {
-        redisAsyncCommand(ac, redis_on_subscribe_reply, NULL, "SUBSCRIBE %s", r->channel);
+        redisAsyncCommand(r->ac, redis_on_subscribe_reply, NULL, "SUBSCRIBE %s", r->channel);
         return;
     }
     r->loads_pending = r->nscripts;
@@ -211,50 +362,253 @@ static void redis_on_connect(const redisAsyncContext *cac, int status)
         return;
     }
     for (size_t i = 0; i < r->nscripts; i++)
-        redisAsyncCommand(ac, redis_on_script_loaded, r->scripts[i], "SCRIPT LOAD %s",
+        redisAsyncCommand(r->ac, redis_on_script_loaded, r->scripts[i], "SCRIPT LOAD %s",
                           r->scripts[i]->body);
+}
+
+/* ROLE's answer: ["master", offset, replicas] on a master. Anything else (a
+ * replica, a Sentinel, an error) is not where commands may go. */
+static void redis_on_role(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)privdata;
+    redis *r = ac->data;
+    redisReply *rep = reply;
+    if (!rep || ac != r->ac)
+        return;
+    const char *role = "?";
+    if (rep->type == REDIS_REPLY_ERROR)
+        role = rep->str;
+    else if (rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
+             rep->element[0]->type == REDIS_REPLY_STRING)
+        role = rep->element[0]->str;
+    if (strcmp(role, "master") != 0) {
+        log_warn("redis_not_master", "conn=%s host=%s port=%d role=\"%s\"", r->name, r->host,
+                 r->port, role);
+        redis_drop(r, "not a master");
+        return;
+    }
+    redis_handshake(r);
+}
+
+static void redis_on_connect(const redisAsyncContext *cac, int status)
+{
+    redis *r = cac->data;
+    redisAsyncContext *ac = (redisAsyncContext *)cac;
+    if (ac != r->ac)
+        return;
+    if (status != REDIS_OK) {
+        r->ac = NULL;           /* hiredis frees it after this callback */
+        if (redis_log_failure(r))
+            log_warn("redis_connect_failed", "conn=%s host=%s port=%d reason=\"%s\"", r->name,
+                     r->host, r->port, cac->errstr);
+        redis_went_down(r, cac->errstr);
+        return;
+    }
+    /* Never drop the context in here (hiredis uses it after we return):
+     * the first command decides. */
+    if (r->sentinels)
+        redisAsyncCommand(ac, redis_on_role, NULL, "ROLE");
+    else
+        redis_handshake(r);
 }
 
 static void redis_on_disconnect(const redisAsyncContext *cac, int status)
 {
     redis *r = cac->data;
     (void)status;
+    if (cac != r->ac || r->stopping)
+        return;                 /* one we dropped ourselves */
     r->ac = NULL;               /* hiredis frees it after this callback */
-    if (r->stopping)
-        return;
     redis_went_down(r, cac->errstr[0] ? cac->errstr : "connection closed");
 }
 
-static void redis_connect(redis *r)
+/* Connect r->ac to r->host:r->port. */
+static void redis_open(redis *r)
 {
-    if (r->stopping || r->ac)
-        return;
-    redisAsyncContext *ac = redisAsyncConnect(r->host, r->port);
+    char err[128];
+    redisAsyncContext *ac = redis_dial(r->loop, r->host, r->port, err, sizeof err);
     if (!ac) {
-        redis_schedule_retry(r);
-        return;
-    }
-    if (ac->err) {
-        log_warn("redis_connect_failed", "conn=%s host=%s port=%d reason=\"%s\"", r->name,
-                 r->host, r->port, ac->errstr);
-        redisAsyncFree(ac);
-        redis_schedule_retry(r);
-        return;
-    }
-    if (redis_uv_attach(ac, r->loop) < 0) {
-        redisAsyncFree(ac);
-        redis_schedule_retry(r);
+        if (redis_log_failure(r))
+            log_warn("redis_connect_failed", "conn=%s host=%s port=%d reason=\"%s\"", r->name,
+                     r->host, r->port, err);
+        redis_went_down(r, err);
         return;
     }
     ac->data = r;
     r->ac = ac;
+    r->state = REDIS_CONNECTING;
     redisAsyncSetConnectCallback(ac, redis_on_connect);
     redisAsyncSetDisconnectCallback(ac, redis_on_disconnect);
+    redis_timer(r, REDIS_HANDSHAKE_TIMEOUT_MS);
 }
 
-static void redis_on_retry(uv_timer_t *t)
+/* --- discovery ------------------------------------------------------------------ */
+
+static void redis_ask(redis *r);
+
+/* The question to Sentinel r->si failed: on to the next one. */
+static void redis_ask_next(redis *r, const char *why)
 {
-    redis_connect(t->data);
+    const redis_addr *a = &r->sentinels->addrs[r->si];
+    if (redis_log_failure(r))
+        log_warn("redis_sentinel_failed", "conn=%s sentinel=%s:%d master=%s reason=\"%s\"",
+                 r->name, a->host, a->port, r->sentinels->name, why);
+    r->si = (r->si + 1) % r->sentinels->n;
+    r->tries++;
+    redis_ask(r);
+}
+
+/* `SENTINEL get-master-addr-by-name`: [host, port], or nil when the Sentinel
+ * does not know the master. */
+static void redis_on_answer(redisAsyncContext *q, void *reply, void *privdata)
+{
+    (void)privdata;
+    redis *r = q->data;
+    redisReply *rep = reply;
+    if (q != r->q)
+        return;                 /* abandoned: timeout, restart or destroy */
+    r->q = NULL;
+    redisAsyncFree(q);          /* once this callback returns; one question each */
+    long port = 0;
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_STRING && rep->element[0]->len > 0 &&
+        rep->element[1]->type == REDIS_REPLY_STRING) {
+        char *end;
+        port = strtol(rep->element[1]->str, &end, 10);
+        if (*end || port < 1 || port > 65535)
+            port = 0;
+    }
+    if (!port) {
+        const char *why = !rep ? (q->errstr[0] ? q->errstr : "connection closed")
+                        : rep->type == REDIS_REPLY_ERROR ? rep->str
+                        : rep->type == REDIS_REPLY_NIL ? "master unknown to this Sentinel"
+                        : "unexpected reply";
+        redis_ask_next(r, why);
+        return;
+    }
+    free(r->host);
+    r->host = xstrndup(rep->element[0]->str, rep->element[0]->len);
+    r->port = (int)port;
+    redis_open(r);
+}
+
+/* Ask Sentinels from r->si on until one takes the question; after a whole
+ * round of failures, back off. */
+static void redis_ask(redis *r)
+{
+    redis_sentinels *s = r->sentinels;
+    while (r->tries < s->n) {
+        const redis_addr *a = &s->addrs[r->si];
+        char err[128];
+        redisAsyncContext *q = redis_dial(r->loop, a->host, a->port, err, sizeof err);
+        if (q && redisAsyncCommand(q, redis_on_answer, NULL, "SENTINEL get-master-addr-by-name %s",
+                                   s->name) != REDIS_OK) {
+            redisAsyncFree(q);
+            q = NULL;
+            snprintf(err, sizeof err, "cannot send");
+        }
+        if (q) {
+            q->data = r;
+            r->q = q;
+            r->state = REDIS_ASKING;
+            redis_timer(r, REDIS_SENTINEL_TIMEOUT_MS);
+            return;
+        }
+        if (redis_log_failure(r))
+            log_warn("redis_sentinel_failed", "conn=%s sentinel=%s:%d master=%s reason=\"%s\"",
+                     r->name, a->host, a->port, s->name, err);
+        r->si = (r->si + 1) % s->n;
+        r->tries++;
+    }
+    if (redis_log_failure(r))
+        log_warn("redis_no_master", "conn=%s master=%s sentinels=%zu", r->name, s->name, s->n);
+    redis_schedule_retry(r);
+}
+
+static void redis_connect(redis *r)
+{
+    if (r->stopping || r->ac || r->q)
+        return;
+    if (r->sentinels) {
+        r->tries = 0;
+        redis_ask(r);
+    } else {
+        redis_open(r);
+    }
+}
+
+/* Give up the question and the connection in progress (or up). */
+static void redis_abandon(redis *r, const char *why)
+{
+    if (r->q) {
+        redisAsyncContext *q = r->q;
+        r->q = NULL;
+        redisAsyncFree(q);
+    }
+    if (r->ac)
+        redis_drop(r, why);
+    r->state = REDIS_IDLE;
+}
+
+static void redis_on_timer(uv_timer_t *t)
+{
+    redis *r = t->data;
+    if (r->stopping)
+        return;
+    if (r->restart) {
+        /* The master moved: from wherever we are, ask again at once. */
+        r->restart = false;
+        redis_abandon(r, "the master moved (+switch-master)");
+        r->backoff = r->backoff_min;
+        redis_connect(r);
+        return;
+    }
+    switch (r->state) {
+    case REDIS_IDLE:
+        redis_connect(r);
+        break;
+    case REDIS_ASKING: {
+        redisAsyncContext *q = r->q;
+        r->q = NULL;
+        if (q)
+            redisAsyncFree(q);  /* its callback gets NULL and sees it abandoned */
+        redis_ask_next(r, "timeout");
+        break;
+    }
+    case REDIS_CONNECTING:
+        if (redis_log_failure(r))
+            log_warn("redis_connect_failed", "conn=%s host=%s port=%d reason=\"timeout\"",
+                     r->name, r->host, r->port);
+        redis_drop(r, "timeout");
+        break;
+    case REDIS_UP:
+        break;
+    }
+}
+
+/* The master at host:port was demoted (one connection saw READONLY): the
+ * other connections there move too. A subscriber connection never writes,
+ * so it would not find out by itself; on a replica it would only receive
+ * what replication forwards. */
+static void redis_on_demoted(redis *r, const char *host, int port)
+{
+    if (r->stopping || !r->ac || r->port != port || strcmp(r->host, host) != 0)
+        return;
+    r->restart = true;
+    uv_timer_start(&r->timer, redis_on_timer, 0, 0);
+}
+
+/* A +switch-master for our master: move unless already there. */
+static void redis_on_switch(redis *r, const char *host, int port)
+{
+    if (r->stopping)
+        return;
+    if (r->ac && r->port == port && !strcmp(r->host, host))
+        return;                 /* connecting or up at the new master already */
+    r->restart = true;
+    /* From the timer, not from inside the Sentinel connection's callback:
+     * dropping runs the callers' callbacks, which may do anything. */
+    uv_timer_start(&r->timer, redis_on_timer, 0, 0);
 }
 
 redis *redis_create(uv_loop_t *loop, const char *name, const char *host, int port,
@@ -270,10 +624,11 @@ redis *redis_create(uv_loop_t *loop, const char *name, const char *host, int por
     r->backoff = r->backoff_min;
     r->ev = *ev;
     r->ctx = ctx;
-    uv_timer_init(loop, &r->retry);
-    r->retry.data = r;
+    r->state = REDIS_IDLE;
+    uv_timer_init(loop, &r->timer);
+    r->timer.data = r;
     /* First connect on the next loop turn, after scripts are registered. */
-    uv_timer_start(&r->retry, redis_on_retry, 0, 0);
+    uv_timer_start(&r->timer, redis_on_timer, 0, 0);
     return r;
 }
 
@@ -287,6 +642,13 @@ void redis_subscribe(redis *r, const char *channel)
 {
     free(r->channel);
     r->channel = xstrdup(channel);
+}
+
+void redis_use_sentinels(redis *r, redis_sentinels *s)
+{
+    r->sentinels = s;
+    s->users = xrealloc(s->users, (s->nusers + 1) * sizeof *s->users);
+    s->users[s->nusers++] = r;
 }
 
 static void redis_on_closed(uv_handle_t *h)
@@ -304,19 +666,33 @@ void redis_destroy(redis *r)
     if (!r)
         return;
     r->stopping = true;
-    r->up = false;
+    r->state = REDIS_IDLE;      /* pending callbacks that send again get -1 */
+    if (r->sentinels) {
+        redis_sentinels *s = r->sentinels;
+        for (size_t i = 0; i < s->nusers; i++) {
+            if (s->users[i] == r) {
+                s->users[i] = s->users[--s->nusers];
+                break;
+            }
+        }
+    }
+    if (r->q) {
+        redisAsyncContext *q = r->q;
+        r->q = NULL;
+        redisAsyncFree(q);
+    }
     if (r->ac) {
         redisAsyncContext *ac = r->ac;
         r->ac = NULL;
         redisAsyncFree(ac);     /* pending callbacks get NULL now */
     }
-    uv_timer_stop(&r->retry);
-    uv_close((uv_handle_t *)&r->retry, redis_on_closed);
+    uv_timer_stop(&r->timer);
+    uv_close((uv_handle_t *)&r->timer, redis_on_closed);
 }
 
 bool redis_up(const redis *r)
 {
-    return r->up;
+    return r->state == REDIS_UP;
 }
 
 uint64_t redis_reconnects(const redis *r)
@@ -333,16 +709,27 @@ typedef struct redis_call {
 
 static void redis_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    (void)ac;
     redis_call *c = privdata;
-    c->fn(c->privdata, reply);
+    redisReply *rep = reply;
+    redis *r = ac->data;
+    /* A master demoted to replica answers writes with READONLY: drop the
+     * connection first (the commands behind this one fail), so that the
+     * caller already sees "down" when it handles the error. */
+    if (rep && rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "READONLY", 8) &&
+        ac == r->ac && !r->stopping) {
+        log_warn("redis_readonly", "conn=%s host=%s port=%d", r->name, r->host, r->port);
+        if (r->sentinels)
+            sentinels_demoted(r->sentinels, r, r->host, r->port);
+        redis_drop(r, "READONLY: the master was demoted");
+    }
+    c->fn(c->privdata, rep);
     free(c);
 }
 
 int redis_argv(redis *r, redis_reply_fn fn, void *privdata, int argc, const char **argv,
                const size_t *lens)
 {
-    if (!r->up || !r->ac)
+    if (r->state != REDIS_UP || !r->ac)
         return -1;
     redis_call *c = xmalloc(sizeof *c);
     c->fn = fn;
@@ -352,4 +739,274 @@ int redis_argv(redis *r, redis_reply_fn fn, void *privdata, int argc, const char
         return -1;
     }
     return 0;
+}
+
+/* --- Sentinels: the list, and the +switch-master watch ----------------------------- */
+
+/* One "host", "host:port", "[v6]" or "[v6]:port" (trimmed) into a. */
+static int sentinels_parse_one(const char *p, size_t len, redis_addr *a, char *err, size_t errlen)
+{
+    while (len && (*p == ' ' || *p == '\t')) {
+        p++;
+        len--;
+    }
+    while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+        len--;
+    const char *host = p, *port = NULL;
+    size_t hlen = len;
+    if (len && *p == '[') {
+        const char *close = memchr(p, ']', len);
+        if (!close) {
+            snprintf(err, errlen, "'[' without ']' in '%.*s'", (int)len, p);
+            return -1;
+        }
+        host = p + 1;
+        hlen = (size_t)(close - host);
+        size_t rest = len - (size_t)(close + 1 - p);
+        if (rest && close[1] != ':') {
+            snprintf(err, errlen, "junk after ']' in '%.*s'", (int)len, p);
+            return -1;
+        }
+        if (rest)
+            port = close + 2;
+    } else {
+        const char *colon = memchr(p, ':', len);
+        /* One colon: host:port. More: a bare IPv6 address (which must then
+         * be one, or "a:b:c" typos would pass as hosts). */
+        if (colon && !memchr(colon + 1, ':', len - (size_t)(colon + 1 - p))) {
+            hlen = (size_t)(colon - p);
+            port = colon + 1;
+        } else if (colon) {
+            char v6[64];
+            struct in6_addr in6;
+            if (len >= sizeof v6 || (memcpy(v6, p, len), v6[len] = '\0',
+                                     inet_pton(AF_INET6, v6, &in6) != 1)) {
+                snprintf(err, errlen, "neither host:port nor an IPv6 address: '%.*s'", (int)len, p);
+                return -1;
+            }
+        }
+    }
+    if (hlen == 0 || hlen > 255) {
+        snprintf(err, errlen, "empty or overlong host in '%.*s'", (int)len, p);
+        return -1;
+    }
+    long pv = REDIS_SENTINEL_PORT;
+    if (port) {
+        size_t plen = len - (size_t)(port - p);
+        pv = 0;
+        for (size_t i = 0; i < plen; i++) {
+            if (port[i] < '0' || port[i] > '9' || pv > 65535) {
+                pv = 0;
+                break;
+            }
+            pv = pv * 10 + (port[i] - '0');
+        }
+        if (plen == 0 || pv < 1 || pv > 65535) {
+            snprintf(err, errlen, "bad port in '%.*s'", (int)len, p);
+            return -1;
+        }
+    }
+    a->host = xstrndup(host, hlen);
+    a->port = (int)pv;
+    return 0;
+}
+
+static void sentinels_free(redis_sentinels *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->addrs[i].host);
+    free(s->addrs);
+    free(s->users);
+    free(s->name);
+    free(s->master_host);
+    free(s);
+}
+
+static void sentinels_on_timer(uv_timer_t *t);
+
+/* The watch failed (w already cleared): next Sentinel, at once while some of
+ * this round are untried, after a backoff once all failed. */
+static void sentinels_watch_failed(redis_sentinels *s, const char *why)
+{
+    const redis_addr *a = &s->addrs[s->wi];
+    if (s->watching)
+        log_warn("redis_sentinel_watch_lost", "sentinel=%s:%d reason=\"%s\"", a->host, a->port,
+                 why);
+    else if (s->failures < s->n)
+        log_warn("redis_sentinel_watch_failed", "sentinel=%s:%d reason=\"%s\"", a->host, a->port,
+                 why);
+    s->watching = false;
+    s->failures++;
+    s->wi = (s->wi + 1) % s->n;
+    int delay = s->failures % s->n ? 0 : backoff_next(&s->bo);
+    uv_timer_start(&s->timer, sentinels_on_timer, (uint64_t)delay, 0);
+}
+
+/* "+switch-master <name> <old ip> <old port> <new ip> <new port>" */
+static void sentinels_on_switch(redis_sentinels *s, const char *text, size_t len)
+{
+    char buf[512], *save = NULL, *f[5];
+    if (len >= sizeof buf)
+        return;
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    for (int i = 0; i < 5; i++)
+        if (!(f[i] = strtok_r(i ? NULL : buf, " ", &save)))
+            return;
+    if (strcmp(f[0], s->name) != 0)
+        return;                 /* another master these Sentinels monitor */
+    char *end;
+    long port = strtol(f[4], &end, 10);
+    if (*end || port < 1 || port > 65535)
+        return;
+    log_info("redis_switch_master", "master=%s from=%s:%s to=%s:%ld", s->name, f[1], f[2], f[3],
+             port);
+    for (size_t i = 0; i < s->nusers; i++)
+        redis_on_switch(s->users[i], f[3], (int)port);
+}
+
+static void sentinels_on_message(redisAsyncContext *w, void *reply, void *privdata)
+{
+    (void)privdata;
+    redis_sentinels *s = w->data;
+    redisReply *rep = reply;
+    if (w != s->w)
+        return;                 /* abandoned */
+    if (!rep) {
+        s->w = NULL;            /* hiredis is freeing it */
+        sentinels_watch_failed(s, w->errstr[0] ? w->errstr : "connection closed");
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
+        rep->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    const char *kind = rep->element[0]->str;
+    if (!strcmp(kind, "subscribe")) {
+        const redis_addr *a = &s->addrs[s->wi];
+        s->watching = true;
+        s->failures = 0;
+        backoff_reset(&s->bo);
+        uv_timer_stop(&s->timer);
+        log_info("redis_sentinel_watch", "sentinel=%s:%d master=%s", a->host, a->port, s->name);
+    } else if (!strcmp(kind, "message") && rep->element[2]->type == REDIS_REPLY_STRING) {
+        sentinels_on_switch(s, rep->element[2]->str, rep->element[2]->len);
+    }
+}
+
+static void sentinels_watch(redis_sentinels *s)
+{
+    const redis_addr *a = &s->addrs[s->wi];
+    char err[128];
+    redisAsyncContext *w = redis_dial(s->loop, a->host, a->port, err, sizeof err);
+    if (w && redisAsyncCommand(w, sentinels_on_message, NULL, "SUBSCRIBE +switch-master") !=
+                 REDIS_OK) {
+        redisAsyncFree(w);
+        w = NULL;
+        snprintf(err, sizeof err, "cannot send");
+    }
+    if (!w) {
+        sentinels_watch_failed(s, err);
+        return;
+    }
+    /* Failures of any kind end in sentinels_on_message with NULL (hiredis
+     * runs the subscription's callback when it frees the context). */
+    w->data = s;
+    s->w = w;
+    s->watching = false;
+    uv_timer_start(&s->timer, sentinels_on_timer, REDIS_SENTINEL_TIMEOUT_MS, 0);
+}
+
+static void sentinels_on_timer(uv_timer_t *t)
+{
+    redis_sentinels *s = t->data;
+    if (s->stopping)
+        return;
+    if (s->w && !s->watching) {
+        redisAsyncContext *w = s->w;
+        s->w = NULL;
+        redisAsyncFree(w);
+        sentinels_watch_failed(s, "timeout");
+        return;
+    }
+    if (!s->w)
+        sentinels_watch(s);
+}
+
+static void sentinels_demoted(redis_sentinels *s, const redis *from, const char *host, int port)
+{
+    for (size_t i = 0; i < s->nusers; i++)
+        if (s->users[i] != from)
+            redis_on_demoted(s->users[i], host, port);
+}
+
+/* A connection came up on host:port, confirmed master: log when that is a
+ * different master than before (startup, and each failover followed). */
+static void sentinels_confirm(redis_sentinels *s, const char *host, int port)
+{
+    if (s->master_host && s->master_port == port && !strcmp(s->master_host, host))
+        return;
+    free(s->master_host);
+    s->master_host = xstrdup(host);
+    s->master_port = port;
+    log_info("redis_master", "master=%s host=%s port=%d", s->name, host, port);
+}
+
+redis_sentinels *redis_sentinels_create(uv_loop_t *loop, const char *list, const char *name,
+                                        int backoff_min_ms, int backoff_max_ms, char *err,
+                                        size_t errlen)
+{
+    if (!name || !*name) {
+        snprintf(err, errlen, "redis.sentinel_master is empty");
+        return NULL;
+    }
+    redis_sentinels *s = xcalloc(1, sizeof *s);
+    for (const char *p = list; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        s->addrs = xrealloc(s->addrs, (s->n + 1) * sizeof *s->addrs);
+        if (sentinels_parse_one(p, len, &s->addrs[s->n], err, errlen) < 0) {
+            sentinels_free(s);
+            return NULL;
+        }
+        s->n++;
+        if (!comma)
+            break;
+        p = comma + 1;
+        if (!*p) {
+            snprintf(err, errlen, "empty entry at the end");
+            sentinels_free(s);
+            return NULL;
+        }
+    }
+    if (s->n == 0) {
+        snprintf(err, errlen, "no Sentinel listed");
+        sentinels_free(s);
+        return NULL;
+    }
+    s->loop = loop;
+    s->name = xstrdup(name);
+    backoff_init(&s->bo, backoff_min_ms, backoff_max_ms, (uint64_t)(uintptr_t)s);
+    uv_timer_init(loop, &s->timer);
+    s->timer.data = s;
+    uv_timer_start(&s->timer, sentinels_on_timer, 0, 0);
+    return s;
+}
+
+static void sentinels_on_closed(uv_handle_t *h)
+{
+    sentinels_free(h->data);
+}
+
+void redis_sentinels_destroy(redis_sentinels *s)
+{
+    if (!s)
+        return;
+    s->stopping = true;
+    if (s->w) {
+        redisAsyncContext *w = s->w;
+        s->w = NULL;
+        redisAsyncFree(w);
+    }
+    uv_timer_stop(&s->timer);
+    uv_close((uv_handle_t *)&s->timer, sentinels_on_closed);
 }

@@ -9,6 +9,13 @@
  * been loaded (SCRIPT LOAD), so callers send EVALSHA with the script's
  * sha (redis_script.sha) without ever seeing NOSCRIPT. A subscriber connection (redis_subscribe) is up once its
  * SUBSCRIBE is confirmed, and reports each published message.
+ *
+ * With Redis Sentinel (redis_sentinels, attached with redis_use_sentinels)
+ * a connection does not have a fixed address: before each connect it asks
+ * the Sentinels for the master, and it is up only once that server's ROLE
+ * says "master". It follows failovers: a +switch-master naming our master,
+ * or a READONLY reply to any command, drops the connection and the next
+ * connect asks the Sentinels again.
  */
 #ifndef LECTERN_REDIS_H
 #define LECTERN_REDIS_H
@@ -20,6 +27,7 @@
 #include <uv.h>
 
 typedef struct redis redis;
+typedef struct redis_sentinels redis_sentinels;
 
 /* A reply, or NULL when the command failed to complete (not connected, or
  * the connection dropped before the reply). Error replies are passed as is
@@ -39,8 +47,11 @@ typedef struct redis_script {
     char sha[41];          /* filled by SCRIPT LOAD on each connect */
 } redis_script;
 
-/* Start connecting. name tags the log lines ("registry", "presence").
- * Strings are copied; ev is copied; ctx is borrowed. */
+/* Start connecting (on the next loop turn). name tags the log lines
+ * ("registry", "presence"). host and port are the server's address; with
+ * Sentinels (redis_use_sentinels) they are only the fallback shown in logs
+ * until a master has been found. Strings are copied; ev is copied; ctx is
+ * borrowed. */
 redis *redis_create(uv_loop_t *loop, const char *name, const char *host, int port,
                     int backoff_min_ms, int backoff_max_ms, const redis_events *ev, void *ctx);
 
@@ -55,11 +66,31 @@ void redis_add_script(redis *r, redis_script *s);
 /* Before the first connect: make this a subscriber connection for channel. */
 void redis_subscribe(redis *r, const char *channel);
 
+/* Before the first connect: find the master through these Sentinels, and
+ * follow its failovers. s is borrowed; destroy every redis using it before
+ * s itself. */
+void redis_use_sentinels(redis *r, redis_sentinels *s);
+
 bool redis_up(const redis *r);
 uint64_t redis_reconnects(const redis *r);
 
 /* Send a command. Returns 0, or -1 (fn is not called) when not up. */
 int redis_argv(redis *r, redis_reply_fn fn, void *privdata, int argc, const char **argv,
                const size_t *lens);
+
+/* --- Sentinels ----------------------------------------------------------- */
+
+/* The Sentinels of master `name`: `list` is "host[:port],..." (port 26379
+ * when left out; "[v6addr]:port" for IPv6). Starts watching for failovers
+ * at once: one connection to one Sentinel, SUBSCRIBEd to +switch-master,
+ * moving to the next Sentinel when it fails. Returns NULL with the reason
+ * in err when the list is empty or invalid. Strings are copied. */
+redis_sentinels *redis_sentinels_create(uv_loop_t *loop, const char *list, const char *name,
+                                        int backoff_min_ms, int backoff_max_ms, char *err,
+                                        size_t errlen);
+
+/* Stop watching. Every redis using s must have been destroyed. The loop
+ * must run once more for the handles to close. Accepts NULL. */
+void redis_sentinels_destroy(redis_sentinels *s);
 
 #endif

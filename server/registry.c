@@ -33,6 +33,32 @@
  * incarnation of this server id left (as a reap would), registers the
  * server, then the mirror is replayed with counts. Joins of a room's first
  * member (or the first member replayed) report the room's (epoch, seq).
+ *
+ * High availability: with redis.sentinels both connections (commands, and
+ * the presence subscription) find the master through Sentinel and follow
+ * failovers (server/redis.c). A failover looks like any reconnect here, and
+ * the reconnect is what rebuilds this server's part on the new master:
+ * hello, the replay of the mirror, a presence resync, and each room's
+ * (epoch, seq) for the relay's catch-up.
+ *
+ * WAIT (redis.wait_replicas > 0). Redis replicates asynchronously: a
+ * master can acknowledge a publish script (INCR of the room's seq, XADD to
+ * its log) and die before the replica has it. The promoted replica then
+ * hands out that seq again, to the next message; every server that already
+ * saw the lost message (its own relay, the bus, a catch-up read) holds that
+ * seq as delivered, and its seqbuf drops the new message as a duplicate: a
+ * confirmed message silently lost for some members and its successor lost
+ * for others. So each publish is followed, on the same connection (WAIT
+ * covers the writes of the connection it is sent on), by WAIT <n> <timeout>,
+ * and its outcome goes to the caller (delivery, bus, RECEIPT) only after
+ * WAIT answered. WAIT blocks the connection while it waits, so at most one
+ * is in flight: publishes sent meanwhile are covered by the next WAIT,
+ * sent when the current one answers. Without replicas each batch costs
+ * wait_timeout_ms, not each message. Too few replicas by the deadline: the
+ * messages go on (availability first) and are counted
+ * (lectern_registry_unreplicated_total). The connection lost before WAIT
+ * answered: the publish fails (no RECEIPT), as when the script's own reply
+ * is lost.
  */
 #include "registry.h"
 
@@ -299,14 +325,27 @@ typedef struct reg_user {
     char user[];
 } reg_user;
 
+typedef struct publish_call publish_call;
+
+/* Publishes waiting for a WAIT, in the order they were sent. */
+typedef struct publish_list {
+    publish_call *head, **tail;
+} publish_list;
+
 struct registry {
     uv_loop_t *loop;
     registry_events ev;
     void *ctx;
     char *host, *prefix, *server_id;
     int port, heartbeat_ms, ttl_ms, reap_ms, history_max, history_ttl_ms, presence_max;
+    int wait_replicas, wait_timeout_ms;
+    redis_sentinels *sentinels; /* NULL: a single Redis at host:port */
     redis *cmd;                /* commands and scripts */
     redis *sub;                /* presence events */
+    publish_list wait_cur;     /* covered by the WAIT in flight */
+    publish_list wait_next;    /* sent after it: the next WAIT covers them */
+    bool wait_inflight;
+    bool unreplicated;         /* the last WAIT came back short (logged once) */
     bool registered;           /* hello done and mirror replayed */
     bool registering;
     uv_timer_t heartbeat, reap;
@@ -750,9 +789,25 @@ static void registry_on_sub_up(void *ctx)
 }
 
 registry *registry_create(uv_loop_t *loop, const registry_config *cfg, const registry_events *ev,
-                          void *ctx)
+                          void *ctx, char *err, size_t errlen)
 {
+    redis_sentinels *sentinels = NULL;
+    if (cfg->sentinels && *cfg->sentinels) {
+        char why[200];
+        sentinels = redis_sentinels_create(loop, cfg->sentinels, cfg->sentinel_master,
+                                           cfg->backoff_min_ms, cfg->backoff_max_ms, why,
+                                           sizeof why);
+        if (!sentinels) {
+            snprintf(err, errlen, "redis.sentinels: %s", why);
+            return NULL;
+        }
+    }
     registry *g = xcalloc(1, sizeof *g);
+    g->sentinels = sentinels;
+    g->wait_replicas = cfg->wait_replicas;
+    g->wait_timeout_ms = cfg->wait_timeout_ms > 0 ? cfg->wait_timeout_ms : 1;
+    g->wait_cur.tail = &g->wait_cur.head;
+    g->wait_next.tail = &g->wait_next.head;
     g->loop = loop;
     g->ev = *ev;
     g->ctx = ctx;
@@ -772,6 +827,8 @@ registry *registry_create(uv_loop_t *loop, const registry_config *cfg, const reg
                           cfg->backoff_max_ms, &cmd_ev, g);
     for (size_t i = 0; i < sizeof registry_scripts / sizeof registry_scripts[0]; i++)
         redis_add_script(g->cmd, registry_scripts[i]);
+    if (g->sentinels)
+        redis_use_sentinels(g->cmd, g->sentinels);
 
     redis_events sub_ev = { registry_on_sub_up, NULL, registry_on_event };
     g->sub = redis_create(loop, "presence", cfg->host, cfg->port, cfg->backoff_min_ms,
@@ -779,6 +836,15 @@ registry *registry_create(uv_loop_t *loop, const registry_config *cfg, const reg
     char channel[256];
     snprintf(channel, sizeof channel, "%spresence", cfg->prefix);
     redis_subscribe(g->sub, channel);
+    if (g->sentinels)
+        redis_use_sentinels(g->sub, g->sentinels);
+    if (g->sentinels) {
+        char list[512], name[128];
+        log_info("registry_sentinels", "sentinels=%s master=%s wait_replicas=%d",
+                 log_q(list, sizeof list, cfg->sentinels, strlen(cfg->sentinels)),
+                 log_q(name, sizeof name, cfg->sentinel_master, strlen(cfg->sentinel_master)),
+                 g->wait_replicas);
+    }
 
     uv_timer_init(loop, &g->heartbeat);
     g->heartbeat.data = g;
@@ -828,7 +894,9 @@ void registry_destroy(registry *g)
     g->registered = false;
     redis_destroy(g->cmd);     /* pending calls complete with NULL now */
     redis_destroy(g->sub);
+    redis_sentinels_destroy(g->sentinels);     /* after its users */
     g->cmd = g->sub = NULL;
+    g->sentinels = NULL;
     g->closing = 2;
     uv_close((uv_handle_t *)&g->heartbeat, registry_on_timer_closed);
     uv_close((uv_handle_t *)&g->reap, registry_on_timer_closed);
@@ -881,27 +949,132 @@ void registry_get_stats(const registry *g, registry_stats *out)
 
 /* --- publish ------------------------------------------------------------------ */
 
-typedef struct publish_call {
+/* One publish. Its outcome is taken from the script's reply at once (hiredis
+ * frees the reply when the callback returns); with WAIT it is held in a
+ * publish_list until the WAIT after it answered. */
+struct publish_call {
+    publish_call *next;
     envelope *env;
     registry_publish_fn fn;
     void *ctx;
-} publish_call;
+    int others;
+    bool answered;             /* the script's reply came; ok says how it went */
+    bool ok;
+    bool held;                 /* in a publish_list: registry_on_wait completes it */
+    bool lost;                 /* the connection went before its WAIT answered */
+};
+
+static void publish_finish(publish_call *c)
+{
+    c->fn(c->ctx, c->env, c->others, c->ok && !c->lost);
+    free(c);
+}
+
+static void publish_list_add(publish_list *l, publish_call *c)
+{
+    c->next = NULL;
+    *l->tail = c;
+    l->tail = &c->next;
+}
+
+/* Take the whole list (it is left empty). */
+static publish_call *publish_list_take(publish_list *l)
+{
+    publish_call *head = l->head;
+    l->head = NULL;
+    l->tail = &l->head;
+    return head;
+}
 
 static void registry_on_publish(void *privdata, redisReply *r)
 {
     publish_call *c = privdata;
-    bool ok = reply_ok(r, "publish") && r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
-              r->element[0]->type == REDIS_REPLY_STRING;
-    int others = 0;
-    if (ok) {
+    c->answered = true;
+    c->ok = reply_ok(r, "publish") && r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+            r->element[0]->type == REDIS_REPLY_STRING;
+    if (c->ok) {
         free(c->env->id);
         c->env->id = xstrndup(r->element[0]->str, r->element[0]->len);
         c->env->seq = reply_u64(r->element[1]);
         c->env->epoch = reply_u64(r->element[2]);
-        others = (int)reply_u64(r->element[3]);
+        c->others = (int)reply_u64(r->element[3]);
     }
-    c->fn(c->ctx, c->env, others, ok);
-    free(c);
+    if (!c->held)
+        publish_finish(c);
+}
+
+/* The connection is going (a WAIT could not be sent, or was lost): the
+ * held publishes fail; one not answered yet completes with its reply,
+ * which is NULL then. */
+static void registry_release(publish_call *c)
+{
+    while (c) {
+        publish_call *next = c->next;
+        c->held = false;
+        c->lost = true;
+        if (c->answered)
+            publish_finish(c);
+        c = next;
+    }
+}
+
+static void registry_on_wait(void *privdata, redisReply *r);
+
+/* WAIT for the publishes in wait_cur (sent before it on this connection). */
+static void registry_send_wait(registry *g)
+{
+    char n[16], t[16];
+    snprintf(n, sizeof n, "%d", g->wait_replicas);
+    snprintf(t, sizeof t, "%d", g->wait_timeout_ms);
+    const char *argv[3] = { "WAIT", n, t };
+    if (redis_argv(g->cmd, registry_on_wait, g, 3, argv, NULL) == 0) {
+        g->wait_inflight = true;
+        return;
+    }
+    registry_release(publish_list_take(&g->wait_cur));
+}
+
+static void registry_on_wait(void *privdata, redisReply *r)
+{
+    registry *g = privdata;
+    g->wait_inflight = false;
+    /* Lists first, callbacks after: a callback may publish again. */
+    publish_call *batch = publish_list_take(&g->wait_cur);
+    if (g->wait_next.head) {
+        g->wait_cur = g->wait_next;            /* tail points into the last call */
+        publish_list_take(&g->wait_next);
+        registry_send_wait(g);
+    }
+    if (!r) {
+        registry_release(batch);
+        return;
+    }
+    bool enough = r->type == REDIS_REPLY_INTEGER && r->integer >= g->wait_replicas;
+    if (!enough && !g->unreplicated) {
+        if (r->type == REDIS_REPLY_INTEGER)
+            log_warn("registry_unreplicated", "replicas=%lld wanted=%d timeout_ms=%d",
+                     r->integer, g->wait_replicas, g->wait_timeout_ms);
+        else
+            log_warn("registry_unreplicated", "wanted=%d error=\"%s\"", g->wait_replicas,
+                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    } else if (enough && g->unreplicated) {
+        log_info("registry_replicated", "replicas=%lld wanted=%d", r->integer, g->wait_replicas);
+    }
+    g->unreplicated = !enough;
+    while (batch) {
+        publish_call *c = batch;
+        batch = c->next;
+        c->held = false;
+        if (!c->answered) {
+            /* Cannot be: replies come in order, the script's before the
+             * WAIT's. Were it so, the script's reply completes it. */
+            c->lost = true;
+            continue;
+        }
+        if (!enough && c->ok)
+            g->stats.unreplicated++;
+        publish_finish(c);
+    }
 }
 
 int registry_publish(registry *g, envelope *env, registry_publish_fn fn, void *ctx)
@@ -934,13 +1107,23 @@ int registry_publish(registry *g, envelope *env, registry_publish_fn fn, void *c
     ab_str(&a, "b");
     ab_bytes(&a, env->body, env->body_len);
 
-    publish_call *c = xmalloc(sizeof *c);
+    publish_call *c = xcalloc(1, sizeof *c);
     c->env = env;
     c->fn = fn;
     c->ctx = ctx;
     if (ab_eval(g, &a, &lua_publish, registry_on_publish, c) < 0) {
         free(c);
         return -1;
+    }
+    if (g->wait_replicas > 0) {
+        /* Pipelined right behind the script (see the essay). */
+        c->held = true;
+        if (g->wait_inflight) {
+            publish_list_add(&g->wait_next, c);
+        } else {
+            publish_list_add(&g->wait_cur, c);
+            registry_send_wait(g);
+        }
     }
     return 0;
 }

@@ -18,6 +18,12 @@
  * says it is unknown) does the same. Dead servers are reaped by the living
  * ones: their members leave every room (with leave events) within
  * heartbeat TTL + reap interval.
+ *
+ * Redis can be one server (registry_config.host/port) or a master with
+ * replicas behind Sentinels (registry_config.sentinels): both connections
+ * find the master through the Sentinels and follow its failovers; the
+ * reconnect's replay rebuilds this server's part on the new master. With
+ * wait_replicas, each message is acknowledged only after Redis's WAIT.
  */
 #ifndef LECTERN_REGISTRY_H
 #define LECTERN_REGISTRY_H
@@ -33,8 +39,12 @@
 typedef struct registry registry;
 
 typedef struct registry_config {
-    const char *host;
+    const char *host;            /* without Sentinels: the Redis master */
     int port;
+    const char *sentinels;       /* "host[:port],..." (NULL or "": use host/port) */
+    const char *sentinel_master; /* the master's name at the Sentinels */
+    int wait_replicas;           /* WAIT for this many replicas after each message (0: no) */
+    int wait_timeout_ms;         /* longest WAIT */
     const char *prefix;          /* key prefix, e.g. "lectern:" */
     const char *server_id;
     int heartbeat_ms;            /* liveness refresh period */
@@ -64,11 +74,14 @@ typedef struct registry_stats {
     uint64_t reconnects;
     uint64_t reaped_servers;
     uint64_t reregistrations;    /* times this server re-registered after being reaped */
+    uint64_t unreplicated;       /* messages that went on with fewer replicas than asked */
 } registry_stats;
 
-/* Connects in the background. cfg strings are copied. */
+/* Connects in the background (through the Sentinels when cfg->sentinels
+ * lists any). cfg strings are copied; ev is copied; ctx is borrowed.
+ * Returns NULL with the reason in err when cfg->sentinels is invalid. */
 registry *registry_create(uv_loop_t *loop, const registry_config *cfg, const registry_events *ev,
-                          void *ctx);
+                          void *ctx, char *err, size_t errlen);
 /* Pending calls complete with failure. Accepts NULL. */
 void registry_destroy(registry *g);
 bool registry_up(const registry *g);
@@ -97,7 +110,9 @@ typedef void (*registry_publish_fn)(void *ctx, envelope *env, int others, bool o
 
 /* Append env (room, sender, sender_name, origin, content_type, headers,
  * body) to the room's log, which assigns id, seq and epoch; ts_ms is set to
- * the time of the append.
+ * the time of the append. With wait_replicas, fn runs only once Redis's
+ * WAIT answered (ok is false when the connection was lost before it did;
+ * too few replicas is counted in unreplicated and ok stays true).
  * env is borrowed until fn runs. Returns 0, or -1 when not up (fn not called). */
 int registry_publish(registry *g, envelope *env, registry_publish_fn fn, void *ctx);
 

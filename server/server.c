@@ -457,6 +457,10 @@ static int server_start_cluster(server *srv)
     registry_config gc = {
         .host = c->redis_host,
         .port = c->redis_port,
+        .sentinels = c->redis_sentinels,
+        .sentinel_master = c->redis_sentinel_master,
+        .wait_replicas = c->redis_wait_replicas,
+        .wait_timeout_ms = c->redis_wait_timeout_ms,
         .prefix = c->redis_prefix,
         .server_id = srv->id,
         .heartbeat_ms = c->reg_heartbeat_ms,
@@ -474,7 +478,12 @@ static int server_start_cluster(server *srv)
         .on_presence = server_on_presence,
         .on_presence_resync = server_on_presence_resync,
     };
-    srv->registry = registry_create(&srv->loop, &gc, &ge, srv);
+    char gerr[256];
+    srv->registry = registry_create(&srv->loop, &gc, &ge, srv, gerr, sizeof gerr);
+    if (!srv->registry) {
+        log_error("registry_config", "reason=\"%s\"", gerr);
+        return -1;
+    }
 
     history_config hc = {
         .mysql_host = c->mysql_host,
@@ -583,7 +592,7 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     uv_signal_init(&srv->loop, &srv->sigint);
     srv->sigint.data = srv;
     if (server_start_cluster(srv) < 0) {
-        snprintf(err, errlen, "cannot start the RabbitMQ bus (see the bus log line)");
+        snprintf(err, errlen, "cannot start the registry, history or bus (see the log line before)");
         server_destroy(srv);
         return NULL;
     }
@@ -733,6 +742,7 @@ void server_gauges(server *srv, metrics_gauges *g)
         g->registry_reconnects = rs.reconnects;
         g->servers_reaped = rs.reaped_servers;
         g->reregistrations = rs.reregistrations;
+        g->registry_unreplicated = rs.unreplicated;
     }
     if (srv->bus) {
         bus_stats bs;
