@@ -33,8 +33,10 @@
  * bus_ready and bus_publish) changes in the same critical section, so the
  * loop sees on_state(false) only after bus_publish already refuses work.
  *
- * Jobs. bus_publish queues only while the bus is up and fewer than max_queue
- * jobs are queued or unconfirmed (0 = no limit). The publisher keeps the jobs
+ * Jobs. bus_publish queues only while the publisher's link is up (the
+ * consumer's may be down: a server that cannot receive for a while can
+ * still send and store) and fewer than max_queue jobs are queued or
+ * unconfirmed (0 = no limit). The publisher keeps the jobs
  * it took in one list, in queue order; each remembers the delivery tag of its
  * storage copy on the current connection (tags count every publish on the
  * channel from 1, room copies included). basic.ack/nack settle jobs by tag
@@ -66,6 +68,24 @@
  * After a reconnect the exchange, the queue and all bindings are declared
  * again (the queue is exclusive and died with the old connection).
  *
+ * Nodes. bus.host lists the nodes of a RabbitMQ cluster (or one broker).
+ * Both connections start at one node picked per process (addrlist_start),
+ * and each moves to the next node of the list after every failure, so a
+ * dead node costs each connection one failed attempt. The consumer's queue
+ * is exclusive and lives on the node it was declared on: when that node
+ * dies, the queue dies with it and is declared again, with its bindings, on
+ * the node the consumer reaches next. Each connection declares its queue
+ * under a new name (a random suffix): the old queue may live on for a while
+ * on a node the cluster has not yet given up on (a cut link: about a
+ * minute, net_ticktime), still owned by our old connection, and a
+ * redeclaration under its name would fail with RESOURCE_LOCKED until then.
+ * The storage queue is durable (a quorum
+ * queue in a cluster), so the publisher may reach it through any node.
+ * A node that died without a FIN or RST (power, link, SIGSTOP) is noticed
+ * by rabbitmq-c's heartbeat deadline: no frame for two heartbeat intervals
+ * fails the read, and a send that blocks on a full socket buffer gives up at
+ * the same deadline. Login is bounded by BUS_HANDSHAKE_TIMEOUT.
+ *
  * Logging: one line per connection state change (bus_up, bus_down with the
  * reason); repeated failed attempts are debug lines; a malformed delivery is
  * logged once per connection. Nothing is logged per message.
@@ -90,6 +110,7 @@
  */
 #include "bus.h"
 
+#include "addrlist.h"
 #include "backoff.h"
 #include "clock.h"
 #include "envbatch.h"
@@ -106,12 +127,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #define BUS_FRAME_MAX       131072
 #define BUS_CONNECT_TIMEOUT 2        /* s: TCP connect */
+#define BUS_HANDSHAKE_TIMEOUT 5      /* s: AMQP handshake and login */
 #define BUS_RPC_TIMEOUT     10       /* s: any RPC; the connection dies after it */
 #define BUS_DRAIN_MAX       256      /* deliveries per consumer round */
 #define BUS_STOP_GRACE_MS   500      /* polite close time before shutdown(2) */
@@ -156,6 +179,7 @@ typedef struct bus_conn {
     int which;                   /* BUS_PUB | BUS_CON */
     pthread_mutex_t *mu;         /* guards *fd_slot */
     int *fd_slot;
+    size_t node;                 /* index in b->nodes of the node tried or in use */
     amqp_connection_state_t conn;
     bool no_close;               /* teardown must not send connection.close: not
                                   * logged in yet, or the broker closed it */
@@ -173,9 +197,13 @@ struct bus {
     void *ctx;
     bool destroyed;              /* loop thread only */
 
-    char *host, *vhost, *user, *password, *server_id;
+    addrlist nodes;              /* the broker's nodes, as configured */
+    size_t first_node;           /* where both connections start */
+    char *vhost, *user, *password, *server_id;
     char *xname;                 /* "<exchange>.fanout" | "<exchange>.direct" */
-    char *qname;                 /* "<exchange>.server.<server_id>" */
+    char *qname;                 /* "<exchange>.server.<server_id>.<8 hex>", a new
+                                  * suffix on every consumer connection */
+    size_t qname_len;            /* strlen up to and including the last '.' */
     char *squeue;                /* storage queue */
     char *squeue_type;           /* "classic" | "quorum" */
     int confirm_timeout_ms;
@@ -186,7 +214,6 @@ struct bus {
     buf batch;                   /* publisher thread: a batch body being built */
     const envelope **batch_envs; /* publisher thread: a batch being built, */
     bus_job **batch_jobs;        /* and its jobs; max(batch_max, room_batch_max) slots each */
-    int port;
     int heartbeat_s;
     int backoff_min_ms, backoff_max_ms;
     size_t max_queue;
@@ -194,6 +221,7 @@ struct bus {
 
     atomic_bool stop;
     atomic_bool up;
+    atomic_bool pub_up;          /* the publisher's link alone */
 
     pthread_t pub_thread;
     bool pub_started;
@@ -353,6 +381,8 @@ static void bus_set_link(bus *b, int which, bool up)
 
     pthread_mutex_lock(&b->in_mu);
     b->link[which] = up;
+    if (which == BUS_PUB)
+        atomic_store(&b->pub_up, up);
     bool now = b->link[BUS_PUB] && b->link[BUS_CON];
     if (now != atomic_load(&b->up)) {
         atomic_store(&b->up, now);
@@ -465,7 +495,8 @@ static int bus_conn_open(bus *b, bus_conn *c)
         return -1;
     }
     struct timeval tv = { BUS_CONNECT_TIMEOUT, 0 };
-    int rc = amqp_socket_open_noblock(sock, b->host, b->port, &tv);
+    const addrlist_entry *node = &b->nodes.v[c->node];
+    int rc = amqp_socket_open_noblock(sock, node->host, node->port, &tv);
     if (rc != AMQP_STATUS_OK) {
         snprintf(c->why, sizeof c->why, "connect: %s", amqp_error_string2(rc));
         return -1;
@@ -488,6 +519,10 @@ static int bus_conn_open(bus *b, bus_conn *c)
     pe[0].value.kind = AMQP_FIELD_KIND_UTF8;
     pe[0].value.value.bytes = amqp_cstring_bytes(cname);
     amqp_table_t props = { 1, pe };
+    /* A node that accepts TCP but never answers (stopped, overloaded) must
+     * not hold the thread for rabbitmq-c's default 12 s. */
+    struct timeval hs = { BUS_HANDSHAKE_TIMEOUT, 0 };
+    amqp_set_handshake_timeout(c->conn, &hs);
     amqp_rpc_reply_t r = amqp_login_with_properties(c->conn, b->vhost, 0, BUS_FRAME_MAX,
                                                     b->heartbeat_s, &props,
                                                     AMQP_SASL_METHOD_PLAIN, b->user,
@@ -537,29 +572,35 @@ static int bus_declare_storage(bus *b, bus_conn *c, amqp_channel_t ch)
 
 static void bus_conn_up(bus *b, bus_conn *c)
 {
+    char node[300];
     backoff_reset(&c->retry);
     c->logged_down = false;
-    log_info("bus_up", "conn=%s host=%s port=%d exchange=%s heartbeat=%d", c->name,
-             b->host, b->port, b->xname, amqp_get_heartbeat(c->conn));
+    addrlist_format(&b->nodes, c->node, node, sizeof node);
+    log_info("bus_up", "conn=%s node=%s exchange=%s heartbeat=%d", c->name, node, b->xname,
+             amqp_get_heartbeat(c->conn));
     bus_set_link(b, c->which, true);
 }
 
-/* The connection failed (or never came up): report, close, count. */
+/* The connection failed (or never came up): report, close, and move on to
+ * the next node of the list, so that a cluster node that died (or cannot
+ * be reached from here) costs one attempt, not every one. */
 static void bus_conn_down(bus *b, bus_conn *c)
 {
-    char q[256];
+    char q[256], node[300];
     bus_set_link(b, c->which, false);
     bus_conn_close(c);
     if (bus_stopping(b))
         return;
+    addrlist_format(&b->nodes, c->node, node, sizeof node);
     if (!c->logged_down) {
         c->logged_down = true;
-        log_warn("bus_down", "conn=%s host=%s port=%d exchange=%s reason=%s", c->name, b->host,
-                 b->port, b->xname, log_q(q, sizeof q, c->why, strlen(c->why)));
+        log_warn("bus_down", "conn=%s node=%s exchange=%s reason=%s", c->name, node, b->xname,
+                 log_q(q, sizeof q, c->why, strlen(c->why)));
     } else {
-        log_debug("bus_retry", "conn=%s host=%s port=%d attempt=%u reason=%s", c->name,
-                  b->host, b->port, c->retry.attempt, log_q(q, sizeof q, c->why, strlen(c->why)));
+        log_debug("bus_retry", "conn=%s node=%s attempt=%u reason=%s", c->name, node,
+                  c->retry.attempt, log_q(q, sizeof q, c->why, strlen(c->why)));
     }
+    c->node = (c->node + 1) % b->nodes.n;
 }
 
 /* --- publisher thread ------------------------------------------------------------ */
@@ -932,7 +973,7 @@ static void *bus_pub_main(void *arg)
 {
     bus *b = arg;
     bus_conn c = { .name = "publisher", .which = BUS_PUB, .mu = &b->pub_mu,
-                   .fd_slot = &b->pub_fd };
+                   .fd_slot = &b->pub_fd, .node = b->first_node };
     backoff_init(&c.retry, b->backoff_min_ms, b->backoff_max_ms, (uintptr_t)b);
 
     while (!bus_stopping(b)) {
@@ -1037,6 +1078,15 @@ static int bus_con_connect(bus *b, bus_conn *c)
         return -1;
     if (bus_declare_exchange(b, c, BUS_CH_RPC) < 0)
         return -1;
+    /* A new name on every connection: the old queue may still exist on a
+     * node that is cut off but not yet known to be down, and it stays
+     * locked to our old connection until the cluster gives up on that node
+     * (net_ticktime, about a minute); a new name is never locked. The old
+     * queue, unconsumed, dies with its connection. */
+    uint32_t nonce = 0;
+    if (getrandom(&nonce, sizeof nonce, 0) != sizeof nonce)
+        nonce = (uint32_t)clock_us() ^ (uint32_t)getpid();
+    snprintf(b->qname + b->qname_len, 9, "%08x", nonce);
     amqp_queue_declare(c->conn, BUS_CH_RPC, amqp_cstring_bytes(b->qname), 0, 0, 1, 1,
                        amqp_empty_table);
     if (bus_rpc_check(c, "queue.declare") < 0)
@@ -1210,7 +1260,7 @@ static void *bus_con_main(void *arg)
 {
     bus *b = arg;
     bus_conn c = { .name = "consumer", .which = BUS_CON, .mu = &b->con_mu,
-                   .fd_slot = &b->con_fd };
+                   .fd_slot = &b->con_fd, .node = b->first_node };
     backoff_init(&c.retry, b->backoff_min_ms, b->backoff_max_ms, (uintptr_t)b >> 4);
 
     while (!bus_stopping(b)) {
@@ -1287,7 +1337,7 @@ static void bus_release(bus *b)
     pthread_mutex_destroy(&b->pub_mu);
     pthread_mutex_destroy(&b->con_mu);
     pthread_mutex_destroy(&b->in_mu);
-    free(b->host);
+    addrlist_deinit(&b->nodes);
     free(b->vhost);
     free(b->user);
     free(b->password);
@@ -1354,13 +1404,13 @@ bus *bus_create(uv_loop_t *loop, const bus_config *cfg, const bus_callbacks *cb,
     b->events_tail = &b->events;
     atomic_init(&b->stop, false);
     atomic_init(&b->up, false);
+    atomic_init(&b->pub_up, false);
     histogram_init(&b->confirm_hist);
 
     pthread_mutex_init(&b->pub_mu, NULL);
     pthread_mutex_init(&b->con_mu, NULL);
     pthread_mutex_init(&b->in_mu, NULL);
 
-    b->host = xstrdup(cfg->host ? cfg->host : "127.0.0.1");
     b->vhost = xstrdup(cfg->vhost ? cfg->vhost : "/");
     b->user = xstrdup(cfg->user ? cfg->user : "guest");
     b->password = xstrdup(cfg->password ? cfg->password : "guest");
@@ -1369,9 +1419,9 @@ bus *bus_create(uv_loop_t *loop, const bus_config *cfg, const bus_callbacks *cb,
     b->xname = xmalloc(xl);
     snprintf(b->xname, xl, "%s.%s", cfg->exchange ? cfg->exchange : "",
              cfg->dynamic ? "direct" : "fanout");
-    b->qname = xmalloc(ql);
-    snprintf(b->qname, ql, "%s.server.%s", cfg->exchange ? cfg->exchange : "", b->server_id);
-    b->port = bus_positive(cfg->port, 5672);
+    b->qname = xmalloc(ql + 9);
+    b->qname_len = (size_t)snprintf(b->qname, ql, "%s.server.%s.", cfg->exchange ? cfg->exchange : "",
+                                    b->server_id);
     b->heartbeat_s = cfg->heartbeat_s > 0 ? cfg->heartbeat_s : 0;
     b->backoff_min_ms = bus_positive(cfg->reconnect_min_ms, 100);
     b->backoff_max_ms = bus_positive(cfg->reconnect_max_ms, 10000);
@@ -1390,6 +1440,15 @@ bus *bus_create(uv_loop_t *loop, const bus_config *cfg, const bus_callbacks *cb,
     b->batch_envs = xcalloc(slots, sizeof *b->batch_envs);
     b->batch_jobs = xcalloc(slots, sizeof *b->batch_jobs);
 
+    char why[200];
+    if (addrlist_parse(&b->nodes, cfg->host ? cfg->host : "127.0.0.1",
+                       bus_positive(cfg->port, 5672), why, sizeof why) < 0) {
+        log_error("bus_config", "detail=\"bus.host: %s\"", why);
+        goto fail;
+    }
+    /* Both connections start at the same node, a different one on each
+     * server, so that a cluster's clients spread over its nodes. */
+    b->first_node = addrlist_start(&b->nodes, (uint64_t)(uintptr_t)b ^ clock_us());
     if (!cfg->exchange || !*cfg->exchange || !*b->server_id || !*b->squeue) {
         log_error("bus_config", "detail=\"exchange, storage queue and server_id are required\"");
         goto fail;
@@ -1440,7 +1499,7 @@ void bus_destroy(bus *b)
 
 int bus_publish(bus *b, const envelope *env, bool fanout, bus_done_fn done, void *ctx)
 {
-    if (!atomic_load(&b->up) || !env->room || !env->id || !env->origin)
+    if (!atomic_load(&b->pub_up) || !env->room || !env->id || !env->origin)
         return -1;
     size_t rl = strlen(env->room);
     if (!rl || rl > 255)            /* AMQP shortstr: the routing key */
@@ -1503,6 +1562,11 @@ void bus_unbind(bus *b, const char *room)
 size_t bus_pending(const bus *b)
 {
     return (size_t)(atomic_load(&b->queued) + atomic_load(&b->unconfirmed));
+}
+
+bool bus_can_publish(const bus *b)
+{
+    return atomic_load(&b->pub_up);
 }
 
 bool bus_ready(const bus *b)

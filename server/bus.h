@@ -60,8 +60,8 @@
 typedef struct bus bus;
 
 typedef struct bus_config {
-    const char *host;
-    int         port;
+    const char *host;             /* "host[:port],...": one broker, or a cluster's nodes */
+    int         port;             /* for entries without one */
     const char *vhost;
     const char *user;
     const char *password;
@@ -140,7 +140,10 @@ size_t bus_pending(const bus *b);
 void bus_bind(bus *b, const char *room);
 void bus_unbind(bus *b, const char *room);
 
+/* Both links up: publishing and receiving (what /readyz reports). */
 bool bus_ready(const bus *b);
+/* The publisher's link is up: bus_publish may accept jobs. */
+bool bus_can_publish(const bus *b);
 void bus_get_stats(const bus *b, bus_stats *out);
 /* Queued-to-confirmed time of each confirmed storage copy (read from any
  * thread: the histogram's counters are atomic). */

@@ -8,6 +8,10 @@
  */
 #include "config.h"
 
+#include "addrlist.h"
+
+#include <stdio.h>
+
 #include <stddef.h>
 
 #define K(field) offsetof(server_config, field)
@@ -252,6 +256,10 @@ const cfg_knob server_knobs[] = {
       "A room missing a message for this long reads it from the room log." },
     { "relay.catchup_max", CFG_INT, K(catchup_max), "1000", 1, 1000000, NULL,
       "Most messages read from a room log to fill one gap or catch up." },
+    { "relay.pull_ms", CFG_INT, K(pull_ms), "1000", 50, 60000, NULL,
+      "While this server cannot receive from RabbitMQ (its consumer is moving to\n"
+      "another node), it reads each of its rooms' logs in Redis this often, so\n"
+      "its students keep getting the other servers' messages." },
 
     { "heartbeat.send_ms", CFG_INT, K(hb_send_ms), "10000", 0, 3600000, NULL,
       "Shortest interval at which the server sends heart-beats (sx of\n"
@@ -267,3 +275,32 @@ const cfg_knob server_knobs[] = {
 
     { NULL, CFG_INT, 0, NULL, 0, 0, NULL, NULL },
 };
+
+/* One list knob: parse it and throw the result away; err names the knob. */
+static int server_config_list(const char *knob, const char *spec, int default_port,
+                              char *err, size_t errlen)
+{
+    addrlist l;
+    char why[200];
+    if (addrlist_parse(&l, spec, default_port, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s: %s", knob, why);
+        return -1;
+    }
+    addrlist_deinit(&l);
+    return 0;
+}
+
+int server_config_check(const server_config *c, char *err, size_t errlen)
+{
+    if (server_config_list("bus.host", c->bus_host, c->bus_port, err, errlen) < 0)
+        return -1;
+    if (c->redis_sentinels[0] &&
+        server_config_list("redis.sentinels", c->redis_sentinels, 26379, err, errlen) < 0)
+        return -1;
+    if (c->bus_backoff_max_ms < c->bus_backoff_min_ms ||
+        c->redis_backoff_max_ms < c->redis_backoff_min_ms) {
+        snprintf(err, errlen, "backoff_max_ms must not be below backoff_min_ms");
+        return -1;
+    }
+    return 0;
+}

@@ -107,6 +107,7 @@ typedef struct server_config {
     /* [relay] */
     int    gap_timeout_ms;
     int    catchup_max;
+    int    pull_ms;
     /* [heartbeat] */
     int    hb_send_ms;
     int    hb_recv_ms;
@@ -115,6 +116,11 @@ typedef struct server_config {
 } server_config;
 
 extern const cfg_knob server_knobs[];
+
+/* What the knob table cannot check alone: the forms of bus.host and
+ * redis.sentinels (lib/addrlist), backoff bounds. Returns 0 or -1 with the
+ * reason in err. */
+int server_config_check(const server_config *c, char *err, size_t errlen);
 
 /* The header printed at the top of the generated config file. */
 extern const char server_config_title[];

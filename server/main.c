@@ -103,6 +103,8 @@ int main(int argc, char **argv)
         goto bad_config;
     if (port && cfg_set_value(server_knobs, &conf, "server.port", port, err, sizeof err) < 0)
         goto bad_config;
+    if (server_config_check(&conf, err, sizeof err) < 0)
+        goto bad_config;
     if (check_only) {
         /* What only starting would find otherwise: the key file, the proxies. */
         peers *pp = peers_create(conf.trusted_proxies, conf.max_conns_per_ip, err, sizeof err);

@@ -68,11 +68,11 @@
  */
 #include "redis.h"
 
+#include "addrlist.h"
 #include "backoff.h"
 #include "log.h"
 #include "mem.h"
 
-#include <arpa/inet.h>
 #include <hiredis/async.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,11 +89,6 @@
 #define REDIS_HANDSHAKE_TIMEOUT_MS 2000
 
 #define REDIS_SENTINEL_PORT 26379
-
-typedef struct redis_addr {
-    char *host;
-    int port;
-} redis_addr;
 
 typedef enum redis_state {
     REDIS_IDLE,          /* no connection; the timer is the backoff */
@@ -129,8 +124,7 @@ struct redis {
 struct redis_sentinels {
     uv_loop_t *loop;
     char *name;                /* the master name */
-    redis_addr *addrs;
-    size_t n;
+    addrlist addrs;            /* the Sentinels, in the configured order */
     redisAsyncContext *w;      /* the +switch-master watch, or NULL */
     size_t wi;                 /* the Sentinel it is (or will be) on */
     bool watching;             /* w's SUBSCRIBE confirmed */
@@ -279,7 +273,7 @@ static void redis_went_down(redis *r, const char *why)
             r->ev.on_down(r->ctx, why);
     } else if (r->sentinels) {
         /* The answer did not lead to a master: ask the next Sentinel first. */
-        r->si = (r->si + 1) % r->sentinels->n;
+        r->si = (r->si + 1) % r->sentinels->addrs.n;
     }
     redis_schedule_retry(r);
 }
@@ -449,11 +443,11 @@ static void redis_ask(redis *r);
 /* The question to Sentinel r->si failed: on to the next one. */
 static void redis_ask_next(redis *r, const char *why)
 {
-    const redis_addr *a = &r->sentinels->addrs[r->si];
+    const addrlist_entry *a = &r->sentinels->addrs.v[r->si];
     if (redis_log_failure(r))
         log_warn("redis_sentinel_failed", "conn=%s sentinel=%s:%d master=%s reason=\"%s\"",
                  r->name, a->host, a->port, r->sentinels->name, why);
-    r->si = (r->si + 1) % r->sentinels->n;
+    r->si = (r->si + 1) % r->sentinels->addrs.n;
     r->tries++;
     redis_ask(r);
 }
@@ -497,8 +491,8 @@ static void redis_on_answer(redisAsyncContext *q, void *reply, void *privdata)
 static void redis_ask(redis *r)
 {
     redis_sentinels *s = r->sentinels;
-    while (r->tries < s->n) {
-        const redis_addr *a = &s->addrs[r->si];
+    while (r->tries < s->addrs.n) {
+        const addrlist_entry *a = &s->addrs.v[r->si];
         char err[128];
         redisAsyncContext *q = redis_dial(r->loop, a->host, a->port, err, sizeof err);
         if (q && redisAsyncCommand(q, redis_on_answer, NULL, "SENTINEL get-master-addr-by-name %s",
@@ -517,11 +511,11 @@ static void redis_ask(redis *r)
         if (redis_log_failure(r))
             log_warn("redis_sentinel_failed", "conn=%s sentinel=%s:%d master=%s reason=\"%s\"",
                      r->name, a->host, a->port, s->name, err);
-        r->si = (r->si + 1) % s->n;
+        r->si = (r->si + 1) % s->addrs.n;
         r->tries++;
     }
     if (redis_log_failure(r))
-        log_warn("redis_no_master", "conn=%s master=%s sentinels=%zu", r->name, s->name, s->n);
+        log_warn("redis_no_master", "conn=%s master=%s sentinels=%zu", r->name, s->name, s->addrs.n);
     redis_schedule_retry(r);
 }
 
@@ -743,79 +737,9 @@ int redis_argv(redis *r, redis_reply_fn fn, void *privdata, int argc, const char
 
 /* --- Sentinels: the list, and the +switch-master watch ----------------------------- */
 
-/* One "host", "host:port", "[v6]" or "[v6]:port" (trimmed) into a. */
-static int sentinels_parse_one(const char *p, size_t len, redis_addr *a, char *err, size_t errlen)
-{
-    while (len && (*p == ' ' || *p == '\t')) {
-        p++;
-        len--;
-    }
-    while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-        len--;
-    const char *host = p, *port = NULL;
-    size_t hlen = len;
-    if (len && *p == '[') {
-        const char *close = memchr(p, ']', len);
-        if (!close) {
-            snprintf(err, errlen, "'[' without ']' in '%.*s'", (int)len, p);
-            return -1;
-        }
-        host = p + 1;
-        hlen = (size_t)(close - host);
-        size_t rest = len - (size_t)(close + 1 - p);
-        if (rest && close[1] != ':') {
-            snprintf(err, errlen, "junk after ']' in '%.*s'", (int)len, p);
-            return -1;
-        }
-        if (rest)
-            port = close + 2;
-    } else {
-        const char *colon = memchr(p, ':', len);
-        /* One colon: host:port. More: a bare IPv6 address (which must then
-         * be one, or "a:b:c" typos would pass as hosts). */
-        if (colon && !memchr(colon + 1, ':', len - (size_t)(colon + 1 - p))) {
-            hlen = (size_t)(colon - p);
-            port = colon + 1;
-        } else if (colon) {
-            char v6[64];
-            struct in6_addr in6;
-            if (len >= sizeof v6 || (memcpy(v6, p, len), v6[len] = '\0',
-                                     inet_pton(AF_INET6, v6, &in6) != 1)) {
-                snprintf(err, errlen, "neither host:port nor an IPv6 address: '%.*s'", (int)len, p);
-                return -1;
-            }
-        }
-    }
-    if (hlen == 0 || hlen > 255) {
-        snprintf(err, errlen, "empty or overlong host in '%.*s'", (int)len, p);
-        return -1;
-    }
-    long pv = REDIS_SENTINEL_PORT;
-    if (port) {
-        size_t plen = len - (size_t)(port - p);
-        pv = 0;
-        for (size_t i = 0; i < plen; i++) {
-            if (port[i] < '0' || port[i] > '9' || pv > 65535) {
-                pv = 0;
-                break;
-            }
-            pv = pv * 10 + (port[i] - '0');
-        }
-        if (plen == 0 || pv < 1 || pv > 65535) {
-            snprintf(err, errlen, "bad port in '%.*s'", (int)len, p);
-            return -1;
-        }
-    }
-    a->host = xstrndup(host, hlen);
-    a->port = (int)pv;
-    return 0;
-}
-
 static void sentinels_free(redis_sentinels *s)
 {
-    for (size_t i = 0; i < s->n; i++)
-        free(s->addrs[i].host);
-    free(s->addrs);
+    addrlist_deinit(&s->addrs);
     free(s->users);
     free(s->name);
     free(s->master_host);
@@ -828,17 +752,17 @@ static void sentinels_on_timer(uv_timer_t *t);
  * this round are untried, after a backoff once all failed. */
 static void sentinels_watch_failed(redis_sentinels *s, const char *why)
 {
-    const redis_addr *a = &s->addrs[s->wi];
+    const addrlist_entry *a = &s->addrs.v[s->wi];
     if (s->watching)
         log_warn("redis_sentinel_watch_lost", "sentinel=%s:%d reason=\"%s\"", a->host, a->port,
                  why);
-    else if (s->failures < s->n)
+    else if (s->failures < s->addrs.n)
         log_warn("redis_sentinel_watch_failed", "sentinel=%s:%d reason=\"%s\"", a->host, a->port,
                  why);
     s->watching = false;
     s->failures++;
-    s->wi = (s->wi + 1) % s->n;
-    int delay = s->failures % s->n ? 0 : backoff_next(&s->bo);
+    s->wi = (s->wi + 1) % s->addrs.n;
+    int delay = s->failures % s->addrs.n ? 0 : backoff_next(&s->bo);
     uv_timer_start(&s->timer, sentinels_on_timer, (uint64_t)delay, 0);
 }
 
@@ -882,7 +806,7 @@ static void sentinels_on_message(redisAsyncContext *w, void *reply, void *privda
         return;
     const char *kind = rep->element[0]->str;
     if (!strcmp(kind, "subscribe")) {
-        const redis_addr *a = &s->addrs[s->wi];
+        const addrlist_entry *a = &s->addrs.v[s->wi];
         s->watching = true;
         s->failures = 0;
         backoff_reset(&s->bo);
@@ -895,7 +819,7 @@ static void sentinels_on_message(redisAsyncContext *w, void *reply, void *privda
 
 static void sentinels_watch(redis_sentinels *s)
 {
-    const redis_addr *a = &s->addrs[s->wi];
+    const addrlist_entry *a = &s->addrs.v[s->wi];
     char err[128];
     redisAsyncContext *w = redis_dial(s->loop, a->host, a->port, err, sizeof err);
     if (w && redisAsyncCommand(w, sentinels_on_message, NULL, "SUBSCRIBE +switch-master") !=
@@ -960,26 +884,7 @@ redis_sentinels *redis_sentinels_create(uv_loop_t *loop, const char *list, const
         return NULL;
     }
     redis_sentinels *s = xcalloc(1, sizeof *s);
-    for (const char *p = list; *p;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        s->addrs = xrealloc(s->addrs, (s->n + 1) * sizeof *s->addrs);
-        if (sentinels_parse_one(p, len, &s->addrs[s->n], err, errlen) < 0) {
-            sentinels_free(s);
-            return NULL;
-        }
-        s->n++;
-        if (!comma)
-            break;
-        p = comma + 1;
-        if (!*p) {
-            snprintf(err, errlen, "empty entry at the end");
-            sentinels_free(s);
-            return NULL;
-        }
-    }
-    if (s->n == 0) {
-        snprintf(err, errlen, "no Sentinel listed");
+    if (addrlist_parse(&s->addrs, list, REDIS_SENTINEL_PORT, err, errlen) < 0) {
         sentinels_free(s);
         return NULL;
     }

@@ -18,6 +18,15 @@
  * and this server is behind, the newest missing messages are read from the
  * log and offered; anything older still missing shows up as a gap.
  *
+ * Bus outage. SENDs need only the bus's publisher (relay_ready): while the
+ * consumer is down — moving to another RabbitMQ node, which can take up to
+ * the cluster's partition detection time when the old node was cut off —
+ * this server still stores and forwards what its clients send, and a pull
+ * timer asks the registry for every local room's (epoch, seq) each
+ * relay.pull_ms, so the other servers' messages arrive from the room logs
+ * (catch-up) instead of not at all. The timer always ticks; it does nothing
+ * while the bus is up.
+ *
  * Invariant: the relay never holds a room pointer across a callback; rooms
  * are looked up by name when Redis answers, since they may be gone.
  */
@@ -55,6 +64,9 @@ struct relay {
     relay_gap *gaps;
     uv_timer_t gap_timer;
     bool timer_running;
+    uv_timer_t pull_timer;       /* ticks; while the bus is down it polls the room logs */
+    int pull_ms;
+    int open_handles;            /* the two timers; the last close frees r */
     relay_stats stats;
     buf enc;
 };
@@ -69,15 +81,25 @@ relay *relay_create(uv_loop_t *loop, room_index *rooms, metrics *m, const relay_
     r->gap_timeout_ms = cfg->gap_timeout_ms;
     r->catchup_max = cfg->catchup_max;
     buf_init(&r->enc);
+    r->pull_ms = cfg->pull_ms > 0 ? cfg->pull_ms : 1000;
     uv_timer_init(loop, &r->gap_timer);
     r->gap_timer.data = r;
+    uv_timer_init(loop, &r->pull_timer);
+    r->pull_timer.data = r;
+    r->open_handles = 2;
     return r;
 }
+
+static void relay_on_pull_timer(uv_timer_t *t);
 
 void relay_attach(relay *r, registry *reg, bus *b)
 {
     r->reg = reg;
     r->bus = b;
+    /* Always ticking (a no-op while the bus is up): the bus may be down
+     * from the start, with no state change to announce it. */
+    uv_timer_start(&r->pull_timer, relay_on_pull_timer, (uint64_t)r->pull_ms,
+                   (uint64_t)r->pull_ms);
 }
 
 static void gap_free(relay_gap *g)
@@ -89,6 +111,8 @@ static void gap_free(relay_gap *g)
 static void relay_on_timer_closed(uv_handle_t *h)
 {
     relay *r = h->data;
+    if (--r->open_handles > 0)
+        return;
     relay_gap *g, *tmp;
     HASH_ITER(hh, r->gaps, g, tmp) {
         HASH_DEL(r->gaps, g);
@@ -104,12 +128,16 @@ void relay_destroy(relay *r)
     if (!r)
         return;
     uv_timer_stop(&r->gap_timer);
+    uv_timer_stop(&r->pull_timer);
     uv_close((uv_handle_t *)&r->gap_timer, relay_on_timer_closed);
+    uv_close((uv_handle_t *)&r->pull_timer, relay_on_timer_closed);
 }
 
 bool relay_ready(const relay *r)
 {
-    return r->reg && r->bus && registry_up(r->reg) && bus_ready(r->bus);
+    /* Sending needs the publisher only: a server whose consumer is down
+     * still stores and forwards what its clients send. */
+    return r->reg && r->bus && registry_up(r->reg) && bus_can_publish(r->bus);
 }
 
 void relay_get_stats(const relay *r, relay_stats *out)
@@ -388,13 +416,28 @@ void relay_on_bus_bound(relay *r, const char *rname, bool ok)
         registry_room_status(r->reg, rname);
 }
 
+static void relay_pull_all(relay *r)
+{
+    for (room *rm = room_first(r->rooms); rm; rm = room_next(rm))
+        registry_room_status(r->reg, room_name(rm));
+}
+
+/* The bus is down (typically our consumer, while it moves to another
+ * RabbitMQ node): other servers' messages still reach the room logs, so
+ * read them from there, every pull_ms, until the bus is back. */
+static void relay_on_pull_timer(uv_timer_t *t)
+{
+    relay *r = t->data;
+    if (r->bus && !bus_ready(r->bus) && r->reg && registry_up(r->reg))
+        relay_pull_all(r);
+}
+
 void relay_on_bus_state(relay *r, bool up)
 {
     if (!up)
         return;
     /* Whatever the bus dropped while it was down is in the room logs. */
-    for (room *rm = room_first(r->rooms); rm; rm = room_next(rm))
-        registry_room_status(r->reg, room_name(rm));
+    relay_pull_all(r);
 }
 
 /* --- publishing ----------------------------------------------------------------- */

@@ -41,6 +41,7 @@ typedef struct relay_config {
     const char *server_id;
     int gap_timeout_ms;      /* how long a gap may last before the log is read */
     int catchup_max;         /* most messages fetched to fill one gap or catch up */
+    int pull_ms;             /* while the bus is down, read the room logs this often */
 } relay_config;
 
 /* All borrowed; they must outlive the relay. reg and b may be set later
@@ -49,7 +50,8 @@ relay *relay_create(uv_loop_t *loop, room_index *rooms, metrics *m, const relay_
 void relay_attach(relay *r, registry *reg, bus *b);
 void relay_destroy(relay *r);   /* accepts NULL; loop must run once more */
 
-/* Can a SEND be accepted now? (registry and bus both up) */
+/* Can a SEND be accepted now? (registry up, and the bus can publish: the
+ * consumer side may be down, see relay_on_bus_state) */
 bool relay_ready(const relay *r);
 
 /* Membership of a topic subscription (its local room, the registry's

@@ -450,6 +450,7 @@ static int server_start_cluster(server *srv)
         .server_id = srv->id,
         .gap_timeout_ms = c->gap_timeout_ms,
         .catchup_max = c->catchup_max,
+        .pull_ms = c->pull_ms,
     };
     srv->relay = relay_create(&srv->loop, srv->rooms, &srv->metrics, &rc);
     srv->presence = presence_create();

@@ -8,6 +8,10 @@
  */
 #include "config.h"
 
+#include "addrlist.h"
+
+#include <stdio.h>
+
 #include <stddef.h>
 
 #define K(field) offsetof(storage_config, field)
@@ -97,3 +101,20 @@ const cfg_knob storage_knobs[] = {
 
     { NULL, CFG_INT, 0, NULL, 0, 0, NULL, NULL },
 };
+
+int storage_config_check(const storage_config *c, char *err, size_t errlen)
+{
+    addrlist l;
+    char why[200];
+    if (addrlist_parse(&l, c->amqp_host, c->amqp_port, why, sizeof why) < 0) {
+        snprintf(err, errlen, "amqp.host: %s", why);
+        return -1;
+    }
+    addrlist_deinit(&l);
+    if (c->amqp_backoff_max_ms < c->amqp_backoff_min_ms ||
+        c->mysql_backoff_max_ms < c->mysql_backoff_min_ms) {
+        snprintf(err, errlen, "backoff_max_ms must not be below backoff_min_ms");
+        return -1;
+    }
+    return 0;
+}

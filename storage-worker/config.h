@@ -47,6 +47,10 @@ typedef struct storage_config {
 
 extern const cfg_knob storage_knobs[];
 
+/* What the knob table cannot check alone: the form of amqp.host
+ * (lib/addrlist), backoff bounds. Returns 0 or -1 with the reason in err. */
+int storage_config_check(const storage_config *c, char *err, size_t errlen);
+
 /* The header printed at the top of the generated config file. */
 extern const char storage_config_title[];
 

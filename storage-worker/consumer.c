@@ -42,6 +42,7 @@
 
 #define CONSUMER_FRAME_MAX       131072
 #define CONSUMER_CONNECT_TIMEOUT 2       /* s */
+#define CONSUMER_HANDSHAKE_TIMEOUT 5    /* s: AMQP handshake and login */
 #define CONSUMER_RPC_TIMEOUT     10      /* s */
 #define CONSUMER_CH_MAIN         1
 #define CONSUMER_CH_DEPTH        2
@@ -211,6 +212,10 @@ static int consumer_login(consumer *c, char *why, size_t whylen)
     props[1].value.value.table.entries = caps;
     amqp_table_t table = { 2, props };
 
+    /* A node that accepts TCP but never answers (stopped, overloaded) must
+     * not hold the worker for rabbitmq-c's default 12 s. */
+    struct timeval hs = { CONSUMER_HANDSHAKE_TIMEOUT, 0 };
+    amqp_set_handshake_timeout(c->conn, &hs);
     amqp_rpc_reply_t r = amqp_login_with_properties(
         c->conn, c->cfg.vhost, 0, CONSUMER_FRAME_MAX, c->cfg.heartbeat_s, &table,
         AMQP_SASL_METHOD_PLAIN, c->cfg.user, c->cfg.password);
@@ -240,7 +245,7 @@ static int consumer_declare(consumer *c, char *why, size_t whylen)
     return consumer_rpc_check(c, "queue.declare", why, whylen);
 }
 
-int consumer_open(consumer *c, char *why, size_t whylen)
+int consumer_open(consumer *c, const char *host, int port, char *why, size_t whylen)
 {
     consumer_drop(c);
     c->conn = amqp_new_connection();
@@ -250,7 +255,7 @@ int consumer_open(consumer *c, char *why, size_t whylen)
     if (!sock)
         return consumer_fail(c, why, whylen, "amqp_tcp_socket_new failed", NULL);
     struct timeval tv = { CONSUMER_CONNECT_TIMEOUT, 0 };
-    int rc = amqp_socket_open_noblock(sock, c->cfg.host, c->cfg.port, &tv);
+    int rc = amqp_socket_open_noblock(sock, host, port, &tv);
     if (rc != AMQP_STATUS_OK)
         return consumer_fail(c, why, whylen, "connect", amqp_error_string2(rc));
 

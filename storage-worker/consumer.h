@@ -21,8 +21,6 @@
 typedef struct consumer consumer;
 
 typedef struct consumer_config {
-    const char *host;
-    int         port;
     const char *vhost;
     const char *user;
     const char *password;
@@ -39,10 +37,11 @@ consumer *consumer_create(const consumer_config *cfg);
 /* Close (politely unless interrupted or broken) and free. Accepts NULL. */
 void consumer_destroy(consumer *c);
 
-/* Connect, log in, set the prefetch window, declare the queue (durable,
- * shared, x-queue-type only when not classic, as servers declare it) and
- * start consuming. Returns 0, or -1 with why (the consumer stays closed). */
-int consumer_open(consumer *c, char *why, size_t whylen);
+/* Connect to host:port (one node: the caller walks a cluster's list), log
+ * in, set the prefetch window, declare the queue (durable, shared,
+ * x-queue-type only when not classic, as servers declare it) and start
+ * consuming. Returns 0, or -1 with why (the consumer stays closed). */
+int consumer_open(consumer *c, const char *host, int port, char *why, size_t whylen);
 
 bool consumer_is_open(const consumer *c);
 

@@ -106,11 +106,8 @@ int main(int argc, char **argv)
 
     if (cfg_load(storage_knobs, &conf, config_file, sets, nsets, err, sizeof err) < 0)
         goto bad_config;
-    if (conf.amqp_backoff_max_ms < conf.amqp_backoff_min_ms ||
-        conf.mysql_backoff_max_ms < conf.mysql_backoff_min_ms) {
-        snprintf(err, sizeof err, "backoff_max_ms must not be below backoff_min_ms");
+    if (storage_config_check(&conf, err, sizeof err) < 0)
         goto bad_config;
-    }
     if (check_only) {
         printf("configuration ok\n");
         rc = 0;

@@ -33,7 +33,11 @@
  * hand is dropped: its deliveries were not acked, so the broker delivers
  * them again (to us or another worker), and the primary key makes a second
  * insert a no-op. Each failure schedules the next attempt with exponential
- * backoff and jitter (lib/backoff), per connection. One log line per outage
+ * backoff and jitter (lib/backoff), per connection. amqp.host may list a
+ * RabbitMQ cluster's nodes: the worker starts at a node picked per process
+ * and every AMQP failure moves the next attempt to the next node, so a
+ * dead node costs one attempt; a node that vanished without a FIN is
+ * noticed by rabbitmq-c's heartbeat deadline. One log line per outage
  * (amqp_down / mysql_down, then *_up); repeated failures are debug lines.
  *
  * Poison. Every rejected message is counted (errors_total{kind="poison"});
@@ -41,6 +45,7 @@
  */
 #include "worker.h"
 
+#include "addrlist.h"
 #include "backoff.h"
 #include "clock.h"
 #include "consumer.h"
@@ -78,6 +83,7 @@ struct worker {
     worker_done_fn done;
     void *ctx;
     consumer *amqp;
+    addrlist nodes;                /* amqp.host: one broker or a cluster's nodes */
     store *db;
     pthread_t thread;
     int efd;
@@ -89,6 +95,7 @@ struct worker {
     store_row *rows;               /* rows_cap (at least batch_max) */
     size_t rows_cap;
     backoff amqp_backoff, mysql_backoff;
+    size_t node;                   /* index in nodes tried next / in use */
     uint64_t amqp_retry_at, mysql_retry_at, check_at, mysql_used_at;
     bool amqp_ever, mysql_ever;    /* connected once: later connects are reconnects */
     bool amqp_told, mysql_told;    /* this outage was logged */
@@ -143,22 +150,24 @@ static void worker_hand_pop(worker *w, size_t k)
 
 static void worker_amqp_lost(worker *w, const char *why)
 {
-    char q[300];
+    char q[300], node[300];
     size_t dropped = worker_held(w);
     worker_hand_pop(w, dropped);       /* unacked: RabbitMQ delivers them again */
     atomic_store(&w->m->up_amqp, false);
     metrics_add(&w->m->errors_amqp, 1);
     int delay = backoff_next(&w->amqp_backoff);
     w->amqp_retry_at = clock_ms() + (uint64_t)delay;
+    addrlist_format(&w->nodes, w->node, node, sizeof node);
     if (!w->amqp_told) {
         w->amqp_told = true;
-        log_warn("amqp_down", "host=%s port=%d queue=%s dropped_unacked=%zu retry_ms=%d reason=%s",
-                 w->conf->amqp_host, w->conf->amqp_port, w->conf->queue, dropped, delay,
-                 log_q(q, sizeof q, why, strlen(why)));
+        log_warn("amqp_down", "node=%s queue=%s dropped_unacked=%zu retry_ms=%d reason=%s", node,
+                 w->conf->queue, dropped, delay, log_q(q, sizeof q, why, strlen(why)));
     } else {
-        log_debug("amqp_retry", "host=%s port=%d retry_ms=%d reason=%s", w->conf->amqp_host,
-                  w->conf->amqp_port, delay, log_q(q, sizeof q, why, strlen(why)));
+        log_debug("amqp_retry", "node=%s retry_ms=%d reason=%s", node, delay,
+                  log_q(q, sizeof q, why, strlen(why)));
     }
+    /* The next attempt goes to the next node of the list. */
+    w->node = (w->node + 1) % w->nodes.n;
 }
 
 static void worker_mysql_lost(worker *w, const char *why)
@@ -181,8 +190,9 @@ static void worker_mysql_lost(worker *w, const char *why)
 
 static void worker_open_amqp(worker *w)
 {
-    char why[300];
-    if (consumer_open(w->amqp, why, sizeof why) < 0) {
+    char why[300], node[300];
+    const addrlist_entry *n = &w->nodes.v[w->node];
+    if (consumer_open(w->amqp, n->host, n->port, why, sizeof why) < 0) {
         worker_amqp_lost(w, why);
         return;
     }
@@ -193,8 +203,9 @@ static void worker_open_amqp(worker *w)
     w->amqp_told = false;
     w->check_at = 0;            /* read the queue depth right away */
     atomic_store(&w->m->up_amqp, true);
-    log_info("amqp_up", "host=%s port=%d queue=%s type=%s prefetch=%d", w->conf->amqp_host,
-             w->conf->amqp_port, w->conf->queue, w->conf->queue_type, w->conf->prefetch);
+    addrlist_format(&w->nodes, w->node, node, sizeof node);
+    log_info("amqp_up", "node=%s queue=%s type=%s prefetch=%d", node, w->conf->queue,
+             w->conf->queue_type, w->conf->prefetch);
 }
 
 static void worker_open_mysql(worker *w)
@@ -553,6 +564,7 @@ static void worker_wake(worker *w)
 static void worker_free(worker *w)
 {
     consumer_destroy(w->amqp);
+    addrlist_deinit(&w->nodes);
     store_destroy(w->db);
     if (w->efd >= 0)
         close(w->efd);
@@ -568,6 +580,7 @@ worker *worker_create(const storage_config *conf, metrics *m, worker_done_fn don
 {
     worker *w = xcalloc(1, sizeof *w);
     char host[64] = "localhost";
+    w->efd = -1;
     w->conf = conf;
     w->m = m;
     w->done = done;
@@ -579,8 +592,6 @@ worker *worker_create(const storage_config *conf, metrics *m, worker_done_fn don
     snprintf(w->name, sizeof w->name, "lectern-storage %s pid %d", host, (int)getpid());
 
     consumer_config cc = {
-        .host = conf->amqp_host,
-        .port = conf->amqp_port,
         .vhost = conf->amqp_vhost,
         .user = conf->amqp_user,
         .password = conf->amqp_password,
@@ -599,6 +610,10 @@ worker *worker_create(const storage_config *conf, metrics *m, worker_done_fn don
         .timeout_s = conf->mysql_timeout_s,
         .batch_max = conf->batch_max,
     };
+    if (addrlist_parse(&w->nodes, conf->amqp_host, conf->amqp_port, err, errlen) < 0)
+        goto fail;
+    /* Workers start at different nodes of a cluster and walk the list. */
+    w->node = addrlist_start(&w->nodes, clock_us() ^ (uint64_t)getpid() << 32);
     w->amqp = consumer_create(&cc);
     w->db = store_create(&sc);
     w->rows = xcalloc((size_t)conf->batch_max, sizeof *w->rows);

@@ -155,13 +155,16 @@ static void peer_clear(peer *p)
     p->ngot = 0;
 }
 
-static void peer_start(peer *p, const char *name, const char *exchange, bool dynamic, int port)
+/* A peer on the broker(s) `hosts` ("host[:port],..."; port for entries
+ * without one). */
+static void peer_start_at(peer *p, const char *name, const char *exchange, bool dynamic,
+                          const char *hosts, int port)
 {
     static const bus_callbacks cb = { on_message, on_state, on_bound };
     memset(p, 0, sizeof *p);
     snprintf(p->squeue, sizeof p->squeue, "%s.storage", exchange);
     bus_config cfg = {
-        .host = "127.0.0.1", .port = port, .vhost = "/", .user = "guest", .password = "guest",
+        .host = hosts, .port = port, .vhost = "/", .user = "guest", .password = "guest",
         .exchange = exchange, .dynamic = dynamic, .server_id = name, .heartbeat_s = 2,
         .reconnect_min_ms = 100, .reconnect_max_ms = 1000, .max_queue = 100000,
         .storage_queue = p->squeue, .storage_queue_type = "classic",
@@ -180,6 +183,11 @@ static void peer_start(peer *p, const char *name, const char *exchange, bool dyn
     p->name = name;
     p->done_order_ok = true;
     p->b = bus_create(&loop, &cfg, &cb, p);
+}
+
+static void peer_start(peer *p, const char *name, const char *exchange, bool dynamic, int port)
+{
+    peer_start_at(p, name, exchange, dynamic, "127.0.0.1", port);
 }
 
 static void peer_stop(peer *p)
@@ -788,6 +796,30 @@ static void unreachable(void)
     pump_for(20);
 }
 
+/* A node list whose other entries are a closed port and a node that never
+ * answers: whichever entry each connection starts at, both reach the live
+ * node (the silent one costs at most the 5 s handshake deadline). */
+static void node_list(void)
+{
+    peer c;
+    char hosts[128];
+    int closed = closed_port(), silent, lfd = silent_listener(&silent);
+    bool ok;
+
+    snprintf(hosts, sizeof hosts, " 127.0.0.1:%d, 127.0.0.1:%d ,127.0.0.1", closed, silent);
+    uint64_t t0 = now_ms();
+    peer_start_at(&c, "L", "smoke.list", false, hosts, amqp_port);
+    WAIT(ok, c.up && bus_ready(c.b), 15000);
+    check(ok, "node list: '%s' (port %d for the last) comes up on the live node (%llu ms)",
+          hosts, amqp_port, (unsigned long long)(now_ms() - t0));
+    peer_stop(&c);
+    close(lfd);
+    pump_for(20);
+
+    peer_start_at(&c, "M", "smoke.list", false, "127.0.0.1:0", amqp_port);
+    check(c.b == NULL, "node list: bus_create refuses a malformed list");
+}
+
 int main(void)
 {
     const char *port = getenv("LECTERN_AMQP_PORT");
@@ -847,6 +879,7 @@ int main(void)
           (unsigned long long)dt);
 
     unreachable();
+    node_list();
 
     uv_run(&loop, UV_RUN_DEFAULT);     /* the async handles' close callbacks */
     check(uv_loop_close(&loop) == 0, "every uv handle is closed after bus_destroy");

@@ -350,6 +350,12 @@ printf '[storage]\nqueue_type = stream\n' >"$var/bad.conf"
 out=$("$release" --config "$var/bad.conf" --check-config 2>&1) && rc=0 || rc=$?
 check "5. a bad value in a file is reported as file:line: $out" \
   '[[ $rc == 2 && $out == *"bad.conf:2: storage.queue_type"* ]]'
+for bad in 'amqp.host=,' 'amqp.host=a:0' 'amqp.host=a,,b' 'amqp.host=[::1'; do
+  out=$("$release" --set "$bad" --check-config 2>&1) && rc=0 || rc=$?
+  check "5. --check-config refuses $bad: $out" '[[ $rc == 2 && $out == *"amqp.host: "* ]]'
+done
+out=$("$release" --set 'amqp.host=10.0.0.1:5672, rabbit2 ,[fd00::3]:5673' --check-config 2>&1) && rc=0 || rc=$?
+check "5. --check-config accepts a cluster's node list" '[[ $rc == 0 ]]'
 out=$("$release" --set nope.knob=1 --check-config 2>&1) && rc=0 || rc=$?
 check "5. an unknown knob is refused" '[[ $rc == 2 && $out == *"unknown knob"* ]]'
 nc_port=${HTTP_PORTS[7]}
