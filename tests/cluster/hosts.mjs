@@ -15,7 +15,7 @@
 // own directory under LECTERN_MH_VAR. Lectern programs are spawned directly
 // and their output is scanned for sanitizer reports (helpers.mjs).
 import { execFile, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { collectLines, repoRoot, waitFor } from '../integration/helpers.mjs';
 
@@ -43,7 +43,10 @@ export function serverPort(host) {
 export function workerPort(host) {
   return PORTS.worker + (mode === 'netns' ? 0 : serverHosts.indexOf(host));
 }
-const rabbitNode = (h) => `rabbit@${ip(h)}`;
+// On loopback the hosts share one epmd, which knows nodes by name and
+// distribution port: each node needs its own of both there.
+const rabbitNode = (h) => (mode === 'netns' ? `rabbit@${ip(h)}` : `rabbit-${h}@${ip(h)}`);
+const distPort = (h) => PORTS.dist + (mode === 'netns' ? 0 : serverHosts.indexOf(h));
 
 // argv prefix that runs a command on `host`.
 function on(host) {
@@ -69,7 +72,7 @@ function serviceEnv(host, extra = {}) {
     LECTERN_BIND_ADDRESS: ip(host),
     LECTERN_REDIS_PORT: PORTS.redis,
     LECTERN_AMQP_PORT: PORTS.amqp,
-    LECTERN_RABBIT_DIST_PORT: PORTS.dist,
+    LECTERN_RABBIT_DIST_PORT: serverHosts.includes(host) ? distPort(host) : PORTS.dist,
     LECTERN_EPMD_PORT: PORTS.epmd,
     LECTERN_WEB_STOMP_PORT: PORTS.webStomp,
     LECTERN_MYSQL_PORT: PORTS.mysql,
@@ -151,6 +154,7 @@ export function startServer(host, sets = {}) {
   return program(host, process.env.LECTERN_SERVER_BIN, ['--port', String(serverPort(host)), ...setsArgv({
     'server.id': `server-${host}`,
     'bus.host': amqpList(),
+    'bus.port': PORTS.amqp,
     'bus.heartbeat_s': 2,
     'bus.backoff_max_ms': 1000,
     'storage.queue_type': 'quorum',
@@ -159,6 +163,7 @@ export function startServer(host, sets = {}) {
     'redis.wait_replicas': 1,
     'redis.backoff_max_ms': 1000,
     'registry.ttl_ms': 4000,
+    'log.level': process.env.MH_LOG_LEVEL || 'info',
     'mysql.host': ip('db'),
     'mysql.port': PORTS.mysql,
     'limits.send_rate': 0,
@@ -172,8 +177,10 @@ export function startServer(host, sets = {}) {
 export function startWorker(host, sets = {}) {
   return program(host, process.env.LECTERN_STORAGE_BIN, setsArgv({
     'amqp.host': amqpList(),
+    'amqp.port': PORTS.amqp,
     'amqp.heartbeat_s': 2,
     'amqp.backoff_max_ms': 1000,
+    'log.level': process.env.MH_LOG_LEVEL || 'info',
     'storage.queue_type': 'quorum',
     'mysql.host': ip('db'),
     'mysql.port': PORTS.mysql,
@@ -246,6 +253,13 @@ export async function stopAll() {
   for (const p of [...procs].reverse()) {
     const r = await p.stop();
     codes[p.what] = r;
+  }
+  // MH_LOG_DIR=dir keeps every program's log lines there (for diagnosis).
+  if (process.env.MH_LOG_DIR) {
+    mkdirSync(process.env.MH_LOG_DIR, { recursive: true });
+    for (const p of procs) {
+      writeFileSync(path.join(process.env.MH_LOG_DIR, `${p.what.replace(/\W+/g, '-')}.log`), `${p.logs.join('\n')}\n`);
+    }
   }
   return codes;
 }

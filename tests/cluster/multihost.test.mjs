@@ -30,7 +30,7 @@ import { LecternClient } from '../../client-js/src/index.js';
 import { sleep, waitFor } from '../integration/helpers.mjs';
 import {
   PORTS, cut, httpGet, ip, mode, pidOf, rabbitmqctl, ready, redisCli, restore, serverHosts,
-  services, sql, startHaproxy, startServer, startWorker, stopAll, workerPort,
+  serverPort, services, sql, startHaproxy, startServer, startWorker, stopAll, workerPort,
 } from './hosts.mjs';
 
 const lbUrl = () => `ws://${ip('cl')}:${PORTS.lb}/ws`;
@@ -93,15 +93,17 @@ after(async () => {
   log('exits:', JSON.stringify(codes));
 }, { timeout: 120000 });
 
-// Students joined to `room`, each recording the bodies it was given.
+// Students joined to `room`, each recording the bodies it was given and
+// how often it had to reconnect.
 async function students(room) {
   const list = [];
   for (let i = 0; i < STUDENTS; i++) {
     const c = client(`${room}-student${i}`);
-    const got = [];
+    const s = { c, got: [], login: `${room}-student${i}`, reconnects: 0 };
+    c.on('state', (st) => { if (st === 'reconnecting') s.reconnects++; });
     await c.connect();
-    c.join(room, { presence: false }).on('message', (m) => got.push(m.body));
-    list.push({ c, got, login: `${room}-student${i}` });
+    c.join(room, { presence: false }).on('message', (m) => s.got.push(m.body));
+    list.push(s);
   }
   // Joined everywhere: every server lists all of them.
   await converged(room, list, 15000);
@@ -109,7 +111,7 @@ async function students(room) {
 }
 
 async function presentOn(h, room) {
-  const r = await httpGet(h, (await import('./hosts.mjs')).serverPort(h), `/api/rooms/${room}/presence`);
+  const r = await httpGet(h, serverPort(h), `/api/rooms/${room}/presence`);
   if (r.status !== 200) return null;
   return JSON.parse(r.text).members.map((m) => m.id).sort();
 }
@@ -186,6 +188,19 @@ async function verify(room, list, pubs) {
   }
 }
 
+// Sum of a counter over the servers (0 for a server that does not answer).
+async function counter(name) {
+  let total = 0;
+  for (const h of serverHosts) {
+    try {
+      const { text } = await httpGet(h, serverPort(h), '/metrics');
+      const m = text.match(new RegExp(`^${name} (\\d+)$`, 'm'));
+      total += m ? Number(m[1]) : 0;
+    } catch { /* not answering */ }
+  }
+  return total;
+}
+
 async function scenario(name, fault) {
   const room = `mh-${name}-${process.pid}`;
   const list = await students(room);
@@ -201,7 +216,9 @@ async function scenario(name, fault) {
     log(`${name}: ${pubs.promised.length} messages with a RECEIPT, ${pubs.refused} refused`
       + (pubs.firstRefusal ? ` between +${pubs.firstRefusal - t0} and +${pubs.lastRefusal - t0} ms` : ''));
     await verify(room, list, pubs);
-    log(`${name}: verified (${Date.now() - t0} ms after the fault)`);
+    const moved = list.filter((s) => s.reconnects > 0).length;
+    log(`${name}: verified (${Date.now() - t0} ms after the fault); ${moved} of ${list.length} students reconnected`);
+    return { moved, pubs };
   } finally {
     pubs.stop = true;
     await Promise.all(pubs.runs).catch(() => {});
@@ -211,15 +228,25 @@ async function scenario(name, fault) {
 
 describe(`multi-host (${mode === 'netns' ? 'network namespaces' : 'LOOPBACK FALLBACK: no network namespaces'})`, () => {
   test('kill -9 of a RabbitMQ node mid-traffic: nothing confirmed is lost, every student gets everything', async () => {
+    // The victim: the node holding the most servers' own queues, so that
+    // at least one server's consumer must move to another node.
+    const out = await rabbitmqctl('h1', 'list_queues', '-q', 'name', 'pid');
+    const onNode = Object.fromEntries(serverHosts.map((h) => [h, 0]));
+    for (const [, node] of out.matchAll(/\.server\.\S+\s+<rabbit[^@]*@(\d+\.\d+\.\d+\.\d+)\./g)) onNode[hostOf(node)]++;
+    const victim = serverHosts.reduce((a, b) => (onNode[b] > onNode[a] ? b : a));
+    log(`server queues per node: ${JSON.stringify(onNode)}`);
+    const reconnects = await counter('lectern_bus_reconnects_total');
     await scenario('rabbit', async () => {
-      const pid = pidOf('h1', 'rabbitmq/rabbitmq.pid');
-      log(`killing RabbitMQ node 1 (pid ${pid})`);
+      const pid = pidOf(victim, 'rabbitmq/rabbitmq.pid');
+      log(`killing RabbitMQ node on ${victim} (pid ${pid})`);
       process.kill(pid, 'SIGKILL');
       await sleep(5000);
     });
+    assert.ok(onNode[victim] > 0, 'a server queue was on the killed node');
+    assert.ok(await counter('lectern_bus_reconnects_total') > reconnects, 'a server failed over to another node');
     // The node comes back and rejoins; the quorum queue has three members again.
-    await services('h1', 'start', ['rabbitmq']);
-    await rabbitmqctl('h2', 'await_online_nodes', '3', '--timeout', '60');
+    await services(victim, 'start', ['rabbitmq']);
+    await rabbitmqctl('h2' === victim ? 'h3' : 'h2', 'await_online_nodes', '3', '--timeout', '60');
   }, { timeout: 300000 });
 
   test('kill -9 of the Redis master mid-traffic: Sentinel promotes the replica, the servers follow', async () => {
@@ -239,12 +266,13 @@ describe(`multi-host (${mode === 'netns' ? 'network namespaces' : 'LOOPBACK FALL
   }, { timeout: 300000 });
 
   test('h3 loses its network link for 20 s: its clients move, and it rejoins when the link returns', async () => {
-    await scenario('link', async () => {
+    const { moved } = await scenario('link', async () => {
       log('cutting h3');
       await cut('h3');
       await sleep(20000);
       await restore('h3');
       log('h3 restored');
     });
+    assert.ok(moved > 0, 'students of h3 had to move');
   }, { timeout: 300000 });
 });

@@ -24,7 +24,8 @@
 # stopping (SIGSTOP) every process of the host for the same time. It never
 # skips. LECTERN_MULTIHOST=loopback forces that mode.
 #
-# Usage: tests/cluster/run.sh   (run by `make test-cluster`, part of `make test`)
+# Usage: tests/cluster/run.sh [node --test options, e.g. --test-name-pattern=Redis]
+#        (run by `make test-cluster`, part of `make test`)
 # Needs: built binaries in LECTERN_SERVER_BIN / LECTERN_STORAGE_BIN (the
 # Makefile passes the ASan build), root for namespaces.
 set -euo pipefail
@@ -49,6 +50,12 @@ cleanup() {
       kill -CONT "$pid" 2>/dev/null || true; kill -9 "$pid" 2>/dev/null || true
     done
     pkill -9 -f "$var" 2>/dev/null || true
+    # Redis and Sentinel rename themselves to their address:port.
+    pkill -9 -f '^redis-server 127\.0\.1\.' 2>/dev/null || true
+    # The hosts' shared epmd (tests/cluster/hosts.mjs: PORTS.epmd).
+    for pid in $(ss -Hltnp 'sport = :4391' 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do
+      kill -9 "$pid" 2>/dev/null || true
+    done
   fi
   sleep 0.2
   for ns in "${made[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
@@ -98,8 +105,8 @@ export LECTERN_STORAGE_BIN=${LECTERN_STORAGE_BIN:-$root/build/asan/bin/lectern-s
 cd "$root/tests"
 if [[ $mode == netns ]]; then
   say "hosts are network namespaces $prefix-{h1,h2,h3,db,cl} on bridge $prefix-sw/br0 (10.231.0.0/24)"
-  ip netns exec "$prefix-cl" node --test --test-concurrency=1 cluster/multihost.test.mjs
+  ip netns exec "$prefix-cl" node --test --test-concurrency=1 "$@" cluster/multihost.test.mjs
 else
   say "hosts are loopback addresses 127.0.1.{11,12,13,20,30}; a cut link is SIGSTOP of the host's processes"
-  node --test --test-concurrency=1 cluster/multihost.test.mjs
+  node --test --test-concurrency=1 "$@" cluster/multihost.test.mjs
 fi
