@@ -7,6 +7,7 @@
 // sanitizer build) and stopped with SIGTERM; stop() resolves with the exit
 // code, so a test can assert on a clean shutdown (ASan turns leaks into a
 // non-zero exit).
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
@@ -332,6 +333,58 @@ export async function service(action, name) {
     execFile(path.join(repoRoot, 'scripts', 'services'), [action, name], { timeout: 120000 },
       (err, stdout, stderr) => (err ? reject(new Error(`${action} ${name}: ${stderr}`)) : resolve(stdout)));
   });
+}
+
+// SENDs with receipts over raw STOMP, one every `pause` ms, reconnecting
+// whenever the server closes the connection (an ERROR closes it), until
+// `stopped` is set; then `done` resolves. `promised` lists the bodies that
+// got a RECEIPT, in order; `refused` counts the ERROR frames `refusal`
+// accepts (default: all). After a connection closes, RECEIPTs still
+// arriving within `settle` ms are counted.
+export function steadySender(url, room, { pause = 15, settle = 300, refusal = () => true } = {}) {
+  const state = { promised: [], refused: 0, stopped: false, n: 0 };
+  state.done = (async () => {
+    while (!state.stopped) {
+      let c;
+      try {
+        c = await rawClient(url);
+        await c.connect();
+      } catch {
+        await sleep(100);
+        continue;
+      }
+      while (!state.stopped && !c.closed) {
+        const body = `m${state.n++}`;
+        c.frame('SEND', { destination: `/topic/${room}`, receipt: body }, body);
+        await sleep(pause);
+        for (const f of c.frames.splice(0)) {
+          if (f.command === 'RECEIPT') state.promised.push(f.headers['receipt-id']);
+          if (f.command === 'ERROR' && refusal(f)) state.refused++;
+        }
+      }
+      await sleep(settle);
+      for (const f of c.frames.splice(0))
+        if (f.command === 'RECEIPT') state.promised.push(f.headers['receipt-id']);
+      c.close();
+    }
+  })();
+  return state;
+}
+
+// After an outage: wait for 20 more RECEIPTs, stop the sender, then check
+// that `got` (the bodies a subscriber received) holds every promised
+// message exactly once, in the order the RECEIPTs came.
+export async function finishSender(sender, got, what) {
+  const before = sender.promised.length;
+  await waitFor(() => sender.promised.length >= before + 20, { timeout: 20000, what: `traffic after the ${what}` });
+  sender.stopped = true;
+  await sender.done;
+  await waitFor(() => sender.promised.every((b) => got.includes(b)),
+    { timeout: 20000, what: 'every promised message delivered' });
+  await sleep(300);
+  assert.equal(new Set(got).size, got.length, 'no duplicates');
+  const idx = sender.promised.map((b) => got.indexOf(b));
+  for (let i = 1; i < idx.length; i++) assert.ok(idx[i] > idx[i - 1], 'promised messages in order');
 }
 
 // --- storage -----------------------------------------------------------------

@@ -14,7 +14,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  clusterName, freePort, httpGet, metric, rawClient, sleep, startServer, stompClient, waitFor,
+  clusterName, finishSender, freePort, httpGet, metric, sleep, startServer, steadySender, stompClient, waitFor,
 } from './helpers.mjs';
 
 const procs = [];
@@ -113,39 +113,6 @@ async function server(cluster, id, sets) {
   return s;
 }
 
-// SENDs with receipts, one every 15 ms, reconnecting when the server closes
-// the connection (as cluster.test.mjs): `promised` lists the bodies that got
-// a RECEIPT, in order.
-function steadySender(url, room) {
-  const state = { promised: [], refused: 0, stopped: false, n: 0 };
-  state.done = (async () => {
-    while (!state.stopped) {
-      let c;
-      try {
-        c = await rawClient(url);
-        await c.connect();
-      } catch {
-        await sleep(100);
-        continue;
-      }
-      while (!state.stopped && !c.closed) {
-        const body = `m${state.n++}`;
-        c.frame('SEND', { destination: `/topic/${room}`, receipt: body }, body);
-        await sleep(15);
-        for (const f of c.frames.splice(0)) {
-          if (f.command === 'RECEIPT') state.promised.push(f.headers['receipt-id']);
-          if (f.command === 'ERROR') state.refused++;
-        }
-      }
-      await sleep(300);
-      for (const f of c.frames.splice(0))
-        if (f.command === 'RECEIPT') state.promised.push(f.headers['receipt-id']);
-      c.close();
-    }
-  })();
-  return state;
-}
-
 // A fake Sentinel speaking just enough RESP: it answers
 // get-master-addr-by-name with `master` (changeable), confirms SUBSCRIBEs and
 // can publish a +switch-master to its subscribers. With two independent
@@ -203,6 +170,18 @@ async function presence(port, room) {
   return r.status === 200 ? JSON.parse(r.text) : null;
 }
 
+// Two independent Redis masters x and y, a fake Sentinel naming x, and a
+// server that found x through it.
+async function behindFakeSentinel() {
+  const dir = tempDir();
+  const x = await startRedis(dir, await freePort());
+  const y = await startRedis(dir, await freePort());
+  const fake = await fakeSentinel(x.port);
+  const cluster = clusterName();
+  const s = await server(cluster, `${cluster}-a`, { 'redis.sentinels': `127.0.0.1:${fake.port}` });
+  return { x, y, fake, cluster, s };
+}
+
 describe('Redis Sentinel', () => {
   test('kill -9 of the Redis master mid-traffic: both servers follow to the promoted replica; every RECEIPTed message arrives once and in order; presence is rebuilt there', async () => {
     const g = await startGroup();
@@ -250,17 +229,7 @@ describe('Redis Sentinel', () => {
       }
       assert.match((await cli(g.replica.port, 'ROLE')).split('\n')[0], /^master$/, 'the replica was promoted');
 
-      const before = sender.promised.length;
-      await waitFor(() => sender.promised.length >= before + 20, { timeout: 20000, what: 'traffic after the failover' });
-      sender.stopped = true;
-      await sender.done;
-
-      await waitFor(() => sender.promised.every((b) => got.includes(b)),
-        { timeout: 20000, what: 'every promised message delivered' });
-      await sleep(300);
-      assert.equal(new Set(got).size, got.length, 'no duplicates');
-      const idx = sender.promised.map((b) => got.indexOf(b));
-      for (let i = 1; i < idx.length; i++) assert.ok(idx[i] > idx[i - 1], 'promised messages in order');
+      await finishSender(sender, got, 'failover');
       const num = got.map((b) => Number(b.slice(1)));
       for (let i = 1; i < num.length; i++) assert.ok(num[i] > num[i - 1], `delivered in send order: ${got[i - 1]} then ${got[i]}`);
 
@@ -339,12 +308,7 @@ describe('Redis Sentinel', () => {
   });
 
   test('+switch-master moves both connections to the new master, though no socket closed and the old master still accepts writes', async () => {
-    const dir = tempDir();
-    const x = await startRedis(dir, await freePort());
-    const y = await startRedis(dir, await freePort());
-    const fake = await fakeSentinel(x.port);
-    const cluster = clusterName();
-    const s = await server(cluster, `${cluster}-a`, { 'redis.sentinels': `127.0.0.1:${fake.port}` });
+    const { x, y, fake, cluster, s } = await behindFakeSentinel();
     await waitFor(() => fake.subscribers.size === 1, { what: 'the +switch-master watch' });
     const { client } = await stompClient(s.wsUrl, { connectHeaders: { login: 'u1' } });
     try {
@@ -381,12 +345,7 @@ describe('Redis Sentinel', () => {
   });
 
   test('a READONLY reply (the master was demoted, no failover message) makes both connections rediscover', async () => {
-    const dir = tempDir();
-    const x = await startRedis(dir, await freePort());
-    const y = await startRedis(dir, await freePort());
-    const fake = await fakeSentinel(x.port);
-    const cluster = clusterName();
-    const s = await server(cluster, `${cluster}-a`, { 'redis.sentinels': `127.0.0.1:${fake.port}` });
+    const { x, y, fake, cluster, s } = await behindFakeSentinel();
     // The master moves without a word from the Sentinel: x becomes y's
     // replica and refuses the next write (a heartbeat at the latest).
     fake.master = y.port;
