@@ -41,7 +41,12 @@
  * storage copy on the current connection (tags count every publish on the
  * channel from 1, room copies included). basic.ack/nack settle jobs by tag
  * (`multiple` settles all up to it); a job whose deadline (queue time +
- * confirm_timeout_ms) passes unsettled fails. Only the settled head of the
+ * confirm_timeout_ms) passes unsettled fails. A basic.nack does not fail a
+ * job: the broker could not take the copy now (a quorum queue whose leader
+ * died refuses until a new one is elected, which takes seconds), so the copy
+ * is published again nack_retry_ms later, within the same deadline; such a
+ * job's new tag is out of list order, which the confirm matching allows
+ * for (bus_pub_mark). Only the settled head of the
  * list is completed, so done callbacks run in queue order. When the
  * connection fails, every job in the list loses its tag and its room copy
  * (transient: late delivery would be worse than the catch-up from the room
@@ -154,6 +159,8 @@ typedef struct bus_job {
     uint64_t tag;                /* storage copy's delivery tag on this connection; 0: unsent */
     bool fanout;                 /* the room copy is still to be sent */
     bool resend;                 /* sent on an earlier connection */
+    bool nacked;                 /* refused once: its tag may be out of list order */
+    uint64_t retry_ms;           /* monotonic: a nacked copy is not sent before */
     int8_t result;               /* 0 waiting, 1 confirmed, -1 failed */
 } bus_job;
 
@@ -207,6 +214,8 @@ struct bus {
     char *squeue;                /* storage queue */
     char *squeue_type;           /* "classic" | "quorum" */
     int confirm_timeout_ms;
+    int nack_retry_ms;           /* a nacked storage copy goes again after this */
+    uint64_t retry_wake_ms;      /* publisher thread: earliest retry_ms waiting, 0: none */
     int batch_max;               /* storage copies per publish */
     int batch_linger_ms;
     int room_batch_max;          /* room copies per publish */
@@ -250,7 +259,7 @@ struct bus {
 
     _Atomic uint64_t published, publish_failures, received, dropped_own,
                      malformed, reconnects, queued, unconfirmed, stored, store_failures,
-                     republished, confirm_us_sum, storage_publishes;
+                     republished, confirm_us_sum, storage_publishes, nacks;
     histogram confirm_hist;          /* queued -> confirmed, per storage copy */
 };
 
@@ -659,18 +668,43 @@ static void bus_pub_wait(bus *b, bus_conn *c, int ms)
 }
 
 /* Settle jobs by delivery tag: confirmed (ok) or nacked. */
+/* A basic.nack: the broker could not take the copy now (a quorum queue
+ * electing a new leader after its node died, a queue at its length limit).
+ * Send it again after nack_retry_ms, unless its deadline comes first. */
+static void bus_pub_nacked(bus *b, bus_job *j, uint64_t now_ms)
+{
+    if (j->deadline_ms <= now_ms + (uint64_t)b->nack_retry_ms) {
+        j->result = -1;
+        return;
+    }
+    bus_add(&b->nacks, 1);
+    j->tag = 0;
+    j->nacked = true;
+    j->resend = true;
+    j->retry_ms = now_ms + (uint64_t)b->nack_retry_ms;
+    if (!b->retry_wake_ms || j->retry_ms < b->retry_wake_ms)
+        b->retry_wake_ms = j->retry_ms;
+}
+
 static void bus_pub_mark(bus *b, uint64_t tag, bool multiple, bool ok)
 {
     uint64_t now = clock_us();
     for (bus_job *j = b->pend; j; j = j->next) {
-        if (!j->tag || j->tag > tag)
-            break;              /* pend is in tag order; unsent jobs come last */
+        /* pend is in tag order and unsent jobs come last, except for jobs
+         * sent again after a nack (later tags, or none yet): skip those. */
+        if (!j->tag || j->tag > tag) {
+            if (j->nacked)
+                continue;
+            break;
+        }
         if (j->result || (!multiple && j->tag != tag))
             continue;
-        j->result = ok ? 1 : -1;
         if (ok) {
+            j->result = 1;
             bus_add(&b->confirm_us_sum, now - j->queued_us);
             histogram_observe_us(&b->confirm_hist, now - j->queued_us);
+        } else {
+            bus_pub_nacked(b, j, now / 1000);
         }
     }
 }
@@ -798,12 +832,33 @@ static int bus_pub_send_batch(bus *b, bus_conn *c, size_t n, const char *exchang
 }
 
 /* The first job whose storage copy is not sent on this connection. */
+/* A storage copy to send now: not sent on this connection, not settled,
+ * not waiting out a nack. */
+static bool bus_job_sendable(const bus_job *j, uint64_t now_ms)
+{
+    return !j->tag && !j->result && j->retry_ms <= now_ms;
+}
+
 static bus_job *bus_pub_first_unsent(const bus *b)
 {
+    uint64_t now = clock_ms();
     for (bus_job *j = b->pend; j; j = j->next)
-        if (!j->tag && !j->result)
+        if (bus_job_sendable(j, now))
             return j;
     return NULL;
+}
+
+/* Once the earliest nack retry is due, find the next one (0: none). */
+static void bus_pub_retry_due(bus *b)
+{
+    uint64_t now = clock_ms();
+    if (!b->retry_wake_ms || now < b->retry_wake_ms)
+        return;
+    b->retry_wake_ms = 0;
+    for (const bus_job *j = b->pend; j; j = j->next)
+        if (!j->tag && !j->result && j->retry_ms > now &&
+            (!b->retry_wake_ms || j->retry_ms < b->retry_wake_ms))
+            b->retry_wake_ms = j->retry_ms;
 }
 
 /* Is j's room copy still to be sent? Also after its storage copy was
@@ -882,13 +937,15 @@ static int bus_pub_send(bus *b, bus_conn *c)
 {
     if (bus_pub_send_rooms(b, c) < 0)
         return -1;
+    bus_pub_retry_due(b);
     for (;;) {
         bus_job *first = bus_pub_first_unsent(b);
         if (!first)
             return 0;
         size_t n = 0;
+        uint64_t now = clock_ms();
         for (bus_job *j = first; j && n < (size_t)b->batch_max; j = j->next)
-            if (!j->tag && !j->result)
+            if (bus_job_sendable(j, now))
                 bus_pub_batch_add(b, n++, j);
         if (bus_pub_lingers(b, first, n, b->batch_max, b->batch_linger_ms))
             return 0;           /* bus_pub_timeout wakes us when it is due */
@@ -949,6 +1006,8 @@ static int bus_pub_timeout(const bus *b, const bus_conn *c)
     int ms = c->tick_ms;
     if (b->pend) {
         uint64_t now = clock_ms(), dl = b->pend->deadline_ms;
+        if (b->retry_wake_ms && b->retry_wake_ms < dl)
+            dl = b->retry_wake_ms;      /* a nacked copy is due first */
         if (dl <= now)
             return 0;
         if (dl - now < (uint64_t)ms)
@@ -1431,6 +1490,7 @@ bus *bus_create(uv_loop_t *loop, const bus_config *cfg, const bus_callbacks *cb,
     b->squeue = xstrdup(cfg->storage_queue ? cfg->storage_queue : "");
     b->squeue_type = xstrdup(cfg->storage_queue_type ? cfg->storage_queue_type : "classic");
     b->confirm_timeout_ms = bus_positive(cfg->confirm_timeout_ms, 5000);
+    b->nack_retry_ms = bus_positive(cfg->nack_retry_ms, 200);
     b->batch_max = bus_positive(cfg->batch_max, 1);
     b->batch_linger_ms = cfg->batch_linger_ms > 0 ? cfg->batch_linger_ms : 0;
     b->room_batch_max = bus_positive(cfg->room_batch_max, 1);
@@ -1592,6 +1652,7 @@ void bus_get_stats(const bus *b, bus_stats *out)
     out->stored = atomic_load_explicit(&b->stored, memory_order_relaxed);
     out->store_failures = atomic_load_explicit(&b->store_failures, memory_order_relaxed);
     out->republished = atomic_load_explicit(&b->republished, memory_order_relaxed);
+    out->nacks = atomic_load_explicit(&b->nacks, memory_order_relaxed);
     out->storage_publishes = atomic_load_explicit(&b->storage_publishes, memory_order_relaxed);
     out->confirm_us_sum = atomic_load_explicit(&b->confirm_us_sum, memory_order_relaxed);
 }

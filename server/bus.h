@@ -75,6 +75,7 @@ typedef struct bus_config {
     const char *storage_queue;    /* durable queue for lectern-storage */
     const char *storage_queue_type;   /* "classic" | "quorum" */
     int         confirm_timeout_ms;
+    int         nack_retry_ms;    /* a nacked storage copy is published again after this */
     int         batch_max;        /* storage copies per publish (1: no batches) */
     int         room_batch_max;   /* room copies per publish (1: no batches) */
     int         room_batch_linger_ms;
@@ -96,7 +97,8 @@ typedef struct bus_stats {
     uint64_t published;          /* messages handed to the broker (room exchange) */
     uint64_t stored;             /* storage copies confirmed by the broker */
     uint64_t store_failures;     /* jobs ended without a confirm (nack, timeout) */
-    uint64_t republished;        /* storage copies sent again after a reconnect */
+    uint64_t republished;        /* storage copies sent again (reconnect or nack) */
+    uint64_t nacks;              /* storage copies the broker refused (basic.nack), then retried */
     uint64_t storage_publishes;  /* AMQP messages carrying storage copies (batches count once) */
     uint64_t unconfirmed;        /* jobs waiting for their confirm now */
     uint64_t confirm_us_sum;     /* publish-to-confirm time, summed, microseconds */

@@ -218,7 +218,12 @@ const cfg_knob server_knobs[] = {
       "redeclaration with another type)." },
     { "storage.confirm_timeout_ms", CFG_INT, K(confirm_timeout_ms), "5000", 100, 600000, NULL,
       "How long a message may wait for RabbitMQ's publisher confirm (across a\n"
-      "reconnect) before its SEND gets ERROR instead of RECEIPT." },
+      "reconnect) before its SEND gets ERROR instead of RECEIPT. With a quorum\n"
+      "storage queue on a cluster, allow a leader election: 15000 or more." },
+    { "storage.nack_retry_ms", CFG_INT, K(nack_retry_ms), "200", 10, 60000, NULL,
+      "A storage copy RabbitMQ refuses (basic.nack: a quorum queue electing a new\n"
+      "leader, a queue at its length limit) is published again after this long,\n"
+      "until storage.confirm_timeout_ms runs out." },
     { "storage.batch_max", CFG_INT, K(storage_batch_max), "256", 1, 10000, NULL,
       "Most messages per storage-queue publish. Under load the storage copies of\n"
       "many messages travel as one persistent AMQP message (one write, one\n"

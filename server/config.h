@@ -87,6 +87,7 @@ typedef struct server_config {
     char  *storage_queue;
     char  *storage_queue_type;  /* classic | quorum */
     int    confirm_timeout_ms;
+    int    nack_retry_ms;
     int    storage_batch_max;
     int    bus_batch_max;
     int    bus_batch_linger_ms;

@@ -118,7 +118,10 @@ static const metrics_row metrics_rows[] = {
     L(bus_store_failures, "lectern_bus_store_failures_total",
       "Messages whose storage copy was nacked or not confirmed in time (SEND got ERROR)."),
     L(bus_republished, "lectern_bus_republished_total",
-      "Storage copies published again after a RabbitMQ reconnect."),
+      "Storage copies published again after a RabbitMQ reconnect or a nack."),
+    L(bus_nacks, "lectern_bus_nacks_total",
+      "Storage copies RabbitMQ refused (basic.nack) and that were published again\n"
+      "after storage.nack_retry_ms (a quorum queue electing a leader, a full queue)."),
     L(bus_storage_publishes, "lectern_bus_storage_publishes_total",
       "AMQP messages carrying storage copies (a batch counts once; stored / this\n"
       "is the mean batch size)."),

@@ -516,6 +516,7 @@ static int server_start_cluster(server *srv)
         .storage_queue = c->storage_queue,
         .storage_queue_type = c->storage_queue_type,
         .confirm_timeout_ms = c->confirm_timeout_ms,
+        .nack_retry_ms = c->nack_retry_ms,
         .batch_max = c->storage_batch_max,
         .room_batch_max = c->bus_batch_max,
         .room_batch_linger_ms = c->bus_batch_linger_ms,
@@ -758,6 +759,7 @@ void server_gauges(server *srv, metrics_gauges *g)
         g->bus_stored = bs.stored;
         g->bus_store_failures = bs.store_failures;
         g->bus_republished = bs.republished;
+        g->bus_nacks = bs.nacks;
         g->bus_storage_publishes = bs.storage_publishes;
         g->bus_confirm_us_sum = bs.confirm_us_sum;
         g->bus_confirm = bus_confirm_histogram(srv->bus);

@@ -294,4 +294,48 @@ describe('RabbitMQ node lists (bus.host, amqp.host)', () => {
       await rabbitmqctl('delete_user', user).catch(() => {});
     }
   }, { timeout: 120000 });
+
+  // A quorum queue whose leader died refuses publishes (basic.nack) until a
+  // new leader is elected; here a length limit with reject-publish makes
+  // the broker refuse every storage copy for as long as the policy stands.
+  test('a storage copy RabbitMQ refuses (basic.nack) is published again until it is taken, or until storage.confirm_timeout_ms', async () => {
+    const ns = clusterName();
+    const patient = await startServer({ cluster: ns, sets: { 'storage.confirm_timeout_ms': 15000, 'storage.nack_retry_ms': 100 } });
+    const hasty = await startServer({ cluster: ns, sets: { 'storage.confirm_timeout_ms': 1000, 'storage.nack_retry_ms': 100 } });
+    const room = `nack-${ns}`;
+    const policy = `nack-${ns}`;
+    const { client: p } = await stompClient(patient.wsUrl, { connectHeaders: { login: 'p' } });
+    const { client: h } = await stompClient(hasty.wsUrl, { connectHeaders: { login: 'h' } });
+    const errors = [];
+    h.onStompError = (f) => errors.push(f.headers.message);
+    try {
+      assert.ok(await sendReceipted(p, room, 'before'), 'RECEIPT before the policy');
+      await rabbitmqctl('set_policy', '--apply-to', 'queues', policy, `^${ns}\\.storage$`,
+        '{"max-length":0,"overflow":"reject-publish"}');
+      // Wait until the broker refuses (the policy applies asynchronously).
+      await waitFor(async () => (await metric(patient.port, 'lectern_bus_nacks_total')) > 0
+        || !(await sendReceipted(p, room, `probe-${Date.now()}`, 300)), { timeout: 10000, interval: 100, what: 'a nack' });
+      const nacks0 = await metric(patient.port, 'lectern_bus_nacks_total');
+      let held = null;
+      const t0 = Date.now();
+      const heldP = sendReceipted(p, room, 'held', 14000).then((ok) => { held = ok; });
+      const refusedP = sendReceipted(h, room, 'refused', 5000);
+      await sleep(1500);
+      assert.equal(held, null, 'no RECEIPT while the broker refuses');
+      assert.ok(await metric(patient.port, 'lectern_bus_nacks_total') >= nacks0 + 5, 'nacked and retried every 100 ms');
+      assert.equal(await refusedP, false, 'the hasty server gives up at its deadline');
+      assert.deepEqual(errors, ['Message not stored']);
+      await rabbitmqctl('clear_policy', policy);
+      await heldP;
+      assert.equal(held, true, `RECEIPT once the broker takes it (${Date.now() - t0} ms after the SEND)`);
+      assert.ok(await metric(patient.port, 'lectern_bus_republished_total') > 0);
+      console.log(`# nack: held ${Date.now() - t0} ms, ${await metric(patient.port, 'lectern_bus_nacks_total')} nacks, then a RECEIPT`);
+    } finally {
+      await rabbitmqctl('clear_policy', policy).catch(() => {});
+      await p.deactivate();
+      await h.deactivate();
+      assert.deepEqual(await hasty.stop(), { code: 0, signal: null });
+      assert.deepEqual(await patient.stop(), { code: 0, signal: null });
+    }
+  }, { timeout: 120000 });
 });
