@@ -28,6 +28,13 @@
  * helper functions; each receives the key prefix as ARGV[1] and builds key
  * names itself (fine on a single Redis or behind Sentinel).
  *
+ * Removals take away only what this server's own records hold (who:S,
+ * srv:S:users). A server cut off from Redis keeps queueing commands; when
+ * the link returns, a leave it queued may run after the others reaped it
+ * (its records gone) and after the same user rejoined on another server:
+ * decrementing the cluster-wide counts regardless would take that other
+ * connection's presence away.
+ *
  * Mirror and replay: this server's rooms, members and online users are
  * mirrored locally. On every (re)connect: "hello" clears what an earlier
  * incarnation of this server id left (as a reap would), registers the
@@ -115,18 +122,21 @@
     "  end\n" \
     "end\n" \
     "local function member_remove(room, s, user, k, ttl)\n" \
-    "  if redis.call('HINCRBY', rkey(room, 'who:' .. s), user, -k) <= 0 then\n" \
-    "    redis.call('HDEL', rkey(room, 'who:' .. s), user)\n" \
-    "  end\n" \
-    "  if redis.call('HINCRBY', rkey(room, 'cnt'), user, -k) <= 0 then\n" \
-    "    redis.call('HDEL', rkey(room, 'cnt'), user)\n" \
-    "    local info = redis.call('HGET', rkey(room, 'who'), user)\n" \
-    "    redis.call('HDEL', rkey(room, 'who'), user)\n" \
-    "    presence_event(room, 'leave', info and cjson.decode(info) or {id = user})\n" \
-    "  end\n" \
-    "  if redis.call('HINCRBY', rkey(room, 'srv'), s, -k) <= 0 then\n" \
-    "    redis.call('HDEL', rkey(room, 'srv'), s)\n" \
-    "    redis.call('SREM', skey(s, 'rooms'), room)\n" \
+    "  local have = tonumber(redis.call('HGET', rkey(room, 'who:' .. s), user) or '0')\n" \
+    "  if k > have then k = have end\n" \
+    "  if k > 0 then\n" \
+    "    if have - k <= 0 then redis.call('HDEL', rkey(room, 'who:' .. s), user)\n" \
+    "    else redis.call('HINCRBY', rkey(room, 'who:' .. s), user, -k) end\n" \
+    "    if redis.call('HINCRBY', rkey(room, 'cnt'), user, -k) <= 0 then\n" \
+    "      redis.call('HDEL', rkey(room, 'cnt'), user)\n" \
+    "      local info = redis.call('HGET', rkey(room, 'who'), user)\n" \
+    "      redis.call('HDEL', rkey(room, 'who'), user)\n" \
+    "      presence_event(room, 'leave', info and cjson.decode(info) or {id = user})\n" \
+    "    end\n" \
+    "    if redis.call('HINCRBY', rkey(room, 'srv'), s, -k) <= 0 then\n" \
+    "      redis.call('HDEL', rkey(room, 'srv'), s)\n" \
+    "      redis.call('SREM', skey(s, 'rooms'), room)\n" \
+    "    end\n" \
     "  end\n" \
     "  room_cleanup(room, ttl)\n" \
     "end\n" \
@@ -239,10 +249,16 @@ static redis_script lua_leave = { "leave", LUA_PRELUDE
 /* ARGV: P, S, user, k (negative: connections closed). */
 static redis_script lua_online = { "online", LUA_PRELUDE
     "local s, user, k = ARGV[2], ARGV[3], tonumber(ARGV[4])\n"
-    "if redis.call('HINCRBY', skey(s, 'users'), user, k) <= 0 then\n"
-    "  redis.call('HDEL', skey(s, 'users'), user)\n"
+    "if k < 0 then\n"
+    "  local have = tonumber(redis.call('HGET', skey(s, 'users'), user) or '0')\n"
+    "  if -k > have then k = -have end\n"
     "end\n"
-    "online_add(user, k)\n"
+    "if k ~= 0 then\n"
+    "  if redis.call('HINCRBY', skey(s, 'users'), user, k) <= 0 then\n"
+    "    redis.call('HDEL', skey(s, 'users'), user)\n"
+    "  end\n"
+    "  online_add(user, k)\n"
+    "end\n"
     "return 1\n", "" };
 
 /* ARGV: P, S, room, maxlen, history ttl, field, value, ... Appends to the

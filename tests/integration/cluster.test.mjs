@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   clusterName, finishSender, freePort, httpGet, metric, service, sleep, startCluster, startServer,
-  steadySender, stompClient, waitFor,
+  steadySender, stompClient, tcpRelay, waitFor,
 } from './helpers.mjs';
 
 const idKey = (id) => id.split('-').map(BigInt);
@@ -211,6 +211,48 @@ for (const mode of ['fanout', 'dynamic']) describe(`cluster (${mode} mode)`, () 
       }
     });
   }
+
+  // A server whose link to Redis is cut keeps queueing commands. Meanwhile
+  // the others reap it, and its student reconnects to another server. When
+  // the link returns, the queued leave of the student's old connection runs
+  // after all that: it must not take the student's new presence away.
+  test('a server cut off from Redis: the leave it queued does not remove the same user from presence on another server', async () => {
+    const cluster = clusterName();
+    const relay = await tcpRelay(Number(process.env.LECTERN_REDIS_PORT || 6390), 'redis');
+    const fast = { 'registry.ttl_ms': 1000, 'registry.reap_ms': 200, 'registry.heartbeat_ms': 200 };
+    const A = await startServer({ cluster, sets: { ...M, ...fast, 'redis.port': relay.port } });
+    const B = await startServer({ cluster, sets: { ...M, ...fast } });
+    const present = async (s) => JSON.parse((await httpGet(s.port, '/api/rooms/cut/presence')).text);
+    const online = async (s) => JSON.parse((await httpGet(s.port, '/api/presence?users=u1')).text).online.u1;
+    const clients = [];
+    try {
+      const { client: first } = await stompClient(A.wsUrl, { connectHeaders: { login: 'u1' } });
+      clients.push(first);
+      await subscribeAll([first], '/topic/cut', () => {});
+      await waitFor(async () => (await present(B)).count === 1, { what: 'u1 present' });
+
+      relay.pause();
+      await first.deactivate();          // A queues the leave (and offline) behind the cut
+      await waitFor(async () => (await present(B)).count === 0, { timeout: 10000, what: 'A reaped' });
+      const { client: again } = await stompClient(B.wsUrl, { connectHeaders: { login: 'u1' } });
+      clients.push(again);
+      await subscribeAll([again], '/topic/cut', () => {});
+      await waitFor(async () => (await present(B)).count === 1, { what: 'u1 present through B' });
+
+      relay.resume();
+      await waitFor(async () => (await httpGet(A.port, '/readyz')).status === 200, { timeout: 10000, what: 'A back' });
+      await waitFor(() => A.logs.some((l) => l.includes('event=registry_reaped')), { what: 'A learnt it was reaped' });
+      await sleep(1000);
+      const p = await present(B);
+      assert.deepEqual(p.members.map((m) => m.id), ['u1'], 'u1 is still present (connected to B)');
+      assert.equal(await online(B), true, 'u1 is still online');
+      assert.equal(await online(A), true);
+    } finally {
+      relay.close();
+      await Promise.all(clients.map((cl) => cl.deactivate()));
+      assert.deepEqual([await A.stop(), await B.stop()], [{ code: 0, signal: null }, { code: 0, signal: null }]);
+    }
+  });
 
   test('two server processes share one port (SO_REUSEPORT), each a full cluster member', async () => {
     const port = await freePort();

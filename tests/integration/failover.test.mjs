@@ -15,62 +15,17 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import {
   clusterName, collector, freePort, httpGet, metric, repoRoot, sleep, sql, startServer, startWorker,
-  stompClient, waitFor,
+  stompClient, tcpRelay, waitFor,
 } from './helpers.mjs';
 
 const AMQP_PORT = Number(process.env.LECTERN_AMQP_PORT || 5690);
 const relays = [];
 after(() => { for (const r of relays) r.close(); });
 
-// A TCP relay to the suite's RabbitMQ that can be frozen.
-async function relay(name) {
-  const conns = new Set();
-  const r = { name, frozen: false, conns };
-  const server = net.createServer((down) => {
-    const up = net.connect(AMQP_PORT, '127.0.0.1');
-    const pair = { down, up };
-    conns.add(pair);
-    const gone = () => {
-      conns.delete(pair);
-      down.destroy();
-      up.destroy();
-    };
-    // A frozen relay forwards nothing and closes nothing: the two sides
-    // learn of the freeze only from their own heartbeat deadlines.
-    down.on('data', (d) => { if (!pair.frozen) up.write(d); });
-    up.on('data', (d) => { if (!pair.frozen) down.write(d); });
-    for (const s of [down, up]) {
-      s.on('error', () => {});
-      s.on('close', () => { if (!pair.frozen) gone(); });
-    }
-    pair.frozen = r.frozen;
-    pair.gone = gone;
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  r.port = server.address().port;
-  r.addr = `127.0.0.1:${r.port}`;
-  // Live (not frozen) connections.
-  r.live = () => [...conns].filter((p) => !p.frozen).length;
-  r.freeze = () => {
-    r.frozen = true;
-    for (const p of conns) p.frozen = true;
-  };
-  // The node comes back (restarted): the frozen connections are gone.
-  r.thaw = () => {
-    r.frozen = false;
-    for (const p of [...conns]) if (p.frozen) p.gone();
-  };
-  r.close = () => {
-    r.thaw();
-    server.close();
-  };
-  relays.push(r);
-  return r;
-}
+const relay = (name) => tcpRelay(AMQP_PORT, name, relays);
 
 // rabbitmqctl against the suite's broker (scripts/services env).
 function rabbitmqctl(...args) {

@@ -387,6 +387,75 @@ export async function finishSender(sender, got, what) {
   for (let i = 1; i < idx.length; i++) assert.ok(idx[i] > idx[i - 1], 'promised messages in order');
 }
 
+// A TCP relay on a free loopback port to 127.0.0.1:`port`, standing for a
+// network path that tests can break in two ways:
+//   freeze()  a node gone silent (SIGSTOP, power): nothing is forwarded
+//             either way and nothing closed; the two sides learn of it only
+//             from their own deadlines. thaw() then drops those connections
+//             (the node was restarted); new ones work again.
+//   pause()   a cut link: bytes wait in the relay, as TCP would retransmit
+//             them, and resume() delivers them in order.
+// live() counts connections that are neither frozen nor paused. `list`
+// (optional) collects relays for cleanup: close() each one.
+export async function tcpRelay(port, name = 'relay', list = null) {
+  const conns = new Set();
+  const r = { name, frozen: false, paused: false, conns };
+  const server = net.createServer((down) => {
+    const up = net.connect(port, '127.0.0.1');
+    const pair = { down, up, frozen: r.frozen, held: [] };
+    conns.add(pair);
+    const gone = () => {
+      conns.delete(pair);
+      down.destroy();
+      up.destroy();
+    };
+    const pass = (to) => (d) => {
+      if (pair.frozen) return;
+      if (r.paused) pair.held.push([to, d]);
+      else to.write(d);
+    };
+    down.on('data', pass(up));
+    up.on('data', pass(down));
+    for (const s of [down, up]) {
+      s.on('error', () => {});
+      s.on('close', () => { if (!pair.frozen && !r.paused) gone(); });
+    }
+    pair.gone = gone;
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  r.port = server.address().port;
+  r.addr = `127.0.0.1:${r.port}`;
+  r.live = () => (r.paused ? 0 : [...conns].filter((p) => !p.frozen).length);
+  r.freeze = () => {
+    r.frozen = true;
+    for (const p of conns) p.frozen = true;
+  };
+  r.thaw = () => {
+    r.frozen = false;
+    for (const p of [...conns]) if (p.frozen) p.gone();
+  };
+  r.pause = () => { r.paused = true; };
+  r.resume = () => {
+    r.paused = false;
+    for (const p of [...conns]) {
+      for (const [to, d] of p.held.splice(0)) if (!to.destroyed) to.write(d);
+      if (p.down.destroyed || p.up.destroyed) {
+        // One side closed meanwhile: the other gets what was held, then FIN.
+        conns.delete(p);
+        p.down.end();
+        p.up.end();
+      }
+    }
+  };
+  r.close = () => {
+    r.resume();
+    r.thaw();
+    server.close();
+  };
+  if (list) list.push(r);
+  return r;
+}
+
 // --- storage -----------------------------------------------------------------
 
 export const storageBin = process.env.LECTERN_STORAGE_BIN || path.join(repoRoot, 'bin', 'lectern-storage');
