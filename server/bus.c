@@ -667,7 +667,6 @@ static void bus_pub_wait(bus *b, bus_conn *c, int ms)
         bus_drain_fd(b->pub_efd);
 }
 
-/* Settle jobs by delivery tag: confirmed (ok) or nacked. */
 /* A basic.nack: the broker could not take the copy now (a quorum queue
  * electing a new leader after its node died, a queue at its length limit).
  * Send it again after nack_retry_ms, unless its deadline comes first. */
@@ -686,6 +685,7 @@ static void bus_pub_nacked(bus *b, bus_job *j, uint64_t now_ms)
         b->retry_wake_ms = j->retry_ms;
 }
 
+/* Settle jobs by delivery tag: confirmed (ok) or nacked. */
 static void bus_pub_mark(bus *b, uint64_t tag, bool multiple, bool ok)
 {
     uint64_t now = clock_us();
@@ -831,7 +831,6 @@ static int bus_pub_send_batch(bus *b, bus_conn *c, size_t n, const char *exchang
     return 0;
 }
 
-/* The first job whose storage copy is not sent on this connection. */
 /* A storage copy to send now: not sent on this connection, not settled,
  * not waiting out a nack. */
 static bool bus_job_sendable(const bus_job *j, uint64_t now_ms)
@@ -839,6 +838,7 @@ static bool bus_job_sendable(const bus_job *j, uint64_t now_ms)
     return !j->tag && !j->result && j->retry_ms <= now_ms;
 }
 
+/* The first job whose storage copy is to be sent now. */
 static bus_job *bus_pub_first_unsent(const bus *b)
 {
     uint64_t now = clock_ms();
