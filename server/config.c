@@ -160,6 +160,12 @@ const cfg_knob server_knobs[] = {
       "First reconnect delay after Redis is lost; doubles, with jitter, up to the max." },
     { "redis.backoff_max_ms", CFG_INT, K(redis_backoff_max_ms), "5000", 10, 600000, NULL,
       "Longest reconnect delay." },
+    { "redis.reply_timeout_ms", CFG_INT, K(redis_reply_timeout_ms), "5000", 100, 600000, NULL,
+      "Commands waiting and no reply from Redis for this long (plus\n"
+      "redis.wait_timeout_ms when waiting for replicas): the connection is taken\n"
+      "for dead, dropped and made again (a frozen Redis or a cut link sends no\n"
+      "FIN). What was in flight fails (a SEND gets ERROR, not silence); the\n"
+      "reconnect replays this server's rooms and members." },
 
     { "registry.heartbeat_ms", CFG_INT, K(reg_heartbeat_ms), "1000", 50, 600000, NULL,
       "How often this server refreshes its liveness key." },

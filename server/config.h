@@ -64,6 +64,7 @@ typedef struct server_config {
     int    redis_wait_timeout_ms;
     int    redis_backoff_min_ms;
     int    redis_backoff_max_ms;
+    int    redis_reply_timeout_ms;
     /* [registry] */
     int    reg_heartbeat_ms;
     int    reg_ttl_ms;

@@ -59,6 +59,13 @@
  * it would never see READONLY itself). Dropping fails the commands in
  * flight (their callbacks get NULL), exactly like a lost connection.
  *
+ * Reply watchdog (redis_set_reply_timeout). While up, commands sent with
+ * redis_argv are counted until answered; when some wait and no reply at
+ * all has come for the timeout, the connection is dropped like a lost one.
+ * That is how a frozen Redis or a cut link (no FIN, no RST) is noticed.
+ * The timer is the same one: in the up state it is the watchdog's, armed
+ * only while commands wait (a pending restart keeps it at zero).
+ *
  * The libuv adapter is our own (hiredis's ev hooks), not the one Debian's
  * hiredis 0.14 ships: that one ignores a poll error, and libuv stops the
  * poll handle when it reports one. A Redis that goes away while commands are
@@ -114,6 +121,11 @@ struct redis {
     redis_script **scripts;
     size_t nscripts, loads_pending;
     uint64_t reconnects;
+    /* Reply watchdog (up state): redis_argv commands not yet answered, and
+     * when the last reply came (or the first of them was sent). */
+    int reply_timeout_ms;      /* 0: none */
+    size_t pending;
+    uint64_t progress_ms;
     /* Sentinel mode */
     redis_sentinels *sentinels;
     redisAsyncContext *q;      /* the question to a Sentinel in flight, or NULL */
@@ -139,6 +151,7 @@ struct redis_sentinels {
 };
 
 static void redis_on_timer(uv_timer_t *t);
+static void redis_watch_check(redis *r);
 static void redis_on_switch(redis *r, const char *host, int port);
 static void sentinels_confirm(redis_sentinels *s, const char *host, int port);
 static void sentinels_demoted(redis_sentinels *s, const redis *from, const char *host, int port);
@@ -266,6 +279,7 @@ static void redis_went_down(redis *r, const char *why)
 {
     bool was_up = r->state == REDIS_UP;
     r->state = REDIS_IDLE;
+    r->pending = 0;
     if (was_up) {
         log_warn("redis_down", "conn=%s host=%s port=%d reason=\"%s\"", r->name, r->host,
                  r->port, why);
@@ -544,6 +558,33 @@ static void redis_abandon(redis *r, const char *why)
     r->state = REDIS_IDLE;
 }
 
+/* The watchdog: up, commands waiting, no reply for reply_timeout_ms. A
+ * Redis that was frozen, or one behind a cut link, sends no FIN: without
+ * this the connection would stay "up" while every command waits forever
+ * (SENDs would hang instead of getting an ERROR). The timer is armed when
+ * the first command goes out and re-armed from here while any wait. */
+static void redis_watch_arm(redis *r)
+{
+    if (!r->reply_timeout_ms || r->restart || r->state != REDIS_UP)
+        return;
+    uint64_t now = uv_now(r->loop), due = r->progress_ms + (uint64_t)r->reply_timeout_ms;
+    uv_timer_start(&r->timer, redis_on_timer, due > now ? due - now : 0, 0);
+}
+
+static void redis_watch_check(redis *r)
+{
+    if (!r->pending)
+        return;
+    if (uv_now(r->loop) - r->progress_ms < (uint64_t)r->reply_timeout_ms) {
+        redis_watch_arm(r);
+        return;
+    }
+    char why[96];
+    snprintf(why, sizeof why, "no reply for %d ms (%zu commands waiting)", r->reply_timeout_ms,
+             r->pending);
+    redis_drop(r, why);
+}
+
 static void redis_on_timer(uv_timer_t *t)
 {
     redis *r = t->data;
@@ -576,6 +617,7 @@ static void redis_on_timer(uv_timer_t *t)
         redis_drop(r, "timeout");
         break;
     case REDIS_UP:
+        redis_watch_check(r);
         break;
     }
 }
@@ -706,6 +748,10 @@ static void redis_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     redis_call *c = privdata;
     redisReply *rep = reply;
     redis *r = ac->data;
+    if (rep && ac == r->ac && r->pending) {
+        r->pending--;
+        r->progress_ms = uv_now(r->loop);
+    }
     /* A master demoted to replica answers writes with READONLY: drop the
      * connection first (the commands behind this one fail), so that the
      * caller already sees "down" when it handles the error. */
@@ -732,7 +778,16 @@ int redis_argv(redis *r, redis_reply_fn fn, void *privdata, int argc, const char
         free(c);
         return -1;
     }
+    if (r->pending++ == 0) {
+        r->progress_ms = uv_now(r->loop);
+        redis_watch_arm(r);
+    }
     return 0;
+}
+
+void redis_set_reply_timeout(redis *r, int ms)
+{
+    r->reply_timeout_ms = ms > 0 ? ms : 0;
 }
 
 /* --- Sentinels: the list, and the +switch-master watch ----------------------------- */

@@ -74,6 +74,10 @@ void redis_use_sentinels(redis *r, redis_sentinels *s);
 bool redis_up(const redis *r);
 uint64_t redis_reconnects(const redis *r);
 
+/* Drop the connection when commands wait and no reply has come for ms
+ * (0, the default: never). Blocking commands (WAIT) must fit in it. */
+void redis_set_reply_timeout(redis *r, int ms);
+
 /* Send a command. Returns 0, or -1 (fn is not called) when not up. */
 int redis_argv(redis *r, redis_reply_fn fn, void *privdata, int argc, const char **argv,
                const size_t *lens);

@@ -843,6 +843,9 @@ registry *registry_create(uv_loop_t *loop, const registry_config *cfg, const reg
                           cfg->backoff_max_ms, &cmd_ev, g);
     for (size_t i = 0; i < sizeof registry_scripts / sizeof registry_scripts[0]; i++)
         redis_add_script(g->cmd, registry_scripts[i]);
+    /* A WAIT holds every command behind it for up to wait_timeout_ms. */
+    redis_set_reply_timeout(g->cmd, cfg->reply_timeout_ms +
+                                    (cfg->wait_replicas > 0 ? cfg->wait_timeout_ms : 0));
     if (g->sentinels)
         redis_use_sentinels(g->cmd, g->sentinels);
 

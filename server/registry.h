@@ -54,6 +54,7 @@ typedef struct registry_config {
     int history_ttl_ms;          /* a room's log and sequence outlive its last member this long */
     int presence_max;            /* most members listed in a presence snapshot */
     int backoff_min_ms, backoff_max_ms;
+    int reply_timeout_ms;        /* no reply for this long (plus a WAIT): the connection is dead */
 } registry_config;
 
 typedef struct registry_events {

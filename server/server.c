@@ -472,6 +472,7 @@ static int server_start_cluster(server *srv)
         .presence_max = c->reg_presence_max,
         .backoff_min_ms = c->redis_backoff_min_ms,
         .backoff_max_ms = c->redis_backoff_max_ms,
+        .reply_timeout_ms = c->redis_reply_timeout_ms,
     };
     registry_events ge = {
         .on_state = server_on_registry_state,

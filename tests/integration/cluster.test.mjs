@@ -220,7 +220,9 @@ for (const mode of ['fanout', 'dynamic']) describe(`cluster (${mode} mode)`, () 
     const cluster = clusterName();
     const relay = await tcpRelay(Number(process.env.LECTERN_REDIS_PORT || 6390), 'redis');
     const fast = { 'registry.ttl_ms': 1000, 'registry.reap_ms': 200, 'registry.heartbeat_ms': 200 };
-    const A = await startServer({ cluster, sets: { ...M, ...fast, 'redis.port': relay.port } });
+    // A cut shorter than redis.reply_timeout_ms: A keeps its connection and
+    // its queued commands.
+    const A = await startServer({ cluster, sets: { ...M, ...fast, 'redis.port': relay.port, 'redis.reply_timeout_ms': 60000 } });
     const B = await startServer({ cluster, sets: { ...M, ...fast } });
     const present = async (s) => JSON.parse((await httpGet(s.port, '/api/rooms/cut/presence')).text);
     const online = async (s) => JSON.parse((await httpGet(s.port, '/api/presence?users=u1')).text).online.u1;
@@ -251,6 +253,39 @@ for (const mode of ['fanout', 'dynamic']) describe(`cluster (${mode} mode)`, () 
       relay.close();
       await Promise.all(clients.map((cl) => cl.deactivate()));
       assert.deepEqual([await A.stop(), await B.stop()], [{ code: 0, signal: null }, { code: 0, signal: null }]);
+    }
+  });
+
+  test('a Redis gone silent (no FIN): the server drops it after redis.reply_timeout_ms, answers SENDs with ERROR instead of silence, and comes back', async () => {
+    const relay = await tcpRelay(Number(process.env.LECTERN_REDIS_PORT || 6390), 'redis');
+    const A = await startServer({
+      sets: { ...M, 'redis.port': relay.port, 'redis.reply_timeout_ms': 1000, 'redis.backoff_max_ms': 300 },
+    });
+    const { client } = await stompClient(A.wsUrl, { connectHeaders: { login: 'u1' }, reconnectDelay: 200 });
+    // 'receipt', 'error' or 'nothing' (within ms).
+    const send = (body, ms = 8000) => new Promise((resolve) => {
+      const timer = setTimeout(() => resolve('nothing'), ms);
+      client.onStompError = () => { clearTimeout(timer); resolve('error'); };
+      client.watchForReceipt(`r-${body}`, () => { clearTimeout(timer); resolve('receipt'); });
+      client.publish({ destination: '/topic/silent', body, headers: { receipt: `r-${body}` } });
+    });
+    try {
+      assert.equal(await send('before'), 'receipt');
+      relay.freeze();
+      const t0 = Date.now();
+      assert.equal(await send('during'), 'error', 'an ERROR, not silence');
+      const took = Date.now() - t0;
+      assert.ok(took < 4000, `ERROR after ${took} ms`);
+      assert.equal((await httpGet(A.port, '/readyz')).status, 503);
+      assert.ok(A.logs.some((l) => /event=redis_down conn=registry .*no reply for 1000 ms/.test(l)), 'the watchdog dropped it');
+      relay.thaw();
+      await waitFor(async () => (await httpGet(A.port, '/readyz')).status === 200, { timeout: 15000, what: '/readyz 200 again' });
+      await waitFor(() => client.connected, { timeout: 10000, what: 'client reconnected' });
+      assert.equal(await send('after'), 'receipt');
+    } finally {
+      relay.close();
+      await client.deactivate();
+      assert.deepEqual(await A.stop(), { code: 0, signal: null });
     }
   });
 
