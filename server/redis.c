@@ -66,6 +66,9 @@
  * The timer is the same one: in the up state it is the watchdog's, armed
  * only while commands wait (a pending restart keeps it at zero).
  *
+ * Both connections have TCP keepalive on (redis_dial): the watchdog needs
+ * commands to wait, and the subscriber sends none.
+ *
  * The libuv adapter is our own (hiredis's ev hooks), not the one Debian's
  * hiredis 0.14 ships: that one ignores a poll error, and libuv stops the
  * poll handle when it reports one. A Redis that goes away while commands are
@@ -245,6 +248,12 @@ static redisAsyncContext *redis_dial(uv_loop_t *loop, const char *host, int port
         redisAsyncFree(ac);
         return NULL;
     }
+    /* TCP keepalive (idle 15 s, then 3 probes 5 s apart): the presence
+     * subscriber sends nothing to be answered, so a path that silently
+     * drops its flow (a stateful firewall forgetting an idle connection, a
+     * dead host) would otherwise go unnoticed by it; the probes also keep
+     * such a firewall's state alive. Best effort: failure changes nothing. */
+    redisEnableKeepAlive(&ac->c);
     return ac;
 }
 

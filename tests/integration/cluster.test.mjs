@@ -3,6 +3,7 @@
 // services, real @stomp/stompjs clients.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import {
   clusterName, finishSender, freePort, httpGet, metric, service, sleep, startCluster, startServer,
   steadySender, stompClient, tcpRelay, waitFor,
@@ -285,6 +286,20 @@ for (const mode of ['fanout', 'dynamic']) describe(`cluster (${mode} mode)`, () 
     } finally {
       relay.close();
       await client.deactivate();
+      assert.deepEqual(await A.stop(), { code: 0, signal: null });
+    }
+  });
+
+  test('both Redis connections of a server have TCP keepalive on (the presence subscriber sends nothing that would reveal a dead path)', async () => {
+    const A = await startServer({ sets: M });
+    try {
+      const port = Number(process.env.LECTERN_REDIS_PORT || 6390);
+      const out = await new Promise((resolve, reject) => execFile('ss',
+        ['-tnopH', 'state', 'established', `( dport = :${port} )`], (err, stdout) => (err ? reject(err) : resolve(stdout))));
+      const mine = out.split('\n').filter((l) => l.includes(`pid=${A.proc.pid},`));
+      assert.equal(mine.length, 2, `registry and presence connections:\n${out}`);
+      for (const l of mine) assert.match(l, /timer:\(keepalive,/, l);
+    } finally {
       assert.deepEqual(await A.stop(), { code: 0, signal: null });
     }
   });
