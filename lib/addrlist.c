@@ -152,6 +152,19 @@ fail:
     return -1;
 }
 
+int addrlist_check(const char *knob, const char *spec, int default_port, char *err,
+                   size_t errlen)
+{
+    addrlist l;
+    char why[200];
+    if (addrlist_parse(&l, spec, default_port, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s: %s", knob, why);
+        return -1;
+    }
+    addrlist_deinit(&l);
+    return 0;
+}
+
 void addrlist_deinit(addrlist *l)
 {
     if (!l)

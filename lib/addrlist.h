@@ -36,6 +36,11 @@ typedef struct addrlist {
 int addrlist_parse(addrlist *out, const char *spec, int default_port, char *err,
                    size_t errlen);
 
+/* Only validate: parse `spec` and throw the result away. Returns 0, or -1
+ * with "<knob>: <reason>" in err (for configuration checks). */
+int addrlist_check(const char *knob, const char *spec, int default_port, char *err,
+                   size_t errlen);
+
 /* Release the entries; `l` is left empty. Accepts NULL and empty lists. */
 void addrlist_deinit(addrlist *l);
 

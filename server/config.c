@@ -9,10 +9,10 @@
 #include "config.h"
 
 #include "addrlist.h"
-
-#include <stdio.h>
+#include "redis.h"
 
 #include <stddef.h>
+#include <stdio.h>
 
 #define K(field) offsetof(server_config, field)
 
@@ -287,26 +287,12 @@ const cfg_knob server_knobs[] = {
     { NULL, CFG_INT, 0, NULL, 0, 0, NULL, NULL },
 };
 
-/* One list knob: parse it and throw the result away; err names the knob. */
-static int server_config_list(const char *knob, const char *spec, int default_port,
-                              char *err, size_t errlen)
-{
-    addrlist l;
-    char why[200];
-    if (addrlist_parse(&l, spec, default_port, why, sizeof why) < 0) {
-        snprintf(err, errlen, "%s: %s", knob, why);
-        return -1;
-    }
-    addrlist_deinit(&l);
-    return 0;
-}
-
 int server_config_check(const server_config *c, char *err, size_t errlen)
 {
-    if (server_config_list("bus.host", c->bus_host, c->bus_port, err, errlen) < 0)
+    if (addrlist_check("bus.host", c->bus_host, c->bus_port, err, errlen) < 0)
         return -1;
-    if (c->redis_sentinels[0] &&
-        server_config_list("redis.sentinels", c->redis_sentinels, 26379, err, errlen) < 0)
+    if (c->redis_sentinels[0] && addrlist_check("redis.sentinels", c->redis_sentinels,
+                                                REDIS_SENTINEL_PORT, err, errlen) < 0)
         return -1;
     if (c->bus_backoff_max_ms < c->bus_backoff_min_ms ||
         c->redis_backoff_max_ms < c->redis_backoff_min_ms) {

@@ -98,8 +98,6 @@
  * stale or wrong address from a Sentinel) does not stall a failover. */
 #define REDIS_HANDSHAKE_TIMEOUT_MS 2000
 
-#define REDIS_SENTINEL_PORT 26379
-
 typedef enum redis_state {
     REDIS_IDLE,          /* no connection; the timer is the backoff */
     REDIS_ASKING,        /* r->q asks a Sentinel; the timer is its deadline */

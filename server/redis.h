@@ -26,6 +26,9 @@
 #include <stdint.h>
 #include <uv.h>
 
+/* The port of a Sentinel listed without one. */
+#define REDIS_SENTINEL_PORT 26379
+
 typedef struct redis redis;
 typedef struct redis_sentinels redis_sentinels;
 

@@ -10,9 +10,8 @@
 
 #include "addrlist.h"
 
-#include <stdio.h>
-
 #include <stddef.h>
+#include <stdio.h>
 
 #define K(field) offsetof(storage_config, field)
 
@@ -104,13 +103,8 @@ const cfg_knob storage_knobs[] = {
 
 int storage_config_check(const storage_config *c, char *err, size_t errlen)
 {
-    addrlist l;
-    char why[200];
-    if (addrlist_parse(&l, c->amqp_host, c->amqp_port, why, sizeof why) < 0) {
-        snprintf(err, errlen, "amqp.host: %s", why);
+    if (addrlist_check("amqp.host", c->amqp_host, c->amqp_port, err, errlen) < 0)
         return -1;
-    }
-    addrlist_deinit(&l);
     if (c->amqp_backoff_max_ms < c->amqp_backoff_min_ms ||
         c->mysql_backoff_max_ms < c->mysql_backoff_min_ms) {
         snprintf(err, errlen, "backoff_max_ms must not be below backoff_min_ms");

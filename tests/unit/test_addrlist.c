@@ -134,6 +134,18 @@ static void test_start(void **state)
     addrlist_deinit(&l);
 }
 
+/* The configuration checks' form: the knob's name, then the reason. */
+static void test_check(void **state)
+{
+    (void)state;
+    char err[160] = "";
+    assert_int_equal(addrlist_check("bus.host", "a:1, b", 5672, err, sizeof err), 0);
+    assert_int_equal(addrlist_check("bus.host", "a:0", 5672, err, sizeof err), -1);
+    assert_string_equal(err, "bus.host: bad port in 'a:0' (1..65535)");
+    assert_int_equal(addrlist_check("amqp.host", ",", 5672, err, sizeof err), -1);
+    assert_string_equal(err, "amqp.host: empty entry");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -143,6 +155,7 @@ int main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_many),
         cmocka_unit_test(test_start),
+        cmocka_unit_test(test_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
