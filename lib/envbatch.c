@@ -75,6 +75,16 @@ void envbatch_encode(buf *out, const envelope *const *envs, size_t n)
     }
 }
 
+size_t envbatch_record_size(const envelope *e)
+{
+    size_t n = 4 + 3 * 8 + ENVBATCH_FIELDS * 4;     /* length, seq/epoch/ts, field lengths */
+    const char *text[] = { e->room, e->id, e->sender, e->sender_name, e->origin,
+                           e->content_type };
+    for (size_t i = 0; i < sizeof text / sizeof text[0]; i++)
+        n += text[i] ? strlen(text[i]) : 0;
+    return n + (e->headers ? e->headers_len : 0) + (e->body ? e->body_len : 0);
+}
+
 void envbatch_to_amqp(amqp_basic_properties_t *props, amqp_table_entry_t *entry, size_t n)
 {
     memset(props, 0, sizeof *props);

@@ -39,6 +39,9 @@
 /* Append the body of a batch of envs[0..n) to out (out is not cleared). */
 void envbatch_encode(buf *out, const envelope *const *envs, size_t n);
 
+/* Bytes envbatch_encode writes for env (its record and length prefix). */
+size_t envbatch_record_size(const envelope *env);
+
 /* Properties for a batch of n: points props at static strings and at
  * `entry` (caller storage); nothing is allocated. */
 void envbatch_to_amqp(amqp_basic_properties_t *props, amqp_table_entry_t *entry, size_t n);

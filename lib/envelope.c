@@ -116,6 +116,46 @@ void envelope_to_amqp(const envelope *env, amqp_basic_properties_t *props,
     props->headers.entries = entries;
 }
 
+size_t envelope_amqp_header_size(const envelope *env)
+{
+    /* frame type, channel, size; class, weight, body size; flags; frame end */
+    size_t n = 7 + 2 + 2 + 8 + 2 + 1;
+    if (env->content_type)
+        n += 1 + strlen(env->content_type);           /* shortstr */
+    n += 1 + (env->id ? strlen(env->id) : 0);         /* message_id */
+    n += 8;                                           /* timestamp */
+    n += 1 + strlen("lectern");                       /* app_id */
+    n += 1;                                           /* delivery_mode */
+    n += 4;                                           /* the headers table's length */
+    for (size_t i = 0; i < ENV_NFIELDS; i++) {
+        const env_field *f = &env_fields[i];
+        const char *slot = (const char *)env + f->off;
+        size_t value;
+        if (f->kind == ENV_BYTES) {
+            if (!env->headers)
+                continue;
+            value = 4 + env->headers_len;
+        } else if (f->kind == ENV_INT) {
+            value = 8;
+        } else {
+            const char *str;
+            memcpy(&str, slot, sizeof str);
+            value = 4 + (str ? strlen(str) : 0);
+        }
+        n += 1 + strlen(f->key) + 1 + value;          /* shortstr key, kind, value */
+    }
+    return n;
+}
+
+bool envelope_fits_amqp(const envelope *env, size_t frame_max)
+{
+    if (env->content_type && strlen(env->content_type) > 255)
+        return false;
+    if (env->id && strlen(env->id) > 255)
+        return false;
+    return !frame_max || envelope_amqp_header_size(env) <= frame_max;
+}
+
 static const amqp_field_value_t *env_lookup(const amqp_table_t *t, const char *key)
 {
     size_t kl = strlen(key);

@@ -26,6 +26,7 @@
 #define LECTERN_ENVELOPE_H
 
 #include <amqp.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,6 +53,19 @@ typedef struct envelope {
  * nothing is allocated. */
 void envelope_to_amqp(const envelope *env, amqp_basic_properties_t *props,
                       amqp_table_entry_t entries[ENVELOPE_MAX_ENTRIES]);
+
+/* Bytes of the AMQP content header frame that carries env's properties
+ * (envelope_to_amqp, plus a delivery mode): frame header and end, class,
+ * weight, body size, property flags and every property. A message whose
+ * frame exceeds the connection's frame_max, or whose content type or id is
+ * over an AMQP short string's 255 bytes, cannot be published this way (the
+ * publish fails): it travels as a batch of one instead (envbatch.h), whose
+ * fields are in the body. Pure. */
+size_t envelope_amqp_header_size(const envelope *env);
+
+/* Can env be published with envelope_to_amqp on a connection whose
+ * negotiated frame_max is frame_max (0: no limit)? */
+bool envelope_fits_amqp(const envelope *env, size_t frame_max);
 
 /* Decode a received message into *out (every field allocated, owned by
  * *out). Returns 0, or -1 with *why set when room, id or origin is missing

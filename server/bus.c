@@ -91,6 +91,16 @@
  * fails the read, and a send that blocks on a full socket buffer gives up at
  * the same deadline. Login is bounded by BUS_HANDSHAKE_TIMEOUT.
  *
+ * Encodings. A copy travels alone (envelope.h: its fields in the AMQP
+ * properties) only when those fit the content header frame and the AMQP
+ * short strings (envelope_fits_amqp): a content type over 255 bytes or
+ * header lines near frame_max would make the publish fail, and the
+ * connection with it, again at every retry. Anything else travels as a
+ * batch (envbatch.h), of one if need be, whose fields are in the body. A
+ * batch grows to batch_max copies or BUS_BATCH_BYTES, whichever comes
+ * first (a single copy may be larger): it stays well under RabbitMQ's
+ * max_message_size (128 MiB) whatever stomp.max_frame allows.
+ *
  * Logging: one line per connection state change (bus_up, bus_down with the
  * reason); repeated failed attempts are debug lines; a malformed delivery is
  * logged once per connection. Nothing is logged per message.
@@ -145,6 +155,7 @@
 #define BUS_STOP_GRACE_MS   500      /* polite close time before shutdown(2) */
 #define BUS_CH_MAIN         1
 #define BUS_CH_RPC          2
+#define BUS_BATCH_BYTES     (16u << 20)   /* a batch grows no further (see Encodings) */
 
 enum { BUS_PUB, BUS_CON };
 enum { BUS_EV_MESSAGE, BUS_EV_STATE, BUS_EV_BOUND, BUS_EV_DONE };
@@ -808,7 +819,7 @@ static int bus_pub_send_one(bus *b, bus_conn *c, const envelope *env, const char
     return 0;
 }
 
-/* b->batch_envs[0..n) (n > 1) as one message (lib/envbatch.h): mode 2
+/* b->batch_envs[0..n) as one message (lib/envbatch.h): mode 2
  * (persistent) for storage copies, 1 for room copies. */
 static int bus_pub_send_batch(bus *b, bus_conn *c, size_t n, const char *exchange,
                               const char *key, uint8_t mode)
@@ -894,6 +905,28 @@ static void bus_pub_batch_add(bus *b, size_t i, bus_job *j)
     b->batch_envs[i] = &j->env;
 }
 
+/* Does env join a batch of n copies holding *bytes (BUS_BATCH_BYTES; the
+ * first always does)? Counts it in when it does. */
+static bool bus_pub_batch_fits(size_t *bytes, size_t n, const envelope *env)
+{
+    size_t rec = envbatch_record_size(env);
+    if (n && *bytes + rec > BUS_BATCH_BYTES)
+        return false;
+    *bytes += rec;
+    return true;
+}
+
+/* One copy alone, or n as a batch: alone only when its properties fit an
+ * AMQP content header on this connection (see Encodings). */
+static int bus_pub_send_n(bus *b, bus_conn *c, size_t n, const char *exchange, const char *key,
+                          uint8_t mode)
+{
+    const envelope *env = b->batch_envs[0];
+    if (n == 1 && envelope_fits_amqp(env, (size_t)amqp_get_frame_max(c->conn)))
+        return bus_pub_send_one(b, c, env, exchange, key, mode);
+    return bus_pub_send_batch(b, c, n, exchange, key, mode);
+}
+
 /* Should a batch of n (of at most max), whose oldest copy is first's, wait
  * for company? Not when full, not when stopping, not past linger_ms. */
 static bool bus_pub_lingers(const bus *b, const bus_job *first, size_t n, int max, int linger_ms)
@@ -910,15 +943,19 @@ static int bus_pub_send_rooms(bus *b, bus_conn *c)
         bus_job *first = bus_pub_first_fanout(b);
         if (!first)
             return 0;
-        size_t n = 0;
-        for (bus_job *j = first; j && n < (size_t)b->room_batch_max; j = j->next)
-            if (bus_pub_wants_fanout(j) && bus_pub_same_batch(b, first, j))
-                bus_pub_batch_add(b, n++, j);
-        if (bus_pub_lingers(b, first, n, b->room_batch_max, b->room_batch_linger_ms))
+        size_t n = 0, bytes = 0;
+        bool full = false;
+        for (bus_job *j = first; j && n < (size_t)b->room_batch_max; j = j->next) {
+            if (!bus_pub_wants_fanout(j) || !bus_pub_same_batch(b, first, j))
+                continue;
+            if ((full = !bus_pub_batch_fits(&bytes, n, &j->env)))
+                break;
+            bus_pub_batch_add(b, n++, j);
+        }
+        if (!full && bus_pub_lingers(b, first, n, b->room_batch_max, b->room_batch_linger_ms))
             return 0;           /* bus_pub_timeout wakes us when it is due */
         /* transient: a room copy is only useful now */
-        int rc = n == 1 ? bus_pub_send_one(b, c, &first->env, b->xname, first->env.room, 1)
-                        : bus_pub_send_batch(b, c, n, b->xname, first->env.room, 1);
+        int rc = bus_pub_send_n(b, c, n, b->xname, first->env.room, 1);
         if (rc < 0)
             return -1;
         for (size_t i = 0; i < n; i++)
@@ -942,15 +979,19 @@ static int bus_pub_send(bus *b, bus_conn *c)
         bus_job *first = bus_pub_first_unsent(b);
         if (!first)
             return 0;
-        size_t n = 0;
+        size_t n = 0, bytes = 0;
+        bool full = false;
         uint64_t now = clock_ms();
-        for (bus_job *j = first; j && n < (size_t)b->batch_max; j = j->next)
-            if (bus_job_sendable(j, now))
-                bus_pub_batch_add(b, n++, j);
-        if (bus_pub_lingers(b, first, n, b->batch_max, b->batch_linger_ms))
+        for (bus_job *j = first; j && n < (size_t)b->batch_max; j = j->next) {
+            if (!bus_job_sendable(j, now))
+                continue;
+            if ((full = !bus_pub_batch_fits(&bytes, n, &j->env)))
+                break;
+            bus_pub_batch_add(b, n++, j);
+        }
+        if (!full && bus_pub_lingers(b, first, n, b->batch_max, b->batch_linger_ms))
             return 0;           /* bus_pub_timeout wakes us when it is due */
-        int rc = n == 1 ? bus_pub_send_one(b, c, &first->env, "", b->squeue, 2)
-                        : bus_pub_send_batch(b, c, n, "", b->squeue, 2);
+        int rc = bus_pub_send_n(b, c, n, "", b->squeue, 2);
         if (rc < 0)
             return -1;
         bus_add(&b->storage_publishes, 1);

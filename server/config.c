@@ -10,9 +10,11 @@
 
 #include "addrlist.h"
 #include "redis.h"
+#include "storelimits.h"
 
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 
 #define K(field) offsetof(server_config, field)
 
@@ -31,7 +33,8 @@ const cfg_knob server_knobs[] = {
       "Interface name (lo, eth0) or address to listen on; empty listens on all." },
     { "server.id", CFG_STR, K(id), "", 0, 0, NULL,
       "This server's id in the cluster (names its bus queue and its registry\n"
-      "entries; must be unique). Empty: <hostname>-<random>, new at each start." },
+      "entries, and is stored as each message's origin; must be unique, at most\n"
+      "255 bytes). Empty: <hostname>-<random>, new at each start." },
     { "server.reuseport", CFG_BOOL, K(reuseport), "false", 0, 0, NULL,
       "Open the port with SO_REUSEPORT so that several server processes on one\n"
       "host share it (the kernel spreads connections); each is a full member." },
@@ -65,14 +68,16 @@ const cfg_knob server_knobs[] = {
       "connection are packed into one message up to this size; a larger frame\n"
       "is sent as a fragmented message." },
 
-    { "stomp.max_frame", CFG_SIZE, K(max_frame), "256k", 256, 64 << 20, NULL,
+    { "stomp.max_frame", CFG_SIZE, K(max_frame), "256k", 256, STORELIMITS_ROW_MAX, NULL,
       "Largest STOMP frame accepted, command to NUL inclusive. Larger frames get\n"
-      "ERROR \"frame too large\" and the connection is closed." },
+      "ERROR \"frame too large\" and the connection is closed. At most the largest\n"
+      "message the store holds (lib/storelimits.h); a SEND whose stored row would\n"
+      "exceed a column of the store gets ERROR \"Message too large for storage\"." },
     { "stomp.max_headers", CFG_INT, K(max_headers), "64", 4, 10000, NULL,
       "Most header lines in one frame." },
     { "stomp.max_header_line", CFG_SIZE, K(max_header_line), "4k", 64, 1 << 20, NULL,
       "Longest header line (name:value as sent, escaped)." },
-    { "stomp.max_room_name", CFG_INT, K(max_room_name), "128", 1, 255, NULL,
+    { "stomp.max_room_name", CFG_INT, K(max_room_name), "128", 1, STORELIMITS_ROOM_MAX, NULL,
       "Longest room name in /topic/<room>; names use A-Z a-z 0-9 . _ ~ -" },
     { "stomp.max_subscriptions", CFG_INT, K(max_subscriptions), "64", 1, 100000, NULL,
       "Most subscriptions one connection may hold at a time." },
@@ -289,6 +294,12 @@ const cfg_knob server_knobs[] = {
 
 int server_config_check(const server_config *c, char *err, size_t errlen)
 {
+    /* The id is every message's origin column. */
+    if (strlen(c->id) > STORELIMITS_ORIGIN_MAX) {
+        snprintf(err, errlen, "server.id is %zu bytes; messages store it as their origin, "
+                 "which holds at most %d", strlen(c->id), STORELIMITS_ORIGIN_MAX);
+        return -1;
+    }
     if (addrlist_check("bus.host", c->bus_host, c->bus_port, err, errlen) < 0)
         return -1;
     if (c->redis_sentinels[0] && addrlist_check("redis.sentinels", c->redis_sentinels,

@@ -17,7 +17,7 @@ static const char *const metrics_reasons[] = {
     "Supported protocol versions are 1.0,1.1,1.2", "Invalid heart-beat header",
     "Missing header", "Unknown destination", "Invalid destination", "Read-only destination",
     "Invalid identity", "Access refused", "Frame timeout", "Service unavailable",
-    "Message not stored", "Invalid x-since", "Resume failed", "Duplicate subscription id",
+    "Message not stored", "Message too large for storage", "Invalid x-since", "Resume failed", "Duplicate subscription id",
     "Unknown subscription", "Invalid ack mode", "Too many subscriptions",
     "Duplicate transaction", "Unknown transaction", "Too many transactions",
     "Transaction too large", "Unexpected frame", "other",

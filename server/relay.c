@@ -27,6 +27,16 @@
  * (catch-up) instead of not at all. The timer always ticks; it does nothing
  * while the bus is up.
  *
+ * Storage limits. A SEND becomes one row of the message store; the row's
+ * fields may not exceed lib/storelimits.h. relay_check_send computes the
+ * exact stored sizes from the frame (the header lines as the envelope will
+ * carry them: escaped by STOMP 1.2 rules, sender-role first, reserved
+ * headers left out) without building anything, so that the session can
+ * answer ERROR before any RECEIPT, at SEND time and, for a transaction, when
+ * the SEND is buffered. relay_publish checks the envelope it built once
+ * more, the one place every published message passes: nothing that storage
+ * would refuse is delivered, logged in Redis or handed to RabbitMQ.
+ *
  * Invariant: the relay never holds a room pointer across a callback; rooms
  * are looked up by name when Redis answers, since they may be gone.
  */
@@ -37,6 +47,7 @@
 #include "msg.h"
 #include "seqbuf.h"
 #include "session.h"
+#include "storelimits.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -510,18 +521,31 @@ static void relay_user_headers(const stomp_frame *f, const char *role, buf *out)
     }
 }
 
-int relay_publish(relay *r, const stomp_str *name, const stomp_frame *f, const char *user,
-                  const char *user_name, const char *role, relay_done_fn done, void *ctx)
+/* What relay_user_headers appends, counted instead of written. */
+static size_t relay_user_headers_len(const stomp_frame *f, const char *role)
 {
-    if (!relay_ready(r))
-        return -1;
-    publish_job *j = xcalloc(1, sizeof *j);
-    envelope *env = &j->env;
+    size_t n = 0;
+    if (role)
+        n += stomp_escaped_len("sender-role", 11) + 1 + stomp_escaped_len(role, strlen(role)) + 1;
+    for (size_t i = 0; i < f->nheaders; i++) {
+        const stomp_header *h = &f->headers[i];
+        if (!relay_reserved(&h->name))
+            n += stomp_escaped_len(h->name.p, h->name.len) + 1 +
+                 stomp_escaped_len(h->value.p, h->value.len) + 1;
+    }
+    return n;
+}
+
+void relay_envelope_of_send(envelope *env, const stomp_str *name, const stomp_frame *f,
+                            const char *user, const char *user_name, const char *role,
+                            const char *origin)
+{
+    memset(env, 0, sizeof *env);
     env->room = xstrndup(name->p, name->len);
     env->id = xstrdup("");
     env->sender = xstrdup(user);
     env->sender_name = xstrdup(user_name);
-    env->origin = xstrdup(r->server_id);
+    env->origin = xstrdup(origin);
     const stomp_str *ct = stomp_frame_header(f, "content-type");
     if (ct)
         env->content_type = xstrndup(ct->p, ct->len);
@@ -534,6 +558,60 @@ int relay_publish(relay *r, const stomp_str *name, const stomp_frame *f, const c
         memcpy(env->body, f->body.p, f->body.len);
     }
     env->body_len = f->body.len;
+}
+
+void relay_send_sizes(const stomp_str *name, const stomp_frame *f, const char *user,
+                      const char *user_name, const char *role, const char *origin,
+                      storelimits_sizes *out)
+{
+    const stomp_str *ct = stomp_frame_header(f, "content-type");
+    out->v[STORELIMITS_ROOM] = name->len;
+    out->v[STORELIMITS_SENDER] = strlen(user);
+    out->v[STORELIMITS_SENDER_NAME] = strlen(user_name);
+    /* The envelope keeps it as a C string: a NUL would end it there. */
+    out->v[STORELIMITS_CONTENT_TYPE] = ct ? strnlen(ct->p, ct->len) : 0;
+    out->v[STORELIMITS_HEADERS] = relay_user_headers_len(f, role);
+    out->v[STORELIMITS_BODY] = f->body.len;
+    out->v[STORELIMITS_ORIGIN] = strlen(origin);
+}
+
+int relay_check_send(const relay *r, const stomp_str *name, const stomp_frame *f,
+                     const char *user, const char *user_name, const char *role, char *why,
+                     size_t whylen)
+{
+    storelimits_sizes sz;
+    relay_send_sizes(name, f, user, user_name, role, r->server_id, &sz);
+    int field = storelimits_check(&sz);
+    if (field < 0)
+        return 0;
+    char what[300];
+    storelimits_explain(&sz, field, what, sizeof what);
+    snprintf(why, whylen, "%s The message was not delivered or stored.", what);
+    return -1;
+}
+
+int relay_publish(relay *r, const stomp_str *name, const stomp_frame *f, const char *user,
+                  const char *user_name, const char *role, relay_done_fn done, void *ctx)
+{
+    if (!relay_ready(r))
+        return -1;
+    publish_job *j = xcalloc(1, sizeof *j);
+    envelope *env = &j->env;
+    relay_envelope_of_send(env, name, f, user, user_name, role, r->server_id);
+    storelimits_sizes sz;
+    storelimits_of_envelope(env, &sz);
+    int field = storelimits_check(&sz);
+    if (field >= 0) {
+        /* The session checks every SEND first (relay_check_send); this one
+         * changed in between (an identity refreshed inside a transaction). */
+        char what[300], q[400];
+        storelimits_explain(&sz, field, what, sizeof what);
+        log_warn("send_over_storage_limits", "room=%s reason=%s", env->room,
+                 log_q(q, sizeof q, what, strlen(what)));
+        envelope_free(env);
+        free(j);
+        return -1;
+    }
     j->r = r;
     j->done = done;
     j->ctx = ctx;

@@ -32,6 +32,7 @@
 #include "registry.h"
 #include "room.h"
 #include "stomp.h"
+#include "storelimits.h"
 
 struct subscription;
 
@@ -63,12 +64,33 @@ void relay_join(relay *r, struct subscription *sub, const stomp_str *room, const
                 const char *name, room_ready_fn done, void *ctx);
 void relay_leave(relay *r, struct subscription *sub, const char *user);
 
+/* Would the message store hold this SEND to room `name` from user/user_name
+ * with role (see relay_publish)? Counts the exact bytes of every stored
+ * field, the envelope's escaped header lines included, against
+ * lib/storelimits.h without building anything. Returns 0, or -1 with an
+ * ERROR body naming the field, its size and its limit in why. */
+int relay_check_send(const relay *r, const stomp_str *name, const stomp_frame *f,
+                     const char *user, const char *user_name, const char *role, char *why,
+                     size_t whylen);
+
+/* The pure parts of the two (exported for the unit tests): the envelope
+ * relay_publish makes of a SEND (id "", no room order yet; every field
+ * allocated, free with envelope_free), and the stored sizes of that
+ * envelope computed from the frame alone. Pointers are borrowed. */
+void relay_envelope_of_send(envelope *env, const stomp_str *name, const stomp_frame *f,
+                            const char *user, const char *user_name, const char *role,
+                            const char *origin);
+void relay_send_sizes(const stomp_str *name, const stomp_frame *f, const char *user,
+                      const char *user_name, const char *role, const char *origin,
+                      storelimits_sizes *out);
+
 /* Publish a SEND frame to room `name` as user/name with role (NULL: none;
  * it becomes the sender-role header). done(ctx, ok) runs once
  * the message has its place in the room order, was delivered locally and
  * RabbitMQ confirmed its storage copy durable (ok), or once any of that
  * failed (not ok: the message may or may not have been delivered). Returns 0, or -1 when the cluster
- * is not ready (done is not called). */
+ * is not ready or the message is over the storage limits (callers check
+ * relay_check_send first, for a precise ERROR); done is then not called. */
 typedef void (*relay_done_fn)(void *ctx, bool ok);
 int relay_publish(relay *r, const stomp_str *name, const stomp_frame *f, const char *user,
                   const char *user_name, const char *role, relay_done_fn done, void *ctx);

@@ -35,6 +35,7 @@
 #include "presence.h"
 #include "history.h"
 #include "registry.h"
+#include "storelimits.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -59,7 +60,7 @@ typedef struct conn {
 
 struct server {
     const server_config *conf;
-    char id[128];
+    char id[STORELIMITS_ORIGIN_MAX + 1];   /* server.id, the origin of its messages */
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
     uv_timer_t tick;

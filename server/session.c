@@ -1272,6 +1272,13 @@ static void on_send(session *s, const stomp_frame *f)
                            "Presence is published by the server; SEND is not allowed to: ", dest);
         return;
     }
+    /* Before buffering too: nothing in a COMMIT may fail storage. */
+    char why[400];
+    if (relay_check_send(server_relay(s->srv), &name, f, s->user, s->user_name,
+                         auth_role_name((jwt_role)s->role), why, sizeof why) < 0) {
+        session_error(s, f, "Message too large for storage", why);
+        return;
+    }
     if (session_buffer_in_txn(s, f))
         return;
     if (send_publish(s, f, &name))

@@ -27,6 +27,13 @@ static const uint64_t metrics_commit_us[METRICS_COMMIT_BUCKETS] = {
     5000000, 10000000,
 };
 
+static const char *const metrics_poison_names[METRICS_POISON_REASONS] = {
+    [METRICS_POISON_UNDECODABLE] = "undecodable",
+    [METRICS_POISON_BAD_ID] = "bad_id",
+    [METRICS_POISON_TOO_LARGE] = "too_large",
+    [METRICS_POISON_REFUSED] = "refused",
+};
+
 static uint64_t metrics_get(metrics_counter *c)
 {
     return atomic_load_explicit(c, memory_order_relaxed);
@@ -41,6 +48,7 @@ void metrics_init(metrics *m)
 {
     atomic_init(&m->up_amqp, false);
     atomic_init(&m->up_mysql, false);
+    atomic_init(&m->incompatible, false);
     atomic_init(&m->deliveries, 0);
     atomic_init(&m->rows_written, 0);
     atomic_init(&m->duplicates, 0);
@@ -58,6 +66,8 @@ void metrics_init(metrics *m)
     atomic_init(&m->errors_mysql, 0);
     atomic_init(&m->errors_amqp, 0);
     atomic_init(&m->errors_poison, 0);
+    for (int i = 0; i < METRICS_POISON_REASONS; i++)
+        atomic_init(&m->poison[i], 0);
     atomic_init(&m->reconnects_mysql, 0);
     atomic_init(&m->reconnects_amqp, 0);
 }
@@ -114,6 +124,12 @@ void metrics_render(metrics *m, uint64_t now_ms, buf *out)
                atomic_load_explicit(&m->up_amqp, memory_order_relaxed) ? 1 : 0);
     buf_printf(out, "lectern_storage_up{dep=\"mysql\"} %d\n",
                atomic_load_explicit(&m->up_mysql, memory_order_relaxed) ? 1 : 0);
+
+    metrics_one(out, "lectern_storage_incompatible", "gauge",
+                "1 while MySQL cannot hold the largest message the servers accept (a column "
+                "narrower than lib/storelimits.h, or max_allowed_packet too small): the worker "
+                "does not consume.",
+                atomic_load_explicit(&m->incompatible, memory_order_relaxed) ? 1 : 0);
 
     metrics_one(out, "lectern_storage_deliveries_total", "counter",
                 "Messages received from the storage queue (redeliveries included).",
@@ -182,6 +198,13 @@ void metrics_render(metrics *m, uint64_t now_ms, buf *out)
                metrics_get(&m->errors_amqp));
     buf_printf(out, "lectern_storage_errors_total{kind=\"poison\"} %" PRIu64 "\n",
                metrics_get(&m->errors_poison));
+    metrics_head(out, "lectern_storage_poison_total", "counter",
+                 "Messages rejected as poison, by reason: undecodable, bad_id, too_large (a row "
+                 "over max_allowed_packet), refused (MySQL refused the row). Servers never send "
+                 "these: each is a corrupted or foreign message.");
+    for (int i = 0; i < METRICS_POISON_REASONS; i++)
+        buf_printf(out, "lectern_storage_poison_total{reason=\"%s\"} %" PRIu64 "\n",
+                   metrics_poison_names[i], metrics_get(&m->poison[i]));
     metrics_head(out, "lectern_storage_reconnects_total", "counter",
                  "Connections made after the first one.");
     buf_printf(out, "lectern_storage_reconnects_total{to=\"mysql\"} %" PRIu64 "\n",

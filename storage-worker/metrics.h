@@ -19,9 +19,22 @@
 
 typedef _Atomic uint64_t metrics_counter;
 
+/* Why a message was rejected as poison (lectern_storage_poison_total{reason}).
+ * With servers that check lib/storelimits.h and a database the worker has
+ * checked against it, none of these happens to a message a server sent:
+ * each means a corrupted or foreign message. */
+typedef enum metrics_poison {
+    METRICS_POISON_UNDECODABLE,     /* not an envelope or batch (envelope.h, envbatch.h) */
+    METRICS_POISON_BAD_ID,          /* x-lectern-id is not <ms>-<n> */
+    METRICS_POISON_TOO_LARGE,       /* a row larger than max_allowed_packet */
+    METRICS_POISON_REFUSED,         /* MySQL refused the row's data */
+    METRICS_POISON_REASONS
+} metrics_poison;
+
 typedef struct metrics {
     atomic_bool     up_amqp;            /* consuming the storage queue */
     atomic_bool     up_mysql;           /* connected, schema applied */
+    atomic_bool     incompatible;       /* MySQL cannot hold the largest message: not consuming */
     metrics_counter deliveries;         /* messages received from the queue */
     metrics_counter rows_written;       /* rows new in MySQL */
     metrics_counter duplicates;         /* rows that were there already */
@@ -37,6 +50,7 @@ typedef struct metrics {
     metrics_counter errors_mysql;       /* failed connects and batch writes */
     metrics_counter errors_amqp;        /* failed connects and lost connections */
     metrics_counter errors_poison;      /* messages rejected */
+    metrics_counter poison[METRICS_POISON_REASONS];   /* the same, by reason */
     metrics_counter reconnects_mysql;   /* successful connects after the first */
     metrics_counter reconnects_amqp;
 } metrics;

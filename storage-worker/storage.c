@@ -64,6 +64,10 @@ static unsigned storage_route(void *ctx, const char *path, buf *body, const char
         const char *why = NULL;
         if (s->stopping)
             why = "shutting down";
+        else if (atomic_load(&s->metrics.incompatible))
+            why = "MySQL cannot hold the largest message (a column narrower than "
+                  "lib/storelimits.h, or max_allowed_packet too small; see the "
+                  "storage_incompatible log line): not consuming";
         else if (!atomic_load(&s->metrics.up_amqp))
             why = "not consuming the storage queue (RabbitMQ unavailable)";
         else if (!atomic_load(&s->metrics.up_mysql))

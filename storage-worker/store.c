@@ -4,8 +4,18 @@
  * read and write, makes the session strict (STRICT_ALL_TABLES: a value that
  * does not fit its column is an error, never silently truncated into a
  * different room or sender), reads max_allowed_packet, applies the schema
- * migrations once per process, and only then turns autocommit off: every
- * batch is one explicit transaction.
+ * migrations once per process, checks that the database can hold every
+ * message the servers accept (below), and only then turns autocommit off:
+ * every batch is one explicit transaction.
+ *
+ * Limits. The servers refuse, before any RECEIPT, a SEND whose row would
+ * exceed lib/storelimits.h. At every connect (after the migrations) the
+ * store checks the other half of that promise: every column of the table
+ * is a byte type at least as wide as the limit (information_schema), and
+ * max_allowed_packet holds the largest row with what a statement adds
+ * around it. A database that fails either makes store_open return
+ * STORE_INCOMPATIBLE, and the worker consumes nothing until it is fixed:
+ * rows MySQL would refuse are never taken from the queue, so never dropped.
  *
  * Migrations. Under SELECT GET_LOCK('lectern_schema', 30), so that workers
  * starting together apply each migration once: create schema_migrations if
@@ -46,6 +56,7 @@
 #include "log.h"
 #include "mem.h"
 #include "schema.h"
+#include "storelimits.h"
 
 #include <mysql.h>
 #include <mysqld_error.h>
@@ -53,11 +64,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #define STORE_COLS          12
 #define STORE_PARAM_COST    16      /* bytes per parameter beyond its value */
 #define STORE_PACKET_SLACK  4096    /* headroom under max_allowed_packet */
+/* The largest row the servers accept, as store_row_size counts it. */
+#define STORE_ROW_BYTES_MAX ((size_t)STORELIMITS_ROW_MAX + STORE_COLS * STORE_PARAM_COST)
 
 static const char store_insert_head[] =
     "INSERT INTO messages (room, id_ms, id_n, epoch, seq, ts_ms, sender, sender_name,"
@@ -283,8 +297,96 @@ fail:
     return rc;
 }
 
+/* --- limits ----------------------------------------------------------------------------- */
+
+/* Byte types: a text type could refuse bytes for their encoding. */
+static bool store_byte_type(const char *t)
+{
+    static const char *const ok[] = { "binary", "varbinary", "tinyblob", "blob", "mediumblob",
+                                      "longblob" };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        if (!strcmp(t, ok[i]))
+            return true;
+    return false;
+}
+
+/* Does one column of information_schema hold field f? Returns 0, or -1
+ * with why. */
+static int store_check_column(storelimits_field f, const char *type, const char *octets,
+                              char *why, size_t whylen)
+{
+    const storelimits_limit *l = &storelimits_table[f];
+    unsigned long long width = octets ? strtoull(octets, NULL, 10) : 0;
+    if (!type || !store_byte_type(type)) {
+        snprintf(why, whylen, "column messages.%s is %s, not a byte type (VARBINARY or BLOB)",
+                 l->column, type ? type : "NULL");
+        return -1;
+    }
+    if (width < l->max) {
+        snprintf(why, whylen,
+                 "column messages.%s holds %llu bytes, lib/storelimits.h needs %zu "
+                 "(servers accept that much: widen the column)", l->column, width, l->max);
+        return -1;
+    }
+    return 0;
+}
+
+/* Can this database hold every message the servers accept? Returns 0, or
+ * -1 with why (the caller decides whether it is a query failure: *bad is
+ * set when the database answered and is too small). */
+static int store_check_limits(store *s, long long packet, bool *bad, char *why, size_t whylen)
+{
+    static const char sql[] =
+        "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_OCTET_LENGTH FROM information_schema.COLUMNS"
+        " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'messages'";
+    MYSQL_RES *r = NULL;
+    bool seen[STORELIMITS_NFIELDS] = { false };
+    int rc = -1;
+
+    *bad = false;
+    if (s->packet_max < STORE_ROW_BYTES_MAX) {
+        *bad = true;
+        snprintf(why, whylen,
+                 "max_allowed_packet=%lld cannot hold the largest message (%d bytes) in one "
+                 "statement: it needs at least %zu (SET GLOBAL max_allowed_packet, and the "
+                 "server's configuration file)", packet, STORELIMITS_ROW_MAX,
+                 STORE_ROW_BYTES_MAX + STORE_PACKET_SLACK);
+        return -1;
+    }
+    if (mysql_real_query(s->conn, sql, sizeof sql - 1) || !(r = mysql_store_result(s->conn))) {
+        snprintf(why, whylen, "read the columns of messages: %u %s", mysql_errno(s->conn),
+                 mysql_error(s->conn));
+        goto fail;
+    }
+    MYSQL_ROW row;
+    while ((row = mysql_fetch_row(r))) {
+        for (int f = 0; f < STORELIMITS_NFIELDS; f++) {
+            if (!row[0] || strcasecmp(row[0], storelimits_table[f].column))
+                continue;
+            seen[f] = true;
+            if (store_check_column((storelimits_field)f, row[1], row[2], why, whylen) < 0) {
+                *bad = true;
+                goto fail;
+            }
+        }
+    }
+    for (int f = 0; f < STORELIMITS_NFIELDS; f++) {
+        if (!seen[f]) {
+            *bad = true;
+            snprintf(why, whylen, "table messages has no column %s", storelimits_table[f].column);
+            goto fail;
+        }
+    }
+    rc = 0;
+fail:
+    if (r)
+        mysql_free_result(r);
+    return rc;
+}
+
 int store_open(store *s, char *why, size_t whylen)
 {
+    bool incompatible = false;
     long long packet = 0;
 
     store_close(s);
@@ -323,6 +425,8 @@ int store_open(store *s, char *why, size_t whylen)
             goto fail;
         s->migrated = true;
     }
+    if (store_check_limits(s, packet, &incompatible, why, whylen) < 0)
+        goto fail;
     if (mysql_autocommit(s->conn, 0)) {
         snprintf(why, whylen, "autocommit: %u %s", mysql_errno(s->conn), mysql_error(s->conn));
         goto fail;
@@ -331,7 +435,7 @@ int store_open(store *s, char *why, size_t whylen)
 
 fail:
     store_close(s);
-    return -1;
+    return incompatible ? STORE_INCOMPATIBLE : -1;
 }
 
 int store_ping(store *s, char *why, size_t whylen)

@@ -6,6 +6,10 @@
  * INSERT ... ON DUPLICATE KEY UPDATE id_ms = id_ms statements and commits.
  * Every call but store_interrupt runs on one thread (libmariadb blocks).
  *
+ * store_open also checks that the database holds every message the servers
+ * accept (lib/storelimits.h: column widths, max_allowed_packet); one that
+ * does not is STORE_INCOMPATIBLE, and the caller should not consume.
+ *
  * Failures are of two kinds. A row MySQL refuses on its own account (a value
  * too long for its column, or a row larger than max_allowed_packet) is
  * marked rejected and the rest of the batch is still written and committed.
@@ -56,8 +60,15 @@ store *store_create(const store_config *cfg);
 /* Close and free. Accepts NULL. */
 void store_destroy(store *s);
 
-/* Connect (and, once per process, migrate the schema). Returns 0, or -1
- * with why (the store stays closed). */
+/* store_open's answer when MySQL is reachable but cannot hold the largest
+ * message lib/storelimits.h allows (a column too narrow or of a text type,
+ * a column missing, max_allowed_packet too small). */
+#define STORE_INCOMPATIBLE (-2)
+
+/* Connect (and, once per process, migrate the schema), then check the
+ * database against lib/storelimits.h. Returns 0; STORE_INCOMPATIBLE with
+ * why naming the column or setting; or -1 with why for any other failure.
+ * The store stays closed unless 0. */
 int store_open(store *s, char *why, size_t whylen);
 
 bool store_is_open(const store *s);

@@ -40,8 +40,25 @@
  * noticed by rabbitmq-c's heartbeat deadline. One log line per outage
  * (amqp_down / mysql_down, then *_up); repeated failures are debug lines.
  *
- * Poison. Every rejected message is counted (errors_total{kind="poison"});
- * the first and then one in every storage.poison_log_every is logged.
+ * Limits. store_open checks that MySQL holds the largest message the
+ * servers accept (lib/storelimits.h). When it does not (STORE_INCOMPATIBLE:
+ * a column narrowed, max_allowed_packet too small), the worker closes its
+ * AMQP connection (what it held goes back to the queue, for another worker
+ * or for later), consumes nothing, is not ready, says why in one log line
+ * (storage_incompatible) and checks again at every MySQL retry; once the
+ * database is fixed it consumes again (storage_compatible). MySQL is
+ * connected before RabbitMQ, so a worker started against such a database
+ * takes nothing from the queue at all.
+ *
+ * Poison. A message is rejected (requeue=false) only when it cannot be
+ * stored on its own account: undecodable, a bad id, a row over
+ * max_allowed_packet, or a row MySQL refuses. Servers check every message
+ * against lib/storelimits.h and the worker checks the database against the
+ * same table, so none of these happens to a message a server sent: poison
+ * means a corrupted or foreign message. Each is counted, in total
+ * (errors_total{kind="poison"}) and by reason (poison_total{reason}); the
+ * first and then one in every storage.poison_log_every is logged, naming
+ * the field over the table's limit when there is one.
  */
 #include "worker.h"
 
@@ -55,6 +72,7 @@
 #include "mem.h"
 #include "msgid.h"
 #include "store.h"
+#include "storelimits.h"
 
 #include <errno.h>
 #include <mysql.h>
@@ -99,6 +117,7 @@ struct worker {
     uint64_t amqp_retry_at, mysql_retry_at, check_at, mysql_used_at;
     bool amqp_ever, mysql_ever;    /* connected once: later connects are reconnects */
     bool amqp_told, mysql_told;    /* this outage was logged */
+    bool incompatible;             /* MySQL cannot hold the largest message: do not consume */
     bool cancelled;
     uint64_t poison;
     char name[160];
@@ -208,12 +227,49 @@ static void worker_open_amqp(worker *w)
              w->conf->queue_type, w->conf->prefetch);
 }
 
+/* MySQL answered but cannot hold what the servers accept: stop consuming
+ * (the hand goes back to the queue unacked) until a later connect finds
+ * the database fixed. */
+static void worker_incompatible(worker *w, const char *why)
+{
+    char q[400];
+    int delay = backoff_next(&w->mysql_backoff);
+    w->mysql_retry_at = clock_ms() + (uint64_t)delay;
+    atomic_store(&w->m->up_mysql, false);
+    if (consumer_is_open(w->amqp)) {
+        worker_hand_pop(w, worker_held(w));
+        consumer_close(w->amqp);
+        atomic_store(&w->m->up_amqp, false);
+    }
+    if (!w->incompatible) {
+        w->incompatible = true;
+        atomic_store(&w->m->incompatible, true);
+        log_error("storage_incompatible", "host=%s port=%d database=%s action=\"not consuming "
+                  "until fixed\" retry_ms=%d reason=%s", w->conf->mysql_host, w->conf->mysql_port,
+                  w->conf->mysql_database, delay, log_q(q, sizeof q, why, strlen(why)));
+    } else {
+        log_debug("storage_incompatible", "retry_ms=%d reason=%s", delay,
+                  log_q(q, sizeof q, why, strlen(why)));
+    }
+}
+
 static void worker_open_mysql(worker *w)
 {
-    char why[300];
-    if (store_open(w->db, why, sizeof why) < 0) {
+    char why[400];
+    int rc = store_open(w->db, why, sizeof why);
+    if (rc == STORE_INCOMPATIBLE) {
+        worker_incompatible(w, why);
+        return;
+    }
+    if (rc < 0) {
         worker_mysql_lost(w, why);
         return;
+    }
+    if (w->incompatible) {
+        w->incompatible = false;
+        atomic_store(&w->m->incompatible, false);
+        log_info("storage_compatible", "host=%s port=%d database=%s action=consuming",
+                 w->conf->mysql_host, w->conf->mysql_port, w->conf->mysql_database);
     }
     backoff_reset(&w->mysql_backoff);
     if (w->mysql_ever)
@@ -228,26 +284,28 @@ static void worker_open_mysql(worker *w)
 
 /* --- deliveries ------------------------------------------------------------------------ */
 
-/* Count (and now and then log) one message that cannot be stored. */
-static void worker_poison(worker *w, const char *reason, const char *id, size_t idlen,
-                          unsigned mysql_err)
+/* Count (and now and then log) one message that cannot be stored, of
+ * `kind`; `reason` says why in words. */
+static void worker_poison(worker *w, metrics_poison kind, const char *reason, const char *id,
+                          size_t idlen, unsigned mysql_err)
 {
-    char q[300], qi[120];
+    char q[400], qi[120];
     w->poison++;
     metrics_add(&w->m->errors_poison, 1);
+    metrics_add(&w->m->poison[kind], 1);
     if ((w->poison - 1) % (uint64_t)w->conf->poison_log_every == 0)
         log_warn("poison", "count=%llu id=%s reason=%s mysql_error=%u",
                  (unsigned long long)w->poison, log_q(qi, sizeof qi, id, idlen),
                  log_q(q, sizeof q, reason, strlen(reason)), mysql_err);
 }
 
-/* Reject one delivery for good, counting `reason` as poison. Returns 0, or
- * -1 when the AMQP connection failed (already handled). */
-static int worker_reject(worker *w, uint64_t tag, const char *reason, const char *id,
-                         size_t idlen, unsigned mysql_err)
+/* Reject one delivery for good, counting it as poison. Returns 0, or -1
+ * when the AMQP connection failed (already handled). */
+static int worker_reject(worker *w, uint64_t tag, metrics_poison kind, const char *reason,
+                         const char *id, size_t idlen, unsigned mysql_err)
 {
     char why[300];
-    worker_poison(w, reason, id, idlen, mysql_err);
+    worker_poison(w, kind, reason, id, idlen, mysql_err);
     if (consumer_reject(w->amqp, tag, why, sizeof why) < 0) {
         worker_amqp_lost(w, why);
         return -1;
@@ -267,12 +325,13 @@ static int worker_delivery_batch(worker *w, amqp_envelope_t *d, uint64_t now)
     amqp_bytes_t mid = (d->message.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG)
                            ? d->message.properties.message_id : amqp_empty_bytes;
     if (envbatch_decode(d->message.body, &envs, &n, &why) < 0)
-        return worker_reject(w, d->delivery_tag, why, mid.bytes, mid.len, 0);
+        return worker_reject(w, d->delivery_tag, METRICS_POISON_UNDECODABLE, why, mid.bytes,
+                             mid.len, 0);
     for (size_t i = 0; i < n; i++) {
         msgid id;
         if (msgid_parse(envs[i].id, strlen(envs[i].id), &id) < 0) {
-            worker_poison(w, "x-lectern-id is not a message id (<ms>-<n>)", envs[i].id,
-                          strlen(envs[i].id), 0);
+            worker_poison(w, METRICS_POISON_BAD_ID, "x-lectern-id is not a message id (<ms>-<n>)",
+                          envs[i].id, strlen(envs[i].id), 0);
             envelope_free(&envs[i]);
             continue;
         }
@@ -281,8 +340,8 @@ static int worker_delivery_batch(worker *w, amqp_envelope_t *d, uint64_t now)
     }
     free(envs);
     if (good == 0)
-        return worker_reject(w, d->delivery_tag, "batch without a storable message",
-                             mid.bytes, mid.len, 0);
+        return worker_reject(w, d->delivery_tag, METRICS_POISON_BAD_ID,
+                             "batch without a storable message", mid.bytes, mid.len, 0);
     return 0;
 }
 
@@ -303,10 +362,11 @@ static int worker_delivery(worker *w, amqp_envelope_t *d, uint64_t now)
     } else if (envelope_from_amqp(p, d->message.body, &env, &why) < 0) {
         amqp_bytes_t mid = (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? p->message_id
                                                                      : amqp_empty_bytes;
-        rc = worker_reject(w, d->delivery_tag, why ? why : "undecodable", mid.bytes, mid.len, 0);
+        rc = worker_reject(w, d->delivery_tag, METRICS_POISON_UNDECODABLE,
+                           why ? why : "undecodable", mid.bytes, mid.len, 0);
     } else if (msgid_parse(env.id, strlen(env.id), &id) < 0) {
-        rc = worker_reject(w, d->delivery_tag, "x-lectern-id is not a message id (<ms>-<n>)",
-                           env.id, strlen(env.id), 0);
+        rc = worker_reject(w, d->delivery_tag, METRICS_POISON_BAD_ID,
+                           "x-lectern-id is not a message id (<ms>-<n>)", env.id, strlen(env.id), 0);
         envelope_free(&env);
     } else {
         worker_hand_push(w, d->delivery_tag, now, &env, id);
@@ -343,6 +403,25 @@ static bool worker_batch_due(const worker *w, uint64_t now, bool stopping)
         return false;
     return stopping || held >= (size_t)w->conf->batch_max || held >= (size_t)w->conf->prefetch ||
            now >= w->items[w->head].arrived_ms + (uint64_t)w->conf->batch_wait_ms;
+}
+
+/* Why MySQL refused env's row (mysql_err): its poison kind, and in words,
+ * naming the field over lib/storelimits.h when there is one (a message no
+ * server that checks the table would have sent). */
+static metrics_poison worker_refusal(const envelope *env, unsigned mysql_err, char *reason,
+                                     size_t len)
+{
+    storelimits_sizes sz;
+    char over[240];
+    storelimits_of_envelope(env, &sz);
+    int f = storelimits_check(&sz);
+    if (f >= 0)
+        storelimits_explain(&sz, f, over, sizeof over);
+    bool packet = mysql_err == ER_NET_PACKET_TOO_LARGE;
+    snprintf(reason, len, "%s%s%s", packet ? "row larger than max_allowed_packet"
+                                           : "MySQL refused the row",
+             f >= 0 ? ": " : "", f >= 0 ? over : "");
+    return packet ? METRICS_POISON_TOO_LARGE : METRICS_POISON_REFUSED;
 }
 
 /* Write, commit, then reject refused rows and ack the rest.
@@ -413,15 +492,15 @@ static void worker_flush(worker *w)
         if (!w->rows[i].rejected)
             continue;
         const char *id = batch[i].env.id;
-        const char *reason = w->rows[i].rejected == ER_NET_PACKET_TOO_LARGE
-                                 ? "row larger than max_allowed_packet"
-                                 : "MySQL refused the row";
+        char reason[300];
+        metrics_poison kind = worker_refusal(&batch[i].env, w->rows[i].rejected, reason,
+                                             sizeof reason);
         if (rejected_tag == batch[i].tag) {   /* the delivery is already rejected */
-            worker_poison(w, reason, id, strlen(id), w->rows[i].rejected);
+            worker_poison(w, kind, reason, id, strlen(id), w->rows[i].rejected);
             continue;
         }
         rejected_tag = batch[i].tag;
-        if (worker_reject(w, batch[i].tag, reason, id, strlen(id), w->rows[i].rejected) < 0)
+        if (worker_reject(w, batch[i].tag, kind, reason, id, strlen(id), w->rows[i].rejected) < 0)
             return;                        /* the hand went with the connection */
     }
     if (last_good && consumer_ack(w->amqp, last_good, why, sizeof why) < 0) {
@@ -485,7 +564,7 @@ static void worker_wait(worker *w, uint64_t now, bool stopping)
     int64_t t = amqp ? consumer_tick_ms(w->amqp) : 1000;
     uint64_t every = (uint64_t)w->conf->check_ms;
 
-    if (!amqp && !stopping)
+    if (!amqp && !stopping && !w->incompatible)
         worker_min(&t, w->amqp_retry_at, now);
     if (!mysql)
         worker_min(&t, w->mysql_retry_at, now);
@@ -522,10 +601,13 @@ static void *worker_main(void *arg)
         if (stopping && (!consumer_is_open(w->amqp) || !worker_held(w)))
             break;
         uint64_t now = clock_ms();
-        if (!stopping && !consumer_is_open(w->amqp) && now >= w->amqp_retry_at)
-            worker_open_amqp(w);
+        /* MySQL first: a database that cannot hold every message is found
+         * before anything is taken from the queue. */
         if (!store_is_open(w->db) && now >= w->mysql_retry_at)
             worker_open_mysql(w);
+        if (!stopping && !w->incompatible && !consumer_is_open(w->amqp) &&
+            now >= w->amqp_retry_at)
+            worker_open_amqp(w);
         now = clock_ms();
         worker_checks(w, now);          /* before a flush: a long drain must not starve it */
         if (worker_batch_due(w, now, stopping)) {

@@ -473,9 +473,10 @@ export async function sql(query) {
 }
 
 // Start a lectern-storage worker for `cluster` (its storage queue is
-// `<cluster>.storage`, as startServer sets for servers); waits for /readyz.
+// `<cluster>.storage`, as startServer sets for servers); waits for /readyz
+// (/healthz with ready: false, for a worker expected to refuse to consume).
 // kill() sends SIGKILL; stop() SIGTERM and resolves with { code, signal }.
-export async function startWorker({ cluster, sets = {}, timeout = 20000 } = {}) {
+export async function startWorker({ cluster, sets = {}, timeout = 20000, ready = true } = {}) {
   const port = await freePort();
   const base = {
     'amqp.port': process.env.LECTERN_AMQP_PORT || 5690,
@@ -500,8 +501,8 @@ export async function startWorker({ cluster, sets = {}, timeout = 20000 } = {}) 
   try {
     await waitFor(async () => {
       if (exited) throw new Error(`worker exited early (${JSON.stringify(exited)}):\n${logs.join('\n')}`);
-      try { return (await httpGet(port, '/readyz')).status === 200; } catch { return false; }
-    }, { timeout, what: 'lectern-storage /readyz' });
+      try { return (await httpGet(port, ready ? '/readyz' : '/healthz')).status === 200; } catch { return false; }
+    }, { timeout, what: `lectern-storage ${ready ? '/readyz' : '/healthz'}` });
   } catch (e) {
     proc.kill('SIGKILL');
     throw e;

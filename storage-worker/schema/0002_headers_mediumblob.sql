@@ -1,0 +1,15 @@
+-- 0002_headers_mediumblob.sql — room for every header block a SEND can carry.
+--
+-- The message store's limits are one table, lib/storelimits.h, shared by
+-- the servers (which refuse with ERROR, before any RECEIPT, a SEND that
+-- would not fit) and the workers (which check at every connect that these
+-- columns are at least that wide). A BLOB holds 65,535 bytes, while the
+-- frame limits let a SEND carry far more header lines (64 headers of 4 KiB
+-- by default): those messages were delivered and receipted, then refused
+-- by MySQL. MEDIUMBLOB (16 MiB - 1) holds any header block the largest row
+-- allows. content_type stays VARBINARY(1024): a longer one is refused.
+--
+-- On a large table this ALTER copies the table; run it by hand first (or
+-- raise mysql.timeout_s) if it would take longer than the worker's
+-- mysql.timeout_s.
+ALTER TABLE messages MODIFY headers MEDIUMBLOB NULL;
