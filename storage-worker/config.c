@@ -70,8 +70,11 @@ const cfg_knob storage_knobs[] = {
       "(status 0) without acking them: RabbitMQ delivers them again." },
     { "storage.poison_log_every", CFG_INT, K(poison_log_every), "100", 1, 100000000, NULL,
       "A message that cannot be stored (undecodable, a bad id, or a row MySQL\n"
-      "refuses) is rejected without requeue and counted; the first and then one\n"
-      "in every this many are logged." },
+      "refuses) is rejected without requeue and counted by reason\n"
+      "(lectern_storage_poison_total); the first and then one in every this many\n"
+      "are logged. Servers never send such a message (they refuse what the store\n"
+      "cannot hold, lib/storelimits.h): poison means corruption or a foreign\n"
+      "publisher." },
 
     { "mysql.host", CFG_STR, K(mysql_host), "127.0.0.1", 0, 0, NULL,
       "MySQL/MariaDB holding the message store." },

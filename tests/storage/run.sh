@@ -14,14 +14,16 @@
 #   2. MySQL stopped for 10 s mid-stream: /readyz 503 then 200, nothing
 #      lost, nothing duplicated;
 #   3. duplicates and poison: duplicates stored once, poison rejected and
-#      counted, the rest stored (field by field), metrics equal to MySQL;
+#      counted (in total and by reason), the rest stored (field by field),
+#      metrics equal to MySQL;
 #   4. SIGTERM mid-stream: exit 0, rows + the queue's remainder = published;
 #      SIGTERM with MySQL down: exit 0 after the deadline, nothing lost;
 #   5. --help, --check-config, the shipped config file, HTTP errors;
 #   6. RabbitMQ restarted while a worker holds a batch: reconnect, the batch
 #      is delivered again and stored once;
 #   7. three workers migrating a fresh database at once: one applies the
-#      migration (GET_LOCK), all start.
+#      migrations (GET_LOCK), all start, the columns are as wide as
+#      lib/storelimits.h says.
 #
 # Output is TAP-like ("ok - ..." / "not ok - ..."), one line per check with
 # its numbers; exit status 1 when any check failed. Whatever happens, the
@@ -250,6 +252,9 @@ poison=$(metric "$P" 'lectern_storage_errors_total{kind="poison"}')
 long=$(sql "SELECT COUNT(*) FROM messages WHERE LENGTH(room) > 255")
 check "3. 40 undecodable messages and 5 rows MySQL refuses were rejected and counted: poison=$poison, none stored ($long)" \
   '[[ $poison == 45 && $long == 0 ]]'
+by=$(for r in undecodable bad_id too_large refused; do
+  printf '%s=%s ' $r "$(metric "$P" "lectern_storage_poison_total{reason=\"$r\"}")"; done)
+check "3. poison is counted by reason: $by" '[[ $by == "undecodable=20 bad_id=20 too_large=0 refused=5 " ]]'
 check "3. the poison did not block the queue: $(depth $Q | cut -d' ' -f1) messages left, queue_messages=$(metric "$P" lectern_storage_queue_messages)" \
   'settled'
 lines=$(grep -c 'event=poison' "$var/w5.log" || true)
@@ -404,12 +409,20 @@ for i in 1 2 3; do
 done
 check "7. all three become ready" \
   'wait_until 30 ready_all 200 ${HTTP_PORTS[8]} ${HTTP_PORTS[9]} ${HTTP_PORTS[10]}'
+# Every migration file, as schema_migrations records them: "1:0001_x.sql,2:0002_y.sql".
+files=("$root"/storage-worker/schema/[0-9]*.sql)
+want=$(for f in "${files[@]}"; do b=$(basename "$f"); printf '%d:%s\n' "$((10#${b%%_*}))" "$b"; done | paste -sd,)
+last=$(basename "${files[-1]}")
+latest=$((10#${last%%_*}))
 migrated=$(cat "$var"/m[123].log | grep -c 'event=schema_migrated' || true)
-current=$(cat "$var"/m[123].log | grep -c 'event=schema_current version=1' || true)
+current=$(cat "$var"/m[123].log | grep -c "event=schema_current version=$latest" || true)
 recorded=$(mariadb --no-defaults --socket="$sock" -uroot -N -B lectern_m \
-  -e "SELECT GROUP_CONCAT(version, ':', name) FROM schema_migrations")
-check "7. one applied the migration under the lock ($migrated schema_migrated lines, $current at version 1), recorded once: $recorded" \
-  '[[ $migrated == 1 && $current == 3 && $recorded == "1:0001_messages.sql" ]]'
+  -e "SELECT GROUP_CONCAT(version, ':', name ORDER BY version) FROM schema_migrations")
+check "7. one applied the ${#files[@]} migrations under the lock ($migrated schema_migrated lines, $current at version $latest), recorded once: $recorded" \
+  '[[ $migrated == ${#files[@]} && $current == 3 && $recorded == "$want" ]]'
+headers=$(mariadb --no-defaults --socket="$sock" -uroot -N -B -e "SELECT DATA_TYPE FROM
+  information_schema.COLUMNS WHERE TABLE_SCHEMA = 'lectern_m' AND TABLE_NAME = 'messages' AND COLUMN_NAME = 'headers'")
+check "7. the headers column is a MEDIUMBLOB (lib/storelimits.h): $headers" '[[ $headers == mediumblob ]]'
 for i in 1 2 3; do
   kill_worker "m$i" TERM
   check "7. m$i exits 0" '[[ $RC == 0 ]]'
