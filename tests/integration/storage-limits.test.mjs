@@ -1,8 +1,8 @@
 // Nothing receipted that storage cannot hold (lib/storelimits.h,
 // docs/security.md "Storage limits"). A SEND whose row MySQL could not take
 // gets ERROR before any RECEIPT and is neither delivered nor stored; one at
-// the limit gets its RECEIPT, is delivered, and MySQL holds it byte for
-// byte. Every limit reachable through the frame limits is tried at the limit
+// the limit gets its RECEIPT, is delivered (on the sender's server and,
+// through RabbitMQ, on another), and MySQL holds it byte for byte. Every limit reachable through the frame limits is tried at the limit
 // and one byte past it: the content-type column, the header block (the
 // report's 20 headers of 4,000 bytes, and 64 KiB, the old BLOB), the whole
 // row filled by the body, and by STOMP 1.0 header values whose colons
@@ -90,45 +90,51 @@ function outcome(c, receipt, timeout = 90000) {
 describe('storage limits: a SEND storage would refuse gets ERROR before any RECEIPT', () => {
   const cluster = clusterName();
   const origin = `${cluster}-limits-origin`;
-  let srv; let worker; let sub;
+  let srv; let other; let worker; let sub; let subB;
   const receipted = [];    // messages that got a RECEIPT: must be in MySQL byte for byte, once
   const refused = [];      // messages that got ERROR: neither delivered nor stored
   const rooms = new Set();
   let seq = 0;
 
   before(async () => {
-    srv = await startServer({
-      cluster,
-      sets: {
-        'server.id': origin,
-        'stomp.max_frame': LIMITS.ROW,            // the largest frame the table allows
-        'stomp.max_header_line': '1m',
-        'stomp.max_headers': 100,
-        'stomp.max_pending': '256m',              // a subscriber gets 16 MiB messages
-        'websocket.rx_buffer': '1m',
-      },
-    });
+    const sets = {
+      'stomp.max_frame': LIMITS.ROW,            // the largest frame the table allows
+      'stomp.max_header_line': '1m',
+      'stomp.max_headers': 100,
+      'stomp.max_pending': '256m',              // a subscriber gets 16 MiB messages
+      'websocket.rx_buffer': '1m',
+    };
+    srv = await startServer({ cluster, sets: { ...sets, 'server.id': origin } });
+    other = await startServer({ cluster, sets: { ...sets, 'server.id': `${cluster}-other` } });
     worker = await startWorker({ cluster });
     sub = await rawClient(srv.wsUrl);
     await sub.connect({ 'accept-version': '1.2', host: '/', login: 'lim-sub' });
+    subB = await rawClient(other.wsUrl);
+    await subB.connect({ 'accept-version': '1.2', host: '/', login: 'lim-sub-b' });
   });
 
   after(async () => {
     sub?.close();
+    subB?.close();
     await worker?.stop();
-    const r = await srv?.stop();
-    assert.equal(r?.code, 0, 'the server exits cleanly');
+    for (const s of [srv, other]) {
+      const r = await s?.stop();
+      assert.equal(r?.code, 0, 'the servers exit cleanly');
+    }
   });
 
-  // Subscribe once per room (with a receipt, so the subscription is live).
+  // Subscribe once per room on both servers (with a receipt: the
+  // subscription is live, cluster-wide, once it comes).
   async function room(suffix) {
     const name = `${cluster}-${suffix}`;
     if (!rooms.has(name)) {
       rooms.add(name);
-      const r = `sub-${name}`;
-      sub.frame('SUBSCRIBE', { destination: `/topic/${name}`, id: name, receipt: r });
-      await waitFor(() => sub.frames.find((f) => f.command === 'RECEIPT' && f.headers['receipt-id'] === r),
-        { timeout: 10000, what: `subscription to ${name}` });
+      for (const c of [sub, subB]) {
+        const r = `sub-${name}`;
+        c.frame('SUBSCRIBE', { destination: `/topic/${name}`, id: name, receipt: r });
+        await waitFor(() => c.frames.find((f) => f.command === 'RECEIPT' && f.headers['receipt-id'] === r),
+          { timeout: 10000, what: `subscription to ${name}` });
+      }
     }
     return name;
   }
@@ -155,6 +161,13 @@ describe('storage limits: a SEND storage would refuse gets ERROR before any RECE
     assert.equal(f.command, 'RECEIPT', `${what}: RECEIPT expected, got ${f.command} ${f.headers?.message} ${f.body}`);
   }
 
+  // Wait until MySQL holds m (its room and body); the byte-for-byte
+  // comparison of every field is the last test's.
+  async function inMySQL(m, what) {
+    await waitFor(async () => Number((await sql(`SELECT COUNT(*) FROM messages WHERE room = '${m.room}'
+      AND SHA2(body, 256) = '${sha(m.body)}'`))[0][0]) === 1, { timeout: 30000, interval: 200, what: `${what} in MySQL` });
+  }
+
   async function rejected(m, what, mention) {
     const f = await attempt(m);
     assert.equal(f.command, 'ERROR', `${what}: ERROR expected before any RECEIPT, got ${f.command}`);
@@ -177,12 +190,16 @@ describe('storage limits: a SEND storage would refuse gets ERROR before any RECE
     const r = await room('hdr');
     const twenty = Array.from({ length: 20 }, (_, i) => [`x-h${String(i).padStart(2, '0')}`, 'v'.repeat(4000 - 6)]);
     assert.equal(`${twenty[0][0]}:${twenty[0][1]}`.length, 4000);
-    await accepted({ room: r, custom: twenty, body: Buffer.from('twenty headers') }, '20 headers of 4,000 bytes');
+    const m20 = { room: r, custom: twenty, body: Buffer.from('twenty headers') };
+    await accepted(m20, '20 headers of 4,000 bytes');
+    await inMySQL(m20, '20 headers of 4,000 bytes');
     for (const total of [65535, 65536]) {
       // ROLE_LINE + "x-big:" + value + "\n" = total bytes in messages.headers
       const custom = [['x-big', 'w'.repeat(total - ROLE_LINE.length - 7)]];
       assert.equal(storedHeaders(custom).length, total);
-      await accepted({ room: r, custom, body: Buffer.from(`headers ${total}`) }, `${total} bytes of header lines`);
+      const m = { room: r, custom, body: Buffer.from(`headers ${total}`) };
+      await accepted(m, `${total} bytes of header lines`);
+      await inMySQL(m, `${total} bytes of header lines`);
     }
   });
 
@@ -252,16 +269,20 @@ describe('storage limits: a SEND storage would refuse gets ERROR before any RECE
     // earlier would have been delivered before it.
     const r = await room('marker');
     await accepted({ room: r, body: Buffer.from('marker') }, 'marker');
-    await waitFor(() => sub.frames.find((f) => f.command === 'MESSAGE' && f.headers.destination === `/topic/${r}`),
-      { timeout: 30000, what: 'the marker delivered' });
-    const live = sub.frames.filter((f) => f.command === 'MESSAGE');
-    const liveKeys = live.map((f) => `${f.headers.destination}|${sha(f.body)}`);
-    for (const m of receipted)
-      assert.equal(liveKeys.filter((k) => k === `/topic/${m.room}|${sha(m.body)}`).length, 1,
-        `delivered once: ${m.room} (${m.body.length} bytes)`);
-    for (const m of refused)
-      assert.ok(!liveKeys.includes(`/topic/${m.room}|${sha(m.body)}`), `not delivered: ${m.room} (${m.body.length} bytes)`);
-    assert.equal(live.length, receipted.length, 'nothing else was delivered');
+    for (const [c, where] of [[sub, 'the sender\'s server'], [subB, 'another server']]) {
+      await waitFor(() => c.frames.find((f) => f.command === 'MESSAGE' && f.headers.destination === `/topic/${r}`),
+        { timeout: 30000, what: `the marker delivered on ${where}` });
+      const live = c.frames.filter((f) => f.command === 'MESSAGE');
+      const liveKeys = live.map((f) => `${f.headers.destination}|${sha(f.body)}|${f.headers['content-type'] ?? ''}`);
+      for (const m of receipted)
+        assert.equal(liveKeys.filter((k) => k === `/topic/${m.room}|${sha(m.body)}|${m.ct ?? ''}`).length, 1,
+          `delivered once on ${where}: ${m.room} (${m.body.length} bytes)`);
+      for (const m of refused)
+        assert.ok(!liveKeys.some((k) => k.startsWith(`/topic/${m.room}|${sha(m.body)}|`)),
+          `not delivered on ${where}: ${m.room} (${m.body.length} bytes)`);
+      assert.equal(live.length, receipted.length, `nothing else was delivered on ${where}`);
+      assert.ok(!c.frames.find((f) => f.command === 'ERROR'), `the subscriber on ${where} stays connected`);
+    }
 
     const list = [...rooms].map((x) => `'${x}'`).join(',');
     await waitFor(async () => Number((await sql(`SELECT COUNT(*) FROM messages WHERE room IN (${list})`))[0][0]) >= receipted.length,
