@@ -21,7 +21,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-  clusterName, httpGet, metric, rawClient, repoRoot, sleep, sql, startServer, startWorker, waitFor,
+  clusterName, httpGet, metric, rawClient, repoRoot, serverBin, sleep, sql, startServer, startWorker, waitFor,
 } from './helpers.mjs';
 
 // The table's limits (#define STORELIMITS_<FIELD>_MAX <bytes>); the values
@@ -385,5 +385,27 @@ describe('storage limits: a worker whose database cannot hold the largest row re
       await rootSql(`SET GLOBAL max_allowed_packet = ${orig}`);
       await w?.stop();
     }
+  });
+});
+
+describe('storage limits: the server\'s knobs agree with the table', () => {
+  function checkConfig(sets) {
+    const argv = ['--check-config', '--set', 'server.listen=127.0.0.1'];
+    for (const [k, v] of Object.entries(sets)) argv.push('--set', `${k}=${v}`);
+    return new Promise((resolve) => execFile(serverBin, argv, { timeout: 10000 },
+      (err, stdout, stderr) => resolve({ code: err ? err.code : 0, stderr })));
+  }
+
+  test('stomp.max_frame may be the largest row, not one byte more; server.id may be as long as the origin column, not longer', async () => {
+    assert.equal((await checkConfig({ 'stomp.max_frame': LIMITS.ROW })).code, 0);
+    const frame = await checkConfig({ 'stomp.max_frame': LIMITS.ROW + 1 });
+    assert.equal(frame.code, 2);
+    assert.match(frame.stderr, new RegExp(`stomp\\.max_frame.*out of range.*${LIMITS.ROW}`));
+    assert.equal((await checkConfig({ 'server.id': 'o'.repeat(LIMITS.ORIGIN) })).code, 0);
+    const id = await checkConfig({ 'server.id': 'o'.repeat(LIMITS.ORIGIN + 1) });
+    assert.equal(id.code, 2);
+    assert.match(id.stderr, new RegExp(`server\\.id is ${LIMITS.ORIGIN + 1} bytes.*at most ${LIMITS.ORIGIN}`));
+    const room = await checkConfig({ 'stomp.max_room_name': LIMITS.ROOM + 1 });
+    assert.equal(room.code, 2);
   });
 });
