@@ -299,11 +299,11 @@ fail:
 
 /* --- limits ----------------------------------------------------------------------------- */
 
-/* Byte types: a text type could refuse bytes for their encoding. */
+/* Variable-length byte types: a text type could refuse bytes for their
+ * encoding, and BINARY(n) would pad them with NULs. */
 static bool store_byte_type(const char *t)
 {
-    static const char *const ok[] = { "binary", "varbinary", "tinyblob", "blob", "mediumblob",
-                                      "longblob" };
+    static const char *const ok[] = { "varbinary", "tinyblob", "blob", "mediumblob", "longblob" };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         if (!strcmp(t, ok[i]))
             return true;
@@ -318,7 +318,7 @@ static int store_check_column(storelimits_field f, const char *type, const char 
     const storelimits_limit *l = &storelimits_table[f];
     unsigned long long width = octets ? strtoull(octets, NULL, 10) : 0;
     if (!type || !store_byte_type(type)) {
-        snprintf(why, whylen, "column messages.%s is %s, not a byte type (VARBINARY or BLOB)",
+        snprintf(why, whylen, "column messages.%s is %s, not VARBINARY or a BLOB type",
                  l->column, type ? type : "NULL");
         return -1;
     }
