@@ -215,6 +215,7 @@ static int http_write_headers(http_exchange **x)
                                      (const unsigned char *)http_challenge,
                                      (int)sizeof http_challenge - 1, &p, end)) ||
         lws_finalize_write_http_header(e->wsi, start, &p, end)) {
+        log_debug("http_write_failed", "status=%u part=headers", e->status);
         http_done(x);
         return -1;
     }
