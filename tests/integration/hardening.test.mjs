@@ -259,17 +259,22 @@ describe('X-Forwarded-For', () => {
 // --- HTTP exchanges freed on every path ------------------------------------------------
 
 // Send one HTTP request on a raw TCP connection and reset the connection at
-// once. The request carries 3,000 bytes of padding: lws parses it between
-// reading it and calling back, which is long enough for the reset to arrive
-// first in about a third of the tries, so that writing the answer's headers
-// fails (the path that leaked).
-function requestAndReset(port, urlPath) {
+// once, so that the answer may meet a reset socket. That happens only when
+// the reset arrives after the server read the request and before it wrote
+// the answer's headers (the path that leaked), a window of microseconds:
+// how often depends on the machine's load, so the tries vary the padding
+// (lws parses it in that window) and when the reset follows the write.
+function requestAndReset(port, urlPath, pad, early) {
   return new Promise((resolve) => {
     const sock = net.connect(port, '127.0.0.1', () => {
-      sock.write(`GET ${urlPath} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: ${'p'.repeat(3000)}\r\n\r\n`, () => {
+      const req = `GET ${urlPath} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: ${'p'.repeat(pad)}\r\n\r\n`;
+      if (early) {
+        sock.write(req);
         sock.resetAndDestroy();
         resolve();
-      });
+      } else {
+        sock.write(req, () => { sock.resetAndDestroy(); resolve(); });
+      }
     });
     sock.on('error', () => resolve());
   });
@@ -294,16 +299,22 @@ describe('HTTP exchanges are freed', () => {
 
   test('answers whose header write fails (the client reset the connection) leak nothing', async (t) => {
     const s = await startServer({ sets: { 'log.level': 'debug' } });
+    const failed = () => s.logs.filter((l) => /event=http_write_failed .*part=headers/.test(l)).length;
+    let tries = 0;
     try {
-      for (let i = 0; i < 200; i++) {
-        await requestAndReset(s.port, '/healthz');
-        await requestAndReset(s.port, '/nosuchfile');
+      // Until the path has been taken a few times (each failure is logged at
+      // debug level), for at most 30 s.
+      const deadline = Date.now() + 30000;
+      for (let round = 0; failed() < 5 && Date.now() < deadline; round++) {
+        const pad = [0, 1000, 3000][round % 3];
+        const early = round % 2 === 1;
+        for (let i = 0; i < 50; i++, tries++)
+          await requestAndReset(s.port, i % 2 ? '/healthz' : '/nosuchfile', pad, early);
+        await sleep(20);
       }
-      // The path was taken (each failure is logged at debug level)...
-      const failed = s.logs.filter((l) => /event=http_write_failed .*part=headers/.test(l)).length;
-      t.diagnostic(`header writes failed ${failed} times in 400 tries`);
-      assert.ok(failed >= 5, `header writes failed ${failed} times in 400 tries`);
-      // ... and the server still serves.
+      t.diagnostic(`header writes failed ${failed()} times in ${tries} tries`);
+      assert.ok(failed() >= 1, `no header write failed in ${tries} tries: the path was not exercised`);
+      // The server still serves.
       assert.equal((await httpGet(s.port, '/healthz')).status, 200);
     } finally {
       await stopClean(s);
