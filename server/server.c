@@ -313,6 +313,8 @@ static void server_teardown(server *srv)
     uv_close((uv_handle_t *)&srv->reaper, NULL);
     uv_prepare_stop(&srv->flusher);
     uv_close((uv_handle_t *)&srv->flusher, NULL);
+    listener_destroy(srv->metrics_listen);      /* still there if lws never came up */
+    srv->metrics_listen = NULL;
     bus_destroy(srv->bus);
     history_destroy(srv->history);      /* before the registry: its reads come back */
     srv->history = NULL;
