@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include "addrlist.h"
+#include "origin.h"
 #include "redis.h"
 #include "storelimits.h"
 
@@ -30,7 +31,9 @@ const cfg_knob server_knobs[] = {
     { "server.port", CFG_INT, K(port), "8300", 0, 65535, NULL,
       "TCP port for WebSocket (STOMP at [websocket] path) and HTTP (/healthz, /metrics)." },
     { "server.listen", CFG_STR, K(listen), "", 0, 0, NULL,
-      "Interface name (lo, eth0) or address to listen on; empty listens on all." },
+      "IPv4 address (127.0.0.1) or interface name (lo, eth0) to listen on; empty\n"
+      "listens on every address. auth.mode=none is allowed only when this is a\n"
+      "loopback address (127.0.0.0/8), checked against the socket really bound." },
     { "server.id", CFG_STR, K(id), "", 0, 0, NULL,
       "This server's id in the cluster (names its bus queue and its registry\n"
       "entries, and is stored as each message's origin; must be unique, at most\n"
@@ -51,6 +54,11 @@ const cfg_knob server_knobs[] = {
     { "http.max_users", CFG_INT, K(http_max_users), "1000", 1, 100000, NULL,
       "Most users in one GET /api/presence?users=a,b,c lookup (more: 400)." },
 
+    { "metrics.listen", CFG_STR, K(metrics_listen), "", 0, 0, NULL,
+      "host:port of a listener of its own for GET /metrics (127.0.0.1:9300, or\n"
+      ":9300 for every address), so that the Prometheus scrape stays off the\n"
+      "public port: /metrics there is then 404. Empty: /metrics on server.port." },
+
     { "log.level", CFG_STR, K(log_level), "info", 0, 0, "debug|info|warn|error",
       "Minimum level of the one-line key=value logs written to stderr." },
 
@@ -67,6 +75,12 @@ const cfg_knob server_knobs[] = {
       "Most bytes written as one WebSocket message. Frames queued for a\n"
       "connection are packed into one message up to this size; a larger frame\n"
       "is sent as a fragmented message." },
+    { "websocket.allowed_origins", CFG_STR, K(ws_allowed_origins), "", 0, 0, NULL,
+      "Comma-separated origins (scheme://host[:port], e.g.\n"
+      "https://lectures.example.edu) whose pages may open a WebSocket: a\n"
+      "browser's upgrade with any other Origin gets 403. An upgrade without an\n"
+      "Origin header (not a browser) is allowed. Empty: every origin (logged at\n"
+      "start). See docs/security.md." },
 
     { "stomp.max_frame", CFG_SIZE, K(max_frame), "256k", 256, STORELIMITS_ROW_MAX, NULL,
       "Largest STOMP frame accepted, command to NUL inclusive. Larger frames get\n"
@@ -99,11 +113,13 @@ const cfg_knob server_knobs[] = {
       "count as input; sessions that negotiated heart-beats are policed by\n"
       "[heartbeat] instead. 0: off (a listening student may be silent for hours)." },
 
-    { "auth.mode", CFG_STR, K(auth_mode), "none", 0, 0, "none|jwt",
-      "none: anyone may connect, the identity is what CONNECT says (login,\n"
-      "x-display-name, x-role); for development only, logged loudly at start.\n"
+    { "auth.mode", CFG_STR, K(auth_mode), "none", 0, 0, "none|insecure-dev|jwt",
       "jwt: CONNECT must carry a JSON Web Token (passcode, or an Authorization:\n"
-      "Bearer header), and so must every /api request; see docs/security.md." },
+      "Bearer header), and so must every /api request; see docs/security.md.\n"
+      "none: no authentication, the identity is what CONNECT says (login,\n"
+      "x-display-name, x-role); the server refuses to start with it unless\n"
+      "server.listen is a loopback address. insecure-dev: the same, on any\n"
+      "address (development only; a warning is logged at start and hourly)." },
     { "auth.keys", CFG_STR, K(auth_keys), "", 0, 0, NULL,
       "Key file for auth.mode=jwt: one key per line, \"<kid> HS256 <secret>\"\n"
       "(at least 32 bytes; \"base64url:<secret>\" for binary) or \"<kid> RS256\n"
@@ -144,6 +160,12 @@ const cfg_knob server_knobs[] = {
       "redis.sentinels is set." },
     { "redis.port", CFG_INT, K(redis_port), "6390", 1, 65535, NULL,
       "Redis port (the default is the one scripts/services runs Redis on)." },
+    { "redis.user", CFG_STR, K(redis_user), "", 0, 0, NULL,
+      "Redis ACL user to AUTH as (Redis 6+). Empty: the default user." },
+    { "redis.password", CFG_STR, K(redis_password), "", 0, 0, NULL,
+      "Password sent with AUTH on every connection to Redis, masters found\n"
+      "through the Sentinels included (requirepass, or redis.user's password).\n"
+      "Empty: no AUTH. A refused AUTH is retried with backoff and logged." },
     { "redis.prefix", CFG_STR, K(redis_prefix), "lectern:", 0, 0, NULL,
       "Prefix of every registry key and channel (several clusters can share a Redis)." },
     { "redis.sentinels", CFG_STR, K(redis_sentinels), "", 0, 0, NULL,
@@ -300,6 +322,12 @@ int server_config_check(const server_config *c, char *err, size_t errlen)
                  "which holds at most %d", strlen(c->id), STORELIMITS_ORIGIN_MAX);
         return -1;
     }
+    if (origin_list_check(c->ws_allowed_origins, err, errlen) < 0)
+        return -1;
+    if (c->redis_user[0] && !c->redis_password[0]) {
+        snprintf(err, errlen, "redis.user is set but redis.password is empty");
+        return -1;
+    }
     if (addrlist_check("bus.host", c->bus_host, c->bus_port, err, errlen) < 0)
         return -1;
     if (c->redis_sentinels[0] && addrlist_check("redis.sentinels", c->redis_sentinels,
@@ -311,4 +339,17 @@ int server_config_check(const server_config *c, char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+int server_config_check_exposure(const server_config *c, bool loopback, char *err,
+                                 size_t errlen)
+{
+    if (loopback || strcmp(c->auth_mode, "none"))
+        return 0;
+    snprintf(err, errlen,
+             "auth.mode=none lets anyone connect as anyone and is allowed only on loopback, "
+             "but server.listen='%s' is not a loopback address: use auth.mode=jwt (with "
+             "auth.keys), or server.listen=127.0.0.1, or auth.mode=insecure-dev to run "
+             "without authentication anyway", c->listen);
+    return -1;
 }

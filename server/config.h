@@ -15,19 +15,22 @@
 typedef struct server_config {
     /* [server] */
     int    port;
-    char  *listen;            /* interface name or address; "" = all */
+    char  *listen;            /* IPv4 address or interface name; "" = all */
     char  *id;                /* cluster-unique server id; "" = generated */
     bool   reuseport;         /* share the port with other processes */
     int    drain_timeout_ms;  /* SIGTERM: longest wait for clients and publishes */
     /* [http] */
     char  *static_dir;        /* files served at / ("" = none) */
     int    http_max_users;    /* users in one /api/presence?users= lookup */
+    /* [metrics] */
+    char  *metrics_listen;    /* host:port of a separate /metrics listener; "" = server.port */
     /* [log] */
     char  *log_level;
     /* [websocket] */
     char  *ws_path;
     size_t ws_rx_buffer;      /* lws per-connection receive buffer */
     size_t ws_write_max;      /* bytes per WebSocket message we write */
+    char  *ws_allowed_origins; /* comma-separated scheme://host[:port]; "" = any */
     /* [stomp] */
     size_t max_frame;
     int    max_headers;
@@ -41,7 +44,7 @@ typedef struct server_config {
     int    frame_timeout_ms;  /* a started frame must complete within this */
     int    idle_timeout_ms;   /* no input for this long (no heart-beats): close; 0 off */
     /* [auth] */
-    char  *auth_mode;         /* none | jwt */
+    char  *auth_mode;         /* none | insecure-dev | jwt */
     char  *auth_keys;         /* key file (jwt) */
     int    auth_skew_s;
     bool   auth_student_send; /* students may SEND (else read-only everywhere) */
@@ -57,6 +60,8 @@ typedef struct server_config {
     /* [redis] */
     char  *redis_host;
     int    redis_port;
+    char  *redis_user;        /* ACL user for AUTH; "" = the default user */
+    char  *redis_password;    /* AUTH after every connect; "" = no AUTH */
     char  *redis_prefix;
     char  *redis_sentinels;
     char  *redis_sentinel_master;
@@ -123,6 +128,13 @@ extern const cfg_knob server_knobs[];
  * redis.sentinels (lib/addrlist), backoff bounds. Returns 0 or -1 with the
  * reason in err. */
 int server_config_check(const server_config *c, char *err, size_t errlen);
+
+/* The rule on auth.mode=none: allowed only when the server listens on
+ * loopback alone (`loopback`: what server.listen resolves to, or what was
+ * bound, is in 127.0.0.0/8). Returns 0, or -1 with the reason, naming the
+ * knobs that lift it, in err. Pure. */
+int server_config_check_exposure(const server_config *c, bool loopback, char *err,
+                                 size_t errlen);
 
 /* The header printed at the top of the generated config file. */
 extern const char server_config_title[];

@@ -37,6 +37,7 @@
 #include "mem.h"
 #include "history.h"
 #include "msgid.h"
+#include "origin.h"
 #include "registry.h"
 #include "room.h"
 #include "utf8.h"
@@ -44,6 +45,7 @@
 
 #include <jansson.h>
 #include <libwebsockets.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +121,33 @@ static int http_best_offered(const char *list)
     return best;
 }
 
+/* websocket.allowed_origins (origin.h): true when the upgrade may go on;
+ * otherwise 403 has been answered. */
+static bool http_origin_allowed(struct server *srv, struct lws *wsi)
+{
+    const origin_list *ol = server_origins(srv);
+    int len = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+    if (origin_list_any(ol) || len <= 0)
+        return true;        /* no Origin: not a browser (see origin.h) */
+    char origin[1100];
+    bool ok = len < (int)sizeof origin &&
+              lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) == len &&
+              origin_list_allows(ol, origin, (size_t)len);
+    if (ok)
+        return true;
+    char q[160], addr[64];
+    if (!lws_get_peer_simple(wsi, addr, sizeof addr))
+        snprintf(addr, sizeof addr, "-");
+    server_metrics(srv)->origin_rejects++;
+    log_info("origin_refused", "peer=%s origin=%s", addr,
+             log_q(q, sizeof q, len < (int)sizeof origin ? origin : "(too long)",
+                   len < (int)sizeof origin ? (size_t)len : 10));
+    lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN,
+                           "This page's origin may not open WebSockets here "
+                           "(websocket.allowed_origins)");
+    return false;
+}
+
 int http_confirm_upgrade(struct server *srv, struct lws *wsi)
 {
     const server_config *c = server_conf(srv);
@@ -131,6 +160,8 @@ int http_confirm_upgrade(struct server *srv, struct lws *wsi)
                                "No WebSocket endpoint at this path");
         return 1;
     }
+    if (!http_origin_allowed(srv, wsi))
+        return 1;
     int n = lws_hdr_copy(wsi, offered, sizeof offered, WSI_TOKEN_PROTOCOL);
     if (n < 0) {
         lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST,
@@ -166,8 +197,13 @@ static void http_set_response(http_exchange *e, unsigned status, const char *cty
 
 static const char http_challenge[] = "Bearer realm=\"lectern\"";
 
-static int http_write_headers(http_exchange *e)
+/* Write the headers of the exchange in *x and ask for the body's writable
+ * callback. When the write fails (the client is gone) the exchange is freed
+ * here and *x cleared: the caller returns -1, and lws closes a connection
+ * whose callback failed without any further callback that could free it. */
+static int http_write_headers(http_exchange **x)
 {
+    http_exchange *e = *x;
     unsigned char hdr[LWS_PRE + 1024];
     unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
     if (lws_add_http_common_headers(e->wsi, e->status, e->ctype, (lws_filepos_t)e->len, &p,
@@ -178,8 +214,11 @@ static int http_write_headers(http_exchange *e)
          lws_add_http_header_by_name(e->wsi, (const unsigned char *)"www-authenticate:",
                                      (const unsigned char *)http_challenge,
                                      (int)sizeof http_challenge - 1, &p, end)) ||
-        lws_finalize_write_http_header(e->wsi, start, &p, end))
+        lws_finalize_write_http_header(e->wsi, start, &p, end)) {
+        log_debug("http_write_failed", "status=%u part=headers", e->status);
+        http_done(x);
         return -1;
+    }
     e->state = X_BODY;
     lws_callback_on_writable(e->wsi);
     return 0;
@@ -190,6 +229,7 @@ static http_exchange *http_exchange_new(struct lws *wsi, http_exchange **x)
     http_done(x);
     http_exchange *e = xcalloc(1, sizeof *e);
     e->wsi = wsi;
+    e->state = X_READY;     /* answered now; http_wait makes it X_WAITING */
     *x = e;
     return e;
 }
@@ -200,7 +240,7 @@ static int http_respond(struct lws *wsi, http_exchange **x, unsigned status,
 {
     http_exchange *e = http_exchange_new(wsi, x);
     http_set_response(e, status, ctype, body, len);
-    return http_write_headers(e);
+    return http_write_headers(x);
 }
 
 static char *http_json_text(json_t *v, size_t *len)
@@ -284,7 +324,9 @@ static int http_room_route(struct server *srv, struct lws *wsi, http_exchange **
     snprintf(name, sizeof name, "%.*s", (int)n, rest);
     http_exchange *e = http_wait(wsi, x);
     if (registry_presence(server_registry(srv), name, http_on_registry_json, e) < 0) {
-        http_done(x);
+        /* Refused at once: no callback will come for e, so it is freed
+         * here (http_error replaces it), not left to one as an orphan. */
+        e->state = X_READY;
         return http_error(wsi, x, HTTP_STATUS_SERVICE_UNAVAILABLE,
                           "registry (Redis) unavailable");
     }
@@ -488,7 +530,7 @@ static int http_users_online(struct server *srv, struct lws *wsi, http_exchange 
     int rc = registry_users_online(server_registry(srv), users, count, http_on_registry_json, e);
     free(users);
     if (rc < 0) {
-        http_done(x);
+        e->state = X_READY;     /* refused at once: see http_room_route */
         return http_error(wsi, x, HTTP_STATUS_SERVICE_UNAVAILABLE,
                           "registry (Redis) unavailable");
     }
@@ -517,11 +559,14 @@ static const char *http_mime(const char *path)
 
 /* A static file below http.static_dir. Only names made of A-Z a-z 0-9 . _ -
  * separated by '/', none starting with '.', are served: no traversal, no
- * hidden files, no surprises from encodings. */
+ * hidden files, no surprises from encodings. A symbolic link is followed
+ * only when it stays inside the directory: the file served is the one its
+ * real path names, and that path must be below the directory's real path
+ * (a link to /etc/passwd, or to a parent, is 404). */
 static int http_static(struct server *srv, struct lws *wsi, http_exchange **x, const char *uri)
 {
     const char *dir = server_conf(srv)->static_dir;
-    char rel[256], full[1024];
+    char rel[256], full[1024], real_dir[PATH_MAX], real[PATH_MAX];
 
     if (!dir[0] || uri[0] != '/')
         return http_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
@@ -538,12 +583,32 @@ static int http_static(struct server *srv, struct lws *wsi, http_exchange **x, c
     const char *mime = http_mime(rel);
     struct stat st;
     snprintf(full, sizeof full, "%s%s", dir, rel);
-    if (!mime || stat(full, &st) || !S_ISREG(st.st_mode))
+    if (!mime || !realpath(dir, real_dir) || !realpath(full, real))
+        return http_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
+    size_t dl = strlen(real_dir);
+    if (dl == 1)
+        dl = 0;             /* static_dir is "/": everything is below it */
+    if (strncmp(real, real_dir, dl) || real[dl] != '/' || stat(real, &st) ||
+        !S_ISREG(st.st_mode))
         return http_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
     static const char extra[] = "x-content-type-options: nosniff\r\n";
     /* < 0: failed, close; otherwise lws streams the file and reports
      * LWS_CALLBACK_HTTP_FILE_COMPLETION (handled by lws's dummy callback). */
-    return lws_serve_http_file(wsi, full, mime, extra, (int)sizeof extra - 1) < 0 ? -1 : 0;
+    return lws_serve_http_file(wsi, real, mime, extra, (int)sizeof extra - 1) < 0 ? -1 : 0;
+}
+
+/* GET /metrics: the Prometheus text. */
+static int http_metrics(struct server *srv, struct lws *wsi, http_exchange **x)
+{
+    metrics_gauges g;
+    buf b;
+    buf_init(&b);
+    server_gauges(srv, &g);
+    metrics_render(server_metrics(srv), &g, &b);
+    int r = http_respond(wsi, x, HTTP_STATUS_OK, "text/plain; version=0.0.4",
+                         b.data ? b.data : "", b.len);
+    buf_deinit(&b);
+    return r;
 }
 
 /* GET /api/stats: the numbers an on-call engineer looks at first, as JSON
@@ -609,7 +674,7 @@ static int http_unauthorized(struct server *srv, struct lws *wsi, http_exchange 
     http_exchange *e = http_exchange_new(wsi, x);
     e->challenge = true;
     http_set_response(e, HTTP_STATUS_UNAUTHORIZED, "application/json", body, sizeof body - 1);
-    return http_write_headers(e);
+    return http_write_headers(x);
 }
 
 /* /api/...: with auth.mode=jwt only with a valid "Authorization: Bearer"
@@ -681,18 +746,23 @@ int http_request(struct server *srv, struct lws *wsi, http_exchange **x, const c
     }
     if (!strncmp(uri, "/api/", 5))
         return http_api(srv, wsi, x, uri);
-    if (!strcmp(uri, "/metrics")) {
-        metrics_gauges g;
-        buf b;
-        buf_init(&b);
-        server_gauges(srv, &g);
-        metrics_render(server_metrics(srv), &g, &b);
-        int r = http_respond(wsi, x, HTTP_STATUS_OK, "text/plain; version=0.0.4",
-                             b.data ? b.data : "", b.len);
-        buf_deinit(&b);
-        return r;
-    }
+    if (!strcmp(uri, "/metrics") && !server_conf(srv)->metrics_listen[0])
+        return http_metrics(srv, wsi, x);
     return http_static(srv, wsi, x, uri);
+}
+
+int http_metrics_request(struct server *srv, struct lws *wsi, http_exchange **x, const char *uri)
+{
+    server_metrics(srv)->http_requests++;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {
+        char cl[24];
+        if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 && atoll(cl) > 0)
+            return 0;
+        return http_body_done(srv, wsi, x);
+    }
+    if (!strcmp(uri, "/metrics"))
+        return http_metrics(srv, wsi, x);
+    return http_error(wsi, x, HTTP_STATUS_NOT_FOUND, "only /metrics is served here");
 }
 
 int http_body_done(struct server *srv, struct lws *wsi, http_exchange **x)
@@ -707,7 +777,7 @@ int http_writeable(struct lws *wsi, http_exchange **x)
     if (!e || e->state == X_WAITING)
         return 0;
     if (e->state == X_READY)
-        return http_write_headers(e);
+        return http_write_headers(x);
     int n = lws_write(wsi, e->body + LWS_PRE, e->len, LWS_WRITE_HTTP_FINAL);
     http_done(x);
     if (n < 0)

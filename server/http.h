@@ -3,7 +3,8 @@
  * Routes plain HTTP requests (GET /healthz, /readyz, /metrics,
  * /api/rooms/<room>/presence, /api/presence?users=, static files under
  * http.static_dir) and vets WebSocket upgrades before libwebsockets accepts
- * them: the path must be the configured endpoint, and the subprotocol is
+ * them: the path must be the configured endpoint, a browser's Origin must be
+ * allowed (websocket.allowed_origins, origin.h), and the subprotocol is
  * steered to the highest STOMP version the client offers. Everything here
  * runs on the event loop.
  */
@@ -34,6 +35,11 @@ int http_confirm_upgrade(struct server *srv, struct lws *wsi);
  * exchange state kept until the response is written. Returns lws's
  * convention: 0 to continue, -1 to close. */
 int http_request(struct server *srv, struct lws *wsi, http_exchange **x, const char *uri);
+
+/* LWS_CALLBACK_HTTP on the metrics.listen listener: GET /metrics, and
+ * 404 for anything else. As http_request otherwise. */
+int http_metrics_request(struct server *srv, struct lws *wsi, http_exchange **x,
+                         const char *uri);
 
 /* LWS_CALLBACK_HTTP_BODY_COMPLETION: a request body has been read (and
  * dropped); answer the request that carried it. */

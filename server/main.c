@@ -7,6 +7,7 @@
  */
 #include "auth.h"
 #include "config.h"
+#include "listener.h"
 #include "log.h"
 #include "peers.h"
 #include "server.h"
@@ -25,7 +26,9 @@ static void usage(FILE *out)
             "\n"
             "Lectern's STOMP 1.2-over-WebSocket server: lecture rooms are /topic/<room>.\n"
             "One port serves the WebSocket endpoint (/ws by default) and HTTP\n"
-            "(GET /healthz, GET /metrics).\n"
+            "(GET /healthz, GET /metrics; /metrics on its own port with metrics.listen).\n"
+            "Without authentication (auth.mode=none, the default) it starts only when\n"
+            "server.listen is a loopback address; see auth.mode.\n"
             "\n"
             "Options:\n"
             "  -c, --config FILE    read knobs from FILE (see config/lectern.conf)\n"
@@ -104,6 +107,15 @@ int main(int argc, char **argv)
     if (port && cfg_set_value(server_knobs, &conf, "server.port", port, err, sizeof err) < 0)
         goto bad_config;
     if (server_config_check(&conf, err, sizeof err) < 0)
+        goto bad_config;
+    /* Where the server will listen decides whether auth.mode=none may run
+     * (server.c checks the socket it really bound the same way). */
+    struct sockaddr_in at;
+    if (listener_resolve("server.listen", conf.listen, conf.port, &at, err, sizeof err) < 0 ||
+        server_config_check_exposure(&conf, listener_is_loopback(&at), err, sizeof err) < 0 ||
+        (conf.metrics_listen[0] &&
+         listener_resolve_hostport("metrics.listen", conf.metrics_listen, &at, err,
+                                   sizeof err) < 0))
         goto bad_config;
     if (check_only) {
         /* What only starting would find otherwise: the key file, the proxies. */

@@ -40,6 +40,7 @@ typedef struct metrics {
     uint64_t access_denied;                /* SUBSCRIBE/SEND/API refused: room not permitted */
     uint64_t throttled;                    /* times a connection was paused by limits.send_* */
     uint64_t conn_limit_rejects;           /* upgrades refused by limits.max_conns_per_ip */
+    uint64_t origin_rejects;               /* upgrades refused by websocket.allowed_origins */
     uint64_t frame_timeouts;
     uint64_t idle_timeouts;
     uint64_t restart_closes;               /* connections closed with 1012 by a drain */
@@ -91,6 +92,7 @@ typedef struct metrics_gauges {
     uint64_t gaps_filled;
     uint64_t gaps_lost;
     uint64_t catchups;
+    uint64_t auth_insecure;                /* 1: auth.mode none or insecure-dev */
 } metrics_gauges;
 
 /* Zero m (histograms included). */

@@ -7,8 +7,12 @@
  *     +----- backoff -----+---------------------+----------+  (any failure)
  *
  * "connecting" runs from the TCP connect until the connection is usable:
- * (with Sentinels: ROLE says master, then) every script loaded, or the
- * SUBSCRIBE confirmed. One timer serves every state: in idle it is the
+ * (with a password: AUTH accepted; with Sentinels: ROLE says master, then)
+ * every script loaded, or the SUBSCRIBE confirmed. AUTH goes first on every
+ * connection to a Redis, wherever its address came from (configured, or a
+ * Sentinel's answer), pipelined with the commands after it: replies come in
+ * order, so a refused AUTH is seen, logged and the connection dropped (and
+ * retried with backoff) before any later reply is looked at. One timer serves every state: in idle it is the
  * backoff, in the other states the deadline of the current step. hiredis
  * 0.14's async API has no connect timeout, and a server that accepts and
  * then says nothing (or an address that drops SYNs) would otherwise wedge
@@ -118,6 +122,7 @@ struct redis {
     int backoff_min, backoff_max, backoff;
     redis_events ev;
     void *ctx;
+    char *user, *password;     /* AUTH on connect (password NULL: none) */
     char *channel;
     redis_script **scripts;
     size_t nscripts, loads_pending;
@@ -326,6 +331,21 @@ static void redis_became_up(redis *r)
         r->ev.on_up(r->ctx);
 }
 
+/* A handshake command refused with NOAUTH: this Redis wants a password
+ * that redis.password does not give. Logged as such (not as a failed
+ * script), dropped and retried with backoff. */
+static bool redis_noauth(redis *r, const redisReply *rep)
+{
+    if (rep->type != REDIS_REPLY_ERROR || strncmp(rep->str, "NOAUTH", 6))
+        return false;
+    if (redis_log_failure(r))
+        log_warn("redis_auth_failed", "conn=%s host=%s port=%d reason=\"%s\" "
+                 "detail=\"this Redis requires a password: set redis.password\"", r->name,
+                 r->host, r->port, rep->str);
+    redis_drop(r, "AUTH required");
+    return true;
+}
+
 static void redis_on_script_loaded(redisAsyncContext *ac, void *reply, void *privdata)
 {
     redis *r = ac->data;
@@ -333,6 +353,8 @@ static void redis_on_script_loaded(redisAsyncContext *ac, void *reply, void *pri
     redisReply *rep = reply;
     if (!rep || ac != r->ac)
         return;                 /* connection gone; the next connect reloads */
+    if (redis_noauth(r, rep))
+        return;
     if (rep->type != REDIS_REPLY_STRING || rep->len != 40) {
         log_error("redis_script_failed", "conn=%s script=%s error=\"%s\"", r->name, s->name,
                   rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
@@ -350,7 +372,8 @@ static void redis_on_subscribe_reply(redisAsyncContext *ac, void *reply, void *p
     (void)privdata;
     redis *r = ac->data;
     redisReply *rep = reply;
-    if (!rep || ac != r->ac || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3)
+    if (!rep || ac != r->ac || redis_noauth(r, rep) || rep->type != REDIS_REPLY_ARRAY ||
+        rep->elements < 3)
         return;
     const redisReply *kind = rep->element[0];
     if (kind->type != REDIS_REPLY_STRING)
@@ -381,6 +404,24 @@ static void redis_handshake(redis *r)
                           r->scripts[i]->body);
 }
 
+/* AUTH's answer: +OK, or an error (WRONGPASS, NOAUTH, no password set):
+ * then nothing else on this connection can work. */
+static void redis_on_auth(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)privdata;
+    redis *r = ac->data;
+    redisReply *rep = reply;
+    if (!rep || ac != r->ac)
+        return;
+    if (rep->type == REDIS_REPLY_STATUS && !strcmp(rep->str, "OK"))
+        return;
+    if (redis_log_failure(r))
+        log_warn("redis_auth_failed", "conn=%s host=%s port=%d user=%s reason=\"%s\"", r->name,
+                 r->host, r->port, r->user ? r->user : "default",
+                 rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+    redis_drop(r, "AUTH refused");
+}
+
 /* ROLE's answer: ["master", offset, replicas] on a master. Anything else (a
  * replica, a Sentinel, an error) is not where commands may go. */
 static void redis_on_role(redisAsyncContext *ac, void *reply, void *privdata)
@@ -388,7 +429,7 @@ static void redis_on_role(redisAsyncContext *ac, void *reply, void *privdata)
     (void)privdata;
     redis *r = ac->data;
     redisReply *rep = reply;
-    if (!rep || ac != r->ac)
+    if (!rep || ac != r->ac || redis_noauth(r, rep))
         return;
     const char *role = "?";
     if (rep->type == REDIS_REPLY_ERROR)
@@ -421,6 +462,10 @@ static void redis_on_connect(const redisAsyncContext *cac, int status)
     }
     /* Never drop the context in here (hiredis uses it after we return):
      * the first command decides. */
+    if (r->password) {
+        const char *argv[3] = { "AUTH", r->user ? r->user : r->password, r->password };
+        redisAsyncCommandArgv(ac, redis_on_auth, NULL, r->user ? 3 : 2, argv, NULL);
+    }
     if (r->sentinels)
         redisAsyncCommand(ac, redis_on_role, NULL, "ROLE");
     else
@@ -681,6 +726,14 @@ void redis_add_script(redis *r, redis_script *s)
     r->scripts[r->nscripts++] = s;
 }
 
+void redis_set_auth(redis *r, const char *user, const char *password)
+{
+    free(r->user);
+    free(r->password);
+    r->user = user && *user ? xstrdup(user) : NULL;
+    r->password = password && *password ? xstrdup(password) : NULL;
+}
+
 void redis_subscribe(redis *r, const char *channel)
 {
     free(r->channel);
@@ -698,6 +751,8 @@ static void redis_on_closed(uv_handle_t *h)
 {
     redis *r = h->data;
     free(r->scripts);
+    free(r->user);
+    free(r->password);
     free(r->channel);
     free(r->name);
     free(r->host);

@@ -66,6 +66,11 @@ void redis_destroy(redis *r);
  * object is borrowed and must outlive r. */
 void redis_add_script(redis *r, redis_script *s);
 
+/* Before the first connect: send AUTH [user] password first on every
+ * connection (user NULL or "": the default user; password NULL or "": no
+ * AUTH). A refused AUTH drops the connection, which retries with backoff.
+ * Strings are copied. */
+void redis_set_auth(redis *r, const char *user, const char *password);
 /* Before the first connect: make this a subscriber connection for channel. */
 void redis_subscribe(redis *r, const char *channel);
 

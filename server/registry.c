@@ -846,6 +846,7 @@ registry *registry_create(uv_loop_t *loop, const registry_config *cfg, const reg
     /* A WAIT holds every command behind it for up to wait_timeout_ms. */
     redis_set_reply_timeout(g->cmd, cfg->reply_timeout_ms +
                                     (cfg->wait_replicas > 0 ? cfg->wait_timeout_ms : 0));
+    redis_set_auth(g->cmd, cfg->user, cfg->password);
     if (g->sentinels)
         redis_use_sentinels(g->cmd, g->sentinels);
 
@@ -855,6 +856,7 @@ registry *registry_create(uv_loop_t *loop, const registry_config *cfg, const reg
     char channel[256];
     snprintf(channel, sizeof channel, "%spresence", cfg->prefix);
     redis_subscribe(g->sub, channel);
+    redis_set_auth(g->sub, cfg->user, cfg->password);
     if (g->sentinels)
         redis_use_sentinels(g->sub, g->sentinels);
     if (g->sentinels) {

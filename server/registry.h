@@ -41,6 +41,8 @@ typedef struct registry registry;
 typedef struct registry_config {
     const char *host;            /* without Sentinels: the Redis master */
     int port;
+    const char *user;            /* AUTH as this ACL user (NULL or "": default) */
+    const char *password;        /* AUTH on every connection (NULL or "": none) */
     const char *sentinels;       /* "host[:port],..." (NULL or "": use host/port) */
     const char *sentinel_master; /* the master's name at the Sentinels */
     int wait_replicas;           /* WAIT for this many replicas after each message (0: no) */

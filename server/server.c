@@ -12,10 +12,15 @@
  * share the callback and the per-connection data: a STOMP session is the same
  * whichever subprotocol was negotiated.
  *
- * Listening: lws's own listener, or with server.reuseport a socket opened
- * here with SO_REUSEPORT (lws 4.1 has one service thread and its listen-share
- * option does not help a second process) whose accepted connections are
- * handed to lws with lws_adopt_socket_vhost.
+ * Listening: sockets of our own (lib/listener), whose accepted connections
+ * are handed to lws with lws_adopt_socket_vhost: lws 4.1 binds what it likes
+ * from a text address (an IPv6 one with IPv6 off binds every address) and
+ * has one service thread, so its listen-share option does not help a second
+ * process either; with server.reuseport the socket has SO_REUSEPORT. The
+ * address really bound is what the auth.mode=none rule is checked against.
+ * With metrics.listen a second listener feeds the same vhost, its
+ * connections tagged (lws opaque user data) so that the callback serves
+ * them /metrics and nothing else; the public port then answers 404 there.
  *
  * Shutdown (SIGTERM/SIGINT) runs in stages on the loop: stop accepting and
  * close every connection (lws_context_destroy); once the sessions are gone
@@ -28,9 +33,11 @@
 #include "auth.h"
 #include "bus.h"
 #include "http.h"
+#include "listener.h"
 #include "log.h"
 #include "lwslog.h"
 #include "mem.h"
+#include "origin.h"
 #include "peers.h"
 #include "presence.h"
 #include "history.h"
@@ -67,8 +74,9 @@ struct server {
     uv_timer_t stop_timer;
     uv_check_t reaper;           /* writes output, performs closes requested during callbacks */
     uv_prepare_t flusher;        /* writes output queued by timers, before the loop blocks */
-    uv_poll_t listen_poll;       /* server.reuseport */
-    int listen_fd;
+    listener *listen;            /* server.listen:server.port */
+    listener *metrics_listen;    /* metrics.listen, or NULL */
+    char listen_at[48], metrics_at[48];   /* what they bound, as "addr:port" */
     struct lws_context *ctx;
     struct lws_vhost *vhost;
     struct lws_protocols protocols[5];
@@ -82,6 +90,9 @@ struct server {
     session_set *sessions;
     auth *auth;
     peers *peers;
+    origin_list *origins;        /* websocket.allowed_origins */
+    bool insecure;               /* auth.mode is none or insecure-dev */
+    uint64_t insecure_warned_ms; /* last "auth_insecure" warning */
     metrics metrics;
     unsigned char *scratch;
     size_t scratch_cap;
@@ -96,14 +107,25 @@ struct server {
 };
 
 /* The client's address: the peer's, or from X-Forwarded-For when the peer
- * is a trusted proxy (peers.h). */
+ * is a trusted proxy (peers.h). The header is copied whole, however long:
+ * a client may prepend as much as it likes, and the hops our proxies
+ * appended are at its end (lws bounds every header by
+ * info.max_http_header_data). */
 static void server_client_addr(server *srv, struct lws *wsi, char *out, size_t outlen)
 {
-    char peer[64], xff[512];
+    char peer[64], *xff = NULL;
     if (!lws_get_peer_simple(wsi, peer, sizeof peer))
         snprintf(peer, sizeof peer, "unknown");
-    int n = lws_hdr_copy(wsi, xff, sizeof xff, WSI_TOKEN_X_FORWARDED_FOR);
-    peers_client_addr(srv->peers, peer, n > 0 ? xff : NULL, out, outlen);
+    int len = lws_hdr_total_length(wsi, WSI_TOKEN_X_FORWARDED_FOR);
+    if (len > 0) {
+        xff = xmalloc((size_t)len + 1);
+        if (lws_hdr_copy(wsi, xff, len + 1, WSI_TOKEN_X_FORWARDED_FOR) <= 0) {
+            free(xff);
+            xff = NULL;
+        }
+    }
+    peers_client_addr(srv->peers, peer, xff, out, outlen);
+    free(xff);
 }
 
 static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
@@ -113,6 +135,18 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     server *srv = lws_context_user(ctx);
     conn *c = user;
 
+    if (lws_get_opaque_user_data(wsi) == srv) {     /* from metrics.listen */
+        /* The metrics listener: GET /metrics and nothing else. */
+        switch (reason) {
+        case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+            lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "No WebSocket endpoint here");
+            return 1;
+        case LWS_CALLBACK_HTTP:
+            return http_metrics_request(srv, wsi, &c->http, in);
+        default:
+            break;
+        }
+    }
     switch (reason) {
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
         char addr[64];
@@ -173,10 +207,24 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
+/* Without authentication, say so at start and every hour after: a log that
+ * only keeps the last day still shows it. */
+#define SERVER_INSECURE_WARN_MS 3600000u
+
+static void server_warn_insecure(server *srv, uint64_t now)
+{
+    srv->insecure_warned_ms = now;
+    log_warn("auth_insecure", "mode=%s listen=%s detail=\"no authentication: anyone may "
+             "connect as anyone (x-role: admin included) and read every room; for development "
+             "only (auth.mode=jwt)\"", srv->conf->auth_mode, srv->listen_at);
+}
+
 static void server_on_tick(uv_timer_t *t)
 {
     server *srv = t->data;
     uint64_t now = uv_now(&srv->loop);
+    if (srv->insecure && now - srv->insecure_warned_ms >= SERVER_INSECURE_WARN_MS)
+        server_warn_insecure(srv, now);
     session_set_tick(srv->sessions, now);
     if (now - srv->rate_at_ms >= 1000) {
         double secs = (double)(now - srv->rate_at_ms) / 1000.0;
@@ -251,58 +299,6 @@ static void server_on_bus_bound(void *ctx, const char *rname, bool ok)
     relay_on_bus_bound(srv->relay, rname, ok);
 }
 
-/* --- listening with SO_REUSEPORT ------------------------------------------------- */
-
-static void server_on_accept(uv_poll_t *h, int status, int events)
-{
-    server *srv = h->data;
-    (void)events;
-    if (status < 0)
-        return;
-    for (;;) {
-        int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                log_warn("accept_failed", "error=\"%s\"", strerror(errno));
-            return;
-        }
-        if (srv->stopping || !lws_adopt_socket_vhost(srv->vhost, fd))
-            close(fd);
-    }
-}
-
-static int server_listen_reuseport(server *srv, char *err, size_t errlen)
-{
-    const server_config *c = srv->conf;
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)c->port);
-    sa.sin_addr.s_addr = htonl(INADDR_ANY);
-    if (c->listen[0] && inet_pton(AF_INET, c->listen, &sa.sin_addr) != 1) {
-        snprintf(err, errlen, "server.listen must be an IPv4 address with server.reuseport");
-        return -1;
-    }
-    int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ||
-        bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 1024)) {
-        snprintf(err, errlen, "cannot listen on port %d with SO_REUSEPORT: %s", c->port,
-                 strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    socklen_t sl = sizeof sa;
-    getsockname(fd, (struct sockaddr *)&sa, &sl);
-    srv->port = ntohs(sa.sin_port);
-    srv->listen_fd = fd;
-    uv_poll_init(&srv->loop, &srv->listen_poll, fd);
-    srv->listen_poll.data = srv;
-    uv_poll_start(&srv->listen_poll, UV_READABLE, server_on_accept);
-    return 0;
-}
-
 /* --- shutdown ---------------------------------------------------------------------- */
 
 static void server_teardown(server *srv)
@@ -318,6 +314,8 @@ static void server_teardown(server *srv)
     uv_close((uv_handle_t *)&srv->reaper, NULL);
     uv_prepare_stop(&srv->flusher);
     uv_close((uv_handle_t *)&srv->flusher, NULL);
+    listener_destroy(srv->metrics_listen);      /* still there if lws never came up */
+    srv->metrics_listen = NULL;
     bus_destroy(srv->bus);
     history_destroy(srv->history);      /* before the registry: its reads come back */
     srv->history = NULL;
@@ -358,6 +356,9 @@ static void server_on_stop_tick(uv_timer_t *t)
         srv->confirm_started = now;
         if (left)
             log_warn("drain_timeout", "connections=%zu", left);
+        /* No connection may be handed to a vhost that is going. */
+        listener_destroy(srv->metrics_listen);
+        srv->metrics_listen = NULL;
         lws_context_destroy(srv->ctx);
         return;
     }
@@ -391,13 +392,10 @@ static void server_begin_stop(server *srv, const char *why)
         log_info("shutdown", "reason=%s connections=%zu drain_timeout_ms=%d", why,
                  (size_t)(srv->metrics.connections_opened - srv->metrics.connections_closed),
                  srv->conf->drain_timeout_ms);
-    /* The tick keeps running heart-beats and timeouts while sessions drain. */
-    if (srv->listen_fd >= 0) {
-        uv_poll_stop(&srv->listen_poll);
-        uv_close((uv_handle_t *)&srv->listen_poll, NULL);
-        close(srv->listen_fd);
-        srv->listen_fd = -1;
-    }
+    /* The tick keeps running heart-beats and timeouts while sessions drain.
+     * The metrics listener stays: the drain is worth watching. */
+    listener_destroy(srv->listen);
+    srv->listen = NULL;
     /* Every client: no more input; once its operations are done and their
      * receipts written, a close with 1012 (service restart). */
     session_set_restart(srv->sessions);
@@ -424,6 +422,37 @@ static void server_protocol(struct lws_protocols *p, const char *name, const ser
     p->per_session_data_size = sizeof(conn);
     p->rx_buffer_size = c->ws_rx_buffer;
     p->tx_packet_size = c->ws_write_max;
+}
+
+/* --- listening ---------------------------------------------------------------------- */
+
+/* Bind server.listen:server.port (and metrics.listen) and check the
+ * auth.mode=none rule against the address really bound. */
+static int server_listen(server *srv, char *err, size_t errlen)
+{
+    const server_config *c = srv->conf;
+    struct sockaddr_in at;
+    if (listener_resolve("server.listen", c->listen, c->port, &at, err, errlen) < 0)
+        return -1;
+    srv->listen = listener_create(&srv->loop, srv->vhost, &at, c->reuseport, NULL, err, errlen);
+    if (!srv->listen)
+        return -1;
+    const struct sockaddr_in *bound = listener_addr(srv->listen);
+    srv->port = ntohs(bound->sin_port);
+    listener_format(bound, srv->listen_at, sizeof srv->listen_at);
+    if (server_config_check_exposure(c, listener_is_loopback(bound), err, errlen) < 0)
+        return -1;
+    if (!c->metrics_listen[0])
+        return 0;
+
+    if (listener_resolve_hostport("metrics.listen", c->metrics_listen, &at, err, errlen) < 0)
+        return -1;
+    /* Its connections carry srv as their tag (the callback checks it). */
+    srv->metrics_listen = listener_create(&srv->loop, srv->vhost, &at, false, srv, err, errlen);
+    if (!srv->metrics_listen)
+        return -1;
+    listener_format(listener_addr(srv->metrics_listen), srv->metrics_at, sizeof srv->metrics_at);
+    return 0;
 }
 
 static void server_make_id(server *srv)
@@ -459,6 +488,8 @@ static int server_start_cluster(server *srv)
     registry_config gc = {
         .host = c->redis_host,
         .port = c->redis_port,
+        .user = c->redis_user,
+        .password = c->redis_password,
         .sentinels = c->redis_sentinels,
         .sentinel_master = c->redis_sentinel_master,
         .wait_replicas = c->redis_wait_replicas,
@@ -546,6 +577,7 @@ static void server_release(server *srv, bool loop)
             log_warn("loop_busy", "detail=\"handles still open at exit\"");
     }
     session_set_destroy(srv->sessions);
+    origin_list_destroy(srv->origins);
     auth_destroy(srv->auth);
     peers_destroy(srv->peers);
     room_index_destroy(srv->rooms);
@@ -559,7 +591,7 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     server *srv = xcalloc(1, sizeof *srv);
     srv->conf = conf;
     srv->next_session_id = 1;
-    srv->listen_fd = -1;
+    srv->insecure = strcmp(conf->auth_mode, "jwt") != 0;
     metrics_init(&srv->metrics);
     server_make_id(srv);
 
@@ -577,8 +609,9 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     srv->auth = auth_create(conf, err, errlen);
     srv->peers = srv->auth ? peers_create(conf->trusted_proxies, conf->max_conns_per_ip, err,
                                           errlen) : NULL;
-    if (!srv->peers || uv_loop_init(&srv->loop)) {
-        if (srv->peers)
+    srv->origins = srv->peers ? origin_list_create(conf->ws_allowed_origins, err, errlen) : NULL;
+    if (!srv->origins || uv_loop_init(&srv->loop)) {
+        if (srv->origins)
             snprintf(err, errlen, "cannot initialise the event loop");
         server_release(srv, false);
         return NULL;
@@ -612,8 +645,8 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
     void *loops[1] = { &srv->loop };
-    info.port = conf->port;
-    info.iface = conf->listen[0] ? conf->listen : NULL;
+    /* Our own listeners feed the vhosts (see the essay). */
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
     info.protocols = srv->protocols;
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6 |
                    LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
@@ -632,26 +665,12 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
         server_destroy(srv);
         return NULL;
     }
-    if (conf->reuseport) {
-        info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
-        info.iface = NULL;
-    }
-    /* The vhost is created separately so that a port that cannot be bound
-     * fails here, with the context intact and destroyable. */
     srv->vhost = lws_create_vhost(srv->ctx, &info);
-    if (!srv->vhost) {
-        snprintf(err, errlen, "cannot listen on port %d%s%s (in use, or a bad address?)",
-                 conf->port, conf->listen[0] ? " of " : "", conf->listen);
+    if (!srv->vhost || server_listen(srv, err, errlen) < 0) {
+        if (!srv->vhost)
+            snprintf(err, errlen, "cannot create the libwebsockets vhost");
         server_destroy(srv);
         return NULL;
-    }
-    if (conf->reuseport) {
-        if (server_listen_reuseport(srv, err, errlen) < 0) {
-            server_destroy(srv);
-            return NULL;
-        }
-    } else {
-        srv->port = lws_get_vhost_listen_port(srv->vhost);
     }
 
     srv->started_ms = srv->rate_at_ms = uv_now(&srv->loop);
@@ -666,9 +685,19 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
 
 int server_run(server *srv)
 {
-    log_info("listening", "port=%d ws_url=ws://127.0.0.1:%d%s version=%s server=%s mode=%s%s",
-             srv->port, srv->port, srv->conf->ws_path, LECTERN_VERSION, srv->id,
-             srv->conf->bus_mode, srv->conf->reuseport ? " reuseport=true" : "");
+    const server_config *c = srv->conf;
+    log_info("listening", "port=%d listen=%s ws_path=%s version=%s server=%s mode=%s%s%s%s",
+             srv->port, srv->listen_at, c->ws_path, LECTERN_VERSION, srv->id, c->bus_mode,
+             c->reuseport ? " reuseport=true" : "", srv->metrics_listen ? " metrics_listen=" : "",
+             srv->metrics_listen ? srv->metrics_at : "");
+    if (origin_list_any(srv->origins))
+        log_warn("origins_any", "detail=\"websocket.allowed_origins is empty: pages of every "
+                 "site may open WebSockets here\"");
+    else
+        log_info("origins", "allowed=%zu list=\"%s\"", origin_list_count(srv->origins),
+                 c->ws_allowed_origins);
+    if (srv->insecure)
+        server_warn_insecure(srv, uv_now(&srv->loop));
     uv_run(&srv->loop, UV_RUN_DEFAULT);
     /* The loop ran dry: lws has closed its handles. A context still set
      * means lws wants the second half of its destroy. */
@@ -696,6 +725,7 @@ void server_destroy(server *srv)
 }
 
 const char *server_id(const server *srv) { return srv->id; }
+const origin_list *server_origins(const server *srv) { return srv->origins; }
 const server_config *server_conf(const server *srv) { return srv->conf; }
 metrics *server_metrics(server *srv) { return &srv->metrics; }
 stomp_parser *server_parser(server *srv) { return &srv->parser; }
@@ -739,6 +769,7 @@ void server_gauges(server *srv, metrics_gauges *g)
     memset(g, 0, sizeof *g);
     session_set_gauges(srv->sessions, g);
     g->rooms = room_index_count(srv->rooms);
+    g->auth_insecure = srv->insecure;
     if (srv->registry) {
         registry_stats rs;
         registry_get_stats(srv->registry, &rs);

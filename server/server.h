@@ -42,6 +42,8 @@ struct registry *server_registry(server *srv);
 struct presence *server_presence(server *srv);
 struct history *server_history(server *srv);
 struct auth *server_auth(server *srv);
+/* websocket.allowed_origins, parsed. */
+const struct origin_list *server_origins(const server *srv);
 
 /* Rates over the last whole second (the tick measures them), for /api/stats. */
 typedef struct server_rates {

@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include "addrlist.h"
+#include "listener.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -96,7 +97,8 @@ const cfg_knob storage_knobs[] = {
     { "http.port", CFG_INT, K(http_port), "8390", 0, 65535, NULL,
       "TCP port for GET /healthz, /readyz and /metrics (Prometheus). 0: no HTTP." },
     { "http.listen", CFG_STR, K(http_listen), "", 0, 0, NULL,
-      "Interface name (lo, eth0) or address to listen on; empty listens on all." },
+      "IPv4 address (127.0.0.1) or interface name (lo, eth0) to listen on; empty\n"
+      "listens on every address." },
 
     { "log.level", CFG_STR, K(log_level), "info", 0, 0, "debug|info|warn|error",
       "Minimum level of the one-line key=value logs written to stderr." },
@@ -107,6 +109,10 @@ const cfg_knob storage_knobs[] = {
 int storage_config_check(const storage_config *c, char *err, size_t errlen)
 {
     if (addrlist_check("amqp.host", c->amqp_host, c->amqp_port, err, errlen) < 0)
+        return -1;
+    struct sockaddr_in at;      /* bound as written, or refused (lib/listener.h) */
+    if (c->http_port && listener_resolve("http.listen", c->http_listen, c->http_port, &at, err,
+                                         errlen) < 0)
         return -1;
     if (c->amqp_backoff_max_ms < c->amqp_backoff_min_ms ||
         c->mysql_backoff_max_ms < c->mysql_backoff_min_ms) {

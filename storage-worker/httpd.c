@@ -2,8 +2,9 @@
  *
  * Set up as lectern-server does it: our own uv_loop_t handed to lws as a
  * foreign loop (LWS_SERVER_OPTION_LIBUV), the vhost created explicitly
- * (LWS_SERVER_OPTION_EXPLICIT_VHOSTS) so that a port that cannot be bound
- * fails in lws_create_vhost with the context still intact and destroyable.
+ * (LWS_SERVER_OPTION_EXPLICIT_VHOSTS), and the listening socket our own
+ * (lib/listener), bound exactly where http.listen says: lws's own listener
+ * binds every address for some texts and nothing at all for others.
  *
  * Lifetime quirks of Debian's lws 4.1.6: the context must be destroyed from
  * inside the running loop (destroyed outside it, lws unloads its libuv
@@ -20,6 +21,7 @@
  */
 #include "httpd.h"
 
+#include "listener.h"
 #include "log.h"
 #include "lwslog.h"
 #include "mem.h"
@@ -35,6 +37,7 @@ struct httpd {
     void *ctx;
     struct lws_context *lws;
     struct lws_vhost *vhost;
+    listener *listen;
     struct lws_protocols protocols[2];
     uv_timer_t closer;           /* a failed start: destroys lws inside the loop */
     int port;
@@ -70,8 +73,12 @@ static int httpd_answer(struct lws *wsi, httpd_conn *c, unsigned status, const c
     if (lws_add_http_common_headers(wsi, status, ctype, (lws_filepos_t)len, &p, end) ||
         lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-store", 8, &p, end) ||
-        lws_finalize_write_http_header(wsi, start, &p, end))
+        lws_finalize_write_http_header(wsi, start, &p, end)) {
+        /* The client is gone. lws closes a connection whose LWS_CALLBACK_HTTP
+         * failed without a close callback, so the answer is freed here. */
+        httpd_conn_clear(c);
         return -1;
+    }
     lws_callback_on_writable(wsi);
     return 0;
 }
@@ -165,8 +172,7 @@ httpd *httpd_create(uv_loop_t *loop, int port, const char *listen, httpd_route_f
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
     void *loops[1] = { loop };
-    info.port = port;
-    info.iface = listen && listen[0] ? listen : NULL;
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
     info.protocols = h->protocols;
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6 |
                    LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
@@ -181,13 +187,18 @@ httpd *httpd_create(uv_loop_t *loop, int port, const char *listen, httpd_route_f
         return NULL;
     }
     h->vhost = lws_create_vhost(h->lws, &info);
+    struct sockaddr_in at;
     if (!h->vhost) {
-        snprintf(err, errlen, "cannot listen on HTTP port %d%s%s (in use, or a bad address?)",
-                 port, listen && listen[0] ? " of " : "", listen ? listen : "");
+        snprintf(err, errlen, "cannot create the libwebsockets vhost");
         httpd_abort(h);
         return NULL;
     }
-    h->port = lws_get_vhost_listen_port(h->vhost);
+    if (listener_resolve("http.listen", listen, port, &at, err, errlen) < 0 ||
+        !(h->listen = listener_create(loop, h->vhost, &at, false, NULL, err, errlen))) {
+        httpd_abort(h);
+        return NULL;
+    }
+    h->port = ntohs(listener_addr(h->listen)->sin_port);
     return h;
 }
 
@@ -201,6 +212,8 @@ void httpd_close(httpd *h)
     if (!h || h->closing)
         return;
     h->closing = true;
+    listener_destroy(h->listen);
+    h->listen = NULL;
     if (!uv_is_closing((uv_handle_t *)&h->closer))
         uv_close((uv_handle_t *)&h->closer, NULL);
     if (h->lws)

@@ -137,6 +137,12 @@ function cidr(s) {
 const inCidr = (addr, c) => ((addr & c.mask) >>> 0) === c.base;
 const isIPv6ish = (s) => /^[0-9a-fA-F:]+(\/\d{1,3})?$/.test(s) && s.includes(':');
 
+// A file under docker/secrets/: the operator's, never committed.
+function isOperatorSecret(file) {
+  const p = path.resolve(dockerDir, file);
+  return p.startsWith(path.join(dockerDir, 'secrets') + path.sep);
+}
+
 // Compose variable interpolation: $$, $VAR, ${VAR}, ${VAR:-d}, ${VAR-d},
 // ${VAR:?e}, ${VAR?e}, ${VAR:+a}, ${VAR+a}. `vars` holds docker/.env.
 function interpolate(str, vars, where, errs) {
@@ -545,7 +551,11 @@ check('every bind-mounted file, env_file, config and secret file exists; named v
   }
   for (const kind of ['configs', 'secrets']) {
     for (const [k, v] of Object.entries(compose[kind] || {})) {
-      if (v && v.file && !isFile(path.resolve(dockerDir, v.file))) errs.push(`${kind}.${k}: file ${v.file} does not exist`);
+      if (!v || !v.file || isFile(path.resolve(dockerDir, v.file))) continue;
+      // docker/secrets/ holds the operator's own files (git- and
+      // docker-ignored): absent from a checkout, required by compose.
+      if (kind === 'secrets' && isOperatorSecret(v.file)) note(`${kind}.${k}: ${v.file} is the operator's (not in the repository); compose refuses to start until it exists`);
+      else errs.push(`${kind}.${k}: file ${v.file} does not exist`);
     }
   }
   return errs;
@@ -884,6 +894,18 @@ for (const prog of new Set(lecternServices.map((l) => l.program).filter((p) => B
   });
 }
 
+// A throwaway JWT key file for --check-config (removed at exit).
+let standIn = null;
+function standInKeys() {
+  if (!standIn) {
+    const d = mkdtempSync(path.join(tmpdir(), 'lectern-validate-'));
+    standIn = path.join(d, 'keys');
+    writeFileSync(standIn, 'stand-in HS256 0123456789abcdef0123456789abcdef\n');
+    process.on('exit', () => rmSync(d, { recursive: true, force: true }));
+  }
+  return standIn;
+}
+
 // The effective value of a knob in a service: config file, then the image's
 // ENV, then compose's environment (as the program reads them).
 function effective(ls, envName) {
@@ -916,12 +938,13 @@ for (const ls of lecternServices) {
     for (const k of ['PATH', 'LD_LIBRARY_PATH', 'ASAN_OPTIONS', 'UBSAN_OPTIONS', 'LSAN_OPTIONS']) if (process.env[k]) childEnv[k] = process.env[k];
     for (const [k, v] of Object.entries(env)) if (v !== undefined) childEnv[k] = v;
     // --check-config reads the JWT key file: give it the host file mounted at
-    // the container path. A key file that is not mounted or not there is
-    // reported by the mount and auth checks; here the rest is checked alone.
+    // the container path. A key file that is not mounted or not there (the
+    // operator's, absent from a checkout) is the business of the mount and
+    // auth checks; here a stand-in key lets the rest be checked.
     if (childEnv.LECTERN_AUTH_KEYS) {
       const host = hostFileOf(ls.svc, childEnv.LECTERN_AUTH_KEYS);
       if (host && isFile(host)) childEnv.LECTERN_AUTH_KEYS = host;
-      else { delete childEnv.LECTERN_AUTH_KEYS; childEnv.LECTERN_AUTH_MODE = 'none'; }
+      else childEnv.LECTERN_AUTH_KEYS = standInKeys();
     }
     const r = run(BINS[ls.program], ['--config', ls.configFile, '--check-config'], { env: childEnv });
     if (r.error) return [`${BINS[ls.program]}: ${r.error.message}`];
@@ -948,7 +971,7 @@ for (const ls of lecternServices) {
     }
     return errs;
   });
-  check(`service ${ls.name}: credentials match what the RabbitMQ and MariaDB services create`, () => {
+  check(`service ${ls.name}: credentials match what the RabbitMQ, Redis and MariaDB services require`, () => {
     const errs = [];
     const pairs = ls.program === 'lectern-server'
       ? [['LECTERN_BUS_HOST', 'LECTERN_BUS_USER', 'LECTERN_BUS_PASSWORD', 'LECTERN_BUS_VHOST']]
@@ -964,6 +987,13 @@ for (const ls of lecternServices) {
       if (effective(ls, uk) !== user) errs.push(`${uk}=${effective(ls, uk)} but RabbitMQ creates user ${user}`);
       if (effective(ls, pk) !== pass) errs.push(`${pk} differs from RABBITMQ_DEFAULT_PASS`);
       if (effective(ls, vk) !== vhost) errs.push(`${vk}=${effective(ls, vk)} but RabbitMQ's vhost is ${vhost}`);
+    }
+    const rk = ls.program === 'lectern-server' && services[effective(ls, 'LECTERN_REDIS_HOST')];
+    if (rk) {
+      const cmd = asArray(rk.command).join(' ');
+      const pass = /--requirepass\s+(\S+)/.exec(cmd)?.[1];
+      if (!pass) errs.push(`${effective(ls, 'LECTERN_REDIS_HOST')}: Redis runs without a password (command: redis-server --requirepass ...)`);
+      else if (effective(ls, 'LECTERN_REDIS_PASSWORD') !== pass) errs.push('LECTERN_REDIS_PASSWORD differs from the --requirepass of the Redis service');
     }
     const m = services[effective(ls, 'LECTERN_MYSQL_HOST')];
     if (m) {
@@ -982,6 +1012,9 @@ const workerLs = lecternServices.find((l) => l.program === 'lectern-storage');
 const serverPort = serverLs && knobs['lectern-server'] ? Number(effective(serverLs, 'LECTERN_SERVER_PORT')) : null;
 const workerPort = workerLs && knobs['lectern-storage'] ? Number(effective(workerLs, 'LECTERN_HTTP_PORT')) : null;
 if (serverPort) note(`server.port in service ${serverLs.name}: ${serverPort}`);
+// Where the server's /metrics is: metrics.listen's port, else server.port.
+const serverMetricsListen = serverPort ? effective(serverLs, 'LECTERN_METRICS_LISTEN') || '' : '';
+const serverMetricsPort = serverMetricsListen ? Number(serverMetricsListen.split(':').pop()) : serverPort;
 if (workerPort) note(`http.port in service ${workerLs.name}: ${workerPort}`);
 
 check('healthchecks probe /healthz on the port the program listens on; EXPOSE matches', () => {
@@ -1006,6 +1039,14 @@ check('healthchecks probe /healthz on the port the program listens on; EXPOSE ma
   return errs;
 });
 
+check('server: /metrics is not public: metrics.listen on a port of its own (haproxy forwards every path of server.port)', () => {
+  if (!serverLs || !knobs['lectern-server']) return 'skip: no lectern-server service';
+  if (!serverMetricsListen) return ['metrics.listen is empty: /metrics is served on server.port, which haproxy publishes'];
+  if (!/^[^:]*:\d+$/.test(serverMetricsListen)) return [`metrics.listen=${serverMetricsListen} is not host:port`];
+  if (serverMetricsPort === serverPort) return [`metrics.listen uses server.port ${serverPort}`];
+  return [];
+});
+
 check('server: the lecture-room page (http.static_dir) is in the image', () => {
   if (!serverLs || !knobs['lectern-server']) return 'skip: no lectern-server service';
   const dir = effective(serverLs, 'LECTERN_HTTP_STATIC_DIR');
@@ -1017,18 +1058,19 @@ check('server: the lecture-room page (http.static_dir) is in the image', () => {
   return [];
 });
 
-check('server: auth is jwt with a mounted key file, or none (demo only, flagged)', () => {
+check('server: compose requires keys: auth.mode=jwt, LECTERN_AUTH_KEYS a secret or bind mount of the operator\'s file under docker/secrets/ (no default key)', () => {
   if (!serverLs || !knobs['lectern-server']) return 'skip: no lectern-server service';
   const mode = effective(serverLs, 'LECTERN_AUTH_MODE');
-  if (mode === 'none') {
-    note('WARNING: compose runs the servers with auth.mode=none (anyone, as anyone): a demo only; production: LECTERN_AUTH_MODE=jwt and LECTERN_AUTH_KEYS');
-    return [];
-  }
+  if (mode !== 'jwt') return [`auth.mode=${mode}: clients would connect as anyone; compose must run auth.mode=jwt with a key file`];
   const keys = effective(serverLs, 'LECTERN_AUTH_KEYS');
   if (!keys) return ['auth.mode=jwt without LECTERN_AUTH_KEYS'];
   const mounted = hostPathOf(serverLs.svc, keys)
     || asArray(serverLs.svc.secrets).some((s) => (typeof s === 'string' ? `/run/secrets/${s}` : s.target && s.target.startsWith('/') ? s.target : `/run/secrets/${s.target || s.source}`) === keys);
-  return mounted ? [] : [`LECTERN_AUTH_KEYS=${keys} is neither a bind mount nor a secret of ${serverLs.name}`];
+  if (!mounted) return [`LECTERN_AUTH_KEYS=${keys} is neither a bind mount nor a secret of ${serverLs.name}`];
+  const host = hostFileOf(serverLs.svc, keys);
+  if (host && !isOperatorSecret(path.relative(dockerDir, host)))
+    return [`the key file ${rel(host)} is not under docker/secrets/: a key kept with the deployment files would be everyone's key`];
+  return [];
 });
 
 // haproxy ----------------------------------------------------------------------
@@ -1190,7 +1232,7 @@ if (prom) {
     }
     return errs;
   });
-  check(`prometheus.yml: dns_sd names are compose services on their metrics ports (server ${serverPort}, storage-worker ${workerPort})`, () => {
+  check(`prometheus.yml: dns_sd names are compose services on their metrics ports (server ${serverMetricsPort}, storage-worker ${workerPort})`, () => {
     const errs = [];
     const scraped = new Set();
     for (const s of asArray(prom.scrape_configs)) {
@@ -1198,7 +1240,11 @@ if (prom) {
         for (const nm of asArray(d.names)) {
           if (!serviceNames.has(nm)) { errs.push(`${s.job_name}: ${nm} is not a compose service`); continue; }
           scraped.add(nm);
-          if (nm === serverLs?.name && d.port !== serverPort) errs.push(`${s.job_name}: ${nm} port ${d.port}, but server.port is ${serverPort}`);
+          if (nm === serverLs?.name && d.port !== serverMetricsPort) {
+            errs.push(serverMetricsListen
+              ? `${s.job_name}: ${nm} port ${d.port}, but the server serves /metrics on ${serverMetricsPort} (metrics.listen)`
+              : `${s.job_name}: ${nm} port ${d.port}, but server.port is ${serverPort}`);
+          }
           if (nm === workerLs?.name && d.port !== workerPort) errs.push(`${s.job_name}: ${nm} port ${d.port}, but the worker's http.port is ${workerPort}`);
         }
         if (s.metrics_path && s.metrics_path !== '/metrics') errs.push(`${s.job_name}: metrics_path ${s.metrics_path}`);

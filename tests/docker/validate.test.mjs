@@ -98,7 +98,9 @@ async function expectFailures(edits, expected, { only = false } = {}) {
 
 const COMPOSE = 'docker/compose.yaml';
 const DOCKERFILE = 'docker/Dockerfile';
-const SERVER_ENV_ANCHOR = '      LECTERN_AUTH_MODE: none\n';
+const SERVER_ENV_ANCHOR = '      LECTERN_AUTH_MODE: jwt\n';
+const KEYS_ENV = '      LECTERN_AUTH_KEYS: /run/secrets/lectern-keys\n';
+const KEY_FILE = { 'docker/secrets/lectern-keys': 'k1 HS256 0123456789abcdef0123456789abcdef\n' };
 const haveDpkg = existsSync('/usr/bin/dpkg') && existsSync('/usr/bin/ldd');
 
 test('the deployment in docker/ passes every check', async () => {
@@ -108,23 +110,23 @@ test('the deployment in docker/ passes every check', async () => {
   assert.match(r.stdout, /^# all checks passed$/m);
 });
 
-// JWT as docker/README.md describes it: the key file as a compose secret.
-const JWT_EDITS = [
-  [COMPOSE, SERVER_ENV_ANCHOR, '      LECTERN_AUTH_MODE: jwt\n      LECTERN_AUTH_KEYS: /run/secrets/lectern-keys\n'],
-  [COMPOSE, '    # secrets: [lectern-keys]\n', '    secrets: [lectern-keys]\n'],
-  [COMPOSE, '# secrets:\n#   lectern-keys:\n#     file: ./secrets/lectern-keys', 'secrets:\n  lectern-keys:\n    file: ./secrets/lectern-keys'],
-];
-
-test('the JWT setup of docker/README.md (a key file as a compose secret) passes every check', async () => {
-  const dir = brokenCopy(JWT_EDITS, { 'docker/secrets/lectern-keys': 'k1 HS256 0123456789abcdef0123456789abcdef\n' });
+// The operator's key file in place (docker/README.md, "Keys"): --check-config
+// then reads it instead of a stand-in.
+test('with the operator\'s key file in docker/secrets/ the deployment passes every check, and no check notes it missing', async () => {
+  const dir = brokenCopy([], KEY_FILE);
   try {
     const r = await validate(dir);
     assert.equal(r.failures.length, 0, report(r));
     assert.equal(r.code, 0, report(r));
-    assert.doesNotMatch(r.stdout, /auth\.mode=none/);
+    assert.doesNotMatch(r.stdout, /secrets\.lectern-keys: .* is the operator's/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('without it (a fresh checkout) the validator says compose will refuse to start', async () => {
+  const r = await validate(root);
+  assert.match(r.stdout, /secrets\.lectern-keys: \.\/secrets\/lectern-keys is the operator's \(not in the repository\); compose refuses to start until it exists/);
 });
 
 describe('the validator fails on a broken deployment', { concurrency: 4 }, () => {
@@ -149,11 +151,23 @@ describe('the validator fails on a broken deployment', { concurrency: 4 }, () =>
     [/service storage-worker: every LECTERN_\* variable/, /LECTERN_BUS_HOST is not a knob of lectern-storage/],
   ], { only: true }));
 
-  test('the server on another port than haproxy and Prometheus expect', () => expectFailures([
+  test('the server on another port than haproxy expects', () => expectFailures([
     [COMPOSE, SERVER_ENV_ANCHOR, `${SERVER_ENV_ANCHOR}      LECTERN_SERVER_PORT: "8301"\n`],
   ], [
     [/haproxy\.cfg: backend servers are compose services on server\.port \(8301\)/, /server:8300, but the server listens on 8301/],
-    [/prometheus\.yml: dns_sd names/, /port 8300, but server\.port is 8301/],
+  ], { only: true }));
+
+  test('Prometheus scraping the server\'s public port, where /metrics is 404 (metrics.listen)', () => expectFailures([
+    ['docker/prometheus/prometheus.yml', 'port: 9300', 'port: 8300'],
+  ], [
+    [/prometheus\.yml: dns_sd names/, /server port 8300, but the server serves \/metrics on 9300 \(metrics\.listen\)/],
+  ], { only: true }));
+
+  test('/metrics on the public port: no metrics.listen (Prometheus following it there)', () => expectFailures([
+    [COMPOSE, '      LECTERN_METRICS_LISTEN: ":9300"\n', ''],
+    ['docker/prometheus/prometheus.yml', 'port: 9300', 'port: 8300'],
+  ], [
+    [/server: \/metrics is not public/, /metrics\.listen is empty/],
   ], { only: true }));
 
   test('Prometheus scraping the worker on the wrong port', () => expectFailures([
@@ -252,15 +266,42 @@ describe('the validator fails on a broken deployment', { concurrency: 4 }, () =>
     [/\.dockerignore excludes build outputs/, /client-js\/public \(needed by the image build\) is excluded/],
   ]));
 
-  test('JWT without its key file', () => expectFailures(JWT_EDITS, [
-    [/every bind-mounted file, env_file, config and secret file exists/, /secrets\.lectern-keys: file \.\/secrets\/lectern-keys does not exist/],
+  test('servers without authentication: insecure-dev, and none (which the server itself refuses off loopback)', async () => {
+    await expectFailures([
+      [COMPOSE, SERVER_ENV_ANCHOR, '      LECTERN_AUTH_MODE: insecure-dev\n'],
+    ], [
+      [/server: compose requires keys/, /auth\.mode=insecure-dev: clients would connect as anyone/],
+    ], { only: true });
+    await expectFailures([
+      [COMPOSE, SERVER_ENV_ANCHOR, '      LECTERN_AUTH_MODE: none\n'],
+    ], [
+      [/server: compose requires keys/, /auth\.mode=none: clients would connect as anyone/],
+      [/service server: lectern-server --check-config accepts/, /auth\.mode=none lets anyone connect as anyone and is allowed only on loopback/],
+    ], { only: true });
+  });
+
+  test('a key file kept with the deployment (a default key) and a missing key file elsewhere', () => expectFailures([
+    [COMPOSE, '    file: ./secrets/lectern-keys', '    file: ./demo-keys'],
+  ], [
+    [/server: compose requires keys/, /the key file docker\/demo-keys is not under docker\/secrets\//],
+    [/every bind-mounted file, env_file, config and secret file exists/, /secrets\.lectern-keys: file \.\/demo-keys does not exist/],
   ], { only: true }));
 
   test('JWT with a key path that is not mounted', () => expectFailures([
-    [COMPOSE, SERVER_ENV_ANCHOR, '      LECTERN_AUTH_MODE: jwt\n      LECTERN_AUTH_KEYS: /etc/lectern/keys\n'],
+    [COMPOSE, KEYS_ENV, '      LECTERN_AUTH_KEYS: /etc/lectern/keys\n'],
   ], [
-    [/server: auth is jwt with a mounted key file/, /LECTERN_AUTH_KEYS=\/etc\/lectern\/keys is neither a bind mount nor a secret/],
+    [/server: compose requires keys/, /LECTERN_AUTH_KEYS=\/etc\/lectern\/keys is neither a bind mount nor a secret/],
   ], { only: true }));
+
+  test('a Redis without a password, and a server with another one', () => expectFailures([
+    [COMPOSE, '    command: ["redis-server", "--requirepass", "${REDIS_PASSWORD:-lectern-demo}"]\n', ''],
+  ], [
+    [/service server: credentials match/, /redis: Redis runs without a password/],
+  ]).then(() => expectFailures([
+    [COMPOSE, '      LECTERN_REDIS_PASSWORD: ${REDIS_PASSWORD:-lectern-demo}\n', '      LECTERN_REDIS_PASSWORD: other\n'],
+  ], [
+    [/service server: credentials match/, /LECTERN_REDIS_PASSWORD differs from the --requirepass/],
+  ], { only: true })));
 
   test('a compose file that is not valid YAML', () => expectFailures([
     [COMPOSE, 'services:\n', 'services:\n  oops: [unclosed\n'],

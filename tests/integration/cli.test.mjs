@@ -7,7 +7,7 @@ import { readFile, writeFile, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { httpGet, rawClient, repoRoot, serverBin, startServer, stompClient } from './helpers.mjs';
+import { httpGet, metric, rawClient, repoRoot, serverBin, startServer, stompClient } from './helpers.mjs';
 
 const run = promisify(execFile);
 
@@ -43,7 +43,7 @@ describe('command line', () => {
 
   test('every knob can be set from its environment variable; --set wins over it; a bad value names the variable', async () => {
     const env = (vars) => ({ env: { ...process.env, ...vars } });
-    const ok = await run(serverBin, ['--check-config'], env({ LECTERN_STOMP_MAX_FRAME: '1m', LECTERN_AUTH_MODE: 'none' }))
+    const ok = await run(serverBin, ['--check-config'], env({ LECTERN_STOMP_MAX_FRAME: '1m', LECTERN_AUTH_MODE: 'none', LECTERN_SERVER_LISTEN: '127.0.0.1' }))
       .then(() => 0, (e) => e.stderr);
     assert.equal(ok, 0);
     const bad = await run(serverBin, ['--check-config'], env({ LECTERN_STOMP_MAX_FRAME: 'huge' })).then(() => null, (e) => e);
@@ -69,7 +69,7 @@ describe('command line', () => {
   });
 
   test('--check-config finds what only a start would: a bad trusted proxy, a JWT setup without keys', async () => {
-    const proxies = await runServer(['--check-config', '--set', 'limits.trusted_proxies=10.0.0.0/8,bogus']);
+    const proxies = await runServer(['--check-config', '--set', 'server.listen=127.0.0.1', '--set', 'limits.trusted_proxies=10.0.0.0/8,bogus']);
     assert.equal(proxies.code, 2);
     assert.match(proxies.stderr, /limits\.trusted_proxies: "bogus" is not an address/);
     const jwt = await runServer(['--check-config', '--set', 'auth.mode=jwt']);
@@ -80,9 +80,15 @@ describe('command line', () => {
     assert.match(missing.stderr, /cannot read \/nonexistent\/keys/);
   });
 
-  test('the shipped config file loads cleanly', async () => {
-    const r = await runServer(['--config', path.join(repoRoot, 'config', 'lectern.conf'), '--check-config']);
-    assert.equal(r.code, 0, r.stderr);
+  test('the shipped config file loads cleanly, and as shipped (no authentication, every address) it is refused until told where or how', async () => {
+    const conf = path.join(repoRoot, 'config', 'lectern.conf');
+    const shipped = await runServer(['--config', conf, '--check-config']);
+    assert.equal(shipped.code, 2, shipped.stderr);
+    assert.match(shipped.stderr, /auth\.mode=none .* allowed only on loopback.*auth\.mode=jwt.*server\.listen=127\.0\.0\.1.*auth\.mode=insecure-dev/);
+    for (const fix of [['server.listen=127.0.0.1'], ['server.listen=lo'], ['auth.mode=insecure-dev']]) {
+      const r = await runServer(['--config', conf, '--check-config', ...fix.flatMap((f) => ['--set', f])]);
+      assert.equal(r.code, 0, `${fix}: ${r.stderr}`);
+    }
   });
 
   test('a bad value in a config file is reported as file:line: reason, and the server does not start', async () => {
@@ -106,9 +112,9 @@ describe('command line', () => {
   test('a port already in use is a clear startup error', async () => {
     const s = await startServer();
     try {
-      const r = await runServer(['--port', String(s.port)]);
+      const r = await runServer(['--port', String(s.port), '--set', 'server.listen=127.0.0.1']);
       assert.equal(r.code, 1);
-      assert.match(r.stderr, /event=startup_failed reason="cannot listen on port/);
+      assert.match(r.stderr, new RegExp(`event=startup_failed reason="cannot listen on 127\\.0\\.0\\.1:${s.port}: Address already in use`));
     } finally {
       await s.stop();
     }
@@ -231,6 +237,70 @@ describe('signals and logs', () => {
     assert.ok(s.logs.length >= 3);
     for (const line of s.logs) {
       assert.match(line, /^ts=\S+ level=(debug|info|warn|error) prog=lectern-server event=[a-z_]+( [a-z_]+=("([^"\\]|\\.)*"|\S+))*$/, line);
+    }
+  });
+});
+
+// Where a server without authentication may run (docs/security.md, "Exposure
+// and origins"): auth.mode=none only on loopback, checked against the address
+// really bound; insecure-dev anywhere, loudly.
+describe('exposure', () => {
+  // A non-loopback IPv4 address of this host, if it has one.
+  const external = Object.values(os.networkInterfaces()).flat()
+    .find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
+
+  test('a bare lectern-server (no authentication, every address) refuses to start: exit 2, naming the knobs that lift it', async () => {
+    for (const args of [[], ['--set', 'server.listen=0.0.0.0'], ['--config', path.join(repoRoot, 'config', 'lectern.conf')]]) {
+      const r = await runServer(args);
+      assert.equal(r.code, 2, `${args}: ${r.stderr}`);
+      assert.match(r.stderr, /configuration error: auth\.mode=none lets anyone connect as anyone and is allowed only on loopback/);
+      for (const knob of ['auth.mode=jwt', 'auth.keys', 'server.listen=127.0.0.1', 'auth.mode=insecure-dev'])
+        assert.ok(r.stderr.includes(knob), `the message names ${knob}`);
+    }
+  });
+
+  test('server.listen is bound as written or refused: ::1, a host name, a short form and an unknown interface are errors, not every address', async () => {
+    for (const listen of ['::1', 'localhost', '127.1', 'nosuchif0']) {
+      const r = await runServer(['--set', `server.listen=${listen}`, '--set', 'auth.mode=insecure-dev']);
+      assert.equal(r.code, 2, `${listen}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`server\\.listen: '${listen.replace('.', '\\.')}' is neither an IPv4 address`));
+    }
+  });
+
+  test('auth.mode=none on a non-loopback address of this host is refused', { skip: !external && 'no non-loopback IPv4 address' }, async () => {
+    const r = await runServer(['--set', `server.listen=${external}`]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`server\\.listen='${external.replace(/\./g, '\\.')}' is not a loopback address`));
+  });
+
+  test('auth.mode=none on loopback (address or interface) starts and warns; insecure-dev starts on every address and warns; jwt does neither', async () => {
+    for (const listen of ['127.0.0.1', 'lo']) {
+      const s = await startServer({ sets: { 'server.listen': listen } });
+      try {
+        assert.ok(s.logs.some((l) => new RegExp(`event=listening port=${s.port} listen=127\\.0\\.0\\.1:${s.port} `).test(l)), listen);
+        assert.ok(s.logs.some((l) => /level=warn .*event=auth_insecure mode=none listen=127\.0\.0\.1:/.test(l)));
+        assert.equal(await metric(s.port, 'lectern_auth_insecure'), 1);
+      } finally {
+        assert.equal((await s.stop()).code, 0);
+      }
+    }
+    const dev = await startServer({ sets: { 'server.listen': '', 'auth.mode': 'insecure-dev' } });
+    try {
+      assert.ok(dev.logs.some((l) => new RegExp(`level=warn .*event=auth_insecure mode=insecure-dev listen=0\\.0\\.0\\.0:${dev.port} `).test(l)));
+      assert.equal(await metric(dev.port, 'lectern_auth_insecure'), 1);
+      if (external) assert.equal((await fetch(`http://${external}:${dev.port}/healthz`)).status, 200, 'reachable on every address');
+    } finally {
+      assert.equal((await dev.stop()).code, 0);
+    }
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'lectern-'));
+    const keys = path.join(dir, 'keys');
+    await writeFile(keys, 'k1 HS256 0123456789abcdef0123456789abcdef\n');
+    const jwt = await startServer({ sets: { 'server.listen': '', 'auth.mode': 'jwt', 'auth.keys': keys } });
+    try {
+      assert.ok(!jwt.logs.some((l) => /event=auth_insecure/.test(l)));
+      assert.equal(await metric(jwt.port, 'lectern_auth_insecure'), 0);
+    } finally {
+      assert.equal((await jwt.stop()).code, 0);
     }
   });
 });

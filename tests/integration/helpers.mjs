@@ -88,6 +88,9 @@ export async function startServer({ sets = {}, args = [], timeout = 20000, clust
   const port = fixedPort || await freePort();
   const ns = cluster || clusterName();
   const base = {
+    // Loopback only: test servers run without authentication (auth.mode
+    // none), which the server allows on loopback alone.
+    'server.listen': '127.0.0.1',
     'redis.port': process.env.LECTERN_REDIS_PORT || 6390,
     'bus.port': process.env.LECTERN_AMQP_PORT || 5690,
     'mysql.port': process.env.LECTERN_MYSQL_PORT || 3390,

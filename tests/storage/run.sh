@@ -370,7 +370,7 @@ sleep 0.3
 out=$(timeout 10 "$release" --set "http.port=$nc_port" --set "amqp.port=$LECTERN_AMQP_PORT" 2>&1) && rc=0 || rc=$?
 kill "$holder" 2>/dev/null || true; wait "$holder" 2>/dev/null || true
 check "5. a taken HTTP port stops the start with exit 1 and a reason" \
-  '[[ $rc == 1 && $out == *"cannot listen on HTTP port"* ]]'
+  '[[ $rc == 1 && $out == *"cannot listen on 0.0.0.0:$nc_port: Address already in use"* ]]'
 
 # ================================================================= 6. RabbitMQ restart
 echo "# 6. RabbitMQ restarted while a worker holds a batch (ASan worker)"
