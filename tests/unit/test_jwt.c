@@ -4,7 +4,8 @@
  * checked for every way verification must refuse: a forged or truncated
  * signature, alg "none", an RS256 public key offered as an HS256 secret,
  * an unknown kid, expiry and nbf around the skew, malformed segments and
- * claims of the wrong type. Then the room rules of auth_allows and the
+ * claims of the wrong type, and a missing or wrong issuer or audience
+ * when the verifier requires them. Then the room rules of auth_allows and the
  * client address of peers_client_addr behind trusted proxies.
  */
 #include <setjmp.h>
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -78,7 +80,18 @@ static jwt_keyring *hs_ring(void)
 
 static jwt_status verify(jwt_keyring *kr, const char *tok, jwt_claims **c)
 {
-    return jwt_verify(kr, tok, strlen(tok), NOW, 60, c);
+    return jwt_verify(kr, tok, strlen(tok), NOW, 60, NULL, c);
+}
+
+/* verify, requiring an issuer and an audience (NULL: that one not). */
+static jwt_status verify_for(jwt_keyring *kr, const char *tok, const char *iss, const char *aud)
+{
+    jwt_expect want = { iss, aud };
+    jwt_claims *c = (jwt_claims *)1;
+    jwt_status st = jwt_verify(kr, tok, strlen(tok), NOW, 60, &want, &c);
+    assert_true((st == JWT_OK) == (c != NULL));
+    jwt_claims_free(c);
+    return st;
 }
 
 #define HDR "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"k1\"}"
@@ -199,6 +212,70 @@ static void test_malformed(void **state)
     assert_int_equal(verify(kr, mint("{\"alg\":\"HS256\",\"alg\":\"none\"}", GOOD, NULL), &c),
                      JWT_MALFORMED);
     assert_null(c);
+    jwt_keyring_destroy(kr);
+}
+
+static void test_issuer_audience(void **state)
+{
+    (void)state;
+    jwt_keyring *kr = hs_ring();
+    const char *iss = "https://idp.example.edu";
+#define T(claims) mint(HDR, "{\"sub\":\"a\",\"exp\":1800000100" claims "}", NULL)
+    /* Nothing required: iss and aud are ignored, whatever they hold. */
+    assert_int_equal(verify_for(kr, T(""), NULL, NULL), JWT_OK);
+    assert_int_equal(verify_for(kr, T(",\"iss\":7,\"aud\":{}"), "", ""), JWT_OK);
+    /* Issuer: exactly the string. */
+    assert_int_equal(verify_for(kr, T(",\"iss\":\"https://idp.example.edu\""), iss, NULL),
+                     JWT_OK);
+    assert_int_equal(verify_for(kr, T(""), iss, NULL), JWT_BAD_ISSUER);
+    assert_int_equal(verify_for(kr, T(",\"iss\":\"https://evil.example\""), iss, NULL),
+                     JWT_BAD_ISSUER);
+    assert_int_equal(verify_for(kr, T(",\"iss\":\"https://idp.example.edu/\""), iss, NULL),
+                     JWT_BAD_ISSUER);
+    assert_int_equal(verify_for(kr, T(",\"iss\":\"https://idp.example\""), iss, NULL),
+                     JWT_BAD_ISSUER);
+    assert_int_equal(verify_for(kr, T(",\"iss\":[\"https://idp.example.edu\"]"), iss, NULL),
+                     JWT_BAD_ISSUER);
+    /* (jansson refuses a NUL in a string outright: no prefix trick.) */
+    assert_int_not_equal(verify_for(kr, T(",\"iss\":\"https://idp.example.edu\\u0000x\""),
+                                    iss, NULL), JWT_OK);
+    /* Audience: a string, or an array holding it. */
+    assert_int_equal(verify_for(kr, T(",\"aud\":\"lectern\""), NULL, "lectern"), JWT_OK);
+    assert_int_equal(verify_for(kr, T(",\"aud\":[\"grades\",\"lectern\"]"), NULL, "lectern"),
+                     JWT_OK);
+    assert_int_equal(verify_for(kr, T(""), NULL, "lectern"), JWT_BAD_AUDIENCE);
+    assert_int_equal(verify_for(kr, T(",\"aud\":\"grades\""), NULL, "lectern"),
+                     JWT_BAD_AUDIENCE);
+    assert_int_equal(verify_for(kr, T(",\"aud\":[\"grades\",\"lectern-x\"]"), NULL, "lectern"),
+                     JWT_BAD_AUDIENCE);
+    assert_int_equal(verify_for(kr, T(",\"aud\":[]"), NULL, "lectern"), JWT_BAD_AUDIENCE);
+    assert_int_equal(verify_for(kr, T(",\"aud\":[[\"lectern\"]]"), NULL, "lectern"),
+                     JWT_BAD_AUDIENCE);
+    assert_int_equal(verify_for(kr, T(",\"aud\":{\"lectern\":true}"), NULL, "lectern"),
+                     JWT_BAD_AUDIENCE);
+    assert_int_equal(verify_for(kr, T(",\"aud\":\"LECTERN\""), NULL, "lectern"),
+                     JWT_BAD_AUDIENCE);
+    /* Both, and the order of the verdicts: a forged token is a bad
+     * signature whatever it claims; the issuer and audience come before
+     * the clock. */
+    assert_int_equal(verify_for(kr, T(",\"iss\":\"https://idp.example.edu\",\"aud\":[\"lectern\"]"),
+                                iss, "lectern"), JWT_OK);
+    assert_int_equal(verify_for(kr, T(",\"iss\":\"https://idp.example.edu\",\"aud\":\"grades\""),
+                                iss, "lectern"), JWT_BAD_AUDIENCE);
+    char *t = strdup(T(",\"iss\":\"https://idp.example.edu\",\"aud\":\"lectern\""));
+    size_t tn = strlen(t);
+    t[tn - 2] = t[tn - 2] == 'A' ? 'B' : 'A';
+    assert_int_equal(verify_for(kr, t, iss, "lectern"), JWT_BAD_SIGNATURE);
+    free(t);
+    assert_int_equal(verify_for(kr, mint(HDR, "{\"sub\":\"a\",\"exp\":1700000000,"
+                                         "\"aud\":\"grades\"}", NULL), NULL, "lectern"),
+                     JWT_BAD_AUDIENCE);
+    assert_int_equal(verify_for(kr, mint(HDR, "{\"sub\":\"a\",\"exp\":1700000000,"
+                                         "\"aud\":\"lectern\"}", NULL), NULL, "lectern"),
+                     JWT_EXPIRED);
+#undef T
+    assert_string_equal(jwt_status_name(JWT_BAD_ISSUER), "bad_issuer");
+    assert_string_equal(jwt_status_name(JWT_BAD_AUDIENCE), "bad_audience");
     jwt_keyring_destroy(kr);
 }
 
@@ -324,6 +401,32 @@ static void test_auth_rules(void **state)
     assert_false(auth_allows(a, &student, "physics", 7, AUTH_SEND));
     assert_true(auth_allows(a, &student, "physics", 7, AUTH_READ));
     auth_destroy(a);
+
+    /* auth.issuer and auth.audience reach every login; auth_valid_until
+     * is exp plus the skew. */
+    cfg.auth_issuer = (char *)"https://idp.example.edu";
+    cfg.auth_audience = (char *)"lectern";
+    a = auth_create(&cfg, why, sizeof why);
+    assert_non_null(a);
+    char p[256];
+    long long exp = (long long)time(NULL) + 600;
+    jwt_claims *c = NULL;
+    snprintf(p, sizeof p, "{\"sub\":\"s\",\"exp\":%lld,\"iss\":\"https://idp.example.edu\","
+             "\"aud\":[\"lectern\"]}", exp);
+    const char *tok = mint(HDR, p, NULL);
+    assert_int_equal(auth_login(a, tok, strlen(tok), &c), JWT_OK);
+    assert_int_equal(auth_valid_until(a, c), exp + 60);
+    jwt_claims_free(c);
+    snprintf(p, sizeof p, "{\"sub\":\"s\",\"exp\":%lld,\"aud\":\"lectern\"}", exp);
+    tok = mint(HDR, p, NULL);
+    assert_int_equal(auth_login(a, tok, strlen(tok), &c), JWT_BAD_ISSUER);
+    snprintf(p, sizeof p, "{\"sub\":\"s\",\"exp\":%lld,\"iss\":\"https://idp.example.edu\","
+             "\"aud\":\"grades\"}", exp);
+    tok = mint(HDR, p, NULL);
+    assert_int_equal(auth_login(a, tok, strlen(tok), &c), JWT_BAD_AUDIENCE);
+    assert_null(c);
+    auth_destroy(a);
+    cfg.auth_issuer = cfg.auth_audience = NULL;
     unlink(keys);
 
     cfg.auth_keys = (char *)"/nonexistent/keys";
@@ -380,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_forgeries),
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_issuer_audience),
         cmocka_unit_test(test_rs256_and_key_file),
         cmocka_unit_test(test_auth_rules),
         cmocka_unit_test(test_peers),
