@@ -51,7 +51,10 @@ bool tokens_is_refresh(const stomp_str *dest)
 
 uint64_t tokens_deadline_ms(const auth *a, const jwt_claims *who, uint64_t now_ms)
 {
-    int64_t until_ms = auth_valid_until(a, who) * 1000;
+    int64_t until = auth_valid_until(a, who);
+    if (until >= INT64_MAX / 1000)
+        return UINT64_MAX;        /* an exp some billions of years away: never */
+    int64_t until_ms = until * 1000;
     int64_t wall_ms = (int64_t)clock_wall_ms();
     if (until_ms <= wall_ms)
         return now_ms;

@@ -29,7 +29,8 @@ bool tokens_is_refresh(const stomp_str *dest);
 
 /* The loop time (ms, the clock of now_ms) at which a session holding who
  * must end: the wall-clock moment auth_valid_until(a, who), measured from
- * now. now_ms when that moment has passed. */
+ * now. now_ms when that moment has passed; UINT64_MAX when it is too far
+ * away to count in milliseconds. */
 uint64_t tokens_deadline_ms(const auth *a, const jwt_claims *who, uint64_t now_ms);
 
 typedef enum tokens_verdict {

@@ -5,7 +5,8 @@
  * signature, alg "none", an RS256 public key offered as an HS256 secret,
  * an unknown kid, expiry and nbf around the skew, malformed segments and
  * claims of the wrong type, and a missing or wrong issuer or audience
- * when the verifier requires them. Then the room rules of auth_allows and the
+ * when the verifier requires them. Then the checks of a fresh token
+ * (tokens_refresh) and the expiry deadline (tokens_deadline_ms). Then the room rules of auth_allows and the
  * client address of peers_client_addr behind trusted proxies.
  */
 #include <setjmp.h>
@@ -26,8 +27,10 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "jwt.h"
 #include "peers.h"
+#include "tokens.h"
 
 #define NOW 1800000000LL
 static const char SECRET[] = "0123456789abcdef0123456789abcdef";
@@ -438,6 +441,111 @@ static void test_auth_rules(void **state)
     auth_destroy(a);
 }
 
+/* A subscription to /topic/<room> or /presence/<room> as session.c lays it
+ * out: the id, then the room's name. */
+static subscription *fake_sub(const char *id, const char *room, int kind, subscription *next)
+{
+    size_t il = strlen(id), rl = strlen(room);
+    subscription *sub = calloc(1, sizeof *sub + il + rl);
+    sub->id = sub->prefix;
+    memcpy(sub->id, id, il);
+    memcpy(sub->id + il, room, rl);
+    sub->id_len = il;
+    sub->room_len = (uint8_t)rl;
+    sub->kind = (uint8_t)kind;
+    sub->next = next;
+    return sub;
+}
+
+static void test_tokens(void **state)
+{
+    (void)state;
+    char keys[] = "/tmp/lectern-keys-XXXXXX";
+    int fd = mkstemp(keys);
+    dprintf(fd, "k1 HS256 %s\n", SECRET);
+    close(fd);
+    server_config cfg = { 0 };
+    cfg.auth_mode = (char *)"jwt";
+    cfg.auth_keys = keys;
+    cfg.auth_skew_s = 30;
+    cfg.auth_audience = (char *)"lectern";
+    char why[256];
+    auth *a = auth_create(&cfg, why, sizeof why);
+    assert_non_null(a);
+    long long now = (long long)time(NULL);
+    char p[256];
+    jwt_claims *cur = NULL;
+    snprintf(p, sizeof p, "{\"sub\":\"stu\",\"exp\":%lld,\"aud\":\"lectern\","
+             "\"rooms\":[\"physics\",\"chem\"]}", now + 100);
+    const char *tok = mint(HDR, p, NULL);
+    assert_int_equal(auth_login(a, tok, strlen(tok), &cur), JWT_OK);
+
+    /* The deadline: exp + skew in loop time; now when past; no overflow
+     * for an exp at the end of time. */
+    uint64_t d = tokens_deadline_ms(a, cur, 1000000);
+    int64_t want = 1000000 + (now + 100 + 30) * 1000 - (int64_t)clock_wall_ms();
+    assert_true((int64_t)d > want - 2000 && (int64_t)d <= want + 10);
+    jwt_claims old = *cur;
+    old.exp = now - 31;
+    assert_int_equal(tokens_deadline_ms(a, &old, 1000000), 1000000);
+    old.exp = INT64_C(9200000000000000000);
+    assert_int_equal(tokens_deadline_ms(a, &old, 1000000), UINT64_MAX);
+
+    stomp_str dest = { "/token", 6 };
+    assert_true(tokens_is_refresh(&dest));
+    dest.len = 5;
+    assert_false(tokens_is_refresh(&dest));
+
+    subscription *subs = fake_sub("1", "physics", SUB_TOPIC, fake_sub("p", "chem", SUB_PRESENCE, NULL));
+    stomp_header h[2] = { { { "destination", 11 }, { "/token", 6 } }, { { "passcode", 8 }, { NULL, 0 } } };
+    stomp_frame f = { STOMP_CMD_SEND, h, 2, { "", 0 } };
+    tokens_result r;
+#define REFRESH(claims, exp) (snprintf(p, sizeof p, claims, exp), tok = mint(HDR, p, NULL), \
+                         h[1].value.p = tok, h[1].value.len = strlen(tok), \
+                         tokens_refresh(a, cur, &f, subs, &r))
+    /* Good: the same sub, every room still there (and one more). */
+    assert_int_equal(REFRESH("{\"sub\":\"stu\",\"exp\":%lld,\"aud\":\"lectern\",\"role\":\"instructor\","
+                             "\"rooms\":[\"chem\",\"phys*\",\"bio\"]}", now + 999), TOKENS_OK);
+    assert_int_equal(r.claims->exp, now + 999);
+    assert_int_equal(r.claims->role, JWT_ROLE_INSTRUCTOR);
+    assert_int_equal(r.claims->nrooms, 3);
+    jwt_claims_free(r.claims);
+    /* Another user; another audience; expired (beyond the skew). */
+    assert_int_equal(REFRESH("{\"sub\":\"eve\",\"exp\":%lld,\"aud\":\"lectern\",\"rooms\":[\"*\"]}",
+                             now + 999), TOKENS_REFUSED);
+    assert_string_equal(r.why, "refresh_other_sub");
+    assert_null(r.claims);
+    assert_int_equal(REFRESH("{\"sub\":\"stu\",\"exp\":%lld,\"aud\":\"grades\",\"rooms\":[\"*\"]}",
+                             now + 999), TOKENS_REFUSED);
+    assert_string_equal(r.why, "bad_audience");
+    assert_int_equal(REFRESH("{\"sub\":\"stu\",\"exp\":%lld,\"aud\":\"lectern\",\"rooms\":[\"*\"]}",
+                             now - 31), TOKENS_REFUSED);
+    assert_string_equal(r.why, "expired");
+    /* A subscribed room no longer listed: topic, then presence. */
+    assert_int_equal(REFRESH("{\"sub\":\"stu\",\"exp\":%lld,\"aud\":\"lectern\",\"rooms\":[\"chem\"]}",
+                             now + 999), TOKENS_ROOM_LOST);
+    assert_string_equal(r.lost, "/topic/physics");
+    assert_null(r.claims);
+    assert_int_equal(REFRESH("{\"sub\":\"stu\",\"exp\":%lld,\"aud\":\"lectern\",\"rooms\":[\"physics\"]}",
+                             now + 999), TOKENS_ROOM_LOST);
+    assert_string_equal(r.lost, "/presence/chem");
+    /* An admin needs no rooms. */
+    assert_int_equal(REFRESH("{\"sub\":\"stu\",\"exp\":%lld,\"aud\":\"lectern\",\"role\":\"admin\"}",
+                             now + 999), TOKENS_OK);
+    jwt_claims_free(r.claims);
+#undef REFRESH
+    /* No passcode at all. */
+    f.nheaders = 1;
+    assert_int_equal(tokens_refresh(a, cur, &f, subs, &r), TOKENS_REFUSED);
+    assert_string_equal(r.why, "refresh_no_token");
+
+    free(subs->next);
+    free(subs);
+    jwt_claims_free(cur);
+    auth_destroy(a);
+    unlink(keys);
+}
+
 static void test_peers(void **state)
 {
     (void)state;
@@ -486,6 +594,7 @@ int main(void)
         cmocka_unit_test(test_issuer_audience),
         cmocka_unit_test(test_rs256_and_key_file),
         cmocka_unit_test(test_auth_rules),
+        cmocka_unit_test(test_tokens),
         cmocka_unit_test(test_peers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
