@@ -121,8 +121,9 @@ describe('expiry and refresh', () => {
     assert.equal(err.headers.message, 'Token expired');
     assert.match(err.body.toString(), /destination:\/token/);
     assert.match(err.body.toString(), /passcode/);
-    assert.ok(at >= expOf(t) * 1000 - 50, `ERROR ${expOf(t) * 1000 - at} ms before exp`);
+    assert.ok(at >= expOf(t) * 1000 - 250, `ERROR ${expOf(t) * 1000 - at} ms before exp`);
     assert.ok(at <= expOf(t) * 1000 + 1500, `ERROR ${at - expOf(t) * 1000} ms after exp`);
+    console.log(`# ERROR "Token expired" came ${at - expOf(t) * 1000} ms after exp`);
     await c.waitClosed();
     assert.equal(await metric(s.port, 'lectern_token_expiries_total'), before + 1);
     assert.equal(await metric(s.port, reason), beforeReason + 1);
@@ -149,7 +150,7 @@ describe('expiry and refresh', () => {
     // And the second token's exp ends it.
     const err = await c.waitFrame('ERROR', 8000);
     assert.equal(err.headers.message, 'Token expired');
-    assert.ok(Date.now() >= expOf(second) * 1000 - 50);
+    assert.ok(Date.now() >= expOf(second) * 1000 - 250, "not before the second exp");
     await c.waitClosed();
   });
 
@@ -205,6 +206,7 @@ describe('expiry and refresh', () => {
       }
       await waitFor(() => got.length === n, { what: 'every message' });
       assert.ok(calls >= 2, `refreshToken called ${calls} times`);
+      console.log(`# client-js: ${n} sends over ${Date.now() - t0} ms with 3 s tokens, ${calls} refreshes, no reconnect`);
       assert.deepEqual(states, ['connecting', 'online'], 'never dropped');
       assert.deepEqual(errors, []);
     } finally {
