@@ -1,8 +1,8 @@
 /* auth.c — authentication (tokens to claims) and room permissions.
  *
  * The rules are few and fixed (auth.h); what varies is configuration: the
- * keyring, the clock skew, whether students send, and the rooms where only
- * instructors send. Patterns are kept as the configured comma-separated
+ * keyring, the issuer and audience tokens must name, the clock skew,
+ * whether students send, and the rooms where only instructors send. Patterns are kept as the configured comma-separated
  * text and matched in place; the list is short and a permission check runs
  * once per SUBSCRIBE or SEND, not per delivery.
  *
@@ -24,6 +24,7 @@
 struct auth {
     bool jwt;
     jwt_keyring *keys;
+    jwt_expect want;             /* auth.issuer, auth.audience (owned copies) */
     int skew;
     bool student_send;
     char *instructor_rooms;      /* comma-separated patterns */
@@ -36,6 +37,8 @@ static auth *auth_build(const server_config *c, int *nkeys, char *why, size_t wh
     auth *a = xcalloc(1, sizeof *a);
     a->jwt = !strcmp(c->auth_mode, "jwt");
     a->skew = c->auth_skew_s;
+    a->want.issuer = xstrdup(c->auth_issuer ? c->auth_issuer : "");
+    a->want.audience = xstrdup(c->auth_audience ? c->auth_audience : "");
     a->student_send = c->auth_student_send;
     a->instructor_rooms = xstrdup(c->auth_instructor_rooms ? c->auth_instructor_rooms : "");
     *nkeys = 0;
@@ -68,8 +71,9 @@ auth *auth_create(const server_config *c, char *why, size_t whylen)
     /* Without tokens the server warns itself (auth_insecure, server.c): it
      * knows where it listens. */
     if (a->jwt)
-        log_info("auth", "mode=jwt keys=%d skew_s=%d student_send=%s instructor_rooms=\"%s\"",
-                 n, a->skew, a->student_send ? "true" : "false", a->instructor_rooms);
+        log_info("auth", "mode=jwt keys=%d skew_s=%d issuer=\"%s\" audience=\"%s\" "
+                 "student_send=%s instructor_rooms=\"%s\"", n, a->skew, a->want.issuer,
+                 a->want.audience, a->student_send ? "true" : "false", a->instructor_rooms);
     return a;
 }
 
@@ -86,6 +90,8 @@ void auth_destroy(auth *a)
     if (!a)
         return;
     jwt_keyring_destroy(a->keys);
+    free((char *)a->want.issuer);
+    free((char *)a->want.audience);
     free(a->instructor_rooms);
     free(a);
 }
@@ -97,7 +103,12 @@ bool auth_required(const auth *a)
 
 jwt_status auth_login(const auth *a, const char *tok, size_t len, jwt_claims **out)
 {
-    return jwt_verify(a->keys, tok, len, (int64_t)time(NULL), a->skew, out);
+    return jwt_verify(a->keys, tok, len, (int64_t)time(NULL), a->skew, &a->want, out);
+}
+
+int64_t auth_valid_until(const auth *a, const jwt_claims *who)
+{
+    return who->exp + a->skew;
 }
 
 bool auth_bearer_token(const char *value, size_t vlen, const char **tok, size_t *len)

@@ -37,8 +37,13 @@ int auth_check_config(const server_config *c, char *why, size_t whylen);
 /* Are tokens required (auth.mode=jwt)? */
 bool auth_required(const auth *a);
 
-/* Verify a token now. JWT_OK fills *out (jwt_claims_free). */
+/* Verify a token now: signature, auth.issuer and auth.audience (when set),
+ * exp and nbf with auth.clock_skew_s. JWT_OK fills *out (jwt_claims_free). */
 jwt_status auth_login(const auth *a, const char *tok, size_t len, jwt_claims **out);
+
+/* The wall-clock second from which who's token no longer counts: its exp
+ * plus auth.clock_skew_s (the moment auth_login starts refusing it). */
+int64_t auth_valid_until(const auth *a, const jwt_claims *who);
 
 /* The token of an Authorization header value "Bearer <token>" (case-
  * insensitive scheme): *tok and *len point into value; false when the

@@ -125,7 +125,17 @@ const cfg_knob server_knobs[] = {
       "(at least 32 bytes; \"base64url:<secret>\" for binary) or \"<kid> RS256\n"
       "<public key PEM path>\". Several keys rotate: tokens name theirs by kid." },
     { "auth.clock_skew_s", CFG_INT, K(auth_skew_s), "60", 0, 3600, NULL,
-      "Seconds of clock difference allowed when checking exp and nbf." },
+      "Seconds of clock difference allowed when checking exp and nbf. A\n"
+      "session ends with ERROR \"Token expired\" once its token's exp plus this\n"
+      "has passed, unless the client sent a fresh token first (SEND to /token)." },
+    { "auth.issuer", CFG_STR, K(auth_issuer), "", 0, 0, NULL,
+      "The iss claim every token must carry, exactly (your identity provider's\n"
+      "issuer URL). Empty: not checked. Set it whenever the signing key is\n"
+      "shared with other services." },
+    { "auth.audience", CFG_STR, K(auth_audience), "", 0, 0, NULL,
+      "The audience Lectern is: a token's aud (a string, or an array of them)\n"
+      "must name it, so a token issued for another service is refused. Empty:\n"
+      "not checked." },
     { "auth.student_send", CFG_BOOL, K(auth_student_send), "true", 0, 0, NULL,
       "Students may SEND to the rooms their token lists. false: students only\n"
       "read, everywhere (instructors and admins still send)." },

@@ -47,6 +47,8 @@ typedef struct server_config {
     char  *auth_mode;         /* none | insecure-dev | jwt */
     char  *auth_keys;         /* key file (jwt) */
     int    auth_skew_s;
+    char  *auth_issuer;       /* iss every token must carry ("" = not checked) */
+    char  *auth_audience;     /* aud every token must name ("" = not checked) */
     bool   auth_student_send; /* students may SEND (else read-only everywhere) */
     char  *auth_instructor_rooms; /* patterns where only instructors/admins SEND */
     /* [limits] */

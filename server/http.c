@@ -63,12 +63,15 @@ struct http_exchange {
     const char *ctype;       /* static string */
     size_t len;
     unsigned char *body;     /* LWS_PRE bytes of headroom, then len bytes */
+    const auth *auth;        /* /api/presence?users= for a non-admin: whose */
+    jwt_claims *who;         /* rooms filter the answer (owned) */
 };
 
 static void http_exchange_free(http_exchange *e)
 {
     if (!e)
         return;
+    jwt_claims_free(e->who);
     free(e->body);
     free(e);
 }
@@ -501,8 +504,40 @@ static int http_room_messages(struct server *srv, struct lws *wsi, http_exchange
     return 0;
 }
 
-/* GET /api/presence?users=a,b,c */
-static int http_users_online(struct server *srv, struct lws *wsi, http_exchange **x)
+/* The rooms each asked user is present in ({"rooms":{user:[room...]}})
+ * -> {"online":{user:bool}}: online only when present in a room e->who may
+ * read, so the answer says no more than the presence of those rooms does.
+ * Anyone else is reported offline, like a user who does not exist. */
+static void http_on_user_rooms(void *ctx, json_t *value)
+{
+    http_exchange *e = ctx;
+    json_t *rooms = json_object_get(value, "rooms");
+    json_t *online = NULL;
+    if (!e->orphan && rooms) {
+        json_t *map = json_object();
+        const char *user;
+        json_t *list;
+        json_object_foreach(rooms, user, list) {
+            bool seen = false;
+            for (size_t i = 0; !seen && i < json_array_size(list); i++) {
+                json_t *r = json_array_get(list, i);
+                seen = json_is_string(r) && auth_allows(e->auth, e->who, json_string_value(r),
+                                                        json_string_length(r), AUTH_READ);
+            }
+            json_object_set_new(map, user, json_boolean(seen));
+        }
+        online = json_pack("{s:o}", "online", map);
+    }
+    http_on_registry_json(e, online);
+    json_decref(online);
+}
+
+/* GET /api/presence?users=a,b,c for who (NULL with auth.mode=none). Admins
+ * (and auth.mode=none) see every user's online state; anyone else only
+ * that of users present in a room they may read. Takes *who when it needs
+ * it past this call. */
+static int http_users_online(struct server *srv, struct lws *wsi, http_exchange **x,
+                             jwt_claims **who)
 {
     char arg[16384];
     /* Returns a pointer into arg just past "users=". */
@@ -527,7 +562,15 @@ static int http_users_online(struct server *srv, struct lws *wsi, http_exchange 
         return http_error(wsi, x, HTTP_STATUS_BAD_REQUEST, "users= lists no user id");
     }
     http_exchange *e = http_wait(wsi, x);
-    int rc = registry_users_online(server_registry(srv), users, count, http_on_registry_json, e);
+    int rc;
+    if (*who && (*who)->role != JWT_ROLE_ADMIN) {
+        e->auth = server_auth(srv);
+        e->who = *who;
+        *who = NULL;
+        rc = registry_users_rooms(server_registry(srv), users, count, http_on_user_rooms, e);
+    } else {
+        rc = registry_users_online(server_registry(srv), users, count, http_on_registry_json, e);
+    }
     free(users);
     if (rc < 0) {
         e->state = X_READY;     /* refused at once: see http_room_route */
@@ -706,7 +749,7 @@ static int http_api(struct server *srv, struct lws *wsi, http_exchange **x, cons
     } else if (!strncmp(uri, "/api/rooms/", 11))
         rc = http_room_route(srv, wsi, x, uri + 11, who);
     else if (!strcmp(uri, "/api/presence"))
-        rc = http_users_online(srv, wsi, x);
+        rc = http_users_online(srv, wsi, x, &who);
     else
         rc = http_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
     jwt_claims_free(who);

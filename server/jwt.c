@@ -8,6 +8,12 @@
  * refused before any crypto (the classic alg-confusion attacks: an RS256
  * public key used as an HS256 secret, or no signature at all).
  *
+ * Issuer and audience (jwt_expect) are checked when the caller names them:
+ * a key shared by several services signs tokens for all of them, and only
+ * iss and aud tell a token meant for another service from one meant for
+ * us. They are checked from the payload's JSON and not kept: the claims
+ * block holds only what a session acts on.
+ *
  * Limits keep a hostile token cheap: the whole token is at most
  * JWT_MAX_TOKEN bytes, the JSON is parsed with duplicate keys rejected, and
  * strings Lectern keeps are bounded (sub and name 128 bytes, rooms 256
@@ -63,6 +69,8 @@ const char *jwt_status_name(jwt_status st)
     case JWT_EXPIRED: return "expired";
     case JWT_NOT_YET: return "not_yet_valid";
     case JWT_BAD_CLAIMS: return "bad_claims";
+    case JWT_BAD_ISSUER: return "bad_issuer";
+    case JWT_BAD_AUDIENCE: return "bad_audience";
     }
     return "unknown";
 }
@@ -253,44 +261,37 @@ static bool claim_time(json_t *o, const char *key, int64_t *out, bool required)
     return false;
 }
 
-jwt_status jwt_parse_claims(const char *json, size_t len, jwt_claims **out)
+/* The claims of payload object o (JWT_OK and *out, or JWT_BAD_CLAIMS). */
+static jwt_status jwt_claims_from(json_t *o, jwt_claims **out)
 {
-    *out = NULL;
-    json_error_t jerr;
-    json_t *o = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
-    jwt_status st = JWT_MALFORMED;
-    if (!o || !json_is_object(o))
-        goto done;
-    st = JWT_BAD_CLAIMS;
-
     bool bad = false;
     const char *sub = claim_str(o, "sub", &bad);
     const char *name = claim_str(o, "name", &bad);
     const char *role = claim_str(o, "role", &bad);
     if (bad || !sub)
-        goto done;
+        return JWT_BAD_CLAIMS;
     jwt_role r = JWT_ROLE_STUDENT;
     if (role) {
         if (!strcmp(role, "student")) r = JWT_ROLE_STUDENT;
         else if (!strcmp(role, "instructor")) r = JWT_ROLE_INSTRUCTOR;
         else if (!strcmp(role, "admin")) r = JWT_ROLE_ADMIN;
-        else goto done;
+        else return JWT_BAD_CLAIMS;
     }
     int64_t exp, nbf;
     if (!claim_time(o, "exp", &exp, true) || !claim_time(o, "nbf", &nbf, false))
-        goto done;
+        return JWT_BAD_CLAIMS;
 
     json_t *rooms = json_object_get(o, "rooms");
     size_t nrooms = 0, bytes = strlen(sub) + 1 + (name ? strlen(name) + 1 : 0);
     if (rooms) {
         if (!json_is_array(rooms) || json_array_size(rooms) > JWT_MAX_ROOMS)
-            goto done;
+            return JWT_BAD_CLAIMS;
         nrooms = json_array_size(rooms);
         for (size_t i = 0; i < nrooms; i++) {
             json_t *v = json_array_get(rooms, i);
             size_t n = json_is_string(v) ? json_string_length(v) : 0;
             if (!n || n > JWT_MAX_STR || memchr(json_string_value(v), '\0', n))
-                goto done;
+                return JWT_BAD_CLAIMS;
             bytes += n + 1;
         }
     }
@@ -321,10 +322,54 @@ jwt_status jwt_parse_claims(const char *json, size_t len, jwt_claims **out)
     c->nrooms = nrooms;
     c->rooms = ptrs;
     *out = c;
-    st = JWT_OK;
-done:
+    return JWT_OK;
+}
+
+/* The payload's JSON text as an object, or NULL. */
+static json_t *jwt_load_object(const char *json, size_t len)
+{
+    json_error_t jerr;
+    json_t *o = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (o && !json_is_object(o)) {
+        json_decref(o);
+        o = NULL;
+    }
+    return o;
+}
+
+jwt_status jwt_parse_claims(const char *json, size_t len, jwt_claims **out)
+{
+    *out = NULL;
+    json_t *o = jwt_load_object(json, len);
+    jwt_status st = o ? jwt_claims_from(o, out) : JWT_MALFORMED;
     json_decref(o);
     return st;
+}
+
+/* Is v the JSON string s (exactly: no NUL tricks, no prefix)? */
+static bool jwt_str_is(json_t *v, const char *s)
+{
+    return json_is_string(v) && json_string_length(v) == strlen(s) &&
+           !memcmp(json_string_value(v), s, json_string_length(v));
+}
+
+/* iss and aud against what the caller requires. aud may be one string or
+ * an array of strings (RFC 7519 4.1.3); anything else matches nothing. */
+static jwt_status jwt_check_expect(json_t *o, const jwt_expect *want)
+{
+    if (!want)
+        return JWT_OK;
+    if (want->issuer && *want->issuer && !jwt_str_is(json_object_get(o, "iss"), want->issuer))
+        return JWT_BAD_ISSUER;
+    if (want->audience && *want->audience) {
+        json_t *aud = json_object_get(o, "aud");
+        bool ok = jwt_str_is(aud, want->audience);
+        for (size_t i = 0; !ok && json_is_array(aud) && i < json_array_size(aud); i++)
+            ok = jwt_str_is(json_array_get(aud, i), want->audience);
+        if (!ok)
+            return JWT_BAD_AUDIENCE;
+    }
+    return JWT_OK;
 }
 
 void jwt_claims_free(jwt_claims *c)
@@ -383,7 +428,7 @@ static bool jwt_check_sig(const jwt_key *k, const char *input, size_t inlen,
 }
 
 jwt_status jwt_verify(const jwt_keyring *kr, const char *tok, size_t len, int64_t now,
-                      int skew, jwt_claims **out)
+                      int skew, const jwt_expect *want, jwt_claims **out)
 {
     *out = NULL;
     if (len == 0 || len > JWT_MAX_TOKEN)
@@ -395,7 +440,7 @@ jwt_status jwt_verify(const jwt_keyring *kr, const char *tok, size_t len, int64_
 
     jwt_status st = JWT_MALFORMED;
     unsigned char *hdr_txt = NULL, *body_txt = NULL, *sig = NULL;
-    json_t *hdr = NULL;
+    json_t *hdr = NULL, *body = NULL;
     size_t hl, bl, sl;
 
     hdr_txt = b64url_dup(tok, (size_t)(d1 - tok), &hl);
@@ -418,21 +463,25 @@ jwt_status jwt_verify(const jwt_keyring *kr, const char *tok, size_t len, int64_
         goto done;
     }
     body_txt = b64url_dup(d1 + 1, (size_t)(d2 - d1 - 1), &bl);
-    if (!body_txt)
+    if (!body_txt || !(body = jwt_load_object((const char *)body_txt, bl)))
         goto done;
     jwt_claims *c = NULL;
-    st = jwt_parse_claims((const char *)body_txt, bl, &c);
+    st = jwt_claims_from(body, &c);
     if (st != JWT_OK)
         goto done;
-    if (now >= c->exp + skew)
-        st = JWT_EXPIRED;
-    else if (c->nbf && now + skew < c->nbf)
-        st = JWT_NOT_YET;
+    st = jwt_check_expect(body, want);
+    if (st == JWT_OK) {
+        if (now >= c->exp + skew)
+            st = JWT_EXPIRED;
+        else if (c->nbf && now + skew < c->nbf)
+            st = JWT_NOT_YET;
+    }
     if (st != JWT_OK)
         jwt_claims_free(c);
     else
         *out = c;
 done:
+    json_decref(body);
     json_decref(hdr);
     free(hdr_txt);
     free(body_txt);

@@ -5,8 +5,9 @@
  * jansson the JSON). jwt_verify checks one compact token against it: three
  * base64url segments, a header naming alg (HS256 or RS256; "none" and
  * everything else are refused) and, when the ring holds more than one key,
- * the kid; the signature, in constant time; then exp and nbf against the
- * clock with a skew allowance. Only then are the claims Lectern uses
+ * the kid; the signature, in constant time; then the claims, the issuer
+ * and audience the caller requires (jwt_expect), and exp and nbf against
+ * the clock with a skew allowance. Only then are the claims Lectern uses
  * extracted (jwt_parse_claims, also exposed for tests and fuzzing).
  *
  * Nothing here does I/O except jwt_keyring_load, which reads the key file.
@@ -34,7 +35,16 @@ typedef enum jwt_status {
     JWT_EXPIRED,        /* exp + skew <= now */
     JWT_NOT_YET,        /* nbf - skew > now */
     JWT_BAD_CLAIMS,     /* sub/role/rooms/exp missing or of the wrong type */
+    JWT_BAD_ISSUER,     /* iss missing or not the issuer required */
+    JWT_BAD_AUDIENCE,   /* aud missing or not naming the audience required */
 } jwt_status;
+
+/* What a token must say besides being signed and current (RFC 7519 4.1.1,
+ * 4.1.3). A NULL or empty member is not checked. */
+typedef struct jwt_expect {
+    const char *issuer;       /* iss must be exactly this string */
+    const char *audience;     /* aud (a string, or an array of strings) must hold this */
+} jwt_expect;
 
 /* The claims Lectern acts on. One allocation (jwt_claims_free): the
  * strings point into the block. rooms are patterns: a room name, or a
@@ -74,10 +84,11 @@ int jwt_keyring_load(jwt_keyring *kr, const char *path, char *why, size_t whylen
 size_t jwt_keyring_size(const jwt_keyring *kr);
 
 /* Verify tok[0..len) at time now (seconds) allowing skew seconds either
- * way. JWT_OK fills *out (free with jwt_claims_free); any other status
- * leaves *out NULL. Never reads past len. */
+ * way, requiring what want says (borrowed; NULL: nothing more). JWT_OK
+ * fills *out (free with jwt_claims_free); any other status leaves *out
+ * NULL. Never reads past len. */
 jwt_status jwt_verify(const jwt_keyring *kr, const char *tok, size_t len, int64_t now,
-                      int skew, jwt_claims **out);
+                      int skew, const jwt_expect *want, jwt_claims **out);
 
 /* Extract the claims from a payload's JSON text (no signature, no clock):
  * JWT_OK and *out, or JWT_MALFORMED / JWT_BAD_CLAIMS. */

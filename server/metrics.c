@@ -20,7 +20,7 @@ static const char *const metrics_reasons[] = {
     "Message not stored", "Message too large for storage", "Invalid x-since", "Resume failed", "Duplicate subscription id",
     "Unknown subscription", "Invalid ack mode", "Too many subscriptions",
     "Duplicate transaction", "Unknown transaction", "Too many transactions",
-    "Transaction too large", "Unexpected frame", "other",
+    "Transaction too large", "Unexpected frame", "Token expired", "other",
 };
 #define METRICS_NREASONS (sizeof metrics_reasons / sizeof metrics_reasons[0])
 _Static_assert(METRICS_NREASONS <= METRICS_ERROR_REASONS, "raise METRICS_ERROR_REASONS");
@@ -84,6 +84,10 @@ static const metrics_row metrics_rows[] = {
       "CONNECTs and API requests refused for a missing, invalid or expired token."),
     C(access_denied, "lectern_access_denied_total",
       "SUBSCRIBEs, SENDs and API requests refused: the token does not permit the room."),
+    C(token_expiries, "lectern_token_expiries_total",
+      "Sessions closed with ERROR \"Token expired\": exp + auth.clock_skew_s passed."),
+    C(token_refreshes, "lectern_token_refreshes_total",
+      "Fresh tokens a session accepted (SEND to /token); refusals count as auth failures."),
     C(throttled, "lectern_throttled_total",
       "Times a connection's input was paused by limits.send_rate / send_bytes_rate."),
     C(conn_limit_rejects, "lectern_conn_limit_rejects_total",

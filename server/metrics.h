@@ -38,6 +38,8 @@ typedef struct metrics {
     uint64_t slow_consumers;
     uint64_t auth_failures;                /* CONNECTs and /api requests refused: bad token */
     uint64_t access_denied;                /* SUBSCRIBE/SEND/API refused: room not permitted */
+    uint64_t token_expiries;               /* sessions ended by ERROR "Token expired" */
+    uint64_t token_refreshes;              /* fresh tokens accepted (SEND to /token) */
     uint64_t throttled;                    /* times a connection was paused by limits.send_* */
     uint64_t conn_limit_rejects;           /* upgrades refused by limits.max_conns_per_ip */
     uint64_t origin_rejects;               /* upgrades refused by websocket.allowed_origins */

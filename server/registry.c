@@ -10,6 +10,10 @@
  *   P srv:S:rooms           set     rooms where S has members
  *   P srv:S:users           hash    user -> connections on S
  *   P online                hash    user -> connections cluster-wide
+ *   P user:U:rooms          set     rooms where user U is present (U in their
+ *                                   who hashes): /api/presence?users= asks
+ *                                   it to answer only about users who share
+ *                                   a room with the caller
  *   P room:{R}:srv          hash    server -> subscriptions to R on it
  *   P room:{R}:who          hash    user -> {"id","name","since"} (present users)
  *   P room:{R}:cnt          hash    user -> subscriptions to R cluster-wide
@@ -23,6 +27,9 @@
  * Bounded growth: when the last member of a room anywhere leaves, its who,
  * cnt and srv hashes go away and its log, seq and pv expire after
  * registry.history_ttl_ms; logs of rooms nobody joins get the same TTL.
+ * user:U:rooms mirrors the who hashes (member_add, member_remove, and
+ * room_cleanup for whatever a who hash still held): it exists while U is
+ * present somewhere.
  *
  * Every mutation is a Lua script (atomic). The scripts share a prelude of
  * helper functions; each receives the key prefix as ARGV[1] and builds key
@@ -85,6 +92,7 @@
     "local P = ARGV[1]\n" \
     "local function rkey(room, k) return P .. 'room:{' .. room .. '}:' .. k end\n" \
     "local function skey(s, k) return P .. 'srv:' .. s .. ':' .. k end\n" \
+    "local function ukey(user) return P .. 'user:' .. user .. ':rooms' end\n" \
     "local function get_epoch()\n" \
     "  local e = redis.call('GET', P .. 'epoch')\n" \
     "  if not e then\n" \
@@ -102,6 +110,9 @@
     "end\n" \
     "local function room_cleanup(room, ttl)\n" \
     "  if redis.call('HLEN', rkey(room, 'srv')) == 0 then\n" \
+    "    for _, u in ipairs(redis.call('HKEYS', rkey(room, 'who'))) do\n" \
+    "      redis.call('SREM', ukey(u), room)\n" \
+    "    end\n" \
     "    redis.call('DEL', rkey(room, 'who'), rkey(room, 'cnt'))\n" \
     "    redis.call('PEXPIRE', rkey(room, 'pv'), ttl)\n" \
     "    redis.call('PEXPIRE', rkey(room, 'log'), ttl)\n" \
@@ -115,6 +126,7 @@
     "  redis.call('PERSIST', rkey(room, 'seq'))\n" \
     "  redis.call('PERSIST', rkey(room, 'pv'))\n" \
     "  redis.call('HINCRBY', rkey(room, 'who:' .. s), user, k)\n" \
+    "  redis.call('SADD', ukey(user), room)\n" \
     "  if redis.call('HINCRBY', rkey(room, 'cnt'), user, k) == k then\n" \
     "    local info = {id = user, name = name, since = now}\n" \
     "    redis.call('HSET', rkey(room, 'who'), user, cjson.encode(info))\n" \
@@ -129,6 +141,7 @@
     "    else redis.call('HINCRBY', rkey(room, 'who:' .. s), user, -k) end\n" \
     "    if redis.call('HINCRBY', rkey(room, 'cnt'), user, -k) <= 0 then\n" \
     "      redis.call('HDEL', rkey(room, 'cnt'), user)\n" \
+    "      redis.call('SREM', ukey(user), room)\n" \
     "      local info = redis.call('HGET', rkey(room, 'who'), user)\n" \
     "      redis.call('HDEL', rkey(room, 'who'), user)\n" \
     "      presence_event(room, 'leave', info and cjson.decode(info) or {id = user})\n" \
@@ -293,6 +306,13 @@ static redis_script lua_presence = { "presence", LUA_PRELUDE
     "until cursor == '0' or #list >= max\n"
     "return {count, v, list}\n", "" };
 
+/* ARGV: P, then users. Read-only. Returns, per user, the rooms where the
+ * user is present (an empty array for one present nowhere). */
+static redis_script lua_user_rooms = { "user_rooms", LUA_PRELUDE
+    "local out = {}\n"
+    "for i = 2, #ARGV do out[#out + 1] = redis.call('SMEMBERS', ukey(ARGV[i])) end\n"
+    "return out\n", "" };
+
 /* ARGV: P, room, 'a' (ascending) | 'd' (descending), low, high, count.
  * Read-only. Returns {oldest entry of the log (or an empty array), the
  * entries of [low, high] in the asked order, at most count}. Bounds use
@@ -310,7 +330,7 @@ static redis_script lua_log_range = { "log_range", LUA_PRELUDE
 
 static redis_script *const registry_scripts[] = {
     &lua_hello, &lua_bye, &lua_sync_room, &lua_sync_users, &lua_heartbeat, &lua_reap, &lua_join,
-    &lua_leave, &lua_online, &lua_publish, &lua_presence, &lua_log_range,
+    &lua_leave, &lua_online, &lua_publish, &lua_presence, &lua_log_range, &lua_user_rooms,
 };
 
 /* --- the mirror ------------------------------------------------------------ */
@@ -1407,6 +1427,51 @@ static void registry_on_online(void *privdata, redisReply *r)
     c->fn(c->ctx, out);
     json_decref(out);
     json_call_free(c);
+}
+
+static void registry_on_user_rooms(void *privdata, redisReply *r)
+{
+    json_call *c = privdata;
+    json_t *out = NULL;
+    if (reply_ok(r, "user_rooms") && r->type == REDIS_REPLY_ARRAY && r->elements == c->n) {
+        json_t *map = json_object();
+        for (size_t i = 0; i < c->n; i++) {
+            json_t *rooms = json_array();
+            const redisReply *e = r->element[i];
+            for (size_t k = 0; e->type == REDIS_REPLY_ARRAY && k < e->elements; k++)
+                if (e->element[k]->type == REDIS_REPLY_STRING)
+                    json_array_append_new(rooms, json_stringn(e->element[k]->str,
+                                                              e->element[k]->len));
+            json_object_set_new(map, c->users[i], rooms);
+        }
+        out = json_pack("{s:o}", "rooms", map);
+    }
+    c->fn(c->ctx, out);
+    json_decref(out);
+    json_call_free(c);
+}
+
+int registry_users_rooms(registry *g, const char *const *users, size_t n, registry_json_fn fn,
+                         void *ctx)
+{
+    if (!g->registered || n == 0)
+        return -1;
+    argv_builder a;
+    ab_init(&a, g);
+    json_call *c = xcalloc(1, sizeof *c + 1);
+    c->fn = fn;
+    c->ctx = ctx;
+    c->n = n;
+    c->users = xcalloc(n, sizeof *c->users);
+    for (size_t i = 0; i < n; i++) {
+        c->users[i] = xstrdup(users[i]);
+        ab_str(&a, c->users[i]);
+    }
+    if (ab_eval(g, &a, &lua_user_rooms, registry_on_user_rooms, c) < 0) {
+        json_call_free(c);
+        return -1;
+    }
+    return 0;
 }
 
 int registry_users_online(registry *g, const char *const *users, size_t n, registry_json_fn fn,

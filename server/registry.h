@@ -160,5 +160,10 @@ int registry_presence(registry *g, const char *room, registry_json_fn fn, void *
 /* {"online":{"<user>":true|false,...}} for n users, in one round trip. */
 int registry_users_online(registry *g, const char *const *users, size_t n, registry_json_fn fn,
                           void *ctx);
+/* {"rooms":{"<user>":["<room>",...],...}}: the rooms where each of n users
+ * is present (in presence), in one round trip, at a cost of the users
+ * times their rooms. users are copied. */
+int registry_users_rooms(registry *g, const char *const *users, size_t n, registry_json_fn fn,
+                         void *ctx);
 
 #endif

@@ -59,6 +59,7 @@
 #include "room.h"
 #include "server.h"
 #include "stomp.h"
+#include "tokens.h"
 #include "msgid.h"
 #include "utf8.h"
 #include "clock.h"
@@ -123,6 +124,7 @@ struct session {
     char *user;                  /* identity from CONNECT; owns user_name's bytes too */
     char *user_name;
     jwt_claims *who;             /* auth.mode=jwt: the token's claims; NULL otherwise */
+    uint64_t token_deadline_ms;  /* who's expiry in loop time (tokens.h); 0: none */
     uint8_t role;                /* jwt_role: the token's, or CONNECT's x-role (auth none) */
     bool restarting;             /* drained by SIGTERM: close with 1012 when done */
     bool throttled;              /* input paused by limits.send_* (lws rx flow off) */
@@ -772,6 +774,7 @@ static int session_identify(session *s, const stomp_frame *f)
             session_refuse(s, f, jwt_status_name(st));
             return -1;
         }
+        s->token_deadline_ms = tokens_deadline_ms(a, s->who, server_now_ms(s->srv));
         u = s->who->sub;
         ul = strlen(u);
         name = s->who->name;
@@ -1083,7 +1086,7 @@ static void on_subscribe(session *s, const stomp_frame *f)
     bool esc = session_escapes(s);
     size_t idesc = esc ? stomp_escaped_len(id->p, id->len) : id->len;
     size_t plen = sizeof head - 1 + idesc + 1;
-    subscription *sub = xmalloc(sizeof *sub + plen + id->len);
+    subscription *sub = xmalloc(sizeof *sub + plen + id->len + name.len);
     memcpy(sub->prefix, head, sizeof head - 1);
     char *p = sub->prefix + sizeof head - 1;
     if (esc)
@@ -1097,6 +1100,8 @@ static void on_subscribe(session *s, const stomp_frame *f)
     sub->id = p;
     memcpy(sub->id, id->p, id->len);
     sub->id_len = id->len;
+    memcpy(sub->id + id->len, name.p, name.len);    /* for tokens_refresh */
+    sub->room_len = (uint8_t)name.len;
     sub->session = s;
     sub->room = NULL;
     sub->resume = NULL;
@@ -1258,11 +1263,45 @@ static bool send_publish(session *s, const stomp_frame *f, const stomp_str *name
     return true;
 }
 
+/* A fresh token (tokens.h), applied at once (never buffered in a
+ * transaction). auth.mode=none has no tokens: there is nothing to replace. */
+static void on_token(session *s, const stomp_frame *f)
+{
+    auth *a = server_auth(s->srv);
+    tokens_result r;
+    if (!auth_required(a)) {
+        session_receipt(s, f);
+        return;
+    }
+    switch (tokens_refresh(a, s->who, f, s->subs, &r)) {
+    case TOKENS_REFUSED:
+        session_refuse(s, f, r.why);
+        return;
+    case TOKENS_ROOM_LOST:
+        server_metrics(s->srv)->access_denied++;
+        session_error_with(s, f, "Access refused", "Not permitted to read: ",
+                           &(stomp_str){ r.lost, strlen(r.lost) });
+        return;
+    case TOKENS_OK:
+        break;
+    }
+    jwt_claims_free(s->who);
+    s->who = r.claims;
+    s->role = (uint8_t)r.claims->role;
+    s->token_deadline_ms = tokens_deadline_ms(a, s->who, server_now_ms(s->srv));
+    server_metrics(s->srv)->token_refreshes++;
+    session_receipt(s, f);
+}
+
 static void on_send(session *s, const stomp_frame *f)
 {
     const stomp_str *dest = session_require(s, f, "destination");
     if (!dest)
         return;
+    if (tokens_is_refresh(dest)) {
+        on_token(s, f);
+        return;
+    }
     stomp_str name;
     int kind = session_room(s, f, dest, &name, AUTH_SEND);
     if (kind < 0)
@@ -1627,6 +1666,12 @@ static void session_tick(session *s, uint64_t now)
             log_info("connect_timeout", "conn=%llu", (unsigned long long)s->id);
             session_kill(s, "connect_timeout");
         }
+        return;
+    }
+    if (s->token_deadline_ms && now >= s->token_deadline_ms && s->state == SESSION_CONNECTED &&
+        !s->draining) {
+        server_metrics(s->srv)->token_expiries++;
+        session_error(s, NULL, "Token expired", tokens_expired_detail);
         return;
     }
     if (s->throttled && session_may_read(s, now)) {

@@ -43,13 +43,14 @@ typedef struct subscription {
     uint8_t ack;               /* enum sub_ack */
     uint8_t kind;              /* enum sub_kind */
     bool utf8;                 /* id (and so prefix) is valid UTF-8 */
+    uint8_t room_len;          /* the room's name follows the id (sub->id + sub->id_len) */
     struct subscription *next; /* the session's list */
     uint64_t pv;               /* presence: the last version sent */
     struct resume *resume;     /* topic: replaying history (x-since); NULL once live */
     size_t id_len;
     char *id;                  /* client's id, unescaped; points into mem below */
     size_t prefix_len;
-    char prefix[];             /* "MESSAGE\nsubscription:<escaped id>\n" then the id */
+    char prefix[];             /* "MESSAGE\nsubscription:<escaped id>\n", the id, the room */
 } subscription;
 
 session_set *session_set_create(void);

@@ -11,6 +11,13 @@
 // (history()). State changes are events: connecting, online, reconnecting,
 // offline.
 //
+// Tokens expire, and the server ends a session whose token has (ERROR
+// "Token expired"). With a `refreshToken` callback the client asks for a
+// fresh token some time before the current one's exp (read from the JWT's
+// payload), hands it to the server on the open session (a SEND to /token
+// with the token as passcode, docs/protocol.md), and uses it from then on
+// for reconnects and history requests.
+//
 // It works in browsers (the global WebSocket and fetch) and in Node (pass
 // `WebSocket`, e.g. from the `ws` package; Node 18+ has fetch). Against any
 // STOMP-over-WebSocket server the plain subset works (join, send, receive);
@@ -19,6 +26,21 @@
 import { Backoff } from './backoff.js';
 import { decodeBinary, encodeFrame, FrameReader } from './frame.js';
 import { Seen } from './ids.js';
+
+/** The exp of a JWT in ms since the epoch, or null (not a JWT, no exp). */
+export function tokenExpiry(token) {
+  const part = typeof token === 'string' ? token.split('.')[1] : undefined;
+  if (!part) return null;
+  try {
+    const b64 = part.replace(/-/g, '+').replace(/_/g, '/');
+    const bin = atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4));
+    const json = new TextDecoder().decode(Uint8Array.from(bin, (ch) => ch.charCodeAt(0)));
+    const exp = JSON.parse(json).exp;
+    return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 : null;
+  } catch {
+    return null;
+  }
+}
 
 /** A tiny event emitter (browsers and Node alike). */
 class Emitter {
@@ -72,6 +94,10 @@ export class LecternClient extends Emitter {
    * @param {string} url  ws:// or wss:// URL of the STOMP endpoint (…/ws)
    * @param {object} [o]
    * @param {string} [o.token]      credential sent as CONNECT passcode (and login when no login is given)
+   * @param {() => Promise<string>|string} [o.refreshToken]  returns a fresh token for the same user;
+   *   called before the current token's exp (see refreshMargin), and before reconnecting with an expired one
+   * @param {number} [o.refreshMargin]  ms before exp to refresh (default 60000; at the latest halfway
+   *   through the token's remaining life)
    * @param {string} [o.login]      user id (until tokens carry it)
    * @param {string} [o.name]       display name (x-display-name)
    * @param {string} [o.role]       x-role, believed only by a server without auth (auth.mode=none)
@@ -102,6 +128,9 @@ export class LecternClient extends Emitter {
     this.subs = new Map();         // subscription id -> {room, kind}
     this.timers = [];
     this.closing = false;
+    this.token = o.token;
+    this.refreshTimer = null;
+    this.refreshing = null;        // the refresh under way (a Promise)
   }
 
   #setState(s) {
@@ -125,8 +154,12 @@ export class LecternClient extends Emitter {
     return p;
   }
 
-  #open(state) {
+  async #open(state) {
     this.#setState(state);
+    // A token that has run out would only be refused: get a fresh one first.
+    const exp = tokenExpiry(this.token);
+    if (this.o.refreshToken && exp !== null && exp - Date.now() < 1000) await this.#fetchToken();
+    if (this.closing) { this.#setState('offline'); return; }
     this.reader = new FrameReader();
     let ws;
     try {
@@ -142,7 +175,7 @@ export class LecternClient extends Emitter {
       const hb = `${this.heartbeat.outgoing},${this.heartbeat.incoming}`;
       this.#raw(encodeFrame('CONNECT', {
         'accept-version': '1.2', host: o.host || '/', 'heart-beat': hb,
-        login: o.login ?? o.token, passcode: o.token, 'x-display-name': o.name, 'x-role': o.role,
+        login: o.login ?? this.token, passcode: this.token, 'x-display-name': o.name, 'x-role': o.role,
       }));
     };
     ws.onmessage = (ev) => {
@@ -207,6 +240,63 @@ export class LecternClient extends Emitter {
     this.subs.clear();
     for (const room of this.rooms.values()) this.#subscribe(room);
     this.#setState('online');
+    this.#scheduleRefresh();
+  }
+
+  /** Ask refreshToken for a token (one call at a time); true when it gave one. */
+  #fetchToken() {
+    if (!this.refreshing) {
+      this.refreshing = (async () => {
+        try {
+          const t = await this.o.refreshToken();
+          if (typeof t !== 'string' || !t) throw new Error('refreshToken gave no token');
+          this.token = t;
+          return true;
+        } catch (e) {
+          const err = new Error(`token refresh failed: ${e.message}`);
+          err.cause = e;
+          this.emit('error', err);
+          return false;
+        } finally {
+          this.refreshing = null;
+        }
+      })();
+    }
+    return this.refreshing;
+  }
+
+  /** Refresh refreshMargin before exp, or halfway through what is left, whichever is later. */
+  #scheduleRefresh() {
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
+    const exp = tokenExpiry(this.token);
+    if (!this.o.refreshToken || exp === null || this.closing) return;
+    const left = exp - Date.now();
+    const margin = this.o.refreshMargin ?? 60000;
+    const delay = Math.max(left - margin, left / 2, 250);
+    this.refreshTimer = setTimeout(() => this.#refresh(), delay);
+  }
+
+  /** Get a fresh token and give it to the server (SEND to /token, confirmed by RECEIPT). */
+  async #refresh() {
+    this.refreshTimer = null;
+    const before = this.token;
+    if (!(await this.#fetchToken()) || this.closing) {
+      if (!this.closing) this.#scheduleRefresh();       // try again, sooner
+      return;
+    }
+    if (this.state === 'online' && this.token !== before) {
+      const receipt = `t${this.nextId++}`;
+      const p = new Promise((resolve, reject) => this.receipts.set(receipt, { resolve, reject }));
+      this.#raw(encodeFrame('SEND', { destination: '/token', passcode: this.token, receipt }));
+      try {
+        await p;
+        this.emit('token', this.token);
+      } catch {
+        return;     // refused (the server closes) or the connection dropped: see #lost
+      }
+    }
+    this.#scheduleRefresh();
   }
 
   #subscribe(room) {
@@ -264,6 +354,8 @@ export class LecternClient extends Emitter {
     this.ws = null;
     for (const r of this.receipts.values()) r.reject(err);
     this.receipts.clear();
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
     if (this.closing || this.denied) { this.#setState('offline'); return; }
     const delay = this.backoff.next();
     if (delay === null) { this.#setState('offline'); return; }
@@ -328,7 +420,7 @@ export class LecternClient extends Emitter {
   async history(room, o = {}) {
     const q = new URLSearchParams();
     for (const k of ['limit', 'before', 'after']) if (o[k] !== undefined) q.set(k, String(o[k]));
-    const headers = this.o.token ? { authorization: `Bearer ${this.o.token}` } : {};
+    const headers = this.token ? { authorization: `Bearer ${this.token}` } : {};
     const r = await this.fetch(`${this.httpBase}/api/rooms/${encodeURIComponent(room)}/messages${q.size ? '?' + q : ''}`, { headers });
     const j = await r.json();
     if (!r.ok) throw new Error(j.error || `HTTP ${r.status}`);
@@ -338,6 +430,8 @@ export class LecternClient extends Emitter {
   /** Close for good (no reconnect). */
   disconnect() {
     this.closing = true;
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
     for (const t of this.timers) clearInterval(t);   // intervals and timeouts alike
     this.timers = [];
     if (this.ws) {

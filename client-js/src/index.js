@@ -1,5 +1,5 @@
 // @lectern/client — see README.md.
-export { LecternClient, Room } from './client.js';
+export { LecternClient, Room, tokenExpiry } from './client.js';
 export { Backoff } from './backoff.js';
 export { compareIds, parseId, Seen } from './ids.js';
 export { encodeFrame, FrameReader } from './frame.js';

@@ -3,7 +3,7 @@
 // (each message once, across a replay), the state events and giving up.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LecternClient } from '../src/client.js';
+import { LecternClient, tokenExpiry } from '../src/client.js';
 import { FrameReader, encodeFrame } from '../src/frame.js';
 
 /** A WebSocket double: records sent frames; the test plays the server. */
@@ -147,4 +147,94 @@ test('"Access refused" (a bad token, a room not permitted) goes offline instead 
   assert.deepEqual(states, ['connecting', 'offline']);
   assert.deepEqual(errors, ['Access refused']);
   assert.ok(c.denied);
+});
+
+/** An unsigned JWT-shaped token whose payload is `claims` (the client only reads exp). */
+const fakeJwt = (claims) => ['{"alg":"HS256"}', JSON.stringify(claims), 'sig']
+  .map((p, i) => (i < 2 ? Buffer.from(p).toString('base64url') : p)).join('.');
+
+test('tokenExpiry reads exp (ms) from a JWT payload; null for anything else', () => {
+  assert.equal(tokenExpiry(fakeJwt({ sub: 'a', exp: 1800000000 })), 1800000000000);
+  assert.equal(tokenExpiry(fakeJwt({ sub: 'a' })), null);
+  assert.equal(tokenExpiry('not-a-token'), null);
+  assert.equal(tokenExpiry('a.%%%.c'), null);
+  assert.equal(tokenExpiry(undefined), null);
+});
+
+test('refreshToken: before exp the fresh token goes to /token (with a receipt) and is used for history and reconnects', async () => {
+  const { FakeWS, sockets } = fakeServer();
+  const now = Math.floor(Date.now() / 1000);
+  const first = fakeJwt({ sub: 'u', exp: now + 2 });     // 1-2 s left: refreshed halfway
+  const fresh = fakeJwt({ sub: 'u', exp: now + 3600 });
+  let calls = 0;
+  const fetched = [];
+  const c = new LecternClient('ws://x/ws', {
+    WebSocket: FakeWS, token: first, refreshToken: async () => { calls++; return fresh; },
+    reconnect: { base: 1, cap: 2 }, heartbeat: { outgoing: 0, incoming: 0 },
+    fetch: async (url, init) => { fetched.push(init.headers.authorization); return { ok: true, json: async () => ({ messages: [] }) }; },
+  });
+  const accepted = [];
+  c.on('token', (t) => accepted.push(t));
+  const p = c.connect();
+  await until(() => sockets[0]?.sent.length === 1);
+  assert.equal(sockets[0].sent[0].headers.passcode, first);
+  sockets[0].deliver('CONNECTED', { version: '1.2' });
+  await p;
+  await c.history('r');
+  assert.deepEqual(fetched, [`Bearer ${first}`]);
+  const t0 = Date.now();
+  await until(() => sockets[0].sent.some((f) => f.headers.destination === '/token'));
+  assert.ok(Date.now() < (now + 2) * 1000, 'sent before the first token expired');
+  assert.ok(Date.now() - t0 < 2000);
+  const send = sockets[0].sent.find((f) => f.headers.destination === '/token');
+  assert.equal(send.command, 'SEND');
+  assert.equal(send.headers.passcode, fresh);
+  assert.equal(send.body, '');
+  assert.ok(send.headers.receipt);
+  assert.equal(calls, 1);
+  sockets[0].deliver('RECEIPT', { 'receipt-id': send.headers.receipt });
+  await until(() => accepted.length === 1);
+  assert.deepEqual(accepted, [fresh]);
+  await c.history('r');
+  assert.equal(fetched[1], `Bearer ${fresh}`);
+  // The fresh token lives an hour: nothing more is asked for now.
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(calls, 1);
+  assert.equal(sockets[0].sent.filter((f) => f.headers.destination === '/token').length, 1);
+  // A reconnect presents the fresh token.
+  sockets[0].close();
+  await until(() => sockets.length === 2 && sockets[1].sent.length === 1);
+  assert.equal(sockets[1].sent[0].headers.passcode, fresh);
+  c.disconnect();
+});
+
+test('refreshToken: a token that has run out is replaced before CONNECT, not presented to be refused', async () => {
+  const { FakeWS, sockets } = fakeServer();
+  const now = Math.floor(Date.now() / 1000);
+  const stale = fakeJwt({ sub: 'u', exp: now - 5 });
+  const fresh = fakeJwt({ sub: 'u', exp: now + 3600 });
+  const errors = [];
+  let give = Promise.reject(new Error('identity provider down'));
+  give.catch(() => {});
+  const c = new LecternClient('ws://x/ws', {
+    WebSocket: FakeWS, token: stale, refreshToken: () => give,
+    reconnect: { base: 1, cap: 2 }, heartbeat: { outgoing: 0, incoming: 0 },
+  });
+  c.on('error', (e) => errors.push(e.message));
+  // The provider fails: the client says so and connects with what it has.
+  const p = c.connect();
+  await until(() => sockets[0]?.sent.length === 1);
+  assert.equal(sockets[0].sent[0].headers.passcode, stale);
+  assert.match(errors[0], /token refresh failed: identity provider down/);
+  sockets[0].deliver('CONNECTED', {});
+  await p;
+  // The server ends the session ("Token expired"); the reconnect asks again.
+  give = Promise.resolve(fresh);
+  sockets[0].deliver('ERROR', { message: 'Token expired' }, 'The token of this session expired');
+  sockets[0].close();
+  await until(() => sockets.length === 2 && sockets[1].sent.length === 1);
+  assert.equal(sockets[1].sent[0].headers.passcode, fresh);
+  assert.equal(c.token, fresh);
+  assert.equal(c.denied, null);
+  c.disconnect();
 });

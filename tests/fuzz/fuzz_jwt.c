@@ -9,14 +9,17 @@
  *      target encodes both, signs them with the ring's secret and verifies
  *      the token, so the fuzzer mutates JSON directly and reaches the alg
  *      and kid rules, the clock checks and claim extraction behind a valid
- *      signature.
+ *      signature; the token is verified again requiring an issuer and an
+ *      audience (jwt_expect).
  *
  * Checks: every status is one jwt.h names; JWT_OK comes with claims and any
  * other status without; the claims are well formed (sub of 1..128 bytes, a
  * name, a known role, readable room patterns); a token signed with the
  * ring's secret is never JWT_BAD_SIGNATURE; one that verifies lies within
  * its exp and nbf (with the skew) and carries exactly the claims
- * jwt_parse_claims finds in its payload. Tokens are passed in heap blocks of
+ * jwt_parse_claims finds in its payload; requiring an issuer and audience
+ * only ever turns JWT_OK into JWT_BAD_ISSUER or JWT_BAD_AUDIENCE, and
+ * changes no other verdict and no claim. Tokens are passed in heap blocks of
  * exactly their length, so ASan sees a read past len.
  */
 #include "jwt.h"
@@ -66,7 +69,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static void fuzz_check_status(jwt_status st)
 {
-    CHECK(st >= JWT_OK && st <= JWT_BAD_CLAIMS);
+    CHECK(st >= JWT_OK && st <= JWT_BAD_AUDIENCE);
     const char *name = jwt_status_name(st);
     CHECK(name && name[0]);
 }
@@ -123,13 +126,15 @@ static jwt_claims *fuzz_parse_claims(const char *json, size_t len, jwt_status *s
     return c;
 }
 
-/* jwt_verify of tok[0..len) at FUZZ_NOW, checked; the claims or NULL. */
-static jwt_claims *fuzz_verify(const char *tok, size_t len, jwt_status *st)
+/* jwt_verify of tok[0..len) at FUZZ_NOW requiring want (may be NULL),
+ * checked; the claims or NULL. */
+static jwt_claims *fuzz_verify(const char *tok, size_t len, const jwt_expect *want,
+                               jwt_status *st)
 {
     char *copy = fuzz_exact_copy(tok, len);
     static jwt_claims sentinel;
     jwt_claims *c = &sentinel;   /* jwt_verify must overwrite it */
-    *st = jwt_verify(fuzz_ring, copy, len, FUZZ_NOW, FUZZ_SKEW, &c);
+    *st = jwt_verify(fuzz_ring, copy, len, FUZZ_NOW, FUZZ_SKEW, want, &c);
     free(copy);
     fuzz_check_status(*st);
     if (*st != JWT_OK) {
@@ -188,9 +193,18 @@ static void fuzz_signed(const char *hdr, size_t hlen, const char *pay, size_t pl
     e = fuzz_b64url(e, mac, maclen);
     CHECK((size_t)(e - tok) <= cap);
 
-    jwt_status st, pst;
-    jwt_claims *c = fuzz_verify(tok, (size_t)(e - tok), &st);
+    jwt_status st, pst, wst;
+    jwt_claims *c = fuzz_verify(tok, (size_t)(e - tok), NULL, &st);
     CHECK(st != JWT_BAD_SIGNATURE);
+    static const jwt_expect want = { "fuzz-issuer", "lectern" };
+    jwt_claims *wc = fuzz_verify(tok, (size_t)(e - tok), &want, &wst);
+    if (st == JWT_OK)
+        CHECK(wst == JWT_OK || wst == JWT_BAD_ISSUER || wst == JWT_BAD_AUDIENCE);
+    else
+        CHECK(wst == st || wst == JWT_BAD_ISSUER || wst == JWT_BAD_AUDIENCE);
+    if (wc)
+        CHECK(c && fuzz_claims_same(c, wc));
+    jwt_claims_free(wc);
     jwt_claims *pc = fuzz_parse_claims(pay, plen, &pst);
     if (c) {
         CHECK(pc && fuzz_claims_same(c, pc));
@@ -206,7 +220,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     jwt_status st;
 
     jwt_claims_free(fuzz_parse_claims(in, size, &st));
-    jwt_claims_free(fuzz_verify(in, size, &st));
+    jwt_claims_free(fuzz_verify(in, size, NULL, &st));
 
     const char *nl = memchr(in, '\n', size);
     if (nl)

@@ -4,7 +4,9 @@
  * checked for every way verification must refuse: a forged or truncated
  * signature, alg "none", an RS256 public key offered as an HS256 secret,
  * an unknown kid, expiry and nbf around the skew, malformed segments and
- * claims of the wrong type. Then the room rules of auth_allows and the
+ * claims of the wrong type, and a missing or wrong issuer or audience
+ * when the verifier requires them. Then the checks of a fresh token
+ * (tokens_refresh) and the expiry deadline (tokens_deadline_ms). Then the room rules of auth_allows and the
  * client address of peers_client_addr behind trusted proxies.
  */
 #include <setjmp.h>
@@ -21,11 +23,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "jwt.h"
 #include "peers.h"
+#include "tokens.h"
 
 #define NOW 1800000000LL
 static const char SECRET[] = "0123456789abcdef0123456789abcdef";
@@ -78,7 +83,18 @@ static jwt_keyring *hs_ring(void)
 
 static jwt_status verify(jwt_keyring *kr, const char *tok, jwt_claims **c)
 {
-    return jwt_verify(kr, tok, strlen(tok), NOW, 60, c);
+    return jwt_verify(kr, tok, strlen(tok), NOW, 60, NULL, c);
+}
+
+/* verify, requiring an issuer and an audience (NULL: that one not). */
+static jwt_status verify_for(jwt_keyring *kr, const char *tok, const char *iss, const char *aud)
+{
+    jwt_expect want = { iss, aud };
+    jwt_claims *c = (jwt_claims *)1;
+    jwt_status st = jwt_verify(kr, tok, strlen(tok), NOW, 60, &want, &c);
+    assert_true((st == JWT_OK) == (c != NULL));
+    jwt_claims_free(c);
+    return st;
 }
 
 #define HDR "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"k1\"}"
@@ -199,6 +215,70 @@ static void test_malformed(void **state)
     assert_int_equal(verify(kr, mint("{\"alg\":\"HS256\",\"alg\":\"none\"}", GOOD, NULL), &c),
                      JWT_MALFORMED);
     assert_null(c);
+    jwt_keyring_destroy(kr);
+}
+
+static void test_issuer_audience(void **state)
+{
+    (void)state;
+    jwt_keyring *kr = hs_ring();
+    const char *iss = "https://idp.example.edu";
+#define T(claims) mint(HDR, "{\"sub\":\"a\",\"exp\":1800000100" claims "}", NULL)
+    /* Nothing required: iss and aud are ignored, whatever they hold. */
+    assert_int_equal(verify_for(kr, T(""), NULL, NULL), JWT_OK);
+    assert_int_equal(verify_for(kr, T(",\"iss\":7,\"aud\":{}"), "", ""), JWT_OK);
+    /* Issuer: exactly the string. */
+    assert_int_equal(verify_for(kr, T(",\"iss\":\"https://idp.example.edu\""), iss, NULL),
+                     JWT_OK);
+    assert_int_equal(verify_for(kr, T(""), iss, NULL), JWT_BAD_ISSUER);
+    assert_int_equal(verify_for(kr, T(",\"iss\":\"https://evil.example\""), iss, NULL),
+                     JWT_BAD_ISSUER);
+    assert_int_equal(verify_for(kr, T(",\"iss\":\"https://idp.example.edu/\""), iss, NULL),
+                     JWT_BAD_ISSUER);
+    assert_int_equal(verify_for(kr, T(",\"iss\":\"https://idp.example\""), iss, NULL),
+                     JWT_BAD_ISSUER);
+    assert_int_equal(verify_for(kr, T(",\"iss\":[\"https://idp.example.edu\"]"), iss, NULL),
+                     JWT_BAD_ISSUER);
+    /* (jansson refuses a NUL in a string outright: no prefix trick.) */
+    assert_int_not_equal(verify_for(kr, T(",\"iss\":\"https://idp.example.edu\\u0000x\""),
+                                    iss, NULL), JWT_OK);
+    /* Audience: a string, or an array holding it. */
+    assert_int_equal(verify_for(kr, T(",\"aud\":\"lectern\""), NULL, "lectern"), JWT_OK);
+    assert_int_equal(verify_for(kr, T(",\"aud\":[\"grades\",\"lectern\"]"), NULL, "lectern"),
+                     JWT_OK);
+    assert_int_equal(verify_for(kr, T(""), NULL, "lectern"), JWT_BAD_AUDIENCE);
+    assert_int_equal(verify_for(kr, T(",\"aud\":\"grades\""), NULL, "lectern"),
+                     JWT_BAD_AUDIENCE);
+    assert_int_equal(verify_for(kr, T(",\"aud\":[\"grades\",\"lectern-x\"]"), NULL, "lectern"),
+                     JWT_BAD_AUDIENCE);
+    assert_int_equal(verify_for(kr, T(",\"aud\":[]"), NULL, "lectern"), JWT_BAD_AUDIENCE);
+    assert_int_equal(verify_for(kr, T(",\"aud\":[[\"lectern\"]]"), NULL, "lectern"),
+                     JWT_BAD_AUDIENCE);
+    assert_int_equal(verify_for(kr, T(",\"aud\":{\"lectern\":true}"), NULL, "lectern"),
+                     JWT_BAD_AUDIENCE);
+    assert_int_equal(verify_for(kr, T(",\"aud\":\"LECTERN\""), NULL, "lectern"),
+                     JWT_BAD_AUDIENCE);
+    /* Both, and the order of the verdicts: a forged token is a bad
+     * signature whatever it claims; the issuer and audience come before
+     * the clock. */
+    assert_int_equal(verify_for(kr, T(",\"iss\":\"https://idp.example.edu\",\"aud\":[\"lectern\"]"),
+                                iss, "lectern"), JWT_OK);
+    assert_int_equal(verify_for(kr, T(",\"iss\":\"https://idp.example.edu\",\"aud\":\"grades\""),
+                                iss, "lectern"), JWT_BAD_AUDIENCE);
+    char *t = strdup(T(",\"iss\":\"https://idp.example.edu\",\"aud\":\"lectern\""));
+    size_t tn = strlen(t);
+    t[tn - 2] = t[tn - 2] == 'A' ? 'B' : 'A';
+    assert_int_equal(verify_for(kr, t, iss, "lectern"), JWT_BAD_SIGNATURE);
+    free(t);
+    assert_int_equal(verify_for(kr, mint(HDR, "{\"sub\":\"a\",\"exp\":1700000000,"
+                                         "\"aud\":\"grades\"}", NULL), NULL, "lectern"),
+                     JWT_BAD_AUDIENCE);
+    assert_int_equal(verify_for(kr, mint(HDR, "{\"sub\":\"a\",\"exp\":1700000000,"
+                                         "\"aud\":\"lectern\"}", NULL), NULL, "lectern"),
+                     JWT_EXPIRED);
+#undef T
+    assert_string_equal(jwt_status_name(JWT_BAD_ISSUER), "bad_issuer");
+    assert_string_equal(jwt_status_name(JWT_BAD_AUDIENCE), "bad_audience");
     jwt_keyring_destroy(kr);
 }
 
@@ -324,6 +404,32 @@ static void test_auth_rules(void **state)
     assert_false(auth_allows(a, &student, "physics", 7, AUTH_SEND));
     assert_true(auth_allows(a, &student, "physics", 7, AUTH_READ));
     auth_destroy(a);
+
+    /* auth.issuer and auth.audience reach every login; auth_valid_until
+     * is exp plus the skew. */
+    cfg.auth_issuer = (char *)"https://idp.example.edu";
+    cfg.auth_audience = (char *)"lectern";
+    a = auth_create(&cfg, why, sizeof why);
+    assert_non_null(a);
+    char p[256];
+    long long exp = (long long)time(NULL) + 600;
+    jwt_claims *c = NULL;
+    snprintf(p, sizeof p, "{\"sub\":\"s\",\"exp\":%lld,\"iss\":\"https://idp.example.edu\","
+             "\"aud\":[\"lectern\"]}", exp);
+    const char *tok = mint(HDR, p, NULL);
+    assert_int_equal(auth_login(a, tok, strlen(tok), &c), JWT_OK);
+    assert_int_equal(auth_valid_until(a, c), exp + 60);
+    jwt_claims_free(c);
+    snprintf(p, sizeof p, "{\"sub\":\"s\",\"exp\":%lld,\"aud\":\"lectern\"}", exp);
+    tok = mint(HDR, p, NULL);
+    assert_int_equal(auth_login(a, tok, strlen(tok), &c), JWT_BAD_ISSUER);
+    snprintf(p, sizeof p, "{\"sub\":\"s\",\"exp\":%lld,\"iss\":\"https://idp.example.edu\","
+             "\"aud\":\"grades\"}", exp);
+    tok = mint(HDR, p, NULL);
+    assert_int_equal(auth_login(a, tok, strlen(tok), &c), JWT_BAD_AUDIENCE);
+    assert_null(c);
+    auth_destroy(a);
+    cfg.auth_issuer = cfg.auth_audience = NULL;
     unlink(keys);
 
     cfg.auth_keys = (char *)"/nonexistent/keys";
@@ -333,6 +439,111 @@ static void test_auth_rules(void **state)
     assert_false(auth_required(a));
     assert_true(auth_allows(a, NULL, "anything", 8, AUTH_SEND));
     auth_destroy(a);
+}
+
+/* A subscription to /topic/<room> or /presence/<room> as session.c lays it
+ * out: the id, then the room's name. */
+static subscription *fake_sub(const char *id, const char *room, int kind, subscription *next)
+{
+    size_t il = strlen(id), rl = strlen(room);
+    subscription *sub = calloc(1, sizeof *sub + il + rl);
+    sub->id = sub->prefix;
+    memcpy(sub->id, id, il);
+    memcpy(sub->id + il, room, rl);
+    sub->id_len = il;
+    sub->room_len = (uint8_t)rl;
+    sub->kind = (uint8_t)kind;
+    sub->next = next;
+    return sub;
+}
+
+static void test_tokens(void **state)
+{
+    (void)state;
+    char keys[] = "/tmp/lectern-keys-XXXXXX";
+    int fd = mkstemp(keys);
+    dprintf(fd, "k1 HS256 %s\n", SECRET);
+    close(fd);
+    server_config cfg = { 0 };
+    cfg.auth_mode = (char *)"jwt";
+    cfg.auth_keys = keys;
+    cfg.auth_skew_s = 30;
+    cfg.auth_audience = (char *)"lectern";
+    char why[256];
+    auth *a = auth_create(&cfg, why, sizeof why);
+    assert_non_null(a);
+    long long now = (long long)time(NULL);
+    char p[256];
+    jwt_claims *cur = NULL;
+    snprintf(p, sizeof p, "{\"sub\":\"stu\",\"exp\":%lld,\"aud\":\"lectern\","
+             "\"rooms\":[\"physics\",\"chem\"]}", now + 100);
+    const char *tok = mint(HDR, p, NULL);
+    assert_int_equal(auth_login(a, tok, strlen(tok), &cur), JWT_OK);
+
+    /* The deadline: exp + skew in loop time; now when past; no overflow
+     * for an exp at the end of time. */
+    uint64_t d = tokens_deadline_ms(a, cur, 1000000);
+    int64_t want = 1000000 + (now + 100 + 30) * 1000 - (int64_t)clock_wall_ms();
+    assert_true((int64_t)d > want - 2000 && (int64_t)d <= want + 10);
+    jwt_claims old = *cur;
+    old.exp = now - 31;
+    assert_int_equal(tokens_deadline_ms(a, &old, 1000000), 1000000);
+    old.exp = INT64_C(9200000000000000000);
+    assert_int_equal(tokens_deadline_ms(a, &old, 1000000), UINT64_MAX);
+
+    stomp_str dest = { "/token", 6 };
+    assert_true(tokens_is_refresh(&dest));
+    dest.len = 5;
+    assert_false(tokens_is_refresh(&dest));
+
+    subscription *subs = fake_sub("1", "physics", SUB_TOPIC, fake_sub("p", "chem", SUB_PRESENCE, NULL));
+    stomp_header h[2] = { { { "destination", 11 }, { "/token", 6 } }, { { "passcode", 8 }, { NULL, 0 } } };
+    stomp_frame f = { STOMP_CMD_SEND, h, 2, { "", 0 } };
+    tokens_result r;
+#define REFRESH(claims, exp) (snprintf(p, sizeof p, claims, exp), tok = mint(HDR, p, NULL), \
+                         h[1].value.p = tok, h[1].value.len = strlen(tok), \
+                         tokens_refresh(a, cur, &f, subs, &r))
+    /* Good: the same sub, every room still there (and one more). */
+    assert_int_equal(REFRESH("{\"sub\":\"stu\",\"exp\":%lld,\"aud\":\"lectern\",\"role\":\"instructor\","
+                             "\"rooms\":[\"chem\",\"phys*\",\"bio\"]}", now + 999), TOKENS_OK);
+    assert_int_equal(r.claims->exp, now + 999);
+    assert_int_equal(r.claims->role, JWT_ROLE_INSTRUCTOR);
+    assert_int_equal(r.claims->nrooms, 3);
+    jwt_claims_free(r.claims);
+    /* Another user; another audience; expired (beyond the skew). */
+    assert_int_equal(REFRESH("{\"sub\":\"eve\",\"exp\":%lld,\"aud\":\"lectern\",\"rooms\":[\"*\"]}",
+                             now + 999), TOKENS_REFUSED);
+    assert_string_equal(r.why, "refresh_other_sub");
+    assert_null(r.claims);
+    assert_int_equal(REFRESH("{\"sub\":\"stu\",\"exp\":%lld,\"aud\":\"grades\",\"rooms\":[\"*\"]}",
+                             now + 999), TOKENS_REFUSED);
+    assert_string_equal(r.why, "bad_audience");
+    assert_int_equal(REFRESH("{\"sub\":\"stu\",\"exp\":%lld,\"aud\":\"lectern\",\"rooms\":[\"*\"]}",
+                             now - 31), TOKENS_REFUSED);
+    assert_string_equal(r.why, "expired");
+    /* A subscribed room no longer listed: topic, then presence. */
+    assert_int_equal(REFRESH("{\"sub\":\"stu\",\"exp\":%lld,\"aud\":\"lectern\",\"rooms\":[\"chem\"]}",
+                             now + 999), TOKENS_ROOM_LOST);
+    assert_string_equal(r.lost, "/topic/physics");
+    assert_null(r.claims);
+    assert_int_equal(REFRESH("{\"sub\":\"stu\",\"exp\":%lld,\"aud\":\"lectern\",\"rooms\":[\"physics\"]}",
+                             now + 999), TOKENS_ROOM_LOST);
+    assert_string_equal(r.lost, "/presence/chem");
+    /* An admin needs no rooms. */
+    assert_int_equal(REFRESH("{\"sub\":\"stu\",\"exp\":%lld,\"aud\":\"lectern\",\"role\":\"admin\"}",
+                             now + 999), TOKENS_OK);
+    jwt_claims_free(r.claims);
+#undef REFRESH
+    /* No passcode at all. */
+    f.nheaders = 1;
+    assert_int_equal(tokens_refresh(a, cur, &f, subs, &r), TOKENS_REFUSED);
+    assert_string_equal(r.why, "refresh_no_token");
+
+    free(subs->next);
+    free(subs);
+    jwt_claims_free(cur);
+    auth_destroy(a);
+    unlink(keys);
 }
 
 static void test_peers(void **state)
@@ -380,8 +591,10 @@ int main(void)
         cmocka_unit_test(test_forgeries),
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_issuer_audience),
         cmocka_unit_test(test_rs256_and_key_file),
         cmocka_unit_test(test_auth_rules),
+        cmocka_unit_test(test_tokens),
         cmocka_unit_test(test_peers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
