@@ -8,6 +8,9 @@
  * is left over from before (the common case: whole frames per WebSocket
  * message), and only an incomplete tail is copied into s->rx. The buffer is
  * released as soon as it empties, so idle connections hold no input memory.
+ * While rx holds a partial frame, s->rx_part keeps the parser's scan state
+ * (each byte is examined once however the frame is split) and the read
+ * pacing of a frame dripped in tiny pieces (rxpace.h).
  *
  * Output. The queue is a ring of (msg, subscription) pairs: a reference to a
  * shared, already-encoded block plus, for MESSAGE blocks, the subscription
@@ -57,6 +60,7 @@
 #include "relay.h"
 #include "resume.h"
 #include "room.h"
+#include "rxpace.h"
 #include "server.h"
 #include "stomp.h"
 #include "msgid.h"
@@ -69,6 +73,13 @@
 #include <string.h>
 
 enum { SESSION_AWAIT_CONNECT, SESSION_CONNECTED, SESSION_CLOSING };
+
+/* What is known about the partial frame in s->rx; allocated only while
+ * there is one, so idle connections pay nothing for it. */
+typedef struct rx_partial {
+    stomp_scan scan;             /* the parser resumes here: linear in the frame */
+    rxpace pace;                 /* reads paced for a frame dripped in tiny pieces */
+} rx_partial;
 
 typedef struct outq_entry {
     msg *m;
@@ -112,6 +123,7 @@ struct session {
     uint16_t close_code;
     const char *close_reason;    /* static text for the close frame */
     buf rx;                      /* incomplete input carried between callbacks */
+    struct rx_partial *rx_part;  /* while rx holds a partial frame; NULL otherwise */
     outq_entry *q;
     uint32_t qcap, qhead, qlen;
     size_t pending;
@@ -1470,6 +1482,7 @@ static size_t session_parse(session *s, char *data, size_t n)
     bool limited = s->state == SESSION_CONNECTED && session_limited(server_conf(s->srv));
     uint64_t now = server_now_ms(s->srv);
     size_t off = 0;
+    stomp_scan scan = s->rx_part ? s->rx_part->scan : (stomp_scan){ 0 };
     while (off < n && s->state != SESSION_CLOSING && !s->draining) {
         if (limited && !session_may_read(s, now)) {
             session_throttle(s);
@@ -1477,7 +1490,7 @@ static size_t session_parse(session *s, char *data, size_t n)
         }
         stomp_frame f;
         stomp_version v = s->version ? (stomp_version)s->version : STOMP_V12;
-        ssize_t r = stomp_parse(parser, v, data + off, n - off, &f);
+        ssize_t r = stomp_parse(parser, &scan, v, data + off, n - off, &f);
         if (r == STOMP_AGAIN)
             break;
         if (r == STOMP_BAD) {
@@ -1491,6 +1504,15 @@ static size_t session_parse(session *s, char *data, size_t n)
         if (f.command != STOMP_CMD_NONE)
             session_handle(s, &f);
         limited = s->state == SESSION_CONNECTED && session_limited(server_conf(s->srv));
+    }
+    if (scan.phase) {
+        if (!s->rx_part)
+            s->rx_part = xcalloc(1, sizeof *s->rx_part);
+        s->rx_part->scan = scan;
+    } else if (s->rx_part) {            /* at a frame boundary */
+        rxpace_reset(&s->rx_part->pace, lws_get_socket_fd(s->wsi));
+        free(s->rx_part);
+        s->rx_part = NULL;
     }
     return off;
 }
@@ -1530,6 +1552,10 @@ int session_feed(session *s, void *in, size_t len)
      * is now unless it is the same partial frame as before. */
     if (off || !s->rx_since_ms)
         s->rx_since_ms = now;
+    if (s->rx_part && len &&
+        rxpace_piece(&s->rx_part->pace, lws_get_socket_fd(s->wsi), len,
+                     server_conf(s->srv)->ws_rx_buffer, (uint32_t)server_conf(s->srv)->drip_pieces))
+        server_metrics(s->srv)->rx_paced++;
     if (data == s->rx.data)
         buf_consume(&s->rx, off);
     else
@@ -1590,6 +1616,7 @@ void session_destroy(session *s)
         session_pop(s);
     free(s->q);
     buf_deinit(&s->rx);
+    free(s->rx_part);
     if (s->reap_queued) {
         for (session **pp = &s->set->reap; *pp; pp = &(*pp)->reap_next) {
             if (*pp == s) {
@@ -1614,6 +1641,8 @@ static void session_tick(session *s, uint64_t now)
     const server_config *c = server_conf(s->srv);
     if (s->dead)
         return;
+    if (s->rx_part)                     /* a paced frame's last bytes wait one tick at most */
+        rxpace_reset(&s->rx_part->pace, lws_get_socket_fd(s->wsi));
     if (s->state == SESSION_AWAIT_CONNECT) {
         if (now - s->created_ms >= (uint64_t)c->connect_timeout_ms) {
             server_metrics(s->srv)->connect_timeouts++;
