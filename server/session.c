@@ -409,7 +409,7 @@ void session_deliver(subscription *sub, msg *m)
         if (sub->resume && resume_hold(sub->resume, m))
             return;
         server_metrics(s->srv)->deliveries_local++;
-        session_push(s, m, sub);
+        session_push(s, msg_for_version(m, s->version), sub);
     }
 }
 
@@ -418,7 +418,7 @@ void session_replay(subscription *sub, msg *m)
     session *s = sub->session;
     if (s->state == SESSION_CONNECTED) {
         server_metrics(s->srv)->deliveries_replayed++;
-        session_push(s, m, sub);
+        session_push(s, msg_for_version(m, s->version), sub);
     }
 }
 

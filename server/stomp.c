@@ -571,3 +571,84 @@ void stomp_put_body(buf *b, const void *body, size_t len)
     buf_append(b, body, len);
     buf_append_char(b, '\0');
 }
+
+/* One header line written by 1.2 rules, looked at for an older version:
+ * where it splits, what its escapes decode to. */
+typedef struct stomp_line_facts {
+    size_t colon;            /* offset of the first raw ':' */
+    bool cr, lf;             /* an escaped CR / LF in the name or the value */
+    bool name_colon;         /* an escaped ':' in the name */
+    bool bad;                /* no ':', an undefined escape or a lone backslash */
+} stomp_line_facts;
+
+static stomp_line_facts stomp_line_look(const char *line, size_t ll)
+{
+    stomp_line_facts lf = { .colon = ll };
+    for (size_t k = 0; k < ll; k++) {
+        char c = line[k];
+        if (c == ':' && lf.colon == ll) {
+            lf.colon = k;
+        } else if (c == '\\') {
+            char e = k + 1 < ll ? line[++k] : '\0';
+            if (e == 'r')
+                lf.cr = true;
+            else if (e == 'n')
+                lf.lf = true;
+            else if (e == 'c')
+                lf.name_colon |= lf.colon == ll;
+            else if (e != '\\')
+                lf.bad = true;
+        } else if (c == '\r' || c == '\0') {
+            lf.bad = true;
+        }
+    }
+    if (lf.colon == ll || lf.colon == 0)
+        lf.bad = true;
+    return lf;
+}
+
+size_t stomp_transcode_headers(buf *out, stomp_version to, const char *in, size_t len,
+                               size_t *omitted)
+{
+    size_t at = 0, dropped = 0;
+    while (at < len) {
+        const char *line = in + at;
+        const char *eol = memchr(line, '\n', len - at);
+        size_t ll = eol ? (size_t)(eol - line) : len - at;
+        size_t next = at + ll + (eol ? 1 : 0);
+        if (ll == 0) {                      /* the blank line: headers end */
+            buf_append(out, line, next - at);
+            at = next;
+            break;
+        }
+        if (to >= STOMP_V12) {
+            buf_append(out, line, next - at);
+            at = next;
+            continue;
+        }
+        stomp_line_facts f = stomp_line_look(line, ll);
+        if (f.bad || f.cr || (to == STOMP_V10 && (f.lf || f.name_colon))) {
+            dropped++;
+        } else if (to == STOMP_V11) {
+            /* Without \r the 1.2 and 1.1 encodings are the same bytes. */
+            buf_append(out, line, ll);
+            buf_append_char(out, '\n');
+        } else {
+            /* 1.0: raw bytes; the value may hold ':' (the first one splits). */
+            buf_reserve(out, ll + 1);
+            char *w = out->data + out->len;
+            memcpy(w, line, f.colon);
+            size_t nl = stomp_unescape(w, f.colon);
+            w[nl] = ':';
+            size_t vlen = ll - f.colon - 1;
+            memcpy(w + nl + 1, line + f.colon + 1, vlen);
+            out->len += nl + 1 + stomp_unescape(w + nl + 1, vlen);
+            buf_append_char(out, '\n');
+        }
+        at = next;
+    }
+    if (omitted)
+        *omitted = dropped;
+    return at;
+}
+

@@ -9,7 +9,8 @@
  * heart-beats and come back as a frame with command STOMP_CMD_NONE.
  *
  * Encoding helpers append frames to a buf, escaping header values by the
- * rules of the frame's command.
+ * rules of the frame's command; stomp_transcode_headers rewrites header
+ * lines encoded for 1.2 into what a 1.1 or 1.0 peer can read.
  */
 #ifndef LECTERN_STOMP_H
 #define LECTERN_STOMP_H
@@ -145,5 +146,21 @@ void stomp_put_body(buf *b, const void *body, size_t len);
  * stomp_escaped_len bytes). Returns the end of the written bytes. */
 size_t stomp_escaped_len(const char *s, size_t n);
 char *stomp_escape(char *dst, const char *s, size_t n);
+
+/* Header lines the server wrote by STOMP 1.2 rules (stomp_put_header with
+ * escaping), rewritten for a peer of version `to`, appended to out.
+ * in[0..len) starts with "name:value" lines ended by LF; the rewriting
+ * stops after the blank line that ends them (copied too). Returns the bytes
+ * of `in` consumed; what follows (body, NUL) is the caller's to copy, never
+ * changed. *omitted (may be NULL) gets the number of headers left out.
+ *   1.2  unchanged.
+ *   1.1  escapes \n \c \\ unchanged; a header whose name or value holds a CR
+ *        cannot be written in 1.1 (no \r) and is omitted.
+ *   1.0  no escapes: names and values are written decoded; a header whose
+ *        name holds ':' or whose name or value holds LF or CR is omitted.
+ * A malformed line (no ':', empty name, an undefined escape) is omitted for
+ * 1.1 and 1.0. Pure: reads in, writes out. */
+size_t stomp_transcode_headers(buf *out, stomp_version to, const char *in, size_t len,
+                               size_t *omitted);
 
 #endif

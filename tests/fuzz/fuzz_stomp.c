@@ -24,8 +24,10 @@
  * Every frame returned is checked against the contract of stomp_parse
  * (consumed bytes within the input, views inside the frame, the NUL after the
  * body, limits), then re-encoded with the stomp_put_* helpers and parsed
- * again (it must give back the same frame), cloned (the clone must equal it)
- * and looked up with stomp_frame_header. A broken invariant aborts with the
+ * again (it must give back the same frame), its headers rewritten for 1.1
+ * and 1.0 subscribers (stomp_transcode_headers: the frame parses by that
+ * version's rules and holds exactly the headers it can carry), cloned (the
+ * clone must equal it) and looked up with stomp_frame_header. A broken invariant aborts with the
  * condition, which libFuzzer reports as a crash.
  *
  * Every buffer handed to the parser is a heap block of exactly the input's
@@ -185,6 +187,66 @@ static void fuzz_check_clone(const stomp_frame *f)
     stomp_frame_free(c);
 }
 
+static bool fuzz_has(const stomp_str *s, char c)
+{
+    return s->len && memchr(s->p, c, s->len);
+}
+
+/* f's headers as the server would write them in a MESSAGE (1.2 escapes),
+ * rewritten for 1.1 and 1.0 by stomp_transcode_headers: the result parses
+ * by that version's own rules, holds exactly the headers the version can
+ * carry (docs/protocol.md), in order and byte for byte, and the body is
+ * unchanged. */
+static void fuzz_check_transcode(const stomp_frame *f)
+{
+    buf enc;
+    buf_init(&enc);
+    for (size_t i = 0; i < f->nheaders; i++) {
+        const stomp_header *h = &f->headers[i];
+        stomp_put_header(&enc, h->name.p, h->name.len, h->value.p, h->value.len, true);
+    }
+    stomp_put_body(&enc, f->body.p, f->body.len);
+    for (int k = 0; k < 2; k++) {
+        stomp_version v = k ? STOMP_V10 : STOMP_V11;
+        buf out;
+        buf_init(&out);
+        stomp_put_command(&out, STOMP_CMD_MESSAGE);
+        size_t omitted = 0;
+        size_t used = stomp_transcode_headers(&out, v, enc.data, enc.len, &omitted);
+        CHECK(used <= enc.len);
+        buf_append(&out, enc.data + used, enc.len - used);
+
+        stomp_limits big = { .max_frame = out.len + 1, .max_headers = f->nheaders + 1,
+                             .max_header_line = out.len };
+        stomp_parser p;
+        stomp_parser_init(&p, &big);
+        char *copy = fuzz_dup(out.data, out.len);
+        stomp_frame g;
+        ssize_t r = stomp_parse(&p, NULL, v, copy, out.len, &g);
+        if (r < 0)
+            fprintf(stderr, "fuzz_stomp: transcoded frame rejected: %s\n", p.err ? p.err : "again");
+        CHECK(r == (ssize_t)out.len);
+        size_t j = 0;
+        for (size_t i = 0; i < f->nheaders; i++) {
+            const stomp_header *h = &f->headers[i];
+            bool cr = fuzz_has(&h->name, '\r') || fuzz_has(&h->value, '\r');
+            bool lf = fuzz_has(&h->name, '\n') || fuzz_has(&h->value, '\n');
+            if (cr || (v == STOMP_V10 && (lf || fuzz_has(&h->name, ':'))))
+                continue;
+            CHECK(j < g.nheaders);
+            CHECK(fuzz_str_same(&h->name, &g.headers[j].name));
+            CHECK(fuzz_str_same(&h->value, &g.headers[j].value));
+            j++;
+        }
+        CHECK(j == g.nheaders && omitted == f->nheaders - j);
+        CHECK(fuzz_str_same(&f->body, &g.body));
+        free(copy);
+        stomp_parser_deinit(&p);
+        buf_deinit(&out);
+    }
+    buf_deinit(&enc);
+}
+
 /* A length-prefixed transcript, so distinct events never print alike. */
 static void fuzz_put_str(buf *t, const char *p, size_t n)
 {
@@ -248,6 +310,7 @@ static size_t fuzz_parse_all(fuzz_run *run, char *data, size_t n)
         buf_append_char(t, '\n');
         fuzz_check_clone(&f);
         fuzz_check_roundtrip(run->version, &f);
+        fuzz_check_transcode(&f);
     }
     return off;
 }

@@ -493,6 +493,132 @@ static void test_drip_is_linear(void **state)
     buf_deinit(&b);
 }
 
+/* --- per-version transcoding (stomp_transcode_headers) --------------------- */
+
+typedef struct transcode_case {
+    const char *name;
+    const char *in;          /* 1.2 header lines, blank line, body */
+    const char *v11, *v10;   /* the header part for 1.1 and 1.0 */
+    size_t drop11, drop10;
+} transcode_case;
+
+static const transcode_case transcode_cases[] = {
+    { "plain headers are the same in every version",
+      "destination:/topic/a\nmessage-id:1-0\ncontent-length:2\n\nhi",
+      "destination:/topic/a\nmessage-id:1-0\ncontent-length:2\n\n",
+      "destination:/topic/a\nmessage-id:1-0\ncontent-length:2\n\n", 0, 0 },
+    { "a CR in a value: omitted for 1.1 and 1.0",
+      "a:1\nx:a\\rb\nb:2\n\n", "a:1\nb:2\n\n", "a:1\nb:2\n\n", 1, 1 },
+    { "a CR in a name: omitted for 1.1 and 1.0", "k\\rx:v\nb:2\n\n", "b:2\n\n", "b:2\n\n", 1, 1 },
+    { "LF, ':' and '\\' in a value: 1.1 keeps the escapes, 1.0 writes them raw, except LF",
+      "x-lf:a\\nb\nx-colon:a\\cb\nx-back:a\\\\b\n\n",
+      "x-lf:a\\nb\nx-colon:a\\cb\nx-back:a\\\\b\n\n",
+      "x-colon:a:b\nx-back:a\\b\n\n", 0, 1 },
+    { "':' in a name: 1.1 keeps \\c, 1.0 omits the header", "x\\cy:v\n\n", "x\\cy:v\n\n", "\n", 0, 1 },
+    { "a backslash in a name is written raw for 1.0", "x\\\\y:v\n\n", "x\\\\y:v\n\n", "x\\y:v\n\n", 0, 0 },
+    { "a raw ':' later in a value stays", "k:a:b\n\n", "k:a:b\n\n", "k:a:b\n\n", 0, 0 },
+    { "malformed lines (no ':', undefined escape) are omitted",
+      "nocolon\nk:a\\tb\nok:1\n\n", "ok:1\n\n", "ok:1\n\n", 2, 2 },
+    { "an escaped backslash before r is not a CR", "k:a\\\\rb\n\n", "k:a\\\\rb\n\n", "k:a\\rb\n\n", 0, 0 },
+    { "headers without a blank line end with the input", "k:v\n", "k:v\n", "k:v\n", 0, 0 },
+};
+
+static void test_transcode_cases(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof transcode_cases / sizeof transcode_cases[0]; i++) {
+        const transcode_case *c = &transcode_cases[i];
+        size_t n = strlen(c->in);
+        const char *want[] = { c->v11, c->v10, NULL };
+        size_t drops[] = { c->drop11, c->drop10, 0 };
+        stomp_version vs[] = { STOMP_V11, STOMP_V10, STOMP_V12 };
+        for (int k = 0; k < 3; k++) {
+            buf out;
+            buf_init(&out);
+            size_t omitted = 99;
+            size_t used = stomp_transcode_headers(&out, vs[k], c->in, n, &omitted);
+            const char *hdrs_end = strstr(c->in, "\n\n");
+            size_t want_used = hdrs_end ? (size_t)(hdrs_end - c->in) + 2 : n;
+            const char *w = want[k] ? want[k] : "";
+            size_t wl = want[k] ? strlen(w) : want_used;
+            if (!want[k])
+                w = c->in;                      /* 1.2: unchanged */
+            if (used != want_used || out.len != wl || memcmp(out.data ? out.data : "", w, wl) ||
+                omitted != drops[k]) {
+                print_error("case \"%s\" (version %d): used %zu/%zu omitted %zu/%zu\n  want: %.*s\n  got:  %.*s\n",
+                            c->name, vs[k], used, want_used, omitted, drops[k], (int)wl, w,
+                            (int)out.len, out.data ? out.data : "");
+                buf_deinit(&out);
+                fail();
+            }
+            buf_deinit(&out);
+        }
+    }
+}
+
+/* Random headers holding CR, LF, ':' and '\', written by 1.2 rules as a
+ * MESSAGE, transcoded and parsed by the older version's own rules: the
+ * frame parses, every header allowed in that version is there with its
+ * exact name and value, in order, and the body is untouched. */
+static void test_transcode_round_trip(void **state)
+{
+    (void)state;
+    static const char alphabet[] = "ab:\\\r\n";
+    unsigned seed = 777;
+    stomp_limits big = { .max_frame = 1 << 16, .max_headers = 16, .max_header_line = 1024 };
+    for (int round = 0; round < 3000; round++) {
+        char names[8][8], values[8][8];
+        size_t nh = 1 + (size_t)(rand_r(&seed) % 8);
+        buf enc;
+        buf_init(&enc);
+        stomp_put_command(&enc, STOMP_CMD_MESSAGE);
+        size_t head = enc.len;
+        for (size_t i = 0; i < nh; i++) {
+            size_t nl = 1 + (size_t)(rand_r(&seed) % 7), vl = (size_t)(rand_r(&seed) % 8);
+            for (size_t k = 0; k < nl; k++)
+                names[i][k] = alphabet[rand_r(&seed) % (sizeof alphabet - 1)];
+            for (size_t k = 0; k < vl; k++)
+                values[i][k] = alphabet[rand_r(&seed) % (sizeof alphabet - 1)];
+            names[i][nl] = values[i][vl] = '\0';
+            stomp_put_header(&enc, names[i], nl, values[i], vl, true);
+        }
+        stomp_put_body(&enc, "b\\c\r", 4);
+        for (int vi = 0; vi < 2; vi++) {
+            stomp_version v = vi ? STOMP_V10 : STOMP_V11;
+            buf out;
+            buf_init(&out);
+            stomp_put_command(&out, STOMP_CMD_MESSAGE);
+            size_t omitted;
+            size_t used = stomp_transcode_headers(&out, v, enc.data + head, enc.len - head, &omitted);
+            buf_append(&out, enc.data + head + used, enc.len - head - used);
+
+            stomp_parser p;
+            stomp_parser_init(&p, &big);
+            stomp_frame f;
+            assert_int_equal(stomp_parse(&p, NULL, v, out.data, out.len, &f), (ssize_t)out.len);
+            size_t j = 0;
+            for (size_t i = 0; i < nh; i++) {
+                bool cr = strchr(names[i], '\r') || strchr(values[i], '\r');
+                bool lf = strchr(names[i], '\n') || strchr(values[i], '\n');
+                bool keep = v == STOMP_V11 ? !cr : !cr && !lf && !strchr(names[i], ':');
+                if (!keep)
+                    continue;
+                assert_true(j < f.nheaders);
+                assert_true(stomp_str_eq(&f.headers[j].name, names[i]));
+                assert_true(stomp_str_eq(&f.headers[j].value, values[i]));
+                j++;
+            }
+            assert_int_equal(j, f.nheaders);
+            assert_int_equal(omitted, nh - j);
+            assert_int_equal(f.body.len, 4);
+            assert_memory_equal(f.body.p, "b\\c\r", 4);
+            stomp_parser_deinit(&p);
+            buf_deinit(&out);
+        }
+        buf_deinit(&enc);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -504,6 +630,8 @@ int main(void)
         cmocka_unit_test(test_escape_round_trip),
         cmocka_unit_test(test_unescaped_encoding_for_connected),
         cmocka_unit_test(test_clone_is_deep),
+        cmocka_unit_test(test_transcode_cases),
+        cmocka_unit_test(test_transcode_round_trip),
     };
     return cmocka_run_group_tests_name("stomp codec", tests, NULL, NULL);
 }
