@@ -92,6 +92,8 @@ void buf_printf(buf *b, const char *fmt, ...)
 
 void buf_consume(buf *b, size_t n)
 {
+    if (n == 0)
+        return;     /* not even a self-move: callers consume 0 on every partial read */
     if (n >= b->len) {
         buf_clear(b);
         return;

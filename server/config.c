@@ -108,6 +108,13 @@ const cfg_knob server_knobs[] = {
       "A frame whose first bytes arrived must be complete within this time, or\n"
       "the connection gets ERROR \"Frame timeout\" and is closed (a slowloris\n"
       "that drips a frame byte by byte holds a buffer no longer than this)." },
+    { "stomp.drip_pieces", CFG_INT, K(drip_pieces), "16", 0, 1000000, NULL,
+      "A frame that has arrived in more than this many small pieces (WebSocket\n"
+      "frames or reads under a quarter of websocket.rx_buffer) has its\n"
+      "connection's reads paced: the kernel wakes the server only once a full\n"
+      "read (websocket.rx_buffer) is queued (SO_RCVLOWAT), until the frame\n"
+      "completes or the next tick. A peer dripping a frame byte by byte then\n"
+      "costs one wakeup per full read, not one per byte. 0: off." },
     { "stomp.idle_timeout_ms", CFG_INT, K(idle_timeout_ms), "0", 0, 86400000, NULL,
       "Close a connected session that has sent nothing for this long. Heart-beats\n"
       "count as input; sessions that negotiated heart-beats are policed by\n"

@@ -42,6 +42,7 @@ typedef struct server_config {
     size_t max_pending;       /* outbound bytes queued before a slow consumer is dropped */
     int    connect_timeout_ms;
     int    frame_timeout_ms;  /* a started frame must complete within this */
+    int    drip_pieces;       /* small pieces of one frame before reads are paced; 0 off */
     int    idle_timeout_ms;   /* no input for this long (no heart-beats): close; 0 off */
     /* [auth] */
     char  *auth_mode;         /* none | insecure-dev | jwt */

@@ -98,6 +98,9 @@ static const metrics_row metrics_rows[] = {
       "1 when the server runs without authentication (auth.mode none or insecure-dev)."),
     C(frame_timeouts, "lectern_frame_timeouts_total",
       "Connections closed for not completing a frame within stomp.frame_timeout_ms."),
+    C(rx_paced, "lectern_rx_paced_total",
+      "Times a connection's reads were paced (SO_RCVLOWAT raised to a full read)\n"
+      "because a frame arrived in more than stomp.drip_pieces small pieces."),
     C(idle_timeouts, "lectern_idle_timeouts_total",
       "Connections closed for sending nothing within stomp.idle_timeout_ms."),
     C(restart_closes, "lectern_restart_closes_total",

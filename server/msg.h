@@ -11,6 +11,14 @@
  *
  * A msg is immutable after creation; `binary` says whether its bytes are not
  * valid UTF-8 and so must travel in a binary WebSocket frame.
+ *
+ * Versions. A MESSAGE block is written by STOMP 1.2 rules (escapes \r \n \c
+ * \\). 1.1 and 1.0 subscribers get blocks of their own, made from it by
+ * stomp_transcode_headers the first time a subscriber of that version needs
+ * one and kept on the msg (the loop is single-threaded), so a message costs
+ * one extra encoding per older version in use, never one per subscriber.
+ * When the rewriting changes nothing (no escapes: the usual case) the
+ * version shares the 1.2 block.
  */
 #ifndef LECTERN_MSG_H
 #define LECTERN_MSG_H
@@ -33,6 +41,9 @@ typedef struct msg {
     uint64_t epoch;      /* MSG_MESSAGE: the room order (see seqbuf.h) */
     uint64_t seq;
     uint64_t ts_ms;      /* MSG_MESSAGE: the SEND's server time (wall clock) */
+    struct msg *older[2];    /* MSG_MESSAGE: the 1.1 and 1.0 blocks once made
+                              * (msg_for_version); this msg itself when they are
+                              * the same bytes; NULL: not made yet */
     size_t   len;
     char     data[];     /* len bytes */
 } msg;
@@ -50,6 +61,12 @@ static inline msg *msg_ref(msg *m)
         m->refs++;
     return m;
 }
+
+/* The block a subscriber of STOMP `version` (10, 11, 12) gets for m: m
+ * itself for 1.2, for frames other than MESSAGE and when the rewriting
+ * changes nothing; otherwise the version's block, made on first use and
+ * owned by m (valid while the caller holds a reference to m, or to it). */
+msg *msg_for_version(msg *m, int version);
 
 /* Drop one reference; frees the msg with the last. Accepts NULL. */
 void msg_unref(msg *m);

@@ -8,6 +8,9 @@
  * is left over from before (the common case: whole frames per WebSocket
  * message), and only an incomplete tail is copied into s->rx. The buffer is
  * released as soon as it empties, so idle connections hold no input memory.
+ * While rx holds a partial frame, s->rx_part keeps the parser's scan state
+ * (each byte is examined once however the frame is split) and the read
+ * pacing of a frame dripped in tiny pieces (rxpace.h).
  *
  * Output. The queue is a ring of (msg, subscription) pairs: a reference to a
  * shared, already-encoded block plus, for MESSAGE blocks, the subscription
@@ -57,6 +60,7 @@
 #include "relay.h"
 #include "resume.h"
 #include "room.h"
+#include "rxpace.h"
 #include "server.h"
 #include "stomp.h"
 #include "tokens.h"
@@ -70,6 +74,13 @@
 #include <string.h>
 
 enum { SESSION_AWAIT_CONNECT, SESSION_CONNECTED, SESSION_CLOSING };
+
+/* What is known about the partial frame in s->rx; allocated only while
+ * there is one, so idle connections pay nothing for it. */
+typedef struct rx_partial {
+    stomp_scan scan;             /* the parser resumes here: linear in the frame */
+    rxpace pace;                 /* reads paced for a frame dripped in tiny pieces */
+} rx_partial;
 
 typedef struct outq_entry {
     msg *m;
@@ -113,6 +124,7 @@ struct session {
     uint16_t close_code;
     const char *close_reason;    /* static text for the close frame */
     buf rx;                      /* incomplete input carried between callbacks */
+    struct rx_partial *rx_part;  /* while rx holds a partial frame; NULL otherwise */
     outq_entry *q;
     uint32_t qcap, qhead, qlen;
     size_t pending;
@@ -399,7 +411,7 @@ void session_deliver(subscription *sub, msg *m)
         if (sub->resume && resume_hold(sub->resume, m))
             return;
         server_metrics(s->srv)->deliveries_local++;
-        session_push(s, m, sub);
+        session_push(s, msg_for_version(m, s->version), sub);
     }
 }
 
@@ -408,7 +420,7 @@ void session_replay(subscription *sub, msg *m)
     session *s = sub->session;
     if (s->state == SESSION_CONNECTED) {
         server_metrics(s->srv)->deliveries_replayed++;
-        session_push(s, m, sub);
+        session_push(s, msg_for_version(m, s->version), sub);
     }
 }
 
@@ -1516,6 +1528,7 @@ static size_t session_parse(session *s, char *data, size_t n)
     bool limited = s->state == SESSION_CONNECTED && session_limited(server_conf(s->srv));
     uint64_t now = server_now_ms(s->srv);
     size_t off = 0;
+    stomp_scan scan = s->rx_part ? s->rx_part->scan : (stomp_scan){ 0 };
     while (off < n && s->state != SESSION_CLOSING && !s->draining) {
         if (limited && !session_may_read(s, now)) {
             session_throttle(s);
@@ -1523,7 +1536,7 @@ static size_t session_parse(session *s, char *data, size_t n)
         }
         stomp_frame f;
         stomp_version v = s->version ? (stomp_version)s->version : STOMP_V12;
-        ssize_t r = stomp_parse(parser, v, data + off, n - off, &f);
+        ssize_t r = stomp_parse(parser, &scan, v, data + off, n - off, &f);
         if (r == STOMP_AGAIN)
             break;
         if (r == STOMP_BAD) {
@@ -1537,6 +1550,15 @@ static size_t session_parse(session *s, char *data, size_t n)
         if (f.command != STOMP_CMD_NONE)
             session_handle(s, &f);
         limited = s->state == SESSION_CONNECTED && session_limited(server_conf(s->srv));
+    }
+    if (scan.phase) {
+        if (!s->rx_part)
+            s->rx_part = xcalloc(1, sizeof *s->rx_part);
+        s->rx_part->scan = scan;
+    } else if (s->rx_part) {            /* at a frame boundary */
+        rxpace_reset(&s->rx_part->pace, lws_get_socket_fd(s->wsi));
+        free(s->rx_part);
+        s->rx_part = NULL;
     }
     return off;
 }
@@ -1576,6 +1598,10 @@ int session_feed(session *s, void *in, size_t len)
      * is now unless it is the same partial frame as before. */
     if (off || !s->rx_since_ms)
         s->rx_since_ms = now;
+    if (s->rx_part && len &&
+        rxpace_piece(&s->rx_part->pace, lws_get_socket_fd(s->wsi), len,
+                     server_conf(s->srv)->ws_rx_buffer, (uint32_t)server_conf(s->srv)->drip_pieces))
+        server_metrics(s->srv)->rx_paced++;
     if (data == s->rx.data)
         buf_consume(&s->rx, off);
     else
@@ -1636,6 +1662,7 @@ void session_destroy(session *s)
         session_pop(s);
     free(s->q);
     buf_deinit(&s->rx);
+    free(s->rx_part);
     if (s->reap_queued) {
         for (session **pp = &s->set->reap; *pp; pp = &(*pp)->reap_next) {
             if (*pp == s) {
@@ -1660,6 +1687,8 @@ static void session_tick(session *s, uint64_t now)
     const server_config *c = server_conf(s->srv);
     if (s->dead)
         return;
+    if (s->rx_part)                     /* a paced frame's last bytes wait one tick at most */
+        rxpace_reset(&s->rx_part->pace, lws_get_socket_fd(s->wsi));
     if (s->state == SESSION_AWAIT_CONNECT) {
         if (now - s->created_ms >= (uint64_t)c->connect_timeout_ms) {
             server_metrics(s->srv)->connect_timeouts++;

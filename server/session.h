@@ -85,7 +85,9 @@ int session_feed(session *s, void *in, size_t len);
 int session_flush(session *s);
 
 /* Queue the MESSAGE m for one subscription (called by room_deliver). While
- * the subscription resumes (x-since), live messages are held by its resume. */
+ * the subscription resumes (x-since), live messages are held by its resume.
+ * m is the 1.2 block; the session queues the block for its own STOMP
+ * version (msg_for_version). */
 void session_deliver(subscription *sub, msg *m);
 /* Queue m for sub now, bypassing a resume's hold (the resume's own replay). */
 void session_replay(subscription *sub, msg *m);

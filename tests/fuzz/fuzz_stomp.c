@@ -6,21 +6,28 @@
  *                     config accepts (1), so the limit checks are reachable
  *   byte 1:           seed of the chunk sizes for the split feed (below)
  *
- * Each input is parsed twice and the results must agree:
+ * Each input is parsed three times and the results must agree:
  *   whole  the stream in one buffer, frame after frame, as a session does
  *          with a single receive;
  *   split  the stream cut into chunks of pseudo-random sizes and fed the way
  *          session_feed does (parse straight from the receive buffer, keep
- *          the unparsed tail in a buf, append the next chunk to it).
- * Both produce a transcript (frames with their headers and body, runs of
+ *          the unparsed tail in a buf with the parser's stomp_scan, append
+ *          the next chunk to it and resume the scan);
+ *   bytes  the same, one byte per chunk.
+ * Each produces a transcript (frames with their headers and body, runs of
  * heart-beats, the error reason, a trailing partial frame); stomp.h promises
- * that a split never changes what the parser decides.
+ * that a split never changes what the parser decides. The resumed scans
+ * must also stay linear: the bytes the parser examined (stomp_parser's
+ * examined) are at most a small multiple of the input's length plus a
+ * constant per call.
  *
  * Every frame returned is checked against the contract of stomp_parse
  * (consumed bytes within the input, views inside the frame, the NUL after the
  * body, limits), then re-encoded with the stomp_put_* helpers and parsed
- * again (it must give back the same frame), cloned (the clone must equal it)
- * and looked up with stomp_frame_header. A broken invariant aborts with the
+ * again (it must give back the same frame), its headers rewritten for 1.1
+ * and 1.0 subscribers (stomp_transcode_headers: the frame parses by that
+ * version's rules and holds exactly the headers it can carry), cloned (the
+ * clone must equal it) and looked up with stomp_frame_header. A broken invariant aborts with the
  * condition, which libFuzzer reports as a crash.
  *
  * Every buffer handed to the parser is a heap block of exactly the input's
@@ -161,7 +168,7 @@ static void fuzz_check_roundtrip(stomp_version v, const stomp_frame *f)
     stomp_parser_init(&p, &big);
     char *copy = fuzz_dup(enc.data, enc.len);
     stomp_frame g;
-    ssize_t r = stomp_parse(&p, v, copy, enc.len, &g);
+    ssize_t r = stomp_parse(&p, NULL, v, copy, enc.len, &g);
     if (r < 0)
         fprintf(stderr, "fuzz_stomp: re-encoded frame rejected: %s\n", p.err ? p.err : "again");
     CHECK(r == (ssize_t)enc.len);
@@ -180,6 +187,66 @@ static void fuzz_check_clone(const stomp_frame *f)
     stomp_frame_free(c);
 }
 
+static bool fuzz_has(const stomp_str *s, char c)
+{
+    return s->len && memchr(s->p, c, s->len);
+}
+
+/* f's headers as the server would write them in a MESSAGE (1.2 escapes),
+ * rewritten for 1.1 and 1.0 by stomp_transcode_headers: the result parses
+ * by that version's own rules, holds exactly the headers the version can
+ * carry (docs/protocol.md), in order and byte for byte, and the body is
+ * unchanged. */
+static void fuzz_check_transcode(const stomp_frame *f)
+{
+    buf enc;
+    buf_init(&enc);
+    for (size_t i = 0; i < f->nheaders; i++) {
+        const stomp_header *h = &f->headers[i];
+        stomp_put_header(&enc, h->name.p, h->name.len, h->value.p, h->value.len, true);
+    }
+    stomp_put_body(&enc, f->body.p, f->body.len);
+    for (int k = 0; k < 2; k++) {
+        stomp_version v = k ? STOMP_V10 : STOMP_V11;
+        buf out;
+        buf_init(&out);
+        stomp_put_command(&out, STOMP_CMD_MESSAGE);
+        size_t omitted = 0;
+        size_t used = stomp_transcode_headers(&out, v, enc.data, enc.len, &omitted);
+        CHECK(used <= enc.len);
+        buf_append(&out, enc.data + used, enc.len - used);
+
+        stomp_limits big = { .max_frame = out.len + 1, .max_headers = f->nheaders + 1,
+                             .max_header_line = out.len };
+        stomp_parser p;
+        stomp_parser_init(&p, &big);
+        char *copy = fuzz_dup(out.data, out.len);
+        stomp_frame g;
+        ssize_t r = stomp_parse(&p, NULL, v, copy, out.len, &g);
+        if (r < 0)
+            fprintf(stderr, "fuzz_stomp: transcoded frame rejected: %s\n", p.err ? p.err : "again");
+        CHECK(r == (ssize_t)out.len);
+        size_t j = 0;
+        for (size_t i = 0; i < f->nheaders; i++) {
+            const stomp_header *h = &f->headers[i];
+            bool cr = fuzz_has(&h->name, '\r') || fuzz_has(&h->value, '\r');
+            bool lf = fuzz_has(&h->name, '\n') || fuzz_has(&h->value, '\n');
+            if (cr || (v == STOMP_V10 && (lf || fuzz_has(&h->name, ':'))))
+                continue;
+            CHECK(j < g.nheaders);
+            CHECK(fuzz_str_same(&h->name, &g.headers[j].name));
+            CHECK(fuzz_str_same(&h->value, &g.headers[j].value));
+            j++;
+        }
+        CHECK(j == g.nheaders && omitted == f->nheaders - j);
+        CHECK(fuzz_str_same(&f->body, &g.body));
+        free(copy);
+        stomp_parser_deinit(&p);
+        buf_deinit(&out);
+    }
+    buf_deinit(&enc);
+}
+
 /* A length-prefixed transcript, so distinct events never print alike. */
 static void fuzz_put_str(buf *t, const char *p, size_t n)
 {
@@ -190,10 +257,12 @@ static void fuzz_put_str(buf *t, const char *p, size_t n)
 
 typedef struct fuzz_run {
     stomp_parser parser;
+    stomp_scan scan;         /* carried between calls, as session.c does */
     stomp_version version;
     buf transcript;
     bool last_hb;
     bool failed;
+    size_t calls;            /* stomp_parse calls */
 } fuzz_run;
 
 /* Parse frames out of data[0..n) until it runs out or the parser says
@@ -204,9 +273,11 @@ static size_t fuzz_parse_all(fuzz_run *run, char *data, size_t n)
     while (off < n) {
         stomp_frame f;
         run->parser.err = NULL;
-        ssize_t r = stomp_parse(&run->parser, run->version, data + off, n - off, &f);
+        ssize_t r = stomp_parse(&run->parser, &run->scan, run->version, data + off, n - off, &f);
+        run->calls++;
         if (r == STOMP_AGAIN)
             break;
+        CHECK(run->scan.phase == 0 && run->scan.pos == 0);
         if (r == STOMP_BAD) {
             CHECK(run->parser.err && run->parser.err[0]);
             buf_append_str(&run->transcript, "ERR ");
@@ -239,6 +310,7 @@ static size_t fuzz_parse_all(fuzz_run *run, char *data, size_t n)
         buf_append_char(t, '\n');
         fuzz_check_clone(&f);
         fuzz_check_roundtrip(run->version, &f);
+        fuzz_check_transcode(&f);
     }
     return off;
 }
@@ -246,6 +318,8 @@ static size_t fuzz_parse_all(fuzz_run *run, char *data, size_t n)
 static void fuzz_run_init(fuzz_run *run, stomp_version v, const stomp_limits *lim)
 {
     stomp_parser_init(&run->parser, lim);
+    memset(&run->scan, 0, sizeof run->scan);
+    run->calls = 0;
     run->version = v;
     buf_init(&run->transcript);
     run->last_hb = false;
@@ -277,11 +351,11 @@ static uint32_t fuzz_next(uint32_t *s)
     return *s;
 }
 
-/* The stream in chunks, buffered exactly as session_feed does. */
-static void fuzz_split(fuzz_run *run, const uint8_t *in, size_t n, uint8_t seed)
+/* The stream in chunks, buffered exactly as session_feed does; chunks of
+ * 1 to max_chunk bytes (1: byte by byte). */
+static void fuzz_split(fuzz_run *run, const uint8_t *in, size_t n, uint8_t seed, size_t max_chunk)
 {
     uint32_t state = 0x9e3779b9u ^ seed;
-    size_t max_chunk = 1 + seed % 64;   /* seed 0: byte by byte */
     buf rx;
     buf_init(&rx);
     for (size_t at = 0; at < n && !run->failed;) {
@@ -326,20 +400,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     data += 2;
     size -= 2;
 
-    fuzz_run whole, split;
+    fuzz_run whole, split, bytes;
     fuzz_run_init(&whole, v, lim);
     fuzz_run_init(&split, v, lim);
+    fuzz_run_init(&bytes, v, lim);
     fuzz_whole(&whole, data, size);
-    fuzz_split(&split, data, size, seed);
+    fuzz_split(&split, data, size, seed, 1 + seed % 64);
+    fuzz_split(&bytes, data, size, seed, 1);
 
-    const buf *a = &whole.transcript, *b = &split.transcript;
-    bool same = a->len == b->len && (a->len == 0 || !memcmp(a->data, b->data, a->len));
-    if (!same)
-        fprintf(stderr, "fuzz_stomp: whole and split feeds disagree\n--- whole:\n%.*s"
-                        "--- split:\n%.*s---\n",
-                (int)a->len, a->data ? a->data : "", (int)b->len, b->data ? b->data : "");
-    CHECK(same);
+    const fuzz_run *runs[] = { &split, &bytes };
+    const char *names[] = { "split", "bytes" };
+    const buf *a = &whole.transcript;
+    for (size_t i = 0; i < 2; i++) {
+        const buf *b = &runs[i]->transcript;
+        bool same = a->len == b->len && (a->len == 0 || !memcmp(a->data, b->data, a->len));
+        if (!same)
+            fprintf(stderr, "fuzz_stomp: whole and %s feeds disagree\n--- whole:\n%.*s"
+                            "--- %s:\n%.*s---\n", names[i],
+                    (int)a->len, a->data ? a->data : "", names[i], (int)b->len,
+                    b->data ? b->data : "");
+        CHECK(same);
+        /* Linear: each byte examined a bounded number of times (scan,
+         * decode, a content-length value once more), plus a bounded amount
+         * per call (a partial command line is matched again: <= 12 bytes). */
+        CHECK(runs[i]->parser.examined <= 5 * size + 16 * runs[i]->calls);
+    }
     fuzz_run_deinit(&whole);
     fuzz_run_deinit(&split);
+    fuzz_run_deinit(&bytes);
     return 0;
 }

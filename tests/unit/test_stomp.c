@@ -4,8 +4,15 @@
  * it: one line per event (a frame with its headers and body, a run of
  * heart-beats, an error with its reason, a trailing partial frame). Each
  * stream is fed whole, byte by byte and in 3- and 7-byte chunks, the way a
- * session feeds it; all four transcripts must equal the expected one, so a
- * split anywhere in a frame can never change what the parser decides.
+ * session feeds it (a stomp_scan carried between calls), and byte by byte
+ * without a scan state (every call scans from the frame's start); all
+ * transcripts must equal the expected one, so a split anywhere in a frame
+ * can never change what the parser decides.
+ *
+ * Linearity: the parser counts the bytes it looks at (p.examined). The
+ * worst legal CONNECT (60 header lines of 4,000 bytes, ~240 KB) fed one
+ * byte at a time must cost a small constant times its length, the same as
+ * when fed whole.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -37,11 +44,13 @@ static void put_visible(buf *out, const char *p, size_t n)
 }
 
 /* Feed `n` bytes of `in` in chunks of `chunk` (0 = whole) into an
- * accumulating buffer, parsing after each chunk as a session does. */
-static char *transcript(const char *in, size_t n, size_t chunk, stomp_version v,
-                        const stomp_limits *lim)
+ * accumulating buffer, parsing after each chunk as a session does: with a
+ * scan state kept between calls, or (stateless) without one. */
+static char *transcript_x(const char *in, size_t n, size_t chunk, stomp_version v,
+                          const stomp_limits *lim, bool stateless)
 {
     stomp_parser p;
+    stomp_scan st = { 0 };
     buf acc, out;
     bool last_hb = false, failed = false;
 
@@ -55,9 +64,11 @@ static char *transcript(const char *in, size_t n, size_t chunk, stomp_version v,
         buf_append(&acc, in + off, take);
         for (;;) {
             stomp_frame f;
-            ssize_t r = stomp_parse(&p, v, acc.data, acc.len, &f);
+            ssize_t r = stomp_parse(&p, stateless ? NULL : &st, v, acc.data, acc.len, &f);
             if (r == STOMP_AGAIN)
                 break;
+            /* Every verdict but "again" leaves the state at a frame boundary. */
+            assert_true(st.phase == 0 && st.pos == 0);
             if (r == STOMP_BAD) {
                 buf_printf(&out, "ERR %s\n", p.err);
                 failed = true;
@@ -92,6 +103,12 @@ static char *transcript(const char *in, size_t n, size_t chunk, stomp_version v,
     if (!out.data)
         buf_append_str(&out, "");
     return buf_detach(&out, NULL);
+}
+
+static char *transcript(const char *in, size_t n, size_t chunk, stomp_version v,
+                        const stomp_limits *lim)
+{
+    return transcript_x(in, n, chunk, v, lim, false);
 }
 
 typedef struct parse_case {
@@ -209,6 +226,34 @@ static const parse_case cases[] = {
       "ERR frame too large\n" },
     { "endless headers hit the frame limit", L("SEND\na:1\na:1\na:1\na:1\na:1\na:1\na:1\na:1\n"),
       0, &tiny_frame, "ERR frame too large\n" },
+    { "a backslash before the CRLF is an invalid escape", L("SEND\r\nk:ab\\\r\n\r\n\0"), 0, NULL,
+      "ERR invalid escape sequence in header\n" },
+    { "a backslash before a bare CR is an invalid escape", L("SEND\nk:a\\\rb\n\n\0"), 0, NULL,
+      "ERR invalid escape sequence in header\n" },
+    { "CR CR LF: the first CR is a bare one", L("SEND\nk:a\r\r\n\n\0"), 0, NULL,
+      "ERR CR not followed by LF\n" },
+    { "the first fault in a line wins (CR before NUL)", L("SEND\nk:\rx\0\n\n\0"), 0, NULL,
+      "ERR CR not followed by LF\n" },
+    { "the first fault in a line wins (NUL before a bad escape)", L("SEND\nk:\0\\t\n\n\0"), 0, NULL,
+      "ERR NUL in header line\n" },
+    { "too long beats a fault earlier in the line", L("SEND\nk:\0" "0123456789\n\n\0"), 0, &short_lines,
+      "ERR header line too long\n" },
+    { "too many headers beats a fault in the extra line", L("SEND\na:1\nb:2\nc\0\n\n\0"), 0,
+      &two_headers, "ERR too many headers\n" },
+    { "a bad content-length is reported after the later lines' own faults",
+      L("SEND\ncontent-length:x\nnocolon\n\n\0"), 0, NULL, "ERR header line without ':'\n" },
+    { "a bare CR counts toward the line length", L("SEND\nkey:012345\rX\n\n\0"), 0, &short_lines,
+      "ERR header line too long\n" },
+    { "a bare CR within the line length is a CR fault", L("SEND\nkey:0123\rX\n\n\0"), 0, &short_lines,
+      "ERR CR not followed by LF\n" },
+    { "content-length with CRLF lines", L("SEND\r\ncontent-length:2\r\n\r\nab\0"), 0, NULL,
+      "SEND|content-length=2|body=ab\n" },
+    { "an escaped colon opens a name; the raw ':' still splits", L("SEND\n\\cx:y:z\n\n\0"), 0, NULL,
+      "SEND|:x=y:z|body=\n" },
+    { "a colon first in a line after other lines is an empty name", L("SEND\na:1\n:v\n\n\0"), 0, NULL,
+      "ERR empty header name\n" },
+    { "escapes stay undecoded in 1.0 even before CR LF", L("SEND\r\nk:a\\\r\n\r\n\0"), STOMP_V10, NULL,
+      "SEND|k=a\\x5c|body=\n" },
     { "UTF-8 in header values passes through", L("SEND\nname:Zo\xc3\xab\n\n\0"), 0, NULL,
       "SEND|name=Zo\\xc3\\xab|body=\n" },
     { "server frames parse too (for clients and tests)",
@@ -226,11 +271,14 @@ static void test_parse_cases(void **state)
         const parse_case *c = &cases[i];
         stomp_version v = c->version ? c->version : STOMP_V12;
         const stomp_limits *lim = c->lim ? c->lim : &default_limits;
-        for (size_t k = 0; k < sizeof chunks / sizeof chunks[0]; k++) {
-            char *got = transcript(c->in, c->len, chunks[k], v, lim);
+        for (size_t k = 0; k <= sizeof chunks / sizeof chunks[0]; k++) {
+            /* The last round: byte by byte without a scan state. */
+            bool stateless = k == sizeof chunks / sizeof chunks[0];
+            size_t chunk = stateless ? 1 : chunks[k];
+            char *got = transcript_x(c->in, c->len, chunk, v, lim, stateless);
             if (strcmp(got, c->want)) {
-                print_error("case \"%s\" (chunk %zu):\n  want: %s  got:  %s", c->name,
-                            chunks[k], c->want, got);
+                print_error("case \"%s\" (chunk %zu%s):\n  want: %s  got:  %s", c->name,
+                            chunk, stateless ? ", stateless" : "", c->want, got);
                 free(got);
                 fail();
             }
@@ -253,9 +301,15 @@ static void test_parse_random_bytes_never_crash(void **state)
             data[i] = alphabet[rand_r(&seed) % (sizeof alphabet - 1)];
         char *whole = transcript(data, n, 0, STOMP_V12, &default_limits);
         char *bytes = transcript(data, n, 1, STOMP_V12, &default_limits);
+        char *fives = transcript(data, n, 5, STOMP_V12, &default_limits);
+        char *rescan = transcript_x(data, n, 1, STOMP_V12, &default_limits, true);
         assert_string_equal(whole, bytes);
+        assert_string_equal(whole, fives);
+        assert_string_equal(whole, rescan);
         free(whole);
         free(bytes);
+        free(fives);
+        free(rescan);
     }
 }
 
@@ -269,11 +323,11 @@ static void test_parse_does_not_mutate_incomplete_frames(void **state)
     char copy[64];
     memcpy(copy, in, sizeof in);
     stomp_frame f;
-    assert_int_equal(stomp_parse(&p, STOMP_V12, in, strlen(in), &f), STOMP_AGAIN);
+    assert_int_equal(stomp_parse(&p, NULL, STOMP_V12, in, strlen(in), &f), STOMP_AGAIN);
     assert_memory_equal(in, copy, sizeof in);
     char bad[] = "SEND\nk:a\\nb\nbroken\n\n\0";
     memcpy(copy, bad, sizeof bad);
-    assert_int_equal(stomp_parse(&p, STOMP_V12, bad, sizeof bad - 1, &f), STOMP_BAD);
+    assert_int_equal(stomp_parse(&p, NULL, STOMP_V12, bad, sizeof bad - 1, &f), STOMP_BAD);
     assert_memory_equal(bad, copy, sizeof bad);
     stomp_parser_deinit(&p);
 }
@@ -285,7 +339,7 @@ static void test_header_lookup_first_wins(void **state)
     stomp_parser_init(&p, &default_limits);
     char in[] = "SEND\ndestination:/topic/a\nx:1\nx:2\n\n\0";
     stomp_frame f;
-    assert_true(stomp_parse(&p, STOMP_V12, in, sizeof in - 1, &f) > 0);
+    assert_true(stomp_parse(&p, NULL, STOMP_V12, in, sizeof in - 1, &f) > 0);
     const stomp_str *x = stomp_frame_header(&f, "x");
     assert_non_null(x);
     assert_true(stomp_str_eq(x, "1"));
@@ -314,7 +368,7 @@ static void test_escape_round_trip(void **state)
     stomp_parser p;
     stomp_parser_init(&p, &default_limits);
     stomp_frame f;
-    assert_int_equal(stomp_parse(&p, STOMP_V12, b.data, b.len, &f), (ssize_t)b.len);
+    assert_int_equal(stomp_parse(&p, NULL, STOMP_V12, b.data, b.len, &f), (ssize_t)b.len);
     assert_int_equal(f.nheaders, 1);
     assert_true(stomp_str_eq(&f.headers[0].name, "k:ey"));
     assert_int_equal(f.headers[0].value.len, strlen(raw));
@@ -343,7 +397,7 @@ static void test_clone_is_deep(void **state)
     stomp_parser_init(&p, &default_limits);
     char in[] = "SEND\ndestination:/topic/a\ncontent-length:3\n\na\0b\0";
     stomp_frame f;
-    assert_true(stomp_parse(&p, STOMP_V12, in, sizeof in - 1, &f) > 0);
+    assert_true(stomp_parse(&p, NULL, STOMP_V12, in, sizeof in - 1, &f) > 0);
     stomp_frame *c = stomp_frame_clone(&f);
     memset(in, 'z', sizeof in);          /* the original buffer goes away */
     assert_int_equal(c->command, STOMP_CMD_SEND);
@@ -357,16 +411,227 @@ static void test_clone_is_deep(void **state)
     stomp_parser_deinit(&p);
 }
 
+/* The worst legal CONNECT under the server's default limits: 60 header
+ * lines of exactly 4,000 bytes. */
+static void big_connect(buf *b, size_t lines)
+{
+    buf_append_str(b, "CONNECT\naccept-version:1.2\nhost:/\n");
+    for (size_t i = 0; i < lines; i++) {
+        size_t start = b->len;
+        buf_printf(b, "x-pad-%02zu:", i);
+        while (b->len - start < 4000)
+            buf_append_char(b, 'v');
+        buf_append_char(b, '\n');
+    }
+    buf_append(b, "\n", 2);     /* the blank line and the NUL */
+}
+
+/* Feed in[0..n) one byte at a time, as a session holding the partial frame
+ * does; returns the bytes the parser examined and checks the frame. */
+static size_t drip(const char *in, size_t n, const stomp_limits *lim, bool stateless,
+                   size_t want_headers)
+{
+    stomp_parser p;
+    stomp_scan st = { 0 };
+    buf acc;
+    stomp_parser_init(&p, lim);
+    buf_init(&acc);
+    ssize_t r = STOMP_AGAIN;
+    stomp_frame f;
+    for (size_t i = 0; i < n; i++) {
+        buf_append(&acc, in + i, 1);
+        r = stomp_parse(&p, stateless ? NULL : &st, STOMP_V12, acc.data, acc.len, &f);
+        if (r != STOMP_AGAIN)
+            break;
+    }
+    assert_int_equal(r, (ssize_t)n);
+    assert_int_equal(f.command, STOMP_CMD_CONNECT);
+    assert_int_equal(f.nheaders, want_headers);
+    size_t examined = p.examined;
+    stomp_parser_deinit(&p);
+    buf_deinit(&acc);
+    return examined;
+}
+
+static void test_drip_is_linear(void **state)
+{
+    (void)state;
+    static const stomp_limits server = {     /* server/config.c defaults */
+        .max_frame = 256 << 10, .max_headers = 64, .max_header_line = 4 << 10,
+    };
+    buf b;
+    buf_init(&b);
+    big_connect(&b, 60);
+    assert_true(b.len > 240000 && b.len <= server.max_frame);
+
+    /* Whole: one call. */
+    stomp_parser p;
+    stomp_parser_init(&p, &server);
+    char *copy = malloc(b.len);
+    memcpy(copy, b.data, b.len);
+    stomp_frame f;
+    assert_int_equal(stomp_parse(&p, NULL, STOMP_V12, copy, b.len, &f), (ssize_t)b.len);
+    size_t whole = p.examined;
+    stomp_parser_deinit(&p);
+    free(copy);
+
+    /* One byte per call: every call adds a bounded amount of work. */
+    size_t dripped = drip(b.data, b.len, &server, false, 62);
+    print_message("240 KB CONNECT: %zu bytes, examined %zu whole, %zu dripped byte by byte\n",
+                  b.len, whole, dripped);
+    assert_true(whole <= 3 * b.len);
+    assert_true(dripped <= 3 * b.len);
+
+    /* The measure can fail: without the scan state the same drip re-scans
+     * the growing prefix (quadratic). A 4-line frame already shows it. */
+    buf small;
+    buf_init(&small);
+    big_connect(&small, 4);
+    size_t rescanned = drip(small.data, small.len, &server, true, 6);
+    assert_true(rescanned > 100 * small.len);
+    buf_deinit(&small);
+    buf_deinit(&b);
+}
+
+/* --- per-version transcoding (stomp_transcode_headers) --------------------- */
+
+typedef struct transcode_case {
+    const char *name;
+    const char *in;          /* 1.2 header lines, blank line, body */
+    const char *v11, *v10;   /* the header part for 1.1 and 1.0 */
+    size_t drop11, drop10;
+} transcode_case;
+
+static const transcode_case transcode_cases[] = {
+    { "plain headers are the same in every version",
+      "destination:/topic/a\nmessage-id:1-0\ncontent-length:2\n\nhi",
+      "destination:/topic/a\nmessage-id:1-0\ncontent-length:2\n\n",
+      "destination:/topic/a\nmessage-id:1-0\ncontent-length:2\n\n", 0, 0 },
+    { "a CR in a value: omitted for 1.1 and 1.0",
+      "a:1\nx:a\\rb\nb:2\n\n", "a:1\nb:2\n\n", "a:1\nb:2\n\n", 1, 1 },
+    { "a CR in a name: omitted for 1.1 and 1.0", "k\\rx:v\nb:2\n\n", "b:2\n\n", "b:2\n\n", 1, 1 },
+    { "LF, ':' and '\\' in a value: 1.1 keeps the escapes, 1.0 writes them raw, except LF",
+      "x-lf:a\\nb\nx-colon:a\\cb\nx-back:a\\\\b\n\n",
+      "x-lf:a\\nb\nx-colon:a\\cb\nx-back:a\\\\b\n\n",
+      "x-colon:a:b\nx-back:a\\b\n\n", 0, 1 },
+    { "':' in a name: 1.1 keeps \\c, 1.0 omits the header", "x\\cy:v\n\n", "x\\cy:v\n\n", "\n", 0, 1 },
+    { "a backslash in a name is written raw for 1.0", "x\\\\y:v\n\n", "x\\\\y:v\n\n", "x\\y:v\n\n", 0, 0 },
+    { "a raw ':' later in a value stays", "k:a:b\n\n", "k:a:b\n\n", "k:a:b\n\n", 0, 0 },
+    { "malformed lines (no ':', undefined escape) are omitted",
+      "nocolon\nk:a\\tb\nok:1\n\n", "ok:1\n\n", "ok:1\n\n", 2, 2 },
+    { "an escaped backslash before r is not a CR", "k:a\\\\rb\n\n", "k:a\\\\rb\n\n", "k:a\\rb\n\n", 0, 0 },
+    { "headers without a blank line end with the input", "k:v\n", "k:v\n", "k:v\n", 0, 0 },
+};
+
+static void test_transcode_cases(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof transcode_cases / sizeof transcode_cases[0]; i++) {
+        const transcode_case *c = &transcode_cases[i];
+        size_t n = strlen(c->in);
+        const char *want[] = { c->v11, c->v10, NULL };
+        size_t drops[] = { c->drop11, c->drop10, 0 };
+        stomp_version vs[] = { STOMP_V11, STOMP_V10, STOMP_V12 };
+        for (int k = 0; k < 3; k++) {
+            buf out;
+            buf_init(&out);
+            size_t omitted = 99;
+            size_t used = stomp_transcode_headers(&out, vs[k], c->in, n, &omitted);
+            const char *hdrs_end = strstr(c->in, "\n\n");
+            size_t want_used = hdrs_end ? (size_t)(hdrs_end - c->in) + 2 : n;
+            const char *w = want[k] ? want[k] : "";
+            size_t wl = want[k] ? strlen(w) : want_used;
+            if (!want[k])
+                w = c->in;                      /* 1.2: unchanged */
+            if (used != want_used || out.len != wl || memcmp(out.data ? out.data : "", w, wl) ||
+                omitted != drops[k]) {
+                print_error("case \"%s\" (version %d): used %zu/%zu omitted %zu/%zu\n  want: %.*s\n  got:  %.*s\n",
+                            c->name, vs[k], used, want_used, omitted, drops[k], (int)wl, w,
+                            (int)out.len, out.data ? out.data : "");
+                buf_deinit(&out);
+                fail();
+            }
+            buf_deinit(&out);
+        }
+    }
+}
+
+/* Random headers holding CR, LF, ':' and '\', written by 1.2 rules as a
+ * MESSAGE, transcoded and parsed by the older version's own rules: the
+ * frame parses, every header allowed in that version is there with its
+ * exact name and value, in order, and the body is untouched. */
+static void test_transcode_round_trip(void **state)
+{
+    (void)state;
+    static const char alphabet[] = "ab:\\\r\n";
+    unsigned seed = 777;
+    stomp_limits big = { .max_frame = 1 << 16, .max_headers = 16, .max_header_line = 1024 };
+    for (int round = 0; round < 3000; round++) {
+        char names[8][8], values[8][8];
+        size_t nh = 1 + (size_t)(rand_r(&seed) % 8);
+        buf enc;
+        buf_init(&enc);
+        stomp_put_command(&enc, STOMP_CMD_MESSAGE);
+        size_t head = enc.len;
+        for (size_t i = 0; i < nh; i++) {
+            size_t nl = 1 + (size_t)(rand_r(&seed) % 7), vl = (size_t)(rand_r(&seed) % 8);
+            for (size_t k = 0; k < nl; k++)
+                names[i][k] = alphabet[rand_r(&seed) % (sizeof alphabet - 1)];
+            for (size_t k = 0; k < vl; k++)
+                values[i][k] = alphabet[rand_r(&seed) % (sizeof alphabet - 1)];
+            names[i][nl] = values[i][vl] = '\0';
+            stomp_put_header(&enc, names[i], nl, values[i], vl, true);
+        }
+        stomp_put_body(&enc, "b\\c\r", 4);
+        for (int vi = 0; vi < 2; vi++) {
+            stomp_version v = vi ? STOMP_V10 : STOMP_V11;
+            buf out;
+            buf_init(&out);
+            stomp_put_command(&out, STOMP_CMD_MESSAGE);
+            size_t omitted;
+            size_t used = stomp_transcode_headers(&out, v, enc.data + head, enc.len - head, &omitted);
+            buf_append(&out, enc.data + head + used, enc.len - head - used);
+
+            stomp_parser p;
+            stomp_parser_init(&p, &big);
+            stomp_frame f;
+            assert_int_equal(stomp_parse(&p, NULL, v, out.data, out.len, &f), (ssize_t)out.len);
+            size_t j = 0;
+            for (size_t i = 0; i < nh; i++) {
+                bool cr = strchr(names[i], '\r') || strchr(values[i], '\r');
+                bool lf = strchr(names[i], '\n') || strchr(values[i], '\n');
+                bool keep = v == STOMP_V11 ? !cr : !cr && !lf && !strchr(names[i], ':');
+                if (!keep)
+                    continue;
+                assert_true(j < f.nheaders);
+                assert_true(stomp_str_eq(&f.headers[j].name, names[i]));
+                assert_true(stomp_str_eq(&f.headers[j].value, values[i]));
+                j++;
+            }
+            assert_int_equal(j, f.nheaders);
+            assert_int_equal(omitted, nh - j);
+            assert_int_equal(f.body.len, 4);
+            assert_memory_equal(f.body.p, "b\\c\r", 4);
+            stomp_parser_deinit(&p);
+            buf_deinit(&out);
+        }
+        buf_deinit(&enc);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_cases),
         cmocka_unit_test(test_parse_random_bytes_never_crash),
+        cmocka_unit_test(test_drip_is_linear),
         cmocka_unit_test(test_parse_does_not_mutate_incomplete_frames),
         cmocka_unit_test(test_header_lookup_first_wins),
         cmocka_unit_test(test_escape_round_trip),
         cmocka_unit_test(test_unescaped_encoding_for_connected),
         cmocka_unit_test(test_clone_is_deep),
+        cmocka_unit_test(test_transcode_cases),
+        cmocka_unit_test(test_transcode_round_trip),
     };
     return cmocka_run_group_tests_name("stomp codec", tests, NULL, NULL);
 }
