@@ -288,10 +288,8 @@ static int db_worker_query(db_worker *w, db_job *j, unsigned *err)
             int rc = mysql_stmt_fetch(st);
             if (rc == MYSQL_NO_DATA)
                 break;
-            if (rc == 1) {
-                mysql_stmt_free_result(st);
+            if (rc == 1)
                 goto fail;
-            }
             got++;
             size_t size = 0;
             for (int i = 5; i < DB_NCOLS; i++)
@@ -323,6 +321,7 @@ static int db_worker_query(db_worker *w, db_job *j, unsigned *err)
 fail:
     *err = mysql_stmt_errno(st);
     snprintf(j->why, sizeof j->why, "query: %s", mysql_stmt_error(st));
+    mysql_stmt_free_result(st);         /* after reading the error: it clears it */
     return -1;
 }
 

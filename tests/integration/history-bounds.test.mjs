@@ -12,6 +12,7 @@
 //     messages stays bounded.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -320,7 +321,7 @@ describe('history bounds', () => {
     }
   });
 
-  test('peak RSS stays bounded under 16 concurrent walks of limit=1000 over 10 MB of control characters', async () => {
+  test('peak RSS stays bounded under 16 concurrent walks of limit=1000 over 10 MB of control characters, from the Redis log and from MySQL', async () => {
     // ASan keeps freed memory in quarantine (256 MB by default), which would
     // count as resident: off for this server, so RSS is what the code holds.
     const asan = process.env.ASAN_OPTIONS;
@@ -333,53 +334,65 @@ describe('history bounds', () => {
       else process.env.ASAN_OPTIONS = asan;
     }
     const [s] = c.servers;
-    const room = `rss-${c.cluster}`;
     const w = await startWorker({ cluster: c.cluster });
     const { client } = await stompClient(s.wsUrl);
-    try {
-      const N = 50;
-      const body = '\x01\x02\x03\x04'.repeat(50 * 1024);    // 200 KB; 1.2 MB of JSON
-      await sendAll(client, room, Array.from({ length: N }, () => body));
+    const N = 50;
+    const body = '\x01\x02\x03\x04'.repeat(50 * 1024);    // 200 KB; 1.2 MB of JSON
+    // Each walker follows `before` to the start, keeping only the tail of
+    // each response (the cursors).
+    const walker = async (room) => {
+      let q = 'limit=1000';
+      let pages = 0;
+      let bytes = 0;
+      for (;;) {
+        const r = await new Promise((resolve, reject) => {
+          http.get({ host: '127.0.0.1', port: s.port, path: `/api/rooms/${room}/messages?${q}`, agent: false }, (res) => {
+            let tail = '';
+            let len = 0;
+            res.on('data', (d) => { len += d.length; tail = (tail + d.toString('latin1')).slice(-300); });
+            res.on('end', () => resolve({ status: res.statusCode, tail, len }));
+            res.on('error', reject);
+          }).on('error', reject);
+        });
+        assert.equal(r.status, 200);
+        const [, more, before] = r.tail.match(/"more":(true|false),"before":(null|"[^"]*"),"after":(null|"[^"]*")\}$/);
+        bytes += r.len;
+        pages++;
+        if (more !== 'true') return { pages, bytes };
+        q = `limit=1000&before=${JSON.parse(before)}`;
+      }
+    };
+    // 16 walkers at once over room; the server's peak RSS above what it
+    // held before.
+    const measure = async (room, what) => {
       const pid = s.proc.pid;
-      await page(s.port, room, 'limit=1');
       await sleep(200);
       const base = memory(pid);
       resetPeak(pid);
-      // Each walker follows `before` to the start, keeping only the tail
-      // of each response (the cursors).
-      const walker = async () => {
-        let q = 'limit=1000';
-        let count = 0;
-        let bytes = 0;
-        for (;;) {
-          const r = await new Promise((resolve, reject) => {
-            http.get({ host: '127.0.0.1', port: s.port, path: `/api/rooms/${room}/messages?${q}`, agent: false }, (res) => {
-              let tail = '';
-              let len = 0;
-              res.on('data', (d) => { len += d.length; tail = (tail + d.toString('latin1')).slice(-300); });
-              res.on('end', () => resolve({ status: res.statusCode, tail, len }));
-            }).on('error', reject);
-          });
-          assert.equal(r.status, 200);
-          const [, more, before] = r.tail.match(/"more":(true|false),"before":(null|"[^"]*"),"after":(null|"[^"]*")\}$/);
-          bytes += r.len;
-          count++;
-          if (more !== 'true') return { pages: count, bytes };
-          q = `limit=1000&before=${JSON.parse(before)}`;
-        }
-      };
       const t0 = Date.now();
-      const settled = await Promise.allSettled(Array.from({ length: 16 }, walker));
+      const settled = await Promise.allSettled(Array.from({ length: 16 }, () => walker(room)));
       const ms = Date.now() - t0;
       const peak = memory(pid).hwm - base.rss;
-      const results = settled.filter((r) => r.status === 'fulfilled').map((r) => r.value);
-      const total = results.reduce((a, r) => a + r.bytes, 0);
-      console.log(`# 16 walkers (${results.length} finished) x ${results[0]?.pages} pages, `
+      const done = settled.filter((r) => r.status === 'fulfilled').map((r) => r.value);
+      const total = done.reduce((a, r) => a + r.bytes, 0);
+      console.log(`# ${what}: 16 walkers (${done.length} finished) x ${done[0]?.pages} pages, `
         + `${(total / MiB).toFixed(0)} MB of JSON in ${ms} ms: RSS ${(base.rss / MiB).toFixed(0)} MB before, `
         + `peak +${(peak / MiB).toFixed(0)} MB`);
-      assert.ok(peak < 160 * MiB, `peak RSS grew by ${(peak / MiB).toFixed(0)} MB`);
+      assert.ok(peak < 160 * MiB, `${what}: peak RSS grew by ${(peak / MiB).toFixed(0)} MB`);
       for (const r of settled) if (r.status === 'rejected') throw r.reason;
-      assert.ok(total >= 16 * N * 1.2e6 * 0.95, 'every walker read the whole room');
+      assert.ok(total >= 16 * N * 1.2e6 * 0.95, `${what}: every walker read the whole room`);
+    };
+    try {
+      const logRoom = `rss-${c.cluster}`;
+      await sendAll(client, logRoom, Array.from({ length: N }, () => body));
+      await measure(logRoom, 'from the Redis log');
+      // The same from MySQL alone: the room's log emptied once stored.
+      const dbRoom = `rssdb-${c.cluster}`;
+      await sendAll(client, dbRoom, Array.from({ length: N }, () => body));
+      await waitFor(async () => (await storedCount(dbRoom)) === N, { timeout: 60000, interval: 200, what: 'stored' });
+      await new Promise((resolve, reject) => execFile('redis-cli', ['-p', String(process.env.LECTERN_REDIS_PORT || 6390),
+        'XTRIM', `${c.cluster}:room:{${dbRoom}}:log`, 'MAXLEN', '0'], (e) => (e ? reject(e) : resolve())));
+      await measure(dbRoom, 'from MySQL');
     } finally {
       await client.deactivate();
       await w.stop();
