@@ -103,7 +103,7 @@ static json_t *ref_message(const envelope *m)
                           "content_type", m->content_type ?
                           ref_text(m->content_type, strlen(m->content_type)) : json_null(),
                           "timestamp", (json_int_t)m->ts_ms);
-    if (utf8_valid(m->body, m->body_len))
+    if (utf8_valid(m->body ? m->body : "", m->body_len))
         json_object_set_new(o, "body", json_stringn(m->body ? m->body : "", m->body_len));
     else
         json_object_set_new(o, "body_base64", ref_base64(m->body, m->body_len));
