@@ -5,7 +5,7 @@
  * cannot disagree, and a caller can size its buffer exactly once.
  *
  * Escaping follows jansson's dump_string with JSON_COMPACT and no other
- * flags (what the HTTP API printed before this writer existed): '"' and
+ * flags (byte for byte what a jansson tree of the page prints): '"' and
  * '\\' get a backslash, \b \f \n \r \t their short forms, every other byte
  * below 0x20 \u00XX with upper-case hex; '/', DEL and non-ASCII go out as
  * they are. A body of control characters thus grows sixfold; history.c

@@ -1,10 +1,9 @@
 /* http_history.c — the history route: bounded reads, one buffer, no copies.
  *
- * A history page used to be built several times over: rows, copies of
- * them, a jansson tree, its text, the response's copy of the text; a page
- * of limit=1000 messages of 256 KiB each (or sixfold that, escaped, for a
- * body of control characters) could take gigabytes, and nothing limited
- * how many ran at once. Here:
+ * A page of limit=1000 messages of 256 KiB each is 256 MB, sixfold that as
+ * JSON for bodies of control characters; built several times over (rows,
+ * copies, a JSON tree, its text, a response copy) and many at once, it
+ * would take gigabytes. So:
  *
  *   - a page ends at history.max_bytes of JSON as well as at `limit`
  *     (history.h: q.cost measures each message exactly as it will be
@@ -34,6 +33,7 @@
 #include "server.h"
 
 #include <libwebsockets.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
