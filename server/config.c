@@ -53,6 +53,14 @@ const cfg_knob server_knobs[] = {
       "Empty serves none. Only plain file names below it are served." },
     { "http.max_users", CFG_INT, K(http_max_users), "1000", 1, 100000, NULL,
       "Most users in one GET /api/presence?users=a,b,c lookup (more: 400)." },
+    { "http.max_inflight", CFG_INT, K(http_max_inflight), "16", 1, 100000, NULL,
+      "Most history reads at once on this server: GET .../messages requests\n"
+      "(from the read to the last byte written) and x-since replays (one page\n"
+      "each) together; each holds up to history.max_bytes. A request beyond it\n"
+      "gets 503 with Retry-After; a replay waits its turn." },
+    { "http.write_timeout_s", CFG_INT, K(http_write_timeout_s), "30", 1, 3600, NULL,
+      "An HTTP response must be taken by the client within this long, or the\n"
+      "connection is closed (and its history slot freed)." },
 
     { "metrics.listen", CFG_STR, K(metrics_listen), "", 0, 0, NULL,
       "host:port of a listener of its own for GET /metrics (127.0.0.1:9300, or\n"
@@ -303,6 +311,11 @@ const cfg_knob server_knobs[] = {
     { "history.hole_wait_ms", CFG_INT, K(history_hole_wait_ms), "3000", 0, 600000, NULL,
       "A history range that MySQL does not hold completely yet (a message still\n"
       "on its way through the storage queue) is retried for up to this long." },
+    { "history.max_bytes", CFG_SIZE, K(history_max_bytes), "1m", 4096, 1 << 30, NULL,
+      "Most bytes of messages in one history page (their JSON over HTTP, their\n"
+      "stored size for x-since replays); a page ends there even before its\n"
+      "limit (but holds at least one message) and says more. The Redis and\n"
+      "MySQL reads beneath are bounded the same way." },
     { "history.resume_page", CFG_INT, K(resume_page), "500", 1, 100000, NULL,
       "Messages read per step when a SUBSCRIBE with x-since replays what the\n"
       "client missed." },

@@ -22,6 +22,8 @@ typedef struct server_config {
     /* [http] */
     char  *static_dir;        /* files served at / ("" = none) */
     int    http_max_users;    /* users in one /api/presence?users= lookup */
+    int    http_max_inflight; /* history reads (HTTP and x-since) at once */
+    int    http_write_timeout_s; /* a response must be written within this */
     /* [metrics] */
     char  *metrics_listen;    /* host:port of a separate /metrics listener; "" = server.port */
     /* [log] */
@@ -113,6 +115,7 @@ typedef struct server_config {
     int    history_default_limit;
     int    history_max_limit;
     int    history_hole_wait_ms;
+    size_t history_max_bytes; /* a page's messages, at most (JSON for HTTP) */
     int    resume_page;
     /* [relay] */
     int    gap_timeout_ms;

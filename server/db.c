@@ -23,6 +23,19 @@
  * one range. Bounds are exclusive; callers that want a bound row widen the
  * bound by one id. Result columns of variable length are read with
  * mysql_stmt_fetch_column into buffers sized from the row.
+ *
+ * Reads are bounded by bytes as well as rows. A result is never stored
+ * whole (no mysql_stmt_store_result): rows are fetched one at a time from
+ * the connection, so the client library holds one row, and the job only
+ * the rows it keeps. A job with max_bytes reads in chunks: the statement
+ * runs with a LIMIT of DB_FIRST_CHUNK rows, then again from the last row
+ * kept with as many rows as the average size so far says still fit, until
+ * the limit, the end of the range, or a row that does not fit (the read is
+ * then "cut"). The rest of a chunk is discarded unread (free_result drains
+ * it), so a request for a thousand rows of 256 KiB costs max_bytes and a
+ * few rows of transfer, not 256 MiB. Chunks are separate statements, but a
+ * row stored between two of them is no different from one stored just
+ * after a single read: the room-order check of history.c sees the gap.
  */
 #include "db.h"
 
@@ -38,8 +51,9 @@
 #include <string.h>
 #include <time.h>
 
-#define DB_RETRY_MS 500
-#define DB_NCOLS    11
+#define DB_RETRY_MS     500
+#define DB_NCOLS        11
+#define DB_FIRST_CHUNK  4        /* rows of a byte-bounded read's first statement */
 
 /* The two statements every connection prepares: the same page query in
  * both directions. Fixed text: every value is a placeholder. */
@@ -57,7 +71,8 @@ typedef struct db_job {
     db_fn fn;
     void *ctx;
     envelope *rows;
-    size_t n;
+    size_t n, cap;
+    bool cut;                    /* ended at max_bytes with rows left */
     bool ok;
     char why[200];
     char room[];
@@ -176,92 +191,137 @@ static char *db_fetch_text(MYSQL_STMT *st, unsigned col, unsigned long len, my_b
     return p;
 }
 
-/* Run one job on w's connection. Returns 0, or -1 with job->why and the
- * MySQL error number in *err (the caller then closes the connection). */
+size_t db_row_bytes(const envelope *e)
+{
+    return (e->sender ? strlen(e->sender) : 0) + (e->sender_name ? strlen(e->sender_name) : 0) +
+           (e->content_type ? strlen(e->content_type) : 0) + e->headers_len + e->body_len +
+           (e->origin ? strlen(e->origin) : 0);
+}
+
+/* The current row (its numeric columns in num) into a new envelope of j. */
+static void db_keep_row(MYSQL_STMT *st, db_job *j, const uint64_t num[5],
+                        const unsigned long lens[DB_NCOLS], const my_bool nulls[DB_NCOLS])
+{
+    if (j->n == j->cap) {
+        j->cap = j->cap ? j->cap * 2 : 16;
+        j->rows = xrealloc(j->rows, j->cap * sizeof *j->rows);
+    }
+    envelope *e = &j->rows[j->n++];
+    memset(e, 0, sizeof *e);
+    char id[MSGID_MAX];
+    msgid_format((msgid){ num[0], num[1] }, id);
+    e->room = xstrdup(j->q.room);
+    e->id = xstrdup(id);
+    e->epoch = num[2];
+    e->seq = num[3];
+    e->ts_ms = num[4];
+    size_t len;
+    e->sender = db_fetch_text(st, 5, lens[5], nulls[5], &len);
+    e->sender_name = db_fetch_text(st, 6, lens[6], nulls[6], &len);
+    e->content_type = db_fetch_text(st, 7, lens[7], nulls[7], &len);
+    e->headers = db_fetch_text(st, 8, lens[8], nulls[8], &e->headers_len);
+    if (e->headers && !e->headers_len) {
+        free(e->headers);
+        e->headers = NULL;
+    }
+    e->body = db_fetch_text(st, 9, lens[9], nulls[9], &e->body_len);
+    if (e->body && !e->body_len) {
+        free(e->body);
+        e->body = NULL;
+    }
+    e->origin = db_fetch_text(st, 10, lens[10], nulls[10], &len);
+    if (!e->sender)
+        e->sender = xstrdup("");
+    if (!e->sender_name)
+        e->sender_name = xstrdup("");
+    if (!e->origin)
+        e->origin = xstrdup("");
+}
+
+/* Run one job on w's connection, in chunks (see the essay). Returns 0, or
+ * -1 with job->why and the MySQL error number in *err (the caller then
+ * closes the connection). */
 static int db_worker_query(db_worker *w, db_job *j, unsigned *err)
 {
     const db_query *q = &j->q;
     MYSQL_STMT *st = w->stmt[q->descending ? 1 : 0];
     unsigned long room_len = strlen(q->room);
-    uint64_t p[7] = { q->after.ms, q->after.ms, q->after.n, q->before.ms, q->before.ms,
-                      q->before.n, (uint64_t)q->limit };
-    MYSQL_BIND in[8];
-    memset(in, 0, sizeof in);
-    in[0].buffer_type = MYSQL_TYPE_STRING;
-    in[0].buffer = (void *)(uintptr_t)q->room;
-    in[0].buffer_length = room_len;
-    in[0].length = &room_len;
-    for (int i = 0; i < 7; i++)
-        db_bind_u64(&in[i + 1], &p[i]);
-    if (mysql_stmt_bind_param(st, in) != 0 || mysql_stmt_execute(st) != 0)
-        goto fail;
+    msgid after = q->after, before = q->before;
+    size_t counted = 0, bytes = 0;      /* against max_bytes; of every row kept */
+    size_t chunk = q->max_bytes ? DB_FIRST_CHUNK : q->limit;
 
-    uint64_t num[5];
-    unsigned long lens[DB_NCOLS];
-    my_bool nulls[DB_NCOLS];
-    MYSQL_BIND out[DB_NCOLS];
-    memset(out, 0, sizeof out);
-    memset(lens, 0, sizeof lens);
-    memset(nulls, 0, sizeof nulls);
-    for (int i = 0; i < DB_NCOLS; i++) {
-        if (i < 5)
-            db_bind_u64(&out[i], &num[i]);
-        else
-            out[i].buffer_type = MYSQL_TYPE_BLOB;   /* length only; fetched below */
-        out[i].length = &lens[i];
-        out[i].is_null = &nulls[i];
-    }
-    if (mysql_stmt_bind_result(st, out) != 0 || mysql_stmt_store_result(st) != 0)
-        goto fail;
-
-    size_t cap = (size_t)mysql_stmt_num_rows(st);
-    j->rows = cap ? xcalloc(cap, sizeof *j->rows) : NULL;
-    for (;;) {
-        int rc = mysql_stmt_fetch(st);
-        if (rc == MYSQL_NO_DATA)
-            break;
-        if (rc == 1) {
-            mysql_stmt_free_result(st);
+    while (j->n < q->limit) {
+        size_t left = q->limit - j->n, ask = chunk < left ? chunk : left;
+        uint64_t p[7] = { after.ms, after.ms, after.n, before.ms, before.ms, before.n,
+                          (uint64_t)ask };
+        MYSQL_BIND in[8];
+        memset(in, 0, sizeof in);
+        in[0].buffer_type = MYSQL_TYPE_STRING;
+        in[0].buffer = (void *)(uintptr_t)q->room;
+        in[0].buffer_length = room_len;
+        in[0].length = &room_len;
+        for (int i = 0; i < 7; i++)
+            db_bind_u64(&in[i + 1], &p[i]);
+        if (mysql_stmt_bind_param(st, in) != 0 || mysql_stmt_execute(st) != 0)
             goto fail;
+
+        uint64_t num[5];
+        unsigned long lens[DB_NCOLS];
+        my_bool nulls[DB_NCOLS];
+        MYSQL_BIND out[DB_NCOLS];
+        memset(out, 0, sizeof out);
+        memset(lens, 0, sizeof lens);
+        memset(nulls, 0, sizeof nulls);
+        for (int i = 0; i < DB_NCOLS; i++) {
+            if (i < 5)
+                db_bind_u64(&out[i], &num[i]);
+            else
+                out[i].buffer_type = MYSQL_TYPE_BLOB;   /* length only; fetched below */
+            out[i].length = &lens[i];
+            out[i].is_null = &nulls[i];
         }
-        if (j->n == cap)
+        if (mysql_stmt_bind_result(st, out) != 0)
+            goto fail;
+
+        size_t got = 0;
+        for (;;) {
+            int rc = mysql_stmt_fetch(st);
+            if (rc == MYSQL_NO_DATA)
+                break;
+            if (rc == 1)
+                goto fail;
+            got++;
+            size_t size = 0;
+            for (int i = 5; i < DB_NCOLS; i++)
+                size += nulls[i] ? 0 : lens[i];
+            if (j->n >= q->min_rows) {
+                if (q->max_bytes && counted + size > q->max_bytes) {
+                    j->cut = true;
+                    break;
+                }
+                counted += size;
+            }
+            db_keep_row(st, j, num, lens, nulls);
+            bytes += size;
+            if (q->descending)
+                before = (msgid){ num[0], num[1] };
+            else
+                after = (msgid){ num[0], num[1] };
+        }
+        mysql_stmt_free_result(st);         /* the rest of the chunk, unread */
+        if (j->cut || got < ask)
             break;
-        envelope *e = &j->rows[j->n++];
-        char id[MSGID_MAX];
-        msgid_format((msgid){ num[0], num[1] }, id);
-        e->room = xstrdup(q->room);
-        e->id = xstrdup(id);
-        e->epoch = num[2];
-        e->seq = num[3];
-        e->ts_ms = num[4];
-        size_t len;
-        e->sender = db_fetch_text(st, 5, lens[5], nulls[5], &len);
-        e->sender_name = db_fetch_text(st, 6, lens[6], nulls[6], &len);
-        e->content_type = db_fetch_text(st, 7, lens[7], nulls[7], &len);
-        e->headers = db_fetch_text(st, 8, lens[8], nulls[8], &e->headers_len);
-        if (e->headers && !e->headers_len) {
-            free(e->headers);
-            e->headers = NULL;
-        }
-        e->body = db_fetch_text(st, 9, lens[9], nulls[9], &e->body_len);
-        if (e->body && !e->body_len) {
-            free(e->body);
-            e->body = NULL;
-        }
-        e->origin = db_fetch_text(st, 10, lens[10], nulls[10], &len);
-        if (!e->sender)
-            e->sender = xstrdup("");
-        if (!e->sender_name)
-            e->sender_name = xstrdup("");
-        if (!e->origin)
-            e->origin = xstrdup("");
+        /* Next: as many rows as still fit at the average size so far (and
+         * one more, which either fits or ends the read). */
+        size_t avg = bytes / (j->n ? j->n : 1) + 1;
+        chunk = (q->max_bytes > counted ? (q->max_bytes - counted) / avg : 0) + 1;
     }
-    mysql_stmt_free_result(st);
     return 0;
 
 fail:
     *err = mysql_stmt_errno(st);
     snprintf(j->why, sizeof j->why, "query: %s", mysql_stmt_error(st));
+    mysql_stmt_free_result(st);         /* after reading the error: it clears it */
     return -1;
 }
 
@@ -278,7 +338,8 @@ static void db_job_clear(db_job *j)
         envelope_free(&j->rows[i]);
     free(j->rows);
     j->rows = NULL;
-    j->n = 0;
+    j->n = j->cap = 0;
+    j->cut = false;
 }
 
 /* Make sure w has a connection. Returns 0, or -1 with j->why. */
@@ -369,7 +430,7 @@ static void *db_worker_main(void *arg)
 
 static void db_job_finish(db_job *j)
 {
-    j->fn(j->ctx, j->rows, j->n, j->ok, j->ok ? NULL : j->why);
+    j->fn(j->ctx, j->rows, j->n, j->cut, j->ok, j->ok ? NULL : j->why);
     for (size_t i = 0; i < j->n; i++)
         envelope_free(&j->rows[i]);
     free(j->rows);

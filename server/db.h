@@ -11,7 +11,8 @@
  * not try again for a short while (queries fail at once meanwhile), so a
  * MySQL outage costs fast 503s, not a queue of stuck requests. Only
  * prepared statements, prepared once per connection; values are always
- * bound, never written into SQL text.
+ * bound, never written into SQL text. Results are read row by row as they
+ * arrive, never buffered whole, and a read can be bounded by bytes.
  */
 #ifndef LECTERN_DB_H
 #define LECTERN_DB_H
@@ -38,18 +39,32 @@ typedef struct db_config {
 /* One range of a room's stored messages: after < id < before (both
  * exclusive; {0,0} .. {UINT64_MAX,UINT64_MAX} span every real id, as a
  * stream id is never 0-0), at most `limit` rows, oldest or newest first.
- * A caller wanting a bound row itself widens the bound by one id. */
+ * A caller wanting a bound row itself widens the bound by one id.
+ *
+ * With max_bytes, the read also ends before the row that would bring the
+ * rows' bytes (db_row_bytes: their variable-length columns) past it. The
+ * first min_rows rows are returned whatever their size and do not count
+ * (a caller's anchor rows, and the one row a page always holds). So a read
+ * holds at most max_bytes plus min_rows messages, whatever the limit. */
 typedef struct db_query {
     const char *room;            /* borrowed; copied by db_fetch */
     msgid after, before;
     bool descending;             /* newest first (else oldest first) */
     size_t limit;                /* >= 1 */
+    size_t max_bytes;            /* 0: no byte bound */
+    size_t min_rows;             /* returned whatever their size; not counted */
 } db_query;
 
 /* rows: n messages in the order asked for (borrowed for the duration of
  * the callback; every field set, sender/sender_name/origin at least "");
- * ok false (rows NULL) with a reason when MySQL could not answer. */
-typedef void (*db_fn)(void *ctx, const envelope *rows, size_t n, bool ok, const char *why);
+ * cut: the read ended at max_bytes and the range has more rows; ok false
+ * (rows NULL) with a reason when MySQL could not answer. */
+typedef void (*db_fn)(void *ctx, const envelope *rows, size_t n, bool cut, bool ok,
+                      const char *why);
+
+/* The bytes a row counts against max_bytes: sender, sender_name,
+ * content_type, headers, body and origin. */
+size_t db_row_bytes(const envelope *e);
 
 /* Start the pool (threads connect when they first need to). The program
  * has called mysql_library_init (main.c) before starting any thread. Strings are

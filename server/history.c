@@ -31,6 +31,19 @@
  * the last limit messages. One message more than the page is read in the
  * paging direction to answer `more`.
  *
+ * Bytes. A page also ends where its messages would pass history.max_bytes
+ * (as the caller measures them: q.cost, the JSON for HTTP), with at least
+ * one message so that paging always moves on; `more` then says so and the
+ * client continues from the page's end as usual. The reads are bounded the
+ * same way, by stored bytes: the log script stops after max_bytes (and
+ * says it was cut), and so does the MySQL read (db.h: min_rows, the anchor
+ * and the first row, always come back and do not count). A read that was
+ * cut does not reach the top of its range, which the check must know: a
+ * cut MySQL read never "joins" the log or the row at `before`, and in
+ * "after" mode the log's part is not used behind it (the rows in between
+ * were not read). So a request holds about max_bytes and a few messages
+ * per store, whatever its limit.
+ *
  * Redis down. Without the log, the newest messages (not stored yet) cannot
  * be told from the end of the room, but a range that lies entirely below a
  * message MySQL holds can: such a query is answered from MySQL alone, with
@@ -73,6 +86,7 @@ typedef struct hreq {
     bool has_oldest;             /* oldest is set: the log's oldest entry */
     bool join_oldest;            /* the MySQL read ends at oldest (exclusive) */
     bool anchor_before;          /* the MySQL read includes the row at q.before */
+    bool redis_cut;              /* the log's part ended at max_bytes */
     size_t asked;                /* rows asked of MySQL */
     envelope oldest;
     envelope *redis;             /* the log's part of the range, ascending */
@@ -85,6 +99,7 @@ struct history {
     registry *reg;
     db *db;
     int hole_wait_ms;
+    size_t max_bytes;
     hreq *reqs;
     history_stats stats;
 };
@@ -132,6 +147,28 @@ static bool history_follows(const envelope *p, const envelope *c)
     return c->epoch != p->epoch || c->seq == p->seq + 1 || c->seq == 1;
 }
 
+/* The bytes m counts against max_bytes in a page. */
+static size_t hreq_cost(const hreq *r, const envelope *m)
+{
+    return r->q.cost ? r->q.cost(m) : db_row_bytes(m);
+}
+
+/* How many of v[0..n) (ascending) the page takes, counted from the start
+ * (from_end false) or from the end: at most limit, and no more than
+ * max_bytes of them (but at least one). */
+static size_t hreq_take(const hreq *r, const envelope *const *v, size_t n, bool from_end)
+{
+    size_t k = 0, used = 0;
+    while (k < n && k < r->q.limit) {
+        size_t c = hreq_cost(r, from_end ? v[n - 1 - k] : v[k]);
+        if (k && used + c > r->h->max_bytes)
+            break;
+        used += c;
+        k++;
+    }
+    return k;
+}
+
 /* --- request lifecycle ---------------------------------------------------------- */
 
 static void hreq_clear_step(hreq *r)
@@ -143,7 +180,7 @@ static void hreq_clear_step(hreq *r)
     free(r->redis);
     r->redis = NULL;
     r->nredis = 0;
-    r->redis_down = r->has_oldest = r->join_oldest = r->anchor_before = false;
+    r->redis_down = r->has_oldest = r->join_oldest = r->anchor_before = r->redis_cut = false;
     r->asked = 0;
 }
 
@@ -209,6 +246,8 @@ static void hreq_finish(hreq *r, const envelope *const *page, size_t n, bool mor
                  "is not in MySQL yet; answered without it\"", r->room,
                  (unsigned long long)waited);
     }
+    if (more && n < r->q.limit)
+        h->stats.pages_cut++;
     envelope *flat = n ? xmalloc(n * sizeof *flat) : NULL;
     for (size_t i = 0; i < n; i++)
         flat[i] = *page[i];          /* shallow: the fields stay owned where they are */
@@ -223,8 +262,9 @@ static void hreq_finish(hreq *r, const envelope *const *page, size_t n, bool mor
 /* --- MySQL part -------------------------------------------------------------------- */
 
 /* Combine the MySQL rows (ascending or descending as asked) with the log's
- * part, check the chain, answer. */
-static void history_on_rows(void *ctx, const envelope *rows, size_t n, bool ok, const char *why)
+ * part, check the chain, answer. cut: the MySQL read ended at max_bytes. */
+static void history_on_rows(void *ctx, const envelope *rows, size_t n, bool cut, bool ok,
+                            const char *why)
 {
     hreq *r = ctx;
     r->busy = false;
@@ -239,7 +279,6 @@ static void history_on_rows(void *ctx, const envelope *rows, size_t n, bool ok, 
         return;
     }
     bool asc = r->q.has_after;
-    size_t limit = r->q.limit;
     const envelope *lo = NULL, *hi = NULL;   /* the anchors, when MySQL has them */
     size_t first = 0, end = n;               /* rows[first..end): the MySQL part */
     if (asc) {
@@ -250,18 +289,20 @@ static void history_on_rows(void *ctx, const envelope *rows, size_t n, bool ok, 
     } else if (r->anchor_before && end > first && history_is(&rows[first], r->q.before)) {
         hi = &rows[first++];
     }
-    /* Everything, ascending: the MySQL part, then the log's part. */
-    size_t nm = end - first, nall = nm + r->nredis;
+    /* Everything, ascending: the MySQL part, then the log's part -- unless
+     * an ascending MySQL read was cut: the rows between it and the log were
+     * not read, so the page cannot go on into the log. */
+    size_t nm = end - first, nr = asc && cut ? 0 : r->nredis, nall = nm + nr;
     const envelope **all = xmalloc((nall + 1) * sizeof *all);
     for (size_t i = 0; i < nm; i++)
         all[i] = asc ? &rows[first + i] : &rows[end - 1 - i];
-    for (size_t i = 0; i < r->nredis; i++)
+    for (size_t i = 0; i < nr; i++)
         all[nm + i] = &r->redis[i];
 
-    /* The page: all[from .. from + take). */
-    bool more = nall > limit;
-    size_t take = more ? limit : nall;
+    /* The page: all[from .. from + take), from the end it is anchored at. */
+    size_t take = hreq_take(r, all, nall, !asc);
     size_t from = asc ? 0 : nall - take;
+    bool more = take < nall || cut || (asc && r->redis_cut);
 
     /* The check (see the essay), over what the page claims: its MySQL rows
      * follow one another (and the row at `after`); where they end inside
@@ -276,9 +317,9 @@ static void history_on_rows(void *ctx, const envelope *rows, size_t n, bool ok, 
         prev = all[i];
     }
     /* Does the page reach the top of the MySQL range? Ascending: when MySQL
-     * gave all of it and the page holds its last row; descending: when the
-     * page holds the newest MySQL row, or MySQL had none. */
-    bool at_top = asc ? ((n < r->asked || hi) && nm <= take) : (nm > from || nm == 0);
+     * gave all of it (not cut) and the page holds its last row; descending:
+     * when the page holds the newest MySQL row, or MySQL had none. */
+    bool at_top = asc ? (!cut && (n < r->asked || hi) && nm <= take) : (nm > from || nm == 0);
     if (at_top && r->join_oldest) {
         const envelope *o = &r->oldest;
         if (o->seq > 1 && !(prev && prev->epoch == o->epoch && prev->seq + 1 == o->seq))
@@ -287,7 +328,7 @@ static void history_on_rows(void *ctx, const envelope *rows, size_t n, bool ok, 
         hole = true;
     }
 
-    if (r->redis_down && !hi && !(asc && nm > limit)) {
+    if (r->redis_down && !hi && !(asc && (nm > take || cut))) {
         free(all);
         hreq_fail(r, "room log (Redis) unavailable, and this range may reach messages "
                      "not stored yet");
@@ -299,30 +340,41 @@ static void history_on_rows(void *ctx, const envelope *rows, size_t n, bool ok, 
 
 /* --- Redis part -------------------------------------------------------------------- */
 
-static void history_copy_range(hreq *r, const registry_range *range, bool reverse)
+/* Keep the log's part (taken from the registry's reply, not copied),
+ * ascending, and a copy of the oldest entry. */
+static void history_keep_range(hreq *r, registry_range *range, bool reverse)
 {
     if (range->oldest) {
         envelope_copy(&r->oldest, range->oldest);
         r->has_oldest = true;
     }
+    r->redis = range->msgs;
     r->nredis = range->n;
-    r->redis = range->n ? xcalloc(range->n, sizeof *r->redis) : NULL;
-    for (size_t i = 0; i < range->n; i++)
-        envelope_copy(&r->redis[i], &range->msgs[reverse ? range->n - 1 - i : i]);
+    r->redis_cut = range->cut;
+    range->msgs = NULL;
+    range->n = 0;
+    for (size_t i = 0; reverse && i < r->nredis / 2; i++) {
+        envelope t = r->redis[i];
+        r->redis[i] = r->redis[r->nredis - 1 - i];
+        r->redis[r->nredis - 1 - i] = t;
+    }
 }
 
-/* Answer page = redis[from .. from + n) (no MySQL needed). */
-static void history_from_log(hreq *r, size_t from, size_t n, bool more)
+/* Answer from the log's part alone: the first (asc) or last messages of it
+ * that the page takes. */
+static void history_from_log(hreq *r, bool asc)
 {
-    const envelope **page = xmalloc((n + 1) * sizeof *page);
-    for (size_t i = 0; i < n; i++)
-        page[i] = &r->redis[from + i];
-    hreq_finish(r, page, n, more, false, 0);
-    free(page);
+    const envelope **v = xmalloc((r->nredis + 1) * sizeof *v);
+    for (size_t i = 0; i < r->nredis; i++)
+        v[i] = &r->redis[i];
+    size_t take = hreq_take(r, v, r->nredis, !asc);
+    size_t from = asc ? 0 : r->nredis - take;
+    hreq_finish(r, v + from, take, take < r->nredis || r->redis_cut, false, 0);
+    free(v);
 }
 
 /* range: the log's part and oldest entry; NULL when Redis could not answer. */
-static void history_on_range(void *ctx, const registry_range *range)
+static void history_on_range(void *ctx, registry_range *range)
 {
     hreq *r = ctx;
     r->busy = false;
@@ -335,7 +387,7 @@ static void history_on_range(void *ctx, const registry_range *range)
     size_t limit = q->limit;
     msgid oldest = history_id_max;
     if (range) {
-        history_copy_range(r, range, !q->has_after);    /* XREVRANGE: newest first */
+        history_keep_range(r, range, !q->has_after);    /* XREVRANGE: newest first */
         if (r->has_oldest && !history_id_of(&r->oldest, &oldest)) {
             envelope_free(&r->oldest);
             r->has_oldest = false;
@@ -345,12 +397,22 @@ static void history_on_range(void *ctx, const registry_range *range)
     }
 
     if (q->has_after && r->has_oldest && msgid_cmp(q->after, oldest) >= 0) {
-        history_from_log(r, 0, r->nredis > limit ? limit : r->nredis, r->nredis > limit);
-        return;                        /* the log holds everything after `after` */
-    }
-    if (!q->has_after && r->nredis > limit) {
-        history_from_log(r, r->nredis - limit, limit, true);
+        history_from_log(r, true);     /* the log holds everything after `after` */
         return;
+    }
+    size_t redis_bytes = 0;
+    if (!q->has_after && r->nredis) {
+        const envelope **v = xmalloc(r->nredis * sizeof *v);
+        for (size_t i = 0; i < r->nredis; i++) {
+            v[i] = &r->redis[i];
+            redis_bytes += db_row_bytes(&r->redis[i]);
+        }
+        size_t take = hreq_take(r, v, r->nredis, true);
+        free(v);
+        if (take < r->nredis || r->redis_cut) {
+            history_from_log(r, false);    /* the page ends inside the log */
+            return;
+        }
     }
     if (r->redis_down && !q->has_before && !q->has_after) {
         hreq_fail(r, "room log (Redis) unavailable");
@@ -370,12 +432,21 @@ static void history_on_range(void *ctx, const registry_range *range)
     if (q->has_after) {
         dq.after = history_pred(q->after);
         dq.limit = limit + 2;          /* the anchor at `after`, the page, one more */
+        dq.max_bytes = h->max_bytes;
+        dq.min_rows = 2;               /* the anchor (when there is one) and one message */
     } else {
         dq.descending = true;
         dq.limit = limit - r->nredis + 1;
+        /* What the log's part left of the page's bytes (at least 1: 0 is
+         * no bound at all). */
+        dq.max_bytes = h->max_bytes > redis_bytes ? h->max_bytes - redis_bytes : 1;
+        dq.min_rows = 1;               /* the newest row: it answers `more` and the join */
     }
-    if (r->anchor_before)
+    if (r->anchor_before) {
         dq.limit++;
+        if (!q->has_after)
+            dq.min_rows++;             /* the anchor comes first */
+    }
     r->asked = dq.limit;
     r->busy = true;
     db_fetch(h->db, &dq, history_on_rows, r);
@@ -395,7 +466,7 @@ static void history_step(uv_timer_t *t)
     }
     r->busy = true;
     if (registry_log_range(r->h->reg, r->room, r->q.has_after, low, high, r->q.limit + 1,
-                           history_on_range, r) < 0)
+                           r->h->max_bytes, history_on_range, r) < 0)
         history_on_range(r, NULL);     /* not connected: as if Redis failed */
 }
 
@@ -416,6 +487,7 @@ history *history_create(uv_loop_t *loop, registry *reg, const history_config *cf
     h->reg = reg;
     h->db = d;
     h->hole_wait_ms = cfg->hole_wait_ms;
+    h->max_bytes = cfg->max_bytes ? cfg->max_bytes : 1 << 20;
     return h;
 }
 

@@ -45,6 +45,7 @@ typedef struct history_config {
     int pool;                 /* query threads, each with its own connection */
     int timeout_s;            /* connect/read/write timeout of one MySQL call */
     int hole_wait_ms;
+    size_t max_bytes;         /* a page's messages, at most (history.max_bytes) */
 } history_config;
 
 /* One query. Bounds are exclusive; has_after/has_before say whether they
@@ -53,12 +54,16 @@ typedef struct history_config {
  *                         (and before `before`, when set), oldest first;
  *   only before set:      the last `limit` messages before `before`;
  *   neither:              the last `limit` messages of the room.
- * Results are always oldest first. */
+ * Results are always oldest first. A page also ends before the message
+ * that would bring its messages past history.max_bytes, each counted as
+ * cost() says (NULL: its stored bytes, db_row_bytes); it always holds at
+ * least one message when there is one, and says `more`. */
 typedef struct history_query {
     const char *room;         /* a valid room name (room_name_valid) */
     bool has_after, has_before;
     msgid after, before;
     size_t limit;             /* >= 1 */
+    size_t (*cost)(const envelope *m);
 } history_query;
 
 enum {
@@ -102,6 +107,7 @@ typedef struct history_stats {
     uint64_t from_mysql;       /* messages answered from MySQL */
     uint64_t hole_retries;     /* MySQL re-reads because a range was not complete yet */
     uint64_t holes_returned;   /* ranges returned incomplete after hole_wait_ms */
+    uint64_t pages_cut;        /* pages ended by max_bytes before their limit */
     uint64_t mysql_errors;     /* failed MySQL calls */
 } history_stats;
 

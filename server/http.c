@@ -1,20 +1,25 @@
 /* http.c — HTTP routes and WebSocket upgrade vetting.
  *
  * Requests. LWS_CALLBACK_HTTP starts an exchange. A response is a status, a
- * content type and a body built whole (small JSON or the metrics text).
- * Answers known at once have their headers written in that callback and
- * the body from HTTP_WRITEABLE, as libwebsockets requires. Answers that need
- * Redis or MySQL (presence, history) are asynchronous: the exchange waits
- * (state WAITING) until the registry or history calls back, then asks for a
+ * content type and a body built whole, once, in a buffer with LWS_PRE bytes
+ * of headroom (small JSON, the metrics text, a history page). Answers known
+ * at once have their headers written in that callback and the body from
+ * HTTP_WRITEABLE, as libwebsockets requires. Answers that need Redis or
+ * MySQL (presence, history) are asynchronous: the exchange waits (state
+ * WAITING) until the registry or history calls back, then asks for a
  * writable callback in which it writes the headers, and the body in the
- * next. If the client goes away first the exchange is only marked orphaned,
- * and the callback frees it. Errors are JSON objects with an "error" member
- * saying why.
+ * next ones. If the client goes away first the exchange is only marked
+ * orphaned, and the callback frees it. Errors are JSON objects with an
+ * "error" member saying why.
  *
- * History pages (GET /api/rooms/<room>/messages, docs/protocol.md) carry
- * client bytes: a body that is not UTF-8 goes out as base64, and other text
- * that is not (sender, names, headers) has its bad bytes replaced by U+FFFD,
- * so the answer is always valid JSON.
+ * Bodies go out HTTP_CHUNK bytes per writable callback, so lws never holds
+ * more than one chunk of ours that the socket has not taken, and a client
+ * must take the whole response within http.write_timeout_s or is dropped
+ * (a client that stops reading cannot keep its buffer, or a history slot,
+ * for ever). An exchange may hold a slot of a gate (history reads, see
+ * http_history.c); it is given back whenever the exchange ends.
+ *
+ * History pages (GET /api/rooms/<room>/messages) are http_history.c's.
  *
  * Upgrades. libwebsockets binds a WebSocket to the first subprotocol in the
  * client's list that the vhost knows; STOMP servers (RabbitMQ Web-STOMP
@@ -33,14 +38,13 @@
 
 #include "auth.h"
 #include "buf.h"
+#include "gate.h"
+#include "http_history.h"
 #include "log.h"
 #include "mem.h"
-#include "history.h"
-#include "msgid.h"
 #include "origin.h"
 #include "registry.h"
 #include "room.h"
-#include "utf8.h"
 #include "server.h"
 
 #include <jansson.h>
@@ -51,20 +55,24 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* Body bytes per writable callback. */
+#define HTTP_CHUNK 65536
+
 enum { X_WAITING, X_READY, X_BODY };
 
 struct http_exchange {
     struct lws *wsi;
-    char room[256];          /* history: the room asked for */
     int state;               /* X_WAITING: registry call in flight */
     bool orphan;             /* the connection closed while waiting */
     unsigned status;
     bool challenge;          /* 401: add WWW-Authenticate: Bearer */
+    int retry_after_s;       /* > 0: add Retry-After */
     const char *ctype;       /* static string */
-    size_t len;
+    size_t len, sent;
     unsigned char *body;     /* LWS_PRE bytes of headroom, then len bytes */
     const auth *auth;        /* /api/presence?users= for a non-admin: whose */
     jwt_claims *who;         /* rooms filter the answer (owned) */
+    gate *slot;              /* a slot held until the exchange ends, or NULL */
 };
 
 static void http_exchange_free(http_exchange *e)
@@ -72,6 +80,8 @@ static void http_exchange_free(http_exchange *e)
     if (!e)
         return;
     jwt_claims_free(e->who);
+    if (e->slot)
+        gate_leave(e->slot);
     free(e->body);
     free(e);
 }
@@ -207,8 +217,11 @@ static const char http_challenge[] = "Bearer realm=\"lectern\"";
 static int http_write_headers(http_exchange **x)
 {
     http_exchange *e = *x;
+    server *srv = lws_context_user(lws_get_context(e->wsi));
     unsigned char hdr[LWS_PRE + 1024];
     unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+    char retry[16];
+    int nretry = snprintf(retry, sizeof retry, "%d", e->retry_after_s);
     if (lws_add_http_common_headers(e->wsi, e->status, e->ctype, (lws_filepos_t)e->len, &p,
                                     end) ||
         lws_add_http_header_by_name(e->wsi, (const unsigned char *)"cache-control:",
@@ -217,12 +230,18 @@ static int http_write_headers(http_exchange **x)
          lws_add_http_header_by_name(e->wsi, (const unsigned char *)"www-authenticate:",
                                      (const unsigned char *)http_challenge,
                                      (int)sizeof http_challenge - 1, &p, end)) ||
+        (e->retry_after_s > 0 &&
+         lws_add_http_header_by_name(e->wsi, (const unsigned char *)"retry-after:",
+                                     (const unsigned char *)retry, nretry, &p, end)) ||
         lws_finalize_write_http_header(e->wsi, start, &p, end)) {
         log_debug("http_write_failed", "status=%u part=headers", e->status);
         http_done(x);
         return -1;
     }
     e->state = X_BODY;
+    /* The whole response within http.write_timeout_s, or the connection
+     * goes (lws closes it; http_done then frees the exchange). */
+    lws_set_timeout(e->wsi, PENDING_TIMEOUT_HTTP_CONTENT, server_conf(srv)->http_write_timeout_s);
     lws_callback_on_writable(e->wsi);
     return 0;
 }
@@ -266,9 +285,24 @@ static int http_respond_json(struct lws *wsi, http_exchange **x, unsigned status
     return r;
 }
 
-static int http_error(struct lws *wsi, http_exchange **x, unsigned status, const char *why)
+int http_error(struct lws *wsi, http_exchange **x, unsigned status, const char *why)
 {
     return http_respond_json(wsi, x, status, json_pack("{s:s}", "error", why));
+}
+
+int http_busy(struct lws *wsi, http_exchange **x, const char *why, int retry_after_s)
+{
+    json_t *v = json_pack("{s:s}", "error", why);
+    size_t len;
+    char *text = http_json_text(v, &len);
+    json_decref(v);
+    if (!text)
+        return -1;
+    http_exchange *e = http_exchange_new(wsi, x);
+    http_set_response(e, HTTP_STATUS_SERVICE_UNAVAILABLE, "application/json", text, len);
+    free(text);
+    e->retry_after_s = retry_after_s;
+    return http_write_headers(x);
 }
 
 /* An asynchronous answer arrived (value NULL: the registry failed). */
@@ -293,16 +327,36 @@ static void http_on_registry_json(void *ctx, json_t *value)
     lws_callback_on_writable(e->wsi);
 }
 
-/* A new exchange that waits for a registry answer (http_on_registry_json). */
-static http_exchange *http_wait(struct lws *wsi, http_exchange **x)
+/* A new exchange that waits for an answer (http_on_registry_json,
+ * http_answer). */
+http_exchange *http_wait(struct lws *wsi, http_exchange **x)
 {
     http_exchange *e = http_exchange_new(wsi, x);
     e->state = X_WAITING;
     return e;
 }
 
-static int http_room_messages(struct server *srv, struct lws *wsi, http_exchange **x,
-                              const char *rname, size_t n);
+void http_hold(http_exchange *e, gate *g)
+{
+    e->slot = g;
+}
+
+void http_answer(http_exchange *e, unsigned status, const char *ctype, size_t len,
+                 http_fill_fn fill, void *ctx)
+{
+    if (e->orphan) {
+        http_exchange_free(e);
+        return;
+    }
+    free(e->body);
+    e->status = status;
+    e->ctype = ctype;
+    e->len = len;
+    e->body = xmalloc(LWS_PRE + len);
+    fill(ctx, e->body + LWS_PRE);
+    e->state = X_READY;
+    lws_callback_on_writable(e->wsi);
+}
 
 /* GET /api/rooms/<room>/presence, /api/rooms/<room>/messages, for who
  * (NULL with auth.mode=none). */
@@ -322,7 +376,7 @@ static int http_room_route(struct server *srv, struct lws *wsi, http_exchange **
         return http_error(wsi, x, HTTP_STATUS_FORBIDDEN, "not permitted in this room");
     }
     if (!strcmp(slash, "/messages"))
-        return http_room_messages(srv, wsi, x, rest, n);
+        return http_history_request(srv, wsi, x, rest, n);
     char name[1100];
     snprintf(name, sizeof name, "%.*s", (int)n, rest);
     http_exchange *e = http_wait(wsi, x);
@@ -333,174 +387,6 @@ static int http_room_route(struct server *srv, struct lws *wsi, http_exchange **
         return http_error(wsi, x, HTTP_STATUS_SERVICE_UNAVAILABLE,
                           "registry (Redis) unavailable");
     }
-    return 0;
-}
-
-/* --- history ----------------------------------------------------------------------- */
-
-/* p[0..len) as a JSON string: as it is when it is UTF-8, else with each
- * byte that does not start a valid sequence replaced by U+FFFD. */
-static json_t *http_text_json(const char *p, size_t len)
-{
-    if (!p)
-        return json_string("");
-    if (utf8_valid(p, len))
-        return json_stringn(p, len);
-    buf b;
-    buf_init(&b);
-    for (size_t i = 0; i < len;) {
-        size_t k = 1;
-        while (k <= 4 && i + k <= len && !utf8_valid(p + i, k))
-            k++;
-        if (k <= 4 && i + k <= len) {
-            buf_append(&b, p + i, k);
-            i += k;
-        } else {
-            buf_append(&b, "\xef\xbf\xbd", 3);
-            i++;
-        }
-    }
-    json_t *v = json_stringn(b.data ? b.data : "", b.len);
-    buf_deinit(&b);
-    return v;
-}
-
-/* The SEND's extra headers (STOMP 1.2 lines "name:value\n", escaped) as a
- * JSON object; the first occurrence of a name wins, as in STOMP. */
-static json_t *http_headers_json(const char *h, size_t len)
-{
-    json_t *o = json_object();
-    size_t i = 0;
-    while (i < len) {
-        size_t end = i;
-        while (end < len && h[end] != '\n')
-            end++;
-        char *line = xmalloc(end - i + 1), *name = line, *value = NULL;
-        size_t w = 0;
-        for (size_t k = i; k < end; k++) {
-            char c = h[k];
-            if (c == ':' && !value) {
-                line[w++] = '\0';
-                value = line + w;
-                continue;
-            }
-            if (c == '\\' && k + 1 < end) {
-                char n = h[++k];
-                c = n == 'n' ? '\n' : n == 'r' ? '\r' : n == 'c' ? ':' : n;
-            }
-            line[w++] = c;
-        }
-        line[w] = '\0';
-        if (value && utf8_valid(name, strlen(name)) && !json_object_get(o, name))
-            json_object_set_new(o, name, http_text_json(value, strlen(value)));
-        free(line);
-        i = end + 1;
-    }
-    return o;
-}
-
-static json_t *http_message_json(const envelope *m)
-{
-    /* id and room are ASCII by construction (msgid, room_name_valid). */
-    json_t *o = json_pack("{s:s, s:s, s:I, s:o, s:o, s:o, s:I}", "id", m->id, "room", m->room,
-                          "seq", (json_int_t)m->seq,
-                          "sender", http_text_json(m->sender, m->sender ? strlen(m->sender) : 0),
-                          "sender_name", http_text_json(m->sender_name, m->sender_name ?
-                                                        strlen(m->sender_name) : 0),
-                          "content_type", m->content_type ?
-                          http_text_json(m->content_type, strlen(m->content_type)) : json_null(),
-                          "timestamp", (json_int_t)m->ts_ms);
-    if (utf8_valid(m->body, m->body_len)) {
-        json_object_set_new(o, "body", json_stringn(m->body ? m->body : "", m->body_len));
-    } else {
-        size_t cap = (m->body_len + 2) / 3 * 4 + 4;
-        char *b64 = xmalloc(cap);
-        int n = lws_b64_encode_string(m->body, (int)m->body_len, b64, (int)cap);
-        json_object_set_new(o, "body_base64", json_stringn(b64, n > 0 ? (size_t)n : 0));
-        free(b64);
-    }
-    if (m->headers_len) {
-        /* The role the server stamped (sender-role) sits beside sender and
-         * sender_name; the rest are the sender's own headers. */
-        json_t *h = http_headers_json(m->headers, m->headers_len);
-        json_t *role = json_object_get(h, "sender-role");
-        if (role) {
-            json_object_set(o, "sender_role", role);
-            json_object_del(h, "sender-role");
-        }
-        if (json_object_size(h))
-            json_object_set_new(o, "headers", h);
-        else
-            json_decref(h);
-    }
-    return o;
-}
-
-static void http_on_history(void *ctx, const history_page *page)
-{
-    http_exchange *e = ctx;
-    if (e->orphan) {
-        http_exchange_free(e);
-        return;
-    }
-    json_t *v;
-    unsigned status = HTTP_STATUS_OK;
-    if (page->status != HISTORY_OK) {
-        status = HTTP_STATUS_SERVICE_UNAVAILABLE;
-        v = json_pack("{s:s}", "error", page->why ? page->why : "history unavailable");
-    } else {
-        json_t *list = json_array();
-        for (size_t i = 0; i < page->n; i++)
-            json_array_append_new(list, http_message_json(&page->msgs[i]));
-        v = json_pack("{s:s, s:o, s:b}", "room", page->n ? page->msgs[0].room : e->room,
-                      "messages", list, "more", page->more);
-        json_object_set_new(v, "before", page->n ? json_string(page->msgs[0].id) : json_null());
-        json_object_set_new(v, "after",
-                            page->n ? json_string(page->msgs[page->n - 1].id) : json_null());
-    }
-    size_t len;
-    char *text = http_json_text(v, &len);
-    json_decref(v);
-    http_set_response(e, status, "application/json", text ? text : "{}", text ? len : 2);
-    free(text);
-    e->state = X_READY;
-    lws_callback_on_writable(e->wsi);
-}
-
-/* GET /api/rooms/<room>/messages?limit=&before=&after= */
-static int http_room_messages(struct server *srv, struct lws *wsi, http_exchange **x,
-                              const char *rname, size_t n)
-{
-    const server_config *c = server_conf(srv);
-    char frags[8][160];
-    const char *args[8];
-    size_t nargs = 0;
-    /* lws keeps the query as URL-decoded "name=value" fragments. */
-    for (int i = 0;; i++) {
-        int flen = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
-        if (flen <= 0)
-            break;
-        if (nargs == 8)
-            return http_error(wsi, x, HTTP_STATUS_BAD_REQUEST, "too many query parameters");
-        if (flen >= (int)sizeof frags[0] ||
-            lws_hdr_copy_fragment(wsi, frags[nargs], sizeof frags[nargs],
-                                  WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
-            return http_error(wsi, x, HTTP_STATUS_BAD_REQUEST, "query parameter too long");
-        args[nargs] = frags[nargs];
-        nargs++;
-    }
-    history_query q = { 0 };
-    const char *why = NULL;
-    if (http_history_params(args, nargs, c->history_default_limit, c->history_max_limit, &q,
-                            &why) < 0)
-        return http_error(wsi, x, HTTP_STATUS_BAD_REQUEST, why);
-    struct history *h = server_history(srv);
-    if (!h)     /* shutting down */
-        return http_error(wsi, x, HTTP_STATUS_SERVICE_UNAVAILABLE, "history unavailable");
-    http_exchange *e = http_wait(wsi, x);
-    snprintf(e->room, sizeof e->room, "%.*s", (int)n, rname);
-    q.room = e->room;
-    history_fetch(h, &q, http_on_history, e);
     return 0;
 }
 
@@ -821,10 +707,21 @@ int http_writeable(struct lws *wsi, http_exchange **x)
         return 0;
     if (e->state == X_READY)
         return http_write_headers(x);
-    int n = lws_write(wsi, e->body + LWS_PRE, e->len, LWS_WRITE_HTTP_FINAL);
-    http_done(x);
-    if (n < 0)
+    /* The bytes before this chunk have gone out: they serve as its LWS_PRE. */
+    size_t n = e->len - e->sent < HTTP_CHUNK ? e->len - e->sent : HTTP_CHUNK;
+    bool last = e->sent + n == e->len;
+    int w = lws_write(wsi, e->body + LWS_PRE + e->sent, n,
+                      last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
+    if (w < 0) {
+        http_done(x);
         return -1;
+    }
+    e->sent += n;
+    if (!last) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    http_done(x);
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 

@@ -1,20 +1,20 @@
 /* http.h — the HTTP side of the server's port.
  *
  * Routes plain HTTP requests (GET /healthz, /readyz, /metrics,
- * /api/rooms/<room>/presence, /api/presence?users=, static files under
- * http.static_dir) and vets WebSocket upgrades before libwebsockets accepts
- * them: the path must be the configured endpoint, a browser's Origin must be
- * allowed (websocket.allowed_origins, origin.h), and the subprotocol is
- * steered to the highest STOMP version the client offers. Everything here
- * runs on the event loop.
+ * /api/rooms/<room>/presence, /api/rooms/<room>/messages (http_history.h),
+ * /api/presence?users=, static files under http.static_dir) and vets
+ * WebSocket upgrades before libwebsockets accepts them: the path must be
+ * the configured endpoint, a browser's Origin must be allowed
+ * (websocket.allowed_origins, origin.h), and the subprotocol is steered to
+ * the highest STOMP version the client offers. Everything here runs on the
+ * event loop.
  */
 #ifndef LECTERN_HTTP_H
 #define LECTERN_HTTP_H
 
 #include <stddef.h>
 
-#include "history.h"
-
+struct gate;
 struct lws;
 struct server;
 
@@ -51,5 +51,31 @@ int http_writeable(struct lws *wsi, http_exchange **x);
 /* The exchange is over (connection closed or protocol dropped). Accepts
  * *x == NULL. */
 void http_done(http_exchange **x);
+
+/* --- for route modules (http_history.c) ------------------------------------------- */
+
+/* Answer now: {"error": why} with status. Returns lws's convention. */
+int http_error(struct lws *wsi, http_exchange **x, unsigned status, const char *why);
+
+/* Answer now: 503 {"error": why} with Retry-After: retry_after_s. */
+int http_busy(struct lws *wsi, http_exchange **x, const char *why, int retry_after_s);
+
+/* Start an exchange whose answer comes later, through http_answer (exactly
+ * once). */
+http_exchange *http_wait(struct lws *wsi, http_exchange **x);
+
+/* e holds a slot of g (taken by the caller); it is given back when the
+ * exchange ends, answered or not. */
+void http_hold(http_exchange *e, struct gate *g);
+
+/* Fills dst with the len bytes of a body. */
+typedef void (*http_fill_fn)(void *ctx, unsigned char *dst);
+
+/* The answer of an exchange from http_wait: status, content type (a static
+ * string) and a body of len bytes, written by fill into the one buffer that
+ * goes out. When the client has gone meanwhile, the exchange is freed
+ * instead (fill is not called). e is not to be used afterwards. */
+void http_answer(http_exchange *e, unsigned status, const char *ctype, size_t len,
+                 http_fill_fn fill, void *ctx);
 
 #endif

@@ -92,6 +92,10 @@ typedef struct metrics_gauges {
     uint64_t history_hole_retries;
     uint64_t history_holes_returned;
     uint64_t history_mysql_errors;
+    uint64_t history_pages_cut;
+    uint64_t history_inflight;
+    uint64_t history_waiting;
+    uint64_t history_rejected;
     uint64_t gaps_filled;
     uint64_t gaps_lost;
     uint64_t catchups;

@@ -313,20 +313,44 @@ static redis_script lua_user_rooms = { "user_rooms", LUA_PRELUDE
     "for i = 2, #ARGV do out[#out + 1] = redis.call('SMEMBERS', ukey(ARGV[i])) end\n"
     "return out\n", "" };
 
-/* ARGV: P, room, 'a' (ascending) | 'd' (descending), low, high, count.
- * Read-only. Returns {oldest entry of the log (or an empty array), the
- * entries of [low, high] in the asked order, at most count}. Bounds use
- * XRANGE syntax ("(" for exclusive, "-" and "+"). */
+/* ARGV: P, room, 'a' (ascending) | 'd' (descending), low, high, count,
+ * max bytes. Read-only. Returns {the log's oldest entry (id, q and e only;
+ * or an empty array), the entries of [low, high] in the asked order, cut}:
+ * at most count entries, and no more than max bytes of field values (the
+ * first entry whatever its size); cut is 1 when an entry was left out for
+ * bytes. Bounds use XRANGE syntax ("(" for exclusive, "-" and "+"). The
+ * range is read in growing chunks, so the script itself never holds more
+ * than the answer and one chunk. */
 static redis_script lua_log_range = { "log_range", LUA_PRELUDE
     "local key = rkey(ARGV[2], 'log')\n"
     "local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)\n"
-    "local r\n"
-    "if ARGV[3] == 'a' then\n"
-    "  r = redis.call('XRANGE', key, ARGV[4], ARGV[5], 'COUNT', ARGV[6])\n"
-    "else\n"
-    "  r = redis.call('XREVRANGE', key, ARGV[5], ARGV[4], 'COUNT', ARGV[6])\n"
+    "if first[1] then\n"
+    "  local f, keep = first[1][2], {}\n"
+    "  for i = 1, #f, 2 do\n"
+    "    if f[i] == 'q' or f[i] == 'e' then keep[#keep + 1] = f[i]; keep[#keep + 1] = f[i + 1] end\n"
+    "  end\n"
+    "  first = {{first[1][1], keep}}\n"
     "end\n"
-    "return {first, r}\n", "" };
+    "local asc, low, high = ARGV[3] == 'a', ARGV[4], ARGV[5]\n"
+    "local count, maxb = tonumber(ARGV[6]), tonumber(ARGV[7])\n"
+    "local out, bytes, cut, chunk = {}, 0, 0, 16\n"
+    "while #out < count and cut == 0 do\n"
+    "  local want = math.min(chunk, count - #out)\n"
+    "  local r\n"
+    "  if asc then r = redis.call('XRANGE', key, low, high, 'COUNT', want)\n"
+    "  else r = redis.call('XREVRANGE', key, high, low, 'COUNT', want) end\n"
+    "  for _, e in ipairs(r) do\n"
+    "    local size = 0\n"
+    "    for j = 2, #e[2], 2 do size = size + #e[2][j] end\n"
+    "    if #out > 0 and bytes + size > maxb then cut = 1; break end\n"
+    "    out[#out + 1] = e\n"
+    "    bytes = bytes + size\n"
+    "    if asc then low = '(' .. e[1] else high = '(' .. e[1] end\n"
+    "  end\n"
+    "  if #r < want then break end\n"
+    "  chunk = math.min(chunk * 2, 1024)\n"
+    "end\n"
+    "return {first, out, cut}\n", "" };
 
 static redis_script *const registry_scripts[] = {
     &lua_hello, &lua_bye, &lua_sync_room, &lua_sync_users, &lua_heartbeat, &lua_reap, &lua_join,
@@ -1291,28 +1315,29 @@ static void registry_on_range(void *privdata, redisReply *r)
 {
     range_call *c = privdata;
     registry_range range = { 0 };
-    envelope *oldest = NULL, *msgs = NULL;
-    size_t no = 0, n = 0;
-    bool ok = reply_ok(r, "log_range") && r->type == REDIS_REPLY_ARRAY && r->elements == 2;
+    envelope *oldest = NULL;
+    size_t no = 0;
+    bool ok = reply_ok(r, "log_range") && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+              r->element[2]->type == REDIS_REPLY_INTEGER;
     if (ok) {
         oldest = registry_entries(c->room, r->element[0], &no);
-        msgs = registry_entries(c->room, r->element[1], &n);
         range.oldest = no ? oldest : NULL;
-        range.msgs = msgs;
-        range.n = n;
+        range.msgs = registry_entries(c->room, r->element[1], &range.n);
+        range.cut = r->element[2]->integer != 0;
     }
     c->fn(c->ctx, ok ? &range : NULL);
     if (no)
         envelope_free(oldest);
     free(oldest);
-    for (size_t i = 0; i < n; i++)
-        envelope_free(&msgs[i]);
-    free(msgs);
+    for (size_t i = 0; i < range.n; i++)        /* what the callee did not take */
+        envelope_free(&range.msgs[i]);
+    free(range.msgs);
     free(c);
 }
 
 int registry_log_range(registry *g, const char *room, bool ascending, const char *low,
-                       const char *high, size_t count, registry_range_fn fn, void *ctx)
+                       const char *high, size_t count, size_t max_bytes, registry_range_fn fn,
+                       void *ctx)
 {
     if (!g->registered)
         return -1;
@@ -1323,6 +1348,7 @@ int registry_log_range(registry *g, const char *room, bool ascending, const char
     ab_str(&a, low);
     ab_str(&a, high);
     ab_num(&a, (long long)count);
+    ab_num(&a, (long long)max_bytes);
     size_t rl = strlen(room);
     range_call *c = xmalloc(sizeof *c + rl + 1);
     c->fn = fn;

@@ -128,23 +128,29 @@ typedef void (*registry_fetch_fn)(void *ctx, envelope *msgs, size_t n, bool ok);
 int registry_fetch_before(registry *g, const char *room, const char *before, size_t count,
                           registry_fetch_fn fn, void *ctx);
 
-/* A range of a room's log and the log's oldest entry, for history. All
- * envelopes are borrowed for the duration of the callback. */
+/* A range of a room's log and the log's oldest entry, for history. The
+ * envelopes are lent for the duration of the callback; the callee may take
+ * msgs (and then sets msgs to NULL and n to 0): they are freed with
+ * envelope_free and free. */
 typedef struct registry_range {
-    const envelope *oldest;      /* the log's oldest entry; NULL: the log is empty */
-    const envelope *msgs;        /* the range, in the order asked for */
+    const envelope *oldest;      /* the log's oldest entry (id, seq and epoch only);
+                                    NULL: the log is empty */
+    envelope *msgs;              /* the range, in the order asked for */
     size_t n;
+    bool cut;                    /* entries were left out for max_bytes */
 } registry_range;
 
 /* range is NULL when Redis failed. */
-typedef void (*registry_range_fn)(void *ctx, const registry_range *range);
+typedef void (*registry_range_fn)(void *ctx, registry_range *range);
 
 /* Entries of the room's log between low and high (XRANGE bounds: "-", "+",
  * "<id>" inclusive, "(<id>" exclusive), ascending or descending, at most
- * count, together with the log's oldest entry, in one atomic read.
+ * count and at most max_bytes of field values (at least one entry),
+ * together with the log's oldest entry, in one atomic read.
  * Returns 0, or -1 when not registered (fn not called). */
 int registry_log_range(registry *g, const char *room, bool ascending, const char *low,
-                       const char *high, size_t count, registry_range_fn fn, void *ctx);
+                       const char *high, size_t count, size_t max_bytes, registry_range_fn fn,
+                       void *ctx);
 
 /* The room's current (epoch, seq), through on_room_sync. For catching up
  * after the bus was down. Returns 0 or -1. */

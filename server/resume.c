@@ -20,9 +20,19 @@
  * the next page is read only once the connection has written its queue down
  * below that (checked every RESUME_PACE_MS): a long replay follows the
  * client's reading speed instead of overrunning its queue.
+ *
+ * Slots. Each page read holds one of the server's history slots
+ * (server_history_gate, http.max_inflight, shared with GET .../messages)
+ * from the read until the page has been queued; pages are bounded by
+ * history.max_bytes like HTTP ones. A replay cannot be refused the way an
+ * HTTP request is, so it waits in line for a slot (first come, first
+ * served; HTTP requests are refused while anyone waits). A thousand clients
+ * resuming at once after a server died therefore hold at most
+ * max_inflight pages of memory, and are served in turn.
  */
 #include "resume.h"
 
+#include "gate.h"
 #include "history.h"
 #include "log.h"
 #include "mem.h"
@@ -42,6 +52,7 @@ struct resume {
     bool pace_init;
     struct server *srv;
     subscription *sub;           /* NULL once cancelled */
+    gate_waiter wait;            /* in line for a history slot (wait.queued) */
     char *room;
     msgid last;                  /* newest id delivered, or the x-since point */
     msg **held;
@@ -125,11 +136,14 @@ static void resume_more(resume *rs)
 static void resume_on_page(void *ctx, const history_page *page)
 {
     resume *rs = ctx;
+    gate *g = server_history_gate(rs->srv);
     if (!rs->sub) {
+        gate_leave(g);
         resume_free(rs);
         return;
     }
     if (page->status != HISTORY_OK) {
+        gate_leave(g);
         subscription *sub = rs->sub;
         sub->resume = NULL;
         char detail[256];
@@ -158,13 +172,16 @@ static void resume_on_page(void *ctx, const history_page *page)
         rs->last = id;
         rs->replayed++;
     }
+    /* The page is queued (or dropped): its slot goes to the next in line. */
+    gate_leave(g);
     if (cut || (page->more && page->n))
         resume_more(rs);
     else
         resume_finish(rs);
 }
 
-static void resume_next(resume *rs)
+/* Read the page after `last`; the caller holds a slot for it. */
+static void resume_read(resume *rs)
 {
     history_query q = {
         .room = rs->room,
@@ -173,6 +190,18 @@ static void resume_next(resume *rs)
         .limit = (size_t)server_conf(rs->srv)->resume_page,
     };
     history_fetch(server_history(rs->srv), &q, resume_on_page, rs);
+}
+
+/* A slot came free for rs (inside someone's gate_leave). */
+static void resume_on_slot(void *ctx)
+{
+    resume_read(ctx);
+}
+
+static void resume_next(resume *rs)
+{
+    if (gate_enter(server_history_gate(rs->srv), &rs->wait, resume_on_slot, rs))
+        resume_read(rs);
 }
 
 static void resume_on_based(void *ctx, bool ok)
@@ -224,4 +253,9 @@ void resume_cancel(resume *rs)
         return;
     rs->sub->resume = NULL;
     rs->sub = NULL;
+    if (rs->wait.queued) {
+        /* In line for a slot: nothing else will come back to free it. */
+        gate_cancel(server_history_gate(rs->srv), &rs->wait);
+        resume_free(rs);
+    }
 }

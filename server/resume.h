@@ -40,7 +40,8 @@ void resume_start(struct server *srv, struct subscription *sub, msgid since);
 bool resume_hold(resume *rs, msg *m);
 
 /* The subscription is going away; the resume stops (its pending history
- * read completes into nothing). Accepts NULL. */
+ * read completes into nothing; one waiting for a history slot is freed at
+ * once). Accepts NULL; rs is not to be used afterwards. */
 void resume_cancel(resume *rs);
 
 #endif

@@ -32,6 +32,7 @@
 
 #include "auth.h"
 #include "bus.h"
+#include "gate.h"
 #include "http.h"
 #include "listener.h"
 #include "log.h"
@@ -85,6 +86,7 @@ struct server {
     relay *relay;
     registry *registry;
     history *history;
+    gate *history_gate;          /* history reads at once (http.max_inflight) */
     bus *bus;
     presence *presence;
     session_set *sessions;
@@ -528,6 +530,7 @@ static int server_start_cluster(server *srv)
         .pool = c->mysql_pool,
         .timeout_s = c->mysql_timeout_s,
         .hole_wait_ms = c->history_hole_wait_ms,
+        .max_bytes = c->history_max_bytes,
     };
     srv->history = history_create(&srv->loop, srv->registry, &hc);
     if (!srv->history)
@@ -581,6 +584,7 @@ static void server_release(server *srv, bool loop)
     auth_destroy(srv->auth);
     peers_destroy(srv->peers);
     room_index_destroy(srv->rooms);
+    gate_destroy(srv->history_gate);
     stomp_parser_deinit(&srv->parser);
     free(srv->scratch);
     free(srv);
@@ -594,6 +598,7 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     srv->insecure = strcmp(conf->auth_mode, "jwt") != 0;
     metrics_init(&srv->metrics);
     server_make_id(srv);
+    srv->history_gate = gate_create(conf->http_max_inflight);
 
     stomp_limits lim = {
         .max_frame = conf->max_frame,
@@ -733,6 +738,7 @@ relay *server_relay(server *srv) { return srv->relay; }
 registry *server_registry(server *srv) { return srv->registry; }
 presence *server_presence(server *srv) { return srv->presence; }
 history *server_history(server *srv) { return srv->history; }
+gate *server_history_gate(server *srv) { return srv->history_gate; }
 auth *server_auth(server *srv) { return srv->auth; }
 const server_rates *server_get_rates(const server *srv) { return &srv->rates; }
 uint64_t server_uptime_ms(const server *srv) { return uv_now(&srv->loop) - srv->started_ms; }
@@ -806,7 +812,13 @@ void server_gauges(server *srv, metrics_gauges *g)
         g->history_hole_retries = hs.hole_retries;
         g->history_holes_returned = hs.holes_returned;
         g->history_mysql_errors = hs.mysql_errors;
+        g->history_pages_cut = hs.pages_cut;
     }
+    gate_stats gs;
+    gate_get_stats(srv->history_gate, &gs);
+    g->history_inflight = gs.busy;
+    g->history_waiting = gs.waiting;
+    g->history_rejected = gs.refused;
     if (srv->relay) {
         relay_stats st;
         relay_get_stats(srv->relay, &st);

@@ -41,6 +41,9 @@ relay *server_relay(server *srv);
 struct registry *server_registry(server *srv);
 struct presence *server_presence(server *srv);
 struct history *server_history(server *srv);
+/* The slots of history reads (http.max_inflight), shared by GET .../messages
+ * and x-since replays; lives as long as the server. */
+struct gate *server_history_gate(server *srv);
 struct auth *server_auth(server *srv);
 /* websocket.allowed_origins, parsed. */
 const struct origin_list *server_origins(const server *srv);

@@ -42,6 +42,9 @@ export function tokenExpiry(token) {
   }
 }
 
+/** history(): requests per page while the server answers 503 with Retry-After. */
+const HISTORY_TRIES = 4;
+
 /** A tiny event emitter (browsers and Node alike). */
 class Emitter {
   constructor() { this.handlers = new Map(); }
@@ -421,10 +424,20 @@ export class LecternClient extends Emitter {
     const q = new URLSearchParams();
     for (const k of ['limit', 'before', 'after']) if (o[k] !== undefined) q.set(k, String(o[k]));
     const headers = this.token ? { authorization: `Bearer ${this.token}` } : {};
-    const r = await this.fetch(`${this.httpBase}/api/rooms/${encodeURIComponent(room)}/messages${q.size ? '?' + q : ''}`, { headers });
-    const j = await r.json();
-    if (!r.ok) throw new Error(j.error || `HTTP ${r.status}`);
-    return j;
+    const url = `${this.httpBase}/api/rooms/${encodeURIComponent(room)}/messages${q.size ? '?' + q : ''}`;
+    for (let attempt = 1; ; attempt++) {
+      const r = await this.fetch(url, { headers });
+      // A busy server (all its history reads taken: 503 with Retry-After)
+      // is asked again after the time it names, a few times.
+      const after = r.status === 503 ? Number(r.headers?.get?.('retry-after') ?? NaN) : NaN;
+      if (after >= 0 && after <= 30 && attempt < HISTORY_TRIES) {
+        await new Promise((res) => setTimeout(res, after * 1000 + Math.random() * 250));
+        continue;
+      }
+      const j = await r.json();
+      if (!r.ok) throw new Error(j.error || `HTTP ${r.status}`);
+      return j;
+    }
   }
 
   /** Close for good (no reconnect). */

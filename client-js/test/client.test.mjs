@@ -237,4 +237,24 @@ test('refreshToken: a token that has run out is replaced before CONNECT, not pre
   assert.equal(c.token, fresh);
   assert.equal(c.denied, null);
   c.disconnect();
+
+test('history: a busy server (503 with Retry-After) is asked again; other errors are not', async () => {
+  const calls = [];
+  const reply = (status, body, headers = {}) => ({
+    status, ok: status === 200, headers: new Headers(headers), json: async () => body,
+  });
+  const answers = [
+    reply(503, { error: 'busy' }, { 'retry-after': '0' }),
+    reply(503, { error: 'busy' }, { 'retry-after': '0' }),
+    reply(200, { room: 'phys', messages: [], more: false }),
+    reply(503, { error: 'history store (MySQL) unavailable' }),
+  ];
+  const fetch = async (url) => { calls.push(url); return answers.shift(); };
+  const c = new LecternClient('ws://h:1/ws', { WebSocket: fakeServer().FakeWS, fetch });
+  const page = await c.history('phys', { limit: 5 });
+  assert.deepEqual(page, { room: 'phys', messages: [], more: false });
+  assert.equal(calls.length, 3);
+  assert.match(calls[0], /\/api\/rooms\/phys\/messages\?limit=5$/);
+  await assert.rejects(c.history('phys'), /MySQL/);
+  assert.equal(calls.length, 4, 'a 503 without Retry-After is not retried');
 });

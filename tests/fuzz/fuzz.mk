@@ -22,7 +22,7 @@ FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 $(WARNINGS) $(FUZZ_SAN) \
 FUZZ_LDFLAGS := -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer,address,undefined
 
 # The jwt target is built once server/jwt.c exists.
-FUZZ_TARGETS := stomp history_query $(if $(wildcard server/jwt.c),jwt)
+FUZZ_TARGETS := stomp history_query history_json $(if $(wildcard server/jwt.c),jwt)
 
 # Per target: project objects linked (besides the target's own), extra link
 # flags and libraries, and the largest input libFuzzer generates.
@@ -35,6 +35,11 @@ FUZZ_MAXLEN_stomp := 4096
 # is at most 8 fragments of < 160 decoded bytes.
 FUZZ_OBJS_history_query    := server/http_query.o lib/msgid.o
 FUZZ_MAXLEN_history_query  := 2048
+# history_json: the page writer (server/history_json.c) with utf8 and mem;
+# jansson parses what it wrote. One message's fields, up to frame size.
+FUZZ_OBJS_history_json   := server/history_json.o lib/utf8.o lib/mem.o
+FUZZ_LIBS_history_json   := -ljansson
+FUZZ_MAXLEN_history_json := 8192
 # jwt: what server/jwt.c needs from lib/ is taken from an archive of lib/, so
 # the linker picks exactly the members it uses; jansson and libcrypto do the
 # JSON and the crypto (the target signs tokens with libcrypto too).

@@ -5,7 +5,7 @@
  * Input: the query string as it follows '?' in the request line.
  *
  * The server never sees the raw query: libwebsockets splits it at '&' and
- * URL-decodes each fragment, and http_room_messages refuses more than 8
+ * URL-decodes each fragment, and http_history_request refuses more than 8
  * fragments or one of 160 bytes or more before parsing. This target does the
  * same (a small %XX decoder stands in for lws's) and then calls
  * http_history_params with the server's default limits and with both ends of
@@ -41,7 +41,7 @@
         }                                                                             \
     } while (0)
 
-/* As in http_room_messages. */
+/* As in http_history_request (server/http_history.c). */
 #define FUZZ_MAX_ARGS 8
 #define FUZZ_ARG_SIZE 160
 
