@@ -250,7 +250,6 @@ export class Seen {
 // resume and presence need Lectern.
 
 
-<<<<<<< HEAD
 /** The exp of a JWT in ms since the epoch, or null (not a JWT, no exp). */
 export function tokenExpiry(token) {
   const part = typeof token === 'string' ? token.split('.')[1] : undefined;
@@ -265,10 +264,9 @@ export function tokenExpiry(token) {
     return null;
   }
 }
-=======
+
 /** history(): requests per page while the server answers 503 with Retry-After. */
 const HISTORY_TRIES = 4;
->>>>>>> i16-history
 
 /** A tiny event emitter (browsers and Node alike). */
 class Emitter {
@@ -648,14 +646,7 @@ export class LecternClient extends Emitter {
   async history(room, o = {}) {
     const q = new URLSearchParams();
     for (const k of ['limit', 'before', 'after']) if (o[k] !== undefined) q.set(k, String(o[k]));
-<<<<<<< HEAD
     const headers = this.token ? { authorization: `Bearer ${this.token}` } : {};
-    const r = await this.fetch(`${this.httpBase}/api/rooms/${encodeURIComponent(room)}/messages${q.size ? '?' + q : ''}`, { headers });
-    const j = await r.json();
-    if (!r.ok) throw new Error(j.error || `HTTP ${r.status}`);
-    return j;
-=======
-    const headers = this.o.token ? { authorization: `Bearer ${this.o.token}` } : {};
     const url = `${this.httpBase}/api/rooms/${encodeURIComponent(room)}/messages${q.size ? '?' + q : ''}`;
     for (let attempt = 1; ; attempt++) {
       const r = await this.fetch(url, { headers });
@@ -670,7 +661,6 @@ export class LecternClient extends Emitter {
       if (!r.ok) throw new Error(j.error || `HTTP ${r.status}`);
       return j;
     }
->>>>>>> i16-history
   }
 
   /** Close for good (no reconnect). */
