@@ -237,6 +237,7 @@ test('refreshToken: a token that has run out is replaced before CONNECT, not pre
   assert.equal(c.token, fresh);
   assert.equal(c.denied, null);
   c.disconnect();
+});
 
 test('history: a busy server (503 with Retry-After) is asked again; other errors are not', async () => {
   const calls = [];
