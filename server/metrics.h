@@ -38,7 +38,8 @@ typedef struct metrics {
     uint64_t slow_consumers;
     uint64_t auth_failures;                /* CONNECTs and /api requests refused: bad token */
     uint64_t access_denied;                /* SUBSCRIBE/SEND/API refused: room not permitted */
-    uint64_t throttled;                    /* times a connection was paused by limits.send_* */
+    uint64_t throttled;                    /* times a connection was paused by limits.*_rate */
+    uint64_t conn_memory_closes;           /* connections closed over limits.conn_memory */
     uint64_t conn_limit_rejects;           /* upgrades refused by limits.max_conns_per_ip */
     uint64_t frame_timeouts;
     uint64_t idle_timeouts;
@@ -60,6 +61,7 @@ typedef struct metrics_gauges {
     uint64_t rooms;
     uint64_t subscriptions;
     uint64_t pending_bytes;
+    uint64_t conn_memory;                  /* bytes charged to connections' budgets */
     uint64_t registry_up;
     uint64_t registry_reconnects;
     uint64_t servers_reaped;

@@ -34,8 +34,25 @@
  * s->frag_off; every queued entry holds one reference to its msg; a queued
  * subscription pointer is live (unsubscribing scrubs it from the queue).
  *
- * Transactions buffer deep copies of their frames (stomp_frame_clone) and
- * replay them through the normal handlers on COMMIT.
+ * Transactions (txn.c) buffer deep copies of their SENDs and publish them
+ * on COMMIT. ACK and NACK change nothing (room messages are not
+ * redelivered), so inside a transaction they are checked and receipted but
+ * not kept: they cost no memory.
+ *
+ * Memory. Everything a connection makes the server hold is charged to its
+ * budget (budget.c) against limits.conn_memory: the input buffer (s->rx,
+ * by capacity), transactions, operations in flight and the receipts
+ * waiting behind them, subscriptions, live messages held for a replay, and
+ * the output queue (s->pending plus SESSION_ENTRY_COST per queued frame).
+ * A frame whose effect would not fit gets ERROR "Connection memory limit"
+ * before it takes effect; output that would not fit makes the connection a
+ * slow consumer. Only the input buffer and the output queue are measured
+ * where they live; the rest is charged when allocated and given back when
+ * freed, so the check on the delivery path is a few additions.
+ *
+ * Input pacing. Every frame is charged to token buckets (ratelimit.c:
+ * SENDs, frames of any command, bytes); while one is in debt the session
+ * stops reading (lws rx flow control) and TCP slows the peer down.
  *
  * Publishing and joining a new room are asynchronous (Redis answers first),
  * so receipts keep their order through a FIFO: each receipt waits until
@@ -49,16 +66,19 @@
 #include "session.h"
 
 #include "auth.h"
+#include "budget.h"
 #include "config.h"
 #include "log.h"
 #include "mem.h"
 #include "presence.h"
+#include "ratelimit.h"
 #include "registry.h"
 #include "relay.h"
 #include "resume.h"
 #include "room.h"
 #include "server.h"
 #include "stomp.h"
+#include "txn.h"
 #include "msgid.h"
 #include "utf8.h"
 #include "clock.h"
@@ -75,14 +95,11 @@ typedef struct outq_entry {
     subscription *sub;      /* MESSAGE: whose prefix to write; NULL otherwise */
 } outq_entry;
 
-typedef struct txn {
-    struct txn *next;
-    stomp_frame **frames;
-    size_t n, cap;
-    size_t bytes;
-    size_t name_len;
-    char name[];
-} txn;
+/* Charged per queued frame on top of its bytes: its ring slot (twice, as
+ * the ring may be twice as long as needed) and, for a frame of its own
+ * (RECEIPT, ERROR), its msg header and malloc's; a flood of tiny frames
+ * costs the server several times their bytes. */
+#define SESSION_ENTRY_COST (2 * sizeof(outq_entry) + sizeof(msg) + 16)
 
 /* A receipt (or a DISCONNECT) waiting for earlier operations to complete. */
 typedef struct receipt_wait {
@@ -118,17 +135,15 @@ struct session {
     size_t frag_off;             /* bytes of the head entry already written */
     subscription *subs;
     uint32_t nsubs;
-    uint32_t ntxns;
-    txn *txns;
+    txn_set txns;
+    budget budget;               /* memory charged to limits.conn_memory (see the essay) */
     char *user;                  /* identity from CONNECT; owns user_name's bytes too */
     char *user_name;
     jwt_claims *who;             /* auth.mode=jwt: the token's claims; NULL otherwise */
     uint8_t role;                /* jwt_role: the token's, or CONNECT's x-role (auth none) */
     bool restarting;             /* drained by SIGTERM: close with 1012 when done */
-    bool throttled;              /* input paused by limits.send_* (lws rx flow off) */
-    int64_t rl_msgs;             /* token buckets: SENDs in thousandths, and bytes; */
-    int64_t rl_bytes;            /* negative while in debt (see session_feed) */
-    uint64_t rl_at_ms;           /* when the buckets were last refilled */
+    bool throttled;              /* input paused by the token buckets (lws rx flow off) */
+    ratelimit rl;                /* limits.send_*, limits.frame_* */
     uint64_t rx_since_ms;        /* when s->rx started holding a partial frame */
     const char *addr;            /* client address (owned by the server's peer count) */
     bool online;                 /* counted online in the registry */
@@ -148,6 +163,26 @@ struct session_set {
     session **dirty;             /* sessions with output to write; NULL: destroyed since */
     uint32_t ndirty, dirty_cap;
 };
+
+/* --- memory ------------------------------------------------------------- */
+
+/* The input buffer, by capacity (what malloc holds for it). */
+static size_t session_input_bytes(const session *s)
+{
+    return s->rx.cap;
+}
+
+/* The output queue: its bytes and a per-frame cost. */
+static size_t session_output_bytes(const session *s)
+{
+    return s->pending + s->qlen * SESSION_ENTRY_COST;
+}
+
+/* Everything charged to limits.conn_memory. */
+static size_t session_held(const session *s)
+{
+    return budget_total(&s->budget) + session_input_bytes(s) + session_output_bytes(s);
+}
 
 /* --- the set ----------------------------------------------------------- */
 
@@ -169,10 +204,12 @@ void session_set_gauges(const session_set *set, metrics_gauges *g)
     g->connections = set->count;
     g->subscriptions = 0;
     g->pending_bytes = 0;
+    g->conn_memory = 0;
     g->conn_connecting = g->conn_connected = g->conn_closing = 0;
     for (const session *s = set->head; s; s = s->next) {
         g->subscriptions += s->nsubs;
         g->pending_bytes += s->pending;
+        g->conn_memory += session_held(s);
         if (s->state == SESSION_AWAIT_CONNECT)
             g->conn_connecting++;
         else if (s->state == SESSION_CONNECTED && !s->draining)
@@ -257,23 +294,33 @@ static void session_mark_dirty(session *s)
 static void session_kill(session *s, const char *why);
 static void session_drop_slow(session *s);
 
-/* Queue one entry. Every frame counts against stomp.max_pending: a peer
- * that does not read is dropped whatever it makes us queue (MESSAGEs,
- * RECEIPTs for a flood of SENDs). Only the ERROR that ends a session is
- * exempt, so the reason can still be written when there is room. */
+/* Queue one entry. Every frame counts against stomp.max_pending and,
+ * with what else the connection holds, limits.conn_memory: a peer that
+ * does not read is dropped whatever it makes us queue (MESSAGEs, RECEIPTs
+ * for a flood of SENDs). Only the ERROR that ends a session is exempt, so
+ * the reason can still be written when there is room. */
 static void session_push(session *s, msg *m, subscription *sub)
 {
     if (s->dead)
         return;
     outq_entry e = { m, sub };
     size_t size = entry_size(&e);
-    if (s->state != SESSION_CLOSING &&
-        s->pending + size > server_conf(s->srv)->max_pending) {
-        server_metrics(s->srv)->slow_consumers++;
-        log_info("slow_consumer", "conn=%llu pending=%zu limit=%zu",
-                 (unsigned long long)s->id, s->pending, server_conf(s->srv)->max_pending);
-        session_drop_slow(s);
-        return;
+    if (s->state != SESSION_CLOSING) {
+        const server_config *c = server_conf(s->srv);
+        bool over_pending = s->pending + size > c->max_pending;
+        if (over_pending || !budget_fits(&s->budget, size + SESSION_ENTRY_COST,
+                                         session_input_bytes(s) + session_output_bytes(s),
+                                         c->conn_memory)) {
+            metrics *mt = server_metrics(s->srv);
+            mt->slow_consumers++;
+            if (!over_pending)
+                mt->conn_memory_closes++;
+            log_info("slow_consumer", "conn=%llu pending=%zu limit=%zu held=%zu conn_memory=%zu",
+                     (unsigned long long)s->id, s->pending, c->max_pending, session_held(s),
+                     c->conn_memory);
+            session_drop_slow(s);
+            return;
+        }
     }
     if (s->qlen == s->qcap) {
         uint32_t ncap = s->qcap ? s->qcap * 2 : 8;
@@ -551,6 +598,11 @@ static void session_do_disconnect(session *s)
     session_arm(s);
 }
 
+static size_t session_receipt_cost(size_t id_len)
+{
+    return budget_chunk(sizeof(receipt_wait) + id_len);
+}
+
 /* Emit the receipts whose publishes have all completed, in order. */
 static void session_flush_receipts(session *s)
 {
@@ -559,6 +611,7 @@ static void session_flush_receipts(session *s)
         s->rq_head = w->next;
         if (!s->rq_head)
             s->rq_tail = NULL;
+        budget_release(&s->budget, BUDGET_WAIT, session_receipt_cost(w->id_len));
         if (w->id_len || !w->disconnect)
             session_emit_receipt(s, w->id, w->id_len);
         if (w->disconnect)
@@ -568,7 +621,9 @@ static void session_flush_receipts(session *s)
 }
 
 /* The receipt for f (if it asked for one) once every publish issued so far
- * has completed; `disconnect` closes the session after it. */
+ * has completed; `disconnect` closes the session after it. A receipt that
+ * has to wait is charged to the budget unchecked: session_handle checked
+ * before the frame took effect that it fits. */
 static void session_receipt_or_close(session *s, const stomp_frame *f, bool disconnect)
 {
     const stomp_str *r = f ? stomp_frame_header(f, "receipt") : NULL;
@@ -582,6 +637,7 @@ static void session_receipt_or_close(session *s, const stomp_frame *f, bool disc
         return;
     }
     size_t n = r ? r->len : 0;
+    budget_force(&s->budget, BUDGET_WAIT, session_receipt_cost(n));
     receipt_wait *w = xmalloc(sizeof *w + n);
     w->next = NULL;
     w->need = s->ops_issued;
@@ -631,6 +687,7 @@ static void session_error_x(session *s, const stomp_frame *f, const char *messag
     buf_append_u64(&b, detail_len);
     buf_append_char(&b, '\n');
     stomp_put_body(&b, detail, detail_len);
+    s->state = SESSION_CLOSING;     /* first: the ERROR is exempt from the output limits */
     session_push_frame(s, &b);
     buf_deinit(&b);
 
@@ -666,6 +723,36 @@ static void session_error_with(session *s, const stomp_frame *f, const char *mes
     buf_append(&body, value->p, value->len);
     session_error_x(s, f, message, body.data, body.len, NULL, NULL);
     buf_deinit(&body);
+}
+
+/* A frame (f, or NULL for input still arriving) whose effect would take
+ * `need` more bytes than the connection's budget has left: ERROR, and a
+ * close that a peer which stopped reading cannot put off. The open
+ * transactions go at once (they can never commit now). */
+static void session_over_budget(session *s, const stomp_frame *f, size_t need)
+{
+    const server_config *c = server_conf(s->srv);
+    buf body;
+    buf_init(&body);
+    budget_describe(&s->budget, session_input_bytes(s), session_output_bytes(s), need,
+                    c->conn_memory, &body);
+    server_metrics(s->srv)->conn_memory_closes++;
+    log_info("conn_memory", "conn=%llu held=%zu need=%zu limit=%zu", (unsigned long long)s->id,
+             session_held(s), need, c->conn_memory);
+    budget_release(&s->budget, BUDGET_TXN, txn_clear(&s->txns));
+    session_error_x(s, f, "Connection memory limit", body.data, body.len, NULL, NULL);
+    buf_deinit(&body);
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, SESSION_SLOW_CLOSE_S);
+}
+
+/* Does `need` more fit in the budget? false after the ERROR otherwise. */
+static bool session_fits(session *s, const stomp_frame *f, size_t need)
+{
+    if (budget_fits(&s->budget, need, session_input_bytes(s) + session_output_bytes(s),
+                    server_conf(s->srv)->conn_memory))
+        return true;
+    session_over_budget(s, f, need);
+    return false;
 }
 
 static const stomp_str *session_require(session *s, const stomp_frame *f, const char *name)
@@ -927,11 +1014,29 @@ typedef struct op_done {
     struct op_done *prev, *next;  /* the session's operations in flight */
     session *s;                   /* NULL once the session is gone */
     uint64_t n;                   /* this operation's number */
+    size_t cost;                  /* charged to the session's budget */
 } op_done;
 
-static op_done *session_op(session *s)
+/* What an operation in flight costs besides what it carries: its record
+ * and its place in ops_early (which may be twice as long as needed). */
+#define SESSION_OP_COST (budget_chunk(sizeof(op_done)) + 2 * sizeof(uint64_t))
+
+/* What a SEND holds until it is stored: its op, and twice its bytes (the
+ * relay's envelope, plus the command carrying it to Redis and then the
+ * storage copy waiting for RabbitMQ's confirm). A SEND buffered in a
+ * transaction is charged the same, so that COMMIT only hands it on. */
+static size_t session_send_cost(const stomp_frame *f)
+{
+    return SESSION_OP_COST + 2 * stomp_frame_footprint(f);
+}
+
+/* A new operation in flight, charged `cost` (the caller checked that it
+ * fits, or is handing on memory already charged). */
+static op_done *session_op(session *s, size_t cost)
 {
     op_done *d = xmalloc(sizeof *d);
+    budget_force(&s->budget, BUDGET_WAIT, cost);
+    d->cost = cost;
     d->s = s;
     d->n = ++s->ops_issued;
     d->prev = NULL;
@@ -981,6 +1086,7 @@ static void session_op_unlink(session *s, op_done *d)
 static void session_op_cancel(session *s, op_done *d)
 {
     session_op_unlink(s, d);
+    budget_release(&s->budget, BUDGET_WAIT, d->cost);
     s->ops_issued--;
     free(d);
 }
@@ -990,6 +1096,7 @@ static session *session_op_finish(op_done *d)
     session *s = d->s;
     if (s) {
         session_op_unlink(s, d);
+        budget_release(&s->budget, BUDGET_WAIT, d->cost);
         session_op_complete(s, d->n);
     }
     free(d);
@@ -1017,6 +1124,14 @@ static void session_on_published(void *ctx, bool ok)
         return;
     }
     session_flush_receipts(s);
+}
+
+/* A subscription: its record, plus an estimate of what membership adds
+ * elsewhere (its room slot, the registry's member record and command, a
+ * presence request). */
+static size_t session_sub_cost(size_t prefix_len, size_t id_len)
+{
+    return budget_chunk(sizeof(subscription) + prefix_len + id_len) + 256;
 }
 
 static subscription *session_find_sub(session *s, const char *id, size_t len)
@@ -1083,6 +1198,9 @@ static void on_subscribe(session *s, const stomp_frame *f)
     bool esc = session_escapes(s);
     size_t idesc = esc ? stomp_escaped_len(id->p, id->len) : id->len;
     size_t plen = sizeof head - 1 + idesc + 1;
+    size_t cost = session_sub_cost(plen, id->len);
+    if (!session_fits(s, f, cost + (kind == ROOM_DEST_TOPIC ? SESSION_OP_COST : 0)))
+        return;
     subscription *sub = xmalloc(sizeof *sub + plen + id->len);
     memcpy(sub->prefix, head, sizeof head - 1);
     char *p = sub->prefix + sizeof head - 1;
@@ -1114,10 +1232,11 @@ static void on_subscribe(session *s, const stomp_frame *f)
         }
     } else {
         relay_join(server_relay(s->srv), sub, &name, s->user, s->user_name, session_on_joined,
-                   session_op(s));
+                   session_op(s, SESSION_OP_COST));
         if (since_h)
             resume_start(s->srv, sub, since);
     }
+    budget_force(&s->budget, BUDGET_SUBS, cost);
     sub->next = s->subs;
     s->subs = sub;
     s->nsubs++;
@@ -1184,6 +1303,7 @@ static void session_drop_sub(session *s, subscription *sub)
         }
     }
     s->nsubs--;
+    budget_release(&s->budget, BUDGET_SUBS, session_sub_cost(sub->prefix_len, sub->id_len));
     free(sub);
 }
 
@@ -1208,47 +1328,47 @@ static void on_unsubscribe(session *s, const stomp_frame *f)
 
 /* --- SEND, ACK ------------------------------------------------------------ */
 
-static txn *session_find_txn(session *s, const stomp_str *name)
-{
-    for (txn *t = s->txns; t; t = t->next)
-        if (t->name_len == name->len && !memcmp(t->name, name->p, name->len))
-            return t;
-    return NULL;
-}
-
-/* A frame naming a transaction is buffered in it. Returns true when the
- * frame was consumed (buffered, or rejected with an ERROR). */
+/* A frame naming a transaction: a SEND is buffered in it, an ACK or NACK
+ * (which would change nothing on COMMIT) only checked. Returns true when
+ * the frame was consumed (buffered, or rejected with an ERROR). */
 static bool session_buffer_in_txn(session *s, const stomp_frame *f)
 {
     const stomp_str *tn = stomp_frame_header(f, "transaction");
     if (!tn)
         return false;
-    txn *t = session_find_txn(s, tn);
+    txn *t = txn_find(&s->txns, tn->p, tn->len);
     if (!t) {
         session_error_with(s, f, "Unknown transaction",
                            "No transaction was begun with the name: ", tn);
         return true;
     }
-    size_t fp = stomp_frame_footprint(f);
-    if (t->bytes + fp > server_conf(s->srv)->max_transaction_bytes) {
-        session_error(s, f, "Transaction too large",
-                      "The transaction would exceed stomp.max_transaction_bytes.");
-        return true;
+    if (f->command == STOMP_CMD_SEND) {
+        if (txn_bytes(t) + stomp_frame_footprint(f) > server_conf(s->srv)->max_transaction_bytes) {
+            session_error(s, f, "Transaction too large",
+                          "The transaction would exceed stomp.max_transaction_bytes.");
+            return true;
+        }
+        size_t cost = session_send_cost(f);
+        if (cost < txn_frame_cost(f))
+            cost = txn_frame_cost(f);
+        if (!session_fits(s, f, cost))
+            return true;
+        budget_force(&s->budget, BUDGET_TXN, cost);
+        txn_add(t, f, cost);
     }
-    if (t->n == t->cap) {
-        t->cap = t->cap ? t->cap * 2 : 4;
-        t->frames = xrealloc(t->frames, t->cap * sizeof *t->frames);
-    }
-    t->frames[t->n++] = stomp_frame_clone(f);
-    t->bytes += fp;
     session_receipt(s, f);
     return true;
 }
 
-/* Publish one SEND; false (after an ERROR) when the cluster cannot take it. */
-static bool send_publish(session *s, const stomp_frame *f, const stomp_str *name)
+/* Publish one SEND; false (after an ERROR) when the cluster cannot take it
+ * or, unless `charged` (COMMIT hands on what its transaction was charged),
+ * the connection's budget cannot. */
+static bool send_publish(session *s, const stomp_frame *f, const stomp_str *name, bool charged)
 {
-    op_done *d = session_op(s);
+    size_t cost = session_send_cost(f);
+    if (!charged && !session_fits(s, f, cost))
+        return false;
+    op_done *d = session_op(s, cost);
     if (relay_publish(server_relay(s->srv), name, f, s->user, s->user_name,
                       auth_role_name((jwt_role)s->role), session_on_published, d) < 0) {
         session_op_cancel(s, d);
@@ -1274,7 +1394,7 @@ static void on_send(session *s, const stomp_frame *f)
     }
     if (session_buffer_in_txn(s, f))
         return;
-    if (send_publish(s, f, &name))
+    if (send_publish(s, f, &name, false))
         session_receipt(s, f);
 }
 
@@ -1300,47 +1420,26 @@ static void on_ack(session *s, const stomp_frame *f)
 
 /* --- transactions --------------------------------------------------------- */
 
-static void txn_free(txn *t)
-{
-    for (size_t i = 0; i < t->n; i++)
-        stomp_frame_free(t->frames[i]);
-    free(t->frames);
-    free(t);
-}
-
-static txn *session_unlink_txn(session *s, txn *t)
-{
-    for (txn **pp = &s->txns; *pp; pp = &(*pp)->next) {
-        if (*pp == t) {
-            *pp = t->next;
-            s->ntxns--;
-            break;
-        }
-    }
-    return t;
-}
-
 static void on_begin(session *s, const stomp_frame *f)
 {
     const stomp_str *tn = session_require(s, f, "transaction");
     if (!tn)
         return;
-    if (session_find_txn(s, tn)) {
+    if (txn_find(&s->txns, tn->p, tn->len)) {
         session_error_with(s, f, "Duplicate transaction",
                            "A transaction with this name is already open: ", tn);
         return;
     }
-    if (s->ntxns >= (uint32_t)server_conf(s->srv)->max_transactions) {
+    if (s->txns.n >= (uint32_t)server_conf(s->srv)->max_transactions) {
         session_error(s, f, "Too many transactions",
                       "This connection reached stomp.max_transactions.");
         return;
     }
-    txn *t = xcalloc(1, sizeof *t + tn->len);
-    memcpy(t->name, tn->p, tn->len);
-    t->name_len = tn->len;
-    t->next = s->txns;
-    s->txns = t;
-    s->ntxns++;
+    size_t cost = txn_open_cost(tn->len);
+    if (!session_fits(s, f, cost))
+        return;
+    budget_force(&s->budget, BUDGET_TXN, cost);
+    txn_begin(&s->txns, tn->p, tn->len, cost);
     session_receipt(s, f);
 }
 
@@ -1349,26 +1448,26 @@ static void on_commit_or_abort(session *s, const stomp_frame *f)
     const stomp_str *tn = session_require(s, f, "transaction");
     if (!tn)
         return;
-    txn *t = session_find_txn(s, tn);
+    txn *t = txn_find(&s->txns, tn->p, tn->len);
     if (!t) {
         session_error_with(s, f, "Unknown transaction",
                            "No transaction was begun with the name: ", tn);
         return;
     }
-    session_unlink_txn(s, t);
+    /* Each SEND was charged what it holds in flight: COMMIT hands that on
+     * to its publish (so a transaction that was accepted always commits). */
+    budget_release(&s->budget, BUDGET_TXN, txn_charged(t));
     if (f->command == STOMP_CMD_COMMIT) {
-        for (size_t i = 0; i < t->n; i++) {
-            const stomp_frame *bf = t->frames[i];
-            if (bf->command != STOMP_CMD_SEND)
-                continue;     /* buffered ACK/NACK: nothing to apply */
+        for (size_t i = 0; i < txn_count(t); i++) {
+            const stomp_frame *bf = txn_frame(t, i);
             stomp_str name;
             const stomp_str *dest = stomp_frame_header(bf, "destination");
             room_destination(dest, (size_t)server_conf(s->srv)->max_room_name, &name);
-            if (!send_publish(s, bf, &name))
+            if (!send_publish(s, bf, &name, true))
                 break;
         }
     }
-    txn_free(t);
+    txn_end(&s->txns, t);
     session_receipt(s, f);
 }
 
@@ -1387,6 +1486,12 @@ static void session_handle(session *s, const stomp_frame *f)
         session_error(s, f, "Not connected", "The first frame must be CONNECT or STOMP.");
         return;
     }
+    /* Its receipt may have to wait (behind operations in flight): that
+     * must fit before the frame takes effect. DISCONNECT is always let go. */
+    const stomp_str *r = stomp_frame_header(f, "receipt");
+    if (r && f->command != STOMP_CMD_DISCONNECT && s->state == SESSION_CONNECTED &&
+        !session_fits(s, f, session_receipt_cost(r->len)))
+        return;
     switch (f->command) {
     case STOMP_CMD_CONNECT:
     case STOMP_CMD_STOMP:       on_connect(s, f); break;
@@ -1411,43 +1516,24 @@ static void session_handle(session *s, const stomp_frame *f)
 
 /* --- limits on input --------------------------------------------------------- */
 
-static bool session_limited(const server_config *c)
+static bool session_limited(const session *s)
 {
-    return c->send_rate > 0 || c->send_bytes_rate > 0;
+    return ratelimit_active(server_ratelimit(s->srv));
 }
 
-/* Refill the token buckets (limits.send_*) and say whether the session may
- * go on: a SEND is charged after it is parsed, so a bucket may go into
- * debt by one frame, and input waits while either is in debt. Charging
- * after parsing keeps the parser's single pass (it decodes escapes in
- * place, so a frame cannot be parsed twice) and lets a frame larger than
- * the byte burst through, once the bucket is full. */
+/* Refill the token buckets and say whether the session may go on reading
+ * (see ratelimit.h: a frame is charged after it is parsed). */
 static bool session_may_read(session *s, uint64_t now)
 {
-    const server_config *c = server_conf(s->srv);
-    uint64_t dt = now - s->rl_at_ms;
-    s->rl_at_ms = now;
-    if (c->send_rate > 0) {
-        int64_t cap = (int64_t)c->send_burst * 1000;
-        s->rl_msgs += (int64_t)((double)dt * c->send_rate);   /* thousandths */
-        if (s->rl_msgs > cap)
-            s->rl_msgs = cap;
-    }
-    if (c->send_bytes_rate > 0) {
-        s->rl_bytes += (int64_t)(dt * c->send_bytes_rate / 1000);
-        if (s->rl_bytes > (int64_t)c->send_bytes_burst)
-            s->rl_bytes = (int64_t)c->send_bytes_burst;
-    }
-    return s->rl_msgs >= 0 && s->rl_bytes >= 0;
+    return ratelimit_may(&s->rl, server_ratelimit(s->srv), now);
 }
 
-static void session_charge(session *s, size_t frame_bytes)
+/* Charge what one parse step consumed: a frame, or a run of heart-beats. */
+static void session_charge(session *s, stomp_command cmd, size_t bytes)
 {
-    const server_config *c = server_conf(s->srv);
-    if (c->send_rate > 0)
-        s->rl_msgs -= 1000;
-    if (c->send_bytes_rate > 0)
-        s->rl_bytes -= (int64_t)frame_bytes;
+    ratelimit_charge(&s->rl, server_ratelimit(s->srv),
+                     cmd == STOMP_CMD_SEND ? RATELIMIT_SEND :
+                     cmd == STOMP_CMD_NONE ? RATELIMIT_HEARTBEAT : RATELIMIT_FRAME, bytes);
 }
 
 /* Stop reading from the peer until session_tick finds the buckets refilled:
@@ -1462,12 +1548,25 @@ static void session_throttle(session *s)
     log_debug("throttled", "conn=%llu", (unsigned long long)s->id);
 }
 
+/* The input buffer may have grown: over the budget, the connection ends
+ * (the buffer goes at once; no frame of it will be parsed). */
+static void session_check_input(session *s)
+{
+    if (budget_fits(&s->budget, session_input_bytes(s), session_output_bytes(s),
+                    server_conf(s->srv)->conn_memory))
+        return;
+    size_t need = session_input_bytes(s);
+    buf_deinit(&s->rx);
+    s->rx_since_ms = 0;
+    session_over_budget(s, NULL, need);
+}
+
 /* Parse and handle the frames in data[0..n); returns the bytes consumed. */
 static size_t session_parse(session *s, char *data, size_t n)
 {
     metrics *mt = server_metrics(s->srv);
     stomp_parser *parser = server_parser(s->srv);
-    bool limited = s->state == SESSION_CONNECTED && session_limited(server_conf(s->srv));
+    bool limited = s->state == SESSION_CONNECTED && session_limited(s);
     uint64_t now = server_now_ms(s->srv);
     size_t off = 0;
     while (off < n && s->state != SESSION_CLOSING && !s->draining) {
@@ -1486,11 +1585,10 @@ static size_t session_parse(session *s, char *data, size_t n)
         }
         off += (size_t)r;
         mt->frames_in[f.command]++;
-        if (f.command == STOMP_CMD_SEND)
-            session_charge(s, (size_t)r);
+        session_charge(s, f.command, (size_t)r);
         if (f.command != STOMP_CMD_NONE)
             session_handle(s, &f);
-        limited = s->state == SESSION_CONNECTED && session_limited(server_conf(s->srv));
+        limited = s->state == SESSION_CONNECTED && session_limited(s);
     }
     return off;
 }
@@ -1508,6 +1606,7 @@ int session_feed(session *s, void *in, size_t len)
         /* lws may hand over what it had read before the pause. */
         if (len)
             buf_append(&s->rx, in, len);
+        session_check_input(s);
         return 0;
     }
 
@@ -1534,6 +1633,7 @@ int session_feed(session *s, void *in, size_t len)
         buf_consume(&s->rx, off);
     else
         buf_append(&s->rx, data + off, n - off);
+    session_check_input(s);
     return 0;
 }
 
@@ -1542,16 +1642,14 @@ int session_feed(session *s, void *in, size_t len)
 session *session_create(struct server *srv, session_set *set, struct lws *wsi,
                         const char *addr)
 {
-    const server_config *c = server_conf(srv);
     session *s = xcalloc(1, sizeof *s);
     s->srv = srv;
     s->addr = addr;
-    s->rl_msgs = (int64_t)c->send_burst * 1000;
-    s->rl_bytes = (int64_t)c->send_bytes_burst;
     s->set = set;
     s->wsi = wsi;
     s->id = server_next_session_id(srv);
-    s->created_ms = s->last_rx_ms = s->last_tx_ms = s->rl_at_ms = server_now_ms(srv);
+    s->created_ms = s->last_rx_ms = s->last_tx_ms = server_now_ms(srv);
+    ratelimit_init(&s->rl, server_ratelimit(srv), s->created_ms);
     s->state = SESSION_AWAIT_CONNECT;
     s->close_code = LWS_CLOSE_STATUS_NORMAL;
     buf_init(&s->rx);
@@ -1570,8 +1668,7 @@ void session_destroy(session *s)
         return;
     while (s->subs)
         session_drop_sub(s, s->subs);
-    while (s->txns)
-        txn_free(session_unlink_txn(s, s->txns));
+    txn_clear(&s->txns);
     while (s->rq_head) {
         receipt_wait *w = s->rq_head;
         s->rq_head = w->next;
@@ -1694,6 +1791,18 @@ void session_set_restart(session_set *set)
 size_t session_pending(const session *s)
 {
     return s->pending;
+}
+
+bool session_hold(session *s, size_t bytes)
+{
+    return budget_charge(&s->budget, BUDGET_HELD, bytes,
+                         session_input_bytes(s) + session_output_bytes(s),
+                         server_conf(s->srv)->conn_memory);
+}
+
+void session_unhold(session *s, size_t bytes)
+{
+    budget_release(&s->budget, BUDGET_HELD, bytes);
 }
 
 uint64_t session_id(const session *s)
