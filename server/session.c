@@ -1486,10 +1486,13 @@ static void session_handle(session *s, const stomp_frame *f)
         session_error(s, f, "Not connected", "The first frame must be CONNECT or STOMP.");
         return;
     }
-    /* Its receipt may have to wait (behind operations in flight): that
-     * must fit before the frame takes effect. DISCONNECT is always let go. */
+    /* A receipt that will wait (behind operations in flight, or this
+     * frame's own) must fit before the frame takes effect; one written at
+     * once is output, checked as such. DISCONNECT is always let go. */
     const stomp_str *r = stomp_frame_header(f, "receipt");
-    if (r && f->command != STOMP_CMD_DISCONNECT && s->state == SESSION_CONNECTED &&
+    bool waits = s->rq_head || s->ops_done < s->ops_issued || f->command == STOMP_CMD_SEND ||
+                 f->command == STOMP_CMD_SUBSCRIBE || f->command == STOMP_CMD_COMMIT;
+    if (r && waits && f->command != STOMP_CMD_DISCONNECT && s->state == SESSION_CONNECTED &&
         !session_fits(s, f, session_receipt_cost(r->len)))
         return;
     switch (f->command) {
