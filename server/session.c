@@ -34,33 +34,27 @@
  * s->frag_off; every queued entry holds one reference to its msg; a queued
  * subscription pointer is live (unsubscribing scrubs it from the queue).
  *
- * Transactions (txn.c) buffer deep copies of their SENDs and publish them
- * on COMMIT. ACK and NACK change nothing (room messages are not
- * redelivered), so inside a transaction they are checked and receipted but
- * not kept: they cost no memory.
+ * Transactions (txn.c) buffer copies of their SENDs, published on COMMIT;
+ * ACK and NACK change nothing (room messages are not redelivered), so in a
+ * transaction they are checked and receipted but not kept.
  *
- * Memory. Everything a connection makes the server hold is charged to its
- * budget (budget.c) against limits.conn_memory: the input buffer (s->rx,
- * by capacity), transactions, operations in flight and the receipts
- * waiting behind them, subscriptions, live messages held for a replay, and
- * the output queue (s->pending plus SESSION_ENTRY_COST per queued frame).
- * A frame whose effect would not fit gets ERROR "Connection memory limit"
- * before it takes effect; output that would not fit makes the connection a
- * slow consumer. Only the input buffer and the output queue are measured
- * where they live; the rest is charged when allocated and given back when
- * freed, so the check on the delivery path is a few additions.
- *
- * Input pacing. Every frame is charged to token buckets (ratelimit.c:
- * SENDs, frames of any command, bytes); while one is in debt the session
- * stops reading (lws rx flow control) and TCP slows the peer down.
+ * Memory. All a connection makes the server hold is charged against
+ * limits.conn_memory (budget.c): the input buffer (by capacity),
+ * transactions, operations in flight and receipts waiting, subscriptions,
+ * messages held for a replay, and the output queue (s->pending plus
+ * SESSION_ENTRY_COST a frame). Input that would not fit gets ERROR
+ * "Connection memory limit" before it takes effect; output, the slow-
+ * consumer close. Only the input buffer and the output queue are measured
+ * where they live, so the delivery path's check is a few additions.
+ * Every frame is also charged to token buckets (ratelimit.c); while one is
+ * in debt the session stops reading and TCP slows the peer down.
  *
  * Publishing and joining a new room are asynchronous (Redis answers first),
- * so receipts keep their order through a FIFO: each receipt waits until
- * every operation issued before it has completed (they complete in order:
- * one Redis connection answers in order). A SEND's receipt therefore means
- * "stored in the room log and delivered locally", a SUBSCRIBE's "a member of
- * the room cluster-wide: every later message reaches you", and the receipts
- * of COMMIT and DISCONNECT follow those before them (DISCONNECT's promise:
+ * so each receipt waits until every operation issued before it has
+ * completed (inflight.c). A SEND's receipt therefore means "stored in the
+ * room log and delivered locally", a SUBSCRIBE's "a member of the room
+ * cluster-wide: every later message reaches you", and the receipts of
+ * COMMIT and DISCONNECT follow those before them (DISCONNECT's promise:
  * everything before it was processed).
  */
 #include "session.h"
@@ -68,6 +62,7 @@
 #include "auth.h"
 #include "budget.h"
 #include "config.h"
+#include "inflight.h"
 #include "log.h"
 #include "mem.h"
 #include "presence.h"
@@ -100,15 +95,6 @@ typedef struct outq_entry {
  * (RECEIPT, ERROR), its msg header and malloc's; a flood of tiny frames
  * costs the server several times their bytes. */
 #define SESSION_ENTRY_COST (2 * sizeof(outq_entry) + sizeof(msg) + 16)
-
-/* A receipt (or a DISCONNECT) waiting for earlier operations to complete. */
-typedef struct receipt_wait {
-    struct receipt_wait *next;
-    uint64_t need;               /* s->ops_done must reach this */
-    bool disconnect;
-    size_t id_len;
-    char id[];
-} receipt_wait;
 
 struct session {
     session *prev, *next;        /* the set's list */
@@ -148,12 +134,7 @@ struct session {
     const char *addr;            /* client address (owned by the server's peer count) */
     bool online;                 /* counted online in the registry */
     bool draining;               /* DISCONNECT received: read nothing more */
-    uint64_t ops_issued, ops_done;   /* asynchronous operations: ops_done counts the
-                                      * completed prefix (operations 1..ops_done) */
-    struct op_done *ops;         /* operations in flight (see session_op) */
-    uint64_t *ops_early;         /* completed out of order, above ops_done+1; sorted */
-    uint32_t nearly, cearly;
-    receipt_wait *rq_head, *rq_tail;
+    inflight ops;                /* operations in flight, receipts waiting for them */
 };
 
 struct session_set {
@@ -598,20 +579,12 @@ static void session_do_disconnect(session *s)
     session_arm(s);
 }
 
-static size_t session_receipt_cost(size_t id_len)
-{
-    return budget_chunk(sizeof(receipt_wait) + id_len);
-}
-
 /* Emit the receipts whose publishes have all completed, in order. */
 static void session_flush_receipts(session *s)
 {
-    while (s->rq_head && s->ops_done >= s->rq_head->need && !s->dead) {
-        receipt_wait *w = s->rq_head;
-        s->rq_head = w->next;
-        if (!s->rq_head)
-            s->rq_tail = NULL;
-        budget_release(&s->budget, BUDGET_WAIT, session_receipt_cost(w->id_len));
+    inflight_receipt *w;
+    while (!s->dead && (w = inflight_ready(&s->ops))) {
+        budget_release(&s->budget, BUDGET_WAIT, inflight_receipt_cost(w->id_len));
         if (w->id_len || !w->disconnect)
             session_emit_receipt(s, w->id, w->id_len);
         if (w->disconnect)
@@ -629,7 +602,7 @@ static void session_receipt_or_close(session *s, const stomp_frame *f, bool disc
     const stomp_str *r = f ? stomp_frame_header(f, "receipt") : NULL;
     if (!r && !disconnect)
         return;
-    if (!s->rq_head && s->ops_done >= s->ops_issued) {
+    if (inflight_idle(&s->ops)) {
         if (r)
             session_emit_receipt(s, r->p, r->len);
         if (disconnect)
@@ -637,19 +610,8 @@ static void session_receipt_or_close(session *s, const stomp_frame *f, bool disc
         return;
     }
     size_t n = r ? r->len : 0;
-    budget_force(&s->budget, BUDGET_WAIT, session_receipt_cost(n));
-    receipt_wait *w = xmalloc(sizeof *w + n);
-    w->next = NULL;
-    w->need = s->ops_issued;
-    w->disconnect = disconnect;
-    w->id_len = n;
-    if (n)
-        memcpy(w->id, r->p, n);
-    if (s->rq_tail)
-        s->rq_tail->next = w;
-    else
-        s->rq_head = w;
-    s->rq_tail = w;
+    budget_force(&s->budget, BUDGET_WAIT, inflight_receipt_cost(n));
+    inflight_wait(&s->ops, r ? r->p : NULL, n, disconnect);
 }
 
 static void session_receipt(session *s, const stomp_frame *f)
@@ -697,7 +659,6 @@ static void session_error_x(session *s, const stomp_frame *f, const char *messag
              log_q(q, sizeof q, message, strlen(message)));
     server_metrics(s->srv)->stomp_errors++;
     server_metrics(s->srv)->errors_by_reason[metrics_error_reason(message)]++;
-    s->state = SESSION_CLOSING;
     s->close_code = LWS_CLOSE_STATUS_PROTOCOL_ERR;
     s->close_reason = "STOMP ERROR";
 }
@@ -1000,106 +961,36 @@ static void session_unavailable(session *s, const stomp_frame *f)
                   "is unreachable); nothing was done. Reconnect and try again.");
 }
 
-/* Operations are numbered as issued; a receipt waits for every
- * operation issued before it, so completions are counted as a prefix:
- * one that finishes before an earlier one (a SUBSCRIBE's join answered
- * before a SEND's storage confirm) is parked in ops_early until the gap
- * closes.
- *
- * An operation in flight is an op_done. Its completion may come after the
- * session is gone: the session keeps its operations on a list and, when
- * destroyed, orphans them (s = NULL), so the completion only frees. (A
- * hash of sessions by id did this before, at 56 bytes per connection.) */
-typedef struct op_done {
-    struct op_done *prev, *next;  /* the session's operations in flight */
-    session *s;                   /* NULL once the session is gone */
-    uint64_t n;                   /* this operation's number */
-    size_t cost;                  /* charged to the session's budget */
-} op_done;
-
-/* What an operation in flight costs besides what it carries: its record
- * and its place in ops_early (which may be twice as long as needed). */
-#define SESSION_OP_COST (budget_chunk(sizeof(op_done)) + 2 * sizeof(uint64_t))
-
-/* What a SEND holds until it is stored: its op, and twice its bytes (the
- * relay's envelope, plus the command carrying it to Redis and then the
+/* What a SEND holds until it is stored: its operation, and twice its bytes
+ * (the relay's envelope, plus the command carrying it to Redis and then the
  * storage copy waiting for RabbitMQ's confirm). A SEND buffered in a
  * transaction is charged the same, so that COMMIT only hands it on. */
 static size_t session_send_cost(const stomp_frame *f)
 {
-    return SESSION_OP_COST + 2 * stomp_frame_footprint(f);
+    return inflight_op_cost() + 2 * stomp_frame_footprint(f);
 }
 
 /* A new operation in flight, charged `cost` (the caller checked that it
  * fits, or is handing on memory already charged). */
-static op_done *session_op(session *s, size_t cost)
+static inflight_op *session_op(session *s, size_t cost)
 {
-    op_done *d = xmalloc(sizeof *d);
     budget_force(&s->budget, BUDGET_WAIT, cost);
-    d->cost = cost;
-    d->s = s;
-    d->n = ++s->ops_issued;
-    d->prev = NULL;
-    d->next = s->ops;
-    if (s->ops)
-        s->ops->prev = d;
-    s->ops = d;
-    return d;
-}
-
-static void session_op_complete(session *s, uint64_t n)
-{
-    if (n != s->ops_done + 1) {
-        if (s->nearly == s->cearly) {
-            s->cearly = s->cearly ? s->cearly * 2 : 4;
-            s->ops_early = xrealloc(s->ops_early, s->cearly * sizeof *s->ops_early);
-        }
-        uint32_t i = s->nearly++;
-        while (i > 0 && s->ops_early[i - 1] > n) {
-            s->ops_early[i] = s->ops_early[i - 1];
-            i--;
-        }
-        s->ops_early[i] = n;
-        return;
-    }
-    s->ops_done = n;
-    uint32_t k = 0;
-    while (k < s->nearly && s->ops_early[k] == s->ops_done + 1)
-        s->ops_done = s->ops_early[k++];
-    if (k) {
-        memmove(s->ops_early, s->ops_early + k, (s->nearly - k) * sizeof *s->ops_early);
-        s->nearly -= k;
-    }
-}
-
-static void session_op_unlink(session *s, op_done *d)
-{
-    if (d->prev)
-        d->prev->next = d->next;
-    else
-        s->ops = d->next;
-    if (d->next)
-        d->next->prev = d->prev;
+    return inflight_start(&s->ops, cost);
 }
 
 /* An operation that could not even start: forget it (the latest issued). */
-static void session_op_cancel(session *s, op_done *d)
+static void session_op_cancel(session *s, inflight_op *op)
 {
-    session_op_unlink(s, d);
-    budget_release(&s->budget, BUDGET_WAIT, d->cost);
-    s->ops_issued--;
-    free(d);
+    budget_release(&s->budget, BUDGET_WAIT, inflight_cancel(&s->ops, op));
 }
 
-static session *session_op_finish(op_done *d)
+/* An operation completed: its session, or NULL when that is gone. */
+static session *session_op_finish(inflight_op *op)
 {
-    session *s = d->s;
-    if (s) {
-        session_op_unlink(s, d);
-        budget_release(&s->budget, BUDGET_WAIT, d->cost);
-        session_op_complete(s, d->n);
-    }
-    free(d);
+    size_t cost;
+    session *s = inflight_finish(op, &cost);
+    if (s)
+        budget_release(&s->budget, BUDGET_WAIT, cost);
     return s;
 }
 
@@ -1199,7 +1090,7 @@ static void on_subscribe(session *s, const stomp_frame *f)
     size_t idesc = esc ? stomp_escaped_len(id->p, id->len) : id->len;
     size_t plen = sizeof head - 1 + idesc + 1;
     size_t cost = session_sub_cost(plen, id->len);
-    if (!session_fits(s, f, cost + (kind == ROOM_DEST_TOPIC ? SESSION_OP_COST : 0)))
+    if (!session_fits(s, f, cost + (kind == ROOM_DEST_TOPIC ? inflight_op_cost() : 0)))
         return;
     subscription *sub = xmalloc(sizeof *sub + plen + id->len);
     memcpy(sub->prefix, head, sizeof head - 1);
@@ -1232,7 +1123,7 @@ static void on_subscribe(session *s, const stomp_frame *f)
         }
     } else {
         relay_join(server_relay(s->srv), sub, &name, s->user, s->user_name, session_on_joined,
-                   session_op(s, SESSION_OP_COST));
+                   session_op(s, inflight_op_cost()));
         if (since_h)
             resume_start(s->srv, sub, since);
     }
@@ -1368,10 +1259,10 @@ static bool send_publish(session *s, const stomp_frame *f, const stomp_str *name
     size_t cost = session_send_cost(f);
     if (!charged && !session_fits(s, f, cost))
         return false;
-    op_done *d = session_op(s, cost);
+    inflight_op *op = session_op(s, cost);
     if (relay_publish(server_relay(s->srv), name, f, s->user, s->user_name,
-                      auth_role_name((jwt_role)s->role), session_on_published, d) < 0) {
-        session_op_cancel(s, d);
+                      auth_role_name((jwt_role)s->role), session_on_published, op) < 0) {
+        session_op_cancel(s, op);
         session_unavailable(s, f);
         return false;
     }
@@ -1490,10 +1381,10 @@ static void session_handle(session *s, const stomp_frame *f)
      * frame's own) must fit before the frame takes effect; one written at
      * once is output, checked as such. DISCONNECT is always let go. */
     const stomp_str *r = stomp_frame_header(f, "receipt");
-    bool waits = s->rq_head || s->ops_done < s->ops_issued || f->command == STOMP_CMD_SEND ||
+    bool waits = !inflight_idle(&s->ops) || f->command == STOMP_CMD_SEND ||
                  f->command == STOMP_CMD_SUBSCRIBE || f->command == STOMP_CMD_COMMIT;
     if (r && waits && f->command != STOMP_CMD_DISCONNECT && s->state == SESSION_CONNECTED &&
-        !session_fits(s, f, session_receipt_cost(r->len)))
+        !session_fits(s, f, inflight_receipt_cost(r->len)))
         return;
     switch (f->command) {
     case STOMP_CMD_CONNECT:
@@ -1656,6 +1547,7 @@ session *session_create(struct server *srv, session_set *set, struct lws *wsi,
     s->state = SESSION_AWAIT_CONNECT;
     s->close_code = LWS_CLOSE_STATUS_NORMAL;
     buf_init(&s->rx);
+    inflight_init(&s->ops, s);
     s->next = set->head;
     if (set->head)
         set->head->prev = s;
@@ -1672,18 +1564,11 @@ void session_destroy(session *s)
     while (s->subs)
         session_drop_sub(s, s->subs);
     txn_clear(&s->txns);
-    while (s->rq_head) {
-        receipt_wait *w = s->rq_head;
-        s->rq_head = w->next;
-        free(w);
-    }
+    inflight_deinit(&s->ops);   /* completions still to come find no session */
     if (s->online)
         registry_offline(server_registry(s->srv), s->user);
     free(s->user);              /* user_name lives in the same block */
     jwt_claims_free(s->who);
-    free(s->ops_early);
-    for (op_done *d = s->ops; d; d = d->next)
-        d->s = NULL;            /* their completions find no session */
     if (s->dirty_at)
         s->set->dirty[s->dirty_at - 1] = NULL;
     while (s->qlen)
