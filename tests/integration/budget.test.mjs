@@ -151,7 +151,8 @@ describe('limits.conn_memory', () => {
         for (const c of cs) {
           const err = await expectMemoryError(c);
           const got = receipts(c);
-          assert.ok(got.length > 30 && got.length < 64, `${got.length} SENDs buffered`);
+          // 1 MiB / ~16.4 KB charged a SEND (two copies of 8 KB): at most 63.
+          assert.ok(got.length > 30 && got.length <= 64, `${got.length} SENDs buffered`);
           assert.equal(err.headers['receipt-id'], `s${got.length}`, 'the first SEND that did not fit');
           assert.match(err.body.toString(), /open transactions [0-9.]+ (KiB|MiB)/);
         }
@@ -252,7 +253,7 @@ describe('limits.conn_memory', () => {
         const [, pending, limit] = l.match(/pending=(\d+) limit=(\d+)/).map(Number);
         assert.ok(pending < limit * 0.75, `dropped at ${pending} bytes queued: ${l}`);
       }
-      console.log(`# output not read: ${drops.length} of ${3 * conns} closed as slow consumers, the rest by ERROR`);
+      console.log(`# output not read: ${drops.length} of ${3 * conns} connections closed as slow consumers (1008), ${3 * conns - drops.length} by ERROR`);
       assert.equal(await metric(s.port, 'lectern_conn_memory_closes_total'), 3 * conns);
     } finally {
       for (const c of open) c.close();
