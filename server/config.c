@@ -165,9 +165,29 @@ const cfg_knob server_knobs[] = {
     { "limits.send_burst", CFG_INT, K(send_burst), "100", 1, 100000000, NULL,
       "SENDs one connection may make at once before limits.send_rate applies." },
     { "limits.send_bytes_rate", CFG_SIZE, K(send_bytes_rate), "1m", 0, (double)(1ull << 40), NULL,
-      "SEND frame bytes per second one connection may keep up. 0: no limit." },
+      "Bytes per second one connection may keep up, counting every frame of any\n"
+      "command (and heart-beat EOLs), not only SENDs; paced like limits.send_rate.\n"
+      "0: no limit." },
     { "limits.send_bytes_burst", CFG_SIZE, K(send_bytes_burst), "4m", 1024, (double)(1ull << 40), NULL,
-      "SEND frame bytes one connection may send at once." },
+      "Bytes (frames of any command) one connection may send at once." },
+    { "limits.frame_rate", CFG_DOUBLE, K(frame_rate), "200", 0, 1e9, NULL,
+      "Frames of any command (SEND, SUBSCRIBE, ACK, BEGIN ...) per second one\n"
+      "connection may keep up; paced like limits.send_rate (the server stops\n"
+      "reading until tokens refill). A client acking every message in ack:client\n"
+      "mode sends one frame per message received: keep this above the message\n"
+      "rate of a busy room. 0: no limit." },
+    { "limits.frame_burst", CFG_INT, K(frame_burst), "500", 1, 100000000, NULL,
+      "Frames one connection may send at once before limits.frame_rate applies\n"
+      "(a reconnect re-subscribing to stomp.max_subscriptions rooms fits)." },
+    { "limits.conn_memory", CFG_SIZE, K(conn_memory), "8m", 64 << 10, 1 << 30, NULL,
+      "Most server memory one connection may make the server hold, all counted\n"
+      "together: a partial frame, frames buffered in transactions, SENDs and\n"
+      "SUBSCRIBEs in flight and the receipts waiting behind them, subscriptions,\n"
+      "messages held while replaying history, and output not yet read. Input\n"
+      "over it gets ERROR \"Connection memory limit\" and the connection closes;\n"
+      "output over it closes the connection as a slow consumer (1008). Must hold\n"
+      "a partial frame of stomp.max_frame (twice it, plus websocket.rx_buffer:\n"
+      "the input buffer grows by doubling) and stomp.max_pending of output." },
     { "limits.max_conns_per_ip", CFG_INT, K(max_conns_per_ip), "1000", 0, 10000000, NULL,
       "Most WebSocket connections from one client address (HTTP 429 beyond).\n"
       "A campus behind one NAT address needs this high. 0: no limit." },
@@ -363,6 +383,14 @@ int server_config_check(const server_config *c, char *err, size_t errlen)
     if (c->redis_sentinels[0] && addrlist_check("redis.sentinels", c->redis_sentinels,
                                                 REDIS_SENTINEL_PORT, err, errlen) < 0)
         return -1;
+    /* Refused rather than clamped: a budget below this would make frames and
+     * output queues that the other knobs allow end the connection. */
+    size_t need = 2 * (c->max_frame + c->ws_rx_buffer) + c->max_pending;
+    if (c->conn_memory < need) {
+        snprintf(err, errlen, "limits.conn_memory (%zu) must be at least 2 x (stomp.max_frame + "
+                 "websocket.rx_buffer) + stomp.max_pending = %zu", c->conn_memory, need);
+        return -1;
+    }
     if (c->bus_backoff_max_ms < c->bus_backoff_min_ms ||
         c->redis_backoff_max_ms < c->redis_backoff_min_ms) {
         snprintf(err, errlen, "backoff_max_ms must not be below backoff_min_ms");

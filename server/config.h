@@ -57,8 +57,11 @@ typedef struct server_config {
     /* [limits] */
     double send_rate;         /* SENDs per second per connection; 0 off */
     int    send_burst;
-    size_t send_bytes_rate;   /* SEND bytes per second per connection; 0 off */
+    size_t send_bytes_rate;   /* frame bytes per second per connection; 0 off */
     size_t send_bytes_burst;
+    double frame_rate;        /* frames (any command) per second per connection; 0 off */
+    int    frame_burst;
+    size_t conn_memory;       /* server memory one connection may make us hold */
     int    max_conns_per_ip;  /* 0 off */
     char  *trusted_proxies;   /* addresses/CIDRs whose X-Forwarded-For is believed */
     int    handshake_timeout_s;
@@ -131,8 +134,9 @@ typedef struct server_config {
 extern const cfg_knob server_knobs[];
 
 /* What the knob table cannot check alone: the forms of bus.host and
- * redis.sentinels (lib/addrlist), backoff bounds. Returns 0 or -1 with the
- * reason in err. */
+ * redis.sentinels (lib/addrlist), backoff bounds, limits.conn_memory against
+ * the frame and output limits it must hold. Returns 0 or -1 with the reason
+ * in err. */
 int server_config_check(const server_config *c, char *err, size_t errlen);
 
 /* The rule on auth.mode=none: allowed only when the server listens on

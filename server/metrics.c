@@ -20,7 +20,8 @@ static const char *const metrics_reasons[] = {
     "Message not stored", "Message too large for storage", "Invalid x-since", "Resume failed", "Duplicate subscription id",
     "Unknown subscription", "Invalid ack mode", "Too many subscriptions",
     "Duplicate transaction", "Unknown transaction", "Too many transactions",
-    "Transaction too large", "Unexpected frame", "Token expired", "other",
+    "Transaction too large", "Unexpected frame", "Token expired", "Connection memory limit",
+    "other",
 };
 #define METRICS_NREASONS (sizeof metrics_reasons / sizeof metrics_reasons[0])
 _Static_assert(METRICS_NREASONS <= METRICS_ERROR_REASONS, "raise METRICS_ERROR_REASONS");
@@ -89,7 +90,15 @@ static const metrics_row metrics_rows[] = {
     C(token_refreshes, "lectern_token_refreshes_total",
       "Fresh tokens a session accepted (SEND to /token); refusals count as auth failures."),
     C(throttled, "lectern_throttled_total",
-      "Times a connection's input was paused by limits.send_rate / send_bytes_rate."),
+      "Times a connection's input was paused by limits.send_rate / send_bytes_rate /\n"
+      "frame_rate."),
+    C(conn_memory_closes, "lectern_conn_memory_closes_total",
+      "Connections closed for holding more than limits.conn_memory: ERROR \"Connection\n"
+      "memory limit\" (input), or a slow-consumer close (output; also counted there)."),
+    G(conn_memory, "lectern_conn_memory_bytes",
+      "Server memory all connections hold, as charged to their limits.conn_memory\n"
+      "(partial input, transactions, operations and receipts waiting, subscriptions,\n"
+      "messages held for replays, output not yet written)."),
     C(conn_limit_rejects, "lectern_conn_limit_rejects_total",
       "WebSocket upgrades refused (429) by limits.max_conns_per_ip."),
     C(origin_rejects, "lectern_origin_rejects_total",

@@ -40,7 +40,8 @@ typedef struct metrics {
     uint64_t access_denied;                /* SUBSCRIBE/SEND/API refused: room not permitted */
     uint64_t token_expiries;               /* sessions ended by ERROR "Token expired" */
     uint64_t token_refreshes;              /* fresh tokens accepted (SEND to /token) */
-    uint64_t throttled;                    /* times a connection was paused by limits.send_* */
+    uint64_t throttled;                    /* times a connection was paused by limits.*_rate */
+    uint64_t conn_memory_closes;           /* connections closed over limits.conn_memory */
     uint64_t conn_limit_rejects;           /* upgrades refused by limits.max_conns_per_ip */
     uint64_t origin_rejects;               /* upgrades refused by websocket.allowed_origins */
     uint64_t frame_timeouts;
@@ -64,6 +65,7 @@ typedef struct metrics_gauges {
     uint64_t rooms;
     uint64_t subscriptions;
     uint64_t pending_bytes;
+    uint64_t conn_memory;                  /* bytes charged to connections' budgets */
     uint64_t registry_up;
     uint64_t registry_reconnects;
     uint64_t servers_reaped;

@@ -11,9 +11,10 @@
  * The subscription can go away at any time (UNSUBSCRIBE, disconnect): it
  * then calls resume_cancel, which only cuts the link; the struct lives on
  * until the read in flight (or the room's based callback) comes back and
- * frees it. Held messages are bounded by stomp.max_pending (bytes): a client
- * that cannot take them is a slow consumer and is disconnected, like any
- * other.
+ * frees it. Held messages are bounded by stomp.max_pending (bytes) and are
+ * charged to the connection's limits.conn_memory while held (a shared
+ * message stays in memory as long as anyone holds it): a client that cannot
+ * take them is a slow consumer and is disconnected, like any other.
  *
  * Pacing. A page is queued only while the connection has less than half of
  * stomp.max_pending waiting (the rest of the page is read again later), and
@@ -58,6 +59,7 @@ struct resume {
     msg **held;
     size_t nheld, cap;
     size_t held_bytes;
+    size_t charged;              /* to the session's budget (session_hold) */
     uint64_t replayed;
 };
 
@@ -84,10 +86,21 @@ static bool resume_msg_id(const msg *m, msgid *out)
     return msgid_parse(m->id, m->id_len, out) == 0;
 }
 
+/* Give the session back what the held messages were charged; before the
+ * link to the subscription is cut (and before what is held is queued as
+ * output, which is charged on its own). */
+static void resume_unhold(resume *rs)
+{
+    if (rs->sub && rs->charged)
+        session_unhold(rs->sub->session, rs->charged);
+    rs->charged = 0;
+}
+
 /* Done: deliver what was held and newer than the replay, then go live. */
 static void resume_finish(resume *rs)
 {
     subscription *sub = rs->sub;
+    resume_unhold(rs);
     sub->resume = NULL;
     for (size_t i = 0; i < rs->nheld && sub->session; i++) {
         msgid id;
@@ -145,6 +158,7 @@ static void resume_on_page(void *ctx, const history_page *page)
     if (page->status != HISTORY_OK) {
         gate_leave(g);
         subscription *sub = rs->sub;
+        resume_unhold(rs);
         sub->resume = NULL;
         char detail[256];
         snprintf(detail, sizeof detail,
@@ -208,6 +222,7 @@ static void resume_on_based(void *ctx, bool ok)
 {
     resume *rs = ctx;
     if (!ok || !rs->sub) {
+        resume_unhold(rs);
         if (rs->sub)
             rs->sub->resume = NULL;
         resume_free(rs);
@@ -238,6 +253,18 @@ bool resume_hold(resume *rs, msg *m)
                       "Live messages held while replaying history exceeded stomp.max_pending.");
         return true;
     }
+    size_t cost = m->len + 2 * sizeof *rs->held;
+    if (!session_hold(rs->sub->session, cost)) {
+        subscription *sub = rs->sub;
+        server_metrics(rs->srv)->slow_consumers++;
+        server_metrics(rs->srv)->conn_memory_closes++;
+        resume_cancel(rs);
+        session_abort(sub->session, "Slow consumer",
+                      "Live messages held while replaying history would exceed the "
+                      "connection's limits.conn_memory.");
+        return true;
+    }
+    rs->charged += cost;
     if (rs->nheld == rs->cap) {
         rs->cap = rs->cap ? rs->cap * 2 : 16;
         rs->held = xrealloc(rs->held, rs->cap * sizeof *rs->held);
@@ -251,6 +278,7 @@ void resume_cancel(resume *rs)
 {
     if (!rs || !rs->sub)
         return;
+    resume_unhold(rs);
     rs->sub->resume = NULL;
     rs->sub = NULL;
     if (rs->wait.queued) {

@@ -82,6 +82,7 @@ struct server {
     struct lws_vhost *vhost;
     struct lws_protocols protocols[5];
     stomp_parser parser;
+    ratelimit_rules limits;      /* limits.send_* and frame_* as token-bucket rules */
     room_index *rooms;
     relay *relay;
     registry *registry;
@@ -606,6 +607,11 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
         .max_header_line = conf->max_header_line,
     };
     stomp_parser_init(&srv->parser, &lim);
+    srv->limits = (ratelimit_rules){
+        .sends = { conf->send_rate, conf->send_burst },
+        .frames = { conf->frame_rate, conf->frame_burst },
+        .bytes = { (double)conf->send_bytes_rate, (double)conf->send_bytes_burst },
+    };
     srv->rooms = room_index_create();
     srv->sessions = session_set_create();
     srv->scratch_cap = conf->ws_write_max;
@@ -734,6 +740,7 @@ const origin_list *server_origins(const server *srv) { return srv->origins; }
 const server_config *server_conf(const server *srv) { return srv->conf; }
 metrics *server_metrics(server *srv) { return &srv->metrics; }
 stomp_parser *server_parser(server *srv) { return &srv->parser; }
+const ratelimit_rules *server_ratelimit(const server *srv) { return &srv->limits; }
 relay *server_relay(server *srv) { return srv->relay; }
 registry *server_registry(server *srv) { return srv->registry; }
 presence *server_presence(server *srv) { return srv->presence; }

@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "metrics.h"
+#include "ratelimit.h"
 #include "relay.h"
 #include "room.h"
 #include "session.h"
@@ -37,6 +38,8 @@ void server_destroy(server *srv);
 const server_config *server_conf(const server *srv);
 metrics *server_metrics(server *srv);
 stomp_parser *server_parser(server *srv);
+/* The per-connection input limits (limits.send_*, limits.frame_*). */
+const ratelimit_rules *server_ratelimit(const server *srv);
 relay *server_relay(server *srv);
 struct registry *server_registry(server *srv);
 struct presence *server_presence(server *srv);

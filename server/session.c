@@ -37,25 +37,39 @@
  * s->frag_off; every queued entry holds one reference to its msg; a queued
  * subscription pointer is live (unsubscribing scrubs it from the queue).
  *
- * Transactions buffer deep copies of their frames (stomp_frame_clone) and
- * replay them through the normal handlers on COMMIT.
+ * Transactions (txn.c) buffer copies of their SENDs, published on COMMIT;
+ * ACK and NACK change nothing (room messages are not redelivered), so in a
+ * transaction they are checked and receipted but not kept.
+ *
+ * Memory. All a connection makes the server hold is charged against
+ * limits.conn_memory (budget.c): the input buffer (by capacity),
+ * transactions, operations in flight and receipts waiting, subscriptions,
+ * messages held for a replay, and the output queue (s->pending plus
+ * SESSION_ENTRY_COST a frame). Input that would not fit gets ERROR
+ * "Connection memory limit" before it takes effect; output, the slow-
+ * consumer close. Only the input buffer and the output queue are measured
+ * where they live, so the delivery path's check is a few additions.
+ * Every frame is also charged to token buckets (ratelimit.c); while one is
+ * in debt the session stops reading and TCP slows the peer down.
  *
  * Publishing and joining a new room are asynchronous (Redis answers first),
- * so receipts keep their order through a FIFO: each receipt waits until
- * every operation issued before it has completed (they complete in order:
- * one Redis connection answers in order). A SEND's receipt therefore means
- * "stored in the room log and delivered locally", a SUBSCRIBE's "a member of
- * the room cluster-wide: every later message reaches you", and the receipts
- * of COMMIT and DISCONNECT follow those before them (DISCONNECT's promise:
+ * so each receipt waits until every operation issued before it has
+ * completed (inflight.c). A SEND's receipt therefore means "stored in the
+ * room log and delivered locally", a SUBSCRIBE's "a member of the room
+ * cluster-wide: every later message reaches you", and the receipts of
+ * COMMIT and DISCONNECT follow those before them (DISCONNECT's promise:
  * everything before it was processed).
  */
 #include "session.h"
 
 #include "auth.h"
+#include "budget.h"
 #include "config.h"
+#include "inflight.h"
 #include "log.h"
 #include "mem.h"
 #include "presence.h"
+#include "ratelimit.h"
 #include "registry.h"
 #include "relay.h"
 #include "resume.h"
@@ -64,6 +78,7 @@
 #include "server.h"
 #include "stomp.h"
 #include "tokens.h"
+#include "txn.h"
 #include "msgid.h"
 #include "utf8.h"
 #include "clock.h"
@@ -87,23 +102,11 @@ typedef struct outq_entry {
     subscription *sub;      /* MESSAGE: whose prefix to write; NULL otherwise */
 } outq_entry;
 
-typedef struct txn {
-    struct txn *next;
-    stomp_frame **frames;
-    size_t n, cap;
-    size_t bytes;
-    size_t name_len;
-    char name[];
-} txn;
-
-/* A receipt (or a DISCONNECT) waiting for earlier operations to complete. */
-typedef struct receipt_wait {
-    struct receipt_wait *next;
-    uint64_t need;               /* s->ops_done must reach this */
-    bool disconnect;
-    size_t id_len;
-    char id[];
-} receipt_wait;
+/* Charged per queued frame on top of its bytes: its ring slot (twice, as
+ * the ring may be twice as long as needed) and, for a frame of its own
+ * (RECEIPT, ERROR), its msg header and malloc's; a flood of tiny frames
+ * costs the server several times their bytes. */
+#define SESSION_ENTRY_COST (2 * sizeof(outq_entry) + sizeof(msg) + 16)
 
 struct session {
     session *prev, *next;        /* the set's list */
@@ -131,28 +134,21 @@ struct session {
     size_t frag_off;             /* bytes of the head entry already written */
     subscription *subs;
     uint32_t nsubs;
-    uint32_t ntxns;
-    txn *txns;
+    txn_set txns;
+    budget budget;               /* memory charged to limits.conn_memory (see the essay) */
     char *user;                  /* identity from CONNECT; owns user_name's bytes too */
     char *user_name;
     jwt_claims *who;             /* auth.mode=jwt: the token's claims; NULL otherwise */
     uint64_t token_deadline_ms;  /* who's expiry in loop time (tokens.h); 0: none */
     uint8_t role;                /* jwt_role: the token's, or CONNECT's x-role (auth none) */
     bool restarting;             /* drained by SIGTERM: close with 1012 when done */
-    bool throttled;              /* input paused by limits.send_* (lws rx flow off) */
-    int64_t rl_msgs;             /* token buckets: SENDs in thousandths, and bytes; */
-    int64_t rl_bytes;            /* negative while in debt (see session_feed) */
-    uint64_t rl_at_ms;           /* when the buckets were last refilled */
+    bool throttled;              /* input paused by the token buckets (lws rx flow off) */
+    ratelimit rl;                /* limits.send_*, limits.frame_* */
     uint64_t rx_since_ms;        /* when s->rx started holding a partial frame */
     const char *addr;            /* client address (owned by the server's peer count) */
     bool online;                 /* counted online in the registry */
     bool draining;               /* DISCONNECT received: read nothing more */
-    uint64_t ops_issued, ops_done;   /* asynchronous operations: ops_done counts the
-                                      * completed prefix (operations 1..ops_done) */
-    struct op_done *ops;         /* operations in flight (see session_op) */
-    uint64_t *ops_early;         /* completed out of order, above ops_done+1; sorted */
-    uint32_t nearly, cearly;
-    receipt_wait *rq_head, *rq_tail;
+    inflight ops;                /* operations in flight, receipts waiting for them */
 };
 
 struct session_set {
@@ -162,6 +158,26 @@ struct session_set {
     session **dirty;             /* sessions with output to write; NULL: destroyed since */
     uint32_t ndirty, dirty_cap;
 };
+
+/* --- memory ------------------------------------------------------------- */
+
+/* The input buffer, by capacity (what malloc holds for it). */
+static size_t session_input_bytes(const session *s)
+{
+    return s->rx.cap + (s->rx_part ? sizeof *s->rx_part : 0);
+}
+
+/* The output queue: its bytes and a per-frame cost. */
+static size_t session_output_bytes(const session *s)
+{
+    return s->pending + s->qlen * SESSION_ENTRY_COST;
+}
+
+/* Everything charged to limits.conn_memory. */
+static size_t session_held(const session *s)
+{
+    return budget_total(&s->budget) + session_input_bytes(s) + session_output_bytes(s);
+}
 
 /* --- the set ----------------------------------------------------------- */
 
@@ -183,10 +199,12 @@ void session_set_gauges(const session_set *set, metrics_gauges *g)
     g->connections = set->count;
     g->subscriptions = 0;
     g->pending_bytes = 0;
+    g->conn_memory = 0;
     g->conn_connecting = g->conn_connected = g->conn_closing = 0;
     for (const session *s = set->head; s; s = s->next) {
         g->subscriptions += s->nsubs;
         g->pending_bytes += s->pending;
+        g->conn_memory += session_held(s);
         if (s->state == SESSION_AWAIT_CONNECT)
             g->conn_connecting++;
         else if (s->state == SESSION_CONNECTED && !s->draining)
@@ -271,23 +289,33 @@ static void session_mark_dirty(session *s)
 static void session_kill(session *s, const char *why);
 static void session_drop_slow(session *s);
 
-/* Queue one entry. Every frame counts against stomp.max_pending: a peer
- * that does not read is dropped whatever it makes us queue (MESSAGEs,
- * RECEIPTs for a flood of SENDs). Only the ERROR that ends a session is
- * exempt, so the reason can still be written when there is room. */
+/* Queue one entry. Every frame counts against stomp.max_pending and,
+ * with what else the connection holds, limits.conn_memory: a peer that
+ * does not read is dropped whatever it makes us queue (MESSAGEs, RECEIPTs
+ * for a flood of SENDs). Only the ERROR that ends a session is exempt, so
+ * the reason can still be written when there is room. */
 static void session_push(session *s, msg *m, subscription *sub)
 {
     if (s->dead)
         return;
     outq_entry e = { m, sub };
     size_t size = entry_size(&e);
-    if (s->state != SESSION_CLOSING &&
-        s->pending + size > server_conf(s->srv)->max_pending) {
-        server_metrics(s->srv)->slow_consumers++;
-        log_info("slow_consumer", "conn=%llu pending=%zu limit=%zu",
-                 (unsigned long long)s->id, s->pending, server_conf(s->srv)->max_pending);
-        session_drop_slow(s);
-        return;
+    if (s->state != SESSION_CLOSING) {
+        const server_config *c = server_conf(s->srv);
+        bool over_pending = s->pending + size > c->max_pending;
+        if (over_pending || !budget_fits(&s->budget, size + SESSION_ENTRY_COST,
+                                         session_input_bytes(s) + session_output_bytes(s),
+                                         c->conn_memory)) {
+            metrics *mt = server_metrics(s->srv);
+            mt->slow_consumers++;
+            if (!over_pending)
+                mt->conn_memory_closes++;
+            log_info("slow_consumer", "conn=%llu pending=%zu limit=%zu held=%zu conn_memory=%zu",
+                     (unsigned long long)s->id, s->pending, c->max_pending, session_held(s),
+                     c->conn_memory);
+            session_drop_slow(s);
+            return;
+        }
     }
     if (s->qlen == s->qcap) {
         uint32_t ncap = s->qcap ? s->qcap * 2 : 8;
@@ -568,11 +596,9 @@ static void session_do_disconnect(session *s)
 /* Emit the receipts whose publishes have all completed, in order. */
 static void session_flush_receipts(session *s)
 {
-    while (s->rq_head && s->ops_done >= s->rq_head->need && !s->dead) {
-        receipt_wait *w = s->rq_head;
-        s->rq_head = w->next;
-        if (!s->rq_head)
-            s->rq_tail = NULL;
+    inflight_receipt *w;
+    while (!s->dead && (w = inflight_ready(&s->ops))) {
+        budget_release(&s->budget, BUDGET_WAIT, inflight_receipt_cost(w->id_len));
         if (w->id_len || !w->disconnect)
             session_emit_receipt(s, w->id, w->id_len);
         if (w->disconnect)
@@ -582,13 +608,15 @@ static void session_flush_receipts(session *s)
 }
 
 /* The receipt for f (if it asked for one) once every publish issued so far
- * has completed; `disconnect` closes the session after it. */
+ * has completed; `disconnect` closes the session after it. A receipt that
+ * has to wait is charged to the budget unchecked: session_handle checked
+ * before the frame took effect that it fits. */
 static void session_receipt_or_close(session *s, const stomp_frame *f, bool disconnect)
 {
     const stomp_str *r = f ? stomp_frame_header(f, "receipt") : NULL;
     if (!r && !disconnect)
         return;
-    if (!s->rq_head && s->ops_done >= s->ops_issued) {
+    if (inflight_idle(&s->ops)) {
         if (r)
             session_emit_receipt(s, r->p, r->len);
         if (disconnect)
@@ -596,18 +624,8 @@ static void session_receipt_or_close(session *s, const stomp_frame *f, bool disc
         return;
     }
     size_t n = r ? r->len : 0;
-    receipt_wait *w = xmalloc(sizeof *w + n);
-    w->next = NULL;
-    w->need = s->ops_issued;
-    w->disconnect = disconnect;
-    w->id_len = n;
-    if (n)
-        memcpy(w->id, r->p, n);
-    if (s->rq_tail)
-        s->rq_tail->next = w;
-    else
-        s->rq_head = w;
-    s->rq_tail = w;
+    budget_force(&s->budget, BUDGET_WAIT, inflight_receipt_cost(n));
+    inflight_wait(&s->ops, r ? r->p : NULL, n, disconnect);
 }
 
 static void session_receipt(session *s, const stomp_frame *f)
@@ -645,6 +663,7 @@ static void session_error_x(session *s, const stomp_frame *f, const char *messag
     buf_append_u64(&b, detail_len);
     buf_append_char(&b, '\n');
     stomp_put_body(&b, detail, detail_len);
+    s->state = SESSION_CLOSING;     /* first: the ERROR is exempt from the output limits */
     session_push_frame(s, &b);
     buf_deinit(&b);
 
@@ -654,7 +673,6 @@ static void session_error_x(session *s, const stomp_frame *f, const char *messag
              log_q(q, sizeof q, message, strlen(message)));
     server_metrics(s->srv)->stomp_errors++;
     server_metrics(s->srv)->errors_by_reason[metrics_error_reason(message)]++;
-    s->state = SESSION_CLOSING;
     s->close_code = LWS_CLOSE_STATUS_PROTOCOL_ERR;
     s->close_reason = "STOMP ERROR";
 }
@@ -680,6 +698,36 @@ static void session_error_with(session *s, const stomp_frame *f, const char *mes
     buf_append(&body, value->p, value->len);
     session_error_x(s, f, message, body.data, body.len, NULL, NULL);
     buf_deinit(&body);
+}
+
+/* A frame (f, or NULL for input still arriving) whose effect would take
+ * `need` more bytes than the connection's budget has left: ERROR, and a
+ * close that a peer which stopped reading cannot put off. The open
+ * transactions go at once (they can never commit now). */
+static void session_over_budget(session *s, const stomp_frame *f, size_t need)
+{
+    const server_config *c = server_conf(s->srv);
+    buf body;
+    buf_init(&body);
+    budget_describe(&s->budget, session_input_bytes(s), session_output_bytes(s), need,
+                    c->conn_memory, &body);
+    server_metrics(s->srv)->conn_memory_closes++;
+    log_info("conn_memory", "conn=%llu held=%zu need=%zu limit=%zu", (unsigned long long)s->id,
+             session_held(s), need, c->conn_memory);
+    budget_release(&s->budget, BUDGET_TXN, txn_clear(&s->txns));
+    session_error_x(s, f, "Connection memory limit", body.data, body.len, NULL, NULL);
+    buf_deinit(&body);
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, SESSION_SLOW_CLOSE_S);
+}
+
+/* Does `need` more fit in the budget? false after the ERROR otherwise. */
+static bool session_fits(session *s, const stomp_frame *f, size_t need)
+{
+    if (budget_fits(&s->budget, need, session_input_bytes(s) + session_output_bytes(s),
+                    server_conf(s->srv)->conn_memory))
+        return true;
+    session_over_budget(s, f, need);
+    return false;
 }
 
 static const stomp_str *session_require(session *s, const stomp_frame *f, const char *name)
@@ -928,86 +976,36 @@ static void session_unavailable(session *s, const stomp_frame *f)
                   "is unreachable); nothing was done. Reconnect and try again.");
 }
 
-/* Operations are numbered as issued; a receipt waits for every
- * operation issued before it, so completions are counted as a prefix:
- * one that finishes before an earlier one (a SUBSCRIBE's join answered
- * before a SEND's storage confirm) is parked in ops_early until the gap
- * closes.
- *
- * An operation in flight is an op_done. Its completion may come after the
- * session is gone: the session keeps its operations on a list and, when
- * destroyed, orphans them (s = NULL), so the completion only frees. (A
- * hash of sessions by id did this before, at 56 bytes per connection.) */
-typedef struct op_done {
-    struct op_done *prev, *next;  /* the session's operations in flight */
-    session *s;                   /* NULL once the session is gone */
-    uint64_t n;                   /* this operation's number */
-} op_done;
-
-static op_done *session_op(session *s)
+/* What a SEND holds until it is stored: its operation, and twice its bytes
+ * (the relay's envelope, plus the command carrying it to Redis and then the
+ * storage copy waiting for RabbitMQ's confirm). A SEND buffered in a
+ * transaction is charged the same, so that COMMIT only hands it on. */
+static size_t session_send_cost(const stomp_frame *f)
 {
-    op_done *d = xmalloc(sizeof *d);
-    d->s = s;
-    d->n = ++s->ops_issued;
-    d->prev = NULL;
-    d->next = s->ops;
-    if (s->ops)
-        s->ops->prev = d;
-    s->ops = d;
-    return d;
+    return inflight_op_cost() + 2 * stomp_frame_footprint(f);
 }
 
-static void session_op_complete(session *s, uint64_t n)
+/* A new operation in flight, charged `cost` (the caller checked that it
+ * fits, or is handing on memory already charged). */
+static inflight_op *session_op(session *s, size_t cost)
 {
-    if (n != s->ops_done + 1) {
-        if (s->nearly == s->cearly) {
-            s->cearly = s->cearly ? s->cearly * 2 : 4;
-            s->ops_early = xrealloc(s->ops_early, s->cearly * sizeof *s->ops_early);
-        }
-        uint32_t i = s->nearly++;
-        while (i > 0 && s->ops_early[i - 1] > n) {
-            s->ops_early[i] = s->ops_early[i - 1];
-            i--;
-        }
-        s->ops_early[i] = n;
-        return;
-    }
-    s->ops_done = n;
-    uint32_t k = 0;
-    while (k < s->nearly && s->ops_early[k] == s->ops_done + 1)
-        s->ops_done = s->ops_early[k++];
-    if (k) {
-        memmove(s->ops_early, s->ops_early + k, (s->nearly - k) * sizeof *s->ops_early);
-        s->nearly -= k;
-    }
-}
-
-static void session_op_unlink(session *s, op_done *d)
-{
-    if (d->prev)
-        d->prev->next = d->next;
-    else
-        s->ops = d->next;
-    if (d->next)
-        d->next->prev = d->prev;
+    budget_force(&s->budget, BUDGET_WAIT, cost);
+    return inflight_start(&s->ops, cost);
 }
 
 /* An operation that could not even start: forget it (the latest issued). */
-static void session_op_cancel(session *s, op_done *d)
+static void session_op_cancel(session *s, inflight_op *op)
 {
-    session_op_unlink(s, d);
-    s->ops_issued--;
-    free(d);
+    budget_release(&s->budget, BUDGET_WAIT, inflight_cancel(&s->ops, op));
 }
 
-static session *session_op_finish(op_done *d)
+/* An operation completed: its session, or NULL when that is gone. */
+static session *session_op_finish(inflight_op *op)
 {
-    session *s = d->s;
-    if (s) {
-        session_op_unlink(s, d);
-        session_op_complete(s, d->n);
-    }
-    free(d);
+    size_t cost;
+    session *s = inflight_finish(op, &cost);
+    if (s)
+        budget_release(&s->budget, BUDGET_WAIT, cost);
     return s;
 }
 
@@ -1032,6 +1030,14 @@ static void session_on_published(void *ctx, bool ok)
         return;
     }
     session_flush_receipts(s);
+}
+
+/* A subscription: its record, plus an estimate of what membership adds
+ * elsewhere (its room slot, the registry's member record and command, a
+ * presence request). */
+static size_t session_sub_cost(size_t prefix_len, size_t id_len)
+{
+    return budget_chunk(sizeof(subscription) + prefix_len + id_len) + 256;
 }
 
 static subscription *session_find_sub(session *s, const char *id, size_t len)
@@ -1098,6 +1104,9 @@ static void on_subscribe(session *s, const stomp_frame *f)
     bool esc = session_escapes(s);
     size_t idesc = esc ? stomp_escaped_len(id->p, id->len) : id->len;
     size_t plen = sizeof head - 1 + idesc + 1;
+    size_t cost = session_sub_cost(plen, id->len + name.len);
+    if (!session_fits(s, f, cost + (kind == ROOM_DEST_TOPIC ? inflight_op_cost() : 0)))
+        return;
     subscription *sub = xmalloc(sizeof *sub + plen + id->len + name.len);
     memcpy(sub->prefix, head, sizeof head - 1);
     char *p = sub->prefix + sizeof head - 1;
@@ -1131,10 +1140,11 @@ static void on_subscribe(session *s, const stomp_frame *f)
         }
     } else {
         relay_join(server_relay(s->srv), sub, &name, s->user, s->user_name, session_on_joined,
-                   session_op(s));
+                   session_op(s, inflight_op_cost()));
         if (since_h)
             resume_start(s->srv, sub, since);
     }
+    budget_force(&s->budget, BUDGET_SUBS, cost);
     sub->next = s->subs;
     s->subs = sub;
     s->nsubs++;
@@ -1201,6 +1211,7 @@ static void session_drop_sub(session *s, subscription *sub)
         }
     }
     s->nsubs--;
+    budget_release(&s->budget, BUDGET_SUBS, session_sub_cost(sub->prefix_len, sub->id_len));
     free(sub);
 }
 
@@ -1225,50 +1236,50 @@ static void on_unsubscribe(session *s, const stomp_frame *f)
 
 /* --- SEND, ACK ------------------------------------------------------------ */
 
-static txn *session_find_txn(session *s, const stomp_str *name)
-{
-    for (txn *t = s->txns; t; t = t->next)
-        if (t->name_len == name->len && !memcmp(t->name, name->p, name->len))
-            return t;
-    return NULL;
-}
-
-/* A frame naming a transaction is buffered in it. Returns true when the
- * frame was consumed (buffered, or rejected with an ERROR). */
+/* A frame naming a transaction: a SEND is buffered in it, an ACK or NACK
+ * (which would change nothing on COMMIT) only checked. Returns true when
+ * the frame was consumed (buffered, or rejected with an ERROR). */
 static bool session_buffer_in_txn(session *s, const stomp_frame *f)
 {
     const stomp_str *tn = stomp_frame_header(f, "transaction");
     if (!tn)
         return false;
-    txn *t = session_find_txn(s, tn);
+    txn *t = txn_find(&s->txns, tn->p, tn->len);
     if (!t) {
         session_error_with(s, f, "Unknown transaction",
                            "No transaction was begun with the name: ", tn);
         return true;
     }
-    size_t fp = stomp_frame_footprint(f);
-    if (t->bytes + fp > server_conf(s->srv)->max_transaction_bytes) {
-        session_error(s, f, "Transaction too large",
-                      "The transaction would exceed stomp.max_transaction_bytes.");
-        return true;
+    if (f->command == STOMP_CMD_SEND) {
+        if (txn_bytes(t) + stomp_frame_footprint(f) > server_conf(s->srv)->max_transaction_bytes) {
+            session_error(s, f, "Transaction too large",
+                          "The transaction would exceed stomp.max_transaction_bytes.");
+            return true;
+        }
+        size_t cost = session_send_cost(f);
+        if (cost < txn_frame_cost(f))
+            cost = txn_frame_cost(f);
+        if (!session_fits(s, f, cost))
+            return true;
+        budget_force(&s->budget, BUDGET_TXN, cost);
+        txn_add(t, f, cost);
     }
-    if (t->n == t->cap) {
-        t->cap = t->cap ? t->cap * 2 : 4;
-        t->frames = xrealloc(t->frames, t->cap * sizeof *t->frames);
-    }
-    t->frames[t->n++] = stomp_frame_clone(f);
-    t->bytes += fp;
     session_receipt(s, f);
     return true;
 }
 
-/* Publish one SEND; false (after an ERROR) when the cluster cannot take it. */
-static bool send_publish(session *s, const stomp_frame *f, const stomp_str *name)
+/* Publish one SEND; false (after an ERROR) when the cluster cannot take it
+ * or, unless `charged` (COMMIT hands on what its transaction was charged),
+ * the connection's budget cannot. */
+static bool send_publish(session *s, const stomp_frame *f, const stomp_str *name, bool charged)
 {
-    op_done *d = session_op(s);
+    size_t cost = session_send_cost(f);
+    if (!charged && !session_fits(s, f, cost))
+        return false;
+    inflight_op *op = session_op(s, cost);
     if (relay_publish(server_relay(s->srv), name, f, s->user, s->user_name,
-                      auth_role_name((jwt_role)s->role), session_on_published, d) < 0) {
-        session_op_cancel(s, d);
+                      auth_role_name((jwt_role)s->role), session_on_published, op) < 0) {
+        session_op_cancel(s, op);
         session_unavailable(s, f);
         return false;
     }
@@ -1332,7 +1343,7 @@ static void on_send(session *s, const stomp_frame *f)
     }
     if (session_buffer_in_txn(s, f))
         return;
-    if (send_publish(s, f, &name))
+    if (send_publish(s, f, &name, false))
         session_receipt(s, f);
 }
 
@@ -1358,47 +1369,26 @@ static void on_ack(session *s, const stomp_frame *f)
 
 /* --- transactions --------------------------------------------------------- */
 
-static void txn_free(txn *t)
-{
-    for (size_t i = 0; i < t->n; i++)
-        stomp_frame_free(t->frames[i]);
-    free(t->frames);
-    free(t);
-}
-
-static txn *session_unlink_txn(session *s, txn *t)
-{
-    for (txn **pp = &s->txns; *pp; pp = &(*pp)->next) {
-        if (*pp == t) {
-            *pp = t->next;
-            s->ntxns--;
-            break;
-        }
-    }
-    return t;
-}
-
 static void on_begin(session *s, const stomp_frame *f)
 {
     const stomp_str *tn = session_require(s, f, "transaction");
     if (!tn)
         return;
-    if (session_find_txn(s, tn)) {
+    if (txn_find(&s->txns, tn->p, tn->len)) {
         session_error_with(s, f, "Duplicate transaction",
                            "A transaction with this name is already open: ", tn);
         return;
     }
-    if (s->ntxns >= (uint32_t)server_conf(s->srv)->max_transactions) {
+    if (s->txns.n >= (uint32_t)server_conf(s->srv)->max_transactions) {
         session_error(s, f, "Too many transactions",
                       "This connection reached stomp.max_transactions.");
         return;
     }
-    txn *t = xcalloc(1, sizeof *t + tn->len);
-    memcpy(t->name, tn->p, tn->len);
-    t->name_len = tn->len;
-    t->next = s->txns;
-    s->txns = t;
-    s->ntxns++;
+    size_t cost = txn_open_cost(tn->len);
+    if (!session_fits(s, f, cost))
+        return;
+    budget_force(&s->budget, BUDGET_TXN, cost);
+    txn_begin(&s->txns, tn->p, tn->len, cost);
     session_receipt(s, f);
 }
 
@@ -1407,26 +1397,26 @@ static void on_commit_or_abort(session *s, const stomp_frame *f)
     const stomp_str *tn = session_require(s, f, "transaction");
     if (!tn)
         return;
-    txn *t = session_find_txn(s, tn);
+    txn *t = txn_find(&s->txns, tn->p, tn->len);
     if (!t) {
         session_error_with(s, f, "Unknown transaction",
                            "No transaction was begun with the name: ", tn);
         return;
     }
-    session_unlink_txn(s, t);
+    /* Each SEND was charged what it holds in flight: COMMIT hands that on
+     * to its publish (so a transaction that was accepted always commits). */
+    budget_release(&s->budget, BUDGET_TXN, txn_charged(t));
     if (f->command == STOMP_CMD_COMMIT) {
-        for (size_t i = 0; i < t->n; i++) {
-            const stomp_frame *bf = t->frames[i];
-            if (bf->command != STOMP_CMD_SEND)
-                continue;     /* buffered ACK/NACK: nothing to apply */
+        for (size_t i = 0; i < txn_count(t); i++) {
+            const stomp_frame *bf = txn_frame(t, i);
             stomp_str name;
             const stomp_str *dest = stomp_frame_header(bf, "destination");
             room_destination(dest, (size_t)server_conf(s->srv)->max_room_name, &name);
-            if (!send_publish(s, bf, &name))
+            if (!send_publish(s, bf, &name, true))
                 break;
         }
     }
-    txn_free(t);
+    txn_end(&s->txns, t);
     session_receipt(s, f);
 }
 
@@ -1445,6 +1435,15 @@ static void session_handle(session *s, const stomp_frame *f)
         session_error(s, f, "Not connected", "The first frame must be CONNECT or STOMP.");
         return;
     }
+    /* A receipt that will wait (behind operations in flight, or this
+     * frame's own) must fit before the frame takes effect; one written at
+     * once is output, checked as such. DISCONNECT is always let go. */
+    const stomp_str *r = stomp_frame_header(f, "receipt");
+    bool waits = !inflight_idle(&s->ops) || f->command == STOMP_CMD_SEND ||
+                 f->command == STOMP_CMD_SUBSCRIBE || f->command == STOMP_CMD_COMMIT;
+    if (r && waits && f->command != STOMP_CMD_DISCONNECT && s->state == SESSION_CONNECTED &&
+        !session_fits(s, f, inflight_receipt_cost(r->len)))
+        return;
     switch (f->command) {
     case STOMP_CMD_CONNECT:
     case STOMP_CMD_STOMP:       on_connect(s, f); break;
@@ -1469,43 +1468,24 @@ static void session_handle(session *s, const stomp_frame *f)
 
 /* --- limits on input --------------------------------------------------------- */
 
-static bool session_limited(const server_config *c)
+static bool session_limited(const session *s)
 {
-    return c->send_rate > 0 || c->send_bytes_rate > 0;
+    return ratelimit_active(server_ratelimit(s->srv));
 }
 
-/* Refill the token buckets (limits.send_*) and say whether the session may
- * go on: a SEND is charged after it is parsed, so a bucket may go into
- * debt by one frame, and input waits while either is in debt. Charging
- * after parsing keeps the parser's single pass (it decodes escapes in
- * place, so a frame cannot be parsed twice) and lets a frame larger than
- * the byte burst through, once the bucket is full. */
+/* Refill the token buckets and say whether the session may go on reading
+ * (see ratelimit.h: a frame is charged after it is parsed). */
 static bool session_may_read(session *s, uint64_t now)
 {
-    const server_config *c = server_conf(s->srv);
-    uint64_t dt = now - s->rl_at_ms;
-    s->rl_at_ms = now;
-    if (c->send_rate > 0) {
-        int64_t cap = (int64_t)c->send_burst * 1000;
-        s->rl_msgs += (int64_t)((double)dt * c->send_rate);   /* thousandths */
-        if (s->rl_msgs > cap)
-            s->rl_msgs = cap;
-    }
-    if (c->send_bytes_rate > 0) {
-        s->rl_bytes += (int64_t)(dt * c->send_bytes_rate / 1000);
-        if (s->rl_bytes > (int64_t)c->send_bytes_burst)
-            s->rl_bytes = (int64_t)c->send_bytes_burst;
-    }
-    return s->rl_msgs >= 0 && s->rl_bytes >= 0;
+    return ratelimit_may(&s->rl, server_ratelimit(s->srv), now);
 }
 
-static void session_charge(session *s, size_t frame_bytes)
+/* Charge what one parse step consumed: a frame, or a run of heart-beats. */
+static void session_charge(session *s, stomp_command cmd, size_t bytes)
 {
-    const server_config *c = server_conf(s->srv);
-    if (c->send_rate > 0)
-        s->rl_msgs -= 1000;
-    if (c->send_bytes_rate > 0)
-        s->rl_bytes -= (int64_t)frame_bytes;
+    ratelimit_charge(&s->rl, server_ratelimit(s->srv),
+                     cmd == STOMP_CMD_SEND ? RATELIMIT_SEND :
+                     cmd == STOMP_CMD_NONE ? RATELIMIT_HEARTBEAT : RATELIMIT_FRAME, bytes);
 }
 
 /* Stop reading from the peer until session_tick finds the buckets refilled:
@@ -1520,12 +1500,25 @@ static void session_throttle(session *s)
     log_debug("throttled", "conn=%llu", (unsigned long long)s->id);
 }
 
+/* The input buffer may have grown: over the budget, the connection ends
+ * (the buffer goes at once; no frame of it will be parsed). */
+static void session_check_input(session *s)
+{
+    if (budget_fits(&s->budget, session_input_bytes(s), session_output_bytes(s),
+                    server_conf(s->srv)->conn_memory))
+        return;
+    size_t need = session_input_bytes(s);
+    buf_deinit(&s->rx);
+    s->rx_since_ms = 0;
+    session_over_budget(s, NULL, need);
+}
+
 /* Parse and handle the frames in data[0..n); returns the bytes consumed. */
 static size_t session_parse(session *s, char *data, size_t n)
 {
     metrics *mt = server_metrics(s->srv);
     stomp_parser *parser = server_parser(s->srv);
-    bool limited = s->state == SESSION_CONNECTED && session_limited(server_conf(s->srv));
+    bool limited = s->state == SESSION_CONNECTED && session_limited(s);
     uint64_t now = server_now_ms(s->srv);
     size_t off = 0;
     stomp_scan scan = s->rx_part ? s->rx_part->scan : (stomp_scan){ 0 };
@@ -1545,11 +1538,10 @@ static size_t session_parse(session *s, char *data, size_t n)
         }
         off += (size_t)r;
         mt->frames_in[f.command]++;
-        if (f.command == STOMP_CMD_SEND)
-            session_charge(s, (size_t)r);
+        session_charge(s, f.command, (size_t)r);
         if (f.command != STOMP_CMD_NONE)
             session_handle(s, &f);
-        limited = s->state == SESSION_CONNECTED && session_limited(server_conf(s->srv));
+        limited = s->state == SESSION_CONNECTED && session_limited(s);
     }
     if (scan.phase) {
         if (!s->rx_part)
@@ -1576,6 +1568,7 @@ int session_feed(session *s, void *in, size_t len)
         /* lws may hand over what it had read before the pause. */
         if (len)
             buf_append(&s->rx, in, len);
+        session_check_input(s);
         return 0;
     }
 
@@ -1606,6 +1599,7 @@ int session_feed(session *s, void *in, size_t len)
         buf_consume(&s->rx, off);
     else
         buf_append(&s->rx, data + off, n - off);
+    session_check_input(s);
     return 0;
 }
 
@@ -1614,19 +1608,18 @@ int session_feed(session *s, void *in, size_t len)
 session *session_create(struct server *srv, session_set *set, struct lws *wsi,
                         const char *addr)
 {
-    const server_config *c = server_conf(srv);
     session *s = xcalloc(1, sizeof *s);
     s->srv = srv;
     s->addr = addr;
-    s->rl_msgs = (int64_t)c->send_burst * 1000;
-    s->rl_bytes = (int64_t)c->send_bytes_burst;
     s->set = set;
     s->wsi = wsi;
     s->id = server_next_session_id(srv);
-    s->created_ms = s->last_rx_ms = s->last_tx_ms = s->rl_at_ms = server_now_ms(srv);
+    s->created_ms = s->last_rx_ms = s->last_tx_ms = server_now_ms(srv);
+    ratelimit_init(&s->rl, server_ratelimit(srv), s->created_ms);
     s->state = SESSION_AWAIT_CONNECT;
     s->close_code = LWS_CLOSE_STATUS_NORMAL;
     buf_init(&s->rx);
+    inflight_init(&s->ops, s);
     s->next = set->head;
     if (set->head)
         set->head->prev = s;
@@ -1642,20 +1635,12 @@ void session_destroy(session *s)
         return;
     while (s->subs)
         session_drop_sub(s, s->subs);
-    while (s->txns)
-        txn_free(session_unlink_txn(s, s->txns));
-    while (s->rq_head) {
-        receipt_wait *w = s->rq_head;
-        s->rq_head = w->next;
-        free(w);
-    }
+    txn_clear(&s->txns);
+    inflight_deinit(&s->ops);   /* completions still to come find no session */
     if (s->online)
         registry_offline(server_registry(s->srv), s->user);
     free(s->user);              /* user_name lives in the same block */
     jwt_claims_free(s->who);
-    free(s->ops_early);
-    for (op_done *d = s->ops; d; d = d->next)
-        d->s = NULL;            /* their completions find no session */
     if (s->dirty_at)
         s->set->dirty[s->dirty_at - 1] = NULL;
     while (s->qlen)
@@ -1775,6 +1760,18 @@ void session_set_restart(session_set *set)
 size_t session_pending(const session *s)
 {
     return s->pending;
+}
+
+bool session_hold(session *s, size_t bytes)
+{
+    return budget_charge(&s->budget, BUDGET_HELD, bytes,
+                         session_input_bytes(s) + session_output_bytes(s),
+                         server_conf(s->srv)->conn_memory);
+}
+
+void session_unhold(session *s, size_t bytes)
+{
+    budget_release(&s->budget, BUDGET_HELD, bytes);
 }
 
 uint64_t session_id(const session *s)

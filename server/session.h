@@ -103,5 +103,11 @@ void session_abort(session *s, const char *message, const char *detail);
 uint64_t session_id(const session *s);
 /* Bytes queued for the connection and not yet written. */
 size_t session_pending(const session *s);
+/* Charge `bytes` of messages held for one of s's subscriptions (a replay's
+ * live messages) to its limits.conn_memory. false, charging nothing, when
+ * they do not fit: the caller must then end the session. */
+bool session_hold(session *s, size_t bytes);
+/* Give back what session_hold charged. */
+void session_unhold(session *s, size_t bytes);
 
 #endif

@@ -170,6 +170,7 @@ export function startServer(host, sets = {}) {
     'mysql.host': ip('db'),
     'mysql.port': PORTS.mysql,
     'limits.send_rate': 0,
+    'limits.frame_rate': 0,
     'limits.send_bytes_rate': 0,
     'limits.max_conns_per_ip': 0,
     'limits.trusted_proxies': ip('cl'),

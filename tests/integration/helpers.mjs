@@ -96,9 +96,10 @@ export function clusterName() {
 // Start lectern-server against the suite's Redis and RabbitMQ (ports from
 // tests/run-integration.sh). `sets` are --set knob=value overrides;
 // `cluster` names the cluster (default: a new one of its own); `ready`
-// waits for /readyz (the registry and bus connected) instead of /healthz.
+// waits for /readyz (the registry and bus connected) instead of /healthz;
+// `env` adds to the server's environment.
 export async function startServer({ sets = {}, args = [], timeout = 20000, cluster, ready = true,
-  port: fixedPort } = {}) {
+  port: fixedPort, env } = {}) {
   const port = fixedPort || await freePort();
   const ns = cluster || clusterName();
   const base = {
@@ -116,12 +117,13 @@ export async function startServer({ sets = {}, args = [], timeout = 20000, clust
     // Tests publish far faster than people, from one address: the abuse
     // limits are off unless a test (security.test.mjs) turns them on.
     'limits.send_rate': 0,
+    'limits.frame_rate': 0,
     'limits.send_bytes_rate': 0,
     'limits.max_conns_per_ip': 0,
   };
   const argv = ['--port', String(port), ...args];
   for (const [k, v] of Object.entries({ ...base, ...sets })) argv.push('--set', `${k}=${v}`);
-  const proc = spawn(serverBin, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(serverBin, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const logs = [];
   let exited = null;
   const exitPromise = new Promise((resolve) => {
