@@ -45,6 +45,7 @@ typedef struct server_config {
     int    connect_timeout_ms;
     int    frame_timeout_ms;  /* a started frame must complete within this */
     int    drip_pieces;       /* small pieces of one frame before reads are paced; 0 off */
+    int    max_frame_pieces;  /* WebSocket frames one STOMP frame may span; 0 off */
     int    idle_timeout_ms;   /* no input for this long (no heart-beats): close; 0 off */
     /* [auth] */
     char  *auth_mode;         /* none | insecure-dev | jwt */

@@ -21,6 +21,7 @@ static const char *const metrics_reasons[] = {
     "Unknown subscription", "Invalid ack mode", "Too many subscriptions",
     "Duplicate transaction", "Unknown transaction", "Too many transactions",
     "Transaction too large", "Unexpected frame", "Token expired", "Connection memory limit",
+    "Frame in too many pieces",
     "other",
 };
 #define METRICS_NREASONS (sizeof metrics_reasons / sizeof metrics_reasons[0])
@@ -110,6 +111,9 @@ static const metrics_row metrics_rows[] = {
     C(rx_paced, "lectern_rx_paced_total",
       "Times a connection's reads were paced (SO_RCVLOWAT raised to a full read)\n"
       "because a frame arrived in more than stomp.drip_pieces small pieces."),
+    C(pieces_refused, "lectern_frame_pieces_refused_total",
+      "Connections closed because a frame was split across more WebSocket frames\n"
+      "than stomp.max_frame_pieces."),
     C(idle_timeouts, "lectern_idle_timeouts_total",
       "Connections closed for sending nothing within stomp.idle_timeout_ms."),
     C(restart_closes, "lectern_restart_closes_total",

@@ -46,6 +46,7 @@ typedef struct metrics {
     uint64_t origin_rejects;               /* upgrades refused by websocket.allowed_origins */
     uint64_t frame_timeouts;
     uint64_t rx_paced;                     /* times reads were paced (stomp.drip_pieces) */
+    uint64_t pieces_refused;               /* frames over stomp.max_frame_pieces */
     uint64_t idle_timeouts;
     uint64_t restart_closes;               /* connections closed with 1012 by a drain */
     uint64_t frames_out[METRICS_OUT_COUNT];

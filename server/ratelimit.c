@@ -58,7 +58,7 @@ void ratelimit_charge(ratelimit *rl, const ratelimit_rules *r, ratelimit_kind ki
 {
     if (kind == RATELIMIT_SEND && ratelimit_on(&r->sends))
         rl->sends -= 1;
-    if (kind != RATELIMIT_HEARTBEAT && ratelimit_on(&r->frames))
+    if (ratelimit_on(&r->frames))
         rl->frames -= 1;
     if (ratelimit_on(&r->bytes))
         rl->bytes -= (double)bytes;

@@ -22,13 +22,16 @@ typedef struct ratelimit_rate {
 
 typedef struct ratelimit_rules {
     ratelimit_rate sends;    /* SEND frames */
-    ratelimit_rate frames;   /* frames of any command (heart-beats are not frames) */
+    ratelimit_rate frames;   /* frames of any command, and runs of heart-beat EOLs (a
+                              * peer's one EOL per interval is nothing; a flood of
+                              * EOLs, each in a WebSocket frame of its own, costs
+                              * per frame like any frame) */
     ratelimit_rate bytes;    /* bytes of every frame and heart-beat */
 } ratelimit_rules;
 
 /* What was parsed, for ratelimit_charge. */
 typedef enum ratelimit_kind {
-    RATELIMIT_HEARTBEAT,     /* EOLs between frames: bytes only */
+    RATELIMIT_HEARTBEAT,     /* a run of EOLs between frames: a frame, and its bytes */
     RATELIMIT_FRAME,         /* a frame other than SEND */
     RATELIMIT_SEND
 } ratelimit_kind;

@@ -95,6 +95,7 @@ enum { SESSION_AWAIT_CONNECT, SESSION_CONNECTED, SESSION_CLOSING };
 typedef struct rx_partial {
     stomp_scan scan;             /* the parser resumes here: linear in the frame */
     rxpace pace;                 /* reads paced for a frame dripped in tiny pieces */
+    uint32_t ws_frames;          /* WebSocket frames that ended inside this frame */
 } rx_partial;
 
 typedef struct outq_entry {
@@ -130,6 +131,7 @@ struct session {
     struct rx_partial *rx_part;  /* while rx holds a partial frame; NULL otherwise */
     outq_entry *q;
     uint32_t qcap, qhead, qlen;
+    uint32_t pre_bytes;          /* bytes received before CONNECTED (bounded) */
     size_t pending;
     size_t frag_off;             /* bytes of the head entry already written */
     subscription *subs;
@@ -1555,6 +1557,58 @@ static size_t session_parse(session *s, char *data, size_t n)
     return off;
 }
 
+/* ERROR for a peer flooding the server with input, and read nothing more:
+ * a polite close waits for the peer's close frame, which comes after
+ * whatever it has queued, and reading that would cost what the refusal
+ * saves. lws gives up on the close handshake after its close timeout. */
+static void session_refuse_flood(session *s, const char *message, const char *detail)
+{
+    session_error(s, NULL, message, detail);
+    lws_rx_flow_control(s->wsi, 0);
+}
+
+/* Bytes a peer may send before CONNECTED beyond one frame of
+ * stomp.max_frame: heart-beat EOLs ahead of the CONNECT. */
+#define SESSION_PRE_CONNECT_SLACK 1024
+
+/* Before CONNECTED the only frame a peer may send is CONNECT (the rate
+ * limits start with the session), so what it may send at all is bounded:
+ * one frame and a few EOLs. Returns false after queueing ERROR. */
+static bool session_pre_connect_ok(session *s, size_t len)
+{
+    if (s->state != SESSION_AWAIT_CONNECT)
+        return true;
+    size_t cap = server_conf(s->srv)->max_frame + SESSION_PRE_CONNECT_SLACK;
+    s->pre_bytes = s->pre_bytes + len > cap ? (uint32_t)cap + 1 : s->pre_bytes + (uint32_t)len;
+    if (s->pre_bytes <= cap)
+        return true;
+    session_refuse_flood(s, "Not connected",
+                         "Only one CONNECT frame (at most stomp.max_frame bytes) may come "
+                         "before CONNECTED.");
+    return false;
+}
+
+/* A WebSocket frame ended (lws reports no payload left) while a STOMP frame
+ * is still incomplete: one more piece of it. Over stomp.max_frame_pieces
+ * the frame is refused: each piece costs libwebsockets work whatever its
+ * size, so a frame dripped one byte per WebSocket frame would otherwise
+ * cost a quarter of a second of CPU per megabyte. Returns false after
+ * queueing ERROR. */
+static bool session_count_piece(session *s)
+{
+    int max = server_conf(s->srv)->max_frame_pieces;
+    if (!s->rx_part || !max || lws_remaining_packet_payload(s->wsi) != 0)
+        return true;
+    if (++s->rx_part->ws_frames <= (uint32_t)max)
+        return true;
+    server_metrics(s->srv)->pieces_refused++;
+    session_refuse_flood(s, "Frame in too many pieces",
+                         "A STOMP frame was split across more WebSocket frames than "
+                         "stomp.max_frame_pieces allows; send each frame in one WebSocket "
+                         "message.");
+    return false;
+}
+
 int session_feed(session *s, void *in, size_t len)
 {
     if (s->state == SESSION_CLOSING || s->draining)
@@ -1563,6 +1617,11 @@ int session_feed(session *s, void *in, size_t len)
     if (len) {
         s->last_rx_ms = now;
         server_metrics(s->srv)->bytes_in += len;
+    }
+    if (!session_pre_connect_ok(s, len)) {
+        buf_deinit(&s->rx);
+        s->rx_since_ms = 0;
+        return 0;
     }
     if (s->throttled) {
         /* lws may hand over what it had read before the pause. */
@@ -1591,6 +1650,11 @@ int session_feed(session *s, void *in, size_t len)
      * is now unless it is the same partial frame as before. */
     if (off || !s->rx_since_ms)
         s->rx_since_ms = now;
+    if (len && !session_count_piece(s)) {
+        buf_deinit(&s->rx);
+        s->rx_since_ms = 0;
+        return 0;
+    }
     if (s->rx_part && len &&
         rxpace_piece(&s->rx_part->pace, lws_get_socket_fd(s->wsi), len,
                      server_conf(s->srv)->ws_rx_buffer, (uint32_t)server_conf(s->srv)->drip_pieces))

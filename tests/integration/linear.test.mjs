@@ -5,23 +5,24 @@
 // written to a raw TCP socket one byte per write (the test does the
 // WebSocket handshake and the masking itself; Nagle is off, so each write is
 // its own segment). Each time the server's CPU (utime + stime of its
-// process, /proc/<pid>/stat) from the first byte to CONNECTED is measured,
-// and the CONNECT must succeed.
+// process, /proc/<pid>/stat) from the first byte to the answer is measured.
 //
-// Two things keep it small: the STOMP parser resumes its scan instead of
+// What keeps it small: the STOMP parser resumes its scan instead of
 // re-scanning what it has buffered (a re-scan costs seconds here: the work
-// grows with the square of the frame), and reads are paced
-// (stomp.drip_pieces, SO_RCVLOWAT) so the server wakes once per full read,
-// not once per byte (unpaced, each wakeup costs ~3 us of kernel and lws work:
-// ~0.8 s for the drip even with a linear parser).
+// grows with the square of the frame); reads are paced (stomp.drip_pieces,
+// SO_RCVLOWAT) so the server wakes once per full read, not once per byte
+// (unpaced, each wakeup costs ~3 us of kernel and lws work: ~0.8 s for the
+// drip even with a linear parser); and a frame may span at most
+// stomp.max_frame_pieces (256) WebSocket frames, because libwebsockets'
+// own work per WebSocket frame (~1,300 instructions in lws 4.1.6, ~0.25 us)
+// is the floor no parser can lower: 240,000 of them are ~60 ms.
 //
-// Budgets. 1-byte TCP writes: 50 ms. 1-byte WebSocket frames: 50 ms on top
-// of what libwebsockets and the kernel spend on 240,000 WebSocket frames
-// whatever the server does with their payload. Measured (perf, callgrind;
-// docs/security.md): lws 4.1.6 executes ~1,300 instructions per frame, and
-// with paced reads the kernel adds one 256-byte read per ~36 frames;
-// together ~0.25 us a frame on the machine the budget was set on (~60 ms for
-// the drip, more than 50 ms on its own). The allowance is 0.5 us a frame.
+// Budgets: 50 ms for the drip with the default configuration, either way
+// (one-byte WebSocket frames end in ERROR "Frame in too many pieces",
+// one-byte TCP writes in CONNECTED). With the piece limit off, the whole
+// drip of one-byte WebSocket frames must still complete in 50 ms plus 0.5 us
+// per WebSocket frame (lws's share, measured with perf and callgrind;
+// docs/security.md): the parser stays linear without the limit's help.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -31,7 +32,7 @@ import { cpuMs, metric, parseFrames, startServer, waitFor } from './helpers.mjs'
 
 const CPU_BUDGET_MS = 50;
 const LWS_US_PER_WS_FRAME = 0.5;
-let server;
+let server, uncapped;
 
 // CONNECT with 60 header lines of exactly 4,000 bytes each.
 function bigConnect() {
@@ -47,35 +48,71 @@ before(async () => {
   // The drips take a few seconds of wall time on a busy machine; what they
   // may cost is CPU, which the tests measure.
   server = await startServer({ sets: { 'stomp.connect_timeout_ms': 60000 } });
+  uncapped = await startServer({ sets: { 'stomp.connect_timeout_ms': 60000, 'stomp.max_frame_pieces': 0 } });
 });
 
 after(async () => {
-  const { code } = await server.stop();
-  assert.equal(code, 0, `server exit code (logs:\n${server.logs.join('\n')})`);
+  for (const s of [server, uncapped]) {
+    const { code } = await s.stop();
+    assert.equal(code, 0, `server exit code (logs:\n${s.logs.join('\n')})`);
+  }
 });
 
-test('a 240 KB CONNECT sent as 1-byte WebSocket frames costs the server under 50 ms of CPU beyond lws\'s per-frame cost', async (t) => {
+// Send `frame` as one-byte WebSocket frames to srv; resolves with the first
+// frame the server answers and the server CPU spent until then.
+async function dripWebSocketFrames(srv, frame) {
+  const ws = new WebSocket(srv.wsUrl, ['v12.stomp']);
+  const got = [];
+  ws.on('message', (data) => got.push(Buffer.from(data)));
+  ws.on('error', () => {});
+  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+  const cpu0 = cpuMs(srv.pid);
+  const t0 = Date.now();
+  for (let i = 0; i < frame.length && ws.readyState === WebSocket.OPEN; i++) ws.send(frame.subarray(i, i + 1));
+  const answer = await waitFor(() => parseFrames(Buffer.concat(got)).frames.find((f) => f.command !== 'HEARTBEAT'),
+    { timeout: 60000, what: 'the answer to the dripped CONNECT' });
+  // A refusal ends the connection: what the server spends on the rest of
+  // the drip until then counts too.
+  if (answer.command === 'ERROR')
+    await waitFor(() => ws.readyState === WebSocket.CLOSED, { timeout: 15000, what: 'the close after ERROR' });
+  const spent = cpuMs(srv.pid) - cpu0;
+  ws.terminate();
+  return { answer, spent, wall: Date.now() - t0 };
+}
+
+test('a 240 KB CONNECT sent as 1-byte WebSocket frames costs the server under 50 ms of CPU: refused past stomp.max_frame_pieces', async (t) => {
   const frame = bigConnect();
-  assert.ok(frame.length > 240000);
+  const refused0 = await metric(server.port, 'lectern_frame_pieces_refused_total');
+  const { answer, spent, wall } = await dripWebSocketFrames(server, frame);
+  t.diagnostic(`${frame.length} one-byte WebSocket frames offered: server CPU ${spent} ms, wall ${wall} ms, ` +
+    `answer ${answer.command} ${answer.headers?.message}`);
+  assert.equal(answer.command, 'ERROR');
+  assert.equal(answer.headers.message, 'Frame in too many pieces');
+  assert.ok(spent < CPU_BUDGET_MS, `server CPU ${spent} ms for the drip (budget ${CPU_BUDGET_MS} ms)`);
+  assert.equal(await metric(server.port, 'lectern_frame_pieces_refused_total'), refused0 + 1);
+  // A frame in a few WebSocket frames (a client that splits large frames,
+  // as stompjs's splitLargeFrames does) is fine.
   const ws = new WebSocket(server.wsUrl, ['v12.stomp']);
   const got = [];
   ws.on('message', (data) => got.push(Buffer.from(data)));
   await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
-
-  const paced0 = await metric(server.port, 'lectern_rx_paced_total');
-  const cpu0 = cpuMs(server.pid);
-  const t0 = Date.now();
-  for (let i = 0; i < frame.length; i++) ws.send(frame.subarray(i, i + 1));
-  const connected = await waitFor(() => parseFrames(Buffer.concat(got)).frames.find((f) => f.command !== 'HEARTBEAT'),
-    { timeout: 60000, what: 'the answer to the dripped CONNECT' });
-  const spent = cpuMs(server.pid) - cpu0;
-  const budget = CPU_BUDGET_MS + (frame.length * LWS_US_PER_WS_FRAME) / 1000;
-  t.diagnostic(`${frame.length} one-byte WebSocket frames: server CPU ${spent} ms (budget ${budget} ms), ` +
-    `wall ${Date.now() - t0} ms`);
+  for (let i = 0; i < frame.length; i += 8192) ws.send(frame.subarray(i, i + 8192));
+  const ok = await waitFor(() => parseFrames(Buffer.concat(got)).frames.find((f) => f.command !== 'HEARTBEAT'),
+    { timeout: 20000, what: 'the answer to the CONNECT in 8 KiB pieces' });
   ws.terminate();
-  assert.equal(connected.command, 'CONNECTED', `answer: ${connected.command} ${connected.headers?.message}`);
+  assert.equal(ok.command, 'CONNECTED', `answer: ${ok.command} ${ok.headers?.message}`);
+});
+
+test('with stomp.max_frame_pieces off the whole drip of 1-byte WebSocket frames is linear: 50 ms plus lws\'s per-frame cost', async (t) => {
+  const frame = bigConnect();
+  assert.ok(frame.length > 240000);
+  const paced0 = await metric(uncapped.port, 'lectern_rx_paced_total');
+  const { answer, spent, wall } = await dripWebSocketFrames(uncapped, frame);
+  const budget = CPU_BUDGET_MS + (frame.length * LWS_US_PER_WS_FRAME) / 1000;
+  t.diagnostic(`${frame.length} one-byte WebSocket frames: server CPU ${spent} ms (budget ${budget} ms), wall ${wall} ms`);
+  assert.equal(answer.command, 'CONNECTED', `answer: ${answer.command} ${answer.headers?.message}`);
   assert.ok(spent < budget, `server CPU ${spent} ms for the drip (budget ${budget} ms)`);
-  assert.ok(await metric(server.port, 'lectern_rx_paced_total') > paced0, 'the drip was paced');
+  assert.ok(await metric(uncapped.port, 'lectern_rx_paced_total') > paced0, 'the drip was paced');
 });
 
 // One masked client frame header (RFC 6455 §5.2) for a payload of n bytes.
@@ -146,4 +183,45 @@ test('the same CONNECT as one WebSocket message in 1-byte TCP writes costs the s
   assert.equal(connected.command, 'CONNECTED', `answer: ${connected.command} ${connected.headers?.message}`);
   assert.ok(spent < CPU_BUDGET_MS, `server CPU ${spent} ms for the drip (budget ${CPU_BUDGET_MS} ms)`);
   assert.ok(await metric(server.port, 'lectern_rx_paced_total') > paced0, 'the drip was paced');
+});
+
+test('before CONNECTED a peer may send one frame and little else: a flood of heart-beat EOLs gets ERROR', async () => {
+  const ws = new WebSocket(server.wsUrl, ['v12.stomp']);
+  const got = [];
+  ws.on('message', (data) => got.push(Buffer.from(data)));
+  ws.on('error', () => {});
+  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+  // stomp.max_frame (256 KiB) of EOLs and more, in 4 KiB messages.
+  const eols = Buffer.alloc(4096, 0x0a);
+  for (let i = 0; i < 70 && ws.readyState === WebSocket.OPEN; i++) ws.send(eols);
+  const answer = await waitFor(() => parseFrames(Buffer.concat(got)).frames.find((f) => f.command !== 'HEARTBEAT'),
+    { timeout: 20000, what: 'the answer to the EOL flood' });
+  ws.terminate();
+  assert.equal(answer.command, 'ERROR');
+  assert.equal(answer.headers.message, 'Not connected');
+});
+
+test('a run of heart-beat EOLs counts as a frame for limits.frame_rate: a flood of one-byte EOL frames is slowed', async (t) => {
+  const srv = await startServer({ sets: { 'limits.frame_rate': 1000, 'limits.frame_burst': 100 } });
+  try {
+    const ws = new WebSocket(srv.wsUrl, ['v12.stomp']);
+    const got = [];
+    ws.on('message', (data) => got.push(Buffer.from(data)));
+    await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+    ws.send('CONNECT\naccept-version:1.2\nhost:/\n\n\0');
+    await waitFor(() => parseFrames(Buffer.concat(got)).frames.some((f) => f.command === 'CONNECTED'), { what: 'CONNECTED' });
+    const t0 = Date.now();
+    for (let i = 0; i < 2100; i++) ws.send('\n');
+    ws.send('SUBSCRIBE\nid:0\ndestination:/topic/eols\nreceipt:r1\n\n\0');
+    await waitFor(() => parseFrames(Buffer.concat(got)).frames.some((f) => f.command === 'RECEIPT'),
+      { timeout: 20000, what: 'the receipt after the EOLs' });
+    const took = Date.now() - t0;
+    t.diagnostic(`2,100 one-byte EOL frames then a SUBSCRIBE at 1,000 frames/s (burst 100): receipt after ${took} ms`);
+    ws.terminate();
+    // 2,001 frames beyond the burst at 1,000/s: about 2 s.
+    assert.ok(took >= 1800, `the EOL flood was not slowed (${took} ms)`);
+    assert.ok(await metric(srv.port, 'lectern_throttled_total') > 0);
+  } finally {
+    await srv.stop();
+  }
 });
