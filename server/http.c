@@ -642,18 +642,28 @@ static int http_api(struct server *srv, struct lws *wsi, http_exchange **x, cons
     return rc;
 }
 
+/* A request that is not a GET: lws reads its body before it lets us
+ * write, so it is answered once the body is in (http_body_done), or now
+ * when there is none. Returns 1 when it is not a GET (*rc: the callback's
+ * answer), 0 for a GET. */
+static int http_not_get(struct server *srv, struct lws *wsi, http_exchange **x, int *rc)
+{
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0)
+        return 0;
+    char cl[24];
+    if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 && atoll(cl) > 0)
+        *rc = 0;
+    else
+        *rc = http_body_done(srv, wsi, x);
+    return 1;
+}
+
 int http_request(struct server *srv, struct lws *wsi, http_exchange **x, const char *uri)
 {
     server_metrics(srv)->http_requests++;
-
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {
-        /* lws reads a request body before it lets us write: answer once the
-         * body is in (http_body_done), or now when there is none. */
-        char cl[24];
-        if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 && atoll(cl) > 0)
-            return 0;
-        return http_body_done(srv, wsi, x);
-    }
+    int rc;
+    if (http_not_get(srv, wsi, x, &rc))
+        return rc;
 
     if (!strcmp(uri, "/healthz")) {
         metrics_gauges g;
@@ -683,12 +693,9 @@ int http_request(struct server *srv, struct lws *wsi, http_exchange **x, const c
 int http_metrics_request(struct server *srv, struct lws *wsi, http_exchange **x, const char *uri)
 {
     server_metrics(srv)->http_requests++;
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {
-        char cl[24];
-        if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 && atoll(cl) > 0)
-            return 0;
-        return http_body_done(srv, wsi, x);
-    }
+    int rc;
+    if (http_not_get(srv, wsi, x, &rc))
+        return rc;
     if (!strcmp(uri, "/metrics"))
         return http_metrics(srv, wsi, x);
     return http_error(wsi, x, HTTP_STATUS_NOT_FOUND, "only /metrics is served here");

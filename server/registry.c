@@ -1393,6 +1393,20 @@ static void json_call_free(json_call *c)
     free(c);
 }
 
+/* A call answering about users[0..n) (copied). */
+static json_call *json_call_users(registry_json_fn fn, void *ctx, const char *const *users,
+                                  size_t n)
+{
+    json_call *c = xcalloc(1, sizeof *c + 1);
+    c->fn = fn;
+    c->ctx = ctx;
+    c->n = n;
+    c->users = xcalloc(n, sizeof *c->users);
+    for (size_t k = 0; k < n; k++)
+        c->users[k] = xstrdup(users[k]);
+    return c;
+}
+
 static void registry_on_presence(void *privdata, redisReply *r)
 {
     json_call *c = privdata;
@@ -1484,15 +1498,9 @@ int registry_users_rooms(registry *g, const char *const *users, size_t n, regist
         return -1;
     argv_builder a;
     ab_init(&a, g);
-    json_call *c = xcalloc(1, sizeof *c + 1);
-    c->fn = fn;
-    c->ctx = ctx;
-    c->n = n;
-    c->users = xcalloc(n, sizeof *c->users);
-    for (size_t i = 0; i < n; i++) {
-        c->users[i] = xstrdup(users[i]);
+    json_call *c = json_call_users(fn, ctx, users, n);
+    for (size_t i = 0; i < n; i++)
         ab_str(&a, c->users[i]);
-    }
     if (ab_eval(g, &a, &lua_user_rooms, registry_on_user_rooms, c) < 0) {
         json_call_free(c);
         return -1;
@@ -1510,15 +1518,9 @@ int registry_users_online(registry *g, const char *const *users, size_t n, regis
     const char **argv = xmalloc((n + 2) * sizeof *argv);
     argv[0] = "HMGET";
     argv[1] = key;
-    json_call *c = xcalloc(1, sizeof *c + 1);
-    c->fn = fn;
-    c->ctx = ctx;
-    c->n = n;
-    c->users = xcalloc(n, sizeof *c->users);
-    for (size_t i = 0; i < n; i++) {
-        c->users[i] = xstrdup(users[i]);
+    json_call *c = json_call_users(fn, ctx, users, n);
+    for (size_t i = 0; i < n; i++)
         argv[i + 2] = c->users[i];
-    }
     int rc = redis_argv(g->cmd, registry_on_online, c, (int)n + 2, argv, NULL);
     free(argv);
     if (rc < 0)
