@@ -103,6 +103,9 @@ describe('storage limits: a SEND storage would refuse gets ERROR before any RECE
       'stomp.max_headers': 100,
       'stomp.max_pending': '256m',              // a subscriber gets 16 MiB messages
       'websocket.rx_buffer': '1m',
+      // Two frames of 16 MiB in flight and the output queue above: the
+      // per-connection budget must hold them (the server refuses less).
+      'limits.conn_memory': '320m',
     };
     srv = await startServer({ cluster, sets: { ...sets, 'server.id': origin } });
     other = await startServer({ cluster, sets: { ...sets, 'server.id': `${cluster}-other` } });
@@ -390,7 +393,9 @@ describe('storage limits: a worker whose database cannot hold the largest row re
 
 describe('storage limits: the server\'s knobs agree with the table', () => {
   function checkConfig(sets) {
-    const argv = ['--check-config', '--set', 'server.listen=127.0.0.1'];
+    // A budget that holds the largest frames, so that only the knob under
+    // test decides.
+    const argv = ['--check-config', '--set', 'server.listen=127.0.0.1', '--set', 'limits.conn_memory=1g'];
     for (const [k, v] of Object.entries(sets)) argv.push('--set', `${k}=${v}`);
     return new Promise((resolve) => execFile(serverBin, argv, { timeout: 10000 },
       (err, stdout, stderr) => resolve({ code: err ? err.code : 0, stderr })));
