@@ -1034,12 +1034,13 @@ static void session_on_published(void *ctx, bool ok)
     session_flush_receipts(s);
 }
 
-/* A subscription: its record, plus an estimate of what membership adds
- * elsewhere (its room slot, the registry's member record and command, a
- * presence request). */
-static size_t session_sub_cost(size_t prefix_len, size_t id_len)
+/* A subscription: its record (the prefix, then the id and the room's name
+ * after it), plus an estimate of what membership adds elsewhere (its room
+ * slot, the registry's member record and command, a presence request). The
+ * same sizes are charged at SUBSCRIBE and released when it goes. */
+static size_t session_sub_cost(size_t prefix_len, size_t id_len, size_t room_len)
 {
-    return budget_chunk(sizeof(subscription) + prefix_len + id_len) + 256;
+    return budget_chunk(sizeof(subscription) + prefix_len + id_len + room_len) + 256;
 }
 
 static subscription *session_find_sub(session *s, const char *id, size_t len)
@@ -1106,7 +1107,7 @@ static void on_subscribe(session *s, const stomp_frame *f)
     bool esc = session_escapes(s);
     size_t idesc = esc ? stomp_escaped_len(id->p, id->len) : id->len;
     size_t plen = sizeof head - 1 + idesc + 1;
-    size_t cost = session_sub_cost(plen, id->len + name.len);
+    size_t cost = session_sub_cost(plen, id->len, name.len);
     if (!session_fits(s, f, cost + (kind == ROOM_DEST_TOPIC ? inflight_op_cost() : 0)))
         return;
     subscription *sub = xmalloc(sizeof *sub + plen + id->len + name.len);
@@ -1213,7 +1214,8 @@ static void session_drop_sub(session *s, subscription *sub)
         }
     }
     s->nsubs--;
-    budget_release(&s->budget, BUDGET_SUBS, session_sub_cost(sub->prefix_len, sub->id_len));
+    budget_release(&s->budget, BUDGET_SUBS,
+                   session_sub_cost(sub->prefix_len, sub->id_len, sub->room_len));
     free(sub);
 }
 

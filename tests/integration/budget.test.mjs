@@ -317,6 +317,27 @@ describe('limits.conn_memory', () => {
     }
   });
 
+  test('a subscription is released with exactly what it was charged: SUBSCRIBE/UNSUBSCRIBE cycles leave nothing held', async () => {
+    const s = await startServer({ sets: SMALL, env });
+    try {
+      const [c] = await connectAll(s, 1);
+      const base = await metric(s.port, 'lectern_conn_memory_bytes');
+      // A room name longer than malloc's 16-byte rounding: a release that
+      // left the name out would leave bytes charged at every cycle.
+      const room = `/topic/${'cycle-room-'.repeat(6)}`;
+      for (let i = 0; i < 50; i++) {
+        c.frame('SUBSCRIBE', { id: `s${i}`, destination: room, receipt: `a${i}` });
+        c.frame('UNSUBSCRIBE', { id: `s${i}`, receipt: `u${i}` });
+      }
+      await waitFor(() => c.frames.some((f) => f.command === 'RECEIPT' && f.headers['receipt-id'] === 'u49'),
+        { what: 'the last UNSUBSCRIBE receipt' });
+      assert.equal(await metric(s.port, 'lectern_conn_memory_bytes'), base);
+      c.close();
+    } finally {
+      assert.equal((await s.stop()).code, 0);
+    }
+  });
+
   test('limits.conn_memory too small for a frame and the output queue: the server refuses to start', async () => {
     await assert.rejects(startServer({ sets: { 'limits.conn_memory': '1m', 'stomp.max_pending': '1m' }, timeout: 5000 }),
       /limits\.conn_memory \(1048576\) must be at least/);
