@@ -1504,6 +1504,24 @@ static void session_throttle(session *s)
     log_debug("throttled", "conn=%llu", (unsigned long long)s->id);
 }
 
+/* The partial frame's state goes (a frame boundary, or its bytes went). */
+static void session_part_free(session *s)
+{
+    if (!s->rx_part)
+        return;
+    rxpace_reset(&s->rx_part->pace, lws_get_socket_fd(s->wsi));
+    free(s->rx_part);
+    s->rx_part = NULL;
+}
+
+/* Forget every byte of input held (nothing of it will be parsed). */
+static void session_drop_input(session *s)
+{
+    buf_deinit(&s->rx);
+    s->rx_since_ms = 0;
+    session_part_free(s);
+}
+
 /* The input buffer may have grown: over the budget, the connection ends
  * (the buffer goes at once; no frame of it will be parsed). */
 static void session_check_input(session *s)
@@ -1512,8 +1530,7 @@ static void session_check_input(session *s)
                     server_conf(s->srv)->conn_memory))
         return;
     size_t need = session_input_bytes(s);
-    buf_deinit(&s->rx);
-    s->rx_since_ms = 0;
+    session_drop_input(s);
     session_over_budget(s, NULL, need);
 }
 
@@ -1551,10 +1568,8 @@ static size_t session_parse(session *s, char *data, size_t n)
         if (!s->rx_part)
             s->rx_part = xcalloc(1, sizeof *s->rx_part);
         s->rx_part->scan = scan;
-    } else if (s->rx_part) {            /* at a frame boundary */
-        rxpace_reset(&s->rx_part->pace, lws_get_socket_fd(s->wsi));
-        free(s->rx_part);
-        s->rx_part = NULL;
+    } else {                            /* at a frame boundary */
+        session_part_free(s);
     }
     return off;
 }
@@ -1621,8 +1636,7 @@ int session_feed(session *s, void *in, size_t len)
         server_metrics(s->srv)->bytes_in += len;
     }
     if (!session_pre_connect_ok(s, len)) {
-        buf_deinit(&s->rx);
-        s->rx_since_ms = 0;
+        session_drop_input(s);
         return 0;
     }
     if (s->throttled) {
@@ -1644,8 +1658,7 @@ int session_feed(session *s, void *in, size_t len)
     size_t off = n ? session_parse(s, data, n) : 0;
 
     if (s->state == SESSION_CLOSING || s->draining || off == n) {
-        buf_deinit(&s->rx);
-        s->rx_since_ms = 0;
+        session_drop_input(s);
         return 0;
     }
     /* A partial frame is left: its clock starts when the frame began, which
@@ -1653,8 +1666,7 @@ int session_feed(session *s, void *in, size_t len)
     if (off || !s->rx_since_ms)
         s->rx_since_ms = now;
     if (len && !session_count_piece(s)) {
-        buf_deinit(&s->rx);
-        s->rx_since_ms = 0;
+        session_drop_input(s);
         return 0;
     }
     if (s->rx_part && len &&
