@@ -118,11 +118,12 @@ const cfg_knob server_knobs[] = {
       "that drips a frame byte by byte holds a buffer no longer than this)." },
     { "stomp.drip_pieces", CFG_INT, K(drip_pieces), "16", 0, 1000000, NULL,
       "A frame that has arrived in more than this many small pieces (WebSocket\n"
-      "frames or reads under a quarter of websocket.rx_buffer) has its\n"
-      "connection's reads paced: the kernel wakes the server only once a full\n"
-      "read (websocket.rx_buffer) is queued (SO_RCVLOWAT), until the frame\n"
-      "completes or the next tick. A peer dripping a frame byte by byte then\n"
-      "costs one wakeup per full read, not one per byte. 0: off." },
+      "frames or reads under a quarter of websocket.rx_buffer) from a peer whose\n"
+      "TCP segments meanwhile carried under 64 bytes on average has its\n"
+      "connection's reads paced: the kernel wakes the server only once 4 KiB\n"
+      "(or websocket.rx_buffer, if larger) is queued (SO_RCVLOWAT), until the\n"
+      "frame completes or the next tick. A peer dripping a frame byte by byte\n"
+      "then costs a wakeup per 4 KiB, not one per byte. 0: off." },
     { "stomp.max_frame_pieces", CFG_INT, K(max_frame_pieces), "256", 0, 1000000, NULL,
       "Most WebSocket frames one STOMP frame may be split across; a frame in\n"
       "more pieces gets ERROR \"Frame in too many pieces\" and the connection is\n"

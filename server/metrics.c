@@ -109,7 +109,7 @@ static const metrics_row metrics_rows[] = {
     C(frame_timeouts, "lectern_frame_timeouts_total",
       "Connections closed for not completing a frame within stomp.frame_timeout_ms."),
     C(rx_paced, "lectern_rx_paced_total",
-      "Times a connection's reads were paced (SO_RCVLOWAT raised to a full read)\n"
+      "Times a connection's reads were paced (SO_RCVLOWAT raised to 4 KiB)\n"
       "because a frame arrived in more than stomp.drip_pieces small pieces."),
     C(pieces_refused, "lectern_frame_pieces_refused_total",
       "Connections closed because a frame was split across more WebSocket frames\n"

@@ -9,14 +9,17 @@
  * even though the STOMP parser itself is linear.
  *
  * Once a frame has arrived in more than `limit` small pieces (under a
- * quarter of a full read), the socket's low-water mark (SO_RCVLOWAT) is
- * raised to one full read (websocket.rx_buffer): the kernel then reports the
- * connection readable only when that much is queued, so each wakeup reads a
- * full buffer. The mark goes back to 1 when the frame completes and at every
- * tick (the session's timer), so the last bytes of a frame wait at most one
- * tick; a frame still dripping raises it again with its next small piece.
- * Legitimate clients send a frame in one WebSocket message, which arrives
- * in full reads, and are never paced.
+ * quarter of a full read) and the peer's TCP segments since the first of
+ * them carried under 64 bytes on average (TCP_INFO), the socket's low-water
+ * mark (SO_RCVLOWAT) is raised to 4 KiB (or one full read,
+ * websocket.rx_buffer, when that is larger): the kernel then reports the
+ * connection readable only when that much is queued, so a wakeup reads
+ * several full buffers and the kernel has merged the tiny segments first.
+ * The mark goes back to 1 when the frame completes and at every tick (the
+ * session's timer), so the last bytes of a frame wait at most one tick; a
+ * frame still dripping raises it again after `limit` more small pieces.
+ * Clients that write whole messages fill their segments and are never
+ * paced, however their frames are cut into pieces on the way in.
  *
  * The state lives with the session's partial frame and costs idle
  * connections nothing.
@@ -29,14 +32,16 @@
 #include <stdint.h>
 
 typedef struct rxpace {
-    uint32_t small;          /* small pieces of the current frame so far */
+    uint32_t small;          /* small pieces since the last verdict */
+    uint32_t bytes, segs;    /* TCP counters at the first of those pieces, modulo
+                              * 2^32 (their differences are what counts) */
     bool raised;             /* SO_RCVLOWAT is above 1 */
 } rxpace;
 
 /* A piece of `len` bytes of a frame that is still incomplete arrived on the
  * socket fd; `full` is a full read (websocket.rx_buffer), `limit` the small
- * pieces allowed before pacing (stomp.drip_pieces; 0: never). Returns true
- * when this call raised the low-water mark. */
+ * pieces between two looks at the peer's segments (stomp.drip_pieces; 0:
+ * never pace). Returns true when this call raised the low-water mark. */
 bool rxpace_piece(rxpace *rp, int fd, size_t len, size_t full, uint32_t limit);
 
 /* Wake on every byte again (a tick, or the frame ended). */

@@ -9,7 +9,7 @@
 // non-zero exit).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -57,18 +57,19 @@ export async function waitFor(check, { timeout = 5000, interval = 20, what = 'co
   }
 }
 
-// CPU time (user + system, all threads) a process has used so far, in
-// milliseconds: utime + stime from /proc/<pid>/stat, which the kernel keeps
-// in clock ticks (10 ms at the usual USER_HZ of 100), so a difference of two
-// readings is good to about 10 ms.
+// CPU time (all threads) a process has used so far, in milliseconds: each
+// thread's time on a CPU in nanoseconds (/proc/<pid>/task/<tid>/schedstat,
+// first field). Exact, where utime + stime in /proc/<pid>/stat count 10 ms
+// clock ticks charged to whichever thread a tick finds running.
 export function cpuMs(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name (which may hold spaces) in parentheses:
-  // state is field 3, utime 14, stime 15.
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
+  let ns = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch { /* the thread ended meanwhile */ }
+  }
+  return ns / 1e6;
 }
-const CLOCK_TICKS = 100;   // sysconf(_SC_CLK_TCK): 100 on every Linux ABI Node runs on
 
 export function freePort() {
   return new Promise((resolve, reject) => {

@@ -4,13 +4,13 @@
 // ways: as 240,000 one-byte WebSocket frames, and as one WebSocket message
 // written to a raw TCP socket one byte per write (the test does the
 // WebSocket handshake and the masking itself; Nagle is off, so each write is
-// its own segment). Each time the server's CPU (utime + stime of its
-// process, /proc/<pid>/stat) from the first byte to the answer is measured.
+// its own segment). Each time the server's CPU (every thread's run time,
+// /proc/<pid>/task/*/schedstat) from the first byte to the answer is measured.
 //
 // What keeps it small: the STOMP parser resumes its scan instead of
 // re-scanning what it has buffered (a re-scan costs seconds here: the work
 // grows with the square of the frame); reads are paced (stomp.drip_pieces,
-// SO_RCVLOWAT) so the server wakes once per full read, not once per byte
+// SO_RCVLOWAT) so the server wakes once per 4 KiB, not once per byte
 // (unpaced, each wakeup costs ~3 us of kernel and lws work: ~0.8 s for the
 // drip even with a linear parser); and a frame may span at most
 // stomp.max_frame_pieces (256) WebSocket frames, because libwebsockets'
