@@ -1,24 +1,5 @@
 /* http.c — HTTP routes and WebSocket upgrade vetting.
  *
- * Requests. LWS_CALLBACK_HTTP starts an exchange. A response is a status, a
- * content type and a body built whole, once, in a buffer with LWS_PRE bytes
- * of headroom (small JSON, the metrics text, a history page). Answers known
- * at once have their headers written in that callback and the body from
- * HTTP_WRITEABLE, as libwebsockets requires. Answers that need Redis or
- * MySQL (presence, history) are asynchronous: the exchange waits (state
- * WAITING) until the registry or history calls back, then asks for a
- * writable callback in which it writes the headers, and the body in the
- * next ones. If the client goes away first the exchange is only marked
- * orphaned, and the callback frees it. Errors are JSON objects with an
- * "error" member saying why.
- *
- * Bodies go out HTTP_CHUNK bytes per writable callback, so lws never holds
- * more than one chunk of ours that the socket has not taken, and a client
- * must take the whole response within http.write_timeout_s or is dropped
- * (a client that stops reading cannot keep its buffer, or a history slot,
- * for ever). An exchange may hold a slot of a gate (history reads, see
- * http_history.c); it is given back whenever the exchange ends.
- *
  * History pages (GET /api/rooms/<room>/messages) are http_history.c's.
  *
  * Upgrades. libwebsockets binds a WebSocket to the first subprotocol in the
@@ -45,7 +26,7 @@
 #include "origin.h"
 #include "registry.h"
 #include "room.h"
-#include "server.h"
+#include "version.h"
 
 #include <jansson.h>
 #include <libwebsockets.h>
@@ -55,36 +36,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* Body bytes per writable callback. */
-#define HTTP_CHUNK 65536
-
-enum { X_WAITING, X_READY, X_BODY };
-
-struct http_exchange {
-    struct lws *wsi;
-    int state;               /* X_WAITING: registry call in flight */
-    bool orphan;             /* the connection closed while waiting */
-    unsigned status;
-    bool challenge;          /* 401: add WWW-Authenticate: Bearer */
-    int retry_after_s;       /* > 0: add Retry-After */
-    const char *ctype;       /* static string */
-    size_t len, sent;
-    unsigned char *body;     /* LWS_PRE bytes of headroom, then len bytes */
-    const auth *auth;        /* /api/presence?users= for a non-admin: whose */
-    jwt_claims *who;         /* rooms filter the answer (owned) */
-    gate *slot;              /* a slot held until the exchange ends, or NULL */
-};
-
-static void http_exchange_free(http_exchange *e)
-{
-    if (!e)
-        return;
-    jwt_claims_free(e->who);
-    if (e->slot)
-        gate_leave(e->slot);
-    free(e->body);
-    free(e);
-}
 
 /* The subprotocol names. Writable on purpose: see the essay above. */
 static char http_proto_names[3][10] = { "v12.stomp", "v11.stomp", "v10.stomp" };
@@ -136,9 +87,9 @@ static int http_best_offered(const char *list)
 
 /* websocket.allowed_origins (origin.h): true when the upgrade may go on;
  * otherwise 403 has been answered. */
-static bool http_origin_allowed(struct server *srv, struct lws *wsi)
+static bool http_origin_allowed(const http_env *env, struct lws *wsi)
 {
-    const origin_list *ol = server_origins(srv);
+    const origin_list *ol = env->origins;
     int len = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
     if (origin_list_any(ol) || len <= 0)
         return true;        /* no Origin: not a browser (see origin.h) */
@@ -151,7 +102,7 @@ static bool http_origin_allowed(struct server *srv, struct lws *wsi)
     char q[160], addr[64];
     if (!lws_get_peer_simple(wsi, addr, sizeof addr))
         snprintf(addr, sizeof addr, "-");
-    server_metrics(srv)->origin_rejects++;
+    env->metrics->origin_rejects++;
     log_info("origin_refused", "peer=%s origin=%s", addr,
              log_q(q, sizeof q, len < (int)sizeof origin ? origin : "(too long)",
                    len < (int)sizeof origin ? (size_t)len : 10));
@@ -161,9 +112,9 @@ static bool http_origin_allowed(struct server *srv, struct lws *wsi)
     return false;
 }
 
-int http_confirm_upgrade(struct server *srv, struct lws *wsi)
+int http_confirm_upgrade(const http_env *env, struct lws *wsi)
 {
-    const server_config *c = server_conf(srv);
+    const server_config *c = env->conf;
     char path[512], offered[512];
 
     http_restore_protocol_names();
@@ -173,7 +124,7 @@ int http_confirm_upgrade(struct server *srv, struct lws *wsi)
                                "No WebSocket endpoint at this path");
         return 1;
     }
-    if (!http_origin_allowed(srv, wsi))
+    if (!http_origin_allowed(env, wsi))
         return 1;
     int n = lws_hdr_copy(wsi, offered, sizeof offered, WSI_TOKEN_PROTOCOL);
     if (n < 0) {
@@ -196,210 +147,68 @@ int http_confirm_upgrade(struct server *srv, struct lws *wsi)
     return 0;
 }
 
-/* Fill e with a response (body copied). */
-static void http_set_response(http_exchange *e, unsigned status, const char *ctype,
-                              const char *body, size_t len)
-{
-    free(e->body);
-    e->status = status;
-    e->ctype = ctype;
-    e->len = len;
-    e->body = xmalloc(LWS_PRE + len);
-    memcpy(e->body + LWS_PRE, body, len);
-}
-
-static const char http_challenge[] = "Bearer realm=\"lectern\"";
-
-/* Write the headers of the exchange in *x and ask for the body's writable
- * callback. When the write fails (the client is gone) the exchange is freed
- * here and *x cleared: the caller returns -1, and lws closes a connection
- * whose callback failed without any further callback that could free it. */
-static int http_write_headers(http_exchange **x)
-{
-    http_exchange *e = *x;
-    server *srv = lws_context_user(lws_get_context(e->wsi));
-    unsigned char hdr[LWS_PRE + 1024];
-    unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
-    char retry[16];
-    int nretry = snprintf(retry, sizeof retry, "%d", e->retry_after_s);
-    if (lws_add_http_common_headers(e->wsi, e->status, e->ctype, (lws_filepos_t)e->len, &p,
-                                    end) ||
-        lws_add_http_header_by_name(e->wsi, (const unsigned char *)"cache-control:",
-                                    (const unsigned char *)"no-store", 8, &p, end) ||
-        (e->challenge &&
-         lws_add_http_header_by_name(e->wsi, (const unsigned char *)"www-authenticate:",
-                                     (const unsigned char *)http_challenge,
-                                     (int)sizeof http_challenge - 1, &p, end)) ||
-        (e->retry_after_s > 0 &&
-         lws_add_http_header_by_name(e->wsi, (const unsigned char *)"retry-after:",
-                                     (const unsigned char *)retry, nretry, &p, end)) ||
-        lws_finalize_write_http_header(e->wsi, start, &p, end)) {
-        log_debug("http_write_failed", "status=%u part=headers", e->status);
-        http_done(x);
-        return -1;
-    }
-    e->state = X_BODY;
-    /* The whole response within http.write_timeout_s, or the connection
-     * goes (lws closes it; http_done then frees the exchange). */
-    lws_set_timeout(e->wsi, PENDING_TIMEOUT_HTTP_CONTENT, server_conf(srv)->http_write_timeout_s);
-    lws_callback_on_writable(e->wsi);
-    return 0;
-}
-
-static http_exchange *http_exchange_new(struct lws *wsi, http_exchange **x)
-{
-    http_done(x);
-    http_exchange *e = xcalloc(1, sizeof *e);
-    e->wsi = wsi;
-    e->state = X_READY;     /* answered now; http_wait makes it X_WAITING */
-    *x = e;
-    return e;
-}
-
-/* Answer now, from LWS_CALLBACK_HTTP. */
-static int http_respond(struct lws *wsi, http_exchange **x, unsigned status,
-                        const char *ctype, const char *body, size_t len)
-{
-    http_exchange *e = http_exchange_new(wsi, x);
-    http_set_response(e, status, ctype, body, len);
-    return http_write_headers(x);
-}
-
-static char *http_json_text(json_t *v, size_t *len)
-{
-    char *text = json_dumps(v, JSON_COMPACT);
-    *len = text ? strlen(text) : 0;
-    return text;
-}
-
-/* Respond with a JSON value (takes ownership of v). */
-static int http_respond_json(struct lws *wsi, http_exchange **x, unsigned status, json_t *v)
-{
-    size_t len;
-    char *text = http_json_text(v, &len);
-    json_decref(v);
-    if (!text)
-        return -1;
-    int r = http_respond(wsi, x, status, "application/json", text, len);
-    free(text);
-    return r;
-}
-
-int http_error(struct lws *wsi, http_exchange **x, unsigned status, const char *why)
-{
-    return http_respond_json(wsi, x, status, json_pack("{s:s}", "error", why));
-}
-
-int http_busy(struct lws *wsi, http_exchange **x, const char *why, int retry_after_s)
-{
-    json_t *v = json_pack("{s:s}", "error", why);
-    size_t len;
-    char *text = http_json_text(v, &len);
-    json_decref(v);
-    if (!text)
-        return -1;
-    http_exchange *e = http_exchange_new(wsi, x);
-    http_set_response(e, HTTP_STATUS_SERVICE_UNAVAILABLE, "application/json", text, len);
-    free(text);
-    e->retry_after_s = retry_after_s;
-    return http_write_headers(x);
-}
-
-/* An asynchronous answer arrived (value NULL: the registry failed). */
+/* A registry answer (value NULL: the registry failed). */
 static void http_on_registry_json(void *ctx, json_t *value)
 {
-    http_exchange *e = ctx;
-    if (e->orphan) {
-        http_exchange_free(e);
-        return;
-    }
-    size_t len;
-    char *text = value ? http_json_text(value, &len) : NULL;
-    if (text)
-        http_set_response(e, HTTP_STATUS_OK, "application/json", text, len);
-    else {
-        static const char err[] = "{\"error\":\"registry (Redis) unavailable\"}";
-        http_set_response(e, HTTP_STATUS_SERVICE_UNAVAILABLE, "application/json", err,
-                          sizeof err - 1);
-    }
-    free(text);
-    e->state = X_READY;
-    lws_callback_on_writable(e->wsi);
-}
-
-/* A new exchange that waits for an answer (http_on_registry_json,
- * http_answer). */
-http_exchange *http_wait(struct lws *wsi, http_exchange **x)
-{
-    http_exchange *e = http_exchange_new(wsi, x);
-    e->state = X_WAITING;
-    return e;
-}
-
-void http_hold(http_exchange *e, gate *g)
-{
-    e->slot = g;
-}
-
-void http_answer(http_exchange *e, unsigned status, const char *ctype, size_t len,
-                 http_fill_fn fill, void *ctx)
-{
-    if (e->orphan) {
-        http_exchange_free(e);
-        return;
-    }
-    free(e->body);
-    e->status = status;
-    e->ctype = ctype;
-    e->len = len;
-    e->body = xmalloc(LWS_PRE + len);
-    fill(ctx, e->body + LWS_PRE);
-    e->state = X_READY;
-    lws_callback_on_writable(e->wsi);
+    http_exchange_answer_json(ctx, value, "registry (Redis) unavailable");
 }
 
 /* GET /api/rooms/<room>/presence, /api/rooms/<room>/messages, for who
  * (NULL with auth.mode=none). */
-static int http_room_route(struct server *srv, struct lws *wsi, http_exchange **x,
+static int http_room_route(const http_env *env, struct lws *wsi, http_exchange **x,
                            const char *rest, const jwt_claims *who)
 {
     const char *slash = strchr(rest, '/');
     if (!slash || (strcmp(slash, "/presence") && strcmp(slash, "/messages")))
-        return http_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
+        return http_exchange_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
     size_t n = (size_t)(slash - rest);
-    if (!room_name_valid(rest, n, (size_t)server_conf(srv)->max_room_name))
-        return http_error(wsi, x, HTTP_STATUS_BAD_REQUEST,
+    if (!room_name_valid(rest, n, (size_t)env->conf->max_room_name))
+        return http_exchange_error(wsi, x, HTTP_STATUS_BAD_REQUEST,
                           "room names are 1 to stomp.max_room_name characters of "
                           "A-Z a-z 0-9 . _ ~ -");
-    if (!auth_allows(server_auth(srv), who, rest, n, AUTH_READ)) {
-        server_metrics(srv)->access_denied++;
-        return http_error(wsi, x, HTTP_STATUS_FORBIDDEN, "not permitted in this room");
+    if (!auth_allows(env->auth, who, rest, n, AUTH_READ)) {
+        env->metrics->access_denied++;
+        return http_exchange_error(wsi, x, HTTP_STATUS_FORBIDDEN, "not permitted in this room");
     }
     if (!strcmp(slash, "/messages"))
-        return http_history_request(srv, wsi, x, rest, n);
+        return http_history_request(env->conf, env->history, env->slots, wsi, x, rest, n);
     char name[1100];
     snprintf(name, sizeof name, "%.*s", (int)n, rest);
-    http_exchange *e = http_wait(wsi, x);
-    if (registry_presence(server_registry(srv), name, http_on_registry_json, e) < 0) {
+    http_exchange *e = http_exchange_wait(wsi, x);
+    if (registry_presence(env->registry, name, http_on_registry_json, e) < 0) {
         /* Refused at once: no callback will come for e, so it is freed
-         * here (http_error replaces it), not left to one as an orphan. */
-        e->state = X_READY;
-        return http_error(wsi, x, HTTP_STATUS_SERVICE_UNAVAILABLE,
+         * here (the error replaces it), not left to one as an orphan. */
+        http_exchange_unwait(e);
+        return http_exchange_error(wsi, x, HTTP_STATUS_SERVICE_UNAVAILABLE,
                           "registry (Redis) unavailable");
     }
     return 0;
 }
 
+/* Whose /api/presence?users= answer is filtered (kept by its exchange). */
+typedef struct http_viewer {
+    const auth *auth;
+    jwt_claims *who;         /* owned */
+} http_viewer;
+
+static void http_viewer_free(void *p)
+{
+    http_viewer *v = p;
+    jwt_claims_free(v->who);
+    free(v);
+}
+
 /* The rooms each asked user is present in ({"rooms":{user:[room...]}})
- * -> {"online":{user:bool}}: online only when present in a room e->who may
- * read, so the answer says no more than the presence of those rooms does.
- * Anyone else is reported offline, like a user who does not exist. */
+ * -> {"online":{user:bool}}: online only when present in a room the viewer
+ * may read, so the answer says no more than the presence of those rooms
+ * does. Anyone else is reported offline, like a user who does not exist. */
 static void http_on_user_rooms(void *ctx, json_t *value)
 {
     http_exchange *e = ctx;
+    const http_viewer *viewer = http_exchange_data(e);
     json_t *rooms = json_object_get(value, "rooms");
     json_t *online = NULL;
-    if (!e->orphan && rooms) {
+    if (!http_exchange_orphaned(e) && rooms) {
         json_t *map = json_object();
         const char *user;
         json_t *list;
@@ -407,7 +216,8 @@ static void http_on_user_rooms(void *ctx, json_t *value)
             bool seen = false;
             for (size_t i = 0; !seen && i < json_array_size(list); i++) {
                 json_t *r = json_array_get(list, i);
-                seen = json_is_string(r) && auth_allows(e->auth, e->who, json_string_value(r),
+                seen = json_is_string(r) && auth_allows(viewer->auth, viewer->who,
+                                                        json_string_value(r),
                                                         json_string_length(r), AUTH_READ);
             }
             json_object_set_new(map, user, json_boolean(seen));
@@ -422,45 +232,47 @@ static void http_on_user_rooms(void *ctx, json_t *value)
  * (and auth.mode=none) see every user's online state; anyone else only
  * that of users present in a room they may read. Takes *who when it needs
  * it past this call. */
-static int http_users_online(struct server *srv, struct lws *wsi, http_exchange **x,
+static int http_users_online(const http_env *env, struct lws *wsi, http_exchange **x,
                              jwt_claims **who)
 {
     char arg[16384];
     /* Returns a pointer into arg just past "users=". */
     char *list = (char *)lws_get_urlarg_by_name(wsi, "users=", arg, sizeof arg);
     if (!list || !*list)
-        return http_error(wsi, x, HTTP_STATUS_BAD_REQUEST,
+        return http_exchange_error(wsi, x, HTTP_STATUS_BAD_REQUEST,
                           "users= is required: a comma-separated list of user ids");
-    int max = server_conf(srv)->http_max_users;
+    int max = env->conf->http_max_users;
     const char **users = xmalloc((size_t)max * sizeof *users);
     size_t count = 0;
     for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
          tok = strtok_r(NULL, ",", &save)) {
         if (count == (size_t)max) {
             free(users);
-            return http_error(wsi, x, HTTP_STATUS_BAD_REQUEST,
+            return http_exchange_error(wsi, x, HTTP_STATUS_BAD_REQUEST,
                               "too many users (more than http.max_users)");
         }
         users[count++] = tok;
     }
     if (!count) {
         free(users);
-        return http_error(wsi, x, HTTP_STATUS_BAD_REQUEST, "users= lists no user id");
+        return http_exchange_error(wsi, x, HTTP_STATUS_BAD_REQUEST, "users= lists no user id");
     }
-    http_exchange *e = http_wait(wsi, x);
+    http_exchange *e = http_exchange_wait(wsi, x);
     int rc;
     if (*who && (*who)->role != JWT_ROLE_ADMIN) {
-        e->auth = server_auth(srv);
-        e->who = *who;
+        http_viewer *viewer = xmalloc(sizeof *viewer);
+        viewer->auth = env->auth;
+        viewer->who = *who;
         *who = NULL;
-        rc = registry_users_rooms(server_registry(srv), users, count, http_on_user_rooms, e);
+        http_exchange_keep(e, viewer, http_viewer_free);
+        rc = registry_users_rooms(env->registry, users, count, http_on_user_rooms, e);
     } else {
-        rc = registry_users_online(server_registry(srv), users, count, http_on_registry_json, e);
+        rc = registry_users_online(env->registry, users, count, http_on_registry_json, e);
     }
     free(users);
     if (rc < 0) {
-        e->state = X_READY;     /* refused at once: see http_room_route */
-        return http_error(wsi, x, HTTP_STATUS_SERVICE_UNAVAILABLE,
+        http_exchange_unwait(e);    /* refused at once: see http_room_route */
+        return http_exchange_error(wsi, x, HTTP_STATUS_SERVICE_UNAVAILABLE,
                           "registry (Redis) unavailable");
     }
     return 0;
@@ -492,34 +304,34 @@ static const char *http_mime(const char *path)
  * only when it stays inside the directory: the file served is the one its
  * real path names, and that path must be below the directory's real path
  * (a link to /etc/passwd, or to a parent, is 404). */
-static int http_static(struct server *srv, struct lws *wsi, http_exchange **x, const char *uri)
+static int http_static(const http_env *env, struct lws *wsi, http_exchange **x, const char *uri)
 {
-    const char *dir = server_conf(srv)->static_dir;
+    const char *dir = env->conf->static_dir;
     char rel[256], full[1024], real_dir[PATH_MAX], real[PATH_MAX];
 
     if (!dir[0] || uri[0] != '/')
-        return http_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
+        return http_exchange_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
     int n = snprintf(rel, sizeof rel, "%s%s", uri, uri[strlen(uri) - 1] == '/' ? "index.html" : "");
     if (n < 0 || (size_t)n >= sizeof rel)
-        return http_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
+        return http_exchange_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
     for (const char *p = rel; *p; p++) {
         char c = *p;
         bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                   c == '_' || c == '-' || c == '/' || (c == '.' && p[-1] != '/');
         if (!ok || (c == '/' && p[1] == '/'))
-            return http_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
+            return http_exchange_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
     }
     const char *mime = http_mime(rel);
     struct stat st;
     snprintf(full, sizeof full, "%s%s", dir, rel);
     if (!mime || !realpath(dir, real_dir) || !realpath(full, real))
-        return http_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
+        return http_exchange_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
     size_t dl = strlen(real_dir);
     if (dl == 1)
         dl = 0;             /* static_dir is "/": everything is below it */
     if (strncmp(real, real_dir, dl) || real[dl] != '/' || stat(real, &st) ||
         !S_ISREG(st.st_mode))
-        return http_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
+        return http_exchange_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
     static const char extra[] = "x-content-type-options: nosniff\r\n";
     /* < 0: failed, close; otherwise lws streams the file and reports
      * LWS_CALLBACK_HTTP_FILE_COMPLETION (handled by lws's dummy callback). */
@@ -527,14 +339,14 @@ static int http_static(struct server *srv, struct lws *wsi, http_exchange **x, c
 }
 
 /* GET /metrics: the Prometheus text. */
-static int http_metrics(struct server *srv, struct lws *wsi, http_exchange **x)
+static int http_metrics(const http_env *env, struct lws *wsi, http_exchange **x)
 {
     metrics_gauges g;
     buf b;
     buf_init(&b);
-    server_gauges(srv, &g);
-    metrics_render(server_metrics(srv), &g, &b);
-    int r = http_respond(wsi, x, HTTP_STATUS_OK, "text/plain; version=0.0.4",
+    env->gauges(env->ctx, &g);
+    metrics_render(env->metrics, &g, &b);
+    int r = http_exchange_respond(wsi, x, HTTP_STATUS_OK, "text/plain; version=0.0.4",
                          b.data ? b.data : "", b.len);
     buf_deinit(&b);
     return r;
@@ -542,14 +354,16 @@ static int http_metrics(struct server *srv, struct lws *wsi, http_exchange **x)
 
 /* GET /api/stats: the numbers an on-call engineer looks at first, as JSON
  * (the same counters as /metrics, plus rates and latency quantiles). */
-static int http_stats(struct server *srv, struct lws *wsi, http_exchange **x)
+static int http_stats(const http_env *env, struct lws *wsi, http_exchange **x)
 {
     metrics_gauges g;
-    server_gauges(srv, &g);
-    const metrics *m = server_metrics(srv);
-    const server_rates *r = server_get_rates(srv);
+    env->gauges(env->ctx, &g);
+    const metrics *m = env->metrics;
+    metrics_rates rates;
+    env->rates(env->ctx, &rates);
+    const metrics_rates *r = &rates;
     const char *unready;
-    int ready = server_ready(srv, &unready);
+    int ready = env->ready(env->ctx, &unready);
     json_t *errors = json_object();
     for (int i = 0; i < METRICS_ERROR_REASONS; i++)
         if (m->errors_by_reason[i])
@@ -562,8 +376,8 @@ static int http_stats(struct server *srv, struct lws *wsi, http_exchange **x)
         " s:{s:f, s:f, s:I},"
         " s:{s:b, s:I}, s:{s:b, s:I, s:I, s:I, s:I, s:I, s:f, s:f},"
         " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}}",
-        "server", server_id(srv), "version", LECTERN_VERSION,
-        "uptime_s", (json_int_t)(server_uptime_ms(srv) / 1000), "ready", ready,
+        "server", env->server_id, "version", LECTERN_VERSION,
+        "uptime_s", (json_int_t)(env->uptime_ms(env->ctx) / 1000), "ready", ready,
         "connections", "total", (json_int_t)g.connections, "connecting", (json_int_t)g.conn_connecting,
         "connected", (json_int_t)g.conn_connected, "closing", (json_int_t)g.conn_closing,
         "rooms", (json_int_t)g.rooms, "subscriptions", (json_int_t)g.subscriptions,
@@ -586,31 +400,27 @@ static int http_stats(struct server *srv, struct lws *wsi, http_exchange **x)
         "heartbeat_timeouts", (json_int_t)m->heartbeat_timeouts,
         "stomp_errors", (json_int_t)m->stomp_errors, "errors_by_reason", errors);
     if (!v)
-        return http_error(wsi, x, HTTP_STATUS_INTERNAL_SERVER_ERROR, "stats unavailable");
-    return http_respond_json(wsi, x, HTTP_STATUS_OK, v);
+        return http_exchange_error(wsi, x, HTTP_STATUS_INTERNAL_SERVER_ERROR, "stats unavailable");
+    return http_exchange_json(wsi, x, HTTP_STATUS_OK, v);
 }
 
 /* 401 with a Bearer challenge; the body says no more than that. */
-static int http_unauthorized(struct server *srv, struct lws *wsi, http_exchange **x,
+static int http_unauthorized(const http_env *env, struct lws *wsi, http_exchange **x,
                              const char *why)
 {
     char addr[64];
-    server_metrics(srv)->auth_failures++;
+    env->metrics->auth_failures++;
     if (!lws_get_peer_simple(wsi, addr, sizeof addr))
         snprintf(addr, sizeof addr, "-");
     log_info("auth_failed", "http=1 peer=%s reason=%s", addr, why);
-    static const char body[] = "{\"error\":\"authentication required\"}";
-    http_exchange *e = http_exchange_new(wsi, x);
-    e->challenge = true;
-    http_set_response(e, HTTP_STATUS_UNAUTHORIZED, "application/json", body, sizeof body - 1);
-    return http_write_headers(x);
+    return http_exchange_unauthorized(wsi, x);
 }
 
 /* /api/...: with auth.mode=jwt only with a valid "Authorization: Bearer"
  * token; rooms only as the token permits. */
-static int http_api(struct server *srv, struct lws *wsi, http_exchange **x, const char *uri)
+static int http_api(const http_env *env, struct lws *wsi, http_exchange **x, const char *uri)
 {
-    auth *a = server_auth(srv);
+    auth *a = env->auth;
     jwt_claims *who = NULL;
     if (auth_required(a)) {
         char hv[8300];
@@ -618,26 +428,26 @@ static int http_api(struct server *srv, struct lws *wsi, http_exchange **x, cons
         size_t tl;
         int n = lws_hdr_copy(wsi, hv, sizeof hv, WSI_TOKEN_HTTP_AUTHORIZATION);
         if (n <= 0 || !auth_bearer_token(hv, (size_t)n, &tp, &tl))
-            return http_unauthorized(srv, wsi, x, "no_token");
+            return http_unauthorized(env, wsi, x, "no_token");
         jwt_status st = auth_login(a, tp, tl, &who);
         if (st != JWT_OK)
-            return http_unauthorized(srv, wsi, x, jwt_status_name(st));
+            return http_unauthorized(env, wsi, x, jwt_status_name(st));
     }
     int rc;
     if (!strcmp(uri, "/api/stats")) {
         /* Cluster internals: admins only, when tokens are required. */
         if (who && who->role != JWT_ROLE_ADMIN) {
-            server_metrics(srv)->access_denied++;
-            rc = http_error(wsi, x, HTTP_STATUS_FORBIDDEN, "admins only");
+            env->metrics->access_denied++;
+            rc = http_exchange_error(wsi, x, HTTP_STATUS_FORBIDDEN, "admins only");
         } else {
-            rc = http_stats(srv, wsi, x);
+            rc = http_stats(env, wsi, x);
         }
     } else if (!strncmp(uri, "/api/rooms/", 11))
-        rc = http_room_route(srv, wsi, x, uri + 11, who);
+        rc = http_room_route(env, wsi, x, uri + 11, who);
     else if (!strcmp(uri, "/api/presence"))
-        rc = http_users_online(srv, wsi, x, &who);
+        rc = http_users_online(env, wsi, x, &who);
     else
-        rc = http_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
+        rc = http_exchange_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
     jwt_claims_free(who);
     return rc;
 }
@@ -646,7 +456,7 @@ static int http_api(struct server *srv, struct lws *wsi, http_exchange **x, cons
  * write, so it is answered once the body is in (http_body_done), or now
  * when there is none. Returns 1 when it is not a GET (*rc: the callback's
  * answer), 0 for a GET. */
-static int http_not_get(struct server *srv, struct lws *wsi, http_exchange **x, int *rc)
+static int http_not_get(const http_env *env, struct lws *wsi, http_exchange **x, int *rc)
 {
     if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0)
         return 0;
@@ -654,90 +464,55 @@ static int http_not_get(struct server *srv, struct lws *wsi, http_exchange **x, 
     if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 && atoll(cl) > 0)
         *rc = 0;
     else
-        *rc = http_body_done(srv, wsi, x);
+        *rc = http_body_done(env, wsi, x);
     return 1;
 }
 
-int http_request(struct server *srv, struct lws *wsi, http_exchange **x, const char *uri)
+int http_request(const http_env *env, struct lws *wsi, http_exchange **x, const char *uri)
 {
-    server_metrics(srv)->http_requests++;
+    env->metrics->http_requests++;
     int rc;
-    if (http_not_get(srv, wsi, x, &rc))
+    if (http_not_get(env, wsi, x, &rc))
         return rc;
 
     if (!strcmp(uri, "/healthz")) {
         metrics_gauges g;
-        server_gauges(srv, &g);
-        return http_respond_json(wsi, x, HTTP_STATUS_OK,
+        env->gauges(env->ctx, &g);
+        return http_exchange_json(wsi, x, HTTP_STATUS_OK,
                                  json_pack("{s:s, s:s, s:I}", "status", "ok", "version",
                                            LECTERN_VERSION, "connections",
                                            (json_int_t)g.connections));
     }
     if (!strcmp(uri, "/readyz")) {
         const char *why;
-        if (server_ready(srv, &why))
-            return http_respond_json(wsi, x, HTTP_STATUS_OK,
+        if (env->ready(env->ctx, &why))
+            return http_exchange_json(wsi, x, HTTP_STATUS_OK,
                                      json_pack("{s:s, s:s}", "status", "ready", "server",
-                                               server_id(srv)));
-        return http_respond_json(wsi, x, HTTP_STATUS_SERVICE_UNAVAILABLE,
+                                               env->server_id));
+        return http_exchange_json(wsi, x, HTTP_STATUS_SERVICE_UNAVAILABLE,
                                  json_pack("{s:s, s:s, s:s}", "status", "unavailable",
-                                           "reason", why, "server", server_id(srv)));
+                                           "reason", why, "server", env->server_id));
     }
     if (!strncmp(uri, "/api/", 5))
-        return http_api(srv, wsi, x, uri);
-    if (!strcmp(uri, "/metrics") && !server_conf(srv)->metrics_listen[0])
-        return http_metrics(srv, wsi, x);
-    return http_static(srv, wsi, x, uri);
+        return http_api(env, wsi, x, uri);
+    if (!strcmp(uri, "/metrics") && !env->conf->metrics_listen[0])
+        return http_metrics(env, wsi, x);
+    return http_static(env, wsi, x, uri);
 }
 
-int http_metrics_request(struct server *srv, struct lws *wsi, http_exchange **x, const char *uri)
+int http_metrics_request(const http_env *env, struct lws *wsi, http_exchange **x, const char *uri)
 {
-    server_metrics(srv)->http_requests++;
+    env->metrics->http_requests++;
     int rc;
-    if (http_not_get(srv, wsi, x, &rc))
+    if (http_not_get(env, wsi, x, &rc))
         return rc;
     if (!strcmp(uri, "/metrics"))
-        return http_metrics(srv, wsi, x);
-    return http_error(wsi, x, HTTP_STATUS_NOT_FOUND, "only /metrics is served here");
+        return http_metrics(env, wsi, x);
+    return http_exchange_error(wsi, x, HTTP_STATUS_NOT_FOUND, "only /metrics is served here");
 }
 
-int http_body_done(struct server *srv, struct lws *wsi, http_exchange **x)
+int http_body_done(const http_env *env, struct lws *wsi, http_exchange **x)
 {
-    (void)srv;
-    return http_error(wsi, x, HTTP_STATUS_METHOD_NOT_ALLOWED, "only GET is supported");
-}
-
-int http_writeable(struct lws *wsi, http_exchange **x)
-{
-    http_exchange *e = *x;
-    if (!e || e->state == X_WAITING)
-        return 0;
-    if (e->state == X_READY)
-        return http_write_headers(x);
-    /* The bytes before this chunk have gone out: they serve as its LWS_PRE. */
-    size_t n = e->len - e->sent < HTTP_CHUNK ? e->len - e->sent : HTTP_CHUNK;
-    bool last = e->sent + n == e->len;
-    int w = lws_write(wsi, e->body + LWS_PRE + e->sent, n,
-                      last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
-    if (w < 0) {
-        http_done(x);
-        return -1;
-    }
-    e->sent += n;
-    if (!last) {
-        lws_callback_on_writable(wsi);
-        return 0;
-    }
-    http_done(x);
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
-}
-
-void http_done(http_exchange **x)
-{
-    http_exchange *e = *x;
-    *x = NULL;
-    if (e && e->state == X_WAITING)
-        e->orphan = true;       /* the registry callback frees it */
-    else
-        http_exchange_free(e);
+    (void)env;
+    return http_exchange_error(wsi, x, HTTP_STATUS_METHOD_NOT_ALLOWED, "only GET is supported");
 }

@@ -12,13 +12,40 @@
 #ifndef LECTERN_HTTP_H
 #define LECTERN_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+#include "config.h"
+#include "http_exchange.h"
+#include "metrics.h"
+
+struct auth;
 struct gate;
+struct history;
 struct lws;
-struct server;
+struct origin_list;
+struct registry;
 
-typedef struct http_exchange http_exchange;
+/* What the routes use of the server. All borrowed: they outlive every
+ * request. */
+typedef struct http_env {
+    const server_config *conf;
+    metrics *metrics;
+    struct registry *registry;          /* presence, users online */
+    struct history *history;            /* message pages */
+    struct gate *slots;                 /* history reads (http.max_inflight) */
+    struct auth *auth;
+    const struct origin_list *origins;  /* websocket.allowed_origins */
+    const char *server_id;
+    /* What only the server knows, for /healthz, /readyz, /metrics and
+     * /api/stats; each called with ctx. */
+    void *ctx;
+    void (*gauges)(void *ctx, metrics_gauges *g);
+    bool (*ready)(void *ctx, const char **why);
+    void (*rates)(void *ctx, metrics_rates *out);
+    uint64_t (*uptime_ms)(void *ctx);
+} http_env;
 
 /* The WebSocket subprotocol name for STOMP version 10, 11 or 12. The string
  * is the one registered with lws (see http.c for why it is writable). */
@@ -29,53 +56,21 @@ void http_upgrade_chosen(void);
 
 /* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE. Returns 0 to let the upgrade proceed,
  * 1 after answering with an HTTP error (lws then completes the exchange). */
-int http_confirm_upgrade(struct server *srv, struct lws *wsi);
+int http_confirm_upgrade(const http_env *env, struct lws *wsi);
 
 /* LWS_CALLBACK_HTTP: start answering the request for `uri`. *x receives the
- * exchange state kept until the response is written. Returns lws's
+ * exchange (http_exchange.h), which the connection's callbacks then drive
+ * until the response is written. Returns lws's
  * convention: 0 to continue, -1 to close. */
-int http_request(struct server *srv, struct lws *wsi, http_exchange **x, const char *uri);
+int http_request(const http_env *env, struct lws *wsi, http_exchange **x, const char *uri);
 
 /* LWS_CALLBACK_HTTP on the metrics.listen listener: GET /metrics, and
  * 404 for anything else. As http_request otherwise. */
-int http_metrics_request(struct server *srv, struct lws *wsi, http_exchange **x,
+int http_metrics_request(const http_env *env, struct lws *wsi, http_exchange **x,
                          const char *uri);
 
 /* LWS_CALLBACK_HTTP_BODY_COMPLETION: a request body has been read (and
  * dropped); answer the request that carried it. */
-int http_body_done(struct server *srv, struct lws *wsi, http_exchange **x);
-
-/* LWS_CALLBACK_HTTP_WRITEABLE: write the pending body. */
-int http_writeable(struct lws *wsi, http_exchange **x);
-
-/* The exchange is over (connection closed or protocol dropped). Accepts
- * *x == NULL. */
-void http_done(http_exchange **x);
-
-/* --- for route modules (http_history.c) ------------------------------------------- */
-
-/* Answer now: {"error": why} with status. Returns lws's convention. */
-int http_error(struct lws *wsi, http_exchange **x, unsigned status, const char *why);
-
-/* Answer now: 503 {"error": why} with Retry-After: retry_after_s. */
-int http_busy(struct lws *wsi, http_exchange **x, const char *why, int retry_after_s);
-
-/* Start an exchange whose answer comes later, through http_answer (exactly
- * once). */
-http_exchange *http_wait(struct lws *wsi, http_exchange **x);
-
-/* e holds a slot of g (taken by the caller); it is given back when the
- * exchange ends, answered or not. */
-void http_hold(http_exchange *e, struct gate *g);
-
-/* Fills dst with the len bytes of a body. */
-typedef void (*http_fill_fn)(void *ctx, unsigned char *dst);
-
-/* The answer of an exchange from http_wait: status, content type (a static
- * string) and a body of len bytes, written by fill into the one buffer that
- * goes out. When the client has gone meanwhile, the exchange is freed
- * instead (fill is not called). e is not to be used afterwards. */
-void http_answer(http_exchange *e, unsigned status, const char *ctype, size_t len,
-                 http_fill_fn fill, void *ctx);
+int http_body_done(const http_env *env, struct lws *wsi, http_exchange **x);
 
 #endif

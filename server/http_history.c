@@ -30,7 +30,6 @@
 #include "history_json.h"
 #include "http_query.h"
 #include "mem.h"
-#include "server.h"
 
 #include <libwebsockets.h>
 #include <stdint.h>
@@ -71,20 +70,19 @@ static void hh_on_page(void *ctx, const history_page *page)
     hh_request *rq = ctx;
     if (page->status != HISTORY_OK) {
         const char *why = page->why ? page->why : "history unavailable";
-        http_answer(rq->e, HTTP_STATUS_SERVICE_UNAVAILABLE, "application/json",
+        http_exchange_answer(rq->e, HTTP_STATUS_SERVICE_UNAVAILABLE, "application/json",
                     history_json_error(why, NULL), hh_write_error, (void *)(uintptr_t)why);
     } else {
         hh_fill f = { rq->room, page };
         size_t len = history_json_page(rq->room, page->msgs, page->n, page->more, NULL);
-        http_answer(rq->e, HTTP_STATUS_OK, "application/json", len, hh_write_page, &f);
+        http_exchange_answer(rq->e, HTTP_STATUS_OK, "application/json", len, hh_write_page, &f);
     }
     free(rq);
 }
 
-int http_history_request(struct server *srv, struct lws *wsi, http_exchange **x,
-                         const char *rname, size_t n)
+int http_history_request(const server_config *c, struct history *h, gate *g,
+                         struct lws *wsi, http_exchange **x, const char *rname, size_t n)
 {
-    const server_config *c = server_conf(srv);
     char frags[8][160];
     const char *args[8];
     size_t nargs = 0;
@@ -94,11 +92,11 @@ int http_history_request(struct server *srv, struct lws *wsi, http_exchange **x,
         if (flen <= 0)
             break;
         if (nargs == 8)
-            return http_error(wsi, x, HTTP_STATUS_BAD_REQUEST, "too many query parameters");
+            return http_exchange_error(wsi, x, HTTP_STATUS_BAD_REQUEST, "too many query parameters");
         if (flen >= (int)sizeof frags[0] ||
             lws_hdr_copy_fragment(wsi, frags[nargs], sizeof frags[nargs],
                                   WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
-            return http_error(wsi, x, HTTP_STATUS_BAD_REQUEST, "query parameter too long");
+            return http_exchange_error(wsi, x, HTTP_STATUS_BAD_REQUEST, "query parameter too long");
         args[nargs] = frags[nargs];
         nargs++;
     }
@@ -106,16 +104,14 @@ int http_history_request(struct server *srv, struct lws *wsi, http_exchange **x,
     const char *why = NULL;
     if (http_history_params(args, nargs, c->history_default_limit, c->history_max_limit, &q,
                             &why) < 0)
-        return http_error(wsi, x, HTTP_STATUS_BAD_REQUEST, why);
-    struct history *h = server_history(srv);
+        return http_exchange_error(wsi, x, HTTP_STATUS_BAD_REQUEST, why);
     if (!h)     /* shutting down */
-        return http_error(wsi, x, HTTP_STATUS_SERVICE_UNAVAILABLE, "history unavailable");
-    gate *g = server_history_gate(srv);
+        return http_exchange_error(wsi, x, HTTP_STATUS_SERVICE_UNAVAILABLE, "history unavailable");
     if (!gate_try(g))
-        return http_busy(wsi, x, "too many history reads in progress (http.max_inflight); "
+        return http_exchange_busy(wsi, x, "too many history reads in progress (http.max_inflight); "
                                  "try again shortly", HTTP_HISTORY_RETRY_AFTER_S);
-    http_exchange *e = http_wait(wsi, x);
-    http_hold(e, g);
+    http_exchange *e = http_exchange_wait(wsi, x);
+    http_exchange_hold(e, g);
     hh_request *rq = xmalloc(sizeof *rq + n + 1);
     rq->e = e;
     memcpy(rq->room, rname, n);

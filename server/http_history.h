@@ -13,19 +13,22 @@
 
 #include <stddef.h>
 
-#include "http.h"
+#include "config.h"
+#include "http_exchange.h"
 
+struct gate;
+struct history;
 struct lws;
-struct server;
 
 /* The seconds a client refused for want of a slot is told to wait. */
 #define HTTP_HISTORY_RETRY_AFTER_S 1
 
 /* Answer GET /api/rooms/<room>/messages for the room rname[0..n) (a valid
- * room name the caller may read), with the query of wsi's request. *x
- * receives the exchange. Returns lws's convention: 0 to go on, -1 to
- * close. */
-int http_history_request(struct server *srv, struct lws *wsi, http_exchange **x,
-                         const char *rname, size_t n);
+ * room name the caller may read), with the query of wsi's request, from
+ * history h (NULL: shutting down, 503) through a slot of slots. conf, h and
+ * slots are borrowed. *x receives the exchange. Returns lws's convention:
+ * 0 to go on, -1 to close. */
+int http_history_request(const server_config *conf, struct history *h, struct gate *slots,
+                         struct lws *wsi, http_exchange **x, const char *rname, size_t n);
 
 #endif

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "peers.h"
 #include "server.h"
+#include "version.h"
 
 #include <getopt.h>
 #include <mysql.h>

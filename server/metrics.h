@@ -117,4 +117,11 @@ const char *metrics_error_name(int reason);
 /* Append the Prometheus text exposition (version 0.0.4) to out. */
 void metrics_render(const metrics *m, const metrics_gauges *g, buf *out);
 
+/* Rates over the last whole second (the server's tick measures them), for
+ * /api/stats. */
+typedef struct metrics_rates {
+    double published_per_s;      /* SENDs accepted */
+    double delivered_per_s;      /* MESSAGEs queued to local subscribers */
+} metrics_rates;
+
 #endif

@@ -12,8 +12,8 @@
  * A resync (the event subscription reconnected, events may be lost) sends
  * every room with subscribers a fresh snapshot.
  *
- * Each subscription remembers the last presence version it was sent
- * (sub->pv) and only gets newer snapshots and events, so an event already
+ * Each subscriber remembers the last presence version it was sent
+ * (sub->seen) and only gets newer snapshots and events, so an event already
  * reflected in its snapshot is never repeated.
  */
 #include "presence.h"
@@ -22,7 +22,6 @@
 #include "mem.h"
 #include "msg.h"
 #include "room.h"
-#include "session.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -32,7 +31,7 @@
 typedef struct pending {
     struct pending *next;
     presence *p;
-    subscription *sub;        /* NULL: cancelled, or a room-wide resync */
+    subscriber *sub;          /* NULL: cancelled, or a room-wide resync */
     bool resync;
     msg **events;             /* events seen while waiting */
     size_t nevents, cap;
@@ -41,14 +40,16 @@ typedef struct pending {
 
 struct presence {
     registry *reg;
+    subscriber_deliver_fn deliver;
     room_index *subs;
     pending *pending;
 };
 
-presence *presence_create(void)
+presence *presence_create(subscriber_deliver_fn deliver)
 {
     presence *p = xcalloc(1, sizeof *p);
-    p->subs = room_index_create();
+    p->deliver = deliver;
+    p->subs = room_index_create(deliver);
     return p;
 }
 
@@ -105,21 +106,21 @@ msg *presence_message(const char *rname, const char *id, const char *json, size_
  * version. A snapshot also goes out at an equal version (it restates). An
  * event at version 1 starts a new count (the room's version expired while
  * it was empty) and always goes out. */
-static void presence_send(subscription *sub, msg *m, bool snapshot)
+static void presence_send(presence *p, subscriber *sub, msg *m, bool snapshot)
 {
     bool restart = !snapshot && m->seq == 1;
-    if (!restart && (m->seq < sub->pv || (m->seq == sub->pv && !snapshot && sub->pv)))
+    if (!restart && (m->seq < sub->seen || (m->seq == sub->seen && !snapshot && sub->seen)))
         return;
-    sub->pv = m->seq;
-    session_deliver(sub, m);
+    sub->seen = m->seq;
+    p->deliver(sub, m);
 }
 
-static void presence_send_all(room *rm, msg *m, bool snapshot)
+static void presence_send_all(presence *p, room *rm, msg *m, bool snapshot)
 {
     size_t n;
-    subscription *const *subs = room_members(rm, &n);
+    subscriber *const *subs = room_members(rm, &n);
     for (size_t i = 0; i < n; i++)
-        presence_send(subs[i], m, snapshot);
+        presence_send(p, subs[i], m, snapshot);
 }
 
 static void presence_on_snapshot(void *ctx, json_t *value)
@@ -146,19 +147,19 @@ static void presence_on_snapshot(void *ctx, json_t *value)
     if (pd->resync) {
         room *rm = room_lookup(p->subs, pd->room, strlen(pd->room));
         if (rm)
-            presence_send_all(rm, snap, true);
+            presence_send_all(p, rm, snap, true);
     } else {
-        pd->sub->pv = 0;
-        presence_send(pd->sub, snap, true);
+        pd->sub->seen = 0;
+        presence_send(p, pd->sub, snap, true);
         for (size_t i = 0; i < pd->nevents; i++)
-            presence_send(pd->sub, pd->events[i], false);
+            presence_send(p, pd->sub, pd->events[i], false);
         room_join(p->subs, pd->room, strlen(pd->room), pd->sub);
     }
     msg_unref(snap);
     pending_free(pd);
 }
 
-static int presence_request(presence *p, subscription *sub, const char *rname, bool resync)
+static int presence_request(presence *p, subscriber *sub, const char *rname, bool resync)
 {
     size_t n = strlen(rname);
     pending *pd = xcalloc(1, sizeof *pd + n + 1);
@@ -175,12 +176,12 @@ static int presence_request(presence *p, subscription *sub, const char *rname, b
     return 0;
 }
 
-int presence_subscribe(presence *p, subscription *sub, const char *rname)
+int presence_subscribe(presence *p, subscriber *sub, const char *rname)
 {
     return presence_request(p, sub, rname, false);
 }
 
-void presence_unsubscribe(presence *p, subscription *sub)
+void presence_unsubscribe(presence *p, subscriber *sub)
 {
     if (sub->room) {
         room_leave(p->subs, sub);
@@ -204,7 +205,7 @@ void presence_on_event(presence *p, const char *rname, uint64_t v, const char *j
     msg *m = presence_message(rname, id, json, len);
     m->seq = v;               /* compared with each subscription's version */
     if (rm)
-        presence_send_all(rm, m, false);
+        presence_send_all(p, rm, m, false);
     for (pending *pd = p->pending; pd; pd = pd->next) {
         if (!pd->sub || strcmp(pd->room, rname))
             continue;

@@ -17,20 +17,21 @@
 #include <stddef.h>
 
 #include "registry.h"
-
-struct subscription;
+#include "subscriber.h"
 
 typedef struct presence presence;
 
-/* reg is borrowed (set later with presence_attach). */
-presence *presence_create(void);
+/* deliver: how a subscriber gets its snapshot and events. The registry is
+ * borrowed, set later with presence_attach. */
+presence *presence_create(subscriber_deliver_fn deliver);
 void presence_attach(presence *p, registry *reg);
 void presence_destroy(presence *p);   /* accepts NULL */
 
-/* Start sub on room `rname` (a valid name). Returns 0, or -1 when the registry is
- * down (the caller answers with an ERROR). */
-int presence_subscribe(presence *p, struct subscription *sub, const char *rname);
-void presence_unsubscribe(presence *p, struct subscription *sub);
+/* Start sub (borrowed until presence_unsubscribe) on room `rname` (a valid
+ * name). Returns 0, or -1 when the registry is down (the caller answers
+ * with an ERROR). */
+int presence_subscribe(presence *p, subscriber *sub, const char *rname);
+void presence_unsubscribe(presence *p, subscriber *sub);
 
 /* From the registry. */
 void presence_on_event(presence *p, const char *rname, uint64_t v, const char *json, size_t len);

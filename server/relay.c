@@ -46,7 +46,6 @@
 #include "mem.h"
 #include "msg.h"
 #include "seqbuf.h"
-#include "session.h"
 #include "storelimits.h"
 
 #include <stdio.h>
@@ -389,7 +388,7 @@ void relay_on_room_sync(relay *r, const char *name, uint64_t epoch, uint64_t seq
 
 /* --- membership --------------------------------------------------------------- */
 
-void relay_join(relay *r, subscription *sub, const stomp_str *name, const char *user,
+void relay_join(relay *r, subscriber *sub, const stomp_str *name, const char *user,
                 const char *user_name, room_ready_fn done, void *ctx)
 {
     char rname[256];
@@ -405,7 +404,7 @@ void relay_join(relay *r, subscription *sub, const stomp_str *name, const char *
     room_when_based(sub->room, done, ctx);
 }
 
-void relay_leave(relay *r, subscription *sub, const char *user)
+void relay_leave(relay *r, subscriber *sub, const char *user)
 {
     if (!sub->room)
         return;

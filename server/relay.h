@@ -33,8 +33,7 @@
 #include "room.h"
 #include "stomp.h"
 #include "storelimits.h"
-
-struct subscription;
+#include "subscriber.h"
 
 typedef struct relay relay;
 
@@ -60,9 +59,9 @@ bool relay_ready(const relay *r);
  * this server is a member of the room cluster-wide (at once if it already
  * was), so that every message sent after it reaches the subscription;
  * done(ctx, false) if the room is left first. */
-void relay_join(relay *r, struct subscription *sub, const stomp_str *room, const char *user,
+void relay_join(relay *r, subscriber *sub, const stomp_str *room, const char *user,
                 const char *name, room_ready_fn done, void *ctx);
-void relay_leave(relay *r, struct subscription *sub, const char *user);
+void relay_leave(relay *r, subscriber *sub, const char *user);
 
 /* Would the message store hold this SEND to room `name` from user/user_name
  * with role (see relay_publish)? Counts the exact bytes of every stored

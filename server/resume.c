@@ -8,8 +8,10 @@
  *          -> page said `more`? read the next one : release the held
  *             messages newer than `last`, detach from the subscription.
  *
- * The subscription can go away at any time (UNSUBSCRIBE, disconnect): it
- * then calls resume_cancel, which only cuts the link; the struct lives on
+ * A resume never names its subscription's type: it reaches the connection
+ * through the sink's hooks (resume_sink) and what the server shares through
+ * the env. The subscription can go away at any time (UNSUBSCRIBE,
+ * disconnect): it then calls resume_cancel, which only cuts the link; the struct lives on
  * until the read in flight (or the room's based callback) comes back and
  * frees it. Held messages are bounded by stomp.max_pending (bytes) and are
  * charged to the connection's limits.conn_memory while held (a shared
@@ -23,7 +25,7 @@
  * client's reading speed instead of overrunning its queue.
  *
  * Slots. Each page read holds one of the server's history slots
- * (server_history_gate, http.max_inflight, shared with GET .../messages)
+ * (env->slots, http.max_inflight, shared with GET .../messages)
  * from the read until the page has been queued; pages are bounded by
  * history.max_bytes like HTTP ones. A replay cannot be refused the way an
  * HTTP request is, so it waits in line for a slot (first come, first
@@ -33,14 +35,9 @@
  */
 #include "resume.h"
 
-#include "gate.h"
-#include "history.h"
 #include "log.h"
 #include "mem.h"
-#include "relay.h"
 #include "room.h"
-#include "server.h"
-#include "session.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,15 +48,18 @@
 struct resume {
     uv_timer_t pace;             /* first: its close callback frees the struct */
     bool pace_init;
-    struct server *srv;
-    subscription *sub;           /* NULL once cancelled */
+    const resume_env *env;
+    const resume_sink *sink;
+    void *sub;                   /* the sink's ctx; NULL once cancelled */
+    resume **slot;               /* the owner's pointer to this resume, while linked */
+    uint64_t conn;
     gate_waiter wait;            /* in line for a history slot (wait.queued) */
     char *room;
     msgid last;                  /* newest id delivered, or the x-since point */
     msg **held;
     size_t nheld, cap;
     size_t held_bytes;
-    size_t charged;              /* to the session's budget (session_hold) */
+    size_t charged;              /* to the connection's budget (sink->hold) */
     uint64_t replayed;
 };
 
@@ -86,31 +86,38 @@ static bool resume_msg_id(const msg *m, msgid *out)
     return msgid_parse(m->id, m->id_len, out) == 0;
 }
 
-/* Give the session back what the held messages were charged; before the
- * link to the subscription is cut (and before what is held is queued as
- * output, which is charged on its own). */
+/* Give the connection back what the held messages were charged; before
+ * the link to the subscription is cut (and before what is held is queued
+ * as output, which is charged on its own). */
 static void resume_unhold(resume *rs)
 {
     if (rs->sub && rs->charged)
-        session_unhold(rs->sub->session, rs->charged);
+        rs->sink->unhold(rs->sub, rs->charged);
     rs->charged = 0;
+}
+
+/* The subscription no longer passes live messages here. */
+static void resume_detach(resume *rs)
+{
+    if (rs->slot)
+        *rs->slot = NULL;
+    rs->slot = NULL;
 }
 
 /* Done: deliver what was held and newer than the replay, then go live. */
 static void resume_finish(resume *rs)
 {
-    subscription *sub = rs->sub;
     resume_unhold(rs);
-    sub->resume = NULL;
-    for (size_t i = 0; i < rs->nheld && sub->session; i++) {
+    resume_detach(rs);
+    for (size_t i = 0; i < rs->nheld; i++) {
         msgid id;
         if (resume_msg_id(rs->held[i], &id) && msgid_cmp(id, rs->last) > 0) {
             rs->last = id;
-            session_replay(sub, rs->held[i]);
+            rs->sink->replay(rs->sub, rs->held[i]);
         }
     }
     log_debug("resume_done", "conn=%llu room=%s replayed=%llu held=%zu",
-              (unsigned long long)session_id(sub->session), rs->room,
+              (unsigned long long)rs->conn, rs->room,
               (unsigned long long)rs->replayed, rs->nheld);
     resume_free(rs);
 }
@@ -125,7 +132,7 @@ static void resume_on_pace(uv_timer_t *t)
         resume_free(rs);
         return;
     }
-    if (session_pending(rs->sub->session) > server_conf(rs->srv)->max_pending / 2) {
+    if (rs->sink->pending(rs->sub) > rs->env->max_pending / 2) {
         uv_timer_start(&rs->pace, resume_on_pace, RESUME_PACE_MS, 0);
         return;
     }
@@ -134,12 +141,12 @@ static void resume_on_pace(uv_timer_t *t)
 
 static void resume_more(resume *rs)
 {
-    if (session_pending(rs->sub->session) <= server_conf(rs->srv)->max_pending / 2) {
+    if (rs->sink->pending(rs->sub) <= rs->env->max_pending / 2) {
         resume_next(rs);
         return;
     }
     if (!rs->pace_init) {
-        uv_timer_init(server_loop(rs->srv), &rs->pace);
+        uv_timer_init(rs->env->loop, &rs->pace);
         rs->pace.data = rs;
         rs->pace_init = true;
     }
@@ -149,7 +156,7 @@ static void resume_more(resume *rs)
 static void resume_on_page(void *ctx, const history_page *page)
 {
     resume *rs = ctx;
-    gate *g = server_history_gate(rs->srv);
+    gate *g = rs->env->slots;
     if (!rs->sub) {
         gate_leave(g);
         resume_free(rs);
@@ -157,31 +164,32 @@ static void resume_on_page(void *ctx, const history_page *page)
     }
     if (page->status != HISTORY_OK) {
         gate_leave(g);
-        subscription *sub = rs->sub;
+        void *sub = rs->sub;
+        const resume_sink *sink = rs->sink;
         resume_unhold(rs);
-        sub->resume = NULL;
+        resume_detach(rs);
         char detail[256];
         snprintf(detail, sizeof detail,
                  "The messages after x-since could not be read (%s). Reconnect and "
                  "subscribe again with the same x-since.", page->why ? page->why : "unavailable");
         resume_free(rs);
-        session_abort(sub->session, "Resume failed", detail);
+        sink->abort(sub, "Resume failed", detail);
         return;
     }
-    relay *r = server_relay(rs->srv);
-    size_t half = server_conf(rs->srv)->max_pending / 2;
+    relay *r = rs->env->relay;
+    size_t half = rs->env->max_pending / 2;
     bool cut = false;
     for (size_t i = 0; i < page->n; i++) {
         msgid id;
         const envelope *env = &page->msgs[i];
         if (msgid_parse(env->id, strlen(env->id), &id) < 0 || msgid_cmp(id, rs->last) <= 0)
             continue;
-        if (session_pending(rs->sub->session) > half) {
+        if (rs->sink->pending(rs->sub) > half) {
             cut = true;         /* the rest of the page is read again, later */
             break;
         }
         msg *m = relay_message(r, env);
-        session_replay(rs->sub, m);
+        rs->sink->replay(rs->sub, m);
         msg_unref(m);
         rs->last = id;
         rs->replayed++;
@@ -201,9 +209,9 @@ static void resume_read(resume *rs)
         .room = rs->room,
         .has_after = true,
         .after = rs->last,
-        .limit = (size_t)server_conf(rs->srv)->resume_page,
+        .limit = rs->env->page,
     };
-    history_fetch(server_history(rs->srv), &q, resume_on_page, rs);
+    history_fetch(rs->env->history, &q, resume_on_page, rs);
 }
 
 /* A slot came free for rs (inside someone's gate_leave). */
@@ -214,7 +222,7 @@ static void resume_on_slot(void *ctx)
 
 static void resume_next(resume *rs)
 {
-    if (gate_enter(server_history_gate(rs->srv), &rs->wait, resume_on_slot, rs))
+    if (gate_enter(rs->env->slots, &rs->wait, resume_on_slot, rs))
         resume_read(rs);
 }
 
@@ -223,45 +231,49 @@ static void resume_on_based(void *ctx, bool ok)
     resume *rs = ctx;
     if (!ok || !rs->sub) {
         resume_unhold(rs);
-        if (rs->sub)
-            rs->sub->resume = NULL;
+        resume_detach(rs);
         resume_free(rs);
         return;
     }
     resume_next(rs);
 }
 
-void resume_start(struct server *srv, subscription *sub, msgid since)
+void resume_start(const resume_env *env, const resume_sink *sink, void *ctx, resume **slot,
+                  room *r, uint64_t conn_id, msgid since)
 {
     resume *rs = xcalloc(1, sizeof *rs);
-    rs->srv = srv;
-    rs->sub = sub;
-    rs->room = xstrdup(room_name(sub->room));
+    rs->env = env;
+    rs->sink = sink;
+    rs->sub = ctx;
+    rs->slot = slot;
+    rs->conn = conn_id;
+    rs->room = xstrdup(room_name(r));
     rs->last = since;
-    sub->resume = rs;
-    room_when_based(sub->room, resume_on_based, rs);
+    *slot = rs;
+    room_when_based(r, resume_on_based, rs);
+}
+
+/* A slow consumer while replaying: detach, then ERROR and close. */
+static void resume_slow(resume *rs, const char *detail)
+{
+    void *sub = rs->sub;
+    const resume_sink *sink = rs->sink;
+    rs->env->metrics->slow_consumers++;
+    resume_cancel(rs);
+    sink->abort(sub, "Slow consumer", detail);
 }
 
 bool resume_hold(resume *rs, msg *m)
 {
-    size_t limit = server_conf(rs->srv)->max_pending;
-    if (rs->held_bytes + m->len > limit) {
-        subscription *sub = rs->sub;
-        server_metrics(rs->srv)->slow_consumers++;
-        resume_cancel(rs);
-        session_abort(sub->session, "Slow consumer",
-                      "Live messages held while replaying history exceeded stomp.max_pending.");
+    if (rs->held_bytes + m->len > rs->env->max_pending) {
+        resume_slow(rs, "Live messages held while replaying history exceeded stomp.max_pending.");
         return true;
     }
     size_t cost = m->len + 2 * sizeof *rs->held;
-    if (!session_hold(rs->sub->session, cost)) {
-        subscription *sub = rs->sub;
-        server_metrics(rs->srv)->slow_consumers++;
-        server_metrics(rs->srv)->conn_memory_closes++;
-        resume_cancel(rs);
-        session_abort(sub->session, "Slow consumer",
-                      "Live messages held while replaying history would exceed the "
-                      "connection's limits.conn_memory.");
+    if (!rs->sink->hold(rs->sub, cost)) {
+        rs->env->metrics->conn_memory_closes++;
+        resume_slow(rs, "Live messages held while replaying history would exceed the "
+                        "connection's limits.conn_memory.");
         return true;
     }
     rs->charged += cost;
@@ -279,11 +291,11 @@ void resume_cancel(resume *rs)
     if (!rs || !rs->sub)
         return;
     resume_unhold(rs);
-    rs->sub->resume = NULL;
+    resume_detach(rs);
     rs->sub = NULL;
     if (rs->wait.queued) {
         /* In line for a slot: nothing else will come back to free it. */
-        gate_cancel(server_history_gate(rs->srv), &rs->wait);
+        gate_cancel(rs->env->slots, &rs->wait);
         resume_free(rs);
     }
 }

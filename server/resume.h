@@ -22,24 +22,63 @@
 #define LECTERN_RESUME_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
 
+#include "gate.h"
+#include "history.h"
+#include "metrics.h"
 #include "msg.h"
 #include "msgid.h"
+#include "relay.h"
 
-struct server;
-struct subscription;
 typedef struct resume resume;
 
-/* Begin resuming sub (a topic subscription that has just joined its room)
- * after `since`. Sets sub->resume. Never fails; errors reach the client as
- * an ERROR frame later. */
-void resume_start(struct server *srv, struct subscription *sub, msgid since);
+/* What every replay of one server shares. All borrowed: they outlive every
+ * resume. */
+typedef struct resume_env {
+    uv_loop_t *loop;
+    history *history;
+    gate *slots;                 /* history reads (http.max_inflight), shared with HTTP */
+    relay *relay;                /* encodes replayed envelopes (relay_message) */
+    metrics *metrics;            /* slow_consumers, conn_memory_closes */
+    size_t max_pending;          /* stomp.max_pending: the cap on what is held */
+    size_t page;                 /* stomp.resume_page: messages per history read */
+} resume_env;
+
+/* The subscription being resumed, as a resume sees it: hooks into its
+ * owner (a connection), each called with the ctx given to resume_start. */
+typedef struct resume_sink {
+    /* Bytes the connection has queued and not written (for pacing). */
+    size_t (*pending)(void *ctx);
+    /* Queue m now, bypassing the hold (the replay itself). */
+    void (*replay)(void *ctx, msg *m);
+    /* Charge `bytes` of held messages to the connection's memory budget;
+     * false, charging nothing, when they do not fit. */
+    bool (*hold)(void *ctx, size_t bytes);
+    /* Give back what hold charged. */
+    void (*unhold)(void *ctx, size_t bytes);
+    /* ERROR (message, detail) and close the connection; the resume has
+     * detached itself first. */
+    void (*abort)(void *ctx, const char *message, const char *detail);
+} resume_sink;
+
+/* Begin resuming a topic subscription (ctx, with the hooks of sink) that
+ * has just joined room r, after `since`. *slot, the owner's pointer to
+ * its resume, is set now and cleared by the resume when the subscription
+ * goes live (or the replay fails): while it is set, the owner passes live
+ * messages to resume_hold. conn_id names the connection in logs. env, sink
+ * and slot are borrowed for the resume's life; slot until resume_cancel.
+ * Never fails; errors reach the client through sink->abort later. */
+void resume_start(const resume_env *env, const resume_sink *sink, void *ctx, resume **slot,
+                  struct room *r, uint64_t conn_id, msgid since);
 
 /* A live message for sub while it resumes: true when it was taken (held,
  * with its own reference). */
 bool resume_hold(resume *rs, msg *m);
 
-/* The subscription is going away; the resume stops (its pending history
+/* The subscription is going away; the resume stops and clears its slot (its pending history
  * read completes into nothing; one waiting for a history slot is freed at
  * once). Accepts NULL; rs is not to be used afterwards. */
 void resume_cancel(resume *rs);

@@ -1,10 +1,11 @@
 /* room.c — local rooms: name -> members, and the fan-out loop.
  *
  * Rooms are kept in a uthash table keyed by name. Members are an array of
- * subscription pointers, not a list: fan-out walks it sequentially (cache
+ * subscriber pointers (subscriber.h), not a list: fan-out walks it sequentially (cache
  * friendly at 1,000+ members) and removal is O(1) by moving the last member
- * into the leaver's slot, which each subscription remembers (sub->slot).
- * Order among members is irrelevant to delivery.
+ * into the leaver's slot, which each subscriber remembers (sub->slot).
+ * Order among members is irrelevant to delivery. A member is reached
+ * through the index's deliver hook: the room never knows what a member is.
  *
  * Invariant: a room is in the table iff it has >= 1 member, and for every
  * member i, members[i]->room == room && members[i]->slot == i.
@@ -13,7 +14,6 @@
 
 #include "mem.h"
 #include "seqbuf.h"
-#include "session.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +29,8 @@ struct room {
     char *name;
     room_waiter *waiters;     /* until the order is based */
     size_t name_len;
-    struct subscription **members;
+    subscriber_deliver_fn deliver;    /* the index's */
+    subscriber **members;
     size_t n, cap;
     seqbuf order;
     uint64_t released;
@@ -38,11 +39,14 @@ struct room {
 
 struct room_index {
     room *rooms;          /* uthash head */
+    subscriber_deliver_fn deliver;
 };
 
-room_index *room_index_create(void)
+room_index *room_index_create(subscriber_deliver_fn deliver)
 {
-    return xcalloc(1, sizeof(room_index));
+    room_index *ri = xcalloc(1, sizeof(room_index));
+    ri->deliver = deliver;
+    return ri;
 }
 
 static void room_run_waiters(room *r, bool ok)
@@ -98,7 +102,7 @@ room *room_lookup(room_index *ri, const char *name, size_t len)
     return r;
 }
 
-bool room_join(room_index *ri, const char *name, size_t len, subscription *sub)
+bool room_join(room_index *ri, const char *name, size_t len, subscriber *sub)
 {
     room *r = room_lookup(ri, name, len);
     bool created = !r;
@@ -106,6 +110,7 @@ bool room_join(room_index *ri, const char *name, size_t len, subscription *sub)
         r = xcalloc(1, sizeof *r);
         r->name = xstrndup(name, len);
         r->name_len = len;
+        r->deliver = ri->deliver;
         seqbuf_init(&r->order, room_on_release, room_on_drop, r);
         HASH_ADD_KEYPTR(hh, ri->rooms, r->name, r->name_len, r);
     }
@@ -119,7 +124,7 @@ bool room_join(room_index *ri, const char *name, size_t len, subscription *sub)
     return created;
 }
 
-bool room_leave(room_index *ri, subscription *sub)
+bool room_leave(room_index *ri, subscriber *sub)
 {
     room *r = sub->room;
     if (!r)
@@ -180,11 +185,11 @@ uint64_t room_released(const room *r)
 size_t room_deliver(room *r, msg *m)
 {
     for (size_t i = 0; i < r->n; i++)
-        session_deliver(r->members[i], m);
+        r->deliver(r->members[i], m);
     return r->n;
 }
 
-subscription *const *room_members(const room *r, size_t *n)
+subscriber *const *room_members(const room *r, size_t *n)
 {
     *n = r->n;
     return r->members;

@@ -17,12 +17,13 @@
 
 #include "msg.h"
 #include "stomp.h"
+#include "subscriber.h"
 
 typedef struct room room;
 typedef struct room_index room_index;
-struct subscription;
 
-room_index *room_index_create(void);
+/* deliver: how room_deliver reaches each member. */
+room_index *room_index_create(subscriber_deliver_fn deliver);
 /* Accepts NULL. Every room must be empty (all subscriptions left). */
 void room_index_destroy(room_index *ri);
 
@@ -31,12 +32,13 @@ room *room_lookup(room_index *ri, const char *name, size_t len);
 
 /* Add sub to the room (created on first join). sub->room is set. Returns
  * true when this created the room. */
-bool room_join(room_index *ri, const char *name, size_t len, struct subscription *sub);
+bool room_join(room_index *ri, const char *name, size_t len, subscriber *sub);
 /* Remove sub from its room; the room is destroyed with its last member.
  * Returns true when the room was destroyed. */
-bool room_leave(room_index *ri, struct subscription *sub);
+bool room_leave(room_index *ri, subscriber *sub);
 
-/* Queue m on every member's connection now. Returns the number of deliveries. */
+/* Hand m to every member now (the index's deliver hook). Returns the number
+ * of deliveries. */
 size_t room_deliver(room *r, msg *m);
 
 /* Ordered delivery (MSG_MESSAGE with epoch and seq set): m goes through the
@@ -56,7 +58,7 @@ struct seqbuf *room_order(room *r);
 uint64_t room_released(const room *r);
 
 /* The room's members (valid until the next join or leave). */
-struct subscription *const *room_members(const room *r, size_t *n);
+subscriber *const *room_members(const room *r, size_t *n);
 
 /* Iterate the rooms (no joins or leaves while iterating). */
 room *room_first(room_index *ri);

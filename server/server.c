@@ -42,8 +42,15 @@
 #include "peers.h"
 #include "presence.h"
 #include "history.h"
+#include "ratelimit.h"
 #include "registry.h"
+#include "relay.h"
+#include "resume.h"
+#include "room.h"
+#include "session.h"
+#include "stomp.h"
 #include "storelimits.h"
+#include "version.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -91,20 +98,21 @@ struct server {
     bus *bus;
     presence *presence;
     session_set *sessions;
+    session_env session_env;     /* lent to the sessions */
+    resume_env resume_env;       /* lent to x-since replays */
+    http_env http_env;           /* lent to the HTTP routes */
+    http_exchange_conf http_xconf;   /* the lws protocols' user: HTTP answers' timeout */
     auth *auth;
     peers *peers;
     origin_list *origins;        /* websocket.allowed_origins */
     bool insecure;               /* auth.mode is none or insecure-dev */
     uint64_t insecure_warned_ms; /* last "auth_insecure" warning */
     metrics metrics;
-    unsigned char *scratch;
-    size_t scratch_cap;
-    uint64_t next_session_id;
     uint64_t stop_started;
     int port;
     uint64_t confirm_started, goodbye_started;
     uint64_t started_ms;         /* loop time at start, for uptime */
-    server_rates rates;          /* per-second rates over the last whole second */
+    metrics_rates rates;         /* per-second rates over the last whole second */
     uint64_t rate_at_ms, rate_published, rate_delivered;
     bool stopping, ctx_destroyed, goodbye_sent, goodbye_done, torn_down;
 };
@@ -145,7 +153,7 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
             lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "No WebSocket endpoint here");
             return 1;
         case LWS_CALLBACK_HTTP:
-            return http_metrics_request(srv, wsi, &c->http, in);
+            return http_metrics_request(&srv->http_env, wsi, &c->http, in);
         default:
             break;
         }
@@ -166,30 +174,30 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
                                              "(limits.max_conns_per_ip)");
             return 1;
         }
-        return http_confirm_upgrade(srv, wsi);
+        return http_confirm_upgrade(&srv->http_env, wsi);
     }
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         http_upgrade_chosen();
         return srv->stopping ? -1 : 0;
     case LWS_CALLBACK_HTTP:
-        return http_request(srv, wsi, &c->http, in);
+        return http_request(&srv->http_env, wsi, &c->http, in);
     case LWS_CALLBACK_HTTP_BODY:
         return 0;       /* no route takes a body; it is read and dropped */
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        return http_body_done(srv, wsi, &c->http);
+        return http_body_done(&srv->http_env, wsi, &c->http);
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        return http_writeable(wsi, &c->http);
+        return http_exchange_writeable(wsi, &c->http);
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
         if (c)
-            http_done(&c->http);
+            http_exchange_done(&c->http);
         break;
 
     case LWS_CALLBACK_ESTABLISHED: {
         char addr[64];
         server_client_addr(srv, wsi, addr, sizeof addr);
         c->peer = peers_acquire(srv->peers, addr);
-        c->session = session_create(srv, srv->sessions, wsi, peer_entry_addr(c->peer));
+        c->session = session_create(srv->sessions, wsi, peer_entry_addr(c->peer));
         if (srv->stopping)
             session_restart(c->session);
         return 0;
@@ -255,6 +263,77 @@ static void server_on_prepare(uv_prepare_t *h)
 {
     server *srv = h->data;
     session_set_flush(srv->sessions);
+}
+
+static bool server_ready(const server *srv, const char **why);
+static void server_gauges(server *srv, metrics_gauges *g);
+
+/* --- what the modules borrow ------------------------------------------------------ */
+
+static void server_http_gauges(void *ctx, metrics_gauges *g)
+{
+    server_gauges(ctx, g);
+}
+
+static bool server_http_ready(void *ctx, const char **why)
+{
+    return server_ready(ctx, why);
+}
+
+static void server_http_rates(void *ctx, metrics_rates *out)
+{
+    *out = ((server *)ctx)->rates;
+}
+
+static uint64_t server_http_uptime_ms(void *ctx)
+{
+    server *srv = ctx;
+    return uv_now(&srv->loop) - srv->started_ms;
+}
+
+/* Fill the environments the sessions, replays and HTTP routes borrow, once
+ * the cluster parts exist (the session set holds a pointer to its env from
+ * the start; no session exists before this runs). */
+static void server_lend(server *srv)
+{
+    const server_config *c = srv->conf;
+    srv->resume_env = (resume_env){
+        .loop = &srv->loop,
+        .history = srv->history,
+        .slots = srv->history_gate,
+        .relay = srv->relay,
+        .metrics = &srv->metrics,
+        .max_pending = c->max_pending,
+        .page = (size_t)c->resume_page,
+    };
+    srv->session_env = (session_env){
+        .conf = c,
+        .metrics = &srv->metrics,
+        .parser = &srv->parser,
+        .limits = &srv->limits,
+        .relay = srv->relay,
+        .registry = srv->registry,
+        .presence = srv->presence,
+        .auth = srv->auth,
+        .resume = &srv->resume_env,
+        .server_id = srv->id,
+        .loop = &srv->loop,
+    };
+    srv->http_env = (http_env){
+        .conf = c,
+        .metrics = &srv->metrics,
+        .registry = srv->registry,
+        .history = srv->history,
+        .slots = srv->history_gate,
+        .auth = srv->auth,
+        .origins = srv->origins,
+        .server_id = srv->id,
+        .ctx = srv,
+        .gauges = server_http_gauges,
+        .ready = server_http_ready,
+        .rates = server_http_rates,
+        .uptime_ms = server_http_uptime_ms,
+    };
 }
 
 /* --- cluster callbacks --------------------------------------------------------- */
@@ -329,6 +408,7 @@ static void server_teardown(server *srv)
     srv->registry = NULL;
     srv->relay = NULL;
     srv->presence = NULL;
+    server_lend(srv);           /* what is lent now says so: NULL */
     /* The signal handlers stay installed (a second SIGTERM during shutdown
      * must not kill the process by default action) but no longer keep the
      * loop alive; server_destroy closes them. */
@@ -417,9 +497,11 @@ static void server_on_signal(uv_signal_t *h, int signum)
 
 /* --- creation ---------------------------------------------------------------------- */
 
-static void server_protocol(struct lws_protocols *p, const char *name, const server_config *c)
+static void server_protocol(struct lws_protocols *p, const char *name, const server_config *c,
+                            http_exchange_conf *xconf)
 {
     memset(p, 0, sizeof *p);
+    p->user = xconf;
     p->name = name;
     p->callback = server_callback;
     p->per_session_data_size = sizeof(conn);
@@ -486,7 +568,7 @@ static int server_start_cluster(server *srv)
         .pull_ms = c->pull_ms,
     };
     srv->relay = relay_create(&srv->loop, srv->rooms, &srv->metrics, &rc);
-    srv->presence = presence_create();
+    srv->presence = presence_create(session_deliver);
 
     registry_config gc = {
         .host = c->redis_host,
@@ -569,6 +651,7 @@ static int server_start_cluster(server *srv)
         return -1;
     relay_attach(srv->relay, srv->registry, srv->bus);
     presence_attach(srv->presence, srv->registry);
+    server_lend(srv);
     return 0;
 }
 
@@ -587,7 +670,6 @@ static void server_release(server *srv, bool loop)
     room_index_destroy(srv->rooms);
     gate_destroy(srv->history_gate);
     stomp_parser_deinit(&srv->parser);
-    free(srv->scratch);
     free(srv);
 }
 
@@ -595,7 +677,6 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
 {
     server *srv = xcalloc(1, sizeof *srv);
     srv->conf = conf;
-    srv->next_session_id = 1;
     srv->insecure = strcmp(conf->auth_mode, "jwt") != 0;
     metrics_init(&srv->metrics);
     server_make_id(srv);
@@ -612,10 +693,9 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
         .frames = { conf->frame_rate, conf->frame_burst },
         .bytes = { (double)conf->send_bytes_rate, (double)conf->send_bytes_burst },
     };
-    srv->rooms = room_index_create();
-    srv->sessions = session_set_create();
-    srv->scratch_cap = conf->ws_write_max;
-    srv->scratch = xmalloc(LWS_PRE + srv->scratch_cap);
+    srv->rooms = room_index_create(session_deliver);
+    srv->session_env.conf = conf;
+    srv->sessions = session_set_create(&srv->session_env);
 
     srv->auth = auth_create(conf, err, errlen);
     srv->peers = srv->auth ? peers_create(conf->trusted_proxies, conf->max_conns_per_ip, err,
@@ -645,10 +725,11 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
         return NULL;
     }
 
-    server_protocol(&srv->protocols[0], "http", conf);
-    server_protocol(&srv->protocols[1], http_protocol_name(12), conf);
-    server_protocol(&srv->protocols[2], http_protocol_name(11), conf);
-    server_protocol(&srv->protocols[3], http_protocol_name(10), conf);
+    srv->http_xconf.write_timeout_s = conf->http_write_timeout_s;
+    server_protocol(&srv->protocols[0], "http", conf, &srv->http_xconf);
+    server_protocol(&srv->protocols[1], http_protocol_name(12), conf, &srv->http_xconf);
+    server_protocol(&srv->protocols[2], http_protocol_name(11), conf, &srv->http_xconf);
+    server_protocol(&srv->protocols[3], http_protocol_name(10), conf, &srv->http_xconf);
     memset(&srv->protocols[4], 0, sizeof srv->protocols[4]);
 
     const char *lws_log = getenv("LECTERN_LWS_LOG");
@@ -735,31 +816,7 @@ void server_destroy(server *srv)
     server_release(srv, true);
 }
 
-const char *server_id(const server *srv) { return srv->id; }
-const origin_list *server_origins(const server *srv) { return srv->origins; }
-const server_config *server_conf(const server *srv) { return srv->conf; }
-metrics *server_metrics(server *srv) { return &srv->metrics; }
-stomp_parser *server_parser(server *srv) { return &srv->parser; }
-const ratelimit_rules *server_ratelimit(const server *srv) { return &srv->limits; }
-relay *server_relay(server *srv) { return srv->relay; }
-registry *server_registry(server *srv) { return srv->registry; }
-presence *server_presence(server *srv) { return srv->presence; }
-history *server_history(server *srv) { return srv->history; }
-gate *server_history_gate(server *srv) { return srv->history_gate; }
-auth *server_auth(server *srv) { return srv->auth; }
-const server_rates *server_get_rates(const server *srv) { return &srv->rates; }
-uint64_t server_uptime_ms(const server *srv) { return uv_now(&srv->loop) - srv->started_ms; }
-uv_loop_t *server_loop(server *srv) { return &srv->loop; }
-uint64_t server_now_ms(const server *srv) { return uv_now(&srv->loop); }
-uint64_t server_next_session_id(server *srv) { return srv->next_session_id++; }
-
-unsigned char *server_scratch(server *srv, size_t *cap)
-{
-    *cap = srv->scratch_cap;
-    return srv->scratch;
-}
-
-bool server_ready(const server *srv, const char **why)
+static bool server_ready(const server *srv, const char **why)
 {
     if (srv->stopping) {
         *why = "shutting down";
@@ -777,7 +834,7 @@ bool server_ready(const server *srv, const char **why)
     return true;
 }
 
-void server_gauges(server *srv, metrics_gauges *g)
+static void server_gauges(server *srv, metrics_gauges *g)
 {
     memset(g, 0, sizeof *g);
     session_set_gauges(srv->sessions, g);

@@ -75,10 +75,11 @@
 #include "resume.h"
 #include "room.h"
 #include "rxpace.h"
-#include "server.h"
+#include "subscription.h"
 #include "stomp.h"
 #include "tokens.h"
 #include "txn.h"
+#include "version.h"
 #include "msgid.h"
 #include "utf8.h"
 #include "clock.h"
@@ -113,7 +114,7 @@ struct session {
     session *prev, *next;        /* the set's list */
     session *reap_next;          /* the set's list of closes to perform */
     session_set *set;
-    struct server *srv;
+    const session_env *env;      /* the set's */
     struct lws *wsi;
     uint64_t id;
     uint64_t created_ms, last_rx_ms, last_tx_ms;
@@ -154,12 +155,21 @@ struct session {
 };
 
 struct session_set {
+    const session_env *env;
+    unsigned char *scratch;      /* LWS_PRE + websocket.write_max: every write is packed here */
+    uint64_t next_id;
     session *head;
     size_t count;
     session *reap;               /* sessions whose close is due */
     session **dirty;             /* sessions with output to write; NULL: destroyed since */
     uint32_t ndirty, dirty_cap;
 };
+
+/* Loop time, ms. */
+static uint64_t session_now(const session *s)
+{
+    return uv_now(s->env->loop);
+}
 
 /* --- memory ------------------------------------------------------------- */
 
@@ -183,15 +193,22 @@ static size_t session_held(const session *s)
 
 /* --- the set ----------------------------------------------------------- */
 
-session_set *session_set_create(void)
+session_set *session_set_create(const session_env *env)
 {
-    return xcalloc(1, sizeof(session_set));
+    session_set *set = xcalloc(1, sizeof(session_set));
+    set->env = env;
+    set->next_id = 1;
+    /* One buffer for all: the loop is single-threaded and a write
+     * completes within one call. */
+    set->scratch = xmalloc(LWS_PRE + env->conf->ws_write_max);
+    return set;
 }
 
 void session_set_destroy(session_set *set)
 {
     if (!set)
         return;
+    free(set->scratch);
     free(set->dirty);
     free(set);
 }
@@ -303,12 +320,12 @@ static void session_push(session *s, msg *m, subscription *sub)
     outq_entry e = { m, sub };
     size_t size = entry_size(&e);
     if (s->state != SESSION_CLOSING) {
-        const server_config *c = server_conf(s->srv);
+        const server_config *c = s->env->conf;
         bool over_pending = s->pending + size > c->max_pending;
         if (over_pending || !budget_fits(&s->budget, size + SESSION_ENTRY_COST,
                                          session_input_bytes(s) + session_output_bytes(s),
                                          c->conn_memory)) {
-            metrics *mt = server_metrics(s->srv);
+            metrics *mt = s->env->metrics;
             mt->slow_consumers++;
             if (!over_pending)
                 mt->conn_memory_closes++;
@@ -329,7 +346,7 @@ static void session_push(session *s, msg *m, subscription *sub)
         s->qcap = ncap;
         s->qhead = 0;
     }
-    metrics *mt = server_metrics(s->srv);
+    metrics *mt = s->env->metrics;
     if (m->kind == MSG_MESSAGE)
         mt->frames_out[METRICS_OUT_MESSAGE]++;
     else
@@ -434,22 +451,25 @@ static void session_close_politely(session *s)
     session_schedule_close(s);
 }
 
-void session_deliver(subscription *sub, msg *m)
+void session_deliver(subscriber *member, msg *m)
 {
+    subscription *sub = subscription_of(member);
     session *s = sub->session;
     if (s->state == SESSION_CONNECTED) {
         if (sub->resume && resume_hold(sub->resume, m))
             return;
-        server_metrics(s->srv)->deliveries_local++;
+        s->env->metrics->deliveries_local++;
         session_push(s, msg_for_version(m, s->version), sub);
     }
 }
 
-void session_replay(subscription *sub, msg *m)
+/* Queue m for sub now, bypassing a resume's hold (the resume's own replay). */
+static void session_replay(void *ctx, msg *m)
 {
+    subscription *sub = ctx;
     session *s = sub->session;
     if (s->state == SESSION_CONNECTED) {
-        server_metrics(s->srv)->deliveries_replayed++;
+        s->env->metrics->deliveries_replayed++;
         session_push(s, msg_for_version(m, s->version), sub);
     }
 }
@@ -458,10 +478,10 @@ void session_replay(subscription *sub, msg *m)
  * or -1 when lws failed to write. */
 static int session_write(session *s)
 {
-    size_t cap;
-    unsigned char *base = server_scratch(s->srv, &cap);
+    size_t cap = s->env->conf->ws_write_max;
+    unsigned char *base = s->set->scratch;
     unsigned char *out = base + LWS_PRE;
-    metrics *mt = server_metrics(s->srv);
+    metrics *mt = s->env->metrics;
     outq_entry *head = &s->q[s->qhead];
     bool binary = entry_binary(head);
     size_t used = 0;
@@ -506,7 +526,7 @@ static int session_write(session *s)
         return -1;
     mt->ws_messages_out++;
     mt->bytes_out += used;
-    s->last_tx_ms = server_now_ms(s->srv);
+    s->last_tx_ms = session_now(s);
     if (sample_ts) {
         uint64_t now = clock_wall_us(), at = sample_ts * 1000;
         histogram_observe_us(&mt->delivery, now > at ? now - at : 0);
@@ -577,7 +597,7 @@ static void session_emit_receipt(session *s, const char *id, size_t len)
     stomp_put_body(&b, NULL, 0);
     session_push_frame(s, &b);
     buf_deinit(&b);
-    server_metrics(s->srv)->receipts++;
+    s->env->metrics->receipts++;
 }
 
 static void session_do_disconnect(session *s)
@@ -587,7 +607,7 @@ static void session_do_disconnect(session *s)
         /* RFC 6455 (IANA registry) 1012 "Service Restart": reconnect. */
         s->close_code = 1012;
         s->close_reason = "server restart";
-        server_metrics(s->srv)->restart_closes++;
+        s->env->metrics->restart_closes++;
     } else {
         s->close_code = LWS_CLOSE_STATUS_NORMAL;
         s->close_reason = "DISCONNECT";
@@ -673,8 +693,8 @@ static void session_error_x(session *s, const stomp_frame *f, const char *messag
     log_info("stomp_error", "conn=%llu command=%s message=%s", (unsigned long long)s->id,
              f ? stomp_command_name(f->command) : "-",
              log_q(q, sizeof q, message, strlen(message)));
-    server_metrics(s->srv)->stomp_errors++;
-    server_metrics(s->srv)->errors_by_reason[metrics_error_reason(message)]++;
+    s->env->metrics->stomp_errors++;
+    s->env->metrics->errors_by_reason[metrics_error_reason(message)]++;
     s->close_code = LWS_CLOSE_STATUS_PROTOCOL_ERR;
     s->close_reason = "STOMP ERROR";
 }
@@ -685,10 +705,6 @@ static void session_error(session *s, const stomp_frame *f, const char *message,
     session_error_x(s, f, message, detail, detail ? strlen(detail) : 0, NULL, NULL);
 }
 
-void session_abort(session *s, const char *message, const char *detail)
-{
-    session_error(s, NULL, message, detail);
-}
 
 /* ERROR whose body is a fixed text followed by a client-supplied value. */
 static void session_error_with(session *s, const stomp_frame *f, const char *message,
@@ -708,12 +724,12 @@ static void session_error_with(session *s, const stomp_frame *f, const char *mes
  * transactions go at once (they can never commit now). */
 static void session_over_budget(session *s, const stomp_frame *f, size_t need)
 {
-    const server_config *c = server_conf(s->srv);
+    const server_config *c = s->env->conf;
     buf body;
     buf_init(&body);
     budget_describe(&s->budget, session_input_bytes(s), session_output_bytes(s), need,
                     c->conn_memory, &body);
-    server_metrics(s->srv)->conn_memory_closes++;
+    s->env->metrics->conn_memory_closes++;
     log_info("conn_memory", "conn=%llu held=%zu need=%zu limit=%zu", (unsigned long long)s->id,
              session_held(s), need, c->conn_memory);
     budget_release(&s->budget, BUDGET_TXN, txn_clear(&s->txns));
@@ -726,7 +742,7 @@ static void session_over_budget(session *s, const stomp_frame *f, size_t need)
 static bool session_fits(session *s, const stomp_frame *f, size_t need)
 {
     if (budget_fits(&s->budget, need, session_input_bytes(s) + session_output_bytes(s),
-                    server_conf(s->srv)->conn_memory))
+                    s->env->conf->conn_memory))
         return true;
     session_over_budget(s, f, need);
     return false;
@@ -796,7 +812,7 @@ static int pick_version(const stomp_str *v)
  * prober learns nothing (the reason is logged and counted). */
 static void session_refuse(session *s, const stomp_frame *f, const char *why)
 {
-    server_metrics(s->srv)->auth_failures++;
+    s->env->metrics->auth_failures++;
     log_info("auth_failed", "conn=%llu addr=%s reason=%s", (unsigned long long)s->id,
              s->addr ? s->addr : "-", why);
     session_error(s, f, "Access refused", "Authentication failed.");
@@ -809,7 +825,7 @@ static void session_refuse(session *s, const stomp_frame *f, const char *why)
  * Returns -1 after queueing an ERROR. */
 static int session_identify(session *s, const stomp_frame *f)
 {
-    auth *a = server_auth(s->srv);
+    auth *a = s->env->auth;
     const char *u, *name = NULL;
     size_t ul, nl = 0;
     char guest[160];
@@ -836,7 +852,7 @@ static int session_identify(session *s, const stomp_frame *f)
             session_refuse(s, f, jwt_status_name(st));
             return -1;
         }
-        s->token_deadline_ms = tokens_deadline_ms(a, s->who, server_now_ms(s->srv));
+        s->token_deadline_ms = tokens_deadline_ms(a, s->who, session_now(s));
         u = s->who->sub;
         ul = strlen(u);
         name = s->who->name;
@@ -856,7 +872,7 @@ static int session_identify(session *s, const stomp_frame *f)
             ul = login->len;
         } else {
             u = guest;
-            ul = (size_t)snprintf(guest, sizeof guest, "guest-%s-%llu", server_id(s->srv),
+            ul = (size_t)snprintf(guest, sizeof guest, "guest-%s-%llu", s->env->server_id,
                                   (unsigned long long)s->id);
         }
         if (dname && dname->len) {
@@ -884,7 +900,7 @@ static int session_identify(session *s, const stomp_frame *f)
 
 static void on_connect(session *s, const stomp_frame *f)
 {
-    const server_config *c = server_conf(s->srv);
+    const server_config *c = s->env->conf;
 
     if (s->state != SESSION_AWAIT_CONNECT) {
         session_error(s, f, "Already connected", "CONNECT was sent twice on one connection");
@@ -915,7 +931,7 @@ static void on_connect(session *s, const stomp_frame *f)
 
     if (session_identify(s, f) < 0)
         return;
-    registry_online(server_registry(s->srv), s->user);
+    registry_online(s->env->registry, s->user);
     s->online = true;
 
     char hbv[32], sid[32];
@@ -937,6 +953,39 @@ static void on_connect(session *s, const stomp_frame *f)
               (unsigned long long)s->id, version, s->hb_send_ms, s->hb_recv_ms);
 }
 
+/* --- the resume's hooks (resume.h): ctx is the subscription ----------------- */
+
+static size_t session_resume_pending(void *ctx)
+{
+    return ((subscription *)ctx)->session->pending;
+}
+
+static bool session_resume_hold(void *ctx, size_t bytes)
+{
+    session *s = ((subscription *)ctx)->session;
+    return budget_charge(&s->budget, BUDGET_HELD, bytes,
+                         session_input_bytes(s) + session_output_bytes(s),
+                         s->env->conf->conn_memory);
+}
+
+static void session_resume_unhold(void *ctx, size_t bytes)
+{
+    budget_release(&((subscription *)ctx)->session->budget, BUDGET_HELD, bytes);
+}
+
+static void session_resume_abort(void *ctx, const char *message, const char *detail)
+{
+    session_error(((subscription *)ctx)->session, NULL, message, detail);
+}
+
+static const resume_sink session_resume_sink = {
+    .pending = session_resume_pending,
+    .replay = session_replay,
+    .hold = session_resume_hold,
+    .unhold = session_resume_unhold,
+    .abort = session_resume_abort,
+};
+
 /* --- destinations, subscriptions ------------------------------------------ */
 
 /* Validate a destination header; returns its kind (ROOM_DEST_TOPIC or
@@ -944,7 +993,7 @@ static void on_connect(session *s, const stomp_frame *f)
 static int session_room(session *s, const stomp_frame *f, const stomp_str *dest,
                         stomp_str *name, auth_action act)
 {
-    int r = room_destination(dest, (size_t)server_conf(s->srv)->max_room_name, name);
+    int r = room_destination(dest, (size_t)s->env->conf->max_room_name, name);
     if (r == ROOM_DEST_UNKNOWN) {
         session_error_with(s, f, "Unknown destination",
                            "Destinations are /topic/<room> and /presence/<room>; "
@@ -957,9 +1006,9 @@ static int session_room(session *s, const stomp_frame *f, const stomp_str *dest,
                            "A-Z a-z 0-9 . _ ~ -; invalid destination: ", dest);
         return -1;
     }
-    if (!auth_allows(server_auth(s->srv), s->who, name->p, name->len, act)) {
+    if (!auth_allows(s->env->auth, s->who, name->p, name->len, act)) {
         char q[160];
-        server_metrics(s->srv)->access_denied++;
+        s->env->metrics->access_denied++;
         log_info("access_denied", "conn=%llu user=%s action=%s room=%s",
                  (unsigned long long)s->id, s->user, act == AUTH_SEND ? "send" : "read",
                  log_q(q, sizeof q, name->p, name->len));
@@ -1053,7 +1102,7 @@ static subscription *session_find_sub(session *s, const char *id, size_t len)
 
 static void on_subscribe(session *s, const stomp_frame *f)
 {
-    const server_config *c = server_conf(s->srv);
+    const server_config *c = s->env->conf;
     const stomp_str *dest = session_require(s, f, "destination");
     if (!dest)
         return;
@@ -1127,25 +1176,25 @@ static void on_subscribe(session *s, const stomp_frame *f)
     memcpy(sub->id + id->len, name.p, name.len);    /* for tokens_refresh */
     sub->room_len = (uint8_t)name.len;
     sub->session = s;
-    sub->room = NULL;
+    sub->member = (subscriber){ 0 };
     sub->resume = NULL;
-    sub->slot = 0;
     sub->ack = ack;
     sub->kind = kind == ROOM_DEST_PRESENCE ? SUB_PRESENCE : SUB_TOPIC;
     sub->utf8 = utf8_valid(id->p, id->len);
     if (sub->kind == SUB_PRESENCE) {
         char rname[256];
         snprintf(rname, sizeof rname, "%.*s", (int)name.len, name.p);
-        if (presence_subscribe(server_presence(s->srv), sub, rname) < 0) {
+        if (presence_subscribe(s->env->presence, &sub->member, rname) < 0) {
             free(sub);
             session_unavailable(s, f);
             return;
         }
     } else {
-        relay_join(server_relay(s->srv), sub, &name, s->user, s->user_name, session_on_joined,
-                   session_op(s, inflight_op_cost()));
+        relay_join(s->env->relay, &sub->member, &name, s->user, s->user_name,
+                   session_on_joined, session_op(s, inflight_op_cost()));
         if (since_h)
-            resume_start(s->srv, sub, since);
+            resume_start(s->env->resume, &session_resume_sink, sub, &sub->resume,
+                         sub->member.room, s->id, since);
     }
     budget_force(&s->budget, BUDGET_SUBS, cost);
     sub->next = s->subs;
@@ -1203,9 +1252,9 @@ static void session_drop_sub(session *s, subscription *sub)
 {
     resume_cancel(sub->resume);
     if (sub->kind == SUB_PRESENCE)
-        presence_unsubscribe(server_presence(s->srv), sub);
+        presence_unsubscribe(s->env->presence, &sub->member);
     else
-        relay_leave(server_relay(s->srv), sub, s->user);
+        relay_leave(s->env->relay, &sub->member, s->user);
     session_scrub(s, sub);
     for (subscription **pp = &s->subs; *pp; pp = &(*pp)->next) {
         if (*pp == sub) {
@@ -1255,7 +1304,7 @@ static bool session_buffer_in_txn(session *s, const stomp_frame *f)
         return true;
     }
     if (f->command == STOMP_CMD_SEND) {
-        if (txn_bytes(t) + stomp_frame_footprint(f) > server_conf(s->srv)->max_transaction_bytes) {
+        if (txn_bytes(t) + stomp_frame_footprint(f) > s->env->conf->max_transaction_bytes) {
             session_error(s, f, "Transaction too large",
                           "The transaction would exceed stomp.max_transaction_bytes.");
             return true;
@@ -1281,7 +1330,7 @@ static bool send_publish(session *s, const stomp_frame *f, const stomp_str *name
     if (!charged && !session_fits(s, f, cost))
         return false;
     inflight_op *op = session_op(s, cost);
-    if (relay_publish(server_relay(s->srv), name, f, s->user, s->user_name,
+    if (relay_publish(s->env->relay, name, f, s->user, s->user_name,
                       auth_role_name((jwt_role)s->role), session_on_published, op) < 0) {
         session_op_cancel(s, op);
         session_unavailable(s, f);
@@ -1294,7 +1343,7 @@ static bool send_publish(session *s, const stomp_frame *f, const stomp_str *name
  * transaction). auth.mode=none has no tokens: there is nothing to replace. */
 static void on_token(session *s, const stomp_frame *f)
 {
-    auth *a = server_auth(s->srv);
+    auth *a = s->env->auth;
     tokens_result r;
     if (!auth_required(a)) {
         session_receipt(s, f);
@@ -1305,7 +1354,7 @@ static void on_token(session *s, const stomp_frame *f)
         session_refuse(s, f, r.why);
         return;
     case TOKENS_ROOM_LOST:
-        server_metrics(s->srv)->access_denied++;
+        s->env->metrics->access_denied++;
         session_error_with(s, f, "Access refused", "Not permitted to read: ",
                            &(stomp_str){ r.lost, strlen(r.lost) });
         return;
@@ -1315,8 +1364,8 @@ static void on_token(session *s, const stomp_frame *f)
     jwt_claims_free(s->who);
     s->who = r.claims;
     s->role = (uint8_t)r.claims->role;
-    s->token_deadline_ms = tokens_deadline_ms(a, s->who, server_now_ms(s->srv));
-    server_metrics(s->srv)->token_refreshes++;
+    s->token_deadline_ms = tokens_deadline_ms(a, s->who, session_now(s));
+    s->env->metrics->token_refreshes++;
     session_receipt(s, f);
 }
 
@@ -1340,7 +1389,7 @@ static void on_send(session *s, const stomp_frame *f)
     }
     /* Before buffering too: nothing in a COMMIT may fail storage. */
     char why[400];
-    if (relay_check_send(server_relay(s->srv), &name, f, s->user, s->user_name,
+    if (relay_check_send(s->env->relay, &name, f, s->user, s->user_name,
                          auth_role_name((jwt_role)s->role), why, sizeof why) < 0) {
         session_error(s, f, "Message too large for storage", why);
         return;
@@ -1383,7 +1432,7 @@ static void on_begin(session *s, const stomp_frame *f)
                            "A transaction with this name is already open: ", tn);
         return;
     }
-    if (s->txns.n >= (uint32_t)server_conf(s->srv)->max_transactions) {
+    if (s->txns.n >= (uint32_t)s->env->conf->max_transactions) {
         session_error(s, f, "Too many transactions",
                       "This connection reached stomp.max_transactions.");
         return;
@@ -1415,7 +1464,7 @@ static void on_commit_or_abort(session *s, const stomp_frame *f)
             const stomp_frame *bf = txn_frame(t, i);
             stomp_str name;
             const stomp_str *dest = stomp_frame_header(bf, "destination");
-            room_destination(dest, (size_t)server_conf(s->srv)->max_room_name, &name);
+            room_destination(dest, (size_t)s->env->conf->max_room_name, &name);
             if (!send_publish(s, bf, &name, true))
                 break;
         }
@@ -1474,20 +1523,20 @@ static void session_handle(session *s, const stomp_frame *f)
 
 static bool session_limited(const session *s)
 {
-    return ratelimit_active(server_ratelimit(s->srv));
+    return ratelimit_active(s->env->limits);
 }
 
 /* Refill the token buckets and say whether the session may go on reading
  * (see ratelimit.h: a frame is charged after it is parsed). */
 static bool session_may_read(session *s, uint64_t now)
 {
-    return ratelimit_may(&s->rl, server_ratelimit(s->srv), now);
+    return ratelimit_may(&s->rl, s->env->limits, now);
 }
 
 /* Charge what one parse step consumed: a frame, or a run of heart-beats. */
 static void session_charge(session *s, stomp_command cmd, size_t bytes)
 {
-    ratelimit_charge(&s->rl, server_ratelimit(s->srv),
+    ratelimit_charge(&s->rl, s->env->limits,
                      cmd == STOMP_CMD_SEND ? RATELIMIT_SEND :
                      cmd == STOMP_CMD_NONE ? RATELIMIT_HEARTBEAT : RATELIMIT_FRAME, bytes);
 }
@@ -1499,7 +1548,7 @@ static void session_throttle(session *s)
     if (s->throttled)
         return;
     s->throttled = true;
-    server_metrics(s->srv)->throttled++;
+    s->env->metrics->throttled++;
     lws_rx_flow_control(s->wsi, 0);
     log_debug("throttled", "conn=%llu", (unsigned long long)s->id);
 }
@@ -1527,7 +1576,7 @@ static void session_drop_input(session *s)
 static void session_check_input(session *s)
 {
     if (budget_fits(&s->budget, session_input_bytes(s), session_output_bytes(s),
-                    server_conf(s->srv)->conn_memory))
+                    s->env->conf->conn_memory))
         return;
     size_t need = session_input_bytes(s);
     session_drop_input(s);
@@ -1537,10 +1586,10 @@ static void session_check_input(session *s)
 /* Parse and handle the frames in data[0..n); returns the bytes consumed. */
 static size_t session_parse(session *s, char *data, size_t n)
 {
-    metrics *mt = server_metrics(s->srv);
-    stomp_parser *parser = server_parser(s->srv);
+    metrics *mt = s->env->metrics;
+    stomp_parser *parser = s->env->parser;
     bool limited = s->state == SESSION_CONNECTED && session_limited(s);
-    uint64_t now = server_now_ms(s->srv);
+    uint64_t now = session_now(s);
     size_t off = 0;
     stomp_scan scan = s->rx_part ? s->rx_part->scan : (stomp_scan){ 0 };
     while (off < n && s->state != SESSION_CLOSING && !s->draining) {
@@ -1595,7 +1644,7 @@ static bool session_pre_connect_ok(session *s, size_t len)
 {
     if (s->state != SESSION_AWAIT_CONNECT)
         return true;
-    size_t cap = server_conf(s->srv)->max_frame + SESSION_PRE_CONNECT_SLACK;
+    size_t cap = s->env->conf->max_frame + SESSION_PRE_CONNECT_SLACK;
     s->pre_bytes = s->pre_bytes + len > cap ? (uint32_t)cap + 1 : s->pre_bytes + (uint32_t)len;
     if (s->pre_bytes <= cap)
         return true;
@@ -1613,12 +1662,12 @@ static bool session_pre_connect_ok(session *s, size_t len)
  * queueing ERROR. */
 static bool session_count_piece(session *s)
 {
-    int max = server_conf(s->srv)->max_frame_pieces;
+    int max = s->env->conf->max_frame_pieces;
     if (!s->rx_part || !max || lws_remaining_packet_payload(s->wsi) != 0)
         return true;
     if (++s->rx_part->ws_frames <= (uint32_t)max)
         return true;
-    server_metrics(s->srv)->pieces_refused++;
+    s->env->metrics->pieces_refused++;
     session_refuse_flood(s, "Frame in too many pieces",
                          "A STOMP frame was split across more WebSocket frames than "
                          "stomp.max_frame_pieces allows; send each frame in one WebSocket "
@@ -1630,10 +1679,10 @@ int session_feed(session *s, void *in, size_t len)
 {
     if (s->state == SESSION_CLOSING || s->draining)
         return 0;
-    uint64_t now = server_now_ms(s->srv);
+    uint64_t now = session_now(s);
     if (len) {
         s->last_rx_ms = now;
-        server_metrics(s->srv)->bytes_in += len;
+        s->env->metrics->bytes_in += len;
     }
     if (!session_pre_connect_ok(s, len)) {
         session_drop_input(s);
@@ -1671,8 +1720,8 @@ int session_feed(session *s, void *in, size_t len)
     }
     if (s->rx_part && len &&
         rxpace_piece(&s->rx_part->pace, lws_get_socket_fd(s->wsi), len,
-                     server_conf(s->srv)->ws_rx_buffer, (uint32_t)server_conf(s->srv)->drip_pieces))
-        server_metrics(s->srv)->rx_paced++;
+                     s->env->conf->ws_rx_buffer, (uint32_t)s->env->conf->drip_pieces))
+        s->env->metrics->rx_paced++;
     if (data == s->rx.data)
         buf_consume(&s->rx, off);
     else
@@ -1683,17 +1732,16 @@ int session_feed(session *s, void *in, size_t len)
 
 /* --- lifecycle and timers ------------------------------------------------- */
 
-session *session_create(struct server *srv, session_set *set, struct lws *wsi,
-                        const char *addr)
+session *session_create(session_set *set, struct lws *wsi, const char *addr)
 {
     session *s = xcalloc(1, sizeof *s);
-    s->srv = srv;
+    s->env = set->env;
     s->addr = addr;
     s->set = set;
     s->wsi = wsi;
-    s->id = server_next_session_id(srv);
-    s->created_ms = s->last_rx_ms = s->last_tx_ms = server_now_ms(srv);
-    ratelimit_init(&s->rl, server_ratelimit(srv), s->created_ms);
+    s->id = set->next_id++;
+    s->created_ms = s->last_rx_ms = s->last_tx_ms = session_now(s);
+    ratelimit_init(&s->rl, s->env->limits, s->created_ms);
     s->state = SESSION_AWAIT_CONNECT;
     s->close_code = LWS_CLOSE_STATUS_NORMAL;
     buf_init(&s->rx);
@@ -1703,7 +1751,7 @@ session *session_create(struct server *srv, session_set *set, struct lws *wsi,
         set->head->prev = s;
     set->head = s;
     set->count++;
-    server_metrics(srv)->connections_opened++;
+    s->env->metrics->connections_opened++;
     return s;
 }
 
@@ -1716,7 +1764,7 @@ void session_destroy(session *s)
     txn_clear(&s->txns);
     inflight_deinit(&s->ops);   /* completions still to come find no session */
     if (s->online)
-        registry_offline(server_registry(s->srv), s->user);
+        registry_offline(s->env->registry, s->user);
     free(s->user);              /* user_name lives in the same block */
     jwt_claims_free(s->who);
     if (s->dirty_at)
@@ -1741,20 +1789,20 @@ void session_destroy(session *s)
     if (s->next)
         s->next->prev = s->prev;
     s->set->count--;
-    server_metrics(s->srv)->connections_closed++;
+    s->env->metrics->connections_closed++;
     free(s);
 }
 
 static void session_tick(session *s, uint64_t now)
 {
-    const server_config *c = server_conf(s->srv);
+    const server_config *c = s->env->conf;
     if (s->dead)
         return;
     if (s->rx_part)                     /* a paced frame's last bytes wait one tick at most */
         rxpace_reset(&s->rx_part->pace, lws_get_socket_fd(s->wsi));
     if (s->state == SESSION_AWAIT_CONNECT) {
         if (now - s->created_ms >= (uint64_t)c->connect_timeout_ms) {
-            server_metrics(s->srv)->connect_timeouts++;
+            s->env->metrics->connect_timeouts++;
             log_info("connect_timeout", "conn=%llu", (unsigned long long)s->id);
             session_kill(s, "connect_timeout");
         }
@@ -1762,7 +1810,7 @@ static void session_tick(session *s, uint64_t now)
     }
     if (s->token_deadline_ms && now >= s->token_deadline_ms && s->state == SESSION_CONNECTED &&
         !s->draining) {
-        server_metrics(s->srv)->token_expiries++;
+        s->env->metrics->token_expiries++;
         session_error(s, NULL, "Token expired", tokens_expired_detail);
         return;
     }
@@ -1775,21 +1823,21 @@ static void session_tick(session *s, uint64_t now)
     }
     if (!s->throttled && s->rx_since_ms && now - s->rx_since_ms >= (uint64_t)c->frame_timeout_ms &&
         s->state == SESSION_CONNECTED) {
-        server_metrics(s->srv)->frame_timeouts++;
+        s->env->metrics->frame_timeouts++;
         session_error(s, NULL, "Frame timeout",
                       "A frame was not completed within stomp.frame_timeout_ms.");
         return;
     }
     if (c->idle_timeout_ms && !s->hb_recv_ms && s->state == SESSION_CONNECTED &&
         now - s->last_rx_ms >= (uint64_t)c->idle_timeout_ms) {
-        server_metrics(s->srv)->idle_timeouts++;
+        s->env->metrics->idle_timeouts++;
         log_info("idle_timeout", "conn=%llu silent_ms=%llu", (unsigned long long)s->id,
                  (unsigned long long)(now - s->last_rx_ms));
         session_kill(s, "idle_timeout");
         return;
     }
     if (s->hb_recv_ms && now - s->last_rx_ms > (uint64_t)(s->hb_recv_ms * c->hb_grace)) {
-        server_metrics(s->srv)->heartbeat_timeouts++;
+        s->env->metrics->heartbeat_timeouts++;
         log_info("heartbeat_timeout", "conn=%llu silent_ms=%llu", (unsigned long long)s->id,
                  (unsigned long long)(now - s->last_rx_ms));
         session_kill(s, "heartbeat_timeout");
@@ -1833,26 +1881,4 @@ void session_set_restart(session_set *set)
 {
     for (session *s = set->head; s; s = s->next)
         session_restart(s);
-}
-
-size_t session_pending(const session *s)
-{
-    return s->pending;
-}
-
-bool session_hold(session *s, size_t bytes)
-{
-    return budget_charge(&s->budget, BUDGET_HELD, bytes,
-                         session_input_bytes(s) + session_output_bytes(s),
-                         server_conf(s->srv)->conn_memory);
-}
-
-void session_unhold(session *s, size_t bytes)
-{
-    budget_release(&s->budget, BUDGET_HELD, bytes);
-}
-
-uint64_t session_id(const session *s)
-{
-    return s->id;
 }

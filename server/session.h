@@ -12,7 +12,8 @@
  * iteration by session_set_flush() (or on SERVER_WRITEABLE when the socket
  * was full).
  * Every session belongs to a session_set, which the server ticks for
- * heart-beats and timeouts.
+ * heart-beats and timeouts, and which carries what the sessions borrow of
+ * the server (session_env): a session never sees the server itself.
  */
 #ifndef LECTERN_SESSION_H
 #define LECTERN_SESSION_H
@@ -20,40 +21,42 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
+#include "config.h"
 #include "metrics.h"
 #include "msg.h"
+#include "ratelimit.h"
+#include "stomp.h"
+#include "subscriber.h"
 
 struct lws;
-struct room;
-struct server;
+struct auth;
+struct presence;
+struct registry;
+struct relay;
+struct resume_env;
 
 typedef struct session session;
 typedef struct session_set session_set;
 
-enum sub_ack { SUB_ACK_AUTO, SUB_ACK_CLIENT, SUB_ACK_CLIENT_INDIVIDUAL };
-enum sub_kind { SUB_TOPIC, SUB_PRESENCE };
+/* What a server's sessions use of it. All borrowed: they outlive the set. */
+typedef struct session_env {
+    const server_config *conf;
+    metrics *metrics;
+    stomp_parser *parser;            /* shared: the loop is single-threaded */
+    const ratelimit_rules *limits;   /* limits.send_*, limits.frame_* */
+    struct relay *relay;             /* rooms: join, leave, publish */
+    struct registry *registry;       /* who is online */
+    struct presence *presence;       /* /presence/<room> subscriptions */
+    struct auth *auth;
+    const struct resume_env *resume; /* x-since replays */
+    const char *server_id;           /* names guests ("guest-<id>-<conn>") */
+    uv_loop_t *loop;                 /* its clock (uv_now) */
+} session_env;
 
-/* One SUBSCRIBE. Owned by its session; `room` and `slot` are maintained by
- * room.c while the subscription is a member of a room. */
-typedef struct subscription {
-    session *session;
-    struct room *room;
-    uint32_t slot;
-    uint8_t ack;               /* enum sub_ack */
-    uint8_t kind;              /* enum sub_kind */
-    bool utf8;                 /* id (and so prefix) is valid UTF-8 */
-    uint8_t room_len;          /* the room's name follows the id (sub->id + sub->id_len) */
-    struct subscription *next; /* the session's list */
-    uint64_t pv;               /* presence: the last version sent */
-    struct resume *resume;     /* topic: replaying history (x-since); NULL once live */
-    size_t id_len;
-    char *id;                  /* client's id, unescaped; points into mem below */
-    size_t prefix_len;
-    char prefix[];             /* "MESSAGE\nsubscription:<escaped id>\n", the id, the room */
-} subscription;
-
-session_set *session_set_create(void);
+/* env is borrowed and must outlive the set. */
+session_set *session_set_create(const session_env *env);
 /* Accepts NULL. The set must be empty: sessions are destroyed by lws first. */
 void session_set_destroy(session_set *set);
 /* Heart-beats due, dead peers, CONNECT timeouts. now_ms: loop time. */
@@ -67,11 +70,12 @@ void session_set_reap(session_set *set);
 void session_set_flush(session_set *set);
 /* Fill the live-state gauges (connections, subscriptions, pending bytes). */
 void session_set_gauges(const session_set *set, metrics_gauges *g);
+/* session_restart every session (SIGTERM). */
+void session_set_restart(session_set *set);
 
-/* A new session for an established WebSocket from client address addr.
- * Borrows srv, wsi and addr (which must outlive the session). */
-session *session_create(struct server *srv, session_set *set, struct lws *wsi,
-                        const char *addr);
+/* A new session of set for an established WebSocket from client address
+ * addr. Borrows wsi and addr (which must outlive the session). */
+session *session_create(session_set *set, struct lws *wsi, const char *addr);
 /* Leave every room, drop queued frames, free. Accepts NULL. */
 void session_destroy(session *s);
 
@@ -84,30 +88,15 @@ int session_feed(session *s, void *in, size_t len);
  * connection now (after an ERROR or DISCONNECT has been flushed). */
 int session_flush(session *s);
 
-/* Queue the MESSAGE m for one subscription (called by room_deliver). While
- * the subscription resumes (x-since), live messages are held by its resume.
- * m is the 1.2 block; the session queues the block for its own STOMP
- * version (msg_for_version). */
-void session_deliver(subscription *sub, msg *m);
-/* Queue m for sub now, bypassing a resume's hold (the resume's own replay). */
-void session_replay(subscription *sub, msg *m);
+/* The deliver hook of the room and presence indexes (subscriber.h): queue
+ * the MESSAGE m for the subscription that embeds member. While the
+ * subscription resumes (x-since), live messages are held by its resume. m
+ * is the 1.2 block; the session queues the block for its own STOMP version
+ * (msg_for_version). */
+void session_deliver(subscriber *member, msg *m);
 /* Drain for a restart: read nothing more, and once the operations in
  * flight are done and their receipts written, close with WebSocket code
  * 1012 (service restart) so that the client reconnects elsewhere. */
 void session_restart(session *s);
-/* session_restart every session (SIGTERM). */
-void session_set_restart(session_set *set);
-/* Send ERROR (message, detail) and close the connection. */
-void session_abort(session *s, const char *message, const char *detail);
-
-uint64_t session_id(const session *s);
-/* Bytes queued for the connection and not yet written. */
-size_t session_pending(const session *s);
-/* Charge `bytes` of messages held for one of s's subscriptions (a replay's
- * live messages) to its limits.conn_memory. false, charging nothing, when
- * they do not fit: the caller must then end the session. */
-bool session_hold(session *s, size_t bytes);
-/* Give back what session_hold charged. */
-void session_unhold(session *s, size_t bytes);
 
 #endif

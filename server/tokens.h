@@ -16,8 +16,8 @@
 #define LECTERN_TOKENS_H
 
 #include "auth.h"
-#include "session.h"
 #include "stomp.h"
+#include "subscription.h"
 
 #include <stdbool.h>
 #include <stdint.h>

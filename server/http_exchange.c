@@ -1,0 +1,290 @@
+/* http_exchange.c — one HTTP request's answer (see http_exchange.h).
+ *
+ * LWS_CALLBACK_HTTP starts an exchange. A response is a status, a
+ * content type and a body built whole, once, in a buffer with LWS_PRE bytes
+ * of headroom (small JSON, the metrics text, a history page). Answers known
+ * at once have their headers written in that callback and the body from
+ * HTTP_WRITEABLE, as libwebsockets requires. Answers that need Redis or
+ * MySQL (presence, history) are asynchronous: the exchange waits (state
+ * WAITING) until the registry or history calls back, then asks for a
+ * writable callback in which it writes the headers, and the body in the
+ * next ones. If the client goes away first the exchange is only marked
+ * orphaned, and the callback frees it. Errors are JSON objects with an
+ * "error" member saying why.
+ *
+ * Bodies go out HTTP_CHUNK bytes per writable callback, so lws never holds
+ * more than one chunk of ours that the socket has not taken, and a client
+ * must take the whole response within http.write_timeout_s or is dropped
+ * (a client that stops reading cannot keep its buffer, or a history slot,
+ * for ever). An exchange may hold a slot of a gate (history reads, see
+ * http_history.c); it is given back whenever the exchange ends.
+ *
+ * Invariant: an exchange in state WAITING is owned by the call it waits
+ * for (the registry's or history's callback answers or frees it); in any
+ * other state by the connection's *x, freed by http_exchange_done.
+ */
+#include "http_exchange.h"
+
+#include "gate.h"
+#include "log.h"
+#include "mem.h"
+
+#include <libwebsockets.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Body bytes per writable callback. */
+#define HTTP_CHUNK 65536
+
+enum { X_WAITING, X_READY, X_BODY };
+
+struct http_exchange {
+    struct lws *wsi;
+    int state;               /* X_WAITING: registry call in flight */
+    bool orphan;             /* the connection closed while waiting */
+    unsigned status;
+    bool challenge;          /* 401: add WWW-Authenticate: Bearer */
+    int retry_after_s;       /* > 0: add Retry-After */
+    const char *ctype;       /* static string */
+    size_t len, sent;
+    unsigned char *body;     /* LWS_PRE bytes of headroom, then len bytes */
+    void *data;              /* the route's, owned (http_exchange_keep) */
+    void (*data_free)(void *);
+    gate *slot;              /* a slot held until the exchange ends, or NULL */
+};
+
+static void http_exchange_free(http_exchange *e)
+{
+    if (!e)
+        return;
+    if (e->data_free)
+        e->data_free(e->data);
+    if (e->slot)
+        gate_leave(e->slot);
+    free(e->body);
+    free(e);
+}
+
+/* Fill e with a response (body copied). */
+static void http_set_response(http_exchange *e, unsigned status, const char *ctype,
+                              const char *body, size_t len)
+{
+    free(e->body);
+    e->status = status;
+    e->ctype = ctype;
+    e->len = len;
+    e->body = xmalloc(LWS_PRE + len);
+    memcpy(e->body + LWS_PRE, body, len);
+}
+
+static const char http_challenge[] = "Bearer realm=\"lectern\"";
+
+/* Write the headers of the exchange in *x and ask for the body's writable
+ * callback. When the write fails (the client is gone) the exchange is freed
+ * here and *x cleared: the caller returns -1, and lws closes a connection
+ * whose callback failed without any further callback that could free it. */
+static int http_write_headers(http_exchange **x)
+{
+    http_exchange *e = *x;
+    const http_exchange_conf *conf = lws_get_protocol(e->wsi)->user;
+    unsigned char hdr[LWS_PRE + 1024];
+    unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+    char retry[16];
+    int nretry = snprintf(retry, sizeof retry, "%d", e->retry_after_s);
+    if (lws_add_http_common_headers(e->wsi, e->status, e->ctype, (lws_filepos_t)e->len, &p,
+                                    end) ||
+        lws_add_http_header_by_name(e->wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-store", 8, &p, end) ||
+        (e->challenge &&
+         lws_add_http_header_by_name(e->wsi, (const unsigned char *)"www-authenticate:",
+                                     (const unsigned char *)http_challenge,
+                                     (int)sizeof http_challenge - 1, &p, end)) ||
+        (e->retry_after_s > 0 &&
+         lws_add_http_header_by_name(e->wsi, (const unsigned char *)"retry-after:",
+                                     (const unsigned char *)retry, nretry, &p, end)) ||
+        lws_finalize_write_http_header(e->wsi, start, &p, end)) {
+        log_debug("http_write_failed", "status=%u part=headers", e->status);
+        http_exchange_done(x);
+        return -1;
+    }
+    e->state = X_BODY;
+    /* The whole response within http.write_timeout_s, or the connection
+     * goes (lws closes it; http_done then frees the exchange). */
+    lws_set_timeout(e->wsi, PENDING_TIMEOUT_HTTP_CONTENT, conf->write_timeout_s);
+    lws_callback_on_writable(e->wsi);
+    return 0;
+}
+
+static http_exchange *http_exchange_new(struct lws *wsi, http_exchange **x)
+{
+    http_exchange_done(x);
+    http_exchange *e = xcalloc(1, sizeof *e);
+    e->wsi = wsi;
+    e->state = X_READY;     /* answered now; http_exchange_wait makes it X_WAITING */
+    *x = e;
+    return e;
+}
+
+int http_exchange_respond(struct lws *wsi, http_exchange **x, unsigned status,
+                        const char *ctype, const char *body, size_t len)
+{
+    http_exchange *e = http_exchange_new(wsi, x);
+    http_set_response(e, status, ctype, body, len);
+    return http_write_headers(x);
+}
+
+static char *http_json_text(json_t *v, size_t *len)
+{
+    char *text = json_dumps(v, JSON_COMPACT);
+    *len = text ? strlen(text) : 0;
+    return text;
+}
+
+int http_exchange_json(struct lws *wsi, http_exchange **x, unsigned status, json_t *v)
+{
+    size_t len;
+    char *text = http_json_text(v, &len);
+    json_decref(v);
+    if (!text)
+        return -1;
+    int r = http_exchange_respond(wsi, x, status, "application/json", text, len);
+    free(text);
+    return r;
+}
+
+int http_exchange_error(struct lws *wsi, http_exchange **x, unsigned status, const char *why)
+{
+    return http_exchange_json(wsi, x, status, json_pack("{s:s}", "error", why));
+}
+
+int http_exchange_busy(struct lws *wsi, http_exchange **x, const char *why, int retry_after_s)
+{
+    json_t *v = json_pack("{s:s}", "error", why);
+    size_t len;
+    char *text = http_json_text(v, &len);
+    json_decref(v);
+    if (!text)
+        return -1;
+    http_exchange *e = http_exchange_new(wsi, x);
+    http_set_response(e, HTTP_STATUS_SERVICE_UNAVAILABLE, "application/json", text, len);
+    free(text);
+    e->retry_after_s = retry_after_s;
+    return http_write_headers(x);
+}
+
+void http_exchange_answer_json(http_exchange *e, json_t *value, const char *why)
+{
+    if (e->orphan) {
+        http_exchange_free(e);
+        return;
+    }
+    size_t len;
+    char *text = value ? http_json_text(value, &len) : NULL;
+    if (text)
+        http_set_response(e, HTTP_STATUS_OK, "application/json", text, len);
+    else {
+        json_t *v = json_pack("{s:s}", "error", why);
+        text = v ? http_json_text(v, &len) : NULL;
+        json_decref(v);
+        http_set_response(e, HTTP_STATUS_SERVICE_UNAVAILABLE, "application/json",
+                          text ? text : "{}", text ? len : 2);
+    }
+    free(text);
+    e->state = X_READY;
+    lws_callback_on_writable(e->wsi);
+}
+
+http_exchange *http_exchange_wait(struct lws *wsi, http_exchange **x)
+{
+    http_exchange *e = http_exchange_new(wsi, x);
+    e->state = X_WAITING;
+    return e;
+}
+
+void http_exchange_unwait(http_exchange *e)
+{
+    e->state = X_READY;
+}
+
+bool http_exchange_orphaned(const http_exchange *e)
+{
+    return e->orphan;
+}
+
+void http_exchange_hold(http_exchange *e, gate *g)
+{
+    e->slot = g;
+}
+
+void http_exchange_keep(http_exchange *e, void *data, void (*free_fn)(void *))
+{
+    e->data = data;
+    e->data_free = free_fn;
+}
+
+void *http_exchange_data(const http_exchange *e)
+{
+    return e->data;
+}
+
+void http_exchange_answer(http_exchange *e, unsigned status, const char *ctype, size_t len,
+                 http_fill_fn fill, void *ctx)
+{
+    if (e->orphan) {
+        http_exchange_free(e);
+        return;
+    }
+    free(e->body);
+    e->status = status;
+    e->ctype = ctype;
+    e->len = len;
+    e->body = xmalloc(LWS_PRE + len);
+    fill(ctx, e->body + LWS_PRE);
+    e->state = X_READY;
+    lws_callback_on_writable(e->wsi);
+}
+
+int http_exchange_unauthorized(struct lws *wsi, http_exchange **x)
+{
+    static const char body[] = "{\"error\":\"authentication required\"}";
+    http_exchange *e = http_exchange_new(wsi, x);
+    e->challenge = true;
+    http_set_response(e, HTTP_STATUS_UNAUTHORIZED, "application/json", body, sizeof body - 1);
+    return http_write_headers(x);
+}
+
+int http_exchange_writeable(struct lws *wsi, http_exchange **x)
+{
+    http_exchange *e = *x;
+    if (!e || e->state == X_WAITING)
+        return 0;
+    if (e->state == X_READY)
+        return http_write_headers(x);
+    /* The bytes before this chunk have gone out: they serve as its LWS_PRE. */
+    size_t n = e->len - e->sent < HTTP_CHUNK ? e->len - e->sent : HTTP_CHUNK;
+    bool last = e->sent + n == e->len;
+    int w = lws_write(wsi, e->body + LWS_PRE + e->sent, n,
+                      last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
+    if (w < 0) {
+        http_exchange_done(x);
+        return -1;
+    }
+    e->sent += n;
+    if (!last) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    http_exchange_done(x);
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+void http_exchange_done(http_exchange **x)
+{
+    http_exchange *e = *x;
+    *x = NULL;
+    if (e && e->state == X_WAITING)
+        e->orphan = true;       /* the registry callback frees it */
+    else
+        http_exchange_free(e);
+}

@@ -1,0 +1,82 @@
+/* http_exchange.h — one HTTP request's answer, from the callback that
+ * starts it to the last byte written.
+ *
+ * Routes (http.c, http_history.c) answer through this module and never
+ * write to lws themselves: at once (http_exchange_respond, _json, _error,
+ * _busy, _unauthorized) or later (http_exchange_wait, then exactly one
+ * _answer or _answer_json). The lws callbacks of the connection drive the
+ * rest (http_exchange_writeable, http_exchange_done).
+ *
+ * The server sets an http_exchange_conf as the user pointer of each of its
+ * lws protocols (lws_protocols.user); exchanges read their write timeout
+ * there.
+ */
+#ifndef LECTERN_HTTP_EXCHANGE_H
+#define LECTERN_HTTP_EXCHANGE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct gate;
+struct lws;
+
+typedef struct http_exchange http_exchange;
+
+/* What every exchange of a server shares (the protocols' user pointer). */
+typedef struct http_exchange_conf {
+    int write_timeout_s;     /* http.write_timeout_s: the whole response by then */
+} http_exchange_conf;
+
+/* Answer now (from LWS_CALLBACK_HTTP): status, a static content type and
+ * len bytes of body (copied). *x receives the exchange, replacing any
+ * before. Each returns lws's convention: 0 to continue, -1 to close. */
+int http_exchange_respond(struct lws *wsi, http_exchange **x, unsigned status,
+                          const char *ctype, const char *body, size_t len);
+/* The same with a JSON body (takes ownership of v). */
+int http_exchange_json(struct lws *wsi, http_exchange **x, unsigned status, json_t *v);
+/* {"error": why} with status. */
+int http_exchange_error(struct lws *wsi, http_exchange **x, unsigned status, const char *why);
+/* 503 {"error": why} with Retry-After: retry_after_s. */
+int http_exchange_busy(struct lws *wsi, http_exchange **x, const char *why, int retry_after_s);
+/* 401 {"error":"authentication required"} with a Bearer challenge. */
+int http_exchange_unauthorized(struct lws *wsi, http_exchange **x);
+
+/* Start an exchange whose answer comes later, through http_exchange_answer
+ * or http_exchange_answer_json (exactly once). */
+http_exchange *http_exchange_wait(struct lws *wsi, http_exchange **x);
+/* No answer will come for e after all (the call that would have given it
+ * refused at once): e may now be replaced by an immediate answer. */
+void http_exchange_unwait(http_exchange *e);
+/* Has the client gone while e waited? (Its answer will only free it.) */
+bool http_exchange_orphaned(const http_exchange *e);
+
+/* e holds a slot of g (taken by the caller); it is given back when the
+ * exchange ends, answered or not. */
+void http_exchange_hold(http_exchange *e, struct gate *g);
+/* e owns data until it ends (free_fn(data) then); for the route that
+ * answers it later. http_exchange_data returns it. */
+void http_exchange_keep(http_exchange *e, void *data, void (*free_fn)(void *));
+void *http_exchange_data(const http_exchange *e);
+
+/* Fills dst with the len bytes of a body. */
+typedef void (*http_fill_fn)(void *ctx, unsigned char *dst);
+
+/* The answer of an exchange from http_exchange_wait: status, content type
+ * (a static string) and a body of len bytes, written by fill into the one
+ * buffer that goes out. When the client has gone meanwhile, the exchange is
+ * freed instead (fill is not called). e is not to be used afterwards. */
+void http_exchange_answer(http_exchange *e, unsigned status, const char *ctype, size_t len,
+                          http_fill_fn fill, void *ctx);
+/* The answer as JSON (value borrowed); value NULL: 503 {"error": why}. As
+ * http_exchange_answer otherwise. */
+void http_exchange_answer_json(http_exchange *e, json_t *value, const char *why);
+
+/* LWS_CALLBACK_HTTP_WRITEABLE: write the headers, or the next chunk of the
+ * body. */
+int http_exchange_writeable(struct lws *wsi, http_exchange **x);
+/* The exchange is over (connection closed or protocol dropped). Accepts
+ * *x == NULL. */
+void http_exchange_done(http_exchange **x);
+
+#endif

@@ -1,0 +1,47 @@
+/* subscription.h — one SUBSCRIBE of a connection: the record the session
+ * keeps, its output queue points to, and token refresh reads.
+ *
+ * A subscription embeds the subscriber (subscriber.h) that its room or
+ * presence index holds; those modules see only that part, and reach the
+ * subscription back through the index's deliver hook (subscription_of).
+ * The record is one allocation: the fixed part, then the MESSAGE prefix
+ * ("MESSAGE\nsubscription:<escaped id>\n", written in front of every
+ * delivery), then the id unescaped, then the room's name.
+ */
+#ifndef LECTERN_SUBSCRIPTION_H
+#define LECTERN_SUBSCRIPTION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "subscriber.h"
+
+struct session;
+struct resume;
+
+enum sub_ack { SUB_ACK_AUTO, SUB_ACK_CLIENT, SUB_ACK_CLIENT_INDIVIDUAL };
+enum sub_kind { SUB_TOPIC, SUB_PRESENCE };
+
+typedef struct subscription {
+    subscriber member;         /* first: what rooms and presence hold */
+    struct session *session;   /* the owner */
+    uint8_t ack;               /* enum sub_ack */
+    uint8_t kind;              /* enum sub_kind */
+    bool utf8;                 /* id (and so prefix) is valid UTF-8 */
+    uint8_t room_len;          /* the room's name follows the id (sub->id + sub->id_len) */
+    struct subscription *next; /* the session's list */
+    struct resume *resume;     /* topic: replaying history (x-since); NULL once live */
+    size_t id_len;
+    char *id;                  /* client's id, unescaped; points into prefix[] */
+    size_t prefix_len;
+    char prefix[];             /* the MESSAGE prefix, the id, the room */
+} subscription;
+
+/* The subscription that embeds m. */
+static inline subscription *subscription_of(subscriber *m)
+{
+    return (subscription *)(void *)((char *)m - offsetof(subscription, member));
+}
+
+#endif
