@@ -365,9 +365,9 @@ static int http_stats(const http_env *env, struct lws *wsi, http_exchange **x)
     const char *unready;
     int ready = env->ready(env->ctx, &unready);
     json_t *errors = json_object();
-    for (int i = 0; i < METRICS_ERROR_REASONS; i++)
+    for (int i = 0; i < ERROR_REASON_COUNT; i++)
         if (m->errors_by_reason[i])
-            json_object_set_new(errors, metrics_error_name(i),
+            json_object_set_new(errors, error_reason_message((error_reason)i),
                                 json_integer((json_int_t)m->errors_by_reason[i]));
     json_t *v = json_pack(
         "{s:s, s:s, s:I, s:b,"

@@ -12,34 +12,6 @@
 
 /* The summaries session.c puts in ERROR frames (docs/protocol.md); the
  * last row collects anything else. */
-static const char *const metrics_reasons[] = {
-    "Malformed frame", "Not connected", "Already connected",
-    "Supported protocol versions are 1.0,1.1,1.2", "Invalid heart-beat header",
-    "Missing header", "Unknown destination", "Invalid destination", "Read-only destination",
-    "Invalid identity", "Access refused", "Frame timeout", "Service unavailable",
-    "Message not stored", "Message too large for storage", "Invalid x-since", "Resume failed", "Duplicate subscription id",
-    "Unknown subscription", "Invalid ack mode", "Too many subscriptions",
-    "Duplicate transaction", "Unknown transaction", "Too many transactions",
-    "Transaction too large", "Unexpected frame", "Token expired", "Connection memory limit",
-    "Frame in too many pieces",
-    "other",
-};
-#define METRICS_NREASONS (sizeof metrics_reasons / sizeof metrics_reasons[0])
-_Static_assert(METRICS_NREASONS <= METRICS_ERROR_REASONS, "raise METRICS_ERROR_REASONS");
-
-int metrics_error_reason(const char *message)
-{
-    for (size_t i = 0; i + 1 < METRICS_NREASONS; i++)
-        if (!strcmp(message, metrics_reasons[i]))
-            return (int)i;
-    return (int)METRICS_NREASONS - 1;
-}
-
-const char *metrics_error_name(int reason)
-{
-    return reason >= 0 && (size_t)reason < METRICS_NREASONS ? metrics_reasons[reason] : "other";
-}
-
 void metrics_init(metrics *m)
 {
     memset(m, 0, sizeof *m);
@@ -221,9 +193,9 @@ void metrics_render(const metrics *m, const metrics_gauges *g, buf *out)
 
     metrics_family(out, "lectern_stomp_errors_by_reason_total", "counter",
                    "ERROR frames sent, by their message header (docs/protocol.md).");
-    for (size_t i = 0; i < METRICS_NREASONS; i++)
+    for (int i = 0; i < ERROR_REASON_COUNT; i++)
         buf_printf(out, "lectern_stomp_errors_by_reason_total{reason=\"%s\"} %llu\n",
-                   metrics_reasons[i], (unsigned long long)m->errors_by_reason[i]);
+                   error_reason_message((error_reason)i), (unsigned long long)m->errors_by_reason[i]);
 
     histogram_render(&m->delivery, "lectern_delivery_seconds",
                      "SEND accepted (its server timestamp) to MESSAGE written to a subscriber's "

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "error_reason.h"
 #include "histogram.h"
 #include "stomp.h"
 
@@ -18,8 +19,6 @@
 enum { METRICS_OUT_MESSAGE, METRICS_OUT_RECEIPT, METRICS_OUT_ERROR, METRICS_OUT_CONNECTED,
        METRICS_OUT_HEARTBEAT, METRICS_OUT_COUNT };
 
-/* ERROR frames by their message (lectern_stomp_errors_by_reason_total). */
-#define METRICS_ERROR_REASONS 32
 
 typedef struct metrics {
     uint64_t connections_opened;
@@ -50,7 +49,7 @@ typedef struct metrics {
     uint64_t idle_timeouts;
     uint64_t restart_closes;               /* connections closed with 1012 by a drain */
     uint64_t frames_out[METRICS_OUT_COUNT];
-    uint64_t errors_by_reason[METRICS_ERROR_REASONS];   /* metrics_error_reason() */
+    uint64_t errors_by_reason[ERROR_REASON_COUNT];   /* ERROR frames, by reason */
     histogram delivery;                    /* SEND accepted -> MESSAGE written (sampled) */
     uint64_t http_requests;
 } metrics;
@@ -108,11 +107,6 @@ typedef struct metrics_gauges {
 /* Zero m (histograms included). */
 void metrics_init(metrics *m);
 
-/* The reason index of an ERROR frame's message (the summaries of
- * docs/protocol.md are static strings; an unknown one is "other"). */
-int metrics_error_reason(const char *message);
-/* The message of a reason index. */
-const char *metrics_error_name(int reason);
 
 /* Append the Prometheus text exposition (version 0.0.4) to out. */
 void metrics_render(const metrics *m, const metrics_gauges *g, buf *out);

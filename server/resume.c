@@ -173,7 +173,7 @@ static void resume_on_page(void *ctx, const history_page *page)
                  "The messages after x-since could not be read (%s). Reconnect and "
                  "subscribe again with the same x-since.", page->why ? page->why : "unavailable");
         resume_free(rs);
-        sink->abort(sub, "Resume failed", detail);
+        sink->abort(sub, ERROR_RESUME_FAILED, detail);
         return;
     }
     relay *r = rs->env->relay;
@@ -260,7 +260,7 @@ static void resume_slow(resume *rs, const char *detail)
     const resume_sink *sink = rs->sink;
     rs->env->metrics->slow_consumers++;
     resume_cancel(rs);
-    sink->abort(sub, "Slow consumer", detail);
+    sink->abort(sub, ERROR_SLOW_CONSUMER, detail);
 }
 
 bool resume_hold(resume *rs, msg *m)

@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "error_reason.h"
 #include "gate.h"
 #include "history.h"
 #include "metrics.h"
@@ -59,9 +60,9 @@ typedef struct resume_sink {
     bool (*hold)(void *ctx, size_t bytes);
     /* Give back what hold charged. */
     void (*unhold)(void *ctx, size_t bytes);
-    /* ERROR (message, detail) and close the connection; the resume has
+    /* ERROR (reason, detail) and close the connection; the resume has
      * detached itself first. */
-    void (*abort)(void *ctx, const char *message, const char *detail);
+    void (*abort)(void *ctx, error_reason reason, const char *detail);
 } resume_sink;
 
 /* Begin resuming a topic subscription (ctx, with the hooks of sink) that

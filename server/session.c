@@ -65,6 +65,7 @@
 #include "auth.h"
 #include "budget.h"
 #include "config.h"
+#include "error_reason.h"
 #include "inflight.h"
 #include "log.h"
 #include "mem.h"
@@ -658,12 +659,13 @@ static void session_receipt(session *s, const stomp_frame *f)
 /* Queue ERROR and close once it is written. `message` is the short summary
  * for the header; `detail` (may be NULL) goes in the body. `extra` is an
  * optional additional "name:value" header, unescaped. */
-static void session_error_x(session *s, const stomp_frame *f, const char *message,
+static void session_error_x(session *s, const stomp_frame *f, error_reason reason,
                             const char *detail, size_t detail_len, const char *extra_name,
                             const char *extra_value)
 {
     if (s->state == SESSION_CLOSING)
         return;
+    const char *message = error_reason_message(reason);
     bool esc = session_escapes(s);
     buf b;
     buf_init(&b);
@@ -694,27 +696,27 @@ static void session_error_x(session *s, const stomp_frame *f, const char *messag
              f ? stomp_command_name(f->command) : "-",
              log_q(q, sizeof q, message, strlen(message)));
     s->env->metrics->stomp_errors++;
-    s->env->metrics->errors_by_reason[metrics_error_reason(message)]++;
+    s->env->metrics->errors_by_reason[reason]++;
     s->close_code = LWS_CLOSE_STATUS_PROTOCOL_ERR;
     s->close_reason = "STOMP ERROR";
 }
 
-static void session_error(session *s, const stomp_frame *f, const char *message,
+static void session_error(session *s, const stomp_frame *f, error_reason reason,
                           const char *detail)
 {
-    session_error_x(s, f, message, detail, detail ? strlen(detail) : 0, NULL, NULL);
+    session_error_x(s, f, reason, detail, detail ? strlen(detail) : 0, NULL, NULL);
 }
 
 
 /* ERROR whose body is a fixed text followed by a client-supplied value. */
-static void session_error_with(session *s, const stomp_frame *f, const char *message,
+static void session_error_with(session *s, const stomp_frame *f, error_reason reason,
                                const char *text, const stomp_str *value)
 {
     buf body;
     buf_init(&body);
     buf_append_str(&body, text);
     buf_append(&body, value->p, value->len);
-    session_error_x(s, f, message, body.data, body.len, NULL, NULL);
+    session_error_x(s, f, reason, body.data, body.len, NULL, NULL);
     buf_deinit(&body);
 }
 
@@ -733,7 +735,7 @@ static void session_over_budget(session *s, const stomp_frame *f, size_t need)
     log_info("conn_memory", "conn=%llu held=%zu need=%zu limit=%zu", (unsigned long long)s->id,
              session_held(s), need, c->conn_memory);
     budget_release(&s->budget, BUDGET_TXN, txn_clear(&s->txns));
-    session_error_x(s, f, "Connection memory limit", body.data, body.len, NULL, NULL);
+    session_error_x(s, f, ERROR_CONN_MEMORY, body.data, body.len, NULL, NULL);
     buf_deinit(&body);
     lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, SESSION_SLOW_CLOSE_S);
 }
@@ -755,7 +757,7 @@ static const stomp_str *session_require(session *s, const stomp_frame *f, const 
         char detail[160];
         snprintf(detail, sizeof detail, "%s frame requires the '%s' header",
                  stomp_command_name(f->command), name);
-        session_error(s, f, "Missing header", detail);
+        session_error(s, f, ERROR_MISSING_HEADER, detail);
     }
     return v;
 }
@@ -815,7 +817,7 @@ static void session_refuse(session *s, const stomp_frame *f, const char *why)
     s->env->metrics->auth_failures++;
     log_info("auth_failed", "conn=%llu addr=%s reason=%s", (unsigned long long)s->id,
              s->addr ? s->addr : "-", why);
-    session_error(s, f, "Access refused", "Authentication failed.");
+    session_error(s, f, ERROR_ACCESS_REFUSED, "Authentication failed.");
 }
 
 /* Set s->user, s->user_name and s->role from CONNECT: with auth.mode=jwt
@@ -863,7 +865,7 @@ static int session_identify(session *s, const stomp_frame *f)
         const stomp_str *dname = stomp_frame_header(f, "x-display-name");
         const stomp_str *role = stomp_frame_header(f, "x-role");
         if ((login && login->len > 128) || (dname && dname->len > 128)) {
-            session_error(s, f, "Invalid identity",
+            session_error(s, f, ERROR_INVALID_IDENTITY,
                           "login and x-display-name are limited to 128 bytes.");
             return -1;
         }
@@ -903,14 +905,14 @@ static void on_connect(session *s, const stomp_frame *f)
     const server_config *c = s->env->conf;
 
     if (s->state != SESSION_AWAIT_CONNECT) {
-        session_error(s, f, "Already connected", "CONNECT was sent twice on one connection");
+        session_error(s, f, ERROR_ALREADY_CONNECTED, "CONNECT was sent twice on one connection");
         return;
     }
     const stomp_str *av = stomp_frame_header(f, "accept-version");
     int version = av ? pick_version(av) : STOMP_V10;
     if (!version) {
         static const char why[] = "None of the versions in accept-version is supported.";
-        session_error_x(s, f, "Supported protocol versions are 1.0,1.1,1.2", why,
+        session_error_x(s, f, ERROR_UNSUPPORTED_VERSION, why,
                         sizeof why - 1, "version", "1.0,1.1,1.2");
         return;
     }
@@ -919,7 +921,7 @@ static void on_connect(session *s, const stomp_frame *f)
     uint64_t cx = 0, cy = 0;
     const stomp_str *hb = stomp_frame_header(f, "heart-beat");
     if (hb && parse_heartbeat(hb, &cx, &cy) < 0) {
-        session_error_with(s, f, "Invalid heart-beat header",
+        session_error_with(s, f, ERROR_INVALID_HEARTBEAT,
                            "heart-beat must be two integers \"cx,cy\"; got: ", hb);
         return;
     }
@@ -973,9 +975,9 @@ static void session_resume_unhold(void *ctx, size_t bytes)
     budget_release(&((subscription *)ctx)->session->budget, BUDGET_HELD, bytes);
 }
 
-static void session_resume_abort(void *ctx, const char *message, const char *detail)
+static void session_resume_abort(void *ctx, error_reason reason, const char *detail)
 {
-    session_error(((subscription *)ctx)->session, NULL, message, detail);
+    session_error(((subscription *)ctx)->session, NULL, reason, detail);
 }
 
 static const resume_sink session_resume_sink = {
@@ -995,13 +997,13 @@ static int session_room(session *s, const stomp_frame *f, const stomp_str *dest,
 {
     int r = room_destination(dest, (size_t)s->env->conf->max_room_name, name);
     if (r == ROOM_DEST_UNKNOWN) {
-        session_error_with(s, f, "Unknown destination",
+        session_error_with(s, f, ERROR_UNKNOWN_DESTINATION,
                            "Destinations are /topic/<room> and /presence/<room>; "
                            "unknown destination: ", dest);
         return -1;
     }
     if (r == ROOM_DEST_INVALID) {
-        session_error_with(s, f, "Invalid destination",
+        session_error_with(s, f, ERROR_INVALID_DESTINATION,
                            "Room names are 1 to stomp.max_room_name characters of "
                            "A-Z a-z 0-9 . _ ~ -; invalid destination: ", dest);
         return -1;
@@ -1012,7 +1014,7 @@ static int session_room(session *s, const stomp_frame *f, const stomp_str *dest,
         log_info("access_denied", "conn=%llu user=%s action=%s room=%s",
                  (unsigned long long)s->id, s->user, act == AUTH_SEND ? "send" : "read",
                  log_q(q, sizeof q, name->p, name->len));
-        session_error_with(s, f, "Access refused",
+        session_error_with(s, f, ERROR_ACCESS_REFUSED,
                            act == AUTH_SEND ? "Not permitted to send to: "
                                             : "Not permitted to read: ", dest);
         return -1;
@@ -1022,7 +1024,7 @@ static int session_room(session *s, const stomp_frame *f, const stomp_str *dest,
 
 static void session_unavailable(session *s, const stomp_frame *f)
 {
-    session_error(s, f, "Service unavailable",
+    session_error(s, f, ERROR_SERVICE_UNAVAILABLE,
                   "The cluster cannot take this now (its Redis registry or RabbitMQ bus "
                   "is unreachable); nothing was done. Reconnect and try again.");
 }
@@ -1074,7 +1076,7 @@ static void session_on_published(void *ctx, bool ok)
     if (!s)
         return;
     if (!ok) {
-        session_error(s, NULL, "Message not stored",
+        session_error(s, NULL, ERROR_MESSAGE_NOT_STORED,
                       "The cluster could not confirm that the message was stored durably "
                       "(Redis or RabbitMQ unavailable); it may or may not have been "
                       "delivered. Reconnect and send it again.");
@@ -1119,19 +1121,19 @@ static void on_subscribe(session *s, const stomp_frame *f)
     if (kind < 0)
         return;
     if (session_find_sub(s, id->p, id->len)) {
-        session_error_with(s, f, "Duplicate subscription id",
+        session_error_with(s, f, ERROR_DUPLICATE_SUBSCRIPTION,
                            "This connection already has a subscription with id: ", id);
         return;
     }
     if (s->nsubs >= (uint32_t)c->max_subscriptions) {
-        session_error(s, f, "Too many subscriptions",
+        session_error(s, f, ERROR_TOO_MANY_SUBSCRIPTIONS,
                       "This connection reached stomp.max_subscriptions.");
         return;
     }
     const stomp_str *since_h = stomp_frame_header(f, "x-since");
     msgid since;
     if (since_h && (kind != ROOM_DEST_TOPIC || msgid_parse(since_h->p, since_h->len, &since) < 0)) {
-        session_error_with(s, f, "Invalid x-since",
+        session_error_with(s, f, ERROR_INVALID_SINCE,
                            "x-since takes a message id (<ms>-<n>, as in message-id) and only "
                            "on /topic/ destinations; got: ", since_h);
         return;
@@ -1146,7 +1148,7 @@ static void on_subscribe(session *s, const stomp_frame *f)
         else if (stomp_str_eq(am, "client-individual"))
             ack = SUB_ACK_CLIENT_INDIVIDUAL;
         else {
-            session_error_with(s, f, "Invalid ack mode",
+            session_error_with(s, f, ERROR_INVALID_ACK_MODE,
                                "ack must be auto, client or client-individual; got: ", am);
             return;
         }
@@ -1279,7 +1281,7 @@ static void on_unsubscribe(session *s, const stomp_frame *f)
     }
     subscription *sub = session_find_sub(s, id->p, id->len);
     if (!sub) {
-        session_error_with(s, f, "Unknown subscription",
+        session_error_with(s, f, ERROR_UNKNOWN_SUBSCRIPTION,
                            "No subscription on this connection has id: ", id);
         return;
     }
@@ -1299,13 +1301,13 @@ static bool session_buffer_in_txn(session *s, const stomp_frame *f)
         return false;
     txn *t = txn_find(&s->txns, tn->p, tn->len);
     if (!t) {
-        session_error_with(s, f, "Unknown transaction",
+        session_error_with(s, f, ERROR_UNKNOWN_TRANSACTION,
                            "No transaction was begun with the name: ", tn);
         return true;
     }
     if (f->command == STOMP_CMD_SEND) {
         if (txn_bytes(t) + stomp_frame_footprint(f) > s->env->conf->max_transaction_bytes) {
-            session_error(s, f, "Transaction too large",
+            session_error(s, f, ERROR_TRANSACTION_TOO_LARGE,
                           "The transaction would exceed stomp.max_transaction_bytes.");
             return true;
         }
@@ -1355,7 +1357,7 @@ static void on_token(session *s, const stomp_frame *f)
         return;
     case TOKENS_ROOM_LOST:
         s->env->metrics->access_denied++;
-        session_error_with(s, f, "Access refused", "Not permitted to read: ",
+        session_error_with(s, f, ERROR_ACCESS_REFUSED, "Not permitted to read: ",
                            &(stomp_str){ r.lost, strlen(r.lost) });
         return;
     case TOKENS_OK:
@@ -1383,7 +1385,7 @@ static void on_send(session *s, const stomp_frame *f)
     if (kind < 0)
         return;
     if (kind == ROOM_DEST_PRESENCE) {
-        session_error_with(s, f, "Read-only destination",
+        session_error_with(s, f, ERROR_READ_ONLY_DESTINATION,
                            "Presence is published by the server; SEND is not allowed to: ", dest);
         return;
     }
@@ -1391,7 +1393,7 @@ static void on_send(session *s, const stomp_frame *f)
     char why[400];
     if (relay_check_send(s->env->relay, &name, f, s->user, s->user_name,
                          auth_role_name((jwt_role)s->role), why, sizeof why) < 0) {
-        session_error(s, f, "Message too large for storage", why);
+        session_error(s, f, ERROR_TOO_LARGE_FOR_STORAGE, why);
         return;
     }
     if (session_buffer_in_txn(s, f))
@@ -1428,12 +1430,12 @@ static void on_begin(session *s, const stomp_frame *f)
     if (!tn)
         return;
     if (txn_find(&s->txns, tn->p, tn->len)) {
-        session_error_with(s, f, "Duplicate transaction",
+        session_error_with(s, f, ERROR_DUPLICATE_TRANSACTION,
                            "A transaction with this name is already open: ", tn);
         return;
     }
     if (s->txns.n >= (uint32_t)s->env->conf->max_transactions) {
-        session_error(s, f, "Too many transactions",
+        session_error(s, f, ERROR_TOO_MANY_TRANSACTIONS,
                       "This connection reached stomp.max_transactions.");
         return;
     }
@@ -1452,7 +1454,7 @@ static void on_commit_or_abort(session *s, const stomp_frame *f)
         return;
     txn *t = txn_find(&s->txns, tn->p, tn->len);
     if (!t) {
-        session_error_with(s, f, "Unknown transaction",
+        session_error_with(s, f, ERROR_UNKNOWN_TRANSACTION,
                            "No transaction was begun with the name: ", tn);
         return;
     }
@@ -1485,7 +1487,7 @@ static void session_handle(session *s, const stomp_frame *f)
 {
     if (s->state == SESSION_AWAIT_CONNECT && f->command != STOMP_CMD_CONNECT &&
         f->command != STOMP_CMD_STOMP) {
-        session_error(s, f, "Not connected", "The first frame must be CONNECT or STOMP.");
+        session_error(s, f, ERROR_NOT_CONNECTED, "The first frame must be CONNECT or STOMP.");
         return;
     }
     /* A receipt that will wait (behind operations in flight, or this
@@ -1513,7 +1515,7 @@ static void session_handle(session *s, const stomp_frame *f)
         char detail[96];
         snprintf(detail, sizeof detail, "%s is a server frame; clients may not send it",
                  stomp_command_name(f->command));
-        session_error(s, f, "Unexpected frame", detail);
+        session_error(s, f, ERROR_UNEXPECTED_FRAME, detail);
         break;
     }
     }
@@ -1603,7 +1605,7 @@ static size_t session_parse(session *s, char *data, size_t n)
         if (r == STOMP_AGAIN)
             break;
         if (r == STOMP_BAD) {
-            session_error(s, NULL, "Malformed frame", parser->err);
+            session_error(s, NULL, ERROR_MALFORMED_FRAME, parser->err);
             break;
         }
         off += (size_t)r;
@@ -1627,9 +1629,9 @@ static size_t session_parse(session *s, char *data, size_t n)
  * a polite close waits for the peer's close frame, which comes after
  * whatever it has queued, and reading that would cost what the refusal
  * saves. lws gives up on the close handshake after its close timeout. */
-static void session_refuse_flood(session *s, const char *message, const char *detail)
+static void session_refuse_flood(session *s, error_reason reason, const char *detail)
 {
-    session_error(s, NULL, message, detail);
+    session_error(s, NULL, reason, detail);
     lws_rx_flow_control(s->wsi, 0);
 }
 
@@ -1648,7 +1650,7 @@ static bool session_pre_connect_ok(session *s, size_t len)
     s->pre_bytes = s->pre_bytes + len > cap ? (uint32_t)cap + 1 : s->pre_bytes + (uint32_t)len;
     if (s->pre_bytes <= cap)
         return true;
-    session_refuse_flood(s, "Not connected",
+    session_refuse_flood(s, ERROR_NOT_CONNECTED,
                          "Only one CONNECT frame (at most stomp.max_frame bytes) may come "
                          "before CONNECTED.");
     return false;
@@ -1668,7 +1670,7 @@ static bool session_count_piece(session *s)
     if (++s->rx_part->ws_frames <= (uint32_t)max)
         return true;
     s->env->metrics->pieces_refused++;
-    session_refuse_flood(s, "Frame in too many pieces",
+    session_refuse_flood(s, ERROR_TOO_MANY_PIECES,
                          "A STOMP frame was split across more WebSocket frames than "
                          "stomp.max_frame_pieces allows; send each frame in one WebSocket "
                          "message.");
@@ -1811,7 +1813,7 @@ static void session_tick(session *s, uint64_t now)
     if (s->token_deadline_ms && now >= s->token_deadline_ms && s->state == SESSION_CONNECTED &&
         !s->draining) {
         s->env->metrics->token_expiries++;
-        session_error(s, NULL, "Token expired", tokens_expired_detail);
+        session_error(s, NULL, ERROR_TOKEN_EXPIRED, tokens_expired_detail);
         return;
     }
     if (s->throttled && session_may_read(s, now)) {
@@ -1824,7 +1826,7 @@ static void session_tick(session *s, uint64_t now)
     if (!s->throttled && s->rx_since_ms && now - s->rx_since_ms >= (uint64_t)c->frame_timeout_ms &&
         s->state == SESSION_CONNECTED) {
         s->env->metrics->frame_timeouts++;
-        session_error(s, NULL, "Frame timeout",
+        session_error(s, NULL, ERROR_FRAME_TIMEOUT,
                       "A frame was not completed within stomp.frame_timeout_ms.");
         return;
     }
