@@ -1,0 +1,202 @@
+/* session_int.h — what the files of one session share (not for anyone else).
+ *
+ * A session is one STOMP connection (session.h is its contract). Its code
+ * is split by job, each file reading and writing the one struct below:
+ *
+ *   session.c        states, dispatch, SUBSCRIBE/UNSUBSCRIBE/SEND/ACK, the
+ *                    memory budget, timers, the set
+ *   session_out.c    the output queue and its writer; RECEIPT and ERROR
+ *   session_login.c  CONNECT: version, heart-beats, identity
+ *   session_txn.c    BEGIN, COMMIT, ABORT and the frames buffered in them
+ *   session_input.c  bytes in: parsing, partial frames, pacing, rate limits
+ *
+ * Only these files include this header; the struct stays opaque to the
+ * rest of the server.
+ */
+#ifndef LECTERN_SESSION_INT_H
+#define LECTERN_SESSION_INT_H
+
+#include "auth.h"
+#include "budget.h"
+#include "error_reason.h"
+#include "inflight.h"
+#include "msg.h"
+#include "ratelimit.h"
+#include "rxpace.h"
+#include "stomp.h"
+#include "subscription.h"
+#include "txn.h"
+
+#include <libwebsockets.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* session.h's types, declared again so that this header does not need it
+ * (session.c includes both; a cycle would be the result otherwise). */
+typedef struct session session;
+typedef struct session_set session_set;
+struct session_env;
+
+enum { SESSION_AWAIT_CONNECT, SESSION_CONNECTED, SESSION_CLOSING };
+
+/* What is known about the partial frame in s->rx; allocated only while
+ * there is one, so idle connections pay nothing for it. */
+typedef struct rx_partial {
+    stomp_scan scan;             /* the parser resumes here: linear in the frame */
+    rxpace pace;                 /* reads paced for a frame dripped in tiny pieces */
+    uint32_t ws_frames;          /* WebSocket frames that ended inside this frame */
+} rx_partial;
+
+typedef struct outq_entry {
+    msg *m;
+    subscription *sub;      /* MESSAGE: whose prefix to write; NULL otherwise */
+} outq_entry;
+
+/* Charged per queued frame on top of its bytes: its ring slot (twice, as
+ * the ring may be twice as long as needed) and, for a frame of its own
+ * (RECEIPT, ERROR), its msg header and malloc's; a flood of tiny frames
+ * costs the server several times their bytes. */
+#define SESSION_ENTRY_COST (2 * sizeof(outq_entry) + sizeof(msg) + 16)
+
+struct session {
+    session *prev, *next;        /* the set's list */
+    session *reap_next;          /* the set's list of closes to perform */
+    session_set *set;
+    const struct session_env *env;      /* the set's */
+    struct lws *wsi;
+    uint64_t id;
+    uint64_t created_ms, last_rx_ms, last_tx_ms;
+    uint32_t hb_send_ms;         /* we send a heart-beat after this much silence */
+    uint32_t hb_recv_ms;         /* the peer promised to send at least this often */
+    uint8_t state;
+    uint8_t version;             /* stomp_version once connected */
+    bool armed;                  /* writable callback requested and not yet run */
+    uint32_t dirty_at;           /* 1 + index on the set's dirty list; 0: not on it */
+    bool dead;                   /* closing: queue nothing more, write nothing */
+    bool reap_queued;            /* on the set's reap list */
+    uint16_t close_code;
+    const char *close_reason;    /* static text for the close frame */
+    buf rx;                      /* incomplete input carried between callbacks */
+    struct rx_partial *rx_part;  /* while rx holds a partial frame; NULL otherwise */
+    outq_entry *q;
+    uint32_t qcap, qhead, qlen;
+    uint32_t pre_bytes;          /* bytes received before CONNECTED (bounded) */
+    size_t pending;
+    size_t frag_off;             /* bytes of the head entry already written */
+    subscription *subs;
+    uint32_t nsubs;
+    txn_set txns;
+    budget budget;               /* memory charged to limits.conn_memory (see the essay) */
+    char *user;                  /* identity from CONNECT; owns user_name's bytes too */
+    char *user_name;
+    jwt_claims *who;             /* auth.mode=jwt: the token's claims; NULL otherwise */
+    uint64_t token_deadline_ms;  /* who's expiry in loop time (tokens.h); 0: none */
+    uint8_t role;                /* jwt_role: the token's, or CONNECT's x-role (auth none) */
+    bool restarting;             /* drained by SIGTERM: close with 1012 when done */
+    bool throttled;              /* input paused by the token buckets (lws rx flow off) */
+    ratelimit rl;                /* limits.send_*, limits.frame_* */
+    uint64_t rx_since_ms;        /* when s->rx started holding a partial frame */
+    const char *addr;            /* client address (owned by the server's peer count) */
+    bool online;                 /* counted online in the registry */
+    bool draining;               /* DISCONNECT received: read nothing more */
+    inflight ops;                /* operations in flight, receipts waiting for them */
+};
+
+struct session_set {
+    const struct session_env *env;
+    unsigned char *scratch;      /* LWS_PRE + websocket.write_max: every write is packed here */
+    uint64_t next_id;
+    session *head;
+    size_t count;
+    session *reap;               /* sessions whose close is due */
+    session **dirty;             /* sessions with output to write; NULL: destroyed since */
+    uint32_t ndirty, dirty_cap;
+};
+
+/* Loop time, ms. */
+uint64_t session_now(const session *s);
+
+/* Every function below works on a live session of the calling file's
+ * family. "After an ERROR" means the frame was answered with ERROR and the
+ * session is CLOSING: the caller stops handling it. */
+
+/* --- session.c — the state machine, its memory accounting ------------------ */
+
+/* Handle one parsed frame (the dispatch on its command). */
+void session_handle(session *s, const stomp_frame *f);
+/* Publish one SEND to room `name`; false after an ERROR when the cluster or
+ * (unless `charged`: COMMIT hands on what its transaction was charged) the
+ * connection's budget cannot take it. */
+bool session_send_publish(session *s, const stomp_frame *f, const stomp_str *name, bool charged);
+/* What a SEND holds until it is stored (charged to the budget). */
+size_t session_send_cost(const stomp_frame *f);
+/* Bytes of input held, by capacity; bytes of output queued plus a per-frame
+ * cost; everything charged to limits.conn_memory. */
+size_t session_input_bytes(const session *s);
+size_t session_output_bytes(const session *s);
+size_t session_held(const session *s);
+
+/* --- session_out.c — the output queue, its writer, and the frames the server sends --- */
+
+/* Queue m (one reference taken) for sub (NULL: a frame of its own); a
+ * connection over stomp.max_pending or limits.conn_memory is dropped as a
+ * slow consumer instead. */
+void session_push(session *s, msg *m, subscription *sub);
+/* Queue the frame in b (copied into a msg of its own). */
+void session_push_frame(session *s, buf *b);
+/* Drop the head of the queue. */
+void session_pop(session *s);
+/* Remove every queued delivery for sub (it is about to go). */
+void session_scrub(session *s, subscription *sub);
+/* Queue m for the subscription ctx, bypassing a resume's hold. */
+void session_replay(void *ctx, msg *m);
+/* Close without a word (peer gone or silent); why is logged. */
+void session_kill(session *s, const char *why);
+/* Close politely once the queue is written (1012 while restarting). */
+void session_do_disconnect(session *s);
+/* Does the negotiated version escape header values (1.1 and up)? */
+bool session_escapes(const session *s);
+/* RECEIPT for f if it asked for one, once every operation issued before it
+ * has completed; `disconnect` closes the session after it. */
+void session_receipt(session *s, const stomp_frame *f);
+void session_receipt_or_close(session *s, const stomp_frame *f, bool disconnect);
+/* Emit the receipts whose operations have all completed, in order. */
+void session_flush_receipts(session *s);
+/* ERROR (reason, detail; NULL: the reason's text) for f (NULL: none) and
+ * close once it is written. _with: the body is text then value. _x: the
+ * body has detail_len bytes, plus an optional extra header. */
+void session_error(session *s, const stomp_frame *f, error_reason reason, const char *detail);
+void session_error_with(session *s, const stomp_frame *f, error_reason reason, const char *text,
+                        const stomp_str *value);
+void session_error_x(session *s, const stomp_frame *f, error_reason reason, const char *detail,
+                     size_t detail_len, const char *extra_name, const char *extra_value);
+/* Does `need` more fit in limits.conn_memory? false after an ERROR. */
+bool session_fits(session *s, const stomp_frame *f, size_t need);
+/* ERROR "Connection memory limit" for `need` bytes that did not fit. */
+void session_over_budget(session *s, const stomp_frame *f, size_t need);
+/* f's header `name`, or NULL after an ERROR "Missing header". */
+const stomp_str *session_require(session *s, const stomp_frame *f, const char *name);
+
+/* --- session_login.c — CONNECT --------------------------------------------- */
+
+/* CONNECT or STOMP: negotiate, identify, answer CONNECTED (or ERROR). */
+void session_on_connect(session *s, const stomp_frame *f);
+/* ERROR "Access refused" for a failed login; why is logged and counted. */
+void session_refuse(session *s, const stomp_frame *f, const char *why);
+
+/* --- session_txn.c — transactions ------------------------------------------ */
+
+/* BEGIN; COMMIT or ABORT. */
+void session_on_begin(session *s, const stomp_frame *f);
+void session_on_commit_or_abort(session *s, const stomp_frame *f);
+/* A frame naming a transaction: true when it was consumed (a SEND buffered,
+ * an ACK/NACK checked and receipted, or an ERROR). */
+bool session_buffer_in_txn(session *s, const stomp_frame *f);
+
+/* --- session_input.c — input: parsing, pacing, rate limits ----------------- */
+
+/* Refill the token buckets; may the session go on reading? */
+bool session_may_read(session *s, uint64_t now);
+
+#endif
