@@ -97,7 +97,7 @@ struct server {
     gate *history_gate;          /* history reads at once (http.max_inflight) */
     bus *bus;
     presence *presence;
-    session_set *sessions;
+    session_list *sessions;
     session_env session_env;     /* lent to the sessions */
     resume_env resume_env;       /* lent to x-since replays */
     http_env http_env;           /* lent to the HTTP routes */
@@ -236,7 +236,7 @@ static void server_on_tick(uv_timer_t *t)
     uint64_t now = uv_now(&srv->loop);
     if (srv->insecure && now - srv->insecure_warned_ms >= SERVER_INSECURE_WARN_MS)
         server_warn_insecure(srv, now);
-    session_set_tick(srv->sessions, now);
+    session_list_tick(srv->sessions, now);
     if (now - srv->rate_at_ms >= 1000) {
         double secs = (double)(now - srv->rate_at_ms) / 1000.0;
         srv->rates.published_per_s = (double)(srv->metrics.messages_published -
@@ -254,15 +254,15 @@ static void server_on_tick(uv_timer_t *t)
 static void server_on_check(uv_check_t *h)
 {
     server *srv = h->data;
-    session_set_flush(srv->sessions);
-    session_set_reap(srv->sessions);
+    session_list_flush(srv->sessions);
+    session_list_reap(srv->sessions);
 }
 
 /* Output queued by timers (heart-beats, retries) before the loop blocks. */
 static void server_on_prepare(uv_prepare_t *h)
 {
     server *srv = h->data;
-    session_set_flush(srv->sessions);
+    session_list_flush(srv->sessions);
 }
 
 static bool server_ready(const server *srv, const char **why);
@@ -481,7 +481,7 @@ static void server_begin_stop(server *srv, const char *why)
     srv->listen = NULL;
     /* Every client: no more input; once its operations are done and their
      * receipts written, a close with 1012 (service restart). */
-    session_set_restart(srv->sessions);
+    session_list_restart(srv->sessions);
     uv_timer_start(&srv->stop_timer, server_on_stop_tick, 0, 10);
 }
 
@@ -663,7 +663,7 @@ static void server_release(server *srv, bool loop)
         if (uv_loop_close(&srv->loop))
             log_warn("loop_busy", "detail=\"handles still open at exit\"");
     }
-    session_set_destroy(srv->sessions);
+    session_list_destroy(srv->sessions);
     origin_list_destroy(srv->origins);
     auth_destroy(srv->auth);
     peers_destroy(srv->peers);
@@ -695,7 +695,7 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     };
     srv->rooms = room_index_create(session_deliver);
     srv->session_env.conf = conf;
-    srv->sessions = session_set_create(&srv->session_env);
+    srv->sessions = session_list_create(&srv->session_env);
 
     srv->auth = auth_create(conf, err, errlen);
     srv->peers = srv->auth ? peers_create(conf->trusted_proxies, conf->max_conns_per_ip, err,
@@ -837,7 +837,7 @@ static bool server_ready(const server *srv, const char **why)
 static void server_gauges(server *srv, metrics_gauges *g)
 {
     memset(g, 0, sizeof *g);
-    session_set_gauges(srv->sessions, g);
+    session_list_gauges(srv->sessions, g);
     g->rooms = room_index_count(srv->rooms);
     g->auth_insecure = srv->insecure;
     if (srv->registry) {

@@ -75,36 +75,36 @@ size_t session_held(const session *s)
     return budget_total(&s->budget) + session_input_bytes(s) + session_output_bytes(s);
 }
 
-/* --- the set ----------------------------------------------------------- */
+/* --- the list ----------------------------------------------------------- */
 
-session_set *session_set_create(const session_env *env)
+session_list *session_list_create(const session_env *env)
 {
-    session_set *set = xcalloc(1, sizeof(session_set));
-    set->env = env;
-    set->next_id = 1;
+    session_list *list = xcalloc(1, sizeof(session_list));
+    list->env = env;
+    list->next_id = 1;
     /* One buffer for all: the loop is single-threaded and a write
      * completes within one call. */
-    set->scratch = xmalloc(LWS_PRE + env->conf->ws_write_max);
-    return set;
+    list->scratch = xmalloc(LWS_PRE + env->conf->ws_write_max);
+    return list;
 }
 
-void session_set_destroy(session_set *set)
+void session_list_destroy(session_list *list)
 {
-    if (!set)
+    if (!list)
         return;
-    free(set->scratch);
-    free(set->dirty);
-    free(set);
+    free(list->scratch);
+    free(list->dirty);
+    free(list);
 }
 
-void session_set_gauges(const session_set *set, metrics_gauges *g)
+void session_list_gauges(const session_list *list, metrics_gauges *g)
 {
-    g->connections = set->count;
+    g->connections = list->count;
     g->subscriptions = 0;
     g->pending_bytes = 0;
     g->conn_memory = 0;
     g->conn_connecting = g->conn_connected = g->conn_closing = 0;
-    for (const session *s = set->head; s; s = s->next) {
+    for (const session *s = list->head; s; s = s->next) {
         g->subscriptions += s->nsubs;
         g->pending_bytes += s->pending;
         g->conn_memory += session_held(s);
@@ -555,25 +555,25 @@ void session_handle(session *s, const stomp_frame *f)
 
 /* --- lifecycle and timers ------------------------------------------------- */
 
-session *session_create(session_set *set, struct lws *wsi, const char *addr)
+session *session_create(session_list *list, struct lws *wsi, const char *addr)
 {
     session *s = xcalloc(1, sizeof *s);
-    s->env = set->env;
+    s->env = list->env;
     s->addr = addr;
-    s->set = set;
+    s->list = list;
     s->wsi = wsi;
-    s->id = set->next_id++;
+    s->id = list->next_id++;
     s->created_ms = s->last_rx_ms = s->last_tx_ms = session_now(s);
     ratelimit_init(&s->rl, s->env->limits, s->created_ms);
     s->state = SESSION_AWAIT_CONNECT;
     s->close_code = LWS_CLOSE_STATUS_NORMAL;
     buf_init(&s->rx);
     inflight_init(&s->ops, s);
-    s->next = set->head;
-    if (set->head)
-        set->head->prev = s;
-    set->head = s;
-    set->count++;
+    s->next = list->head;
+    if (list->head)
+        list->head->prev = s;
+    list->head = s;
+    list->count++;
     s->env->metrics->connections_opened++;
     return s;
 }
@@ -591,14 +591,14 @@ void session_destroy(session *s)
     free(s->user);              /* user_name lives in the same block */
     jwt_claims_free(s->who);
     if (s->dirty_at)
-        s->set->dirty[s->dirty_at - 1] = NULL;
+        s->list->dirty[s->dirty_at - 1] = NULL;
     while (s->qlen)
         session_pop(s);
     free(s->q);
     buf_deinit(&s->rx);
     free(s->rx_part);
     if (s->reap_queued) {
-        for (session **pp = &s->set->reap; *pp; pp = &(*pp)->reap_next) {
+        for (session **pp = &s->list->reap; *pp; pp = &(*pp)->reap_next) {
             if (*pp == s) {
                 *pp = s->reap_next;
                 break;
@@ -608,10 +608,10 @@ void session_destroy(session *s)
     if (s->prev)
         s->prev->next = s->next;
     else
-        s->set->head = s->next;
+        s->list->head = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    s->set->count--;
+    s->list->count--;
     s->env->metrics->connections_closed++;
     free(s);
 }
@@ -676,9 +676,9 @@ static void session_tick(session *s, uint64_t now)
     }
 }
 
-void session_set_tick(session_set *set, uint64_t now_ms)
+void session_list_tick(session_list *list, uint64_t now_ms)
 {
-    for (session *s = set->head; s; s = s->next)
+    for (session *s = list->head; s; s = s->next)
         session_tick(s, now_ms);
 }
 
@@ -700,8 +700,8 @@ void session_restart(session *s)
         session_receipt_or_close(s, NULL, true);   /* after what is in flight */
 }
 
-void session_set_restart(session_set *set)
+void session_list_restart(session_list *list)
 {
-    for (session *s = set->head; s; s = s->next)
+    for (session *s = list->head; s; s = s->next)
         session_restart(s);
 }

@@ -9,9 +9,9 @@
  *
  * Outgoing frames are queued as references to shared msg blocks and packed
  * into as few WebSocket messages as possible, written once per loop
- * iteration by session_set_flush() (or on SERVER_WRITEABLE when the socket
+ * iteration by session_list_flush() (or on SERVER_WRITEABLE when the socket
  * was full).
- * Every session belongs to a session_set, which the server ticks for
+ * Every session belongs to a session_list, which the server ticks for
  * heart-beats and timeouts, and which carries what the sessions borrow of
  * the server (session_env): a session never sees the server itself.
  */
@@ -38,9 +38,9 @@ struct relay;
 struct resume_env;
 
 typedef struct session session;
-typedef struct session_set session_set;
+typedef struct session_list session_list;
 
-/* What a server's sessions use of it. All borrowed: they outlive the set. */
+/* What a server's sessions use of it. All borrowed: they outlive the list. */
 typedef struct session_env {
     const server_config *conf;
     metrics *metrics;
@@ -55,27 +55,27 @@ typedef struct session_env {
     uv_loop_t *loop;                 /* its clock (uv_now) */
 } session_env;
 
-/* env is borrowed and must outlive the set. */
-session_set *session_set_create(const session_env *env);
-/* Accepts NULL. The set must be empty: sessions are destroyed by lws first. */
-void session_set_destroy(session_set *set);
+/* env is borrowed and must outlive the list. */
+session_list *session_list_create(const session_env *env);
+/* Accepts NULL. The list must be empty: sessions are destroyed by lws first. */
+void session_list_destroy(session_list *list);
 /* Heart-beats due, dead peers, CONNECT timeouts. now_ms: loop time. */
-void session_set_tick(session_set *set, uint64_t now_ms);
+void session_list_tick(session_list *list, uint64_t now_ms);
 /* Perform the closes sessions asked for. Must run outside lws callbacks
  * (the server calls it from a libuv check handle, after each poll). */
-void session_set_reap(session_set *set);
+void session_list_reap(session_list *list);
 /* Write the output of every session that queued some since the last call,
  * straight to its socket where the kernel takes it. Must run outside lws
  * callbacks (the server calls it from libuv prepare and check handles). */
-void session_set_flush(session_set *set);
+void session_list_flush(session_list *list);
 /* Fill the live-state gauges (connections, subscriptions, pending bytes). */
-void session_set_gauges(const session_set *set, metrics_gauges *g);
+void session_list_gauges(const session_list *list, metrics_gauges *g);
 /* session_restart every session (SIGTERM). */
-void session_set_restart(session_set *set);
+void session_list_restart(session_list *list);
 
-/* A new session of set for an established WebSocket from client address
+/* A new session of list for an established WebSocket from client address
  * addr. Borrows wsi and addr (which must outlive the session). */
-session *session_create(session_set *set, struct lws *wsi, const char *addr);
+session *session_create(session_list *list, struct lws *wsi, const char *addr);
 /* Leave every room, drop queued frames, free. Accepts NULL. */
 void session_destroy(session *s);
 

@@ -4,7 +4,7 @@
  * is split by job, each file reading and writing the one struct below:
  *
  *   session.c        states, dispatch, SUBSCRIBE/UNSUBSCRIBE/SEND/ACK, the
- *                    memory budget, timers, the set
+ *                    memory budget, timers, the list
  *   session_out.c    the output queue and its writer; RECEIPT and ERROR
  *   session_login.c  CONNECT: version, heart-beats, identity
  *   session_txn.c    BEGIN, COMMIT, ABORT and the frames buffered in them
@@ -35,7 +35,7 @@
 /* session.h's types, declared again so that this header does not need it
  * (session.c includes both; a cycle would be the result otherwise). */
 typedef struct session session;
-typedef struct session_set session_set;
+typedef struct session_list session_list;
 struct session_env;
 
 enum { SESSION_AWAIT_CONNECT, SESSION_CONNECTED, SESSION_CLOSING };
@@ -60,10 +60,10 @@ typedef struct outq_entry {
 #define SESSION_ENTRY_COST (2 * sizeof(outq_entry) + sizeof(msg) + 16)
 
 struct session {
-    session *prev, *next;        /* the set's list */
-    session *reap_next;          /* the set's list of closes to perform */
-    session_set *set;
-    const struct session_env *env;      /* the set's */
+    session *prev, *next;        /* the list's list */
+    session *reap_next;          /* the list's list of closes to perform */
+    session_list *list;
+    const struct session_env *env;      /* the list's */
     struct lws *wsi;
     uint64_t id;
     uint64_t created_ms, last_rx_ms, last_tx_ms;
@@ -72,9 +72,9 @@ struct session {
     uint8_t state;
     uint8_t version;             /* stomp_version once connected */
     bool armed;                  /* writable callback requested and not yet run */
-    uint32_t dirty_at;           /* 1 + index on the set's dirty list; 0: not on it */
+    uint32_t dirty_at;           /* 1 + index on the list's dirty list; 0: not on it */
     bool dead;                   /* closing: queue nothing more, write nothing */
-    bool reap_queued;            /* on the set's reap list */
+    bool reap_queued;            /* on the list's reap list */
     uint16_t close_code;
     const char *close_reason;    /* static text for the close frame */
     buf rx;                      /* incomplete input carried between callbacks */
@@ -103,7 +103,7 @@ struct session {
     inflight ops;                /* operations in flight, receipts waiting for them */
 };
 
-struct session_set {
+struct session_list {
     const struct session_env *env;
     unsigned char *scratch;      /* LWS_PRE + websocket.write_max: every write is packed here */
     uint64_t next_id;

@@ -9,9 +9,9 @@
  * to one connection costs one send(), not one per frame. A frame larger than
  * that is sent as a fragmented message across several writes.
  *
- * Writing directly. A session with new output is put on the set's dirty
+ * Writing directly. A session with new output is put on the list's dirty
  * list, and the server flushes that list once per loop iteration
- * (session_set_flush, from libuv prepare and check handles), writing
+ * (session_list_flush, from libuv prepare and check handles), writing
  * straight to the socket. Asking lws for a writable callback instead would
  * cost, with lws on libuv, an epoll_ctl pair (uv_poll_start re-registers
  * the descriptor) to arm and another to disarm, per connection per burst:
@@ -112,13 +112,13 @@ static void session_mark_dirty(session *s)
 {
     if (s->dirty_at || s->armed || s->dead)
         return;
-    session_set *set = s->set;
-    if (set->ndirty == set->dirty_cap) {
-        set->dirty_cap = set->dirty_cap ? set->dirty_cap * 2 : 64;
-        set->dirty = xrealloc(set->dirty, set->dirty_cap * sizeof *set->dirty);
+    session_list *list = s->list;
+    if (list->ndirty == list->dirty_cap) {
+        list->dirty_cap = list->dirty_cap ? list->dirty_cap * 2 : 64;
+        list->dirty = xrealloc(list->dirty, list->dirty_cap * sizeof *list->dirty);
     }
-    set->dirty[set->ndirty++] = s;
-    s->dirty_at = set->ndirty;
+    list->dirty[list->ndirty++] = s;
+    s->dirty_at = list->ndirty;
 }
 
 static void session_drop_slow(session *s);
@@ -219,7 +219,7 @@ void session_push_frame(session *s, buf *b)
  * close requested by a callback's return value into an abrupt one: its
  * "uv repeat test" closes twice in a row and the second close skips the close
  * frame. So a session never closes itself on the spot: it is put on the
- * set's reap list and session_set_reap(), run by the server after each loop
+ * list's reap list and session_list_reap(), run by the server after each loop
  * iteration's I/O (outside every lws callback), closes it synchronously.
  * With a close reason prepared the close is polite (lws sends the close
  * frame and waits for the peer's); without one it is immediate, which is
@@ -231,8 +231,8 @@ static void session_schedule_close(session *s)
     s->dead = true;
     s->state = SESSION_CLOSING;
     s->reap_queued = true;
-    s->reap_next = s->set->reap;
-    s->set->reap = s;
+    s->reap_next = s->list->reap;
+    s->list->reap = s;
 }
 
 void session_kill(session *s, const char *why)
@@ -243,11 +243,11 @@ void session_kill(session *s, const char *why)
     session_schedule_close(s);
 }
 
-void session_set_reap(session_set *set)
+void session_list_reap(session_list *list)
 {
-    while (set->reap) {
-        session *s = set->reap;
-        set->reap = s->reap_next;
+    while (list->reap) {
+        session *s = list->reap;
+        list->reap = s->reap_next;
         s->reap_queued = false;
         /* May run LWS_CALLBACK_CLOSED, and so session_destroy(s), now. */
         lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
@@ -293,7 +293,7 @@ void session_replay(void *ctx, msg *m)
 static int session_write(session *s)
 {
     size_t cap = s->env->conf->ws_write_max;
-    unsigned char *base = s->set->scratch;
+    unsigned char *base = s->list->scratch;
     unsigned char *out = base + LWS_PRE;
     metrics *mt = s->env->metrics;
     outq_entry *head = &s->q[s->qhead];
@@ -370,12 +370,12 @@ int session_flush(session *s)
  * callback: bounds one connection's share of an iteration. */
 #define SESSION_DIRECT_WRITES 4
 
-void session_set_flush(session_set *set)
+void session_list_flush(session_list *list)
 {
     /* Entries may be appended while this runs (a failed write kills a
      * session, which queues nothing), so the bound is re-read. */
-    for (uint32_t i = 0; i < set->ndirty; i++) {
-        session *s = set->dirty[i];
+    for (uint32_t i = 0; i < list->ndirty; i++) {
+        session *s = list->dirty[i];
         if (!s)
             continue;
         s->dirty_at = 0;
@@ -392,7 +392,7 @@ void session_set_flush(session_set *set)
         if (!s->dead && (s->qlen || s->state == SESSION_CLOSING))
             session_arm(s);
     }
-    set->ndirty = 0;
+    list->ndirty = 0;
 }
 
 /* Remove every queued delivery for sub (it must not be written after the
