@@ -29,21 +29,10 @@
 #include "session_int.h"
 #include "session.h"
 
-#include "auth.h"
 #include "clock.h"
-#include "config.h"
 #include "log.h"
 #include "mem.h"
-#include "msgid.h"
-#include "presence.h"
-#include "ratelimit.h"
-#include "registry.h"
-#include "relay.h"
 #include "resume.h"
-#include "room.h"
-#include "tokens.h"
-#include "utf8.h"
-#include "version.h"
 
 #include <stdio.h>
 #include <stdlib.h>
