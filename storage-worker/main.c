@@ -8,7 +8,7 @@
  */
 #include "config.h"
 #include "log.h"
-#include "storage.h"
+#include "service.h"
 #include "version.h"
 
 #include <getopt.h>
@@ -67,7 +67,7 @@ int main(int argc, char **argv)
     const char *config_file = NULL;
     const char **sets = calloc((size_t)argc, sizeof *sets);
     int nsets = 0, check_only = 0, rc = 1, opt;
-    storage *s = NULL;
+    service *s = NULL;
 
     memset(&conf, 0, sizeof conf);
     if (!sets) {
@@ -121,14 +121,14 @@ int main(int argc, char **argv)
         log_error("startup_failed", "reason=\"cannot initialise the MySQL client library\"");
         goto out;
     }
-    s = storage_create(&conf, err, sizeof err);
+    s = service_create(&conf, err, sizeof err);
     if (!s) {
         log_error("startup_failed", "reason=\"%s\"", err);
         mysql_library_end();
         goto out;
     }
-    rc = storage_run(s);
-    storage_destroy(s);
+    rc = service_run(s);
+    service_destroy(s);
     mysql_library_end();
     log_info("exit", "status=%d", rc);
     goto out;
