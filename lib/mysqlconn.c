@@ -32,9 +32,12 @@ MYSQL *mysqlconn_open(const mysqlconn_config *c, char *why, size_t whylen)
     return conn;
 }
 
-int mysqlconn_library_init(void)
+int mysqlconn_library_init(char *why, size_t whylen)
 {
-    return mysql_library_init(0, NULL, NULL) ? -1 : 0;
+    if (mysql_library_init(0, NULL, NULL) == 0)
+        return 0;
+    snprintf(why, whylen, "cannot initialise the MySQL client library");
+    return -1;
 }
 
 void mysqlconn_library_end(void)

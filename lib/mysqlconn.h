@@ -56,8 +56,9 @@ MYSQL *mysqlconn_open(const mysqlconn_config *c, char *why, size_t whylen);
 
 /* The client library's process-wide set-up and tear-down (not thread-safe:
  * call init before starting any thread, end after the last has ended).
- * init returns 0, or -1 when the library cannot start. */
-int mysqlconn_library_init(void);
+ * init returns 0, or -1 with the reason in why. The signatures are those of
+ * cli_program's init and end (lib/cli.h). */
+int mysqlconn_library_init(char *why, size_t whylen);
 void mysqlconn_library_end(void);
 
 #endif
