@@ -112,7 +112,8 @@ typedef struct bus_stats {
 
 /* Start both threads; they connect in the background (check bus_ready or
  * wait for on_state). Every field of cfg is used as given (the server's
- * knob table holds the defaults); its strings are copied. Callbacks run on `loop`.
+ * knob table holds the defaults); its strings are copied. Callbacks run on
+ * `loop`.
  * Returns NULL (logged) when the config is unusable (empty exchange or
  * server id) or a thread, eventfd or uv handle cannot be created.
  * on_bound while the bus is down reports false; the room is still bound,

@@ -479,8 +479,9 @@ static void server_make_id(server *srv)
 static int server_start_cluster(server *srv)
 {
     const server_config *c = srv->conf;
-    /* Each module's knobs are in its own config, embedded in server_config;
-     * only what is not a knob is filled in here. */
+    /* The registry's, history's and bus's knobs are in their own configs,
+     * embedded in server_config: only what is not a knob is filled in here
+     * (relay's three knobs are copied, config.h says why). */
     relay_config rc = {
         .server_id = srv->id,
         .gap_timeout_ms = c->gap_timeout_ms,
