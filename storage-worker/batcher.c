@@ -629,7 +629,7 @@ static void *batcher_main(void *arg)
     dbwriter_close(w->writer);
     atomic_store(&w->m->up_amqp, false);
     atomic_store(&w->m->up_mysql, false);
-    log_info("batcher_stopped", "abandoned=%s unacked=%zu rows_written=%llu duplicates=%llu "
+    log_info("worker_stopped", "abandoned=%s unacked=%zu rows_written=%llu duplicates=%llu "
              "poison=%llu", abandoned ? "true" : "false", unacked,
              (unsigned long long)atomic_load(&w->m->rows_written),
              (unsigned long long)atomic_load(&w->m->duplicates),
