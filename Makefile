@@ -114,7 +114,8 @@ $(B)/tests/lectern-load: $(LOAD_SRC:%.c=$(B)/%.o)
 # Unit tests of lectern-storage's pure parts (schema splitting, backoff, metrics text).
 $(B)/tests/storage-units: $(B)/tests/storage/test_units.o $(B)/storage-worker/schema.o \
                           $(B)/storage-worker/schema_sql.o $(B)/storage-worker/metrics.o \
-                          $(B)/lib/backoff.o $(B)/lib/buf.o $(B)/lib/clock.o $(B)/lib/mem.o
+                          $(B)/lib/backoff.o $(B)/lib/buf.o $(B)/lib/clock.o $(B)/lib/mem.o \
+                          $(B)/lib/prom.o
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS)
 

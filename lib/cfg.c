@@ -268,6 +268,14 @@ void cfg_print(const cfg_knob *table, const char *title, FILE *out)
     }
 }
 
+const char *cfg_get_str(const cfg_knob *table, const void *conf, const char *name)
+{
+    const cfg_knob *k = cfg_find(table, name);
+    if (!k || k->type != CFG_STR)
+        return NULL;
+    return *(char *const *)((const char *)conf + k->offset);
+}
+
 void cfg_free(const cfg_knob *table, void *conf)
 {
     for (const cfg_knob *k = table; k->name; k++) {

@@ -66,6 +66,11 @@ int cfg_load_env(const cfg_knob *table, void *conf, char *err, size_t errlen);
 int cfg_load(const cfg_knob *table, void *conf, const char *path, const char *const *sets,
              int nsets, char *err, size_t errlen);
 
+/* The value of the string knob `name` in conf (borrowed: valid until the
+ * knob is set again or freed), or NULL when the table has no such string
+ * knob. */
+const char *cfg_get_str(const cfg_knob *table, const void *conf, const char *name);
+
 /* Write the table as a complete, commented config file with the defaults. */
 void cfg_print(const cfg_knob *table, const char *title, FILE *out);
 

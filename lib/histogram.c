@@ -1,7 +1,7 @@
 /* histogram.c — bucket counts, their cumulative rendering, quantiles. */
 #include "histogram.h"
 
-#include <inttypes.h>
+#include "prom.h"
 
 static const uint64_t histogram_le_us[HISTOGRAM_BUCKETS] = {
     250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
@@ -60,15 +60,9 @@ double histogram_quantile(const histogram *h, double q)
 
 void histogram_render(const histogram *h, const char *name, const char *help, buf *out)
 {
-    buf_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
-    uint64_t cum = 0;
-    for (int i = 0; i < HISTOGRAM_BUCKETS; i++) {
-        cum += histogram_get(&h->bucket[i]);
-        buf_printf(out, "%s_bucket{le=\"%s\"} %" PRIu64 "\n", name, histogram_le[i], cum);
-    }
-    cum += histogram_get(&h->bucket[HISTOGRAM_BUCKETS]);
-    buf_printf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, cum);
-    uint64_t us = histogram_get(&h->sum_us);
-    buf_printf(out, "%s_sum %" PRIu64 ".%06" PRIu64 "\n%s_count %" PRIu64 "\n", name,
-               us / 1000000, us % 1000000, name, cum);
+    uint64_t counts[HISTOGRAM_BUCKETS + 1];
+    for (int i = 0; i <= HISTOGRAM_BUCKETS; i++)
+        counts[i] = histogram_get(&h->bucket[i]);
+    prom_histogram(out, name, help, HISTOGRAM_BUCKETS, histogram_le, counts,
+                   histogram_get(&h->sum_us), 6);
 }

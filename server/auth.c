@@ -134,15 +134,15 @@ bool auth_bearer_token(const char *value, size_t vlen, const char **tok, size_t 
     return true;
 }
 
-bool auth_room_matches(const char *pattern, size_t plen, const char *room, size_t len)
+bool auth_room_matches(const char *pattern, size_t plen, const char *name, size_t len)
 {
     if (plen && pattern[plen - 1] == '*')
-        return len >= plen - 1 && !memcmp(pattern, room, plen - 1);
-    return plen == len && !memcmp(pattern, room, len);
+        return len >= plen - 1 && !memcmp(pattern, name, plen - 1);
+    return plen == len && !memcmp(pattern, name, len);
 }
 
-/* Does room match one of the comma-separated patterns in list? */
-static bool auth_in_list(const char *list, const char *room, size_t len)
+/* Does the room name match one of the comma-separated patterns in list? */
+static bool auth_in_list(const char *list, const char *name, size_t len)
 {
     for (const char *p = list; *p;) {
         const char *end = strchr(p, ',');
@@ -155,7 +155,7 @@ static bool auth_in_list(const char *list, const char *room, size_t len)
         }
         while (m && q[m - 1] == ' ')
             m--;
-        if (m && auth_room_matches(q, m, room, len))
+        if (m && auth_room_matches(q, m, name, len))
             return true;
         p += n;
         if (*p == ',')
@@ -164,7 +164,7 @@ static bool auth_in_list(const char *list, const char *room, size_t len)
     return false;
 }
 
-bool auth_allows(const auth *a, const jwt_claims *who, const char *room, size_t len,
+bool auth_allows(const auth *a, const jwt_claims *who, const char *name, size_t len,
                  auth_action act)
 {
     if (!a->jwt)
@@ -175,12 +175,12 @@ bool auth_allows(const auth *a, const jwt_claims *who, const char *room, size_t 
         return true;
     bool listed = false;
     for (size_t i = 0; i < who->nrooms && !listed; i++)
-        listed = auth_room_matches(who->rooms[i], strlen(who->rooms[i]), room, len);
+        listed = auth_room_matches(who->rooms[i], strlen(who->rooms[i]), name, len);
     if (!listed)
         return false;
     if (act == AUTH_READ || who->role == JWT_ROLE_INSTRUCTOR)
         return true;
-    return a->student_send && !auth_in_list(a->instructor_rooms, room, len);
+    return a->student_send && !auth_in_list(a->instructor_rooms, name, len);
 }
 
 const char *auth_role_name(jwt_role r)

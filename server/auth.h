@@ -50,12 +50,12 @@ int64_t auth_valid_until(const auth *a, const jwt_claims *who);
  * value is not a bearer credential. Pure. */
 bool auth_bearer_token(const char *value, size_t vlen, const char **tok, size_t *len);
 
-/* May `who` (NULL: auth.mode=none) do act in room[0..len)? */
-bool auth_allows(const auth *a, const jwt_claims *who, const char *room, size_t len,
+/* May `who` (NULL: auth.mode=none) do act in the room name[0..len)? */
+bool auth_allows(const auth *a, const jwt_claims *who, const char *name, size_t len,
                  auth_action act);
 
-/* Does room[0..len) match one pattern: a name, or a prefix ending in '*'? Pure. */
-bool auth_room_matches(const char *pattern, size_t plen, const char *room, size_t len);
+/* Does the room name[0..len) match one pattern: a name, or a prefix ending in '*'? Pure. */
+bool auth_room_matches(const char *pattern, size_t plen, const char *name, size_t len);
 
 /* "student", "instructor" or "admin". */
 const char *auth_role_name(jwt_role r);

@@ -1400,11 +1400,6 @@ static void bus_on_closed(uv_handle_t *h)
     free(h->data);
 }
 
-static int bus_positive(int v, int dflt)
-{
-    return v > 0 ? v : dflt;
-}
-
 /* Free everything but the struct and the async handle. */
 static void bus_release(bus *b)
 {
@@ -1511,9 +1506,9 @@ bus *bus_create(uv_loop_t *loop, const bus_config *cfg, const bus_callbacks *cb,
     pthread_mutex_init(&b->con_mu, NULL);
     pthread_mutex_init(&b->in_mu, NULL);
 
-    b->vhost = xstrdup(cfg->vhost ? cfg->vhost : "/");
-    b->user = xstrdup(cfg->user ? cfg->user : "guest");
-    b->password = xstrdup(cfg->password ? cfg->password : "guest");
+    b->vhost = xstrdup(cfg->vhost);
+    b->user = xstrdup(cfg->user);
+    b->password = xstrdup(cfg->password);
     b->server_id = xstrdup(cfg->server_id ? cfg->server_id : "");
     b->dynamic = cfg->dynamic;
     b->xname = xmalloc(xl);
@@ -1523,18 +1518,18 @@ bus *bus_create(uv_loop_t *loop, const bus_config *cfg, const bus_callbacks *cb,
     b->qname_len = (size_t)snprintf(b->qname, ql, "%s.server.%s.", cfg->exchange ? cfg->exchange : "",
                                     b->server_id);
     b->heartbeat_s = cfg->heartbeat_s > 0 ? cfg->heartbeat_s : 0;
-    b->backoff_min_ms = bus_positive(cfg->reconnect_min_ms, 100);
-    b->backoff_max_ms = bus_positive(cfg->reconnect_max_ms, 10000);
+    b->backoff_min_ms = cfg->reconnect_min_ms;
+    b->backoff_max_ms = cfg->reconnect_max_ms;
     if (b->backoff_max_ms < b->backoff_min_ms)
         b->backoff_max_ms = b->backoff_min_ms;
     b->max_queue = cfg->max_queue;
     b->squeue = xstrdup(cfg->storage_queue ? cfg->storage_queue : "");
-    b->squeue_type = xstrdup(cfg->storage_queue_type ? cfg->storage_queue_type : "classic");
-    b->confirm_timeout_ms = bus_positive(cfg->confirm_timeout_ms, 5000);
-    b->nack_retry_ms = bus_positive(cfg->nack_retry_ms, 200);
-    b->batch_max = bus_positive(cfg->batch_max, 1);
+    b->squeue_type = xstrdup(cfg->storage_queue_type);
+    b->confirm_timeout_ms = cfg->confirm_timeout_ms;
+    b->nack_retry_ms = cfg->nack_retry_ms;
+    b->batch_max = cfg->batch_max;
     b->batch_linger_ms = cfg->batch_linger_ms > 0 ? cfg->batch_linger_ms : 0;
-    b->room_batch_max = bus_positive(cfg->room_batch_max, 1);
+    b->room_batch_max = cfg->room_batch_max;
     b->room_batch_linger_ms = cfg->room_batch_linger_ms > 0 ? cfg->room_batch_linger_ms : 0;
     buf_init(&b->batch);
     size_t slots = (size_t)(b->batch_max > b->room_batch_max ? b->batch_max : b->room_batch_max);
@@ -1542,8 +1537,7 @@ bus *bus_create(uv_loop_t *loop, const bus_config *cfg, const bus_callbacks *cb,
     b->batch_jobs = xcalloc(slots, sizeof *b->batch_jobs);
 
     char why[200];
-    if (addrlist_parse(&b->nodes, cfg->host ? cfg->host : "127.0.0.1",
-                       bus_positive(cfg->port, 5672), why, sizeof why) < 0) {
+    if (addrlist_parse(&b->nodes, cfg->host, cfg->port, why, sizeof why) < 0) {
         log_error("bus_config", "detail=\"bus.host: %s\"", why);
         goto fail;
     }

@@ -71,7 +71,7 @@ typedef struct bus_config {
     int         heartbeat_s;      /* AMQP heartbeat; 0 disables */
     int         reconnect_min_ms;
     int         reconnect_max_ms;
-    size_t      max_queue;        /* publish jobs waiting; beyond, bus_publish fails */
+    int         max_queue;        /* publish jobs waiting; beyond, bus_publish fails */
     const char *storage_queue;    /* durable queue for lectern-storage */
     const char *storage_queue_type;   /* "classic" | "quorum" */
     int         confirm_timeout_ms;
@@ -111,7 +111,9 @@ typedef struct bus_stats {
 } bus_stats;
 
 /* Start both threads; they connect in the background (check bus_ready or
- * wait for on_state). cfg strings are copied. Callbacks run on `loop`.
+ * wait for on_state). Every field of cfg is used as given (the server's
+ * knob table holds the defaults); its strings are copied. Callbacks run on
+ * `loop`.
  * Returns NULL (logged) when the config is unusable (empty exchange or
  * server id) or a thread, eventfd or uv handle cannot be created.
  * on_bound while the bus is down reports false; the room is still bound,

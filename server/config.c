@@ -9,8 +9,10 @@
 #include "config.h"
 
 #include "addrlist.h"
+#include "mysqlconn.h"
 #include "origin.h"
 #include "redis.h"
+#include "storagequeue_knobs.h"
 #include "storelimits.h"
 
 #include <stddef.h>
@@ -208,138 +210,132 @@ const cfg_knob server_knobs[] = {
       "A connection must complete its HTTP request (or WebSocket upgrade)\n"
       "within this time (slowloris)." },
 
-    { "redis.host", CFG_STR, K(redis_host), "127.0.0.1", 0, 0, NULL,
+    { "redis.host", CFG_STR, K(registry.host), "127.0.0.1", 0, 0, NULL,
       "Redis holding the registry (rooms, presence, room logs). Ignored when\n"
       "redis.sentinels is set." },
-    { "redis.port", CFG_INT, K(redis_port), "6390", 1, 65535, NULL,
+    { "redis.port", CFG_INT, K(registry.port), "6390", 1, 65535, NULL,
       "Redis port (the default is the one scripts/services runs Redis on)." },
-    { "redis.user", CFG_STR, K(redis_user), "", 0, 0, NULL,
+    { "redis.user", CFG_STR, K(registry.user), "", 0, 0, NULL,
       "Redis ACL user to AUTH as (Redis 6+). Empty: the default user." },
-    { "redis.password", CFG_STR, K(redis_password), "", 0, 0, NULL,
+    { "redis.password", CFG_STR, K(registry.password), "", 0, 0, NULL,
       "Password sent with AUTH on every connection to Redis, masters found\n"
       "through the Sentinels included (requirepass, or redis.user's password).\n"
       "Empty: no AUTH. A refused AUTH is retried with backoff and logged." },
-    { "redis.prefix", CFG_STR, K(redis_prefix), "lectern:", 0, 0, NULL,
+    { "redis.prefix", CFG_STR, K(registry.prefix), "lectern:", 0, 0, NULL,
       "Prefix of every registry key and channel (several clusters can share a Redis)." },
-    { "redis.sentinels", CFG_STR, K(redis_sentinels), "", 0, 0, NULL,
+    { "redis.sentinels", CFG_STR, K(registry.sentinels), "", 0, 0, NULL,
       "Comma-separated Redis Sentinels, host or host:port (port 26379 when left\n"
       "out). When set, the registry asks them for the master of\n"
       "redis.sentinel_master, connects to it, checks its ROLE, and follows\n"
       "failovers (+switch-master, and a READONLY reply). Empty: redis.host/port." },
-    { "redis.sentinel_master", CFG_STR, K(redis_sentinel_master), "lectern", 0, 0, NULL,
+    { "redis.sentinel_master", CFG_STR, K(registry.sentinel_master), "lectern", 0, 0, NULL,
       "The master name the Sentinels monitor (sentinel monitor <name> ...)." },
-    { "redis.wait_replicas", CFG_INT, K(redis_wait_replicas), "0", 0, 16, NULL,
+    { "redis.wait_replicas", CFG_INT, K(registry.wait_replicas), "0", 0, 16, NULL,
       "After each message's registry script, wait (Redis WAIT) until this many\n"
       "replicas hold it before delivering it or answering the SEND, so that a\n"
       "failover never loses an acknowledged message's place in the room order.\n"
       "0: do not wait (a single Redis). With Sentinel and one replica: 1." },
-    { "redis.wait_timeout_ms", CFG_INT, K(redis_wait_timeout_ms), "100", 1, 60000, NULL,
+    { "redis.wait_timeout_ms", CFG_INT, K(registry.wait_timeout_ms), "100", 1, 60000, NULL,
       "Longest WAIT; a message not replicated by then goes on anyway and is\n"
       "counted (lectern_registry_unreplicated_total)." },
-    { "redis.backoff_min_ms", CFG_INT, K(redis_backoff_min_ms), "100", 10, 60000, NULL,
+    { "redis.backoff_min_ms", CFG_INT, K(registry.backoff_min_ms), "100", 10, 60000, NULL,
       "First reconnect delay after Redis is lost; doubles, with jitter, up to the max." },
-    { "redis.backoff_max_ms", CFG_INT, K(redis_backoff_max_ms), "5000", 10, 600000, NULL,
+    { "redis.backoff_max_ms", CFG_INT, K(registry.backoff_max_ms), "5000", 10, 600000, NULL,
       "Longest reconnect delay." },
-    { "redis.reply_timeout_ms", CFG_INT, K(redis_reply_timeout_ms), "5000", 100, 600000, NULL,
+    { "redis.reply_timeout_ms", CFG_INT, K(registry.reply_timeout_ms), "5000", 100, 600000, NULL,
       "Commands waiting and no reply from Redis for this long (plus\n"
       "redis.wait_timeout_ms when waiting for replicas): the connection is taken\n"
       "for dead, dropped and made again (a frozen Redis or a cut link sends no\n"
       "FIN). What was in flight fails (a SEND gets ERROR, not silence); the\n"
       "reconnect replays this server's rooms and members." },
 
-    { "registry.heartbeat_ms", CFG_INT, K(reg_heartbeat_ms), "1000", 50, 600000, NULL,
+    { "registry.heartbeat_ms", CFG_INT, K(registry.heartbeat_ms), "1000", 50, 600000, NULL,
       "How often this server refreshes its liveness key." },
-    { "registry.ttl_ms", CFG_INT, K(reg_ttl_ms), "5000", 100, 3600000, NULL,
+    { "registry.ttl_ms", CFG_INT, K(registry.ttl_ms), "5000", 100, 3600000, NULL,
       "Liveness TTL: a server silent this long is dead, and the others remove its\n"
       "members from every room (presence) within ttl_ms + reap_ms." },
-    { "registry.reap_ms", CFG_INT, K(reg_reap_ms), "1000", 50, 600000, NULL,
+    { "registry.reap_ms", CFG_INT, K(registry.reap_ms), "1000", 50, 600000, NULL,
       "How often this server looks for dead servers to reap." },
-    { "registry.history_max", CFG_INT, K(reg_history_max), "1000", 10, 10000000, NULL,
+    { "registry.history_max", CFG_INT, K(registry.history_max), "1000", 10, 10000000, NULL,
       "Messages kept in each room's Redis log (approximately: MAXLEN ~)." },
-    { "registry.history_ttl_ms", CFG_INT, K(reg_history_ttl_ms), "3600000", 1000, 2147483647, NULL,
+    { "registry.history_ttl_ms", CFG_INT, K(registry.history_ttl_ms), "3600000", 1000, 2147483647, NULL,
       "A room's log outlives its last member (or a send to an empty room) this long." },
-    { "registry.presence_max", CFG_INT, K(reg_presence_max), "100", 0, 100000, NULL,
+    { "registry.presence_max", CFG_INT, K(registry.presence_max), "100", 0, 100000, NULL,
       "Most members listed in a presence snapshot; the count is always exact." },
 
-    { "bus.host", CFG_STR, K(bus_host), "127.0.0.1", 0, 0, NULL,
+    { "bus.host", CFG_STR, K(bus.host), "127.0.0.1", 0, 0, NULL,
       "RabbitMQ carrying messages between servers: one node, or a cluster's\n"
       "nodes as a comma-separated list of host or host:port (bus.port when\n"
       "left out). Each connection starts at a random node and moves to the\n"
       "next one in the list whenever its node fails." },
-    { "bus.port", CFG_INT, K(bus_port), "5690", 1, 65535, NULL,
+    { "bus.port", CFG_INT, K(bus.port), "5690", 1, 65535, NULL,
       "AMQP port of bus.host entries without one (the default is the one\n"
       "scripts/services runs RabbitMQ on)." },
-    { "bus.vhost", CFG_STR, K(bus_vhost), "/", 0, 0, NULL, "AMQP virtual host." },
-    { "bus.user", CFG_STR, K(bus_user), "guest", 0, 0, NULL, "AMQP user." },
-    { "bus.password", CFG_STR, K(bus_password), "guest", 0, 0, NULL, "AMQP password." },
-    { "bus.exchange", CFG_STR, K(bus_exchange), "lectern.rooms", 0, 0, NULL,
+    { "bus.vhost", CFG_STR, K(bus.vhost), "/", 0, 0, NULL, "AMQP virtual host." },
+    { "bus.user", CFG_STR, K(bus.user), "guest", 0, 0, NULL, "AMQP user." },
+    { "bus.password", CFG_STR, K(bus.password), "guest", 0, 0, NULL, "AMQP password." },
+    { "bus.exchange", CFG_STR, K(bus.exchange), "lectern.rooms", 0, 0, NULL,
       "Base name of the room exchange: <name>.fanout, or <name>.direct in dynamic mode." },
     { "bus.mode", CFG_STR, K(bus_mode), "fanout", 0, 0, "fanout|dynamic",
       "fanout: every server's queue gets every room message and drops those for\n"
       "rooms it does not host. dynamic: a direct exchange; each server binds its\n"
       "queue only to the rooms it has members in. All servers must agree." },
-    { "bus.heartbeat_s", CFG_INT, K(bus_heartbeat_s), "10", 0, 3600, NULL,
+    { "bus.heartbeat_s", CFG_INT, K(bus.heartbeat_s), "10", 0, 3600, NULL,
       "AMQP heartbeat; a dead broker connection is noticed within about twice this." },
-    { "bus.backoff_min_ms", CFG_INT, K(bus_backoff_min_ms), "100", 10, 60000, NULL,
+    { "bus.backoff_min_ms", CFG_INT, K(bus.reconnect_min_ms), "100", 10, 60000, NULL,
       "First reconnect delay after RabbitMQ is lost; doubles, with jitter, up to the max." },
-    { "bus.backoff_max_ms", CFG_INT, K(bus_backoff_max_ms), "5000", 10, 600000, NULL,
+    { "bus.backoff_max_ms", CFG_INT, K(bus.reconnect_max_ms), "5000", 10, 600000, NULL,
       "Longest reconnect delay." },
-    { "bus.batch_max", CFG_INT, K(bus_batch_max), "64", 1, 10000, NULL,
+    { "bus.batch_max", CFG_INT, K(bus.room_batch_max), "64", 1, 10000, NULL,
       "Most room messages per publish to the room exchange. Under load the copies\n"
       "for other servers travel several to one AMQP message (RabbitMQ's cost is\n"
       "per message); 1 sends every message on its own." },
-    { "bus.batch_linger_ms", CFG_INT, K(bus_batch_linger_ms), "1", 0, 100, NULL,
+    { "bus.batch_linger_ms", CFG_INT, K(bus.room_batch_linger_ms), "1", 0, 100, NULL,
       "How long the first room copy waits for others to share its publish. Adds at\n"
       "most this much to cross-server latency; 0 batches only what is already waiting." },
-    { "bus.max_queue", CFG_INT, K(bus_max_queue), "100000", 100, 100000000, NULL,
+    { "bus.max_queue", CFG_INT, K(bus.max_queue), "100000", 100, 100000000, NULL,
       "Most messages waiting to be published to RabbitMQ; beyond, they are only\n"
       "in the room log (other servers catch up from it)." },
 
-    { "storage.queue", CFG_STR, K(storage_queue), "lectern.storage", 0, 0, NULL,
+    STORAGEQUEUE_KNOBS(K(bus.storage_queue), K(bus.storage_queue_type),
       "Durable queue every message is published to (persistent, with publisher\n"
-      "confirms) for the lectern-storage workers. Workers must use the same name." },
-    { "storage.queue_type", CFG_STR, K(storage_queue_type), "classic", 0, 0, "classic|quorum",
+      "confirms) for the lectern-storage workers. Workers must use the same name.",
       "RabbitMQ queue type of the storage queue: quorum replicates it across a\n"
       "RabbitMQ cluster. Servers and workers must agree (RabbitMQ refuses a\n"
-      "redeclaration with another type)." },
-    { "storage.confirm_timeout_ms", CFG_INT, K(confirm_timeout_ms), "5000", 100, 600000, NULL,
+      "redeclaration with another type)."),
+    { "storage.confirm_timeout_ms", CFG_INT, K(bus.confirm_timeout_ms), "5000", 100, 600000, NULL,
       "How long a message may wait for RabbitMQ's publisher confirm (across a\n"
       "reconnect) before its SEND gets ERROR instead of RECEIPT. With a quorum\n"
       "storage queue on a cluster, allow a leader election: 15000 or more." },
-    { "storage.nack_retry_ms", CFG_INT, K(nack_retry_ms), "200", 10, 60000, NULL,
+    { "storage.nack_retry_ms", CFG_INT, K(bus.nack_retry_ms), "200", 10, 60000, NULL,
       "A storage copy RabbitMQ refuses (basic.nack: a quorum queue electing a new\n"
       "leader, a queue at its length limit) is published again after this long,\n"
       "until storage.confirm_timeout_ms runs out." },
-    { "storage.batch_max", CFG_INT, K(storage_batch_max), "256", 1, 10000, NULL,
+    { "storage.batch_max", CFG_INT, K(bus.batch_max), "256", 1, 10000, NULL,
       "Most messages per storage-queue publish. Under load the storage copies of\n"
       "many messages travel as one persistent AMQP message (one write, one\n"
       "confirm, one fsync at the broker); 1 sends every message on its own." },
-    { "storage.batch_linger_ms", CFG_INT, K(storage_batch_linger_ms), "2", 0, 1000, NULL,
+    { "storage.batch_linger_ms", CFG_INT, K(bus.batch_linger_ms), "2", 0, 1000, NULL,
       "How long the first storage copy waits for others to share its publish.\n"
       "Delays RECEIPTs by at most this much; live delivery does not wait." },
 
-    { "mysql.host", CFG_STR, K(mysql_host), "127.0.0.1", 0, 0, NULL,
+    MYSQLCONN_KNOBS(K(history.db.conn),
       "MySQL/MariaDB holding the message store (read by GET .../messages and\n"
-      "by resume, written only by lectern-storage)." },
-    { "mysql.port", CFG_INT, K(mysql_port), "3390", 1, 65535, NULL,
-      "MySQL port (the default is the one scripts/services runs MariaDB on)." },
-    { "mysql.user", CFG_STR, K(mysql_user), "lectern", 0, 0, NULL, "MySQL user." },
-    { "mysql.password", CFG_STR, K(mysql_password), "lectern", 0, 0, NULL, "MySQL password." },
-    { "mysql.database", CFG_STR, K(mysql_database), "lectern", 0, 0, NULL, "MySQL database." },
-    { "mysql.pool", CFG_INT, K(mysql_pool), "2", 1, 64, NULL,
+      "by resume, written only by lectern-storage).",
+      "MySQL user."),
+    { "mysql.pool", CFG_INT, K(history.db.threads), "2", 1, 64, NULL,
       "Threads (each with its own connection) running history queries, so that\n"
       "MySQL never blocks the event loop." },
-    { "mysql.timeout_s", CFG_INT, K(mysql_timeout_s), "5", 1, 3600, NULL,
-      "Connect, read and write timeout of one MySQL call." },
+    MYSQLCONN_KNOB_TIMEOUT(K(history.db.conn)),
 
     { "history.default_limit", CFG_INT, K(history_default_limit), "50", 1, 100000, NULL,
       "Messages in a history page when the request gives no limit." },
     { "history.max_limit", CFG_INT, K(history_max_limit), "1000", 1, 100000, NULL,
       "Largest limit= a history request may ask for (more: 400)." },
-    { "history.hole_wait_ms", CFG_INT, K(history_hole_wait_ms), "3000", 0, 600000, NULL,
+    { "history.hole_wait_ms", CFG_INT, K(history.hole_wait_ms), "3000", 0, 600000, NULL,
       "A history range that MySQL does not hold completely yet (a message still\n"
       "on its way through the storage queue) is retried for up to this long." },
-    { "history.max_bytes", CFG_SIZE, K(history_max_bytes), "1m", 4096, 1 << 30, NULL,
+    { "history.max_bytes", CFG_SIZE, K(history.max_bytes), "1m", 4096, 1 << 30, NULL,
       "Most bytes of messages in one history page (their JSON over HTTP, their\n"
       "stored size for x-since replays); a page ends there even before its\n"
       "limit (but holds at least one message) and says more. The Redis and\n"
@@ -348,11 +344,11 @@ const cfg_knob server_knobs[] = {
       "Messages read per step when a SUBSCRIBE with x-since replays what the\n"
       "client missed." },
 
-    { "relay.gap_timeout_ms", CFG_INT, K(gap_timeout_ms), "200", 5, 60000, NULL,
+    { "relay.gap_timeout_ms", CFG_INT, K(relay.gap_timeout_ms), "200", 5, 60000, NULL,
       "A room missing a message for this long reads it from the room log." },
-    { "relay.catchup_max", CFG_INT, K(catchup_max), "1000", 1, 1000000, NULL,
+    { "relay.catchup_max", CFG_INT, K(relay.catchup_max), "1000", 1, 1000000, NULL,
       "Most messages read from a room log to fill one gap or catch up." },
-    { "relay.pull_ms", CFG_INT, K(pull_ms), "1000", 50, 60000, NULL,
+    { "relay.pull_ms", CFG_INT, K(relay.pull_ms), "1000", 50, 60000, NULL,
       "While this server cannot receive from RabbitMQ (its consumer is moving to\n"
       "another node), it reads each of its rooms' logs in Redis this often, so\n"
       "its students keep getting the other servers' messages." },
@@ -382,14 +378,14 @@ int server_config_check(const server_config *c, char *err, size_t errlen)
     }
     if (origin_list_check(c->ws_allowed_origins, err, errlen) < 0)
         return -1;
-    if (c->redis_user[0] && !c->redis_password[0]) {
+    if (c->registry.user[0] && !c->registry.password[0]) {
         snprintf(err, errlen, "redis.user is set but redis.password is empty");
         return -1;
     }
-    if (addrlist_check("bus.host", c->bus_host, c->bus_port, err, errlen) < 0)
+    if (addrlist_check("bus.host", c->bus.host, c->bus.port, err, errlen) < 0)
         return -1;
-    if (c->redis_sentinels[0] && addrlist_check("redis.sentinels", c->redis_sentinels,
-                                                REDIS_SENTINEL_PORT, err, errlen) < 0)
+    if (c->registry.sentinels[0] && addrlist_check("redis.sentinels", c->registry.sentinels,
+                                                   REDIS_SENTINEL_PORT, err, errlen) < 0)
         return -1;
     /* Refused rather than clamped: a budget below this would make frames and
      * output queues that the other knobs allow end the connection. */
@@ -399,8 +395,8 @@ int server_config_check(const server_config *c, char *err, size_t errlen)
                  "websocket.rx_buffer) + stomp.max_pending = %zu", c->conn_memory, need);
         return -1;
     }
-    if (c->bus_backoff_max_ms < c->bus_backoff_min_ms ||
-        c->redis_backoff_max_ms < c->redis_backoff_min_ms) {
+    if (c->bus.reconnect_max_ms < c->bus.reconnect_min_ms ||
+        c->registry.backoff_max_ms < c->registry.backoff_min_ms) {
         snprintf(err, errlen, "backoff_max_ms must not be below backoff_min_ms");
         return -1;
     }

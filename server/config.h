@@ -3,11 +3,20 @@
  * server_config is a plain value filled by lib/cfg from the table in
  * config.c; every field is a knob listed, with its default and help text, in
  * config/lectern.conf (which `lectern-server --print-config` regenerates).
+ * The modules that take a config of their own (registry, bus, history and
+ * its MySQL pool) have it embedded here and their knob rows point
+ * straight into it: the knob table is the only place defaults are written,
+ * and server.c hands each module its part. The few fields that are not
+ * knobs (the server id, the bus mode as a flag) are filled in by server.c.
  */
 #ifndef LECTERN_SERVER_CONFIG_H
 #define LECTERN_SERVER_CONFIG_H
 
+#include "bus.h"
 #include "cfg.h"
+#include "history.h"
+#include "registry.h"
+#include "relay.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -66,65 +75,20 @@ typedef struct server_config {
     int    max_conns_per_ip;  /* 0 off */
     char  *trusted_proxies;   /* addresses/CIDRs whose X-Forwarded-For is believed */
     int    handshake_timeout_s;
-    /* [redis] */
-    char  *redis_host;
-    int    redis_port;
-    char  *redis_user;        /* ACL user for AUTH; "" = the default user */
-    char  *redis_password;    /* AUTH after every connect; "" = no AUTH */
-    char  *redis_prefix;
-    char  *redis_sentinels;
-    char  *redis_sentinel_master;
-    int    redis_wait_replicas;
-    int    redis_wait_timeout_ms;
-    int    redis_backoff_min_ms;
-    int    redis_backoff_max_ms;
-    int    redis_reply_timeout_ms;
-    /* [registry] */
-    int    reg_heartbeat_ms;
-    int    reg_ttl_ms;
-    int    reg_reap_ms;
-    int    reg_history_max;
-    int    reg_history_ttl_ms;
-    int    reg_presence_max;
-    /* [bus] */
-    char  *bus_host;
-    int    bus_port;
-    char  *bus_vhost;
-    char  *bus_user;
-    char  *bus_password;
-    char  *bus_exchange;
+    /* [redis] and [registry]; server_id is the server's, set at start */
+    registry_config registry;
+    /* [bus], and the storage.* knobs of the publishing side; dynamic and
+     * server_id are set at start (dynamic from bus_mode) */
+    bus_config bus;
     char  *bus_mode;          /* fanout | dynamic */
-    int    bus_heartbeat_s;
-    int    bus_backoff_min_ms;
-    int    bus_backoff_max_ms;
-    int    bus_max_queue;
-    /* [storage] */
-    char  *storage_queue;
-    char  *storage_queue_type;  /* classic | quorum */
-    int    confirm_timeout_ms;
-    int    nack_retry_ms;
-    int    storage_batch_max;
-    int    bus_batch_max;
-    int    bus_batch_linger_ms;
-    int    storage_batch_linger_ms;
-    /* [mysql] */
-    char  *mysql_host;
-    int    mysql_port;
-    char  *mysql_user;
-    char  *mysql_password;
-    char  *mysql_database;
-    int    mysql_pool;
-    int    mysql_timeout_s;
+    /* [mysql] (the read pool) and the history knobs of the reads */
+    history_config history;
     /* [history] */
     int    history_default_limit;
     int    history_max_limit;
-    int    history_hole_wait_ms;
-    size_t history_max_bytes; /* a page's messages, at most (JSON for HTTP) */
     int    resume_page;
-    /* [relay] */
-    int    gap_timeout_ms;
-    int    catchup_max;
-    int    pull_ms;
+    /* [relay]; server_id is set at start */
+    relay_config relay;
     /* [heartbeat] */
     int    hb_send_ms;
     int    hb_recv_ms;

@@ -7,15 +7,15 @@
  * callbacks on the loop and frees the jobs. A job is always finished exactly
  * once: by a worker, or by db_destroy (ok false) if no worker took it.
  *
- * Connections. A worker connects when it first needs to (TCP, timeouts from
- * mysql.timeout_s, autocommit on: reads only) and prepares its two
- * statements (oldest first, newest first) once per connection. Any error
- * closes the connection; the next job reconnects. A query that fails
- * because a connection that had worked before is gone (MariaDB restarted,
- * idle timeout) is run once more on a fresh connection, so a restart costs
- * no failed request. After a failed connect the worker fails jobs at once
- * for DB_RETRY_MS, so that an outage answers quickly instead of every
- * request waiting for a connect timeout.
+ * Connections. A worker connects when it first needs to (lib/mysqlconn:
+ * TCP, timeouts from mysql.timeout_s; autocommit on: reads only) and
+ * prepares its two statements (oldest first, newest first) once per
+ * connection. Any error closes the connection; the next job reconnects. A
+ * query that fails because a connection that had worked before is gone
+ * (MariaDB restarted, idle timeout) is run once more on a fresh connection,
+ * so a restart costs no failed request. After a failed connect the worker
+ * fails jobs at once for DB_RETRY_MS, so that an outage answers quickly
+ * instead of every request waiting for a connect timeout.
  *
  * Statements. Every value is a bound parameter, never text in the SQL. The
  * id predicates "id_ms > ? OR (id_ms = ? AND id_n > ?)" (and the same for
@@ -92,9 +92,7 @@ typedef struct db_worker {
 struct db {
     uv_loop_t *loop;
     uv_async_t async;
-    char *host, *user, *password, *database;
-    int port;
-    unsigned timeout_s;
+    mysqlconn_config conn;       /* strings owned (copies) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     db_job *jobs, **jobs_tail;   /* waiting */
@@ -130,20 +128,9 @@ static void db_worker_close(db_worker *w)
 static int db_worker_connect(db_worker *w, char *why, size_t whylen)
 {
     db *d = w->d;
-    w->conn = mysql_init(NULL);
-    if (!w->conn) {
-        snprintf(why, whylen, "mysql_init failed");
+    w->conn = mysqlconn_open(&d->conn, why, whylen);
+    if (!w->conn)
         return -1;
-    }
-    unsigned t = d->timeout_s;
-    mysql_options(w->conn, MYSQL_OPT_CONNECT_TIMEOUT, &t);
-    mysql_options(w->conn, MYSQL_OPT_READ_TIMEOUT, &t);
-    mysql_options(w->conn, MYSQL_OPT_WRITE_TIMEOUT, &t);
-    if (!mysql_real_connect(w->conn, d->host, d->user, d->password, d->database,
-                            (unsigned)d->port, NULL, 0)) {
-        snprintf(why, whylen, "connect: %s", mysql_error(w->conn));
-        goto fail;
-    }
     for (int i = 0; i < 2; i++) {
         w->stmt[i] = mysql_stmt_init(w->conn);
         if (!w->stmt[i] ||
@@ -153,7 +140,8 @@ static int db_worker_connect(db_worker *w, char *why, size_t whylen)
             goto fail;
         }
     }
-    log_info("mysql_up", "host=%s port=%d database=%s", d->host, d->port, d->database);
+    log_info("mysql_up", "host=%s port=%d database=%s", d->conn.host, d->conn.port,
+             d->conn.database);
     return 0;
 
 fail:
@@ -356,7 +344,7 @@ static int db_worker_ensure(db_worker *w, db_job *j)
         w->failed_at = db_now_ms();
         atomic_fetch_add(&d->errors, 1);
         char q[200];
-        log_warn("mysql_down", "host=%s port=%d reason=%s", d->host, d->port,
+        log_warn("mysql_down", "host=%s port=%d reason=%s", d->conn.host, d->conn.port,
                  log_q(q, sizeof q, w->last_why, strlen(w->last_why)));
         snprintf(j->why, sizeof j->why, "MySQL unavailable (%s)", w->last_why);
         return -1;
@@ -461,10 +449,10 @@ static void db_on_closed(uv_handle_t *h)
 static void db_release(db *d)
 {
     free(d->workers);
-    free(d->host);
-    free(d->user);
-    free(d->password);
-    free(d->database);
+    free((char *)d->conn.host);
+    free((char *)d->conn.user);
+    free((char *)d->conn.password);
+    free((char *)d->conn.database);
     pthread_cond_destroy(&d->cv);
     pthread_mutex_destroy(&d->mu);
 }
@@ -473,17 +461,16 @@ db *db_create(uv_loop_t *loop, const db_config *cfg)
 {
     db *d = xcalloc(1, sizeof *d);
     d->loop = loop;
-    d->host = xstrdup(cfg->host);
-    d->user = xstrdup(cfg->user);
-    d->password = xstrdup(cfg->password);
-    d->database = xstrdup(cfg->database);
-    d->port = cfg->port;
-    d->timeout_s = cfg->timeout_s > 0 ? (unsigned)cfg->timeout_s : 5;
+    d->conn = cfg->conn;
+    d->conn.host = xstrdup(cfg->conn.host);
+    d->conn.user = xstrdup(cfg->conn.user);
+    d->conn.password = xstrdup(cfg->conn.password);
+    d->conn.database = xstrdup(cfg->conn.database);
     d->jobs_tail = &d->jobs;
     d->done_tail = &d->done;
     pthread_mutex_init(&d->mu, NULL);
     pthread_cond_init(&d->cv, NULL);
-    d->nworkers = cfg->threads > 0 ? cfg->threads : 1;
+    d->nworkers = cfg->threads;
     d->workers = xcalloc((size_t)d->nworkers, sizeof *d->workers);
     if (uv_async_init(loop, &d->async, db_on_async) != 0) {
         log_error("db_create", "detail=\"uv_async_init failed\"");

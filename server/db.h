@@ -23,17 +23,13 @@
 
 #include "envelope.h"
 #include "msgid.h"
+#include "mysqlconn.h"
 
 typedef struct db db;
 
 typedef struct db_config {
-    const char *host;
-    int port;
-    const char *user;
-    const char *password;
-    const char *database;
-    int threads;                 /* pool size, >= 1 */
-    int timeout_s;               /* connect, read and write timeout */
+    mysqlconn_config conn;       /* the store (mysql.*): every thread connects with it */
+    int threads;                 /* pool size, >= 1 (mysql.pool) */
 } db_config;
 
 /* One range of a room's stored messages: after < id < before (both
@@ -67,8 +63,8 @@ typedef void (*db_fn)(void *ctx, const envelope *rows, size_t n, bool cut, bool 
 size_t db_row_bytes(const envelope *e);
 
 /* Start the pool (threads connect when they first need to). The program
- * has called mysql_library_init (main.c) before starting any thread. Strings are
- * copied. Returns NULL (logged) when a thread or the async handle cannot be
+ * has called mysqlconn_library_init (main.c) before starting any thread.
+ * Strings are copied. Returns NULL (logged) when a thread or the async handle cannot be
  * created. */
 db *db_create(uv_loop_t *loop, const db_config *cfg);
 

@@ -474,12 +474,7 @@ static void history_step(uv_timer_t *t)
 
 history *history_create(uv_loop_t *loop, registry *reg, const history_config *cfg)
 {
-    db_config dc = {
-        .host = cfg->mysql_host, .port = cfg->mysql_port, .user = cfg->mysql_user,
-        .password = cfg->mysql_password, .database = cfg->mysql_database,
-        .threads = cfg->pool, .timeout_s = cfg->timeout_s,
-    };
-    db *d = db_create(loop, &dc);
+    db *d = db_create(loop, &cfg->db);
     if (!d)
         return NULL;
     history *h = xcalloc(1, sizeof *h);
@@ -487,7 +482,7 @@ history *history_create(uv_loop_t *loop, registry *reg, const history_config *cf
     h->reg = reg;
     h->db = d;
     h->hole_wait_ms = cfg->hole_wait_ms;
-    h->max_bytes = cfg->max_bytes ? cfg->max_bytes : 1 << 20;
+    h->max_bytes = cfg->max_bytes;
     return h;
 }
 

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "db.h"
 #include "envelope.h"
 #include "msgid.h"
 
@@ -37,13 +38,7 @@ struct metrics;
 typedef struct history history;
 
 typedef struct history_config {
-    const char *mysql_host;
-    int mysql_port;
-    const char *mysql_user;
-    const char *mysql_password;
-    const char *mysql_database;
-    int pool;                 /* query threads, each with its own connection */
-    int timeout_s;            /* connect/read/write timeout of one MySQL call */
+    db_config db;             /* the MySQL read pool (mysql.*) */
     int hole_wait_ms;
     size_t max_bytes;         /* a page's messages, at most (history.max_bytes) */
 } history_config;

@@ -1,13 +1,17 @@
 /* metrics.c — Prometheus text exposition of the server's metrics.
  *
  * Names follow Prometheus conventions: `lectern_` prefix, `_total` for
- * counters, base units (bytes). Each family gets its HELP and TYPE lines.
- * Single-valued metrics are rows of a table, so adding one is one line.
+ * counters, base units (bytes). Each family gets its HELP and TYPE lines
+ * (lib/prom writes the format). Single-valued metrics are rows of a table,
+ * so adding one is one line.
  */
 #include "metrics.h"
 
+#include "prom.h"
+
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 /* The summaries session.c puts in ERROR frames (docs/protocol.md); the
@@ -155,47 +159,37 @@ static const metrics_row metrics_rows[] = {
     L(catchups, "lectern_catchups_total", "Catch-up reads of room logs after reconnects."),
 };
 
-static void metrics_family(buf *out, const char *name, const char *type, const char *help)
-{
-    /* HELP is one line: a help text written over several lines joins up. */
-    buf_printf(out, "# HELP %s ", name);
-    for (const char *p = help; *p; p++)
-        buf_append_char(out, *p == '\n' ? ' ' : *p);
-    buf_printf(out, "\n# TYPE %s %s\n", name, type);
-}
-
 void metrics_render(const metrics *m, const metrics_gauges *g, buf *out)
 {
+    char labels[96];
     for (size_t i = 0; i < sizeof metrics_rows / sizeof metrics_rows[0]; i++) {
         const metrics_row *r = &metrics_rows[i];
         const char *base = r->live ? (const char *)g : (const char *)m;
         uint64_t v = *(const uint64_t *)(base + r->offset);
-        metrics_family(out, r->name, r->type, r->help);
-        buf_printf(out, "%s %llu\n", r->name, (unsigned long long)v);
+        prom_metric(out, r->name, r->type, r->help, v);
     }
 
-    metrics_family(out, "lectern_connections_state", "gauge",
-                   "Open STOMP connections by state.");
-    buf_printf(out, "lectern_connections_state{state=\"connecting\"} %llu\n"
-                    "lectern_connections_state{state=\"connected\"} %llu\n"
-                    "lectern_connections_state{state=\"closing\"} %llu\n",
-               (unsigned long long)g->conn_connecting, (unsigned long long)g->conn_connected,
-               (unsigned long long)g->conn_closing);
+    prom_family(out, "lectern_connections_state", "gauge", "Open STOMP connections by state.");
+    prom_sample(out, "lectern_connections_state", "state=\"connecting\"", g->conn_connecting);
+    prom_sample(out, "lectern_connections_state", "state=\"connected\"", g->conn_connected);
+    prom_sample(out, "lectern_connections_state", "state=\"closing\"", g->conn_closing);
 
     static const char *const out_names[METRICS_OUT_COUNT] = {
         "MESSAGE", "RECEIPT", "ERROR", "CONNECTED", "heartbeat",
     };
-    metrics_family(out, "lectern_frames_out_total", "counter",
-                   "STOMP frames queued to clients, by command.");
-    for (int i = 0; i < METRICS_OUT_COUNT; i++)
-        buf_printf(out, "lectern_frames_out_total{command=\"%s\"} %llu\n", out_names[i],
-                   (unsigned long long)m->frames_out[i]);
+    prom_family(out, "lectern_frames_out_total", "counter",
+                "STOMP frames queued to clients, by command.");
+    for (int i = 0; i < METRICS_OUT_COUNT; i++) {
+        snprintf(labels, sizeof labels, "command=\"%s\"", out_names[i]);
+        prom_sample(out, "lectern_frames_out_total", labels, m->frames_out[i]);
+    }
 
-    metrics_family(out, "lectern_stomp_errors_by_reason_total", "counter",
-                   "ERROR frames sent, by their message header (docs/protocol.md).");
-    for (int i = 0; i < ERROR_REASON_COUNT; i++)
-        buf_printf(out, "lectern_stomp_errors_by_reason_total{reason=\"%s\"} %llu\n",
-                   error_reason_message((error_reason)i), (unsigned long long)m->errors_by_reason[i]);
+    prom_family(out, "lectern_stomp_errors_by_reason_total", "counter",
+                "ERROR frames sent, by their message header (docs/protocol.md).");
+    for (int i = 0; i < ERROR_REASON_COUNT; i++) {
+        snprintf(labels, sizeof labels, "reason=\"%s\"", error_reason_message((error_reason)i));
+        prom_sample(out, "lectern_stomp_errors_by_reason_total", labels, m->errors_by_reason[i]);
+    }
 
     histogram_render(&m->delivery, "lectern_delivery_seconds",
                      "SEND accepted (its server timestamp) to MESSAGE written to a subscriber's "
@@ -204,10 +198,11 @@ void metrics_render(const metrics *m, const metrics_gauges *g, buf *out)
         histogram_render(g->bus_confirm, "lectern_bus_confirm_seconds",
                          "Storage copy queued for RabbitMQ to its publisher confirm.", out);
 
-    metrics_family(out, "lectern_frames_in_total", "counter",
-                   "STOMP frames received, by command (heartbeat = EOL runs).");
-    for (int c = 0; c < STOMP_CMD_CONNECTED; c++)    /* server frames are never received */
-        buf_printf(out, "lectern_frames_in_total{command=\"%s\"} %llu\n",
-                   c == STOMP_CMD_NONE ? "heartbeat" : stomp_command_name((stomp_command)c),
-                   (unsigned long long)m->frames_in[c]);
+    prom_family(out, "lectern_frames_in_total", "counter",
+                "STOMP frames received, by command (heartbeat = EOL runs).");
+    for (int c = 0; c < STOMP_CMD_CONNECTED; c++) {   /* server frames are never received */
+        snprintf(labels, sizeof labels, "command=\"%s\"",
+                 c == STOMP_CMD_NONE ? "heartbeat" : stomp_command_name((stomp_command)c));
+        prom_sample(out, "lectern_frames_in_total", labels, m->frames_in[c]);
+    }
 }

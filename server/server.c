@@ -449,8 +449,8 @@ static void server_on_stop_tick(uv_timer_t *t)
         return;
     /* Messages accepted but not yet confirmed by RabbitMQ still get their
      * confirm (or their deadline) before the bus goes. */
-    uint64_t confirm_wait = drain > (uint64_t)srv->conf->confirm_timeout_ms
-                                ? drain : (uint64_t)srv->conf->confirm_timeout_ms;
+    uint64_t confirm_wait = drain > (uint64_t)srv->conf->bus.confirm_timeout_ms
+                                ? drain : (uint64_t)srv->conf->bus.confirm_timeout_ms;
     if (srv->bus && bus_pending(srv->bus) && now - srv->confirm_started < confirm_wait)
         return;
     if (!srv->goodbye_sent) {
@@ -561,36 +561,15 @@ static void server_make_id(server *srv)
 static int server_start_cluster(server *srv)
 {
     const server_config *c = srv->conf;
-    relay_config rc = {
-        .server_id = srv->id,
-        .gap_timeout_ms = c->gap_timeout_ms,
-        .catchup_max = c->catchup_max,
-        .pull_ms = c->pull_ms,
-    };
+    /* Each module's knobs are in its own config, embedded in server_config:
+     * only what is not a knob is filled in here. */
+    relay_config rc = c->relay;
+    rc.server_id = srv->id;
     srv->relay = relay_create(&srv->loop, srv->rooms, &srv->metrics, &rc);
     srv->presence = presence_create(session_deliver);
 
-    registry_config gc = {
-        .host = c->redis_host,
-        .port = c->redis_port,
-        .user = c->redis_user,
-        .password = c->redis_password,
-        .sentinels = c->redis_sentinels,
-        .sentinel_master = c->redis_sentinel_master,
-        .wait_replicas = c->redis_wait_replicas,
-        .wait_timeout_ms = c->redis_wait_timeout_ms,
-        .prefix = c->redis_prefix,
-        .server_id = srv->id,
-        .heartbeat_ms = c->reg_heartbeat_ms,
-        .ttl_ms = c->reg_ttl_ms,
-        .reap_ms = c->reg_reap_ms,
-        .history_max = c->reg_history_max,
-        .history_ttl_ms = c->reg_history_ttl_ms,
-        .presence_max = c->reg_presence_max,
-        .backoff_min_ms = c->redis_backoff_min_ms,
-        .backoff_max_ms = c->redis_backoff_max_ms,
-        .reply_timeout_ms = c->redis_reply_timeout_ms,
-    };
+    registry_config gc = c->registry;
+    gc.server_id = srv->id;
     registry_events ge = {
         .on_state = server_on_registry_state,
         .on_room_sync = server_on_room_sync,
@@ -604,43 +583,13 @@ static int server_start_cluster(server *srv)
         return -1;
     }
 
-    history_config hc = {
-        .mysql_host = c->mysql_host,
-        .mysql_port = c->mysql_port,
-        .mysql_user = c->mysql_user,
-        .mysql_password = c->mysql_password,
-        .mysql_database = c->mysql_database,
-        .pool = c->mysql_pool,
-        .timeout_s = c->mysql_timeout_s,
-        .hole_wait_ms = c->history_hole_wait_ms,
-        .max_bytes = c->history_max_bytes,
-    };
-    srv->history = history_create(&srv->loop, srv->registry, &hc);
+    srv->history = history_create(&srv->loop, srv->registry, &c->history);
     if (!srv->history)
         return -1;
 
-    bus_config bc = {
-        .host = c->bus_host,
-        .port = c->bus_port,
-        .vhost = c->bus_vhost,
-        .user = c->bus_user,
-        .password = c->bus_password,
-        .exchange = c->bus_exchange,
-        .dynamic = !strcmp(c->bus_mode, "dynamic"),
-        .server_id = srv->id,
-        .heartbeat_s = c->bus_heartbeat_s,
-        .reconnect_min_ms = c->bus_backoff_min_ms,
-        .reconnect_max_ms = c->bus_backoff_max_ms,
-        .max_queue = (size_t)c->bus_max_queue,
-        .storage_queue = c->storage_queue,
-        .storage_queue_type = c->storage_queue_type,
-        .confirm_timeout_ms = c->confirm_timeout_ms,
-        .nack_retry_ms = c->nack_retry_ms,
-        .batch_max = c->storage_batch_max,
-        .room_batch_max = c->bus_batch_max,
-        .room_batch_linger_ms = c->bus_batch_linger_ms,
-        .batch_linger_ms = c->storage_batch_linger_ms,
-    };
+    bus_config bc = c->bus;
+    bc.dynamic = !strcmp(c->bus_mode, "dynamic");
+    bc.server_id = srv->id;
     bus_callbacks bcb = {
         .on_message = server_on_bus_message,
         .on_state = server_on_bus_state,

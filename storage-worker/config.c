@@ -10,6 +10,8 @@
 
 #include "addrlist.h"
 #include "listener.h"
+#include "mysqlconn.h"
+#include "storagequeue_knobs.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -33,10 +35,10 @@ const cfg_knob storage_knobs[] = {
     { "amqp.port", CFG_INT, K(amqp_port), "5690", 1, 65535, NULL,
       "AMQP port of amqp.host entries without one (the default is the one\n"
       "scripts/services runs RabbitMQ on)." },
-    { "amqp.vhost", CFG_STR, K(amqp_vhost), "/", 0, 0, NULL, "AMQP virtual host." },
-    { "amqp.user", CFG_STR, K(amqp_user), "guest", 0, 0, NULL, "AMQP user." },
-    { "amqp.password", CFG_STR, K(amqp_password), "guest", 0, 0, NULL, "AMQP password." },
-    { "amqp.heartbeat_s", CFG_INT, K(amqp_heartbeat_s), "10", 0, 3600, NULL,
+    { "amqp.vhost", CFG_STR, K(consumer.vhost), "/", 0, 0, NULL, "AMQP virtual host." },
+    { "amqp.user", CFG_STR, K(consumer.user), "guest", 0, 0, NULL, "AMQP user." },
+    { "amqp.password", CFG_STR, K(consumer.password), "guest", 0, 0, NULL, "AMQP password." },
+    { "amqp.heartbeat_s", CFG_INT, K(consumer.heartbeat_s), "10", 0, 3600, NULL,
       "AMQP heartbeat; a dead broker connection is noticed within about twice this.\n"
       "0 turns heartbeats off." },
     { "amqp.backoff_min_ms", CFG_INT, K(amqp_backoff_min_ms), "100", 10, 60000, NULL,
@@ -44,17 +46,16 @@ const cfg_knob storage_knobs[] = {
     { "amqp.backoff_max_ms", CFG_INT, K(amqp_backoff_max_ms), "5000", 10, 600000, NULL,
       "Longest reconnect delay to RabbitMQ." },
 
-    { "storage.queue", CFG_STR, K(queue), "lectern.storage", 0, 0, NULL,
+    STORAGEQUEUE_KNOBS(K(consumer.queue), K(consumer.queue_type),
       "Durable queue the servers publish every message to; any number of workers\n"
-      "consume it (competing consumers). Must equal the servers' storage.queue." },
-    { "storage.queue_type", CFG_STR, K(queue_type), "classic", 0, 0, "classic|quorum",
+      "consume it (competing consumers). Must equal the servers' storage.queue.",
       "RabbitMQ queue type of the storage queue (declared durable, shared). Must\n"
       "equal the servers' storage.queue_type: RabbitMQ refuses a redeclaration\n"
-      "with another type." },
-    { "storage.prefetch", CFG_INT, K(prefetch), "1000", 1, 65535, NULL,
+      "with another type."),
+    { "storage.prefetch", CFG_INT, K(consumer.prefetch), "1000", 1, 65535, NULL,
       "Most deliveries held unacknowledged (basic.qos): the messages being batched\n"
       "plus those waiting for the next batch. At least batch_max for full batches." },
-    { "storage.batch_max", CFG_INT, K(batch_max), "500", 1, 5000, NULL,
+    { "storage.batch_max", CFG_INT, K(writer.batch_max), "500", 1, 5000, NULL,
       "Most rows written by one batch (multi-row INSERT ... ON DUPLICATE KEY\n"
       "UPDATE, then COMMIT, then one basic.ack for all). A batch is also split so\n"
       "that no statement exceeds MySQL's max_allowed_packet." },
@@ -77,17 +78,11 @@ const cfg_knob storage_knobs[] = {
       "cannot hold, lib/storelimits.h): poison means corruption or a foreign\n"
       "publisher." },
 
-    { "mysql.host", CFG_STR, K(mysql_host), "127.0.0.1", 0, 0, NULL,
-      "MySQL/MariaDB holding the message store." },
-    { "mysql.port", CFG_INT, K(mysql_port), "3390", 1, 65535, NULL,
-      "MySQL port (the default is the one scripts/services runs MariaDB on)." },
-    { "mysql.user", CFG_STR, K(mysql_user), "lectern", 0, 0, NULL,
+    MYSQLCONN_KNOBS(K(writer.conn),
+      "MySQL/MariaDB holding the message store.",
       "MySQL user; needs INSERT on the messages table, and CREATE/ALTER while a\n"
-      "schema migration is pending." },
-    { "mysql.password", CFG_STR, K(mysql_password), "lectern", 0, 0, NULL, "MySQL password." },
-    { "mysql.database", CFG_STR, K(mysql_database), "lectern", 0, 0, NULL, "MySQL database." },
-    { "mysql.timeout_s", CFG_INT, K(mysql_timeout_s), "5", 1, 3600, NULL,
-      "Connect, read and write timeout of one MySQL call." },
+      "schema migration is pending."),
+    MYSQLCONN_KNOB_TIMEOUT(K(writer.conn)),
     { "mysql.backoff_min_ms", CFG_INT, K(mysql_backoff_min_ms), "100", 10, 60000, NULL,
       "First reconnect delay after MySQL is lost (the batch in hand is kept and\n"
       "written again); doubles, with jitter, up to the max." },

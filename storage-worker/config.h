@@ -4,38 +4,33 @@
  * config.c; every field is a knob listed, with its default and help text, in
  * config/lectern-storage.conf (which `lectern-storage --print-config`
  * regenerates; tests/storage/run.sh checks that the two are equal).
+ * The consumer's and the writer's configs are embedded, and their knob rows
+ * point straight into them: the knob table is the only place defaults are
+ * written.
  */
 #ifndef LECTERN_STORAGE_CONFIG_H
 #define LECTERN_STORAGE_CONFIG_H
 
 #include "cfg.h"
+#include "consumer.h"
+#include "dbwriter.h"
 
 typedef struct storage_config {
     /* [amqp] */
     char *amqp_host;
     int   amqp_port;
-    char *amqp_vhost;
-    char *amqp_user;
-    char *amqp_password;
-    int   amqp_heartbeat_s;
     int   amqp_backoff_min_ms;
     int   amqp_backoff_max_ms;
+    /* The consumer's knobs: amqp.vhost, user, password, heartbeat_s and
+     * storage.queue, queue_type, prefetch (its name is set at start). */
+    consumer_config consumer;
     /* [storage] */
-    char *queue;
-    char *queue_type;          /* classic | quorum */
-    int   prefetch;
-    int   batch_max;
     int   batch_wait_ms;
     int   check_ms;
     int   shutdown_timeout_ms;
     int   poison_log_every;
-    /* [mysql] */
-    char *mysql_host;
-    int   mysql_port;
-    char *mysql_user;
-    char *mysql_password;
-    char *mysql_database;
-    int   mysql_timeout_s;
+    /* The writer's knobs: [mysql] and storage.batch_max. */
+    dbwriter_config writer;
     int   mysql_backoff_min_ms;
     int   mysql_backoff_max_ms;
     /* [http] */

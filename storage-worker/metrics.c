@@ -2,9 +2,9 @@
  *
  * Names follow Prometheus conventions: `lectern_storage_` prefix, `_total`
  * for counters, base units (seconds). Histograms keep one counter per bucket
- * (not cumulative, so an observation is one increment) and are summed into
- * the cumulative `le` series when rendered; sums are kept in integers (rows,
- * microseconds) so they stay exact.
+ * (not cumulative, so an observation is one increment) and lib/prom sums them
+ * into the cumulative `le` series when rendered; sums are kept in integers
+ * (rows, microseconds) so they stay exact.
  *
  * lectern_storage_lag_seconds is computed at scrape time: now minus the
  * newest ts_ms this worker has stored (0 before the first), so it grows when
@@ -13,10 +13,15 @@
  */
 #include "metrics.h"
 
-#include <inttypes.h>
+#include "prom.h"
+
+#include <stdio.h>
 
 static const unsigned metrics_row_le[METRICS_ROW_BUCKETS] = {
     1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000,
+};
+static const char *const metrics_row_le_text[METRICS_ROW_BUCKETS] = {
+    "1", "2", "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000",
 };
 static const char *const metrics_commit_le[METRICS_COMMIT_BUCKETS] = {
     "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5",
@@ -96,119 +101,96 @@ void metrics_batch(metrics *m, size_t rows, size_t inserted, uint64_t write_us,
         ;
 }
 
-static void metrics_head(buf *out, const char *name, const char *type, const char *help)
+/* Load n + 1 bucket counters (the last is +Inf). */
+static void metrics_buckets(metrics_counter *c, size_t n, uint64_t *out)
 {
-    buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void metrics_one(buf *out, const char *name, const char *type, const char *help,
-                        uint64_t v)
-{
-    metrics_head(out, name, type, help);
-    buf_printf(out, "%s %" PRIu64 "\n", name, v);
-}
-
-/* A value in ms as seconds with millisecond precision. */
-static void metrics_seconds(buf *out, const char *name, const char *help, uint64_t ms)
-{
-    metrics_head(out, name, "gauge", help);
-    buf_printf(out, "%s %" PRIu64 ".%03" PRIu64 "\n", name, ms / 1000, ms % 1000);
+    for (size_t i = 0; i <= n; i++)
+        out[i] = metrics_get(&c[i]);
 }
 
 void metrics_render(metrics *m, uint64_t now_ms, buf *out)
 {
-    metrics_head(out, "lectern_storage_up", "gauge",
-                 "1 when the dependency is usable: amqp = consuming the storage queue, "
-                 "mysql = connected with the schema applied.");
-    buf_printf(out, "lectern_storage_up{dep=\"amqp\"} %d\n",
-               atomic_load_explicit(&m->up_amqp, memory_order_relaxed) ? 1 : 0);
-    buf_printf(out, "lectern_storage_up{dep=\"mysql\"} %d\n",
-               atomic_load_explicit(&m->up_mysql, memory_order_relaxed) ? 1 : 0);
+    uint64_t counts[METRICS_COMMIT_BUCKETS > METRICS_ROW_BUCKETS ? METRICS_COMMIT_BUCKETS + 1
+                                                                 : METRICS_ROW_BUCKETS + 1];
+    char labels[48];
 
-    metrics_one(out, "lectern_storage_incompatible", "gauge",
+    prom_family(out, "lectern_storage_up", "gauge",
+                "1 when the dependency is usable: amqp = consuming the storage queue, "
+                "mysql = connected with the schema applied.");
+    prom_sample(out, "lectern_storage_up", "dep=\"amqp\"",
+                atomic_load_explicit(&m->up_amqp, memory_order_relaxed) ? 1 : 0);
+    prom_sample(out, "lectern_storage_up", "dep=\"mysql\"",
+                atomic_load_explicit(&m->up_mysql, memory_order_relaxed) ? 1 : 0);
+
+    prom_metric(out, "lectern_storage_incompatible", "gauge",
                 "1 while MySQL cannot hold the largest message the servers accept (a column "
                 "narrower than lib/storelimits.h, or max_allowed_packet too small): the worker "
                 "does not consume.",
                 atomic_load_explicit(&m->incompatible, memory_order_relaxed) ? 1 : 0);
 
-    metrics_one(out, "lectern_storage_deliveries_total", "counter",
+    prom_metric(out, "lectern_storage_deliveries_total", "counter",
                 "Messages received from the storage queue (redeliveries included).",
                 metrics_get(&m->deliveries));
-    metrics_one(out, "lectern_storage_rows_written_total", "counter",
+    prom_metric(out, "lectern_storage_rows_written_total", "counter",
                 "Rows inserted into MySQL (new messages).", metrics_get(&m->rows_written));
-    metrics_one(out, "lectern_storage_duplicates_total", "counter",
+    prom_metric(out, "lectern_storage_duplicates_total", "counter",
                 "Messages written that MySQL already held (redeliveries, duplicate publishes).",
                 metrics_get(&m->duplicates));
-    metrics_one(out, "lectern_storage_batches_total", "counter",
+    prom_metric(out, "lectern_storage_batches_total", "counter",
                 "Batches committed (and then acknowledged).", metrics_get(&m->batches));
 
-    metrics_head(out, "lectern_storage_batch_rows", "histogram", "Messages per committed batch.");
-    uint64_t cum = 0;
-    for (int i = 0; i < METRICS_ROW_BUCKETS; i++) {
-        cum += metrics_get(&m->batch_rows[i]);
-        buf_printf(out, "lectern_storage_batch_rows_bucket{le=\"%u\"} %" PRIu64 "\n",
-                   metrics_row_le[i], cum);
-    }
-    cum += metrics_get(&m->batch_rows[METRICS_ROW_BUCKETS]);
-    buf_printf(out, "lectern_storage_batch_rows_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
-    buf_printf(out, "lectern_storage_batch_rows_sum %" PRIu64 "\n",
-               metrics_get(&m->batch_rows_sum));
-    buf_printf(out, "lectern_storage_batch_rows_count %" PRIu64 "\n", cum);
-
-    metrics_head(out, "lectern_storage_commit_seconds", "histogram",
-                 "Time to write one batch: its INSERT statements and the COMMIT.");
-    cum = 0;
-    for (int i = 0; i < METRICS_COMMIT_BUCKETS; i++) {
-        cum += metrics_get(&m->commit[i]);
-        buf_printf(out, "lectern_storage_commit_seconds_bucket{le=\"%s\"} %" PRIu64 "\n",
-                   metrics_commit_le[i], cum);
-    }
-    cum += metrics_get(&m->commit[METRICS_COMMIT_BUCKETS]);
-    buf_printf(out, "lectern_storage_commit_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
-    uint64_t us = metrics_get(&m->commit_us_sum);
-    buf_printf(out, "lectern_storage_commit_seconds_sum %" PRIu64 ".%06" PRIu64 "\n",
-               us / 1000000, us % 1000000);
-    buf_printf(out, "lectern_storage_commit_seconds_count %" PRIu64 "\n", cum);
+    metrics_buckets(m->batch_rows, METRICS_ROW_BUCKETS, counts);
+    prom_histogram(out, "lectern_storage_batch_rows", "Messages per committed batch.",
+                   METRICS_ROW_BUCKETS, metrics_row_le_text, counts,
+                   metrics_get(&m->batch_rows_sum), 0);
+    metrics_buckets(m->commit, METRICS_COMMIT_BUCKETS, counts);
+    prom_histogram(out, "lectern_storage_commit_seconds",
+                   "Time to write one batch: its INSERT statements and the COMMIT.",
+                   METRICS_COMMIT_BUCKETS, metrics_commit_le, counts,
+                   metrics_get(&m->commit_us_sum), 6);
 
     uint64_t newest = metrics_get(&m->newest_ts_ms);
-    metrics_seconds(out, "lectern_storage_lag_seconds",
-                    "Now minus the server timestamp of the newest message this worker "
-                    "stored (0 before the first).",
-                    newest && now_ms > newest ? now_ms - newest : 0);
-    metrics_seconds(out, "lectern_storage_lag_max_seconds",
-                    "Largest commit time minus server timestamp in the last batch.",
-                    metrics_get(&m->lag_max_ms));
+    prom_family(out, "lectern_storage_lag_seconds", "gauge",
+                "Now minus the server timestamp of the newest message this worker "
+                "stored (0 before the first).");
+    prom_sample_fixed(out, "lectern_storage_lag_seconds", NULL,
+                      newest && now_ms > newest ? now_ms - newest : 0, 3);
+    prom_family(out, "lectern_storage_lag_max_seconds", "gauge",
+                "Largest commit time minus server timestamp in the last batch.");
+    prom_sample_fixed(out, "lectern_storage_lag_max_seconds", NULL,
+                      metrics_get(&m->lag_max_ms), 3);
 
-    metrics_head(out, "lectern_storage_queue_messages", "gauge",
-                 "Messages ready in the storage queue (passive queue.declare every "
-                 "storage.check_ms; -1 until known).");
-    buf_printf(out, "lectern_storage_queue_messages %" PRId64 "\n",
-               atomic_load_explicit(&m->queue_messages, memory_order_relaxed));
-    metrics_one(out, "lectern_storage_in_hand", "gauge",
+    prom_family(out, "lectern_storage_queue_messages", "gauge",
+                "Messages ready in the storage queue (passive queue.declare every "
+                "storage.check_ms; -1 until known).");
+    prom_sample_signed(out, "lectern_storage_queue_messages", NULL,
+                       atomic_load_explicit(&m->queue_messages, memory_order_relaxed));
+    prom_metric(out, "lectern_storage_in_hand", "gauge",
                 "Deliveries this worker holds unacknowledged (batching or retrying).",
                 metrics_get(&m->in_hand));
 
-    metrics_head(out, "lectern_storage_errors_total", "counter",
-                 "Errors: mysql = failed connects and batch writes, amqp = failed connects "
-                 "and lost connections, poison = messages rejected (undecodable, bad id, "
-                 "or a row MySQL refuses).");
-    buf_printf(out, "lectern_storage_errors_total{kind=\"mysql\"} %" PRIu64 "\n",
-               metrics_get(&m->errors_mysql));
-    buf_printf(out, "lectern_storage_errors_total{kind=\"amqp\"} %" PRIu64 "\n",
-               metrics_get(&m->errors_amqp));
-    buf_printf(out, "lectern_storage_errors_total{kind=\"poison\"} %" PRIu64 "\n",
-               metrics_get(&m->errors_poison));
-    metrics_head(out, "lectern_storage_poison_total", "counter",
-                 "Messages rejected as poison, by reason: undecodable, bad_id, too_large (a row "
-                 "over max_allowed_packet), refused (MySQL refused the row). Servers never send "
-                 "these: each is a corrupted or foreign message.");
-    for (int i = 0; i < METRICS_POISON_REASONS; i++)
-        buf_printf(out, "lectern_storage_poison_total{reason=\"%s\"} %" PRIu64 "\n",
-                   metrics_poison_names[i], metrics_get(&m->poison[i]));
-    metrics_head(out, "lectern_storage_reconnects_total", "counter",
-                 "Connections made after the first one.");
-    buf_printf(out, "lectern_storage_reconnects_total{to=\"mysql\"} %" PRIu64 "\n",
-               metrics_get(&m->reconnects_mysql));
-    buf_printf(out, "lectern_storage_reconnects_total{to=\"amqp\"} %" PRIu64 "\n",
-               metrics_get(&m->reconnects_amqp));
+    prom_family(out, "lectern_storage_errors_total", "counter",
+                "Errors: mysql = failed connects and batch writes, amqp = failed connects "
+                "and lost connections, poison = messages rejected (undecodable, bad id, "
+                "or a row MySQL refuses).");
+    prom_sample(out, "lectern_storage_errors_total", "kind=\"mysql\"",
+                metrics_get(&m->errors_mysql));
+    prom_sample(out, "lectern_storage_errors_total", "kind=\"amqp\"",
+                metrics_get(&m->errors_amqp));
+    prom_sample(out, "lectern_storage_errors_total", "kind=\"poison\"",
+                metrics_get(&m->errors_poison));
+    prom_family(out, "lectern_storage_poison_total", "counter",
+                "Messages rejected as poison, by reason: undecodable, bad_id, too_large (a row "
+                "over max_allowed_packet), refused (MySQL refused the row). Servers never send "
+                "these: each is a corrupted or foreign message.");
+    for (int i = 0; i < METRICS_POISON_REASONS; i++) {
+        snprintf(labels, sizeof labels, "reason=\"%s\"", metrics_poison_names[i]);
+        prom_sample(out, "lectern_storage_poison_total", labels, metrics_get(&m->poison[i]));
+    }
+    prom_family(out, "lectern_storage_reconnects_total", "counter",
+                "Connections made after the first one.");
+    prom_sample(out, "lectern_storage_reconnects_total", "to=\"mysql\"",
+                metrics_get(&m->reconnects_mysql));
+    prom_sample(out, "lectern_storage_reconnects_total", "to=\"amqp\"",
+                metrics_get(&m->reconnects_amqp));
 }

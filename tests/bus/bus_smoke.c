@@ -169,6 +169,7 @@ static void peer_start_at(peer *p, const char *name, const char *exchange, bool 
         .reconnect_min_ms = 100, .reconnect_max_ms = 1000, .max_queue = 100000,
         .storage_queue = p->squeue, .storage_queue_type = "classic",
         .confirm_timeout_ms = 30000,    /* outlives a broker restart here */
+        .nack_retry_ms = 200,
         /* the servers' defaults: both kinds of copies travel in batches */
         .batch_max = 256, .batch_linger_ms = 2, .room_batch_max = 64, .room_batch_linger_ms = 1,
     };

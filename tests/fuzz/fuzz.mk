@@ -18,7 +18,7 @@ FB           := build/fuzz
 FUZZ_SAN     := -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 $(WARNINGS) $(FUZZ_SAN) \
                 -fsanitize=fuzzer-no-link,address,undefined \
-                -MMD -MP -Ilib -Iserver
+                -MMD -MP -Ilib -Iserver $(shell pkg-config --cflags libmariadb 2>/dev/null)
 FUZZ_LDFLAGS := -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer,address,undefined
 
 # The jwt target is built once server/jwt.c exists.

@@ -59,6 +59,20 @@ static void test_defaults(void **state)
     assert_null(c.name);
 }
 
+static void test_get_str(void **state)
+{
+    (void)state;
+    conf c = { 0 };
+    char err[256];
+    assert_int_equal(cfg_defaults(knobs, &c, err, sizeof err), 0);
+    assert_string_equal(cfg_get_str(knobs, &c, "b.mode"), "fast");
+    assert_int_equal(cfg_set(knobs, &c, "b.mode=slow", err, sizeof err), 0);
+    assert_string_equal(cfg_get_str(knobs, &c, "b.mode"), "slow");
+    assert_null(cfg_get_str(knobs, &c, "a.n"));       /* not a string knob */
+    assert_null(cfg_get_str(knobs, &c, "no.such"));
+    cfg_free(knobs, &c);
+}
+
 static void test_file_values_and_comments(void **state)
 {
     (void)state;
@@ -207,6 +221,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_get_str),
         cmocka_unit_test(test_file_values_and_comments),
         cmocka_unit_test(test_file_errors_name_the_line),
         cmocka_unit_test(test_missing_file),

@@ -443,13 +443,13 @@ static void test_auth_rules(void **state)
 
 /* A subscription to /topic/<room> or /presence/<room> as session.c lays it
  * out: the id, then the room's name. */
-static subscription *fake_sub(const char *id, const char *room, int kind, subscription *next)
+static subscription *fake_sub(const char *id, const char *rname, int kind, subscription *next)
 {
-    size_t il = strlen(id), rl = strlen(room);
+    size_t il = strlen(id), rl = strlen(rname);
     subscription *sub = calloc(1, sizeof *sub + il + rl);
     sub->id = sub->prefix;
     memcpy(sub->id, id, il);
-    memcpy(sub->id + il, room, rl);
+    memcpy(sub->id + il, rname, rl);
     sub->id_len = il;
     sub->room_len = (uint8_t)rl;
     sub->kind = (uint8_t)kind;

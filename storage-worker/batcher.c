@@ -1,7 +1,7 @@
-/* worker.c — the storage loop (see worker.h).
+/* batcher.c — storage queue -> MySQL in batches (see batcher.h).
  *
  * One thread does everything blocking: it owns the AMQP connection
- * (consumer.c) and the MySQL connection (store.c). The event loop only
+ * (consumer.c) and the MySQL connection (dbwriter.c). The event loop only
  * talks to it through two atomic flags (stop, abandon) and an eventfd that
  * wakes its poll(); it reports through the atomics of metrics.h.
  *
@@ -40,8 +40,8 @@
  * noticed by rabbitmq-c's heartbeat deadline. One log line per outage
  * (amqp_down / mysql_down, then *_up); repeated failures are debug lines.
  *
- * Limits. store_open checks that MySQL holds the largest message the
- * servers accept (lib/storelimits.h). When it does not (STORE_INCOMPATIBLE:
+ * Limits. dbwriter_open checks that MySQL holds the largest message the
+ * servers accept (lib/storelimits.h). When it does not (DBWRITER_INCOMPATIBLE:
  * a column narrowed, max_allowed_packet too small), the worker closes its
  * AMQP connection (what it held goes back to the queue, for another worker
  * or for later), consumes nothing, is not ready, says why in one log line
@@ -60,7 +60,7 @@
  * first and then one in every storage.poison_log_every is logged, naming
  * the field over the table's limit when there is one.
  */
-#include "worker.h"
+#include "batcher.h"
 
 #include "addrlist.h"
 #include "backoff.h"
@@ -71,7 +71,7 @@
 #include "log.h"
 #include "mem.h"
 #include "msgid.h"
-#include "store.h"
+#include "dbwriter.h"
 #include "storelimits.h"
 
 #include <errno.h>
@@ -86,31 +86,31 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define WORKER_RECEIVE_MAX 1000     /* deliveries read per round */
+#define BATCHER_RECEIVE_MAX 1000     /* deliveries read per round */
 
-typedef struct worker_item {
+typedef struct batcher_item {
     uint64_t tag;
     uint64_t arrived_ms;
     envelope env;
     msgid id;
-} worker_item;
+} batcher_item;
 
-struct worker {
+struct batcher {
     const storage_config *conf;
     metrics *m;
-    worker_done_fn done;
+    batcher_done_fn done;
     void *ctx;
     consumer *amqp;
     addrlist nodes;                /* amqp.host: one broker or a cluster's nodes */
-    store *db;
+    dbwriter *writer;
     pthread_t thread;
     int efd;
     atomic_bool stop, abandon;
 
     /* Worker thread only. */
-    worker_item *items;            /* the hand: items[head..len) */
+    batcher_item *items;            /* the hand: items[head..len) */
     size_t head, len, cap;
-    store_row *rows;               /* rows_cap (at least batch_max) */
+    dbwriter_row *rows;               /* rows_cap (at least batch_max) */
     size_t rows_cap;
     backoff amqp_backoff, mysql_backoff;
     size_t node;                   /* index in nodes tried next / in use */
@@ -125,32 +125,32 @@ struct worker {
 
 /* --- the hand ------------------------------------------------------------------------ */
 
-static size_t worker_held(const worker *w)
+static size_t batcher_held(const batcher *w)
 {
     return w->len - w->head;
 }
 
-static void worker_hand_gauge(worker *w)
+static void batcher_hand_gauge(batcher *w)
 {
-    atomic_store_explicit(&w->m->in_hand, worker_held(w), memory_order_relaxed);
+    atomic_store_explicit(&w->m->in_hand, batcher_held(w), memory_order_relaxed);
 }
 
-static void worker_hand_push(worker *w, uint64_t tag, uint64_t now, envelope *env, msgid id)
+static void batcher_hand_push(batcher *w, uint64_t tag, uint64_t now, envelope *env, msgid id)
 {
     if (w->len == w->cap) {
         w->cap = w->cap ? w->cap * 2 : 64;
         w->items = xrealloc(w->items, w->cap * sizeof *w->items);
     }
-    worker_item *it = &w->items[w->len++];
+    batcher_item *it = &w->items[w->len++];
     it->tag = tag;
     it->arrived_ms = now;
     it->env = *env;             /* takes the fields */
     it->id = id;
-    worker_hand_gauge(w);
+    batcher_hand_gauge(w);
 }
 
 /* Drop the first k held deliveries (written, or given up). */
-static void worker_hand_pop(worker *w, size_t k)
+static void batcher_hand_pop(batcher *w, size_t k)
 {
     for (size_t i = 0; i < k; i++)
         envelope_free(&w->items[w->head + i].env);
@@ -158,20 +158,20 @@ static void worker_hand_pop(worker *w, size_t k)
     if (w->head == w->len) {
         w->head = w->len = 0;
     } else if (w->head > w->cap / 2) {
-        memmove(w->items, w->items + w->head, worker_held(w) * sizeof *w->items);
+        memmove(w->items, w->items + w->head, batcher_held(w) * sizeof *w->items);
         w->len -= w->head;
         w->head = 0;
     }
-    worker_hand_gauge(w);
+    batcher_hand_gauge(w);
 }
 
 /* --- connection state ----------------------------------------------------------------- */
 
-static void worker_amqp_lost(worker *w, const char *why)
+static void batcher_amqp_lost(batcher *w, const char *why)
 {
     char q[300], node[300];
-    size_t dropped = worker_held(w);
-    worker_hand_pop(w, dropped);       /* unacked: RabbitMQ delivers them again */
+    size_t dropped = batcher_held(w);
+    batcher_hand_pop(w, dropped);       /* unacked: RabbitMQ delivers them again */
     atomic_store(&w->m->up_amqp, false);
     metrics_add(&w->m->errors_amqp, 1);
     int delay = backoff_next(&w->amqp_backoff);
@@ -180,7 +180,7 @@ static void worker_amqp_lost(worker *w, const char *why)
     if (!w->amqp_told) {
         w->amqp_told = true;
         log_warn("amqp_down", "node=%s queue=%s dropped_unacked=%zu retry_ms=%d reason=%s", node,
-                 w->conf->queue, dropped, delay, log_q(q, sizeof q, why, strlen(why)));
+                 w->conf->consumer.queue, dropped, delay, log_q(q, sizeof q, why, strlen(why)));
     } else {
         log_debug("amqp_retry", "node=%s retry_ms=%d reason=%s", node, delay,
                   log_q(q, sizeof q, why, strlen(why)));
@@ -189,8 +189,9 @@ static void worker_amqp_lost(worker *w, const char *why)
     w->node = (w->node + 1) % w->nodes.n;
 }
 
-static void worker_mysql_lost(worker *w, const char *why)
+static void batcher_mysql_lost(batcher *w, const char *why)
 {
+    const mysqlconn_config *my = &w->conf->writer.conn;
     char q[300];
     atomic_store(&w->m->up_mysql, false);
     metrics_add(&w->m->errors_mysql, 1);
@@ -198,21 +199,20 @@ static void worker_mysql_lost(worker *w, const char *why)
     w->mysql_retry_at = clock_ms() + (uint64_t)delay;
     if (!w->mysql_told) {
         w->mysql_told = true;
-        log_warn("mysql_down", "host=%s port=%d held=%zu retry_ms=%d reason=%s",
-                 w->conf->mysql_host, w->conf->mysql_port, worker_held(w), delay,
-                 log_q(q, sizeof q, why, strlen(why)));
+        log_warn("mysql_down", "host=%s port=%d held=%zu retry_ms=%d reason=%s", my->host,
+                 my->port, batcher_held(w), delay, log_q(q, sizeof q, why, strlen(why)));
     } else {
-        log_debug("mysql_retry", "host=%s port=%d retry_ms=%d reason=%s", w->conf->mysql_host,
-                  w->conf->mysql_port, delay, log_q(q, sizeof q, why, strlen(why)));
+        log_debug("mysql_retry", "host=%s port=%d retry_ms=%d reason=%s", my->host, my->port,
+                  delay, log_q(q, sizeof q, why, strlen(why)));
     }
 }
 
-static void worker_open_amqp(worker *w)
+static void batcher_open_amqp(batcher *w)
 {
     char why[300], node[300];
     const addrlist_entry *n = &w->nodes.v[w->node];
     if (consumer_open(w->amqp, n->host, n->port, why, sizeof why) < 0) {
-        worker_amqp_lost(w, why);
+        batcher_amqp_lost(w, why);
         return;
     }
     backoff_reset(&w->amqp_backoff);
@@ -223,53 +223,55 @@ static void worker_open_amqp(worker *w)
     w->check_at = 0;            /* read the queue depth right away */
     atomic_store(&w->m->up_amqp, true);
     addrlist_format(&w->nodes, w->node, node, sizeof node);
-    log_info("amqp_up", "node=%s queue=%s type=%s prefetch=%d", node, w->conf->queue,
-             w->conf->queue_type, w->conf->prefetch);
+    log_info("amqp_up", "node=%s queue=%s type=%s prefetch=%d", node, w->conf->consumer.queue,
+             w->conf->consumer.queue_type, w->conf->consumer.prefetch);
 }
 
 /* MySQL answered but cannot hold what the servers accept: stop consuming
  * (the hand goes back to the queue unacked) until a later connect finds
  * the database fixed. */
-static void worker_incompatible(worker *w, const char *why)
+static void batcher_incompatible(batcher *w, const char *why)
 {
     char q[400];
     int delay = backoff_next(&w->mysql_backoff);
     w->mysql_retry_at = clock_ms() + (uint64_t)delay;
     atomic_store(&w->m->up_mysql, false);
     if (consumer_is_open(w->amqp)) {
-        worker_hand_pop(w, worker_held(w));
+        batcher_hand_pop(w, batcher_held(w));
         consumer_close(w->amqp);
         atomic_store(&w->m->up_amqp, false);
     }
     if (!w->incompatible) {
         w->incompatible = true;
         atomic_store(&w->m->incompatible, true);
+        const mysqlconn_config *my = &w->conf->writer.conn;
         log_error("storage_incompatible", "host=%s port=%d database=%s action=\"not consuming "
-                  "until fixed\" retry_ms=%d reason=%s", w->conf->mysql_host, w->conf->mysql_port,
-                  w->conf->mysql_database, delay, log_q(q, sizeof q, why, strlen(why)));
+                  "until fixed\" retry_ms=%d reason=%s", my->host, my->port, my->database, delay,
+                  log_q(q, sizeof q, why, strlen(why)));
     } else {
         log_debug("storage_incompatible", "retry_ms=%d reason=%s", delay,
                   log_q(q, sizeof q, why, strlen(why)));
     }
 }
 
-static void worker_open_mysql(worker *w)
+static void batcher_open_mysql(batcher *w)
 {
     char why[400];
-    int rc = store_open(w->db, why, sizeof why);
-    if (rc == STORE_INCOMPATIBLE) {
-        worker_incompatible(w, why);
+    int rc = dbwriter_open(w->writer, why, sizeof why);
+    if (rc == DBWRITER_INCOMPATIBLE) {
+        batcher_incompatible(w, why);
         return;
     }
     if (rc < 0) {
-        worker_mysql_lost(w, why);
+        batcher_mysql_lost(w, why);
         return;
     }
+    const mysqlconn_config *my = &w->conf->writer.conn;
     if (w->incompatible) {
         w->incompatible = false;
         atomic_store(&w->m->incompatible, false);
-        log_info("storage_compatible", "host=%s port=%d database=%s action=consuming",
-                 w->conf->mysql_host, w->conf->mysql_port, w->conf->mysql_database);
+        log_info("storage_compatible", "host=%s port=%d database=%s action=consuming", my->host,
+                 my->port, my->database);
     }
     backoff_reset(&w->mysql_backoff);
     if (w->mysql_ever)
@@ -278,16 +280,16 @@ static void worker_open_mysql(worker *w)
     w->mysql_told = false;
     w->mysql_used_at = clock_ms();
     atomic_store(&w->m->up_mysql, true);
-    log_info("mysql_up", "host=%s port=%d database=%s held=%zu", w->conf->mysql_host,
-             w->conf->mysql_port, w->conf->mysql_database, worker_held(w));
+    log_info("mysql_up", "host=%s port=%d database=%s held=%zu", my->host, my->port,
+             my->database, batcher_held(w));
 }
 
 /* --- deliveries ------------------------------------------------------------------------ */
 
 /* Count (and now and then log) one message that cannot be stored, of
  * `kind`; `reason` says why in words. */
-static void worker_poison(worker *w, metrics_poison kind, const char *reason, const char *id,
-                          size_t idlen, unsigned mysql_err)
+static void batcher_poison(batcher *w, metrics_poison kind, const char *reason, const char *id,
+                           size_t idlen, unsigned mysql_err)
 {
     char q[400], qi[120];
     w->poison++;
@@ -301,13 +303,13 @@ static void worker_poison(worker *w, metrics_poison kind, const char *reason, co
 
 /* Reject one delivery for good, counting it as poison. Returns 0, or -1
  * when the AMQP connection failed (already handled). */
-static int worker_reject(worker *w, uint64_t tag, metrics_poison kind, const char *reason,
-                         const char *id, size_t idlen, unsigned mysql_err)
+static int batcher_reject(batcher *w, uint64_t tag, metrics_poison kind, const char *reason,
+                          const char *id, size_t idlen, unsigned mysql_err)
 {
     char why[300];
-    worker_poison(w, kind, reason, id, idlen, mysql_err);
+    batcher_poison(w, kind, reason, id, idlen, mysql_err);
     if (consumer_reject(w->amqp, tag, why, sizeof why) < 0) {
-        worker_amqp_lost(w, why);
+        batcher_amqp_lost(w, why);
         return -1;
     }
     return 0;
@@ -317,7 +319,7 @@ static int worker_reject(worker *w, uint64_t tag, metrics_poison kind, const cha
  * hand under the delivery's one tag; the others are counted as poison. A
  * batch with nothing storable is rejected. Returns -1 when the AMQP
  * connection failed. */
-static int worker_delivery_batch(worker *w, amqp_envelope_t *d, uint64_t now)
+static int batcher_delivery_batch(batcher *w, amqp_envelope_t *d, uint64_t now)
 {
     envelope *envs = NULL;
     size_t n = 0, good = 0;
@@ -325,30 +327,30 @@ static int worker_delivery_batch(worker *w, amqp_envelope_t *d, uint64_t now)
     amqp_bytes_t mid = (d->message.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG)
                            ? d->message.properties.message_id : amqp_empty_bytes;
     if (envbatch_decode(d->message.body, &envs, &n, &why) < 0)
-        return worker_reject(w, d->delivery_tag, METRICS_POISON_UNDECODABLE, why, mid.bytes,
-                             mid.len, 0);
+        return batcher_reject(w, d->delivery_tag, METRICS_POISON_UNDECODABLE, why, mid.bytes,
+                              mid.len, 0);
     for (size_t i = 0; i < n; i++) {
         msgid id;
         if (msgid_parse(envs[i].id, strlen(envs[i].id), &id) < 0) {
-            worker_poison(w, METRICS_POISON_BAD_ID, "x-lectern-id is not a message id (<ms>-<n>)",
-                          envs[i].id, strlen(envs[i].id), 0);
+            batcher_poison(w, METRICS_POISON_BAD_ID, "x-lectern-id is not a message id (<ms>-<n>)",
+                           envs[i].id, strlen(envs[i].id), 0);
             envelope_free(&envs[i]);
             continue;
         }
-        worker_hand_push(w, d->delivery_tag, now, &envs[i], id);   /* takes the fields */
+        batcher_hand_push(w, d->delivery_tag, now, &envs[i], id);   /* takes the fields */
         good++;
     }
     free(envs);
     if (good == 0)
-        return worker_reject(w, d->delivery_tag, METRICS_POISON_BAD_ID,
-                             "batch without a storable message", mid.bytes, mid.len, 0);
+        return batcher_reject(w, d->delivery_tag, METRICS_POISON_BAD_ID,
+                              "batch without a storable message", mid.bytes, mid.len, 0);
     return 0;
 }
 
 /* Decode one delivery into the hand, or reject it; release it. Returns -1
  * when the AMQP connection failed. (A delivery's memory is its own: it
  * outlives its connection.) */
-static int worker_delivery(worker *w, amqp_envelope_t *d, uint64_t now)
+static int batcher_delivery(batcher *w, amqp_envelope_t *d, uint64_t now)
 {
     const amqp_basic_properties_t *p = &d->message.properties;
     envelope env;
@@ -358,58 +360,59 @@ static int worker_delivery(worker *w, amqp_envelope_t *d, uint64_t now)
 
     metrics_add(&w->m->deliveries, 1);
     if (envbatch_is(p)) {
-        rc = worker_delivery_batch(w, d, now);
+        rc = batcher_delivery_batch(w, d, now);
     } else if (envelope_from_amqp(p, d->message.body, &env, &why) < 0) {
         amqp_bytes_t mid = (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? p->message_id
                                                                      : amqp_empty_bytes;
-        rc = worker_reject(w, d->delivery_tag, METRICS_POISON_UNDECODABLE,
-                           why ? why : "undecodable", mid.bytes, mid.len, 0);
+        rc = batcher_reject(w, d->delivery_tag, METRICS_POISON_UNDECODABLE,
+                            why ? why : "undecodable", mid.bytes, mid.len, 0);
     } else if (msgid_parse(env.id, strlen(env.id), &id) < 0) {
-        rc = worker_reject(w, d->delivery_tag, METRICS_POISON_BAD_ID,
-                           "x-lectern-id is not a message id (<ms>-<n>)", env.id, strlen(env.id), 0);
+        rc = batcher_reject(w, d->delivery_tag, METRICS_POISON_BAD_ID,
+                            "x-lectern-id is not a message id (<ms>-<n>)", env.id, strlen(env.id), 0);
         envelope_free(&env);
     } else {
-        worker_hand_push(w, d->delivery_tag, now, &env, id);
+        batcher_hand_push(w, d->delivery_tag, now, &env, id);
     }
     consumer_release(d);
     return rc;
 }
 
-/* Read every delivery that has arrived (up to WORKER_RECEIVE_MAX). */
-static void worker_receive(worker *w)
+/* Read every delivery that has arrived (up to BATCHER_RECEIVE_MAX). */
+static void batcher_receive(batcher *w)
 {
     char why[300];
     uint64_t now = clock_ms();
-    for (int n = 0; n < WORKER_RECEIVE_MAX && consumer_is_open(w->amqp); n++) {
+    for (int n = 0; n < BATCHER_RECEIVE_MAX && consumer_is_open(w->amqp); n++) {
         amqp_envelope_t d;
         int r = consumer_next(w->amqp, &d, why, sizeof why);
         if (r == 0)
             return;
         if (r < 0) {
-            worker_amqp_lost(w, why);
+            batcher_amqp_lost(w, why);
             return;
         }
-        if (worker_delivery(w, &d, now) < 0)
+        if (batcher_delivery(w, &d, now) < 0)
             return;
     }
 }
 
 /* --- batches --------------------------------------------------------------------------- */
 
-static bool worker_batch_due(const worker *w, uint64_t now, bool stopping)
+static bool batcher_batch_due(const batcher *w, uint64_t now, bool stopping)
 {
-    size_t held = worker_held(w);
-    if (!held || !consumer_is_open(w->amqp) || !store_is_open(w->db))
+    size_t held = batcher_held(w);
+    if (!held || !consumer_is_open(w->amqp) || !dbwriter_is_open(w->writer))
         return false;
-    return stopping || held >= (size_t)w->conf->batch_max || held >= (size_t)w->conf->prefetch ||
+    return stopping || held >= (size_t)w->conf->writer.batch_max ||
+           held >= (size_t)w->conf->consumer.prefetch ||
            now >= w->items[w->head].arrived_ms + (uint64_t)w->conf->batch_wait_ms;
 }
 
 /* Why MySQL refused env's row (mysql_err): its poison kind, and in words,
  * naming the field over lib/storelimits.h when there is one (a message no
  * server that checks the table would have sent). */
-static metrics_poison worker_refusal(const envelope *env, unsigned mysql_err, char *reason,
-                                     size_t len)
+static metrics_poison batcher_refusal(const envelope *env, unsigned mysql_err, char *reason,
+                                      size_t len)
 {
     storelimits_sizes sz;
     char over[240];
@@ -434,28 +437,29 @@ static metrics_poison worker_refusal(const envelope *env, unsigned mysql_err, ch
  * keeps all of it in hand; writing a row again is a no-op). A delivery
  * with a refused row is rejected once (its other rows are committed); the
  * ack covers every delivery up to the last one with no refused row. */
-static void worker_flush(worker *w)
+static void batcher_flush(batcher *w)
 {
-    size_t k = worker_held(w);
-    if (k > (size_t)w->conf->batch_max)
-        k = (size_t)w->conf->batch_max;
+    size_t k = batcher_held(w);
+    if (k > (size_t)w->conf->writer.batch_max)
+        k = (size_t)w->conf->writer.batch_max;
     while (w->head + k < w->len && w->items[w->head + k].tag == w->items[w->head + k - 1].tag)
         k++;
     if (k > w->rows_cap) {
         w->rows_cap = k;
         w->rows = xrealloc(w->rows, k * sizeof *w->rows);
     }
-    worker_item *batch = &w->items[w->head];
+    batcher_item *batch = &w->items[w->head];
     for (size_t i = 0; i < k; i++)
-        w->rows[i] = (store_row){ .env = &batch[i].env, .id = batch[i].id };
+        w->rows[i] = (dbwriter_row){ .env = &batch[i].env, .id = batch[i].id };
 
-    store_result res = { 0 };
+    dbwriter_result res = { 0 };
     char why[300];
-    for (size_t off = 0; off < k; off += (size_t)w->conf->batch_max) {
-        size_t n = k - off < (size_t)w->conf->batch_max ? k - off : (size_t)w->conf->batch_max;
-        store_result part;
-        if (store_write(w->db, w->rows + off, n, &part, why, sizeof why) < 0) {
-            worker_mysql_lost(w, why);     /* the batch stays in hand */
+    size_t max = (size_t)w->conf->writer.batch_max;
+    for (size_t off = 0; off < k; off += max) {
+        size_t n = k - off < max ? k - off : max;
+        dbwriter_result part;
+        if (dbwriter_write(w->writer, w->rows + off, n, &part, why, sizeof why) < 0) {
+            batcher_mysql_lost(w, why);     /* the batch stays in hand */
             return;
         }
         res.inserted += part.inserted;
@@ -493,44 +497,45 @@ static void worker_flush(worker *w)
             continue;
         const char *id = batch[i].env.id;
         char reason[300];
-        metrics_poison kind = worker_refusal(&batch[i].env, w->rows[i].rejected, reason,
-                                             sizeof reason);
+        metrics_poison kind = batcher_refusal(&batch[i].env, w->rows[i].rejected, reason,
+                                              sizeof reason);
         if (rejected_tag == batch[i].tag) {   /* the delivery is already rejected */
-            worker_poison(w, kind, reason, id, strlen(id), w->rows[i].rejected);
+            batcher_poison(w, kind, reason, id, strlen(id), w->rows[i].rejected);
             continue;
         }
         rejected_tag = batch[i].tag;
-        if (worker_reject(w, batch[i].tag, kind, reason, id, strlen(id), w->rows[i].rejected) < 0)
+        if (batcher_reject(w, batch[i].tag, kind, reason, id, strlen(id), w->rows[i].rejected) < 0)
             return;                        /* the hand went with the connection */
     }
     if (last_good && consumer_ack(w->amqp, last_good, why, sizeof why) < 0) {
-        worker_amqp_lost(w, why);          /* committed: a redelivery is a no-op */
+        batcher_amqp_lost(w, why);          /* committed: a redelivery is a no-op */
         return;
     }
-    worker_hand_pop(w, k);
+    batcher_hand_pop(w, k);
 }
 
 /* --- the loop ---------------------------------------------------------------------------- */
 
 /* Stopping: no new deliveries. Those already sent are still read. */
-static void worker_cancel(worker *w)
+static void batcher_cancel(batcher *w)
 {
     char why[300];
     w->cancelled = true;
-    log_info("draining", "held=%zu amqp=%s mysql=%s", worker_held(w),
-             consumer_is_open(w->amqp) ? "up" : "down", store_is_open(w->db) ? "up" : "down");
+    log_info("draining", "held=%zu amqp=%s mysql=%s", batcher_held(w),
+             consumer_is_open(w->amqp) ? "up" : "down",
+             dbwriter_is_open(w->writer) ? "up" : "down");
     if (!consumer_is_open(w->amqp))
         return;
     if (consumer_cancel(w->amqp, why, sizeof why) < 0) {
-        worker_amqp_lost(w, why);
+        batcher_amqp_lost(w, why);
         return;
     }
     atomic_store(&w->m->up_amqp, false);
-    worker_receive(w);
+    batcher_receive(w);
 }
 
 /* The queue depth and an idle MySQL, every check_ms. */
-static void worker_checks(worker *w, uint64_t now)
+static void batcher_checks(batcher *w, uint64_t now)
 {
     char why[300];
     uint64_t every = (uint64_t)w->conf->check_ms;
@@ -538,19 +543,19 @@ static void worker_checks(worker *w, uint64_t now)
         uint32_t ready;
         w->check_at = now + every;
         if (consumer_depth(w->amqp, &ready, why, sizeof why) < 0)
-            worker_amqp_lost(w, why);
+            batcher_amqp_lost(w, why);
         else
             atomic_store_explicit(&w->m->queue_messages, ready, memory_order_relaxed);
     }
-    if (store_is_open(w->db) && now >= w->mysql_used_at + every) {
-        if (store_ping(w->db, why, sizeof why) < 0)
-            worker_mysql_lost(w, why);
+    if (dbwriter_is_open(w->writer) && now >= w->mysql_used_at + every) {
+        if (dbwriter_ping(w->writer, why, sizeof why) < 0)
+            batcher_mysql_lost(w, why);
         else
             w->mysql_used_at = now;
     }
 }
 
-static void worker_min(int64_t *t, uint64_t at, uint64_t now)
+static void batcher_min(int64_t *t, uint64_t at, uint64_t now)
 {
     int64_t d = at > now ? (int64_t)(at - now) : 0;
     if (d < *t)
@@ -558,22 +563,22 @@ static void worker_min(int64_t *t, uint64_t at, uint64_t now)
 }
 
 /* Sleep until something is due or arrives, then read deliveries. */
-static void worker_wait(worker *w, uint64_t now, bool stopping)
+static void batcher_wait(batcher *w, uint64_t now, bool stopping)
 {
-    bool amqp = consumer_is_open(w->amqp), mysql = store_is_open(w->db);
+    bool amqp = consumer_is_open(w->amqp), mysql = dbwriter_is_open(w->writer);
     int64_t t = amqp ? consumer_tick_ms(w->amqp) : 1000;
     uint64_t every = (uint64_t)w->conf->check_ms;
 
     if (!amqp && !stopping && !w->incompatible)
-        worker_min(&t, w->amqp_retry_at, now);
+        batcher_min(&t, w->amqp_retry_at, now);
     if (!mysql)
-        worker_min(&t, w->mysql_retry_at, now);
-    if (amqp && mysql && worker_held(w))
-        worker_min(&t, w->items[w->head].arrived_ms + (uint64_t)w->conf->batch_wait_ms, now);
+        batcher_min(&t, w->mysql_retry_at, now);
+    if (amqp && mysql && batcher_held(w))
+        batcher_min(&t, w->items[w->head].arrived_ms + (uint64_t)w->conf->batch_wait_ms, now);
     if (amqp)
-        worker_min(&t, w->check_at, now);
+        batcher_min(&t, w->check_at, now);
     if (mysql)
-        worker_min(&t, w->mysql_used_at + every, now);
+        batcher_min(&t, w->mysql_used_at + every, now);
     if (amqp && consumer_buffered(w->amqp))
         t = 0;
 
@@ -587,41 +592,41 @@ static void worker_wait(worker *w, uint64_t now, bool stopping)
         (void)n;        /* EAGAIN: another round already drained it */
     }
     if (consumer_is_open(w->amqp) && !atomic_load(&w->abandon))
-        worker_receive(w);
+        batcher_receive(w);
 }
 
-static void *worker_main(void *arg)
+static void *batcher_main(void *arg)
 {
-    worker *w = arg;
+    batcher *w = arg;
     mysql_thread_init();
     while (!atomic_load(&w->abandon)) {
         bool stopping = atomic_load(&w->stop);
         if (stopping && !w->cancelled)
-            worker_cancel(w);
-        if (stopping && (!consumer_is_open(w->amqp) || !worker_held(w)))
+            batcher_cancel(w);
+        if (stopping && (!consumer_is_open(w->amqp) || !batcher_held(w)))
             break;
         uint64_t now = clock_ms();
         /* MySQL first: a database that cannot hold every message is found
          * before anything is taken from the queue. */
-        if (!store_is_open(w->db) && now >= w->mysql_retry_at)
-            worker_open_mysql(w);
+        if (!dbwriter_is_open(w->writer) && now >= w->mysql_retry_at)
+            batcher_open_mysql(w);
         if (!stopping && !w->incompatible && !consumer_is_open(w->amqp) &&
             now >= w->amqp_retry_at)
-            worker_open_amqp(w);
+            batcher_open_amqp(w);
         now = clock_ms();
-        worker_checks(w, now);          /* before a flush: a long drain must not starve it */
-        if (worker_batch_due(w, now, stopping)) {
-            worker_flush(w);
+        batcher_checks(w, now);          /* before a flush: a long drain must not starve it */
+        if (batcher_batch_due(w, now, stopping)) {
+            batcher_flush(w);
             continue;
         }
-        worker_wait(w, now, stopping);
+        batcher_wait(w, now, stopping);
     }
 
     bool abandoned = atomic_load(&w->abandon);
-    size_t unacked = worker_held(w);
-    worker_hand_pop(w, unacked);
+    size_t unacked = batcher_held(w);
+    batcher_hand_pop(w, unacked);
     consumer_close(w->amqp);           /* not politely once interrupted */
-    store_close(w->db);
+    dbwriter_close(w->writer);
     atomic_store(&w->m->up_amqp, false);
     atomic_store(&w->m->up_mysql, false);
     log_info("worker_stopped", "abandoned=%s unacked=%zu rows_written=%llu duplicates=%llu "
@@ -636,18 +641,18 @@ static void *worker_main(void *arg)
 
 /* --- the loop's side ------------------------------------------------------------------------ */
 
-static void worker_wake(worker *w)
+static void batcher_wake(batcher *w)
 {
     uint64_t one = 1;
     ssize_t n = write(w->efd, &one, sizeof one);
     (void)n;            /* the counter can only saturate: a wake-up is pending anyway */
 }
 
-static void worker_free(worker *w)
+static void batcher_free(batcher *w)
 {
     consumer_destroy(w->amqp);
     addrlist_deinit(&w->nodes);
-    store_destroy(w->db);
+    dbwriter_destroy(w->writer);
     if (w->efd >= 0)
         close(w->efd);
     for (size_t i = w->head; i < w->len; i++)
@@ -657,10 +662,10 @@ static void worker_free(worker *w)
     free(w);
 }
 
-worker *worker_create(const storage_config *conf, metrics *m, worker_done_fn done, void *ctx,
-                      char *err, size_t errlen)
+batcher *batcher_create(const storage_config *conf, metrics *m, batcher_done_fn done, void *ctx,
+                        char *err, size_t errlen)
 {
-    worker *w = xcalloc(1, sizeof *w);
+    batcher *w = xcalloc(1, sizeof *w);
     char host[64] = "localhost";
     w->efd = -1;
     w->conf = conf;
@@ -673,45 +678,28 @@ worker *worker_create(const storage_config *conf, metrics *m, worker_done_fn don
     host[sizeof host - 1] = '\0';
     snprintf(w->name, sizeof w->name, "lectern-storage %s pid %d", host, (int)getpid());
 
-    consumer_config cc = {
-        .vhost = conf->amqp_vhost,
-        .user = conf->amqp_user,
-        .password = conf->amqp_password,
-        .heartbeat_s = conf->amqp_heartbeat_s,
-        .queue = conf->queue,
-        .queue_type = conf->queue_type,
-        .prefetch = conf->prefetch,
-        .name = w->name,
-    };
-    store_config sc = {
-        .host = conf->mysql_host,
-        .port = conf->mysql_port,
-        .user = conf->mysql_user,
-        .password = conf->mysql_password,
-        .database = conf->mysql_database,
-        .timeout_s = conf->mysql_timeout_s,
-        .batch_max = conf->batch_max,
-    };
+    consumer_config cc = conf->consumer;
+    cc.name = w->name;
     if (addrlist_parse(&w->nodes, conf->amqp_host, conf->amqp_port, err, errlen) < 0)
         goto fail;
     /* Workers start at different nodes of a cluster and walk the list. */
     w->node = addrlist_start(&w->nodes, clock_us() ^ (uint64_t)getpid() << 32);
     w->amqp = consumer_create(&cc);
-    w->db = store_create(&sc);
-    w->rows = xcalloc((size_t)conf->batch_max, sizeof *w->rows);
-    w->rows_cap = (size_t)conf->batch_max;
-    w->cap = (size_t)conf->prefetch + 1;
+    w->writer = dbwriter_create(&conf->writer);
+    w->rows = xcalloc((size_t)conf->writer.batch_max, sizeof *w->rows);
+    w->rows_cap = (size_t)conf->writer.batch_max;
+    w->cap = (size_t)conf->consumer.prefetch + 1;
     w->items = xcalloc(w->cap, sizeof *w->items);
     backoff_init(&w->amqp_backoff, conf->amqp_backoff_min_ms, conf->amqp_backoff_max_ms,
                  (uint64_t)(uintptr_t)w);
     backoff_init(&w->mysql_backoff, conf->mysql_backoff_min_ms, conf->mysql_backoff_max_ms,
-                 (uint64_t)(uintptr_t)w->db);
+                 (uint64_t)(uintptr_t)w->writer);
     w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->efd < 0) {
         snprintf(err, errlen, "eventfd: %s", strerror(errno));
         goto fail;
     }
-    int rc = pthread_create(&w->thread, NULL, worker_main, w);
+    int rc = pthread_create(&w->thread, NULL, batcher_main, w);
     if (rc) {
         snprintf(err, errlen, "cannot start the worker thread: %s", strerror(rc));
         goto fail;
@@ -719,29 +707,29 @@ worker *worker_create(const storage_config *conf, metrics *m, worker_done_fn don
     return w;
 
 fail:
-    worker_free(w);
+    batcher_free(w);
     return NULL;
 }
 
-void worker_stop(worker *w)
+void batcher_stop(batcher *w)
 {
     atomic_store(&w->stop, true);
-    worker_wake(w);
+    batcher_wake(w);
 }
 
-void worker_abandon(worker *w)
+void batcher_abandon(batcher *w)
 {
     atomic_store(&w->stop, true);
     atomic_store(&w->abandon, true);
     consumer_interrupt(w->amqp);
-    store_interrupt(w->db);
-    worker_wake(w);
+    dbwriter_interrupt(w->writer);
+    batcher_wake(w);
 }
 
-void worker_destroy(worker *w)
+void batcher_destroy(batcher *w)
 {
     if (!w)
         return;
     pthread_join(w->thread, NULL);
-    worker_free(w);
+    batcher_free(w);
 }

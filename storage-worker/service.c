@@ -1,22 +1,22 @@
-/* storage.c — the lectern-storage process: loop, signals, HTTP, worker.
+/* service.c — the lectern-storage process: loop, signals, HTTP, batcher.
  *
  * The main thread runs one libuv loop: SIGTERM/SIGINT handlers, the HTTP
  * side (httpd.c, libwebsockets on the loop), a uv_async_t through which the
- * worker thread says it has finished, and the shutdown timer. The worker
- * thread (worker.c) does all the blocking work; the two share nothing but
- * the worker's flags and the metrics' atomics.
+ * batcher's thread says it has finished, and the shutdown timer. The
+ * batcher's thread (batcher.c) does all the blocking work; the two share
+ * nothing but the batcher's flags and the metrics' atomics.
  *
- * Shutdown. A signal asks the worker to stop (no new deliveries; write,
+ * Shutdown. A signal asks the batcher to stop (no new deliveries; write,
  * commit and ack what it holds; close politely) and arms a timer of
- * storage.shutdown_timeout_ms. If the worker has not finished by then it is
+ * storage.shutdown_timeout_ms. If the batcher has not finished by then it is
  * abandoned: its blocked calls are made to fail, nothing more is acked, and
  * RabbitMQ redelivers what it held. Should the thread still not end (stuck
  * in a connect that has no socket to shut down yet), the process exits 0
- * after STORAGE_GRACE_MS more without waiting for it. Once the worker has
+ * after SERVICE_GRACE_MS more without waiting for it. Once the batcher has
  * finished, the HTTP side closes, the handles close and the loop runs dry.
  * /readyz answers 503 from the first signal on.
  */
-#include "storage.h"
+#include "service.h"
 
 #include "buf.h"
 #include "clock.h"
@@ -25,7 +25,7 @@
 #include "mem.h"
 #include "metrics.h"
 #include "version.h"
-#include "worker.h"
+#include "batcher.h"
 
 #include <signal.h>
 #include <stdatomic.h>
@@ -36,25 +36,25 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define STORAGE_GRACE_MS 2000
+#define SERVICE_GRACE_MS 2000
 
-struct storage {
+struct service {
     const storage_config *conf;
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
-    uv_async_t finished;         /* the worker thread ended */
+    uv_async_t finished;         /* the batcher's thread ended */
     uv_timer_t deadline;
     httpd *http;
-    worker *worker;
+    batcher *batcher;
     metrics metrics;
     bool stopping, abandoned, done;
 };
 
 /* --- HTTP ------------------------------------------------------------------------------ */
 
-static unsigned storage_route(void *ctx, const char *path, buf *body, const char **ctype)
+static unsigned service_route(void *ctx, const char *path, buf *body, const char **ctype)
 {
-    storage *s = ctx;
+    service *s = ctx;
     if (!strcmp(path, "/healthz")) {
         *ctype = "application/json";
         buf_printf(body, "{\"status\":\"ok\",\"version\":\"%s\"}", LECTERN_VERSION);
@@ -77,7 +77,7 @@ static unsigned storage_route(void *ctx, const char *path, buf *body, const char
             buf_printf(body, "{\"status\":\"unavailable\",\"reason\":\"%s\"}", why);
             return 503;
         }
-        buf_printf(body, "{\"status\":\"ready\",\"queue\":\"%s\"}", s->conf->queue);
+        buf_printf(body, "{\"status\":\"ready\",\"queue\":\"%s\"}", s->conf->consumer.queue);
         return 200;
     }
     if (!strcmp(path, "/metrics")) {
@@ -92,22 +92,22 @@ static unsigned storage_route(void *ctx, const char *path, buf *body, const char
 
 /* --- shutdown ---------------------------------------------------------------------------- */
 
-/* Runs on the worker thread, last thing. */
-static void storage_worker_done(void *ctx)
+/* Runs on the batcher's thread, last thing. */
+static void service_batcher_done(void *ctx)
 {
-    storage *s = ctx;
+    service *s = ctx;
     uv_async_send(&s->finished);
 }
 
-/* On the loop, once the worker has ended (or never started): close
+/* On the loop, once the batcher has ended (or never started): close
  * everything so that the loop runs dry. */
-static void storage_teardown(storage *s)
+static void service_teardown(service *s)
 {
     if (s->done)
         return;
     s->done = true;
-    worker_destroy(s->worker);          /* the thread has ended: joins at once */
-    s->worker = NULL;
+    batcher_destroy(s->batcher);          /* the thread has ended: joins at once */
+    s->batcher = NULL;
     uv_timer_stop(&s->deadline);
     uv_close((uv_handle_t *)&s->deadline, NULL);
     uv_close((uv_handle_t *)&s->finished, NULL);
@@ -118,46 +118,46 @@ static void storage_teardown(storage *s)
     uv_unref((uv_handle_t *)&s->sigint);
 }
 
-static void storage_on_finished(uv_async_t *h)
+static void service_on_finished(uv_async_t *h)
 {
-    storage_teardown(h->data);
+    service_teardown(h->data);
 }
 
-static void storage_on_deadline(uv_timer_t *t)
+static void service_on_deadline(uv_timer_t *t)
 {
-    storage *s = t->data;
+    service *s = t->data;
     if (!s->abandoned) {
         s->abandoned = true;
         log_warn("shutdown_deadline", "timeout_ms=%d detail=\"giving up; unacked messages "
                  "will be delivered again\"", s->conf->shutdown_timeout_ms);
-        worker_abandon(s->worker);
-        uv_timer_start(&s->deadline, storage_on_deadline, STORAGE_GRACE_MS, 0);
+        batcher_abandon(s->batcher);
+        uv_timer_start(&s->deadline, service_on_deadline, SERVICE_GRACE_MS, 0);
         return;
     }
     log_error("exit_forced", "detail=\"the worker thread did not end; exiting without it\"");
     _exit(0);
 }
 
-static void storage_begin_stop(storage *s, const char *why)
+static void service_begin_stop(service *s, const char *why)
 {
     if (s->stopping)
         return;
     s->stopping = true;
     log_info("shutdown", "reason=%s timeout_ms=%d", why, s->conf->shutdown_timeout_ms);
-    worker_stop(s->worker);
-    uv_timer_start(&s->deadline, storage_on_deadline, (uint64_t)s->conf->shutdown_timeout_ms, 0);
+    batcher_stop(s->batcher);
+    uv_timer_start(&s->deadline, service_on_deadline, (uint64_t)s->conf->shutdown_timeout_ms, 0);
 }
 
-static void storage_on_signal(uv_signal_t *h, int signum)
+static void service_on_signal(uv_signal_t *h, int signum)
 {
-    storage_begin_stop(h->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    service_begin_stop(h->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
 /* --- creation -------------------------------------------------------------------------- */
 
-storage *storage_create(const storage_config *conf, char *err, size_t errlen)
+service *service_create(const storage_config *conf, char *err, size_t errlen)
 {
-    storage *s = xcalloc(1, sizeof *s);
+    service *s = xcalloc(1, sizeof *s);
     s->conf = conf;
     metrics_init(&s->metrics);
     if (uv_loop_init(&s->loop)) {
@@ -167,7 +167,7 @@ storage *storage_create(const storage_config *conf, char *err, size_t errlen)
     }
     /* HTTP first: a failed start runs the loop, which must hold nothing else. */
     if (conf->http_port) {
-        s->http = httpd_create(&s->loop, conf->http_port, conf->http_listen, storage_route, s,
+        s->http = httpd_create(&s->loop, conf->http_port, conf->http_listen, service_route, s,
                                err, errlen);
         if (!s->http) {
             uv_loop_close(&s->loop);
@@ -181,46 +181,46 @@ storage *storage_create(const storage_config *conf, char *err, size_t errlen)
     s->sigint.data = s;
     uv_timer_init(&s->loop, &s->deadline);
     s->deadline.data = s;
-    uv_async_init(&s->loop, &s->finished, storage_on_finished);
+    uv_async_init(&s->loop, &s->finished, service_on_finished);
     s->finished.data = s;
-    uv_signal_start(&s->sigterm, storage_on_signal, SIGTERM);
-    uv_signal_start(&s->sigint, storage_on_signal, SIGINT);
+    uv_signal_start(&s->sigterm, service_on_signal, SIGTERM);
+    uv_signal_start(&s->sigint, service_on_signal, SIGINT);
 
-    s->worker = worker_create(conf, &s->metrics, storage_worker_done, s, err, errlen);
-    if (!s->worker) {
-        storage_destroy(s);
+    s->batcher = batcher_create(conf, &s->metrics, service_batcher_done, s, err, errlen);
+    if (!s->batcher) {
+        service_destroy(s);
         return NULL;
     }
     return s;
 }
 
-int storage_run(storage *s)
+int service_run(service *s)
 {
     log_info("started", "version=%s http_port=%d queue=%s amqp=%s:%d mysql=%s:%d/%s "
              "batch_max=%d prefetch=%d", LECTERN_VERSION, s->http ? httpd_port(s->http) : 0,
-             s->conf->queue, s->conf->amqp_host, s->conf->amqp_port, s->conf->mysql_host,
-             s->conf->mysql_port, s->conf->mysql_database, s->conf->batch_max,
-             s->conf->prefetch);
+             s->conf->consumer.queue, s->conf->amqp_host, s->conf->amqp_port,
+             s->conf->writer.conn.host, s->conf->writer.conn.port, s->conf->writer.conn.database,
+             s->conf->writer.batch_max, s->conf->consumer.prefetch);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     return 0;
 }
 
-static void storage_on_stop_now(uv_timer_t *t)
+static void service_on_stop_now(uv_timer_t *t)
 {
-    storage *s = t->data;
-    if (s->worker)
-        storage_begin_stop(s, "exit");
+    service *s = t->data;
+    if (s->batcher)
+        service_begin_stop(s, "exit");
     else
-        storage_teardown(s);
+        service_teardown(s);
 }
 
-void storage_destroy(storage *s)
+void service_destroy(service *s)
 {
     if (!s)
         return;
     if (!s->done) {
-        /* Not run to the end: stop the worker, and take lws down inside the loop. */
-        uv_timer_start(&s->deadline, storage_on_stop_now, 0, 0);
+        /* Not run to the end: stop the batcher, and take lws down inside the loop. */
+        uv_timer_start(&s->deadline, service_on_stop_now, 0, 0);
         uv_run(&s->loop, UV_RUN_DEFAULT);
     }
     uv_close((uv_handle_t *)&s->sigterm, NULL);

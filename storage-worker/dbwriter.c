@@ -1,20 +1,20 @@
-/* store.c — writing messages into MySQL/MariaDB (see store.h).
+/* dbwriter.c — writing messages into MySQL/MariaDB (see dbwriter.h).
  *
- * Connection. store_open connects over TCP with mysql.timeout_s for connect,
- * read and write, makes the session strict (STRICT_ALL_TABLES: a value that
- * does not fit its column is an error, never silently truncated into a
- * different room or sender), reads max_allowed_packet, applies the schema
- * migrations once per process, checks that the database can hold every
- * message the servers accept (below), and only then turns autocommit off:
- * every batch is one explicit transaction.
+ * Connection. dbwriter_open connects (lib/mysqlconn: TCP, mysql.timeout_s
+ * for connect, read and write), makes the session strict (STRICT_ALL_TABLES:
+ * a value that does not fit its column is an error, never silently
+ * truncated into a different room or sender), reads max_allowed_packet,
+ * applies the schema migrations once per process, checks that the database
+ * can hold every message the servers accept (below), and only then turns
+ * autocommit off: every batch is one explicit transaction.
  *
  * Limits. The servers refuse, before any RECEIPT, a SEND whose row would
  * exceed lib/storelimits.h. At every connect (after the migrations) the
- * store checks the other half of that promise: every column of the table
+ * writer checks the other half of that promise: every column of the table
  * is a byte type at least as wide as the limit (information_schema), and
  * max_allowed_packet holds the largest row with what a statement adds
- * around it. A database that fails either makes store_open return
- * STORE_INCOMPATIBLE, and the worker consumes nothing until it is fixed:
+ * around it. A database that fails either makes dbwriter_open return
+ * DBWRITER_INCOMPATIBLE, and the worker consumes nothing until it is fixed:
  * rows MySQL would refuse are never taken from the queue, so never dropped.
  *
  * Migrations. Under SELECT GET_LOCK('lectern_schema', 30), so that workers
@@ -22,7 +22,7 @@
  * needed, read the highest version recorded, run every embedded migration
  * above it statement by statement (schema_next_statement) and record it
  * (a prepared INSERT). The lock is released whatever happens; a failure
- * leaves the store closed and is retried with the next store_open. A
+ * leaves the writer closed and is retried with the next dbwriter_open. A
  * database newer than this binary (a higher version recorded) is accepted.
  *
  * Statements. All values are bound parameters: the SQL text of a k-row
@@ -49,7 +49,7 @@
  * write, which the caller retries after reconnecting: no row is ever
  * dropped for a reason that is not its own.
  */
-#include "store.h"
+#include "dbwriter.h"
 
 #include "buf.h"
 #include "clock.h"
@@ -67,39 +67,37 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#define STORE_COLS          12
-#define STORE_PARAM_COST    16      /* bytes per parameter beyond its value */
-#define STORE_PACKET_SLACK  4096    /* headroom under max_allowed_packet */
-/* The largest row the servers accept, as store_row_size counts it. */
-#define STORE_ROW_BYTES_MAX ((size_t)STORELIMITS_ROW_MAX + STORE_COLS * STORE_PARAM_COST)
+#define DBWRITER_COLS          12
+#define DBWRITER_PARAM_COST    16      /* bytes per parameter beyond its value */
+#define DBWRITER_PACKET_SLACK  4096    /* headroom under max_allowed_packet */
+/* The largest row the servers accept, as dbwriter_row_size counts it. */
+#define DBWRITER_ROW_BYTES_MAX ((size_t)STORELIMITS_ROW_MAX + DBWRITER_COLS * DBWRITER_PARAM_COST)
 
-static const char store_insert_head[] =
+static const char dbwriter_insert_head[] =
     "INSERT INTO messages (room, id_ms, id_n, epoch, seq, ts_ms, sender, sender_name,"
     " content_type, headers, body, origin) VALUES ";
-static const char store_insert_row[] = "(?,?,?,?,?,?,?,?,?,?,?,?)";
-static const char store_insert_tail[] = " ON DUPLICATE KEY UPDATE id_ms = id_ms";
+static const char dbwriter_insert_row[] = "(?,?,?,?,?,?,?,?,?,?,?,?)";
+static const char dbwriter_insert_tail[] = " ON DUPLICATE KEY UPDATE id_ms = id_ms";
 
-struct store {
-    store_config cfg;
+struct dbwriter {
+    dbwriter_config cfg;
     MYSQL *conn;
     bool migrated;               /* once per process */
     size_t packet_max;           /* most bytes of one statement's parameters */
     size_t nsizes;
     size_t *sizes;               /* statement sizes, descending, ending with 1 */
     MYSQL_STMT **stmts;          /* parallel to sizes; NULL until needed */
-    MYSQL_BIND *bind;            /* STORE_COLS * batch_max */
+    MYSQL_BIND *bind;            /* DBWRITER_COLS * batch_max */
     size_t *row_bytes;           /* batch_max */
     pthread_mutex_t mu;          /* guards fd and interrupted */
     int fd;
     bool interrupted;
 };
 
-store *store_create(const store_config *cfg)
+dbwriter *dbwriter_create(const dbwriter_config *cfg)
 {
-    store *s = xcalloc(1, sizeof *s);
+    dbwriter *s = xcalloc(1, sizeof *s);
     s->cfg = *cfg;
-    if (s->cfg.batch_max < 1)
-        s->cfg.batch_max = 1;
     size_t max = (size_t)s->cfg.batch_max;
     s->sizes = xcalloc(66, sizeof *s->sizes);
     s->sizes[s->nsizes++] = max;
@@ -109,14 +107,14 @@ store *store_create(const store_config *cfg)
     for (; p >= 1 && p < max; p /= 2)
         s->sizes[s->nsizes++] = p;
     s->stmts = xcalloc(s->nsizes, sizeof *s->stmts);
-    s->bind = xcalloc(STORE_COLS * max, sizeof *s->bind);
+    s->bind = xcalloc(DBWRITER_COLS * max, sizeof *s->bind);
     s->row_bytes = xcalloc(max, sizeof *s->row_bytes);
     s->fd = -1;
     pthread_mutex_init(&s->mu, NULL);
     return s;
 }
 
-void store_close(store *s)
+void dbwriter_close(dbwriter *s)
 {
     for (size_t i = 0; i < s->nsizes; i++) {
         if (s->stmts[i])
@@ -132,11 +130,11 @@ void store_close(store *s)
     s->conn = NULL;
 }
 
-void store_destroy(store *s)
+void dbwriter_destroy(dbwriter *s)
 {
     if (!s)
         return;
-    store_close(s);
+    dbwriter_close(s);
     pthread_mutex_destroy(&s->mu);
     free(s->sizes);
     free(s->stmts);
@@ -145,7 +143,7 @@ void store_destroy(store *s)
     free(s);
 }
 
-void store_interrupt(store *s)
+void dbwriter_interrupt(dbwriter *s)
 {
     pthread_mutex_lock(&s->mu);
     s->interrupted = true;
@@ -154,7 +152,7 @@ void store_interrupt(store *s)
     pthread_mutex_unlock(&s->mu);
 }
 
-bool store_is_open(const store *s)
+bool dbwriter_is_open(const dbwriter *s)
 {
     return s->conn != NULL;
 }
@@ -162,8 +160,8 @@ bool store_is_open(const store *s)
 /* --- plain queries (session setup, migrations) ------------------------------------- */
 
 /* Run one statement, discarding any result. Returns 0 or -1 with why. */
-static int store_exec(store *s, const char *sql, size_t len, const char *what, char *why,
-                      size_t whylen)
+static int dbwriter_exec(dbwriter *s, const char *sql, size_t len, const char *what, char *why,
+                         size_t whylen)
 {
     if (mysql_real_query(s->conn, sql, (unsigned long)len)) {
         snprintf(why, whylen, "%s: %u %s", what, mysql_errno(s->conn), mysql_error(s->conn));
@@ -180,8 +178,8 @@ static int store_exec(store *s, const char *sql, size_t len, const char *what, c
 }
 
 /* Run a query whose answer is one integer (SQL NULL is an error). */
-static int store_query_int(store *s, const char *sql, long long *out, const char *what,
-                           char *why, size_t whylen)
+static int dbwriter_query_int(dbwriter *s, const char *sql, long long *out, const char *what,
+                              char *why, size_t whylen)
 {
     MYSQL_RES *r = NULL;
     int rc = -1;
@@ -204,7 +202,8 @@ fail:
 }
 
 /* Record migration m as applied (a prepared INSERT). */
-static int store_record_migration(store *s, const schema_migration *m, char *why, size_t whylen)
+static int dbwriter_record_migration(dbwriter *s, const schema_migration *m, char *why,
+                                     size_t whylen)
 {
     static const char sql[] = "INSERT INTO schema_migrations (version, name) VALUES (?, ?)";
     int rc = -1;
@@ -235,7 +234,7 @@ fail:
     return rc;
 }
 
-static int store_apply(store *s, const schema_migration *m, char *why, size_t whylen)
+static int dbwriter_apply(dbwriter *s, const schema_migration *m, char *why, size_t whylen)
 {
     const char *text = m->sql, *stmt;
     size_t len;
@@ -243,16 +242,16 @@ static int store_apply(store *s, const schema_migration *m, char *why, size_t wh
     while ((len = schema_next_statement(&text, &stmt)) > 0) {
         char what[300];
         snprintf(what, sizeof what, "%s statement %d", m->name, ++n);
-        if (store_exec(s, stmt, len, what, why, whylen) < 0)
+        if (dbwriter_exec(s, stmt, len, what, why, whylen) < 0)
             return -1;
     }
-    if (store_record_migration(s, m, why, whylen) < 0)
+    if (dbwriter_record_migration(s, m, why, whylen) < 0)
         return -1;
     log_info("schema_migrated", "version=%d name=%s statements=%d", m->version, m->name, n);
     return 0;
 }
 
-static int store_migrate(store *s, char *why, size_t whylen)
+static int dbwriter_migrate(dbwriter *s, char *why, size_t whylen)
 {
     static const char create[] =
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -264,22 +263,22 @@ static int store_migrate(store *s, char *why, size_t whylen)
     bool locked = false;
     int rc = -1;
 
-    if (store_query_int(s, "SELECT GET_LOCK('lectern_schema', 30)", &got, "GET_LOCK", why,
-                        whylen) < 0)
+    if (dbwriter_query_int(s, "SELECT GET_LOCK('lectern_schema', 30)", &got, "GET_LOCK", why,
+                           whylen) < 0)
         goto fail;
     if (got != 1) {
         snprintf(why, whylen, "schema lock 'lectern_schema' still held by another worker after 30 s");
         goto fail;
     }
     locked = true;
-    if (store_exec(s, create, sizeof create - 1, "create schema_migrations", why, whylen) < 0 ||
-        store_query_int(s, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &have,
-                        "read schema version", why, whylen) < 0)
+    if (dbwriter_exec(s, create, sizeof create - 1, "create schema_migrations", why, whylen) < 0 ||
+        dbwriter_query_int(s, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &have,
+                           "read schema version", why, whylen) < 0)
         goto fail;
     int latest = 0;
     for (const schema_migration *m = schema_migrations; m->version; m++) {
         latest = m->version;
-        if (m->version > have && store_apply(s, m, why, whylen) < 0)
+        if (m->version > have && dbwriter_apply(s, m, why, whylen) < 0)
             goto fail;
     }
     if (have > latest)
@@ -291,8 +290,8 @@ fail:
     if (locked) {
         char ignored[64];
         long long r;
-        store_query_int(s, "SELECT RELEASE_LOCK('lectern_schema')", &r, "RELEASE_LOCK", ignored,
-                        sizeof ignored);
+        dbwriter_query_int(s, "SELECT RELEASE_LOCK('lectern_schema')", &r, "RELEASE_LOCK", ignored,
+                           sizeof ignored);
     }
     return rc;
 }
@@ -301,7 +300,7 @@ fail:
 
 /* Variable-length byte types: a text type could refuse bytes for their
  * encoding, and BINARY(n) would pad them with NULs. */
-static bool store_byte_type(const char *t)
+static bool dbwriter_byte_type(const char *t)
 {
     static const char *const ok[] = { "varbinary", "tinyblob", "blob", "mediumblob", "longblob" };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
@@ -312,12 +311,12 @@ static bool store_byte_type(const char *t)
 
 /* Does one column of information_schema hold field f? Returns 0, or -1
  * with why. */
-static int store_check_column(storelimits_field f, const char *type, const char *octets,
-                              char *why, size_t whylen)
+static int dbwriter_check_column(storelimits_field f, const char *type, const char *octets,
+                                 char *why, size_t whylen)
 {
     const storelimits_limit *l = &storelimits_table[f];
     unsigned long long width = octets ? strtoull(octets, NULL, 10) : 0;
-    if (!type || !store_byte_type(type)) {
+    if (!type || !dbwriter_byte_type(type)) {
         snprintf(why, whylen, "column messages.%s is %s, not VARBINARY or a BLOB type",
                  l->column, type ? type : "NULL");
         return -1;
@@ -334,7 +333,7 @@ static int store_check_column(storelimits_field f, const char *type, const char 
 /* Can this database hold every message the servers accept? Returns 0, or
  * -1 with why (the caller decides whether it is a query failure: *bad is
  * set when the database answered and is too small). */
-static int store_check_limits(store *s, long long packet, bool *bad, char *why, size_t whylen)
+static int dbwriter_check_limits(dbwriter *s, long long packet, bool *bad, char *why, size_t whylen)
 {
     static const char sql[] =
         "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_OCTET_LENGTH FROM information_schema.COLUMNS"
@@ -344,13 +343,13 @@ static int store_check_limits(store *s, long long packet, bool *bad, char *why, 
     int rc = -1;
 
     *bad = false;
-    if (s->packet_max < STORE_ROW_BYTES_MAX) {
+    if (s->packet_max < DBWRITER_ROW_BYTES_MAX) {
         *bad = true;
         snprintf(why, whylen,
                  "max_allowed_packet=%lld cannot hold the largest message (%d bytes) in one "
                  "statement: it needs at least %zu (SET GLOBAL max_allowed_packet, and the "
                  "server's configuration file)", packet, STORELIMITS_ROW_MAX,
-                 STORE_ROW_BYTES_MAX + STORE_PACKET_SLACK);
+                 DBWRITER_ROW_BYTES_MAX + DBWRITER_PACKET_SLACK);
         return -1;
     }
     if (mysql_real_query(s->conn, sql, sizeof sql - 1) || !(r = mysql_store_result(s->conn))) {
@@ -364,7 +363,7 @@ static int store_check_limits(store *s, long long packet, bool *bad, char *why, 
             if (!row[0] || strcasecmp(row[0], storelimits_table[f].column))
                 continue;
             seen[f] = true;
-            if (store_check_column((storelimits_field)f, row[1], row[2], why, whylen) < 0) {
+            if (dbwriter_check_column((storelimits_field)f, row[1], row[2], why, whylen) < 0) {
                 *bad = true;
                 goto fail;
             }
@@ -384,26 +383,15 @@ fail:
     return rc;
 }
 
-int store_open(store *s, char *why, size_t whylen)
+int dbwriter_open(dbwriter *s, char *why, size_t whylen)
 {
     bool incompatible = false;
     long long packet = 0;
 
-    store_close(s);
-    s->conn = mysql_init(NULL);
-    if (!s->conn) {
-        snprintf(why, whylen, "mysql_init failed");
+    dbwriter_close(s);
+    s->conn = mysqlconn_open(&s->cfg.conn, why, whylen);
+    if (!s->conn)
         return -1;
-    }
-    unsigned t = (unsigned)s->cfg.timeout_s;
-    mysql_options(s->conn, MYSQL_OPT_CONNECT_TIMEOUT, &t);
-    mysql_options(s->conn, MYSQL_OPT_READ_TIMEOUT, &t);
-    mysql_options(s->conn, MYSQL_OPT_WRITE_TIMEOUT, &t);
-    if (!mysql_real_connect(s->conn, s->cfg.host, s->cfg.user, s->cfg.password, s->cfg.database,
-                            (unsigned)s->cfg.port, NULL, 0)) {
-        snprintf(why, whylen, "connect: %u %s", mysql_errno(s->conn), mysql_error(s->conn));
-        goto fail;
-    }
     pthread_mutex_lock(&s->mu);
     bool interrupted = s->interrupted;
     if (!interrupted)
@@ -414,18 +402,18 @@ int store_open(store *s, char *why, size_t whylen)
         goto fail;
     }
     static const char mode[] = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'";
-    if (store_exec(s, mode, sizeof mode - 1, "sql_mode", why, whylen) < 0 ||
-        store_query_int(s, "SELECT @@max_allowed_packet", &packet, "max_allowed_packet", why,
-                        whylen) < 0)
+    if (dbwriter_exec(s, mode, sizeof mode - 1, "sql_mode", why, whylen) < 0 ||
+        dbwriter_query_int(s, "SELECT @@max_allowed_packet", &packet, "max_allowed_packet", why,
+                           whylen) < 0)
         goto fail;
-    s->packet_max = packet > 2 * STORE_PACKET_SLACK ? (size_t)packet - STORE_PACKET_SLACK
-                                                    : STORE_PACKET_SLACK;
+    s->packet_max = packet > 2 * DBWRITER_PACKET_SLACK ? (size_t)packet - DBWRITER_PACKET_SLACK
+                                                    : DBWRITER_PACKET_SLACK;
     if (!s->migrated) {
-        if (store_migrate(s, why, whylen) < 0)
+        if (dbwriter_migrate(s, why, whylen) < 0)
             goto fail;
         s->migrated = true;
     }
-    if (store_check_limits(s, packet, &incompatible, why, whylen) < 0)
+    if (dbwriter_check_limits(s, packet, &incompatible, why, whylen) < 0)
         goto fail;
     if (mysql_autocommit(s->conn, 0)) {
         snprintf(why, whylen, "autocommit: %u %s", mysql_errno(s->conn), mysql_error(s->conn));
@@ -434,23 +422,23 @@ int store_open(store *s, char *why, size_t whylen)
     return 0;
 
 fail:
-    store_close(s);
-    return incompatible ? STORE_INCOMPATIBLE : -1;
+    dbwriter_close(s);
+    return incompatible ? DBWRITER_INCOMPATIBLE : -1;
 }
 
-int store_ping(store *s, char *why, size_t whylen)
+int dbwriter_ping(dbwriter *s, char *why, size_t whylen)
 {
     if (s->conn && mysql_ping(s->conn) == 0)
         return 0;
     snprintf(why, whylen, "ping: %s", s->conn ? mysql_error(s->conn) : "not connected");
-    store_close(s);
+    dbwriter_close(s);
     return -1;
 }
 
 /* --- batch insert -------------------------------------------------------------------- */
 
 /* A data error: MySQL refused the row for its own content. */
-static bool store_row_error(unsigned e)
+static bool dbwriter_row_error(unsigned e)
 {
     switch (e) {
     case ER_BAD_NULL_ERROR:                  /* 1048 */
@@ -474,21 +462,21 @@ static bool store_row_error(unsigned e)
     }
 }
 
-static size_t store_len(const char *p)
+static size_t dbwriter_len(const char *p)
 {
     return p ? strlen(p) : 0;
 }
 
 /* Bytes the row adds to an execute packet (an upper bound). */
-static size_t store_row_size(const store_row *r)
+static size_t dbwriter_row_size(const dbwriter_row *r)
 {
     const envelope *e = r->env;
-    return store_len(e->room) + store_len(e->sender) + store_len(e->sender_name) +
-           store_len(e->content_type) + e->headers_len + e->body_len + store_len(e->origin) +
-           STORE_COLS * STORE_PARAM_COST;
+    return dbwriter_len(e->room) + dbwriter_len(e->sender) + dbwriter_len(e->sender_name) +
+           dbwriter_len(e->content_type) + e->headers_len + e->body_len + dbwriter_len(e->origin) +
+           DBWRITER_COLS * DBWRITER_PARAM_COST;
 }
 
-static void store_bind_bytes(MYSQL_BIND *b, const void *p, size_t len, bool null)
+static void dbwriter_bind_bytes(MYSQL_BIND *b, const void *p, size_t len, bool null)
 {
     static char empty[1];
     if (null) {
@@ -501,45 +489,45 @@ static void store_bind_bytes(MYSQL_BIND *b, const void *p, size_t len, bool null
     b->buffer_length = len;
 }
 
-static void store_bind_u64(MYSQL_BIND *b, const uint64_t *v)
+static void dbwriter_bind_u64(MYSQL_BIND *b, const uint64_t *v)
 {
     b->buffer_type = MYSQL_TYPE_LONGLONG;
     b->buffer = (void *)v;
     b->is_unsigned = 1;
 }
 
-static void store_bind_row(MYSQL_BIND *b, store_row *r)
+static void dbwriter_bind_row(MYSQL_BIND *b, dbwriter_row *r)
 {
     const envelope *e = r->env;
-    store_bind_bytes(&b[0], e->room, strlen(e->room), false);
-    store_bind_u64(&b[1], &r->id.ms);
-    store_bind_u64(&b[2], &r->id.n);
-    store_bind_u64(&b[3], &e->epoch);
-    store_bind_u64(&b[4], &e->seq);
-    store_bind_u64(&b[5], &e->ts_ms);
-    store_bind_bytes(&b[6], e->sender, store_len(e->sender), false);
-    store_bind_bytes(&b[7], e->sender_name, store_len(e->sender_name), false);
-    store_bind_bytes(&b[8], e->content_type, store_len(e->content_type), !e->content_type);
-    store_bind_bytes(&b[9], e->headers, e->headers_len, !e->headers);
-    store_bind_bytes(&b[10], e->body, e->body_len, false);
-    store_bind_bytes(&b[11], e->origin, store_len(e->origin), false);
+    dbwriter_bind_bytes(&b[0], e->room, strlen(e->room), false);
+    dbwriter_bind_u64(&b[1], &r->id.ms);
+    dbwriter_bind_u64(&b[2], &r->id.n);
+    dbwriter_bind_u64(&b[3], &e->epoch);
+    dbwriter_bind_u64(&b[4], &e->seq);
+    dbwriter_bind_u64(&b[5], &e->ts_ms);
+    dbwriter_bind_bytes(&b[6], e->sender, dbwriter_len(e->sender), false);
+    dbwriter_bind_bytes(&b[7], e->sender_name, dbwriter_len(e->sender_name), false);
+    dbwriter_bind_bytes(&b[8], e->content_type, dbwriter_len(e->content_type), !e->content_type);
+    dbwriter_bind_bytes(&b[9], e->headers, e->headers_len, !e->headers);
+    dbwriter_bind_bytes(&b[10], e->body, e->body_len, false);
+    dbwriter_bind_bytes(&b[11], e->origin, dbwriter_len(e->origin), false);
 }
 
 /* The prepared statement for sizes[slot] rows, prepared on first use. */
-static MYSQL_STMT *store_stmt(store *s, size_t slot, unsigned *err, char *why, size_t whylen)
+static MYSQL_STMT *dbwriter_stmt(dbwriter *s, size_t slot, unsigned *err, char *why, size_t whylen)
 {
     if (s->stmts[slot])
         return s->stmts[slot];
     size_t k = s->sizes[slot];
     buf sql;
     buf_init(&sql);
-    buf_append_str(&sql, store_insert_head);
+    buf_append_str(&sql, dbwriter_insert_head);
     for (size_t i = 0; i < k; i++) {
         if (i)
             buf_append_char(&sql, ',');
-        buf_append_str(&sql, store_insert_row);
+        buf_append_str(&sql, dbwriter_insert_row);
     }
-    buf_append_str(&sql, store_insert_tail);
+    buf_append_str(&sql, dbwriter_insert_tail);
     MYSQL_STMT *st = mysql_stmt_init(s->conn);
     if (!st || mysql_stmt_prepare(st, sql.data, (unsigned long)sql.len)) {
         *err = st ? mysql_stmt_errno(st) : mysql_errno(s->conn);
@@ -555,16 +543,16 @@ static MYSQL_STMT *store_stmt(store *s, size_t slot, unsigned *err, char *why, s
 }
 
 /* Insert rows[0..sizes[slot]) with one statement. */
-static int store_exec_rows(store *s, size_t slot, store_row *rows, size_t *inserted,
-                           unsigned *err, char *why, size_t whylen)
+static int dbwriter_exec_rows(dbwriter *s, size_t slot, dbwriter_row *rows, size_t *inserted,
+                              unsigned *err, char *why, size_t whylen)
 {
-    MYSQL_STMT *st = store_stmt(s, slot, err, why, whylen);
+    MYSQL_STMT *st = dbwriter_stmt(s, slot, err, why, whylen);
     if (!st)
         return -1;
     size_t k = s->sizes[slot];
-    memset(s->bind, 0, STORE_COLS * k * sizeof *s->bind);
+    memset(s->bind, 0, DBWRITER_COLS * k * sizeof *s->bind);
     for (size_t i = 0; i < k; i++)
-        store_bind_row(&s->bind[i * STORE_COLS], &rows[i]);
+        dbwriter_bind_row(&s->bind[i * DBWRITER_COLS], &rows[i]);
     if (mysql_stmt_bind_param(st, s->bind) || mysql_stmt_execute(st)) {
         *err = mysql_stmt_errno(st);
         snprintf(why, whylen, "insert %zu rows: %u %s", k, *err, mysql_stmt_error(st));
@@ -575,7 +563,7 @@ static int store_exec_rows(store *s, size_t slot, store_row *rows, size_t *inser
 }
 
 /* Consecutive rows from i on that are not rejected (at most n - i). */
-static size_t store_run(const store_row *rows, size_t i, size_t n)
+static size_t dbwriter_run(const dbwriter_row *rows, size_t i, size_t n)
 {
     size_t j = i;
     while (j < n && !rows[j].rejected)
@@ -584,7 +572,7 @@ static size_t store_run(const store_row *rows, size_t i, size_t n)
 }
 
 /* The largest statement size that fits `run` rows from i, within the packet. */
-static size_t store_pick(const store *s, size_t i, size_t run)
+static size_t dbwriter_pick(const dbwriter *s, size_t i, size_t run)
 {
     for (size_t slot = 0; slot < s->nsizes; slot++) {
         size_t k = s->sizes[slot], bytes = 0;
@@ -599,18 +587,18 @@ static size_t store_pick(const store *s, size_t i, size_t run)
 }
 
 /* All rows, in as few statements as the sizes allow. */
-static int store_insert_chunks(store *s, store_row *rows, size_t n, size_t *inserted,
-                               unsigned *err, char *why, size_t whylen)
+static int dbwriter_insert_chunks(dbwriter *s, dbwriter_row *rows, size_t n, size_t *inserted,
+                                  unsigned *err, char *why, size_t whylen)
 {
     size_t i = 0;
     while (i < n) {
-        size_t run = store_run(rows, i, n);
+        size_t run = dbwriter_run(rows, i, n);
         if (!run) {
             i++;
             continue;
         }
-        size_t slot = store_pick(s, i, run);
-        if (store_exec_rows(s, slot, &rows[i], inserted, err, why, whylen) < 0)
+        size_t slot = dbwriter_pick(s, i, run);
+        if (dbwriter_exec_rows(s, slot, &rows[i], inserted, err, why, whylen) < 0)
             return -1;
         i += s->sizes[slot];
     }
@@ -618,15 +606,15 @@ static int store_insert_chunks(store *s, store_row *rows, size_t n, size_t *inse
 }
 
 /* Row by row; a row refused with a data error is marked and skipped. */
-static int store_insert_each(store *s, store_row *rows, size_t n, size_t *inserted,
-                             unsigned *err, char *why, size_t whylen)
+static int dbwriter_insert_each(dbwriter *s, dbwriter_row *rows, size_t n, size_t *inserted,
+                                unsigned *err, char *why, size_t whylen)
 {
     size_t one = s->nsizes - 1;
     for (size_t i = 0; i < n; i++) {
         if (rows[i].rejected)
             continue;
-        if (store_exec_rows(s, one, &rows[i], inserted, err, why, whylen) < 0) {
-            if (!store_row_error(*err))
+        if (dbwriter_exec_rows(s, one, &rows[i], inserted, err, why, whylen) < 0) {
+            if (!dbwriter_row_error(*err))
                 return -1;
             rows[i].rejected = *err;
         }
@@ -634,8 +622,8 @@ static int store_insert_each(store *s, store_row *rows, size_t n, size_t *insert
     return 0;
 }
 
-int store_write(store *s, store_row *rows, size_t n, store_result *res, char *why,
-                size_t whylen)
+int dbwriter_write(dbwriter *s, dbwriter_row *rows, size_t n, dbwriter_result *res, char *why,
+                   size_t whylen)
 {
     uint64_t t0 = clock_us();
     unsigned err = 0;
@@ -649,15 +637,15 @@ int store_write(store *s, store_row *rows, size_t n, store_result *res, char *wh
         n = (size_t)s->cfg.batch_max;       /* a caller bug; never more than the binds */
     for (size_t i = 0; i < n; i++) {
         rows[i].rejected = 0;
-        s->row_bytes[i] = store_row_size(&rows[i]);
+        s->row_bytes[i] = dbwriter_row_size(&rows[i]);
         if (s->row_bytes[i] > s->packet_max)
             rows[i].rejected = ER_NET_PACKET_TOO_LARGE;
     }
-    int rc = store_insert_chunks(s, rows, n, &res->inserted, &err, why, whylen);
-    if (rc < 0 && store_row_error(err)) {
+    int rc = dbwriter_insert_chunks(s, rows, n, &res->inserted, &err, why, whylen);
+    if (rc < 0 && dbwriter_row_error(err)) {
         mysql_rollback(s->conn);
         res->inserted = 0;
-        rc = store_insert_each(s, rows, n, &res->inserted, &err, why, whylen);
+        rc = dbwriter_insert_each(s, rows, n, &res->inserted, &err, why, whylen);
     }
     if (rc < 0)
         goto fail;
@@ -673,7 +661,7 @@ int store_write(store *s, store_row *rows, size_t n, store_result *res, char *wh
 
 fail:
     mysql_rollback(s->conn);
-    store_close(s);
+    dbwriter_close(s);
     memset(res, 0, sizeof *res);
     return -1;
 }
