@@ -328,10 +328,10 @@ static void on_subscribe(session *s, const stomp_frame *f)
         p += id->len;
     }
     *p++ = '\n';
-    sub->prefix_len = plen;
+    sub->prefix_len = (uint32_t)plen;
     sub->id = p;
     memcpy(sub->id, id->p, id->len);
-    sub->id_len = id->len;
+    sub->id_len = (uint32_t)id->len;
     memcpy(sub->id + id->len, name.p, name.len);    /* for tokens_refresh */
     sub->room_len = (uint8_t)name.len;
     sub->session = s;

@@ -32,9 +32,9 @@ typedef struct subscription {
     uint8_t room_len;          /* the room's name follows the id (sub->id + sub->id_len) */
     struct subscription *next; /* the session's list */
     struct resume *resume;     /* topic: replaying history (x-since); NULL once live */
-    size_t id_len;
     char *id;                  /* client's id, unescaped; points into prefix[] */
-    size_t prefix_len;
+    uint32_t id_len;           /* 32 bits (a header line is far shorter): one */
+    uint32_t prefix_len;       /* per subscription, so a connection's bytes count */
     char prefix[];             /* the MESSAGE prefix, the id, the room */
 } subscription;
 

@@ -450,7 +450,7 @@ static subscription *fake_sub(const char *id, const char *rname, int kind, subsc
     sub->id = sub->prefix;
     memcpy(sub->id, id, il);
     memcpy(sub->id + il, rname, rl);
-    sub->id_len = il;
+    sub->id_len = (uint32_t)il;
     sub->room_len = (uint8_t)rl;
     sub->kind = (uint8_t)kind;
     sub->next = next;
