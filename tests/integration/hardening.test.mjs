@@ -17,14 +17,16 @@
 // Start refusals (auth.mode=none off loopback) are in cli.test.mjs.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { freePort, httpGet, metric, rawClient, sleep, startServer, stompClient, waitFor } from './helpers.mjs';
+import {
+  freePort, httpGet, metric, rawClient, sleep, spawnReady, startServer, stompClient, waitFor,
+} from './helpers.mjs';
 
 const dirs = [];
 const procs = [];
@@ -122,15 +124,11 @@ async function redisWithConfig(lines, { sentinel = false, pass } = {}) {
   const port = await freePort();
   const conf = path.join(dir, 'redis.conf');
   writeFileSync(conf, [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, 'save ""', 'appendonly no', ...lines, ''].join('\n'));
-  const proc = spawn('redis-server', sentinel ? [conf, '--sentinel'] : [conf], { stdio: ['ignore', 'pipe', 'pipe'] });
-  procs.push(proc);
-  const logs = [];
-  proc.stdout.on('data', (d) => logs.push(d.toString()));
   const auth = pass ? ['--no-auth-warning', '-a', pass] : [];
-  await waitFor(async () => {
-    if (proc.exitCode !== null) throw new Error(`redis-server exited:\n${logs.join('')}`);
-    try { return (await redisCli(port, ['PING'], auth)) === 'PONG'; } catch { return false; }
-  }, { timeout: 10000, what: `redis on ${port}` });
+  const { proc } = await spawnReady('redis-server', sentinel ? [conf, '--sentinel'] : [conf], {
+    what: `redis-server :${port}`, timeout: 10000, ready: async () => (await redisCli(port, ['PING'], auth)) === 'PONG',
+  });
+  procs.push(proc);
   return { port, proc, auth };
 }
 

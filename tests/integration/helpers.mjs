@@ -88,6 +88,72 @@ export async function httpGet(port, urlPath, init) {
   return { status: res.status, headers: res.headers, text: await res.text() };
 }
 
+// --- processes ----------------------------------------------------------------
+
+// Spawn `cmd` with `argv` and collect its output, line by line, into `logs`
+// (scanned for sanitizer reports, named `what`). Returns a handle:
+//   proc, pid, logs   the child and its output so far
+//   exited()          { code, signal } once it has exited, else null
+//   waitExit()        resolves with { code, signal } when it exits
+//   kill()            SIGKILL; resolves with { code, signal }
+//   stop({timeout})   SIGTERM, SIGKILL after `timeout` ms (default
+//                     `stopTimeout`); resolves with { code, signal }
+export function spawnProcess(cmd, argv, { what = cmd, env, stopTimeout = 10000 } = {}) {
+  const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: env && { ...process.env, ...env } });
+  const logs = [];
+  let exited = null;
+  const exitPromise = new Promise((resolve) => {
+    proc.on('exit', (code, signal) => {
+      exited = { code, signal };
+      resolve(exited);
+    });
+  });
+  const collect = collectLines(logs, what);
+  proc.stdout.on('data', collect);
+  proc.stderr.on('data', collect);
+  return {
+    proc,
+    pid: proc.pid,
+    logs,
+    what,
+    exited: () => exited,
+    waitExit: () => exitPromise,
+    kill() {
+      if (!exited) proc.kill('SIGKILL');
+      return exitPromise;
+    },
+    async stop({ timeout = stopTimeout } = {}) {
+      if (!exited) proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), timeout);
+      const r = await exitPromise;
+      clearTimeout(timer);
+      return r;
+    },
+  };
+}
+
+// spawnProcess, then poll `ready()` until it returns a truthy value: a
+// readiness probe that throws counts as "not yet". Exiting first, or not
+// being ready within `timeout` ms, kills the process and throws with its
+// log. Resolves with the handle.
+export async function spawnReady(cmd, argv, { ready, timeout = 20000, interval, ...opts } = {}) {
+  const h = spawnProcess(cmd, argv, opts);
+  try {
+    await waitFor(async () => {
+      const gone = h.exited();
+      if (gone) throw new Error(`${h.what} exited early (${JSON.stringify(gone)}):\n${h.logs.join('\n')}`);
+      try { return await ready(); } catch { return false; }
+    }, { timeout, interval, what: `${h.what} ready` });
+  } catch (e) {
+    h.proc.kill('SIGKILL');
+    throw e;
+  }
+  return h;
+}
+
+// An HTTP probe for spawnReady: GET `urlPath` answers 200.
+export const http200 = (port, urlPath) => async () => (await httpGet(port, urlPath)).status === 200;
+
 // A fresh cluster namespace: servers given the same one form a cluster;
 // different ones never see each other (own Redis keys, own exchange).
 export function clusterName() {
@@ -124,51 +190,14 @@ export async function startServer({ sets = {}, args = [], timeout = 20000, clust
   };
   const argv = ['--port', String(port), ...args];
   for (const [k, v] of Object.entries({ ...base, ...sets })) argv.push('--set', `${k}=${v}`);
-  const proc = spawn(serverBin, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  const logs = [];
-  let exited = null;
-  const exitPromise = new Promise((resolve) => {
-    proc.on('exit', (code, signal) => {
-      exited = { code, signal };
-      resolve(exited);
-    });
+  const h = await spawnReady(serverBin, argv, {
+    what: `lectern-server :${port}`, env, timeout, ready: http200(port, ready ? '/readyz' : '/healthz'),
   });
-  const collect = collectLines(logs, `lectern-server :${port}`);
-  proc.stdout.on('data', collect);
-  proc.stderr.on('data', collect);
-
-  try {
-    await waitFor(async () => {
-      if (exited) throw new Error(`server exited early (${JSON.stringify(exited)}):\n${logs.join('\n')}`);
-      try {
-        return (await httpGet(port, ready ? '/readyz' : '/healthz')).status === 200;
-      } catch {
-        return false;
-      }
-    }, { timeout, what: `lectern-server ${ready ? '/readyz' : '/healthz'}` });
-  } catch (e) {
-    proc.kill('SIGKILL');
-    throw e;
-  }
-
   return {
+    ...h,
     port,
-    proc,
-    pid: proc.pid,
-    logs,
     cluster: ns,
     wsUrl: `ws://127.0.0.1:${port}/ws`,
-    // SIGTERM and wait; resolves with { code, signal }.
-    async stop({ timeout: t = 10000 } = {}) {
-      if (!exited) proc.kill('SIGTERM');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), t);
-      const r = await exitPromise;
-      clearTimeout(timer);
-      return r;
-    },
-    exited: () => exited,
-    // Resolves with { code, signal } once the process has exited by itself.
-    waitExit: () => exitPromise,
   };
 }
 
@@ -203,6 +232,27 @@ export function collector(client, destination, headers = {}) {
       return messages.slice(0, n);
     },
   };
+}
+
+// Resolves with the RECEIPT frame `id` on a @stomp/stompjs client, or
+// rejects after `timeout` ms. Call it before sending the frame that asks
+// for the receipt; await it after.
+export function expectReceipt(client, id, timeout = 5000) {
+  let frame = null;
+  client.watchForReceipt(id, (f) => { frame = f; });
+  return waitFor(() => frame, { timeout, what: `RECEIPT ${id}` });
+}
+
+// A collector whose SUBSCRIBE asked for a RECEIPT and got it: the
+// subscription is in place, so a message sent after this resolves must
+// reach it.
+let subscribeReceipts = 0;
+export async function subscribed(client, destination, headers = {}) {
+  const id = `subscribed-${++subscribeReceipts}`;
+  const receipt = expectReceipt(client, id);
+  const c = collector(client, destination, { ...headers, receipt: id });
+  await receipt;
+  return c;
 }
 
 // --- raw STOMP over a plain WebSocket ------------------------------------
@@ -305,20 +355,12 @@ export async function startHaproxy(ports) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'lectern-lb-'));
   const file = path.join(dir, 'haproxy.cfg');
   writeFileSync(file, cfg);
-  const proc = spawn('haproxy', ['-W', '-db', '-f', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs = [];
-  proc.stdout.on('data', (d) => logs.push(d.toString()));
-  proc.stderr.on('data', (d) => logs.push(d.toString()));
-  let exited = null;
-  const exit = new Promise((r) => proc.on('exit', (code) => { exited = code; r(code); }));
-  await waitFor(async () => {
-    if (exited !== null) throw new Error(`haproxy exited: ${logs.join('')}`);
-    try { return (await httpGet(port, '/readyz')).status === 200; } catch { return false; }
-  }, { timeout: 10000, what: 'haproxy' });
+  const h = await spawnReady('haproxy', ['-W', '-db', '-f', file],
+    { what: `haproxy :${port}`, timeout: 10000, ready: http200(port, '/readyz') });
   return {
     port,
     wsUrl: `ws://127.0.0.1:${port}/ws`,
-    async stop() { if (exited === null) proc.kill('SIGTERM'); await exit; },
+    stop: () => h.stop(),
   };
 }
 
@@ -509,37 +551,9 @@ export async function startWorker({ cluster, sets = {}, timeout = 20000, ready =
   };
   const argv = [];
   for (const [k, v] of Object.entries({ ...base, ...sets })) argv.push('--set', `${k}=${v}`);
-  const proc = spawn(storageBin, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs = [];
-  let exited = null;
-  const exitPromise = new Promise((resolve) => proc.on('exit', (code, signal) => {
-    exited = { code, signal };
-    resolve(exited);
-  }));
-  const collect = collectLines(logs, `lectern-storage :${port}`);
-  proc.stdout.on('data', collect);
-  proc.stderr.on('data', collect);
-  try {
-    await waitFor(async () => {
-      if (exited) throw new Error(`worker exited early (${JSON.stringify(exited)}):\n${logs.join('\n')}`);
-      try { return (await httpGet(port, ready ? '/readyz' : '/healthz')).status === 200; } catch { return false; }
-    }, { timeout, what: `lectern-storage ${ready ? '/readyz' : '/healthz'}` });
-  } catch (e) {
-    proc.kill('SIGKILL');
-    throw e;
-  }
-  return {
-    port,
-    proc,
-    logs,
-    kill() { if (!exited) proc.kill('SIGKILL'); return exitPromise; },
-    async stop({ timeout: t = 15000 } = {}) {
-      if (!exited) proc.kill('SIGTERM');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), t);
-      const r = await exitPromise;
-      clearTimeout(timer);
-      return r;
-    },
-    exited: () => exited,
-  };
+  const h = await spawnReady(storageBin, argv, {
+    what: `lectern-storage :${port}`, timeout, stopTimeout: 15000,
+    ready: http200(port, ready ? '/readyz' : '/healthz'),
+  });
+  return { ...h, port };
 }
