@@ -25,7 +25,7 @@ import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
 import {
-  freePort, httpGet, metric, rawClient, sleep, spawnReady, startServer, stompClient, waitFor,
+  freePort, httpGet, metric, rawClient, sleep, spawnReady, startServer, stompClient, subscribed, waitFor,
 } from './helpers.mjs';
 
 const dirs = [];
@@ -135,10 +135,10 @@ async function redisWithConfig(lines, { sentinel = false, pass } = {}) {
 async function roundTrip(s) {
   const { client } = await stompClient(s.wsUrl);
   try {
-    const got = new Promise((resolve) => client.subscribe('/topic/auth', (m) => resolve(m.body)));
-    await sleep(100);
+    const got = await subscribed(client, '/topic/auth');
     client.publish({ destination: '/topic/auth', body: 'through an authenticated registry' });
-    assert.equal(await got, 'through an authenticated registry');
+    const [m] = await got.next(1);
+    assert.equal(m.body, 'through an authenticated registry');
   } finally {
     await client.deactivate();
   }
@@ -308,7 +308,7 @@ describe('HTTP exchanges are freed', () => {
         const early = round % 2 === 1;
         for (let i = 0; i < 50; i++, tries++)
           await requestAndReset(s.port, i % 2 ? '/healthz' : '/nosuchfile', pad, early);
-        await sleep(20);
+        await sleep(20); // a breath between rounds of resets (the loop's deadline is the wait)
       }
       t.diagnostic(`header writes failed ${failed()} times in ${tries} tries`);
       assert.ok(failed() >= 1, `no header write failed in ${tries} tries: the path was not exercised`);

@@ -255,6 +255,22 @@ export async function subscribed(client, destination, headers = {}) {
   return c;
 }
 
+// For clients that cannot ask for a SUBSCRIBE's RECEIPT (client-js,
+// RabbitMQ Web-STOMP): `send(body)` probes (bodies "probe-<n>", resolving
+// when sent) until `delivered()` says they arrive where the test needs them,
+// against a deadline. Resolves with the number of probes sent; the test's
+// message handlers set probes aside.
+export const isProbe = (body) => String(body).startsWith('probe-');
+export async function probeUntil(send, delivered, { timeout = 10000, what = 'a probe delivered' } = {}) {
+  let n = 0;
+  await waitFor(async () => {
+    if (delivered()) return true;
+    await send(`probe-${n++}`);
+    return false;
+  }, { timeout, interval: 50, what });
+  return n;
+}
+
 // --- raw STOMP over a plain WebSocket ------------------------------------
 
 // Parse a byte stream into STOMP frames (only for the tests: it trusts
