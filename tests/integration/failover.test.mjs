@@ -14,10 +14,8 @@
 // The multi-host scenarios (tests/cluster) kill real cluster nodes.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import path from 'node:path';
 import {
-  clusterName, freePort, httpGet, metric, repoRoot, sleep, sql, startServer, startWorker,
+  clusterName, freePort, httpGet, metric, rabbitmqctl, sleep, sql, startServer, startWorker,
   stompClient, subscribed, tcpRelay, waitFor,
 } from './helpers.mjs';
 
@@ -28,14 +26,6 @@ after(() => { for (const r of relays) r.close(); });
 const relay = (name) => tcpRelay(AMQP_PORT, name, relays);
 
 // rabbitmqctl against the suite's broker (scripts/services env).
-function rabbitmqctl(...args) {
-  const script = 'set -a; eval "$("$0" env)"; HOME=$LECTERN_RABBIT_HOME exec /usr/lib/rabbitmq/bin/rabbitmqctl -q "$@"';
-  return new Promise((resolve, reject) => {
-    execFile('bash', ['-c', script, path.join(repoRoot, 'scripts', 'services'), ...args], { timeout: 60000 },
-      (err, stdout, stderr) => (err ? reject(new Error(`rabbitmqctl ${args.join(' ')}: ${stderr || err.message}`)) : resolve(stdout)));
-  });
-}
-
 const deadPort = () => freePort(); // nothing listens there: connection refused
 
 async function ready(port) {

@@ -421,7 +421,7 @@ export async function service(action, name) {
 // accepts (default: all). After a connection closes, RECEIPTs still
 // arriving within `settle` ms are counted.
 export function steadySender(url, room, { pause = 15, settle = 300, refusal = () => true } = {}) {
-  const state = { promised: [], refused: 0, stopped: false, n: 0 };
+  const state = { url, room, promised: [], refused: 0, stopped: false, n: 0 };
   state.done = (async () => {
     while (!state.stopped) {
       let c;
@@ -429,13 +429,13 @@ export function steadySender(url, room, { pause = 15, settle = 300, refusal = ()
         c = await rawClient(url);
         await c.connect();
       } catch {
-        await sleep(100);
+        await sleep(100); // before trying to connect again
         continue;
       }
       while (!state.stopped && !c.closed) {
         const body = `m${state.n++}`;
         c.frame('SEND', { destination: `/topic/${room}`, receipt: body }, body);
-        await sleep(pause);
+        await sleep(pause); // the sending rate
         for (const f of c.frames.splice(0)) {
           if (f.command === 'RECEIPT') state.promised.push(f.headers['receipt-id']);
           if (f.command === 'ERROR' && refusal(f)) state.refused++;
@@ -452,7 +452,9 @@ export function steadySender(url, room, { pause = 15, settle = 300, refusal = ()
 
 // After an outage: wait for 20 more RECEIPTs, stop the sender, then check
 // that `got` (the bodies a subscriber received) holds every promised
-// message exactly once, in the order the RECEIPTs came.
+// message exactly once, in the order the RECEIPTs came. A last message
+// through the same server, once all have arrived, is the proof that a
+// duplicate would have arrived too: it would come before it.
 export async function finishSender(sender, got, what) {
   const before = sender.promised.length;
   await waitFor(() => sender.promised.length >= before + 20, { timeout: 20000, what: `traffic after the ${what}` });
@@ -460,7 +462,14 @@ export async function finishSender(sender, got, what) {
   await sender.done;
   await waitFor(() => sender.promised.every((b) => got.includes(b)),
     { timeout: 20000, what: 'every promised message delivered' });
-  await sleep(300);
+  const c = await rawClient(sender.url);
+  await c.connect();
+  const last = `m${sender.n++}`;
+  c.frame('SEND', { destination: `/topic/${sender.room}`, receipt: last }, last);
+  await c.waitFrame('RECEIPT');
+  c.close();
+  sender.promised.push(last);
+  await waitFor(() => got.includes(last), { timeout: 20000, what: 'the last message delivered' });
   assert.equal(new Set(got).size, got.length, 'no duplicates');
   const idx = sender.promised.map((b) => got.indexOf(b));
   for (let i = 1; i < idx.length; i++) assert.ok(idx[i] > idx[i - 1], 'promised messages in order');
@@ -536,6 +545,30 @@ export async function tcpRelay(port, name = 'relay', list = null) {
 }
 
 // --- storage -----------------------------------------------------------------
+
+// rabbitmqctl against the suite's RabbitMQ (scripts/services, same env);
+// resolves with its output.
+export async function rabbitmqctl(...args) {
+  const { execFile } = await import('node:child_process');
+  const script = 'set -a; eval "$("$0" env)"; HOME=$LECTERN_RABBIT_HOME exec /usr/lib/rabbitmq/bin/rabbitmqctl -q "$@"';
+  return new Promise((resolve, reject) => {
+    execFile('bash', ['-c', script, path.join(repoRoot, 'scripts', 'services'), ...args], { timeout: 60000 },
+      (err, stdout, stderr) => (err ? reject(new Error(`rabbitmqctl ${args.join(' ')}: ${stderr || err.message}`)) : resolve(stdout)));
+  });
+}
+
+// Resolves once the storage queue of `cluster` holds nothing, ready or
+// unacknowledged: a worker acknowledges a copy only after its row is
+// committed, so every row there will be is in MySQL, and none can come
+// later.
+export async function storageDrained(cluster, timeout = 60000) {
+  const queue = `${cluster}.storage`;
+  await waitFor(async () => {
+    const rows = (await rabbitmqctl('list_queues', 'name', 'messages')).split('\n').map((l) => l.split('\t'));
+    const row = rows.find(([name]) => name === queue);
+    return row && Number(row[1]) === 0;
+  }, { timeout, interval: 250, what: `${queue} drained` });
+}
 
 export const storageBin = process.env.LECTERN_STORAGE_BIN || path.join(repoRoot, 'bin', 'lectern-storage');
 
