@@ -6,7 +6,15 @@
 // Servers are started from LECTERN_SERVER_BIN (the Makefile passes the
 // sanitizer build) and stopped with SIGTERM; stop() resolves with the exit
 // code, so a test can assert on a clean shutdown (ASan turns leaks into a
-// non-zero exit).
+// non-zero exit). Every program a test starts goes through spawnReady (or
+// spawnProcess): output collected, readiness polled against a deadline.
+//
+// Tests wait on events, not fixed sleeps: a subscription on its RECEIPT
+// (subscribed), a client that cannot ask for one on a delivered probe
+// (probeUntil), anything else by polling against a deadline (waitFor). A
+// test that something does not arrive first proves that delivery happened:
+// a later message on the same path must arrive. A fixed sleep is left only
+// where the time is what is tested, and says so.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
