@@ -59,7 +59,7 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all deps test unit unit-bins integration services-test bus-test storage-test run stop \
-        clean check-deps bench client-test fuzz fuzz-smoke docker-check test-cluster
+        clean check-deps bench client-test fuzz fuzz-smoke docker-check test-cluster check-includes
 .DEFAULT_GOAL := all
 
 all: $(BINDIR)/lectern-server $(BINDIR)/lectern-storage $(B)/tests/lectern-load
@@ -135,6 +135,7 @@ check-deps:
 # ASan/UBSan report fails the run. The release build is compiled too, so a
 # warning that only -O2 finds still breaks the build.
 test: check-deps
+	$(MAKE) check-includes
 	$(MAKE) all
 	$(MAKE) SANITIZE=1 all unit-bins
 	$(MAKE) SANITIZE=1 unit
@@ -146,6 +147,11 @@ test: check-deps
 	$(MAKE) storage-test
 	$(MAKE) SANITIZE=1 integration
 	$(MAKE) SANITIZE=1 test-cluster
+
+# No cycle among the modules' #includes (scripts/check-includes; --dot
+# prints the graph).
+check-includes:
+	scripts/check-includes
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \

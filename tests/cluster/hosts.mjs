@@ -14,10 +14,10 @@
 // one set per host, with the host's address (LECTERN_BIND_ADDRESS) and its
 // own directory under LECTERN_MH_VAR. Lectern programs are spawned directly
 // and their output is scanned for sanitizer reports (helpers.mjs).
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { collectLines, repoRoot, waitFor } from '../integration/helpers.mjs';
+import { repoRoot, spawnProcess, waitFor } from '../integration/helpers.mjs';
 
 export const mode = process.env.LECTERN_MH_MODE || 'loopback';
 const prefix = process.env.LECTERN_MH_PREFIX || 'lx';
@@ -121,24 +121,8 @@ const procs = [];
 
 function program(host, bin, argv, what) {
   const cmd = [...on(host), bin, ...argv];
-  const proc = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs = [];
-  const collect = collectLines(logs, what);
-  proc.stdout.on('data', collect);
-  proc.stderr.on('data', collect);
-  let exited = null;
-  const exit = new Promise((r) => proc.on('exit', (code, signal) => { exited = { code, signal }; r(exited); }));
-  const p = {
-    host, proc, logs, exit, what,
-    exited: () => exited,
-    async stop(t = 15000) {
-      if (!exited) proc.kill('SIGTERM');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), t);
-      const r = await exit;
-      clearTimeout(timer);
-      return r;
-    },
-  };
+  const h = spawnProcess(cmd[0], cmd.slice(1), { what, stopTimeout: 15000 });
+  const p = { ...h, host, exit: h.waitExit(), stop: (t = 15000) => h.stop({ timeout: t }) };
   procs.push(p);
   return p;
 }

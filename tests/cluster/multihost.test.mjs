@@ -147,7 +147,7 @@ function publishers(room) {
           state.lastRefusal = Date.now();
           if (!state.firstRefusal) state.firstRefusal = Date.now();
         }
-        await sleep(100);
+        await sleep(100); // the sending rate
       }
       c.disconnect();
     })());
@@ -176,6 +176,8 @@ async function verify(room, list, pubs) {
       what: `${s.login} to have all ${promised.length} promised messages (missing ${promised.filter((b) => !s.got.includes(b)).slice(0, 5)})`,
     });
   }
+  // A fixed wait for a duplicate to show: the publishers' connections are
+  // closed by now, so no later message of theirs can take the same paths.
   await sleep(500);
   for (const s of list) {
     assert.equal(new Set(s.got).size, s.got.length, `${s.login} got a message twice`);
@@ -263,7 +265,7 @@ describe(`multi-host (${mode === 'netns' ? 'network namespaces' : 'LOOPBACK FALL
       const pid = pidOf(victim, 'rabbitmq/rabbitmq.pid');
       log(`killing RabbitMQ node on ${victim} (pid ${pid})`);
       process.kill(pid, 'SIGKILL');
-      await sleep(5000);
+      await sleep(5000); // the node stays down while traffic goes on (the scenario)
     });
     log(`rabbit: storage copies refused by RabbitMQ and retried: ${await counter('lectern_bus_nacks_total') - nacks}`);
     assert.ok(onNode[victim] > 0, 'a server queue was on the killed node');

@@ -84,7 +84,7 @@ describe('lecture-room page in Chromium', () => {
         if ((await p.getAttribute('#state', 'data-state')) !== 'online') continue;
         await say(p, `during ${i}`);
         sent.push(`during ${i}`);
-        await sleep(100);
+        await sleep(100); // spreads the talk over the outage
       }
       await waitFor(async () => (await ada.evaluate(() => window.states)).includes('reconnecting'),
         { what: "Ada's page notices the loss" });
@@ -99,9 +99,11 @@ describe('lecture-room page in Chromium', () => {
         const b = await bodies(ada);
         return sent.every((t) => b.includes(t));
       }, { timeout: 20000, what: 'Ada sees everything said while she was away' });
-      await sleep(500);
+      // One more line, after all of them: a duplicate would show before it.
+      await say(ada, 'last');
+      await waitFor(async () => (await bodies(ada)).includes('last'), { what: 'the last line on Ada\'s page' });
       const final = await bodies(ada);
-      for (const t of ['Welcome to physics', 'Hello!', ...sent])
+      for (const t of ['Welcome to physics', 'Hello!', ...sent, 'last'])
         assert.equal(final.filter((x) => x === t).length, 1, `"${t}" exactly once on Ada's page`);
       mkdirSync(artifacts, { recursive: true });
       await ada.screenshot({ path: path.join(artifacts, 'lecture-room.png'), fullPage: true });

@@ -225,7 +225,7 @@ describe('limits.conn_memory', () => {
           const before = await metric(s.port, 'lectern_pending_bytes');
           for (let i = 0; await metric(s.port, 'lectern_pending_bytes') <= before; i++) {
             for (let k = 0; k < 50; k++) c.frame('ACK', { id: 'm', receipt: big(i * 50 + k) });
-            await sleep(20);
+            await sleep(20); // between rounds of a bounded poll (i < 2000)
             assert.ok(i < 2000, 'the server never queued');
           }
         }

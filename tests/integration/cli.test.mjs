@@ -7,7 +7,9 @@ import { readFile, writeFile, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { httpGet, metric, rawClient, repoRoot, serverBin, startServer, stompClient } from './helpers.mjs';
+import {
+  httpGet, metric, rawClient, repoRoot, serverBin, startServer, stompClient, subscribed,
+} from './helpers.mjs';
 
 const run = promisify(execFile);
 
@@ -172,11 +174,9 @@ describe('HTTP', () => {
     const s = await startServer();
     try {
       const { client } = await stompClient(s.wsUrl);
-      const got = [];
-      client.subscribe('/topic/metrics-room', (m) => got.push(m));
-      await new Promise((r) => setTimeout(r, 50));
+      const got = await subscribed(client, '/topic/metrics-room');
       for (let i = 0; i < 3; i++) client.publish({ destination: '/topic/metrics-room', body: String(i) });
-      while (got.length < 3) await new Promise((r) => setTimeout(r, 10));
+      await got.next(3);
       const text = (await httpGet(s.port, '/metrics')).text;
       const val = (name) => Number(text.match(new RegExp(`^${name} (\\d+)$`, 'm'))[1]);
       assert.equal(val('lectern_connections'), 1);

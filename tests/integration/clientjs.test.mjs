@@ -6,7 +6,9 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { LecternClient } from '../../client-js/src/index.js';
-import { metric, sleep, startCluster, startHaproxy, waitFor } from './helpers.mjs';
+import {
+  isProbe, metric, probeUntil, sleep, startCluster, startHaproxy, waitFor,
+} from './helpers.mjs';
 
 const opts = (login, extra = {}) => ({
   WebSocket, login, name: login.toUpperCase(),
@@ -58,21 +60,22 @@ describe('client-js', () => {
       const rs = sender.join('cjs-failover', { presence: false });
       const rt = student.join('cjs-failover', { presence: false });
       const got = [];
-      rt.on('message', (m) => got.push(m.body));
+      let probed = 0;
+      rt.on('message', (m) => (isProbe(m.body) ? probed++ : got.push(m.body)));
       const states = [];
       student.on('state', (s) => states.push(s));
       // the student's server: the one of the two with a connection
       await waitFor(async () => (await metric(c.servers[0].port, 'lectern_connections')) +
         (await metric(c.servers[1].port, 'lectern_connections')) === 1, { what: 'student connected' });
       const victim = (await metric(c.servers[0].port, 'lectern_connections')) === 1 ? 0 : 1;
-      await sleep(200);               // the student's subscription is in place
+      await probeUntil((b) => rs.send(b), () => probed > 0, { what: "the student's subscription in place" });
       const sent = [];
       let stop = false;
       const pump = (async () => {
         for (let i = 0; !stop && i < 400; i++) {
           await rs.send(`n${i}`);
           sent.push(`n${i}`);
-          await sleep(5);
+          await sleep(5); // pacing of the traffic
         }
       })();
       await waitFor(() => got.length >= 50, { what: 'traffic flowing' });
@@ -83,7 +86,10 @@ describe('client-js', () => {
       stop = true;
       await pump;
       await waitFor(() => got.length >= sent.length, { timeout: 15000, what: 'everything' });
-      await sleep(300);               // a duplicate would show now
+      // One more message, after all of them: a duplicate would arrive before it.
+      await rs.send('fence');
+      sent.push('fence');
+      await waitFor(() => got.includes('fence'), { what: 'the fence delivered' });
       assert.deepEqual(got, sent, 'every message exactly once, in order');
     } finally {
       sender.disconnect();
@@ -103,8 +109,10 @@ describe('client-js', () => {
       await b.connect();
       const rb = b.join('cjs-rabbit', { presence: false });
       const got = [];
-      rb.on('message', (m) => got.push(m.body));
-      await sleep(300);               // RabbitMQ binds the subscription's queue
+      let probed = 0;
+      rb.on('message', (m) => (isProbe(m.body) ? probed++ : got.push(m.body)));
+      // RabbitMQ binds the subscription's queue; a probe arriving says it has.
+      await probeUntil((body) => a.send('cjs-rabbit', body), () => probed > 0, { what: 'the queue bound' });
       for (let i = 0; i < 5; i++) await a.send('cjs-rabbit', `r${i}`);
       await waitFor(() => got.length === 5, { what: 'five messages through RabbitMQ' });
       assert.deepEqual(got, ['r0', 'r1', 'r2', 'r3', 'r4']);
@@ -122,6 +130,8 @@ describe('client-js', () => {
       await a.connect();
       a.disconnect();
       await waitFor(() => a.state === 'offline', { what: 'offline' });
+      // Three reconnect delays (reconnect.base is 100 ms) with no attempt:
+      // the window is the check, so its length is fixed.
       await sleep(300);
       assert.equal(a.state, 'offline');
     } finally {

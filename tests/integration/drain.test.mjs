@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { LecternClient } from '../../client-js/src/index.js';
 import {
-  clusterName, metric, rawClient, sleep, sql, startHaproxy, startServer, startWorker, waitFor,
+  clusterName, isProbe, metric, probeUntil, rawClient, sleep, sql, startHaproxy, startServer, startWorker, waitFor,
 } from './helpers.mjs';
 
 const opts = (login) => ({
@@ -56,9 +56,11 @@ describe('drain', () => {
     let stop = false, retries = 0;
     try {
       await Promise.all([...students, sender].map((c) => c.connect()));
-      students.forEach((c, i) => c.join(rname).on('message', (m) => got[i].push(m.body)));
+      const probed = students.map(() => 0);
+      students.forEach((c, i) => c.join(rname).on('message', (m) => (isProbe(m.body) ? probed[i]++ : got[i].push(m.body))));
       const room = sender.join(rname, { presence: false });
-      await sleep(300);
+      const probes = await probeUntil((b) => room.send(b), () => probed.every((n) => n > 0),
+        { what: 'every student subscribed' });
       // Twenty SENDs in flight at a time, so that a drain always finds some
       // the server has read and not yet confirmed: those must be answered
       // before the close. A send refused by a drain is sent again; it was
@@ -76,7 +78,7 @@ describe('drain', () => {
             }
             batch = failed;
           }
-          await sleep(5);
+          await sleep(5); // pacing of the traffic
         }
       })();
       for (let i = 0; i < servers.length; i++) {
@@ -89,15 +91,20 @@ describe('drain', () => {
       stop = true;
       await pump;
       await waitFor(() => got.every((g) => g.length >= sent.length), { timeout: 20000, what: 'everything delivered' });
-      await sleep(300);                  // a duplicate would show now
+      // One more message, after all of them: a duplicate would arrive before it.
+      await room.send('fence');
+      sent.push('fence');
+      await waitFor(() => got.every((g) => g.includes('fence')), { what: 'the fence delivered' });
       // Once each (a resent message arrives after its successors).
       const want = [...sent].sort();
       for (const g of got) assert.deepEqual([...g].sort(), want, 'exactly once');
-      await waitFor(async () => Number((await sql(`SELECT COUNT(*) FROM messages WHERE room = '${rname}'`))[0][0]) >= sent.length,
+      // The probes got RECEIPTs too: they are stored like the rest.
+      const stored = sent.length + probes;
+      await waitFor(async () => Number((await sql(`SELECT COUNT(*) FROM messages WHERE room = '${rname}'`))[0][0]) >= stored,
         { timeout: 20000, what: 'all stored' });
       const [[rows, distinct]] = await sql(`SELECT COUNT(*), COUNT(DISTINCT body) FROM messages WHERE room = '${rname}'`);
-      assert.equal(Number(rows), sent.length, 'stored once each');
-      assert.equal(Number(distinct), sent.length);
+      assert.equal(Number(rows), stored, 'stored once each');
+      assert.equal(Number(distinct), stored);
       console.log(`# rolling restart: ${sent.length} messages, ${retries} sends retried after a drain`);
     } finally {
       stop = true;

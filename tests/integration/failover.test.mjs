@@ -14,11 +14,9 @@
 // The multi-host scenarios (tests/cluster) kill real cluster nodes.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import path from 'node:path';
 import {
-  clusterName, collector, freePort, httpGet, metric, repoRoot, sleep, sql, startServer, startWorker,
-  stompClient, tcpRelay, waitFor,
+  clusterName, freePort, httpGet, metric, rabbitmqctl, sleep, sql, startServer, startWorker,
+  stompClient, subscribed, tcpRelay, waitFor,
 } from './helpers.mjs';
 
 const AMQP_PORT = Number(process.env.LECTERN_AMQP_PORT || 5690);
@@ -28,14 +26,6 @@ after(() => { for (const r of relays) r.close(); });
 const relay = (name) => tcpRelay(AMQP_PORT, name, relays);
 
 // rabbitmqctl against the suite's broker (scripts/services env).
-function rabbitmqctl(...args) {
-  const script = 'set -a; eval "$("$0" env)"; HOME=$LECTERN_RABBIT_HOME exec /usr/lib/rabbitmq/bin/rabbitmqctl -q "$@"';
-  return new Promise((resolve, reject) => {
-    execFile('bash', ['-c', script, path.join(repoRoot, 'scripts', 'services'), ...args], { timeout: 60000 },
-      (err, stdout, stderr) => (err ? reject(new Error(`rabbitmqctl ${args.join(' ')}: ${stderr || err.message}`)) : resolve(stdout)));
-  });
-}
-
 const deadPort = () => freePort(); // nothing listens there: connection refused
 
 async function ready(port) {
@@ -84,11 +74,10 @@ describe('RabbitMQ node lists (bus.host, amqp.host)', () => {
       return client;
     };
     try {
-      const onA = collector(await stomp(a, 'student-a'), `/topic/${room}`);
-      const onB = collector(await stomp(b, 'student-b'), `/topic/${room}`);
+      const onA = await subscribed(await stomp(a, 'student-a'), `/topic/${room}`);
+      const onB = await subscribed(await stomp(b, 'student-b'), `/topic/${room}`);
       const sendA = await stomp(a, 'teacher-a');
       const sendB = await stomp(b, 'teacher-b');
-      await sleep(300);
       const acked = [];
       let seq = 0;
       // Both directions, with receipts: A's publisher (A -> B) and A's
@@ -123,7 +112,7 @@ describe('RabbitMQ node lists (bus.host, amqp.host)', () => {
           // A refusal (ERROR while the bus is down) closes the STOMP
           // session; the client reconnects and goes on.
           for (let i = 0; i < 20; i++) {
-            await sleep(100);
+            await sleep(100); // spreads the SENDs over the freeze: pacing, not waiting
             if (!sendA.connected) continue;
             const body = `during${round}-${seq++}`;
             if (await sendReceipted(sendA, room, body, 10000)) acked.push(body);
@@ -218,15 +207,15 @@ describe('RabbitMQ node lists (bus.host, amqp.host)', () => {
         clients.push(client);
         return client;
       };
-      const onA = collector(await stomp(a, 'student-a'), `/topic/${room}`);
-      const onB = collector(await stomp(b, 'student-b'), `/topic/${room}`);
+      const onA = await subscribed(await stomp(a, 'student-a'), `/topic/${room}`);
+      const onB = await subscribed(await stomp(b, 'student-b'), `/topic/${room}`);
       const sendA = await stomp(a, 'teacher-a');
       const sendB = await stomp(b, 'teacher-b');
-      await sleep(300);
+      await waitFor(() => a.logs.some((l) => /bus_down conn=consumer .*ACCESS_REFUSED/.test(l)),
+        { what: 'the consumer refused' });
       const r = await httpGet(a.port, '/readyz');
       assert.equal(r.status, 503, '/readyz: the server cannot receive');
       assert.match(r.text, /bus/);
-      assert.ok(a.logs.some((l) => /bus_down conn=consumer .*ACCESS_REFUSED/.test(l)), 'the consumer was refused');
       const t0 = Date.now();
       for (let i = 0; i < 5; i++) {
         assert.ok(await sendReceipted(sendB, room, `from-b-${i}`), 'B: RECEIPT');
@@ -275,6 +264,8 @@ describe('RabbitMQ node lists (bus.host, amqp.host)', () => {
       const t0 = Date.now();
       const heldP = sendReceipted(p, room, 'held', 14000).then((ok) => { held = ok; });
       const refusedP = sendReceipted(h, room, 'refused', 5000);
+      // A window of fixed length: no RECEIPT within it while the broker
+      // refuses, and the nacks retried every 100 ms fill it.
       await sleep(1500);
       assert.equal(held, null, 'no RECEIPT while the broker refuses');
       assert.ok(await metric(patient.port, 'lectern_bus_nacks_total') >= nacks0 + 5, 'nacked and retried every 100 ms');

@@ -17,14 +17,16 @@
 // Start refusals (auth.mode=none off loopback) are in cli.test.mjs.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { freePort, httpGet, metric, rawClient, sleep, startServer, stompClient, waitFor } from './helpers.mjs';
+import {
+  freePort, httpGet, metric, rawClient, sleep, spawnReady, startServer, stompClient, subscribed, waitFor,
+} from './helpers.mjs';
 
 const dirs = [];
 const procs = [];
@@ -122,25 +124,21 @@ async function redisWithConfig(lines, { sentinel = false, pass } = {}) {
   const port = await freePort();
   const conf = path.join(dir, 'redis.conf');
   writeFileSync(conf, [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, 'save ""', 'appendonly no', ...lines, ''].join('\n'));
-  const proc = spawn('redis-server', sentinel ? [conf, '--sentinel'] : [conf], { stdio: ['ignore', 'pipe', 'pipe'] });
-  procs.push(proc);
-  const logs = [];
-  proc.stdout.on('data', (d) => logs.push(d.toString()));
   const auth = pass ? ['--no-auth-warning', '-a', pass] : [];
-  await waitFor(async () => {
-    if (proc.exitCode !== null) throw new Error(`redis-server exited:\n${logs.join('')}`);
-    try { return (await redisCli(port, ['PING'], auth)) === 'PONG'; } catch { return false; }
-  }, { timeout: 10000, what: `redis on ${port}` });
+  const { proc } = await spawnReady('redis-server', sentinel ? [conf, '--sentinel'] : [conf], {
+    what: `redis-server :${port}`, timeout: 10000, ready: async () => (await redisCli(port, ['PING'], auth)) === 'PONG',
+  });
+  procs.push(proc);
   return { port, proc, auth };
 }
 
 async function roundTrip(s) {
   const { client } = await stompClient(s.wsUrl);
   try {
-    const got = new Promise((resolve) => client.subscribe('/topic/auth', (m) => resolve(m.body)));
-    await sleep(100);
+    const got = await subscribed(client, '/topic/auth');
     client.publish({ destination: '/topic/auth', body: 'through an authenticated registry' });
-    assert.equal(await got, 'through an authenticated registry');
+    const [m] = await got.next(1);
+    assert.equal(m.body, 'through an authenticated registry');
   } finally {
     await client.deactivate();
   }
@@ -310,7 +308,7 @@ describe('HTTP exchanges are freed', () => {
         const early = round % 2 === 1;
         for (let i = 0; i < 50; i++, tries++)
           await requestAndReset(s.port, i % 2 ? '/healthz' : '/nosuchfile', pad, early);
-        await sleep(20);
+        await sleep(20); // a breath between rounds of resets (the loop's deadline is the wait)
       }
       t.diagnostic(`header writes failed ${failed()} times in ${tries} tries`);
       assert.ok(failed() >= 1, `no header write failed in ${tries} tries: the path was not exercised`);

@@ -6,7 +6,15 @@
 // Servers are started from LECTERN_SERVER_BIN (the Makefile passes the
 // sanitizer build) and stopped with SIGTERM; stop() resolves with the exit
 // code, so a test can assert on a clean shutdown (ASan turns leaks into a
-// non-zero exit).
+// non-zero exit). Every program a test starts goes through spawnReady (or
+// spawnProcess): output collected, readiness polled against a deadline.
+//
+// Tests wait on events, not fixed sleeps: a subscription on its RECEIPT
+// (subscribed), a client that cannot ask for one on a delivered probe
+// (probeUntil), anything else by polling against a deadline (waitFor). A
+// test that something does not arrive first proves that delivery happened:
+// a later message on the same path must arrive. A fixed sleep is left only
+// where the time is what is tested, and says so.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -88,6 +96,72 @@ export async function httpGet(port, urlPath, init) {
   return { status: res.status, headers: res.headers, text: await res.text() };
 }
 
+// --- processes ----------------------------------------------------------------
+
+// Spawn `cmd` with `argv` and collect its output, line by line, into `logs`
+// (scanned for sanitizer reports, named `what`). Returns a handle:
+//   proc, pid, logs   the child and its output so far
+//   exited()          { code, signal } once it has exited, else null
+//   waitExit()        resolves with { code, signal } when it exits
+//   kill()            SIGKILL; resolves with { code, signal }
+//   stop({timeout})   SIGTERM, SIGKILL after `timeout` ms (default
+//                     `stopTimeout`); resolves with { code, signal }
+export function spawnProcess(cmd, argv, { what = cmd, env, stopTimeout = 10000 } = {}) {
+  const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: env && { ...process.env, ...env } });
+  const logs = [];
+  let exited = null;
+  const exitPromise = new Promise((resolve) => {
+    proc.on('exit', (code, signal) => {
+      exited = { code, signal };
+      resolve(exited);
+    });
+  });
+  const collect = collectLines(logs, what);
+  proc.stdout.on('data', collect);
+  proc.stderr.on('data', collect);
+  return {
+    proc,
+    pid: proc.pid,
+    logs,
+    what,
+    exited: () => exited,
+    waitExit: () => exitPromise,
+    kill() {
+      if (!exited) proc.kill('SIGKILL');
+      return exitPromise;
+    },
+    async stop({ timeout = stopTimeout } = {}) {
+      if (!exited) proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), timeout);
+      const r = await exitPromise;
+      clearTimeout(timer);
+      return r;
+    },
+  };
+}
+
+// spawnProcess, then poll `ready()` until it returns a truthy value: a
+// readiness probe that throws counts as "not yet". Exiting first, or not
+// being ready within `timeout` ms, kills the process and throws with its
+// log. Resolves with the handle.
+export async function spawnReady(cmd, argv, { ready, timeout = 20000, interval, ...opts } = {}) {
+  const h = spawnProcess(cmd, argv, opts);
+  try {
+    await waitFor(async () => {
+      const gone = h.exited();
+      if (gone) throw new Error(`${h.what} exited early (${JSON.stringify(gone)}):\n${h.logs.join('\n')}`);
+      try { return await ready(); } catch { return false; }
+    }, { timeout, interval, what: `${h.what} ready` });
+  } catch (e) {
+    h.proc.kill('SIGKILL');
+    throw e;
+  }
+  return h;
+}
+
+// An HTTP probe for spawnReady: GET `urlPath` answers 200.
+export const http200 = (port, urlPath) => async () => (await httpGet(port, urlPath)).status === 200;
+
 // A fresh cluster namespace: servers given the same one form a cluster;
 // different ones never see each other (own Redis keys, own exchange).
 export function clusterName() {
@@ -124,51 +198,14 @@ export async function startServer({ sets = {}, args = [], timeout = 20000, clust
   };
   const argv = ['--port', String(port), ...args];
   for (const [k, v] of Object.entries({ ...base, ...sets })) argv.push('--set', `${k}=${v}`);
-  const proc = spawn(serverBin, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  const logs = [];
-  let exited = null;
-  const exitPromise = new Promise((resolve) => {
-    proc.on('exit', (code, signal) => {
-      exited = { code, signal };
-      resolve(exited);
-    });
+  const h = await spawnReady(serverBin, argv, {
+    what: `lectern-server :${port}`, env, timeout, ready: http200(port, ready ? '/readyz' : '/healthz'),
   });
-  const collect = collectLines(logs, `lectern-server :${port}`);
-  proc.stdout.on('data', collect);
-  proc.stderr.on('data', collect);
-
-  try {
-    await waitFor(async () => {
-      if (exited) throw new Error(`server exited early (${JSON.stringify(exited)}):\n${logs.join('\n')}`);
-      try {
-        return (await httpGet(port, ready ? '/readyz' : '/healthz')).status === 200;
-      } catch {
-        return false;
-      }
-    }, { timeout, what: `lectern-server ${ready ? '/readyz' : '/healthz'}` });
-  } catch (e) {
-    proc.kill('SIGKILL');
-    throw e;
-  }
-
   return {
+    ...h,
     port,
-    proc,
-    pid: proc.pid,
-    logs,
     cluster: ns,
     wsUrl: `ws://127.0.0.1:${port}/ws`,
-    // SIGTERM and wait; resolves with { code, signal }.
-    async stop({ timeout: t = 10000 } = {}) {
-      if (!exited) proc.kill('SIGTERM');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), t);
-      const r = await exitPromise;
-      clearTimeout(timer);
-      return r;
-    },
-    exited: () => exited,
-    // Resolves with { code, signal } once the process has exited by itself.
-    waitExit: () => exitPromise,
   };
 }
 
@@ -203,6 +240,43 @@ export function collector(client, destination, headers = {}) {
       return messages.slice(0, n);
     },
   };
+}
+
+// Resolves with the RECEIPT frame `id` on a @stomp/stompjs client, or
+// rejects after `timeout` ms. Call it before sending the frame that asks
+// for the receipt; await it after.
+export function expectReceipt(client, id, timeout = 5000) {
+  let frame = null;
+  client.watchForReceipt(id, (f) => { frame = f; });
+  return waitFor(() => frame, { timeout, what: `RECEIPT ${id}` });
+}
+
+// A collector whose SUBSCRIBE asked for a RECEIPT and got it: the
+// subscription is in place, so a message sent after this resolves must
+// reach it.
+let subscribeReceipts = 0;
+export async function subscribed(client, destination, headers = {}) {
+  const id = `subscribed-${++subscribeReceipts}`;
+  const receipt = expectReceipt(client, id);
+  const c = collector(client, destination, { ...headers, receipt: id });
+  await receipt;
+  return c;
+}
+
+// For clients that cannot ask for a SUBSCRIBE's RECEIPT (client-js,
+// RabbitMQ Web-STOMP): `send(body)` probes (bodies "probe-<n>", resolving
+// when sent) until `delivered()` says they arrive where the test needs them,
+// against a deadline. Resolves with the number of probes sent; the test's
+// message handlers set probes aside.
+export const isProbe = (body) => String(body).startsWith('probe-');
+export async function probeUntil(send, delivered, { timeout = 10000, what = 'a probe delivered' } = {}) {
+  let n = 0;
+  await waitFor(async () => {
+    if (delivered()) return true;
+    await send(`probe-${n++}`);
+    return false;
+  }, { timeout, interval: 50, what });
+  return n;
 }
 
 // --- raw STOMP over a plain WebSocket ------------------------------------
@@ -305,20 +379,12 @@ export async function startHaproxy(ports) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'lectern-lb-'));
   const file = path.join(dir, 'haproxy.cfg');
   writeFileSync(file, cfg);
-  const proc = spawn('haproxy', ['-W', '-db', '-f', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs = [];
-  proc.stdout.on('data', (d) => logs.push(d.toString()));
-  proc.stderr.on('data', (d) => logs.push(d.toString()));
-  let exited = null;
-  const exit = new Promise((r) => proc.on('exit', (code) => { exited = code; r(code); }));
-  await waitFor(async () => {
-    if (exited !== null) throw new Error(`haproxy exited: ${logs.join('')}`);
-    try { return (await httpGet(port, '/readyz')).status === 200; } catch { return false; }
-  }, { timeout: 10000, what: 'haproxy' });
+  const h = await spawnReady('haproxy', ['-W', '-db', '-f', file],
+    { what: `haproxy :${port}`, timeout: 10000, ready: http200(port, '/readyz') });
   return {
     port,
     wsUrl: `ws://127.0.0.1:${port}/ws`,
-    async stop() { if (exited === null) proc.kill('SIGTERM'); await exit; },
+    stop: () => h.stop(),
   };
 }
 
@@ -363,7 +429,7 @@ export async function service(action, name) {
 // accepts (default: all). After a connection closes, RECEIPTs still
 // arriving within `settle` ms are counted.
 export function steadySender(url, room, { pause = 15, settle = 300, refusal = () => true } = {}) {
-  const state = { promised: [], refused: 0, stopped: false, n: 0 };
+  const state = { url, room, promised: [], refused: 0, stopped: false, n: 0 };
   state.done = (async () => {
     while (!state.stopped) {
       let c;
@@ -371,13 +437,13 @@ export function steadySender(url, room, { pause = 15, settle = 300, refusal = ()
         c = await rawClient(url);
         await c.connect();
       } catch {
-        await sleep(100);
+        await sleep(100); // before trying to connect again
         continue;
       }
       while (!state.stopped && !c.closed) {
         const body = `m${state.n++}`;
         c.frame('SEND', { destination: `/topic/${room}`, receipt: body }, body);
-        await sleep(pause);
+        await sleep(pause); // the sending rate
         for (const f of c.frames.splice(0)) {
           if (f.command === 'RECEIPT') state.promised.push(f.headers['receipt-id']);
           if (f.command === 'ERROR' && refusal(f)) state.refused++;
@@ -394,7 +460,9 @@ export function steadySender(url, room, { pause = 15, settle = 300, refusal = ()
 
 // After an outage: wait for 20 more RECEIPTs, stop the sender, then check
 // that `got` (the bodies a subscriber received) holds every promised
-// message exactly once, in the order the RECEIPTs came.
+// message exactly once, in the order the RECEIPTs came. A last message
+// through the same server, once all have arrived, is the proof that a
+// duplicate would have arrived too: it would come before it.
 export async function finishSender(sender, got, what) {
   const before = sender.promised.length;
   await waitFor(() => sender.promised.length >= before + 20, { timeout: 20000, what: `traffic after the ${what}` });
@@ -402,7 +470,14 @@ export async function finishSender(sender, got, what) {
   await sender.done;
   await waitFor(() => sender.promised.every((b) => got.includes(b)),
     { timeout: 20000, what: 'every promised message delivered' });
-  await sleep(300);
+  const c = await rawClient(sender.url);
+  await c.connect();
+  const last = `m${sender.n++}`;
+  c.frame('SEND', { destination: `/topic/${sender.room}`, receipt: last }, last);
+  await c.waitFrame('RECEIPT');
+  c.close();
+  sender.promised.push(last);
+  await waitFor(() => got.includes(last), { timeout: 20000, what: 'the last message delivered' });
   assert.equal(new Set(got).size, got.length, 'no duplicates');
   const idx = sender.promised.map((b) => got.indexOf(b));
   for (let i = 1; i < idx.length; i++) assert.ok(idx[i] > idx[i - 1], 'promised messages in order');
@@ -479,6 +554,30 @@ export async function tcpRelay(port, name = 'relay', list = null) {
 
 // --- storage -----------------------------------------------------------------
 
+// rabbitmqctl against the suite's RabbitMQ (scripts/services, same env);
+// resolves with its output.
+export async function rabbitmqctl(...args) {
+  const { execFile } = await import('node:child_process');
+  const script = 'set -a; eval "$("$0" env)"; HOME=$LECTERN_RABBIT_HOME exec /usr/lib/rabbitmq/bin/rabbitmqctl -q "$@"';
+  return new Promise((resolve, reject) => {
+    execFile('bash', ['-c', script, path.join(repoRoot, 'scripts', 'services'), ...args], { timeout: 60000 },
+      (err, stdout, stderr) => (err ? reject(new Error(`rabbitmqctl ${args.join(' ')}: ${stderr || err.message}`)) : resolve(stdout)));
+  });
+}
+
+// Resolves once the storage queue of `cluster` holds nothing, ready or
+// unacknowledged: a worker acknowledges a copy only after its row is
+// committed, so every row there will be is in MySQL, and none can come
+// later.
+export async function storageDrained(cluster, timeout = 60000) {
+  const queue = `${cluster}.storage`;
+  await waitFor(async () => {
+    const rows = (await rabbitmqctl('list_queues', 'name', 'messages')).split('\n').map((l) => l.split('\t'));
+    const row = rows.find(([name]) => name === queue);
+    return row && Number(row[1]) === 0;
+  }, { timeout, interval: 250, what: `${queue} drained` });
+}
+
 export const storageBin = process.env.LECTERN_STORAGE_BIN || path.join(repoRoot, 'bin', 'lectern-storage');
 
 // Run one SQL statement against the suite's MariaDB as the lectern user;
@@ -509,37 +608,9 @@ export async function startWorker({ cluster, sets = {}, timeout = 20000, ready =
   };
   const argv = [];
   for (const [k, v] of Object.entries({ ...base, ...sets })) argv.push('--set', `${k}=${v}`);
-  const proc = spawn(storageBin, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs = [];
-  let exited = null;
-  const exitPromise = new Promise((resolve) => proc.on('exit', (code, signal) => {
-    exited = { code, signal };
-    resolve(exited);
-  }));
-  const collect = collectLines(logs, `lectern-storage :${port}`);
-  proc.stdout.on('data', collect);
-  proc.stderr.on('data', collect);
-  try {
-    await waitFor(async () => {
-      if (exited) throw new Error(`worker exited early (${JSON.stringify(exited)}):\n${logs.join('\n')}`);
-      try { return (await httpGet(port, ready ? '/readyz' : '/healthz')).status === 200; } catch { return false; }
-    }, { timeout, what: `lectern-storage ${ready ? '/readyz' : '/healthz'}` });
-  } catch (e) {
-    proc.kill('SIGKILL');
-    throw e;
-  }
-  return {
-    port,
-    proc,
-    logs,
-    kill() { if (!exited) proc.kill('SIGKILL'); return exitPromise; },
-    async stop({ timeout: t = 15000 } = {}) {
-      if (!exited) proc.kill('SIGTERM');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), t);
-      const r = await exitPromise;
-      clearTimeout(timer);
-      return r;
-    },
-    exited: () => exited,
-  };
+  const h = await spawnReady(storageBin, argv, {
+    what: `lectern-storage :${port}`, timeout, stopTimeout: 15000,
+    ready: http200(port, ready ? '/readyz' : '/healthz'),
+  });
+  return { ...h, port };
 }

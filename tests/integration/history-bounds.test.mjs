@@ -381,7 +381,7 @@ describe('history bounds', () => {
     // held before.
     const measure = async (room, what) => {
       const pid = s.proc.pid;
-      await sleep(200);
+      await sleep(200); // lets the previous round's memory settle before the baseline is read
       const base = memory(pid);
       resetPeak(pid);
       const t0 = Date.now();

@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { repoRoot, sleep, startCluster, waitFor } from './helpers.mjs';
+import { metric, repoRoot, startCluster, waitFor } from './helpers.mjs';
 
 const loadBin = process.env.LECTERN_LOAD_BIN ||
   path.join(repoRoot, 'build', 'release', 'tests', 'lectern-load');
@@ -59,8 +59,11 @@ describe('lectern-load', () => {
       const urls = c.servers.flatMap((s) => ['--url', s.wsUrl]);
       const run = runLoad([...urls, '--rooms', '1', '--subscribers', '20', '--publishers', '1',
         '--rate', '50', '--duration', '4', '--drain', '2000']);
-      // publishing starts once all 21 are connected: well within a second here
-      await sleep(2000);
+      // Publishing starts once all 21 are connected; kill once the server
+      // to survive has taken a few messages (the run lasts 4 s).
+      await waitFor(async () => (await metric(c.servers[0].port, 'lectern_messages_published_total')) +
+        (await metric(c.servers[1].port, 'lectern_messages_published_total')) >= 20,
+      { timeout: 10000, what: 'publishing under way' });
       c.servers[1].proc.kill('SIGKILL');
       const { code, json: r } = await run.done;
       assert.equal(code, 0);

@@ -323,7 +323,7 @@ describe('connection lifecycle', () => {
       assert.equal(f.headers['heart-beat'], '100,100');
       // Keep sending EOLs for a while: the connection must stay up.
       const t = setInterval(() => c.send('\n'), 50);
-      await sleep(600);
+      await sleep(600); // the time beating is what is tested: a fixed one
       clearInterval(t);
       assert.equal(c.closed, null, 'alive while beating');
       const beats = c.frames.filter((x) => x.command === 'HEARTBEAT').length;
@@ -354,7 +354,7 @@ describe('connection lifecycle', () => {
       // Far more than the socket buffers on both sides plus max_pending.
       for (let i = 0; i < 400 && !slow.closed; i++) {
         pub.frame('SEND', { destination: '/topic/firehose' }, body);
-        if (i % 20 === 19) await sleep(10);
+        if (i % 20 === 19) await sleep(10); // lets the server read the publisher while the queue fills
       }
       await waitFor(async () => /^lectern_slow_consumers_total 1$/m.test(
         await (await fetch(`http://127.0.0.1:${s.port}/metrics`)).text()), { what: 'slow consumer dropped' });
@@ -373,7 +373,10 @@ describe('connection lifecycle', () => {
     await new Promise((r) => sock.once('connect', r));
     sock.write('GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
       'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
-    await sleep(50);
+    // The server has taken the upgrade when its answer arrives; then the
+    // connection drops.
+    const answer = await new Promise((r) => sock.once('data', r));
+    assert.match(answer.toString(), /^HTTP\/1\.1 101 /);
     sock.destroy();
     const c = await connected();
     c.frame('DISCONNECT', { receipt: 'r' });

@@ -47,7 +47,19 @@ describe('authentication', () => {
       { passcode: student(['--kid', 'k2']) },
     ]) {
       const c = await rawClient(s.wsUrl);
-      await c.connect({ 'accept-version': '1.2', host: '/', ...headers });
+      const connected = await c.connect({ 'accept-version': '1.2', host: '/', ...headers });
+      assert.equal(connected.headers.version, '1.2');
+      // The token is the identity: a message sent in one of its rooms
+      // carries its subject and name.
+      c.frame('SUBSCRIBE', { id: '1', destination: '/topic/physics', receipt: 's' });
+      c.frame('SEND', { destination: '/topic/physics', receipt: 'p' }, 'who am I');
+      const m = await c.waitFrame('MESSAGE');
+      assert.equal(m.headers.sender, 'stu');
+      assert.equal(m.headers['sender-name'], 'Stu Dent');
+      const receipts = () => c.frames.filter((f) => f.command === 'RECEIPT').map((f) => f.headers['receipt-id']);
+      await waitFor(() => receipts().length === 2, { what: 'RECEIPTs of the SUBSCRIBE and the SEND' });
+      assert.deepEqual(receipts().sort(), ['p', 's']);
+      assert.equal(c.frames.find((f) => f.command === 'ERROR'), undefined);
       c.close();
     }
   });

@@ -8,13 +8,14 @@
 // hold each message until a replica has it (redis.wait_replicas).
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  clusterName, finishSender, freePort, httpGet, metric, sleep, startServer, steadySender, stompClient, waitFor,
+  clusterName, finishSender, freePort, httpGet, metric, sleep, spawnReady, startServer, steadySender, stompClient,
+  waitFor,
 } from './helpers.mjs';
 
 const procs = [];
@@ -45,16 +46,11 @@ function cli(port, ...args) {
 
 // A redis-server (or Sentinel) in the foreground; resolves once it answers PING.
 async function redisProcess(port, args) {
-  const proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs = [];
-  proc.stdout.on('data', (d) => logs.push(d.toString()));
-  proc.stderr.on('data', (d) => logs.push(d.toString()));
-  procs.push(proc);
-  await waitFor(async () => {
-    if (proc.exitCode !== null) throw new Error(`redis-server ${args.join(' ')} exited:\n${logs.join('')}`);
-    try { return (await cli(port, 'PING')) === 'PONG'; } catch { return false; }
-  }, { timeout: 10000, what: `redis on ${port}` });
-  return { port, proc, logs };
+  const h = await spawnReady('redis-server', args, {
+    what: `redis-server :${port}`, timeout: 10000, ready: async () => (await cli(port, 'PING')) === 'PONG',
+  });
+  procs.push(h.proc);
+  return { port, proc: h.proc, logs: h.logs };
 }
 
 function startRedis(dir, port, replicaOf) {

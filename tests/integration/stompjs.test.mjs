@@ -1,9 +1,16 @@
 // An unmodified @stomp/stompjs client against lectern-server: the behaviour a
 // RabbitMQ Web-STOMP user relies on, checked end to end.
+//
+// Every subscription waits for the RECEIPT of its SUBSCRIBE before anything
+// is sent to it. A test that something does NOT arrive first proves that
+// delivery happened: a later message on the same connection (which the
+// server writes in order) must arrive, and only then is the absence checked.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Versions } from '@stomp/stompjs';
-import { collector, sleep, startServer, stompClient, waitFor } from './helpers.mjs';
+import {
+  expectReceipt, metric, sleep, startServer, stompClient, subscribed, waitFor,
+} from './helpers.mjs';
 
 let server;
 const clients = [];
@@ -36,8 +43,7 @@ describe('stompjs client', () => {
   test('a SEND reaches a subscriber with destination, message-id, subscription, content-type and user headers', async () => {
     const { client: sub } = await connect();
     const { client: pub } = await connect();
-    const got = collector(sub, '/topic/room-a', { id: 'sub-1' });
-    await sleep(50);
+    const got = await subscribed(sub, '/topic/room-a', { id: 'sub-1' });
     pub.publish({
       destination: '/topic/room-a',
       body: 'hello room',
@@ -57,9 +63,8 @@ describe('stompjs client', () => {
   test('two clients in one room both receive every message, in order, with increasing ids', async () => {
     const { client: a } = await connect();
     const { client: b } = await connect();
-    const ga = collector(a, '/topic/lecture-101');
-    const gb = collector(b, '/topic/lecture-101');
-    await sleep(50);
+    const ga = await subscribed(a, '/topic/lecture-101');
+    const gb = await subscribed(b, '/topic/lecture-101');
     for (let i = 0; i < 50; i++) a.publish({ destination: '/topic/lecture-101', body: `m${i}` });
     const ma = await ga.next(50);
     const mb = await gb.next(50);
@@ -76,28 +81,33 @@ describe('stompjs client', () => {
 
   test("the sender's own subscriptions receive its message, once per subscription", async () => {
     const { client } = await connect();
-    const g1 = collector(client, '/topic/echo', { id: 's1' });
-    const g2 = collector(client, '/topic/echo', { id: 's2' });
-    await sleep(50);
+    const g1 = await subscribed(client, '/topic/echo', { id: 's1' });
+    const g2 = await subscribed(client, '/topic/echo', { id: 's2' });
     client.publish({ destination: '/topic/echo', body: 'me too' });
     const [m1] = await g1.next(1);
     const [m2] = await g2.next(1);
     assert.equal(m1.headers.subscription, 's1');
     assert.equal(m2.headers.subscription, 's2');
-    await sleep(100);
-    assert.equal(g1.messages.length, 1);
-    assert.equal(g2.messages.length, 1);
+    // A second copy would be written before the next message.
+    client.publish({ destination: '/topic/echo', body: 'next' });
+    await g1.next(2);
+    await g2.next(2);
+    assert.deepEqual(g1.messages.map((m) => m.body), ['me too', 'next']);
+    assert.deepEqual(g2.messages.map((m) => m.body), ['me too', 'next']);
   });
 
   test('messages go only to the room they were sent to', async () => {
     const { client } = await connect();
-    const ga = collector(client, '/topic/only-a');
-    const gb = collector(client, '/topic/only-b');
-    await sleep(50);
+    const ga = await subscribed(client, '/topic/only-a');
+    const gb = await subscribed(client, '/topic/only-b');
     client.publish({ destination: '/topic/only-a', body: 'for a' });
     await ga.next(1);
-    await sleep(100);
-    assert.equal(gb.messages.length, 0);
+    // Both subscriptions share one connection, written in order: had 'for a'
+    // reached only-b, it would come before 'for b'.
+    client.publish({ destination: '/topic/only-b', body: 'for b' });
+    await gb.next(1);
+    assert.deepEqual(gb.messages.map((m) => m.body), ['for b']);
+    assert.deepEqual(ga.messages.map((m) => m.body), ['for a']);
   });
 
   test('receipts are returned for SEND, SUBSCRIBE and UNSUBSCRIBE', async () => {
@@ -114,64 +124,75 @@ describe('stompjs client', () => {
   test('after UNSUBSCRIBE no more messages arrive for that subscription', async () => {
     const { client: sub } = await connect();
     const { client: pub } = await connect();
-    const got = collector(sub, '/topic/unsub');
-    await sleep(50);
+    const got = await subscribed(sub, '/topic/unsub');
+    // The control: a second subscription of the same connection, which stays.
+    const control = await subscribed(sub, '/topic/unsub');
     pub.publish({ destination: '/topic/unsub', body: '1' });
     await got.next(1);
-    got.sub.unsubscribe();
-    await sleep(50);
+    const unsubscribed = expectReceipt(sub, 'unsub-r');
+    got.sub.unsubscribe({ receipt: 'unsub-r' });
+    await unsubscribed;
     pub.publish({ destination: '/topic/unsub', body: '2' });
-    await sleep(200);
+    const ctl = await control.next(2);
+    assert.deepEqual(ctl.map((m) => m.body), ['1', '2'], 'the other subscription got the second message');
     assert.equal(got.messages.length, 1);
   });
 
   test('a transaction delivers its SENDs only on COMMIT, in order', async () => {
     const { client: sub } = await connect();
     const { client: pub } = await connect();
-    const got = collector(sub, '/topic/tx');
-    await sleep(50);
+    const got = await subscribed(sub, '/topic/tx');
     const tx = pub.begin();
     pub.publish({ destination: '/topic/tx', body: 't1', headers: { transaction: tx.id } });
     pub.publish({ destination: '/topic/tx', body: 't2', headers: { transaction: tx.id } });
-    await sleep(200);
-    assert.equal(got.messages.length, 0, 'nothing before COMMIT');
+    // A SEND outside the transaction, after its two: it arrives, and a
+    // transactional one delivered early would have come before it.
+    pub.publish({ destination: '/topic/tx', body: 'outside' });
+    await got.next(1);
+    assert.deepEqual(got.messages.map((m) => m.body), ['outside'], 'nothing before COMMIT');
     tx.commit();
-    const ms = await got.next(2);
-    assert.deepEqual(ms.map((m) => m.body), ['t1', 't2']);
+    const ms = await got.next(3);
+    assert.deepEqual(ms.map((m) => m.body), ['outside', 't1', 't2']);
   });
 
   test('an aborted transaction delivers nothing', async () => {
     const { client: sub } = await connect();
     const { client: pub } = await connect();
-    const got = collector(sub, '/topic/tx-abort');
-    await sleep(50);
+    const got = await subscribed(sub, '/topic/tx-abort');
     const tx = pub.begin();
     pub.publish({ destination: '/topic/tx-abort', body: 'never', headers: { transaction: tx.id } });
     tx.abort();
     pub.publish({ destination: '/topic/tx-abort', body: 'after' });
     const [m] = await got.next(1);
     assert.equal(m.body, 'after');
-    await sleep(150);
-    assert.equal(got.messages.length, 1);
+    // An aborted transaction can be neither COMMITted nor delivered later:
+    // one more message arrives with nothing before it.
+    pub.publish({ destination: '/topic/tx-abort', body: 'last' });
+    await got.next(2);
+    assert.deepEqual(got.messages.map((x) => x.body), ['after', 'last']);
   });
 
   test('an open transaction is dropped when its client disconnects', async () => {
     const { client: sub } = await connect();
     const { client: pub } = await connect();
-    const got = collector(sub, '/topic/tx-drop');
-    await sleep(50);
+    const got = await subscribed(sub, '/topic/tx-drop');
+    const conns = await metric(server.port, 'lectern_connections');
     const tx = pub.begin();
     pub.publish({ destination: '/topic/tx-drop', body: 'lost', headers: { transaction: tx.id } });
     await pub.deactivate();
-    await sleep(200);
-    assert.equal(got.messages.length, 0);
+    // The server has closed the publisher's session (and with it the
+    // transaction); a message sent after that arrives with nothing before it.
+    await waitFor(async () => (await metric(server.port, 'lectern_connections')) === conns - 1,
+      { what: 'the publisher gone from the server' });
+    sub.publish({ destination: '/topic/tx-drop', body: 'control' });
+    await got.next(1);
+    assert.deepEqual(got.messages.map((m) => m.body), ['control']);
   });
 
   test('client and client-individual ack modes carry an ack header and accept ACK and NACK', async () => {
     const { client } = await connect();
-    const gc = collector(client, '/topic/acks', { ack: 'client' });
-    const gi = collector(client, '/topic/acks', { ack: 'client-individual' });
-    await sleep(50);
+    const gc = await subscribed(client, '/topic/acks', { ack: 'client' });
+    const gi = await subscribed(client, '/topic/acks', { ack: 'client-individual' });
     client.publish({ destination: '/topic/acks', body: 'a1' });
     client.publish({ destination: '/topic/acks', body: 'a2' });
     const [c1, c2] = await gc.next(2);
@@ -190,8 +211,7 @@ describe('stompjs client', () => {
   test('a binary body that is not UTF-8 arrives intact in a binary frame', async () => {
     const { client: sub } = await connect();
     const { client: pub } = await connect();
-    const got = collector(sub, '/topic/binary');
-    await sleep(50);
+    const got = await subscribed(sub, '/topic/binary');
     const bytes = new Uint8Array([0, 1, 2, 0xff, 0xfe, 0, 0x80, 10, 13, 0]);
     pub.publish({ destination: '/topic/binary', binaryBody: bytes, headers: { 'content-type': 'application/octet-stream' } });
     const [m] = await got.next(1);
@@ -202,8 +222,7 @@ describe('stompjs client', () => {
   test('a large message is delivered intact', async () => {
     const { client: sub } = await connect();
     const { client: pub } = await connect();
-    const got = collector(sub, '/topic/large');
-    await sleep(50);
+    const got = await subscribed(sub, '/topic/large');
     const body = 'é'.repeat(100000); // 200 kB of UTF-8, more than websocket.write_max
     pub.publish({ destination: '/topic/large', body });
     const [m] = await got.next(1);
@@ -219,9 +238,12 @@ describe('stompjs client', () => {
       assert.equal(connected.headers['heart-beat'], '150,120');
       let closed = false;
       client.onWebSocketClose = () => { closed = true; };
-      await sleep(1200); // many intervals with no traffic
+      // The idle time is what is tested (many heart-beat intervals with no
+      // traffic), so this wait is a fixed one.
+      await sleep(1200);
       assert.equal(closed, false, 'connection survived idle time on heart-beats alone');
       assert.ok(client.connected);
+      await subscribed(client, '/topic/heart-beats'); // and the server still answers on it
       await client.deactivate();
     } finally {
       assert.equal((await s.stop()).code, 0);
@@ -249,8 +271,7 @@ describe('stompjs client', () => {
   test('the v11.stomp subprotocol and STOMP 1.1 work', async () => {
     const { client, connected } = await connect({ protocols: ['v11.stomp'], stompVersions: new Versions(['1.1']) });
     assert.equal(connected.headers.version, '1.1');
-    const got = collector(client, '/topic/v11');
-    await sleep(50);
+    const got = await subscribed(client, '/topic/v11');
     // stompjs decodes header escapes only under 1.2, so this value has none.
     client.publish({ destination: '/topic/v11', body: 'old but fine', headers: { 'x-v': 'plain' } });
     const [m] = await got.next(1);

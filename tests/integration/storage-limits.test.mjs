@@ -21,7 +21,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-  clusterName, httpGet, metric, rawClient, repoRoot, serverBin, sleep, sql, startServer, startWorker, waitFor,
+  clusterName, httpGet, metric, rawClient, repoRoot, serverBin, sleep, sql, startServer, startWorker, storageDrained,
+  waitFor,
 } from './helpers.mjs';
 
 // The table's limits (#define STORELIMITS_<FIELD>_MAX <bytes>); the values
@@ -290,7 +291,7 @@ describe('storage limits: a SEND storage would refuse gets ERROR before any RECE
     const list = [...rooms].map((x) => `'${x}'`).join(',');
     await waitFor(async () => Number((await sql(`SELECT COUNT(*) FROM messages WHERE room IN (${list})`))[0][0]) >= receipted.length,
       { timeout: 120000, interval: 250, what: `${receipted.length} rows in MySQL` });
-    await sleep(1000);   // anything stored late would show now
+    await storageDrained(cluster);   // nothing can be stored later
     const rows = await sql(`SELECT room, LENGTH(body), SHA2(body, 256), IFNULL(LENGTH(content_type), -1),
       IFNULL(SHA2(content_type, 256), ''), IFNULL(LENGTH(headers), -1), IFNULL(SHA2(headers, 256), ''),
       HEX(sender), HEX(sender_name), HEX(origin) FROM messages WHERE room IN (${list})`);
@@ -327,7 +328,7 @@ describe('storage limits: a worker whose database cannot hold the largest row re
     while (Date.now() < until) {
       last = await httpGet(w.port, '/readyz');
       assert.equal(last.status, 503, `/readyz stays 503 (${last.text})`);
-      await sleep(100);
+      await sleep(100); // between probes of a window whose length is the check
     }
     return JSON.parse(last.text).reason;
   }

@@ -5,7 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  httpGet, metric, service, sleep, sql, startCluster, startWorker, stompClient, waitFor,
+  httpGet, metric, service, sleep, sql, startCluster, startWorker, stompClient, storageDrained, waitFor,
 } from './helpers.mjs';
 
 const idKey = (id) => id.split('-').map(BigInt);
@@ -110,11 +110,11 @@ describe('durable history', () => {
       const killer = (async () => {
         await waitFor(() => sentTotal >= TOTAL * 0.2, { timeout: 120000, what: '20% sent' });
         await w1.kill();
-        await sleep(500);
+        await sleep(500); // the worker stays down a while (the scenario)
         w1 = await startWorker({ cluster: c.cluster });
         await waitFor(() => sentTotal >= TOTAL * 0.6, { timeout: 120000, what: '60% sent' });
         await w1.kill();
-        await sleep(500);
+        await sleep(500); // the worker stays down a while (the scenario)
         w1 = await startWorker({ cluster: c.cluster });
       })();
       await Promise.all(clients.map(send));
@@ -123,7 +123,7 @@ describe('durable history', () => {
       assert.equal(errors, 0, 'no SEND was refused');
       await waitStored(room, TOTAL, 120000);
       const storeSecs = (Date.now() - t0) / 1000;
-      await sleep(500); // late duplicates would show now
+      await storageDrained(c.cluster); // nothing can be stored later
       const [n, distinct] = await stored(room);
       assert.equal(n, TOTAL, 'rows');
       assert.equal(distinct, TOTAL, 'distinct bodies');
@@ -149,13 +149,13 @@ describe('durable history', () => {
     try {
       for (const [i, s] of c.servers.entries())
         for (let k = 0; k < 2; k++) senders.push(await steadySender(s.wsUrl, { room, name: `s${i}${k}` }).start());
-      await sleep(1000);
+      await sleep(1000); // traffic before the restart (the scenario)
       await service('stop', 'rabbitmq');
-      await sleep(500);
+      await sleep(500); // RabbitMQ stays down a while (the scenario)
       await service('start', 'rabbitmq');
       await waitFor(async () => (await httpGet(c.servers[0].port, '/readyz')).status === 200 &&
         (await httpGet(c.servers[1].port, '/readyz')).status === 200, { timeout: 30000, what: 'servers ready again' });
-      await sleep(1000);
+      await sleep(1000); // traffic after the restart (the scenario)
       await Promise.all(senders.map((s) => s.stop()));
       const acked = new Set();
       for (const s of senders) for (const b of s.acked) acked.add(b);
@@ -182,12 +182,12 @@ describe('durable history', () => {
     try {
       for (const [i, s] of c.servers.entries())
         senders.push(await steadySender(s.wsUrl, { room, name: `m${i}`, inflight: 5 }).start());
-      await sleep(500);
+      await sleep(500); // traffic before the outage (the scenario)
       await service('stop', 'mariadb');
       await waitFor(async () => (await httpGet(w.port, '/readyz')).status === 503,
         { timeout: 10000, what: 'worker not ready while MySQL is down' });
       const during = senders.reduce((a, s) => a + s.acked.size, 0);
-      await sleep(10000);
+      await sleep(10000); // the outage's length is what is tested
       const after10 = senders.reduce((a, s) => a + s.acked.size, 0);
       assert.ok(after10 > during + 100, `SENDs kept getting receipts while MySQL was down (${during} -> ${after10})`);
       await service('start', 'mariadb');
@@ -197,7 +197,7 @@ describe('durable history', () => {
       const acked = new Set();
       for (const s of senders) for (const b of s.acked) acked.add(b);
       await waitStored(room, acked.size, 60000);
-      await sleep(500);
+      await storageDrained(c.cluster); // nothing can be stored later
       const [n, distinct] = await stored(room);
       assert.equal(n, acked.size, 'every message once');
       assert.equal(distinct, acked.size);
@@ -233,7 +233,7 @@ describe('resume (x-since)', () => {
       A.proc.kill('SIGKILL');
       await A.waitExit();
       s1.deactivate();
-      await sleep(gapMs);
+      await sleep(gapMs); // the time away is what is tested
       const last = got[got.length - 1].headers['message-id'];
       const before = got.length;
       ({ client: sub2 } = await stompClient(B.wsUrl, { connectHeaders: { login: 'student' } }));
@@ -241,11 +241,18 @@ describe('resume (x-since)', () => {
         sub2.watchForReceipt('sub2', resolve);
         sub2.subscribe(`/topic/${room}`, (m) => got.push(m), { receipt: 'sub2', 'x-since': last });
       });
-      await sleep(1000);
+      await sleep(1000); // live traffic after the resume (the scenario)
       await sender.stop();
       const acked = [...sender.acked];
       await waitFor(() => got.length >= acked.length, { timeout: 30000, what: `all ${acked.length} messages` });
-      await sleep(500);
+      // One more message through B, after all of them: a duplicate would
+      // arrive before it.
+      await new Promise((resolve) => {
+        sub2.watchForReceipt('last', resolve);
+        sub2.publish({ destination: `/topic/${room}`, body: 'last', headers: { receipt: 'last' } });
+      });
+      acked.push('last');
+      await waitFor(() => got.some((m) => m.body === 'last'), { what: 'the last message' });
       const bodies = got.map((m) => m.body);
       const ids = got.map((m) => m.headers['message-id']);
       assert.equal(new Set(ids).size, ids.length, 'no duplicates');
@@ -296,8 +303,14 @@ describe('resume (x-since)', () => {
       ({ client: reader } = await stompClient(s.wsUrl));
       reader.subscribe(`/topic/${room}`, (m) => got.push(m), { 'x-since': firstId });
       await waitFor(() => got.length >= total - 1, { timeout: 60000, what: `${total - 1} replayed` });
-      await sleep(300);
-      assert.equal(got.length, total - 1, 'every message after x-since, once');
+      // One more message, after the replay: a duplicate would arrive before it.
+      await new Promise((resolve) => {
+        reader.watchForReceipt('last', resolve);
+        reader.publish({ destination: `/topic/${room}`, body: 'last', headers: { receipt: 'last' } });
+      });
+      await waitFor(() => got.some((m) => m.body === 'last'), { what: 'the last message' });
+      assert.equal(got.length, total, 'every message after x-since, once, then the last one');
+      assert.equal(got[got.length - 1].body, 'last');
       assert.equal(await metric(s.port, 'lectern_slow_consumers_total'), 0, 'the reader was never dropped');
       const ids = got.map((m) => m.headers['message-id']);
       for (let i = 1; i < ids.length; i++) assert.ok(idLess(ids[i - 1], ids[i]), `in order at ${i}`);

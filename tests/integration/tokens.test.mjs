@@ -202,7 +202,7 @@ describe('expiry and refresh', () => {
       let n = 0;
       while (Date.now() - t0 < 7000) {            // beyond two token lifetimes
         await room.send(`m${n++}`);
-        await sleep(250);
+        await sleep(250); // the sending rate over the token lifetimes under test
       }
       await waitFor(() => got.length === n, { what: 'every message' });
       assert.ok(calls >= 2, `refreshToken called ${calls} times`);
