@@ -106,7 +106,7 @@ $(B)/tests/test_relay: $(B)/tests/unit/test_relay.o \
                       lib/msgid.o lib/log.o)
 $(B)/tests/test_room $(B)/tests/test_presence $(B)/tests/test_resume $(B)/tests/test_relay:
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ -luv -ljansson $(TEST_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ -luv -ljansson -lrabbitmq $(TEST_LIBS)
 
 # The load generator's codec, scanner and histogram (no server code).
 LOAD_LIB := $(B)/tests/load/ws.o $(B)/tests/load/scan.o $(B)/tests/load/hist.o
