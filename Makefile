@@ -101,7 +101,7 @@ unit-bins: $(UNIT_BIN)
 
 # The storage tests' publisher: envelopes into the storage queue, with confirms.
 $(B)/tests/storage-publish: $(B)/tests/storage/publish.o $(B)/lib/envelope.o $(B)/lib/envbatch.o \
-                           $(B)/lib/buf.o $(B)/lib/mem.o
+                           $(B)/lib/buf.o $(B)/lib/mem.o $(B)/lib/storage_queue.o
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs librabbitmq 2>/dev/null)
 
