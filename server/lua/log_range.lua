@@ -1,4 +1,4 @@
--- log_range.lua — a registry script (server/registry.c), run with EVALSHA after
+-- log_range.lua — a registry script (server/registry_log.c), run with EVALSHA after
 -- prelude.lua (scripts/embed-lua joins them).
 --
 -- ARGV: P, room, 'a' (ascending) | 'd' (descending), low, high, count,

@@ -1,4 +1,4 @@
--- presence.lua — a registry script (server/registry.c), run with EVALSHA after
+-- presence.lua — a registry script (server/registry_query.c), run with EVALSHA after
 -- prelude.lua (scripts/embed-lua joins them).
 --
 -- ARGV: P, room, max. Returns {count, version, {member json...}}.

@@ -1,4 +1,4 @@
--- publish.lua — a registry script (server/registry.c), run with EVALSHA after
+-- publish.lua — a registry script (server/registry_log.c), run with EVALSHA after
 -- prelude.lua (scripts/embed-lua joins them).
 --
 -- ARGV: P, S, room, maxlen, history ttl, field, value, ... Appends to the

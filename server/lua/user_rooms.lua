@@ -1,4 +1,4 @@
--- user_rooms.lua — a registry script (server/registry.c), run with EVALSHA after
+-- user_rooms.lua — a registry script (server/registry_query.c), run with EVALSHA after
 -- prelude.lua (scripts/embed-lua joins them).
 --
 -- ARGV: P, then users. Read-only. Returns, per user, the rooms where the

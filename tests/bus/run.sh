@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/bus/run.sh — integration test of server/bus.c against a real RabbitMQ.
+# tests/bus/run.sh — integration test of the bus (server/bus*.c) against a real RabbitMQ.
 #
 # Builds tests/bus/bus_smoke.c with the bus, the envelope codec and the lib
 # objects it needs under ASan/UBSan (build/asan/tests/bus_smoke), starts a
