@@ -45,7 +45,11 @@ TEST_LIBS   := -lcmocka
 LIB_SRC    := $(wildcard lib/*.c)
 SERVER_SRC := $(wildcard server/*.c)
 LIB_OBJ    := $(LIB_SRC:%.c=$(B)/%.o)
-SERVER_OBJ := $(SERVER_SRC:%.c=$(B)/%.o)
+# The registry's Lua scripts are compiled into lectern-server (one C file
+# made from server/lua/*.lua, each script behind the shared prelude).
+LUA_PRELUDE := server/lua/prelude.lua
+LUA_SCRIPTS := $(sort $(filter-out $(LUA_PRELUDE),$(wildcard server/lua/*.lua)))
+SERVER_OBJ := $(SERVER_SRC:%.c=$(B)/%.o) $(B)/server/registry_lua.o
 WORKER_SRC := $(wildcard storage-worker/*.c)
 # The schema migrations are compiled into lectern-storage (one C file made
 # from storage-worker/schema/*.sql), so a worker binary always carries the
@@ -77,6 +81,14 @@ $(B)/storage-worker/schema_sql.c: $(SCHEMA_SQL) scripts/embed-sql
 	scripts/embed-sql $(SCHEMA_SQL) > $@
 
 $(B)/storage-worker/schema_sql.o: $(B)/storage-worker/schema_sql.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(B)/server/registry_lua.c: $(LUA_PRELUDE) $(LUA_SCRIPTS) scripts/embed-lua
+	@mkdir -p $(@D)
+	scripts/embed-lua $(LUA_PRELUDE) $(LUA_SCRIPTS) > $@.tmp
+	mv $@.tmp $@
+
+$(B)/server/registry_lua.o: $(B)/server/registry_lua.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(B)/storage-worker/%.o: CFLAGS += -Istorage-worker
@@ -118,7 +130,7 @@ unit-bins: $(UNIT_BIN)
 
 # The storage tests' publisher: envelopes into the storage queue, with confirms.
 $(B)/tests/storage-publish: $(B)/tests/storage/publish.o $(B)/lib/envelope.o $(B)/lib/envbatch.o \
-                           $(B)/lib/buf.o $(B)/lib/mem.o
+                           $(B)/lib/buf.o $(B)/lib/mem.o $(B)/lib/storage_queue.o
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs librabbitmq 2>/dev/null)
 

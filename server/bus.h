@@ -129,11 +129,11 @@ void bus_destroy(bus *b);
 /* done(ctx, ok): the storage copy was confirmed (ok) or not. */
 typedef void (*bus_done_fn)(void *ctx, bool ok);
 
-/* Queue env (copied) for the storage queue and, when `fanout`, the room
+/* Queue env (copied) for the storage queue and, when `room_copy`, the room
  * exchange; done runs later on the loop (never inside this call). Returns
  * 0, or -1 when the bus is not up or max_queue jobs are waiting (done is not
  * called). */
-int bus_publish(bus *b, const envelope *env, bool fanout, bus_done_fn done, void *ctx);
+int bus_publish(bus *b, const envelope *env, bool room_copy, bus_done_fn done, void *ctx);
 
 /* Jobs queued or waiting for their confirm (a shutdown waits for 0). */
 size_t bus_pending(const bus *b);

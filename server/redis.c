@@ -1,4 +1,4 @@
-/* redis.c — a self-healing async Redis connection, optionally behind Sentinel.
+/* redis.c — one self-healing async Redis connection, optionally behind Sentinel.
  *
  * Lifecycle (r->state):
  *
@@ -21,11 +21,12 @@
  * Contexts: hiredis frees a context itself after a failed connect or a
  * disconnect, and redisAsyncFree called inside one of the context's own
  * callbacks only takes effect when the callback returns. So every callback
- * first checks that its context is still the one r holds (r->ac, r->q):
+ * first checks that its context is still the one r holds (r->ac):
  * code that abandons a context clears the pointer before freeing it, and
  * the context's late callbacks (each pending command gets NULL) are then
  * ignored. A context is never freed inside its connect or disconnect
- * callback (hiredis still uses it after those return).
+ * callback (hiredis still uses it after those return). The sockets are
+ * driven by redis_uv.c, the loop's adapter.
  *
  * Every command's callback receives a reply or NULL exactly once: hiredis
  * calls pending callbacks with NULL when the connection goes, and
@@ -36,32 +37,29 @@
  * delay]), reset once a connection comes up.
  *
  * Sentinel mode (redis_use_sentinels). Before each connect the connection
- * asks the Sentinels in turn, starting with the one that last answered,
- * `SENTINEL get-master-addr-by-name <name>` (one short-lived connection per
- * question, REDIS_SENTINEL_TIMEOUT_MS each); a Sentinel that is down,
- * silent, or does not know the master, passes the turn to the next; when
- * all failed, the normal backoff. With an address, it connects there and
- * sends ROLE first: only "master" goes on to scripts or SUBSCRIBE. A
- * Sentinel's answer can be stale (it has not noticed a failover yet, or the
- * old master just came back as a replica), and a replica would accept the
- * connection and the scripts and then refuse every write. Any failure to
- * get a connection up from an answer moves the next question to the next
- * Sentinel, so an answer naming an address unreachable from here costs one
- * deadline, not the connection.
+ * asks the Sentinels where the master is (a redis_sentinels_query, see
+ * redis_sentinels.c: the "asking" state, whose deadline this connection's
+ * timer keeps); when no Sentinel answered, the normal backoff. With an
+ * address, it connects there and sends ROLE first: only "master" goes on to
+ * scripts or SUBSCRIBE. A Sentinel's answer can be stale (it has not
+ * noticed a failover yet, or the old master just came back as a replica),
+ * and a replica would accept the connection and the scripts and then refuse
+ * every write. Any failure to get a connection up from an answer moves the
+ * next question to the next Sentinel.
  *
  * Failovers are followed three ways. (1) A killed master closes our sockets:
  * the reconnect asks again (and keeps asking, refused or told "not master",
- * until the Sentinels have promoted the replica). (2) redis_sentinels keeps
- * one connection to one Sentinel SUBSCRIBEd to +switch-master; when a
- * message names our master, every connection using those Sentinels that is
- * not already at the new address is dropped and reconnects at once (no
- * backoff). If that Sentinel connection fails, the next Sentinel takes
- * over. (3) A READONLY error reply to any command means we are talking to a
- * demoted master (a network partition healed, no socket closed): the
- * connection is dropped and rediscovers, and so does every other connection
- * using the same Sentinels at that address (a subscriber never writes, so
- * it would never see READONLY itself). Dropping fails the commands in
- * flight (their callbacks get NULL), exactly like a lost connection.
+ * until the Sentinels have promoted the replica). (2) The Sentinels' watch
+ * of +switch-master tells every follower the new address: a connection not
+ * already there is dropped and reconnects at once (no backoff). (3) A
+ * READONLY error reply to any command means we are talking to a demoted
+ * master (a network partition healed, no socket closed): the connection is
+ * dropped and rediscovers, and so does every other connection following
+ * the same Sentinels at that address (a subscriber never writes, so it
+ * would never see READONLY itself). Dropping fails the commands in flight
+ * (their callbacks get NULL), exactly like a lost connection. The news of
+ * (2) and (3) arrives inside other connections' callbacks: it only sets
+ * `restart` and fires the timer at once, which acts.
  *
  * Reply watchdog (redis_set_reply_timeout). While up, commands sent with
  * redis_argv are counted until answered; when some wait and no reply at
@@ -69,33 +67,17 @@
  * That is how a frozen Redis or a cut link (no FIN, no RST) is noticed.
  * The timer is the same one: in the up state it is the watchdog's, armed
  * only while commands wait (a pending restart keeps it at zero).
- *
- * Both connections have TCP keepalive on (redis_dial): the watchdog needs
- * commands to wait, and the subscriber sends none.
- *
- * The libuv adapter is our own (hiredis's ev hooks), not the one Debian's
- * hiredis 0.14 ships: that one ignores a poll error, and libuv stops the
- * poll handle when it reports one. A Redis that goes away while commands are
- * in flight (the socket errors instead of reading EOF) was then never noticed
- * and the connection stayed "up" forever. Here an error is handed to
- * hiredis as a read, which finds the failure and disconnects.
  */
 #include "redis.h"
 
-#include "addrlist.h"
-#include "backoff.h"
 #include "log.h"
 #include "mem.h"
+#include "redis_uv.h"
 
 #include <hiredis/async.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Deadline of one question to one Sentinel (connect, ask, answer). Loopback
- * and LAN Sentinels answer in well under a millisecond; this only bounds a
- * Sentinel that is unreachable or hung. */
-#define REDIS_SENTINEL_TIMEOUT_MS 1000
 
 /* Deadline from the TCP connect to "up" (ROLE, SCRIPT LOADs or SUBSCRIBE).
  * Generous for a loaded Redis, short enough that an unreachable master (a
@@ -104,7 +86,7 @@
 
 typedef enum redis_state {
     REDIS_IDLE,          /* no connection; the timer is the backoff */
-    REDIS_ASKING,        /* r->q asks a Sentinel; the timer is its deadline */
+    REDIS_ASKING,        /* r->query asks a Sentinel; the timer is its deadline */
     REDIS_CONNECTING,    /* r->ac handshakes; the timer is its deadline */
     REDIS_UP,            /* r->ac is usable; the timer is off */
 } redis_state;
@@ -134,131 +116,12 @@ struct redis {
     uint64_t progress_ms;
     /* Sentinel mode */
     redis_sentinels *sentinels;
-    redisAsyncContext *q;      /* the question to a Sentinel in flight, or NULL */
-    size_t si;                 /* the Sentinel asked (or to ask) */
-    size_t tries;              /* Sentinels asked in this round */
-};
-
-struct redis_sentinels {
-    uv_loop_t *loop;
-    char *name;                /* the master name */
-    addrlist addrs;            /* the Sentinels, in the configured order */
-    redisAsyncContext *w;      /* the +switch-master watch, or NULL */
-    size_t wi;                 /* the Sentinel it is (or will be) on */
-    bool watching;             /* w's SUBSCRIBE confirmed */
-    bool stopping;
-    unsigned failures;         /* consecutive failed watch attempts */
-    backoff bo;
-    uv_timer_t timer;          /* w's SUBSCRIBE deadline, or the delay to the next try */
-    redis **users;             /* connections following this master */
-    size_t nusers;
-    char *master_host;         /* the master a connection last came up on */
-    int master_port;
+    redis_follower follower;   /* our hooks, registered with the Sentinels */
+    redis_sentinels_query query;   /* where is the master? */
 };
 
 static void redis_on_timer(uv_timer_t *t);
 static void redis_watch_check(redis *r);
-static void redis_on_switch(redis *r, const char *host, int port);
-static void sentinels_confirm(redis_sentinels *s, const char *host, int port);
-static void sentinels_demoted(redis_sentinels *s, const redis *from, const char *host, int port);
-
-/* --- libuv adapter (see the essay) ----------------------------------------- */
-
-typedef struct redis_uv {
-    redisAsyncContext *ac;
-    uv_poll_t poll;
-    int events;
-} redis_uv;
-
-static void redis_uv_on_poll(uv_poll_t *h, int status, int events)
-{
-    redis_uv *u = h->data;
-    if (!u->ac)
-        return;
-    if (status < 0) {
-        redisAsyncHandleRead(u->ac);    /* reads the error and disconnects */
-        if (u->ac && u->events)         /* it did not: libuv stopped the poll */
-            uv_poll_start(&u->poll, u->events, redis_uv_on_poll);
-        return;
-    }
-    if (events & UV_READABLE)
-        redisAsyncHandleRead(u->ac);
-    if (u->ac && (events & UV_WRITABLE))
-        redisAsyncHandleWrite(u->ac);
-}
-
-static void redis_uv_update(redis_uv *u, int add, int del)
-{
-    u->events = (u->events | add) & ~del;
-    if (u->events)
-        uv_poll_start(&u->poll, u->events, redis_uv_on_poll);
-    else
-        uv_poll_stop(&u->poll);
-}
-
-static void redis_uv_add_read(void *p) { redis_uv_update(p, UV_READABLE, 0); }
-static void redis_uv_del_read(void *p) { redis_uv_update(p, 0, UV_READABLE); }
-static void redis_uv_add_write(void *p) { redis_uv_update(p, UV_WRITABLE, 0); }
-static void redis_uv_del_write(void *p) { redis_uv_update(p, 0, UV_WRITABLE); }
-
-static void redis_uv_on_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void redis_uv_cleanup(void *p)
-{
-    redis_uv *u = p;
-    u->ac = NULL;           /* hiredis frees the context after this */
-    uv_close((uv_handle_t *)&u->poll, redis_uv_on_closed);
-}
-
-static int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
-{
-    redis_uv *u = xcalloc(1, sizeof *u);
-    if (uv_poll_init(loop, &u->poll, ac->c.fd) != 0) {
-        free(u);
-        return -1;
-    }
-    u->ac = ac;
-    u->poll.data = u;
-    ac->ev.data = u;
-    ac->ev.addRead = redis_uv_add_read;
-    ac->ev.delRead = redis_uv_del_read;
-    ac->ev.addWrite = redis_uv_add_write;
-    ac->ev.delWrite = redis_uv_del_write;
-    ac->ev.cleanup = redis_uv_cleanup;
-    return 0;
-}
-
-/* Start a non-blocking connect to host:port on the loop. NULL (reason in
- * err) when it failed at once (refused on loopback usually does). */
-static redisAsyncContext *redis_dial(uv_loop_t *loop, const char *host, int port, char *err,
-                                     size_t errlen)
-{
-    redisAsyncContext *ac = redisAsyncConnect(host, port);
-    if (!ac) {
-        snprintf(err, errlen, "cannot allocate a connection");
-        return NULL;
-    }
-    if (ac->err) {
-        snprintf(err, errlen, "%s", ac->errstr);
-        redisAsyncFree(ac);
-        return NULL;
-    }
-    if (redis_uv_attach(ac, loop) < 0) {
-        snprintf(err, errlen, "cannot poll the socket");
-        redisAsyncFree(ac);
-        return NULL;
-    }
-    /* TCP keepalive (idle 15 s, then 3 probes 5 s apart): the presence
-     * subscriber sends nothing to be answered, so a path that silently
-     * drops its flow (a stateful firewall forgetting an idle connection, a
-     * dead host) would otherwise go unnoticed by it; the probes also keep
-     * such a firewall's state alive. Best effort: failure changes nothing. */
-    redisEnableKeepAlive(&ac->c);
-    return ac;
-}
 
 /* --- one connection ---------------------------------------------------------- */
 
@@ -299,7 +162,7 @@ static void redis_went_down(redis *r, const char *why)
             r->ev.on_down(r->ctx, why);
     } else if (r->sentinels) {
         /* The answer did not lead to a master: ask the next Sentinel first. */
-        r->si = (r->si + 1) % r->sentinels->addrs.n;
+        redis_sentinels_query_skip(&r->query);
     }
     redis_schedule_retry(r);
 }
@@ -326,7 +189,7 @@ static void redis_became_up(redis *r)
     r->ever_up = true;
     log_info("redis_up", "conn=%s host=%s port=%d", r->name, r->host, r->port);
     if (r->sentinels)
-        sentinels_confirm(r->sentinels, r->host, r->port);
+        redis_sentinels_confirm(r->sentinels, r->host, r->port);
     if (r->ev.on_up)
         r->ev.on_up(r->ctx);
 }
@@ -486,7 +349,7 @@ static void redis_on_disconnect(const redisAsyncContext *cac, int status)
 static void redis_open(redis *r)
 {
     char err[128];
-    redisAsyncContext *ac = redis_dial(r->loop, r->host, r->port, err, sizeof err);
+    redisAsyncContext *ac = redis_uv_dial(r->loop, r->host, r->port, err, sizeof err);
     if (!ac) {
         if (redis_log_failure(r))
             log_warn("redis_connect_failed", "conn=%s host=%s port=%d reason=\"%s\"", r->name,
@@ -504,94 +367,33 @@ static void redis_open(redis *r)
 
 /* --- discovery ------------------------------------------------------------------ */
 
-static void redis_ask(redis *r);
-
-/* The question to Sentinel r->si failed: on to the next one. */
-static void redis_ask_next(redis *r, const char *why)
+/* The query's steps (redis_sentinels.h). */
+static void redis_on_query(void *ctx, redis_sentinels_outcome outcome, const char *host, int port)
 {
-    const addrlist_entry *a = &r->sentinels->addrs.v[r->si];
-    if (redis_log_failure(r))
-        log_warn("redis_sentinel_failed", "conn=%s sentinel=%s:%d master=%s reason=\"%s\"",
-                 r->name, a->host, a->port, r->sentinels->name, why);
-    r->si = (r->si + 1) % r->sentinels->addrs.n;
-    r->tries++;
-    redis_ask(r);
-}
-
-/* `SENTINEL get-master-addr-by-name`: [host, port], or nil when the Sentinel
- * does not know the master. */
-static void redis_on_answer(redisAsyncContext *q, void *reply, void *privdata)
-{
-    (void)privdata;
-    redis *r = q->data;
-    redisReply *rep = reply;
-    if (q != r->q)
-        return;                 /* abandoned: timeout, restart or destroy */
-    r->q = NULL;
-    redisAsyncFree(q);          /* once this callback returns; one question each */
-    long port = 0;
-    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
-        rep->element[0]->type == REDIS_REPLY_STRING && rep->element[0]->len > 0 &&
-        rep->element[1]->type == REDIS_REPLY_STRING) {
-        char *end;
-        port = strtol(rep->element[1]->str, &end, 10);
-        if (*end || port < 1 || port > 65535)
-            port = 0;
+    redis *r = ctx;
+    switch (outcome) {
+    case REDIS_SENTINELS_ASKING:
+        r->state = REDIS_ASKING;
+        redis_timer(r, REDIS_SENTINEL_TIMEOUT_MS);
+        break;
+    case REDIS_SENTINELS_FOUND:
+        free(r->host);
+        r->host = xstrdup(host);
+        r->port = port;
+        redis_open(r);
+        break;
+    case REDIS_SENTINELS_NONE:
+        redis_schedule_retry(r);
+        break;
     }
-    if (!port) {
-        const char *why = !rep ? (q->errstr[0] ? q->errstr : "connection closed")
-                        : rep->type == REDIS_REPLY_ERROR ? rep->str
-                        : rep->type == REDIS_REPLY_NIL ? "master unknown to this Sentinel"
-                        : "unexpected reply";
-        redis_ask_next(r, why);
-        return;
-    }
-    free(r->host);
-    r->host = xstrndup(rep->element[0]->str, rep->element[0]->len);
-    r->port = (int)port;
-    redis_open(r);
-}
-
-/* Ask Sentinels from r->si on until one takes the question; after a whole
- * round of failures, back off. */
-static void redis_ask(redis *r)
-{
-    redis_sentinels *s = r->sentinels;
-    while (r->tries < s->addrs.n) {
-        const addrlist_entry *a = &s->addrs.v[r->si];
-        char err[128];
-        redisAsyncContext *q = redis_dial(r->loop, a->host, a->port, err, sizeof err);
-        if (q && redisAsyncCommand(q, redis_on_answer, NULL, "SENTINEL get-master-addr-by-name %s",
-                                   s->name) != REDIS_OK) {
-            redisAsyncFree(q);
-            q = NULL;
-            snprintf(err, sizeof err, "cannot send");
-        }
-        if (q) {
-            q->data = r;
-            r->q = q;
-            r->state = REDIS_ASKING;
-            redis_timer(r, REDIS_SENTINEL_TIMEOUT_MS);
-            return;
-        }
-        if (redis_log_failure(r))
-            log_warn("redis_sentinel_failed", "conn=%s sentinel=%s:%d master=%s reason=\"%s\"",
-                     r->name, a->host, a->port, s->name, err);
-        r->si = (r->si + 1) % s->addrs.n;
-        r->tries++;
-    }
-    if (redis_log_failure(r))
-        log_warn("redis_no_master", "conn=%s master=%s sentinels=%zu", r->name, s->name, s->addrs.n);
-    redis_schedule_retry(r);
 }
 
 static void redis_connect(redis *r)
 {
-    if (r->stopping || r->ac || r->q)
+    if (r->stopping || r->ac || redis_sentinels_query_busy(&r->query))
         return;
     if (r->sentinels) {
-        r->tries = 0;
-        redis_ask(r);
+        redis_sentinels_query_start(&r->query, redis_log_failure(r));
     } else {
         redis_open(r);
     }
@@ -600,11 +402,7 @@ static void redis_connect(redis *r)
 /* Give up the question and the connection in progress (or up). */
 static void redis_abandon(redis *r, const char *why)
 {
-    if (r->q) {
-        redisAsyncContext *q = r->q;
-        r->q = NULL;
-        redisAsyncFree(q);
-    }
+    redis_sentinels_query_cancel(&r->query);
     if (r->ac)
         redis_drop(r, why);
     r->state = REDIS_IDLE;
@@ -654,14 +452,9 @@ static void redis_on_timer(uv_timer_t *t)
     case REDIS_IDLE:
         redis_connect(r);
         break;
-    case REDIS_ASKING: {
-        redisAsyncContext *q = r->q;
-        r->q = NULL;
-        if (q)
-            redisAsyncFree(q);  /* its callback gets NULL and sees it abandoned */
-        redis_ask_next(r, "timeout");
+    case REDIS_ASKING:
+        redis_sentinels_query_timeout(&r->query);
         break;
-    }
     case REDIS_CONNECTING:
         if (redis_log_failure(r))
             log_warn("redis_connect_failed", "conn=%s host=%s port=%d reason=\"timeout\"",
@@ -678,8 +471,9 @@ static void redis_on_timer(uv_timer_t *t)
  * other connections there move too. A subscriber connection never writes,
  * so it would not find out by itself; on a replica it would only receive
  * what replication forwards. */
-static void redis_on_demoted(redis *r, const char *host, int port)
+static void redis_on_demoted(void *ctx, const char *host, int port)
 {
+    redis *r = ctx;
     if (r->stopping || !r->ac || r->port != port || strcmp(r->host, host) != 0)
         return;
     r->restart = true;
@@ -687,8 +481,9 @@ static void redis_on_demoted(redis *r, const char *host, int port)
 }
 
 /* A +switch-master for our master: move unless already there. */
-static void redis_on_switch(redis *r, const char *host, int port)
+static void redis_on_switch(void *ctx, const char *host, int port)
 {
+    redis *r = ctx;
     if (r->stopping)
         return;
     if (r->ac && r->port == port && !strcmp(r->host, host))
@@ -743,8 +538,9 @@ void redis_subscribe(redis *r, const char *channel)
 void redis_use_sentinels(redis *r, redis_sentinels *s)
 {
     r->sentinels = s;
-    s->users = xrealloc(s->users, (s->nusers + 1) * sizeof *s->users);
-    s->users[s->nusers++] = r;
+    r->follower = (redis_follower){ redis_on_switch, redis_on_demoted, r };
+    redis_sentinels_follow(s, &r->follower);
+    redis_sentinels_query_init(&r->query, s, r->name, redis_on_query, r);
 }
 
 static void redis_on_closed(uv_handle_t *h)
@@ -765,20 +561,9 @@ void redis_destroy(redis *r)
         return;
     r->stopping = true;
     r->state = REDIS_IDLE;      /* pending callbacks that send again get -1 */
-    if (r->sentinels) {
-        redis_sentinels *s = r->sentinels;
-        for (size_t i = 0; i < s->nusers; i++) {
-            if (s->users[i] == r) {
-                s->users[i] = s->users[--s->nusers];
-                break;
-            }
-        }
-    }
-    if (r->q) {
-        redisAsyncContext *q = r->q;
-        r->q = NULL;
-        redisAsyncFree(q);
-    }
+    if (r->sentinels)
+        redis_sentinels_unfollow(r->sentinels, &r->follower);
+    redis_sentinels_query_cancel(&r->query);
     if (r->ac) {
         redisAsyncContext *ac = r->ac;
         r->ac = NULL;
@@ -821,7 +606,7 @@ static void redis_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
         ac == r->ac && !r->stopping) {
         log_warn("redis_readonly", "conn=%s host=%s port=%d", r->name, r->host, r->port);
         if (r->sentinels)
-            sentinels_demoted(r->sentinels, r, r->host, r->port);
+            redis_sentinels_demoted(r->sentinels, &r->follower, r->host, r->port);
         redis_drop(r, "READONLY: the master was demoted");
     }
     c->fn(c->privdata, rep);
@@ -850,185 +635,4 @@ int redis_argv(redis *r, redis_reply_fn fn, void *privdata, int argc, const char
 void redis_set_reply_timeout(redis *r, int ms)
 {
     r->reply_timeout_ms = ms > 0 ? ms : 0;
-}
-
-/* --- Sentinels: the list, and the +switch-master watch ----------------------------- */
-
-static void sentinels_free(redis_sentinels *s)
-{
-    addrlist_deinit(&s->addrs);
-    free(s->users);
-    free(s->name);
-    free(s->master_host);
-    free(s);
-}
-
-static void sentinels_on_timer(uv_timer_t *t);
-
-/* The watch failed (w already cleared): next Sentinel, at once while some of
- * this round are untried, after a backoff once all failed. */
-static void sentinels_watch_failed(redis_sentinels *s, const char *why)
-{
-    const addrlist_entry *a = &s->addrs.v[s->wi];
-    if (s->watching)
-        log_warn("redis_sentinel_watch_lost", "sentinel=%s:%d reason=\"%s\"", a->host, a->port,
-                 why);
-    else if (s->failures < s->addrs.n)
-        log_warn("redis_sentinel_watch_failed", "sentinel=%s:%d reason=\"%s\"", a->host, a->port,
-                 why);
-    s->watching = false;
-    s->failures++;
-    s->wi = (s->wi + 1) % s->addrs.n;
-    int delay = s->failures % s->addrs.n ? 0 : backoff_next(&s->bo);
-    uv_timer_start(&s->timer, sentinels_on_timer, (uint64_t)delay, 0);
-}
-
-/* "+switch-master <name> <old ip> <old port> <new ip> <new port>" */
-static void sentinels_on_switch(redis_sentinels *s, const char *text, size_t len)
-{
-    char buf[512], *save = NULL, *f[5];
-    if (len >= sizeof buf)
-        return;
-    memcpy(buf, text, len);
-    buf[len] = '\0';
-    for (int i = 0; i < 5; i++)
-        if (!(f[i] = strtok_r(i ? NULL : buf, " ", &save)))
-            return;
-    if (strcmp(f[0], s->name) != 0)
-        return;                 /* another master these Sentinels monitor */
-    char *end;
-    long port = strtol(f[4], &end, 10);
-    if (*end || port < 1 || port > 65535)
-        return;
-    log_info("redis_switch_master", "master=%s from=%s:%s to=%s:%ld", s->name, f[1], f[2], f[3],
-             port);
-    for (size_t i = 0; i < s->nusers; i++)
-        redis_on_switch(s->users[i], f[3], (int)port);
-}
-
-static void sentinels_on_message(redisAsyncContext *w, void *reply, void *privdata)
-{
-    (void)privdata;
-    redis_sentinels *s = w->data;
-    redisReply *rep = reply;
-    if (w != s->w)
-        return;                 /* abandoned */
-    if (!rep) {
-        s->w = NULL;            /* hiredis is freeing it */
-        sentinels_watch_failed(s, w->errstr[0] ? w->errstr : "connection closed");
-        return;
-    }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
-        rep->element[0]->type != REDIS_REPLY_STRING)
-        return;
-    const char *kind = rep->element[0]->str;
-    if (!strcmp(kind, "subscribe")) {
-        const addrlist_entry *a = &s->addrs.v[s->wi];
-        s->watching = true;
-        s->failures = 0;
-        backoff_reset(&s->bo);
-        uv_timer_stop(&s->timer);
-        log_info("redis_sentinel_watch", "sentinel=%s:%d master=%s", a->host, a->port, s->name);
-    } else if (!strcmp(kind, "message") && rep->element[2]->type == REDIS_REPLY_STRING) {
-        sentinels_on_switch(s, rep->element[2]->str, rep->element[2]->len);
-    }
-}
-
-static void sentinels_watch(redis_sentinels *s)
-{
-    const addrlist_entry *a = &s->addrs.v[s->wi];
-    char err[128];
-    redisAsyncContext *w = redis_dial(s->loop, a->host, a->port, err, sizeof err);
-    if (w && redisAsyncCommand(w, sentinels_on_message, NULL, "SUBSCRIBE +switch-master") !=
-                 REDIS_OK) {
-        redisAsyncFree(w);
-        w = NULL;
-        snprintf(err, sizeof err, "cannot send");
-    }
-    if (!w) {
-        sentinels_watch_failed(s, err);
-        return;
-    }
-    /* Failures of any kind end in sentinels_on_message with NULL (hiredis
-     * runs the subscription's callback when it frees the context). */
-    w->data = s;
-    s->w = w;
-    s->watching = false;
-    uv_timer_start(&s->timer, sentinels_on_timer, REDIS_SENTINEL_TIMEOUT_MS, 0);
-}
-
-static void sentinels_on_timer(uv_timer_t *t)
-{
-    redis_sentinels *s = t->data;
-    if (s->stopping)
-        return;
-    if (s->w && !s->watching) {
-        redisAsyncContext *w = s->w;
-        s->w = NULL;
-        redisAsyncFree(w);
-        sentinels_watch_failed(s, "timeout");
-        return;
-    }
-    if (!s->w)
-        sentinels_watch(s);
-}
-
-static void sentinels_demoted(redis_sentinels *s, const redis *from, const char *host, int port)
-{
-    for (size_t i = 0; i < s->nusers; i++)
-        if (s->users[i] != from)
-            redis_on_demoted(s->users[i], host, port);
-}
-
-/* A connection came up on host:port, confirmed master: log when that is a
- * different master than before (startup, and each failover followed). */
-static void sentinels_confirm(redis_sentinels *s, const char *host, int port)
-{
-    if (s->master_host && s->master_port == port && !strcmp(s->master_host, host))
-        return;
-    free(s->master_host);
-    s->master_host = xstrdup(host);
-    s->master_port = port;
-    log_info("redis_master", "master=%s host=%s port=%d", s->name, host, port);
-}
-
-redis_sentinels *redis_sentinels_create(uv_loop_t *loop, const char *list, const char *name,
-                                        int backoff_min_ms, int backoff_max_ms, char *err,
-                                        size_t errlen)
-{
-    if (!name || !*name) {
-        snprintf(err, errlen, "redis.sentinel_master is empty");
-        return NULL;
-    }
-    redis_sentinels *s = xcalloc(1, sizeof *s);
-    if (addrlist_parse(&s->addrs, list, REDIS_SENTINEL_PORT, err, errlen) < 0) {
-        sentinels_free(s);
-        return NULL;
-    }
-    s->loop = loop;
-    s->name = xstrdup(name);
-    backoff_init(&s->bo, backoff_min_ms, backoff_max_ms, (uint64_t)(uintptr_t)s);
-    uv_timer_init(loop, &s->timer);
-    s->timer.data = s;
-    uv_timer_start(&s->timer, sentinels_on_timer, 0, 0);
-    return s;
-}
-
-static void sentinels_on_closed(uv_handle_t *h)
-{
-    sentinels_free(h->data);
-}
-
-void redis_sentinels_destroy(redis_sentinels *s)
-{
-    if (!s)
-        return;
-    s->stopping = true;
-    if (s->w) {
-        redisAsyncContext *w = s->w;
-        s->w = NULL;
-        redisAsyncFree(w);
-    }
-    uv_timer_stop(&s->timer);
-    uv_close((uv_handle_t *)&s->timer, sentinels_on_closed);
 }

@@ -1,6 +1,6 @@
 /* redis.h — one asynchronous Redis connection on the event loop.
  *
- * hiredis's async API attached to the loop with its libuv adapter: commands
+ * hiredis's async API attached to the loop (redis_uv.h, our adapter): commands
  * are pipelined and never block; replies come back in order, so commands
  * issued in order by the loop are executed in that order. The connection
  * reconnects by itself with exponential backoff and jitter.
@@ -10,7 +10,7 @@
  * sha (redis_script.sha) without ever seeing NOSCRIPT. A subscriber connection (redis_subscribe) is up once its
  * SUBSCRIBE is confirmed, and reports each published message.
  *
- * With Redis Sentinel (redis_sentinels, attached with redis_use_sentinels)
+ * With Redis Sentinel (redis_sentinels.h, attached with redis_use_sentinels)
  * a connection does not have a fixed address: before each connect it asks
  * the Sentinels for the master, and it is up only once that server's ROLE
  * says "master". It follows failovers: a +switch-master naming our master,
@@ -26,11 +26,9 @@
 #include <stdint.h>
 #include <uv.h>
 
-/* The port of a Sentinel listed without one. */
-#define REDIS_SENTINEL_PORT 26379
+#include "redis_sentinels.h"
 
 typedef struct redis redis;
-typedef struct redis_sentinels redis_sentinels;
 
 /* A reply, or NULL when the command failed to complete (not connected, or
  * the connection dropped before the reply). Error replies are passed as is
@@ -89,20 +87,5 @@ void redis_set_reply_timeout(redis *r, int ms);
 /* Send a command. Returns 0, or -1 (fn is not called) when not up. */
 int redis_argv(redis *r, redis_reply_fn fn, void *privdata, int argc, const char **argv,
                const size_t *lens);
-
-/* --- Sentinels ----------------------------------------------------------- */
-
-/* The Sentinels of master `name`: `list` is "host[:port],..." (port 26379
- * when left out; "[v6addr]:port" for IPv6). Starts watching for failovers
- * at once: one connection to one Sentinel, SUBSCRIBEd to +switch-master,
- * moving to the next Sentinel when it fails. Returns NULL with the reason
- * in err when the list is empty or invalid. Strings are copied. */
-redis_sentinels *redis_sentinels_create(uv_loop_t *loop, const char *list, const char *name,
-                                        int backoff_min_ms, int backoff_max_ms, char *err,
-                                        size_t errlen);
-
-/* Stop watching. Every redis using s must have been destroyed. The loop
- * must run once more for the handles to close. Accepts NULL. */
-void redis_sentinels_destroy(redis_sentinels *s);
 
 #endif

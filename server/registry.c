@@ -31,9 +31,11 @@
  * room_cleanup for whatever a who hash still held): it exists while U is
  * present somewhere.
  *
- * Every mutation is a Lua script (atomic). The scripts share a prelude of
- * helper functions; each receives the key prefix as ARGV[1] and builds key
- * names itself (fine on a single Redis or behind Sentinel).
+ * Every mutation is a Lua script (atomic), one file each in server/lua,
+ * compiled in by scripts/embed-lua (registry_lua.h). The scripts share a
+ * prelude of helper functions (server/lua/prelude.lua); each receives the
+ * key prefix as ARGV[1] and builds key names itself (fine on a single Redis
+ * or behind Sentinel).
  *
  * Removals take away only what this server's own records hold (who:S,
  * srv:S:users). A server cut off from Redis keeps queueing commands; when
@@ -50,35 +52,23 @@
  *
  * High availability: with redis.sentinels both connections (commands, and
  * the presence subscription) find the master through Sentinel and follow
- * failovers (server/redis.c). A failover looks like any reconnect here, and
- * the reconnect is what rebuilds this server's part on the new master:
- * hello, the replay of the mirror, a presence resync, and each room's
- * (epoch, seq) for the relay's catch-up.
+ * failovers (server/redis.c, server/redis_sentinels.c). A failover looks
+ * like any reconnect here, and the reconnect is what rebuilds this server's
+ * part on the new master: hello, the replay of the mirror, a presence
+ * resync, and each room's (epoch, seq) for the relay's catch-up. With
+ * redis.wait_replicas, each publish also waits for Redis's WAIT
+ * (registry_log.c).
  *
- * WAIT (redis.wait_replicas > 0). Redis replicates asynchronously: a
- * master can acknowledge a publish script (INCR of the room's seq, XADD to
- * its log) and die before the replica has it. The promoted replica then
- * hands out that seq again, to the next message; every server that already
- * saw the lost message (its own relay, the bus, a catch-up read) holds that
- * seq as delivered, and its seqbuf drops the new message as a duplicate: a
- * confirmed message silently lost for some members and its successor lost
- * for others. So each publish is followed, on the same connection (WAIT
- * covers the writes of the connection it is sent on), by WAIT <n> <timeout>,
- * and its outcome goes to the caller (delivery, bus, RECEIPT) only after
- * WAIT answered. WAIT blocks the connection while it waits, so at most one
- * is in flight: publishes sent meanwhile are covered by the next WAIT,
- * sent when the current one answers. Without replicas each batch costs
- * wait_timeout_ms, not each message. Too few replicas by the deadline: the
- * messages go on (availability first) and are counted
- * (lectern_registry_unreplicated_total). The connection lost before WAIT
- * answered: the publish fails (no RECEIPT), as when the script's own reply
- * is lost.
+ * Files. This one holds the connections, registration, the mirror and its
+ * replay, heartbeat and reaping; registry_log.c publishes to the room logs
+ * (with WAIT) and reads them; registry_query.c answers presence and user
+ * lookups. registry_internal.h is what they share.
  */
-#include "registry.h"
+#include "registry_internal.h"
 
 #include "log.h"
 #include "mem.h"
-#include "redis.h"
+#include "registry_lua.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,275 +76,24 @@
 #include <time.h>
 #include <uthash.h>
 
-/* --- Lua ------------------------------------------------------------------ */
+/* --- Lua (server/lua) ---------------------------------------------------- */
 
-#define LUA_PRELUDE \
-    "local P = ARGV[1]\n" \
-    "local function rkey(room, k) return P .. 'room:{' .. room .. '}:' .. k end\n" \
-    "local function skey(s, k) return P .. 'srv:' .. s .. ':' .. k end\n" \
-    "local function ukey(user) return P .. 'user:' .. user .. ':rooms' end\n" \
-    "local function get_epoch()\n" \
-    "  local e = redis.call('GET', P .. 'epoch')\n" \
-    "  if not e then\n" \
-    "    local t = redis.call('TIME')\n" \
-    "    e = t[1] .. string.format('%06d', tonumber(t[2]))\n" \
-    "    redis.call('SET', P .. 'epoch', e)\n" \
-    "  end\n" \
-    "  return e\n" \
-    "end\n" \
-    "local function presence_event(room, kind, info)\n" \
-    "  local v = redis.call('INCR', rkey(room, 'pv'))\n" \
-    "  local n = redis.call('HLEN', rkey(room, 'who'))\n" \
-    "  redis.call('PUBLISH', P .. 'presence', cjson.encode({type = kind, room = room,\n" \
-    "             user = info, count = n, v = v}))\n" \
-    "end\n" \
-    "local function room_cleanup(room, ttl)\n" \
-    "  if redis.call('HLEN', rkey(room, 'srv')) == 0 then\n" \
-    "    for _, u in ipairs(redis.call('HKEYS', rkey(room, 'who'))) do\n" \
-    "      redis.call('SREM', ukey(u), room)\n" \
-    "    end\n" \
-    "    redis.call('DEL', rkey(room, 'who'), rkey(room, 'cnt'))\n" \
-    "    redis.call('PEXPIRE', rkey(room, 'pv'), ttl)\n" \
-    "    redis.call('PEXPIRE', rkey(room, 'log'), ttl)\n" \
-    "    redis.call('PEXPIRE', rkey(room, 'seq'), ttl)\n" \
-    "  end\n" \
-    "end\n" \
-    "local function member_add(room, s, user, name, k, now)\n" \
-    "  redis.call('HINCRBY', rkey(room, 'srv'), s, k)\n" \
-    "  redis.call('SADD', skey(s, 'rooms'), room)\n" \
-    "  redis.call('PERSIST', rkey(room, 'log'))\n" \
-    "  redis.call('PERSIST', rkey(room, 'seq'))\n" \
-    "  redis.call('PERSIST', rkey(room, 'pv'))\n" \
-    "  redis.call('HINCRBY', rkey(room, 'who:' .. s), user, k)\n" \
-    "  redis.call('SADD', ukey(user), room)\n" \
-    "  if redis.call('HINCRBY', rkey(room, 'cnt'), user, k) == k then\n" \
-    "    local info = {id = user, name = name, since = now}\n" \
-    "    redis.call('HSET', rkey(room, 'who'), user, cjson.encode(info))\n" \
-    "    presence_event(room, 'join', info)\n" \
-    "  end\n" \
-    "end\n" \
-    "local function member_remove(room, s, user, k, ttl)\n" \
-    "  local have = tonumber(redis.call('HGET', rkey(room, 'who:' .. s), user) or '0')\n" \
-    "  if k > have then k = have end\n" \
-    "  if k > 0 then\n" \
-    "    if have - k <= 0 then redis.call('HDEL', rkey(room, 'who:' .. s), user)\n" \
-    "    else redis.call('HINCRBY', rkey(room, 'who:' .. s), user, -k) end\n" \
-    "    if redis.call('HINCRBY', rkey(room, 'cnt'), user, -k) <= 0 then\n" \
-    "      redis.call('HDEL', rkey(room, 'cnt'), user)\n" \
-    "      redis.call('SREM', ukey(user), room)\n" \
-    "      local info = redis.call('HGET', rkey(room, 'who'), user)\n" \
-    "      redis.call('HDEL', rkey(room, 'who'), user)\n" \
-    "      presence_event(room, 'leave', info and cjson.decode(info) or {id = user})\n" \
-    "    end\n" \
-    "    if redis.call('HINCRBY', rkey(room, 'srv'), s, -k) <= 0 then\n" \
-    "      redis.call('HDEL', rkey(room, 'srv'), s)\n" \
-    "      redis.call('SREM', skey(s, 'rooms'), room)\n" \
-    "    end\n" \
-    "  end\n" \
-    "  room_cleanup(room, ttl)\n" \
-    "end\n" \
-    "local function online_add(user, k)\n" \
-    "  if k ~= 0 and redis.call('HINCRBY', P .. 'online', user, k) <= 0 then\n" \
-    "    redis.call('HDEL', P .. 'online', user)\n" \
-    "  end\n" \
-    "end\n" \
-    "local function room_state(room)\n" \
-    "  return {get_epoch(), redis.call('GET', rkey(room, 'seq')) or '0'}\n" \
-    "end\n" \
-    "local function reap_server(s, ttl)\n" \
-    "  for _, room in ipairs(redis.call('SMEMBERS', skey(s, 'rooms'))) do\n" \
-    "    local h = redis.call('HGETALL', rkey(room, 'who:' .. s))\n" \
-    "    for i = 1, #h, 2 do member_remove(room, s, h[i], tonumber(h[i + 1]), ttl) end\n" \
-    "    redis.call('DEL', rkey(room, 'who:' .. s))\n" \
-    "    redis.call('HDEL', rkey(room, 'srv'), s)\n" \
-    "    room_cleanup(room, ttl)\n" \
-    "  end\n" \
-    "  local u = redis.call('HGETALL', skey(s, 'users'))\n" \
-    "  for i = 1, #u, 2 do online_add(u[i], -tonumber(u[i + 1])) end\n" \
-    "  redis.call('DEL', skey(s, 'rooms'), skey(s, 'users'), skey(s, 'alive'))\n" \
-    "  redis.call('SREM', P .. 'servers', s)\n" \
-    "end\n"
-
-/* ARGV: P, S, alive ttl. Registers S; returns {epoch, rooms Redis has S in},
- * which the replay reconciles with the mirror. */
-static redis_script lua_hello = { "hello", LUA_PRELUDE
-    "redis.call('SADD', P .. 'servers', ARGV[2])\n"
-    "redis.call('SET', skey(ARGV[2], 'alive'), '1', 'PX', ARGV[3])\n"
-    "return {get_epoch(), redis.call('SMEMBERS', skey(ARGV[2], 'rooms'))}\n", "" };
-
-/* ARGV: P, S, room, now ms, history ttl, then (user, name, count) triples:
- * S's members of room become exactly these (joins and leaves only for real
- * differences, so a reconnect does not make presence flicker). Returns the
- * room's {epoch, seq}. */
-static redis_script lua_sync_room = { "sync_room", LUA_PRELUDE
-    "local s, room, now, ttl = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])\n"
-    "local want = {}\n"
-    "for i = 6, #ARGV, 3 do want[ARGV[i]] = {name = ARGV[i + 1], k = tonumber(ARGV[i + 2])} end\n"
-    "local have = redis.call('HGETALL', rkey(room, 'who:' .. s))\n"
-    "for i = 1, #have, 2 do\n"
-    "  local user, k = have[i], tonumber(have[i + 1])\n"
-    "  local w = want[user]\n"
-    "  local d = (w and w.k or 0) - k\n"
-    "  if d < 0 then member_remove(room, s, user, -d, ttl)\n"
-    "  elseif d > 0 then member_add(room, s, user, w.name, d, now) end\n"
-    "  if w then w.done = true end\n"
-    "end\n"
-    "for user, w in pairs(want) do\n"
-    "  if not w.done and w.k > 0 then member_add(room, s, user, w.name, w.k, now) end\n"
-    "end\n"
-    "if redis.call('HEXISTS', rkey(room, 'srv'), s) == 0 then\n"
-    "  redis.call('SREM', skey(s, 'rooms'), room)\n"
-    "end\n"
-    "room_cleanup(room, ttl)\n"
-    "return room_state(room)\n", "" };
-
-/* ARGV: P, S, then (user, connections) pairs: S's online users become
- * exactly these, and the cluster-wide counts follow. */
-static redis_script lua_sync_users = { "sync_users", LUA_PRELUDE
-    "local s = ARGV[2]\n"
-    "local want = {}\n"
-    "for i = 3, #ARGV, 2 do want[ARGV[i]] = tonumber(ARGV[i + 1]) end\n"
-    "local have, seen = redis.call('HGETALL', skey(s, 'users')), {}\n"
-    "for i = 1, #have, 2 do\n"
-    "  online_add(have[i], (want[have[i]] or 0) - tonumber(have[i + 1]))\n"
-    "  seen[have[i]] = true\n"
-    "end\n"
-    "for user, k in pairs(want) do\n"
-    "  if not seen[user] then online_add(user, k) end\n"
-    "end\n"
-    "redis.call('DEL', skey(s, 'users'))\n"
-    "for user, k in pairs(want) do redis.call('HSET', skey(s, 'users'), user, k) end\n"
-    "return 1\n", "" };
-
-/* ARGV: P, S, history ttl. S leaves the cluster (shutdown). */
-static redis_script lua_bye = { "bye", LUA_PRELUDE
-    "reap_server(ARGV[2], tonumber(ARGV[3]))\n"
-    "return 1\n", "" };
-
-/* ARGV: P, S, alive ttl. 0 when S is not registered (it was reaped). */
-static redis_script lua_heartbeat = { "heartbeat", LUA_PRELUDE
-    "if redis.call('SISMEMBER', P .. 'servers', ARGV[2]) == 0 then return 0 end\n"
-    "redis.call('SET', skey(ARGV[2], 'alive'), '1', 'PX', ARGV[3])\n"
-    "return 1\n", "" };
-
-/* ARGV: P, S (self), history ttl. Reaps servers whose liveness expired. */
-static redis_script lua_reap = { "reap", LUA_PRELUDE
-    "local dead = {}\n"
-    "for _, s in ipairs(redis.call('SMEMBERS', P .. 'servers')) do\n"
-    "  if s ~= ARGV[2] and redis.call('EXISTS', skey(s, 'alive')) == 0 then\n"
-    "    reap_server(s, tonumber(ARGV[3]))\n"
-    "    dead[#dead + 1] = s\n"
-    "  end\n"
-    "end\n"
-    "return dead\n", "" };
-
-/* ARGV: P, S, room, user, name, now ms. One more subscription of user;
- * returns the room's {epoch, seq}. */
-static redis_script lua_join = { "join", LUA_PRELUDE
-    "member_add(ARGV[3], ARGV[2], ARGV[4], ARGV[5], 1, tonumber(ARGV[6]))\n"
-    "return room_state(ARGV[3])\n", "" };
-
-/* ARGV: P, S, room, user, k, history ttl. */
-static redis_script lua_leave = { "leave", LUA_PRELUDE
-    "member_remove(ARGV[3], ARGV[2], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]))\n"
-    "return 1\n", "" };
-
-/* ARGV: P, S, user, k (negative: connections closed). */
-static redis_script lua_online = { "online", LUA_PRELUDE
-    "local s, user, k = ARGV[2], ARGV[3], tonumber(ARGV[4])\n"
-    "if k < 0 then\n"
-    "  local have = tonumber(redis.call('HGET', skey(s, 'users'), user) or '0')\n"
-    "  if -k > have then k = -have end\n"
-    "end\n"
-    "if k ~= 0 then\n"
-    "  if redis.call('HINCRBY', skey(s, 'users'), user, k) <= 0 then\n"
-    "    redis.call('HDEL', skey(s, 'users'), user)\n"
-    "  end\n"
-    "  online_add(user, k)\n"
-    "end\n"
-    "return 1\n", "" };
-
-/* ARGV: P, S, room, maxlen, history ttl, field, value, ... Appends to the
- * room's log; returns {id, seq, epoch, other servers with members}. */
-static redis_script lua_publish = { "publish", LUA_PRELUDE
-    "local s, room = ARGV[2], ARGV[3]\n"
-    "local e = get_epoch()\n"
-    "local seq = redis.call('INCR', rkey(room, 'seq'))\n"
-    "local id = redis.call('XADD', rkey(room, 'log'), 'MAXLEN', '~', ARGV[4], '*',\n"
-    "                      'q', seq, 'e', e, unpack(ARGV, 6))\n"
-    "local n = redis.call('HLEN', rkey(room, 'srv'))\n"
-    "local others = n\n"
-    "if redis.call('HEXISTS', rkey(room, 'srv'), s) == 1 then others = n - 1 end\n"
-    "if n == 0 then\n"
-    "  redis.call('PEXPIRE', rkey(room, 'log'), ARGV[5])\n"
-    "  redis.call('PEXPIRE', rkey(room, 'seq'), ARGV[5])\n"
-    "end\n"
-    "return {id, seq, e, others}\n", "" };
-
-/* ARGV: P, room, max. Returns {count, version, {member json...}}. */
-static redis_script lua_presence = { "presence", LUA_PRELUDE
-    "local room, max = ARGV[2], tonumber(ARGV[3])\n"
-    "local count = redis.call('HLEN', rkey(room, 'who'))\n"
-    "local v = tonumber(redis.call('GET', rkey(room, 'pv')) or '0')\n"
-    "local list, cursor = {}, '0'\n"
-    "repeat\n"
-    "  local r = redis.call('HSCAN', rkey(room, 'who'), cursor, 'COUNT', 100)\n"
-    "  cursor = r[1]\n"
-    "  for i = 2, #r[2], 2 do\n"
-    "    if #list < max then list[#list + 1] = r[2][i] end\n"
-    "  end\n"
-    "until cursor == '0' or #list >= max\n"
-    "return {count, v, list}\n", "" };
-
-/* ARGV: P, then users. Read-only. Returns, per user, the rooms where the
- * user is present (an empty array for one present nowhere). */
-static redis_script lua_user_rooms = { "user_rooms", LUA_PRELUDE
-    "local out = {}\n"
-    "for i = 2, #ARGV do out[#out + 1] = redis.call('SMEMBERS', ukey(ARGV[i])) end\n"
-    "return out\n", "" };
-
-/* ARGV: P, room, 'a' (ascending) | 'd' (descending), low, high, count,
- * max bytes. Read-only. Returns {the log's oldest entry (id, q and e only;
- * or an empty array), the entries of [low, high] in the asked order, cut}:
- * at most count entries, and no more than max bytes of field values (the
- * first entry whatever its size); cut is 1 when an entry was left out for
- * bytes. Bounds use XRANGE syntax ("(" for exclusive, "-" and "+"). The
- * range is read in growing chunks, so the script itself never holds more
- * than the answer and one chunk. */
-static redis_script lua_log_range = { "log_range", LUA_PRELUDE
-    "local key = rkey(ARGV[2], 'log')\n"
-    "local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)\n"
-    "if first[1] then\n"
-    "  local f, keep = first[1][2], {}\n"
-    "  for i = 1, #f, 2 do\n"
-    "    if f[i] == 'q' or f[i] == 'e' then keep[#keep + 1] = f[i]; keep[#keep + 1] = f[i + 1] end\n"
-    "  end\n"
-    "  first = {{first[1][1], keep}}\n"
-    "end\n"
-    "local asc, low, high = ARGV[3] == 'a', ARGV[4], ARGV[5]\n"
-    "local count, maxb = tonumber(ARGV[6]), tonumber(ARGV[7])\n"
-    "local out, bytes, cut, chunk = {}, 0, 0, 16\n"
-    "while #out < count and cut == 0 do\n"
-    "  local want = math.min(chunk, count - #out)\n"
-    "  local r\n"
-    "  if asc then r = redis.call('XRANGE', key, low, high, 'COUNT', want)\n"
-    "  else r = redis.call('XREVRANGE', key, high, low, 'COUNT', want) end\n"
-    "  for _, e in ipairs(r) do\n"
-    "    local size = 0\n"
-    "    for j = 2, #e[2], 2 do size = size + #e[2][j] end\n"
-    "    if #out > 0 and bytes + size > maxb then cut = 1; break end\n"
-    "    out[#out + 1] = e\n"
-    "    bytes = bytes + size\n"
-    "    if asc then low = '(' .. e[1] else high = '(' .. e[1] end\n"
-    "  end\n"
-    "  if #r < want then break end\n"
-    "  chunk = math.min(chunk * 2, 1024)\n"
-    "end\n"
-    "return {first, out, cut}\n", "" };
-
-static redis_script *const registry_scripts[] = {
-    &lua_hello, &lua_bye, &lua_sync_room, &lua_sync_users, &lua_heartbeat, &lua_reap, &lua_join,
-    &lua_leave, &lua_online, &lua_publish, &lua_presence, &lua_log_range, &lua_user_rooms,
+/* Each script's ARGV and reply are described at the top of its file; its
+ * sha is filled by SCRIPT LOAD on every connect (redis.c). */
+static redis_script registry_scripts[REGISTRY_LUA_COUNT] = {
+    [REGISTRY_LUA_HELLO] = { "hello", registry_lua_hello, "" },
+    [REGISTRY_LUA_BYE] = { "bye", registry_lua_bye, "" },
+    [REGISTRY_LUA_SYNC_ROOM] = { "sync_room", registry_lua_sync_room, "" },
+    [REGISTRY_LUA_SYNC_USERS] = { "sync_users", registry_lua_sync_users, "" },
+    [REGISTRY_LUA_HEARTBEAT] = { "heartbeat", registry_lua_heartbeat, "" },
+    [REGISTRY_LUA_REAP] = { "reap", registry_lua_reap, "" },
+    [REGISTRY_LUA_JOIN] = { "join", registry_lua_join, "" },
+    [REGISTRY_LUA_LEAVE] = { "leave", registry_lua_leave, "" },
+    [REGISTRY_LUA_ONLINE] = { "online", registry_lua_online, "" },
+    [REGISTRY_LUA_PUBLISH] = { "publish", registry_lua_publish, "" },
+    [REGISTRY_LUA_PRESENCE] = { "presence", registry_lua_presence, "" },
+    [REGISTRY_LUA_LOG_RANGE] = { "log_range", registry_lua_log_range, "" },
+    [REGISTRY_LUA_USER_ROOMS] = { "user_rooms", registry_lua_user_rooms, "" },
 };
 
 /* --- the mirror ------------------------------------------------------------ */
@@ -385,36 +124,6 @@ typedef struct reg_user {
     char user[];
 } reg_user;
 
-typedef struct publish_call publish_call;
-
-/* Publishes waiting for a WAIT, in the order they were sent. */
-typedef struct publish_list {
-    publish_call *head, **tail;
-} publish_list;
-
-struct registry {
-    uv_loop_t *loop;
-    registry_events ev;
-    void *ctx;
-    char *host, *prefix, *server_id;
-    int port, heartbeat_ms, ttl_ms, reap_ms, history_max, history_ttl_ms, presence_max;
-    int wait_replicas, wait_timeout_ms;
-    redis_sentinels *sentinels; /* NULL: a single Redis at host:port */
-    redis *cmd;                /* commands and scripts */
-    redis *sub;                /* presence events */
-    publish_list wait_cur;     /* covered by the WAIT in flight */
-    publish_list wait_next;    /* sent after it: the next WAIT covers them */
-    bool wait_inflight;
-    bool unreplicated;         /* the last WAIT came back short (logged once) */
-    bool registered;           /* hello done and mirror replayed */
-    bool registering;
-    uv_timer_t heartbeat, reap;
-    reg_room *rooms;
-    reg_user *users;
-    registry_stats stats;
-    int closing;               /* timers still closing */
-};
-
 static void registry_register(registry *g);
 
 static void registry_set_up(registry *g, bool up)
@@ -428,18 +137,7 @@ static void registry_set_up(registry *g, bool up)
 
 /* --- argv helpers ----------------------------------------------------------- */
 
-/* Arguments for one call. Strings are borrowed; numbers are formatted into
- * slots owned by the builder, which grow as needed (pointers to them are
- * resolved when the call is sent, so growth never leaves one dangling). */
-typedef struct argv_builder {
-    const char **v;
-    size_t *l;
-    int *num;                 /* -1, or the number slot argument i refers to */
-    char (*nums)[24];
-    int n, cap, nnum, numcap;
-} argv_builder;
-
-static void ab_grow(argv_builder *a)
+static void args_grow(registry_args *a)
 {
     if (a->n < a->cap)
         return;
@@ -449,20 +147,20 @@ static void ab_grow(argv_builder *a)
     a->num = xrealloc(a->num, (size_t)a->cap * sizeof *a->num);
 }
 
-static void ab_bytes(argv_builder *a, const void *p, size_t len)
+void registry_args_bytes(registry_args *a, const void *p, size_t len)
 {
-    ab_grow(a);
+    args_grow(a);
     a->v[a->n] = p ? p : "";
     a->l[a->n] = len;
     a->num[a->n++] = -1;
 }
 
-static void ab_str(argv_builder *a, const char *s)
+void registry_args_str(registry_args *a, const char *s)
 {
-    ab_bytes(a, s, strlen(s));
+    registry_args_bytes(a, s, strlen(s));
 }
 
-static void ab_num(argv_builder *a, long long x)
+void registry_args_num(registry_args *a, long long x)
 {
     if (a->nnum == a->numcap) {
         a->numcap = a->numcap ? a->numcap * 2 : 8;
@@ -470,32 +168,30 @@ static void ab_num(argv_builder *a, long long x)
     }
     int slot = a->nnum++;
     int len = snprintf(a->nums[slot], sizeof a->nums[0], "%lld", x);
-    ab_grow(a);
+    args_grow(a);
     a->v[a->n] = NULL;
     a->l[a->n] = (size_t)len;
     a->num[a->n++] = slot;
 }
 
-/* Every call is EVALSHA <sha> 0 P ...: the first three slots are EVALSHA's
- * own (the sha is filled in by ab_eval), then the key prefix. */
-static void ab_init(argv_builder *a, registry *g)
+void registry_args_init(registry_args *a, registry *g)
 {
     memset(a, 0, sizeof *a);
-    ab_str(a, "EVALSHA");
-    ab_str(a, "");
-    ab_str(a, "0");
-    ab_str(a, g->prefix);
+    registry_args_str(a, "EVALSHA");
+    registry_args_str(a, "");
+    registry_args_str(a, "0");
+    registry_args_str(a, g->prefix);
 }
 
 /* Resolve number slots; the arrays are ready to send. */
-static void ab_seal(argv_builder *a)
+static void args_seal(registry_args *a)
 {
     for (int i = 0; i < a->n; i++)
         if (a->num[i] >= 0)
             a->v[i] = a->nums[a->num[i]];
 }
 
-static void ab_free(argv_builder *a)
+static void args_free(registry_args *a)
 {
     free(a->v);
     free(a->l);
@@ -503,26 +199,26 @@ static void ab_free(argv_builder *a)
     free(a->nums);
 }
 
-/* EVALSHA script with the builder's arguments, then free the builder. */
-static int ab_eval(registry *g, argv_builder *a, const redis_script *script, redis_reply_fn fn,
-                   void *privdata)
+int registry_args_eval(registry *g, registry_args *a, registry_script_id id, redis_reply_fn fn,
+                       void *privdata)
 {
-    ab_seal(a);
+    const redis_script *script = &registry_scripts[id];
+    args_seal(a);
     a->v[1] = script->sha;
     a->l[1] = strlen(script->sha);
     int rc = redis_argv(g->cmd, fn, privdata, a->n, a->v, a->l);
-    ab_free(a);
+    args_free(a);
     return rc;
 }
 
-static uint64_t realtime_ms(void)
+uint64_t registry_realtime_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static uint64_t reply_u64(const redisReply *r)
+uint64_t registry_reply_u64(const redisReply *r)
 {
     if (!r)
         return 0;
@@ -533,7 +229,7 @@ static uint64_t reply_u64(const redisReply *r)
     return 0;
 }
 
-static bool reply_ok(const redisReply *r, const char *what)
+bool registry_reply_ok(const redisReply *r, const char *what)
 {
     if (!r)
         return false;
@@ -543,7 +239,6 @@ static bool reply_ok(const redisReply *r, const char *what)
     }
     return true;
 }
-
 /* --- joins and room sync ----------------------------------------------------- */
 
 typedef struct join_call {
@@ -568,19 +263,19 @@ static void registry_on_room_state(void *privdata, redisReply *r)
 {
     join_call *c = privdata;
     registry *g = c->g;
-    if (reply_ok(r, "room_state") && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+    if (registry_reply_ok(r, "room_state") && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
         r->element[0]->type == REDIS_REPLY_STRING && c->report) {
         reg_room *rm = NULL;
         HASH_FIND_STR(g->rooms, c->room, rm);
         if (rm && g->ev.on_room_sync)
-            g->ev.on_room_sync(g->ctx, c->room, reply_u64(r->element[0]), reply_u64(r->element[1]));
+            g->ev.on_room_sync(g->ctx, c->room, registry_reply_u64(r->element[0]), registry_reply_u64(r->element[1]));
     }
     free(c);
 }
 
 static void registry_on_done(void *privdata, redisReply *r)
 {
-    reply_ok(r, privdata);
+    registry_reply_ok(r, privdata);
 }
 
 void registry_join(registry *g, const char *room, const char *user, const char *name)
@@ -606,15 +301,15 @@ void registry_join(registry *g, const char *room, const char *user, const char *
     rm->total++;
     if (!g->registered)
         return;             /* the replay after registration sends it */
-    argv_builder a;
-    ab_init(&a, g);
-    ab_str(&a, g->server_id);
-    ab_str(&a, room);
-    ab_str(&a, user);
-    ab_str(&a, member_name(m));
-    ab_num(&a, (long long)realtime_ms());
+    registry_args a;
+    registry_args_init(&a, g);
+    registry_args_str(&a, g->server_id);
+    registry_args_str(&a, room);
+    registry_args_str(&a, user);
+    registry_args_str(&a, member_name(m));
+    registry_args_num(&a, (long long)registry_realtime_ms());
     join_call *c = join_call_new(g, room, first);
-    if (ab_eval(g, &a, &lua_join, registry_on_room_state, c) < 0)
+    if (registry_args_eval(g, &a, REGISTRY_LUA_JOIN, registry_on_room_state, c) < 0)
         free(c);
 }
 
@@ -633,14 +328,14 @@ void registry_leave(registry *g, const char *room, const char *user)
     if (!m)
         return;
     if (g->registered) {
-        argv_builder a;
-        ab_init(&a, g);
-        ab_str(&a, g->server_id);
-        ab_str(&a, room);
-        ab_str(&a, user);
-        ab_num(&a, 1);
-        ab_num(&a, g->history_ttl_ms);
-        ab_eval(g, &a, &lua_leave, registry_on_done, (void *)"leave");
+        registry_args a;
+        registry_args_init(&a, g);
+        registry_args_str(&a, g->server_id);
+        registry_args_str(&a, room);
+        registry_args_str(&a, user);
+        registry_args_num(&a, 1);
+        registry_args_num(&a, g->history_ttl_ms);
+        registry_args_eval(g, &a, REGISTRY_LUA_LEAVE, registry_on_done, (void *)"leave");
     }
     rm->total--;
     if (--m->count == 0) {
@@ -656,12 +351,12 @@ void registry_leave(registry *g, const char *room, const char *user)
 
 static void registry_send_online(registry *g, const char *user, long long k)
 {
-    argv_builder a;
-    ab_init(&a, g);
-    ab_str(&a, g->server_id);
-    ab_str(&a, user);
-    ab_num(&a, k);
-    ab_eval(g, &a, &lua_online, registry_on_done, (void *)"online");
+    registry_args a;
+    registry_args_init(&a, g);
+    registry_args_str(&a, g->server_id);
+    registry_args_str(&a, user);
+    registry_args_num(&a, k);
+    registry_args_eval(g, &a, REGISTRY_LUA_ONLINE, registry_on_done, (void *)"online");
 }
 
 void registry_online(registry *g, const char *user)
@@ -698,19 +393,19 @@ void registry_offline(registry *g, const char *user)
 /* Make Redis's view of one room match the mirror (absent: no members). */
 static void registry_sync_room(registry *g, const char *room, const reg_room *rm)
 {
-    argv_builder a;
-    ab_init(&a, g);
-    ab_str(&a, g->server_id);
-    ab_str(&a, room);
-    ab_num(&a, (long long)realtime_ms());
-    ab_num(&a, g->history_ttl_ms);
+    registry_args a;
+    registry_args_init(&a, g);
+    registry_args_str(&a, g->server_id);
+    registry_args_str(&a, room);
+    registry_args_num(&a, (long long)registry_realtime_ms());
+    registry_args_num(&a, g->history_ttl_ms);
     for (const reg_member *m = rm ? rm->members : NULL; m; m = m->hh.next) {
-        ab_str(&a, m->user);
-        ab_str(&a, member_name(m));
-        ab_num(&a, m->count);
+        registry_args_str(&a, m->user);
+        registry_args_str(&a, member_name(m));
+        registry_args_num(&a, m->count);
     }
     join_call *c = join_call_new(g, room, rm != NULL);
-    if (ab_eval(g, &a, &lua_sync_room, registry_on_room_state, c) < 0)
+    if (registry_args_eval(g, &a, REGISTRY_LUA_SYNC_ROOM, registry_on_room_state, c) < 0)
         free(c);
 }
 
@@ -718,7 +413,7 @@ static void registry_on_hello(void *privdata, redisReply *r)
 {
     registry *g = privdata;
     g->registering = false;
-    if (!reply_ok(r, "hello") || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+    if (!registry_reply_ok(r, "hello") || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[1]->type != REDIS_REPLY_ARRAY)
         return;         /* the connection is gone, or worse; on_up retries */
 
@@ -737,14 +432,14 @@ static void registry_on_hello(void *privdata, redisReply *r)
     }
     for (reg_room *rm = g->rooms; rm; rm = rm->hh.next)
         registry_sync_room(g, rm->name, rm);
-    argv_builder a;
-    ab_init(&a, g);
-    ab_str(&a, g->server_id);
+    registry_args a;
+    registry_args_init(&a, g);
+    registry_args_str(&a, g->server_id);
     for (reg_user *u = g->users; u; u = u->hh.next) {
-        ab_str(&a, u->user);
-        ab_num(&a, u->count);
+        registry_args_str(&a, u->user);
+        registry_args_num(&a, u->count);
     }
-    ab_eval(g, &a, &lua_sync_users, registry_on_done, (void *)"sync_users");
+    registry_args_eval(g, &a, REGISTRY_LUA_SYNC_USERS, registry_on_done, (void *)"sync_users");
 
     log_info("registry_registered", "server=%s rooms=%u users=%u epoch=%s", g->server_id,
              HASH_COUNT(g->rooms), HASH_COUNT(g->users),
@@ -756,18 +451,18 @@ static void registry_register(registry *g)
 {
     if (g->registering || !redis_up(g->cmd))
         return;
-    argv_builder a;
-    ab_init(&a, g);
-    ab_str(&a, g->server_id);
-    ab_num(&a, g->ttl_ms);
-    if (ab_eval(g, &a, &lua_hello, registry_on_hello, g) == 0)
+    registry_args a;
+    registry_args_init(&a, g);
+    registry_args_str(&a, g->server_id);
+    registry_args_num(&a, g->ttl_ms);
+    if (registry_args_eval(g, &a, REGISTRY_LUA_HELLO, registry_on_hello, g) == 0)
         g->registering = true;
 }
 
 static void registry_on_heartbeat(void *privdata, redisReply *r)
 {
     registry *g = privdata;
-    if (!reply_ok(r, "heartbeat") || r->type != REDIS_REPLY_INTEGER || r->integer != 0)
+    if (!registry_reply_ok(r, "heartbeat") || r->type != REDIS_REPLY_INTEGER || r->integer != 0)
         return;
     /* Someone reaped us (our heartbeats stalled past the TTL): our members
      * were made to leave. Register again; the replay puts them back. */
@@ -782,17 +477,17 @@ static void registry_on_heartbeat_timer(uv_timer_t *t)
     registry *g = t->data;
     if (!g->registered)
         return;
-    argv_builder a;
-    ab_init(&a, g);
-    ab_str(&a, g->server_id);
-    ab_num(&a, g->ttl_ms);
-    ab_eval(g, &a, &lua_heartbeat, registry_on_heartbeat, g);
+    registry_args a;
+    registry_args_init(&a, g);
+    registry_args_str(&a, g->server_id);
+    registry_args_num(&a, g->ttl_ms);
+    registry_args_eval(g, &a, REGISTRY_LUA_HEARTBEAT, registry_on_heartbeat, g);
 }
 
 static void registry_on_reap(void *privdata, redisReply *r)
 {
     registry *g = privdata;
-    if (!reply_ok(r, "reap") || r->type != REDIS_REPLY_ARRAY)
+    if (!registry_reply_ok(r, "reap") || r->type != REDIS_REPLY_ARRAY)
         return;
     for (size_t i = 0; i < r->elements; i++) {
         if (r->element[i]->type != REDIS_REPLY_STRING)
@@ -807,11 +502,11 @@ static void registry_on_reap_timer(uv_timer_t *t)
     registry *g = t->data;
     if (!g->registered)
         return;
-    argv_builder a;
-    ab_init(&a, g);
-    ab_str(&a, g->server_id);
-    ab_num(&a, g->history_ttl_ms);
-    ab_eval(g, &a, &lua_reap, registry_on_reap, g);
+    registry_args a;
+    registry_args_init(&a, g);
+    registry_args_str(&a, g->server_id);
+    registry_args_num(&a, g->history_ttl_ms);
+    registry_args_eval(g, &a, REGISTRY_LUA_REAP, registry_on_reap, g);
 }
 
 static void registry_on_cmd_up(void *ctx)
@@ -885,8 +580,8 @@ registry *registry_create(uv_loop_t *loop, const registry_config *cfg, const reg
     redis_events cmd_ev = { registry_on_cmd_up, registry_on_cmd_down, NULL };
     g->cmd = redis_create(loop, "registry", cfg->host, cfg->port, cfg->backoff_min_ms,
                           cfg->backoff_max_ms, &cmd_ev, g);
-    for (size_t i = 0; i < sizeof registry_scripts / sizeof registry_scripts[0]; i++)
-        redis_add_script(g->cmd, registry_scripts[i]);
+    for (size_t i = 0; i < REGISTRY_LUA_COUNT; i++)
+        redis_add_script(g->cmd, &registry_scripts[i]);
     /* A WAIT holds every command behind it for up to wait_timeout_ms. */
     redis_set_reply_timeout(g->cmd, cfg->reply_timeout_ms +
                                     (cfg->wait_replicas > 0 ? cfg->wait_timeout_ms : 0));
@@ -975,7 +670,7 @@ typedef struct goodbye_call {
 static void registry_on_goodbye(void *privdata, redisReply *r)
 {
     goodbye_call *c = privdata;
-    reply_ok(r, "bye");
+    registry_reply_ok(r, "bye");
     c->done(c->ctx);
     free(c);
 }
@@ -987,14 +682,14 @@ void registry_goodbye(registry *g, void (*done)(void *ctx), void *ctx)
         return;
     }
     g->registered = false;      /* no more commands after this one */
-    argv_builder a;
-    ab_init(&a, g);
-    ab_str(&a, g->server_id);
-    ab_num(&a, g->history_ttl_ms);
+    registry_args a;
+    registry_args_init(&a, g);
+    registry_args_str(&a, g->server_id);
+    registry_args_num(&a, g->history_ttl_ms);
     goodbye_call *c = xmalloc(sizeof *c);
     c->done = done;
     c->ctx = ctx;
-    if (ab_eval(g, &a, &lua_bye, registry_on_goodbye, c) < 0) {
+    if (registry_args_eval(g, &a, REGISTRY_LUA_BYE, registry_on_goodbye, c) < 0) {
         free(c);
         done(ctx);
         return;
@@ -1011,356 +706,6 @@ void registry_get_stats(const registry *g, registry_stats *out)
 {
     *out = g->stats;
 }
-
-/* --- publish ------------------------------------------------------------------ */
-
-/* One publish. Its outcome is taken from the script's reply at once (hiredis
- * frees the reply when the callback returns); with WAIT it is held in a
- * publish_list until the WAIT after it answered. */
-struct publish_call {
-    publish_call *next;
-    envelope *env;
-    registry_publish_fn fn;
-    void *ctx;
-    int others;
-    bool answered;             /* the script's reply came; ok says how it went */
-    bool ok;
-    bool held;                 /* in a publish_list: registry_on_wait completes it */
-    bool lost;                 /* the connection went before its WAIT answered */
-};
-
-static void publish_finish(publish_call *c)
-{
-    c->fn(c->ctx, c->env, c->others, c->ok && !c->lost);
-    free(c);
-}
-
-static void publish_list_add(publish_list *l, publish_call *c)
-{
-    c->next = NULL;
-    *l->tail = c;
-    l->tail = &c->next;
-}
-
-/* Take the whole list (it is left empty). */
-static publish_call *publish_list_take(publish_list *l)
-{
-    publish_call *head = l->head;
-    l->head = NULL;
-    l->tail = &l->head;
-    return head;
-}
-
-static void registry_on_publish(void *privdata, redisReply *r)
-{
-    publish_call *c = privdata;
-    c->answered = true;
-    c->ok = reply_ok(r, "publish") && r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
-            r->element[0]->type == REDIS_REPLY_STRING;
-    if (c->ok) {
-        free(c->env->id);
-        c->env->id = xstrndup(r->element[0]->str, r->element[0]->len);
-        c->env->seq = reply_u64(r->element[1]);
-        c->env->epoch = reply_u64(r->element[2]);
-        c->others = (int)reply_u64(r->element[3]);
-    }
-    if (!c->held)
-        publish_finish(c);
-}
-
-/* The connection is going (a WAIT could not be sent, or was lost): the
- * held publishes fail; one not answered yet completes with its reply,
- * which is NULL then. */
-static void registry_release(publish_call *c)
-{
-    while (c) {
-        publish_call *next = c->next;
-        c->held = false;
-        c->lost = true;
-        if (c->answered)
-            publish_finish(c);
-        c = next;
-    }
-}
-
-static void registry_on_wait(void *privdata, redisReply *r);
-
-/* WAIT for the publishes in wait_cur (sent before it on this connection). */
-static void registry_send_wait(registry *g)
-{
-    char n[16], t[16];
-    snprintf(n, sizeof n, "%d", g->wait_replicas);
-    snprintf(t, sizeof t, "%d", g->wait_timeout_ms);
-    const char *argv[3] = { "WAIT", n, t };
-    if (redis_argv(g->cmd, registry_on_wait, g, 3, argv, NULL) == 0) {
-        g->wait_inflight = true;
-        return;
-    }
-    registry_release(publish_list_take(&g->wait_cur));
-}
-
-static void registry_on_wait(void *privdata, redisReply *r)
-{
-    registry *g = privdata;
-    g->wait_inflight = false;
-    /* Lists first, callbacks after: a callback may publish again. */
-    publish_call *batch = publish_list_take(&g->wait_cur);
-    if (g->wait_next.head) {
-        g->wait_cur = g->wait_next;            /* tail points into the last call */
-        publish_list_take(&g->wait_next);
-        registry_send_wait(g);
-    }
-    if (!r) {
-        registry_release(batch);
-        return;
-    }
-    bool enough = r->type == REDIS_REPLY_INTEGER && r->integer >= g->wait_replicas;
-    if (!enough && !g->unreplicated) {
-        if (r->type == REDIS_REPLY_INTEGER)
-            log_warn("registry_unreplicated", "replicas=%lld wanted=%d timeout_ms=%d",
-                     r->integer, g->wait_replicas, g->wait_timeout_ms);
-        else
-            log_warn("registry_unreplicated", "wanted=%d error=\"%s\"", g->wait_replicas,
-                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-    } else if (enough && g->unreplicated) {
-        log_info("registry_replicated", "replicas=%lld wanted=%d", r->integer, g->wait_replicas);
-    }
-    g->unreplicated = !enough;
-    while (batch) {
-        publish_call *c = batch;
-        batch = c->next;
-        c->held = false;
-        if (!c->answered) {
-            /* Cannot be: replies come in order, the script's before the
-             * WAIT's. Were it so, the script's reply completes it. */
-            c->lost = true;
-            continue;
-        }
-        if (!enough && c->ok)
-            g->stats.unreplicated++;
-        publish_finish(c);
-    }
-}
-
-int registry_publish(registry *g, envelope *env, registry_publish_fn fn, void *ctx)
-{
-    if (!g->registered)
-        return -1;
-    argv_builder a;
-    ab_init(&a, g);
-    ab_str(&a, g->server_id);
-    ab_str(&a, env->room);
-    ab_num(&a, g->history_max);
-    ab_num(&a, g->history_ttl_ms);
-    env->ts_ms = realtime_ms();
-    ab_str(&a, "t");
-    ab_num(&a, (long long)env->ts_ms);
-    ab_str(&a, "o");
-    ab_str(&a, env->origin);
-    ab_str(&a, "s");
-    ab_str(&a, env->sender ? env->sender : "");
-    ab_str(&a, "n");
-    ab_str(&a, env->sender_name ? env->sender_name : "");
-    if (env->content_type) {
-        ab_str(&a, "c");
-        ab_str(&a, env->content_type);
-    }
-    if (env->headers_len) {
-        ab_str(&a, "h");
-        ab_bytes(&a, env->headers, env->headers_len);
-    }
-    ab_str(&a, "b");
-    ab_bytes(&a, env->body, env->body_len);
-
-    publish_call *c = xcalloc(1, sizeof *c);
-    c->env = env;
-    c->fn = fn;
-    c->ctx = ctx;
-    if (ab_eval(g, &a, &lua_publish, registry_on_publish, c) < 0) {
-        free(c);
-        return -1;
-    }
-    if (g->wait_replicas > 0) {
-        /* Pipelined right behind the script (see the essay). */
-        c->held = true;
-        if (g->wait_inflight) {
-            publish_list_add(&g->wait_next, c);
-        } else {
-            publish_list_add(&g->wait_cur, c);
-            registry_send_wait(g);
-        }
-    }
-    return 0;
-}
-
-/* --- reading the log ------------------------------------------------------------ */
-
-/* One stream entry [id, [field, value, ...]] -> envelope. */
-static bool registry_entry(const char *room, const redisReply *e, envelope *out)
-{
-    memset(out, 0, sizeof *out);
-    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-        e->element[0]->type != REDIS_REPLY_STRING || e->element[1]->type != REDIS_REPLY_ARRAY)
-        return false;
-    out->room = xstrdup(room);
-    out->id = xstrndup(e->element[0]->str, e->element[0]->len);
-    const redisReply *f = e->element[1];
-    for (size_t i = 0; i + 1 < f->elements; i += 2) {
-        const redisReply *k = f->element[i], *v = f->element[i + 1];
-        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || k->len != 1)
-            continue;
-        switch (k->str[0]) {
-        case 'q': out->seq = strtoull(v->str, NULL, 10); break;
-        case 'e': out->epoch = strtoull(v->str, NULL, 10); break;
-        case 't': out->ts_ms = strtoull(v->str, NULL, 10); break;
-        case 'o': free(out->origin); out->origin = xstrndup(v->str, v->len); break;
-        case 's': free(out->sender); out->sender = xstrndup(v->str, v->len); break;
-        case 'n': free(out->sender_name); out->sender_name = xstrndup(v->str, v->len); break;
-        case 'c': free(out->content_type); out->content_type = xstrndup(v->str, v->len); break;
-        case 'h':
-            free(out->headers);
-            out->headers = xstrndup(v->str, v->len);
-            out->headers_len = v->len;
-            break;
-        case 'b':
-            free(out->body);
-            out->body = v->len ? xstrndup(v->str, v->len) : NULL;
-            out->body_len = v->len;
-            break;
-        default: break;
-        }
-    }
-    if (!out->origin)
-        out->origin = xstrdup("");
-    return out->seq != 0;
-}
-
-typedef struct fetch_call {
-    registry_fetch_fn fn;
-    void *ctx;
-    char room[];
-} fetch_call;
-
-static void registry_on_fetch(void *privdata, redisReply *r)
-{
-    fetch_call *c = privdata;
-    if (!reply_ok(r, "fetch") || r->type != REDIS_REPLY_ARRAY) {
-        c->fn(c->ctx, NULL, 0, false);
-        free(c);
-        return;
-    }
-    envelope *msgs = r->elements ? xcalloc(r->elements, sizeof *msgs) : NULL;
-    size_t n = 0;
-    for (size_t i = 0; i < r->elements; i++) {
-        /* XREVRANGE answers newest first: store oldest first. */
-        const redisReply *e = r->element[r->elements - 1 - i];
-        if (registry_entry(c->room, e, &msgs[n]))
-            n++;
-        else
-            envelope_free(&msgs[n]);
-    }
-    c->fn(c->ctx, msgs, n, true);
-    for (size_t i = 0; i < n; i++)
-        envelope_free(&msgs[i]);
-    free(msgs);
-    free(c);
-}
-
-int registry_fetch_before(registry *g, const char *room, const char *before, size_t count,
-                          registry_fetch_fn fn, void *ctx)
-{
-    char key[512], bound[64], cnt[24];
-    snprintf(key, sizeof key, "%sroom:{%s}:log", g->prefix, room);
-    if (before)
-        snprintf(bound, sizeof bound, "(%s", before);
-    else
-        snprintf(bound, sizeof bound, "+");        /* the newest */
-    snprintf(cnt, sizeof cnt, "%zu", count);
-    const char *argv[6] = { "XREVRANGE", key, bound, "-", "COUNT", cnt };
-    size_t rl = strlen(room);
-    fetch_call *c = xmalloc(sizeof *c + rl + 1);
-    c->fn = fn;
-    c->ctx = ctx;
-    memcpy(c->room, room, rl + 1);
-    if (!g->registered || redis_argv(g->cmd, registry_on_fetch, c, 6, argv, NULL) < 0) {
-        free(c);
-        return -1;
-    }
-    return 0;
-}
-
-typedef struct range_call {
-    registry_range_fn fn;
-    void *ctx;
-    char room[];
-} range_call;
-
-/* Stream entries (array of [id, fields]) -> envelopes, in reply order. */
-static envelope *registry_entries(const char *room, const redisReply *arr, size_t *n)
-{
-    *n = 0;
-    if (!arr || arr->type != REDIS_REPLY_ARRAY || !arr->elements)
-        return NULL;
-    envelope *msgs = xcalloc(arr->elements, sizeof *msgs);
-    for (size_t i = 0; i < arr->elements; i++) {
-        if (registry_entry(room, arr->element[i], &msgs[*n]))
-            (*n)++;
-        else
-            envelope_free(&msgs[*n]);
-    }
-    return msgs;
-}
-
-static void registry_on_range(void *privdata, redisReply *r)
-{
-    range_call *c = privdata;
-    registry_range range = { 0 };
-    envelope *oldest = NULL;
-    size_t no = 0;
-    bool ok = reply_ok(r, "log_range") && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
-              r->element[2]->type == REDIS_REPLY_INTEGER;
-    if (ok) {
-        oldest = registry_entries(c->room, r->element[0], &no);
-        range.oldest = no ? oldest : NULL;
-        range.msgs = registry_entries(c->room, r->element[1], &range.n);
-        range.cut = r->element[2]->integer != 0;
-    }
-    c->fn(c->ctx, ok ? &range : NULL);
-    if (no)
-        envelope_free(oldest);
-    free(oldest);
-    for (size_t i = 0; i < range.n; i++)        /* what the callee did not take */
-        envelope_free(&range.msgs[i]);
-    free(range.msgs);
-    free(c);
-}
-
-int registry_log_range(registry *g, const char *room, bool ascending, const char *low,
-                       const char *high, size_t count, size_t max_bytes, registry_range_fn fn,
-                       void *ctx)
-{
-    if (!g->registered)
-        return -1;
-    argv_builder a;
-    ab_init(&a, g);
-    ab_str(&a, room);
-    ab_str(&a, ascending ? "a" : "d");
-    ab_str(&a, low);
-    ab_str(&a, high);
-    ab_num(&a, (long long)count);
-    ab_num(&a, (long long)max_bytes);
-    size_t rl = strlen(room);
-    range_call *c = xmalloc(sizeof *c + rl + 1);
-    c->fn = fn;
-    c->ctx = ctx;
-    memcpy(c->room, room, rl + 1);
-    if (ab_eval(g, &a, &lua_log_range, registry_on_range, c) < 0) {
-        free(c);
-        return -1;
-    }
-    return 0;
-}
-
 int registry_room_status(registry *g, const char *room)
 {
     char ekey[256], skey[512];
@@ -1373,157 +718,4 @@ int registry_room_status(registry *g, const char *room)
         return -1;
     }
     return 0;
-}
-
-/* --- presence queries ------------------------------------------------------------ */
-
-typedef struct json_call {
-    registry_json_fn fn;
-    void *ctx;
-    size_t n;
-    char **users;          /* users_online: the names asked for */
-    char room[];
-} json_call;
-
-static void json_call_free(json_call *c)
-{
-    for (size_t i = 0; i < c->n; i++)
-        free(c->users[i]);
-    free(c->users);
-    free(c);
-}
-
-/* A call answering about users[0..n) (copied). */
-static json_call *json_call_users(registry_json_fn fn, void *ctx, const char *const *users,
-                                  size_t n)
-{
-    json_call *c = xcalloc(1, sizeof *c + 1);
-    c->fn = fn;
-    c->ctx = ctx;
-    c->n = n;
-    c->users = xcalloc(n, sizeof *c->users);
-    for (size_t k = 0; k < n; k++)
-        c->users[k] = xstrdup(users[k]);
-    return c;
-}
-
-static void registry_on_presence(void *privdata, redisReply *r)
-{
-    json_call *c = privdata;
-    json_t *out = NULL;
-    if (reply_ok(r, "presence") && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
-        r->element[2]->type == REDIS_REPLY_ARRAY) {
-        json_t *members = json_array();
-        const redisReply *list = r->element[2];
-        for (size_t i = 0; i < list->elements; i++) {
-            if (list->element[i]->type != REDIS_REPLY_STRING)
-                continue;
-            json_t *m = json_loadb(list->element[i]->str, list->element[i]->len, 0, NULL);
-            if (m)
-                json_array_append_new(members, m);
-        }
-        uint64_t count = reply_u64(r->element[0]);
-        out = json_pack("{s:s, s:s, s:I, s:o, s:b, s:I}", "type", "snapshot", "room", c->room,
-                        "count", (json_int_t)count, "members", members, "truncated",
-                        (int)(json_array_size(members) < count), "v",
-                        (json_int_t)reply_u64(r->element[1]));
-    }
-    c->fn(c->ctx, out);
-    json_decref(out);
-    json_call_free(c);
-}
-
-int registry_presence(registry *g, const char *room, registry_json_fn fn, void *ctx)
-{
-    if (!g->registered)
-        return -1;
-    argv_builder a;
-    ab_init(&a, g);
-    ab_str(&a, room);
-    ab_num(&a, g->presence_max);
-    size_t rl = strlen(room);
-    json_call *c = xcalloc(1, sizeof *c + rl + 1);
-    c->fn = fn;
-    c->ctx = ctx;
-    memcpy(c->room, room, rl + 1);
-    if (ab_eval(g, &a, &lua_presence, registry_on_presence, c) < 0) {
-        json_call_free(c);
-        return -1;
-    }
-    return 0;
-}
-
-static void registry_on_online(void *privdata, redisReply *r)
-{
-    json_call *c = privdata;
-    json_t *out = NULL;
-    if (reply_ok(r, "online") && r->type == REDIS_REPLY_ARRAY && r->elements == c->n) {
-        json_t *map = json_object();
-        for (size_t i = 0; i < c->n; i++)
-            json_object_set_new(map, c->users[i],
-                                json_boolean(r->element[i]->type != REDIS_REPLY_NIL));
-        out = json_pack("{s:o}", "online", map);
-    }
-    c->fn(c->ctx, out);
-    json_decref(out);
-    json_call_free(c);
-}
-
-static void registry_on_user_rooms(void *privdata, redisReply *r)
-{
-    json_call *c = privdata;
-    json_t *out = NULL;
-    if (reply_ok(r, "user_rooms") && r->type == REDIS_REPLY_ARRAY && r->elements == c->n) {
-        json_t *map = json_object();
-        for (size_t i = 0; i < c->n; i++) {
-            json_t *rooms = json_array();
-            const redisReply *e = r->element[i];
-            for (size_t k = 0; e->type == REDIS_REPLY_ARRAY && k < e->elements; k++)
-                if (e->element[k]->type == REDIS_REPLY_STRING)
-                    json_array_append_new(rooms, json_stringn(e->element[k]->str,
-                                                              e->element[k]->len));
-            json_object_set_new(map, c->users[i], rooms);
-        }
-        out = json_pack("{s:o}", "rooms", map);
-    }
-    c->fn(c->ctx, out);
-    json_decref(out);
-    json_call_free(c);
-}
-
-int registry_users_rooms(registry *g, const char *const *users, size_t n, registry_json_fn fn,
-                         void *ctx)
-{
-    if (!g->registered || n == 0)
-        return -1;
-    argv_builder a;
-    ab_init(&a, g);
-    json_call *c = json_call_users(fn, ctx, users, n);
-    for (size_t i = 0; i < n; i++)
-        ab_str(&a, c->users[i]);
-    if (ab_eval(g, &a, &lua_user_rooms, registry_on_user_rooms, c) < 0) {
-        json_call_free(c);
-        return -1;
-    }
-    return 0;
-}
-
-int registry_users_online(registry *g, const char *const *users, size_t n, registry_json_fn fn,
-                          void *ctx)
-{
-    if (!g->registered || n == 0)
-        return -1;
-    char key[256];
-    snprintf(key, sizeof key, "%sonline", g->prefix);
-    const char **argv = xmalloc((n + 2) * sizeof *argv);
-    argv[0] = "HMGET";
-    argv[1] = key;
-    json_call *c = json_call_users(fn, ctx, users, n);
-    for (size_t i = 0; i < n; i++)
-        argv[i + 2] = c->users[i];
-    int rc = redis_argv(g->cmd, registry_on_online, c, (int)n + 2, argv, NULL);
-    free(argv);
-    if (rc < 0)
-        json_call_free(c);
-    return rc;
 }

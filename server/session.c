@@ -23,10 +23,10 @@
  * COMMIT and DISCONNECT follow those before them (DISCONNECT's promise:
  * everything before it was processed).
  *
- * The other jobs of a session are files of their own (session_int.h lists
+ * The other jobs of a session are files of their own (session_internal.h lists
  * them): output, CONNECT, transactions, input.
  */
-#include "session_int.h"
+#include "session_internal.h"
 #include "session.h"
 
 #include "log.h"

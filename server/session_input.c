@@ -13,7 +13,7 @@
  * frame is charged to token buckets (ratelimit.c), and while one is in debt
  * the session stops reading, so TCP slows the peer down.
  */
-#include "session_int.h"
+#include "session_internal.h"
 #include "session.h"
 
 #include "log.h"

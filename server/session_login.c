@@ -10,7 +10,7 @@
  * cluster), x-display-name and x-role. A failed login gets the same words
  * whatever went wrong; the reason is logged and counted.
  */
-#include "session_int.h"
+#include "session_internal.h"
 #include "session.h"
 
 #include "log.h"

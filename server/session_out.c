@@ -26,7 +26,7 @@
  * s->frag_off; every queued entry holds one reference to its msg; a queued
  * subscription pointer is live (unsubscribing scrubs it from the queue).
  */
-#include "session_int.h"
+#include "session_internal.h"
 #include "session.h"
 
 #include "clock.h"

@@ -8,7 +8,7 @@
  * in flight, so COMMIT only hands that on to its publish: a transaction
  * that was accepted always commits.
  */
-#include "session_int.h"
+#include "session_internal.h"
 #include "session.h"
 
 #include "room.h"

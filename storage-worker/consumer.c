@@ -4,9 +4,8 @@
  * our heartbeat and client properties (a connection name, and the
  * consumer_cancel_notify capability so that a deleted queue reaches us as
  * basic.cancel instead of silence), channel 1 with basic.qos(prefetch),
- * queue.declare exactly as the servers do (durable, not exclusive, not
- * auto-delete, x-queue-type only when not classic: RabbitMQ compares the
- * arguments of a redeclaration and an absent one means classic) and
+ * queue.declare exactly as the servers do (lib/storage_queue.h: RabbitMQ
+ * refuses a redeclaration whose arguments differ) and
  * basic.consume with manual acks; then channel 2 for the depth probe.
  *
  * Reading never blocks: consumer_next calls amqp_consume_message with a zero
@@ -32,6 +31,7 @@
 #include "consumer.h"
 
 #include "mem.h"
+#include "storage_queue.h"
 
 #include <amqp_tcp_socket.h>
 #include <pthread.h>
@@ -231,17 +231,7 @@ static int consumer_login(consumer *c, char *why, size_t whylen)
 
 static int consumer_declare(consumer *c, char *why, size_t whylen)
 {
-    amqp_table_entry_t e[1];
-    amqp_table_t args = amqp_empty_table;
-    if (strcmp(c->cfg.queue_type, "classic") != 0) {
-        e[0].key = amqp_cstring_bytes("x-queue-type");
-        e[0].value.kind = AMQP_FIELD_KIND_UTF8;
-        e[0].value.value.bytes = amqp_cstring_bytes(c->cfg.queue_type);
-        args.num_entries = 1;
-        args.entries = e;
-    }
-    amqp_queue_declare(c->conn, CONSUMER_CH_MAIN, amqp_cstring_bytes(c->cfg.queue), 0, 1, 0, 0,
-                       args);
+    storage_queue_declare(c->conn, CONSUMER_CH_MAIN, c->cfg.queue, c->cfg.queue_type);
     return consumer_rpc_check(c, "queue.declare", why, whylen);
 }
 

@@ -1,4 +1,4 @@
-/* bus_smoke.c — server/bus.c against a real RabbitMQ (started by run.sh).
+/* bus_smoke.c — the bus (server/bus*.c) against a real RabbitMQ (started by run.sh).
  *
  * One uv loop, several buses in this process standing in for servers A and
  * B. Every wait polls the loop (UV_RUN_NOWAIT + 1 ms naps) against a

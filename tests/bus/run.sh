@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/bus/run.sh — integration test of server/bus.c against a real RabbitMQ.
+# tests/bus/run.sh — integration test of the bus (server/bus*.c) against a real RabbitMQ.
 #
 # Builds tests/bus/bus_smoke.c with the bus, the envelope codec and the lib
 # objects it needs under ASan/UBSan (build/asan/tests/bus_smoke), starts a
@@ -27,7 +27,7 @@ cc -std=c11 -D_GNU_SOURCE -g -O1 \
    -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
    -Wall -Wextra -Wshadow -Wstrict-prototypes -Wwrite-strings -Wformat=2 -Werror \
    -I"$root/lib" -I"$root/server" -pthread \
-   -o "$bin" "$root/tests/bus/bus_smoke.c" "$root/server/bus.c" "$root/lib/envelope.c" "$root/lib/envbatch.c" "$root/lib/buf.c" \
+   -o "$bin" "$root/tests/bus/bus_smoke.c" "$root"/server/bus.c "$root"/server/bus_pub.c "$root"/server/bus_con.c "$root"/server/bus_conn.c "$root/lib/storage_queue.c" "$root/lib/envelope.c" "$root/lib/envbatch.c" "$root/lib/buf.c" \
    "$root/lib/mem.c" "$root/lib/log.c" "$root/lib/backoff.c" "$root/lib/clock.c" "$root/lib/histogram.c" "$root/lib/prom.c" "$root/lib/addrlist.c" \
    $(pkg-config --cflags --libs librabbitmq libuv) -pthread
 

@@ -27,6 +27,7 @@
  */
 #include "envbatch.h"
 #include "envelope.h"
+#include "storage_queue.h"
 
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
@@ -390,16 +391,7 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    amqp_table_entry_t qe[1];
-    amqp_table_t qargs = amqp_empty_table;
-    if (strcmp(qtype, "classic")) {
-        qe[0].key = amqp_cstring_bytes("x-queue-type");
-        qe[0].value.kind = AMQP_FIELD_KIND_UTF8;
-        qe[0].value.value.bytes = amqp_cstring_bytes(qtype);
-        qargs.num_entries = 1;
-        qargs.entries = qe;
-    }
-    amqp_queue_declare(p.conn, 1, amqp_cstring_bytes(p.queue), 0, 1, 0, 0, qargs);
+    storage_queue_declare(p.conn, 1, p.queue, qtype);
     if (pub_rpc_ok(&p, "queue.declare") < 0)
         goto out;
     amqp_confirm_select(p.conn, 1);

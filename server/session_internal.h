@@ -1,4 +1,4 @@
-/* session_int.h — what the files of one session share (not for anyone else).
+/* session_internal.h — what the files of one session share (not for anyone else).
  *
  * A session is one STOMP connection (session.h is its contract). Its code
  * is split by job, each file reading and writing the one struct below:
@@ -13,8 +13,8 @@
  * Only these files include this header; the struct stays opaque to the
  * rest of the server.
  */
-#ifndef LECTERN_SESSION_INT_H
-#define LECTERN_SESSION_INT_H
+#ifndef LECTERN_SESSION_INTERNAL_H
+#define LECTERN_SESSION_INTERNAL_H
 
 #include "auth.h"
 #include "budget.h"
@@ -32,8 +32,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* session.h's types, declared again so that this header does not need it
- * (session.c includes both; a cycle would be the result otherwise). */
+/* session.h's types, declared again: this header needs no more of it (the
+ * files that include it include session.h as well). */
 typedef struct session session;
 typedef struct session_list session_list;
 struct session_env;
