@@ -12,7 +12,7 @@
 #include "mysqlconn.h"
 #include "origin.h"
 #include "redis.h"
-#include "storagequeue_knobs.h"
+#include "storage_queue.h"
 #include "storelimits.h"
 
 #include <stddef.h>
@@ -297,7 +297,7 @@ const cfg_knob server_knobs[] = {
       "Most messages waiting to be published to RabbitMQ; beyond, they are only\n"
       "in the room log (other servers catch up from it)." },
 
-    STORAGEQUEUE_KNOBS(K(bus.storage_queue), K(bus.storage_queue_type),
+    STORAGE_QUEUE_KNOBS(K(bus.storage_queue), K(bus.storage_queue_type),
       "Durable queue every message is published to (persistent, with publisher\n"
       "confirms) for the lectern-storage workers. Workers must use the same name.",
       "RabbitMQ queue type of the storage queue: quorum replicates it across a\n"

@@ -11,7 +11,7 @@
 #include "addrlist.h"
 #include "listener.h"
 #include "mysqlconn.h"
-#include "storagequeue_knobs.h"
+#include "storage_queue.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -46,7 +46,7 @@ const cfg_knob storage_knobs[] = {
     { "amqp.backoff_max_ms", CFG_INT, K(amqp_backoff_max_ms), "5000", 10, 600000, NULL,
       "Longest reconnect delay to RabbitMQ." },
 
-    STORAGEQUEUE_KNOBS(K(consumer.queue), K(consumer.queue_type),
+    STORAGE_QUEUE_KNOBS(K(consumer.queue), K(consumer.queue_type),
       "Durable queue the servers publish every message to; any number of workers\n"
       "consume it (competing consumers). Must equal the servers' storage.queue.",
       "RabbitMQ queue type of the storage queue (declared durable, shared). Must\n"
