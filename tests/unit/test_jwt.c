@@ -347,6 +347,20 @@ static void test_rs256_and_key_file(void **state)
     EVP_PKEY_free(pk);
 }
 
+/* A config with auth.mode=jwt and one HS256 key (SECRET) in a new file
+ * named from the template keys (the caller unlinks it). */
+static server_config jwt_config(char *keys, int skew_s)
+{
+    int fd = mkstemp(keys);
+    dprintf(fd, "k1 HS256 %s\n", SECRET);
+    close(fd);
+    server_config cfg = { 0 };
+    cfg.auth_mode = (char *)"jwt";
+    cfg.auth_keys = keys;
+    cfg.auth_skew_s = skew_s;
+    return cfg;
+}
+
 static void test_auth_rules(void **state)
 {
     (void)state;
@@ -367,13 +381,7 @@ static void test_auth_rules(void **state)
     assert_false(auth_bearer_token("Bearer ", 7, &tp, &tl));
 
     char keys[] = "/tmp/lectern-keys-XXXXXX";
-    int fd = mkstemp(keys);
-    dprintf(fd, "k1 HS256 %s\n", SECRET);
-    close(fd);
-    server_config cfg = { 0 };
-    cfg.auth_mode = (char *)"jwt";
-    cfg.auth_keys = keys;
-    cfg.auth_skew_s = 60;
+    server_config cfg = jwt_config(keys, 60);
     cfg.auth_student_send = true;
     cfg.auth_instructor_rooms = (char *)"announce*, staff";
     char why[256];
@@ -461,13 +469,7 @@ static void test_tokens(void **state)
 {
     (void)state;
     char keys[] = "/tmp/lectern-keys-XXXXXX";
-    int fd = mkstemp(keys);
-    dprintf(fd, "k1 HS256 %s\n", SECRET);
-    close(fd);
-    server_config cfg = { 0 };
-    cfg.auth_mode = (char *)"jwt";
-    cfg.auth_keys = keys;
-    cfg.auth_skew_s = 30;
+    server_config cfg = jwt_config(keys, 30);
     cfg.auth_audience = (char *)"lectern";
     char why[256];
     auth *a = auth_create(&cfg, why, sizeof why);
