@@ -9,7 +9,7 @@
  *     (history.h: q.cost measures each message exactly as it will be
  *     written), so a response is at most max_bytes plus one message;
  *   - the reads beneath are bounded by bytes too (history.c, db.c and the
- *     log script of registry.c);
+ *     log script of registry_log.c);
  *   - the page is measured, one buffer with LWS_PRE headroom is allocated,
  *     and the JSON is written into it straight from the messages
  *     (history_json.c); http.c sends it in chunks;

@@ -723,7 +723,7 @@ check('.dockerignore excludes build outputs and keeps every file the images need
     if (!existsSync(path.join(root, f))) errs.push(`${f} (needed by the image build) does not exist`);
     else if (ignored(f)) errs.push(`${f} (needed by the image build) is excluded`);
   }
-  for (const d of ['lib', 'server', 'storage-worker', 'scripts/embed-sql', 'tests/load']) {
+  for (const d of ['lib', 'server', 'storage-worker', 'scripts/embed-sql', 'scripts/embed-lua', 'tests/load']) {
     if (existsSync(path.join(root, d)) && ignored(d)) errs.push(`${d} (built by make) is excluded`);
   }
   return errs;
