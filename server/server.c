@@ -265,20 +265,12 @@ static void server_on_prepare(uv_prepare_t *h)
     session_list_flush(srv->sessions);
 }
 
-static bool server_ready(const server *srv, const char **why);
-static void server_gauges(server *srv, metrics_gauges *g);
-
 /* --- what the modules borrow ------------------------------------------------------ */
 
-static void server_http_gauges(void *ctx, metrics_gauges *g)
-{
-    server_gauges(ctx, g);
-}
-
-static bool server_http_ready(void *ctx, const char **why)
-{
-    return server_ready(ctx, why);
-}
+/* HTTP's hooks (http_env), ctx being the server; the first two are at the
+ * end of this file. */
+static bool server_ready(void *ctx, const char **why);
+static void server_gauges(void *ctx, metrics_gauges *g);
 
 static void server_http_rates(void *ctx, metrics_rates *out)
 {
@@ -292,7 +284,7 @@ static uint64_t server_http_uptime_ms(void *ctx)
 }
 
 /* Fill the environments the sessions, replays and HTTP routes borrow, once
- * the cluster parts exist (the session set holds a pointer to its env from
+ * the cluster parts exist (the session list holds a pointer to its env from
  * the start; no session exists before this runs). */
 static void server_lend(server *srv)
 {
@@ -329,8 +321,8 @@ static void server_lend(server *srv)
         .origins = srv->origins,
         .server_id = srv->id,
         .ctx = srv,
-        .gauges = server_http_gauges,
-        .ready = server_http_ready,
+        .gauges = server_gauges,
+        .ready = server_ready,
         .rates = server_http_rates,
         .uptime_ms = server_http_uptime_ms,
     };
@@ -765,8 +757,10 @@ void server_destroy(server *srv)
     server_release(srv, true);
 }
 
-static bool server_ready(const server *srv, const char **why)
+/* Can this server take messages now? false with a reason otherwise. */
+static bool server_ready(void *ctx, const char **why)
 {
+    const server *srv = ctx;
     if (srv->stopping) {
         *why = "shutting down";
         return false;
@@ -783,8 +777,10 @@ static bool server_ready(const server *srv, const char **why)
     return true;
 }
 
-static void server_gauges(server *srv, metrics_gauges *g)
+/* Snapshot of the live-state gauges. */
+static void server_gauges(void *ctx, metrics_gauges *g)
 {
+    server *srv = ctx;
     memset(g, 0, sizeof *g);
     session_list_gauges(srv->sessions, g);
     g->rooms = room_index_count(srv->rooms);

@@ -2,7 +2,7 @@
  *
  * The server owns the libuv loop, the libwebsockets context running on it
  * (one port: WebSocket STOMP and HTTP), the room index, the relay, the
- * session set and the metrics. The server wires its modules together and
+ * session list and the metrics. The server wires its modules together and
  * lends each what it uses (session_env, http_env, resume_env); no module
  * calls back into it.
  */
