@@ -19,7 +19,6 @@
 
 #include "auth.h"
 #include "buf.h"
-#include "gate.h"
 #include "http_history.h"
 #include "log.h"
 #include "mem.h"

@@ -66,16 +66,29 @@ static void http_exchange_free(http_exchange *e)
     free(e);
 }
 
-/* Fill e with a response (body copied). */
-static void http_set_response(http_exchange *e, unsigned status, const char *ctype,
-                              const char *body, size_t len)
+/* Give e a response of len body bytes: returns where the body goes. */
+static unsigned char *http_body(http_exchange *e, unsigned status, const char *ctype, size_t len)
 {
     free(e->body);
     e->status = status;
     e->ctype = ctype;
     e->len = len;
     e->body = xmalloc(LWS_PRE + len);
-    memcpy(e->body + LWS_PRE, body, len);
+    return e->body + LWS_PRE;
+}
+
+/* Fill e with a response (body copied). */
+static void http_set_response(http_exchange *e, unsigned status, const char *ctype,
+                              const char *body, size_t len)
+{
+    memcpy(http_body(e, status, ctype, len), body, len);
+}
+
+/* A waiting exchange has its answer: write it once the socket is writable. */
+static void http_ready(http_exchange *e)
+{
+    e->state = X_READY;
+    lws_callback_on_writable(e->wsi);
 }
 
 static const char http_challenge[] = "Bearer realm=\"lectern\"";
@@ -127,7 +140,7 @@ static http_exchange *http_exchange_new(struct lws *wsi, http_exchange **x)
 }
 
 int http_exchange_respond(struct lws *wsi, http_exchange **x, unsigned status,
-                        const char *ctype, const char *body, size_t len)
+                          const char *ctype, const char *body, size_t len)
 {
     http_exchange *e = http_exchange_new(wsi, x);
     http_set_response(e, status, ctype, body, len);
@@ -138,6 +151,15 @@ static char *http_json_text(json_t *v, size_t *len)
 {
     char *text = json_dumps(v, JSON_COMPACT);
     *len = text ? strlen(text) : 0;
+    return text;
+}
+
+/* {"error": why} as text (the caller frees it), or NULL. */
+static char *http_error_text(const char *why, size_t *len)
+{
+    json_t *v = json_pack("{s:s}", "error", why);
+    char *text = v ? http_json_text(v, len) : NULL;
+    json_decref(v);
     return text;
 }
 
@@ -160,10 +182,8 @@ int http_exchange_error(struct lws *wsi, http_exchange **x, unsigned status, con
 
 int http_exchange_busy(struct lws *wsi, http_exchange **x, const char *why, int retry_after_s)
 {
-    json_t *v = json_pack("{s:s}", "error", why);
     size_t len;
-    char *text = http_json_text(v, &len);
-    json_decref(v);
+    char *text = http_error_text(why, &len);
     if (!text)
         return -1;
     http_exchange *e = http_exchange_new(wsi, x);
@@ -184,15 +204,12 @@ void http_exchange_answer_json(http_exchange *e, json_t *value, const char *why)
     if (text)
         http_set_response(e, HTTP_STATUS_OK, "application/json", text, len);
     else {
-        json_t *v = json_pack("{s:s}", "error", why);
-        text = v ? http_json_text(v, &len) : NULL;
-        json_decref(v);
+        text = http_error_text(why, &len);
         http_set_response(e, HTTP_STATUS_SERVICE_UNAVAILABLE, "application/json",
                           text ? text : "{}", text ? len : 2);
     }
     free(text);
-    e->state = X_READY;
-    lws_callback_on_writable(e->wsi);
+    http_ready(e);
 }
 
 http_exchange *http_exchange_wait(struct lws *wsi, http_exchange **x)
@@ -229,20 +246,14 @@ void *http_exchange_data(const http_exchange *e)
 }
 
 void http_exchange_answer(http_exchange *e, unsigned status, const char *ctype, size_t len,
-                 http_fill_fn fill, void *ctx)
+                          http_fill_fn fill, void *ctx)
 {
     if (e->orphan) {
         http_exchange_free(e);
         return;
     }
-    free(e->body);
-    e->status = status;
-    e->ctype = ctype;
-    e->len = len;
-    e->body = xmalloc(LWS_PRE + len);
-    fill(ctx, e->body + LWS_PRE);
-    e->state = X_READY;
-    lws_callback_on_writable(e->wsi);
+    fill(ctx, http_body(e, status, ctype, len));
+    http_ready(e);
 }
 
 int http_exchange_unauthorized(struct lws *wsi, http_exchange **x)
