@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loop_until.h"
 #include "mem.h"
 #include "relay.h"
 #include "seqbuf.h"
@@ -209,15 +210,10 @@ static envelope *bus_message(uint64_t seq)
     return env;
 }
 
-/* Run the loop until fetch_fn is set, for at most ms of loop time: a
- * broken module fails the test instead of hanging it. */
-static void run_until_fetch(uv_loop_t *loop, uint64_t ms)
+/* A read (history's or the log's) has been asked for. */
+static bool fetch_asked(void)
 {
-    uint64_t end = uv_now(loop) + ms;
-    while (!fetch_fn && uv_now(loop) < end)
-        if (!uv_run(loop, UV_RUN_ONCE))
-            break;                  /* nothing left that could set it */
-    assert_non_null(fetch_fn);
+    return fetch_fn != NULL;
 }
 
 static void test_first_join_binds_and_last_leave_unbinds(void **state)
@@ -329,7 +325,8 @@ static void test_a_gap_is_filled_from_the_room_log_after_the_timeout(void **stat
     relay_on_bus_message(f.r, bus_message(3));    /* 1 and 2 lost on the bus */
     assert_string_equal(f.a.got, "");
     assert_null(fetch_fn);
-    run_until_fetch(&f.loop, 2000);               /* relay.gap_timeout_ms later */
+    /* relay.gap_timeout_ms later */
+    assert_true(loop_until(&f.loop, fetch_asked, 2000));
     assert_string_equal(fetch_before, "1000-3");  /* what is missing: before the held one */
     assert_int_equal(fetch_count, 2);
     envelope msgs[2];
@@ -360,7 +357,7 @@ static void test_a_gap_the_log_no_longer_has_is_given_up(void **state)
     fix_init(&f);
     join_based(&f, 0);
     relay_on_bus_message(f.r, bus_message(3));
-    run_until_fetch(&f.loop, 2000);
+    assert_true(loop_until(&f.loop, fetch_asked, 2000));
     registry_fetch_fn fn = fetch_fn;
     fetch_fn = NULL;
     fn(fetch_ctx, NULL, 0, true);                 /* expired from the log */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loop_until.h"
 #include "resume.h"
 #include "room.h"
 #include "seqbuf.h"
@@ -192,15 +193,10 @@ static void live(fix *f, int n)
     msg_unref(m);
 }
 
-/* Run the loop until fetch_fn is set, for at most ms of loop time: a
- * broken module fails the test instead of hanging it. */
-static void run_until_fetch(uv_loop_t *loop, uint64_t ms)
+/* A read (history's or the log's) has been asked for. */
+static bool fetch_asked(void)
 {
-    uint64_t end = uv_now(loop) + ms;
-    while (!fetch_fn && uv_now(loop) < end)
-        if (!uv_run(loop, UV_RUN_ONCE))
-            break;                  /* nothing left that could set it */
-    assert_non_null(fetch_fn);
+    return fetch_fn != NULL;
 }
 
 static void test_pages_replay_in_order_then_the_newer_held_messages(void **state)
@@ -247,7 +243,7 @@ static void test_a_reader_behind_is_waited_for(void **state)
     uv_run(&f.loop, UV_RUN_NOWAIT);
     assert_null(fetch_fn);
     f.c.pending = 0;
-    run_until_fetch(&f.loop, 2000);
+    assert_true(loop_until(&f.loop, fetch_asked, 2000));
     assert_int_equal(fetch_q.after.n, 0);    /* the cut page is read again */
     answer(1, 2, false, false);
     assert_string_equal(f.c.got, "1-1 1-2 ");
