@@ -24,7 +24,7 @@ import path from 'node:path';
 import { Client } from '@stomp/stompjs';
 import WebSocket from 'ws';
 import {
-  clusterName, expectReceipt, httpGet, metric, service, startServer, startWorker, stompClient, waitFor,
+  clusterName, expectReceipt, httpGet, metric, service, sleep, startServer, startWorker, stompClient, waitFor,
 } from './helpers.mjs';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'lectern-status-'));
@@ -75,7 +75,7 @@ async function closeTab(server, client) {
 // a client builds it: a snapshot replaces it, an event changes one entry.
 // `frames` keeps every MESSAGE (headers, body) for checks on the frame.
 async function watch(server, { token, sub, contacts, role, headers = {}, reconnectDelay = 0 } = {}) {
-  const w = { frames: [], snapshots: [], events: [], view: new Map(), errors: [], connects: 0 };
+  const w = { frames: [], snapshots: [], events: [], view: new Map(), errors: [], connects: 0, redundant: [] };
   const client = new Client({
     webSocketFactory: () => new WebSocket(server.wsUrl, ['v12.stomp']),
     connectHeaders: { passcode: token || mint(sub, { contacts, role }) },
@@ -96,6 +96,9 @@ async function watch(server, { token, sub, contacts, role, headers = {}, reconne
       } else {
         w.events.push({ ...body, at: Date.now() });
         const cur = w.view.get(body.user) || {};
+        // An event must change what the client knows: one that repeats it
+        // (a change already in the snapshot, or sent twice) is a defect.
+        if (!w.view.has(body.user) || cur.online === (body.type === 'online')) w.redundant.push(body);
         if (body.type === 'online') w.view.set(body.user, { ...cur, online: true, since: body.since });
         if (body.type === 'offline') w.view.set(body.user, { ...cur, online: false, since: null, seen: body.seen });
       }
@@ -222,6 +225,7 @@ describe('friends\' online status: token claims, two servers', () => {
       assert.ok(off.seen >= on.since);
       tabs.push(await fence(w, B, f1));
       assert.deepEqual(w.of(bob).map((e) => e.type), ['online', 'offline'], 'one online, one offline');
+      assert.deepEqual(w.redundant, []);
       assert.equal(w.snapshots.length, 1);
       assert.deepEqual(w.view.get(bob).online, false);
     } finally {
@@ -251,6 +255,7 @@ describe('friends\' online status: token claims, two servers', () => {
       await w.event(bob, 'offline');
       tabs.push(await fence(w, B, f3));
       assert.deepEqual(w.of(bob).map((e) => e.type), ['online', 'offline'], 'the last tab closing is one offline');
+      assert.deepEqual(w.redundant, []);
     } finally {
       await Promise.all(tabs.map((t) => t.deactivate()));
       await w.deactivate();
@@ -302,6 +307,47 @@ describe('friends\' online status: token claims, two servers', () => {
       await bobTab?.deactivate();
       await Promise.all(tabs.map((t) => t.deactivate()));
       await w.deactivate();
+    }
+  }, T);
+
+  test('watchers subscribing while their contacts come and go: snapshot plus events end at the truth, and no event repeats what the client knew', async () => {
+    const u = tagger();
+    const users = [0, 1, 2, 3, 4].map((i) => u(`c${i}`));
+    const f1 = u('f1');
+    const contacts = [...users, f1];
+    const watchers = [];
+    const stay = [];
+    try {
+      // Each contact connects and disconnects through B, three times, while
+      // watchers subscribe on A one after another; then the even ones stay.
+      const churn = users.map(async (user, i) => {
+        for (let k = 0; k < 3; k++) {
+          const tab = await online(B, user);
+          await sleep(30 + 17 * i); // pacing: the changes interleave with the subscriptions
+          await tab.deactivate();
+        }
+        if (i % 2 === 0) stay.push(await online(B, user));
+      });
+      for (let k = 0; k < 8; k++) {
+        watchers.push(await watch(A, { sub: u(`w${k}`), contacts }));
+        await sleep(40); // pacing: spreads the subscriptions over the churn
+      }
+      await Promise.all(churn);
+      await Promise.all(watchers.map((w) => w.snapshot()));
+      // Every close has reached B before the fence logs in through B.
+      await waitFor(async () => (await metric(B.port, 'lectern_connections')) === stay.length,
+        { what: `${stay.length} connections left on B` });
+      stay.push(await online(B, f1));
+      for (const w of watchers) await w.event(f1, 'online');
+      const truth = Object.fromEntries(users.map((x, i) => [x, i % 2 === 0]));
+      watchers.forEach((w, k) => {
+        assert.deepEqual(Object.fromEntries(users.map((x) => [x, w.view.get(x)?.online])), truth, `watcher ${k}'s view`);
+        assert.deepEqual(w.redundant, [], `watcher ${k}: no event repeats what it knew`);
+        assert.equal(w.snapshots.length, 1);
+      });
+      console.log(`# churn: ${watchers.map((w) => w.events.length).join(',')} events per watcher`);
+    } finally {
+      await Promise.all([...watchers, ...stay].map((t) => t.deactivate()));
     }
   }, T);
 
@@ -451,6 +497,7 @@ describe('a server killed -9', () => {
       tabs.push(await fence(w, A, f1));
       assert.deepEqual(w.of(bob).map((e) => e.type), ['online', 'offline', 'online']);
       assert.deepEqual(w.of(carol).map((e) => e.type), ['online'], 'nothing for carol (on A)');
+      assert.deepEqual(w.redundant, []);
     } finally {
       bobTab?.forceDisconnect();
       bobTab?.deactivate();
