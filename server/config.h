@@ -14,6 +14,7 @@
 
 #include "bus.h"
 #include "cfg.h"
+#include "contacts.h"
 #include "history.h"
 #include "registry.h"
 #include "relay.h"
@@ -89,6 +90,11 @@ typedef struct server_config {
     int    resume_page;
     /* [relay]; server_id is set at start */
     relay_config relay;
+    /* [contacts] */
+    contacts_config contacts;
+    /* [api] */
+    char  *api_keys;          /* comma-separated server-to-server keys; "" = the API is off */
+    size_t api_max_body;      /* most bytes of a request body */
     /* [heartbeat] */
     int    hb_send_ms;
     int    hb_recv_ms;

@@ -1,6 +1,8 @@
 /* http.c — HTTP routes and WebSocket upgrade vetting.
  *
- * History pages (GET /api/rooms/<room>/messages) are http_history.c's.
+ * History pages (GET /api/rooms/<room>/messages) are http_history.c's,
+ * the contacts API (/api/users/<id>/contacts, every method) is
+ * http_contacts.c's.
  *
  * Upgrades. libwebsockets binds a WebSocket to the first subprotocol in the
  * client's list that the vhost knows; STOMP servers (RabbitMQ Web-STOMP
@@ -470,6 +472,8 @@ static int http_not_get(const http_env *env, struct lws *wsi, http_exchange **x,
 int http_request(const http_env *env, struct lws *wsi, http_exchange **x, const char *uri)
 {
     env->metrics->http_requests++;
+    if (http_contacts_match(uri))
+        return http_contacts_request(&env->contacts, wsi, x, uri);
     int rc;
     if (http_not_get(env, wsi, x, &rc))
         return rc;
@@ -510,8 +514,15 @@ int http_metrics_request(const http_env *env, struct lws *wsi, http_exchange **x
     return http_exchange_error(wsi, x, HTTP_STATUS_NOT_FOUND, "only /metrics is served here");
 }
 
+void http_body_in(struct lws *wsi, http_exchange **x, const void *in, size_t len)
+{
+    (void)wsi;
+    http_exchange_body_in(*x, in, len);
+}
+
 int http_body_done(const http_env *env, struct lws *wsi, http_exchange **x)
 {
-    (void)env;
+    if (http_exchange_reading(*x))
+        return http_contacts_body_done(&env->contacts, wsi, x);
     return http_exchange_error(wsi, x, HTTP_STATUS_METHOD_NOT_ALLOWED, "only GET is supported");
 }

@@ -94,6 +94,8 @@ static redis_script registry_scripts[REGISTRY_LUA_COUNT] = {
     [REGISTRY_LUA_PRESENCE] = { "presence", registry_lua_presence, "" },
     [REGISTRY_LUA_LOG_RANGE] = { "log_range", registry_lua_log_range, "" },
     [REGISTRY_LUA_USER_ROOMS] = { "user_rooms", registry_lua_user_rooms, "" },
+    [REGISTRY_LUA_CONTACTS_SET] = { "contacts_set", registry_lua_contacts_set, "" },
+    [REGISTRY_LUA_CONTACTS_CHANGED] = { "contacts_changed", registry_lua_contacts_changed, "" },
 };
 
 /* --- the mirror ------------------------------------------------------------ */

@@ -30,8 +30,10 @@
  */
 #include "server.h"
 
+#include "apikey.h"
 #include "auth.h"
 #include "bus.h"
+#include "contacts.h"
 #include "gate.h"
 #include "http.h"
 #include "listener.h"
@@ -94,6 +96,8 @@ struct server {
     relay *relay;
     registry *registry;
     history *history;
+    contacts *contacts;          /* contact lists (cache, Redis, MySQL) */
+    apikey_set *api_keys;        /* api.keys */
     gate *history_gate;          /* history reads at once (http.max_inflight) */
     bus *bus;
     presence *presence;
@@ -182,7 +186,8 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     case LWS_CALLBACK_HTTP:
         return http_request(&srv->http_env, wsi, &c->http, in);
     case LWS_CALLBACK_HTTP_BODY:
-        return 0;       /* no route takes a body; it is read and dropped */
+        http_body_in(wsi, &c->http, in, len);
+        return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         return http_body_done(&srv->http_env, wsi, &c->http);
     case LWS_CALLBACK_HTTP_WRITEABLE:
@@ -316,6 +321,13 @@ static void server_lend(server *srv)
         .metrics = &srv->metrics,
         .registry = srv->registry,
         .history = srv->history,
+        .contacts = {
+            .conf = c,
+            .metrics = &srv->metrics,
+            .registry = srv->registry,
+            .db = srv->history ? history_db(srv->history) : NULL,
+            .keys = srv->api_keys,
+        },
         .slots = srv->history_gate,
         .auth = srv->auth,
         .origins = srv->origins,
@@ -391,6 +403,8 @@ static void server_teardown(server *srv)
     listener_destroy(srv->metrics_listen);      /* still there if lws never came up */
     srv->metrics_listen = NULL;
     bus_destroy(srv->bus);
+    contacts_destroy(srv->contacts);    /* before the history's pool and the registry */
+    srv->contacts = NULL;
     history_destroy(srv->history);      /* before the registry: its reads come back */
     srv->history = NULL;
     registry_destroy(srv->registry);
@@ -578,6 +592,13 @@ static int server_start_cluster(server *srv)
     srv->history = history_create(&srv->loop, srv->registry, &c->history);
     if (!srv->history)
         return -1;
+    srv->contacts = contacts_create(&(contacts_env){
+        .loop = &srv->loop,
+        .cfg = &c->contacts,
+        .registry = srv->registry,
+        .db = history_db(srv->history),
+        .metrics = &srv->metrics,
+    });
 
     bus_config bc = c->bus;
     bc.dynamic = !strcmp(c->bus_mode, "dynamic");
@@ -610,6 +631,7 @@ static void server_release(server *srv, bool loop)
     peers_destroy(srv->peers);
     room_index_destroy(srv->rooms);
     gate_destroy(srv->history_gate);
+    apikey_set_destroy(srv->api_keys);
     stomp_parser_deinit(&srv->parser);
     free(srv);
 }
@@ -622,6 +644,7 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     metrics_init(&srv->metrics);
     server_make_id(srv);
     srv->history_gate = gate_create(conf->http_max_inflight);
+    srv->api_keys = apikey_set_create(conf->api_keys);
 
     stomp_limits lim = {
         .max_frame = conf->max_frame,
