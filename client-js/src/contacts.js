@@ -95,14 +95,16 @@ export class Contacts extends Emitter {
    * The server refused the subscription (an ERROR naming its receipt). A
    * busy server ("Service unavailable") is asked again after the reconnect
    * that follows; anything else (an x-users list the token does not allow,
-   * a server without /status) would only be refused again: the object closes.
+   * a server without /status) would only be refused again: the object closes
+   * (before its `error` event, so a handler sees `closed`).
    * @internal
    */
   refused(err) {
+    if (err.message !== 'Service unavailable') {
+      this.error = err;
+      this.close();
+    }
     this.emit('error', err);
-    if (err.message === 'Service unavailable') return;
-    this.error = err;
-    this.close();
   }
 
   /** A MESSAGE body of this subscription. @internal */
