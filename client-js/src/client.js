@@ -231,7 +231,7 @@ export class LecternClient extends Emitter {
     }
     this.subs.clear();
     for (const room of this.rooms.values()) this.#subscribe(room);
-    for (const list of this.contactLists) this.#subscribeContacts(list);
+    for (const list of this.contactLists) if (!list.waiting) this.#subscribeContacts(list);
     this.#setState('online');
     this.#scheduleRefresh();
   }
@@ -418,9 +418,12 @@ export class LecternClient extends Emitter {
    * @returns {Contacts}
    */
   contacts(opts = {}) {
-    const list = new Contacts(opts, (l) => {
-      this.contactLists.delete(l);
-      if (l.subId && this.subs.delete(l.subId)) this.#raw(encodeFrame('UNSUBSCRIBE', { id: l.subId }));
+    const list = new Contacts(opts, {
+      detach: (l) => {
+        this.contactLists.delete(l);
+        if (l.subId && this.subs.delete(l.subId)) this.#raw(encodeFrame('UNSUBSCRIBE', { id: l.subId }));
+      },
+      subscribe: (l) => { if (this.state === 'online') this.#subscribeContacts(l); },
     });
     this.contactLists.add(list);
     if (this.state === 'online') this.#subscribeContacts(list);

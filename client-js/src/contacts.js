@@ -24,6 +24,7 @@
 // diff is applied completely before its events are emitted); entries are
 // replaced, never mutated, so an entry an app kept stays as it was.
 
+import { Backoff } from './backoff.js';
 import { Emitter } from './emitter.js';
 
 /** A timestamp in ms, or null. */
@@ -54,14 +55,17 @@ export class Contacts extends Emitter {
   /**
    * Made by LecternClient.contacts(), not by applications.
    * @param {{users?: string[]}} opts
-   * @param {(list: Contacts) => void} detach  the client's part of close()
+   * @param {{detach: (list: Contacts) => void, subscribe: (list: Contacts) => void}} link
+   *   the client's part of close(), and a subscription now if online
    */
-  constructor(opts, detach) {
+  constructor(opts, link) {
     super();
     this.users = opts.users === undefined ? null : checkUsers(opts.users);
     /** @type {Map<string, {online: boolean, since: number|null, seen: number|null}>} */
     this.map = new Map();
-    this.detach = detach;
+    this.link = link;
+    this.retry = new Backoff({ base: 1000, cap: 60000 });
+    this.waiting = null;       // a timer: subscribe again after a busy server refused
     this.filled = false;       // a snapshot has been taken in
     this.subId = null;         // the current subscription (set by the client)
     this.synced = false;       // its snapshot has arrived
@@ -77,7 +81,9 @@ export class Contacts extends Emitter {
   close() {
     if (this.closed) return;
     this.closed = true;
-    this.detach(this);
+    clearTimeout(this.waiting);
+    this.waiting = null;
+    this.link.detach(this);
   }
 
   /** The SUBSCRIBE headers (the client adds id and receipt). @internal */
@@ -92,17 +98,25 @@ export class Contacts extends Emitter {
   }
 
   /**
-   * The server refused the subscription (an ERROR naming its receipt). A
-   * busy server ("Service unavailable") is asked again after the reconnect
-   * that follows; anything else (an x-users list the token does not allow,
-   * a server without /status) would only be refused again: the object closes
-   * (before its `error` event, so a handler sees `closed`).
+   * The server refused the subscription (an ERROR naming its receipt; the
+   * server then closes the connection). A busy server ("Service
+   * unavailable") is asked again, but not by the reconnect that follows:
+   * after a backoff of its own (1 s doubling to 1 min, full jitter), so the
+   * rooms get their connection back meanwhile. Anything else (an x-users
+   * list the token does not allow, a server without /status) would only be
+   * refused again: the object closes (before its `error` event, so a
+   * handler sees `closed`).
    * @internal
    */
   refused(err) {
     if (err.message !== 'Service unavailable') {
       this.error = err;
       this.close();
+    } else if (!this.closed && !this.waiting) {
+      this.waiting = setTimeout(() => {
+        this.waiting = null;
+        if (!this.closed) this.link.subscribe(this);
+      }, this.retry.next());
     }
     this.emit('error', err);
   }
@@ -130,6 +144,7 @@ export class Contacts extends Emitter {
 
   #snapshot(contacts) {
     if (!Array.isArray(contacts)) return;
+    this.retry.reset();
     const next = new Map();
     for (const c of contacts)
       if (c && typeof c.user === 'string' && !next.has(c.user)) next.set(c.user, entry(c));

@@ -6,6 +6,7 @@
 // subscription, and the invisible flag's SEND confirmed by its RECEIPT.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { Backoff } from '../src/backoff.js';
 import { LecternClient } from '../src/client.js';
 import { FrameReader, encodeFrame } from '../src/frame.js';
 
@@ -214,12 +215,13 @@ test('close() unsubscribes, stops events and is not re-subscribed after a reconn
   c.disconnect();
 });
 
-test('a refused subscription (ERROR naming its receipt) closes the list, so the rooms reconnect without it; "Service unavailable" is asked again', async () => {
+test('a refused subscription (ERROR naming its receipt) closes the list, so the rooms reconnect without it; "Service unavailable" is asked again after a backoff, not by the reconnect', async () => {
   const { c, sockets } = newClient();
   c.join('r', { presence: false });
   c.connect();
   await online(c, sockets);
   const busy = c.contacts();
+  busy.retry = new Backoff({ base: 40, cap: 40, random: () => 1 });   // 40 ms, for the test
   const errors = [];
   busy.on('error', (e) => errors.push(e.message));
   let sub = statusSub(sockets[0]);
@@ -229,8 +231,11 @@ test('a refused subscription (ERROR naming its receipt) closes the list, so the 
   await online(c, sockets, 1);
   assert.deepEqual(errors, ['Service unavailable']);
   assert.equal(busy.closed, false);
+  assert.equal(statusSub(sockets[1]), undefined, 'the reconnect does not ask again at once');
+  assert.ok(sockets[1].sent.some((f) => f.headers.destination === '/topic/r'), 'the room is back');
+  await until(() => statusSub(sockets[1]));
   sub = statusSub(sockets[1]);
-  assert.ok(sub, 'asked again');
+  // Refused for good this time (a server without /status, say).
   sockets[1].deliver('ERROR', { 'receipt-id': sub.headers.receipt, message: 'Unknown destination' }, '/status');
   sockets[1].close();
   await until(() => sockets.length === 3);
@@ -238,6 +243,7 @@ test('a refused subscription (ERROR naming its receipt) closes the list, so the 
   assert.deepEqual(errors, ['Service unavailable', 'Unknown destination']);
   assert.equal(busy.closed, true);
   assert.equal(busy.error.message, 'Unknown destination');
+  await new Promise((r) => setTimeout(r, 100));
   assert.equal(statusSub(sockets[2]), undefined, 'not subscribed again');
   assert.ok(sockets[2].sent.some((f) => f.headers.destination === '/topic/r'), 'the room is');
   c.disconnect();
