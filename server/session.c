@@ -259,7 +259,7 @@ static size_t session_sub_cost(size_t prefix_len, size_t id_len, size_t room_len
  * limits.conn_memory like everything else it holds. */
 static size_t session_status_cost(const server_config *c)
 {
-    return (size_t)c->contacts_max * 48;
+    return (size_t)c->contacts.max * 48;
 }
 
 static subscription *session_find_sub(session *s, const char *id, size_t len)

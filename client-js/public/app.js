@@ -1,7 +1,9 @@
 // app.js — the lecture-room page: pick a name and a room; recent history,
 // live chat, who is present, a connection indicator, older messages when
 // scrolled to the top, your messages marked delivered once the server
-// confirms them. Instructor messages stand out.
+// confirms them. Instructor messages stand out. A friends panel shows the
+// user's contacts with a live dot (online first, then by name; "last seen"
+// for the others) and an "Appear offline" switch.
 import { LecternClient } from './lectern-client.js';
 
 const $ = (s) => document.querySelector(s);
@@ -12,7 +14,7 @@ const el = (tag, cls, text) => {
   return e;
 };
 const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
-let client, room, role, oldest = null, more = true, loadingOlder = false;
+let client, room, role, friends, oldest = null, more = true, loadingOlder = false;
 const shown = new Set();
 
 function messageItem(m) {
@@ -74,6 +76,73 @@ function showPeople(p) {
     .map((m) => el('li', null, m.name || m.id)));
 }
 
+/** "last seen …" for a time in ms (null: never seen). */
+function lastSeen(seen) {
+  if (seen === null || seen === undefined) return '';
+  const s = Math.max(0, Math.round((Date.now() - seen) / 1000));
+  if (s < 60) return 'last seen just now';
+  if (s < 3600) return `last seen ${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `last seen ${Math.floor(s / 3600)} h ago`;
+  return `last seen ${new Date(seen).toLocaleDateString()}`;
+}
+
+function showFriends() {
+  const all = [...friends.list()].sort(([a, x], [b, y]) => (y.online - x.online) || a.localeCompare(b));
+  $('#friends-online').textContent = String(all.filter(([, c]) => c.online).length);
+  if (!all.length) {
+    $('#friends').replaceChildren(el('li', 'empty', 'No contacts'));
+    return;
+  }
+  $('#friends').replaceChildren(...all.map(([user, c]) => {
+    const li = el('li');
+    li.dataset.user = user;
+    li.dataset.online = String(c.online);
+    li.title = c.online ? 'online' : 'offline';
+    li.append(el('span', 'dot'), el('span', 'name', user));
+    if (!c.online && c.seen !== null) li.append(el('span', 'seen', lastSeen(c.seen)));
+    return li;
+  }));
+}
+
+/** Redraw the panel once per burst of events (a snapshot's diff emits several). */
+let friendsDrawn = true;
+function friendsChanged() {
+  if (!friendsDrawn) return;
+  friendsDrawn = false;
+  queueMicrotask(() => { friendsDrawn = true; showFriends(); });
+}
+
+/** Where the page remembers the invisible switch (the server keeps the flag itself). */
+const invisibleKey = (user) => `lectern-invisible:${user}`;
+
+function startFriends(user) {
+  friends = client.contacts();
+  window.lecternFriends = friends;     // for the browser tests
+  friends.on('snapshot', friendsChanged);
+  friends.on('change', friendsChanged);
+  friends.on('error', () => {
+    if (friends.closed) $('#friends').replaceChildren(el('li', 'empty', 'Friends unavailable'));
+  });
+  setInterval(() => { if (friends.list().size) showFriends(); }, 30000);   // "last seen" ages
+  const box = $('#invisible');
+  box.checked = localStorage.getItem(invisibleKey(user)) === '1';
+  client.on('state', (st) => { box.disabled = st !== 'online' || box.dataset.busy === '1'; });
+  box.addEventListener('change', async () => {
+    const want = box.checked;
+    box.dataset.busy = '1';
+    box.disabled = true;
+    try {
+      await client.setInvisible(want);
+      localStorage.setItem(invisibleKey(user), want ? '1' : '0');
+    } catch {
+      box.checked = !want;               // not confirmed: show what the server has
+    } finally {
+      box.dataset.busy = '';
+      box.disabled = client.state !== 'online';
+    }
+  });
+}
+
 $('#join').addEventListener('submit', async (e) => {
   e.preventDefault();
   const f = e.target;
@@ -84,10 +153,12 @@ $('#join').addEventListener('submit', async (e) => {
   // ?token=<JWT> (scripts/mint-token --url): the server takes who we are
   // from it; the name and role shown for our own lines are read from it too.
   const token = new URLSearchParams(location.search).get('token') || undefined;
+  let user = login;
   if (token) {
     try {
       const claims = JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
       role = claims.role || 'student';
+      user = claims.sub || login;
     } catch { /* the server will refuse it */ }
   }
   client = new LecternClient(wsUrl, { login, name, role, token });
@@ -113,6 +184,7 @@ $('#join').addEventListener('submit', async (e) => {
   room = client.join(roomName, { since });
   room.on('message', addLive);
   room.on('presence', showPeople);
+  startFriends(user);
   await client.connect();
   $('#say input').focus();
 });

@@ -223,6 +223,216 @@ export class Seen {
   }
 }
 
+// ---- emitter.js
+// emitter.js — a tiny event emitter that works in browsers and Node alike.
+//
+// A handler that throws does not stop the others: its error is rethrown on
+// a microtask, where it shows up as an uncaught error instead of vanishing.
+
+export class Emitter {
+  constructor() { this.handlers = new Map(); }
+  /** @param {string} ev @param {(arg: any) => void} fn @returns {() => void} removes the handler */
+  on(ev, fn) {
+    if (!this.handlers.has(ev)) this.handlers.set(ev, new Set());
+    this.handlers.get(ev).add(fn);
+    return () => this.off(ev, fn);
+  }
+  off(ev, fn) { this.handlers.get(ev)?.delete(fn); }
+  emit(ev, arg) {
+    for (const fn of [...(this.handlers.get(ev) || [])]) {
+      try { fn(arg); } catch (e) { queueMicrotask(() => { throw e; }); }
+    }
+  }
+}
+
+// ---- contacts.js
+// contacts.js — friends' online status: a live map of the caller's contacts.
+//
+// A Contacts object is one subscription to Lectern's /status destination
+// (docs/protocol.md), made by LecternClient.contacts(). The server sends a
+// snapshot first (every contact: online or not, since when, last seen),
+// then one event per change anywhere in the cluster, and a fresh snapshot
+// whenever the caller's contact list changes. This module keeps the map
+// (user -> {online, since, seen}) and turns frames into events; the client
+// owns the wire (it subscribes, re-subscribes after a reconnect with the
+// same options, and routes this subscription's MESSAGEs here).
+//
+// Exactly once, no flicker. The first snapshot fills the map and emits
+// only `snapshot`. Every later snapshot — the one that follows a reconnect,
+// or one sent because the contact list changed — is diffed against the map:
+// only real differences become events (`online`, `offline`, `added`,
+// `removed`, and `change` for each of them), then `snapshot`. The map is
+// never cleared in between, so a reconnect that changed nothing emits
+// nothing but `snapshot`. A live event that does not change the map (the
+// user is already in that state) emits nothing.
+//
+// Invariants: events of a subscription count only after its snapshot (a
+// re-subscription's events before its snapshot are ignored: the snapshot
+// holds their effect); the map changes only in whole steps (a snapshot's
+// diff is applied completely before its events are emitted); entries are
+// replaced, never mutated, so an entry an app kept stays as it was.
+
+
+/** A timestamp in ms, or null. */
+const ms = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+/** A snapshot entry as kept in the map. */
+const entry = (c) => ({ online: c.online === true, since: c.online === true ? ms(c.since) : null, seen: ms(c.seen) });
+const same = (a, b) => a.online === b.online && a.since === b.since && a.seen === b.seen;
+
+/** Check opts.users: user ids of 1..128 characters, no ',' and no control characters. */
+function checkUsers(users) {
+  if (!Array.isArray(users) || users.length === 0) throw new TypeError('contacts: users must be a non-empty array');
+  for (const u of users) {
+    // eslint-disable-next-line no-control-regex
+    if (typeof u !== 'string' || u.length < 1 || u.length > 128 || /[,\u0000-\u001f\u007f]/.test(u))
+      throw new TypeError(`contacts: not a user id: ${JSON.stringify(u)}`);
+  }
+  return [...users];
+}
+
+/**
+ * The live status of the caller's contacts. Events: `snapshot` (the map),
+ * `online` ({user, since}), `offline` ({user, seen}), `added` ({user,
+ * online, since, seen}), `removed` ({user}), `change` ({type, user, online,
+ * since, seen}: any of those, type 'online', 'offline', 'added', 'removed'
+ * or 'update' for a new since/seen without a change of state), `error`.
+ */
+export class Contacts extends Emitter {
+  /**
+   * Made by LecternClient.contacts(), not by applications.
+   * @param {{users?: string[]}} opts
+   * @param {{detach: (list: Contacts) => void, subscribe: (list: Contacts) => void}} link
+   *   the client's part of close(), and a subscription now if online
+   */
+  constructor(opts, link) {
+    super();
+    this.users = opts.users === undefined ? null : checkUsers(opts.users);
+    /** @type {Map<string, {online: boolean, since: number|null, seen: number|null}>} */
+    this.map = new Map();
+    this.link = link;
+    this.retry = new Backoff({ base: 1000, cap: 60000 });
+    this.waiting = null;       // a timer: subscribe again after a busy server refused
+    this.filled = false;       // a snapshot has been taken in
+    this.subId = null;         // the current subscription (set by the client)
+    this.synced = false;       // its snapshot has arrived
+    this.closed = false;
+    /** @type {Error|null} the ERROR that ended this subscription, if one did */
+    this.error = null;
+  }
+
+  /** The map user -> {online, since, seen}: the same Map object for the object's life. */
+  list() { return this.map; }
+
+  /** Unsubscribe for good: no more events, no re-subscription after a reconnect. */
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.waiting);
+    this.waiting = null;
+    this.link.detach(this);
+  }
+
+  /** The SUBSCRIBE headers (the client adds id and receipt). @internal */
+  headers() {
+    return { destination: '/status', 'x-users': this.users ? this.users.join(',') : undefined };
+  }
+
+  /** The client subscribed anew with this id: wait for its snapshot. @internal */
+  subscribed(id) {
+    this.subId = id;
+    this.synced = false;
+  }
+
+  /**
+   * The server refused the subscription (an ERROR naming its receipt; the
+   * server then closes the connection). A busy server ("Service
+   * unavailable") is asked again, but not by the reconnect that follows:
+   * after a backoff of its own (1 s doubling to 1 min, full jitter), so the
+   * rooms get their connection back meanwhile. Anything else (an x-users
+   * list the token does not allow, a server without /status) would only be
+   * refused again: the object closes (before its `error` event, so a
+   * handler sees `closed`).
+   * @internal
+   */
+  refused(err) {
+    if (err.message !== 'Service unavailable') {
+      this.error = err;
+      this.close();
+    } else if (!this.closed && !this.waiting) {
+      this.waiting = setTimeout(() => {
+        this.waiting = null;
+        if (!this.closed) this.link.subscribe(this);
+      }, this.retry.next());
+    }
+    this.emit('error', err);
+  }
+
+  /** A MESSAGE body of this subscription. @internal */
+  message(body) {
+    if (this.closed) return;
+    let ev;
+    try { ev = JSON.parse(body); } catch { return; }
+    if (!ev || typeof ev !== 'object') return;
+    if (ev.type === 'snapshot') {
+      this.#snapshot(ev.contacts);
+      return;
+    }
+    if (!this.synced || (ev.type !== 'online' && ev.type !== 'offline')) return;
+    const old = this.map.get(ev.user);
+    if (!old) return;                                  // not (or no longer) a contact
+    const next = ev.type === 'online'
+      ? { online: true, since: ms(ev.since), seen: old.seen }
+      : { online: false, since: null, seen: ms(ev.seen) ?? old.seen };
+    if (same(old, next)) return;
+    this.map.set(ev.user, next);
+    this.#changed(ev.user, old, next);
+  }
+
+  #snapshot(contacts) {
+    if (!Array.isArray(contacts)) return;
+    this.retry.reset();
+    const next = new Map();
+    for (const c of contacts)
+      if (c && typeof c.user === 'string' && !next.has(c.user)) next.set(c.user, entry(c));
+    this.synced = true;
+    const steps = [];
+    if (this.filled) {
+      for (const [user, e] of next) {
+        const old = this.map.get(user);
+        if (!old) steps.push([user, undefined, e]);
+        else if (same(old, e)) next.set(user, old);   // unchanged: keep the very entry
+        else steps.push([user, old, e]);
+      }
+      for (const [user, old] of this.map) if (!next.has(user)) steps.push([user, old, undefined]);
+    }
+    this.filled = true;
+    this.map.clear();
+    for (const [user, e] of next) this.map.set(user, e);
+    for (const [user, old, e] of steps) this.#changed(user, old, e);
+    this.emit('snapshot', this.map);
+  }
+
+  /** Emit the events of one entry's change (old or next undefined: added or removed). */
+  #changed(user, old, next) {
+    let type;
+    if (!next) {
+      this.emit('removed', { user });
+      this.emit('change', { type: 'removed', user });
+      return;
+    }
+    if (!old) {
+      type = 'added';
+      this.emit('added', { user, ...next });
+    } else if (old.online !== next.online) {
+      type = next.online ? 'online' : 'offline';
+      this.emit(type, next.online ? { user, since: next.since } : { user, seen: next.seen });
+    } else {
+      type = 'update';
+    }
+    this.emit('change', { type, user, ...next });
+  }
+}
+
 // ---- client.js
 // client.js — LecternClient: a lecture-room connection that survives.
 //
@@ -234,8 +444,10 @@ export class Seen {
 // so the server replays what was missed; anything seen already is dropped
 // by id (ids.js). Presence comes from /presence/<room>: a snapshot, then
 // join/leave events, kept as a member map. Earlier messages come over HTTP
-// (history()). State changes are events: connecting, online, reconnecting,
-// offline.
+// (history()). Friends' online status comes from /status: contacts()
+// returns a live map kept in contacts.js, re-subscribed and diffed (no
+// flicker) after a reconnect like a room. State changes are events:
+// connecting, online, reconnecting, offline.
 //
 // Tokens expire, and the server ends a session whose token has (ERROR
 // "Token expired"). With a `refreshToken` callback the client asks for a
@@ -267,23 +479,6 @@ export function tokenExpiry(token) {
 
 /** history(): requests per page while the server answers 503 with Retry-After. */
 const HISTORY_TRIES = 4;
-
-/** A tiny event emitter (browsers and Node alike). */
-class Emitter {
-  constructor() { this.handlers = new Map(); }
-  /** @param {string} ev @param {(arg: any) => void} fn */
-  on(ev, fn) {
-    if (!this.handlers.has(ev)) this.handlers.set(ev, new Set());
-    this.handlers.get(ev).add(fn);
-    return () => this.off(ev, fn);
-  }
-  off(ev, fn) { this.handlers.get(ev)?.delete(fn); }
-  emit(ev, arg) {
-    for (const fn of [...(this.handlers.get(ev) || [])]) {
-      try { fn(arg); } catch (e) { queueMicrotask(() => { throw e; }); }
-    }
-  }
-}
 
 /**
  * @typedef {{id: string|undefined, room: string, body: string,
@@ -346,6 +541,8 @@ export class LecternClient extends Emitter {
     this.state = 'idle';
     /** @type {Map<string, Room>} */
     this.rooms = new Map();
+    /** @type {Set<Contacts>} */
+    this.contactLists = new Set();
     this.seen = new Seen();
     this.ws = null;
     this.reader = null;
@@ -465,6 +662,7 @@ export class LecternClient extends Emitter {
     }
     this.subs.clear();
     for (const room of this.rooms.values()) this.#subscribe(room);
+    for (const list of this.contactLists) if (!list.waiting) this.#subscribeContacts(list);
     this.#setState('online');
     this.#scheduleRefresh();
   }
@@ -544,6 +742,7 @@ export class LecternClient extends Emitter {
   #message(f) {
     const sub = this.subs.get(f.headers.subscription);
     if (!sub) return;
+    if (sub.kind === 'status') return sub.list.message(f.body);
     const room = this.rooms.get(sub.room);
     if (!room) return;
     if (sub.kind === 'presence') {
@@ -628,13 +827,57 @@ export class LecternClient extends Emitter {
    * again: the server did not confirm it).
    */
   send(room, body, headers = {}) {
+    return this.#sendReceipted({
+      ...headers, destination: `/topic/${room}`, 'content-type': headers['content-type'] || 'text/plain',
+    }, String(body));
+  }
+
+  /** A SEND that resolves on its RECEIPT, rejects on ERROR, a dropped connection, or when not online. */
+  #sendReceipted(headers, body) {
     if (this.state !== 'online') return Promise.reject(new Error(`not online (${this.state})`));
     const receipt = `r${this.nextId++}`;
     const p = new Promise((resolve, reject) => this.receipts.set(receipt, { resolve, reject }));
-    this.#raw(encodeFrame('SEND', {
-      ...headers, destination: `/topic/${room}`, 'content-type': headers['content-type'] || 'text/plain', receipt,
-    }, String(body)));
+    this.#raw(encodeFrame('SEND', { ...headers, receipt }, body));
     return p;
+  }
+
+  /**
+   * The live online status of the caller's contacts (or of opts.users, an
+   * explicit list the caller may watch): see contacts.js. Re-subscribed
+   * after every reconnect with the same options, until its close().
+   * @param {{users?: string[]}} [opts]
+   * @returns {Contacts}
+   */
+  contacts(opts = {}) {
+    const list = new Contacts(opts, {
+      detach: (l) => {
+        this.contactLists.delete(l);
+        if (l.subId && this.subs.delete(l.subId)) this.#raw(encodeFrame('UNSUBSCRIBE', { id: l.subId }));
+      },
+      subscribe: (l) => { if (this.state === 'online') this.#subscribeContacts(l); },
+    });
+    this.contactLists.add(list);
+    if (this.state === 'online') this.#subscribeContacts(list);
+    return list;
+  }
+
+  #subscribeContacts(list) {
+    const id = `c${this.nextId++}`;
+    this.subs.set(id, { kind: 'status', list });
+    list.subscribed(id);
+    // The receipt tells a refused subscription (an ERROR naming it) from
+    // one merely cut short by a dropped connection (no ERROR details).
+    this.receipts.set(id, { resolve() {}, reject: (e) => { if ('details' in e) list.refused(e); } });
+    this.#raw(encodeFrame('SUBSCRIBE', { ...list.headers(), id, receipt: id }));
+  }
+
+  /**
+   * Appear offline to everyone (true) or not (false). Kept by the server
+   * across sessions until changed; resolves on the server's RECEIPT.
+   */
+  setInvisible(invisible) {
+    return this.#sendReceipted({ destination: '/status', 'content-type': 'application/json' },
+      JSON.stringify({ invisible: Boolean(invisible) }));
   }
 
   /**

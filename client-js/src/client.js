@@ -8,8 +8,10 @@
 // so the server replays what was missed; anything seen already is dropped
 // by id (ids.js). Presence comes from /presence/<room>: a snapshot, then
 // join/leave events, kept as a member map. Earlier messages come over HTTP
-// (history()). State changes are events: connecting, online, reconnecting,
-// offline.
+// (history()). Friends' online status comes from /status: contacts()
+// returns a live map kept in contacts.js, re-subscribed and diffed (no
+// flicker) after a reconnect like a room. State changes are events:
+// connecting, online, reconnecting, offline.
 //
 // Tokens expire, and the server ends a session whose token has (ERROR
 // "Token expired"). With a `refreshToken` callback the client asks for a
@@ -24,6 +26,8 @@
 // resume and presence need Lectern.
 
 import { Backoff } from './backoff.js';
+import { Contacts } from './contacts.js';
+import { Emitter } from './emitter.js';
 import { decodeBinary, encodeFrame, FrameReader } from './frame.js';
 import { Seen } from './ids.js';
 
@@ -44,23 +48,6 @@ export function tokenExpiry(token) {
 
 /** history(): requests per page while the server answers 503 with Retry-After. */
 const HISTORY_TRIES = 4;
-
-/** A tiny event emitter (browsers and Node alike). */
-class Emitter {
-  constructor() { this.handlers = new Map(); }
-  /** @param {string} ev @param {(arg: any) => void} fn */
-  on(ev, fn) {
-    if (!this.handlers.has(ev)) this.handlers.set(ev, new Set());
-    this.handlers.get(ev).add(fn);
-    return () => this.off(ev, fn);
-  }
-  off(ev, fn) { this.handlers.get(ev)?.delete(fn); }
-  emit(ev, arg) {
-    for (const fn of [...(this.handlers.get(ev) || [])]) {
-      try { fn(arg); } catch (e) { queueMicrotask(() => { throw e; }); }
-    }
-  }
-}
 
 /**
  * @typedef {{id: string|undefined, room: string, body: string,
@@ -123,6 +110,8 @@ export class LecternClient extends Emitter {
     this.state = 'idle';
     /** @type {Map<string, Room>} */
     this.rooms = new Map();
+    /** @type {Set<Contacts>} */
+    this.contactLists = new Set();
     this.seen = new Seen();
     this.ws = null;
     this.reader = null;
@@ -242,6 +231,7 @@ export class LecternClient extends Emitter {
     }
     this.subs.clear();
     for (const room of this.rooms.values()) this.#subscribe(room);
+    for (const list of this.contactLists) if (!list.waiting) this.#subscribeContacts(list);
     this.#setState('online');
     this.#scheduleRefresh();
   }
@@ -321,6 +311,7 @@ export class LecternClient extends Emitter {
   #message(f) {
     const sub = this.subs.get(f.headers.subscription);
     if (!sub) return;
+    if (sub.kind === 'status') return sub.list.message(f.body);
     const room = this.rooms.get(sub.room);
     if (!room) return;
     if (sub.kind === 'presence') {
@@ -405,13 +396,57 @@ export class LecternClient extends Emitter {
    * again: the server did not confirm it).
    */
   send(room, body, headers = {}) {
+    return this.#sendReceipted({
+      ...headers, destination: `/topic/${room}`, 'content-type': headers['content-type'] || 'text/plain',
+    }, String(body));
+  }
+
+  /** A SEND that resolves on its RECEIPT, rejects on ERROR, a dropped connection, or when not online. */
+  #sendReceipted(headers, body) {
     if (this.state !== 'online') return Promise.reject(new Error(`not online (${this.state})`));
     const receipt = `r${this.nextId++}`;
     const p = new Promise((resolve, reject) => this.receipts.set(receipt, { resolve, reject }));
-    this.#raw(encodeFrame('SEND', {
-      ...headers, destination: `/topic/${room}`, 'content-type': headers['content-type'] || 'text/plain', receipt,
-    }, String(body)));
+    this.#raw(encodeFrame('SEND', { ...headers, receipt }, body));
     return p;
+  }
+
+  /**
+   * The live online status of the caller's contacts (or of opts.users, an
+   * explicit list the caller may watch): see contacts.js. Re-subscribed
+   * after every reconnect with the same options, until its close().
+   * @param {{users?: string[]}} [opts]
+   * @returns {Contacts}
+   */
+  contacts(opts = {}) {
+    const list = new Contacts(opts, {
+      detach: (l) => {
+        this.contactLists.delete(l);
+        if (l.subId && this.subs.delete(l.subId)) this.#raw(encodeFrame('UNSUBSCRIBE', { id: l.subId }));
+      },
+      subscribe: (l) => { if (this.state === 'online') this.#subscribeContacts(l); },
+    });
+    this.contactLists.add(list);
+    if (this.state === 'online') this.#subscribeContacts(list);
+    return list;
+  }
+
+  #subscribeContacts(list) {
+    const id = `c${this.nextId++}`;
+    this.subs.set(id, { kind: 'status', list });
+    list.subscribed(id);
+    // The receipt tells a refused subscription (an ERROR naming it) from
+    // one merely cut short by a dropped connection (no ERROR details).
+    this.receipts.set(id, { resolve() {}, reject: (e) => { if ('details' in e) list.refused(e); } });
+    this.#raw(encodeFrame('SUBSCRIBE', { ...list.headers(), id, receipt: id }));
+  }
+
+  /**
+   * Appear offline to everyone (true) or not (false). Kept by the server
+   * across sessions until changed; resolves on the server's RECEIPT.
+   */
+  setInvisible(invisible) {
+    return this.#sendReceipted({ destination: '/status', 'content-type': 'application/json' },
+      JSON.stringify({ invisible: Boolean(invisible) }));
   }
 
   /**

@@ -2,14 +2,18 @@
 // playwright-core) through haproxy in front of two servers: two students
 // chat, presence shows both, a late joiner sees the history, and when the
 // server one page is on is killed, the page reconnects to the other and
-// shows every message exactly once. A screenshot of the page is kept in
+// shows every message exactly once. The friends panel follows contacts
+// coming and going on another server, and "Appear offline" makes the
+// viewer offline on a friend's page. Screenshots of the page are kept in
 // tests/artifacts/ (not committed).
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { createHmac } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { metric, repoRoot, sleep, startCluster, startHaproxy, startWorker, waitFor } from './helpers.mjs';
+import { metric, repoRoot, sleep, startCluster, startHaproxy, startWorker, stompClient, waitFor } from './helpers.mjs';
 
 const browserPath = process.env.CHROMIUM || '/usr/bin/chromium';
 const artifacts = path.join(repoRoot, 'tests', 'artifacts');
@@ -26,6 +30,20 @@ async function joinRoom(browser, url, name, room, instructor = false) {
 }
 
 const bodies = (page) => page.$$eval('#log li .body', (els) => els.map((e) => e.textContent));
+
+/** An HS256 JWT for key k1 (claims as scripts/mint-token writes them, plus any, e.g. contacts). */
+function signJwt(secret, claims) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const input = `${b64({ alg: 'HS256', typ: 'JWT', kid: 'k1' })}.${b64({ role: 'student', iat: now, exp: now + 3600, ...claims })}`;
+  return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
+}
+
+/** The friends panel: [user, online ('true'/'false'), last-seen text] per line, in its order. */
+const friendsOf = (page) => page.$$eval('#friends li[data-user]', (l) => l.map((e) =>
+  [e.dataset.user, e.dataset.online, e.querySelector('.seen')?.textContent ?? '']));
+const dot = (page, user, online) =>
+  page.waitForSelector(`#friends li[data-user="${user}"][data-online="${online}"]`, { timeout: 10000 });
 
 async function say(page, text) {
   await page.fill('#say input[name=text]', text);
@@ -153,6 +171,80 @@ describe('lecture-room page in Chromium', () => {
       await browser.close();
       await worker.stop();
       await s.stop();
+    }
+  });
+
+  test('friends panel: dots follow contacts across servers, online first then by name, last seen, "Appear offline" shows the viewer offline to a friend, "No contacts" for a user without any', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'lectern-friends-'));
+    const keys = path.join(dir, 'keys');
+    const secret = 'friends-test-secret-0123456789abcdef0123456';
+    writeFileSync(keys, `k1 HS256 ${secret}\n`);
+    const room = `friends-${Date.now().toString(36)}`;
+    // Contacts come from the token's claim (no stored lists in this test).
+    const token = (sub, contacts) => signJwt(secret, { sub, name: sub, rooms: [room], ...(contacts ? { contacts } : {}) });
+    const c = await startCluster({ n: 2, sets: {
+      'http.static_dir': path.join(repoRoot, 'client-js', 'public'), 'auth.mode': 'jwt', 'auth.keys': keys,
+    } });
+    const worker = await startWorker({ cluster: c.cluster });   // the schema the contact lists live in
+    const [s1, s2] = c.servers;
+    const browser = await chromium.launch({ executablePath: browserPath, args: ['--no-sandbox', '--disable-gpu'] });
+    const url = (s, tok) => `http://127.0.0.1:${s.port}/?token=${tok}`;
+    let cleo = null;
+    try {
+      // Ada, on server 1, watches bob, cleo and dan; none of them is online.
+      const ada = await joinRoom(browser, url(s1, token('ada', ['dan', 'cleo', 'bob'])), 'Ada', room);
+      await waitFor(async () => (await friendsOf(ada)).length === 3, { what: "Ada's snapshot in the panel" });
+      assert.deepEqual(await friendsOf(ada), [['bob', 'false', ''], ['cleo', 'false', ''], ['dan', 'false', '']],
+        'all offline, by name, never seen');
+      assert.equal(await ada.textContent('#friends-online'), '0');
+
+      // Cleo comes online on the other server (a plain STOMP client: any connection counts).
+      ({ client: cleo } = await stompClient(s2.wsUrl, { connectHeaders: { passcode: token('cleo', []) } }));
+      await dot(ada, 'cleo', 'true');
+      assert.deepEqual((await friendsOf(ada)).map(([u, on]) => `${u}:${on}`), ['cleo:true', 'bob:false', 'dan:false'],
+        'online first');
+
+      // Bob opens the page on server 2: both see each other online.
+      const bob = await joinRoom(browser, url(s2, token('bob', ['ada'])), 'Bob', room);
+      await dot(ada, 'bob', 'true');
+      await dot(bob, 'ada', 'true');
+      assert.deepEqual((await friendsOf(ada)).map(([u, on]) => `${u}:${on}`), ['bob:true', 'cleo:true', 'dan:false']);
+      assert.equal(await ada.textContent('#friends-online'), '2');
+
+      // Cleo leaves: her dot goes grey with a last-seen time.
+      await cleo.deactivate();
+      cleo = null;
+      await dot(ada, 'cleo', 'false');
+      assert.deepEqual(await friendsOf(ada), [['bob', 'true', ''], ['cleo', 'false', 'last seen just now'], ['dan', 'false', '']]);
+
+      // Ada appears offline: Bob's page shows her offline, while her own
+      // page stays connected; switched back, she is online for Bob again.
+      await ada.check('#invisible');
+      await ada.waitForSelector('#invisible:checked:enabled', { timeout: 10000 });   // the server confirmed it
+      await dot(bob, 'ada', 'false');
+      assert.equal(await ada.getAttribute('#state', 'data-state'), 'online');
+      mkdirSync(artifacts, { recursive: true });
+      await ada.screenshot({ path: path.join(artifacts, 'friends-panel.png'), fullPage: true });
+      await ada.uncheck('#invisible');
+      await ada.waitForSelector('#invisible:not(:checked):enabled', { timeout: 10000 });
+      await dot(bob, 'ada', 'true');
+
+      // Bob closes his page: Ada sees him go.
+      await bob.close();
+      await dot(ada, 'bob', 'false');
+
+      // Eve has no contacts at all: an empty panel that says so, and the room works.
+      const eve = await joinRoom(browser, url(s1, token('eve')), 'Eve', room);
+      await eve.waitForSelector('#friends li.empty', { timeout: 10000 });
+      assert.equal(await eve.textContent('#friends'), 'No contacts');
+      assert.equal(await eve.textContent('#friends-online'), '0');
+      await say(eve, 'anyone?');
+      await waitFor(async () => (await bodies(ada)).includes('anyone?'), { what: "Eve's line on Ada's page" });
+    } finally {
+      if (cleo) await cleo.deactivate();
+      await browser.close();
+      await worker.stop();
+      await c.stop();
     }
   });
 });
