@@ -53,6 +53,12 @@ const cfg_knob server_knobs[] = {
     { "http.static_dir", CFG_STR, K(static_dir), "", 0, 0, NULL,
       "Directory of static files served over HTTP at / (the lecture-room page).\n"
       "Empty serves none. Only plain file names below it are served." },
+    { "contacts.max", CFG_INT, K(contacts_max), "5000", 1, 100000, NULL,
+      "Most users in one contact list (stored, or a token's `contacts` claim) and in\n"
+      "one /status x-users list; a /status subscription watches at most this many." },
+    { "status.chunk", CFG_INT, K(status_chunk), "500", 1, 10000, NULL,
+      "Users per Redis call when a /status subscription watches its contacts (the\n"
+      "calls of one list are pipelined): bounds one call's time in Redis." },
     { "http.max_users", CFG_INT, K(http_max_users), "1000", 1, 100000, NULL,
       "Most users in one GET /api/presence?users=a,b,c lookup (more: 400)." },
     { "http.max_inflight", CFG_INT, K(http_max_inflight), "16", 1, 100000, NULL,

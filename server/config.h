@@ -31,6 +31,8 @@ typedef struct server_config {
     /* [http] */
     char  *static_dir;        /* files served at / ("" = none) */
     int    http_max_users;    /* users in one /api/presence?users= lookup */
+    int    contacts_max;      /* users in one contact list, x-users or watch */
+    int    status_chunk;      /* users per registry call of /status */
     int    http_max_inflight; /* history reads (HTTP and x-since) at once */
     int    http_write_timeout_s; /* a response must be written within this */
     /* [metrics] */

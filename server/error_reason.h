@@ -40,7 +40,9 @@
     X(TOKEN_EXPIRED, "Token expired")                                               \
     X(CONN_MEMORY, "Connection memory limit")                                       \
     X(TOO_MANY_PIECES, "Frame in too many pieces")                                  \
-    X(SLOW_CONSUMER, "Slow consumer")
+    X(SLOW_CONSUMER, "Slow consumer")                                               \
+    X(INVALID_USERS, "Invalid x-users")                                             \
+    X(INVALID_STATUS, "Invalid status")
 
 typedef enum error_reason {
 #define ERROR_REASON_ENUM(name, text) ERROR_##name,

@@ -20,6 +20,7 @@
 #include "auth.h"
 #include "buf.h"
 #include "http_history.h"
+#include "http_status.h"
 #include "log.h"
 #include "mem.h"
 #include "origin.h"
@@ -415,6 +416,33 @@ static int http_unauthorized(const http_env *env, struct lws *wsi, http_exchange
     return http_exchange_unauthorized(wsi, x);
 }
 
+/* /api/users/<id>/contacts/status for who (NULL with auth.mode=none):
+ * only the user themself or an admin. */
+static int http_users_route(const http_env *env, struct lws *wsi, http_exchange **x,
+                            const char *rest, const jwt_claims *who)
+{
+    static const char tail[] = "/contacts/status";
+    const char *slash = strchr(rest, '/');
+    size_t n = slash ? (size_t)(slash - rest) : 0;
+    if (!slash || strcmp(slash, tail))
+        return http_exchange_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
+    bool ok = n > 0 && n <= 128;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (unsigned char)rest[i] >= 0x20 && rest[i] != 0x7f && rest[i] != ',';
+    if (!ok)
+        return http_exchange_error(wsi, x, HTTP_STATUS_BAD_REQUEST,
+                                   "user ids are 1 to 128 bytes without control characters");
+    bool self = who && strlen(who->sub) == n && !memcmp(who->sub, rest, n);
+    bool any = !who || who->role == JWT_ROLE_ADMIN;
+    if (!self && !any) {
+        env->metrics->access_denied++;
+        return http_exchange_error(wsi, x, HTTP_STATUS_FORBIDDEN,
+                                   "only the user themself (or an admin) may ask");
+    }
+    return http_status_request(env->conf, env->registry, env->contacts, wsi, x, rest, n, self ? who->contacts : NULL,
+                               self ? who->ncontacts : 0, any);
+}
+
 /* /api/...: with auth.mode=jwt only with a valid "Authorization: Bearer"
  * token; rooms only as the token permits. */
 static int http_api(const http_env *env, struct lws *wsi, http_exchange **x, const char *uri)
@@ -445,6 +473,8 @@ static int http_api(const http_env *env, struct lws *wsi, http_exchange **x, con
         rc = http_room_route(env, wsi, x, uri + 11, who);
     else if (!strcmp(uri, "/api/presence"))
         rc = http_users_online(env, wsi, x, &who);
+    else if (!strncmp(uri, "/api/users/", 11))
+        rc = http_users_route(env, wsi, x, uri + 11, who);
     else
         rc = http_exchange_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
     jwt_claims_free(who);

@@ -33,6 +33,7 @@ typedef struct http_env {
     const server_config *conf;
     metrics *metrics;
     struct registry *registry;          /* presence, users online */
+    struct contacts *contacts;          /* contact lists */
     struct history *history;            /* message pages */
     struct gate *slots;                 /* history reads (http.max_inflight) */
     struct auth *auth;

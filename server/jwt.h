@@ -56,6 +56,8 @@ typedef struct jwt_claims {
     int64_t exp, nbf;         /* seconds since the epoch; nbf 0 when absent */
     size_t nrooms;
     const char **rooms;
+    size_t ncontacts;
+    const char **contacts;    /* the `contacts` claim (user ids); NULL when absent */
 } jwt_claims;
 
 /* A short, static name of a status for logs ("expired", ...). */

@@ -48,6 +48,9 @@ typedef struct metrics {
     uint64_t pieces_refused;               /* frames over stomp.max_frame_pieces */
     uint64_t idle_timeouts;
     uint64_t restart_closes;               /* connections closed with 1012 by a drain */
+    uint64_t status_events;                /* status changes heard from the registry */
+    uint64_t status_deliveries;            /* status MESSAGEs queued to watchers */
+    uint64_t status_snapshots;             /* /status snapshots sent */
     uint64_t frames_out[METRICS_OUT_COUNT];
     uint64_t errors_by_reason[ERROR_REASON_COUNT];   /* ERROR frames, by reason */
     histogram delivery;                    /* SEND accepted -> MESSAGE written (sampled) */
@@ -64,6 +67,8 @@ typedef struct metrics_gauges {
     const histogram *bus_confirm;          /* storage copy queued -> confirmed */
     uint64_t rooms;
     uint64_t subscriptions;
+    uint64_t status_watched;               /* users watched for /status */
+    uint64_t status_subscriptions;
     uint64_t pending_bytes;
     uint64_t conn_memory;                  /* bytes charged to connections' budgets */
     uint64_t registry_up;

@@ -105,7 +105,8 @@ struct redis {
     redis_events ev;
     void *ctx;
     char *user, *password;     /* AUTH on connect (password NULL: none) */
-    char *channel;
+    char **channels;           /* subscriber connections: the channels */
+    size_t nchannels;
     redis_script **scripts;
     size_t nscripts, loads_pending;
     uint64_t reconnects;
@@ -242,10 +243,16 @@ static void redis_on_subscribe_reply(redisAsyncContext *ac, void *reply, void *p
     if (kind->type != REDIS_REPLY_STRING)
         return;
     if (!strcmp(kind->str, "subscribe")) {
-        redis_became_up(r);
-    } else if (!strcmp(kind->str, "message") && rep->element[2]->type == REDIS_REPLY_STRING) {
+        /* One confirmation per channel, each with the count so far: up
+         * when the last of them is in. */
+        if (rep->element[2]->type == REDIS_REPLY_INTEGER &&
+            rep->element[2]->integer == (long long)r->nchannels)
+            redis_became_up(r);
+    } else if (!strcmp(kind->str, "message") && rep->element[1]->type == REDIS_REPLY_STRING &&
+               rep->element[2]->type == REDIS_REPLY_STRING) {
         if (r->ev.on_message)
-            r->ev.on_message(r->ctx, rep->element[2]->str, rep->element[2]->len);
+            r->ev.on_message(r->ctx, rep->element[1]->str, rep->element[1]->len,
+                             rep->element[2]->str, rep->element[2]->len);
     }
 }
 
@@ -253,8 +260,13 @@ static void redis_on_subscribe_reply(redisAsyncContext *ac, void *reply, void *p
  * subscribe. */
 static void redis_handshake(redis *r)
 {
-    if (r->channel) {
-        redisAsyncCommand(r->ac, redis_on_subscribe_reply, NULL, "SUBSCRIBE %s", r->channel);
+    if (r->nchannels) {
+        const char *argv[1 + REDIS_MAX_CHANNELS];
+        argv[0] = "SUBSCRIBE";
+        for (size_t i = 0; i < r->nchannels; i++)
+            argv[1 + i] = r->channels[i];
+        redisAsyncCommandArgv(r->ac, redis_on_subscribe_reply, NULL, (int)(1 + r->nchannels),
+                              argv, NULL);
         return;
     }
     r->loads_pending = r->nscripts;
@@ -531,8 +543,10 @@ void redis_set_auth(redis *r, const char *user, const char *password)
 
 void redis_subscribe(redis *r, const char *channel)
 {
-    free(r->channel);
-    r->channel = xstrdup(channel);
+    if (r->nchannels == REDIS_MAX_CHANNELS)
+        abort();    /* a programming error: the callers are fixed */
+    r->channels = xrealloc(r->channels, (r->nchannels + 1) * sizeof *r->channels);
+    r->channels[r->nchannels++] = xstrdup(channel);
 }
 
 void redis_use_sentinels(redis *r, redis_sentinels *s)
@@ -549,7 +563,9 @@ static void redis_on_closed(uv_handle_t *h)
     free(r->scripts);
     free(r->user);
     free(r->password);
-    free(r->channel);
+    for (size_t i = 0; i < r->nchannels; i++)
+        free(r->channels[i]);
+    free(r->channels);
     free(r->name);
     free(r->host);
     free(r);

@@ -7,8 +7,10 @@
  *
  * A connection is "up" once it is connected and every registered script has
  * been loaded (SCRIPT LOAD), so callers send EVALSHA with the script's
- * sha (redis_script.sha) without ever seeing NOSCRIPT. A subscriber connection (redis_subscribe) is up once its
- * SUBSCRIBE is confirmed, and reports each published message.
+ * sha (redis_script.sha) without ever seeing NOSCRIPT. A subscriber
+ * connection (redis_subscribe, one or more channels) is up once its
+ * SUBSCRIBE is confirmed for every channel, and reports each published
+ * message with its channel.
  *
  * With Redis Sentinel (redis_sentinels.h, attached with redis_use_sentinels)
  * a connection does not have a fixed address: before each connect it asks
@@ -38,8 +40,9 @@ typedef void (*redis_reply_fn)(void *privdata, redisReply *reply);
 typedef struct redis_events {
     void (*on_up)(void *ctx);
     void (*on_down)(void *ctx, const char *why);
-    /* Subscriber connections: a message published on the channel. */
-    void (*on_message)(void *ctx, const char *payload, size_t len);
+    /* Subscriber connections: a message published on one of the channels. */
+    void (*on_message)(void *ctx, const char *channel, size_t chlen, const char *payload,
+                       size_t len);
 } redis_events;
 
 typedef struct redis_script {
@@ -69,7 +72,9 @@ void redis_add_script(redis *r, redis_script *s);
  * AUTH). A refused AUTH drops the connection, which retries with backoff.
  * Strings are copied. */
 void redis_set_auth(redis *r, const char *user, const char *password);
-/* Before the first connect: make this a subscriber connection for channel. */
+/* Before the first connect: make this a subscriber connection, and add
+ * channel (copied) to what it subscribes to (at most REDIS_MAX_CHANNELS). */
+#define REDIS_MAX_CHANNELS 4
 void redis_subscribe(redis *r, const char *channel);
 
 /* Before the first connect: find the master through these Sentinels, and

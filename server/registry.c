@@ -94,6 +94,10 @@ static redis_script registry_scripts[REGISTRY_LUA_COUNT] = {
     [REGISTRY_LUA_PRESENCE] = { "presence", registry_lua_presence, "" },
     [REGISTRY_LUA_LOG_RANGE] = { "log_range", registry_lua_log_range, "" },
     [REGISTRY_LUA_USER_ROOMS] = { "user_rooms", registry_lua_user_rooms, "" },
+    [REGISTRY_LUA_WATCH] = { "watch", registry_lua_watch, "" },
+    [REGISTRY_LUA_UNWATCH] = { "unwatch", registry_lua_unwatch, "" },
+    [REGISTRY_LUA_STATUS_GET] = { "status_get", registry_lua_status_get, "" },
+    [REGISTRY_LUA_HIDE] = { "hide", registry_lua_hide, "" },
 };
 
 /* --- the mirror ------------------------------------------------------------ */
@@ -524,9 +528,27 @@ static void registry_on_cmd_down(void *ctx, const char *why)
     registry_set_up(g, false);
 }
 
-static void registry_on_event(void *ctx, const char *payload, size_t len)
+/* The subscriber connection's channels: P presence (room presence, every
+ * server), P srv:S:status (status changes of the users this server
+ * watches, this server only) and P contacts (a user whose contact list
+ * changed, every server). */
+static void registry_on_event(void *ctx, const char *channel, size_t chlen, const char *payload,
+                              size_t len)
 {
     registry *g = ctx;
+    size_t pl = strlen(g->prefix);
+    const char *name = chlen >= pl ? channel + pl : "";
+    size_t nl = chlen >= pl ? chlen - pl : 0;
+    if (nl == 8 && !memcmp(name, "contacts", 8)) {
+        if (g->ev.on_contacts_changed)
+            g->ev.on_contacts_changed(g->ctx, payload, len);
+        return;
+    }
+    if (nl != 8 || memcmp(name, "presence", 8)) {
+        if (g->ev.on_status)
+            g->ev.on_status(g->ctx, payload, len);
+        return;
+    }
     json_error_t err;
     json_t *v = json_loadb(payload, len, 0, &err);
     const char *room = v ? json_string_value(json_object_get(v, "room")) : NULL;
@@ -592,8 +614,12 @@ registry *registry_create(uv_loop_t *loop, const registry_config *cfg, const reg
     redis_events sub_ev = { registry_on_sub_up, NULL, registry_on_event };
     g->sub = redis_create(loop, "presence", cfg->host, cfg->port, cfg->backoff_min_ms,
                           cfg->backoff_max_ms, &sub_ev, g);
-    char channel[256];
+    char channel[600];
     snprintf(channel, sizeof channel, "%spresence", cfg->prefix);
+    redis_subscribe(g->sub, channel);
+    snprintf(channel, sizeof channel, "%scontacts", cfg->prefix);
+    redis_subscribe(g->sub, channel);
+    snprintf(channel, sizeof channel, "%ssrv:%s:status", cfg->prefix, cfg->server_id);
     redis_subscribe(g->sub, channel);
     redis_set_auth(g->sub, cfg->user, cfg->password);
     if (g->sentinels)

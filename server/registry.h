@@ -69,8 +69,14 @@ typedef struct registry_events {
      * is the event's presence version, taken from the JSON. */
     void (*on_presence)(void *ctx, const char *room, uint64_t v, const char *json, size_t len);
     /* The event subscription was (re)established: events may have been
-     * missed, presence subscribers need a fresh snapshot. */
+     * missed, presence (and status) subscribers need a fresh snapshot. */
     void (*on_presence_resync)(void *ctx);
+    /* A status change of a user this server watches (registry_status.h):
+     * the event's JSON, for registry_status_event_parse. */
+    void (*on_status)(void *ctx, const char *json, size_t len);
+    /* The contact list of user[0..len) changed (written through the API on
+     * some server): cached copies are stale. */
+    void (*on_contacts_changed)(void *ctx, const char *user, size_t len);
 } registry_events;
 
 typedef struct registry_stats {

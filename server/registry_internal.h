@@ -6,6 +6,7 @@
  * log, with WAIT, and reading the logs) and registry_query.c (presence and
  * user lookups). They share the struct below, the table of Lua scripts
  * (server/lua, registry_lua.h) and the builder of EVALSHA arguments.
+ * registry_status.c (people's status: watch, unwatch, hide) is a fourth.
  * Everything runs on the loop. Nothing outside those files includes this
  * header: registry.h stays the contract.
  */
@@ -31,6 +32,10 @@ typedef enum registry_script_id {
     REGISTRY_LUA_PRESENCE,
     REGISTRY_LUA_LOG_RANGE,
     REGISTRY_LUA_USER_ROOMS,
+    REGISTRY_LUA_WATCH,
+    REGISTRY_LUA_UNWATCH,
+    REGISTRY_LUA_STATUS_GET,
+    REGISTRY_LUA_HIDE,
     REGISTRY_LUA_COUNT
 } registry_script_id;
 

@@ -15,6 +15,7 @@
 
 extern const char registry_lua_bye[];
 extern const char registry_lua_heartbeat[];
+extern const char registry_lua_hide[];
 extern const char registry_lua_hello[];
 extern const char registry_lua_join[];
 extern const char registry_lua_leave[];
@@ -23,8 +24,11 @@ extern const char registry_lua_online[];
 extern const char registry_lua_presence[];
 extern const char registry_lua_publish[];
 extern const char registry_lua_reap[];
+extern const char registry_lua_status_get[];
 extern const char registry_lua_sync_room[];
 extern const char registry_lua_sync_users[];
+extern const char registry_lua_unwatch[];
 extern const char registry_lua_user_rooms[];
+extern const char registry_lua_watch[];
 
 #endif

@@ -40,7 +40,9 @@
 #include "mem.h"
 #include "origin.h"
 #include "peers.h"
+#include "contacts.h"
 #include "presence.h"
+#include "status.h"
 #include "history.h"
 #include "ratelimit.h"
 #include "registry.h"
@@ -97,6 +99,8 @@ struct server {
     gate *history_gate;          /* history reads at once (http.max_inflight) */
     bus *bus;
     presence *presence;
+    status *status;             /* /status subscriptions */
+    contacts *contacts;         /* contact lists */
     session_list *sessions;
     session_env session_env;     /* lent to the sessions */
     resume_env resume_env;       /* lent to x-since replays */
@@ -306,6 +310,7 @@ static void server_lend(server *srv)
         .relay = srv->relay,
         .registry = srv->registry,
         .presence = srv->presence,
+        .status = srv->status,
         .auth = srv->auth,
         .resume = &srv->resume_env,
         .server_id = srv->id,
@@ -315,6 +320,7 @@ static void server_lend(server *srv)
         .conf = c,
         .metrics = &srv->metrics,
         .registry = srv->registry,
+        .contacts = srv->contacts,
         .history = srv->history,
         .slots = srv->history_gate,
         .auth = srv->auth,
@@ -334,6 +340,8 @@ static void server_on_registry_state(void *ctx, bool up)
 {
     server *srv = ctx;
     log_info(up ? "registry_up" : "registry_down", "server=%s", srv->id);
+    if (up)
+        status_resync(srv->status);     /* a reconnect forgot this server's watches */
 }
 
 static void server_on_room_sync(void *ctx, const char *rname, uint64_t epoch, uint64_t seq)
@@ -353,6 +361,25 @@ static void server_on_presence_resync(void *ctx)
 {
     server *srv = ctx;
     presence_resync(srv->presence);
+    status_resync(srv->status);
+}
+
+static void server_on_status(void *ctx, const char *json, size_t len)
+{
+    server *srv = ctx;
+    status_on_event(srv->status, json, len);
+}
+
+static void server_on_contacts_changed(void *ctx, const char *user, size_t len)
+{
+    server *srv = ctx;
+    char name[256];
+    if (len >= sizeof name)
+        return;     /* not a user id */
+    memcpy(name, user, len);
+    name[len] = '\0';
+    contacts_invalidated(srv->contacts, name);
+    status_contacts_changed(srv->status, name);
 }
 
 static void server_on_bus_message(void *ctx, envelope *env)
@@ -396,6 +423,10 @@ static void server_teardown(server *srv)
     registry_destroy(srv->registry);
     relay_destroy(srv->relay);
     presence_destroy(srv->presence);
+    status_destroy(srv->status);
+    contacts_destroy(srv->contacts);
+    srv->status = NULL;
+    srv->contacts = NULL;
     srv->bus = NULL;
     srv->registry = NULL;
     srv->relay = NULL;
@@ -559,6 +590,10 @@ static int server_start_cluster(server *srv)
     rc.server_id = srv->id;
     srv->relay = relay_create(&srv->loop, srv->rooms, &srv->metrics, &rc);
     srv->presence = presence_create(session_deliver);
+    status_config sc = { .chunk = c->status_chunk, .max_contacts = c->contacts_max };
+    status_hooks sh = { .deliver = session_deliver, .fail = session_status_fail };
+    srv->status = status_create(&sc, &sh, &srv->metrics);
+    srv->contacts = contacts_create();
 
     registry_config gc = c->registry;
     gc.server_id = srv->id;
@@ -567,6 +602,8 @@ static int server_start_cluster(server *srv)
         .on_room_sync = server_on_room_sync,
         .on_presence = server_on_presence,
         .on_presence_resync = server_on_presence_resync,
+        .on_status = server_on_status,
+        .on_contacts_changed = server_on_contacts_changed,
     };
     char gerr[256];
     srv->registry = registry_create(&srv->loop, &gc, &ge, srv, gerr, sizeof gerr);
@@ -592,6 +629,7 @@ static int server_start_cluster(server *srv)
         return -1;
     relay_attach(srv->relay, srv->registry, srv->bus);
     presence_attach(srv->presence, srv->registry);
+    status_attach(srv->status, srv->registry, srv->contacts);
     server_lend(srv);
     return 0;
 }
@@ -784,6 +822,8 @@ static void server_gauges(void *ctx, metrics_gauges *g)
     memset(g, 0, sizeof *g);
     session_list_gauges(srv->sessions, g);
     g->rooms = room_index_count(srv->rooms);
+    g->status_watched = srv->status ? status_watched(srv->status) : 0;
+    g->status_subscriptions = srv->status ? status_subscriptions(srv->status) : 0;
     g->auth_insecure = srv->insecure;
     if (srv->registry) {
         registry_stats rs;

@@ -37,6 +37,7 @@
 #include "relay.h"
 #include "resume.h"
 #include "room.h"
+#include "status.h"
 #include "tokens.h"
 #include "utf8.h"
 
@@ -155,7 +156,7 @@ static int session_room(session *s, const stomp_frame *f, const stomp_str *dest,
     int r = room_destination(dest, (size_t)s->env->conf->max_room_name, name);
     if (r == ROOM_DEST_UNKNOWN) {
         session_error_with(s, f, ERROR_UNKNOWN_DESTINATION,
-                           "Destinations are /topic/<room> and /presence/<room>; "
+                           "Destinations are /topic/<room>, /presence/<room> and /status; "
                            "unknown destination: ", dest);
         return -1;
     }
@@ -179,7 +180,7 @@ static int session_room(session *s, const stomp_frame *f, const stomp_str *dest,
     return r;
 }
 
-static void session_unavailable(session *s, const stomp_frame *f)
+void session_unavailable(session *s, const stomp_frame *f)
 {
     session_error(s, f, ERROR_SERVICE_UNAVAILABLE,
                   "The cluster cannot take this now (its Redis registry or RabbitMQ bus "
@@ -197,20 +198,20 @@ size_t session_send_cost(const stomp_frame *f)
 
 /* A new operation in flight, charged `cost` (the caller checked that it
  * fits, or is handing on memory already charged). */
-static inflight_op *session_op(session *s, size_t cost)
+inflight_op *session_op(session *s, size_t cost)
 {
     budget_force(&s->budget, BUDGET_WAIT, cost);
     return inflight_start(&s->ops, cost);
 }
 
 /* An operation that could not even start: forget it (the latest issued). */
-static void session_op_cancel(session *s, inflight_op *op)
+void session_op_cancel(session *s, inflight_op *op)
 {
     budget_release(&s->budget, BUDGET_WAIT, inflight_cancel(&s->ops, op));
 }
 
 /* An operation completed: its session, or NULL when that is gone. */
-static session *session_op_finish(inflight_op *op)
+session *session_op_finish(inflight_op *op)
 {
     size_t cost;
     session *s = inflight_finish(op, &cost);
@@ -273,8 +274,9 @@ static void on_subscribe(session *s, const stomp_frame *f)
         }
         id = dest;      /* STOMP 1.0: the destination identifies the subscription */
     }
-    stomp_str name;
-    int kind = session_room(s, f, dest, &name, AUTH_READ);
+    stomp_str name = { "", 0 };
+    bool to_status = stomp_str_eq(dest, "/status");
+    int kind = to_status ? ROOM_DEST_TOPIC : session_room(s, f, dest, &name, AUTH_READ);
     if (kind < 0)
         return;
     if (session_find_sub(s, id->p, id->len)) {
@@ -289,7 +291,7 @@ static void on_subscribe(session *s, const stomp_frame *f)
     }
     const stomp_str *since_h = stomp_frame_header(f, "x-since");
     msgid since;
-    if (since_h && (kind != ROOM_DEST_TOPIC || msgid_parse(since_h->p, since_h->len, &since) < 0)) {
+    if (since_h && (to_status || kind != ROOM_DEST_TOPIC || msgid_parse(since_h->p, since_h->len, &since) < 0)) {
         session_error_with(s, f, ERROR_INVALID_SINCE,
                            "x-since takes a message id (<ms>-<n>, as in message-id) and only "
                            "on /topic/ destinations; got: ", since_h);
@@ -316,7 +318,7 @@ static void on_subscribe(session *s, const stomp_frame *f)
     size_t idesc = esc ? stomp_escaped_len(id->p, id->len) : id->len;
     size_t plen = sizeof head - 1 + idesc + 1;
     size_t cost = session_sub_cost(plen, id->len, name.len);
-    if (!session_fits(s, f, cost + (kind == ROOM_DEST_TOPIC ? inflight_op_cost() : 0)))
+    if (!session_fits(s, f, cost + (kind == ROOM_DEST_TOPIC && !to_status ? inflight_op_cost() : 0)))
         return;
     subscription *sub = xmalloc(sizeof *sub + plen + id->len + name.len);
     memcpy(sub->prefix, head, sizeof head - 1);
@@ -338,9 +340,14 @@ static void on_subscribe(session *s, const stomp_frame *f)
     sub->member = (subscriber){ 0 };
     sub->resume = NULL;
     sub->ack = ack;
-    sub->kind = kind == ROOM_DEST_PRESENCE ? SUB_PRESENCE : SUB_TOPIC;
+    sub->kind = to_status ? SUB_STATUS : kind == ROOM_DEST_PRESENCE ? SUB_PRESENCE : SUB_TOPIC;
     sub->utf8 = utf8_valid(id->p, id->len);
-    if (sub->kind == SUB_PRESENCE) {
+    if (sub->kind == SUB_STATUS) {
+        if (session_status_start(s, f, sub) < 0) {
+            free(sub);
+            return;
+        }
+    } else if (sub->kind == SUB_PRESENCE) {
         char rname[256];
         snprintf(rname, sizeof rname, "%.*s", (int)name.len, name.p);
         if (presence_subscribe(s->env->presence, &sub->member, rname) < 0) {
@@ -364,11 +371,14 @@ static void on_subscribe(session *s, const stomp_frame *f)
 
 static void session_drop_sub(session *s, subscription *sub)
 {
-    resume_cancel(sub->resume);
-    if (sub->kind == SUB_PRESENCE)
+    if (sub->kind == SUB_STATUS)
+        status_unsubscribe(sub->status);
+    else if (sub->kind == SUB_PRESENCE)
         presence_unsubscribe(s->env->presence, &sub->member);
-    else
+    else {
+        resume_cancel(sub->resume);
         relay_leave(s->env->relay, &sub->member, s->user);
+    }
     session_scrub(s, sub);
     for (subscription **pp = &s->subs; *pp; pp = &(*pp)->next) {
         if (*pp == sub) {
@@ -458,6 +468,10 @@ static void on_send(session *s, const stomp_frame *f)
         return;
     if (tokens_is_refresh(dest)) {
         on_token(s, f);
+        return;
+    }
+    if (stomp_str_eq(dest, "/status")) {
+        session_status_send(s, f);
         return;
     }
     stomp_str name;

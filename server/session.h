@@ -27,6 +27,7 @@
 #include "metrics.h"
 #include "msg.h"
 #include "ratelimit.h"
+#include "status.h"
 #include "stomp.h"
 #include "subscriber.h"
 
@@ -49,6 +50,7 @@ typedef struct session_env {
     struct relay *relay;             /* rooms: join, leave, publish */
     struct registry *registry;       /* who is online */
     struct presence *presence;       /* /presence/<room> subscriptions */
+    struct status *status;           /* /status subscriptions */
     struct auth *auth;
     const struct resume_env *resume; /* x-since replays */
     const char *server_id;           /* names guests ("guest-<id>-<conn>") */
@@ -94,6 +96,9 @@ int session_flush(session *s);
  * is the 1.2 block; the session queues the block for its own STOMP version
  * (msg_for_version). */
 void session_deliver(subscriber *member, msg *m);
+/* status.h's fail hook: end member's /status subscription's connection
+ * with an ERROR (after the frames before it are written). */
+void session_status_fail(subscriber *member, status_failure why, const char *detail);
 /* Drain for a restart: read nothing more, and once the operations in
  * flight are done and their receipts written, close with WebSocket code
  * 1012 (service restart) so that the client reconnects elsewhere. */

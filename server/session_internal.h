@@ -175,6 +175,19 @@ void session_error_x(session *s, const stomp_frame *f, error_reason reason, cons
 bool session_fits(session *s, const stomp_frame *f, size_t need);
 /* ERROR "Connection memory limit" for `need` bytes that did not fit. */
 void session_over_budget(session *s, const stomp_frame *f, size_t need);
+/* ERROR "Service unavailable": Redis or RabbitMQ cannot take f now. */
+void session_unavailable(session *s, const stomp_frame *f);
+/* Operations in flight (inflight.h), charged to the connection's budget:
+ * start one of `cost` (the caller checked it fits), forget the latest one
+ * that could not start, finish one (its session, or NULL when gone). */
+inflight_op *session_op(session *s, size_t cost);
+void session_op_cancel(session *s, inflight_op *op);
+session *session_op_finish(inflight_op *op);
+/* SUBSCRIBE and SEND to /status (session_status.c). start: 0, or -1
+ * after an ERROR (sub is not started and the caller frees it). */
+int session_status_start(session *s, const stomp_frame *f, subscription *sub);
+void session_status_send(session *s, const stomp_frame *f);
+
 /* f's header `name`, or NULL after an ERROR "Missing header". */
 const stomp_str *session_require(session *s, const stomp_frame *f, const char *name);
 

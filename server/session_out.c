@@ -259,7 +259,7 @@ void session_deliver(subscriber *member, msg *m)
     subscription *sub = subscription_of(member);
     session *s = sub->session;
     if (s->state == SESSION_CONNECTED) {
-        if (sub->resume && resume_hold(sub->resume, m))
+        if (sub->kind == SUB_TOPIC && sub->resume && resume_hold(sub->resume, m))
             return;
         s->env->metrics->deliveries_local++;
         session_push(s, msg_for_version(m, s->version), sub);

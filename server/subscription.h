@@ -19,9 +19,10 @@
 
 struct session;
 struct resume;
+struct status_sub;
 
 enum sub_ack { SUB_ACK_AUTO, SUB_ACK_CLIENT, SUB_ACK_CLIENT_INDIVIDUAL };
-enum sub_kind { SUB_TOPIC, SUB_PRESENCE };
+enum sub_kind { SUB_TOPIC, SUB_PRESENCE, SUB_STATUS };
 
 typedef struct subscription {
     subscriber member;         /* first: what rooms and presence hold */
@@ -31,7 +32,10 @@ typedef struct subscription {
     bool utf8;                 /* id (and so prefix) is valid UTF-8 */
     uint8_t room_len;          /* the room's name follows the id (sub->id + sub->id_len) */
     struct subscription *next; /* the session's list */
-    struct resume *resume;     /* topic: replaying history (x-since); NULL once live */
+    union {
+        struct resume *resume;     /* SUB_TOPIC: replaying history (x-since); NULL once live */
+        struct status_sub *status; /* SUB_STATUS: the watch (status.h) */
+    };
     char *id;                  /* client's id, unescaped; points into prefix[] */
     uint32_t id_len;           /* 32 bits (a header line is far shorter): one */
     uint32_t prefix_len;       /* per subscription, so a connection's bytes count */

@@ -91,6 +91,8 @@ tokens_verdict tokens_refresh(const auth *a, const jwt_claims *cur, const stomp_
         return TOKENS_REFUSED;
     }
     for (const subscription *sub = subs; sub; sub = sub->next) {
+        if (sub->kind == SUB_STATUS)
+            continue;       /* no room: contacts are not token-scoped rooms */
         if (!auth_allows(a, c, sub->id + sub->id_len, sub->room_len, AUTH_READ)) {
             jwt_claims_free(c);
             tokens_sub_destination(sub, res->lost, sizeof res->lost);

@@ -69,10 +69,36 @@ local function member_remove(room, s, user, k, ttl)
   end
   room_cleanup(room, ttl)
 end
-local function online_add(user, k)
-  if k ~= 0 and redis.call('HINCRBY', P .. 'online', user, k) <= 0 then
-    redis.call('HDEL', P .. 'online', user)
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- A user's status as their contacts see it: the hash P status holds
+-- {v, on, since, seen} per user; `on` is "online and not hidden". A change
+-- bumps v and is PUBLISHed to each server that watches the user (the set
+-- P watch:U), on that server's own channel: nobody else hears of it.
+local function status_refresh(user)
+  local on = 0
+  if redis.call('HEXISTS', P .. 'online', user) == 1 and
+     redis.call('SISMEMBER', P .. 'hidden', user) == 0 then on = 1 end
+  local cur = redis.call('HGET', P .. 'status', user)
+  local st = cur and cjson.decode(cur) or {v = 0, on = 0}
+  if st.on == on then return end
+  local now = now_ms()
+  st.v, st.on = st.v + 1, on
+  if on == 1 then st.since = now else st.since, st.seen = nil, now end
+  redis.call('HSET', P .. 'status', user, cjson.encode(st))
+  local ev = cjson.encode({user = user, on = on, since = st.since, seen = st.seen,
+                           v = st.v, e = get_epoch()})
+  for _, s in ipairs(redis.call('SMEMBERS', P .. 'watch:' .. user)) do
+    redis.call('PUBLISH', skey(s, 'status'), ev)
   end
+end
+local function online_add(user, k)
+  if k == 0 then return end
+  local n = redis.call('HINCRBY', P .. 'online', user, k)
+  if n <= 0 then redis.call('HDEL', P .. 'online', user) end
+  if (n > 0) ~= (n - k > 0) then status_refresh(user) end
 end
 local function room_state(room)
   return {get_epoch(), redis.call('GET', rkey(room, 'seq')) or '0'}
@@ -87,6 +113,9 @@ local function reap_server(s, ttl)
   end
   local u = redis.call('HGETALL', skey(s, 'users'))
   for i = 1, #u, 2 do online_add(u[i], -tonumber(u[i + 1])) end
-  redis.call('DEL', skey(s, 'rooms'), skey(s, 'users'), skey(s, 'alive'))
+  for _, w in ipairs(redis.call('SMEMBERS', skey(s, 'watch'))) do
+    redis.call('SREM', P .. 'watch:' .. w, s)
+  end
+  redis.call('DEL', skey(s, 'rooms'), skey(s, 'users'), skey(s, 'alive'), skey(s, 'watch'))
   redis.call('SREM', P .. 'servers', s)
 end
