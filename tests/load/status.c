@@ -1023,6 +1023,7 @@ static int run_churn(void)
     long settle_wrong_w = 0;
     uint64_t settle_wrong = not_online(&settle_wrong_w);
     uint64_t setup_events = N.events, setup_redundant = N.redundant, setup_foreign = N.foreign;
+    uint64_t setup_on = N.ev_online, setup_off = N.ev_offline;
     for (long w = 0; w < S.users; w++)
         U[w].stable = U[w].state == K_READY;
 
@@ -1096,7 +1097,7 @@ static int run_churn(void)
                ",\"offline\":%" PRIu64 ",\"redundant\":%" PRIu64 ",\"foreign\":%" PRIu64
                ",\"before_connected\":%" PRIu64 ",\"per_s\":%.0f},",
             watchers, expected, received, missing, extra, wmissing, wextra, churn_events,
-            N.ev_online, N.ev_offline, N.redundant - setup_redundant, N.foreign - setup_foreign,
+            N.ev_online - setup_on, N.ev_offline - setup_off, N.redundant - setup_redundant, N.foreign - setup_foreign,
             N.early, churn_s > 0 ? (double)churn_events / churn_s : 0.0);
     fprintf(f, "\"final\":{\"not_online\":%" PRIu64 ",\"watchers_not_online\":%ld},", final_wrong,
             final_wrong_w);
