@@ -1357,7 +1357,8 @@ void status_usage(FILE *f)
 "                  back in --gap-s (2) later, spread over --churn-s (10) s: every\n"
 "                  change reaches every watcher once; latency p99 against --slo (1000 ms)\n"
 "  status-bigsnap  one user with --contacts (5000) stored through the contacts API\n"
-"                  (--api-key), --online (1000) of them logged in: snapshot time cold,\n"
+"                  (--api-key, or LECTERN_LOAD_API_KEY in the environment), --online\n"
+"                  (1000) of them logged in: snapshot time cold,\n"
 "                  --rounds (5) warm, and on a second --url; its size and correctness\n"
 "  status-surge    --users (5000) connect within --surge-s (10) s, each watching\n"
 "                  --contacts (50): connect p99, snapshot time, every map all online\n"
@@ -1421,6 +1422,7 @@ int status_main(int argc, char **argv)
     S.ramp = 2000; S.inflight = 256; S.connect_timeout_ms = 60000; S.settle_ms = 30000;
     S.drain_ms = 15000; S.slo_ms = 1000; S.rounds = 5; S.churn_s = 10; S.gap_s = 2; S.surge_s = 10;
     S.name = "";
+    S.api_key = getenv("LECTERN_LOAD_API_KEY");
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--scenario") == 0 && i + 1 < argc)
             S.name = argv[i + 1];
@@ -1484,7 +1486,8 @@ int status_main(int argc, char **argv)
         if (S.rounds < 0 || S.rounds > 1000)
             st_die("%s", "--rounds must be 0..1000");
         if (!S.api_key || !*S.api_key)
-            st_die("%s", "status-bigsnap stores the list through the API: --api-key is needed");
+            st_die("%s", "status-bigsnap stores the list through the API: --api-key (or "
+                   "LECTERN_LOAD_API_KEY) is needed");
         S.users = S.contacts;     /* user numbers range over the contacts */
     } else {
         if (S.users < 3 || S.users > ST_MAX_USERS)
