@@ -8,8 +8,7 @@
 // tests/load/lectern-load, tagged with label and system, plus one storage
 // record); nothing is typed in by hand, so re-running `make bench`
 // regenerates the page. The targets of issue 5 and of the status scenarios
-// are checked here and marked
-// met or not met with the measured value.
+// are checked here and marked met or not met with the measured value.
 import { readFileSync } from 'node:fs';
 
 const [file, command, machine, commit] = process.argv.slice(2);
