@@ -39,6 +39,7 @@ static auth *auth_build(const server_config *c, int *nkeys, char *why, size_t wh
     a->skew = c->auth_skew_s;
     a->want.issuer = xstrdup(c->auth_issuer ? c->auth_issuer : "");
     a->want.audience = xstrdup(c->auth_audience ? c->auth_audience : "");
+    a->want.max_contacts = (size_t)c->contacts.max;
     a->student_send = c->auth_student_send;
     a->instructor_rooms = xstrdup(c->auth_instructor_rooms ? c->auth_instructor_rooms : "");
     *nkeys = 0;

@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include "addrlist.h"
+#include "apikey.h"
 #include "mysqlconn.h"
 #include "origin.h"
 #include "redis.h"
@@ -53,9 +54,6 @@ const cfg_knob server_knobs[] = {
     { "http.static_dir", CFG_STR, K(static_dir), "", 0, 0, NULL,
       "Directory of static files served over HTTP at / (the lecture-room page).\n"
       "Empty serves none. Only plain file names below it are served." },
-    { "contacts.max", CFG_INT, K(contacts_max), "5000", 1, 100000, NULL,
-      "Most users in one contact list (stored, or a token's `contacts` claim) and in\n"
-      "one /status x-users list; a /status subscription watches at most this many." },
     { "status.chunk", CFG_INT, K(status_chunk), "500", 1, 10000, NULL,
       "Users per Redis call when a /status subscription watches its contacts (the\n"
       "calls of one list are pipelined): bounds one call's time in Redis." },
@@ -359,6 +357,28 @@ const cfg_knob server_knobs[] = {
       "another node), it reads each of its rooms' logs in Redis this often, so\n"
       "its students keep getting the other servers' messages." },
 
+    { "contacts.cache_ttl_ms", CFG_INT, K(contacts.cache_ttl_ms), "5000", 0, 3600000, NULL,
+      "How long this server reuses a contact list it has read (a change made\n"
+      "through the API reaches every server at once regardless). 0: no cache." },
+    { "contacts.cache_max", CFG_INT, K(contacts.cache_max), "10000", 0, 10000000, NULL,
+      "Most users whose contact lists this server keeps in its cache (the oldest\n"
+      "entry goes first). 0: no cache." },
+    { "contacts.redis_ttl_s", CFG_INT, K(contacts.redis_ttl_s), "3600", 10, 30000000, NULL,
+      "Lifetime of a contact list cached in Redis (P contacts:U), including the\n"
+      "entry saying that a user has no stored list." },
+    { "contacts.max", CFG_INT, K(contacts.max), "5000", 1, 1000000, NULL,
+      "Most contacts in one list: a stored list (the API refuses more with 400)\n"
+      "or a token's contacts claim (a token with more is refused)." },
+
+    { "api.keys", CFG_STR, K(api_keys), "", 0, 0, NULL,
+      "Comma-separated keys of the server-to-server API (PUT/PATCH/DELETE/GET\n"
+      "/api/users/<id>/contacts), sent as \"Authorization: Bearer <key>\" or\n"
+      "\"X-API-Key: <key>\"; each 16 to 1024 printable ASCII characters. Empty:\n"
+      "the API is off (403)." },
+    { "api.max_body", CFG_SIZE, K(api_max_body), "1m", 1024, 1 << 30, NULL,
+      "Largest request body the API reads (413 beyond; the rest of the body is\n"
+      "counted and dropped, never kept)." },
+
     { "heartbeat.send_ms", CFG_INT, K(hb_send_ms), "10000", 0, 3600000, NULL,
       "Shortest interval at which the server sends heart-beats (sx of\n"
       "heart-beat: sx,sy); the interval used is max(this, client's cy). 0: never." },
@@ -388,6 +408,8 @@ int server_config_check(const server_config *c, char *err, size_t errlen)
         snprintf(err, errlen, "redis.user is set but redis.password is empty");
         return -1;
     }
+    if (apikey_check(c->api_keys, err, errlen) < 0)
+        return -1;
     if (addrlist_check("bus.host", c->bus.host, c->bus.port, err, errlen) < 0)
         return -1;
     if (c->registry.sentinels[0] && addrlist_check("redis.sentinels", c->registry.sentinels,

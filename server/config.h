@@ -14,6 +14,7 @@
 
 #include "bus.h"
 #include "cfg.h"
+#include "contacts.h"
 #include "history.h"
 #include "registry.h"
 #include "relay.h"
@@ -31,7 +32,6 @@ typedef struct server_config {
     /* [http] */
     char  *static_dir;        /* files served at / ("" = none) */
     int    http_max_users;    /* users in one /api/presence?users= lookup */
-    int    contacts_max;      /* users in one contact list, x-users or watch */
     int    status_chunk;      /* users per registry call of /status */
     int    http_max_inflight; /* history reads (HTTP and x-since) at once */
     int    http_write_timeout_s; /* a response must be written within this */
@@ -91,6 +91,11 @@ typedef struct server_config {
     int    resume_page;
     /* [relay]; server_id is set at start */
     relay_config relay;
+    /* [contacts] */
+    contacts_config contacts;
+    /* [api] */
+    char  *api_keys;          /* comma-separated server-to-server keys; "" = the API is off */
+    size_t api_max_body;      /* most bytes of a request body */
     /* [heartbeat] */
     int    hb_send_ms;
     int    hb_recv_ms;

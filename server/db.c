@@ -17,6 +17,11 @@
  * fails jobs at once for DB_RETRY_MS, so that an outage answers quickly
  * instead of every request waiting for a connect timeout.
  *
+ * Other modules' jobs (db_run: the contact lists) share the threads and
+ * their connections: a job is a function run with the thread's MYSQL
+ * handle, under the same connect, retry and failure rules; it prepares
+ * what it needs itself.
+ *
  * Statements. Every value is a bound parameter, never text in the SQL. The
  * id predicates "id_ms > ? OR (id_ms = ? AND id_n > ?)" (and the same for
  * the upper bound) let MariaDB read the primary key (room, id_ms, id_n) as
@@ -70,6 +75,9 @@ typedef struct db_job {
     db_query q;                  /* q.room points at room */
     db_fn fn;
     void *ctx;
+    db_job_fn run;               /* set: a db_run job (q and fn unused) */
+    void *arg;
+    db_done_fn done;
     envelope *rows;
     size_t n, cap;
     bool cut;                    /* ended at max_bytes with rows left */
@@ -363,7 +371,9 @@ static void db_worker_run(db_worker *w, db_job *j)
         if (db_worker_ensure(w, j) < 0)
             return;
         unsigned err = 0;
-        if (db_worker_query(w, j, &err) == 0) {
+        int rc = j->run ? j->run(w->conn, j->arg, &err, j->why, sizeof j->why)
+                        : db_worker_query(w, j, &err);
+        if (rc == 0) {
             w->used = true;
             j->ok = true;
             return;
@@ -418,6 +428,11 @@ static void *db_worker_main(void *arg)
 
 static void db_job_finish(db_job *j)
 {
+    if (j->run) {
+        j->done(j->ctx, j->ok, j->ok ? NULL : j->why);
+        free(j);
+        return;
+    }
     j->fn(j->ctx, j->rows, j->n, j->cut, j->ok, j->ok ? NULL : j->why);
     for (size_t i = 0; i < j->n; i++)
         envelope_free(&j->rows[i]);
@@ -519,6 +534,26 @@ void db_destroy(db *d)
     uv_close((uv_handle_t *)&d->async, db_on_closed);
 }
 
+/* Queue j for the workers. */
+static void db_enqueue(db *d, db_job *j)
+{
+    pthread_mutex_lock(&d->mu);
+    *d->jobs_tail = j;
+    d->jobs_tail = &j->next;
+    pthread_cond_signal(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+void db_run(db *d, db_job_fn job, void *arg, db_done_fn done, void *ctx)
+{
+    db_job *j = xcalloc(1, sizeof *j + 1);
+    j->run = job;
+    j->arg = arg;
+    j->done = done;
+    j->ctx = ctx;
+    db_enqueue(d, j);
+}
+
 void db_fetch(db *d, const db_query *q, db_fn fn, void *ctx)
 {
     size_t rl = strlen(q->room);
@@ -528,11 +563,7 @@ void db_fetch(db *d, const db_query *q, db_fn fn, void *ctx)
     j->q.room = j->room;
     j->fn = fn;
     j->ctx = ctx;
-    pthread_mutex_lock(&d->mu);
-    *d->jobs_tail = j;
-    d->jobs_tail = &j->next;
-    pthread_cond_signal(&d->cv);
-    pthread_mutex_unlock(&d->mu);
+    db_enqueue(d, j);
 }
 
 uint64_t db_errors(const db *d)

@@ -77,6 +77,29 @@ void db_destroy(db *d);
  * exactly once, never inside this call. Must be called on the loop. */
 void db_fetch(db *d, const db_query *q, db_fn fn, void *ctx);
 
+/* A job of some other module on a pool thread (db_run). It runs with the
+ * thread's connection (never NULL; autocommit on: a job that opens a
+ * transaction commits it before returning 0), arg as given to db_run.
+ * Returns 0, or -1 with the reason in why and the MySQL error number in
+ * *err (mysql_errno or mysql_stmt_errno of what failed). After -1 the
+ * connection is closed (rolling back what was not committed); when it had
+ * worked before and *err says it was lost, the job runs once more on a new
+ * one, so a job must be safe to run again from its start. */
+typedef int (*db_job_fn)(MYSQL *conn, void *arg, unsigned *err, char *why,
+                         size_t whylen);
+/* Back on the loop: ok false with why when MySQL could not be reached or
+ * the job returned -1 (why borrowed for the call). */
+typedef void (*db_done_fn)(void *ctx, bool ok, const char *why);
+
+/* Run job(conn, arg, ...) on a pool thread with db.c's connection rules
+ * (lazy connect, the retry after a lost connection, fast failure for a
+ * while after a failed connect), then done(ctx, ...) on the loop, exactly
+ * once, never inside this call (db_destroy: ok false, the job not run).
+ * arg is the caller's and must stay valid until done; the job touches it
+ * only on the pool thread, done only on the loop. Must be called on the
+ * loop. */
+void db_run(db *d, db_job_fn job, void *arg, db_done_fn done, void *ctx);
+
 /* Failed calls (connect or query) so far. */
 uint64_t db_errors(const db *d);
 

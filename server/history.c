@@ -537,3 +537,8 @@ void history_get_stats(const history *h, history_stats *out)
     *out = h->stats;
     out->mysql_errors = db_errors(h->db);
 }
+
+db *history_db(history *h)
+{
+    return h->db;
+}

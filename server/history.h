@@ -108,4 +108,8 @@ typedef struct history_stats {
 
 void history_get_stats(const history *h, history_stats *out);
 
+/* The MySQL read pool h reads with (valid until history_destroy), which
+ * other readers of the store share (contact lists: db_run). */
+db *history_db(history *h);
+
 #endif

@@ -1,6 +1,8 @@
 /* http.c — HTTP routes and WebSocket upgrade vetting.
  *
- * History pages (GET /api/rooms/<room>/messages) are http_history.c's.
+ * History pages (GET /api/rooms/<room>/messages) are http_history.c's,
+ * the contacts API (/api/users/<id>/contacts, every method) is
+ * http_contacts.c's.
  *
  * Upgrades. libwebsockets binds a WebSocket to the first subprotocol in the
  * client's list that the vhost knows; STOMP servers (RabbitMQ Web-STOMP
@@ -416,10 +418,10 @@ static int http_unauthorized(const http_env *env, struct lws *wsi, http_exchange
     return http_exchange_unauthorized(wsi, x);
 }
 
-/* /api/users/<id>/contacts/status for who (NULL with auth.mode=none):
- * only the user themself or an admin. */
+/* /api/users/<id>/contacts/status for who (NULL with auth.mode=none, or
+ * with a key): only the user themself, an admin or a key. */
 static int http_users_route(const http_env *env, struct lws *wsi, http_exchange **x,
-                            const char *rest, const jwt_claims *who)
+                            const char *rest, const jwt_claims *who, bool keyed)
 {
     static const char tail[] = "/contacts/status";
     const char *slash = strchr(rest, '/');
@@ -433,13 +435,13 @@ static int http_users_route(const http_env *env, struct lws *wsi, http_exchange 
         return http_exchange_error(wsi, x, HTTP_STATUS_BAD_REQUEST,
                                    "user ids are 1 to 128 bytes without control characters");
     bool self = who && strlen(who->sub) == n && !memcmp(who->sub, rest, n);
-    bool any = !who || who->role == JWT_ROLE_ADMIN;
+    bool any = keyed || !who || who->role == JWT_ROLE_ADMIN;
     if (!self && !any) {
         env->metrics->access_denied++;
         return http_exchange_error(wsi, x, HTTP_STATUS_FORBIDDEN,
                                    "only the user themself (or an admin) may ask");
     }
-    return http_status_request(env->conf, env->registry, env->contacts, wsi, x, rest, n, self ? who->contacts : NULL,
+    return http_status_request(env->conf, env->registry, env->lists, wsi, x, rest, n, self ? who->contacts : NULL,
                                self ? who->ncontacts : 0, any);
 }
 
@@ -449,7 +451,10 @@ static int http_api(const http_env *env, struct lws *wsi, http_exchange **x, con
 {
     auth *a = env->auth;
     jwt_claims *who = NULL;
-    if (auth_required(a)) {
+    /* A server-to-server key may ask about any user (it is no JWT). */
+    bool sent, keyed = !strncmp(uri, "/api/users/", 11) &&
+                       http_contacts_keyed(&env->contacts, wsi, &sent);
+    if (auth_required(a) && !keyed) {
         char hv[8300];
         const char *tp;
         size_t tl;
@@ -474,7 +479,7 @@ static int http_api(const http_env *env, struct lws *wsi, http_exchange **x, con
     else if (!strcmp(uri, "/api/presence"))
         rc = http_users_online(env, wsi, x, &who);
     else if (!strncmp(uri, "/api/users/", 11))
-        rc = http_users_route(env, wsi, x, uri + 11, who);
+        rc = http_users_route(env, wsi, x, uri + 11, who, keyed);
     else
         rc = http_exchange_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
     jwt_claims_free(who);
@@ -500,6 +505,8 @@ static int http_not_get(const http_env *env, struct lws *wsi, http_exchange **x,
 int http_request(const http_env *env, struct lws *wsi, http_exchange **x, const char *uri)
 {
     env->metrics->http_requests++;
+    if (http_contacts_match(uri))
+        return http_contacts_request(&env->contacts, wsi, x, uri);
     int rc;
     if (http_not_get(env, wsi, x, &rc))
         return rc;
@@ -540,8 +547,15 @@ int http_metrics_request(const http_env *env, struct lws *wsi, http_exchange **x
     return http_exchange_error(wsi, x, HTTP_STATUS_NOT_FOUND, "only /metrics is served here");
 }
 
+void http_body_in(struct lws *wsi, http_exchange **x, const void *in, size_t len)
+{
+    (void)wsi;
+    http_exchange_body_in(*x, in, len);
+}
+
 int http_body_done(const http_env *env, struct lws *wsi, http_exchange **x)
 {
-    (void)env;
+    if (http_exchange_reading(*x))
+        return http_contacts_body_done(&env->contacts, wsi, x);
     return http_exchange_error(wsi, x, HTTP_STATUS_METHOD_NOT_ALLOWED, "only GET is supported");
 }

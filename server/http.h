@@ -2,7 +2,8 @@
  *
  * Routes plain HTTP requests (GET /healthz, /readyz, /metrics,
  * /api/rooms/<room>/presence, /api/rooms/<room>/messages (http_history.h),
- * /api/presence?users=, static files under http.static_dir) and vets
+ * /api/presence?users=, /api/users/<id>/contacts (http_contacts.h), static
+ * files under http.static_dir) and vets
  * WebSocket upgrades before libwebsockets accepts them: the path must be
  * the configured endpoint, a browser's Origin must be allowed
  * (websocket.allowed_origins, origin.h), and the subprotocol is steered to
@@ -17,6 +18,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "http_contacts.h"
 #include "http_exchange.h"
 #include "metrics.h"
 
@@ -33,8 +35,9 @@ typedef struct http_env {
     const server_config *conf;
     metrics *metrics;
     struct registry *registry;          /* presence, users online */
-    struct contacts *contacts;          /* contact lists */
+    struct contacts *lists;             /* contact lists (contacts.h) */
     struct history *history;            /* message pages */
+    http_contacts_env contacts;         /* /api/users/<id>/contacts */
     struct gate *slots;                 /* history reads (http.max_inflight) */
     struct auth *auth;
     const struct origin_list *origins;  /* websocket.allowed_origins */
@@ -70,8 +73,12 @@ int http_request(const http_env *env, struct lws *wsi, http_exchange **x, const 
 int http_metrics_request(const http_env *env, struct lws *wsi, http_exchange **x,
                          const char *uri);
 
-/* LWS_CALLBACK_HTTP_BODY_COMPLETION: a request body has been read (and
- * dropped); answer the request that carried it. */
+/* LWS_CALLBACK_HTTP_BODY: a piece of a request body, kept for the route
+ * that reads one (http_contacts.h), dropped otherwise. */
+void http_body_in(struct lws *wsi, http_exchange **x, const void *in, size_t len);
+
+/* LWS_CALLBACK_HTTP_BODY_COMPLETION: a request body has been read; answer
+ * the request that carried it (a route that takes no body: 405). */
 int http_body_done(const http_env *env, struct lws *wsi, http_exchange **x);
 
 #endif

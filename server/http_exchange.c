@@ -19,6 +19,11 @@
  * for ever). An exchange may hold a slot of a gate (history reads, see
  * http_history.c); it is given back whenever the exchange ends.
  *
+ * A request with a body (PUT, PATCH) is first an exchange READING it:
+ * owned by the connection like an answered one, keeping at most the
+ * route's limit of body bytes and counting the rest, until the body is in
+ * and the route answers or makes it wait.
+ *
  * Invariant: an exchange in state WAITING is owned by the call it waits
  * for (the registry's or history's callback answers or frees it); in any
  * other state by the connection's *x, freed by http_exchange_done.
@@ -37,7 +42,7 @@
 /* Body bytes per writable callback. */
 #define HTTP_CHUNK 65536
 
-enum { X_WAITING, X_READY, X_BODY };
+enum { X_WAITING, X_READY, X_BODY, X_READING };
 
 struct http_exchange {
     struct lws *wsi;
@@ -52,6 +57,9 @@ struct http_exchange {
     void *data;              /* the route's, owned (http_exchange_keep) */
     void (*data_free)(void *);
     gate *slot;              /* a slot held until the exchange ends, or NULL */
+    char *in;                /* X_READING: the request body (in_max + 1 bytes) */
+    size_t in_len, in_cap, in_max;
+    bool in_over;            /* more than in_max bytes came */
 };
 
 static void http_exchange_free(http_exchange *e)
@@ -62,6 +70,7 @@ static void http_exchange_free(http_exchange *e)
         e->data_free(e->data);
     if (e->slot)
         gate_leave(e->slot);
+    free(e->in);
     free(e->body);
     free(e);
 }
@@ -265,10 +274,64 @@ int http_exchange_unauthorized(struct lws *wsi, http_exchange **x)
     return http_write_headers(x);
 }
 
+void http_exchange_read_body(struct lws *wsi, http_exchange **x, size_t max, void *data,
+                             void (*free_fn)(void *))
+{
+    http_exchange *e = http_exchange_new(wsi, x);
+    e->state = X_READING;
+    e->in_max = max;
+    e->data = data;
+    e->data_free = free_fn;
+}
+
+bool http_exchange_reading(const http_exchange *e)
+{
+    return e && e->state == X_READING;
+}
+
+void http_exchange_body_in(http_exchange *e, const void *in, size_t len)
+{
+    if (!e || e->state != X_READING)
+        return;
+    /* Counted as it arrives; kept only up to the limit, in a buffer that
+     * grows with what came (a Content-Length promises nothing). */
+    if (e->in_over || len > e->in_max - e->in_len) {
+        e->in_over = true;
+        return;
+    }
+    if (e->in_len + len + 1 > e->in_cap) {
+        size_t cap = e->in_cap ? e->in_cap * 2 : 4096;
+        while (cap < e->in_len + len + 1)
+            cap *= 2;
+        if (cap > e->in_max + 1)
+            cap = e->in_max + 1;
+        e->in = xrealloc(e->in, cap);
+        e->in_cap = cap;
+    }
+    memcpy(e->in + e->in_len, in, len);
+    e->in_len += len;
+    e->in[e->in_len] = '\0';
+}
+
+const char *http_exchange_request_body(const http_exchange *e, size_t *len, bool *over)
+{
+    *len = e->in_len;
+    *over = e->in_over;
+    return e->in ? e->in : "";
+}
+
+void http_exchange_await(http_exchange *e)
+{
+    free(e->in);
+    e->in = NULL;
+    e->in_len = e->in_cap = 0;
+    e->state = X_WAITING;
+}
+
 int http_exchange_writeable(struct lws *wsi, http_exchange **x)
 {
     http_exchange *e = *x;
-    if (!e || e->state == X_WAITING)
+    if (!e || e->state == X_WAITING || e->state == X_READING)
         return 0;
     if (e->state == X_READY)
         return http_write_headers(x);

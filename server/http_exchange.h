@@ -59,6 +59,27 @@ void http_exchange_hold(http_exchange *e, struct gate *g);
 void http_exchange_keep(http_exchange *e, void *data, void (*free_fn)(void *));
 void *http_exchange_data(const http_exchange *e);
 
+/* Requests with a body (PUT, PATCH): lws reads the body before it lets a
+ * response be written. http_exchange_read_body starts an exchange that
+ * reads it (owned by *x like any other; data kept as by
+ * http_exchange_keep): LWS_CALLBACK_HTTP_BODY hands each piece to
+ * http_exchange_body_in, which keeps the first max bytes and only counts
+ * the rest; at LWS_CALLBACK_HTTP_BODY_COMPLETION the route reads it with
+ * http_exchange_request_body, then answers at once (the answer replaces
+ * the exchange) or calls http_exchange_await and answers later. */
+void http_exchange_read_body(struct lws *wsi, http_exchange **x, size_t max, void *data,
+                             void (*free_fn)(void *));
+/* Is e reading a body (http_exchange_read_body, not yet answered)? Accepts NULL. */
+bool http_exchange_reading(const http_exchange *e);
+/* A piece of the body (ignored unless e is reading one). */
+void http_exchange_body_in(http_exchange *e, const void *in, size_t len);
+/* The body read so far: its bytes (NUL-terminated; "" when none) and
+ * length; *over when it went past max (the bytes are then not all there). */
+const char *http_exchange_request_body(const http_exchange *e, size_t *len, bool *over);
+/* The exchange (reading a body, now read) waits for its answer, exactly as
+ * after http_exchange_wait; its request body is freed. */
+void http_exchange_await(http_exchange *e);
+
 /* Fills dst with the len bytes of a body. */
 typedef void (*http_fill_fn)(void *ctx, unsigned char *dst);
 

@@ -109,7 +109,7 @@ static void status_on_list(void *ctx, const char *const *users, size_t n, bool o
         return;
     }
     const char *const *list = users;
-    size_t max = (size_t)r->conf->contacts_max;
+    size_t max = (size_t)r->conf->contacts.max;
     if (r->only) {
         if (!r->any) {
             const char **sorted = xmalloc((n ? n : 1) * sizeof *sorted);
@@ -188,7 +188,7 @@ int http_status_request(const server_config *conf, struct registry *reg, struct 
     r->user[idlen] = '\0';
     char arg[16384];
     char *list = (char *)lws_get_urlarg_by_name(wsi, "users=", arg, sizeof arg);
-    if (list && status_only(r, list, (size_t)conf->contacts_max) < 0) {
+    if (list && status_only(r, list, (size_t)conf->contacts.max) < 0) {
         status_req_free(r);
         return http_exchange_error(wsi, x, HTTP_STATUS_BAD_REQUEST,
                                    "users= lists user ids separated by commas (each 1 to 128 "

@@ -17,7 +17,9 @@
  * Limits keep a hostile token cheap: the whole token is at most
  * JWT_MAX_TOKEN bytes, the JSON is parsed with duplicate keys rejected, and
  * strings Lectern keeps are bounded (sub and name 128 bytes, rooms 256
- * patterns of at most 128 bytes each).
+ * patterns of at most 128 bytes each; contacts are user ids, userid.h, as
+ * many as the token's size allows, or jwt_expect.max_contacts: a token
+ * listing more is refused rather than cut, so that its issuer learns of it).
  *
  * Invariants: a keyring's kids are unique; a claims block is one
  * allocation whose strings live inside it.
@@ -25,6 +27,7 @@
 #include "jwt.h"
 
 #include "mem.h"
+#include "userid.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -296,10 +299,26 @@ static jwt_status jwt_claims_from(json_t *o, jwt_claims **out)
         }
     }
 
-    /* One block: the struct, the room pointers, then the strings. */
-    jwt_claims *c = xmalloc(sizeof *c + nrooms * sizeof(char *) + bytes);
+    json_t *contacts = json_object_get(o, "contacts");
+    size_t ncontacts = 0;
+    if (contacts) {
+        if (!json_is_array(contacts))
+            return JWT_BAD_CLAIMS;
+        ncontacts = json_array_size(contacts);
+        for (size_t i = 0; i < ncontacts; i++) {
+            json_t *v = json_array_get(contacts, i);
+            if (!json_is_string(v) ||
+                !userid_valid(json_string_value(v), json_string_length(v)))
+                return JWT_BAD_CLAIMS;
+            bytes += json_string_length(v) + 1;
+        }
+    }
+
+    /* One block: the struct, the room and contact pointers, then the strings. */
+    jwt_claims *c = xmalloc(sizeof *c + (nrooms + ncontacts) * sizeof(char *) + bytes);
     const char **ptrs = (const char **)(c + 1);
-    char *p = (char *)(ptrs + nrooms);
+    const char **cptrs = ptrs + nrooms;
+    char *p = (char *)(cptrs + ncontacts);
     size_t n = strlen(sub) + 1;
     c->sub = memcpy(p, sub, n);
     p += n;
@@ -316,6 +335,14 @@ static jwt_status jwt_claims_from(json_t *o, jwt_claims **out)
         ptrs[i] = memcpy(p, json_string_value(v), n);
         p += n;
     }
+    for (size_t i = 0; i < ncontacts; i++) {
+        json_t *v = json_array_get(contacts, i);
+        n = json_string_length(v) + 1;
+        cptrs[i] = memcpy(p, json_string_value(v), n);
+        p += n;
+    }
+    c->ncontacts = ncontacts;
+    c->contacts = cptrs;
     c->role = r;
     c->exp = exp;
     c->nbf = nbf;
@@ -361,6 +388,10 @@ static jwt_status jwt_check_expect(json_t *o, const jwt_expect *want)
         return JWT_OK;
     if (want->issuer && *want->issuer && !jwt_str_is(json_object_get(o, "iss"), want->issuer))
         return JWT_BAD_ISSUER;
+    json_t *contacts = json_object_get(o, "contacts");
+    if (want->max_contacts && json_is_array(contacts) &&
+        json_array_size(contacts) > want->max_contacts)
+        return JWT_BAD_CLAIMS;
     if (want->audience && *want->audience) {
         json_t *aud = json_object_get(o, "aud");
         bool ok = jwt_str_is(aud, want->audience);

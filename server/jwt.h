@@ -34,7 +34,8 @@ typedef enum jwt_status {
     JWT_BAD_SIGNATURE,
     JWT_EXPIRED,        /* exp + skew <= now */
     JWT_NOT_YET,        /* nbf - skew > now */
-    JWT_BAD_CLAIMS,     /* sub/role/rooms/exp missing or of the wrong type */
+    JWT_BAD_CLAIMS,     /* sub/role/rooms/exp missing or of the wrong type, a bad
+                         * contacts claim, or more contacts than jwt_expect allows */
     JWT_BAD_ISSUER,     /* iss missing or not the issuer required */
     JWT_BAD_AUDIENCE,   /* aud missing or not naming the audience required */
 } jwt_status;
@@ -44,11 +45,14 @@ typedef enum jwt_status {
 typedef struct jwt_expect {
     const char *issuer;       /* iss must be exactly this string */
     const char *audience;     /* aud (a string, or an array of strings) must hold this */
+    size_t max_contacts;      /* a contacts claim may list at most this many (0: any) */
 } jwt_expect;
 
 /* The claims Lectern acts on. One allocation (jwt_claims_free): the
  * strings point into the block. rooms are patterns: a room name, or a
- * prefix ending in '*' ("*" alone: every room). */
+ * prefix ending in '*' ("*" alone: every room). contacts is the optional
+ * `contacts` claim: user ids (userid.h) whose online status the user may
+ * watch when no list is stored for them (contacts.h). */
 typedef struct jwt_claims {
     const char *sub;          /* user id, 1..128 bytes */
     const char *name;         /* display name; sub when absent */

@@ -55,6 +55,11 @@ typedef struct metrics {
     uint64_t errors_by_reason[ERROR_REASON_COUNT];   /* ERROR frames, by reason */
     histogram delivery;                    /* SEND accepted -> MESSAGE written (sampled) */
     uint64_t http_requests;
+    uint64_t contacts_cache_hits;          /* contact lists from this server's cache */
+    uint64_t contacts_redis_hits;          /* ... from Redis */
+    uint64_t contacts_mysql_reads;         /* ... read from MySQL */
+    uint64_t contacts_errors;              /* lookups that failed (Redis and MySQL) */
+    uint64_t contacts_writes;              /* lists changed through the API */
 } metrics;
 
 /* Values read from live state (and from the registry, bus and relay) at

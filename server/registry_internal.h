@@ -1,12 +1,13 @@
 /* registry_internal.h — what the registry's files share (server/registry*.c only).
  *
- * The registry (registry.h) is written as three files: registry.c (its
+ * The registry (registry.h) is written as four files: registry.c (its
  * connections, registration, the mirror of this server's members and its
  * replay, heartbeat and reaping), registry_log.c (publishing to a room's
- * log, with WAIT, and reading the logs) and registry_query.c (presence and
- * user lookups). They share the struct below, the table of Lua scripts
- * (server/lua, registry_lua.h) and the builder of EVALSHA arguments.
- * registry_status.c (people's status: watch, unwatch, hide) is a fourth.
+ * log, with WAIT, and reading the logs), registry_query.c (presence and
+ * user lookups), registry_contacts.c (cached contact lists) and
+ * registry_status.c (people's status: watch, unwatch, hide). They share
+ * the struct below, the table of Lua scripts (server/lua, registry_lua.h)
+ * and the builder of EVALSHA arguments.
  * Everything runs on the loop. Nothing outside those files includes this
  * header: registry.h stays the contract.
  */
@@ -36,6 +37,8 @@ typedef enum registry_script_id {
     REGISTRY_LUA_UNWATCH,
     REGISTRY_LUA_STATUS_GET,
     REGISTRY_LUA_HIDE,
+    REGISTRY_LUA_CONTACTS_SET,
+    REGISTRY_LUA_CONTACTS_CHANGED,
     REGISTRY_LUA_COUNT
 } registry_script_id;
 

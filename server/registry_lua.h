@@ -14,6 +14,8 @@
 #define LECTERN_REGISTRY_LUA_H
 
 extern const char registry_lua_bye[];
+extern const char registry_lua_contacts_changed[];
+extern const char registry_lua_contacts_set[];
 extern const char registry_lua_heartbeat[];
 extern const char registry_lua_hide[];
 extern const char registry_lua_hello[];

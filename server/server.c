@@ -30,6 +30,7 @@
  */
 #include "server.h"
 
+#include "apikey.h"
 #include "auth.h"
 #include "bus.h"
 #include "gate.h"
@@ -96,11 +97,12 @@ struct server {
     relay *relay;
     registry *registry;
     history *history;
+    contacts *contacts;          /* contact lists (cache, Redis, MySQL) */
+    apikey_set *api_keys;        /* api.keys */
     gate *history_gate;          /* history reads at once (http.max_inflight) */
     bus *bus;
     presence *presence;
-    status *status;             /* /status subscriptions */
-    contacts *contacts;         /* contact lists */
+    status *status;              /* /status subscriptions */
     session_list *sessions;
     session_env session_env;     /* lent to the sessions */
     resume_env resume_env;       /* lent to x-since replays */
@@ -186,7 +188,8 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     case LWS_CALLBACK_HTTP:
         return http_request(&srv->http_env, wsi, &c->http, in);
     case LWS_CALLBACK_HTTP_BODY:
-        return 0;       /* no route takes a body; it is read and dropped */
+        http_body_in(wsi, &c->http, in, len);
+        return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         return http_body_done(&srv->http_env, wsi, &c->http);
     case LWS_CALLBACK_HTTP_WRITEABLE:
@@ -320,8 +323,15 @@ static void server_lend(server *srv)
         .conf = c,
         .metrics = &srv->metrics,
         .registry = srv->registry,
-        .contacts = srv->contacts,
+        .lists = srv->contacts,
         .history = srv->history,
+        .contacts = {
+            .conf = c,
+            .metrics = &srv->metrics,
+            .registry = srv->registry,
+            .db = srv->history ? history_db(srv->history) : NULL,
+            .keys = srv->api_keys,
+        },
         .slots = srv->history_gate,
         .auth = srv->auth,
         .origins = srv->origins,
@@ -378,8 +388,14 @@ static void server_on_contacts_changed(void *ctx, const char *user, size_t len)
         return;     /* not a user id */
     memcpy(name, user, len);
     name[len] = '\0';
-    contacts_invalidated(srv->contacts, name);
-    status_contacts_changed(srv->status, name);
+    contacts_invalidated(srv->contacts, name);   /* then server_on_contacts_list_changed */
+}
+
+/* contacts' hook: user's list changed (its cache entry is gone). */
+static void server_on_contacts_list_changed(void *ctx, const char *user)
+{
+    server *srv = ctx;
+    status_contacts_changed(srv->status, user);
 }
 
 static void server_on_bus_message(void *ctx, envelope *env)
@@ -418,15 +434,15 @@ static void server_teardown(server *srv)
     listener_destroy(srv->metrics_listen);      /* still there if lws never came up */
     srv->metrics_listen = NULL;
     bus_destroy(srv->bus);
+    contacts_destroy(srv->contacts);    /* before the history's pool and the registry */
+    srv->contacts = NULL;
     history_destroy(srv->history);      /* before the registry: its reads come back */
     srv->history = NULL;
     registry_destroy(srv->registry);
     relay_destroy(srv->relay);
     presence_destroy(srv->presence);
     status_destroy(srv->status);
-    contacts_destroy(srv->contacts);
     srv->status = NULL;
-    srv->contacts = NULL;
     srv->bus = NULL;
     srv->registry = NULL;
     srv->relay = NULL;
@@ -590,10 +606,9 @@ static int server_start_cluster(server *srv)
     rc.server_id = srv->id;
     srv->relay = relay_create(&srv->loop, srv->rooms, &srv->metrics, &rc);
     srv->presence = presence_create(session_deliver);
-    status_config sc = { .chunk = c->status_chunk, .max_contacts = c->contacts_max };
+    status_config sc = { .chunk = c->status_chunk, .max_contacts = c->contacts.max };
     status_hooks sh = { .deliver = session_deliver, .fail = session_status_fail };
     srv->status = status_create(&sc, &sh, &srv->metrics);
-    srv->contacts = contacts_create();
 
     registry_config gc = c->registry;
     gc.server_id = srv->id;
@@ -615,6 +630,15 @@ static int server_start_cluster(server *srv)
     srv->history = history_create(&srv->loop, srv->registry, &c->history);
     if (!srv->history)
         return -1;
+    srv->contacts = contacts_create(&(contacts_env){
+        .loop = &srv->loop,
+        .cfg = &c->contacts,
+        .registry = srv->registry,
+        .db = history_db(srv->history),
+        .metrics = &srv->metrics,
+        .on_changed = server_on_contacts_list_changed,
+        .ctx = srv,
+    });
 
     bus_config bc = c->bus;
     bc.dynamic = !strcmp(c->bus_mode, "dynamic");
@@ -648,6 +672,7 @@ static void server_release(server *srv, bool loop)
     peers_destroy(srv->peers);
     room_index_destroy(srv->rooms);
     gate_destroy(srv->history_gate);
+    apikey_set_destroy(srv->api_keys);
     stomp_parser_deinit(&srv->parser);
     free(srv);
 }
@@ -660,6 +685,7 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     metrics_init(&srv->metrics);
     server_make_id(srv);
     srv->history_gate = gate_create(conf->http_max_inflight);
+    srv->api_keys = apikey_set_create(conf->api_keys);
 
     stomp_limits lim = {
         .max_frame = conf->max_frame,

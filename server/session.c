@@ -252,6 +252,16 @@ static size_t session_sub_cost(size_t prefix_len, size_t id_len, size_t room_len
     return budget_chunk(sizeof(subscription) + prefix_len + id_len + room_len) + 256;
 }
 
+/* What a /status subscription may hold besides its record, charged in
+ * full at SUBSCRIBE (its list's length is known only later): a link on
+ * each side per watched user, and the user's name in the lists it keeps
+ * (claim, x-users). So a connection's watches are bounded by
+ * limits.conn_memory like everything else it holds. */
+static size_t session_status_cost(const server_config *c)
+{
+    return (size_t)c->contacts.max * 48;
+}
+
 static subscription *session_find_sub(session *s, const char *id, size_t len)
 {
     for (subscription *sub = s->subs; sub; sub = sub->next)
@@ -317,7 +327,8 @@ static void on_subscribe(session *s, const stomp_frame *f)
     bool esc = session_escapes(s);
     size_t idesc = esc ? stomp_escaped_len(id->p, id->len) : id->len;
     size_t plen = sizeof head - 1 + idesc + 1;
-    size_t cost = session_sub_cost(plen, id->len, name.len);
+    size_t cost = session_sub_cost(plen, id->len, name.len) +
+                  (to_status ? session_status_cost(c) : 0);
     if (!session_fits(s, f, cost + (kind == ROOM_DEST_TOPIC && !to_status ? inflight_op_cost() : 0)))
         return;
     subscription *sub = xmalloc(sizeof *sub + plen + id->len + name.len);
@@ -388,7 +399,8 @@ static void session_drop_sub(session *s, subscription *sub)
     }
     s->nsubs--;
     budget_release(&s->budget, BUDGET_SUBS,
-                   session_sub_cost(sub->prefix_len, sub->id_len, sub->room_len));
+                   session_sub_cost(sub->prefix_len, sub->id_len, sub->room_len) +
+                       (sub->kind == SUB_STATUS ? session_status_cost(s->env->conf) : 0));
     free(sub);
 }
 

@@ -76,7 +76,7 @@ int session_status_start(session *s, const stomp_frame *f, subscription *sub)
     char **xusers = NULL;
     long nx = 0;
     if (xu) {
-        nx = session_status_users(xu, (size_t)env->conf->contacts_max, &xusers);
+        nx = session_status_users(xu, (size_t)env->conf->contacts.max, &xusers);
         if (nx < 0) {
             session_error(s, f, ERROR_INVALID_USERS,
                           "x-users lists user ids separated by commas: each 1 to 128 bytes "

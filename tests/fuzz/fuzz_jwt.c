@@ -196,7 +196,7 @@ static void fuzz_signed(const char *hdr, size_t hlen, const char *pay, size_t pl
     jwt_status st, pst, wst;
     jwt_claims *c = fuzz_verify(tok, (size_t)(e - tok), NULL, &st);
     CHECK(st != JWT_BAD_SIGNATURE);
-    static const jwt_expect want = { "fuzz-issuer", "lectern" };
+    static const jwt_expect want = { "fuzz-issuer", "lectern", 0 };
     jwt_claims *wc = fuzz_verify(tok, (size_t)(e - tok), &want, &wst);
     if (st == JWT_OK)
         CHECK(wst == JWT_OK || wst == JWT_BAD_ISSUER || wst == JWT_BAD_AUDIENCE);

@@ -89,7 +89,7 @@ static jwt_status verify(jwt_keyring *kr, const char *tok, jwt_claims **c)
 /* verify, requiring an issuer and an audience (NULL: that one not). */
 static jwt_status verify_for(jwt_keyring *kr, const char *tok, const char *iss, const char *aud)
 {
-    jwt_expect want = { iss, aud };
+    jwt_expect want = { iss, aud, 0 };
     jwt_claims *c = (jwt_claims *)1;
     jwt_status st = jwt_verify(kr, tok, strlen(tok), NOW, 60, &want, &c);
     assert_true((st == JWT_OK) == (c != NULL));
@@ -162,6 +162,42 @@ static void test_forgeries(void **state)
                      JWT_UNKNOWN_KEY);
     assert_int_equal(verify(kr, mint("{\"alg\":\"RS256\",\"kid\":\"k1\"}", GOOD, NULL), &c),
                      JWT_UNKNOWN_KEY);
+    jwt_keyring_destroy(kr);
+}
+
+static void test_contacts_claim(void **state)
+{
+    (void)state;
+    jwt_keyring *kr = hs_ring();
+    jwt_claims *c = NULL;
+    assert_int_equal(verify(kr, mint(HDR, "{\"sub\":\"a\",\"exp\":1800000100,"
+                                          "\"rooms\":[\"r\"],\"contacts\":[\"b\",\"c d\"]}",
+                                     NULL), &c), JWT_OK);
+    assert_int_equal(c->ncontacts, 2);
+    assert_string_equal(c->contacts[1], "c d");
+    assert_string_equal(c->rooms[0], "r");
+    jwt_claims_free(c);
+    assert_int_equal(verify(kr, mint(HDR, GOOD, NULL), &c), JWT_OK);
+    assert_int_equal(c->ncontacts, 0);
+    jwt_claims_free(c);
+    /* Not an array of valid user ids: the token is refused. */
+    static const char *const bad[] = {
+        "\"b\"", "[1]", "[\"a,b\"]", "[\"\"]", "[\"a\\nb\"]", "{}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char p[256];
+        snprintf(p, sizeof p, "{\"sub\":\"a\",\"exp\":1800000100,\"contacts\":%s}", bad[i]);
+        assert_int_equal(verify(kr, mint(HDR, p, NULL), &c), JWT_BAD_CLAIMS);
+        assert_null(c);
+    }
+    /* More than the server's contacts.max: refused, not cut. */
+    const char *three = mint(HDR, "{\"sub\":\"a\",\"exp\":1800000100,"
+                                  "\"contacts\":[\"x\",\"y\",\"z\"]}", NULL);
+    jwt_expect want = { .max_contacts = 2 };
+    assert_int_equal(jwt_verify(kr, three, strlen(three), NOW, 60, &want, &c), JWT_BAD_CLAIMS);
+    want.max_contacts = 3;
+    assert_int_equal(jwt_verify(kr, three, strlen(three), NOW, 60, &want, &c), JWT_OK);
+    jwt_claims_free(c);
     jwt_keyring_destroy(kr);
 }
 
@@ -591,6 +627,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hs256_good),
         cmocka_unit_test(test_forgeries),
+        cmocka_unit_test(test_contacts_claim),
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_issuer_audience),
