@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { metric, repoRoot, startCluster, waitFor } from './helpers.mjs';
+import { metric, repoRoot, startCluster, startWorker, waitFor } from './helpers.mjs';
 
 const loadBin = process.env.LECTERN_LOAD_BIN ||
   path.join(repoRoot, 'build', 'release', 'tests', 'lectern-load');
@@ -131,6 +131,8 @@ describe('lectern-load', () => {
     const key = 'load-test-api-key-0123456789abcdef';
     const c = await startCluster({ n: 2, sets: { 'api.keys': key } });
     try {
+      const w = await startWorker({ cluster: c.cluster });   // applies the migrations (0003_contacts)
+      await w.stop();
       const urls = c.servers.flatMap((s) => ['--url', s.wsUrl]);
       const { code, json: r, err } = await runLoad([...urls, '--scenario', 'status-bigsnap',
         '--contacts', '300', '--online', '50', '--rounds', '2', '--api-key', key]).done;
