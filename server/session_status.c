@@ -22,6 +22,7 @@
 #include "status.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,19 +99,28 @@ int session_status_start(session *s, const stomp_frame *f, subscription *sub)
     return 0;
 }
 
+/* The ERROR names the subscription (header subscription:<id>): it comes
+ * after the SUBSCRIBE's RECEIPT, so a client could not tell otherwise. */
 void session_status_fail(subscriber *member, status_failure why, const char *detail)
 {
-    session *s = subscription_of(member)->session;
+    subscription *sub = subscription_of(member);
+    session *s = sub->session;
+    char *id = xmalloc(sub->id_len + 1);
+    memcpy(id, sub->id, sub->id_len);
+    id[sub->id_len] = '\0';
+    char body[400];
     if (why == STATUS_FAIL_FORBIDDEN) {
-        stomp_str who = { detail, strlen(detail) };
         s->env->metrics->access_denied++;
-        session_error_with(s, NULL, ERROR_ACCESS_REFUSED,
-                           "x-users may only list your contacts; not one of them: ", &who);
-        return;
+        snprintf(body, sizeof body, "x-users may only list your contacts; not one of them: %s",
+                 detail);
+        session_error_x(s, NULL, ERROR_ACCESS_REFUSED, body, strlen(body), "subscription", id);
+    } else {
+        snprintf(body, sizeof body, "Contact lists cannot be read now (Redis and MySQL "
+                                    "unavailable); subscribe to /status again later.");
+        session_error_x(s, NULL, ERROR_SERVICE_UNAVAILABLE, body, strlen(body), "subscription",
+                        id);
     }
-    session_error(s, NULL, ERROR_SERVICE_UNAVAILABLE,
-                  "Contact lists cannot be read now (Redis and MySQL unavailable); "
-                  "subscribe to /status again later.");
+    free(id);
 }
 
 static void session_on_hidden(void *ctx, bool ok)

@@ -205,6 +205,15 @@ export class LecternClient extends Emitter {
         err.details = f.body;
         const r = f.headers['receipt-id'] && this.receipts.get(f.headers['receipt-id']);
         if (r) { this.receipts.delete(f.headers['receipt-id']); r.reject(err); }
+        // A /status subscription refused after its RECEIPT (its contact
+        // list is read first): the ERROR names it. Only that list is
+        // refused; the rooms reconnect as usual.
+        const s = f.headers.subscription && this.subs.get(f.headers.subscription);
+        if (!r && s && s.kind === 'status') {
+          s.list.refused(err);
+          this.emit('error', err);
+          return;
+        }
         this.emit('error', err);
         // A refused token or room stays refused: reconnecting would only
         // repeat it. Anything else: the server closes; onclose reconnects.

@@ -249,6 +249,26 @@ test('a refused subscription (ERROR naming its receipt) closes the list, so the 
   c.disconnect();
 });
 
+test('an Access refused after the RECEIPT names the subscription: only that list closes; the rooms reconnect', async () => {
+  const { c, sockets } = newClient();
+  c.join('r', { presence: false });
+  c.connect();
+  await online(c, sockets);
+  const list = c.contacts({ users: ['stranger'] });
+  const sub = statusSub(sockets[0]);
+  sockets[0].deliver('RECEIPT', { 'receipt-id': sub.headers.receipt });
+  sockets[0].deliver('ERROR', { subscription: sub.headers.id, message: 'Access refused' },
+    'x-users may only list your contacts; not one of them: stranger');
+  sockets[0].close();
+  await until(() => list.closed);
+  assert.equal(list.error.message, 'Access refused');
+  await until(() => sockets.length === 2);
+  await online(c, sockets, 1);
+  assert.ok(sockets[1].sent.some((f) => f.headers.destination === '/topic/r'), 'the room is back');
+  assert.equal(statusSub(sockets[1]), undefined, 'the refused list is not asked again');
+  c.disconnect();
+});
+
 test('setInvisible sends {"invisible":…} to /status and resolves on its RECEIPT; rejects on ERROR or when offline', async () => {
   const { c, sockets } = newClient();
   await assert.rejects(c.setInvisible(true), /not online/);

@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { metric, repoRoot, startCluster, waitFor } from './helpers.mjs';
+import { metric, repoRoot, startCluster, startWorker, waitFor } from './helpers.mjs';
 
 const loadBin = process.env.LECTERN_LOAD_BIN ||
   path.join(repoRoot, 'build', 'release', 'tests', 'lectern-load');
@@ -76,6 +76,94 @@ describe('lectern-load', () => {
     }
   });
 
+  // The friends'-status scenarios at a small size: the same code paths as
+  // make bench's runs (10,000 / 5,000 users), with every count checked.
+  test('status-churn: every watcher gets every offline and online of its contacts once, with latency and server CPU per event', async () => {
+    const c = await startCluster({ n: 2 });
+    try {
+      const urls = c.servers.flatMap((s) => ['--url', s.wsUrl]);
+      const pids = c.servers.flatMap((s) => ['--watch-pid', String(s.proc.pid)]);
+      const { code, json: r, err } = await runLoad([...urls, ...pids, '--scenario', 'status-churn',
+        '--users', '200', '--contacts', '20', '--churn', '20', '--churn-s', '2', '--gap-s', '0.5']).done;
+      assert.equal(code, 0, err);
+      assert.equal(r.connections.failed, 0);
+      assert.equal(r.connections.ok, 220, '200 users and 20 log-ins again');
+      assert.equal(r.snapshots.missing_entries, 0);
+      assert.equal(r.setup.not_online, 0, 'after the setup every map showed every contact online');
+      assert.equal(r.churn.changes, 40);
+      // Users 0, 10, 20, ... churn; each has 20 watchers, 2 of them churners
+      // themselves (no longer watching throughout): 18 x 20 x 2 changes.
+      assert.equal(r.events.watchers, 180);
+      assert.equal(r.events.expected, 720);
+      assert.equal(r.events.received, 720);
+      assert.equal(r.events.missing, 0);
+      assert.equal(r.events.extra, 0);
+      assert.equal(r.events.foreign, 0);
+      assert.equal(r.final.not_online, 0);
+      assert.ok(r.latency_ms.count >= 720 && r.latency_ms.p99 > 0, JSON.stringify(r.latency_ms));
+      assert.ok(r.servers.cpu_s > 0 && r.servers.cpu_us_per_event > 0, 'server CPU sampled');
+    } finally {
+      await c.stop();
+    }
+  });
+
+  test('status-surge: users connecting at once each see every contact online, no event repeated', async () => {
+    const c = await startCluster({ n: 2 });
+    try {
+      const urls = c.servers.flatMap((s) => ['--url', s.wsUrl]);
+      const { code, json: r, err } = await runLoad([...urls, '--scenario', 'status-surge',
+        '--users', '200', '--contacts', '20', '--surge-s', '2']).done;
+      assert.equal(code, 0, err);
+      assert.equal(r.connections.ok, 200);
+      assert.equal(r.connections.connect_ms.count, 200);
+      assert.equal(r.snapshot_ms.count, 200);
+      assert.equal(r.status.pairs, 4000);
+      assert.equal(r.status.not_online, 0);
+      assert.equal(r.status.offline, 0);
+      assert.equal(r.status.redundant, 0);
+      assert.ok(r.status.online > 0, 'later users came online as events');
+    } finally {
+      await c.stop();
+    }
+  });
+
+  test('status-bigsnap: a list stored through the API gives a snapshot with every contact, exactly the online ones online', async () => {
+    const key = 'load-test-api-key-0123456789abcdef';
+    const c = await startCluster({ n: 2, sets: { 'api.keys': key } });
+    try {
+      const w = await startWorker({ cluster: c.cluster });   // applies the migrations (0003_contacts)
+      await w.stop();
+      const urls = c.servers.flatMap((s) => ['--url', s.wsUrl]);
+      const { code, json: r, err } = await runLoad([...urls, '--scenario', 'status-bigsnap',
+        '--contacts', '300', '--online', '50', '--rounds', '2', '--api-key', key]).done;
+      assert.equal(code, 0, `${err}\n${JSON.stringify(r)}`);
+      assert.equal(r.put.status, 200);
+      for (const round of [r.cold, r.warm_last, r.other_server]) {
+        assert.equal(round.entries, 300);
+        assert.equal(round.online, 50);
+        assert.equal(round.wrong, 0);
+        assert.ok(round.ok && round.ms >= 0 && round.bytes > 300 * 20, JSON.stringify(round));
+      }
+      assert.ok(r.warm.ok);
+    } finally {
+      await c.stop();
+    }
+  });
+
+  test('status-bigsnap without the right API key: the PUT is refused and the run says so', async () => {
+    const c = await startCluster({ n: 1, sets: { 'api.keys': 'the-real-key-0123456789abcdef' } });
+    try {
+      const { code, json: r } = await runLoad(['--url', c.servers[0].wsUrl, '--scenario', 'status-bigsnap',
+        '--contacts', '20', '--online', '5', '--rounds', '0', '--api-key', 'wrong-key']).done;
+      assert.equal(code, 1);
+      assert.equal(r.put.status, 401);
+      assert.equal(r.cold.ok, false, 'no stored list: the snapshot is not the 20 contacts');
+      assert.match(r.errors.first, /PUT contacts: 401/);
+    } finally {
+      await c.stop();
+    }
+  });
+
   test('refuses a target that is not on this machine', async () => {
     const { code, err } = await runLoad(['--url', 'ws://10.1.2.3:80/ws']).done;
     assert.equal(code, 2);
@@ -88,6 +176,9 @@ describe('lectern-load', () => {
       [['--subscribers', '200000'], /connections must total/],
       [['--size', '10'], /--size/],
       [['--scenario', 'nope'], /unknown scenario/],
+      [['--scenario', 'status-churn', '--contacts', '7'], /--contacts must be even/],
+      [['--scenario', 'status-churn', '--users', '20000'], /--users must be/],
+      [['--scenario', 'status-bigsnap'], /--api-key .*is needed/],
     ]) {
       const { code, err } = await runLoad(['--url', 'ws://127.0.0.1:9/ws', ...args]).done;
       assert.equal(code, 2, args.join(' '));

@@ -37,9 +37,13 @@
  * Invariants: only loopback destinations are accepted (127.0.0.0/8); every
  * phase has a deadline, so a run ends within connect-timeout + duration +
  * drain-ms whatever the server does; counts are bounded (LOAD_MAX_CONNS).
+ *
+ * The status-* scenarios (friends' online status) are status.c's: main()
+ * hands them over whole.
  */
 #include "hist.h"
 #include "scan.h"
+#include "status.h"
 #include "ws.h"
 
 #include <arpa/inet.h>
@@ -1077,7 +1081,8 @@ static void usage(FILE *f)
 "  --watch-pid PID       sample this server process's CPU and RSS (repeatable)\n"
 "  --json                (accepted for clarity; the result is always JSON on stdout)\n"
 "  --no-progress         no progress lines on stderr\n"
-"  --help\n", LOAD_MAX_DURATION_S);
+"  --help\n\n", LOAD_MAX_DURATION_S);
+    status_usage(f);
 }
 
 static void parse_url(const char *s)
@@ -1165,6 +1170,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++)
         if (strncmp(argv[i], "--scenario=", 11) == 0)
             scen = argv[i] + 11;
+    if (status_is_scenario(scen))
+        return status_main(argc, argv);
     O.scenario = scen;
     scenario_defaults(scen);
     O.size = 100; O.procs = 0; O.sources = 0; O.ramp = 5000; O.inflight = 256;

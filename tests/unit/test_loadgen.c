@@ -1,6 +1,6 @@
 /* test_loadgen.c — the pure parts of the load generator (tests/load/):
- * the WebSocket client codec, the STOMP frame scanner and the latency
- * histogram. The generator's numbers are only as good as these: a scanner
+ * the WebSocket client codec, the STOMP frame scanner, the latency
+ * histogram and the /status message parser. The generator's numbers are only as good as these: a scanner
  * that loses a frame would report loss that is not there, a histogram that
  * misplaces values would misreport p99. Parsers are fed whole and byte by
  * byte; results must match. */
@@ -16,6 +16,7 @@
 
 #include "../load/hist.h"
 #include "../load/scan.h"
+#include "../load/statusmsg.h"
 #include "../load/ws.h"
 
 /* --- WebSocket ----------------------------------------------------------- */
@@ -241,6 +242,154 @@ static void test_hist(void **state)
     free(s);
 }
 
+/* --- /status messages --------------------------------------------------------- */
+
+typedef struct seen_entries {
+    int n;
+    char users[8][STATUS_USER_MAX + 1];
+    int online[8];
+    int64_t since[8], seen[8];
+} seen_entries;
+
+static void collect_entry(void *ctx, const status_entry *e)
+{
+    seen_entries *s = ctx;
+    if (s->n >= 8)
+        return;
+    memcpy(s->users[s->n], e->user, e->user_len + 1);
+    s->online[s->n] = e->online;
+    s->since[s->n] = e->since;
+    s->seen[s->n] = e->seen;
+    s->n++;
+}
+
+static void test_status_snapshot(void **state)
+{
+    (void)state;
+    const char *snap =
+        "{\"type\":\"snapshot\",\"contacts\":[{\"user\":\"u1\",\"online\":true,\"since\":1733333333000,"
+        "\"seen\":1733330000000},{\"user\":\"u2\",\"online\":false,\"since\":null,\"seen\":null},"
+        " { \"seen\" : 5 , \"extra\":{\"a\":[1,2.5e3,\"x\"]}, \"user\" : \"a\\\"\\u00e9\\ud83d\\ude00\", \"online\" : false } ]}";
+    status_msg m;
+    seen_entries s = { 0 };
+    assert_int_equal(status_msg_parse(snap, strlen(snap), &m, collect_entry, &s), 0);
+    assert_int_equal(m.kind, STATUS_SNAPSHOT);
+    assert_int_equal(m.entries, 3);
+    assert_int_equal(s.n, 3);
+    assert_string_equal(s.users[0], "u1");
+    assert_int_equal(s.online[0], 1);
+    assert_true(s.since[0] == 1733333333000);
+    assert_true(s.seen[0] == 1733330000000);
+    assert_string_equal(s.users[1], "u2");
+    assert_int_equal(s.online[1], 0);
+    assert_true(s.since[1] == -1 && s.seen[1] == -1);
+    assert_string_equal(s.users[2], "a\"\xc3\xa9\xf0\x9f\x98\x80");   /* escapes and a surrogate pair */
+    assert_true(s.seen[2] == 5);
+    /* the type may come last; the callbacks run as the entries are met */
+    const char *late = "{\"contacts\":[{\"user\":\"x\",\"online\":true}],\"type\":\"snapshot\"}";
+    seen_entries s2 = { 0 };
+    assert_int_equal(status_msg_parse(late, strlen(late), &m, collect_entry, &s2), 0);
+    assert_int_equal(m.kind, STATUS_SNAPSHOT);
+    assert_int_equal(s2.n, 1);
+    const char *empty = "{\"type\":\"snapshot\",\"contacts\":[]}";
+    assert_int_equal(status_msg_parse(empty, strlen(empty), &m, NULL, NULL), 0);
+    assert_int_equal(m.entries, 0);
+}
+
+static void test_status_changes(void **state)
+{
+    (void)state;
+    status_msg m;
+    const char *on = "{\"type\":\"online\",\"user\":\"s1-17\",\"since\":1733333333000}";
+    assert_int_equal(status_msg_parse(on, strlen(on), &m, NULL, NULL), 0);
+    assert_int_equal(m.kind, STATUS_ONLINE);
+    assert_string_equal(m.ev.user, "s1-17");
+    assert_int_equal(m.ev.user_len, 5);
+    assert_true(m.ev.since == 1733333333000);
+    const char *off = " {\"seen\":12,\"user\":\"s1-3\",\"type\":\"offline\"}\n";
+    assert_int_equal(status_msg_parse(off, strlen(off), &m, NULL, NULL), 0);
+    assert_int_equal(m.kind, STATUS_OFFLINE);
+    assert_string_equal(m.ev.user, "s1-3");
+    assert_true(m.ev.seen == 12 && m.ev.since == -1);
+    const char *other = "{\"type\":\"something-else-entirely\",\"user\":\"u\"}";
+    assert_int_equal(status_msg_parse(other, strlen(other), &m, NULL, NULL), 0);
+    assert_int_equal(m.kind, STATUS_OTHER);
+    /* every prefix of a valid body is refused (never read past the end) */
+    for (size_t cut = 0; cut < strlen(on); cut++)
+        assert_int_equal(status_msg_parse(on, cut, &m, NULL, NULL), -1);
+}
+
+static void test_status_malformed(void **state)
+{
+    (void)state;
+    const char *bad[] = {
+        "", "[]", "{", "{\"type\":\"online\"}",                       /* change without a user */
+        "{\"user\":\"u\"}",                                           /* no type */
+        "{\"type\":\"online\",\"user\":\"u\"} x",                     /* trailing bytes */
+        "{\"type\":\"snapshot\",\"contacts\":[{\"online\":true}]}",   /* entry without user */
+        "{\"type\":\"snapshot\",\"contacts\":[1]}",
+        "{\"type\":\"snapshot\",\"contacts\":{}}",
+        "{\"type\":\"online\",\"user\":\"u\",\"since\":12x}",
+        "{\"type\":\"online\",\"user\":\"u\\ud800\"}",                /* lone surrogate */
+        "{\"type\":\"online\",\"user\":\"a\nb\"}",                    /* raw control character */
+        "{\"type\":\"online\",\"user\":7}",
+        "{\"type\":\"snapshot\",\"contacts\":[{\"user\":\"u\",\"online\":1}]}",
+        "{\"type\":\"online\" \"user\":\"u\"}",
+    };
+    status_msg m;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        if (status_msg_parse(bad[i], strlen(bad[i]), &m, NULL, NULL) != -1)
+            fail_msg("accepted: %s", bad[i]);
+        assert_non_null(m.err);
+    }
+    /* a user id of 128 bytes is fine, 129 is not */
+    char body[400];
+    char id[130];
+    memset(id, 'a', 129);
+    id[128] = '\0';
+    snprintf(body, sizeof body, "{\"type\":\"online\",\"user\":\"%s\"}", id);
+    assert_int_equal(status_msg_parse(body, strlen(body), &m, NULL, NULL), 0);
+    assert_int_equal(m.ev.user_len, 128);
+    id[128] = 'a';
+    id[129] = '\0';
+    snprintf(body, sizeof body, "{\"type\":\"online\",\"user\":\"%s\"}", id);
+    assert_int_equal(status_msg_parse(body, strlen(body), &m, NULL, NULL), -1);
+    /* nesting beyond 32 levels in a skipped value */
+    char deep[200];
+    size_t n = (size_t)snprintf(deep, sizeof deep, "{\"type\":\"online\",\"user\":\"u\",\"x\":");
+    for (int i = 0; i < 40; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < 40; i++)
+        deep[n++] = ']';
+    deep[n++] = '}';
+    assert_int_equal(status_msg_parse(deep, n, &m, NULL, NULL), -1);
+    assert_string_equal(m.err, "nested too deeply");
+}
+
+static void test_status_user_names(void **state)
+{
+    (void)state;
+    char id[64];
+    assert_int_equal(status_user_name(id, sizeof id, "s42-%u", 17), 6);
+    assert_string_equal(id, "s42-17");
+    status_user_name(id, sizeof id, "u%u@x", 0);
+    assert_string_equal(id, "u0@x");
+    assert_int_equal(status_user_index("s42-17", 6, "s42-%u"), 17);
+    assert_int_equal(status_user_index("u0@x", 4, "u%u@x"), 0);
+    assert_int_equal(status_user_index("u123456789@x", 12, "u%u@x"), 123456789);
+    assert_int_equal(status_user_index("s42-", 4, "s42-%u"), -1);       /* no number */
+    assert_int_equal(status_user_index("s42-017", 7, "s42-%u"), -1);    /* leading zero */
+    assert_int_equal(status_user_index("s42-1x", 6, "s42-%u"), -1);
+    assert_int_equal(status_user_index("s43-1", 5, "s42-%u"), -1);      /* another run's */
+    assert_int_equal(status_user_index("u1234567890@x", 13, "u%u@x"), -1);
+    assert_int_equal(status_user_index("u1@y", 4, "u%u@x"), -1);
+    /* a name round-trips for every n */
+    for (unsigned n = 0; n < 100000; n += 7) {
+        size_t l = status_user_name(id, sizeof id, "st-%u", n);
+        assert_int_equal(status_user_index(id, l, "st-%u"), (long)n);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -251,6 +400,10 @@ int main(void)
         cmocka_unit_test(test_scan_prefixes),
         cmocka_unit_test(test_scan_headers_and_limits),
         cmocka_unit_test(test_hist),
+        cmocka_unit_test(test_status_snapshot),
+        cmocka_unit_test(test_status_changes),
+        cmocka_unit_test(test_status_malformed),
+        cmocka_unit_test(test_status_user_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
