@@ -145,13 +145,17 @@ size_t contacts_cached(const contacts *c)
 
 /* --- requests ------------------------------------------------------------------------ */
 
-/* The answer for r: the stored list, else r's claim (at most contacts.max). */
+/* The answer for r: the stored list, else r's claim (at most contacts.max).
+ * When neither Redis nor MySQL could say whether a list is stored, a
+ * request with a claim gets the claim: the token says whom its holder may
+ * watch, signed by the platform for the token's lifetime, so an outage of
+ * the store degrades to what the token allows rather than to nothing. */
 static void cc_answer(const contacts *c, contacts_req *r, bool ok, bool stored,
                       const char *const *ids, size_t n)
 {
-    if (!ok)
+    if (!ok && !r->nclaim)
         r->fn(r->ctx, NULL, 0, false);
-    else if (stored)
+    else if (ok && stored)
         r->fn(r->ctx, ids, n, true);
     else
         r->fn(r->ctx, (const char *const *)r->claim,
