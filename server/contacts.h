@@ -59,8 +59,8 @@ typedef void (*contacts_fn)(void *ctx, const char *const *users, size_t n, bool 
 /* env is copied. */
 contacts *contacts_create(const contacts_env *env);
 
-/* Requests still waiting complete with ok false (in the order they were
- * made) before this returns; Redis and MySQL answers that come later are
+/* Requests still waiting complete with ok false (those of one user in the
+ * order they were made) before this returns; Redis and MySQL answers that come later are
  * dropped. Not from inside a contacts_fn. Accepts NULL. */
 void contacts_destroy(contacts *c);
 

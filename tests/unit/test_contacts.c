@@ -674,6 +674,24 @@ static void test_redis_and_mysql_failing_answers_ok_false(void **state)
     contacts_destroy(c);
 }
 
+/* The store cannot say whether a list is stored: a token's claim serves
+ * (what the token allows), a request without one fails. */
+static void test_a_claim_serves_when_the_store_cannot_answer(void **state)
+{
+    (void)state;
+    contacts *c = make(true, true);
+    waiter w = { 0 }, w2 = { 0 };
+    const char *const claim[] = { "x", "y" };
+    assert_non_null(contacts_get(c, "u", claim, 2, on_list, &w));
+    assert_non_null(contacts_get(c, "u", NULL, 0, on_list, &w2));
+    redis_error(0);
+    mysql_answer(0, false, NULL, 0);
+    assert_string_equal(w.got, "x,y");
+    assert_string_equal(w2.got, "fail");
+    assert_int_equal(contacts_cached(c), 0);
+    contacts_destroy(c);
+}
+
 static void test_nothing_to_ask_fails_at_once(void **state)
 {
     (void)state;
@@ -741,6 +759,7 @@ int main(void)
         cmocka_unit_test_setup(test_a_full_cache_drops_its_oldest_entry, setup),
         cmocka_unit_test_setup(test_no_cache_when_a_knob_is_zero, setup),
         cmocka_unit_test_setup(test_redis_and_mysql_failing_answers_ok_false, setup),
+        cmocka_unit_test_setup(test_a_claim_serves_when_the_store_cannot_answer, setup),
         cmocka_unit_test_setup(test_nothing_to_ask_fails_at_once, setup),
         cmocka_unit_test_setup(test_destroy_answers_the_waiting_requests_with_ok_false, setup),
     };
