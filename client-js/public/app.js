@@ -116,7 +116,11 @@ function friendsChanged() {
 const invisibleKey = (user) => `lectern-invisible:${user}`;
 
 function startFriends(user) {
-  friends = client.contacts();
+  // ?friends=bob,carol watches those users (x-users): what a development
+  // cluster without stored lists or tokens (make run) can show. Otherwise
+  // the user's own contacts (a stored list, or the token's claim).
+  const named = new URLSearchParams(location.search).get('friends');
+  friends = client.contacts(named ? { users: named.split(',').filter(Boolean) } : undefined);
   window.lecternFriends = friends;     // for the browser tests
   friends.on('snapshot', friendsChanged);
   friends.on('change', friendsChanged);
@@ -149,7 +153,10 @@ $('#join').addEventListener('submit', async (e) => {
   const name = f.name.value.trim();
   const roomName = f.room.value;
   role = f.instructor.checked ? 'instructor' : 'student';
-  const login = `${name.toLowerCase().replace(/[^a-z0-9]+/g, '-')}-${Math.random().toString(36).slice(2, 8)}`;
+  // ?user=alice: a fixed login (auth.mode=none or insecure-dev), so that
+  // others can name this user in their ?friends=; otherwise a fresh one.
+  const login = new URLSearchParams(location.search).get('user') ||
+    `${name.toLowerCase().replace(/[^a-z0-9]+/g, '-')}-${Math.random().toString(36).slice(2, 8)}`;
   // ?token=<JWT> (scripts/mint-token --url): the server takes who we are
   // from it; the name and role shown for our own lines are read from it too.
   const token = new URLSearchParams(location.search).get('token') || undefined;
