@@ -43,7 +43,7 @@ FUZZ_MAXLEN_history_json := 8192
 # jwt: what server/jwt.c needs from lib/ is taken from an archive of lib/, so
 # the linker picks exactly the members it uses; jansson and libcrypto do the
 # JSON and the crypto (the target signs tokens with libcrypto too).
-FUZZ_OBJS_jwt   := server/jwt.o
+FUZZ_OBJS_jwt   := server/jwt.o server/userid.o
 FUZZ_AR_jwt     := $(FB)/liblectern.a
 FUZZ_LIBS_jwt   := -ljansson $(shell pkg-config --libs libcrypto 2>/dev/null)
 FUZZ_MAXLEN_jwt := 4096
