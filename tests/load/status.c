@@ -46,6 +46,7 @@
 
 #include "conn.h"
 #include "hist.h"
+#include "json.h"
 #include "scan.h"
 #include "statusmsg.h"
 
@@ -525,28 +526,6 @@ static int64_t servers_cpu_ns(void)
         closedir(d);
     }
     return total;
-}
-
-static void json_lat(FILE *f, const char *name, const hist *h)
-{
-    fprintf(f, "\"%s\":{\"count\":%" PRIu64 ",\"p50\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f,\"mean\":%.3f}",
-            name, h->count, hist_quantile(h, 0.5) / 1000.0, hist_quantile(h, 0.99) / 1000.0,
-            hist_quantile(h, 0.999) / 1000.0, h->max / 1000.0,
-            h->count ? (double)h->sum / (double)h->count / 1000.0 : 0.0);
-}
-
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(f, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(f, "\\u%04x", *s);
-        else
-            fputc(*s, f);
-    }
-    fputc('"', f);
 }
 
 /* The report's common head: scenario, urls, connections. */

@@ -1,7 +1,7 @@
 /* test_loadgen.c — the pure parts of the load generator (tests/load/):
  * the WebSocket client codec, the STOMP frame scanner, the latency
- * histogram, the /status message parser and the connection layer's URL
- * parser. The generator's numbers are only as good as these: a scanner
+ * histogram, the /status message parser, the connection layer's URL
+ * parser and the reports' JSON pieces. The generator's numbers are only as good as these: a scanner
  * that loses a frame would report loss that is not there, a histogram that
  * misplaces values would misreport p99. Parsers are fed whole and byte by
  * byte; results must match. */
@@ -18,6 +18,7 @@
 
 #include "../load/conn.h"
 #include "../load/hist.h"
+#include "../load/json.h"
 #include "../load/scan.h"
 #include "../load/statusmsg.h"
 #include "../load/ws.h"
@@ -160,6 +161,32 @@ static void test_conn_url(void **state)
         assert_int_equal(ntohs(u.addr.sin_port), cases[i].port);
         assert_int_equal(ntohl(u.addr.sin_addr.s_addr) >> 24, 127);
     }
+}
+
+/* --- report JSON ---------------------------------------------------------- */
+
+static void test_json(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    assert_non_null(f);
+    json_str(f, "a\"b\\c\n\x01");
+    fputc(' ', f);
+    hist h;
+    memset(&h, 0, sizeof h);
+    json_lat(f, "empty", &h);
+    fputc(' ', f);
+    hist_add(&h, 1500);
+    hist_add(&h, 2500);
+    json_lat(f, "two", &h);
+    fclose(f);
+    assert_string_equal(out,
+        "\"a\\\"b\\\\c\\u000a\\u0001\" "
+        "\"empty\":{\"count\":0,\"p50\":0.000,\"p99\":0.000,\"p999\":0.000,\"max\":0.000,\"mean\":0.000} "
+        "\"two\":{\"count\":2,\"p50\":1.488,\"p99\":2.496,\"p999\":2.496,\"max\":2.500,\"mean\":2.000}");
+    free(out);
 }
 
 /* --- STOMP scanner --------------------------------------------------------- */
@@ -444,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_scan_prefixes),
         cmocka_unit_test(test_scan_headers_and_limits),
         cmocka_unit_test(test_hist),
+        cmocka_unit_test(test_json),
         cmocka_unit_test(test_status_snapshot),
         cmocka_unit_test(test_status_changes),
         cmocka_unit_test(test_status_malformed),
