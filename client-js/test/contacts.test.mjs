@@ -8,27 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Backoff } from '../src/backoff.js';
 import { LecternClient } from '../src/client.js';
-import { FrameReader, encodeFrame } from '../src/frame.js';
-
-/** A WebSocket double: records sent frames; the test plays the server. */
-function fakeServer() {
-  const sockets = [];
-  class FakeWS {
-    constructor(url, protocols) {
-      this.url = url;
-      this.protocols = protocols;
-      this.readyState = 0;
-      this.sent = [];
-      this.reader = new FrameReader();
-      sockets.push(this);
-      queueMicrotask(() => { this.readyState = 1; this.onopen?.(); });
-    }
-    send(text) { this.sent.push(...this.reader.push(text).filter((f) => f.command)); }
-    close() { this.readyState = 3; queueMicrotask(() => this.onclose?.()); }
-    deliver(command, headers, body = '') { this.onmessage?.({ data: encodeFrame(command, headers, body) }); }
-  }
-  return { FakeWS, sockets };
-}
+import { fakeServer } from '../test-support/fake-server.mjs';
 
 const tick = () => new Promise((r) => setTimeout(r, 5));
 const until = async (cond) => { for (let i = 0; i < 200 && !cond(); i++) await tick(); assert.ok(cond()); };

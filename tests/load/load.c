@@ -38,21 +38,20 @@
  * phase has a deadline, so a run ends within connect-timeout + duration +
  * drain-ms whatever the server does; counts are bounded (LOAD_MAX_CONNS).
  *
- * The status-* scenarios (friends' online status) are status.c's: main()
- * hands them over whole.
+ * The connection layer (TCP, WebSocket handshake, STOMP CONNECT, reading,
+ * writing, the epoll loop) is conn.c's; this file plays the scenario
+ * through its hooks. The status-* scenarios (friends' online status) are
+ * status.c's: main() hands them over whole.
  */
+#include "conn.h"
 #include "hist.h"
+#include "json.h"
 #include "scan.h"
 #include "status.h"
-#include "ws.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -60,12 +59,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define LOAD_MAX_CONNS   120000
@@ -79,15 +75,9 @@
 
 /* ---------------------------------------------------------------- options */
 
-typedef struct url {
-    char hostport[96];       /* Host header */
-    char path[128];
-    struct sockaddr_in addr;
-} url;
-
 typedef struct opts {
     const char *scenario;
-    url urls[LOAD_MAX_URLS];
+    conn_url urls[LOAD_MAX_URLS];
     int nurls;
     long subs;               /* subscribers in rooms (total) */
     long rooms;
@@ -128,11 +118,10 @@ typedef struct control {
 typedef struct child_res {
     volatile int ready;          /* connect phase over */
     volatile int done;           /* drained; results final */
-    volatile uint64_t opened, conns_ok, conns_failed, dropped;
+    conn_counts net;             /* connections and their errors (conn.h) */
     volatile uint64_t sent, received, gaps, dups, foreign, bad_body;
-    volatile uint64_t stomp_errors, ws_errors, pub_behind;
+    volatile uint64_t pub_behind;
     volatile int64_t last_rx_ns;
-    char first_error[200];
     hist connect_us;
 } child_res;
 
@@ -181,23 +170,6 @@ static void region_layout(void)
 
 /* ------------------------------------------------------------ utilities */
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static uint64_t rng_state = 88172645463325252ull;
-static uint64_t rng(void)
-{
-    uint64_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng_state = x;
-}
-
 __attribute__((format(printf, 1, 2), noreturn))
 static void die(const char *fmt, ...)
 {
@@ -212,197 +184,32 @@ static void die(const char *fmt, ...)
 
 /* ---------------------------------------------------------- connections */
 
-/* Bytes carried from one read to the next: the incomplete tail of what was
- * parsed. Empty (and usually unallocated) between bursts. */
-typedef struct carry {
-    unsigned char *p;
-    uint32_t len, cap;
-} carry;
-
 enum { ROLE_SUB, ROLE_PUB, ROLE_IDLE };
-enum { C_TCP, C_HANDSHAKE, C_STOMP, C_SUBSCRIBING, C_READY, C_CLOSED };
 
-typedef struct conn {
-    int fd;
-    uint8_t role, state, url;
-    bool want_out;               /* EPOLLOUT registered */
-    uint32_t gid;                /* global index */
+/* One connection of this child: the connection layer's part (conn.h; its
+ * id is the global index) and the scenario's. */
+typedef struct client {
+    conn net;                    /* first: hooks' conn * cast back to client * */
+    uint8_t role;
     uint32_t room;               /* SUB/PUB: room; IDLE: idle room */
     uint32_t pub;                /* PUB: publisher number (room * pubs + k) */
-    int64_t t_open;
     uint32_t *next;              /* SUB: next seq expected per publisher of the room */
     uint64_t seq;                /* PUB: next seq */
     uint64_t step_sent;          /* PUB: sent in the current step */
     int step;                    /* PUB: step step_sent counts */
-    char key[25];
-    /* raw input not yet a whole WebSocket frame */
-    carry ws;
-    /* WebSocket payload not yet a whole STOMP frame */
-    carry st;
-    /* output not yet accepted by the kernel */
-    unsigned char *out;
-    uint32_t out_len, out_off, out_cap;
-} conn;
+} client;
 
 static int me;                   /* child number */
 static child_res *R;             /* this child's results */
-static conn *conns;
+static conn_loop loop;
+static client *conns;
 static size_t nconns;
-static int ep;
-static unsigned char rbuf[LOAD_RBUF];
 static unsigned char wbuf[LOAD_RBUF];
-static size_t inflight;
 static int64_t go_ns, pub_end_ns;
-static int64_t rx_now;           /* when the bytes being parsed were read */
-static conn **pubs;              /* this child's publishers */
+static client **pubs;            /* this child's publishers */
 static size_t npubs;
 
-static void set_error(const char *what, const char *detail, size_t dlen)
-{
-    if (R->first_error[0])
-        return;
-    snprintf(R->first_error, sizeof R->first_error, "%s%s%.*s", what, dlen ? ": " : "",
-             (int)(dlen > 150 ? 150 : dlen), detail ? detail : "");
-}
-
-static void conn_close(conn *c, bool failed)
-{
-    if (c->state == C_CLOSED)
-        return;
-    if (c->state != C_READY) {
-        inflight--;
-        if (failed)
-            R->conns_failed++;
-    } else if (failed) {
-        R->dropped++;
-    }
-    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
-    c->fd = -1;
-    c->state = C_CLOSED;
-    free(c->ws.p);
-    free(c->st.p);
-    free(c->out);
-    c->ws = (carry){ 0 };
-    c->st = (carry){ 0 };
-    c->out = NULL;
-    c->out_len = c->out_off = c->out_cap = 0;
-}
-
-static void want_out(conn *c, bool on)
-{
-    if (c->want_out == on)
-        return;
-    struct epoll_event ev = { .events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = c };
-    epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
-    c->want_out = on;
-}
-
-static void grow(void **p, uint32_t *cap, size_t need)
-{
-    if (need <= *cap)
-        return;
-    size_t n = *cap ? *cap : 1024;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n);
-    if (!q) {
-        fprintf(stderr, "lectern-load: out of memory\n");
-        exit(1);
-    }
-    *p = q;
-    *cap = (uint32_t)n;
-}
-
-/* Append data[0..n) to k; returns k's bytes (now the whole unparsed run). */
-static unsigned char *carry_append(carry *k, const void *data, size_t n)
-{
-    grow((void **)&k->p, &k->cap, k->len + n);
-    memcpy(k->p + k->len, data, n);
-    k->len += (uint32_t)n;
-    return k->p;
-}
-
-/* data[0..n) was parsed up to off: keep data[off..n) for the next read.
- * data is either k's own bytes (carry_append) or the caller's. A large
- * buffer is released once it empties. */
-static void carry_keep(carry *k, const unsigned char *data, size_t n, size_t off)
-{
-    if (data == k->p) {
-        memmove(k->p, k->p + off, n - off);
-    } else if (off < n) {
-        grow((void **)&k->p, &k->cap, n - off);
-        memcpy(k->p, data + off, n - off);
-    }
-    k->len = (uint32_t)(n - off);
-    if (k->len == 0 && k->cap > 65536) {
-        free(k->p);
-        *k = (carry){ 0 };
-    }
-}
-
-/* Send bytes, keeping what the kernel does not take for EPOLLOUT. */
-static void conn_send(conn *c, const unsigned char *p, size_t n)
-{
-    if (c->state == C_CLOSED)
-        return;
-    if (c->out_len == 0) {
-        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                set_error("send", strerror(errno), strlen(strerror(errno)));
-                conn_close(c, true);
-                return;
-            }
-            w = 0;
-        }
-        if ((size_t)w == n)
-            return;
-        p += w;
-        n -= (size_t)w;
-    }
-    grow((void **)&c->out, &c->out_cap, c->out_len + n);
-    memcpy(c->out + c->out_len, p, n);
-    c->out_len += (uint32_t)n;
-    want_out(c, true);
-}
-
-static void conn_flush(conn *c)
-{
-    while (c->out_off < c->out_len) {
-        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            conn_close(c, true);
-            return;
-        }
-        c->out_off += (uint32_t)w;
-    }
-    c->out_off = c->out_len = 0;
-    want_out(c, false);
-}
-
-/* Append one masked text frame holding the STOMP frame text[0..n) (which
- * includes its NUL) to dst; returns bytes written. dst needs n + 14. */
-static size_t put_frame(unsigned char *dst, const char *text, size_t n)
-{
-    uint32_t mask = (uint32_t)rng();
-    size_t hl = ws_header(dst, WS_TEXT, n, mask);
-    memcpy(dst + hl, text, n);
-    ws_mask(dst + hl, n, mask);
-    return hl + n;
-}
-
-static void send_stomp(conn *c, const char *text, size_t n)
-{
-    unsigned char tmp[2048];
-    if (n + 14 > sizeof tmp)
-        return;
-    conn_send(c, tmp, put_frame(tmp, text, n));
-}
-
-static void room_name(char *dst, size_t cap, const conn *c)
+static void room_name(char *dst, size_t cap, const client *c)
 {
     if (c->role == ROLE_IDLE)
         snprintf(dst, cap, "/topic/%s-idle-%u", O.prefix, c->room);
@@ -410,12 +217,10 @@ static void room_name(char *dst, size_t cap, const conn *c)
         snprintf(dst, cap, "/topic/%s-%u", O.prefix, c->room);
 }
 
-static void became_ready(conn *c)
+static void became_ready(client *c)
 {
-    c->state = C_READY;
-    inflight--;
-    R->conns_ok++;
-    hist_add(&R->connect_us, (uint64_t)(now_ns() - c->t_open) / 1000);
+    conn_ready(&loop, &c->net);
+    hist_add(&R->connect_us, (uint64_t)(conn_now_ns() - c->net.t_open) / 1000);
     if (c->role == ROLE_SUB)
         ready_of(R)[c->room]++;
 }
@@ -436,13 +241,14 @@ static uint64_t parse_u64(const char **p, const char *end, bool *ok)
     return v;
 }
 
-static void on_message(conn *c, const scan_frame *f)
+static void on_message(conn_loop *l, conn *nc, const scan_frame *f)
 {
+    client *c = (client *)nc;
     if (c->role != ROLE_SUB) {
         R->foreign++;
         return;
     }
-    int64_t t = rx_now;
+    int64_t t = l->rx_now;
     const char *p = f->body, *end = f->body + f->body_len;
     bool ok = true;
     uint64_t pub = parse_u64(&p, end, &ok);
@@ -470,259 +276,45 @@ static void on_message(conn *c, const scan_frame *f)
     R->received++;
     R->last_rx_ns = t;
     recv_of(R)[(size_t)c->room * (size_t)nsteps + step]++;
-    int remote = (int)(pub % (uint64_t)O.nurls) != c->url;
+    int remote = (int)(pub % (uint64_t)O.nurls) != c->net.url;
     int64_t lat = t - (int64_t)ts;
     hist_add(lat_of(R, (int)step, remote), lat > 0 ? (uint64_t)lat / 1000 : 0);
 }
 
-static void on_frame(conn *c, const scan_frame *f)
+static void on_connected(conn_loop *l, conn *nc, const scan_frame *f)
 {
-    char text[512];
-    switch (f->cmd) {
-    case SCAN_HEARTBEAT:
-        return;
-    case SCAN_MESSAGE:
-        on_message(c, f);
-        return;
-    case SCAN_CONNECTED:
-        if (c->state != C_STOMP)
-            break;
-        if (c->role == ROLE_PUB) {
-            became_ready(c);
-            return;
-        }
-        char dest[160];
-        room_name(dest, sizeof dest, c);
-        int n = snprintf(text, sizeof text,
-                         "SUBSCRIBE\nid:0\ndestination:%s\nack:auto\nreceipt:s\n\n", dest);
-        c->state = C_SUBSCRIBING;
-        send_stomp(c, text, (size_t)n + 1);   /* with the NUL */
-        return;
-    case SCAN_RECEIPT:
-        if (c->state == C_SUBSCRIBING) {
-            became_ready(c);
-            return;
-        }
-        return;
-    case SCAN_ERROR: {
-        size_t ml = 0;
-        const char *m = scan_header(f, "message", &ml);
-        R->stomp_errors++;
-        set_error("STOMP ERROR", m, ml);
-        conn_close(c, true);
+    (void)f;
+    client *c = (client *)nc;
+    if (c->role == ROLE_PUB) {
+        became_ready(c);
         return;
     }
-    default:
-        break;
-    }
-    R->stomp_errors++;
-    set_error("unexpected frame", NULL, 0);
+    char text[512], dest[160];
+    room_name(dest, sizeof dest, c);
+    int n = snprintf(text, sizeof text,
+                     "SUBSCRIBE\nid:0\ndestination:%s\nack:auto\nreceipt:s\n\n", dest);
+    c->net.state = CONN_SUBSCRIBING;
+    conn_send_stomp(l, nc, text, (size_t)n + 1);   /* with the NUL */
 }
 
-/* Feed WebSocket payload bytes (a STOMP byte stream) to c. */
-static void feed_stomp(conn *c, char *p, size_t n)
+static void on_receipt(conn_loop *l, conn *nc, const scan_frame *f)
 {
-    if (c->st.len > 0) {
-        p = (char *)carry_append(&c->st, p, n);
-        n = c->st.len;
-    }
-    size_t off = 0;
-    while (off < n && c->state != C_CLOSED) {
-        scan_frame f;
-        ssize_t r = scan_frame_next(p + off, n - off, LOAD_MAX_FRAME, &f);
-        if (r == SCAN_AGAIN)
-            break;
-        if (r == SCAN_BAD) {
-            R->stomp_errors++;
-            set_error("malformed STOMP frame", NULL, 0);
-            conn_close(c, true);
-            return;
-        }
-        on_frame(c, &f);
-        off += (size_t)r;
-    }
-    if (c->state == C_CLOSED)
-        return;
-    carry_keep(&c->st, (const unsigned char *)p, n, off);
-}
-
-/* Consume whole WebSocket frames from p[0..n); returns bytes consumed. */
-static size_t feed_ws(conn *c, unsigned char *p, size_t n)
-{
-    size_t off = 0;
-    while (off < n && c->state != C_CLOSED) {
-        ws_frame f;
-        ssize_t r = ws_parse(p + off, n - off, LOAD_MAX_FRAME, &f);
-        if (r == WS_AGAIN)
-            break;
-        if (r == WS_BAD) {
-            R->ws_errors++;
-            set_error("bad WebSocket frame", NULL, 0);
-            conn_close(c, true);
-            return n;
-        }
-        off += (size_t)r;
-        switch (f.opcode) {
-        case WS_TEXT:
-        case WS_BINARY:
-        case WS_CONT:
-            feed_stomp(c, (char *)f.payload, f.len);
-            break;
-        case WS_PING: {
-            unsigned char tmp[160];
-            if (f.len <= 125) {
-                uint32_t mask = (uint32_t)rng();
-                size_t hl = ws_header(tmp, WS_PONG, f.len, mask);
-                memcpy(tmp + hl, f.payload, f.len);
-                ws_mask(tmp + hl, f.len, mask);
-                conn_send(c, tmp, hl + f.len);
-            }
-            break;
-        }
-        case WS_CLOSE: {
-            unsigned code = f.len >= 2 ? (unsigned)f.payload[0] << 8 | f.payload[1] : 0;
-            char d[160];
-            int dl = snprintf(d, sizeof d, "%u %.*s", code, (int)(f.len > 2 ? (f.len - 2 > 100 ? 100 : f.len - 2) : 0),
-                              f.len > 2 ? (const char *)f.payload + 2 : "");
-            set_error("closed by server", d, (size_t)dl);
-            conn_close(c, true);
-            return n;
-        }
-        default:
-            break;
-        }
-    }
-    return off;
+    (void)l;
+    (void)f;
+    if (nc->state == CONN_SUBSCRIBING)
+        became_ready((client *)nc);
 }
 
 /* --login with "%u" in it names every connection differently (a distinct
  * user each, as in a real lecture); without, all share the login. */
-static void login_for(char *dst, size_t cap, uint32_t gid)
+static void login_for(const conn *c, char *dst, size_t cap)
 {
     const char *p = strstr(O.login, "%u");
     if (!p) {
         snprintf(dst, cap, "%s", O.login);
         return;
     }
-    snprintf(dst, cap, "%.*s%u%s", (int)(p - O.login), O.login, gid, p + 2);
-}
-
-static void on_readable(conn *c)
-{
-    for (int rounds = 0; rounds < 8 && c->state != C_CLOSED; rounds++) {
-        ssize_t r = recv(c->fd, rbuf, sizeof rbuf, 0);
-        rx_now = now_ns();          /* one clock read for every frame in these bytes */
-        if (r < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            set_error("recv", strerror(errno), strlen(strerror(errno)));
-            conn_close(c, true);
-            return;
-        }
-        if (r == 0) {
-            set_error("connection closed", NULL, 0);
-            conn_close(c, true);
-            return;
-        }
-        size_t n = (size_t)r;
-        unsigned char *p = rbuf;
-        if (c->ws.len > 0 || c->state == C_HANDSHAKE) {
-            p = carry_append(&c->ws, rbuf, n);
-            n = c->ws.len;
-        }
-        size_t off = 0;
-        if (c->state == C_HANDSHAKE) {
-            const char *why = "";
-            ssize_t h = ws_response((const char *)p, n, c->key, &why);
-            if (h == WS_AGAIN)
-                continue;
-            if (h == WS_BAD) {
-                R->ws_errors++;
-                set_error("handshake", why, strlen(why));
-                conn_close(c, true);
-                return;
-            }
-            off = (size_t)h;
-            c->state = C_STOMP;
-            char text[400], login[160];
-            login_for(login, sizeof login, c->gid);
-            int tl = snprintf(text, sizeof text,
-                              "CONNECT\naccept-version:1.2,1.1\nhost:%s\nlogin:%s\npasscode:%s\n"
-                              "heart-beat:0,0\n\n", O.vhost, login, O.passcode);
-            send_stomp(c, text, (size_t)tl + 1);
-        }
-        if (c->state != C_CLOSED)
-            off += feed_ws(c, p + off, n - off);
-        if (c->state == C_CLOSED)
-            return;
-        carry_keep(&c->ws, p, n, off);
-        if ((size_t)r < sizeof rbuf)
-            return;
-    }
-}
-
-static void on_connected_tcp(conn *c)
-{
-    int err = 0;
-    socklen_t el = sizeof err;
-    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
-    if (err) {
-        set_error("connect", strerror(err), strlen(strerror(err)));
-        conn_close(c, true);
-        return;
-    }
-    char req[1024];
-    const url *u = &O.urls[c->url];
-    ws_make_key(c->key, rng(), rng());
-    size_t n = ws_request(req, sizeof req, u->hostport, u->path,
-                          "v12.stomp, v11.stomp, v10.stomp", c->key);
-    c->state = C_HANDSHAKE;
-    want_out(c, false);
-    conn_send(c, (const unsigned char *)req, n);
-}
-
-static int conn_open(conn *c)
-{
-    c->t_open = now_ns();
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->fd < 0) {
-        set_error("socket", strerror(errno), strlen(strerror(errno)));
-        c->state = C_CLOSED;
-        R->conns_failed++;
-        return -1;
-    }
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (O.sources > 1) {
-        /* Spread connections over source addresses 127.0.0.1..N; the port
-         * is chosen at connect time for the whole 4-tuple. */
-        struct sockaddr_in src = { .sin_family = AF_INET };
-        src.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)(c->gid % (uint32_t)O.sources));
-        setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-        if (bind(c->fd, (struct sockaddr *)&src, sizeof src) != 0) {
-            set_error("bind", strerror(errno), strlen(strerror(errno)));
-            close(c->fd);
-            c->state = C_CLOSED;
-            R->conns_failed++;
-            return -1;
-        }
-    }
-    struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = c };
-    c->want_out = true;
-    c->state = C_TCP;
-    inflight++;
-    R->opened++;
-    int r = connect(c->fd, (struct sockaddr *)&O.urls[c->url].addr, sizeof O.urls[c->url].addr);
-    if (r != 0 && errno != EINPROGRESS) {
-        set_error("connect", strerror(errno), strlen(strerror(errno)));
-        close(c->fd);
-        c->state = C_CLOSED;
-        inflight--;
-        R->conns_failed++;
-        return -1;
-    }
-    epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
-    return 0;
+    snprintf(dst, cap, "%.*s%u%s", (int)(p - O.login), O.login, c->id, p + 2);
 }
 
 /* ------------------------------------------------------------ publishing */
@@ -737,8 +329,8 @@ static void publish_tick(int64_t t)
     char text[1024];
     char dest[160];
     for (size_t i = 0; i < npubs; i++) {
-        conn *c = pubs[i];
-        if (c->state != C_READY)
+        client *c = pubs[i];
+        if (c->net.state != CONN_READY)
             continue;
         if (c->step != step) {
             c->step = step;
@@ -747,7 +339,7 @@ static void publish_tick(int64_t t)
         uint64_t target = (uint64_t)(per_pub * in_step) + 1;
         if (c->step_sent >= target)
             continue;
-        if (c->out_len > 0) {        /* the server is not reading: fall behind */
+        if (c->net.out_len > 0) {        /* the server is not reading: fall behind */
             R->pub_behind++;
             continue;
         }
@@ -755,7 +347,7 @@ static void publish_tick(int64_t t)
         size_t used = 0;
         while (c->step_sent < target && used + sizeof text + 16 < sizeof wbuf) {
             char body[64];
-            int bl = snprintf(body, sizeof body, "%u:%" PRIu64 ":%d:%" PRId64 ":", c->pub, c->seq, step, now_ns());
+            int bl = snprintf(body, sizeof body, "%u:%" PRIu64 ":%d:%" PRId64 ":", c->pub, c->seq, step, conn_now_ns());
             size_t blen = (size_t)O.size > (size_t)bl ? (size_t)O.size : (size_t)bl;
             int hl = snprintf(text, sizeof text,
                               "SEND\ndestination:%s\ncontent-type:text/plain\ncontent-length:%zu\n\n",
@@ -763,13 +355,13 @@ static void publish_tick(int64_t t)
             memcpy(text + hl, body, (size_t)bl);
             memset(text + hl + bl, 'x', blen - (size_t)bl);
             text[(size_t)hl + blen] = '\0';
-            used += put_frame(wbuf + used, text, (size_t)hl + blen + 1);
+            used += conn_frame(&loop, wbuf + used, text, (size_t)hl + blen + 1);
             c->seq++;
             c->step_sent++;
             R->sent++;
             sent_of(R)[(size_t)c->room * (size_t)nsteps + (size_t)step]++;
         }
-        conn_send(c, wbuf, used);
+        conn_send(&loop, &c->net, wbuf, used);
     }
 }
 
@@ -804,29 +396,29 @@ static void child_assign(void)
     for (long g = 0; g < total; g++) {
         if (owner_of(g, active) != me)
             continue;
-        conn *c = &conns[nconns++];
-        c->fd = -1;
-        c->gid = (uint32_t)g;
-        c->state = C_CLOSED;
+        client *c = &conns[nconns++];
+        c->net.fd = -1;
+        c->net.id = (uint32_t)g;
+        c->net.state = CONN_CLOSED;
         c->step = -1;
         if (g < O.subs) {
             c->role = ROLE_SUB;
             c->room = (uint32_t)(members > 0 ? g / members : 0);
             if (c->room >= (uint32_t)O.rooms)
                 c->room = (uint32_t)O.rooms - 1;
-            c->url = (uint8_t)(g % O.nurls);
+            c->net.url = (uint8_t)(g % O.nurls);
             c->next = calloc((size_t)O.pubs, sizeof *c->next);
         } else if (g < O.subs + O.rooms * O.pubs) {
             c->role = ROLE_PUB;
             pubs[npubs++] = c;
             c->pub = (uint32_t)(g - O.subs);
             c->room = c->pub / (uint32_t)O.pubs;
-            c->url = (uint8_t)(c->pub % (uint32_t)O.nurls);
+            c->net.url = (uint8_t)(c->pub % (uint32_t)O.nurls);
         } else {
             long i = g - O.subs - O.rooms * O.pubs;
             c->role = ROLE_IDLE;
             c->room = (uint32_t)(i / O.idle_room);
-            c->url = (uint8_t)(i % O.nurls);
+            c->net.url = (uint8_t)(i % O.nurls);
         }
     }
 }
@@ -838,42 +430,47 @@ static void child_run(void)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    rng_state ^= (uint64_t)getpid() * 0x9E3779B97F4A7C15ull;
-    ep = epoll_create1(EPOLL_CLOEXEC);
+    const conn_opts co = {
+        .urls = O.urls, .protocols = "v12.stomp, v11.stomp, v10.stomp",
+        .accept_version = "1.2,1.1", .vhost = O.vhost, .passcode = O.passcode,
+        .sources = O.sources, .max_frame = LOAD_MAX_FRAME,
+        .hooks = { .connected = on_connected, .message = on_message, .receipt = on_receipt,
+                   .login = login_for },
+    };
+    conn_loop_init(&loop, &co, &R->net, 88172645463325252ull ^ (uint64_t)getpid() * 0x9E3779B97F4A7C15ull);
     child_assign();
 
-    int64_t start = now_ns();
+    int64_t start = conn_now_ns();
     int64_t deadline = start + (int64_t)O.connect_timeout_ms * 1000000;
     double ramp = O.ramp / (double)O.procs;
     size_t next_open = 0;
     int64_t last_sweep = start;
-    struct epoll_event evs[512];
     enum { PH_CONNECT, PH_WAIT, PH_PUBLISH, PH_DRAIN } phase = PH_CONNECT;
     int64_t drain_start = 0, drain_end = 0;
 
     for (;;) {
-        int64_t t = now_ns();
+        int64_t t = conn_now_ns();
         if (ctl->abort_all)
             break;
         if (phase == PH_CONNECT) {
             size_t allowed = (size_t)((double)(t - start) / 1e9 * ramp) + 1;
-            while (next_open < nconns && next_open < allowed && inflight < (size_t)O.inflight)
-                conn_open(&conns[next_open++]);
+            while (next_open < nconns && next_open < allowed && loop.inflight < O.inflight)
+                conn_open(&loop, &conns[next_open++].net);
             if (t - last_sweep > 200000000) {
                 last_sweep = t;
                 if (t > deadline) {
                     for (size_t i = 0; i < nconns; i++)
-                        if (conns[i].state != C_READY && conns[i].state != C_CLOSED) {
-                            set_error("connect timeout", NULL, 0);
-                            conn_close(&conns[i], true);
+                        if (conns[i].net.state != CONN_READY && conns[i].net.state != CONN_CLOSED) {
+                            conn_error(&loop, "connect timeout", NULL, 0);
+                            conn_close(&loop, &conns[i].net, true);
                         }
                     while (next_open < nconns) {
-                        conns[next_open++].state = C_CLOSED;
-                        R->conns_failed++;
+                        conns[next_open++].net.state = CONN_CLOSED;
+                        R->net.failed++;
                     }
                 }
             }
-            if (next_open == nconns && inflight == 0) {
+            if (next_open == nconns && loop.inflight == 0) {
                 phase = PH_WAIT;
                 __atomic_store_n(&R->ready, 1, __ATOMIC_RELEASE);
             }
@@ -902,21 +499,7 @@ static void child_run(void)
         }
         /* Only a process with publishers needs the 1 ms pacing tick. */
         int timeout = phase == PH_PUBLISH && npubs ? 1 : 10;
-        int n = epoll_wait(ep, evs, 512, timeout);
-        for (int i = 0; i < n; i++) {
-            conn *c = evs[i].data.ptr;
-            if (c->state == C_CLOSED)
-                continue;
-            if (c->state == C_TCP) {
-                if (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
-                    on_connected_tcp(c);
-                continue;
-            }
-            if (evs[i].events & EPOLLOUT)
-                conn_flush(c);
-            if (c->state != C_CLOSED && (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
-                on_readable(c);
-        }
+        conn_poll(&loop, timeout);
     }
     __atomic_store_n(&R->done, 1, __ATOMIC_RELEASE);
 }
@@ -965,18 +548,18 @@ static totals sum_children(void)
     totals t = { 0 };
     for (int c = 0; c < O.procs; c++) {
         child_res *r = child_at(c);
-        t.opened += r->opened;
-        t.ok += r->conns_ok;
-        t.failed += r->conns_failed;
-        t.dropped += r->dropped;
+        t.opened += r->net.opened;
+        t.ok += r->net.ok;
+        t.failed += r->net.failed;
+        t.dropped += r->net.dropped;
         t.sent += r->sent;
         t.received += r->received;
         t.gaps += r->gaps;
         t.dups += r->dups;
         t.foreign += r->foreign;
         t.bad_body += r->bad_body;
-        t.stomp_errors += r->stomp_errors;
-        t.ws_errors += r->ws_errors;
+        t.stomp_errors += r->net.stomp_errors;
+        t.ws_errors += r->net.ws_errors;
         t.pub_behind += r->pub_behind;
     }
     return t;
@@ -1011,28 +594,6 @@ static void step_hist(int s, int remote, hist *out)
             hist_merge(out, lat_of(child_at(c), s, remote));
         }
     }
-}
-
-static void json_lat(FILE *f, const char *name, const hist *h)
-{
-    fprintf(f, "\"%s\":{\"count\":%" PRIu64 ",\"p50\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f,\"mean\":%.3f}",
-            name, h->count, hist_quantile(h, 0.5) / 1000.0, hist_quantile(h, 0.99) / 1000.0,
-            hist_quantile(h, 0.999) / 1000.0, h->max / 1000.0,
-            h->count ? (double)h->sum / (double)h->count / 1000.0 : 0.0);
-}
-
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(f, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(f, "\\u%04x", *s);
-        else
-            fputc(*s, f);
-    }
-    fputc('"', f);
 }
 
 static void usage(FILE *f)
@@ -1089,35 +650,9 @@ static void parse_url(const char *s)
 {
     if (O.nurls >= LOAD_MAX_URLS)
         die("too many --url (max %d)", LOAD_MAX_URLS);
-    url *u = &O.urls[O.nurls];
-    const char *p = s;
-    if (strncmp(p, "ws://", 5) != 0)
-        die("only ws:// URLs: %s", s);
-    p += 5;
-    const char *slash = strchr(p, '/');
-    size_t hl = slash ? (size_t)(slash - p) : strlen(p);
-    if (hl == 0 || hl >= sizeof u->hostport)
-        die("bad URL: %s", s);
-    memcpy(u->hostport, p, hl);
-    u->hostport[hl] = '\0';
-    snprintf(u->path, sizeof u->path, "%s", slash ? slash : "/");
-    char host[96];
-    snprintf(host, sizeof host, "%s", u->hostport);
-    char *colon = strrchr(host, ':');
-    int port = 80;
-    if (colon) {
-        *colon = '\0';
-        port = atoi(colon + 1);
-    }
-    if (strcmp(host, "localhost") == 0)
-        snprintf(host, sizeof host, "127.0.0.1");
-    u->addr.sin_family = AF_INET;
-    u->addr.sin_port = htons((uint16_t)port);
-    if (port <= 0 || port > 65535 || inet_pton(AF_INET, host, &u->addr.sin_addr) != 1)
-        die("bad URL (IPv4 address and port needed): %s", s);
-    /* Load goes to this machine only. */
-    if ((ntohl(u->addr.sin_addr.s_addr) >> 24) != 127)
-        die("refusing a non-loopback target: %s", s);
+    const char *why;
+    if (conn_url_parse(s, &O.urls[O.nurls], &why) != 0)
+        die("%s: %s", why, s);
     O.nurls++;
 }
 
@@ -1270,7 +805,7 @@ int main(int argc, char **argv)
 
     long cpu0 = 0, rss0 = 0, cpu1 = 0, rss1 = 0, rss_held = 0, cpu_pub0 = 0;
     proc_sample(&cpu0, &rss0);
-    int64_t t0 = now_ns();
+    int64_t t0 = conn_now_ns();
     pid_t kids[64];
     for (int c = 0; c < O.procs; c++) {
         pid_t p = fork();
@@ -1296,7 +831,7 @@ int main(int argc, char **argv)
     int cpu_step = 0;
     for (;;) {
         usleep(20000);
-        int64_t t = now_ns();
+        int64_t t = conn_now_ns();
         int ready = 0, done = 0;
         for (int c = 0; c < O.procs; c++) {
             ready += __atomic_load_n(&child_at(c)->ready, __ATOMIC_ACQUIRE);
@@ -1319,7 +854,7 @@ int main(int argc, char **argv)
             connected_at = t;
             usleep(300000);          /* let the servers settle their accounting */
             proc_sample(&cpu_pub0, &rss_held);
-            go = now_ns() + 100000000;
+            go = conn_now_ns() + 100000000;
             ctl->go_ns = go;
             step_cpu[0] = cpu_pub0;
             cpu_step = 1;
@@ -1468,8 +1003,8 @@ int main(int argc, char **argv)
             s.stomp_errors, s.ws_errors);
     const char *first = "";
     for (int c = 0; c < O.procs; c++)
-        if (child_at(c)->first_error[0]) {
-            first = child_at(c)->first_error;
+        if (child_at(c)->net.first_error[0]) {
+            first = child_at(c)->net.first_error;
             break;
         }
     json_str(f, first);

@@ -35,7 +35,8 @@
  * (watcher, contact) pair is the number of changes the generator made to
  * that contact, counted only for watchers subscribed throughout (a user
  * who logs out stops watching; its new snapshot and its final map are
- * still checked).
+ * still checked). The connections themselves are conn.c's, shared with
+ * load.c; this file plays the scenarios through its hooks.
  *
  * Invariants: loopback destinations only; every phase has a deadline, so a
  * run ends within connect-timeout + settle + churn + drain whatever the
@@ -43,50 +44,39 @@
  */
 #include "status.h"
 
+#include "conn.h"
 #include "hist.h"
+#include "json.h"
 #include "scan.h"
 #include "statusmsg.h"
-#include "ws.h"
 
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <time.h>
 #include <unistd.h>
 
 #define ST_MAX_USERS  18000      /* connections in one process (20,000 open files) */
 #define ST_MAX_BIG    100000     /* bigsnap: contacts of the one user */
 #define ST_MAX_URLS   16
 #define ST_MAX_PIDS   16
-#define ST_RBUF       (256 * 1024)
 #define ST_MAX_FRAME  (16u << 20)
 #define ST_SUB_ID     "status"
 
 enum { SC_CHURN, SC_BIGSNAP, SC_SURGE };
 
-typedef struct st_url {
-    char hostport[96];
-    char path[128];
-    struct sockaddr_in addr;
-} st_url;
-
 static struct {
     int kind;
     const char *name;
-    st_url urls[ST_MAX_URLS];
+    conn_url urls[ST_MAX_URLS];
     int nurls;
     long users, contacts, churn, online, rounds;
     double churn_s, gap_s, surge_s, ramp, slo_ms;
@@ -100,27 +90,16 @@ static struct {
 
 /* ---------------------------------------------------------- connections */
 
-typedef struct carry {
-    unsigned char *p;
-    uint32_t len, cap;
-} carry;
-
-enum { K_IDLE, K_TCP, K_HANDSHAKE, K_STOMP, K_SUBSCRIBING, K_READY, K_CLOSED };
-
+/* One user's connection: the connection layer's part (conn.h) and the
+ * scenario's. */
 typedef struct sconn {
-    int fd;
-    uint8_t state, url;
-    bool want_out;
+    conn net;                    /* first: hooks' conn * cast back to sconn * */
     bool sub;                    /* SUBSCRIBE /status once CONNECTED */
     bool xusers;                 /* ...with the x-users list of its contacts */
     bool stable;                 /* churn: watching since the setup, never logged out */
     bool relogin;                /* churn: this connection is a log-in again */
     uint32_t user;
-    int64_t t_open, t_sub;
-    char key[25];
-    carry ws, st;
-    unsigned char *out;
-    uint32_t out_len, out_off, out_cap;
+    int64_t t_sub;
 } sconn;
 
 static sconn *U;                 /* one per user (bigsnap: + the big user) */
@@ -130,21 +109,14 @@ static uint8_t *got;             /* churn: events received per pair while measur
 static int64_t *t_off, *t_on;    /* per user: when the generator changed it */
 static uint8_t *changes;         /* per user: changes made while measuring */
 static bool measuring;
-static int ep = -1;
-static long inflight;
-static int64_t rx_now;
-static unsigned char rbuf[ST_RBUF];
-static unsigned char *tx;        /* one outgoing frame, grown as needed */
-static size_t tx_cap;
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static conn_loop loop;
+
 
 /* What happened, for the report. */
 static struct {
-    uint64_t opened, ok, failed, dropped;
+    conn_counts net;             /* connections and their errors (conn.h) */
     uint64_t snapshots, resnapshots, snap_foreign, snap_missing, snap_dup;
     uint64_t events, ev_online, ev_offline, foreign, redundant, early, unparsed, other;
-    uint64_t stomp_errors, ws_errors;
-    char first_error[200];
 } N;
 static hist connect_h, snap_h, lat_all, lat_on, lat_off;
 
@@ -155,22 +127,6 @@ static struct {
     size_t bytes;
     int64_t ms_us;               /* SUBSCRIBE to snapshot, us; -1 none */
 } B;
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static uint64_t rng(void)
-{
-    uint64_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng_state = x;
-}
 
 __attribute__((format(printf, 1, 2), noreturn))
 static void st_die(const char *fmt, ...)
@@ -192,145 +148,6 @@ static void *st_alloc(size_t n)
         exit(1);
     }
     return p;
-}
-
-static void set_error(const char *what, const char *detail, size_t dlen)
-{
-    if (N.first_error[0])
-        return;
-    snprintf(N.first_error, sizeof N.first_error, "%s%s%.*s", what, dlen ? ": " : "",
-             (int)(dlen > 150 ? 150 : dlen), detail ? detail : "");
-}
-
-static void grow(void **p, uint32_t *cap, size_t need)
-{
-    if (need <= *cap)
-        return;
-    size_t n = *cap ? *cap : 1024;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n);
-    if (!q) {
-        fprintf(stderr, "lectern-load: out of memory\n");
-        exit(1);
-    }
-    *p = q;
-    *cap = (uint32_t)n;
-}
-
-static unsigned char *carry_append(carry *k, const void *data, size_t n)
-{
-    grow((void **)&k->p, &k->cap, k->len + n);
-    memcpy(k->p + k->len, data, n);
-    k->len += (uint32_t)n;
-    return k->p;
-}
-
-static void carry_keep(carry *k, const unsigned char *data, size_t n, size_t off)
-{
-    if (data == k->p) {
-        memmove(k->p, k->p + off, n - off);
-    } else if (off < n) {
-        grow((void **)&k->p, &k->cap, n - off);
-        memcpy(k->p, data + off, n - off);
-    }
-    k->len = (uint32_t)(n - off);
-    if (k->len == 0 && k->cap > 65536) {
-        free(k->p);
-        *k = (carry){ 0 };
-    }
-}
-
-/* Close c: `failed` counts it as a failed connect (before READY) or a
- * dropped connection (after); a log-out passes false. */
-static void conn_close(sconn *c, bool failed)
-{
-    if (c->state == K_CLOSED || c->state == K_IDLE)
-        return;
-    if (c->state != K_READY) {
-        inflight--;
-        if (failed)
-            N.failed++;
-    } else if (failed) {
-        N.dropped++;
-    }
-    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
-    c->fd = -1;
-    c->state = K_CLOSED;
-    free(c->ws.p);
-    free(c->st.p);
-    free(c->out);
-    c->ws = (carry){ 0 };
-    c->st = (carry){ 0 };
-    c->out = NULL;
-    c->out_len = c->out_off = c->out_cap = 0;
-}
-
-static void want_out(sconn *c, bool on)
-{
-    if (c->want_out == on)
-        return;
-    struct epoll_event ev = { .events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = c };
-    epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
-    c->want_out = on;
-}
-
-static void conn_send(sconn *c, const unsigned char *p, size_t n)
-{
-    if (c->state == K_CLOSED)
-        return;
-    if (c->out_len == 0) {
-        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                set_error("send", strerror(errno), strlen(strerror(errno)));
-                conn_close(c, true);
-                return;
-            }
-            w = 0;
-        }
-        if ((size_t)w == n)
-            return;
-        p += w;
-        n -= (size_t)w;
-    }
-    grow((void **)&c->out, &c->out_cap, c->out_len + n);
-    memcpy(c->out + c->out_len, p, n);
-    c->out_len += (uint32_t)n;
-    want_out(c, true);
-}
-
-static void conn_flush(sconn *c)
-{
-    while (c->out_off < c->out_len) {
-        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            conn_close(c, true);
-            return;
-        }
-        c->out_off += (uint32_t)w;
-    }
-    c->out_off = c->out_len = 0;
-    want_out(c, false);
-}
-
-/* Send the STOMP frame text[0..n) (its NUL included) as one masked text
- * frame. */
-static void send_stomp(sconn *c, const char *text, size_t n)
-{
-    if (n + 14 > tx_cap) {
-        tx_cap = n + 14 + 4096;
-        free(tx);
-        tx = st_alloc(tx_cap);
-    }
-    uint32_t mask = (uint32_t)rng();
-    size_t hl = ws_header(tx, WS_TEXT, n, mask);
-    memcpy(tx + hl, text, n);
-    ws_mask(tx + hl, n, mask);
-    conn_send(c, tx, hl + n);
 }
 
 /* ------------------------------------------------------------- contacts */
@@ -402,13 +219,6 @@ static void big_entry(void *arg, const status_entry *e)
         B.wrong++;
 }
 
-static void became_ready(sconn *c)
-{
-    c->state = K_READY;
-    inflight--;
-    N.ok++;
-}
-
 static void on_snapshot(sconn *c, const scan_frame *f)
 {
     status_msg m;
@@ -419,7 +229,7 @@ static void on_snapshot(sconn *c, const scan_frame *f)
         B.entries = B.online = B.wrong = B.dup = B.foreign = 0;
         r = status_msg_parse(f->body, f->body_len, &m, big_entry, NULL);
         B.bytes = f->body_len;
-        B.ms_us = (rx_now - c->t_sub) / 1000;
+        B.ms_us = (loop.rx_now - c->t_sub) / 1000;
     } else {
         snap_ctx s = { c->user, map + (size_t)c->user * (size_t)S.contacts };
         memset(s.row, 0, (size_t)S.contacts);
@@ -430,11 +240,11 @@ static void on_snapshot(sconn *c, const scan_frame *f)
     }
     if (r < 0) {
         N.unparsed++;
-        set_error("bad snapshot", m.err, strlen(m.err));
+        conn_error(&loop, "bad snapshot", m.err, strlen(m.err));
     }
-    if (c->state == K_SUBSCRIBING) {
-        hist_add(&snap_h, (uint64_t)(rx_now - c->t_sub) / 1000);
-        became_ready(c);
+    if (c->net.state == CONN_SUBSCRIBING) {
+        hist_add(&snap_h, (uint64_t)(loop.rx_now - c->t_sub) / 1000);
+        conn_ready(&loop, &c->net);
     } else {
         N.resnapshots++;
     }
@@ -464,8 +274,8 @@ static void on_change(sconn *c, const status_msg *m)
     if (got && c->stable && got[pair] < 255)
         got[pair]++;
     int64_t base = online ? t_on[u] : t_off[u];
-    int64_t lat = rx_now - base;
-    if (online && U[u].state == K_STOMP) {
+    int64_t lat = loop.rx_now - base;
+    if (online && U[u].net.state == CONN_STOMP) {
         /* the server announced the log-in before the generator read its
          * CONNECTED: the change did happen before the event */
         N.early++;
@@ -479,8 +289,10 @@ static void on_change(sconn *c, const status_msg *m)
     hist_add(online ? &lat_on : &lat_off, (uint64_t)lat / 1000);
 }
 
-static void on_message(sconn *c, const scan_frame *f)
+static void on_message(conn_loop *l, conn *nc, const scan_frame *f)
 {
+    (void)l;
+    sconn *c = (sconn *)nc;
     size_t dl = 0;
     const char *d = scan_header(f, "destination", &dl);
     if (!d || dl != 7 || memcmp(d, "/status", 7) != 0) {
@@ -492,7 +304,7 @@ static void on_message(sconn *c, const scan_frame *f)
     status_msg m;
     if (status_msg_parse(f->body, f->body_len, &m, NULL, NULL) < 0) {
         N.unparsed++;
-        set_error("bad /status body", m.err, strlen(m.err));
+        conn_error(&loop, "bad /status body", m.err, strlen(m.err));
         return;
     }
     if (m.kind == STATUS_SNAPSHOT)
@@ -526,239 +338,39 @@ static void send_subscribe(sconn *c)
     }
     text[n++] = '\n';
     text[n++] = '\0';
-    c->t_sub = now_ns();
-    c->state = K_SUBSCRIBING;
-    send_stomp(c, text, n);
+    c->t_sub = conn_now_ns();
+    c->net.state = CONN_SUBSCRIBING;
+    conn_send_stomp(&loop, &c->net, text, n);
 }
 
-static void on_frame(sconn *c, const scan_frame *f)
+static void on_connected(conn_loop *l, conn *nc, const scan_frame *f)
 {
-    switch (f->cmd) {
-    case SCAN_HEARTBEAT:
-    case SCAN_RECEIPT:
-        return;
-    case SCAN_MESSAGE:
-        on_message(c, f);
-        return;
-    case SCAN_CONNECTED:
-        if (c->state != K_STOMP)
-            break;
-        hist_add(&connect_h, (uint64_t)(rx_now - c->t_open) / 1000);
-        if (c->relogin && measuring) {
-            t_on[c->user] = rx_now;
-            changes[c->user]++;
-        } else if (S.kind == SC_SURGE) {
-            t_on[c->user] = rx_now;
-        }
-        if (c->sub)
-            send_subscribe(c);
-        else
-            became_ready(c);
-        return;
-    case SCAN_ERROR: {
-        size_t ml = 0;
-        const char *m = scan_header(f, "message", &ml);
-        N.stomp_errors++;
-        set_error("STOMP ERROR", m, ml);
-        conn_close(c, true);
-        return;
+    (void)f;
+    sconn *c = (sconn *)nc;
+    hist_add(&connect_h, (uint64_t)(l->rx_now - c->net.t_open) / 1000);
+    if (c->relogin && measuring) {
+        t_on[c->user] = l->rx_now;
+        changes[c->user]++;
+    } else if (S.kind == SC_SURGE) {
+        t_on[c->user] = l->rx_now;
     }
-    default:
-        break;
-    }
-    N.stomp_errors++;
-    set_error("unexpected frame", NULL, 0);
+    if (c->sub)
+        send_subscribe(c);
+    else
+        conn_ready(l, nc);
 }
 
-static void feed_stomp(sconn *c, char *p, size_t n)
+static void login_for(const conn *c, char *dst, size_t cap)
 {
-    if (c->st.len > 0) {
-        p = (char *)carry_append(&c->st, p, n);
-        n = c->st.len;
-    }
-    size_t off = 0;
-    while (off < n && c->state != K_CLOSED) {
-        scan_frame f;
-        ssize_t r = scan_frame_next(p + off, n - off, ST_MAX_FRAME, &f);
-        if (r == SCAN_AGAIN)
-            break;
-        if (r == SCAN_BAD) {
-            N.stomp_errors++;
-            set_error("malformed STOMP frame", NULL, 0);
-            conn_close(c, true);
-            return;
-        }
-        on_frame(c, &f);
-        off += (size_t)r;
-    }
-    if (c->state == K_CLOSED)
-        return;
-    carry_keep(&c->st, (const unsigned char *)p, n, off);
-}
-
-static size_t feed_ws(sconn *c, unsigned char *p, size_t n)
-{
-    size_t off = 0;
-    while (off < n && c->state != K_CLOSED) {
-        ws_frame f;
-        ssize_t r = ws_parse(p + off, n - off, ST_MAX_FRAME, &f);
-        if (r == WS_AGAIN)
-            break;
-        if (r == WS_BAD) {
-            N.ws_errors++;
-            set_error("bad WebSocket frame", NULL, 0);
-            conn_close(c, true);
-            return n;
-        }
-        off += (size_t)r;
-        if (f.opcode == WS_TEXT || f.opcode == WS_BINARY || f.opcode == WS_CONT) {
-            feed_stomp(c, (char *)f.payload, f.len);
-        } else if (f.opcode == WS_PING && f.len <= 125) {
-            unsigned char tmp[160];
-            uint32_t mask = (uint32_t)rng();
-            size_t hl = ws_header(tmp, WS_PONG, f.len, mask);
-            memcpy(tmp + hl, f.payload, f.len);
-            ws_mask(tmp + hl, f.len, mask);
-            conn_send(c, tmp, hl + f.len);
-        } else if (f.opcode == WS_CLOSE) {
-            set_error("closed by server", NULL, 0);
-            conn_close(c, true);
-            return n;
-        }
-    }
-    return off;
-}
-
-static void on_readable(sconn *c)
-{
-    for (int rounds = 0; rounds < 8 && c->state != K_CLOSED; rounds++) {
-        ssize_t r = recv(c->fd, rbuf, sizeof rbuf, 0);
-        rx_now = now_ns();
-        if (r < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            set_error("recv", strerror(errno), strlen(strerror(errno)));
-            conn_close(c, true);
-            return;
-        }
-        if (r == 0) {
-            set_error("connection closed", NULL, 0);
-            conn_close(c, true);
-            return;
-        }
-        size_t n = (size_t)r;
-        unsigned char *p = rbuf;
-        if (c->ws.len > 0 || c->state == K_HANDSHAKE) {
-            p = carry_append(&c->ws, rbuf, n);
-            n = c->ws.len;
-        }
-        size_t off = 0;
-        if (c->state == K_HANDSHAKE) {
-            const char *why = "";
-            ssize_t h = ws_response((const char *)p, n, c->key, &why);
-            if (h == WS_AGAIN)
-                continue;
-            if (h == WS_BAD) {
-                N.ws_errors++;
-                set_error("handshake", why, strlen(why));
-                conn_close(c, true);
-                return;
-            }
-            off = (size_t)h;
-            c->state = K_STOMP;
-            char text[400], login[STATUS_USER_MAX + 1];
-            user_name(login, sizeof login, c->user);
-            int tl = snprintf(text, sizeof text,
-                              "CONNECT\naccept-version:1.2\nhost:/\nlogin:%s\npasscode:x\n"
-                              "heart-beat:0,0\n\n", login);
-            send_stomp(c, text, (size_t)tl + 1);
-        }
-        if (c->state != K_CLOSED)
-            off += feed_ws(c, p + off, n - off);
-        if (c->state == K_CLOSED)
-            return;
-        carry_keep(&c->ws, p, n, off);
-        if ((size_t)r < sizeof rbuf)
-            return;
-    }
-}
-
-static void on_connected_tcp(sconn *c)
-{
-    int err = 0;
-    socklen_t el = sizeof err;
-    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
-    if (err) {
-        set_error("connect", strerror(err), strlen(strerror(err)));
-        conn_close(c, true);
-        return;
-    }
-    char req[1024];
-    const st_url *u = &S.urls[c->url];
-    ws_make_key(c->key, rng(), rng());
-    size_t n = ws_request(req, sizeof req, u->hostport, u->path, "v12.stomp", c->key);
-    c->state = K_HANDSHAKE;
-    want_out(c, false);
-    conn_send(c, (const unsigned char *)req, n);
-}
-
-static void conn_open(sconn *c)
-{
-    c->t_open = now_ns();
-    N.opened++;
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->fd < 0) {
-        set_error("socket", strerror(errno), strlen(strerror(errno)));
-        c->state = K_CLOSED;
-        N.failed++;
-        return;
-    }
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->want_out = true;
-    c->state = K_TCP;
-    inflight++;
-    int r = connect(c->fd, (struct sockaddr *)&S.urls[c->url].addr, sizeof S.urls[c->url].addr);
-    if (r != 0 && errno != EINPROGRESS) {
-        set_error("connect", strerror(errno), strlen(strerror(errno)));
-        close(c->fd);
-        c->fd = -1;
-        c->state = K_CLOSED;
-        inflight--;
-        N.failed++;
-        return;
-    }
-    struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = c };
-    epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
-}
-
-/* Handle whatever is ready within timeout_ms. */
-static void pump(int timeout_ms)
-{
-    struct epoll_event evs[512];
-    int n = epoll_wait(ep, evs, 512, timeout_ms);
-    for (int i = 0; i < n; i++) {
-        sconn *c = evs[i].data.ptr;
-        if (c->state == K_CLOSED)
-            continue;
-        if (c->state == K_TCP) {
-            if (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
-                on_connected_tcp(c);
-            continue;
-        }
-        if (evs[i].events & EPOLLOUT)
-            conn_flush(c);
-        if (c->state != K_CLOSED && (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
-            on_readable(c);
-    }
+    user_name(dst, cap, ((const sconn *)c)->user);
 }
 
 /* Log out: close the socket; the server sees the connection end. */
-static void conn_logout(sconn *c)
+static void user_logout(sconn *c)
 {
-    if (c->state != K_READY)
+    if (c->net.state != CONN_READY)
         return;
-    conn_close(c, false);
+    conn_close(&loop, &c->net, false);
 }
 
 /* ------------------------------------------------------------ the phases */
@@ -769,39 +381,39 @@ static void progress(const char *phase)
 {
     if (S.quiet)
         return;
-    int64_t t = now_ns();
+    int64_t t = conn_now_ns();
     if (t - last_progress < 1000000000)
         return;
     last_progress = t;
     fprintf(stderr, "lectern-load: %s: %" PRIu64 " connected, %" PRIu64 " failed, %" PRIu64
-            " snapshots, %" PRIu64 " events\n", phase, N.ok, N.failed, N.snapshots, N.events);
+            " snapshots, %" PRIu64 " events\n", phase, N.net.ok, N.net.failed, N.snapshots, N.events);
 }
 
 /* Open U[from..to) at `ramp` per second (at most --inflight handshakes at
  * once) and wait until each is READY or closed, or the connect deadline. */
 static void connect_range(long from, long to, double ramp, const char *phase)
 {
-    int64_t start = now_ns();
+    int64_t start = conn_now_ns();
     int64_t deadline = start + (int64_t)S.connect_timeout_ms * 1000000;
     long next = from;
     for (;;) {
-        int64_t t = now_ns();
+        int64_t t = conn_now_ns();
         long allowed = from + (long)((double)(t - start) / 1e9 * ramp) + 1;
-        while (next < to && next < allowed && inflight < S.inflight)
-            conn_open(&U[next++]);
-        if (next == to && inflight == 0)
+        while (next < to && next < allowed && loop.inflight < S.inflight)
+            conn_open(&loop, &U[next++].net);
+        if (next == to && loop.inflight == 0)
             return;
         if (t > deadline) {
             for (long i = from; i < to; i++)
-                if (U[i].state != K_READY && U[i].state != K_CLOSED && U[i].state != K_IDLE) {
-                    set_error("connect timeout", NULL, 0);
-                    conn_close(&U[i], true);
+                if (U[i].net.state != CONN_READY && U[i].net.state != CONN_CLOSED && U[i].net.state != CONN_IDLE) {
+                    conn_error(&loop, "connect timeout", NULL, 0);
+                    conn_close(&loop, &U[i].net, true);
                 }
-            N.failed += (uint64_t)(to - next);
+            N.net.failed += (uint64_t)(to - next);
             return;
         }
         progress(phase);
-        pump(next < to ? 1 : 10);
+        conn_poll(&loop, next < to ? 1 : 10);
     }
 }
 
@@ -811,7 +423,7 @@ static uint64_t not_online(long *watchers_wrong)
     uint64_t wrong = 0;
     long ww = 0;
     for (long w = 0; w < S.users; w++) {
-        if (U[w].state != K_READY || !U[w].sub)
+        if (U[w].net.state != CONN_READY || !U[w].sub)
             continue;
         const uint8_t *row = map + (size_t)w * (size_t)S.contacts;
         uint64_t before = wrong;
@@ -854,9 +466,9 @@ static void churn_tally(uint64_t *expected, uint64_t *received, uint64_t *missin
 /* Run the loop until done() says so or `ms` pass; returns the ms taken. */
 static double wait_until(bool (*done)(void), long ms, const char *phase)
 {
-    int64_t start = now_ns(), deadline = start + ms * 1000000L, check = 0;
+    int64_t start = conn_now_ns(), deadline = start + ms * 1000000L, check = 0;
     for (;;) {
-        int64_t t = now_ns();
+        int64_t t = conn_now_ns();
         if (t - check > 50000000) {
             check = t;
             if (done())
@@ -865,9 +477,9 @@ static double wait_until(bool (*done)(void), long ms, const char *phase)
         if (t > deadline)
             break;
         progress(phase);
-        pump(5);
+        conn_poll(&loop, 5);
     }
-    return (double)(now_ns() - start) / 1e6;
+    return (double)(conn_now_ns() - start) / 1e6;
 }
 
 static bool all_online(void)
@@ -916,28 +528,6 @@ static int64_t servers_cpu_ns(void)
     return total;
 }
 
-static void json_lat(FILE *f, const char *name, const hist *h)
-{
-    fprintf(f, "\"%s\":{\"count\":%" PRIu64 ",\"p50\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f,\"mean\":%.3f}",
-            name, h->count, hist_quantile(h, 0.5) / 1000.0, hist_quantile(h, 0.99) / 1000.0,
-            hist_quantile(h, 0.999) / 1000.0, h->max / 1000.0,
-            h->count ? (double)h->sum / (double)h->count / 1000.0 : 0.0);
-}
-
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(f, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(f, "\\u%04x", *s);
-        else
-            fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 /* The report's common head: scenario, urls, connections. */
 static void report_head(FILE *f, double connect_s)
 {
@@ -954,7 +544,7 @@ static void report_head(FILE *f, double connect_s)
     fprintf(f, "],\"users\":%ld,\"contacts\":%ld,", S.users, S.contacts);
     fprintf(f, "\"connections\":{\"opened\":%" PRIu64 ",\"ok\":%" PRIu64 ",\"failed\":%" PRIu64
                ",\"dropped\":%" PRIu64 ",\"time_s\":%.3f,",
-            N.opened, N.ok, N.failed, N.dropped, connect_s);
+            N.net.opened, N.net.ok, N.net.failed, N.net.dropped, connect_s);
     json_lat(f, "connect_ms", &connect_h);
     fputs("},", f);
     json_lat(f, "snapshot_ms", &snap_h);
@@ -967,8 +557,8 @@ static void report_tail(FILE *f, int64_t cpu_ns, uint64_t per)
 {
     fprintf(f, ",\"errors\":{\"stomp\":%" PRIu64 ",\"websocket\":%" PRIu64 ",\"unparsed\":%" PRIu64
                ",\"other_messages\":%" PRIu64 ",\"first\":",
-            N.stomp_errors, N.ws_errors, N.unparsed, N.other);
-    json_str(f, N.first_error);
+            N.net.stomp_errors, N.net.ws_errors, N.unparsed, N.other);
+    json_str(f, N.net.first_error);
     fputc('}', f);
     if (S.nwatch > 0) {
         fprintf(f, ",\"servers\":{\"pids\":%d,\"cpu_s\":%.3f", S.nwatch, (double)cpu_ns / 1e9);
@@ -989,10 +579,10 @@ static void setup_users(long n, long with_sub)
     nusers = n;
     U = st_alloc(sizeof *U * (size_t)n);
     for (long i = 0; i < n; i++) {
-        U[i].fd = -1;
-        U[i].state = K_IDLE;
+        U[i].net.fd = -1;
+        U[i].net.state = CONN_IDLE;
         U[i].user = (uint32_t)i;
-        U[i].url = (uint8_t)(i % S.nurls);
+        U[i].net.url = (uint8_t)(i % S.nurls);
         U[i].sub = i < with_sub;
         U[i].xusers = U[i].sub;
     }
@@ -1001,8 +591,8 @@ static void setup_users(long n, long with_sub)
 static void close_all(void)
 {
     for (long i = 0; i < nusers; i++)
-        if (U[i].state != K_IDLE)
-            conn_close(&U[i], false);
+        if (U[i].net.state != CONN_IDLE)
+            conn_close(&loop, &U[i].net, false);
 }
 
 /* ------------------------------------------------------------ churn */
@@ -1017,9 +607,9 @@ static int run_churn(void)
     t_on = st_alloc(sizeof *t_on * (size_t)S.users);
     changes = st_alloc((size_t)S.users);
 
-    int64_t t0 = now_ns();
+    int64_t t0 = conn_now_ns();
     connect_range(0, S.users, S.ramp, "connecting");
-    double connect_s = (double)(now_ns() - t0) / 1e9;
+    double connect_s = (double)(conn_now_ns() - t0) / 1e9;
     /* Everyone connected: the earliest snapshots showed the later users
      * offline; their online events bring every map to all-online. */
     double settle_ms = wait_until(all_online, S.settle_ms, "settling");
@@ -1028,7 +618,7 @@ static int run_churn(void)
     uint64_t setup_events = N.events, setup_redundant = N.redundant, setup_foreign = N.foreign;
     uint64_t setup_on = N.ev_online, setup_off = N.ev_offline;
     for (long w = 0; w < S.users; w++)
-        U[w].stable = U[w].state == K_READY;
+        U[w].stable = U[w].net.state == CONN_READY;
 
     /* The churners, spread evenly over the users; each logs out at its
      * time and back in gap-s later. */
@@ -1040,17 +630,17 @@ static int run_churn(void)
     int64_t cpu0 = servers_cpu_ns();
     uint64_t ev0 = N.events;
     measuring = true;
-    int64_t start = now_ns();
+    int64_t start = conn_now_ns();
     long next_out = 0, next_in = 0, skipped = 0;
     int64_t gap_ns = (int64_t)(S.gap_s * 1e9);
     while (next_in < K) {
-        int64_t t = now_ns();
+        int64_t t = conn_now_ns();
         while (next_out < K && t >= start + (int64_t)(span * 1e9 * (double)next_out / (double)K)) {
             sconn *c = &U[who[next_out]];
-            if (c->state == K_READY) {
+            if (c->net.state == CONN_READY) {
                 c->stable = false;
-                t_off[c->user] = now_ns();
-                conn_logout(c);
+                t_off[c->user] = conn_now_ns();
+                user_logout(c);
                 changes[c->user]++;
             } else {
                 skipped++;
@@ -1060,19 +650,19 @@ static int run_churn(void)
         while (next_in < next_out &&
                t >= start + (int64_t)(span * 1e9 * (double)next_in / (double)K) + gap_ns) {
             sconn *c = &U[who[next_in]];
-            if (c->state == K_CLOSED && t_off[c->user] > 0) {
+            if (c->net.state == CONN_CLOSED && t_off[c->user] > 0) {
                 c->relogin = true;
-                conn_open(c);
+                conn_open(&loop, &c->net);
             }
             next_in++;
         }
         progress("churning");
-        pump(1);
+        conn_poll(&loop, 1);
     }
     /* The last log-ins finish, then every event arrives (or the drain ends). */
-    for (int64_t dl = now_ns() + S.connect_timeout_ms * 1000000L; inflight > 0 && now_ns() < dl;)
-        pump(5);
-    double churn_s = (double)(now_ns() - start) / 1e9;
+    for (int64_t dl = conn_now_ns() + S.connect_timeout_ms * 1000000L; loop.inflight > 0 && conn_now_ns() < dl;)
+        conn_poll(&loop, 5);
+    double churn_s = (double)(conn_now_ns() - start) / 1e9;
     double drain_ms = wait_until(churn_complete, S.drain_ms, "draining");
     measuring = false;
     int64_t cpu = servers_cpu_ns() - cpu0;
@@ -1114,8 +704,8 @@ static int run_churn(void)
     report_tail(f, cpu, churn_events);
     close_all();
     free(who);
-    bool ok = N.failed == 0 && N.dropped == 0 && missing == 0 && extra == 0 && final_wrong == 0 &&
-              N.unparsed == 0 && N.stomp_errors == 0 && skipped == 0;
+    bool ok = N.net.failed == 0 && N.net.dropped == 0 && missing == 0 && extra == 0 && final_wrong == 0 &&
+              N.unparsed == 0 && N.net.stomp_errors == 0 && skipped == 0;
     return ok ? 0 : 1;
 }
 
@@ -1130,9 +720,9 @@ static int run_surge(void)
     t_off = st_alloc(sizeof *t_off * (size_t)S.users);
     int64_t cpu0 = servers_cpu_ns();
     measuring = true;
-    int64_t t0 = now_ns();
+    int64_t t0 = conn_now_ns();
     connect_range(0, S.users, (double)S.users / S.surge_s, "surge");
-    double connect_s = (double)(now_ns() - t0) / 1e9;
+    double connect_s = (double)(conn_now_ns() - t0) / 1e9;
     double converge_ms = wait_until(all_online, S.drain_ms, "converging");
     measuring = false;
     int64_t cpu = servers_cpu_ns() - cpu0;
@@ -1145,13 +735,13 @@ static int run_surge(void)
                ",\"watchers_not_online\":%ld,\"converge_ms\":%.1f,\"events\":%" PRIu64
                ",\"online\":%" PRIu64 ",\"offline\":%" PRIu64 ",\"redundant\":%" PRIu64
                ",\"foreign\":%" PRIu64 "},",
-            S.surge_s, N.ok, pairs, wrong, wrong_w, converge_ms, N.events, N.ev_online, N.ev_offline,
+            S.surge_s, N.net.ok, pairs, wrong, wrong_w, converge_ms, N.events, N.ev_online, N.ev_offline,
             N.redundant, N.foreign);
     json_lat(f, "event_latency_ms", &lat_all);
     report_tail(f, cpu, N.events);
     close_all();
-    bool ok = N.failed == 0 && N.dropped == 0 && wrong == 0 && N.ev_offline == 0 && N.redundant == 0 &&
-              N.foreign == 0 && N.unparsed == 0 && N.stomp_errors == 0;
+    bool ok = N.net.failed == 0 && N.net.dropped == 0 && wrong == 0 && N.ev_offline == 0 && N.redundant == 0 &&
+              N.foreign == 0 && N.unparsed == 0 && N.net.stomp_errors == 0;
     return ok ? 0 : 1;
 }
 
@@ -1160,7 +750,7 @@ static int run_surge(void)
 /* PUT body to http://url/path with the API key, synchronously (the
  * setup phase, before any measured traffic); returns the HTTP status or
  * -1, with the response body's start in resp. */
-static int http_put(const st_url *u, const char *path, const char *body, size_t blen, char *resp, size_t rcap)
+static int http_put(const conn_url *u, const char *path, const char *body, size_t blen, char *resp, size_t rcap)
 {
     int status = -1;
     char *head = NULL, *in = NULL;
@@ -1227,22 +817,22 @@ typedef struct big_round {
 static big_round big_login(long ui)
 {
     sconn *c = &U[S.contacts];
-    c->url = (uint8_t)ui;
+    c->net.url = (uint8_t)ui;
     c->sub = true;
     c->xusers = false;
-    c->state = K_IDLE;
+    c->net.state = CONN_IDLE;
     B.ms_us = -1;
-    conn_open(c);
-    int64_t deadline = now_ns() + S.connect_timeout_ms * 1000000L;
-    while (c->state != K_READY && c->state != K_CLOSED && now_ns() < deadline)
-        pump(5);
+    conn_open(&loop, &c->net);
+    int64_t deadline = conn_now_ns() + S.connect_timeout_ms * 1000000L;
+    while (c->net.state != CONN_READY && c->net.state != CONN_CLOSED && conn_now_ns() < deadline)
+        conn_poll(&loop, 5);
     big_round r = { -1, 0, 0, 0, 0, 0, 0 };
-    if (c->state == K_READY && B.ms_us >= 0)
+    if (c->net.state == CONN_READY && B.ms_us >= 0)
         r = (big_round){ (double)B.ms_us / 1000.0, B.entries, B.online, B.wrong, B.dup, B.foreign, B.bytes };
-    if (c->state == K_READY)
-        conn_logout(c);
+    if (c->net.state == CONN_READY)
+        user_logout(c);
     else
-        conn_close(c, true);
+        conn_close(&loop, &c->net, true);
     return r;
 }
 
@@ -1273,9 +863,9 @@ static int run_bigsnap(void)
      * in, without subscribing); U[contacts] is the big user. */
     setup_users(S.contacts + 1, 0);
     B.seen = st_alloc((size_t)S.contacts);
-    int64_t t0 = now_ns();
+    int64_t t0 = conn_now_ns();
     connect_range(0, S.online, S.ramp, "contacts logging in");
-    double connect_s = (double)(now_ns() - t0) / 1e9;
+    double connect_s = (double)(conn_now_ns() - t0) / 1e9;
 
     /* The list, through the API. */
     size_t cap = 32 + (size_t)S.contacts * (STATUS_USER_MAX + 4), n = 0;
@@ -1292,14 +882,14 @@ static int run_bigsnap(void)
     char big[STATUS_USER_MAX + 1], path[STATUS_USER_MAX + 64], resp[512];
     user_name(big, sizeof big, S.contacts);
     snprintf(path, sizeof path, "/api/users/%s/contacts", big);
-    int64_t tp = now_ns();
+    int64_t tp = conn_now_ns();
     int put_status = http_put(&S.urls[0], path, body, n, resp, sizeof resp);
-    double put_ms = (double)(now_ns() - tp) / 1e6;
+    double put_ms = (double)(conn_now_ns() - tp) / 1e6;
     free(body);
     if (put_status != 200) {
         char why[300];
         int wl = snprintf(why, sizeof why, "%d %.200s", put_status, resp);
-        set_error("PUT contacts", why, (size_t)wl);
+        conn_error(&loop, "PUT contacts", why, (size_t)wl);
     }
 
     int64_t cpu0 = servers_cpu_ns();
@@ -1342,7 +932,7 @@ static int run_bigsnap(void)
     close_all();
     free(warm);
     free(wms);
-    ok = ok && N.failed == 0 && N.dropped == 0 && N.stomp_errors == 0;
+    ok = ok && N.net.failed == 0 && N.net.dropped == 0 && N.net.stomp_errors == 0;
     return ok ? 0 : 1;
 }
 
@@ -1376,33 +966,9 @@ static void parse_url(const char *s)
 {
     if (S.nurls >= ST_MAX_URLS)
         st_die("too many --url (max %d)", ST_MAX_URLS);
-    st_url *u = &S.urls[S.nurls];
-    if (strncmp(s, "ws://", 5) != 0)
-        st_die("only ws:// URLs: %s", s);
-    const char *p = s + 5;
-    const char *slash = strchr(p, '/');
-    size_t hl = slash ? (size_t)(slash - p) : strlen(p);
-    if (hl == 0 || hl >= sizeof u->hostport)
-        st_die("bad URL: %s", s);
-    memcpy(u->hostport, p, hl);
-    u->hostport[hl] = '\0';
-    snprintf(u->path, sizeof u->path, "%s", slash ? slash : "/");
-    char host[96];
-    snprintf(host, sizeof host, "%s", u->hostport);
-    char *colon = strrchr(host, ':');
-    int port = 80;
-    if (colon) {
-        *colon = '\0';
-        port = atoi(colon + 1);
-    }
-    if (strcmp(host, "localhost") == 0)
-        snprintf(host, sizeof host, "127.0.0.1");
-    u->addr.sin_family = AF_INET;
-    u->addr.sin_port = htons((uint16_t)port);
-    if (port <= 0 || port > 65535 || inet_pton(AF_INET, host, &u->addr.sin_addr) != 1)
-        st_die("bad URL (IPv4 address and port needed): %s", s);
-    if ((ntohl(u->addr.sin_addr.s_addr) >> 24) != 127)
-        st_die("refusing a non-loopback target: %s", s);
+    const char *why;
+    if (conn_url_parse(s, &S.urls[S.nurls], &why) != 0)
+        st_die("%s: %s", why, s);
     S.nurls++;
 }
 
@@ -1514,12 +1080,15 @@ int status_main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     signal(SIGPIPE, SIG_IGN);
-    rng_state ^= (uint64_t)getpid() * 0x9E3779B97F4A7C15ull;
-    ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep < 0)
+    const conn_opts co = {
+        .urls = S.urls, .protocols = "v12.stomp", .accept_version = "1.2", .vhost = "/",
+        .passcode = "x", .max_frame = ST_MAX_FRAME,
+        .hooks = { .connected = on_connected, .message = on_message, .login = login_for },
+    };
+    if (conn_loop_init(&loop, &co, &N.net, 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() * 0x9E3779B97F4A7C15ull) != 0)
         st_die("epoll: %s", strerror(errno));
     int rc = S.kind == SC_CHURN ? run_churn() : S.kind == SC_SURGE ? run_surge() : run_bigsnap();
-    close(ep);
+    conn_loop_deinit(&loop);
     free(U);
     free(map);
     free(got);
@@ -1527,6 +1096,5 @@ int status_main(int argc, char **argv)
     free(t_on);
     free(changes);
     free(B.seen);
-    free(tx);
     return rc;
 }

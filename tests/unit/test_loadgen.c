@@ -1,6 +1,7 @@
 /* test_loadgen.c — the pure parts of the load generator (tests/load/):
  * the WebSocket client codec, the STOMP frame scanner, the latency
- * histogram and the /status message parser. The generator's numbers are only as good as these: a scanner
+ * histogram, the /status message parser, the connection layer's URL
+ * parser and the reports' JSON pieces. The generator's numbers are only as good as these: a scanner
  * that loses a frame would report loss that is not there, a histogram that
  * misplaces values would misreport p99. Parsers are fed whole and byte by
  * byte; results must match. */
@@ -10,11 +11,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../load/conn.h"
 #include "../load/hist.h"
+#include "../load/json.h"
 #include "../load/scan.h"
 #include "../load/statusmsg.h"
 #include "../load/ws.h"
@@ -117,6 +121,72 @@ static void test_ws_client_frame(void **state)
     assert_int_equal(ws_header(big, WS_BINARY, 300, 0), 8);
     assert_int_equal(big[1], 0x80 | 126);
     assert_int_equal(ws_header(big, WS_BINARY, 70000, 0), 14);
+}
+
+/* --- connection URLs ----------------------------------------------------- */
+
+static void test_conn_url(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *url;
+        const char *hostport, *path;   /* NULL: refused */
+        unsigned port;
+        const char *why;
+    } cases[] = {
+        { "ws://127.0.0.1:8080/ws", "127.0.0.1:8080", "/ws", 8080, NULL },
+        { "ws://127.0.0.2:9000", "127.0.0.2:9000", "/", 9000, NULL },
+        { "ws://localhost:7000/a/b", "localhost:7000", "/a/b", 7000, NULL },
+        { "ws://127.0.0.1/ws", "127.0.0.1", "/ws", 80, NULL },
+        { "wss://127.0.0.1:443/ws", NULL, NULL, 0, "only ws:// URLs" },
+        { "http://127.0.0.1:80/", NULL, NULL, 0, "only ws:// URLs" },
+        { "ws:///ws", NULL, NULL, 0, "bad URL" },
+        { "ws://127.0.0.1:0/ws", NULL, NULL, 0, "bad URL (IPv4 address and port needed)" },
+        { "ws://127.0.0.1:65536/ws", NULL, NULL, 0, "bad URL (IPv4 address and port needed)" },
+        { "ws://example.org:80/ws", NULL, NULL, 0, "bad URL (IPv4 address and port needed)" },
+        { "ws://10.0.0.1:80/ws", NULL, NULL, 0, "refusing a non-loopback target" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        conn_url u;
+        const char *why = NULL;
+        int r = conn_url_parse(cases[i].url, &u, &why);
+        if (!cases[i].hostport) {
+            assert_int_equal(r, -1);
+            assert_string_equal(why, cases[i].why);
+            continue;
+        }
+        assert_int_equal(r, 0);
+        assert_string_equal(u.hostport, cases[i].hostport);
+        assert_string_equal(u.path, cases[i].path);
+        assert_int_equal(ntohs(u.addr.sin_port), cases[i].port);
+        assert_int_equal(ntohl(u.addr.sin_addr.s_addr) >> 24, 127);
+    }
+}
+
+/* --- report JSON ---------------------------------------------------------- */
+
+static void test_json(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    assert_non_null(f);
+    json_str(f, "a\"b\\c\n\x01");
+    fputc(' ', f);
+    hist h;
+    memset(&h, 0, sizeof h);
+    json_lat(f, "empty", &h);
+    fputc(' ', f);
+    hist_add(&h, 1500);
+    hist_add(&h, 2500);
+    json_lat(f, "two", &h);
+    fclose(f);
+    assert_string_equal(out,
+        "\"a\\\"b\\\\c\\u000a\\u0001\" "
+        "\"empty\":{\"count\":0,\"p50\":0.000,\"p99\":0.000,\"p999\":0.000,\"max\":0.000,\"mean\":0.000} "
+        "\"two\":{\"count\":2,\"p50\":1.488,\"p99\":2.496,\"p999\":2.496,\"max\":2.500,\"mean\":2.000}");
+    free(out);
 }
 
 /* --- STOMP scanner --------------------------------------------------------- */
@@ -396,10 +466,12 @@ int main(void)
         cmocka_unit_test(test_ws_handshake),
         cmocka_unit_test(test_ws_parse),
         cmocka_unit_test(test_ws_client_frame),
+        cmocka_unit_test(test_conn_url),
         cmocka_unit_test(test_scan_stream),
         cmocka_unit_test(test_scan_prefixes),
         cmocka_unit_test(test_scan_headers_and_limits),
         cmocka_unit_test(test_hist),
+        cmocka_unit_test(test_json),
         cmocka_unit_test(test_status_snapshot),
         cmocka_unit_test(test_status_changes),
         cmocka_unit_test(test_status_malformed),
