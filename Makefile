@@ -122,9 +122,11 @@ $(B)/tests/test_room $(B)/tests/test_presence $(B)/tests/test_resume $(B)/tests/
 $(B)/tests/test_status:
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ -luv -ljansson -lrabbitmq $(TEST_LIBS)
-# Contact lists: the Redis and MySQL calls, the value codec and the loop
-# clock (uv_now) are doubles in the test, so no libuv either.
-$(B)/tests/test_contacts: $(B)/tests/unit/test_contacts.o $(B)/server/contacts.o $(B)/lib/mem.o
+# Contact lists: the Redis and MySQL calls and the loop clock (uv_now) are
+# doubles in the test, so no libuv either; the Redis value's codec is real.
+$(B)/tests/test_contacts: $(B)/tests/unit/test_contacts.o $(B)/server/contacts.o \
+    $(B)/server/registry_contacts_value.o $(B)/server/userid.o $(B)/lib/buf.o $(B)/lib/mem.o \
+    $(B)/lib/utf8.o
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS)
 

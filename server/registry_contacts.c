@@ -6,13 +6,13 @@
  * every server that sees the message on P contacts finds the key already
  * gone. The value is a small text format rather than JSON: ids cannot hold
  * '\n' (they have no control characters, userid.h), so one split is the
- * whole parser, and a value that does not parse is treated as a miss.
+ * whole parser (registry_contacts_value.c), and a value that does not
+ * parse is treated as a miss.
  */
 #include "registry_contacts.h"
 
 #include "registry_internal.h"
 
-#include "buf.h"
 #include "mem.h"
 #include "userid.h"
 
@@ -111,58 +111,6 @@ int registry_contacts_changed(registry *g, const char *user, int ttl_s,
     if (registry_args_eval(g, &a, REGISTRY_LUA_CONTACTS_CHANGED, rc_on_changed, c) < 0) {
         free(c);
         return -1;
-    }
-    return 0;
-}
-
-/* --- the value format ---------------------------------------------------------- */
-
-char *registry_contacts_encode(bool stored, const char *const *ids, size_t n, size_t *len)
-{
-    buf b;
-    buf_init(&b);
-    buf_append(&b, stored ? "L" : "N", 1);
-    for (size_t i = 0; stored && i < n; i++) {
-        buf_append(&b, "\n", 1);
-        buf_append(&b, ids[i], strlen(ids[i]));
-    }
-    *len = b.len;
-    return b.data;           /* NUL-terminated by buf */
-}
-
-void registry_contacts_free_ids(char **ids, size_t n)
-{
-    for (size_t i = 0; ids && i < n; i++)
-        free(ids[i]);
-    free(ids);
-}
-
-int registry_contacts_decode(const char *v, size_t len, size_t max, bool *stored, char ***ids,
-                             size_t *n)
-{
-    *ids = NULL;
-    *n = 0;
-    *stored = false;
-    if (len == 1 && v[0] == 'N')
-        return 0;
-    if (len < 1 || v[0] != 'L' || (len > 1 && v[1] != '\n'))
-        return -1;
-    *stored = true;
-    size_t cap = 0;
-    for (size_t i = 1; i < len; i++)
-        cap += v[i] == '\n';
-    if (cap > max)
-        cap = max;
-    *ids = xcalloc(cap ? cap : 1, sizeof **ids);
-    const char *p = v + 1, *end = v + len;
-    while (p < end && *n < cap) {
-        p++;                                    /* the '\n' */
-        const char *e = memchr(p, '\n', (size_t)(end - p));
-        if (!e)
-            e = end;
-        if (userid_valid(p, (size_t)(e - p)))
-            (*ids)[(*n)++] = xstrndup(p, (size_t)(e - p));
-        p = e;
     }
     return 0;
 }

@@ -116,57 +116,6 @@ static void redis_error(int i)
     redis_answer(i, REGISTRY_CONTACTS_ERROR, NULL, "");
 }
 
-/* --- the value codec double (the format of registry_contacts.h) --------- */
-
-char *registry_contacts_encode(bool stored, const char *const *ids, size_t n, size_t *len)
-{
-    size_t bytes = 2;
-    for (size_t i = 0; stored && i < n; i++)
-        bytes += strlen(ids[i]) + 1;
-    char *v = malloc(bytes);
-    assert_non_null(v);
-    strcpy(v, stored ? "L" : "N");
-    for (size_t i = 0; stored && i < n; i++) {
-        strcat(v, "\n");
-        strcat(v, ids[i]);
-    }
-    *len = strlen(v);
-    return v;
-}
-
-void registry_contacts_free_ids(char **ids, size_t n)
-{
-    for (size_t i = 0; ids && i < n; i++)
-        free(ids[i]);
-    free(ids);
-}
-
-int registry_contacts_decode(const char *v, size_t len, size_t max, bool *stored, char ***ids,
-                             size_t *n)
-{
-    *stored = false;
-    *ids = NULL;
-    *n = 0;
-    if (len == 1 && v[0] == 'N')
-        return 0;
-    if (len < 1 || v[0] != 'L' || (len > 1 && v[1] != '\n'))
-        return -1;
-    *stored = true;
-    *ids = calloc(len + 1, sizeof **ids);
-    assert_non_null(*ids);
-    const char *p = v + 1, *end = v + len;
-    while (p < end && *n < max) {
-        p++;
-        const char *e = memchr(p, '\n', (size_t)(end - p));
-        if (!e)
-            e = end;
-        (*ids)[*n] = strndup(p, (size_t)(e - p));
-        (*n)++;
-        p = e;
-    }
-    return 0;
-}
-
 /* --- the MySQL double: reads wait for the test -------------------------- */
 
 typedef struct dread {
