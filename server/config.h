@@ -96,6 +96,7 @@ typedef struct server_config {
     /* [api] */
     char  *api_keys;          /* comma-separated server-to-server keys; "" = the API is off */
     size_t api_max_body;      /* most bytes of a request body */
+    int    api_page_max;      /* rooms in one GET /api/rooms page */
     /* [heartbeat] */
     int    hb_send_ms;
     int    hb_recv_ms;

@@ -21,6 +21,7 @@
 
 #include "auth.h"
 #include "buf.h"
+#include "http_admin.h"
 #include "http_history.h"
 #include "http_status.h"
 #include "log.h"
@@ -441,8 +442,8 @@ static int http_users_route(const http_env *env, struct lws *wsi, http_exchange 
         return http_exchange_error(wsi, x, HTTP_STATUS_FORBIDDEN,
                                    "only the user themself (or an admin) may ask");
     }
-    return http_status_request(env->conf, env->registry, env->lists, wsi, x, rest, n, self ? who->contacts : NULL,
-                               self ? who->ncontacts : 0, any);
+    return http_status_request(env->conf, env->registry, env->lists, wsi, x, rest, n,
+                               self ? who->contacts : NULL, self ? who->ncontacts : 0, any);
 }
 
 /* /api/...: with auth.mode=jwt only with a valid "Authorization: Bearer"
@@ -510,6 +511,8 @@ int http_request(const http_env *env, struct lws *wsi, http_exchange **x, const 
     int rc;
     if (http_not_get(env, wsi, x, &rc))
         return rc;
+    if (http_admin_match(uri))
+        return http_admin_request(&env->contacts, wsi, x, uri);
 
     if (!strcmp(uri, "/healthz")) {
         metrics_gauges g;

@@ -98,6 +98,8 @@ static redis_script registry_scripts[REGISTRY_LUA_COUNT] = {
     [REGISTRY_LUA_UNWATCH] = { "unwatch", registry_lua_unwatch, "" },
     [REGISTRY_LUA_STATUS_GET] = { "status_get", registry_lua_status_get, "" },
     [REGISTRY_LUA_HIDE] = { "hide", registry_lua_hide, "" },
+    [REGISTRY_LUA_ROOMS_PAGE] = { "rooms_page", registry_lua_rooms_page, "" },
+    [REGISTRY_LUA_USER_SESSIONS] = { "user_sessions", registry_lua_user_sessions, "" },
     [REGISTRY_LUA_CONTACTS_SET] = { "contacts_set", registry_lua_contacts_set, "" },
     [REGISTRY_LUA_CONTACTS_CHANGED] = { "contacts_changed", registry_lua_contacts_changed, "" },
 };

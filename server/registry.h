@@ -172,6 +172,13 @@ int registry_presence(registry *g, const char *room, registry_json_fn fn, void *
 /* {"online":{"<user>":true|false,...}} for n users, in one round trip. */
 int registry_users_online(registry *g, const char *const *users, size_t n, registry_json_fn fn,
                           void *ctx);
+/* {"rooms":[{"room","members","servers"}...],"next":"<room>"|null}: the
+ * live rooms after `after` ("" from the start) in name order, at most
+ * limit, cluster-wide; next names the last one when there are more. */
+int registry_rooms_page(registry *g, const char *after, int limit, registry_json_fn fn, void *ctx);
+/* {"user","online","connections","servers":[{"server","connections"}],
+ * "rooms":[...]}: where user is connected, cluster-wide. */
+int registry_user_sessions(registry *g, const char *user, registry_json_fn fn, void *ctx);
 /* {"rooms":{"<user>":["<room>",...],...}}: the rooms where each of n users
  * is present (in presence), in one round trip, at a cost of the users
  * times their rooms. users are copied. */

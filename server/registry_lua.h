@@ -26,11 +26,13 @@ extern const char registry_lua_online[];
 extern const char registry_lua_presence[];
 extern const char registry_lua_publish[];
 extern const char registry_lua_reap[];
+extern const char registry_lua_rooms_page[];
 extern const char registry_lua_status_get[];
 extern const char registry_lua_sync_room[];
 extern const char registry_lua_sync_users[];
 extern const char registry_lua_unwatch[];
 extern const char registry_lua_user_rooms[];
+extern const char registry_lua_user_sessions[];
 extern const char registry_lua_watch[];
 
 #endif

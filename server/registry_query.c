@@ -5,9 +5,10 @@
  * presence script: the who hash, read in HSCAN chunks up to presence_max
  * members, with its count and version), which of some users are online
  * anywhere (HMGET of the online hash), and in which rooms some users are
- * present (the user_rooms script over their user:U:rooms sets). A
- * failed or refused call answers NULL; callers turn that into their own
- * error.
+ * present (the user_rooms script over their user:U:rooms sets); for the
+ * server API, a page of the live rooms (rooms_page) and where one user is
+ * connected (user_sessions). A failed or refused call answers NULL;
+ * callers turn that into their own error.
  */
 #include "registry_internal.h"
 
@@ -168,4 +169,96 @@ int registry_users_online(registry *g, const char *const *users, size_t n, regis
     if (rc < 0)
         json_call_free(c);
     return rc;
+}
+
+/* --- the server API's lookups ------------------------------------------------------ */
+
+static void registry_on_rooms_page(void *privdata, redisReply *r)
+{
+    json_call *c = privdata;
+    json_t *out = NULL;
+    if (registry_reply_ok(r, "rooms_page") && r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+        (r->elements - 1) % 3 == 0) {
+        json_t *rooms = json_array();
+        const char *last = NULL;
+        for (size_t i = 1; i + 2 < r->elements; i += 3) {
+            const redisReply *name = r->element[i];
+            if (name->type != REDIS_REPLY_STRING)
+                continue;
+            json_array_append_new(rooms, json_pack("{s:s%, s:I, s:I}", "room", name->str,
+                                                   name->len, "members",
+                                                   (json_int_t)registry_reply_u64(r->element[i + 1]),
+                                                   "servers",
+                                                   (json_int_t)registry_reply_u64(r->element[i + 2])));
+            last = name->str;
+        }
+        bool more = registry_reply_u64(r->element[0]) == 1;
+        out = json_pack("{s:o, s:o}", "rooms", rooms, "next",
+                        more && last ? json_string(last) : json_null());
+    }
+    c->fn(c->ctx, out);
+    json_decref(out);
+    json_call_free(c);
+}
+
+int registry_rooms_page(registry *g, const char *after, int limit, registry_json_fn fn, void *ctx)
+{
+    if (!g->registered)
+        return -1;
+    registry_args a;
+    registry_args_init(&a, g);
+    registry_args_str(&a, after);
+    registry_args_num(&a, limit);
+    json_call *c = xcalloc(1, sizeof *c + 1);
+    c->fn = fn;
+    c->ctx = ctx;
+    if (registry_args_eval(g, &a, REGISTRY_LUA_ROOMS_PAGE, registry_on_rooms_page, c) < 0) {
+        json_call_free(c);
+        return -1;
+    }
+    return 0;
+}
+
+static void registry_on_user_sessions(void *privdata, redisReply *r)
+{
+    json_call *c = privdata;
+    json_t *out = NULL;
+    if (registry_reply_ok(r, "user_sessions") && r->type == REDIS_REPLY_ARRAY &&
+        r->elements == 3 && r->element[1]->type == REDIS_REPLY_ARRAY &&
+        r->element[2]->type == REDIS_REPLY_ARRAY) {
+        uint64_t total = registry_reply_u64(r->element[0]);
+        json_t *servers = json_array(), *rooms = json_array();
+        const redisReply *w = r->element[1], *rl = r->element[2];
+        for (size_t i = 0; i + 1 < w->elements; i += 2)
+            if (w->element[i]->type == REDIS_REPLY_STRING)
+                json_array_append_new(servers, json_pack("{s:s%, s:I}", "server",
+                                                         w->element[i]->str, w->element[i]->len,
+                                                         "connections",
+                                                         (json_int_t)registry_reply_u64(
+                                                             w->element[i + 1])));
+        for (size_t i = 0; i < rl->elements; i++)
+            if (rl->element[i]->type == REDIS_REPLY_STRING)
+                json_array_append_new(rooms, json_stringn(rl->element[i]->str,
+                                                          rl->element[i]->len));
+        out = json_pack("{s:s, s:b, s:I, s:o, s:o}", "user", c->users[0], "online", total > 0,
+                        "connections", (json_int_t)total, "servers", servers, "rooms", rooms);
+    }
+    c->fn(c->ctx, out);
+    json_decref(out);
+    json_call_free(c);
+}
+
+int registry_user_sessions(registry *g, const char *user, registry_json_fn fn, void *ctx)
+{
+    if (!g->registered)
+        return -1;
+    registry_args a;
+    registry_args_init(&a, g);
+    json_call *c = json_call_users(fn, ctx, &user, 1);
+    registry_args_str(&a, c->users[0]);
+    if (registry_args_eval(g, &a, REGISTRY_LUA_USER_SESSIONS, registry_on_user_sessions, c) < 0) {
+        json_call_free(c);
+        return -1;
+    }
+    return 0;
 }
