@@ -9,8 +9,6 @@
  */
 #include "http_admin.h"
 
-#include "apikey.h"
-#include "log.h"
 #include "registry.h"
 #include "room.h"
 #include "userid.h"
@@ -102,21 +100,11 @@ static int ha_sessions(const http_contacts_env *env, struct lws *wsi, http_excha
 int http_admin_request(const http_contacts_env *env, struct lws *wsi, http_exchange **x,
                        const char *uri)
 {
-    if (!apikey_set_count(env->keys))
-        return http_exchange_error(wsi, x, HTTP_STATUS_FORBIDDEN,
-                                   "the server API is off (api.keys is empty)");
-    bool sent;
-    if (!http_contacts_keyed(env, wsi, &sent)) {
-        char addr[64];
-        env->metrics->auth_failures++;
-        if (!lws_get_peer_simple(wsi, addr, sizeof addr))
-            snprintf(addr, sizeof addr, "-");
-        log_info("auth_failed", "http=1 api=server peer=%s reason=%s", addr,
-                 sent ? "bad_key" : "no_key");
-        return http_exchange_error(wsi, x, HTTP_STATUS_UNAUTHORIZED,
-                                   "a key of api.keys is required "
-                                   "(Authorization: Bearer <key> or X-API-Key: <key>)");
-    }
+    const char *why;
+    unsigned status = http_contacts_check_key(env, wsi, "server",
+                                              "the server API is off (api.keys is empty)", &why);
+    if (status)
+        return http_exchange_error(wsi, x, status, why);
     if (!env->registry || !registry_up(env->registry))
         return http_exchange_error(wsi, x, HTTP_STATUS_SERVICE_UNAVAILABLE,
                                    "registry (Redis) unavailable");

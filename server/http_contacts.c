@@ -299,24 +299,34 @@ bool http_contacts_keyed(const http_contacts_env *env, struct lws *wsi, bool *se
            apikey_set_matches(env->keys, cred, cl);
 }
 
+unsigned http_contacts_check_key(const http_contacts_env *env, struct lws *wsi, const char *api,
+                                 const char *off_why, const char **why)
+{
+    if (!apikey_set_count(env->keys)) {
+        *why = off_why;
+        return HTTP_STATUS_FORBIDDEN;
+    }
+    bool sent;
+    if (http_contacts_keyed(env, wsi, &sent))
+        return 0;
+    char addr[64];
+    env->metrics->auth_failures++;
+    if (!lws_get_peer_simple(wsi, addr, sizeof addr))
+        snprintf(addr, sizeof addr, "-");
+    log_info("auth_failed", "http=1 api=%s peer=%s reason=%s", api, addr,
+             sent ? "bad_key" : "no_key");
+    *why = "a key of api.keys is required (Authorization: Bearer <key> or X-API-Key: <key>)";
+    return HTTP_STATUS_UNAUTHORIZED;
+}
+
 /* Does the request carry a matching key? Refuses rq otherwise. */
 static void hc_check_key(const http_contacts_env *env, struct lws *wsi, hc_request *rq)
 {
-    if (!apikey_set_count(env->keys)) {
-        hc_refuse(rq, HTTP_STATUS_FORBIDDEN, "the contacts API is off (api.keys is empty)");
-        return;
-    }
-    bool sent;
-    if (!http_contacts_keyed(env, wsi, &sent)) {
-        char addr[64];
-        env->metrics->auth_failures++;
-        if (!lws_get_peer_simple(wsi, addr, sizeof addr))
-            snprintf(addr, sizeof addr, "-");
-        log_info("auth_failed", "http=1 api=contacts peer=%s reason=%s", addr,
-                 sent ? "bad_key" : "no_key");
-        hc_refuse(rq, HTTP_STATUS_UNAUTHORIZED, "a key of api.keys is required "
-                  "(Authorization: Bearer <key> or X-API-Key: <key>)");
-    }
+    const char *why;
+    unsigned status = http_contacts_check_key(env, wsi, "contacts",
+                                              "the contacts API is off (api.keys is empty)", &why);
+    if (status)
+        hc_refuse(rq, status, why);
 }
 
 int http_contacts_request(const http_contacts_env *env, struct lws *wsi, http_exchange **x,

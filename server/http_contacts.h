@@ -43,6 +43,13 @@ typedef struct http_contacts_env {
  * other /api/users/ routes, where a key stands for an admin. */
 bool http_contacts_keyed(const http_contacts_env *env, struct lws *wsi, bool *sent);
 
+/* The key check of a server API route: 0 when the request carries one of
+ * api.keys; else 403 with off_why (api.keys is empty: the API is off) or
+ * 401 (no key, or a wrong one: logged as auth_failed api=<api> and
+ * counted), with the reason in *why (static). */
+unsigned http_contacts_check_key(const http_contacts_env *env, struct lws *wsi, const char *api,
+                                 const char *off_why, const char **why);
+
 /* Is uri (a request path) this API's: /api/users/<id>/contacts? */
 bool http_contacts_match(const char *uri);
 
