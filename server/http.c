@@ -23,6 +23,7 @@
 #include "buf.h"
 #include "http_admin.h"
 #include "http_history.h"
+#include "http_publish.h"
 #include "http_status.h"
 #include "log.h"
 #include "mem.h"
@@ -503,11 +504,18 @@ static int http_not_get(const http_env *env, struct lws *wsi, http_exchange **x,
     return 1;
 }
 
+static bool http_is_post(struct lws *wsi)
+{
+    return lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
+}
+
 int http_request(const http_env *env, struct lws *wsi, http_exchange **x, const char *uri)
 {
     env->metrics->http_requests++;
     if (http_contacts_match(uri))
         return http_contacts_request(&env->contacts, wsi, x, uri);
+    if (http_is_post(wsi) && http_publish_match(uri))
+        return http_publish_request(&env->contacts, env->relay, wsi, x, uri);
     int rc;
     if (http_not_get(env, wsi, x, &rc))
         return rc;
@@ -558,6 +566,10 @@ void http_body_in(struct lws *wsi, http_exchange **x, const void *in, size_t len
 
 int http_body_done(const http_env *env, struct lws *wsi, http_exchange **x)
 {
+    /* Which route reads this body: a POST is the server API's publish
+     * (the only POST route that reads one), anything else the contacts API. */
+    if (http_exchange_reading(*x) && http_is_post(wsi))
+        return http_publish_body_done(&env->contacts, env->relay, wsi, x);
     if (http_exchange_reading(*x))
         return http_contacts_body_done(&env->contacts, wsi, x);
     return http_exchange_error(wsi, x, HTTP_STATUS_METHOD_NOT_ALLOWED, "only GET is supported");

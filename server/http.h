@@ -36,6 +36,7 @@ typedef struct http_env {
     metrics *metrics;
     struct registry *registry;          /* presence, users online */
     struct contacts *lists;             /* contact lists (contacts.h) */
+    struct relay *relay;                /* the server API's publishes */
     struct history *history;            /* message pages */
     http_contacts_env contacts;         /* /api/users/<id>/contacts */
     struct gate *slots;                 /* history reads (http.max_inflight) */

@@ -455,13 +455,13 @@ void relay_on_bus_state(relay *r, bool up)
 typedef struct publish_job {
     relay *r;
     envelope env;
-    relay_done_fn done;
+    relay_published_fn done;
     void *ctx;
 } publish_job;
 
 static void publish_job_finish(publish_job *j, bool ok)
 {
-    j->done(j->ctx, ok);
+    j->done(j->ctx, ok, j->env.id ? j->env.id : "");
     envelope_free(&j->env);
     free(j);
 }
@@ -590,7 +590,7 @@ int relay_check_send(const relay *r, const stomp_str *name, const stomp_frame *f
 }
 
 int relay_publish(relay *r, const stomp_str *name, const stomp_frame *f, const char *user,
-                  const char *user_name, const char *role, relay_done_fn done, void *ctx)
+                  const char *user_name, const char *role, relay_published_fn done, void *ctx)
 {
     if (!relay_ready(r))
         return -1;

@@ -91,8 +91,11 @@ void relay_send_sizes(const stomp_str *name, const stomp_frame *f, const char *u
  * is not ready or the message is over the storage limits (callers check
  * relay_check_send first, for a precise ERROR); done is then not called. */
 typedef void (*relay_done_fn)(void *ctx, bool ok);
+/* As relay_done_fn, with the message's id (its place in the room log; ""
+ * when it never got one), lent for the call. */
+typedef void (*relay_published_fn)(void *ctx, bool ok, const char *id);
 int relay_publish(relay *r, const stomp_str *name, const stomp_frame *f, const char *user,
-                  const char *user_name, const char *role, relay_done_fn done, void *ctx);
+                  const char *user_name, const char *role, relay_published_fn done, void *ctx);
 
 /* env encoded as the shared part of a MESSAGE (one reference, the
  * caller's). For replays, which bypass the room order. */

@@ -324,6 +324,7 @@ static void server_lend(server *srv)
         .metrics = &srv->metrics,
         .registry = srv->registry,
         .lists = srv->contacts,
+        .relay = srv->relay,
         .history = srv->history,
         .contacts = {
             .conf = c,

@@ -228,8 +228,9 @@ static void session_on_joined(void *ctx, bool ok)
         session_flush_receipts(s);
 }
 
-static void session_on_published(void *ctx, bool ok)
+static void session_on_published(void *ctx, bool ok, const char *id)
 {
+    (void)id;
     session *s = session_op_finish(ctx);
     if (!s)
         return;

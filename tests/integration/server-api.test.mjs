@@ -1,10 +1,11 @@
-// The server API's read routes for a platform's backend (server/http_admin.c,
-// docs/api.md): GET /api/rooms (live rooms, cluster-wide, paged) and
-// GET /api/users/<id>/sessions (where a user is connected), with
-// server-to-server keys only. Two servers, real stompjs clients.
+// The server API for a platform's backend (docs/api.md): GET /api/rooms
+// (live rooms, cluster-wide, paged) and GET /api/users/<id>/sessions (where
+// a user is connected) (server/http_admin.c), POST /api/rooms/<room>/messages
+// (server/http_publish.c), with server-to-server keys only. Two servers,
+// real stompjs clients, a real storage worker.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startCluster, startServer, stompClient, subscribed, waitFor } from './helpers.mjs';
+import { sql, startCluster, startServer, startWorker, stompClient, subscribed, waitFor } from './helpers.mjs';
 
 const KEY = 'server-api-key-0123456789abcdef';
 
@@ -84,6 +85,71 @@ describe('server API: rooms and sessions', () => {
     }
   });
 
+  test('POST /api/rooms/<room>/messages: stored, then answered with its id; delivered on every server with the sender the backend set; bad requests refused', async () => {
+    const c = await startCluster({ n: 2, sets: { 'api.keys': KEY, 'api.max_body': '2k' } });
+    const w = await startWorker({ cluster: c.cluster });
+    const post = async (port, room, body, headers = { 'x-api-key': KEY }) => {
+      const res = await fetch(`http://127.0.0.1:${port}/api/rooms/${room}/messages`, {
+        method: 'POST', headers: { 'content-type': 'application/json', ...headers },
+        body: typeof body === 'string' ? body : JSON.stringify(body),
+      });
+      const text = await res.text();
+      let json = null;
+      try { json = JSON.parse(text); } catch { /* not JSON */ }
+      return { status: res.status, json };
+    };
+    const room = `api-${Date.now()}`;
+    let cl;
+    try {
+      const [a, b] = c.servers;
+      cl = await stompClient(b.wsUrl, { connectHeaders: { login: 'listener' } });
+      const got = await subscribed(cl.client, `/topic/${room}`);
+      // As the system (the defaults), then on behalf of an instructor.
+      const r1 = await post(a.port, room, { body: 'The quiz starts now' });
+      assert.equal(r1.status, 200, JSON.stringify(r1.json));
+      assert.equal(r1.json.room, room);
+      assert.match(r1.json.id, /^\d+-\d+$/);
+      const r2 = await post(a.port, room, { body: '{"q":1}', content_type: 'application/json',
+        sender: 'prof-x', sender_name: 'Prof. X', sender_role: 'instructor', headers: { 'x-kind': 'quiz' } });
+      assert.equal(r2.status, 200, JSON.stringify(r2.json));
+      const [m1, m2] = await got.next(2);
+      assert.equal(m1.headers['message-id'], r1.json.id);
+      assert.equal(m1.body, 'The quiz starts now');
+      assert.equal(m1.headers.sender, 'system');
+      assert.equal(m1.headers['sender-role'], 'system');
+      assert.equal(m2.headers['message-id'], r2.json.id);
+      assert.equal(m2.headers.sender, 'prof-x');
+      assert.equal(m2.headers['sender-name'], 'Prof. X');
+      assert.equal(m2.headers['sender-role'], 'instructor');
+      assert.equal(m2.headers['x-kind'], 'quiz');
+      assert.equal(m2.headers['content-type'], 'application/json');
+      // The 200 came after the storage confirm: the worker writes both rows.
+      await waitFor(async () => Number((await sql(`SELECT COUNT(*) FROM messages WHERE room = '${room}'`))[0][0]) === 2,
+        { timeout: 15000, what: 'both rows in MySQL' });
+      assert.deepEqual(await sql(`SELECT sender, body FROM messages WHERE room = '${room}' ORDER BY seq`),
+        [['system', 'The quiz starts now'], ['prof-x', '{"q":1}']]);
+
+      // Refusals, each with a reason; nothing more is delivered.
+      assert.equal((await post(a.port, room, { body: 'x' }, {})).status, 401);
+      assert.equal((await post(a.port, room, { body: 'x' }, { 'x-api-key': 'wrong-key-0123456789abcdef' })).status, 401);
+      for (const [what, body] of [['not JSON', '{'], ['no body', { text: 'x' }], ['body not a string', { body: 1 }],
+        ['bad role', { body: 'x', sender_role: 'root' }], ['bad sender', { body: 'x', sender: 'a,b' }],
+        ['header not a string', { body: 'x', headers: { a: 1 } }]]) {
+        const r = await post(a.port, room, body);
+        assert.equal(r.status, 400, what);
+        assert.ok(r.json.error, what);
+      }
+      assert.equal((await post(a.port, 'no%20room', { body: 'x' })).status, 400);
+      assert.equal((await post(a.port, room, { body: 'x'.repeat(3000) })).status, 413);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(got.messages.length, 2);
+    } finally {
+      if (cl) await cl.client.deactivate();
+      await w.stop();
+      await c.stop();
+    }
+  });
+
   test('with api.keys empty the server API is off: 403, whatever the request carries', async () => {
     const s = await startServer();
     try {
@@ -91,6 +157,8 @@ describe('server API: rooms and sessions', () => {
       assert.equal(r.status, 403);
       assert.match(r.json.error, /api\.keys is empty/);
       assert.equal((await get(s.port, '/api/users/ada/sessions')).status, 403);
+      const p = await fetch(`http://127.0.0.1:${s.port}/api/rooms/r/messages`, { method: 'POST', body: '{"body":"x"}' });
+      assert.equal(p.status, 403);
     } finally {
       await s.stop();
     }

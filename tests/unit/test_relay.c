@@ -134,6 +134,14 @@ static void on_joined(void *ctx, bool ok)
     on_done(ctx, ok);
 }
 
+static char published_id[64];
+
+static void on_published(void *ctx, bool ok, const char *id)
+{
+    snprintf(published_id, sizeof published_id, "%s", id);
+    on_done(ctx, ok);
+}
+
 static void fix_init(fix *f)
 {
     memset(f, 0, sizeof *f);
@@ -176,7 +184,7 @@ static void send_one(fix *f, const char *tag)
     stomp_frame fr = { .command = STOMP_CMD_SEND, .headers = h, .nheaders = 2,
                        .body = { "body", 4 } };
     stomp_str name = { "r", 1 };
-    assert_int_equal(relay_publish(f->r, &name, &fr, "u", "U", "student", on_done,
+    assert_int_equal(relay_publish(f->r, &name, &fr, "u", "U", "student", on_published,
                                    (void *)(uintptr_t)tag), 0);
     (void)f;
 }
@@ -260,6 +268,7 @@ static void test_a_send_is_logged_delivered_locally_and_stored(void **state)
     assert_string_equal(done_log, "joined+ ");    /* not done before the confirm */
     bus_done(bus_ctx, true);
     assert_string_equal(done_log, "joined+ s1+ ");
+    assert_string_equal(published_id, "1000-1");  /* the id the room log gave it */
 
     send_one(&f, "s2");
     placed(2, 3);                                 /* members on three other servers */
@@ -283,11 +292,11 @@ static void test_not_ready_refuses_at_once(void **state)
     stomp_frame fr = { .command = STOMP_CMD_SEND, .body = { "", 0 } };
     stomp_str name = { "r", 1 };
     assert_false(relay_ready(f.r));
-    assert_int_equal(relay_publish(f.r, &name, &fr, "u", "U", NULL, on_done, NULL), -1);
+    assert_int_equal(relay_publish(f.r, &name, &fr, "u", "U", NULL, on_published, NULL), -1);
     assert_null(pub_fn);
     bus_up = true;
     reg_up = false;
-    assert_int_equal(relay_publish(f.r, &name, &fr, "u", "U", NULL, on_done, NULL), -1);
+    assert_int_equal(relay_publish(f.r, &name, &fr, "u", "U", NULL, on_published, NULL), -1);
     fix_deinit(&f);
 }
 
