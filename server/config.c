@@ -378,6 +378,8 @@ const cfg_knob server_knobs[] = {
     { "api.max_body", CFG_SIZE, K(api_max_body), "1m", 1024, 1 << 30, NULL,
       "Largest request body the API reads (413 beyond; the rest of the body is\n"
       "counted and dropped, never kept)." },
+    { "api.broadcast_max", CFG_INT, K(api_broadcast_max), "100", 1, 10000, NULL,
+      "Most rooms one POST /api/broadcast may name (each gets its own message)." },
     { "api.page_max", CFG_INT, K(api_page_max), "1000", 1, 100000, NULL,
       "Most rooms in one page of GET /api/rooms (limit=; 100 when absent). A\n"
       "page reads every server's room set, so it costs Redis time linear in the\n"

@@ -97,6 +97,7 @@ typedef struct server_config {
     char  *api_keys;          /* comma-separated server-to-server keys; "" = the API is off */
     size_t api_max_body;      /* most bytes of a request body */
     int    api_page_max;      /* rooms in one GET /api/rooms page */
+    int    api_broadcast_max; /* rooms in one POST /api/broadcast */
     /* [heartbeat] */
     int    hb_send_ms;
     int    hb_recv_ms;

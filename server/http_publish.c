@@ -1,20 +1,27 @@
-/* http_publish.c — POST /api/rooms/<room>/messages.
+/* http_publish.c — POST /api/rooms/<room>/messages and POST /api/broadcast.
  *
  * The request: a JSON object {"body": "<text>" (required), "content_type"
  * (default text/plain), "sender" (default "system"), "sender_name"
  * (default the sender), "sender_role" (one of student, instructor, admin,
  * system; default system), "headers": {"<name>": "<value>", ...}
- * (optional, as a SEND's own headers)}. The route builds the SEND frame
- * this describes (pointing into the parsed JSON, nothing copied) and hands
- * it to relay_publish, exactly the path of a STOMP SEND: relay_check_send
- * first (the store's limits, 400 with the field), then the room log, local
- * delivery, the bus and the storage copy. The answer waits for the
- * storage confirm: 200 {"room", "id"}; 503 when the cluster cannot take it
- * now, or when the confirm did not come (the message may or may not have
- * been delivered: the same uncertainty as ERROR "Message not stored").
+ * (optional, as a SEND's own headers)}; a broadcast adds "rooms": [names]
+ * (at most api.broadcast_max). The route builds the SEND frame this
+ * describes (pointing into the parsed JSON, nothing copied) and hands it to
+ * relay_publish once per room, exactly the path of a STOMP SEND:
+ * relay_check_send first for every room (the store's limits: 400 naming
+ * the field, before anything is published), then the room log, local
+ * delivery, the bus and the storage copy. A broadcast's rooms are separate
+ * messages, each with its own id.
  *
- * Bodies are bounded by api.max_body (413) and at most
- * stomp.max_headers header pairs are taken (400 beyond).
+ * The answer waits until every storage copy is confirmed: 200 {"room",
+ * "id"} (a broadcast: {"messages": [{"room", "id"}...]}, in the rooms'
+ * order). When the cluster could not take a message, or its confirm did
+ * not come (it may or may not have been delivered: ERROR "Message not
+ * stored"'s uncertainty), the answer is 503, and a broadcast's lists each
+ * room's outcome ("id", or "error"), so a backend repeats only those.
+ *
+ * Bodies are bounded by api.max_body (413), headers by stomp.max_headers.
+ * The request's state lives with its exchange until the last confirm.
  */
 #include "http_publish.h"
 
@@ -22,6 +29,7 @@
 #include "relay.h"
 #include "room.h"
 #include "stomp.h"
+#include "storelimits.h"
 #include "userid.h"
 
 #include <jansson.h>
@@ -32,16 +40,45 @@
 
 #define HP_PREFIX "/api/rooms/"
 #define HP_SUFFIX "/messages"
+#define HP_BROADCAST "/api/broadcast"
+#define HP_ROOM_MAX 256
+_Static_assert(HP_ROOM_MAX > STORELIMITS_ROOM_MAX, "a room name and its NUL fit");
+
+typedef struct hp_result {
+    char room[HP_ROOM_MAX];
+    char *id;                  /* NULL: not stored (or not yet) */
+} hp_result;
 
 typedef struct hp_request {
     unsigned status;           /* a refusal decided before the body (0: none) */
     const char *why;
-    char room[260];
+    bool broadcast;
+    char room[HP_ROOM_MAX];    /* one room's publish */
+    http_exchange *e;
+    hp_result *res;            /* once publishing: one per room */
+    size_t n, pending;
 } hp_request;
+
+/* A room's publish in flight: its request and result. */
+typedef struct hp_call {
+    hp_request *rq;
+    size_t i;
+} hp_call;
+
+static void hp_request_free(void *p)
+{
+    hp_request *rq = p;
+    for (size_t i = 0; i < rq->n; i++)
+        free(rq->res[i].id);
+    free(rq->res);
+    free(rq);
+}
 
 bool http_publish_match(const char *uri)
 {
     size_t n = strlen(uri), pl = sizeof HP_PREFIX - 1, sl = sizeof HP_SUFFIX - 1;
+    if (!strcmp(uri, HP_BROADCAST))
+        return true;
     return n > pl + sl && !strncmp(uri, HP_PREFIX, pl) && !strcmp(uri + n - sl, HP_SUFFIX) &&
            memchr(uri + pl, '/', n - pl - sl) == NULL;
 }
@@ -54,32 +91,75 @@ int http_publish_request(const http_contacts_env *keys, struct relay *rl, struct
     const char *why;
     unsigned status = http_contacts_check_key(keys, wsi, "server",
                                               "the server API is off (api.keys is empty)", &why);
+    rq->broadcast = !strcmp(uri, HP_BROADCAST);
     const char *rname = uri + sizeof HP_PREFIX - 1;
-    size_t n = strlen(rname) - (sizeof HP_SUFFIX - 1);
+    size_t n = rq->broadcast ? 0 : strlen(rname) - (sizeof HP_SUFFIX - 1);
     if (status) {
         rq->status = status;
         rq->why = why;
-    } else if (!room_name_valid(rname, n, (size_t)keys->conf->max_room_name)) {
+    } else if (!rq->broadcast &&
+               !room_name_valid(rname, n, (size_t)keys->conf->max_room_name)) {
         rq->status = HTTP_STATUS_BAD_REQUEST;
         rq->why = "room names are 1 to stomp.max_room_name characters of A-Z a-z 0-9 . _ ~ -";
-    } else {
+    } else if (!rq->broadcast) {
         memcpy(rq->room, rname, n);
     }
     /* lws reads the body before an answer can go: answer at its end. */
-    http_exchange_read_body(wsi, x, keys->conf->api_max_body, rq, free);
+    http_exchange_read_body(wsi, x, keys->conf->api_max_body, rq, hp_request_free);
     return 0;
+}
+
+/* --- the answer ---------------------------------------------------------------------- */
+
+static void hp_fill(void *ctx, unsigned char *dst)
+{
+    const char *text = ctx;
+    memcpy(dst, text, strlen(text));
+}
+
+/* Every room's publish is done: answer. */
+static void hp_finish(hp_request *rq)
+{
+    bool all = true;
+    for (size_t i = 0; i < rq->n; i++)
+        all = all && rq->res[i].id;
+    json_t *v;
+    if (!rq->broadcast) {
+        v = all ? json_pack("{s:s, s:s}", "room", rq->res[0].room, "id", rq->res[0].id)
+                : json_pack("{s:s}", "error", "the cluster could not confirm that the message was "
+                                              "stored (Redis or RabbitMQ unavailable); it may or "
+                                              "may not have been delivered");
+    } else {
+        json_t *list = json_array();
+        for (size_t i = 0; i < rq->n; i++)
+            json_array_append_new(list, rq->res[i].id
+                ? json_pack("{s:s, s:s}", "room", rq->res[i].room, "id", rq->res[i].id)
+                : json_pack("{s:s, s:s}", "room", rq->res[i].room, "error",
+                            "not confirmed stored"));
+        v = all ? json_pack("{s:o}", "messages", list)
+                : json_pack("{s:s, s:o}", "error", "some rooms' messages were not confirmed "
+                                                   "stored (see each); repeat those",
+                            "messages", list);
+    }
+    char *text = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    http_exchange_answer(rq->e, all ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE,
+                         "application/json", strlen(text), hp_fill, text);
+    free(text);
 }
 
 static void hp_on_published(void *ctx, bool ok, const char *id)
 {
-    http_exchange *e = ctx;
-    hp_request *rq = http_exchange_data(e);
-    json_t *v = ok ? json_pack("{s:s, s:s}", "room", rq->room, "id", id) : NULL;
-    http_exchange_answer_json(e, v, "the cluster could not confirm that the message was stored "
-                                    "(Redis or RabbitMQ unavailable); it may or may not have "
-                                    "been delivered");
-    json_decref(v);
+    hp_call *c = ctx;
+    hp_request *rq = c->rq;
+    if (ok)
+        rq->res[c->i].id = xstrdup(id);
+    free(c);
+    if (--rq->pending == 0)
+        hp_finish(rq);
 }
+
+/* --- the request --------------------------------------------------------------------- */
 
 /* The string member `key` of o (absent: dflt); false when present but
  * not a string. */
@@ -90,9 +170,87 @@ static bool hp_str(json_t *o, const char *key, const char *dflt, const char **ou
     return !v || json_is_string(v);
 }
 
-static int hp_answer(struct lws *wsi, http_exchange **x, unsigned status, const char *why)
+/* The SEND a request body describes: f (its headers in *h, to free) and
+ * the sender. 0, or -1 with a reason (static) in *why. */
+static int hp_frame(json_t *o, size_t max_headers, stomp_frame *f, stomp_header **h,
+                    const char **sender, const char **name, const char **role, const char **why)
 {
-    return http_exchange_error(wsi, x, status, why);
+    const char *ctype;
+    json_t *hdrs = json_object_get(o, "headers");
+    *h = NULL;
+    if (!json_is_object(o) || !json_is_string(json_object_get(o, "body")) ||
+        !hp_str(o, "content_type", "text/plain", &ctype) ||
+        !hp_str(o, "sender", "system", sender) || !hp_str(o, "sender_name", *sender, name) ||
+        !hp_str(o, "sender_role", "system", role) || (hdrs && !json_is_object(hdrs))) {
+        *why = "the body is a JSON object with a string `body`, and optional strings "
+               "content_type, sender, sender_name, sender_role and an object `headers` of "
+               "strings";
+        return -1;
+    }
+    if (!userid_valid(*sender, strlen(*sender)) || !**name || strlen(*name) > 128) {
+        *why = "sender is a user id (1 to 128 bytes, no control characters or ','); "
+               "sender_name 1 to 128 bytes";
+        return -1;
+    }
+    if (strcmp(*role, "student") && strcmp(*role, "instructor") && strcmp(*role, "admin") &&
+        strcmp(*role, "system")) {
+        *why = "sender_role is student, instructor, admin or system";
+        return -1;
+    }
+    size_t nh = 1 + (hdrs ? json_object_size(hdrs) : 0);
+    if (nh > max_headers) {
+        *why = "more headers than stomp.max_headers";
+        return -1;
+    }
+    *h = xcalloc(nh, sizeof **h);
+    (*h)[0] = (stomp_header){ { "content-type", 12 }, { ctype, strlen(ctype) } };
+    size_t k = 1;
+    const char *hk;
+    json_t *hv;
+    json_object_foreach(hdrs, hk, hv) {
+        if (!json_is_string(hv)) {
+            free(*h);
+            *h = NULL;
+            *why = "headers holds strings only";
+            return -1;
+        }
+        (*h)[k++] = (stomp_header){ { hk, strlen(hk) },
+                                    { json_string_value(hv), json_string_length(hv) } };
+    }
+    json_t *body = json_object_get(o, "body");
+    *f = (stomp_frame){ .command = STOMP_CMD_SEND, .headers = *h, .nheaders = k,
+                        .body = { json_string_value(body), json_string_length(body) } };
+    return 0;
+}
+
+/* The rooms of a broadcast (rq->res, rq->n). 0, or -1 with *why. */
+static int hp_rooms(hp_request *rq, json_t *o, const server_config *conf, const char **why)
+{
+    json_t *rooms = json_object_get(o, "rooms");
+    size_t n = json_array_size(rooms);
+    if (!json_is_array(rooms) || n == 0 || n > (size_t)conf->api_broadcast_max) {
+        *why = "rooms is an array of 1 to api.broadcast_max room names";
+        return -1;
+    }
+    rq->res = xcalloc(n, sizeof *rq->res);
+    rq->n = n;
+    for (size_t i = 0; i < n; i++) {
+        json_t *r = json_array_get(rooms, i);
+        const char *s = json_string_value(r);
+        size_t len = json_string_length(r);
+        if (!s || !room_name_valid(s, len, (size_t)conf->max_room_name)) {
+            *why = "rooms holds room names (1 to stomp.max_room_name characters of "
+                   "A-Z a-z 0-9 . _ ~ -)";
+            return -1;
+        }
+        for (size_t k = 0; k < i; k++)
+            if (!strcmp(rq->res[k].room, s)) {
+                *why = "rooms names a room twice";
+                return -1;
+            }
+        memcpy(rq->res[i].room, s, len);
+    }
+    return 0;
 }
 
 int http_publish_body_done(const http_contacts_env *keys, struct relay *rl, struct lws *wsi,
@@ -100,86 +258,53 @@ int http_publish_body_done(const http_contacts_env *keys, struct relay *rl, stru
 {
     hp_request *rq = http_exchange_data(*x);
     if (rq->status)
-        return hp_answer(wsi, x, rq->status, rq->why);
+        return http_exchange_error(wsi, x, rq->status, rq->why);
     size_t len;
     bool over;
     const char *text = http_exchange_request_body(*x, &len, &over);
     if (over)
-        return hp_answer(wsi, x, HTTP_STATUS_REQ_ENTITY_TOO_LARGE,
-                         "the request body is larger than api.max_body");
+        return http_exchange_error(wsi, x, HTTP_STATUS_REQ_ENTITY_TOO_LARGE,
+                                   "the request body is larger than api.max_body");
     json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
-    const char *body, *ctype, *sender, *name, *role;
-    json_t *hdrs = json_object_get(o, "headers");
-    size_t maxh = (size_t)keys->conf->max_headers;
-    int rc;
-    if (!json_is_object(o) || !json_is_string(json_object_get(o, "body")) ||
-        !hp_str(o, "content_type", "text/plain", &ctype) ||
-        !hp_str(o, "sender", "system", &sender) ||
-        !hp_str(o, "sender_name", sender, &name) || !hp_str(o, "sender_role", "system", &role) ||
-        (hdrs && !json_is_object(hdrs))) {
-        rc = hp_answer(wsi, x, HTTP_STATUS_BAD_REQUEST,
-                       "the body is a JSON object with a string `body`, and optional strings "
-                       "content_type, sender, sender_name, sender_role and an object `headers` "
-                       "of strings");
+    stomp_frame f;
+    stomp_header *h = NULL;
+    const char *sender, *name, *role, *why;
+    int rc = 0;
+    if (hp_frame(o, (size_t)keys->conf->max_headers, &f, &h, &sender, &name, &role, &why) < 0 ||
+        (rq->broadcast && hp_rooms(rq, o, keys->conf, &why) < 0)) {
+        rc = http_exchange_error(wsi, x, HTTP_STATUS_BAD_REQUEST, why);
         goto done;
     }
-    body = json_string_value(json_object_get(o, "body"));
-    if (!userid_valid(sender, strlen(sender)) || !*name || strlen(name) > 128) {
-        rc = hp_answer(wsi, x, HTTP_STATUS_BAD_REQUEST,
-                       "sender is a user id (1 to 128 bytes, no control characters or ','); "
-                       "sender_name 1 to 128 bytes");
-        goto done;
+    if (!rq->broadcast) {
+        rq->res = xcalloc(1, sizeof *rq->res);
+        rq->n = 1;
+        memcpy(rq->res[0].room, rq->room, sizeof rq->room);
     }
-    if (strcmp(role, "student") && strcmp(role, "instructor") && strcmp(role, "admin") &&
-        strcmp(role, "system")) {
-        rc = hp_answer(wsi, x, HTTP_STATUS_BAD_REQUEST,
-                       "sender_role is student, instructor, admin or system");
-        goto done;
+    char reason[400];
+    for (size_t i = 0; i < rq->n; i++) {
+        stomp_str room_name = { rq->res[i].room, strlen(rq->res[i].room) };
+        if (relay_check_send(rl, &room_name, &f, sender, name, role, reason, sizeof reason) < 0) {
+            rc = http_exchange_error(wsi, x, HTTP_STATUS_BAD_REQUEST, reason);
+            goto done;
+        }
     }
-    size_t nh = 1 + (hdrs ? json_object_size(hdrs) : 0);
-    if (nh > maxh) {
-        rc = hp_answer(wsi, x, HTTP_STATUS_BAD_REQUEST, "more headers than stomp.max_headers");
-        goto done;
+    rq->e = *x;
+    http_exchange_await(rq->e);
+    rq->pending = 1;            /* held until every room's publish is out */
+    for (size_t i = 0; i < rq->n; i++) {
+        stomp_str room_name = { rq->res[i].room, strlen(rq->res[i].room) };
+        hp_call *c = xmalloc(sizeof *c);
+        *c = (hp_call){ rq, i };
+        rq->pending++;
+        if (relay_publish(rl, &room_name, &f, sender, name, role, hp_on_published, c) < 0) {
+            free(c);            /* not taken: this room is not stored */
+            rq->pending--;
+        }
     }
-    stomp_header *h = xcalloc(nh, sizeof *h);
-    h[0] = (stomp_header){ { "content-type", 12 }, { ctype, strlen(ctype) } };
-    size_t k = 1;
-    const char *hk;
-    json_t *hv;
-    bool hok = true;
-    json_object_foreach(hdrs, hk, hv) {
-        hok = hok && json_is_string(hv);
-        if (hok)
-            h[k++] = (stomp_header){ { hk, strlen(hk) },
-                                     { json_string_value(hv), json_string_length(hv) } };
-    }
-    if (!hok) {
-        free(h);
-        rc = hp_answer(wsi, x, HTTP_STATUS_BAD_REQUEST, "headers holds strings only");
-        goto done;
-    }
-    stomp_frame f = { .command = STOMP_CMD_SEND, .headers = h, .nheaders = k,
-                      .body = { body, json_string_length(json_object_get(o, "body")) } };
-    stomp_str room_name = { rq->room, strlen(rq->room) };
-    char why[400];
-    if (relay_check_send(rl, &room_name, &f, sender, name, role, why, sizeof why) < 0) {
-        free(h);
-        rc = hp_answer(wsi, x, HTTP_STATUS_BAD_REQUEST, why);
-        goto done;
-    }
-    http_exchange *e = *x;
-    http_exchange_await(e);
-    if (relay_publish(rl, &room_name, &f, sender, name, role, hp_on_published, e) < 0) {
-        free(h);
-        http_exchange_unwait(e);
-        rc = hp_answer(wsi, x, HTTP_STATUS_SERVICE_UNAVAILABLE,
-                       "the cluster cannot take this now (Redis or RabbitMQ unreachable); "
-                       "nothing was done");
-        goto done;
-    }
-    free(h);
-    rc = 0;
+    if (--rq->pending == 0)
+        hp_finish(rq);
 done:
+    free(h);
     json_decref(o);
     return rc;
 }

@@ -1,5 +1,6 @@
-/* http_publish.h — POST /api/rooms/<room>/messages: the platform's backend
- * publishes to a room.
+/* http_publish.h — POST /api/rooms/<room>/messages and POST /api/broadcast:
+ * the platform's backend publishes to a room, or to several at once (each
+ * its own message).
  *
  * As the system or on behalf of a user: the backend sets sender, name and
  * role. The message takes the path of a SEND (its place in the room order,
@@ -18,7 +19,7 @@
 struct lws;
 struct relay;
 
-/* Is uri (a POST's path) /api/rooms/<room>/messages? */
+/* Is uri (a POST's path) /api/rooms/<room>/messages or /api/broadcast? */
 bool http_publish_match(const char *uri);
 
 /* LWS_CALLBACK_HTTP of a POST to such a uri: check the key, then read the

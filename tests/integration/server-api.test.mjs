@@ -86,10 +86,10 @@ describe('server API: rooms and sessions', () => {
   });
 
   test('POST /api/rooms/<room>/messages: stored, then answered with its id; delivered on every server with the sender the backend set; bad requests refused', async () => {
-    const c = await startCluster({ n: 2, sets: { 'api.keys': KEY, 'api.max_body': '2k' } });
+    const c = await startCluster({ n: 2, sets: { 'api.keys': KEY, 'api.max_body': '2k', 'api.broadcast_max': 3 } });
     const w = await startWorker({ cluster: c.cluster });
-    const post = async (port, room, body, headers = { 'x-api-key': KEY }) => {
-      const res = await fetch(`http://127.0.0.1:${port}/api/rooms/${room}/messages`, {
+    const post = async (port, room, body, headers = { 'x-api-key': KEY }, urlPath = `/api/rooms/${room}/messages`) => {
+      const res = await fetch(`http://127.0.0.1:${port}${urlPath}`, {
         method: 'POST', headers: { 'content-type': 'application/json', ...headers },
         body: typeof body === 'string' ? body : JSON.stringify(body),
       });
@@ -129,6 +129,26 @@ describe('server API: rooms and sessions', () => {
       assert.deepEqual(await sql(`SELECT sender, body FROM messages WHERE room = '${room}' ORDER BY seq`),
         [['system', 'The quiz starts now'], ['prof-x', '{"q":1}']]);
 
+      // A broadcast: one message per room, each with its own id, in the rooms' order.
+      const other = `${room}-b`;
+      const got2 = await subscribed(cl.client, `/topic/${other}`);
+      const bc = await post(a.port, '', { rooms: [other, room], body: 'Lecture ends in 5 minutes' }, undefined, '/api/broadcast');
+      assert.equal(bc.status, 200, JSON.stringify(bc.json));
+      assert.deepEqual(bc.json.messages.map((m) => m.room), [other, room]);
+      const [o1] = await got2.next(1);
+      const [, , m3] = await got.next(3);
+      assert.equal(o1.headers['message-id'], bc.json.messages[0].id);
+      assert.equal(m3.headers['message-id'], bc.json.messages[1].id);
+      assert.equal(o1.body, 'Lecture ends in 5 minutes');
+      for (const [what, body] of [['no rooms', { body: 'x' }], ['empty rooms', { rooms: [], body: 'x' }],
+        ['a room twice', { rooms: ['r1', 'r1'], body: 'x' }], ['a bad room', { rooms: ['a b'], body: 'x' }],
+        ['over api.broadcast_max', { rooms: ['r1', 'r2', 'r3', 'r4'], body: 'x' }]]) {
+        const r = await post(a.port, '', body, undefined, '/api/broadcast');
+        assert.equal(r.status, 400, what);
+        assert.ok(r.json.error, what);
+      }
+      assert.equal((await post(a.port, '', { rooms: [room], body: 'x' }, {}, '/api/broadcast')).status, 401);
+
       // Refusals, each with a reason; nothing more is delivered.
       assert.equal((await post(a.port, room, { body: 'x' }, {})).status, 401);
       assert.equal((await post(a.port, room, { body: 'x' }, { 'x-api-key': 'wrong-key-0123456789abcdef' })).status, 401);
@@ -142,7 +162,8 @@ describe('server API: rooms and sessions', () => {
       assert.equal((await post(a.port, 'no%20room', { body: 'x' })).status, 400);
       assert.equal((await post(a.port, room, { body: 'x'.repeat(3000) })).status, 413);
       await new Promise((r) => setTimeout(r, 300));
-      assert.equal(got.messages.length, 2);
+      assert.equal(got.messages.length, 3);
+      assert.equal(got2.messages.length, 1);
     } finally {
       if (cl) await cl.client.deactivate();
       await w.stop();
