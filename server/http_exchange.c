@@ -202,23 +202,32 @@ int http_exchange_busy(struct lws *wsi, http_exchange **x, const char *why, int 
     return http_write_headers(x);
 }
 
-void http_exchange_answer_json(http_exchange *e, json_t *value, const char *why)
+void http_exchange_answer_status(http_exchange *e, unsigned status, json_t *value)
 {
     if (e->orphan) {
         http_exchange_free(e);
         return;
     }
     size_t len;
-    char *text = value ? http_json_text(value, &len) : NULL;
-    if (text)
-        http_set_response(e, HTTP_STATUS_OK, "application/json", text, len);
-    else {
-        text = http_error_text(why, &len);
-        http_set_response(e, HTTP_STATUS_SERVICE_UNAVAILABLE, "application/json",
-                          text ? text : "{}", text ? len : 2);
-    }
+    char *text = http_json_text(value, &len);
+    http_set_response(e, status, "application/json", text ? text : "{}", text ? len : 2);
     free(text);
     http_ready(e);
+}
+
+void http_exchange_answer_error(http_exchange *e, unsigned status, const char *why)
+{
+    json_t *v = json_pack("{s:s}", "error", why);
+    http_exchange_answer_status(e, status, v);
+    json_decref(v);
+}
+
+void http_exchange_answer_json(http_exchange *e, json_t *value, const char *why)
+{
+    if (value)
+        http_exchange_answer_status(e, HTTP_STATUS_OK, value);
+    else
+        http_exchange_answer_error(e, HTTP_STATUS_SERVICE_UNAVAILABLE, why);
 }
 
 http_exchange *http_exchange_wait(struct lws *wsi, http_exchange **x)

@@ -92,6 +92,10 @@ void http_exchange_answer(http_exchange *e, unsigned status, const char *ctype, 
 /* The answer as JSON (value borrowed); value NULL: 503 {"error": why}. As
  * http_exchange_answer otherwise. */
 void http_exchange_answer_json(http_exchange *e, json_t *value, const char *why);
+/* The answer as JSON (value borrowed) with this status; _error: {"error":
+ * why}. As http_exchange_answer otherwise. */
+void http_exchange_answer_status(http_exchange *e, unsigned status, json_t *value);
+void http_exchange_answer_error(http_exchange *e, unsigned status, const char *why);
 
 /* LWS_CALLBACK_HTTP_WRITEABLE: write the headers, or the next chunk of the
  * body. */

@@ -111,12 +111,6 @@ int http_publish_request(const http_contacts_env *keys, struct relay *rl, struct
 
 /* --- the answer ---------------------------------------------------------------------- */
 
-static void hp_fill(void *ctx, unsigned char *dst)
-{
-    const char *text = ctx;
-    memcpy(dst, text, strlen(text));
-}
-
 /* Every room's publish is done: answer. */
 static void hp_finish(hp_request *rq)
 {
@@ -141,11 +135,9 @@ static void hp_finish(hp_request *rq)
                                                    "stored (see each); repeat those",
                             "messages", list);
     }
-    char *text = json_dumps(v, JSON_COMPACT);
+    http_exchange_answer_status(rq->e, all ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE,
+                                v);
     json_decref(v);
-    http_exchange_answer(rq->e, all ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE,
-                         "application/json", strlen(text), hp_fill, text);
-    free(text);
 }
 
 static void hp_on_published(void *ctx, bool ok, const char *id)

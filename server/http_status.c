@@ -52,26 +52,10 @@ static void status_req_free(void *p)
     free(r);
 }
 
-static void status_fill(void *ctx, unsigned char *dst)
-{
-    const char *text = ctx;
-    memcpy(dst, text, strlen(text));
-}
-
-/* Answer e with status and {"error": why}. */
-static void status_answer_error(http_exchange *e, unsigned code, const char *why)
-{
-    json_t *v = json_pack("{s:s}", "error", why);
-    char *text = json_dumps(v, JSON_COMPACT);
-    json_decref(v);
-    http_exchange_answer(e, code, "application/json", strlen(text), status_fill, text);
-    free(text);
-}
-
 static void status_answer(status_req *r)
 {
     if (r->failed) {
-        status_answer_error(r->e, HTTP_STATUS_SERVICE_UNAVAILABLE, "registry (Redis) unavailable");
+        http_exchange_answer_error(r->e, HTTP_STATUS_SERVICE_UNAVAILABLE, "registry (Redis) unavailable");
         return;
     }
     json_t *list = json_array();
@@ -104,7 +88,7 @@ static void status_on_list(void *ctx, const char *const *users, size_t n, bool o
 {
     status_req *r = ctx;
     if (!ok) {
-        status_answer_error(r->e, HTTP_STATUS_SERVICE_UNAVAILABLE,
+        http_exchange_answer_error(r->e, HTTP_STATUS_SERVICE_UNAVAILABLE,
                             "contact lists unavailable (Redis and MySQL)");
         return;
     }
@@ -120,7 +104,7 @@ static void status_on_list(void *ctx, const char *const *users, size_t n, bool o
                 all = bsearch(&r->only[i], sorted, n, sizeof *sorted, status_cmp) != NULL;
             free(sorted);
             if (!all) {
-                status_answer_error(r->e, HTTP_STATUS_FORBIDDEN,
+                http_exchange_answer_error(r->e, HTTP_STATUS_FORBIDDEN,
                                     "users= may only list the user's contacts");
                 return;
             }
