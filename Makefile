@@ -117,7 +117,7 @@ $(B)/tests/test_relay: $(B)/tests/unit/test_relay.o \
     $(addprefix $(B)/,$(UNIT_ROOMS) server/relay.o lib/envelope.o lib/storelimits.o \
                       lib/msgid.o lib/log.o)
 $(B)/tests/test_status: $(B)/tests/unit/test_status.o \
-    $(addprefix $(B)/,$(UNIT_ROOMS) server/status.o lib/log.o)
+    $(addprefix $(B)/,$(UNIT_ROOMS) server/status.o server/userid.o lib/log.o)
 $(B)/tests/test_room $(B)/tests/test_presence $(B)/tests/test_resume $(B)/tests/test_relay \
 $(B)/tests/test_status:
 	@mkdir -p $(@D)

@@ -30,6 +30,7 @@
 #include "origin.h"
 #include "registry.h"
 #include "room.h"
+#include "userid.h"
 #include "version.h"
 
 #include <jansson.h>
@@ -430,12 +431,10 @@ static int http_users_route(const http_env *env, struct lws *wsi, http_exchange 
     size_t n = slash ? (size_t)(slash - rest) : 0;
     if (!slash || strcmp(slash, tail))
         return http_exchange_error(wsi, x, HTTP_STATUS_NOT_FOUND, "no such resource");
-    bool ok = n > 0 && n <= 128;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = (unsigned char)rest[i] >= 0x20 && rest[i] != 0x7f && rest[i] != ',';
-    if (!ok)
+    if (!userid_valid(rest, n))
         return http_exchange_error(wsi, x, HTTP_STATUS_BAD_REQUEST,
-                                   "user ids are 1 to 128 bytes without control characters");
+                                   "user ids are 1 to 128 bytes of UTF-8 without control "
+                                   "characters or ','");
     bool self = who && strlen(who->sub) == n && !memcmp(who->sub, rest, n);
     bool any = keyed || !who || who->role == JWT_ROLE_ADMIN;
     if (!self && !any) {

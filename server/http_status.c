@@ -13,6 +13,7 @@
 #include "mem.h"
 #include "registry_status.h"
 #include "status.h"
+#include "userid.h"
 
 #include <jansson.h>
 #include <libwebsockets.h>
@@ -79,35 +80,22 @@ static void status_on_chunk(void *ctx, const registry_status *st, size_t n, bool
         status_answer(r);
 }
 
-static int status_cmp(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 static void status_on_list(void *ctx, const char *const *users, size_t n, bool ok)
 {
     status_req *r = ctx;
     if (!ok) {
         http_exchange_answer_error(r->e, HTTP_STATUS_SERVICE_UNAVAILABLE,
-                            "contact lists unavailable (Redis and MySQL)");
+                                   "contact lists unavailable (Redis and MySQL)");
         return;
     }
     const char *const *list = users;
     size_t max = (size_t)r->conf->contacts.max;
     if (r->only) {
-        if (!r->any) {
-            const char **sorted = xmalloc((n ? n : 1) * sizeof *sorted);
-            memcpy(sorted, users, n * sizeof *sorted);
-            qsort(sorted, n, sizeof *sorted, status_cmp);
-            bool all = true;
-            for (size_t i = 0; all && i < r->nonly; i++)
-                all = bsearch(&r->only[i], sorted, n, sizeof *sorted, status_cmp) != NULL;
-            free(sorted);
-            if (!all) {
-                http_exchange_answer_error(r->e, HTTP_STATUS_FORBIDDEN,
-                                    "users= may only list the user's contacts");
-                return;
-            }
+        if (!r->any &&
+            userid_first_missing(users, n, (const char *const *)r->only, r->nonly)) {
+            http_exchange_answer_error(r->e, HTTP_STATUS_FORBIDDEN,
+                                       "users= may only list the user's contacts");
+            return;
         }
         list = (const char *const *)r->only;
         n = r->nonly;
@@ -143,11 +131,7 @@ static int status_only(status_req *r, char *list, size_t max)
     r->only = xmalloc(cap * sizeof *r->only);
     for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
          tok = strtok_r(NULL, ",", &save)) {
-        size_t len = strlen(tok);
-        bool ok = len > 0 && len <= 128 && r->nonly < max;
-        for (size_t i = 0; ok && i < len; i++)
-            ok = (unsigned char)tok[i] >= 0x20 && tok[i] != 0x7f;
-        if (!ok)
+        if (r->nonly == max || !userid_valid(tok, strlen(tok)))
             return -1;
         if (r->nonly == cap) {
             cap *= 2;
@@ -176,7 +160,8 @@ int http_status_request(const server_config *conf, struct registry *reg, struct 
         status_req_free(r);
         return http_exchange_error(wsi, x, HTTP_STATUS_BAD_REQUEST,
                                    "users= lists user ids separated by commas (each 1 to 128 "
-                                   "bytes, no control characters), at most contacts.max");
+                                   "bytes of UTF-8, no control characters), at most "
+                                   "contacts.max");
     }
     if (!registry_up(reg)) {
         status_req_free(r);

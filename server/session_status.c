@@ -20,18 +20,17 @@
 #include "mem.h"
 #include "registry_status.h"
 #include "status.h"
+#include "userid.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The longest user id (the JWT sub's bound). */
-#define SESSION_STATUS_USER_MAX 128
-
 /* Split x-users (borrowed text) into ids, copied into one block: *out
- * (free(*out) frees all). Returns the count, or -1 when an id is empty,
- * too long, has a control character, or there are more than max. */
+ * (free(*out) frees all; spaces around an id are dropped). Returns the
+ * count, or -1 when an id breaks the user id rule (userid.h) or there are
+ * more than max. */
 static long session_status_users(const stomp_str *v, size_t max, char ***out)
 {
     size_t n = 1;
@@ -54,10 +53,7 @@ static long session_status_users(const stomp_str *v, size_t max, char ***out)
         size_t len = strlen(p);
         while (len && p[len - 1] == ' ')
             p[--len] = '\0';
-        bool ok = len > 0 && len <= SESSION_STATUS_USER_MAX;
-        for (size_t i = 0; ok && i < len; i++)
-            ok = (unsigned char)p[i] >= 0x20 && p[i] != 0x7f;
-        if (!ok) {
+        if (!userid_valid(p, len)) {
             free(users);
             return -1;
         }
@@ -81,7 +77,8 @@ int session_status_start(session *s, const stomp_frame *f, subscription *sub)
         if (nx < 0) {
             session_error(s, f, ERROR_INVALID_USERS,
                           "x-users lists user ids separated by commas: each 1 to 128 bytes "
-                          "without control characters, at most contacts.max of them.");
+                          "of UTF-8 without control characters, at most contacts.max of "
+                          "them.");
             return -1;
         }
     }

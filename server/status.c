@@ -35,6 +35,7 @@
 #include "msg.h"
 #include "registry_status.h"
 #include "stomp.h"
+#include "userid.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -441,11 +442,6 @@ static void status_free_list(char **v, size_t n)
     free(v);
 }
 
-static int status_cmp(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 static void status_on_list(void *ctx, const char *const *users, size_t n, bool ok);
 
 /* Ask for ss's contact list (or use its explicit list when it may watch
@@ -478,18 +474,11 @@ static void status_on_list(void *ctx, const char *const *users, size_t n, bool o
         return;
     }
     /* x-users: each must be one of the contacts. */
-    const char **sorted = xmalloc((n ? n : 1) * sizeof *sorted);
-    memcpy(sorted, users, n * sizeof *sorted);
-    qsort(sorted, n, sizeof *sorted, status_cmp);
-    for (size_t i = 0; i < ss->nx; i++) {
-        const char *key = ss->xusers[i];
-        if (!bsearch(&key, sorted, n, sizeof *sorted, status_cmp)) {
-            free(sorted);
-            st->hooks.fail(ss->sub, STATUS_FAIL_FORBIDDEN, key);
-            return;
-        }
+    const char *missing = userid_first_missing(users, n, (const char *const *)ss->xusers, ss->nx);
+    if (missing) {
+        st->hooks.fail(ss->sub, STATUS_FAIL_FORBIDDEN, missing);
+        return;
     }
-    free(sorted);
     status_set_list(st, ss, (const char *const *)ss->xusers, ss->nx);
 }
 

@@ -8,6 +8,8 @@
  */
 #include "userid.h"
 
+#include "mem.h"
+
 #include "utf8.h"
 
 #include <stdlib.h>
@@ -47,4 +49,19 @@ size_t userid_sort_unique(const char **v, size_t n)
 bool userid_sorted_has(const char *const *v, size_t n, const char *id)
 {
     return n && bsearch(&id, v, n, sizeof *v, userid_cmp) != NULL;
+}
+
+const char *userid_first_missing(const char *const *have, size_t n, const char *const *want,
+                                 size_t nw)
+{
+    const char **sorted = xmalloc((n ? n : 1) * sizeof *sorted);
+    if (n)
+        memcpy(sorted, have, n * sizeof *sorted);
+    n = userid_sort_unique(sorted, n);
+    const char *missing = NULL;
+    for (size_t i = 0; !missing && i < nw; i++)
+        if (!userid_sorted_has(sorted, n, want[i]))
+            missing = want[i];
+    free(sorted);
+    return missing;
 }

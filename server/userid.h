@@ -24,4 +24,10 @@ size_t userid_sort_unique(const char **v, size_t n);
 /* Is id one of the n ids of v, sorted by userid_sort_unique? */
 bool userid_sorted_has(const char *const *v, size_t n, const char *id);
 
+/* The first of want[0..nw) that is not one of have[0..n) (in any order),
+ * or NULL when all are. For "may these be watched": the x-users of a
+ * /status subscription, ?users= of its HTTP twin. */
+const char *userid_first_missing(const char *const *have, size_t n, const char *const *want,
+                                 size_t nw);
+
 #endif

@@ -46,6 +46,18 @@ static void test_sort_unique(void **state)
     assert_false(userid_sorted_has(v, 0, "a"));
 }
 
+static void test_first_missing(void **state)
+{
+    (void)state;
+    const char *have[] = { "carol", "alice", "bob", "alice" };
+    const char *some[] = { "bob", "alice" }, *stray[] = { "alice", "zed", "yan" };
+    assert_null(userid_first_missing(have, 4, some, 2));
+    assert_string_equal(userid_first_missing(have, 4, stray, 3), "zed");
+    assert_string_equal(userid_first_missing(NULL, 0, some, 2), "bob");
+    assert_null(userid_first_missing(have, 4, NULL, 0));
+    assert_string_equal(have[0], "carol");      /* have is left as it was */
+}
+
 static void test_value(void **state)
 {
     (void)state;
@@ -139,6 +151,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid),
         cmocka_unit_test(test_sort_unique),
+        cmocka_unit_test(test_first_missing),
         cmocka_unit_test(test_value),
         cmocka_unit_test(test_bodies),
     };
