@@ -42,7 +42,10 @@
     X(TOO_MANY_PIECES, "Frame in too many pieces")                                  \
     X(SLOW_CONSUMER, "Slow consumer")                                               \
     X(INVALID_USERS, "Invalid x-users")                                             \
-    X(INVALID_STATUS, "Invalid status")
+    X(INVALID_STATUS, "Invalid status")                                             \
+    X(BANNED, "Banned")                                                             \
+    X(MUTED, "Muted")                                                               \
+    X(INVALID_IDEMPOTENCY_KEY, "Invalid x-idempotency-key")
 
 typedef enum error_reason {
 #define ERROR_REASON_ENUM(name, text) ERROR_##name,

@@ -140,12 +140,12 @@ static void hp_finish(hp_request *rq)
     json_decref(v);
 }
 
-static void hp_on_published(void *ctx, bool ok, const char *id)
+static void hp_on_published(void *ctx, const relay_result *res)
 {
     hp_call *c = ctx;
     hp_request *rq = c->rq;
-    if (ok)
-        rq->res[c->i].id = xstrdup(id);
+    if (res->outcome == RELAY_STORED)
+        rq->res[c->i].id = xstrdup(res->id);
     free(c);
     if (--rq->pending == 0)
         hp_finish(rq);
@@ -288,7 +288,7 @@ int http_publish_body_done(const http_contacts_env *keys, struct relay *rl, stru
         hp_call *c = xmalloc(sizeof *c);
         *c = (hp_call){ rq, i };
         rq->pending++;
-        if (relay_publish(rl, &room_name, &f, sender, name, role, hp_on_published, c) < 0) {
+        if (relay_publish(rl, &room_name, &f, sender, name, role, NULL, hp_on_published, c) < 0) {
             free(c);            /* not taken: this room is not stored */
             rq->pending--;
         }

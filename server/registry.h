@@ -112,18 +112,45 @@ void registry_offline(registry *g, const char *user);
 
 /* --- messages ------------------------------------------------------------ */
 
-/* The outcome of registry_publish: env->id, seq, epoch and ts_ms are filled, and
- * `others` is the number of other servers with members in the room. ok is
- * false when Redis did not take the message. */
-typedef void (*registry_publish_fn)(void *ctx, envelope *env, int others, bool ok);
+/* What registry_publish did with a message. */
+typedef enum registry_pub_status {
+    REGISTRY_PUB_FAILED,       /* Redis did not take it (or WAIT was lost) */
+    REGISTRY_PUB_OK,           /* appended: env has its id, seq, epoch, ts_ms */
+    REGISTRY_PUB_DUPLICATE,    /* a repeat of an idempotency key within its window:
+                                * nothing appended; env has the FIRST copy's id,
+                                * seq, epoch and ts_ms */
+    REGISTRY_PUB_BANNED,       /* the checked user is banned from the room */
+    REGISTRY_PUB_MUTED         /* the checked user is muted in the room */
+} registry_pub_status;
+
+typedef struct registry_pub_result {
+    registry_pub_status status;
+    int others;                /* OK: other servers with members in the room */
+    uint64_t until_ms;         /* BANNED, MUTED: when it ends (0: no end) */
+} registry_pub_result;
+
+/* The outcome of registry_publish (res is lent for the call). */
+typedef void (*registry_publish_fn)(void *ctx, envelope *env, const registry_pub_result *res);
+
+/* What registry_publish checks before it appends (all optional). */
+typedef struct registry_pub_opts {
+    const char *check_user;    /* refuse if banned from / muted in the room (NULL: no check) */
+    const char *idem_key;      /* idempotency key (NULL: none), with env->sender */
+    size_t idem_key_len;
+    long long idem_window_ms;  /* how long the key is remembered */
+} registry_pub_opts;
 
 /* Append env (room, sender, sender_name, origin, content_type, headers,
  * body) to the room's log, which assigns id, seq and epoch; ts_ms is set to
- * the time of the append. With wait_replicas, fn runs only once Redis's
- * WAIT answered (ok is false when the connection was lost before it did;
- * too few replicas is counted in unreplicated and ok stays true).
+ * the time of the append. With opts (may be NULL), first refuse a banned or
+ * muted check_user, and answer a repeat of (room, sender, idem_key) with
+ * the first copy's place instead of appending (see registry_pub_status);
+ * all of it one atomic script. With wait_replicas, fn runs only once
+ * Redis's WAIT answered (FAILED when the connection was lost before it
+ * did; too few replicas is counted in unreplicated and does not fail).
  * env is borrowed until fn runs. Returns 0, or -1 when not up (fn not called). */
-int registry_publish(registry *g, envelope *env, registry_publish_fn fn, void *ctx);
+int registry_publish(registry *g, envelope *env, const registry_pub_opts *opts,
+                     registry_publish_fn fn, void *ctx);
 
 /* Messages from the room's log, oldest first. ok is false on failure;
  * `msgs` (n of them) belong to the callee and are freed after fn returns. */

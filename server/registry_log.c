@@ -45,7 +45,7 @@ struct registry_pub {
     envelope *env;
     registry_publish_fn fn;
     void *ctx;
-    int others;
+    registry_pub_result res;
     bool answered;             /* the script's reply came; ok says how it went */
     bool ok;
     bool held;                 /* in a registry_pub_list: registry_on_wait completes it */
@@ -54,7 +54,9 @@ struct registry_pub {
 
 static void publish_finish(registry_pub *c)
 {
-    c->fn(c->ctx, c->env, c->others, c->ok && !c->lost);
+    if (!c->ok || c->lost)
+        c->res.status = REGISTRY_PUB_FAILED;
+    c->fn(c->ctx, c->env, &c->res);
     free(c);
 }
 
@@ -74,18 +76,41 @@ static registry_pub *registry_pub_list_take(registry_pub_list *l)
     return head;
 }
 
+/* The script's status word (publish.lua). */
+static registry_pub_status registry_pub_status_of(const redisReply *r)
+{
+    static const struct { const char *name; registry_pub_status st; } words[] = {
+        { "ok", REGISTRY_PUB_OK },         { "dup", REGISTRY_PUB_DUPLICATE },
+        { "banned", REGISTRY_PUB_BANNED }, { "muted", REGISTRY_PUB_MUTED },
+    };
+    if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS)
+        return REGISTRY_PUB_FAILED;
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (r->len == strlen(words[i].name) && !memcmp(r->str, words[i].name, r->len))
+            return words[i].st;
+    return REGISTRY_PUB_FAILED;
+}
+
 static void registry_on_publish(void *privdata, redisReply *r)
 {
     registry_pub *c = privdata;
     c->answered = true;
-    c->ok = registry_reply_ok(r, "publish") && r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
-            r->element[0]->type == REDIS_REPLY_STRING;
+    c->ok = registry_reply_ok(r, "publish") && r->type == REDIS_REPLY_ARRAY && r->elements == 6 &&
+            r->element[1]->type == REDIS_REPLY_STRING;
     if (c->ok) {
+        c->res.status = registry_pub_status_of(r->element[0]);
+        c->ok = c->res.status != REGISTRY_PUB_FAILED;
+    }
+    if (c->ok && (c->res.status == REGISTRY_PUB_OK || c->res.status == REGISTRY_PUB_DUPLICATE)) {
         free(c->env->id);
-        c->env->id = xstrndup(r->element[0]->str, r->element[0]->len);
-        c->env->seq = registry_reply_u64(r->element[1]);
-        c->env->epoch = registry_reply_u64(r->element[2]);
-        c->others = (int)registry_reply_u64(r->element[3]);
+        c->env->id = xstrndup(r->element[1]->str, r->element[1]->len);
+        c->env->seq = registry_reply_u64(r->element[2]);
+        c->env->epoch = registry_reply_u64(r->element[3]);
+        c->res.others = (int)registry_reply_u64(r->element[4]);
+        if (c->res.status == REGISTRY_PUB_DUPLICATE)
+            c->env->ts_ms = registry_reply_u64(r->element[5]);
+    } else if (c->ok) {
+        c->res.until_ms = registry_reply_u64(r->element[5]);
     }
     if (!c->held)
         publish_finish(c);
@@ -165,7 +190,8 @@ static void registry_on_wait(void *privdata, redisReply *r)
     }
 }
 
-int registry_publish(registry *g, envelope *env, registry_publish_fn fn, void *ctx)
+int registry_publish(registry *g, envelope *env, const registry_pub_opts *opts,
+                     registry_publish_fn fn, void *ctx)
 {
     if (!g->registered)
         return -1;
@@ -175,6 +201,14 @@ int registry_publish(registry *g, envelope *env, registry_publish_fn fn, void *c
     registry_args_str(&a, env->room);
     registry_args_num(&a, g->history_max);
     registry_args_num(&a, g->history_ttl_ms);
+    registry_args_str(&a, opts && opts->check_user ? opts->check_user : "");
+    if (opts && opts->idem_key && opts->idem_key_len) {
+        registry_args_bytes(&a, opts->idem_key, opts->idem_key_len);
+        registry_args_num(&a, opts->idem_window_ms > 0 ? opts->idem_window_ms : 1);
+    } else {
+        registry_args_str(&a, "");
+        registry_args_num(&a, 0);
+    }
     env->ts_ms = registry_realtime_ms();
     registry_args_str(&a, "t");
     registry_args_num(&a, (long long)env->ts_ms);

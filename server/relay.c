@@ -168,9 +168,12 @@ static bool relay_reserved(const stomp_str *name)
     for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
         if (stomp_str_eq(name, reserved[i]))
             return true;
-    /* sender, sender-name, sender-role and any sender-* to come, and the
-     * envelope's own x-lectern-* names: the server's word only. */
-    static const char *const prefixes[] = { "sender", "x-lectern-" };
+    /* sender, sender-name, sender-role and any sender-* to come, the
+     * envelope's own x-lectern-* names, and what only moderation writes
+     * (x-redacts, x-redacted-by, x-redacted-at): the server's word only.
+     * x-idempotency-key is the sender's word to this server, not kept. */
+    static const char *const prefixes[] = { "sender", "x-lectern-", "x-redact",
+                                            "x-idempotency-key" };
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
         size_t n = strlen(prefixes[i]);
         if (name->len >= n && !strncasecmp(name->p, prefixes[i], n))
@@ -457,11 +460,13 @@ typedef struct publish_job {
     envelope env;
     relay_published_fn done;
     void *ctx;
+    bool duplicate;
 } publish_job;
 
-static void publish_job_finish(publish_job *j, bool ok)
+static void publish_job_finish(publish_job *j, relay_outcome outcome, uint64_t until_ms)
 {
-    j->done(j->ctx, ok, j->env.id ? j->env.id : "");
+    relay_result res = { outcome, j->env.id ? j->env.id : "", j->duplicate, until_ms };
+    j->done(j->ctx, &res);
     envelope_free(&j->env);
     free(j);
 }
@@ -472,16 +477,27 @@ static void relay_on_stored(void *ctx, bool ok)
     publish_job *j = ctx;
     if (!ok)
         log_warn("store_failed", "room=%s id=%s", j->env.room, j->env.id);
-    publish_job_finish(j, ok);
+    publish_job_finish(j, ok ? RELAY_STORED : RELAY_FAILED, 0);
 }
 
-static void relay_on_published(void *ctx, envelope *env, int others, bool ok)
+static void relay_on_published(void *ctx, envelope *env, const registry_pub_result *res)
 {
     publish_job *j = ctx;
     relay *r = j->r;
-    if (!ok) {
-        publish_job_finish(j, false);
+    switch (res->status) {
+    case REGISTRY_PUB_FAILED: publish_job_finish(j, RELAY_FAILED, 0); return;
+    case REGISTRY_PUB_BANNED: publish_job_finish(j, RELAY_BANNED, res->until_ms); return;
+    case REGISTRY_PUB_MUTED: publish_job_finish(j, RELAY_MUTED, res->until_ms); return;
+    case REGISTRY_PUB_DUPLICATE:
+        /* Delivered already (or in the room log, whence every server gets
+         * it): only make sure it is stored, under the first copy's id. */
+        j->duplicate = true;
+        r->stats.duplicates++;
+        if (bus_publish(r->bus, env, false, relay_on_stored, j) < 0)
+            publish_job_finish(j, RELAY_FAILED, 0);
         return;
+    case REGISTRY_PUB_OK:
+        break;
     }
     msg *m = relay_encode(r, env);
     room *rm = room_lookup(r->rooms, env->room, strlen(env->room));
@@ -493,12 +509,12 @@ static void relay_on_published(void *ctx, envelope *env, int others, bool ok)
     r->metrics->messages_published++;
     /* One job: the storage copy always, the room copy only when another
      * server has members (local bypass otherwise). */
-    bool fanout = others > 0;
+    bool fanout = res->others > 0;
     if (bus_publish(r->bus, env, fanout, relay_on_stored, j) < 0) {
         /* In the room log and delivered here, but not durable: the sender
          * is told (no RECEIPT); other servers catch up from the log. */
         log_warn("bus_publish_failed", "room=%s id=%s", env->room, env->id);
-        publish_job_finish(j, false);
+        publish_job_finish(j, RELAY_FAILED, 0);
         return;
     }
     if (fanout)
@@ -590,7 +606,8 @@ int relay_check_send(const relay *r, const stomp_str *name, const stomp_frame *f
 }
 
 int relay_publish(relay *r, const stomp_str *name, const stomp_frame *f, const char *user,
-                  const char *user_name, const char *role, relay_published_fn done, void *ctx)
+                  const char *user_name, const char *role, const relay_pub_opts *opts,
+                  relay_published_fn done, void *ctx)
 {
     if (!relay_ready(r))
         return -1;
@@ -614,7 +631,14 @@ int relay_publish(relay *r, const stomp_str *name, const stomp_frame *f, const c
     j->r = r;
     j->done = done;
     j->ctx = ctx;
-    if (registry_publish(r->reg, env, relay_on_published, j) < 0) {
+    registry_pub_opts ro = { 0 };
+    if (opts) {
+        ro.check_user = opts->moderated ? user : NULL;
+        ro.idem_key = opts->idem_key;
+        ro.idem_key_len = opts->idem_key_len;
+        ro.idem_window_ms = opts->idem_window_ms;
+    }
+    if (registry_publish(r->reg, env, &ro, relay_on_published, j) < 0) {
         envelope_free(env);
         free(j);
         return -1;

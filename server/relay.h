@@ -83,19 +83,47 @@ void relay_send_sizes(const stomp_str *name, const stomp_frame *f, const char *u
                       const char *user_name, const char *role, const char *origin,
                       storelimits_sizes *out);
 
+/* How a publish ended. */
+typedef enum relay_outcome {
+    RELAY_STORED,      /* in the room order, delivered, its storage copy confirmed */
+    RELAY_FAILED,      /* something failed: it may or may not have been delivered */
+    RELAY_BANNED,      /* refused: the sender is banned from the room (nothing done) */
+    RELAY_MUTED        /* refused: the sender is muted in the room (nothing done) */
+} relay_outcome;
+
+typedef struct relay_result {
+    relay_outcome outcome;
+    const char *id;     /* the message's id ("" when it never got one); lent */
+    bool duplicate;     /* STORED as a repeat of an idempotency key: id is the
+                         * first copy's; nothing was delivered again */
+    uint64_t until_ms;  /* BANNED, MUTED: when it ends (0: no end) */
+} relay_result;
+
+typedef void (*relay_published_fn)(void *ctx, const relay_result *res);
+
+/* Options of one publish (all optional; NULL opts: none). */
+typedef struct relay_pub_opts {
+    bool moderated;           /* refuse if `user` is banned from / muted in the room */
+    const char *idem_key;     /* idempotency key (NULL: none) ... */
+    size_t idem_key_len;
+    long long idem_window_ms; /* ... remembered this long, per (room, sender) */
+} relay_pub_opts;
+
 /* Publish a SEND frame to room `name` as user/name with role (NULL: none;
- * it becomes the sender-role header). done(ctx, ok) runs once
- * the message has its place in the room order, was delivered locally and
- * RabbitMQ confirmed its storage copy durable (ok), or once any of that
- * failed (not ok: the message may or may not have been delivered). Returns 0, or -1 when the cluster
- * is not ready or the message is over the storage limits (callers check
- * relay_check_send first, for a precise ERROR); done is then not called. */
-typedef void (*relay_done_fn)(void *ctx, bool ok);
-/* As relay_done_fn, with the message's id (its place in the room log; ""
- * when it never got one), lent for the call. */
-typedef void (*relay_published_fn)(void *ctx, bool ok, const char *id);
+ * it becomes the sender-role header). done(ctx, res) runs once the message
+ * has its place in the room order, was delivered locally and RabbitMQ
+ * confirmed its storage copy durable (STORED), once any of that failed
+ * (FAILED: the message may or may not have been delivered), or once the
+ * registry refused it (BANNED, MUTED). A repeat of an idempotency key
+ * (opts) within its window is not delivered again: its storage copy is
+ * published again under the first copy's id (a no-op in MySQL if the first
+ * was stored), and done reports STORED with that id and `duplicate`.
+ * Returns 0, or -1 when the cluster is not ready or the message is over the
+ * storage limits (callers check relay_check_send first, for a precise
+ * ERROR); done is then not called. */
 int relay_publish(relay *r, const stomp_str *name, const stomp_frame *f, const char *user,
-                  const char *user_name, const char *role, relay_published_fn done, void *ctx);
+                  const char *user_name, const char *role, const relay_pub_opts *opts,
+                  relay_published_fn done, void *ctx);
 
 /* env encoded as the shared part of a MESSAGE (one reference, the
  * caller's). For replays, which bypass the room order. */
@@ -115,6 +143,7 @@ typedef struct relay_stats {
     uint64_t gaps_filled;        /* messages recovered from the room log */
     uint64_t gaps_lost;          /* messages given up on (log no longer had them) */
     uint64_t catchups;           /* catch-up reads after reconnects */
+    uint64_t duplicates;         /* idempotent repeats: stored again, not delivered */
 } relay_stats;
 
 void relay_get_stats(const relay *r, relay_stats *out);

@@ -228,13 +228,30 @@ static void session_on_joined(void *ctx, bool ok)
         session_flush_receipts(s);
 }
 
-static void session_on_published(void *ctx, bool ok, const char *id)
+/* "until <ms since the epoch>" or "with no end", for a refusal's ERROR. */
+static void session_until(char *out, size_t len, uint64_t until_ms)
 {
-    (void)id;
+    if (until_ms)
+        snprintf(out, len, "until %llu (ms since the epoch)", (unsigned long long)until_ms);
+    else
+        snprintf(out, len, "with no end");
+}
+
+static void session_on_published(void *ctx, const relay_result *res)
+{
     session *s = session_op_finish(ctx);
     if (!s)
         return;
-    if (!ok) {
+    if (res->outcome == RELAY_BANNED || res->outcome == RELAY_MUTED) {
+        char why[160], until[64];
+        bool banned = res->outcome == RELAY_BANNED;
+        session_until(until, sizeof until, res->until_ms);
+        snprintf(why, sizeof why, "You are %s in this room %s; the message was not sent.",
+                 banned ? "banned" : "muted", until);
+        session_error(s, NULL, banned ? ERROR_BANNED : ERROR_MUTED, why);
+        return;
+    }
+    if (res->outcome != RELAY_STORED) {
         session_error(s, NULL, ERROR_MESSAGE_NOT_STORED,
                       "The cluster could not confirm that the message was stored durably "
                       "(Redis or RabbitMQ unavailable); it may or may not have been "
@@ -436,7 +453,8 @@ bool session_send_publish(session *s, const stomp_frame *f, const stomp_str *nam
         return false;
     inflight_op *op = session_op(s, cost);
     if (relay_publish(s->env->relay, name, f, s->user, s->user_name,
-                      auth_role_name((jwt_role)s->role), session_on_published, op) < 0) {
+                      auth_role_name((jwt_role)s->role), &(relay_pub_opts){ .moderated = true },
+                      session_on_published, op) < 0) {
         session_op_cancel(s, op);
         session_unavailable(s, f);
         return false;

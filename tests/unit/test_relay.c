@@ -52,9 +52,11 @@ void registry_leave(registry *g, const char *rname, const char *user)
     (void)g; (void)user;
     called("leave", rname);
 }
-int registry_publish(registry *g, envelope *env, registry_publish_fn fn, void *ctx)
+int registry_publish(registry *g, envelope *env, const registry_pub_opts *opts,
+                     registry_publish_fn fn, void *ctx)
 {
     (void)g;
+    (void)opts;
     pub_fn = fn;
     pub_ctx = ctx;
     pub_env = env;
@@ -136,10 +138,10 @@ static void on_joined(void *ctx, bool ok)
 
 static char published_id[64];
 
-static void on_published(void *ctx, bool ok, const char *id)
+static void on_published(void *ctx, const relay_result *res)
 {
-    snprintf(published_id, sizeof published_id, "%s", id);
-    on_done(ctx, ok);
+    snprintf(published_id, sizeof published_id, "%s", res->id);
+    on_done(ctx, res->outcome == RELAY_STORED);
 }
 
 static void fix_init(fix *f)
@@ -184,7 +186,7 @@ static void send_one(fix *f, const char *tag)
     stomp_frame fr = { .command = STOMP_CMD_SEND, .headers = h, .nheaders = 2,
                        .body = { "body", 4 } };
     stomp_str name = { "r", 1 };
-    assert_int_equal(relay_publish(f->r, &name, &fr, "u", "U", "student", on_published,
+    assert_int_equal(relay_publish(f->r, &name, &fr, "u", "U", "student", NULL, on_published,
                                    (void *)(uintptr_t)tag), 0);
     (void)f;
 }
@@ -200,7 +202,8 @@ static void placed(uint64_t seq, int others)
     pub_env->seq = seq;
     registry_publish_fn fn = pub_fn;
     pub_fn = NULL;
-    fn(pub_ctx, pub_env, others, true);
+    registry_pub_result res = { .status = REGISTRY_PUB_OK, .others = others };
+    fn(pub_ctx, pub_env, &res);
 }
 
 static envelope *bus_message(uint64_t seq)
@@ -292,11 +295,11 @@ static void test_not_ready_refuses_at_once(void **state)
     stomp_frame fr = { .command = STOMP_CMD_SEND, .body = { "", 0 } };
     stomp_str name = { "r", 1 };
     assert_false(relay_ready(f.r));
-    assert_int_equal(relay_publish(f.r, &name, &fr, "u", "U", NULL, on_published, NULL), -1);
+    assert_int_equal(relay_publish(f.r, &name, &fr, "u", "U", NULL, NULL, on_published, NULL), -1);
     assert_null(pub_fn);
     bus_up = true;
     reg_up = false;
-    assert_int_equal(relay_publish(f.r, &name, &fr, "u", "U", NULL, on_published, NULL), -1);
+    assert_int_equal(relay_publish(f.r, &name, &fr, "u", "U", NULL, NULL, on_published, NULL), -1);
     fix_deinit(&f);
 }
 

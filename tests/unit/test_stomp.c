@@ -276,13 +276,13 @@ static void test_parse_cases(void **state)
             bool stateless = k == sizeof chunks / sizeof chunks[0];
             size_t chunk = stateless ? 1 : chunks[k];
             char *got = transcript_x(c->in, c->len, chunk, v, lim, stateless);
-            if (strcmp(got, c->want)) {
+            bool bad = strcmp(got, c->want) != 0;
+            if (bad)
                 print_error("case \"%s\" (chunk %zu%s):\n  want: %s  got:  %s", c->name,
                             chunk, stateless ? ", stateless" : "", c->want, got);
-                free(got);
-                fail();
-            }
             free(got);
+            if (bad)
+                fail();
         }
     }
 }
