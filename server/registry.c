@@ -22,6 +22,9 @@
  *   P room:{R}:seq          string  dense message sequence (INCR)
  *   P room:{R}:log          stream  recent messages (MAXLEN ~ history_max);
  *                                   fields q e t o s n [c] [h] b
+ *   P room:{R}:red          hash    message id -> {"by","at"}: redacted
+ *                                   messages of the log (registry_redact.h);
+ *                                   lives as long as the log
  *   channel P presence      presence events (JSON), published by the scripts
  *
  * Bounded growth: when the last member of a room anywhere leaves, its who,
@@ -102,6 +105,8 @@ static redis_script registry_scripts[REGISTRY_LUA_COUNT] = {
     [REGISTRY_LUA_USER_SESSIONS] = { "user_sessions", registry_lua_user_sessions, "" },
     [REGISTRY_LUA_CONTACTS_SET] = { "contacts_set", registry_lua_contacts_set, "" },
     [REGISTRY_LUA_CONTACTS_CHANGED] = { "contacts_changed", registry_lua_contacts_changed, "" },
+    [REGISTRY_LUA_REDACT] = { "redact", registry_lua_redact, "" },
+    [REGISTRY_LUA_REDACT_UNDO] = { "redact_undo", registry_lua_redact_undo, "" },
 };
 
 /* --- the mirror ------------------------------------------------------------ */

@@ -4,8 +4,9 @@
  * connections, registration, the mirror of this server's members and its
  * replay, heartbeat and reaping), registry_log.c (publishing to a room's
  * log, with WAIT, and reading the logs), registry_query.c (presence and
- * user lookups), registry_contacts.c (cached contact lists) and
- * registry_status.c (people's status: watch, unwatch, hide). They share
+ * user lookups), registry_contacts.c (cached contact lists),
+ * registry_status.c (people's status: watch, unwatch, hide) and
+ * registry_redact.c (redaction marks on the room logs). They share
  * the struct below, the table of Lua scripts (server/lua, registry_lua.h)
  * and the builder of EVALSHA arguments.
  * Everything runs on the loop. Nothing outside those files includes this
@@ -41,6 +42,8 @@ typedef enum registry_script_id {
     REGISTRY_LUA_USER_SESSIONS,
     REGISTRY_LUA_CONTACTS_SET,
     REGISTRY_LUA_CONTACTS_CHANGED,
+    REGISTRY_LUA_REDACT,
+    REGISTRY_LUA_REDACT_UNDO,
     REGISTRY_LUA_COUNT
 } registry_script_id;
 
@@ -101,6 +104,13 @@ void registry_args_num(registry_args *a, long long x);
  * then not called). */
 int registry_args_eval(registry *g, registry_args *a, registry_script_id id, redis_reply_fn fn,
                        void *privdata);
+
+/* --- the room logs (registry_log.c) ------------------------------------------ */
+
+/* One stream entry [id, [field, value, ...]] of room's log -> *out (every
+ * field allocated; free with envelope_free, also after false). false when
+ * the reply is not such an entry or has no seq. */
+bool registry_log_entry(const char *room, const redisReply *e, envelope *out);
 
 /* --- replies (registry.c) ---------------------------------------------------- */
 

@@ -4,8 +4,9 @@
  * [h] b: seq, epoch, time, origin, sender, sender name, content type,
  * header lines, body) with a dense sequence number beside it (room:{R}:seq).
  * The publish script appends and numbers a message in one step and says how
- * many other servers have members in the room; the reads (XREVRANGE, the
- * log_range script) turn entries back into envelopes.
+ * many other servers have members in the room; the reads (all through the
+ * log_range script, which hands out a redacted message as its tombstone:
+ * registry_redact.h) turn entries back into envelopes.
  *
  * WAIT (redis.wait_replicas > 0). Redis replicates asynchronously: a
  * master can acknowledge a publish script (INCR of the room's seq, XADD to
@@ -252,8 +253,7 @@ int registry_publish(registry *g, envelope *env, const registry_pub_opts *opts,
 
 /* --- reading the log ------------------------------------------------------------ */
 
-/* One stream entry [id, [field, value, ...]] -> envelope. */
-static bool registry_entry(const char *room, const redisReply *e, envelope *out)
+bool registry_log_entry(const char *room, const redisReply *e, envelope *out)
 {
     memset(out, 0, sizeof *out);
     if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
@@ -301,17 +301,20 @@ typedef struct fetch_call {
 static void registry_on_fetch(void *privdata, redisReply *r)
 {
     fetch_call *c = privdata;
-    if (!registry_reply_ok(r, "fetch") || r->type != REDIS_REPLY_ARRAY) {
+    /* log_range's answer: {oldest, entries newest first, cut}. */
+    if (!registry_reply_ok(r, "fetch") || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[1]->type != REDIS_REPLY_ARRAY) {
         c->fn(c->ctx, NULL, 0, false);
         free(c);
         return;
     }
-    envelope *msgs = r->elements ? xcalloc(r->elements, sizeof *msgs) : NULL;
+    const redisReply *arr = r->element[1];
+    envelope *msgs = arr->elements ? xcalloc(arr->elements, sizeof *msgs) : NULL;
     size_t n = 0;
-    for (size_t i = 0; i < r->elements; i++) {
-        /* XREVRANGE answers newest first: store oldest first. */
-        const redisReply *e = r->element[r->elements - 1 - i];
-        if (registry_entry(c->room, e, &msgs[n]))
+    for (size_t i = 0; i < arr->elements; i++) {
+        /* Newest first: store oldest first. */
+        const redisReply *e = arr->element[arr->elements - 1 - i];
+        if (registry_log_entry(c->room, e, &msgs[n]))
             n++;
         else
             envelope_free(&msgs[n]);
@@ -326,20 +329,30 @@ static void registry_on_fetch(void *privdata, redisReply *r)
 int registry_fetch_before(registry *g, const char *room, const char *before, size_t count,
                           registry_fetch_fn fn, void *ctx)
 {
-    char key[512], bound[64], cnt[24];
-    snprintf(key, sizeof key, "%sroom:{%s}:log", g->prefix, room);
+    if (!g->registered)
+        return -1;
+    /* Through log_range (descending, no byte bound) rather than a plain
+     * XREVRANGE: it answers a redacted message as its tombstone, so a gap
+     * fill or catch-up never delivers a redacted body. */
+    char bound[64];
     if (before)
         snprintf(bound, sizeof bound, "(%s", before);
     else
         snprintf(bound, sizeof bound, "+");        /* the newest */
-    snprintf(cnt, sizeof cnt, "%zu", count);
-    const char *argv[6] = { "XREVRANGE", key, bound, "-", "COUNT", cnt };
+    registry_args a;
+    registry_args_init(&a, g);
+    registry_args_str(&a, room);
+    registry_args_str(&a, "d");
+    registry_args_str(&a, "-");
+    registry_args_str(&a, bound);
+    registry_args_num(&a, (long long)count);
+    registry_args_num(&a, (long long)1 << 50);
     size_t rl = strlen(room);
     fetch_call *c = xmalloc(sizeof *c + rl + 1);
     c->fn = fn;
     c->ctx = ctx;
     memcpy(c->room, room, rl + 1);
-    if (!g->registered || redis_argv(g->cmd, registry_on_fetch, c, 6, argv, NULL) < 0) {
+    if (registry_args_eval(g, &a, REGISTRY_LUA_LOG_RANGE, registry_on_fetch, c) < 0) {
         free(c);
         return -1;
     }
@@ -360,7 +373,7 @@ static envelope *registry_entries(const char *room, const redisReply *arr, size_
         return NULL;
     envelope *msgs = xcalloc(arr->elements, sizeof *msgs);
     for (size_t i = 0; i < arr->elements; i++) {
-        if (registry_entry(room, arr->element[i], &msgs[*n]))
+        if (registry_log_entry(room, arr->element[i], &msgs[*n]))
             (*n)++;
         else
             envelope_free(&msgs[*n]);

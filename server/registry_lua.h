@@ -26,6 +26,8 @@ extern const char registry_lua_online[];
 extern const char registry_lua_presence[];
 extern const char registry_lua_publish[];
 extern const char registry_lua_reap[];
+extern const char registry_lua_redact[];
+extern const char registry_lua_redact_undo[];
 extern const char registry_lua_rooms_page[];
 extern const char registry_lua_status_get[];
 extern const char registry_lua_sync_room[];

@@ -605,15 +605,11 @@ int relay_check_send(const relay *r, const stomp_str *name, const stomp_frame *f
     return -1;
 }
 
-int relay_publish(relay *r, const stomp_str *name, const stomp_frame *f, const char *user,
-                  const char *user_name, const char *role, const relay_pub_opts *opts,
-                  relay_published_fn done, void *ctx)
+/* Check j->env against the store's limits and hand it to the registry.
+ * 0, or -1 with j and its envelope freed (done not called). */
+static int relay_submit(relay *r, publish_job *j, const registry_pub_opts *ro)
 {
-    if (!relay_ready(r))
-        return -1;
-    publish_job *j = xcalloc(1, sizeof *j);
     envelope *env = &j->env;
-    relay_envelope_of_send(env, name, f, user, user_name, role, r->server_id);
     storelimits_sizes sz;
     storelimits_of_envelope(env, &sz);
     int field = storelimits_check(&sz);
@@ -624,10 +620,25 @@ int relay_publish(relay *r, const stomp_str *name, const stomp_frame *f, const c
         storelimits_explain(&sz, field, what, sizeof what);
         log_warn("send_over_storage_limits", "room=%s reason=%s", env->room,
                  log_q(q, sizeof q, what, strlen(what)));
-        envelope_free(env);
-        free(j);
-        return -1;
+        goto fail;
     }
+    if (registry_publish(r->reg, env, ro, relay_on_published, j) < 0)
+        goto fail;
+    return 0;
+fail:
+    envelope_free(env);
+    free(j);
+    return -1;
+}
+
+int relay_publish(relay *r, const stomp_str *name, const stomp_frame *f, const char *user,
+                  const char *user_name, const char *role, const relay_pub_opts *opts,
+                  relay_published_fn done, void *ctx)
+{
+    if (!relay_ready(r))
+        return -1;
+    publish_job *j = xcalloc(1, sizeof *j);
+    relay_envelope_of_send(&j->env, name, f, user, user_name, role, r->server_id);
     j->r = r;
     j->done = done;
     j->ctx = ctx;
@@ -638,12 +649,26 @@ int relay_publish(relay *r, const stomp_str *name, const stomp_frame *f, const c
         ro.idem_key_len = opts->idem_key_len;
         ro.idem_window_ms = opts->idem_window_ms;
     }
-    if (registry_publish(r->reg, env, &ro, relay_on_published, j) < 0) {
+    return relay_submit(r, j, &ro);
+}
+
+int relay_publish_envelope(relay *r, envelope *env, relay_published_fn done, void *ctx)
+{
+    if (!relay_ready(r)) {
         envelope_free(env);
-        free(j);
         return -1;
     }
-    return 0;
+    publish_job *j = xcalloc(1, sizeof *j);
+    j->env = *env;
+    memset(env, 0, sizeof *env);
+    free(j->env.id);
+    j->env.id = xstrdup("");
+    free(j->env.origin);
+    j->env.origin = xstrdup(r->server_id);
+    j->r = r;
+    j->done = done;
+    j->ctx = ctx;
+    return relay_submit(r, j, NULL);
 }
 
 void relay_on_bus_message(relay *r, envelope *env)

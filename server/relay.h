@@ -125,6 +125,15 @@ int relay_publish(relay *r, const stomp_str *name, const stomp_frame *f, const c
                   const char *user_name, const char *role, const relay_pub_opts *opts,
                   relay_published_fn done, void *ctx);
 
+/* Publish a message the server made itself (a redaction event): env's
+ * room, sender, sender_name, content_type, headers (STOMP 1.2 header
+ * lines, taken as they are: nothing is reserved here) and body. Its id,
+ * room order and origin are set here; otherwise as relay_publish with no
+ * options. env's fields are taken in every case (env is left zeroed).
+ * Returns 0, or -1 when the cluster is not ready or env is over the
+ * storage limits (done is then not called). */
+int relay_publish_envelope(relay *r, envelope *env, relay_published_fn done, void *ctx);
+
 /* env encoded as the shared part of a MESSAGE (one reference, the
  * caller's). For replays, which bypass the room order. */
 msg *relay_message(relay *r, const envelope *env);

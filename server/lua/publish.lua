@@ -62,6 +62,7 @@ if redis.call('HEXISTS', rkey(room, 'srv'), s) == 1 then others = n - 1 end
 if n == 0 then
   redis.call('PEXPIRE', rkey(room, 'log'), ARGV[5])
   redis.call('PEXPIRE', rkey(room, 'seq'), ARGV[5])
+  redis.call('PEXPIRE', rkey(room, 'red'), ARGV[5])
 end
 if idk then
   local ts = '0'
