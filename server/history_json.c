@@ -16,7 +16,9 @@
  * longer than the original), and a repeated name is found by sorting the
  * names, so a message with thousands of header lines costs n log n, not
  * n^2. sender-role, stamped by the server, is taken out of them and listed
- * beside sender.
+ * beside sender. A redacted message's tombstone (redact.h: the headers
+ * x-redacted-by and x-redacted-at, an empty body) also gets
+ * "redacted": {"by", "at"} after its headers.
  */
 #include "history_json.h"
 
@@ -240,6 +242,35 @@ static void hj_parse(const char *h, size_t len, hj_headers *out)
     }
 }
 
+/* The header named name in hs (NULL: none). */
+static const hj_header *hj_find(const hj_headers *hs, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < hs->n; i++)
+        if (hs->list[i].nlen == n && !memcmp(hs->list[i].name, name, n))
+            return &hs->list[i];
+    return NULL;
+}
+
+/* A tombstone (redact.h) carries x-redacted-by and x-redacted-at (digits)
+ * and, unlike the redaction event, no x-redacts: its by and at. Only the
+ * server writes x-redact* headers (relay.c strips them from every SEND). */
+static bool hj_tombstone(const hj_headers *hs, const hj_header **by, uint64_t *at)
+{
+    const hj_header *a = hj_find(hs, "x-redacted-at");
+    *by = hj_find(hs, "x-redacted-by");
+    if (!*by || !a || !a->vlen || a->vlen > 19 || hj_find(hs, "x-redacts"))
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < a->vlen; i++) {
+        if (a->value[i] < '0' || a->value[i] > '9')
+            return false;
+        v = v * 10 + (uint64_t)(a->value[i] - '0');
+    }
+    *at = v;
+    return true;
+}
+
 static void hj_free(hj_headers *hs)
 {
     free(hs->scratch);
@@ -294,6 +325,15 @@ size_t history_json_message(const envelope *m, char *out)
                 jw_lit(&w, "\":");
                 jw_text(&w, hs.list[i].value, hs.list[i].vlen);
             }
+            jw_lit(&w, "}");
+        }
+        const hj_header *by;
+        uint64_t at;
+        if (hj_tombstone(&hs, &by, &at)) {
+            jw_lit(&w, ",\"redacted\":{\"by\":");
+            jw_text(&w, by->value, by->vlen);
+            jw_lit(&w, ",\"at\":");
+            jw_int(&w, at);
             jw_lit(&w, "}");
         }
         hj_free(&hs);

@@ -6,7 +6,8 @@
  *
  * Each message lists id, room, seq, sender, sender_name, content_type,
  * timestamp, then body (valid UTF-8, as it is) or body_base64 (anything
- * else), then sender_role and headers when the SEND had them. Text that is
+ * else), then sender_role and headers when the SEND had them, then, for a
+ * redacted message's tombstone (redact.h), "redacted": {"by", "at"}. Text that is
  * not valid UTF-8 (sender, names, header names and values) has each byte
  * that does not start a valid sequence replaced by U+FFFD; a header name
  * that is not valid UTF-8 is left out, and of a repeated name the first

@@ -2,7 +2,8 @@
  *
  * History pages (GET /api/rooms/<room>/messages) are http_history.c's,
  * the contacts API (/api/users/<id>/contacts, every method) is
- * http_contacts.c's.
+ * http_contacts.c's, redaction (DELETE /api/rooms/<room>/messages/<id>)
+ * http_redact.c's.
  *
  * Upgrades. libwebsockets binds a WebSocket to the first subprotocol in the
  * client's list that the vhost knows; STOMP servers (RabbitMQ Web-STOMP
@@ -24,6 +25,7 @@
 #include "http_admin.h"
 #include "http_history.h"
 #include "http_publish.h"
+#include "http_redact.h"
 #include "http_status.h"
 #include "log.h"
 #include "mem.h"
@@ -515,6 +517,8 @@ int http_request(const http_env *env, struct lws *wsi, http_exchange **x, const 
         return http_contacts_request(&env->contacts, wsi, x, uri);
     if (http_is_post(wsi) && http_publish_match(uri))
         return http_publish_request(&env->contacts, env->relay, wsi, x, uri);
+    if (http_redact_match(wsi, uri))
+        return http_redact_request(&env->contacts, env->redact, wsi, x, uri);
     int rc;
     if (http_not_get(env, wsi, x, &rc))
         return rc;
@@ -569,6 +573,8 @@ int http_body_done(const http_env *env, struct lws *wsi, http_exchange **x)
      * (the only POST route that reads one), anything else the contacts API. */
     if (http_exchange_reading(*x) && http_is_post(wsi))
         return http_publish_body_done(&env->contacts, env->relay, wsi, x);
+    if (http_exchange_reading(*x) && http_redact_reading(wsi))
+        return http_redact_body_done(&env->contacts, env->redact, wsi, x);
     if (http_exchange_reading(*x))
         return http_contacts_body_done(&env->contacts, wsi, x);
     return http_exchange_error(wsi, x, HTTP_STATUS_METHOD_NOT_ALLOWED, "only GET is supported");

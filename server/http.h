@@ -27,6 +27,7 @@ struct gate;
 struct history;
 struct lws;
 struct origin_list;
+struct redact;
 struct registry;
 
 /* What the routes use of the server. All borrowed: they outlive every
@@ -37,6 +38,7 @@ typedef struct http_env {
     struct registry *registry;          /* presence, users online */
     struct contacts *lists;             /* contact lists (contacts.h) */
     struct relay *relay;                /* the server API's publishes */
+    struct redact *redact;              /* DELETE .../messages/<id> (NULL: shutting down) */
     struct history *history;            /* message pages */
     http_contacts_env contacts;         /* /api/users/<id>/contacts */
     struct gate *slots;                 /* history reads (http.max_inflight) */

@@ -45,6 +45,7 @@
 #include "presence.h"
 #include "status.h"
 #include "history.h"
+#include "redact.h"
 #include "ratelimit.h"
 #include "registry.h"
 #include "relay.h"
@@ -98,6 +99,7 @@ struct server {
     registry *registry;
     history *history;
     contacts *contacts;          /* contact lists (cache, Redis, MySQL) */
+    redact *redact;              /* redactions (API; STOMP control frames) */
     apikey_set *api_keys;        /* api.keys */
     gate *history_gate;          /* history reads at once (http.max_inflight) */
     bus *bus;
@@ -325,6 +327,7 @@ static void server_lend(server *srv)
         .registry = srv->registry,
         .lists = srv->contacts,
         .relay = srv->relay,
+        .redact = srv->redact,
         .history = srv->history,
         .contacts = {
             .conf = c,
@@ -434,6 +437,9 @@ static void server_teardown(server *srv)
     uv_close((uv_handle_t *)&srv->flusher, NULL);
     listener_destroy(srv->metrics_listen);      /* still there if lws never came up */
     srv->metrics_listen = NULL;
+    redact_destroy(srv->redact);        /* first: its steps call the registry, bus and db */
+    srv->redact = NULL;
+    srv->http_env.redact = NULL;
     bus_destroy(srv->bus);
     contacts_destroy(srv->contacts);    /* before the history's pool and the registry */
     srv->contacts = NULL;
@@ -653,6 +659,8 @@ static int server_start_cluster(server *srv)
     if (!srv->bus)
         return -1;
     relay_attach(srv->relay, srv->registry, srv->bus);
+    srv->redact = redact_create(&(redact_env){ srv->registry, srv->relay,
+                                               history_db(srv->history) });
     presence_attach(srv->presence, srv->registry);
     status_attach(srv->status, srv->registry, srv->contacts);
     server_lend(srv);
