@@ -19,6 +19,7 @@
 #include "http.h"
 #include "http_query.h"
 
+#include "apilog.h"
 #include "auth.h"
 #include "buf.h"
 #include "http_admin.h"
@@ -511,15 +512,23 @@ static bool http_is_post(struct lws *wsi)
 int http_request(const http_env *env, struct lws *wsi, http_exchange **x, const char *uri)
 {
     env->metrics->http_requests++;
-    if (http_contacts_match(uri))
+    if (http_contacts_match(uri)) {
+        http_exchange_route(wsi, x, APILOG_CONTACTS);
         return http_contacts_request(&env->contacts, wsi, x, uri);
-    if (http_is_post(wsi) && http_publish_match(uri))
+    }
+    if (http_is_post(wsi) && http_publish_match(uri)) {
+        http_exchange_route(wsi, x, strcmp(uri, "/api/broadcast") ? APILOG_PUBLISH
+                                                                    : APILOG_BROADCAST);
         return http_publish_request(&env->contacts, env->relay, wsi, x, uri);
+    }
     int rc;
     if (http_not_get(env, wsi, x, &rc))
         return rc;
-    if (http_admin_match(uri))
+    if (http_admin_match(uri)) {
+        http_exchange_route(wsi, x, strcmp(uri, "/api/rooms") && strncmp(uri, "/api/rooms?", 11)
+                                        ? APILOG_SESSIONS : APILOG_ROOMS);
         return http_admin_request(&env->contacts, wsi, x, uri);
+    }
 
     if (!strcmp(uri, "/healthz")) {
         metrics_gauges g;
