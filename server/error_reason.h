@@ -45,7 +45,8 @@
     X(INVALID_STATUS, "Invalid status")                                             \
     X(BANNED, "Banned")                                                             \
     X(MUTED, "Muted")                                                               \
-    X(INVALID_IDEMPOTENCY_KEY, "Invalid x-idempotency-key")
+    X(INVALID_IDEMPOTENCY_KEY, "Invalid x-idempotency-key")                         \
+    X(INVALID_CONTROL, "Invalid control frame")
 
 typedef enum error_reason {
 #define ERROR_REASON_ENUM(name, text) ERROR_##name,

@@ -20,6 +20,7 @@
 #include "http.h"
 #include "http_query.h"
 
+#include "apilog.h"
 #include "auth.h"
 #include "buf.h"
 #include "http_admin.h"
@@ -161,9 +162,9 @@ static void http_on_registry_json(void *ctx, json_t *value)
 }
 
 /* GET /api/rooms/<room>/presence, /api/rooms/<room>/messages, for who
- * (NULL with auth.mode=none). */
+ * (NULL with auth.mode=none, or for a server key: keyed). */
 static int http_room_route(const http_env *env, struct lws *wsi, http_exchange **x,
-                           const char *rest, const jwt_claims *who)
+                           const char *rest, const jwt_claims *who, bool keyed)
 {
     const char *slash = strchr(rest, '/');
     if (!slash || (strcmp(slash, "/presence") && strcmp(slash, "/messages")))
@@ -173,7 +174,7 @@ static int http_room_route(const http_env *env, struct lws *wsi, http_exchange *
         return http_exchange_error(wsi, x, HTTP_STATUS_BAD_REQUEST,
                           "room names are 1 to stomp.max_room_name characters of "
                           "A-Z a-z 0-9 . _ ~ -");
-    if (!auth_allows(env->auth, who, rest, n, AUTH_READ)) {
+    if (!keyed && !auth_allows(env->auth, who, rest, n, AUTH_READ)) {
         env->metrics->access_denied++;
         return http_exchange_error(wsi, x, HTTP_STATUS_FORBIDDEN, "not permitted in this room");
     }
@@ -454,9 +455,9 @@ static int http_api(const http_env *env, struct lws *wsi, http_exchange **x, con
 {
     auth *a = env->auth;
     jwt_claims *who = NULL;
-    /* A server-to-server key may ask about any user (it is no JWT). */
-    bool sent, keyed = !strncmp(uri, "/api/users/", 11) &&
-                       http_contacts_keyed(&env->contacts, wsi, &sent);
+    /* A server-to-server key (api.keys; never a JWT) reads what an admin
+     * may: any room's history and presence, any user's statuses, stats. */
+    bool sent, keyed = http_contacts_keyed(&env->contacts, wsi, &sent);
     if (auth_required(a) && !keyed) {
         char hv[8300];
         const char *tp;
@@ -478,7 +479,7 @@ static int http_api(const http_env *env, struct lws *wsi, http_exchange **x, con
             rc = http_stats(env, wsi, x);
         }
     } else if (!strncmp(uri, "/api/rooms/", 11))
-        rc = http_room_route(env, wsi, x, uri + 11, who);
+        rc = http_room_route(env, wsi, x, uri + 11, who, keyed);
     else if (!strcmp(uri, "/api/presence"))
         rc = http_users_online(env, wsi, x, &who);
     else if (!strncmp(uri, "/api/users/", 11))
@@ -513,17 +514,27 @@ static bool http_is_post(struct lws *wsi)
 int http_request(const http_env *env, struct lws *wsi, http_exchange **x, const char *uri)
 {
     env->metrics->http_requests++;
-    if (http_contacts_match(uri))
+    if (http_contacts_match(uri)) {
+        http_exchange_route(wsi, x, APILOG_CONTACTS);
         return http_contacts_request(&env->contacts, wsi, x, uri);
-    if (http_is_post(wsi) && http_publish_match(uri))
+    }
+    if (http_is_post(wsi) && http_publish_match(uri)) {
+        http_exchange_route(wsi, x, strcmp(uri, "/api/broadcast") ? APILOG_PUBLISH
+                                                                    : APILOG_BROADCAST);
         return http_publish_request(&env->contacts, env->relay, wsi, x, uri);
-    if (http_redact_match(wsi, uri))
+    }
+    if (http_redact_match(wsi, uri)) {
+        http_exchange_route(wsi, x, APILOG_REDACT);
         return http_redact_request(&env->contacts, env->redact, wsi, x, uri);
+    }
     int rc;
     if (http_not_get(env, wsi, x, &rc))
         return rc;
-    if (http_admin_match(uri))
+    if (http_admin_match(uri)) {
+        http_exchange_route(wsi, x, strcmp(uri, "/api/rooms") && strncmp(uri, "/api/rooms?", 11)
+                                        ? APILOG_SESSIONS : APILOG_ROOMS);
         return http_admin_request(&env->contacts, wsi, x, uri);
+    }
 
     if (!strcmp(uri, "/healthz")) {
         metrics_gauges g;

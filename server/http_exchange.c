@@ -30,6 +30,7 @@
  */
 #include "http_exchange.h"
 
+#include "clock.h"
 #include "gate.h"
 #include "log.h"
 #include "mem.h"
@@ -60,12 +61,21 @@ struct http_exchange {
     char *in;                /* X_READING: the request body (in_max + 1 bytes) */
     size_t in_len, in_cap, in_max;
     bool in_over;            /* more than in_max bytes came */
+    const http_exchange_conf *conf;
+    int route;               /* > 0: route - 1 is reported to conf->observe at the end */
+    bool complete;           /* the whole answer was written */
+    uint64_t t0_us;          /* when the route was named */
+    char method[8];
+    char peer[64];
 };
 
 static void http_exchange_free(http_exchange *e)
 {
     if (!e)
         return;
+    if (e->route && e->conf && e->conf->observe)
+        e->conf->observe(e->conf->observe_ctx, e->route - 1, e->method,
+                         e->complete ? e->status : 0, clock_us() - e->t0_us, e->peer);
     if (e->data_free)
         e->data_free(e->data);
     if (e->slot)
@@ -140,8 +150,18 @@ static int http_write_headers(http_exchange **x)
 
 static http_exchange *http_exchange_new(struct lws *wsi, http_exchange **x)
 {
-    http_exchange_done(x);
     http_exchange *e = xcalloc(1, sizeof *e);
+    if (*x && (*x)->route) {
+        /* The request's name goes on to whatever answers it. */
+        http_exchange *old = *x;
+        e->route = old->route;
+        e->t0_us = old->t0_us;
+        memcpy(e->method, old->method, sizeof e->method);
+        memcpy(e->peer, old->peer, sizeof e->peer);
+        old->route = 0;
+    }
+    http_exchange_done(x);
+    e->conf = lws_get_protocol(wsi)->user;
     e->wsi = wsi;
     e->state = X_READY;     /* answered now; http_exchange_wait makes it X_WAITING */
     *x = e;
@@ -228,6 +248,24 @@ void http_exchange_answer_json(http_exchange *e, json_t *value, const char *why)
         http_exchange_answer_status(e, HTTP_STATUS_OK, value);
     else
         http_exchange_answer_error(e, HTTP_STATUS_SERVICE_UNAVAILABLE, why);
+}
+
+void http_exchange_route(struct lws *wsi, http_exchange **x, int route)
+{
+    static const struct { enum lws_token_indexes tok; const char *name; } methods[] = {
+        { WSI_TOKEN_GET_URI, "GET" },       { WSI_TOKEN_POST_URI, "POST" },
+        { WSI_TOKEN_PUT_URI, "PUT" },       { WSI_TOKEN_PATCH_URI, "PATCH" },
+        { WSI_TOKEN_DELETE_URI, "DELETE" },
+    };
+    http_exchange *e = *x && (*x)->route ? *x : http_exchange_new(wsi, x);
+    e->route = route + 1;
+    e->t0_us = clock_us();
+    snprintf(e->method, sizeof e->method, "-");
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (lws_hdr_total_length(wsi, methods[i].tok) > 0)
+            snprintf(e->method, sizeof e->method, "%s", methods[i].name);
+    if (!lws_get_peer_simple(wsi, e->peer, sizeof e->peer))
+        e->peer[0] = '\0';
 }
 
 http_exchange *http_exchange_wait(struct lws *wsi, http_exchange **x)
@@ -358,6 +396,7 @@ int http_exchange_writeable(struct lws *wsi, http_exchange **x)
         lws_callback_on_writable(wsi);
         return 0;
     }
+    e->complete = true;
     http_exchange_done(x);
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }

@@ -17,15 +17,25 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct gate;
 struct lws;
 
 typedef struct http_exchange http_exchange;
 
+/* Told of every exchange a route named (http_exchange_route) when it ends:
+ * the route, the request's method, the status written (0: the client went
+ * before the whole answer was written), how long since it was named, and
+ * the client's address. */
+typedef void (*http_observe_fn)(void *ctx, int route, const char *method, unsigned status,
+                                uint64_t us, const char *peer);
+
 /* What every exchange of a server shares (the protocols' user pointer). */
 typedef struct http_exchange_conf {
     int write_timeout_s;     /* http.write_timeout_s: the whole response by then */
+    http_observe_fn observe; /* NULL: none */
+    void *observe_ctx;
 } http_exchange_conf;
 
 /* Answer now (from LWS_CALLBACK_HTTP): status, a static content type and
@@ -41,6 +51,11 @@ int http_exchange_error(struct lws *wsi, http_exchange **x, unsigned status, con
 int http_exchange_busy(struct lws *wsi, http_exchange **x, const char *why, int retry_after_s);
 /* 401 {"error":"authentication required"} with a Bearer challenge. */
 int http_exchange_unauthorized(struct lws *wsi, http_exchange **x);
+
+/* The request is route `route` (>= 0) for the conf's observer: from now
+ * on, whatever exchange answers it (this call keeps the name across
+ * replacements) is reported once when it ends. Call before answering. */
+void http_exchange_route(struct lws *wsi, http_exchange **x, int route);
 
 /* Start an exchange whose answer comes later, through http_exchange_answer
  * or http_exchange_answer_json (exactly once). */

@@ -20,6 +20,7 @@ void metrics_init(metrics *m)
 {
     memset(m, 0, sizeof *m);
     histogram_init(&m->delivery);
+    apilog_init(&m->api);
 }
 
 /* One row per single-valued metric: where its value lives, and its text. */
@@ -215,6 +216,8 @@ void metrics_render(const metrics *m, const metrics_gauges *g, buf *out)
     if (g->bus_confirm)
         histogram_render(g->bus_confirm, "lectern_bus_confirm_seconds",
                          "Storage copy queued for RabbitMQ to its publisher confirm.", out);
+
+    apilog_render(&m->api, out);
 
     prom_family(out, "lectern_frames_in_total", "counter",
                 "STOMP frames received, by command (heartbeat = EOL runs).");

@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include "apilog.h"
 #include "buf.h"
 #include "error_reason.h"
 #include "histogram.h"
@@ -54,6 +55,7 @@ typedef struct metrics {
     uint64_t frames_out[METRICS_OUT_COUNT];
     uint64_t errors_by_reason[ERROR_REASON_COUNT];   /* ERROR frames, by reason */
     histogram delivery;                    /* SEND accepted -> MESSAGE written (sampled) */
+    apilog api;                            /* the server API's requests */
     uint64_t http_requests;
     uint64_t contacts_cache_hits;          /* contact lists from this server's cache */
     uint64_t contacts_redis_hits;          /* ... from Redis */

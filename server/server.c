@@ -147,6 +147,13 @@ static void server_client_addr(server *srv, struct lws *wsi, char *out, size_t o
     free(xff);
 }
 
+/* The end of a server-API request (http_exchange_route). */
+static void server_api_observe(void *ctx, int route, const char *method, unsigned code,
+                               uint64_t us, const char *peer)
+{
+    apilog_record(ctx, (apilog_route)route, method, code, us, peer);
+}
+
 static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                            void *in, size_t len)
 {
@@ -740,6 +747,8 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     }
 
     srv->http_xconf.write_timeout_s = conf->http_write_timeout_s;
+    srv->http_xconf.observe = server_api_observe;
+    srv->http_xconf.observe_ctx = &srv->metrics.api;
     server_protocol(&srv->protocols[0], "http", conf, &srv->http_xconf);
     server_protocol(&srv->protocols[1], http_protocol_name(12), conf, &srv->http_xconf);
     server_protocol(&srv->protocols[2], http_protocol_name(11), conf, &srv->http_xconf);

@@ -432,7 +432,9 @@ function iniValues(text) {
 }
 function exposedMetrics() {
   const names = new Set();
-  for (const f of ['server/metrics.c', 'storage-worker/metrics.c']) {
+  // metrics.c of each program, and the modules that render their own
+  // families (server/apilog.c).
+  for (const f of ['server/metrics.c', 'server/apilog.c', 'storage-worker/metrics.c']) {
     const p = path.join(root, f);
     if (!isFile(p)) continue;
     for (const m of read(p).matchAll(/"(lectern_[a-z0-9_]+)/g)) names.add(baseMetric(m[1]));

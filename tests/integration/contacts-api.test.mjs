@@ -173,6 +173,22 @@ describe('contacts API', () => {
     assert.deepEqual(await sql("SELECT COUNT(*) FROM contact_lists WHERE user_id = 'w'"), [['0']]);
   });
 
+  test('with tokens required, a server key also reads any room\'s history and presence, and /api/stats; nothing without one', async () => {
+    const get = (p, headers = {}) => fetch(`http://127.0.0.1:${srv.port}${p}`, { headers })
+      .then(async (res) => ({ status: res.status, text: await res.text() }));
+    for (const p of ['/api/rooms/some-room/messages?limit=5', '/api/rooms/some-room/presence', '/api/stats',
+      '/api/presence?users=a,b']) {
+      const ok = await get(p, { 'x-api-key': KEY });
+      assert.equal(ok.status, 200, `${p}: ${ok.text}`);
+      assert.equal((await get(p, { authorization: `Bearer ${KEY2}` })).status, 200, p);
+      assert.equal((await get(p)).status, 401, p);
+      assert.equal((await get(p, { 'x-api-key': 'not-a-key-0123456789abcdef' })).status, 401, p);
+    }
+    // A student's token reads only its rooms: the key is not a way around that for tokens.
+    const tok = mint(['--sub', 'stu', '--rooms', 'own-room']);
+    assert.equal((await get('/api/rooms/some-room/messages', { authorization: `Bearer ${tok}` })).status, 403);
+  });
+
   test('MySQL down: 503, and writes work again once it is back', async () => {
     await service('stop', 'mariadb');
     try {

@@ -5,7 +5,7 @@
 // real stompjs clients, a real storage worker.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { sql, startCluster, startServer, startWorker, stompClient, subscribed, waitFor } from './helpers.mjs';
+import { metric, sql, startCluster, startServer, startWorker, stompClient, subscribed, waitFor } from './helpers.mjs';
 
 const KEY = 'server-api-key-0123456789abcdef';
 
@@ -79,6 +79,17 @@ describe('server API: rooms and sessions', () => {
         assert.equal((await get(a.port, `/api/rooms?${q}`)).status, 400, q);
       assert.equal((await get(a.port, '/api/users/a%01b/sessions')).status, 400);
       assert.equal((await get(a.port, '/api/users/ada/elsewhere')).status, 404);
+
+      // The server API's own metrics and log lines (apilog.c): by route and status.
+      assert.ok(await metric(a.port, 'lectern_api_requests_total{route="rooms",code="200"}') >= 2);
+      assert.equal(await metric(a.port, 'lectern_api_requests_total{route="rooms",code="401"}'), 2);
+      assert.equal(await metric(a.port, 'lectern_api_requests_total{route="rooms",code="400"}'), 4);
+      assert.equal(await metric(a.port, 'lectern_api_requests_total{route="sessions",code="401"}'), 1);
+      assert.equal(await metric(b.port, 'lectern_api_requests_total{route="sessions",code="200"}'), 1);
+      assert.equal(await metric(b.port, 'lectern_api_requests_total{route="rooms",code="401"}'), 0);
+      assert.ok(await metric(a.port, 'lectern_api_request_seconds_count') >= 10);
+      await waitFor(() => a.logs.some((l) => /event=api_request route=rooms method=GET status=401 ms=[\d.]+ peer=127\.0\.0\.1/.test(l)),
+        { what: 'an api_request log line' });
     } finally {
       for (const cl of clients) await cl.client.deactivate();
       await c.stop();
