@@ -325,8 +325,10 @@ const cfg_knob server_knobs[] = {
 
     MYSQLCONN_KNOBS(K(history.db.conn),
       "MySQL/MariaDB holding the message store (read by GET .../messages and\n"
-      "by resume, written only by lectern-storage).",
-      "MySQL user."),
+      "by resume, written by lectern-storage; the server writes contact lists\n"
+      "and redacted messages' tombstones).",
+      "MySQL user; needs SELECT, INSERT and UPDATE on the messages table (and\n"
+      "on the contact-list tables)."),
     { "mysql.pool", CFG_INT, K(history.db.threads), "2", 1, 64, NULL,
       "Threads (each with its own connection) running history queries, so that\n"
       "MySQL never blocks the event loop." },
