@@ -3,7 +3,9 @@
 // scrolled to the top, your messages marked delivered once the server
 // confirms them. Instructor messages stand out. A friends panel shows the
 // user's contacts with a live dot (online first, then by name; "last seen"
-// for the others) and an "Appear offline" switch.
+// for the others) and an "Appear offline" switch. A redacted message shows
+// as "message removed", live (a 'redact' event) and in history (its
+// tombstone); the redaction events themselves are not lines of the chat.
 import { LecternClient } from './lectern-client.js';
 
 const $ = (s) => document.querySelector(s);
@@ -17,11 +19,24 @@ const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.hos
 let client, room, role, friends, oldest = null, more = true, loadingOlder = false;
 const shown = new Set();
 
+const REMOVED = 'message removed';
+
 function messageItem(m) {
   const li = el('li', m.role === 'instructor' ? 'msg instructor' : 'msg');
   li.dataset.id = m.id || '';
-  li.append(el('span', 'who', m.senderName || m.sender_name || m.sender || '?'), el('span', 'body', m.body ?? ''));
+  li.append(el('span', 'who', m.senderName || m.sender_name || m.sender || '?'),
+    el('span', 'body', m.redacted ? REMOVED : m.body ?? ''));
+  if (m.redacted) li.classList.add('removed');
   return li;
+}
+
+/** A message was redacted: its line (if shown) says so instead. */
+function markRemoved(r) {
+  const li = [...$('#log').children].find((x) => x.dataset.id === r.id);
+  if (!li || li.classList.contains('removed')) return;
+  li.classList.add('removed');
+  li.querySelector('.body').textContent = REMOVED;
+  li.querySelector('.status')?.remove();
 }
 
 function addLive(m) {
@@ -40,8 +55,12 @@ function addLive(m) {
 
 function historyItem(h) {
   return messageItem({ id: h.id, body: h.body ?? '[binary]', sender: h.sender, senderName: h.sender_name,
-    role: h.sender_role });
+    role: h.sender_role, redacted: h.redacted });
 }
+
+/** A history page's chat lines: its redaction events are not (the messages they
+ * removed are in history as tombstones already). */
+const chatLines = (messages) => messages.filter((m) => m.redacts === undefined);
 
 async function loadOlder() {
   if (!more || loadingOlder || !oldest) return;
@@ -50,7 +69,7 @@ async function loadOlder() {
     const page = await room.history({ limit: 50, before: oldest });
     const log = $('#log');
     const h = log.scrollHeight;
-    const items = page.messages.filter((m) => !shown.has(m.id));
+    const items = chatLines(page.messages).filter((m) => !shown.has(m.id));
     for (const m of items) shown.add(m.id);
     log.prepend(...items.map(historyItem));
     log.scrollTop += log.scrollHeight - h;
@@ -180,7 +199,7 @@ $('#join').addEventListener('submit', async (e) => {
   try {
     const page = await client.history(roomName, { limit: 50 });
     for (const m of page.messages) shown.add(m.id);
-    $('#log').append(...page.messages.map(historyItem));
+    $('#log').append(...chatLines(page.messages).map(historyItem));
     $('#log').scrollTop = $('#log').scrollHeight;
     oldest = page.messages[0]?.id ?? null;
     more = page.more;
@@ -190,6 +209,7 @@ $('#join').addEventListener('submit', async (e) => {
   }
   room = client.join(roomName, { since });
   room.on('message', addLive);
+  room.on('redact', markRemoved);
   room.on('presence', showPeople);
   startFriends(user);
   await client.connect();

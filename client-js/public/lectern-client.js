@@ -444,7 +444,10 @@ export class Contacts extends Emitter {
 // so the server replays what was missed; anything seen already is dropped
 // by id (ids.js). Presence comes from /presence/<room>: a snapshot, then
 // join/leave events, kept as a member map. Earlier messages come over HTTP
-// (history()). Friends' online status comes from /status: contacts()
+// (history()). A redacted message is announced by a MESSAGE with
+// x-redacts: it becomes a 'redact' event (not a 'message'); the message
+// itself, read again (history, a replay), is a tombstone with `redacted`.
+// Friends' online status comes from /status: contacts()
 // returns a live map kept in contacts.js, re-subscribed and diffed (no
 // flicker) after a reconnect like a room. State changes are events:
 // connecting, online, reconnecting, offline.
@@ -483,10 +486,23 @@ const HISTORY_TRIES = 4;
 /**
  * @typedef {{id: string|undefined, room: string, body: string,
  *            sender: string|undefined, senderName: string|undefined, role: string|undefined,
- *            timestamp: number|undefined, headers: Record<string,string>}} RoomMessage
+ *            timestamp: number|undefined, headers: Record<string,string>,
+ *            redacted?: {by: string, at: number}}} RoomMessage
+ *   `redacted`: the message was redacted and this is its tombstone (empty body).
+ * @typedef {{id: string, room: string, redactionId: string, by: string, at: number}} Redaction
+ *   A 'redact' event: message `id` of `room` was redacted (by, at); redactionId is the
+ *   redaction event's own message id.
  */
 
-/** One joined room. Events: 'message' (RoomMessage), 'presence' ({type, count, members, user}). */
+/** A redacted message's tombstone carries x-redacted-by and x-redacted-at, the event
+ * that announces it x-redacts as well: {by, at} of a tombstone, else undefined. */
+function tombstoneOf(headers) {
+  if (!headers || headers['x-redacts'] !== undefined || headers['x-redacted-by'] === undefined) return undefined;
+  return { by: headers['x-redacted-by'], at: Number(headers['x-redacted-at']) };
+}
+
+/** One joined room. Events: 'message' (RoomMessage), 'redact' (Redaction),
+ * 'presence' ({type, count, members, user}). */
 export class Room extends Emitter {
   constructor(client, name, presence) {
     super();
@@ -770,6 +786,17 @@ export class LecternClient extends Emitter {
     }
     const id = f.headers['message-id'];
     if (!this.seen.accept(room.name, id)) return;      // a replay: seen already
+    const target = f.headers['x-redacts'];
+    if (target !== undefined) {
+      // A redaction event: not a chat message, but a place in the room
+      // (seen above, so a resume starts after it).
+      /** @type {Redaction} */
+      const r = { id: target, room: room.name, redactionId: id, by: f.headers['x-redacted-by'],
+        at: Number(f.headers['x-redacted-at']) };
+      room.emit('redact', r);
+      this.emit('redact', r);
+      return;
+    }
     /** @type {RoomMessage} */
     const m = {
       id, room: room.name, body: f.body, sender: f.headers.sender,
@@ -777,6 +804,8 @@ export class LecternClient extends Emitter {
       timestamp: f.headers.timestamp ? Number(f.headers.timestamp) : undefined,
       headers: f.headers,
     };
+    const redacted = tombstoneOf(f.headers);
+    if (redacted) m.redacted = redacted;
     room.emit('message', m);
     this.emit('message', m);
   }
@@ -911,6 +940,9 @@ export class LecternClient extends Emitter {
       }
       const j = await r.json();
       if (!r.ok) throw new Error(j.error || `HTTP ${r.status}`);
+      // A redaction event names the message it removed (that message is
+      // in history as its tombstone, with `redacted`).
+      for (const m of j.messages || []) if (m.headers?.['x-redacts'] !== undefined) m.redacts = m.headers['x-redacts'];
       return j;
     }
   }

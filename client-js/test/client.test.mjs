@@ -239,3 +239,41 @@ test('history: a busy server (503 with Retry-After) is asked again; other errors
   await assert.rejects(c.history('phys'), /MySQL/);
   assert.equal(calls.length, 4, 'a 503 without Retry-After is not retried');
 });
+
+test('a MESSAGE with x-redacts is a redact event (not a message) and a resume position; a tombstone carries redacted', async () => {
+  const { FakeWS, sockets } = fakeServer();
+  const c = new LecternClient('ws://x/ws', { WebSocket: FakeWS, reconnect: { base: 1, cap: 2 },
+    heartbeat: { outgoing: 0, incoming: 0 } });
+  const room = c.join('r', { presence: false });
+  const msgs = [];
+  const redactions = [];
+  const all = [];
+  room.on('message', (m) => msgs.push(m));
+  room.on('redact', (r) => redactions.push(r));
+  c.on('redact', (r) => all.push(r));
+  const p = c.connect();
+  await until(() => sockets[0]?.sent.length === 1);
+  sockets[0].deliver('CONNECTED', {});
+  await p;
+  const sub = sockets[0].sent[1].headers.id;
+  sockets[0].deliver('MESSAGE', { subscription: sub, 'message-id': '1-0', sender: 'ann' }, 'secret');
+  sockets[0].deliver('MESSAGE', { subscription: sub, 'message-id': '2-0', 'x-redacts': '1-0',
+    'x-redacted-by': 'prof', 'x-redacted-at': '1700' }, '');
+  assert.deepEqual(msgs.map((m) => m.id), ['1-0']);
+  assert.equal(msgs[0].redacted, undefined);
+  assert.deepEqual(redactions, [{ id: '1-0', room: 'r', redactionId: '2-0', by: 'prof', at: 1700 }]);
+  assert.deepEqual(all, redactions);
+
+  sockets[0].close();
+  await until(() => sockets.length === 2 && sockets[1].sent.length === 1);
+  sockets[1].deliver('CONNECTED', {});
+  await until(() => sockets[1].sent.length === 2);
+  const resub = sockets[1].sent[1].headers;
+  assert.equal(resub['x-since'], '2-0', 'the event counts as a place in the room');
+  // A replay from earlier: the tombstone of a message not seen yet.
+  sockets[1].deliver('MESSAGE', { subscription: resub.id, 'message-id': '3-0', sender: 'bob',
+    'x-redacted-by': 'system', 'x-redacted-at': '1800' }, '');
+  assert.deepEqual(msgs[1].redacted, { by: 'system', at: 1800 });
+  assert.equal(msgs[1].body, '');
+  c.disconnect();
+});
