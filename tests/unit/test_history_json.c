@@ -366,6 +366,39 @@ static void test_many_repeated_header_names_first_wins(void **state)
     buf_deinit(&h);
 }
 
+/* A redacted message's tombstone gets "redacted" after its headers; the
+ * redaction event (x-redacts) and headers that only look alike do not. */
+static void test_tombstone_is_marked_redacted(void **state)
+{
+    (void)state;
+    char tomb[] = "x-redacted-by:prof\\cx\nx-redacted-at:1795337300010\n";
+    envelope m = { .id = S("17-3"), .room = S("physics"), .seq = 41, .ts_ms = 5,
+                   .sender = S("alice"), .sender_name = S("Alice"), .headers = tomb,
+                   .headers_len = sizeof tomb - 1 };
+    char *out = message(&m);
+    assert_string_equal(out,
+        "{\"id\":\"17-3\",\"room\":\"physics\",\"seq\":41,\"sender\":\"alice\","
+        "\"sender_name\":\"Alice\",\"content_type\":null,\"timestamp\":5,\"body\":\"\","
+        "\"headers\":{\"x-redacted-by\":\"prof:x\",\"x-redacted-at\":\"1795337300010\"},"
+        "\"redacted\":{\"by\":\"prof:x\",\"at\":1795337300010}}");
+    assert_int_equal(history_json_message(&m, NULL), strlen(out));
+    free(out);
+    static const char *const not_tombs[] = {
+        "x-redacts:1-0\nx-redacted-by:prof\nx-redacted-at:7\n",   /* the event */
+        "x-redacted-by:prof\n",                                     /* no at */
+        "x-redacted-by:prof\nx-redacted-at:12a\n",                 /* at not a number */
+        "x-redacted-by:prof\nx-redacted-at:\n",
+        "x-redacted-by:prof\nx-redacted-at:123456789012345678901\n",
+    };
+    for (size_t i = 0; i < sizeof not_tombs / sizeof not_tombs[0]; i++) {
+        envelope e = { .id = S("1-0"), .room = S("r"), .headers = (char *)(uintptr_t)not_tombs[i],
+                       .headers_len = strlen(not_tombs[i]) };
+        out = message(&e);
+        assert_null(strstr(out, "\"redacted\""));
+        free(out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -375,6 +408,7 @@ int main(void)
         cmocka_unit_test(test_binary_body_is_base64),
         cmocka_unit_test(test_empty_page_and_error),
         cmocka_unit_test(test_many_repeated_header_names_first_wins),
+        cmocka_unit_test(test_tombstone_is_marked_redacted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
