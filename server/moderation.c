@@ -145,10 +145,9 @@ bool moderation_event_parse(const char *json, size_t len, json_t **root, moderat
     return true;
 }
 
-void moderation_control_frame(buf *out, const char *prefix, size_t prefix_len, int version,
+void moderation_control_frame(buf *out, const char *prefix, size_t prefix_len, bool esc,
                               const moderation_event *ev)
 {
-    bool esc = version != 10;
     const char *type = ev->banned ? "banned" : "kicked";
     char id[48];
     snprintf(id, sizeof id, "%s-%llu", type, (unsigned long long)ev->at_ms);

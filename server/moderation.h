@@ -152,15 +152,15 @@ const char *moderation_valid(moderation_action a, const char *room, const char *
 bool moderation_event_parse(const char *json, size_t len, json_t **root,
                             moderation_event *ev);
 
-/* Append the control MESSAGE that ends a subscription, for STOMP version
- * `version` (10, 11, 12; 1.0 does not escape header values): the
+/* Append the control MESSAGE that ends a subscription (header values
+ * escaped by STOMP 1.1/1.2 rules when `escape`; 1.0 has none): the
  * subscription's prefix ("MESSAGE\nsubscription:<id>\n", borrowed as
  * prefix[0..prefix_len)), then destination:/topic/<room>, message-id:
  * <kicked|banned>-<at_ms> (never a message id of the log: a client must not
  * resume from it), x-lectern-event:<kicked|banned>, x-reason, x-by, and for
  * a ban x-until (0: until lifted); a JSON body {"type","room","reason",
  * "by"} (and "until" for a ban). */
-void moderation_control_frame(buf *out, const char *prefix, size_t prefix_len, int version,
+void moderation_control_frame(buf *out, const char *prefix, size_t prefix_len, bool escape,
                               const moderation_event *ev);
 
 #endif
