@@ -260,12 +260,10 @@ int http_moderation_request(const http_contacts_env *keys, struct moderation *m,
         return 0;
     }
     rq->action = (moderation_action)moderation_action_parse(tail, strlen(tail));
-    char cl[24];
-    if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 && atoll(cl) > 0) {
-        http_exchange_read_body(wsi, x, keys->conf->api_max_body, rq, free);
-        return 0;
-    }
-    return hm_go(keys, m, wsi, x, rq, "", 0, false);
+    /* lws reads a POST's body (even an empty one) before an answer can go:
+     * answer at its end (http_moderation_body_done). */
+    http_exchange_read_body(wsi, x, keys->conf->api_max_body, rq, free);
+    return 0;
 }
 
 int http_moderation_body_done(const http_contacts_env *keys, struct moderation *m,
