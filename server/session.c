@@ -24,7 +24,8 @@
  * everything before it was processed).
  *
  * The other jobs of a session are files of their own (session_internal.h lists
- * them): output, CONNECT, transactions, input.
+ * them): output, CONNECT, transactions, input, moderation (a topic
+ * SUBSCRIBE joins after its ban check: session_moderation.c).
  */
 #include "session_internal.h"
 #include "session.h"
@@ -138,7 +139,7 @@ static void session_resume_abort(void *ctx, error_reason reason, const char *det
     session_error(((subscription *)ctx)->session, NULL, reason, detail);
 }
 
-static const resume_sink session_resume_sink = {
+const resume_sink session_resume_sink = {
     .pending = session_resume_pending,
     .replay = session_replay,
     .hold = session_resume_hold,
@@ -218,14 +219,6 @@ session *session_op_finish(inflight_op *op)
     if (s)
         budget_release(&s->budget, BUDGET_WAIT, cost);
     return s;
-}
-
-static void session_on_joined(void *ctx, bool ok)
-{
-    (void)ok;                   /* not ok: unsubscribed before; nothing to say */
-    session *s = session_op_finish(ctx);
-    if (s)
-        session_flush_receipts(s);
 }
 
 /* "until <ms since the epoch>" or "with no end", for a refusal's ERROR. */
@@ -385,11 +378,8 @@ static void on_subscribe(session *s, const stomp_frame *f)
             return;
         }
     } else {
-        relay_join(s->env->relay, &sub->member, &name, s->user, s->user_name,
-                   session_on_joined, session_op(s, inflight_op_cost()));
-        if (since_h)
-            resume_start(s->env->resume, &session_resume_sink, sub, &sub->resume,
-                         sub->member.room, s->id, since);
+        sub->mod = 0;
+        session_moderation_join(s, sub, since_h ? &since : NULL);   /* a ban check first */
     }
     budget_force(&s->budget, BUDGET_SUBS, cost);
     sub->next = s->subs;
@@ -404,6 +394,8 @@ static void session_drop_sub(session *s, subscription *sub)
         status_unsubscribe(sub->status);
     else if (sub->kind == SUB_PRESENCE)
         presence_unsubscribe(s->env->presence, &sub->member);
+    else if (sub->mod & SUB_MOD_CHECKING)
+        session_moderation_forget(sub);     /* not a member yet */
     else {
         resume_cancel(sub->resume);
         relay_leave(s->env->relay, &sub->member, s->user);
