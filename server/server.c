@@ -328,6 +328,7 @@ static void server_lend(server *srv)
         .auth = srv->auth,
         .resume = &srv->resume_env,
         .moderation = srv->moderation,
+        .redact = srv->redact,
         .server_id = srv->id,
         .loop = &srv->loop,
     };

@@ -157,7 +157,8 @@ static int session_room(session *s, const stomp_frame *f, const stomp_str *dest,
     int r = room_destination(dest, (size_t)s->env->conf->max_room_name, name);
     if (r == ROOM_DEST_UNKNOWN) {
         session_error_with(s, f, ERROR_UNKNOWN_DESTINATION,
-                           "Destinations are /topic/<room>, /presence/<room> and /status; "
+                           "Destinations are /topic/<room>, /presence/<room>, /control/<room> "
+                           "and /status; "
                            "unknown destination: ", dest);
         return -1;
     }
@@ -300,6 +301,12 @@ static void on_subscribe(session *s, const stomp_frame *f)
     int kind = to_status ? ROOM_DEST_TOPIC : session_room(s, f, dest, &name, AUTH_READ);
     if (kind < 0)
         return;
+    if (kind == ROOM_DEST_CONTROL) {
+        session_error_with(s, f, ERROR_UNKNOWN_DESTINATION,
+                           "/control/<room> takes SEND (moderation) only; cannot subscribe to: ",
+                           dest);
+        return;
+    }
     if (session_find_sub(s, id->p, id->len)) {
         session_error_with(s, f, ERROR_DUPLICATE_SUBSCRIPTION,
                            "This connection already has a subscription with id: ", id);
@@ -501,6 +508,10 @@ static void on_send(session *s, const stomp_frame *f)
     int kind = session_room(s, f, dest, &name, AUTH_SEND);
     if (kind < 0)
         return;
+    if (kind == ROOM_DEST_CONTROL) {
+        session_control_send(s, f, &name);
+        return;
+    }
     if (kind == ROOM_DEST_PRESENCE) {
         session_error_with(s, f, ERROR_READ_ONLY_DESTINATION,
                            "Presence is published by the server; SEND is not allowed to: ", dest);

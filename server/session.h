@@ -55,7 +55,8 @@ typedef struct session_env {
     struct status *status;           /* /status subscriptions */
     struct auth *auth;
     const struct resume_env *resume; /* x-since replays */
-    struct moderation *moderation;   /* a topic SUBSCRIBE's ban check (NULL: none) */
+    struct moderation *moderation;   /* a topic SUBSCRIBE's ban check (NULL: none); control */
+    struct redact *redact;           /* control frames: redact */
     const char *server_id;           /* names guests ("guest-<id>-<conn>") */
     uv_loop_t *loop;                 /* its clock (uv_now) */
 } session_env;

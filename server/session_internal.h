@@ -10,6 +10,8 @@
  *   session_txn.c    BEGIN, COMMIT, ABORT and the frames buffered in them
  *   session_input.c  bytes in: parsing, partial frames, pacing, rate limits
  *   session_moderation.c  a topic SUBSCRIBE's ban check and join; kicks and bans
+ *   session_control.c     SEND to /control/<room>: moderation by instructors
+ *   session_status.c      /status: friends' online status
  *
  * Only these files include this header; the struct stays opaque to the
  * rest of the server.
@@ -169,6 +171,10 @@ void session_flush_receipts(session *s);
  * close once it is written. _with: the body is text then value. _x: the
  * body has detail_len bytes, plus an optional extra header. */
 void session_error(session *s, const stomp_frame *f, error_reason reason, const char *detail);
+
+/* session_control.c: a SEND to /control/<room> (name: the room, validated
+ * and permitted by session_room). */
+void session_control_send(session *s, const stomp_frame *f, const stomp_str *name);
 void session_error_with(session *s, const stomp_frame *f, error_reason reason, const char *text,
                         const stomp_str *value);
 void session_error_x(session *s, const stomp_frame *f, error_reason reason, const char *detail,
