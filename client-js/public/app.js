@@ -226,6 +226,13 @@ $('#join').addEventListener('submit', async (e) => {
   mod.room = room;
   room.on('message', addLive);
   room.on('redact', markRemoved);
+  const removed = (r) => {
+    const what = r.type === 'banned' ? 'banned from' : 'removed from';
+    $('#log').append(el('li', 'sys removed-notice', `You were ${what} this room by ${r.by}${r.reason ? `: ${r.reason}` : ''}.`));
+    $('#say input').disabled = true;
+  };
+  room.on('kicked', removed);
+  room.on('banned', removed);
   room.on('presence', showPeople);
   startFriends(user);
   await client.connect();

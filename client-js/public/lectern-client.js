@@ -530,6 +530,23 @@ export class Room extends Emitter {
   /** A page of earlier messages (oldest first), before `before` (an id). */
   history(opts = {}) { return this.client.history(this.name, opts); }
 
+  /* Moderation (instructors in rooms their token lists, admins): each resolves
+   * once the cluster has it (docs/protocol.md "Moderation"), rejects with the
+   * server's ERROR. */
+  /** Redact message `id`: its body gone for everyone, a 'redact' event everywhere. */
+  redact(id) { return this.client.control(this.name, { action: 'redact', id }); }
+  /** Mute `user` here for o.durationS seconds (default: until unmuted). */
+  mute(user, o = {}) {
+    return this.client.control(this.name, { action: 'mute', user,
+      ...(o.durationS ? { duration_s: o.durationS } : {}), ...(o.reason ? { reason: o.reason } : {}) });
+  }
+  /** Lift a mute. */
+  unmute(user) { return this.client.control(this.name, { action: 'unmute', user }); }
+  /** End every subscription of `user` to this room, on every server. */
+  kick(user, o = {}) {
+    return this.client.control(this.name, { action: 'kick', user, ...(o.reason ? { reason: o.reason } : {}) });
+  }
+
   /** Unsubscribe for good. */
   leave() { return this.client.leave(this.name); }
 }
@@ -893,6 +910,16 @@ export class LecternClient extends Emitter {
     return this.#sendReceipted({
       ...headers, destination: `/topic/${room}`, 'content-type': headers['content-type'] || 'text/plain',
     }, String(body));
+  }
+
+  /**
+   * A moderation frame for `room` (docs/protocol.md, "Moderation"): body is
+   * {action, ...}; resolves on its RECEIPT. Room.redact, mute, unmute and
+   * kick are the usual way in.
+   */
+  control(room, body) {
+    return this.#sendReceipted({ destination: `/control/${room}`, 'content-type': 'application/json' },
+      JSON.stringify(body));
   }
 
   /** A SEND that resolves on its RECEIPT, rejects on ERROR, a dropped connection, or when not online. */

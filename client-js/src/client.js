@@ -100,7 +100,8 @@ export class Room extends Emitter {
   history(opts = {}) { return this.client.history(this.name, opts); }
 
   /* Moderation (instructors in rooms their token lists, admins): each resolves
-   * once it took effect on every server, rejects with the server's ERROR. */
+   * once the cluster has it (docs/protocol.md "Moderation"), rejects with the
+   * server's ERROR. */
   /** Redact message `id`: its body gone for everyone, a 'redact' event everywhere. */
   redact(id) { return this.client.control(this.name, { action: 'redact', id }); }
   /** Mute `user` here for o.durationS seconds (default: until unmuted). */
