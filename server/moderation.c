@@ -315,6 +315,44 @@ int moderation_list(moderation *m, const char *rname, moderation_list_fn done, v
     return 0;
 }
 
+/* The bans of a room swept (moderation_sweep): each one hands its user's
+ * subscriptions to env.kick, as its announcement would have. */
+static void moderation_on_swept(void *ctx, const registry_mod_list *l)
+{
+    moderation_op *op = ctx;
+    moderation *m = op->m;
+    for (size_t i = 0; l->ok && !m->closing && m->env.kick && i < l->nbans; i++) {
+        const registry_mod_entry *e = &l->bans[i];
+        json_t *info = e->info_len ? json_loadb(e->info, e->info_len, 0, NULL) : NULL;
+        const char *reason = json_string_value(json_object_get(info, "reason"));
+        const char *by = json_string_value(json_object_get(info, "by"));
+        json_t *at = json_object_get(info, "at");
+        moderation_event ev = {
+            .banned = true, .room = op->room, .user = e->user, .reason = reason ? reason : "",
+            .by = by ? by : "system",
+            .at_ms = json_is_integer(at) ? (uint64_t)json_integer_value(at) : 0,
+            .until_ms = e->until_ms,
+        };
+        m->env.kick(m->env.ctx, &ev);
+        json_decref(info);
+    }
+    moderation_op_end(op);
+}
+
+int moderation_sweep(moderation *m, const char *rname)
+{
+    if (!rname || !room_name_valid(rname, strlen(rname), m->env.lim.max_room_name))
+        return MODERATION_EINVAL;
+    if (m->closing)
+        return MODERATION_EDOWN;
+    moderation_op *op = moderation_op_new(m, rname, NULL, NULL);
+    if (registry_moderation_get(m->env.registry, rname, "", moderation_on_swept, op) < 0) {
+        moderation_op_end(op);
+        return MODERATION_EDOWN;
+    }
+    return 0;
+}
+
 static void moderation_on_checked(void *ctx, const registry_mod_list *l)
 {
     moderation_op *op = ctx;

@@ -130,6 +130,14 @@ typedef void (*moderation_check_fn)(void *ctx, bool ok, bool banned, uint64_t un
 int moderation_check_ban(moderation *m, const char *room, const char *user,
                          moderation_check_fn done, void *ctx);
 
+/* Enforce room's live bans on this server again: each is handed to
+ * env.kick as if announced now (a user with no subscription to the room
+ * here is no-op). For after the registry's connections come back: an
+ * announcement published while this server was not listening is not
+ * heard again, and a SUBSCRIBE meanwhile joined without its ban check.
+ * Returns 0, MODERATION_EINVAL or MODERATION_EDOWN. */
+int moderation_sweep(moderation *m, const char *room);
+
 /* An announcement heard on the registry's moderation channel (JSON):
  * parsed and handed to env.kick. Malformed ones are logged and dropped. */
 void moderation_on_announcement(moderation *m, const char *json, size_t len);

@@ -362,12 +362,23 @@ static void server_lend(server *srv)
 
 /* --- cluster callbacks --------------------------------------------------------- */
 
+/* Bans announced while this server was not listening, or SUBSCRIBEs that
+ * joined without their ban check meanwhile: every local room's bans again. */
+static void server_moderation_sweep(server *srv)
+{
+    for (room *r = room_first(srv->rooms); r && srv->moderation; r = room_next(r))
+        if (moderation_sweep(srv->moderation, room_name(r)) == MODERATION_EDOWN)
+            break;
+}
+
 static void server_on_registry_state(void *ctx, bool up)
 {
     server *srv = ctx;
     log_info(up ? "registry_up" : "registry_down", "server=%s", srv->id);
-    if (up)
+    if (up) {
         status_resync(srv->status);     /* a reconnect forgot this server's watches */
+        server_moderation_sweep(srv);
+    }
 }
 
 static void server_on_room_sync(void *ctx, const char *rname, uint64_t epoch, uint64_t seq)
@@ -388,6 +399,7 @@ static void server_on_presence_resync(void *ctx)
     server *srv = ctx;
     presence_resync(srv->presence);
     status_resync(srv->status);
+    server_moderation_sweep(srv);      /* announcements missed while unsubscribed */
 }
 
 static void server_on_status(void *ctx, const char *json, size_t len)

@@ -5,6 +5,7 @@
 // clients of one user connected to both.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import {
   expectReceipt, httpGet, metric, sleep, startCluster, startServer, stompClient, subscribed,
   waitFor,
@@ -294,6 +295,30 @@ describe('moderation', () => {
       await s.stop();
       await off.stop();
       await down.stop();
+    }
+  });
+  test('a ban whose announcement a server missed is enforced when its registry connection comes back', async () => {
+    const c = await startCluster({ n: 1, sets: { 'api.keys': KEY } });
+    const clients = [];
+    const room = `sweep-${Date.now().toString(36)}`;
+    try {
+      const [s] = c.servers;
+      const u = await connect(s, 'missed', clients);
+      const sub = await subscribed(u.client, `/topic/${room}`);
+      // A ban written while nobody listened: in Redis, never announced.
+      const redisPort = process.env.LECTERN_REDIS_PORT || 6390;
+      execFileSync('redis-cli', ['-p', String(redisPort), 'HSET', `${c.cluster}:room:{${room}}:ban`, 'missed', '0']);
+      await sleep(200);
+      assert.equal(sub.messages.length, 0, 'nothing happens without an announcement');
+      // The server's subscriber connection drops and comes back: it sweeps its rooms' bans.
+      execFileSync('redis-cli', ['-p', String(redisPort), 'CLIENT', 'KILL', 'TYPE', 'pubsub']);
+      await waitFor(() => sub.messages.some((m) => m.headers['x-lectern-event'] === 'banned'),
+        { timeout: 10000, what: 'the banned control MESSAGE after the reconnect' });
+      const m = sub.messages.find((x) => x.headers['x-lectern-event'] === 'banned');
+      assert.equal(m.headers.destination, `/topic/${room}`);
+    } finally {
+      for (const cl of clients) await cl.client.deactivate();
+      await c.stop();
     }
   });
 });
