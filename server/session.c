@@ -682,12 +682,14 @@ static void session_tick(session *s, uint64_t now)
     }
     if (s->throttled && session_may_read(s, now)) {
         s->throttled = false;
-        lws_rx_flow_control(s->wsi, 1);
+        if (!s->held)
+            lws_rx_flow_control(s->wsi, 1);
         session_feed(s, NULL, 0);       /* what waited in s->rx */
         if (s->dead)
             return;
     }
-    if (!s->throttled && s->rx_since_ms && now - s->rx_since_ms >= (uint64_t)c->frame_timeout_ms &&
+    if (!s->throttled && !s->held && s->rx_since_ms &&
+        now - s->rx_since_ms >= (uint64_t)c->frame_timeout_ms &&
         s->state == SESSION_CONNECTED) {
         s->env->metrics->frame_timeouts++;
         session_error(s, NULL, ERROR_FRAME_TIMEOUT,

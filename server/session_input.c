@@ -57,6 +57,27 @@ static void session_throttle(session *s)
     log_debug("throttled", "conn=%llu", (unsigned long long)s->id);
 }
 
+void session_hold_input(session *s)
+{
+    if (s->held)
+        return;
+    s->held = true;
+    if (!s->throttled)
+        lws_rx_flow_control(s->wsi, 0);
+}
+
+void session_release_input(session *s)
+{
+    if (!s->held)
+        return;
+    s->held = false;
+    if (s->dead || s->state == SESSION_CLOSING)
+        return;
+    if (!s->throttled)
+        lws_rx_flow_control(s->wsi, 1);
+    session_feed(s, NULL, 0);       /* what waited in s->rx */
+}
+
 /* The partial frame's state goes (a frame boundary, or its bytes went). */
 static void session_part_free(session *s)
 {
@@ -96,7 +117,7 @@ static size_t session_parse(session *s, char *data, size_t n)
     uint64_t now = session_now(s);
     size_t off = 0;
     stomp_scan scan = s->rx_part ? s->rx_part->scan : (stomp_scan){ 0 };
-    while (off < n && s->state != SESSION_CLOSING && !s->draining) {
+    while (off < n && s->state != SESSION_CLOSING && !s->draining && !s->held) {
         if (limited && !session_may_read(s, now)) {
             session_throttle(s);
             break;
@@ -192,7 +213,7 @@ int session_feed(session *s, void *in, size_t len)
         session_drop_input(s);
         return 0;
     }
-    if (s->throttled) {
+    if (s->throttled || s->held) {
         /* lws may hand over what it had read before the pause. */
         if (len)
             buf_append(&s->rx, in, len);

@@ -99,6 +99,7 @@ struct session {
     uint8_t role;                /* jwt_role: the token's, or CONNECT's x-role (auth none) */
     bool restarting;             /* drained by SIGTERM: close with 1012 when done */
     bool throttled;              /* input paused by the token buckets (lws rx flow off) */
+    bool held;                   /* input paused for a SUBSCRIBE's ban check (in order) */
     ratelimit rl;                /* limits.send_*, limits.frame_* */
     uint64_t rx_since_ms;        /* when s->rx started holding a partial frame */
     const char *addr;            /* client address (owned by the server's peer count) */
@@ -171,6 +172,13 @@ void session_flush_receipts(session *s);
  * close once it is written. _with: the body is text then value. _x: the
  * body has detail_len bytes, plus an optional extra header. */
 void session_error(session *s, const stomp_frame *f, error_reason reason, const char *detail);
+
+/* Input paused while a topic SUBSCRIBE's ban check is out, so the frames
+ * after it (a SEND to the room) take effect after its join, in order:
+ * session_hold_input stops parsing after the current frame, and
+ * session_release_input parses what waited (session_input.c). */
+void session_hold_input(session *s);
+void session_release_input(session *s);
 
 /* session_control.c: a SEND to /control/<room> (name: the room, validated
  * and permitted by session_room). */

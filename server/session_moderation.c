@@ -10,6 +10,11 @@
  * banned: the join (and an x-since replay) as for any subscription. The
  * check is the operation the SUBSCRIBE's RECEIPT waits for, handed on to
  * the join, so a RECEIPT still means "a member of the room cluster-wide".
+ * While the check is out the connection's input waits (session_hold_input),
+ * so what the client sent after the SUBSCRIBE (a SEND to the same room,
+ * typically) takes effect after the join, in the order sent: its message
+ * reaches the new subscription, as STOMP's ordering promises. It costs a
+ * Redis round trip per topic SUBSCRIBE, paid one after the other.
  * When Redis cannot be asked, the subscription joins unchecked: reading
  * goes on through a Redis outage, as it always has, and nothing can be
  * published meanwhile (every publish goes through Redis, which refuses a
@@ -78,8 +83,10 @@ static void session_mod_on_checked(void *ctx, bool ok, bool banned, uint64_t unt
     free(chk);
     if (!sub) {
         session *s = session_op_finish(op);      /* unsubscribed or closed meanwhile */
-        if (s)
+        if (s) {
             session_flush_receipts(s);
+            session_release_input(s);
+        }
         return;
     }
     session *s = sub->session;
@@ -88,6 +95,7 @@ static void session_mod_on_checked(void *ctx, bool ok, bool banned, uint64_t unt
     if (sub->mod & SUB_MOD_ENDED) {              /* kicked or banned meanwhile */
         session_op_finish(op);
         session_flush_receipts(s);
+        session_release_input(s);
         return;
     }
     if (ok && banned) {
@@ -104,10 +112,13 @@ static void session_mod_on_checked(void *ctx, bool ok, bool banned, uint64_t unt
                  log_q(q, sizeof q, s->user, strlen(s->user)), (int)sub->room_len,
                  sub->id + sub->id_len);
         session_error(s, NULL, ERROR_BANNED, why);
+        session_release_input(s);
         return;
     }
-    /* Not banned, or Redis failed to say: join (see the essay). */
+    /* Not banned, or Redis failed to say: join (see the essay), then the
+     * frames that came after the SUBSCRIBE, now ordered after its join. */
     session_mod_join(s, sub, op, has_since ? &since : NULL);
+    session_release_input(s);
 }
 
 void session_moderation_join(session *s, subscription *sub, const msgid *since)
@@ -133,6 +144,7 @@ void session_moderation_join(session *s, subscription *sub, const msgid *since)
     }
     sub->mod |= SUB_MOD_CHECKING;
     sub->check = chk;
+    session_hold_input(s);
 }
 
 void session_moderation_forget(subscription *sub)
