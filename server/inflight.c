@@ -154,6 +154,12 @@ void *inflight_finish(inflight_op *op, size_t *cost)
     return q ? q->owner : NULL;
 }
 
+const char *inflight_receipt_of(const inflight_op *op, size_t *len)
+{
+    *len = op->rcpt ? op->rcpt->id_len : 0;
+    return op->rcpt ? op->rcpt->id : NULL;
+}
+
 bool inflight_idle(const inflight *q)
 {
     return !q->head && q->done >= q->issued;

@@ -79,6 +79,10 @@ void inflight_wait_op(inflight *q, inflight_op *op, const char *id, size_t len);
  * tied to it; nothing when none is, the queue is gone, or len is over
  * INFLIGHT_MID_MAX (no id rather than a cut one). id is copied. */
 void inflight_set_id(inflight_op *op, const char *id, size_t len);
+/* The receipt id of the receipt tied to op (inflight_wait_op), valid
+ * until op finishes, in *len; NULL when none is (or the queue is gone).
+ * For an ERROR about op's failure, which names the frame's receipt. */
+const char *inflight_receipt_of(const inflight_op *op, size_t *len);
 /* Take the first waiting receipt if the operations it waits for are all
  * done (the caller frees it); NULL otherwise. */
 inflight_receipt *inflight_ready(inflight *q);

@@ -238,30 +238,46 @@ static void session_until(char *out, size_t len, uint64_t until_ms)
         snprintf(out, len, "with no end");
 }
 
-static void session_on_published(void *ctx, const relay_result *res)
+/* A publish of s ended: the RECEIPTs it held go out, or the ERROR that
+ * ends the session (naming the SEND's receipt, when it asked for one). */
+static void session_published(session *s, const relay_result *res, const char *receipt)
 {
-    if (res->outcome == RELAY_STORED)
-        inflight_set_id(ctx, res->id, strlen(res->id));
-    session *s = session_op_finish(ctx);
-    if (!s)
-        return;
     if (res->outcome == RELAY_BANNED || res->outcome == RELAY_MUTED) {
         char why[160], until[64];
         bool banned = res->outcome == RELAY_BANNED;
         session_until(until, sizeof until, res->until_ms);
         snprintf(why, sizeof why, "You are %s in this room %s; the message was not sent.",
                  banned ? "banned" : "muted", until);
-        session_error(s, NULL, banned ? ERROR_BANNED : ERROR_MUTED, why);
+        session_error_x(s, NULL, banned ? ERROR_BANNED : ERROR_MUTED, why, strlen(why),
+                        receipt ? "receipt-id" : NULL, receipt);
         return;
     }
     if (res->outcome != RELAY_STORED) {
-        session_error(s, NULL, ERROR_MESSAGE_NOT_STORED,
-                      "The cluster could not confirm that the message was stored durably "
-                      "(Redis or RabbitMQ unavailable); it may or may not have been "
-                      "delivered. Reconnect and send it again.");
+        static const char why[] =
+            "The cluster could not confirm that the message was stored durably "
+            "(Redis or RabbitMQ unavailable); it may or may not have been "
+            "delivered. Reconnect and send it again (with the same x-idempotency-key, "
+            "it is stored once).";
+        session_error_x(s, NULL, ERROR_MESSAGE_NOT_STORED, why, sizeof why - 1,
+                        receipt ? "receipt-id" : NULL, receipt);
         return;
     }
     session_flush_receipts(s);
+}
+
+static void session_on_published(void *ctx, const relay_result *res)
+{
+    size_t rlen;
+    const char *rid = inflight_receipt_of(ctx, &rlen);
+    /* A refusal's ERROR names the SEND by its receipt (read before the op
+     * goes), so a client can tell which message it was. */
+    char *receipt = res->outcome != RELAY_STORED && rid ? xstrndup(rid, rlen) : NULL;
+    if (res->outcome == RELAY_STORED)
+        inflight_set_id(ctx, res->id, strlen(res->id));
+    session *s = session_op_finish(ctx);
+    if (s)
+        session_published(s, res, receipt);
+    free(receipt);
 }
 
 /* A subscription: its record (the prefix, then the id and the room's name
