@@ -393,6 +393,15 @@ const cfg_knob server_knobs[] = {
       "page reads every server's room set, so it costs Redis time linear in the\n"
       "cluster's live rooms." },
 
+    { "moderation.max_duration_s", CFG_INT, K(mod_max_duration_s), "31536000", 1, 315360000,
+      NULL,
+      "Longest ban or mute, in seconds (one without a duration lasts until lifted).\n"
+      "The server API and an instructor's control frame refuse longer ones (400 /\n"
+      "ERROR). Default: 365 days." },
+    { "moderation.max_reason", CFG_INT, K(mod_max_reason), "500", 1, 4000, NULL,
+      "Longest reason of a kick, ban or mute, in bytes (shown to the user in the\n"
+      "control MESSAGE's x-reason header and body, and in the moderation listing)." },
+
     { "heartbeat.send_ms", CFG_INT, K(hb_send_ms), "10000", 0, 3600000, NULL,
       "Shortest interval at which the server sends heart-beats (sx of\n"
       "heart-beat: sx,sy); the interval used is max(this, client's cy). 0: never." },

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #define DBR_TOMB_PREFIX "x-redacted-by:"
+#define DBR_EVENT_PREFIX "x-redacts:"    /* a redaction event: never redacted */
 /* Headers longer than this in an existing tombstone are not read back
  * whole (they never are: two short lines). */
 #define DBR_HEADERS_MAX 1024
@@ -125,7 +126,8 @@ static int dbr_stored(MYSQL *conn, dbr_job *j, unsigned *err, char *why, size_t 
     static const char upd[] =
         "UPDATE messages SET body = '', content_type = NULL, headers = ?"
         " WHERE room = ? AND id_ms = ? AND id_n = ?"
-        " AND (headers IS NULL OR headers NOT LIKE '" DBR_TOMB_PREFIX "%')";
+        " AND (headers IS NULL OR (headers NOT LIKE '" DBR_TOMB_PREFIX "%'"
+        " AND headers NOT LIKE '" DBR_EVENT_PREFIX "%'))";
     static const char sel[] =
         "SELECT headers FROM messages WHERE room = ? AND id_ms = ? AND id_n = ?";
     MYSQL_BIND in[4];
@@ -162,8 +164,10 @@ static int dbr_stored(MYSQL *conn, dbr_job *j, unsigned *err, char *why, size_t 
     if (rc == 1)
         return dbr_fail(st, conn, err, why, whylen);
     mysql_stmt_close(st);
-    if (rc == MYSQL_NO_DATA) {
-        j->status = DB_REDACT_NOT_FOUND;
+    size_t ep = sizeof DBR_EVENT_PREFIX - 1;
+    if (rc == MYSQL_NO_DATA ||
+        (!is_null && hl >= ep && !memcmp(j->old, DBR_EVENT_PREFIX, ep))) {
+        j->status = DB_REDACT_NOT_FOUND;     /* none, or a redaction event */
     } else {
         /* The UPDATE matched nothing: the row is a tombstone. */
         j->status = DB_REDACT_ALREADY;

@@ -3,7 +3,8 @@
  * History pages (GET /api/rooms/<room>/messages) are http_history.c's,
  * the contacts API (/api/users/<id>/contacts, every method) is
  * http_contacts.c's, redaction (DELETE /api/rooms/<room>/messages/<id>)
- * http_redact.c's.
+ * http_redact.c's, kick, ban and mute (POST /api/rooms/<room>/<action>, GET
+ * /api/rooms/<room>/moderation) http_moderation.c's.
  *
  * Upgrades. libwebsockets binds a WebSocket to the first subprotocol in the
  * client's list that the vhost knows; STOMP servers (RabbitMQ Web-STOMP
@@ -25,6 +26,7 @@
 #include "buf.h"
 #include "http_admin.h"
 #include "http_history.h"
+#include "http_moderation.h"
 #include "http_publish.h"
 #include "http_redact.h"
 #include "http_status.h"
@@ -518,6 +520,10 @@ int http_request(const http_env *env, struct lws *wsi, http_exchange **x, const 
         http_exchange_route(wsi, x, APILOG_CONTACTS);
         return http_contacts_request(&env->contacts, wsi, x, uri);
     }
+    if (http_moderation_match(wsi, uri)) {
+        http_exchange_route(wsi, x, APILOG_MODERATION);
+        return http_moderation_request(&env->contacts, env->moderation, wsi, x, uri);
+    }
     if (http_is_post(wsi) && http_publish_match(uri)) {
         http_exchange_route(wsi, x, strcmp(uri, "/api/broadcast") ? APILOG_PUBLISH
                                                                     : APILOG_BROADCAST);
@@ -580,8 +586,10 @@ void http_body_in(struct lws *wsi, http_exchange **x, const void *in, size_t len
 
 int http_body_done(const http_env *env, struct lws *wsi, http_exchange **x)
 {
-    /* Which route reads this body: a POST is the server API's publish
-     * (the only POST route that reads one), anything else the contacts API. */
+    /* Which route reads this body: a POST is moderation's (by its uri) or
+     * else the server API's publish, anything else the contacts API. */
+    if (http_exchange_reading(*x) && http_moderation_reading(wsi))
+        return http_moderation_body_done(&env->contacts, env->moderation, wsi, x);
     if (http_exchange_reading(*x) && http_is_post(wsi))
         return http_publish_body_done(&env->contacts, env->relay, wsi, x);
     if (http_exchange_reading(*x) && http_redact_reading(wsi))

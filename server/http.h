@@ -25,6 +25,7 @@
 struct auth;
 struct gate;
 struct history;
+struct moderation;
 struct lws;
 struct origin_list;
 struct redact;
@@ -39,6 +40,7 @@ typedef struct http_env {
     struct contacts *lists;             /* contact lists (contacts.h) */
     struct relay *relay;                /* the server API's publishes */
     struct redact *redact;              /* DELETE .../messages/<id> (NULL: shutting down) */
+    struct moderation *moderation;      /* kick, ban, mute (NULL: shutting down) */
     struct history *history;            /* message pages */
     http_contacts_env contacts;         /* /api/users/<id>/contacts */
     struct gate *slots;                 /* history reads (http.max_inflight) */

@@ -338,8 +338,8 @@ bool http_exchange_reading(const http_exchange *e)
 
 void http_exchange_body_in(http_exchange *e, const void *in, size_t len)
 {
-    if (!e || e->state != X_READING)
-        return;
+    if (!e || e->state != X_READING || !len)
+        return;     /* lws may report an empty body as (NULL, 0) */
     /* Counted as it arrives; kept only up to the limit, in a buffer that
      * grows with what came (a Content-Length promises nothing). */
     if (e->in_over || len > e->in_max - e->in_len) {

@@ -114,6 +114,10 @@ static const metrics_row metrics_rows[] = {
       "Contact-list lookups that failed: neither Redis nor MySQL answered."),
     C(contacts_writes, "lectern_contacts_writes_total",
       "Stored contact lists changed through PUT, PATCH or DELETE /api/users/<id>/contacts."),
+    C(moderation_ended_subs, "lectern_moderation_ended_subscriptions_total",
+      "Subscriptions of this server ended by a kick or a ban (from any server)."),
+    C(moderation_banned_subscribes, "lectern_moderation_banned_subscribes_total",
+      "SUBSCRIBEs refused with ERROR Banned."),
     G(registry_up, "lectern_registry_up", "1 when registered in Redis and usable."),
     L(registry_reconnects, "lectern_registry_reconnects_total", "Reconnects to Redis."),
     L(servers_reaped, "lectern_servers_reaped_total", "Dead servers this server reaped."),
@@ -219,6 +223,16 @@ void metrics_render(const metrics *m, const metrics_gauges *g, buf *out)
     if (g->bus_confirm)
         histogram_render(g->bus_confirm, "lectern_bus_confirm_seconds",
                          "Storage copy queued for RabbitMQ to its publisher confirm.", out);
+
+    static const char *const mod_names[METRICS_MOD_COUNT] = {
+        "kick", "ban", "unban", "mute", "unmute",
+    };
+    prom_family(out, "lectern_moderation_actions_total", "counter",
+                "Kicks, bans, mutes and their lifting applied through this server, by action.");
+    for (int i = 0; i < METRICS_MOD_COUNT; i++) {
+        snprintf(labels, sizeof labels, "action=\"%s\"", mod_names[i]);
+        prom_sample(out, "lectern_moderation_actions_total", labels, m->moderation_actions[i]);
+    }
 
     apilog_render(&m->api, out);
 

@@ -17,6 +17,10 @@
 #include "stomp.h"
 
 /* Frames we send, by kind (lectern_frames_out_total{command}). */
+/* Moderation actions, by kind (lectern_moderation_actions_total{action});
+ * the order of moderation.h's moderation_action. */
+enum { METRICS_MOD_KICK, METRICS_MOD_BAN, METRICS_MOD_UNBAN, METRICS_MOD_MUTE,
+       METRICS_MOD_UNMUTE, METRICS_MOD_COUNT };
 enum { METRICS_OUT_MESSAGE, METRICS_OUT_RECEIPT, METRICS_OUT_ERROR, METRICS_OUT_CONNECTED,
        METRICS_OUT_HEARTBEAT, METRICS_OUT_COUNT };
 
@@ -62,6 +66,9 @@ typedef struct metrics {
     uint64_t contacts_mysql_reads;         /* ... read from MySQL */
     uint64_t contacts_errors;              /* lookups that failed (Redis and MySQL) */
     uint64_t contacts_writes;              /* lists changed through the API */
+    uint64_t moderation_actions[METRICS_MOD_COUNT];   /* applied by this server */
+    uint64_t moderation_ended_subs;        /* local subscriptions ended by a kick or ban */
+    uint64_t moderation_banned_subscribes; /* SUBSCRIBEs refused: banned */
 } metrics;
 
 /* Values read from live state (and from the registry, bus and relay) at

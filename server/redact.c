@@ -305,6 +305,10 @@ static void redact_on_mark(void *ctx, const registry_redact_result *r)
         redact_finish(op, REDACT_ALREADY, NULL, by, at, NULL);
         return;
     }
+    case REGISTRY_REDACT_EVENT:
+        /* A redaction event is no message to remove (and clients act on it). */
+        redact_finish(op, REDACT_NOT_FOUND, NULL, NULL, 0, NULL);
+        return;
     case REGISTRY_REDACT_ABSENT: {
         char *h;
         size_t hl;

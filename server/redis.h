@@ -74,7 +74,7 @@ void redis_add_script(redis *r, redis_script *s);
 void redis_set_auth(redis *r, const char *user, const char *password);
 /* Before the first connect: make this a subscriber connection, and add
  * channel (copied) to what it subscribes to (at most REDIS_MAX_CHANNELS). */
-#define REDIS_MAX_CHANNELS 4
+#define REDIS_MAX_CHANNELS 8
 void redis_subscribe(redis *r, const char *channel);
 
 /* Before the first connect: find the master through these Sentinels, and

@@ -26,6 +26,8 @@
  *                                   messages of the log (registry_redact.h);
  *                                   lives as long as the log
  *   channel P presence      presence events (JSON), published by the scripts
+ *   channel P moderation    kicks and bans (JSON), published by moderate.lua
+ *   P room:{R}:ban, :mute, :modinfo   bans and mutes (registry_moderation.h)
  *
  * Bounded growth: when the last member of a room anywhere leaves, its who,
  * cnt and srv hashes go away and its log, seq and pv expire after
@@ -107,6 +109,8 @@ static redis_script registry_scripts[REGISTRY_LUA_COUNT] = {
     [REGISTRY_LUA_CONTACTS_CHANGED] = { "contacts_changed", registry_lua_contacts_changed, "" },
     [REGISTRY_LUA_REDACT] = { "redact", registry_lua_redact, "" },
     [REGISTRY_LUA_REDACT_UNDO] = { "redact_undo", registry_lua_redact_undo, "" },
+    [REGISTRY_LUA_MODERATE] = { "moderate", registry_lua_moderate, "" },
+    [REGISTRY_LUA_MODERATION_GET] = { "moderation_get", registry_lua_moderation_get, "" },
 };
 
 /* --- the mirror ------------------------------------------------------------ */
@@ -539,8 +543,9 @@ static void registry_on_cmd_down(void *ctx, const char *why)
 
 /* The subscriber connection's channels: P presence (room presence, every
  * server), P srv:S:status (status changes of the users this server
- * watches, this server only) and P contacts (a user whose contact list
- * changed, every server). */
+ * watches, this server only), P contacts (a user whose contact list
+ * changed, every server) and P moderation (kicks and bans, every server:
+ * registry_moderation.h). */
 static void registry_on_event(void *ctx, const char *channel, size_t chlen, const char *payload,
                               size_t len)
 {
@@ -548,6 +553,11 @@ static void registry_on_event(void *ctx, const char *channel, size_t chlen, cons
     size_t pl = strlen(g->prefix);
     const char *name = chlen >= pl ? channel + pl : "";
     size_t nl = chlen >= pl ? chlen - pl : 0;
+    if (nl == 10 && !memcmp(name, "moderation", 10)) {
+        if (g->ev.on_moderation)
+            g->ev.on_moderation(g->ctx, payload, len);
+        return;
+    }
     if (nl == 8 && !memcmp(name, "contacts", 8)) {
         if (g->ev.on_contacts_changed)
             g->ev.on_contacts_changed(g->ctx, payload, len);
@@ -629,6 +639,8 @@ registry *registry_create(uv_loop_t *loop, const registry_config *cfg, const reg
     snprintf(channel, sizeof channel, "%scontacts", cfg->prefix);
     redis_subscribe(g->sub, channel);
     snprintf(channel, sizeof channel, "%ssrv:%s:status", cfg->prefix, cfg->server_id);
+    redis_subscribe(g->sub, channel);
+    snprintf(channel, sizeof channel, "%smoderation", cfg->prefix);
     redis_subscribe(g->sub, channel);
     redis_set_auth(g->sub, cfg->user, cfg->password);
     if (g->sentinels)

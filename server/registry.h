@@ -77,6 +77,9 @@ typedef struct registry_events {
     /* The contact list of user[0..len) changed (written through the API on
      * some server): cached copies are stale. */
     void (*on_contacts_changed)(void *ctx, const char *user, size_t len);
+    /* A kick or a ban announced on the channel P moderation (JSON,
+     * registry_moderation.h), from any server. */
+    void (*on_moderation)(void *ctx, const char *json, size_t len);
 } registry_events;
 
 typedef struct registry_stats {

@@ -6,7 +6,8 @@
  * log, with WAIT, and reading the logs), registry_query.c (presence and
  * user lookups), registry_contacts.c (cached contact lists),
  * registry_status.c (people's status: watch, unwatch, hide) and
- * registry_redact.c (redaction marks on the room logs). They share
+ * registry_redact.c (redaction marks on the room logs) and
+ * registry_moderation.c (bans, mutes, kick announcements). They share
  * the struct below, the table of Lua scripts (server/lua, registry_lua.h)
  * and the builder of EVALSHA arguments.
  * Everything runs on the loop. Nothing outside those files includes this
@@ -44,6 +45,8 @@ typedef enum registry_script_id {
     REGISTRY_LUA_CONTACTS_CHANGED,
     REGISTRY_LUA_REDACT,
     REGISTRY_LUA_REDACT_UNDO,
+    REGISTRY_LUA_MODERATE,
+    REGISTRY_LUA_MODERATION_GET,
     REGISTRY_LUA_COUNT
 } registry_script_id;
 

@@ -22,6 +22,8 @@ extern const char registry_lua_hello[];
 extern const char registry_lua_join[];
 extern const char registry_lua_leave[];
 extern const char registry_lua_log_range[];
+extern const char registry_lua_moderate[];
+extern const char registry_lua_moderation_get[];
 extern const char registry_lua_online[];
 extern const char registry_lua_presence[];
 extern const char registry_lua_publish[];

@@ -28,6 +28,7 @@ static registry_redact_status redact_status_of(const redisReply *r)
         { "marked", REGISTRY_REDACT_MARKED },
         { "already", REGISTRY_REDACT_ALREADY },
         { "absent", REGISTRY_REDACT_ABSENT },
+        { "event", REGISTRY_REDACT_EVENT },
     };
     if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS)
         return REGISTRY_REDACT_FAILED;

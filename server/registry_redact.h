@@ -22,7 +22,8 @@ typedef enum registry_redact_status {
     REGISTRY_REDACT_FAILED,     /* Redis did not answer */
     REGISTRY_REDACT_MARKED,     /* the log holds it; marked now (orig: the entry) */
     REGISTRY_REDACT_ALREADY,    /* marked before (mark: the recorded one) */
-    REGISTRY_REDACT_ABSENT      /* the log does not hold that id; nothing changed */
+    REGISTRY_REDACT_ABSENT,     /* the log does not hold that id; nothing changed */
+    REGISTRY_REDACT_EVENT       /* the id is a redaction event's: not redactable */
 } registry_redact_status;
 
 /* The outcome, lent for the call. */

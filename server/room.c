@@ -237,6 +237,7 @@ int room_destination(const stomp_str *dest, size_t max_len, stomp_str *name)
     static const struct { const char *prefix; int kind; } kinds[] = {
         { "/topic/", ROOM_DEST_TOPIC },
         { "/presence/", ROOM_DEST_PRESENCE },
+        { "/control/", ROOM_DEST_CONTROL },
     };
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
         size_t pl = strlen(kinds[k].prefix);

@@ -70,11 +70,12 @@ size_t room_index_count(const room_index *ri);
 /* Destinations: "/topic/<name>" (the room's messages) and
  * "/presence/<name>" (who is in the room). A name is 1..max_len bytes of
  * A-Z a-z 0-9 . _ ~ - (safe in URLs, Redis keys and AMQP routing keys).
- * Returns ROOM_DEST_TOPIC or ROOM_DEST_PRESENCE with the name view,
+ * Returns ROOM_DEST_TOPIC, ROOM_DEST_PRESENCE or ROOM_DEST_CONTROL
+ * (/control/<room>, moderation) with the name view,
  * ROOM_DEST_UNKNOWN (not a destination this server knows) or
  * ROOM_DEST_INVALID (bad name). */
-enum { ROOM_DEST_TOPIC = 0, ROOM_DEST_PRESENCE = 1, ROOM_DEST_UNKNOWN = -1,
-       ROOM_DEST_INVALID = -2 };
+enum { ROOM_DEST_TOPIC = 0, ROOM_DEST_PRESENCE = 1, ROOM_DEST_CONTROL = 2,
+       ROOM_DEST_UNKNOWN = -1, ROOM_DEST_INVALID = -2 };
 int room_destination(const stomp_str *dest, size_t max_len, stomp_str *name);
 
 /* Is s a valid room name (the rule above)? */

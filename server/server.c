@@ -45,6 +45,7 @@
 #include "presence.h"
 #include "status.h"
 #include "history.h"
+#include "moderation.h"
 #include "redact.h"
 #include "ratelimit.h"
 #include "registry.h"
@@ -100,6 +101,7 @@ struct server {
     history *history;
     contacts *contacts;          /* contact lists (cache, Redis, MySQL) */
     redact *redact;              /* redactions (API; STOMP control frames) */
+    moderation *moderation;      /* kicks, bans, mutes (API; STOMP control frames) */
     apikey_set *api_keys;        /* api.keys */
     gate *history_gate;          /* history reads at once (http.max_inflight) */
     bus *bus;
@@ -325,6 +327,8 @@ static void server_lend(server *srv)
         .status = srv->status,
         .auth = srv->auth,
         .resume = &srv->resume_env,
+        .moderation = srv->moderation,
+        .redact = srv->redact,
         .server_id = srv->id,
         .loop = &srv->loop,
     };
@@ -335,6 +339,7 @@ static void server_lend(server *srv)
         .lists = srv->contacts,
         .relay = srv->relay,
         .redact = srv->redact,
+        .moderation = srv->moderation,
         .history = srv->history,
         .contacts = {
             .conf = c,
@@ -357,12 +362,23 @@ static void server_lend(server *srv)
 
 /* --- cluster callbacks --------------------------------------------------------- */
 
+/* Bans announced while this server was not listening, or SUBSCRIBEs that
+ * joined without their ban check meanwhile: every local room's bans again. */
+static void server_moderation_sweep(server *srv)
+{
+    for (room *r = room_first(srv->rooms); r && srv->moderation; r = room_next(r))
+        if (moderation_sweep(srv->moderation, room_name(r)) == MODERATION_EDOWN)
+            break;
+}
+
 static void server_on_registry_state(void *ctx, bool up)
 {
     server *srv = ctx;
     log_info(up ? "registry_up" : "registry_down", "server=%s", srv->id);
-    if (up)
+    if (up) {
         status_resync(srv->status);     /* a reconnect forgot this server's watches */
+        server_moderation_sweep(srv);
+    }
 }
 
 static void server_on_room_sync(void *ctx, const char *rname, uint64_t epoch, uint64_t seq)
@@ -383,6 +399,7 @@ static void server_on_presence_resync(void *ctx)
     server *srv = ctx;
     presence_resync(srv->presence);
     status_resync(srv->status);
+    server_moderation_sweep(srv);      /* announcements missed while unsubscribed */
 }
 
 static void server_on_status(void *ctx, const char *json, size_t len)
@@ -400,6 +417,21 @@ static void server_on_contacts_changed(void *ctx, const char *user, size_t len)
     memcpy(name, user, len);
     name[len] = '\0';
     contacts_invalidated(srv->contacts, name);   /* then server_on_contacts_list_changed */
+}
+
+/* A kick or ban announced by some server (the registry's moderation channel). */
+static void server_on_moderation(void *ctx, const char *json, size_t len)
+{
+    server *srv = ctx;
+    if (srv->moderation)        /* NULL: shutting down */
+        moderation_on_announcement(srv->moderation, json, len);
+}
+
+/* moderation's kick hook: this server's sessions. */
+static void server_on_kick(void *ctx, const moderation_event *ev)
+{
+    server *srv = ctx;
+    session_list_moderate(srv->sessions, ev);
 }
 
 /* contacts' hook: user's list changed (its cache entry is gone). */
@@ -447,6 +479,10 @@ static void server_teardown(server *srv)
     redact_destroy(srv->redact);        /* first: its steps call the registry, bus and db */
     srv->redact = NULL;
     srv->http_env.redact = NULL;
+    moderation_destroy(srv->moderation);    /* before the registry, which answers its calls */
+    srv->moderation = NULL;
+    srv->http_env.moderation = NULL;
+    srv->session_env.moderation = NULL;
     bus_destroy(srv->bus);
     contacts_destroy(srv->contacts);    /* before the history's pool and the registry */
     srv->contacts = NULL;
@@ -633,6 +669,7 @@ static int server_start_cluster(server *srv)
         .on_presence_resync = server_on_presence_resync,
         .on_status = server_on_status,
         .on_contacts_changed = server_on_contacts_changed,
+        .on_moderation = server_on_moderation,
     };
     char gerr[256];
     srv->registry = registry_create(&srv->loop, &gc, &ge, srv, gerr, sizeof gerr);
@@ -668,6 +705,13 @@ static int server_start_cluster(server *srv)
     relay_attach(srv->relay, srv->registry, srv->bus);
     srv->redact = redact_create(&(redact_env){ srv->registry, srv->relay,
                                                history_db(srv->history) });
+    srv->moderation = moderation_create(&(moderation_env){
+        .lim = { (size_t)c->max_room_name, c->mod_max_duration_s, (size_t)c->mod_max_reason },
+        .registry = srv->registry,
+        .metrics = &srv->metrics,
+        .kick = server_on_kick,
+        .ctx = srv,
+    });
     presence_attach(srv->presence, srv->registry);
     status_attach(srv->status, srv->registry, srv->contacts);
     server_lend(srv);

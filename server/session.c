@@ -24,7 +24,8 @@
  * everything before it was processed).
  *
  * The other jobs of a session are files of their own (session_internal.h lists
- * them): output, CONNECT, transactions, input.
+ * them): output, CONNECT, transactions, input, moderation (a topic
+ * SUBSCRIBE joins after its ban check: session_moderation.c).
  */
 #include "session_internal.h"
 #include "session.h"
@@ -139,7 +140,7 @@ static void session_resume_abort(void *ctx, error_reason reason, const char *det
     session_error(((subscription *)ctx)->session, NULL, reason, detail);
 }
 
-static const resume_sink session_resume_sink = {
+const resume_sink session_resume_sink = {
     .pending = session_resume_pending,
     .replay = session_replay,
     .hold = session_resume_hold,
@@ -157,7 +158,8 @@ static int session_room(session *s, const stomp_frame *f, const stomp_str *dest,
     int r = room_destination(dest, (size_t)s->env->conf->max_room_name, name);
     if (r == ROOM_DEST_UNKNOWN) {
         session_error_with(s, f, ERROR_UNKNOWN_DESTINATION,
-                           "Destinations are /topic/<room>, /presence/<room> and /status; "
+                           "Destinations are /topic/<room>, /presence/<room>, /control/<room> "
+                           "and /status; "
                            "unknown destination: ", dest);
         return -1;
     }
@@ -219,14 +221,6 @@ session *session_op_finish(inflight_op *op)
     if (s)
         budget_release(&s->budget, BUDGET_WAIT, cost);
     return s;
-}
-
-static void session_on_joined(void *ctx, bool ok)
-{
-    (void)ok;                   /* not ok: unsubscribed before; nothing to say */
-    session *s = session_op_finish(ctx);
-    if (s)
-        session_flush_receipts(s);
 }
 
 /* "until <ms since the epoch>" or "with no end", for a refusal's ERROR. */
@@ -326,6 +320,12 @@ static void on_subscribe(session *s, const stomp_frame *f)
     int kind = to_status ? ROOM_DEST_TOPIC : session_room(s, f, dest, &name, AUTH_READ);
     if (kind < 0)
         return;
+    if (kind == ROOM_DEST_CONTROL) {
+        session_error_with(s, f, ERROR_UNKNOWN_DESTINATION,
+                           "/control/<room> takes SEND (moderation) only; cannot subscribe to: ",
+                           dest);
+        return;
+    }
     if (session_find_sub(s, id->p, id->len)) {
         session_error_with(s, f, ERROR_DUPLICATE_SUBSCRIPTION,
                            "This connection already has a subscription with id: ", id);
@@ -404,11 +404,8 @@ static void on_subscribe(session *s, const stomp_frame *f)
             return;
         }
     } else {
-        relay_join(s->env->relay, &sub->member, &name, s->user, s->user_name,
-                   session_on_joined, session_op(s, inflight_op_cost()));
-        if (since_h)
-            resume_start(s->env->resume, &session_resume_sink, sub, &sub->resume,
-                         sub->member.room, s->id, since);
+        sub->mod = 0;
+        session_moderation_join(s, sub, since_h ? &since : NULL);   /* a ban check first */
     }
     budget_force(&s->budget, BUDGET_SUBS, cost);
     sub->next = s->subs;
@@ -423,6 +420,8 @@ static void session_drop_sub(session *s, subscription *sub)
         status_unsubscribe(sub->status);
     else if (sub->kind == SUB_PRESENCE)
         presence_unsubscribe(s->env->presence, &sub->member);
+    else if (sub->mod & SUB_MOD_CHECKING)
+        session_moderation_forget(sub);     /* not a member yet */
     else {
         resume_cancel(sub->resume);
         relay_leave(s->env->relay, &sub->member, s->user);
@@ -534,6 +533,10 @@ static void on_send(session *s, const stomp_frame *f)
     int kind = session_room(s, f, dest, &name, AUTH_SEND);
     if (kind < 0)
         return;
+    if (kind == ROOM_DEST_CONTROL) {
+        session_control_send(s, f, &name);
+        return;
+    }
     if (kind == ROOM_DEST_PRESENCE) {
         session_error_with(s, f, ERROR_READ_ONLY_DESTINATION,
                            "Presence is published by the server; SEND is not allowed to: ", dest);

@@ -33,6 +33,8 @@
 
 struct lws;
 struct auth;
+struct moderation;
+struct moderation_event;
 struct presence;
 struct registry;
 struct relay;
@@ -53,6 +55,8 @@ typedef struct session_env {
     struct status *status;           /* /status subscriptions */
     struct auth *auth;
     const struct resume_env *resume; /* x-since replays */
+    struct moderation *moderation;   /* a topic SUBSCRIBE's ban check (NULL: none); control */
+    struct redact *redact;           /* control frames: redact */
     const char *server_id;           /* names guests ("guest-<id>-<conn>") */
     uv_loop_t *loop;                 /* its clock (uv_now) */
 } session_env;
@@ -72,6 +76,10 @@ void session_list_reap(session_list *list);
 void session_list_flush(session_list *list);
 /* Fill the live-state gauges (connections, subscriptions, pending bytes). */
 void session_list_gauges(const session_list *list, metrics_gauges *g);
+/* A kick or ban announced (moderation.h's kick hook): every topic
+ * subscription of ev->user to ev->room here ends with a control MESSAGE
+ * and leaves the room; it stays known until UNSUBSCRIBE. */
+void session_list_moderate(session_list *list, const struct moderation_event *ev);
 /* session_restart every session (SIGTERM). */
 void session_list_restart(session_list *list);
 

@@ -9,6 +9,9 @@
  *   session_login.c  CONNECT: version, heart-beats, identity
  *   session_txn.c    BEGIN, COMMIT, ABORT and the frames buffered in them
  *   session_input.c  bytes in: parsing, partial frames, pacing, rate limits
+ *   session_moderation.c  a topic SUBSCRIBE's ban check and join; kicks and bans
+ *   session_control.c     SEND to /control/<room>: moderation by instructors
+ *   session_status.c      /status: friends' online status
  *
  * Only these files include this header; the struct stays opaque to the
  * rest of the server.
@@ -21,6 +24,7 @@
 #include "error_reason.h"
 #include "inflight.h"
 #include "msg.h"
+#include "msgid.h"
 #include "ratelimit.h"
 #include "rxpace.h"
 #include "stomp.h"
@@ -173,6 +177,10 @@ void session_flush_receipts(session *s);
  * close once it is written. _with: the body is text then value. _x: the
  * body has detail_len bytes, plus an optional extra header. */
 void session_error(session *s, const stomp_frame *f, error_reason reason, const char *detail);
+
+/* session_control.c: a SEND to /control/<room> (name: the room, validated
+ * and permitted by session_room). */
+void session_control_send(session *s, const stomp_frame *f, const stomp_str *name);
 void session_error_with(session *s, const stomp_frame *f, error_reason reason, const char *text,
                         const stomp_str *value);
 void session_error_x(session *s, const stomp_frame *f, error_reason reason, const char *detail,
@@ -212,6 +220,19 @@ void session_on_commit_or_abort(session *s, const stomp_frame *f);
 /* A frame naming a transaction: true when it was consumed (a SEND buffered,
  * an ACK/NACK checked and receipted, or an ERROR). */
 bool session_buffer_in_txn(session *s, const stomp_frame *f);
+
+/* The resume hooks of a topic subscription (session.c). */
+extern const struct resume_sink session_resume_sink;
+
+/* --- session_moderation.c — ban checks, kicks and bans ---------------------- */
+
+/* Start sub (a new SUB_TOPIC of s, not yet a member: its room is its name)
+ * on its way: the ban check, then the join and, with since, the x-since
+ * replay; the SUBSCRIBE's RECEIPT (issued after this) waits for them. A
+ * banned user gets ERROR Banned instead. */
+void session_moderation_join(session *s, subscription *sub, const msgid *since);
+/* sub is being dropped while its check is out: the answer finds it gone. */
+void session_moderation_forget(subscription *sub);
 
 /* --- session_input.c — input: parsing, pacing, rate limits ----------------- */
 

@@ -20,9 +20,14 @@
 struct session;
 struct resume;
 struct status_sub;
+struct session_modcheck;
 
 enum sub_ack { SUB_ACK_AUTO, SUB_ACK_CLIENT, SUB_ACK_CLIENT_INDIVIDUAL };
 enum sub_kind { SUB_TOPIC, SUB_PRESENCE, SUB_STATUS };
+/* A topic subscription's moderation state: its SUBSCRIBE's ban check is
+ * still out (check, not resume, is the union's member then); ended by a
+ * kick or ban (no longer a member of its room; known until UNSUBSCRIBE). */
+enum sub_mod { SUB_MOD_CHECKING = 1, SUB_MOD_ENDED = 2 };
 
 typedef struct subscription {
     subscriber member;         /* first: what rooms and presence hold */
@@ -31,9 +36,11 @@ typedef struct subscription {
     uint8_t kind;              /* enum sub_kind */
     bool utf8;                 /* id (and so prefix) is valid UTF-8 */
     uint8_t room_len;          /* the room's name follows the id (sub->id + sub->id_len) */
+    uint8_t mod;               /* SUB_TOPIC: SUB_MOD_* flags (session_moderation.c) */
     struct subscription *next; /* the session's list */
     union {
         struct resume *resume;     /* SUB_TOPIC: replaying history (x-since); NULL once live */
+        struct session_modcheck *check; /* SUB_TOPIC while SUB_MOD_CHECKING */
         struct status_sub *status; /* SUB_STATUS: the watch (status.h) */
     };
     char *id;                  /* client's id, unescaped; points into prefix[] */

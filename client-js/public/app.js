@@ -6,7 +6,10 @@
 // for the others) and an "Appear offline" switch. A redacted message shows
 // as "message removed", live (a 'redact' event) and in history (its
 // tombstone); the redaction events themselves are not lines of the chat.
+// Instructors get moderation buttons on others' lines and on the people
+// present (moderation.js).
 import { LecternClient } from './lectern-client.js';
+import { canModerate, messageButtons, personButtons } from './moderation.js';
 
 const $ = (s) => document.querySelector(s);
 const el = (tag, cls, text) => {
@@ -20,6 +23,9 @@ let client, room, role, friends, oldest = null, more = true, loadingOlder = fals
 const shown = new Set();
 
 const REMOVED = 'message removed';
+/** What the moderation buttons act on (read when clicked: history lines are
+ * drawn before the room is joined). */
+const mod = { room: null, self: null };
 
 function messageItem(m) {
   const li = el('li', m.role === 'instructor' ? 'msg instructor' : 'msg');
@@ -27,6 +33,7 @@ function messageItem(m) {
   li.append(el('span', 'who', m.senderName || m.sender_name || m.sender || '?'),
     el('span', 'body', m.redacted ? REMOVED : m.body ?? ''));
   if (m.redacted) li.classList.add('removed');
+  if (canModerate(role)) messageButtons(li, m, mod);
   return li;
 }
 
@@ -37,6 +44,7 @@ function markRemoved(r) {
   li.classList.add('removed');
   li.querySelector('.body').textContent = REMOVED;
   li.querySelector('.status')?.remove();
+  li.querySelector('.mods')?.remove();
 }
 
 function addLive(m) {
@@ -92,7 +100,13 @@ function showPeople(p) {
   $('#count').textContent = String(p.count);
   $('#people').replaceChildren(...[...p.members.values()]
     .sort((a, b) => (a.name || a.id).localeCompare(b.name || b.id))
-    .map((m) => el('li', null, m.name || m.id)));
+    .map((m) => {
+      const li = el('li', null);
+      li.dataset.user = m.id;
+      li.append(el('span', 'name', m.name || m.id));
+      if (canModerate(role)) personButtons(li, m, mod);
+      return li;
+    }));
 }
 
 /** "last seen …" for a time in ms (null: never seen). */
@@ -187,6 +201,7 @@ $('#join').addEventListener('submit', async (e) => {
       user = claims.sub || login;
     } catch { /* the server will refuse it */ }
   }
+  mod.self = user;
   client = new LecternClient(wsUrl, { login, name, role, token });
   window.lectern = client;             // for the browser tests and the curious
   client.on('state', showState);
@@ -208,8 +223,16 @@ $('#join').addEventListener('submit', async (e) => {
     more = false;                      // no history service: live only
   }
   room = client.join(roomName, { since });
+  mod.room = room;
   room.on('message', addLive);
   room.on('redact', markRemoved);
+  const removed = (r) => {
+    const what = r.type === 'banned' ? 'banned from' : 'removed from';
+    $('#log').append(el('li', 'sys removed-notice', `You were ${what} this room by ${r.by}${r.reason ? `: ${r.reason}` : ''}.`));
+    $('#say input').disabled = true;
+  };
+  room.on('kicked', removed);
+  room.on('banned', removed);
   room.on('presence', showPeople);
   startFriends(user);
   await client.connect();

@@ -447,6 +447,9 @@ export class Contacts extends Emitter {
 // (history()). A redacted message is announced by a MESSAGE with
 // x-redacts: it becomes a 'redact' event (not a 'message'); the message
 // itself, read again (history, a replay), is a tombstone with `redacted`.
+// A kick or a ban ends the room's subscription with a control MESSAGE
+// (x-lectern-event): the room is left for good (no re-subscribe) and a
+// 'kicked' or 'banned' event says who and why.
 // Friends' online status comes from /status: contacts()
 // returns a live map kept in contacts.js, re-subscribed and diffed (no
 // flicker) after a reconnect like a room. State changes are events:
@@ -516,6 +519,11 @@ export function newIdempotencyKey() {
  *            timestamp: number|undefined, headers: Record<string,string>,
  *            redacted?: {by: string, at: number}}} RoomMessage
  *   `redacted`: the message was redacted and this is its tombstone (empty body).
+ * @typedef {{type: 'kicked'|'banned', room: string, reason: string, by: string,
+ *            until?: number|null}} Removal
+ *   A 'kicked' or 'banned' event: the server ended the room's subscription (the
+ *   room is left; join() again after a kick, or once a ban ended). until (bans):
+ *   when the ban ends, ms since the epoch; null: until lifted.
  * @typedef {{id: string, room: string, redactionId: string, by: string, at: number}} Redaction
  *   A 'redact' event: message `id` of `room` was redacted (by, at); redactionId is the
  *   redaction event's own message id.
@@ -529,7 +537,7 @@ function tombstoneOf(headers) {
 }
 
 /** One joined room. Events: 'message' (RoomMessage), 'redact' (Redaction),
- * 'presence' ({type, count, members, user}). */
+ * 'presence' ({type, count, members, user}), 'kicked' and 'banned' (Removal). */
 export class Room extends Emitter {
   constructor(client, name, presence) {
     super();
@@ -549,6 +557,23 @@ export class Room extends Emitter {
 
   /** A page of earlier messages (oldest first), before `before` (an id). */
   history(opts = {}) { return this.client.history(this.name, opts); }
+
+  /* Moderation (instructors in rooms their token lists, admins): each resolves
+   * once the cluster has it (docs/protocol.md "Moderation"), rejects with the
+   * server's ERROR. */
+  /** Redact message `id`: its body gone for everyone, a 'redact' event everywhere. */
+  redact(id) { return this.client.control(this.name, { action: 'redact', id }); }
+  /** Mute `user` here for o.durationS seconds (default: until unmuted). */
+  mute(user, o = {}) {
+    return this.client.control(this.name, { action: 'mute', user,
+      ...(o.durationS ? { duration_s: o.durationS } : {}), ...(o.reason ? { reason: o.reason } : {}) });
+  }
+  /** Lift a mute. */
+  unmute(user) { return this.client.control(this.name, { action: 'unmute', user }); }
+  /** End every subscription of `user` to this room, on every server. */
+  kick(user, o = {}) {
+    return this.client.control(this.name, { action: 'kick', user, ...(o.reason ? { reason: o.reason } : {}) });
+  }
 
   /** Unsubscribe for good. */
   leave() { return this.client.leave(this.name); }
@@ -817,6 +842,23 @@ export class LecternClient extends Emitter {
       room.emit('presence', { type: ev.type, count: room.count, members: room.members, user: ev.user });
       return;
     }
+    const event = f.headers['x-lectern-event'];
+    if (event === 'kicked' || event === 'banned') {
+      // The server ended this subscription (a kick or a ban): the room is
+      // left for good, never re-subscribed, and the control MESSAGE is no
+      // place in the room (its id is not a message id: never a resume point).
+      if (f.headers.subscription !== room.subId) return;
+      let body = {};
+      try { body = JSON.parse(f.body); } catch { /* the headers say it all */ }
+      /** @type {Removal} */
+      const r = { type: event, room: room.name, reason: f.headers['x-reason'] ?? body.reason ?? '',
+        by: f.headers['x-by'] ?? body.by };
+      if (event === 'banned') r.until = body.until ?? null;
+      this.leave(room.name);
+      room.emit(event, r);
+      this.emit(event, r);
+      return;
+    }
     const id = f.headers['message-id'];
     if (!this.seen.accept(room.name, id)) return;      // a replay: seen already
     const target = f.headers['x-redacts'];
@@ -947,6 +989,16 @@ export class LecternClient extends Emitter {
     this.outbox.delete(out);
     if (err) out.reject(err);
     else out.resolve(id);
+  }
+
+  /**
+   * A moderation frame for `room` (docs/protocol.md, "Moderation"): body is
+   * {action, ...}; resolves on its RECEIPT. Room.redact, mute, unmute and
+   * kick are the usual way in.
+   */
+  control(room, body) {
+    return this.#sendReceipted({ destination: `/control/${room}`, 'content-type': 'application/json' },
+      JSON.stringify(body));
   }
 
   /** A SEND that resolves on its RECEIPT, rejects on ERROR, a dropped connection, or when not online. */

@@ -326,3 +326,57 @@ test('a MESSAGE with x-redacts is a redact event (not a message) and a resume po
   assert.equal(msgs[1].body, '');
   c.disconnect();
 });
+
+test('a kicked or banned control MESSAGE ends the room for good: an event, UNSUBSCRIBE, no re-subscribe, never a resume position', async () => {
+  const { FakeWS, sockets } = fakeServer();
+  const c = new LecternClient('ws://x/ws', { WebSocket: FakeWS, reconnect: { base: 1, cap: 2 },
+    heartbeat: { outgoing: 0, incoming: 0 } });
+  const room = c.join('r', { presence: false });
+  const other = c.join('o', { presence: false });
+  const msgs = [];
+  const kicks = [];
+  const bans = [];
+  room.on('message', (m) => msgs.push(m));
+  room.on('kicked', (k) => kicks.push(k));
+  c.on('banned', (b) => bans.push(b));
+  const p = c.connect();
+  await until(() => sockets[0]?.sent.length === 1);
+  sockets[0].deliver('CONNECTED', {});
+  await p;
+  await until(() => sockets[0].sent.length === 3);
+  const sub = sockets[0].sent.find((f) => f.headers.destination === '/topic/r').headers.id;
+  const osub = sockets[0].sent.find((f) => f.headers.destination === '/topic/o').headers.id;
+  sockets[0].deliver('MESSAGE', { subscription: sub, 'message-id': '1-0' }, 'hi');
+  sockets[0].deliver('MESSAGE', { subscription: sub, destination: '/topic/r', 'message-id': 'kicked-1700',
+    'x-lectern-event': 'kicked', 'x-reason': 'off topic', 'x-by': 'prof' },
+  '{"type":"kicked","room":"r","reason":"off topic","by":"prof"}');
+  assert.deepEqual(kicks, [{ type: 'kicked', room: 'r', reason: 'off topic', by: 'prof' }]);
+  assert.deepEqual(msgs.map((m) => m.id), ['1-0']);
+  assert.equal(c.rooms.has('r'), false);
+  const unsub = sockets[0].sent.at(-1);
+  assert.equal(unsub.command, 'UNSUBSCRIBE');
+  assert.equal(unsub.headers.id, sub);
+  // A later MESSAGE for it (already queued by the server) is dropped.
+  sockets[0].deliver('MESSAGE', { subscription: sub, 'message-id': '2-0' }, 'late');
+  assert.equal(msgs.length, 1);
+
+  // Joined again, then banned: 'banned' with until; the room is not re-subscribed after a drop.
+  const again = c.join('r', { presence: false });
+  await until(() => sockets[0].sent.at(-1).command === 'SUBSCRIBE');
+  const sub2 = sockets[0].sent.at(-1).headers.id;
+  assert.equal(sockets[0].sent.at(-1).headers['x-since'], undefined, 'a kick is no resume position');
+  const banned = [];
+  again.on('banned', (b) => banned.push(b));
+  sockets[0].deliver('MESSAGE', { subscription: sub2, 'message-id': 'banned-1800', 'x-lectern-event': 'banned',
+    'x-reason': '', 'x-by': 'system', 'x-until': '9000' }, '{"type":"banned","room":"r","reason":"","by":"system","until":9000}');
+  assert.deepEqual(banned, [{ type: 'banned', room: 'r', reason: '', by: 'system', until: 9000 }]);
+  assert.deepEqual(bans, banned);
+  sockets[0].close();
+  await until(() => sockets.length === 2 && sockets[1].sent.length === 1);
+  sockets[1].deliver('CONNECTED', {});
+  await until(() => sockets[1].sent.length === 2);
+  await tick();
+  assert.deepEqual(sockets[1].sent.slice(1).map((f) => f.headers.destination), ['/topic/o']);
+  assert.ok(osub);
+  c.disconnect();
+});

@@ -11,7 +11,9 @@
 --              ARGV[4]; entry = {id, fields} as the log holds it;
 --   'already'  it was marked before: mark is the recorded one; entry {};
 --   'absent'   the log does not hold that id (trimmed, expired, or never
---              there): nothing changed; mark ''; entry {}.
+--              there): nothing changed; mark ''; entry {};
+--   'event'    the id is a redaction event's (x-redacts): those are not
+--              redacted (they carry no body, and clients act on them).
 -- The hash lives as long as the log (same TTL, or none while the room has
 -- members: prelude.lua's member_add and room_cleanup, publish.lua); marks
 -- of ids older than the log's oldest entry are dropped here, so the hash
@@ -23,6 +25,10 @@ local seen = redis.call('HGET', red, id)
 if seen then return {'already', seen, {}} end
 local e = redis.call('XRANGE', log, id, id)
 if not e[1] then return {'absent', '', {}} end
+local f = e[1][2]
+for i = 1, #f, 2 do
+  if f[i] == 'h' and string.find('\n' .. f[i + 1], '\nx%-redacts:') then return {'event', '', {}} end
+end
 redis.call('HSET', red, id, mark)
 local ttl = redis.call('PTTL', log)
 if ttl > 0 then redis.call('PEXPIRE', red, ttl) else redis.call('PERSIST', red) end

@@ -247,4 +247,62 @@ describe('lecture-room page in Chromium', () => {
       await c.stop();
     }
   });
+  test('moderation buttons: an instructor removes a student\'s line and mutes and kicks her from the page; students get no buttons', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'lectern-mod-page-'));
+    const keys = path.join(dir, 'keys');
+    const secret = 'moderation-page-secret-0123456789abcdef01234';
+    writeFileSync(keys, `k1 HS256 ${secret}\n`);
+    const room = `mod-${Date.now().toString(36)}`;
+    const token = (sub, role) => signJwt(secret, { sub, name: sub, role, rooms: [room] });
+    const c = await startCluster({ n: 2, sets: {
+      'http.static_dir': path.join(repoRoot, 'client-js', 'public'), 'auth.mode': 'jwt', 'auth.keys': keys,
+    } });
+    const worker = await startWorker({ cluster: c.cluster });
+    const [s1, s2] = c.servers;
+    const browser = await chromium.launch({ executablePath: browserPath, args: ['--no-sandbox', '--disable-gpu'] });
+    const url = (s, tok) => `http://127.0.0.1:${s.port}/?token=${tok}`;
+    const line = (page, text) => `#log li:has(.body:text-is("${text}"))`;
+    try {
+      const prof = await joinRoom(browser, url(s1, token('prof', 'instructor')), 'Prof', room);
+      const stu = await joinRoom(browser, url(s2, token('stu', 'student')), 'Stu', room);
+      await waitFor(async () => (await prof.textContent('#count')) === '2', { what: 'both present' });
+
+      await say(stu, 'a rude remark');
+      await say(stu, 'a fine question');
+      await prof.waitForSelector(`${line(prof, 'a fine question')} .mods button.remove`, { timeout: 10000 });
+      assert.equal(await stu.$$eval('.mods', (l) => l.length), 0, 'a student has no moderation buttons');
+      assert.equal(await prof.$$eval('#people li[data-user=prof] .mods', (l) => l.length), 0, 'none for oneself');
+
+      // Remove: the line says "message removed" on both pages, live, and in a late joiner's history.
+      await prof.click(`${line(prof, 'a rude remark')} button.remove`);
+      for (const p of [prof, stu])
+        await p.waitForSelector('#log li.removed .body:text-is("message removed")', { timeout: 10000 });
+      assert.deepEqual(await bodies(stu), ['message removed', 'a fine question']);
+      const late = await joinRoom(browser, url(s1, token('late', 'student')), 'Late', room);
+      await waitFor(async () => (await bodies(late)).length === 2, { what: "the late joiner's history" });
+      assert.deepEqual(await bodies(late), ['message removed', 'a fine question'], 'the tombstone, never the body');
+
+      // Mute from the people list: her next line is not sent, and nobody gets it.
+      await prof.click('#people li[data-user=stu] button.mute');
+      await prof.waitForSelector('#people li[data-user=stu] button.mute.done', { timeout: 10000 });
+      await say(stu, 'can I still talk?');
+      await stu.waitForSelector(`${line(stu, 'can I still talk?')} .status:text-matches("not sent")`, { timeout: 10000 });
+      await sleep(300);
+      assert.ok(!(await bodies(prof)).includes('can I still talk?'), 'a muted line reached the room');
+
+      // Kick: her page says she was removed, and she no longer receives the room.
+      await prof.click('#people li[data-user=stu] button.kick');
+      await stu.waitForSelector('#log li.removed-notice', { timeout: 10000 });
+      assert.match(await stu.textContent('#log li.removed-notice'), /removed from this room by prof/);
+      await say(prof, 'after the kick');
+      await waitFor(async () => (await bodies(late)).includes('after the kick'), { what: 'the room goes on' });
+      assert.ok(!(await bodies(stu)).includes('after the kick'));
+      mkdirSync(artifacts, { recursive: true });
+      await prof.screenshot({ path: path.join(artifacts, 'moderation.png'), fullPage: true });
+    } finally {
+      await browser.close();
+      await worker.stop();
+      await c.stop();
+    }
+  });
 });

@@ -118,6 +118,8 @@ describe('redaction', () => {
       const again = await redact(a.port, room, id2);
       assert.equal(again.status, 200, again.text);
       assert.deepEqual(again.json, { room, id: id2, already: true, redacted_by: 'prof-x', redacted_at: r.json.redacted_at });
+      // A redaction event is not itself redactable: 404, nothing changes.
+      assert.equal((await redact(a.port, room, r.json.redaction_id)).status, 404);
       await send(sender, room, 'after');
       const m5 = (await la.next(5))[4];
       assert.equal(m5.body, 'after');
@@ -136,6 +138,9 @@ describe('redaction', () => {
       expectTomb(h.json.messages[1]);
       assert.equal(h.json.messages[3].headers['x-redacts'], id2);
       assert.ok(!h.text.includes('secret'));
+
+      // Nor is an event only MySQL holds.
+      assert.equal((await redact(a.port, room, r.json.redaction_id)).status, 404);
 
       // A message only MySQL holds: redacted in place, with an event.
       const id3 = m3.headers['message-id'];
