@@ -382,6 +382,12 @@ const cfg_knob server_knobs[] = {
       "counted and dropped, never kept)." },
     { "api.broadcast_max", CFG_INT, K(api_broadcast_max), "100", 1, 10000, NULL,
       "Most rooms one POST /api/broadcast may name (each gets its own message)." },
+    { "api.idempotency_window_s", CFG_INT, K(api_idempotency_window_s), "600", 1, 604800, NULL,
+      "How long a message's idempotency key (x-idempotency-key on a SEND,\n"
+      "Idempotency-Key on an API publish) is remembered per room and sender: a\n"
+      "repeat within it is not stored or delivered again and is answered with\n"
+      "the first copy's id. Long enough for a client to reconnect, fail over and\n"
+      "resend; each key costs Redis about 200 bytes for this long." },
     { "api.page_max", CFG_INT, K(api_page_max), "1000", 1, 100000, NULL,
       "Most rooms in one page of GET /api/rooms (limit=; 100 when absent). A\n"
       "page reads every server's room set, so it costs Redis time linear in the\n"

@@ -98,6 +98,7 @@ typedef struct server_config {
     size_t api_max_body;      /* most bytes of a request body */
     int    api_page_max;      /* rooms in one GET /api/rooms page */
     int    api_broadcast_max; /* rooms in one POST /api/broadcast */
+    int    api_idempotency_window_s; /* how long an idempotency key is remembered */
     /* [moderation] */
     int    mod_max_duration_s;   /* longest ban or mute */
     int    mod_max_reason;       /* bytes of a kick's, ban's or mute's reason */

@@ -20,11 +20,21 @@
  * stored"'s uncertainty), the answer is 503, and a broadcast's lists each
  * room's outcome ("id", or "error"), so a backend repeats only those.
  *
+ * Idempotency: the request header Idempotency-Key (idemkey.h's rule; 400
+ * otherwise) goes with every room's publish, as a SEND's
+ * x-idempotency-key, with the publish's sender: within
+ * api.idempotency_window_s a repeat is answered with the first copy's id
+ * (and "duplicate": true) and nothing is stored or delivered twice. The
+ * room is part of the script's key, so for a broadcast the key applies per
+ * room: repeating a broadcast whose answer listed failures stores only the
+ * rooms that were not stored.
+ *
  * Bodies are bounded by api.max_body (413), headers by stomp.max_headers.
  * The request's state lives with its exchange until the last confirm.
  */
 #include "http_publish.h"
 
+#include "idemkey.h"
 #include "mem.h"
 #include "relay.h"
 #include "room.h"
@@ -47,6 +57,7 @@ _Static_assert(HP_ROOM_MAX > STORELIMITS_ROOM_MAX, "a room name and its NUL fit"
 typedef struct hp_result {
     char room[HP_ROOM_MAX];
     char *id;                  /* NULL: not stored (or not yet) */
+    bool duplicate;            /* a repeat of the idempotency key: id is the first's */
 } hp_result;
 
 typedef struct hp_request {
@@ -54,6 +65,8 @@ typedef struct hp_request {
     const char *why;
     bool broadcast;
     char room[HP_ROOM_MAX];    /* one room's publish */
+    char idem[IDEMKEY_MAX + 1];/* Idempotency-Key (idem_len 0: none) */
+    size_t idem_len;
     http_exchange *e;
     hp_result *res;            /* once publishing: one per room */
     size_t n, pending;
@@ -83,6 +96,22 @@ bool http_publish_match(const char *uri)
            memchr(uri + pl, '/', n - pl - sl) == NULL;
 }
 
+/* The request's Idempotency-Key into rq (none: idem_len 0). 0, or -1 when
+ * it is there but breaks the rule (a longer one is not even copied). */
+static int hp_idem_key(struct lws *wsi, hp_request *rq)
+{
+    int n = lws_hdr_custom_length(wsi, IDEMKEY_HTTP_HEADER, sizeof IDEMKEY_HTTP_HEADER - 1);
+    if (n < 0)
+        return 0;
+    if (n == 0 || n > IDEMKEY_MAX ||
+        lws_hdr_custom_copy(wsi, rq->idem, sizeof rq->idem, IDEMKEY_HTTP_HEADER,
+                            sizeof IDEMKEY_HTTP_HEADER - 1) != n ||
+        !idemkey_valid(rq->idem, (size_t)n))
+        return -1;
+    rq->idem_len = (size_t)n;
+    return 0;
+}
+
 int http_publish_request(const http_contacts_env *keys, struct relay *rl, struct lws *wsi,
                          http_exchange **x, const char *uri)
 {
@@ -101,6 +130,9 @@ int http_publish_request(const http_contacts_env *keys, struct relay *rl, struct
                !room_name_valid(rname, n, (size_t)keys->conf->max_room_name)) {
         rq->status = HTTP_STATUS_BAD_REQUEST;
         rq->why = "room names are 1 to stomp.max_room_name characters of A-Z a-z 0-9 . _ ~ -";
+    } else if (hp_idem_key(wsi, rq) < 0) {
+        rq->status = HTTP_STATUS_BAD_REQUEST;
+        rq->why = "Idempotency-Key: " IDEMKEY_RULE;
     } else if (!rq->broadcast) {
         memcpy(rq->room, rname, n);
     }
@@ -111,6 +143,15 @@ int http_publish_request(const http_contacts_env *keys, struct relay *rl, struct
 
 /* --- the answer ---------------------------------------------------------------------- */
 
+/* {"room", "id"} of a stored message, with "duplicate": true for a repeat. */
+static json_t *hp_message(const hp_result *r)
+{
+    json_t *v = json_pack("{s:s, s:s}", "room", r->room, "id", r->id);
+    if (r->duplicate)
+        json_object_set_new(v, "duplicate", json_true());
+    return v;
+}
+
 /* Every room's publish is done: answer. */
 static void hp_finish(hp_request *rq)
 {
@@ -119,7 +160,7 @@ static void hp_finish(hp_request *rq)
         all = all && rq->res[i].id;
     json_t *v;
     if (!rq->broadcast) {
-        v = all ? json_pack("{s:s, s:s}", "room", rq->res[0].room, "id", rq->res[0].id)
+        v = all ? hp_message(&rq->res[0])
                 : json_pack("{s:s}", "error", "the cluster could not confirm that the message was "
                                               "stored (Redis or RabbitMQ unavailable); it may or "
                                               "may not have been delivered");
@@ -127,7 +168,7 @@ static void hp_finish(hp_request *rq)
         json_t *list = json_array();
         for (size_t i = 0; i < rq->n; i++)
             json_array_append_new(list, rq->res[i].id
-                ? json_pack("{s:s, s:s}", "room", rq->res[i].room, "id", rq->res[i].id)
+                ? hp_message(&rq->res[i])
                 : json_pack("{s:s, s:s}", "room", rq->res[i].room, "error",
                             "not confirmed stored"));
         v = all ? json_pack("{s:o}", "messages", list)
@@ -144,8 +185,10 @@ static void hp_on_published(void *ctx, const relay_result *res)
 {
     hp_call *c = ctx;
     hp_request *rq = c->rq;
-    if (res->outcome == RELAY_STORED)
+    if (res->outcome == RELAY_STORED) {
         rq->res[c->i].id = xstrdup(res->id);
+        rq->res[c->i].duplicate = res->duplicate;
+    }
     free(c);
     if (--rq->pending == 0)
         hp_finish(rq);
@@ -282,13 +325,16 @@ int http_publish_body_done(const http_contacts_env *keys, struct relay *rl, stru
     }
     rq->e = *x;
     http_exchange_await(rq->e);
+    relay_pub_opts po = { .idem_key = rq->idem_len ? rq->idem : NULL,
+                          .idem_key_len = rq->idem_len,
+                          .idem_window_ms = keys->conf->api_idempotency_window_s * 1000LL };
     rq->pending = 1;            /* held until every room's publish is out */
     for (size_t i = 0; i < rq->n; i++) {
         stomp_str room_name = { rq->res[i].room, strlen(rq->res[i].room) };
         hp_call *c = xmalloc(sizeof *c);
         *c = (hp_call){ rq, i };
         rq->pending++;
-        if (relay_publish(rl, &room_name, &f, sender, name, role, NULL, hp_on_published, c) < 0) {
+        if (relay_publish(rl, &room_name, &f, sender, name, role, &po, hp_on_published, c) < 0) {
             free(c);            /* not taken: this room is not stored */
             rq->pending--;
         }

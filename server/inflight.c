@@ -12,6 +12,11 @@
  * (q = NULL), so the completion only frees. (A hash of sessions by id did
  * this before, at 56 bytes per connection.)
  *
+ * A receipt tied to an operation (a SEND's own) is linked from it, so the
+ * publish's message id can be copied in when it completes; the receipt is
+ * freed only after its operation completed (it waits for it) or when the
+ * queue goes (which unlinks every operation), so the link never dangles.
+ *
  * Invariants: done <= issued; every number in early is above done + 1 and
  * at most issued; head is NULL iff tail is.
  */
@@ -28,6 +33,7 @@ struct inflight_op {
     inflight *q;                      /* NULL once the queue is gone */
     uint64_t n;                       /* this operation's number */
     size_t cost;
+    inflight_receipt *rcpt;           /* the receipt carrying its id, or NULL */
 };
 
 void inflight_init(inflight *q, void *owner)
@@ -46,8 +52,10 @@ void inflight_deinit(inflight *q)
     q->tail = NULL;
     free(q->early);
     q->early = NULL;
-    for (inflight_op *op = q->ops; op; op = op->next)
+    for (inflight_op *op = q->ops; op; op = op->next) {
         op->q = NULL;
+        op->rcpt = NULL;
+    }
     q->ops = NULL;
 }
 
@@ -67,6 +75,7 @@ inflight_op *inflight_start(inflight *q, size_t cost)
     op->q = q;
     op->n = ++q->issued;
     op->cost = cost;
+    op->rcpt = NULL;
     op->prev = NULL;
     op->next = q->ops;
     if (q->ops)
@@ -88,6 +97,20 @@ static void inflight_unlink(inflight *q, inflight_op *op)
 size_t inflight_cancel(inflight *q, inflight_op *op)
 {
     size_t cost = op->cost;
+    inflight_receipt *w = op->rcpt;
+    if (w) {
+        /* Queued right after op, so it is normally the tail; unlinked
+         * wherever it is all the same. */
+        inflight_receipt **pp = &q->head;
+        while (*pp != w)
+            pp = &(*pp)->next;
+        *pp = w->next;
+        q->tail = NULL;
+        for (inflight_receipt *t = q->head; t; t = t->next)
+            q->tail = t;
+        cost += inflight_receipt_cost(w->id_len);
+        free(w);
+    }
     inflight_unlink(q, op);
     q->issued--;
     free(op);
@@ -131,17 +154,25 @@ void *inflight_finish(inflight_op *op, size_t *cost)
     return q ? q->owner : NULL;
 }
 
+const char *inflight_receipt_of(const inflight_op *op, size_t *len)
+{
+    *len = op->rcpt ? op->rcpt->id_len : 0;
+    return op->rcpt ? op->rcpt->id : NULL;
+}
+
 bool inflight_idle(const inflight *q)
 {
     return !q->head && q->done >= q->issued;
 }
 
-void inflight_wait(inflight *q, const char *id, size_t len, bool disconnect)
+static inflight_receipt *inflight_queue(inflight *q, const char *id, size_t len,
+                                        bool disconnect)
 {
     inflight_receipt *w = xmalloc(sizeof *w + len);
     w->next = NULL;
     w->need = q->issued;
     w->disconnect = disconnect;
+    w->mid_len = 0;
     w->id_len = len;
     if (len)
         memcpy(w->id, id, len);
@@ -150,6 +181,26 @@ void inflight_wait(inflight *q, const char *id, size_t len, bool disconnect)
     else
         q->head = w;
     q->tail = w;
+    return w;
+}
+
+void inflight_wait(inflight *q, const char *id, size_t len, bool disconnect)
+{
+    inflight_queue(q, id, len, disconnect);
+}
+
+void inflight_wait_op(inflight *q, inflight_op *op, const char *id, size_t len)
+{
+    op->rcpt = inflight_queue(q, id, len, false);
+}
+
+void inflight_set_id(inflight_op *op, const char *id, size_t len)
+{
+    inflight_receipt *w = op->rcpt;
+    if (!w || len > INFLIGHT_MID_MAX)
+        return;
+    memcpy(w->mid, id, len);
+    w->mid_len = (uint8_t)len;
 }
 
 inflight_receipt *inflight_ready(inflight *q)

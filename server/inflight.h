@@ -5,9 +5,11 @@
  * answer later), and a receipt promises that everything before it is done.
  * So operations are numbered as they start, a receipt asked for while any
  * is in flight waits for all of those started before it, and receipts go
- * out in the order they were asked for. The queue only keeps the books; the
- * session writes the receipts and charges the costs (stored here so that
- * they can be given back) to its memory budget.
+ * out in the order they were asked for. A SEND's own receipt is tied to its
+ * publish (inflight_wait_op) and carries the message id the publish
+ * reports (inflight_set_id). The queue only keeps the books; the session
+ * writes the receipts and charges the costs (stored here so that they can
+ * be given back) to its memory budget.
  */
 #ifndef LECTERN_INFLIGHT_H
 #define LECTERN_INFLIGHT_H
@@ -18,11 +20,18 @@
 
 typedef struct inflight_op inflight_op;     /* one operation in flight (opaque) */
 
-/* A receipt (or a DISCONNECT) waiting; id[0..id_len) is its receipt id. */
+/* Longest message id a receipt carries (a Redis stream id is at most 41
+ * bytes: two 20-digit numbers and '-'). */
+#define INFLIGHT_MID_MAX 47
+
+/* A receipt (or a DISCONNECT) waiting; id[0..id_len) is its receipt id,
+ * mid[0..mid_len) the message id of its SEND (mid_len 0: none). */
 typedef struct inflight_receipt {
     struct inflight_receipt *next;
     uint64_t need;               /* the queue's `done` must reach this */
     bool disconnect;
+    uint8_t mid_len;
+    char mid[INFLIGHT_MID_MAX];
     size_t id_len;
     char id[];
 } inflight_receipt;
@@ -50,8 +59,9 @@ size_t inflight_receipt_cost(size_t len);
 /* Start an operation; `cost` is kept for inflight_finish. The op is the
  * context of its completion callback. */
 inflight_op *inflight_start(inflight *q, size_t cost);
-/* The operation just started (the latest) could not begin: forget it.
- * Returns its cost. */
+/* The operation just started (the latest) could not begin: forget it,
+ * and the receipt tied to it (inflight_wait_op) if any. Returns its cost,
+ * plus that receipt's inflight_receipt_cost. */
 size_t inflight_cancel(inflight *q, inflight_op *op);
 /* The operation completed: free it; returns the owner, or NULL when the
  * queue was deinit'ed meanwhile, and its cost in *cost. */
@@ -61,6 +71,18 @@ void *inflight_finish(inflight_op *op, size_t *cost);
 bool inflight_idle(const inflight *q);
 /* Queue a receipt after every operation started so far (id is copied). */
 void inflight_wait(inflight *q, const char *id, size_t len, bool disconnect);
+/* Queue a receipt after every operation started so far, op being the
+ * latest, and tie it to op: the message id given by inflight_set_id(op)
+ * goes into it (id is copied). */
+void inflight_wait_op(inflight *q, inflight_op *op, const char *id, size_t len);
+/* The message id op produced (before inflight_finish), for the receipt
+ * tied to it; nothing when none is, the queue is gone, or len is over
+ * INFLIGHT_MID_MAX (no id rather than a cut one). id is copied. */
+void inflight_set_id(inflight_op *op, const char *id, size_t len);
+/* The receipt id of the receipt tied to op (inflight_wait_op), valid
+ * until op finishes, in *len; NULL when none is (or the queue is gone).
+ * For an ERROR about op's failure, which names the frame's receipt. */
+const char *inflight_receipt_of(const inflight_op *op, size_t *len);
 /* Take the first waiting receipt if the operations it waits for are all
  * done (the caller frees it); NULL otherwise. */
 inflight_receipt *inflight_ready(inflight *q);

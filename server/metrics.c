@@ -180,6 +180,9 @@ static const metrics_row metrics_rows[] = {
     L(gaps_filled, "lectern_gaps_filled_total", "Messages recovered from a room log."),
     L(gaps_lost, "lectern_gaps_lost_total", "Messages a room log could no longer provide."),
     L(catchups, "lectern_catchups_total", "Catch-up reads of room logs after reconnects."),
+    L(idempotent_repeats, "lectern_idempotent_repeats_total",
+      "Publishes (SENDs, API publishes) that repeated an idempotency key within\n"
+      "api.idempotency_window_s: answered with the first copy's id, not delivered again."),
 };
 
 void metrics_render(const metrics *m, const metrics_gauges *g, buf *out)

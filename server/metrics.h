@@ -120,6 +120,7 @@ typedef struct metrics_gauges {
     uint64_t gaps_filled;
     uint64_t gaps_lost;
     uint64_t catchups;
+    uint64_t idempotent_repeats;
     uint64_t auth_insecure;                /* 1: auth.mode none or insecure-dev */
 } metrics_gauges;
 

@@ -966,5 +966,6 @@ static void server_gauges(void *ctx, metrics_gauges *g)
         g->gaps_filled = st.gaps_filled;
         g->gaps_lost = st.gaps_lost;
         g->catchups = st.catchups;
+        g->idempotent_repeats = st.duplicates;
     }
 }

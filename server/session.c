@@ -30,6 +30,7 @@
 #include "session_internal.h"
 #include "session.h"
 
+#include "idemkey.h"
 #include "log.h"
 #include "mem.h"
 #include "msgid.h"
@@ -231,28 +232,46 @@ static void session_until(char *out, size_t len, uint64_t until_ms)
         snprintf(out, len, "with no end");
 }
 
-static void session_on_published(void *ctx, const relay_result *res)
+/* A publish of s ended: the RECEIPTs it held go out, or the ERROR that
+ * ends the session (naming the SEND's receipt, when it asked for one). */
+static void session_published(session *s, const relay_result *res, const char *receipt)
 {
-    session *s = session_op_finish(ctx);
-    if (!s)
-        return;
     if (res->outcome == RELAY_BANNED || res->outcome == RELAY_MUTED) {
         char why[160], until[64];
         bool banned = res->outcome == RELAY_BANNED;
         session_until(until, sizeof until, res->until_ms);
         snprintf(why, sizeof why, "You are %s in this room %s; the message was not sent.",
                  banned ? "banned" : "muted", until);
-        session_error(s, NULL, banned ? ERROR_BANNED : ERROR_MUTED, why);
+        session_error_x(s, NULL, banned ? ERROR_BANNED : ERROR_MUTED, why, strlen(why),
+                        receipt ? "receipt-id" : NULL, receipt);
         return;
     }
     if (res->outcome != RELAY_STORED) {
-        session_error(s, NULL, ERROR_MESSAGE_NOT_STORED,
-                      "The cluster could not confirm that the message was stored durably "
-                      "(Redis or RabbitMQ unavailable); it may or may not have been "
-                      "delivered. Reconnect and send it again.");
+        static const char why[] =
+            "The cluster could not confirm that the message was stored durably "
+            "(Redis or RabbitMQ unavailable); it may or may not have been "
+            "delivered. Reconnect and send it again (with the same x-idempotency-key, "
+            "it is stored once).";
+        session_error_x(s, NULL, ERROR_MESSAGE_NOT_STORED, why, sizeof why - 1,
+                        receipt ? "receipt-id" : NULL, receipt);
         return;
     }
     session_flush_receipts(s);
+}
+
+static void session_on_published(void *ctx, const relay_result *res)
+{
+    size_t rlen;
+    const char *rid = inflight_receipt_of(ctx, &rlen);
+    /* A refusal's ERROR names the SEND by its receipt (read before the op
+     * goes), so a client can tell which message it was. */
+    char *receipt = res->outcome != RELAY_STORED && rid ? xstrndup(rid, rlen) : NULL;
+    if (res->outcome == RELAY_STORED)
+        inflight_set_id(ctx, res->id, strlen(res->id));
+    session *s = session_op_finish(ctx);
+    if (s)
+        session_published(s, res, receipt);
+    free(receipt);
 }
 
 /* A subscription: its record (the prefix, then the id and the room's name
@@ -444,16 +463,22 @@ static void on_unsubscribe(session *s, const stomp_frame *f)
 
 /* Publish one SEND; false (after an ERROR) when the cluster cannot take it
  * or, unless `charged` (COMMIT hands on what its transaction was charged),
- * the connection's budget cannot. */
+ * the connection's budget cannot. A SEND's x-idempotency-key (checked by
+ * on_send) goes with it. */
 bool session_send_publish(session *s, const stomp_frame *f, const stomp_str *name, bool charged)
 {
     size_t cost = session_send_cost(f);
     if (!charged && !session_fits(s, f, cost))
         return false;
     inflight_op *op = session_op(s, cost);
+    if (!charged)
+        session_receipt_for(s, f, op);
+    const stomp_str *ik = stomp_frame_header(f, IDEMKEY_STOMP_HEADER);
+    relay_pub_opts o = { .moderated = true, .idem_key = ik ? ik->p : NULL,
+                         .idem_key_len = ik ? ik->len : 0,
+                         .idem_window_ms = s->env->conf->api_idempotency_window_s * 1000LL };
     if (relay_publish(s->env->relay, name, f, s->user, s->user_name,
-                      auth_role_name((jwt_role)s->role), &(relay_pub_opts){ .moderated = true },
-                      session_on_published, op) < 0) {
+                      auth_role_name((jwt_role)s->role), &o, session_on_published, op) < 0) {
         session_op_cancel(s, op);
         session_unavailable(s, f);
         return false;
@@ -517,6 +542,12 @@ static void on_send(session *s, const stomp_frame *f)
                            "Presence is published by the server; SEND is not allowed to: ", dest);
         return;
     }
+    const stomp_str *ik = stomp_frame_header(f, IDEMKEY_STOMP_HEADER);
+    if (ik && !idemkey_valid(ik->p, ik->len)) {
+        session_error(s, f, ERROR_INVALID_IDEMPOTENCY_KEY,
+                      IDEMKEY_RULE "; the message was not sent.");
+        return;
+    }
     /* Before buffering too: nothing in a COMMIT may fail storage. */
     char why[400];
     if (relay_check_send(s->env->relay, &name, f, s->user, s->user_name,
@@ -526,8 +557,7 @@ static void on_send(session *s, const stomp_frame *f)
     }
     if (session_buffer_in_txn(s, f))
         return;
-    if (session_send_publish(s, f, &name, false))
-        session_receipt(s, f);
+    session_send_publish(s, f, &name, false);   /* its receipt comes with its id */
 }
 
 static bool ack_headers_ok(session *s, const stomp_frame *f)

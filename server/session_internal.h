@@ -132,7 +132,9 @@ uint64_t session_now(const session *s);
 void session_handle(session *s, const stomp_frame *f);
 /* Publish one SEND to room `name`; false after an ERROR when the cluster or
  * (unless `charged`: COMMIT hands on what its transaction was charged) the
- * connection's budget cannot take it. */
+ * connection's budget cannot take it. Unless `charged` (a SEND of a COMMIT
+ * was receipted when it was buffered), f's receipt waits for this publish
+ * and carries its message id. */
 bool session_send_publish(session *s, const stomp_frame *f, const stomp_str *name, bool charged);
 /* What a SEND holds until it is stored (charged to the budget). */
 size_t session_send_cost(const stomp_frame *f);
@@ -166,6 +168,10 @@ bool session_escapes(const session *s);
  * has completed; `disconnect` closes the session after it. */
 void session_receipt(session *s, const stomp_frame *f);
 void session_receipt_or_close(session *s, const stomp_frame *f, bool disconnect);
+/* RECEIPT for the SEND f (if it asked for one) tied to op, its publish just
+ * started (the latest): it goes out once op and everything before it have
+ * completed, with message-id:<the id op reported> (inflight_set_id). */
+void session_receipt_for(session *s, const stomp_frame *f, inflight_op *op);
 /* Emit the receipts whose operations have all completed, in order. */
 void session_flush_receipts(session *s);
 /* ERROR (reason, detail; NULL: the reason's text) for f (NULL: none) and

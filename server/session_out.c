@@ -436,12 +436,16 @@ bool session_escapes(const session *s)
     return s->version >= STOMP_V11;
 }
 
-static void session_emit_receipt(session *s, const char *id, size_t len)
+/* RECEIPT receipt-id:id [message-id:mid] (mid_len 0: none). */
+static void session_emit_receipt(session *s, const char *id, size_t len, const char *mid,
+                                 size_t mid_len)
 {
     buf b;
     buf_init(&b);
     stomp_put_command(&b, STOMP_CMD_RECEIPT);
     stomp_put_header(&b, "receipt-id", 10, id, len, session_escapes(s));
+    if (mid_len)
+        stomp_put_header(&b, "message-id", 10, mid, mid_len, session_escapes(s));
     stomp_put_body(&b, NULL, 0);
     session_push_frame(s, &b);
     buf_deinit(&b);
@@ -470,7 +474,7 @@ void session_flush_receipts(session *s)
     while (!s->dead && (w = inflight_ready(&s->ops))) {
         budget_release(&s->budget, BUDGET_WAIT, inflight_receipt_cost(w->id_len));
         if (w->id_len || !w->disconnect)
-            session_emit_receipt(s, w->id, w->id_len);
+            session_emit_receipt(s, w->id, w->id_len, w->mid, w->mid_len);
         if (w->disconnect)
             session_do_disconnect(s);
         free(w);
@@ -488,7 +492,7 @@ void session_receipt_or_close(session *s, const stomp_frame *f, bool disconnect)
         return;
     if (inflight_idle(&s->ops)) {
         if (r)
-            session_emit_receipt(s, r->p, r->len);
+            session_emit_receipt(s, r->p, r->len, NULL, 0);
         if (disconnect)
             session_do_disconnect(s);
         return;
@@ -496,6 +500,17 @@ void session_receipt_or_close(session *s, const stomp_frame *f, bool disconnect)
     size_t n = r ? r->len : 0;
     budget_force(&s->budget, BUDGET_WAIT, inflight_receipt_cost(n));
     inflight_wait(&s->ops, r ? r->p : NULL, n, disconnect);
+}
+
+/* Always queued (op is in flight): charged unchecked like any waiting
+ * receipt. */
+void session_receipt_for(session *s, const stomp_frame *f, inflight_op *op)
+{
+    const stomp_str *r = stomp_frame_header(f, "receipt");
+    if (!r)
+        return;
+    budget_force(&s->budget, BUDGET_WAIT, inflight_receipt_cost(r->len));
+    inflight_wait_op(&s->ops, op, r->p, r->len);
 }
 
 void session_receipt(session *s, const stomp_frame *f)

@@ -455,6 +455,17 @@ export class Contacts extends Emitter {
 // flicker) after a reconnect like a room. State changes are events:
 // connecting, online, reconnecting, offline.
 //
+// Sends are exactly once too: every send() carries an idempotency key
+// (x-idempotency-key, random per call). When the connection drops before
+// the RECEIPT, or the server answers ERROR "Message not stored" or
+// "Service unavailable" (the message may or may not be stored), the SEND
+// goes again after the reconnect with the same key, to whichever server
+// the client reaches; the cluster stores and delivers one copy and its
+// RECEIPT carries the first copy's id. So send() resolves once, with the
+// message id, or rejects when the message was refused or could not be
+// confirmed within sendRetryMs (kept inside the server's
+// api.idempotency_window_s, after which a resend would be a new message).
+//
 // Tokens expire, and the server ends a session whose token has (ERROR
 // "Token expired"). With a `refreshToken` callback the client asks for a
 // fresh token some time before the current one's exp (read from the JWT's
@@ -485,6 +496,22 @@ export function tokenExpiry(token) {
 
 /** history(): requests per page while the server answers 503 with Retry-After. */
 const HISTORY_TRIES = 4;
+
+/** ERRORs after which a SEND may or may not have been stored: sent again with its key. */
+const SEND_RETRY_ERRORS = new Set(['Message not stored', 'Service unavailable']);
+
+/** A fresh idempotency key: a random UUID (122 random bits). */
+export function newIdempotencyKey() {
+  const c = globalThis.crypto;
+  if (c?.randomUUID) return c.randomUUID();
+  const b = new Uint8Array(16);
+  if (c?.getRandomValues) c.getRandomValues(b);
+  else for (let i = 0; i < 16; i++) b[i] = Math.floor(Math.random() * 256);
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
 
 /**
  * @typedef {{id: string|undefined, room: string, body: string,
@@ -524,7 +551,8 @@ export class Room extends Emitter {
     this.presenceSubId = null;
   }
 
-  /** Send a text message; resolves when the server has it stored (RECEIPT). */
+  /** Send a text message; resolves with its id once the server has it stored
+   * (RECEIPT), sending again after a drop with the same idempotency key. */
   send(body, headers = {}) { return this.client.send(this.name, body, headers); }
 
   /** A page of earlier messages (oldest first), before `before` (an id). */
@@ -569,6 +597,8 @@ export class LecternClient extends Emitter {
    * @param {typeof fetch} [o.fetch]
    * @param {{base?: number, cap?: number, maxAttempts?: number}} [o.reconnect]
    * @param {{outgoing?: number, incoming?: number}} [o.heartbeat]  ms, 0 disables
+   * @param {number} [o.sendRetryMs]  how long a send() keeps trying (default 300000; keep it
+   *   below the server's api.idempotency_window_s, 600 s by default)
    */
   constructor(url, o = {}) {
     super();
@@ -589,6 +619,8 @@ export class LecternClient extends Emitter {
     this.reader = null;
     this.nextId = 1;
     this.receipts = new Map();     // receipt id -> {resolve, reject}
+    this.outbox = new Set();       // send()s not yet settled, in call order
+    this.sendRetryMs = o.sendRetryMs ?? 300000;
     this.subs = new Map();         // subscription id -> {room, kind}
     this.timers = [];
     this.closing = false;
@@ -669,7 +701,7 @@ export class LecternClient extends Emitter {
       case 'MESSAGE': return this.#message(f);
       case 'RECEIPT': {
         const r = this.receipts.get(f.headers['receipt-id']);
-        if (r) { this.receipts.delete(f.headers['receipt-id']); r.resolve(); }
+        if (r) { this.receipts.delete(f.headers['receipt-id']); r.resolve(f.headers['message-id']); }
         return;
       }
       case 'ERROR': {
@@ -713,6 +745,7 @@ export class LecternClient extends Emitter {
     this.subs.clear();
     for (const room of this.rooms.values()) this.#subscribe(room);
     for (const list of this.contactLists) if (!list.waiting) this.#subscribeContacts(list);
+    for (const out of this.outbox) this.#transmit(out);   // again, same keys, same order
     this.#setState('online');
     this.#scheduleRefresh();
   }
@@ -861,13 +894,19 @@ export class LecternClient extends Emitter {
     this.receipts.clear();
     clearTimeout(this.refreshTimer);
     this.refreshTimer = null;
-    if (this.closing || this.denied) { this.#setState('offline'); return; }
+    if (this.closing || this.denied) { this.#offline(err); return; }
     const delay = this.backoff.next();
-    if (delay === null) { this.#setState('offline'); return; }
+    if (delay === null) { this.#offline(err); return; }
     this.#setState('reconnecting');
     this.timers.push(setTimeout(() => {
       if (!this.closing) this.#open('reconnecting');
     }, delay));
+  }
+
+  /** No more connections: the sends still waiting fail with err. */
+  #offline(err) {
+    for (const out of this.outbox) this.#settle(out, err);
+    this.#setState('offline');
   }
 
   /**
@@ -902,14 +941,54 @@ export class LecternClient extends Emitter {
   }
 
   /**
-   * Send to a room; resolves when the server has stored it (its RECEIPT),
-   * rejects on ERROR or when the connection drops first (the app may send
-   * again: the server did not confirm it).
+   * Send to a room; resolves with the message id once the server has stored
+   * it (its RECEIPT). The SEND carries an idempotency key (headers'
+   * x-idempotency-key, or a random one); after a drop before the RECEIPT, or
+   * ERROR "Message not stored" / "Service unavailable", it goes again with
+   * that key once reconnected, and the cluster keeps one copy. Rejects on any
+   * other ERROR (refused: nothing stored), when the client goes offline, or
+   * after sendRetryMs without a RECEIPT (it may or may not be stored then).
+   * While reconnecting, a send waits for the connection.
    */
   send(room, body, headers = {}) {
-    return this.#sendReceipted({
-      ...headers, destination: `/topic/${room}`, 'content-type': headers['content-type'] || 'text/plain',
-    }, String(body));
+    if (this.state !== 'online' && this.state !== 'reconnecting' && this.state !== 'connecting')
+      return Promise.reject(new Error(`not online (${this.state})`));
+    const out = {
+      headers: {
+        ...headers, destination: `/topic/${room}`, 'content-type': headers['content-type'] || 'text/plain',
+        'x-idempotency-key': headers['x-idempotency-key'] || newIdempotencyKey(),
+      },
+      body: String(body), done: false,
+    };
+    const p = new Promise((resolve, reject) => { out.resolve = resolve; out.reject = reject; });
+    out.timer = setTimeout(() => this.#settle(out, new Error(
+      `not confirmed within ${this.sendRetryMs} ms (sendRetryMs): it may or may not have been stored`)),
+    this.sendRetryMs);
+    this.outbox.add(out);
+    if (this.state === 'online') this.#transmit(out);
+    return p;
+  }
+
+  /** Put one send() on the wire (again), with a fresh receipt id and its key. */
+  #transmit(out) {
+    const receipt = `r${this.nextId++}`;
+    this.receipts.set(receipt, {
+      resolve: (id) => this.#settle(out, null, id),
+      // An ERROR naming the SEND (it has details) refuses it, unless it may
+      // have been stored; a drop (no details) leaves it for the reconnect.
+      reject: (e) => { if ('details' in e && !SEND_RETRY_ERRORS.has(e.message)) this.#settle(out, e); },
+    });
+    this.#raw(encodeFrame('SEND', { ...out.headers, receipt }, out.body));
+  }
+
+  /** A send() is over: resolved with id, or rejected with err. Once. */
+  #settle(out, err, id) {
+    if (out.done) return;
+    out.done = true;
+    clearTimeout(out.timer);
+    this.outbox.delete(out);
+    if (err) out.reject(err);
+    else out.resolve(id);
   }
 
   /**
@@ -1010,7 +1089,7 @@ export class LecternClient extends Emitter {
       this.#raw(encodeFrame('DISCONNECT', {}));
       this.ws.close();
     } else {
-      this.#setState('offline');
+      this.#offline(new Error('disconnected'));
     }
   }
 }

@@ -1,5 +1,5 @@
 // @lectern/client — see README.md.
-export { LecternClient, Room, tokenExpiry } from './client.js';
+export { LecternClient, newIdempotencyKey, Room, tokenExpiry } from './client.js';
 export { Contacts } from './contacts.js';
 export { Emitter } from './emitter.js';
 export { Backoff } from './backoff.js';

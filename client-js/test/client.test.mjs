@@ -59,32 +59,81 @@ test('join with since: the first SUBSCRIBE starts after the history the app show
   c.disconnect();
 });
 
-test('sends resolve on RECEIPT, reject on ERROR and when the connection drops', async () => {
+test('sends resolve with the RECEIPT\'s message id; a refusal rejects; a drop or ERROR "Message not stored" sends again with the same key', async () => {
   const { FakeWS, sockets } = fakeServer();
   const c = new LecternClient('ws://x/ws', { WebSocket: FakeWS, heartbeat: { outgoing: 0, incoming: 0 },
-    reconnect: { base: 1, cap: 2, maxAttempts: 1 } });
+    reconnect: { base: 1, cap: 2 } });
   c.on('error', () => {});
   const p = c.connect();
   await until(() => sockets[0]?.sent.length === 1);
   sockets[0].deliver('CONNECTED', {});
   await p;
   const ok = c.send('r', 'one');
-  const bad = c.send('r', 'two');
-  const lost = c.send('r', 'three');
-  const [s1, s2] = sockets[0].sent.slice(1);
+  const refused = c.send('r', 'two');
+  const unsure = c.send('r', 'three');
+  const lost = c.send('r', 'four');
+  const [s1, s2, s3, s4] = sockets[0].sent.slice(1);
   assert.equal(s1.command, 'SEND');
   assert.equal(s1.headers.destination, '/topic/r');
   assert.equal(s1.body, 'one');
-  sockets[0].deliver('RECEIPT', { 'receipt-id': s1.headers.receipt });
-  sockets[0].deliver('ERROR', { 'receipt-id': s2.headers.receipt, message: 'Message not stored' });
-  await ok;
-  await assert.rejects(bad, /Message not stored/);
+  const keys = [s1, s2, s3, s4].map((f) => f.headers['x-idempotency-key']);
+  for (const k of keys) assert.match(k, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  assert.equal(new Set(keys).size, 4, 'a key per send()');
+  sockets[0].deliver('RECEIPT', { 'receipt-id': s1.headers.receipt, 'message-id': '7-1' });
+  sockets[0].deliver('ERROR', { 'receipt-id': s2.headers.receipt, message: 'Muted' });
+  sockets[0].deliver('ERROR', { 'receipt-id': s3.headers.receipt, message: 'Message not stored' });
+  assert.equal(await ok, '7-1');
+  await assert.rejects(refused, /Muted/);
+  sockets[0].close();                               // the server closes after its ERROR
+  await until(() => sockets.length === 2 && sockets[1].sent.length === 1);
+  const later = c.send('r', 'five');                // while reconnecting: waits its turn
+  sockets[1].deliver('CONNECTED', {});
+  await until(() => sockets[1].sent.length === 4);
+  const again = sockets[1].sent.slice(1);
+  assert.deepEqual(again.map((f) => f.body), ['three', 'four', 'five']);
+  assert.deepEqual(again.slice(0, 2).map((f) => f.headers['x-idempotency-key']), keys.slice(2),
+    'the same keys as the first time');
+  for (const [i, f] of again.entries())
+    sockets[1].deliver('RECEIPT', { 'receipt-id': f.headers.receipt, 'message-id': `8-${i}` });
+  assert.deepEqual(await Promise.all([unsure, lost, later]), ['8-0', '8-1', '8-2']);
+  // a late RECEIPT of a first attempt changes nothing: each send() settles once
+  sockets[1].deliver('RECEIPT', { 'receipt-id': s3.headers.receipt, 'message-id': '9-9' });
+  c.disconnect();
+});
+
+test('a send() gives up after sendRetryMs, and when the client goes offline', async () => {
+  const { FakeWS, sockets } = fakeServer();
+  const c = new LecternClient('ws://x/ws', { WebSocket: FakeWS, heartbeat: { outgoing: 0, incoming: 0 },
+    reconnect: { base: 1, cap: 2, maxAttempts: 1 }, sendRetryMs: 50 });
+  c.on('error', () => {});
+  const p = c.connect();
+  await until(() => sockets[0]?.sent.length === 1);
+  sockets[0].deliver('CONNECTED', {});
+  await p;
+  await assert.rejects(c.send('r', 'never receipted'), /may or may not have been stored/);
+  const pending = c.send('r', 'cut off');
   sockets[0].close();
-  await assert.rejects(lost, /closed/);
   // one reconnect attempt allowed: it fails too, and the client gives up
   await until(() => sockets.length === 2);
   sockets[1].close();
+  await assert.rejects(pending, /closed/);
   await until(() => c.state === 'offline');
+  await assert.rejects(c.send('r', 'offline'), /not online/);
+});
+
+test('a send() keeps the caller\'s own x-idempotency-key', async () => {
+  const { FakeWS, sockets } = fakeServer();
+  const c = new LecternClient('ws://x/ws', { WebSocket: FakeWS, heartbeat: { outgoing: 0, incoming: 0 } });
+  const p = c.connect();
+  await until(() => sockets[0]?.sent.length === 1);
+  sockets[0].deliver('CONNECTED', {});
+  await p;
+  const s = c.send('r', 'x', { 'x-idempotency-key': 'order-42' });
+  const f = sockets[0].sent[1];
+  assert.equal(f.headers['x-idempotency-key'], 'order-42');
+  sockets[0].deliver('RECEIPT', { 'receipt-id': f.headers.receipt, 'message-id': '1-0' });
+  assert.equal(await s, '1-0');
+  c.disconnect();
 });
 
 test('presence: snapshot, join and leave keep the member map and the count', async () => {

@@ -1,7 +1,8 @@
 /* test_inflight.c — operations in flight and waiting receipts
  * (server/inflight.c): a receipt goes out only once every operation started
  * before it has completed, in any completion order; receipts keep their
- * order; an operation that outlives its queue completes harmlessly. */
+ * order; a SEND's own receipt carries the message id its publish reported;
+ * an operation that outlives its queue completes harmlessly. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,13 +15,18 @@
 
 #include "inflight.h"
 
-/* The ids of the receipts ready now, space-separated, appended to out. */
+/* The ids of the receipts ready now, space-separated, appended to out; a
+ * receipt carrying a message id shows it as id=mid. */
 static void drain(inflight *q, char *out, size_t cap)
 {
     inflight_receipt *w;
     while ((w = inflight_ready(q))) {
         size_t n = strlen(out);
-        snprintf(out + n, cap - n, "%.*s ", (int)w->id_len, w->id);
+        if (w->mid_len)
+            snprintf(out + n, cap - n, "%.*s=%.*s ", (int)w->id_len, w->id, (int)w->mid_len,
+                     w->mid);
+        else
+            snprintf(out + n, cap - n, "%.*s ", (int)w->id_len, w->id);
         free(w);
     }
 }
@@ -109,6 +115,89 @@ static void test_operations_outliving_their_queue_find_no_owner(void **state)
     }
 }
 
+static void test_a_sends_receipt_carries_its_own_message_id_in_order(void **state)
+{
+    (void)state;
+    int owner;
+    inflight q;
+    inflight_init(&q, &owner);
+    char out[256] = "";
+    inflight_op *a = inflight_start(&q, 1);
+    inflight_wait_op(&q, a, "ra", 2);
+    inflight_op *b = inflight_start(&q, 1);
+    inflight_wait_op(&q, b, "rb", 2);
+    inflight_op *c = inflight_start(&q, 1);     /* a SEND without a receipt */
+    inflight_wait(&q, "rx", 2, false);          /* after c, no id of its own */
+    size_t cost;
+    inflight_set_id(b, "1700000000000-1", 15); /* b first: its receipt waits for a */
+    inflight_finish(b, &cost);
+    drain(&q, out, sizeof out);
+    assert_string_equal(out, "");
+    inflight_set_id(a, "1700000000000-0", 15);
+    inflight_finish(a, &cost);
+    drain(&q, out, sizeof out);
+    assert_string_equal(out, "ra=1700000000000-0 rb=1700000000000-1 ");
+    inflight_set_id(c, "1700000000000-2", 15);  /* tied to no receipt: nowhere */
+    inflight_finish(c, &cost);
+    drain(&q, out, sizeof out);
+    assert_string_equal(out, "ra=1700000000000-0 rb=1700000000000-1 rx ");
+    inflight_deinit(&q);
+}
+
+static void test_a_failed_publish_has_no_id_and_an_overlong_id_none_either(void **state)
+{
+    (void)state;
+    int owner;
+    inflight q;
+    inflight_init(&q, &owner);
+    char out[256] = "";
+    inflight_op *a = inflight_start(&q, 1);
+    inflight_wait_op(&q, a, "ra", 2);
+    char big[INFLIGHT_MID_MAX + 1];
+    memset(big, '7', sizeof big);
+    inflight_set_id(a, big, sizeof big);
+    size_t cost;
+    inflight_finish(a, &cost);
+    drain(&q, out, sizeof out);
+    assert_string_equal(out, "ra ");
+    inflight_deinit(&q);
+}
+
+static void test_cancel_drops_the_receipt_tied_to_the_operation(void **state)
+{
+    (void)state;
+    int owner;
+    inflight q;
+    inflight_init(&q, &owner);
+    inflight_op *a = inflight_start(&q, 10);
+    inflight_wait(&q, "r0", 2, false);
+    inflight_op *b = inflight_start(&q, 20);
+    inflight_wait_op(&q, b, "rb", 2);
+    assert_int_equal(inflight_cancel(&q, b), 20 + inflight_receipt_cost(2));
+    inflight_wait(&q, "r1", 2, false);          /* the tail is right again */
+    size_t cost;
+    inflight_finish(a, &cost);
+    char out[64] = "";
+    drain(&q, out, sizeof out);
+    assert_string_equal(out, "r0 r1 ");
+    assert_true(inflight_idle(&q));
+    inflight_deinit(&q);
+}
+
+static void test_an_operation_outliving_its_queue_writes_no_id(void **state)
+{
+    (void)state;
+    int owner;
+    inflight q;
+    inflight_init(&q, &owner);
+    inflight_op *a = inflight_start(&q, 1);
+    inflight_wait_op(&q, a, "ra", 2);
+    inflight_deinit(&q);                        /* the receipt goes */
+    inflight_set_id(a, "1-0", 3);               /* must not touch it */
+    size_t cost;
+    assert_null(inflight_finish(a, &cost));
+}
+
 static void test_costs_cover_the_records(void **state)
 {
     (void)state;
@@ -123,6 +212,10 @@ int main(void)
         cmocka_unit_test(test_receipts_wait_for_every_earlier_operation_in_any_order),
         cmocka_unit_test(test_cancel_forgets_the_latest_operation),
         cmocka_unit_test(test_operations_outliving_their_queue_find_no_owner),
+        cmocka_unit_test(test_a_sends_receipt_carries_its_own_message_id_in_order),
+        cmocka_unit_test(test_a_failed_publish_has_no_id_and_an_overlong_id_none_either),
+        cmocka_unit_test(test_cancel_drops_the_receipt_tied_to_the_operation),
+        cmocka_unit_test(test_an_operation_outliving_its_queue_writes_no_id),
         cmocka_unit_test(test_costs_cover_the_records),
     };
     return cmocka_run_group_tests_name("inflight", tests, NULL, NULL);
