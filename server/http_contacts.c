@@ -18,6 +18,8 @@
  */
 #include "http_contacts.h"
 
+#include "room.h"
+
 #include "apikey.h"
 #include "db_contacts.h"
 #include "log.h"
@@ -317,6 +319,20 @@ unsigned http_contacts_check_key(const http_contacts_env *env, struct lws *wsi, 
              sent ? "bad_key" : "no_key");
     *why = "a key of api.keys is required (Authorization: Bearer <key> or X-API-Key: <key>)";
     return HTTP_STATUS_UNAUTHORIZED;
+}
+
+unsigned http_contacts_check_api(const http_contacts_env *env, struct lws *wsi,
+                                 const char *rname, size_t len, const char **why)
+{
+    unsigned status = http_contacts_check_key(env, wsi, "server",
+                                              "the server API is off (api.keys is empty)", why);
+    if (status)
+        return status;
+    if (rname && !room_name_valid(rname, len, (size_t)env->conf->max_room_name)) {
+        *why = HTTP_ROOM_RULE;
+        return HTTP_STATUS_BAD_REQUEST;
+    }
+    return 0;
 }
 
 /* Does the request carry a matching key? Refuses rq otherwise. */

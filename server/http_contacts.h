@@ -43,6 +43,15 @@ typedef struct http_contacts_env {
  * other /api/users/ routes, where a key stands for an admin. */
 bool http_contacts_keyed(const http_contacts_env *env, struct lws *wsi, bool *sent);
 
+/* Why a room name was refused (rooms, room_name_valid). */
+#define HTTP_ROOM_RULE "room names are 1 to stomp.max_room_name characters of A-Z a-z 0-9 . _ ~ -"
+
+/* The checks a server API route starts with, before its body: a key
+ * (http_contacts_check_key, api=server) and, when rname is not NULL, its
+ * room name rname[0..len). 0, or the status with a static reason in *why. */
+unsigned http_contacts_check_api(const http_contacts_env *env, struct lws *wsi,
+                                 const char *rname, size_t len, const char **why);
+
 /* The key check of a server API route: 0 when the request carries one of
  * api.keys; else 403 with off_why (api.keys is empty: the API is off) or
  * 401 (no key, or a wrong one: logged as auth_failed api=<api> and

@@ -14,7 +14,6 @@
 
 #include "mem.h"
 #include "moderation.h"
-#include "room.h"
 #include "storelimits.h"
 #include "userid.h"
 
@@ -231,17 +230,12 @@ int http_moderation_request(const http_contacts_env *keys, struct moderation *m,
                             struct lws *wsi, http_exchange **x, const char *uri)
 {
     hm_request *rq = xcalloc(1, sizeof *rq);
-    const char *why;
-    unsigned status = http_contacts_check_key(keys, wsi, "server",
-                                              "the server API is off (api.keys is empty)", &why);
-    if (status)
-        hm_refuse(rq, status, why);
-    const char *r = "", *tail = "";
+    const char *why, *r = "", *tail = "";
     size_t rl = 0;
     hm_split(uri, &r, &rl, &tail);
-    if (!room_name_valid(r, rl, (size_t)keys->conf->max_room_name))
-        hm_refuse(rq, HTTP_STATUS_BAD_REQUEST,
-                  "room names are 1 to stomp.max_room_name characters of A-Z a-z 0-9 . _ ~ -");
+    unsigned status = http_contacts_check_api(keys, wsi, r, rl, &why);
+    if (status)
+        hm_refuse(rq, status, why);
     else
         memcpy(rq->room, r, rl);
     if (!hm_is_post(wsi)) {

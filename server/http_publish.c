@@ -118,18 +118,13 @@ int http_publish_request(const http_contacts_env *keys, struct relay *rl, struct
     (void)rl;
     hp_request *rq = xcalloc(1, sizeof *rq);
     const char *why;
-    unsigned status = http_contacts_check_key(keys, wsi, "server",
-                                              "the server API is off (api.keys is empty)", &why);
     rq->broadcast = !strcmp(uri, HP_BROADCAST);
     const char *rname = uri + sizeof HP_PREFIX - 1;
     size_t n = rq->broadcast ? 0 : strlen(rname) - (sizeof HP_SUFFIX - 1);
+    unsigned status = http_contacts_check_api(keys, wsi, rq->broadcast ? NULL : rname, n, &why);
     if (status) {
         rq->status = status;
         rq->why = why;
-    } else if (!rq->broadcast &&
-               !room_name_valid(rname, n, (size_t)keys->conf->max_room_name)) {
-        rq->status = HTTP_STATUS_BAD_REQUEST;
-        rq->why = "room names are 1 to stomp.max_room_name characters of A-Z a-z 0-9 . _ ~ -";
     } else if (hp_idem_key(wsi, rq) < 0) {
         rq->status = HTTP_STATUS_BAD_REQUEST;
         rq->why = "Idempotency-Key: " IDEMKEY_RULE;

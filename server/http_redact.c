@@ -12,7 +12,6 @@
 #include "mem.h"
 #include "msgid.h"
 #include "redact.h"
-#include "room.h"
 #include "storelimits.h"
 #include "userid.h"
 
@@ -168,18 +167,13 @@ int http_redact_request(const http_contacts_env *keys, struct redact *rd, struct
                         http_exchange **x, const char *uri)
 {
     hr_request *rq = xcalloc(1, sizeof *rq);
-    const char *why;
-    unsigned status = http_contacts_check_key(keys, wsi, "server",
-                                              "the server API is off (api.keys is empty)", &why);
-    if (status)
-        hr_refuse(rq, status, why);
-    const char *r, *i;
+    const char *why, *r, *i;
     size_t rl, il;
     msgid mid;
     hr_split(uri, &r, &rl, &i, &il);
-    if (!room_name_valid(r, rl, (size_t)keys->conf->max_room_name))
-        hr_refuse(rq, HTTP_STATUS_BAD_REQUEST,
-                  "room names are 1 to stomp.max_room_name characters of A-Z a-z 0-9 . _ ~ -");
+    unsigned status = http_contacts_check_api(keys, wsi, r, rl, &why);
+    if (status)
+        hr_refuse(rq, status, why);
     else if (msgid_parse(i, il, &mid) < 0)
         hr_refuse(rq, HTTP_STATUS_BAD_REQUEST, "message ids are <ms>-<n> (as in message-id)");
     if (!rq->status) {
