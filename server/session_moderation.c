@@ -14,7 +14,10 @@
  * so what the client sent after the SUBSCRIBE (a SEND to the same room,
  * typically) takes effect after the join, in the order sent: its message
  * reaches the new subscription, as STOMP's ordering promises. It costs a
- * Redis round trip per topic SUBSCRIBE, paid one after the other.
+ * Redis round trip per topic SUBSCRIBE, paid one after the other; a Redis
+ * that does not answer holds the input for redis.reply_timeout_ms at most
+ * (then the check fails and the subscription joins unchecked). Held input
+ * stays in the socket (lws reads nothing), so it costs the server nothing.
  * When Redis cannot be asked, the subscription joins unchecked: reading
  * goes on through a Redis outage, as it always has, and nothing can be
  * published meanwhile (every publish goes through Redis, which refuses a
