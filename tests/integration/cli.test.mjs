@@ -37,7 +37,7 @@ describe('command line', () => {
     assert.equal(shipped, r.stdout, 'regenerate with: bin/lectern-server --print-config > config/lectern.conf');
   });
 
-  test('docs/configuration.md is what scripts/config-docs.mjs makes of both knob tables', async () => {
+  test('docs/configuration.md and README.md\'s knob tables are what scripts/config-docs.mjs makes of both knob tables', async () => {
     const r = await run('node', [path.join(repoRoot, 'scripts', 'config-docs.mjs'), '--check'],
       { env: { ...process.env, LECTERN_SERVER_BIN: serverBin } }).then(() => 0, (e) => e.stderr);
     assert.equal(r, 0, 'regenerate with: node scripts/config-docs.mjs --write');
