@@ -63,16 +63,23 @@ static void registry_on_redact(void *privdata, redisReply *r)
     free(c);
 }
 
+/* The arguments both scripts take: P, room, message id, mark. */
+static void redact_args(registry_args *a, registry *g, const char *room, const char *id,
+                        const char *mark)
+{
+    registry_args_init(a, g);
+    registry_args_str(a, room);
+    registry_args_str(a, id);
+    registry_args_str(a, mark);
+}
+
 int registry_redact_mark(registry *g, const char *room, const char *id, const char *mark,
                          registry_redact_fn fn, void *ctx)
 {
     if (!g->registered)
         return -1;
     registry_args a;
-    registry_args_init(&a, g);
-    registry_args_str(&a, room);
-    registry_args_str(&a, id);
-    registry_args_str(&a, mark);
+    redact_args(&a, g, room, id, mark);
     size_t rl = strlen(room);
     redact_call *c = xmalloc(sizeof *c + rl + 1);
     c->fn = fn;
@@ -96,9 +103,6 @@ int registry_redact_unmark(registry *g, const char *room, const char *id, const 
     if (!g->registered)
         return -1;
     registry_args a;
-    registry_args_init(&a, g);
-    registry_args_str(&a, room);
-    registry_args_str(&a, id);
-    registry_args_str(&a, mark);
+    redact_args(&a, g, room, id, mark);
     return registry_args_eval(g, &a, REGISTRY_LUA_REDACT_UNDO, registry_on_unmark, NULL);
 }

@@ -88,9 +88,9 @@ describe('moderation', () => {
       const prof = await connect(a, 'prof', clients);
       const listen = await subscribed(prof.client, `/topic/${room}`);
       const stuA = await connect(a, 'stu', clients);
-      const stuB = await connect(b, 'stu', clients);
+      const stuOnB = await connect(b, 'stu', clients);
       const sa = await subscribed(stuA.client, `/topic/${room}`);
-      const sb = await subscribed(stuB.client, `/topic/${room}`);
+      const sb = await subscribed(stuOnB.client, `/topic/${room}`);
       const sOther = await subscribed(stuA.client, `/topic/${other}`);
       await send(prof.client, room, 'hello');
       await sa.next(1);
@@ -127,7 +127,7 @@ describe('moderation', () => {
 
       // A ban of 2 s, asked on A: ends stu's subscriptions (the new one on A,
       // the kicked-but-known one on B is not ended twice), refuses the rest.
-      const sb2 = await subscribed(stuB.client, `/topic/${room}`, { id: 'again-b' });
+      const sb2 = await subscribed(stuOnB.client, `/topic/${room}`, { id: 'again-b' });
       const ban = await act(a.port, room, 'ban', { user: 'stu', duration_s: 2, reason: 'spam', by: 'prof' });
       assert.equal(ban.status, 200, ban.text);
       assert.equal(ban.json.action, 'ban');
