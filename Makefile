@@ -182,6 +182,7 @@ test: check-deps
 	$(MAKE) SANITIZE=1 unit
 	$(MAKE) fuzz-smoke
 	$(MAKE) docker-check
+	$(MAKE) docker-test
 	$(MAKE) client-test
 	$(MAKE) services-test
 	$(MAKE) bus-test

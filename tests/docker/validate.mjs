@@ -510,6 +510,20 @@ function dockerfileOf(svc) {
   return { ctx, file, stages: dockerfiles.get(file), target: b.target };
 }
 
+// Debian ships compose v1 (docker-compose 1.29), whose schema knows only
+// these top-level keys (no `name:`: the project is named with -p); compose v2
+// accepts them too. Grafana is not packaged by Debian: it stays in a profile,
+// so `make docker-test` can start everything else.
+check('compose.yaml is valid for compose v1 and v2: top-level keys v1 knows, no `name:`; Grafana in a profile', () => {
+  const raw = YAML.parse(read(composePath), { merge: true, maxAliasCount: 1000 });
+  const known = new Set(['version', 'services', 'networks', 'volumes', 'secrets', 'configs']);
+  const errs = Object.keys(raw).filter((k) => !k.startsWith('x-') && !known.has(k))
+    .map((k) => `top-level \`${k}\`: compose v1 rejects it${k === 'name' ? ' (name the project with -p)' : ''}`);
+  if (services.grafana && !(services.grafana.profiles || []).length)
+    errs.push('grafana has no profile: make docker-test could not leave it out');
+  return errs;
+});
+
 check('the services to scale exist: server and storage-worker (docker compose up --scale server=N --scale storage-worker=M)', () => {
   return ['server', 'storage-worker'].filter((s) => !serviceNames.has(s)).map((s) => `no service ${s}`);
 });

@@ -287,6 +287,14 @@ describe('the validator fails on a broken deployment', { concurrency: 4 }, () =>
     [/every bind-mounted file, env_file, config and secret file exists/, /secrets\.lectern-keys: file \.\/demo-keys does not exist/],
   ], { only: true }));
 
+  test('a top-level name: (compose v1 rejects it) and Grafana outside its profile', () => expectFailures([
+    [COMPOSE, '\nservices:\n', '\nname: lectern\n\nservices:\n'],
+    [COMPOSE, '    profiles: [grafana]\n', ''],
+  ], [
+    [/valid for compose v1 and v2/, /top-level `name`: compose v1 rejects it \(name the project with -p\)/],
+    [/valid for compose v1 and v2/, /grafana has no profile/],
+  ], { only: true }));
+
   test('JWT with a key path that is not mounted', () => expectFailures([
     [COMPOSE, KEYS_ENV, '      LECTERN_AUTH_KEYS: /etc/lectern/keys\n'],
   ], [
