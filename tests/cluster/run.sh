@@ -64,6 +64,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# The bridge lives in a namespace of its own ($prefix-sw), not in the host's:
+# a Docker engine on the machine (make docker-test starts one) sets the
+# host's iptables FORWARD policy to DROP and loads br_netfilter, but a new
+# namespace has its own, empty tables (policy ACCEPT), so the hosts' traffic
+# crosses the bridge whether dockerd ran before, runs now, or never ran.
 make_netns() {
   local h
   ip netns add "$prefix-sw" || return 1
