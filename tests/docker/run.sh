@@ -51,7 +51,7 @@ phase() { phase_start=$(date +%s.%N); phase_name=$1; say "$1"; }
 phase_end() {
   local s
   s=$(awk -v a="$phase_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-  timings+=("$(printf '%-40s %7s s' "$phase_name" "$s")")
+  timings+=("$(printf '%-46s %7s s' "$phase_name" "$s")")
 }
 
 # --- 1. packages ------------------------------------------------------------
@@ -207,4 +207,4 @@ phase_end
 
 say "timings:"
 for t in "${timings[@]}"; do say "  $t"; done
-say "$(printf '  %-40s %7s s' total "$(awk -v a="$t_all" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')")"
+say "$(printf '  %-46s %7s s' total "$(awk -v a="$t_all" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')")"
