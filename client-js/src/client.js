@@ -157,9 +157,9 @@ export class LecternClient extends Emitter {
    *   called before the current token's exp (see refreshMargin), and before reconnecting with an expired one
    * @param {number} [o.refreshMargin]  ms before exp to refresh (default 60000; at the latest halfway
    *   through the token's remaining life)
-   * @param {string} [o.login]      user id (until tokens carry it)
+   * @param {string} [o.login]      user id, for servers without authentication (a token's sub wins)
    * @param {string} [o.name]       display name (x-display-name)
-   * @param {string} [o.role]       x-role, believed only by a server without auth (auth.mode=none)
+   * @param {string} [o.role]       x-role, believed only by a server without auth (auth.mode none, insecure-dev)
    * @param {string} [o.host]       STOMP host header (default "/")
    * @param {string} [o.httpBase]   base URL of the HTTP API (default: derived from url)
    * @param {any} [o.WebSocket]     WebSocket class (default: globalThis.WebSocket)

@@ -170,6 +170,20 @@ describe('authorization and identity', () => {
     await c.waitFrame('RECEIPT');
     c.close();
   });
+
+  test('mint-token --rooms \'*\' (and cs-*) name patterns, whatever files the current directory holds', async () => {
+    const cwd = mkdtempSync(path.join(os.tmpdir(), 'lectern-glob-'));
+    for (const f of ['a.txt', 'cs-1']) writeFileSync(path.join(cwd, f), '');
+    const tok = execFileSync(path.join(repoRoot, 'scripts', 'mint-token'),
+      ['--keys', keys, '--sub', 'u', '--rooms', '*,cs-*', '--contacts', '*'], { cwd }).toString().trim();
+    const claims = JSON.parse(Buffer.from(tok.split('.')[1], 'base64url').toString());
+    assert.deepEqual(claims.rooms, ['*', 'cs-*']);
+    assert.deepEqual(claims.contacts, ['*']);
+    const c = await connect(tok);
+    c.frame('SUBSCRIBE', { id: '1', destination: '/topic/anything', receipt: 'r' });
+    await c.waitFrame('RECEIPT');
+    c.close();
+  });
 });
 
 describe('limits', () => {
