@@ -133,8 +133,12 @@ export function model(runs, knobs) {
   m.rssPerConn = idle && idle.servers ? idle.servers.rss_per_conn_bytes : undefined;
   m.idleConns = idle ? idle.connections.ok : undefined;
   const fi = find('fanout-idle');
-  if (fi && fi.connections.failed === 0 && fi.connections.dropped === 0) {
-    m.connsPerServer = fi.connections.idle / fi.urls.length;
+  if (fi && fi.connections) {
+    // The idle connections actually held (a failed or dropped one is not),
+    // per server, rounded down to a planning figure.
+    const c = fi.connections;
+    const held = Math.min(c.idle, c.ok - c.subscribers - c.publishers - (c.dropped || 0));
+    m.connsPerServer = plan(held / fi.urls.length);
     m.connsServers = fi.urls.length;
     m.connsStep = completeStep(fi);
     m.connsRoom = fi.connections.subscribers;
