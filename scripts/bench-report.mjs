@@ -7,8 +7,10 @@
 // Every number in the page comes from RESULTS (one JSON object per run of
 // tests/load/lectern-load, tagged with label and system, plus one storage
 // record); nothing is typed in by hand, so re-running `make bench`
-// regenerates the page. The targets of issue 5 and of the status scenarios
-// are checked here and marked met or not met with the measured value.
+// regenerates the page. The targets (fan-out, CPU, memory, connections,
+// storage, and the status scenarios') are checked here and marked met or
+// not met with the measured value. scripts/derive-docs.mjs computes the
+// other pages' figures from the same results.
 import { readFileSync } from 'node:fs';
 
 const [file, command, machine, commit] = process.argv.slice(2);

@@ -80,11 +80,11 @@ const cfg_knob server_knobs[] = {
       "URL path of the STOMP-over-WebSocket endpoint. Upgrades elsewhere get 404." },
     { "websocket.rx_buffer", CFG_SIZE, K(ws_rx_buffer), "256", 128, 1 << 20, NULL,
       "Per-connection receive buffer of libwebsockets, allocated for every\n"
-      "connection for its whole life (with lws's own ~1.4 KiB). Larger frames\n"
-      "still arrive, in several pieces. lws reads at most this much from a\n"
-      "connection per loop iteration, so a connection that publishes hundreds\n"
-      "of messages a second wants 1k or more; 256 keeps 15,000 idle students\n"
-      "per server near 2 KiB each (docs/benchmarks.md)." },
+      "connection for its whole life (on top of lws's own state). Larger\n"
+      "frames still arrive, in several pieces. lws reads at most this much\n"
+      "from a connection per loop iteration, so a connection that publishes\n"
+      "hundreds of messages a second wants 1k or more; a small buffer keeps\n"
+      "idle students' connections small (docs/benchmarks.md measures them)." },
     { "websocket.write_max", CFG_SIZE, K(ws_write_max), "64k", 1024, 16 << 20, NULL,
       "Most bytes written as one WebSocket message. Frames queued for a\n"
       "connection are packed into one message up to this size; a larger frame\n"

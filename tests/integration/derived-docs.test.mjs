@@ -1,0 +1,166 @@
+// The capacity figures of docs/scaling.md, operations.md and performance.md
+// are computed from docs/benchmarks.jsonl by scripts/derive-docs.mjs: the
+// committed pages must be exactly what it makes of the committed results,
+// and a hand edit, a stale page, a hand-typed figure or a misquoted knob
+// must make its --check fail. No services needed:
+//   cd tests && node --test integration/derived-docs.test.mjs
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const script = path.join(repoRoot, 'scripts', 'derive-docs.mjs');
+const run = promisify(execFile);
+const { derive, parseRuns, parseKnobs, model } = await import(script);
+
+// Run the deriver; {code, stderr}.
+async function deriver(...args) {
+  try {
+    const r = await run('node', [script, ...args]);
+    return { code: 0, stderr: r.stderr };
+  } catch (e) {
+    return { code: e.code, stderr: e.stderr };
+  }
+}
+
+// A copy of what the deriver reads and writes, to break on purpose.
+const FILES = ['benchmarks.jsonl', 'benchmarks.md', 'configuration.md', 'scaling.md', 'operations.md', 'performance.md'];
+async function scratch() {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'lectern-derived-'));
+  for (const f of FILES) await cp(path.join(repoRoot, 'docs', f), path.join(dir, 'docs', f));
+  return dir;
+}
+async function edit(dir, file, from, to) {
+  const p = path.join(dir, file);
+  const text = await readFile(p, 'utf8');
+  assert.ok(text.includes(from), `${file} contains ${JSON.stringify(from)}`);
+  await writeFile(p, text.replace(from, to));
+}
+const block = (text, name) => {
+  const m = text.match(new RegExp(`<!-- derived:${name} -->([\\s\\S]*?)<!-- /derived -->`));
+  assert.ok(m, `a derived:${name} block`);
+  return m[1];
+};
+
+describe('pages derived from docs/benchmarks.jsonl', () => {
+  test('the committed pages are what scripts/derive-docs.mjs makes of the committed results', async () => {
+    const r = await deriver('--check');
+    assert.equal(r.code, 0, `${r.stderr}\nregenerate with: node scripts/derive-docs.mjs --write`);
+  });
+
+  test('scaling.md and operations.md give the same planning figures', async () => {
+    const s = await readFile(path.join(repoRoot, 'docs', 'scaling.md'), 'utf8');
+    const o = await readFile(path.join(repoRoot, 'docs', 'operations.md'), 'utf8');
+    assert.equal(block(o, 'planning'), block(s, 'planning'));
+    // The operations summary names the servers the sizing table names.
+    const servers = [...block(s, 'sizing').matchAll(/\*\*(\d[\d,]*)\*\*, or/g)].map((x) => x[1]);
+    const summary = [...block(o, 'sizing-summary').matchAll(/\*\*(\d[\d,]*) servers\*\*/g)].map((x) => x[1]);
+    assert.equal(servers.length, 3);
+    assert.deepEqual(summary, servers);
+  });
+
+  test('a derived block edited by hand fails --check', async () => {
+    const dir = await scratch();
+    try {
+      const s = await readFile(path.join(dir, 'docs', 'scaling.md'), 'utf8');
+      const redis = block(s, 'planning').match(/plan \*\*([\d,]+) SENDs\/s\*\*/)[1];
+      await edit(dir, 'docs/scaling.md', `plan **${redis} SENDs/s**`, 'plan **25,000 SENDs/s**');
+      const r = await deriver('--check', '--root', dir);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /docs\/scaling\.md:\d+: differs from what docs\/benchmarks\.jsonl gives/);
+      assert.ok((await deriver('--write', '--root', dir)).code === 0, '--write repairs it');
+      assert.equal((await deriver('--check', '--root', dir)).code, 0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a new measurement changes every page that quotes it, the same way', async () => {
+    const dir = await scratch();
+    try {
+      const f = path.join(dir, 'docs', 'benchmarks.jsonl');
+      const runs = parseRuns(await readFile(f, 'utf8'));
+      const cr = runs.find((r) => r.label === 'costs-redis');
+      cr.servers.cpu_s *= 2; // Redis twice as slow per SEND
+      await writeFile(f, runs.map((r) => JSON.stringify(r)).join('\n') + '\n');
+      const stale = await deriver('--check', '--root', dir);
+      assert.equal(stale.code, 1, 'the pages are stale against the new results');
+      assert.equal((await deriver('--write', '--root', dir)).code, 0);
+      const before = block(await readFile(path.join(repoRoot, 'docs', 'scaling.md'), 'utf8'), 'planning');
+      const s = block(await readFile(path.join(dir, 'docs', 'scaling.md'), 'utf8'), 'planning');
+      const o = block(await readFile(path.join(dir, 'docs', 'operations.md'), 'utf8'), 'planning');
+      const plan = (t) => Number(t.match(/plan \*\*([\d,]+) SENDs\/s\*\*/)[1].replace(/,/g, ''));
+      assert.equal(s, o);
+      assert.ok(plan(s) < plan(before) * 0.6, `Redis's planning figure halves (${plan(before)} -> ${plan(s)})`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a measured-looking figure typed outside a derived block fails --check', async () => {
+    const dir = await scratch();
+    try {
+      await edit(dir, 'docs/performance.md', '## What the controls cost\n',
+        '## What the controls cost\n\nThe servers reach 1.25M deliveries/s at 0.74 µs each.\n');
+      const r = await deriver('--check', '--root', dir);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /performance\.md:\d+: "1\.25M deliveries\/s"|performance\.md:\d+: "0\.74 µs"/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a knob quoted with a value other than its default fails --check', async () => {
+    const dir = await scratch();
+    try {
+      await edit(dir, 'docs/scaling.md', '`relay.pull_ms` (1 s)', '`relay.pull_ms` (2 s)');
+      const r = await deriver('--check', '--root', dir);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /`relay\.pull_ms` quoted as \(2 s\), its default is 1000/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a block removed from its page, or results without the full run, fail --check', async () => {
+    const dir = await scratch();
+    try {
+      const p = path.join(dir, 'docs', 'operations.md');
+      const text = await readFile(p, 'utf8');
+      await writeFile(p, text.replace(/<!-- derived:sizing-summary -->[\s\S]*?<!-- \/derived -->\n/, ''));
+      let r = await deriver('--check', '--root', dir);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /operations\.md: no <!-- derived:sizing-summary --> block/);
+      await writeFile(p, text);
+      const f = path.join(dir, 'docs', 'benchmarks.jsonl');
+      const runs = parseRuns(await readFile(f, 'utf8')).filter((x) => x.label !== 'fanout-idle');
+      await writeFile(f, runs.map((x) => JSON.stringify(x)).join('\n') + '\n');
+      r = await deriver('--check', '--root', dir);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /lacks fanout-idle/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the sizing table holds what it claims: connections and burst deliveries fit with a server lost', async () => {
+    const runs = parseRuns(await readFile(path.join(repoRoot, 'docs', 'benchmarks.jsonl'), 'utf8'));
+    const knobs = parseKnobs(await readFile(path.join(repoRoot, 'docs', 'configuration.md'), 'utf8'));
+    const m = model(runs, knobs);
+    assert.deepEqual(m.missing, []);
+    for (const z of m.sizes) {
+      const serving = z.servers - z.spares;
+      assert.ok(serving * m.planConns >= z.n, `${z.n}: ${serving} servers hold the connections`);
+      assert.ok(serving * m.serverDeliveries >= z.deliveriesBurst, `${z.n}: ${serving} servers carry the bursts`);
+      assert.ok(z.workers * m.planWorker >= z.sends, `${z.n}: the workers store the average`);
+      assert.ok(z.servers >= 3 && z.workers >= 2);
+    }
+    // derive() is what --check runs: no errors on the committed tree.
+    assert.deepEqual(derive(repoRoot).errors, []);
+  });
+});
