@@ -406,6 +406,7 @@ export const FIXED = {
     ['0 for 1 min', 'an alert threshold'],
     ['for 10 min, lag > 60 s', 'an alert threshold'],
     ['lag < 5 s', 'an alert threshold'],
+    ['9,900 connections', "haproxy's maxconn per process in make run (scripts/haproxy-config), a setting"],
   ],
   'docs/performance.md': [
     ['18,000 connections', "the load generator's own split (tests/load: --procs default)"],
