@@ -110,9 +110,9 @@ export const WORKLOAD = {
   rabbitNodes: 3, // a RabbitMQ cluster: the smallest for quorum queues
 };
 
-// The highest step that delivered everything, at any latency (as
-// bench-report.mjs's "highest step with no loss").
-function completeStep(r) {
+// The highest step that delivered everything, at any latency
+// (bench-report.mjs's "highest step with no loss" uses it too).
+export function completeStep(r) {
   if (!r || !r.steps) return null;
   let best = null;
   for (const s of r.steps)
