@@ -144,6 +144,7 @@ static void bus_on_async(uv_async_t *h)
                 envelope_free(ev->env);
                 free(ev->env);
             }
+            atomic_fetch_sub(&b->in_bytes, ev->cost);
             break;
         case BUS_EV_STATE:
             if (b->cb.on_state)
@@ -160,7 +161,14 @@ static void bus_on_async(uv_async_t *h)
         free(ev);
         ev = next;
     }
-    bus_free_events(ev);        /* a callback destroyed the bus */
+    if (ev) {
+        bus_free_events(ev);    /* a callback destroyed the bus */
+        return;
+    }
+    /* The consumer waits for half the cap to be left (hysteresis: it does
+     * not flap at the cap); eventfd_write is async-signal-safe and cheap. */
+    if (!b->destroyed && atomic_load(&b->in_paused) && atomic_load(&b->in_bytes) <= b->in_max / 2)
+        eventfd_write(b->efd, 1);
 }
 
 /* --- the loop's side ------------------------------------------------------------------ */
@@ -293,6 +301,7 @@ bus *bus_create(uv_loop_t *loop, const bus_config *cfg, const bus_callbacks *cb,
     if (b->backoff_max_ms < b->backoff_min_ms)
         b->backoff_max_ms = b->backoff_min_ms;
     b->max_queue = cfg->max_queue;
+    b->in_max = cfg->inbound_max;
     b->squeue = xstrdup(cfg->storage_queue ? cfg->storage_queue : "");
     b->squeue_type = xstrdup(cfg->storage_queue_type);
     b->confirm_timeout_ms = cfg->confirm_timeout_ms;
@@ -460,4 +469,7 @@ void bus_get_stats(const bus *b, bus_stats *out)
     out->nacks = atomic_load_explicit(&b->nacks, memory_order_relaxed);
     out->storage_publishes = atomic_load_explicit(&b->storage_publishes, memory_order_relaxed);
     out->confirm_us_sum = atomic_load_explicit(&b->confirm_us_sum, memory_order_relaxed);
+    out->inbound_bytes = atomic_load_explicit(&b->in_bytes, memory_order_relaxed);
+    out->inbound_pauses = atomic_load_explicit(&b->in_pauses, memory_order_relaxed);
+    out->inbound_paused = atomic_load_explicit(&b->in_paused, memory_order_relaxed);
 }

@@ -72,6 +72,9 @@ typedef struct bus_config {
     int         reconnect_min_ms;
     int         reconnect_max_ms;
     int         max_queue;        /* publish jobs waiting; beyond, bus_publish fails */
+    size_t      inbound_max;      /* bytes of deliveries waiting for the loop; at this,
+                                     the consumer stops reading until half is left
+                                     (0: no cap) */
     const char *storage_queue;    /* durable queue for lectern-storage */
     const char *storage_queue_type;   /* "classic" | "quorum" */
     int         confirm_timeout_ms;
@@ -108,6 +111,9 @@ typedef struct bus_stats {
     uint64_t malformed;          /* deliveries without a valid envelope */
     uint64_t reconnects;         /* successful reconnects after a failure */
     uint64_t queued;             /* publish jobs waiting now */
+    uint64_t inbound_bytes;      /* deliveries waiting for the loop now, bytes */
+    uint64_t inbound_pauses;     /* times the consumer stopped reading at inbound_max */
+    bool     inbound_paused;     /* the consumer is not reading now */
 } bus_stats;
 
 /* Start both threads; they connect in the background (check bus_ready or

@@ -249,6 +249,10 @@ static void bus_con_append(bus *b, envelope *env, bus_event ***tail)
     bus_event *ev = xcalloc(1, sizeof *ev);
     ev->kind = BUS_EV_MESSAGE;
     ev->env = env;
+    /* What the event holds, near enough: the structs, the body, and the
+     * header fields (their AMQP size bounds their decoded size). */
+    ev->cost = sizeof *ev + sizeof *env + env->body_len + envelope_amqp_header_size(env);
+    atomic_fetch_add(&b->in_bytes, ev->cost);
     **tail = ev;
     *tail = &ev->next;
 }
@@ -260,6 +264,8 @@ static int bus_con_drain(bus *b, bus_conn *c)
     int rc = 0;
 
     for (int n = 0; n < BUS_DRAIN_MAX; n++) {
+        if (b->in_max && atomic_load(&b->in_bytes) >= b->in_max)
+            break;              /* bus_con_paused takes it from here */
         struct timeval zero = { 0, 0 };
         amqp_envelope_t d;
         amqp_maybe_release_buffers(c->conn);
@@ -295,6 +301,50 @@ static int bus_con_drain(bus *b, bus_conn *c)
     return rc;
 }
 
+/* Backpressure (bus_internal.h, in_bytes): true while the consumer must
+ * not read. Pauses at the cap, resumes at half of it. */
+static bool bus_con_paused(bus *b)
+{
+    if (!b->in_max)
+        return false;
+    uint64_t pending = atomic_load(&b->in_bytes);
+    if (atomic_load(&b->in_paused)) {
+        if (pending > b->in_max / 2)
+            return true;
+        atomic_store(&b->in_paused, false);
+        log_info("bus_inbound_resumed", "pending_bytes=%llu", (unsigned long long)pending);
+        return false;
+    }
+    if (pending < b->in_max)
+        return false;
+    atomic_store(&b->in_paused, true);
+    bus_add(&b->in_pauses, 1);
+    log_warn("bus_inbound_paused", "pending_bytes=%llu max=%zu detail=\"the loop is behind: "
+             "deliveries wait in RabbitMQ until it catches up\"", (unsigned long long)pending, b->in_max);
+    return true;
+}
+
+/* Paused: read nothing (the socket fills, TCP closes its window, RabbitMQ
+ * holds the rest in our queue) and serve no bind request (their RPC replies
+ * would have rabbitmq-c queue the deliveries behind them in memory), but
+ * keep the connection alive: rabbitmq-c sends heartbeats only when called,
+ * so send our own each tick. Returns -1 when the connection failed. */
+static int bus_con_wait(bus *b, bus_conn *c)
+{
+    struct pollfd p = { .fd = b->efd, .events = POLLIN };
+    if (poll(&p, 1, c->tick_ms) > 0)
+        bus_drain_efd(b);
+    if (b->heartbeat_s <= 0)
+        return 0;
+    amqp_frame_t hb = { .frame_type = AMQP_FRAME_HEARTBEAT, .channel = 0 };
+    int st = amqp_send_frame(c->conn, &hb);
+    if (st != AMQP_STATUS_OK) {
+        snprintf(c->why, sizeof c->why, "heartbeat: %s", amqp_error_string2(st));
+        return -1;
+    }
+    return 0;
+}
+
 void *bus_con_main(void *arg)
 {
     bus *b = arg;
@@ -310,6 +360,14 @@ void *bus_con_main(void *arg)
                 continue;
             }
             bus_conn_up(b, &c);
+        }
+
+        if (bus_con_paused(b)) {
+            if (bus_con_wait(b, &c) < 0) {
+                bus_conn_down(b, &c);
+                bus_con_sleep(b, &c, backoff_next(&c.retry));
+            }
+            continue;
         }
 
         bool more = amqp_data_in_buffer(c.conn) || amqp_frames_enqueued(c.conn);

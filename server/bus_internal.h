@@ -53,6 +53,7 @@ typedef struct bus_event {
     int kind;
     bool flag;                   /* state: up; bound: ok */
     envelope *env;               /* message */
+    size_t cost;                 /* message: bytes charged to in_bytes */
     bus_done_fn done;            /* done: the job's callback */
     void *dctx;
     char room[];                 /* bound */
@@ -104,6 +105,7 @@ struct bus {
     int heartbeat_s;
     int backoff_min_ms, backoff_max_ms;
     size_t max_queue;
+    size_t in_max;               /* cap on in_bytes (0: none) */
     bool dynamic;
 
     atomic_bool stop;
@@ -129,6 +131,14 @@ struct bus {
     int con_fd;
     char **rooms;                /* consumer thread only: sorted, unique */
     size_t nrooms, rooms_cap;
+
+    /* Backpressure on the inbound queue: the consumer adds each message's
+     * cost when it queues it, the loop subtracts it once the callback ran.
+     * At in_max the consumer pauses (stops reading its socket, so RabbitMQ
+     * keeps the rest in this server's queue) until in_bytes is down to
+     * in_max / 2; the loop wakes it through efd when it gets there. */
+    _Atomic uint64_t in_bytes, in_pauses;
+    atomic_bool in_paused;
 
     pthread_mutex_t in_mu;       /* events, link, ever_up, up changes */
     bus_event *events, **events_tail;

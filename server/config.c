@@ -300,6 +300,13 @@ const cfg_knob server_knobs[] = {
     { "bus.max_queue", CFG_INT, K(bus.max_queue), "100000", 100, 100000000, NULL,
       "Most messages waiting to be published to RabbitMQ; beyond, they are only\n"
       "in the room log (other servers catch up from it)." },
+    { "bus.inbound_max", CFG_SIZE, K(bus.inbound_max), "64m", 64 << 10, 16.0 * (1 << 30), NULL,
+      "Most bytes of other servers' messages waiting for this server's event loop.\n"
+      "Once there, the bus stops reading from RabbitMQ (which keeps the rest in\n"
+      "this server's queue) until half is left, so a loop that falls behind does\n"
+      "not grow memory without bound. Checked between deliveries: one delivery (a\n"
+      "batch of up to bus.batch_max messages) may go past it. Watch\n"
+      "lectern_bus_inbound_bytes and lectern_bus_inbound_pauses_total." },
 
     STORAGE_QUEUE_KNOBS(K(bus.storage_queue), K(bus.storage_queue_type),
       "Durable queue every message is published to (persistent, with publisher\n"

@@ -96,6 +96,8 @@ typedef struct metrics_gauges {
     uint64_t bus_dropped_own;
     uint64_t bus_malformed;
     uint64_t bus_queued;
+    uint64_t bus_inbound_bytes;
+    uint64_t bus_inbound_pauses;
     uint64_t bus_unconfirmed;
     uint64_t bus_stored;
     uint64_t bus_store_failures;

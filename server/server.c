@@ -931,6 +931,8 @@ static void server_gauges(void *ctx, metrics_gauges *g)
         g->bus_dropped_own = bs.dropped_own;
         g->bus_malformed = bs.malformed;
         g->bus_queued = bs.queued;
+        g->bus_inbound_bytes = bs.inbound_bytes;
+        g->bus_inbound_pauses = bs.inbound_pauses;
         g->bus_unconfirmed = bs.unconfirmed;
         g->bus_stored = bs.stored;
         g->bus_store_failures = bs.store_failures;

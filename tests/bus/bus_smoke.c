@@ -157,6 +157,8 @@ static void peer_clear(peer *p)
 
 /* A peer on the broker(s) `hosts` ("host[:port],..."; port for entries
  * without one). */
+static size_t next_inbound_max;     /* bus_config.inbound_max of the next peer started */
+
 static void peer_start_at(peer *p, const char *name, const char *exchange, bool dynamic,
                           const char *hosts, int port)
 {
@@ -172,6 +174,7 @@ static void peer_start_at(peer *p, const char *name, const char *exchange, bool 
         .nack_retry_ms = 200,
         /* the servers' defaults: both kinds of copies travel in batches */
         .batch_max = 256, .batch_linger_ms = 2, .room_batch_max = 64, .room_batch_linger_ms = 1,
+        .inbound_max = next_inbound_max,
     };
     /* Except A's storage copies, one per message: the restart scenario
      * checks that copies in flight when the broker closes are published
@@ -477,6 +480,56 @@ static long queue_copies(const char *queue)
 }
 
 /* --- the scenarios ---------------------------------------------------------- */
+
+/* Sleep without running the loop: what a stalled event loop looks like to
+ * the bus's threads. */
+static void stall(int ms)
+{
+    struct timespec nap = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    nanosleep(&nap, NULL);
+}
+
+/* Backpressure: C's loop stalls while A publishes far more than C's
+ * inbound cap. C's consumer must stop reading at the cap (memory bounded),
+ * keep its connection alive meanwhile (heartbeats: the stall outlasts two
+ * heartbeat intervals), and deliver everything, in order, once the loop
+ * runs again. */
+static void backpressure(peer *a, peer *b)
+{
+    enum { N = 3000, CAP = 32 << 10 };
+    peer c;
+    next_inbound_max = CAP;
+    peer_start(&c, "C", "smoke", false, amqp_port);
+    next_inbound_max = 0;
+    bool ok;
+    WAIT(ok, c.up, 15000);
+    check(ok, "backpressure: C (bus.inbound_max %d bytes) is up", CAP);
+    size_t from_b = b->ngot;
+    unsigned accepted = publish_range(a, 5000, N, "bp");
+    stall(6000);
+    bus_stats s = stats(&c);
+    check(accepted == N && c.ngot == 0 && s.inbound_paused && s.inbound_pauses == 1 &&
+          s.inbound_bytes >= CAP && s.inbound_bytes < 2 * CAP,
+          "backpressure: with C's loop stalled, its consumer stops at the cap (checked "
+          "between deliveries, one of which may be a batch): %llu bytes waiting (cap %d), "
+          "paused %d, %llu pause(s), %zu delivered",
+          (unsigned long long)s.inbound_bytes, CAP, s.inbound_paused,
+          (unsigned long long)s.inbound_pauses, c.ngot);
+    WAIT(ok, c.ngot >= N && b->ngot - from_b >= N, 20000);
+    pump_for(200);
+    static unsigned want[N];
+    for (unsigned i = 0; i < N; i++)
+        want[i] = 5000 + i;
+    char why[160];
+    ok = ok && received_exactly(&c, 0, want, N, "bp", "A", why, sizeof why);
+    s = stats(&c);
+    check(ok && c.downs == 0 && c.ups == 1 && s.inbound_bytes == 0 && !s.inbound_paused &&
+          s.inbound_pauses >= 1 && s.reconnects == 0,
+          "backpressure: the loop running again, C gets all %d in order over the same "
+          "connection (heartbeats kept it through a 6 s stall; %llu pauses)%s%s", N,
+          (unsigned long long)s.inbound_pauses, ok ? "" : ": ", ok ? "" : why);
+    peer_stop(&c);
+}
 
 static void fanout(peer *a, peer *b)
 {
@@ -838,6 +891,7 @@ int main(void)
     peer_start(&a, "A", "smoke", false, amqp_port);
     peer_start(&b, "B", "smoke", false, amqp_port);
     fanout(&a, &b);
+    backpressure(&a, &b);
 
     peer_start(&a2, "A2", "smoke-dyn", true, amqp_port);
     peer_start(&b2, "B2", "smoke-dyn", true, amqp_port);
