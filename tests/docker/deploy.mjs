@@ -20,6 +20,7 @@ import { promisify } from 'node:util';
 import { Client } from '@stomp/stompjs';
 import WebSocket from 'ws';
 import { LecternClient } from '../../client-js/src/index.js';
+import { assertIncreasing, isProbe, probeUntil as probe, sleep, waitFor as poll } from '../integration/helpers.mjs';
 
 const run = promisify(execFile);
 const composeCmd = JSON.parse(process.env.LECTERN_DT_COMPOSE);
@@ -30,16 +31,22 @@ const prometheus = `http://127.0.0.1:${process.env.LECTERN_PROMETHEUS_PORT}`;
 const wsUrl = `ws://${front}/ws`;
 const mysqlPassword = process.env.MARIADB_PASSWORD || 'lectern-demo';
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** The integration tests' waitFor with this file's pace (containers take
+ * seconds), where a check that throws (a container not answering yet)
+ * counts as "not yet"; a timeout names the last such error. */
 async function waitFor(check, { timeout = 30000, interval = 250, what = 'condition' } = {}) {
-  const end = Date.now() + timeout;
   let last;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch (e) { last = e; }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
-    await sleep(interval);
+  try {
+    await poll(async () => {
+      try {
+        return await check();
+      } catch (e) {
+        last = e;
+        return false;
+      }
+    }, { timeout, interval, what });
+  } catch (e) {
+    throw last ? new Error(`${e.message}: ${last.message}`) : e;
   }
 }
 const compose = (...args) => run(composeCmd[0], [...composeCmd.slice(1), ...args], { maxBuffer: 1 << 24 });
@@ -108,27 +115,9 @@ function subscribe(client, room, onMessage) {
   });
 }
 
-const isProbe = (b) => String(b).startsWith('probe-');
 /** Send probes until `delivered()` holds: every member's join has reached
  * every server (a receipt says the SUBSCRIBE is done on its own server). */
-async function probeUntil(send, delivered, what) {
-  for (let i = 0; ; i++) {
-    await send(`probe-${i}`);
-    try {
-      await waitFor(delivered, { timeout: 500, interval: 20 });
-      return;
-    } catch { /* not yet everywhere */ }
-    if (i > 60) throw new Error(`no probe reached ${what}`);
-  }
-}
-
-function assertIncreasing(ids, what) {
-  const key = (id) => id.split('-').map(BigInt);
-  for (let i = 1; i < ids.length; i++) {
-    const [a, b] = [key(ids[i - 1]), key(ids[i])];
-    assert.ok(a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]), `${what}: ${ids[i - 1]} before ${ids[i]}`);
-  }
-}
+const probeUntil = (send, delivered, what) => probe(send, delivered, { timeout: 30000, what: `a probe at ${what}` });
 
 async function mysqlIds(room) {
   const [db] = await containers('mariadb');

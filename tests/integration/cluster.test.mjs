@@ -5,18 +5,10 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import {
-  clusterName, finishSender, freePort, httpGet, metric, service, startCluster, startServer,
+  assertIncreasing, clusterName, finishSender, freePort, httpGet, metric, service, startCluster, startServer,
   steadySender, stompClient, tcpRelay, waitFor,
 } from './helpers.mjs';
 
-const idKey = (id) => id.split('-').map(BigInt);
-function assertIncreasing(ids, what) {
-  for (let i = 1; i < ids.length; i++) {
-    const [p0, p1] = idKey(ids[i - 1]);
-    const [c0, c1] = idKey(ids[i]);
-    assert.ok(c0 > p0 || (c0 === p0 && c1 > p1), `${what}: ${ids[i - 1]} then ${ids[i]}`);
-  }
-}
 
 async function subscribeAll(clients, destination, sink) {
   await Promise.all(clients.map((cl, i) => new Promise((resolve) => {

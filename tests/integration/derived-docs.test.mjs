@@ -30,10 +30,18 @@ async function deriver(...args) {
 
 // A copy of what the deriver reads and writes, to break on purpose.
 const FILES = ['benchmarks.jsonl', 'benchmarks.md', 'configuration.md', 'scaling.md', 'operations.md', 'performance.md'];
-async function scratch() {
+// Redis's planning figure in the planning block.
+const REDIS_PLAN = /plan \*\*([\d,]+) SENDs\/s\*\*/;
+
+// Run fn(dir) on a scratch copy of the docs, removed afterwards.
+async function inScratch(fn) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'lectern-derived-'));
-  for (const f of FILES) await cp(path.join(repoRoot, 'docs', f), path.join(dir, 'docs', f));
-  return dir;
+  try {
+    for (const f of FILES) await cp(path.join(repoRoot, 'docs', f), path.join(dir, 'docs', f));
+    await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 async function edit(dir, file, from, to) {
   const p = path.join(dir, file);
@@ -64,91 +72,66 @@ describe('pages derived from docs/benchmarks.jsonl', () => {
     assert.deepEqual(summary, servers);
   });
 
-  test('a derived block edited by hand fails --check', async () => {
-    const dir = await scratch();
-    try {
-      const s = await readFile(path.join(dir, 'docs', 'scaling.md'), 'utf8');
-      const redis = block(s, 'planning').match(/plan \*\*([\d,]+) SENDs\/s\*\*/)[1];
-      // A value the results cannot give (whatever they are): the derived one plus 1,111.
-      const typed = (Number(redis.replace(/,/g, '')) + 1111).toLocaleString('en-US');
-      await edit(dir, 'docs/scaling.md', `plan **${redis} SENDs/s**`, `plan **${typed} SENDs/s**`);
-      const r = await deriver('--check', '--root', dir);
-      assert.equal(r.code, 1);
-      assert.match(r.stderr, /docs\/scaling\.md:\d+: differs from what docs\/benchmarks\.jsonl gives/);
-      assert.ok((await deriver('--write', '--root', dir)).code === 0, '--write repairs it');
-      assert.equal((await deriver('--check', '--root', dir)).code, 0);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+  test('a derived block edited by hand fails --check', () => inScratch(async (dir) => {
+    const s = await readFile(path.join(dir, 'docs', 'scaling.md'), 'utf8');
+    const redis = block(s, 'planning').match(REDIS_PLAN)[1];
+    // A value the results cannot give (whatever they are): the derived one plus 1,111.
+    const typed = (Number(redis.replace(/,/g, '')) + 1111).toLocaleString('en-US');
+    await edit(dir, 'docs/scaling.md', `plan **${redis} SENDs/s**`, `plan **${typed} SENDs/s**`);
+    const r = await deriver('--check', '--root', dir);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /docs\/scaling\.md:\d+: differs from what docs\/benchmarks\.jsonl gives/);
+    assert.ok((await deriver('--write', '--root', dir)).code === 0, '--write repairs it');
+    assert.equal((await deriver('--check', '--root', dir)).code, 0);
+  }));
 
-  test('a new measurement changes every page that quotes it, the same way', async () => {
-    const dir = await scratch();
-    try {
-      const f = path.join(dir, 'docs', 'benchmarks.jsonl');
-      const runs = parseRuns(await readFile(f, 'utf8'));
-      const cr = runs.find((r) => r.label === 'costs-redis');
-      cr.servers.cpu_s *= 2; // Redis twice as slow per SEND
-      await writeFile(f, runs.map((r) => JSON.stringify(r)).join('\n') + '\n');
-      const stale = await deriver('--check', '--root', dir);
-      assert.equal(stale.code, 1, 'the pages are stale against the new results');
-      assert.equal((await deriver('--write', '--root', dir)).code, 0);
-      const before = block(await readFile(path.join(repoRoot, 'docs', 'scaling.md'), 'utf8'), 'planning');
-      const s = block(await readFile(path.join(dir, 'docs', 'scaling.md'), 'utf8'), 'planning');
-      const o = block(await readFile(path.join(dir, 'docs', 'operations.md'), 'utf8'), 'planning');
-      const plan = (t) => Number(t.match(/plan \*\*([\d,]+) SENDs\/s\*\*/)[1].replace(/,/g, ''));
-      assert.equal(s, o);
-      assert.ok(plan(s) < plan(before) * 0.6, `Redis's planning figure halves (${plan(before)} -> ${plan(s)})`);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+  test('a new measurement changes every page that quotes it, the same way', () => inScratch(async (dir) => {
+    const f = path.join(dir, 'docs', 'benchmarks.jsonl');
+    const runs = parseRuns(await readFile(f, 'utf8'));
+    const cr = runs.find((r) => r.label === 'costs-redis');
+    cr.servers.cpu_s *= 2; // Redis twice as slow per SEND
+    await writeFile(f, runs.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const stale = await deriver('--check', '--root', dir);
+    assert.equal(stale.code, 1, 'the pages are stale against the new results');
+    assert.equal((await deriver('--write', '--root', dir)).code, 0);
+    const before = block(await readFile(path.join(repoRoot, 'docs', 'scaling.md'), 'utf8'), 'planning');
+    const s = block(await readFile(path.join(dir, 'docs', 'scaling.md'), 'utf8'), 'planning');
+    const o = block(await readFile(path.join(dir, 'docs', 'operations.md'), 'utf8'), 'planning');
+    const plan = (t) => Number(t.match(REDIS_PLAN)[1].replace(/,/g, ''));
+    assert.equal(s, o);
+    assert.ok(plan(s) < plan(before) * 0.6, `Redis's planning figure halves (${plan(before)} -> ${plan(s)})`);
+  }));
 
-  test('a measured-looking figure typed outside a derived block fails --check', async () => {
-    const dir = await scratch();
-    try {
-      await edit(dir, 'docs/performance.md', '## What the controls cost\n',
-        '## What the controls cost\n\nThe servers reach 1.25M deliveries/s at 0.74 µs each.\n');
-      const r = await deriver('--check', '--root', dir);
-      assert.equal(r.code, 1);
-      assert.match(r.stderr, /performance\.md:\d+: "1\.25M deliveries\/s"|performance\.md:\d+: "0\.74 µs"/);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+  test('a measured-looking figure typed outside a derived block fails --check', () => inScratch(async (dir) => {
+    await edit(dir, 'docs/performance.md', '## What the controls cost\n',
+      '## What the controls cost\n\nThe servers reach 1.25M deliveries/s at 0.74 µs each.\n');
+    const r = await deriver('--check', '--root', dir);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /performance\.md:\d+: "1\.25M deliveries\/s"|performance\.md:\d+: "0\.74 µs"/);
+  }));
 
-  test('a knob quoted with a value other than its default fails --check', async () => {
-    const dir = await scratch();
-    try {
-      await edit(dir, 'docs/scaling.md', '`relay.pull_ms` (1 s)', '`relay.pull_ms` (2 s)');
-      const r = await deriver('--check', '--root', dir);
-      assert.equal(r.code, 1);
-      assert.match(r.stderr, /`relay\.pull_ms` quoted as \(2 s\), its default is 1000/);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+  test('a knob quoted with a value other than its default fails --check', () => inScratch(async (dir) => {
+    await edit(dir, 'docs/scaling.md', '`relay.pull_ms` (1 s)', '`relay.pull_ms` (2 s)');
+    const r = await deriver('--check', '--root', dir);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /`relay\.pull_ms` quoted as \(2 s\), its default is 1000/);
+  }));
 
-  test('a block removed from its page, or results without the full run, fail --check', async () => {
-    const dir = await scratch();
-    try {
-      const p = path.join(dir, 'docs', 'operations.md');
-      const text = await readFile(p, 'utf8');
-      await writeFile(p, text.replace(/<!-- derived:sizing-summary -->[\s\S]*?<!-- \/derived -->\n/, ''));
-      let r = await deriver('--check', '--root', dir);
-      assert.equal(r.code, 1);
-      assert.match(r.stderr, /operations\.md: no <!-- derived:sizing-summary --> block/);
-      await writeFile(p, text);
-      const f = path.join(dir, 'docs', 'benchmarks.jsonl');
-      const runs = parseRuns(await readFile(f, 'utf8')).filter((x) => x.label !== 'fanout-idle');
-      await writeFile(f, runs.map((x) => JSON.stringify(x)).join('\n') + '\n');
-      r = await deriver('--check', '--root', dir);
-      assert.equal(r.code, 1);
-      assert.match(r.stderr, /lacks fanout-idle/);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+  test('a block removed from its page, or results without the full run, fail --check', () => inScratch(async (dir) => {
+    const p = path.join(dir, 'docs', 'operations.md');
+    const text = await readFile(p, 'utf8');
+    await writeFile(p, text.replace(/<!-- derived:sizing-summary -->[\s\S]*?<!-- \/derived -->\n/, ''));
+    let r = await deriver('--check', '--root', dir);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /operations\.md: no <!-- derived:sizing-summary --> block/);
+    await writeFile(p, text);
+    const f = path.join(dir, 'docs', 'benchmarks.jsonl');
+    const runs = parseRuns(await readFile(f, 'utf8')).filter((x) => x.label !== 'fanout-idle');
+    await writeFile(f, runs.map((x) => JSON.stringify(x)).join('\n') + '\n');
+    r = await deriver('--check', '--root', dir);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /lacks fanout-idle/);
+  }));
 
   test('the sizing table holds what it claims: connections and burst deliveries fit with a server lost', async () => {
     const runs = parseRuns(await readFile(path.join(repoRoot, 'docs', 'benchmarks.jsonl'), 'utf8'));

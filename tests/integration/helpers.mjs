@@ -269,6 +269,16 @@ export async function subscribed(client, destination, headers = {}) {
 // against a deadline. Resolves with the number of probes sent; the test's
 // message handlers set probes aside.
 export const isProbe = (body) => String(body).startsWith('probe-');
+
+// Message ids ("<ms>-<n>") strictly increase along `ids`: the room's order.
+export function assertIncreasing(ids, what) {
+  const key = (id) => id.split('-').map(BigInt);
+  for (let i = 1; i < ids.length; i++) {
+    const [p0, p1] = key(ids[i - 1]);
+    const [c0, c1] = key(ids[i]);
+    assert.ok(c0 > p0 || (c0 === p0 && c1 > p1), `${what}: ${ids[i - 1]} then ${ids[i]}`);
+  }
+}
 export async function probeUntil(send, delivered, { timeout = 10000, what = 'a probe delivered' } = {}) {
   let n = 0;
   await waitFor(async () => {
