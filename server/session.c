@@ -83,6 +83,9 @@ session_list *session_list_create(const session_env *env)
     /* One buffer for all: the loop is single-threaded and a write
      * completes within one call. */
     list->scratch = xmalloc(LWS_PRE + env->conf->ws_write_max);
+    /* The loop may not be running yet: the wheel starts at time 0, and its
+     * first advance catches up (visiting each slot once). */
+    session_timer_init(list, 0);
     return list;
 }
 
@@ -90,6 +93,7 @@ void session_list_destroy(session_list *list)
 {
     if (!list)
         return;
+    session_timer_deinit(list);
     free(list->scratch);
     free(list->dirty);
     free(list);
@@ -512,6 +516,7 @@ static void on_token(session *s, const stomp_frame *f)
     s->who = r.claims;
     s->role = (uint8_t)r.claims->role;
     s->token_deadline_ms = tokens_deadline_ms(a, s->who, session_now(s));
+    session_timer_update(s);            /* the new token may expire sooner */
     s->env->metrics->token_refreshes++;
     session_receipt(s, f);
 }
@@ -606,7 +611,10 @@ void session_handle(session *s, const stomp_frame *f)
         return;
     switch (f->command) {
     case STOMP_CMD_CONNECT:
-    case STOMP_CMD_STOMP:       session_on_connect(s, f); break;
+    case STOMP_CMD_STOMP:
+        session_on_connect(s, f);
+        session_timer_update(s);        /* heart-beats, the token's expiry */
+        break;
     case STOMP_CMD_SEND:        on_send(s, f); break;
     case STOMP_CMD_SUBSCRIBE:   on_subscribe(s, f); break;
     case STOMP_CMD_UNSUBSCRIBE: on_unsubscribe(s, f); break;
@@ -626,7 +634,7 @@ void session_handle(session *s, const stomp_frame *f)
     }
 }
 
-/* --- lifecycle and timers ------------------------------------------------- */
+/* --- lifecycle ------------------------------------------------------------- */
 
 session *session_create(session_list *list, struct lws *wsi, const char *addr)
 {
@@ -648,6 +656,7 @@ session *session_create(session_list *list, struct lws *wsi, const char *addr)
     list->head = s;
     list->count++;
     s->env->metrics->connections_opened++;
+    session_timer_update(s);            /* stomp.connect_timeout_ms */
     return s;
 }
 
@@ -655,6 +664,7 @@ void session_destroy(session *s)
 {
     if (!s)
         return;
+    session_timer_cancel(s);
     while (s->subs)
         session_drop_sub(s, s->subs);
     txn_clear(&s->txns);
@@ -687,74 +697,6 @@ void session_destroy(session *s)
     s->list->count--;
     s->env->metrics->connections_closed++;
     free(s);
-}
-
-static void session_tick(session *s, uint64_t now)
-{
-    const server_config *c = s->env->conf;
-    if (s->dead)
-        return;
-    if (s->rx_part)                     /* a paced frame's last bytes wait one tick at most */
-        rxpace_reset(&s->rx_part->pace, lws_get_socket_fd(s->wsi));
-    if (s->state == SESSION_AWAIT_CONNECT) {
-        if (now - s->created_ms >= (uint64_t)c->connect_timeout_ms) {
-            s->env->metrics->connect_timeouts++;
-            log_info("connect_timeout", "conn=%llu", (unsigned long long)s->id);
-            session_kill(s, "connect_timeout");
-        }
-        return;
-    }
-    if (s->token_deadline_ms && now >= s->token_deadline_ms && s->state == SESSION_CONNECTED &&
-        !s->draining) {
-        s->env->metrics->token_expiries++;
-        session_error(s, NULL, ERROR_TOKEN_EXPIRED, tokens_expired_detail);
-        return;
-    }
-    if (s->throttled && session_may_read(s, now)) {
-        s->throttled = false;
-        if (!s->held)
-            lws_rx_flow_control(s->wsi, 1);
-        session_feed(s, NULL, 0);       /* what waited in s->rx */
-        if (s->dead)
-            return;
-    }
-    if (!s->throttled && !s->held && s->rx_since_ms &&
-        now - s->rx_since_ms >= (uint64_t)c->frame_timeout_ms &&
-        s->state == SESSION_CONNECTED) {
-        s->env->metrics->frame_timeouts++;
-        session_error(s, NULL, ERROR_FRAME_TIMEOUT,
-                      "A frame was not completed within stomp.frame_timeout_ms.");
-        return;
-    }
-    if (c->idle_timeout_ms && !s->hb_recv_ms && s->state == SESSION_CONNECTED &&
-        now - s->last_rx_ms >= (uint64_t)c->idle_timeout_ms) {
-        s->env->metrics->idle_timeouts++;
-        log_info("idle_timeout", "conn=%llu silent_ms=%llu", (unsigned long long)s->id,
-                 (unsigned long long)(now - s->last_rx_ms));
-        session_kill(s, "idle_timeout");
-        return;
-    }
-    if (s->hb_recv_ms && now - s->last_rx_ms > (uint64_t)(s->hb_recv_ms * c->hb_grace)) {
-        s->env->metrics->heartbeat_timeouts++;
-        log_info("heartbeat_timeout", "conn=%llu silent_ms=%llu", (unsigned long long)s->id,
-                 (unsigned long long)(now - s->last_rx_ms));
-        session_kill(s, "heartbeat_timeout");
-        return;
-    }
-    /* Send a little early rather than late: the tick is coarse, and the
-     * peer's timeout is a multiple of the interval anyway. */
-    uint64_t tick = 1000 / (uint64_t)c->hz;
-    if (s->hb_send_ms && s->state == SESSION_CONNECTED && s->qlen == 0 &&
-        now - s->last_tx_ms + tick >= s->hb_send_ms) {
-        session_push(s, msg_heartbeat(), NULL);
-        s->last_tx_ms = now;
-    }
-}
-
-void session_list_tick(session_list *list, uint64_t now_ms)
-{
-    for (session *s = list->head; s; s = s->next)
-        session_tick(s, now_ms);
 }
 
 void session_restart(session *s)

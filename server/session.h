@@ -65,7 +65,9 @@ typedef struct session_env {
 session_list *session_list_create(const session_env *env);
 /* Accepts NULL. The list must be empty: sessions are destroyed by lws first. */
 void session_list_destroy(session_list *list);
-/* Heart-beats due, dead peers, CONNECT timeouts. now_ms: loop time. */
+/* Heart-beats due, dead peers, timeouts: run the checks of the sessions
+ * whose next check time has come (session_timer.c); the others are not
+ * visited. Call it once per tick (1/heartbeat.hz). now_ms: loop time. */
 void session_list_tick(session_list *list, uint64_t now_ms);
 /* Perform the closes sessions asked for. Must run outside lws callbacks
  * (the server calls it from a libuv check handle, after each poll). */

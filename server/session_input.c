@@ -45,7 +45,7 @@ static void session_charge(session *s, stomp_command cmd, size_t bytes)
                      cmd == STOMP_CMD_NONE ? RATELIMIT_HEARTBEAT : RATELIMIT_FRAME, bytes);
 }
 
-/* Stop reading from the peer until session_tick finds the buckets refilled:
+/* Stop reading from the peer until the session's timer finds the buckets refilled:
  * TCP backpressure slows the sender instead of dropping it. */
 static void session_throttle(session *s)
 {
@@ -54,6 +54,7 @@ static void session_throttle(session *s)
     s->throttled = true;
     s->env->metrics->throttled++;
     lws_rx_flow_control(s->wsi, 0);
+    session_timer_update(s);            /* the buckets are looked at every tick */
     log_debug("throttled", "conn=%llu", (unsigned long long)s->id);
 }
 
@@ -247,6 +248,7 @@ int session_feed(session *s, void *in, size_t len)
         rxpace_piece(&s->rx_part->pace, lws_get_socket_fd(s->wsi), len,
                      s->env->conf->ws_rx_buffer, (uint32_t)s->env->conf->drip_pieces))
         s->env->metrics->rx_paced++;
+    session_timer_update(s);            /* the frame's timeout; a raised read mark */
     if (data == s->rx.data)
         buf_consume(&s->rx, off);
     else

@@ -4,7 +4,9 @@
  * is split by job, each file reading and writing the one struct below:
  *
  *   session.c        states, dispatch, SUBSCRIBE/UNSUBSCRIBE/SEND/ACK, the
- *                    memory budget, timers, the list
+ *                    memory budget, the list
+ *   session_timer.c  heart-beats, timeouts, token expiry: the checks and
+ *                    when each session is next due for them (its timer)
  *   session_out.c    the output queue and its writer; RECEIPT and ERROR
  *   session_login.c  CONNECT: version, heart-beats, identity
  *   session_txn.c    BEGIN, COMMIT, ABORT and the frames buffered in them
@@ -29,6 +31,7 @@
 #include "rxpace.h"
 #include "stomp.h"
 #include "subscription.h"
+#include "twheel.h"
 #include "txn.h"
 
 #include <libwebsockets.h>
@@ -71,6 +74,7 @@ struct session {
     struct lws *wsi;
     uint64_t id;
     uint64_t created_ms, last_rx_ms, last_tx_ms;
+    twheel_node timer;           /* on the list's wheel at the next check's time (session_timer.c) */
     uint32_t hb_send_ms;         /* we send a heart-beat after this much silence */
     uint32_t hb_recv_ms;         /* the peer promised to send at least this often */
     uint8_t state;
@@ -117,6 +121,7 @@ struct session_list {
     session *reap;               /* sessions whose close is due */
     session **dirty;             /* sessions with output to write; NULL: destroyed since */
     uint32_t ndirty, dirty_cap;
+    twheel timers;               /* every session's timer (session_timer.c) */
 };
 
 /* Loop time, ms. */
@@ -241,6 +246,19 @@ extern const struct resume_sink session_resume_sink;
 void session_moderation_join(session *s, subscription *sub, const msgid *since);
 /* sub is being dropped while its check is out: the answer finds it gone. */
 void session_moderation_forget(subscription *sub);
+
+/* --- session_timer.c — heart-beats, timeouts, token expiry ------------------ */
+
+/* The list's wheel: init (now_ms: loop time) and deinit. */
+void session_timer_init(session_list *list, uint64_t now_ms);
+void session_timer_deinit(session_list *list);
+/* Something may have brought one of s's check times nearer (a new session,
+ * CONNECT, a fresh token, a throttle, a partial frame): schedule s's timer
+ * at that time unless it is due sooner already. Reads and writes need not
+ * call it (they only push the times back). */
+void session_timer_update(session *s);
+/* s goes: take its timer off the wheel. */
+void session_timer_cancel(session *s);
 
 /* --- session_input.c — input: parsing, pacing, rate limits ----------------- */
 

@@ -314,6 +314,25 @@ describe('connection lifecycle', () => {
     assert.ok(Date.now() - t0 >= 300, 'not closed too early');
   });
 
+  test('a frame left unfinished gets ERROR "Frame timeout" after stomp.frame_timeout_ms, with no other timer near', async () => {
+    // No heart-beats, no idle timeout, CONNECT's timeout far off: only the
+    // partial frame itself brings the session's timer this near.
+    const s = await startServer({ sets: { 'stomp.frame_timeout_ms': 500, 'stomp.connect_timeout_ms': 30000 } });
+    try {
+      const c = await rawClient(s.wsUrl);
+      await c.connect();
+      c.send('SEND\ndestination:/topic/unfinished\n\nno end yet');
+      const t0 = Date.now();
+      const err = await c.waitFrame('ERROR', 5000);
+      const took = Date.now() - t0;
+      assert.equal(err.headers.message, 'Frame timeout');
+      assert.ok(took >= 400, `ERROR after ${took} ms`);
+      await c.waitClosed();
+    } finally {
+      assert.equal((await s.stop()).code, 0);
+    }
+  });
+
   test('heart-beats: the server sends them, and closes a client that stops sending', async () => {
     const s = await startServer({ sets: { 'heartbeat.send_ms': 100, 'heartbeat.recv_ms': 100, 'heartbeat.grace': 2 } });
     try {

@@ -154,6 +154,20 @@ describe('expiry and refresh', () => {
     await c.waitClosed();
   });
 
+  test('a fresh token expiring sooner than the first ends the session at its own exp', async () => {
+    const c = await connect(s, tok(60));
+    await subscribed(c, '/topic/physics');
+    const second = tok(2);
+    c.frame('SEND', { destination: '/token', passcode: second, receipt: 'sooner' });
+    await waitFor(() => receipts(c).includes('sooner'), { what: 'RECEIPT of the fresh token' });
+    const err = await c.waitFrame('ERROR', 6000);
+    const at = Date.now();
+    assert.equal(err.headers.message, 'Token expired');
+    assert.ok(at >= expOf(second) * 1000 - 250, `ERROR ${expOf(second) * 1000 - at} ms before exp`);
+    assert.ok(at <= expOf(second) * 1000 + 1500, `ERROR ${at - expOf(second) * 1000} ms after exp`);
+    await c.waitClosed();
+  });
+
   test('fresh tokens that are refused end the session: another sub, forged, expired, missing, and one not permitting a subscribed room', async () => {
     const failures = await metric(s.port, 'lectern_auth_failures_total');
     const denied = await metric(s.port, 'lectern_access_denied_total');
