@@ -55,6 +55,14 @@ describe('soak trend analysis (tests/soak/trend.mjs)', () => {
     }
   });
 
+  test('a few outliers at one end make no slope (a slow last sample, a p99 spike at the end)', () => {
+    // A mean of the slopes (or least squares) would read these as a
+    // steep rise; the median of the pairwise slopes ignores them.
+    const pts = series(() => 8, { noise: 0.2, seed: 9 }).map(([t, v]) => [t, t >= RUN - 3 * STEP ? 2000 : v]);
+    const j = judge(pts, { floor: FLOORS.latency });
+    assert.equal(j.verdict, 'flat', JSON.stringify(j));
+  });
+
   test('a leak fails: RSS rising 0.5 MiB a minute under the same noise', () => {
     for (let seed = 1; seed <= 20; seed++) {
       const j = judge(series((t) => 40 * MiB + (t / MIN) * 0.5 * MiB, { noise: 0.05, seed }), { floor: FLOORS.rss });
