@@ -12,7 +12,7 @@
 // not met with the measured value. scripts/derive-docs.mjs computes the
 // other pages' figures from the same results.
 import { readFileSync } from 'node:fs';
-import { completeStep } from './derive-docs.mjs';
+import { completeStep, writeDelayRuns } from './derive-docs.mjs';
 
 const [file, command, machine, commit] = process.argv.slice(2);
 if (!file) {
@@ -199,6 +199,32 @@ for (const [label, title] of [['fanout', 'without idle connections'], ['fanout-i
       ` (Lectern's at p99 ${f1(a.latency_ms.p99)} ms, RabbitMQ's at p99 ${f1(b.latency_ms.p99)} ms).`);
     p();
   }
+}
+
+// ---------------------------------------------------------------- write coalescing
+const wd = writeDelayRuns(runs);
+if (wd.delays.length) {
+  p('## Write coalescing');
+  p();
+  p(`The fan-out (one room of ${n0(wd.room)} subscribers over two servers, two publishers) at each rate as one`);
+  p(`step of ${f1(wd.seconds)} s, with servers 1 and 2 restarted with each \`websocket.write_delay_ms\` in turn. A`);
+  p('connection\'s MESSAGEs are written at most once per that delay; 0 writes at the end of every loop');
+  p('iteration. p99 in ms, publish to receipt; CPU: both servers over the step, per delivery;');
+  p('deliveries per write: the servers\' deliveries over their WebSocket messages written (their');
+  p('/metrics), how many messages to one subscriber shared a write.');
+  p();
+  p(`| Delay | ${wd.rates.map((r) => `${n0(r)} msg/s: p99 | CPU µs/delivery | deliveries/write`).join(' | ')} |`);
+  p(`|---|${wd.rates.map(() => '---|---|---').join('|')}|`);
+  for (const d of wd.delays) {
+    const cells = wd.rates.map((r) => {
+      const c = wd.cell(d, r);
+      if (!c) return '– | – | –';
+      const lost = c.complete < 1 ? ` (${(c.complete * 100).toFixed(2)}% delivered)` : '';
+      return `${f1(c.p99)}${lost} | ${f2(c.us)} | ${f2(c.perWrite)}`;
+    });
+    p(`| ${d} ms | ${cells.join(' | ')} |`);
+  }
+  p();
 }
 
 // ---------------------------------------------------------------- memory
