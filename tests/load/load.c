@@ -1,5 +1,6 @@
 /* load.c — lectern-load, the load generator for Lectern (and for any
- * STOMP-over-WebSocket server, such as RabbitMQ Web-STOMP).
+ * STOMP-over-WebSocket server, such as RabbitMQ Web-STOMP, and with
+ * --protocol socketio for a Socket.IO deployment).
  *
  * What it does. It opens many WebSocket connections, speaks STOMP 1.2 on
  * them, and plays a scenario: subscribers in rooms (/topic/<prefix>-<n>),
@@ -40,13 +41,22 @@
  *
  * The connection layer (TCP, WebSocket handshake, STOMP CONNECT, reading,
  * writing, the epoll loop) is conn.c's; this file plays the scenario
- * through its hooks. The status-* scenarios (friends' online status) are
+ * through its hooks.
+ *
+ * Socket.IO. --protocol socketio plays the same room scenarios, with the
+ * same bodies and the same accounting, against the events of the peer in
+ * tests/peers/socketio/: a subscriber emits join(room) and is ready at its
+ * acknowledgement (where STOMP waits for the SUBSCRIBE's RECEIPT), a
+ * publisher is ready once connected and emits pub(room, body) for each
+ * SEND, and the peer's event m(body) is a MESSAGE. Rooms are named as the
+ * STOMP destinations without "/topic/". conn.c speaks Engine.IO. The status-* scenarios (friends' online status) are
  * status.c's: main() hands them over whole.
  */
 #include "conn.h"
 #include "hist.h"
 #include "json.h"
 #include "scan.h"
+#include "sio.h"
 #include "status.h"
 
 #include <errno.h>
@@ -102,6 +112,7 @@ typedef struct opts {
     int nwatch;
     bool json;
     bool quiet;
+    bool sio;                /* --protocol socketio */
 } opts;
 
 /* --------------------------------------------------------- shared region */
@@ -211,6 +222,10 @@ static size_t npubs;
 
 static void room_name(char *dst, size_t cap, const client *c)
 {
+    if (O.sio) {
+        snprintf(dst, cap, c->role == ROLE_IDLE ? "%s-idle-%u" : "%s-%u", O.prefix, c->room);
+        return;
+    }
     if (c->role == ROLE_IDLE)
         snprintf(dst, cap, "/topic/%s-idle-%u", O.prefix, c->room);
     else
@@ -291,6 +306,13 @@ static void on_connected(conn_loop *l, conn *nc, const scan_frame *f)
     }
     char text[512], dest[160];
     room_name(dest, sizeof dest, c);
+    if (O.sio) {
+        const char *args[] = { dest };
+        size_t sn = sio_event(text, sizeof text, 0, "join", args, 1);
+        c->net.state = CONN_SUBSCRIBING;
+        conn_send_text(l, nc, text, sn);
+        return;
+    }
     int n = snprintf(text, sizeof text,
                      "SUBSCRIBE\nid:0\ndestination:%s\nack:auto\nreceipt:s\n\n", dest);
     c->net.state = CONN_SUBSCRIBING;
@@ -319,6 +341,20 @@ static void login_for(const conn *c, char *dst, size_t cap)
 
 /* ------------------------------------------------------------ publishing */
 
+/* Socket.IO: the next message of publisher c in step `step` as the packet
+ * pub(dest, body) into dst[0..cap) (the same body as STOMP's SEND);
+ * returns its length, 0 when it does not fit. */
+static size_t sio_publish(char *dst, size_t cap, client *c, const char *dest, int step)
+{
+    static char body[65536 + 1];
+    int bl = snprintf(body, sizeof body, "%u:%" PRIu64 ":%d:%" PRId64 ":", c->pub, c->seq, step, conn_now_ns());
+    size_t blen = (size_t)O.size > (size_t)bl ? (size_t)O.size : (size_t)bl;
+    memset(body + bl, 'x', blen - (size_t)bl);
+    body[blen] = '\0';
+    const char *args[] = { dest, body };
+    return sio_event(dst, cap, -1, "pub", args, 2);
+}
+
 static void publish_tick(int64_t t)
 {
     int step = (int)((t - go_ns) / (int64_t)(O.step_s * 1e9));
@@ -345,6 +381,22 @@ static void publish_tick(int64_t t)
         }
         room_name(dest, sizeof dest, c);
         size_t used = 0;
+        if (O.sio) {
+            /* One WebSocket message per packet; the batch is one send(). */
+            static char packet[65536 + 512];
+            while (c->step_sent < target) {
+                size_t pl = sio_publish(packet, sizeof packet, c, dest, step);
+                if (pl == 0 || used + pl + 14 > sizeof wbuf)
+                    break;
+                used += conn_frame(&loop, wbuf + used, packet, pl);
+                c->seq++;
+                c->step_sent++;
+                R->sent++;
+                sent_of(R)[(size_t)c->room * (size_t)nsteps + (size_t)step]++;
+            }
+            conn_send(&loop, &c->net, wbuf, used);
+            continue;
+        }
         while (c->step_sent < target && used + sizeof text + 16 < sizeof wbuf) {
             char body[64];
             int bl = snprintf(body, sizeof body, "%u:%" PRIu64 ":%d:%" PRId64 ":", c->pub, c->seq, step, conn_now_ns());
@@ -431,7 +483,8 @@ static void child_run(void)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     const conn_opts co = {
-        .urls = O.urls, .protocols = "v12.stomp, v11.stomp, v10.stomp",
+        .urls = O.urls, .protocols = O.sio ? NULL : "v12.stomp, v11.stomp, v10.stomp",
+        .protocol = O.sio ? CONN_SOCKETIO : CONN_STOMP_PROTO,
         .accept_version = "1.2,1.1", .vhost = O.vhost, .passcode = O.passcode,
         .sources = O.sources, .max_frame = LOAD_MAX_FRAME,
         .hooks = { .connected = on_connected, .message = on_message, .receipt = on_receipt,
@@ -616,6 +669,10 @@ static void usage(FILE *f)
 "Options:\n"
 "  --url URL             server endpoint (repeat for several servers; connections\n"
 "                        are spread round-robin); ws://127.x.x.x:port/path\n"
+"  --protocol P          stomp (default) or socketio: Socket.IO 5 over Engine.IO 4,\n"
+"                        WebSocket transport, against tests/peers/socketio/ (events\n"
+"                        join+ack, pub, m; room scenarios only; a URL path \"/\" means\n"
+"                        /socket.io/, and ?" SIO_QUERY " is added)\n"
 "  --scenario NAME       small|medium|large|rooms|fanout|idle (default small)\n"
 "  --subscribers N       subscribers in rooms, in total\n"
 "  --rooms N             rooms\n"
@@ -656,6 +713,20 @@ static void parse_url(const char *s)
     O.nurls++;
 }
 
+/* Socket.IO's endpoint: the path given ("/" means the default,
+ * /socket.io/) with the query that opens an Engine.IO session on the
+ * WebSocket transport, unless the URL has a query of its own. */
+static void sio_url(conn_url *u)
+{
+    if (strchr(u->path, '?'))
+        return;
+    char path[sizeof u->path];
+    int n = snprintf(path, sizeof path, "%s?" SIO_QUERY, strcmp(u->path, "/") == 0 ? "/socket.io/" : u->path);
+    if (n < 0 || (size_t)n >= sizeof path)
+        die("URL path too long: %s", u->path);
+    memcpy(u->path, path, (size_t)n + 1);
+}
+
 static void scenario_defaults(const char *name)
 {
     O.rooms = 10; O.subs = 100; O.pubs = 1; O.idle = 0; O.rate = 10; O.rate_step = 0;
@@ -683,7 +754,8 @@ int main(int argc, char **argv)
     enum { OPT_URL = 256, OPT_SCEN, OPT_SUBS, OPT_ROOMS, OPT_PUBS, OPT_IDLE, OPT_IDLE_ROOM,
            OPT_RATE, OPT_RATE_STEP, OPT_RATE_MAX, OPT_STEP, OPT_DURATION, OPT_SIZE, OPT_PROCS,
            OPT_SOURCES, OPT_RAMP, OPT_INFLIGHT, OPT_CTIMEOUT, OPT_DRAIN, OPT_QUIET, OPT_SLO,
-           OPT_LOGIN, OPT_PASS, OPT_VHOST, OPT_PREFIX, OPT_WATCH, OPT_JSON, OPT_NOPROG, OPT_HELP };
+           OPT_LOGIN, OPT_PASS, OPT_VHOST, OPT_PREFIX, OPT_WATCH, OPT_JSON, OPT_NOPROG, OPT_HELP,
+           OPT_PROTO };
     static const struct option lo[] = {
         { "url", 1, 0, OPT_URL }, { "scenario", 1, 0, OPT_SCEN }, { "subscribers", 1, 0, OPT_SUBS },
         { "connections", 1, 0, OPT_SUBS }, { "rooms", 1, 0, OPT_ROOMS },
@@ -695,7 +767,8 @@ int main(int argc, char **argv)
         { "drain", 1, 0, OPT_DRAIN }, { "quiet", 1, 0, OPT_QUIET }, { "slo", 1, 0, OPT_SLO },
         { "login", 1, 0, OPT_LOGIN }, { "passcode", 1, 0, OPT_PASS }, { "vhost", 1, 0, OPT_VHOST },
         { "prefix", 1, 0, OPT_PREFIX }, { "watch-pid", 1, 0, OPT_WATCH }, { "json", 0, 0, OPT_JSON },
-        { "no-progress", 0, 0, OPT_NOPROG }, { "help", 0, 0, OPT_HELP }, { 0, 0, 0, 0 }
+        { "no-progress", 0, 0, OPT_NOPROG }, { "help", 0, 0, OPT_HELP },
+        { "protocol", 1, 0, OPT_PROTO }, { 0, 0, 0, 0 }
     };
     /* The scenario is applied first so that every other option overrides it. */
     const char *scen = "small";
@@ -750,6 +823,14 @@ int main(int argc, char **argv)
             break;
         case OPT_JSON: O.json = true; break;
         case OPT_NOPROG: O.quiet = true; break;
+        case OPT_PROTO:
+            if (strcmp(optarg, "socketio") == 0)
+                O.sio = true;
+            else if (strcmp(optarg, "stomp") == 0)
+                O.sio = false;
+            else
+                die("unknown --protocol %s (stomp or socketio)", optarg);
+            break;
         case OPT_HELP: usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -758,6 +839,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (O.sio)
+        for (int i = 0; i < O.nurls; i++)
+            sio_url(&O.urls[i]);
 
     /* Steps: a rising rate when rate-step and rate-max are set. */
     if (O.rate_step > 0 && O.rate_max > O.rate) {
@@ -939,6 +1023,8 @@ int main(int argc, char **argv)
     FILE *f = stdout;
     fprintf(f, "{\"scenario\":");
     json_str(f, O.scenario);
+    if (O.sio)
+        fprintf(f, ",\"protocol\":\"socketio\"");
     fprintf(f, ",\"urls\":[");
     for (int i = 0; i < O.nurls; i++) {
         if (i)
