@@ -36,7 +36,7 @@ async function startRedis() {
   const h = await spawnReady('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
     '--save', '', '--appendonly', 'no'], { what: `redis-server :${port}`, timeout: 10000, ready: () => redisPing(port) });
   handles.push(h);
-  return port;
+  return { port, pid: h.pid };
 }
 
 async function startPeer(redisPort) {
@@ -63,11 +63,12 @@ function runLoad(args) {
 
 describe('Socket.IO peer', () => {
   test('lectern-load --protocol socketio over two peer processes: every message reaches every member of its room, across processes through Redis, and the peers stop cleanly', async () => {
-    const redisPort = await startRedis();
-    const a = await startPeer(redisPort);
-    const b = await startPeer(redisPort);
+    const redis = await startRedis();
+    const a = await startPeer(redis.port);
+    const b = await startPeer(redis.port);
     const { code, json: r, out, err } = await runLoad(['--protocol', 'socketio', '--url', a.url, '--url', b.url,
-      '--watch-pid', String(a.pid), '--watch-pid', String(b.pid), '--scenario', 'small', '--duration', '2']);
+      '--watch-pid', String(a.pid), '--watch-pid', String(b.pid), '--watch-extra', `redis=${redis.pid}`,
+      '--scenario', 'small', '--duration', '2']);
     assert.equal(code, 0, `${err}\n${out}`);
     assert.equal(r.protocol, 'socketio');
     assert.equal(r.errors.first, '', 'no error');
@@ -88,6 +89,12 @@ describe('Socket.IO peer', () => {
     assert.equal(r.remote_latency_ms.count, r.deliveries.received / 2);
     assert.ok(r.latency_ms.p50 > 0 && r.latency_ms.p99 >= r.latency_ms.p50);
     assert.ok(r.servers.cpu_s > 0, 'peer CPU sampled');
+    // The peer's Redis, sampled apart (make bench counts it in "all processes").
+    assert.equal(r.servers.pids, 2);
+    assert.equal(r.extra.pids, 1);
+    assert.equal(r.extra.by_name.redis.pids, 1);
+    assert.ok(r.extra.by_name.redis.rss_connected_kib > 0, 'Redis RSS sampled');
+    assert.equal(typeof r.steps[0].extra_cpu_s, 'number');
     for (const p of [a, b]) {
       const { code: exit, signal } = await p.stop();
       assert.equal(signal, null, `${p.what} ended by ${signal}:\n${p.logs.join('\n')}`);
