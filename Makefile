@@ -132,9 +132,10 @@ $(B)/tests/test_contacts: $(B)/tests/unit/test_contacts.o $(B)/server/contacts.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS)
 
 # The load generator's codec, scanner, histogram, /status parser, connection
-# layer and report JSON (no server code).
+# layer, Socket.IO codec and report JSON (no server code).
 LOAD_LIB := $(B)/tests/load/ws.o $(B)/tests/load/scan.o $(B)/tests/load/hist.o \
-            $(B)/tests/load/statusmsg.o $(B)/tests/load/conn.o $(B)/tests/load/json.o
+            $(B)/tests/load/statusmsg.o $(B)/tests/load/conn.o $(B)/tests/load/json.o \
+            $(B)/tests/load/sio.o
 $(B)/tests/test_loadgen: $(B)/tests/unit/test_loadgen.o $(LOAD_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS) $(shell pkg-config --libs libcrypto 2>/dev/null)

@@ -74,12 +74,12 @@
 #include "log.h"
 #include "mem.h"
 #include "registry_lua.h"
+#include "strmap.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <uthash.h>
 
 /* --- Lua (server/lua) ---------------------------------------------------- */
 
@@ -116,30 +116,58 @@ static redis_script registry_scripts[REGISTRY_LUA_COUNT] = {
 /* --- the mirror ------------------------------------------------------------ */
 
 /* Mirror entries hold their strings in the same allocation (one malloc
- * per member and per user: they are per-connection memory). */
+ * per member and per user: they are per-connection memory), keyed in
+ * compact tables (strmap.h: 16 bytes of links per entry). */
 typedef struct reg_member {
+    strmap_node node;
     uint32_t count;
-    UT_hash_handle hh;
-    char user[];               /* user NUL name NUL: see member_name() */
+    char user[];               /* user NUL name NUL, name empty when it is the user */
 } reg_member;
+
+#define REG_MEMBER_KEY_OFF (offsetof(reg_member, user) - offsetof(reg_member, node))
 
 static const char *member_name(const reg_member *m)
 {
-    return m->user + m->hh.keylen + 1;
+    const char *name = m->user + m->node.len + 1;
+    return *name ? name : m->user;
 }
 
 typedef struct reg_room {
-    char *name;
-    reg_member *members;
-    uint32_t total;
-    UT_hash_handle hh;
+    strmap_node node;
+    uint32_t total;            /* subscriptions: the members' counts summed */
+    strmap members;            /* reg_member by user */
+    char name[];
 } reg_room;
 
+#define REG_ROOM_KEY_OFF (offsetof(reg_room, name) - offsetof(reg_room, node))
+
 typedef struct reg_user {
+    strmap_node node;
     uint32_t count;
-    UT_hash_handle hh;
     char user[];
 } reg_user;
+
+#define REG_USER_KEY_OFF (offsetof(reg_user, user) - offsetof(reg_user, node))
+
+static reg_room *room_of(strmap_node *n)
+{
+    return n ? (reg_room *)(void *)((char *)n - offsetof(reg_room, node)) : NULL;
+}
+
+static reg_member *member_of(strmap_node *n)
+{
+    return n ? (reg_member *)(void *)((char *)n - offsetof(reg_member, node)) : NULL;
+}
+
+static reg_user *user_of(strmap_node *n)
+{
+    return n ? (reg_user *)(void *)((char *)n - offsetof(reg_user, node)) : NULL;
+}
+
+static reg_room *room_find(const registry *g, const char *room)
+{
+    return room_of(strmap_find(&g->rooms, room, strlen(room)));
+}
 
 static void registry_register(registry *g);
 
@@ -282,9 +310,7 @@ static void registry_on_room_state(void *privdata, redisReply *r)
     registry *g = c->g;
     if (registry_reply_ok(r, "room_state") && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
         r->element[0]->type == REDIS_REPLY_STRING && c->report) {
-        reg_room *rm = NULL;
-        HASH_FIND_STR(g->rooms, c->room, rm);
-        if (rm && g->ev.on_room_sync)
+        if (room_find(g, c->room) && g->ev.on_room_sync)
             g->ev.on_room_sync(g->ctx, c->room, registry_reply_u64(r->element[0]), registry_reply_u64(r->element[1]));
     }
     free(c);
@@ -297,22 +323,26 @@ static void registry_on_done(void *privdata, redisReply *r)
 
 void registry_join(registry *g, const char *room, const char *user, const char *name)
 {
-    reg_room *rm = NULL;
-    HASH_FIND_STR(g->rooms, room, rm);
+    reg_room *rm = room_find(g, room);
     bool first = !rm;
     if (!rm) {
-        rm = xcalloc(1, sizeof *rm);
-        rm->name = xstrdup(room);
-        HASH_ADD_KEYPTR(hh, g->rooms, rm->name, strlen(rm->name), rm);
+        size_t rl = strlen(room);
+        rm = xmalloc(sizeof *rm + rl + 1);
+        rm->total = 0;
+        strmap_init(&rm->members, REG_MEMBER_KEY_OFF);
+        memcpy(rm->name, room, rl + 1);
+        strmap_insert(&g->rooms, &rm->node, rl);
     }
-    reg_member *m = NULL;
-    HASH_FIND_STR(rm->members, user, m);
+    size_t ul = strlen(user);
+    reg_member *m = member_of(strmap_find(&rm->members, user, ul));
     if (!m) {
-        size_t ul = strlen(user), nl = strlen(name);
-        m = xcalloc(1, sizeof *m + ul + nl + 2);
+        size_t nl = strcmp(name, user) ? strlen(name) : 0;
+        m = xmalloc(sizeof *m + ul + nl + 2);
+        m->count = 0;
         memcpy(m->user, user, ul + 1);
-        memcpy(m->user + ul + 1, name, nl + 1);
-        HASH_ADD_KEYPTR(hh, rm->members, m->user, ul, m);
+        memcpy(m->user + ul + 1, name, nl);
+        m->user[ul + 1 + nl] = '\0';
+        strmap_insert(&rm->members, &m->node, ul);
     }
     m->count++;
     rm->total++;
@@ -330,18 +360,25 @@ void registry_join(registry *g, const char *room, const char *user, const char *
         free(c);
 }
 
-static void member_free(reg_member *m)
+/* Take rm out of the mirror and free it (its members gone already, or
+ * freed here). */
+static void room_free(registry *g, reg_room *rm)
 {
-    free(m);
+    strmap_node *n, *next;
+    for (n = strmap_first(&rm->members); n; n = next) {
+        next = strmap_next(&rm->members, n);
+        strmap_remove(&rm->members, n);
+        free(member_of(n));
+    }
+    strmap_deinit(&rm->members);
+    strmap_remove(&g->rooms, &rm->node);
+    free(rm);
 }
 
 void registry_leave(registry *g, const char *room, const char *user)
 {
-    reg_room *rm = NULL;
-    reg_member *m = NULL;
-    HASH_FIND_STR(g->rooms, room, rm);
-    if (rm)
-        HASH_FIND_STR(rm->members, user, m);
+    reg_room *rm = room_find(g, room);
+    reg_member *m = rm ? member_of(strmap_find(&rm->members, user, strlen(user))) : NULL;
     if (!m)
         return;
     if (g->registered) {
@@ -356,14 +393,11 @@ void registry_leave(registry *g, const char *room, const char *user)
     }
     rm->total--;
     if (--m->count == 0) {
-        HASH_DEL(rm->members, m);
-        member_free(m);
+        strmap_remove(&rm->members, &m->node);
+        free(m);
     }
-    if (rm->total == 0) {
-        HASH_DEL(g->rooms, rm);
-        free(rm->name);
-        free(rm);
-    }
+    if (rm->total == 0)
+        room_free(g, rm);
 }
 
 static void registry_send_online(registry *g, const char *user, long long k)
@@ -378,13 +412,13 @@ static void registry_send_online(registry *g, const char *user, long long k)
 
 void registry_online(registry *g, const char *user)
 {
-    reg_user *u = NULL;
-    HASH_FIND_STR(g->users, user, u);
+    size_t ul = strlen(user);
+    reg_user *u = user_of(strmap_find(&g->users, user, ul));
     if (!u) {
-        size_t ul = strlen(user);
-        u = xcalloc(1, sizeof *u + ul + 1);
+        u = xmalloc(sizeof *u + ul + 1);
+        u->count = 0;
         memcpy(u->user, user, ul + 1);
-        HASH_ADD_KEYPTR(hh, g->users, u->user, ul, u);
+        strmap_insert(&g->users, &u->node, ul);
     }
     u->count++;
     if (g->registered)
@@ -393,14 +427,13 @@ void registry_online(registry *g, const char *user)
 
 void registry_offline(registry *g, const char *user)
 {
-    reg_user *u = NULL;
-    HASH_FIND_STR(g->users, user, u);
+    reg_user *u = user_of(strmap_find(&g->users, user, strlen(user)));
     if (!u)
         return;
     if (g->registered)
         registry_send_online(g, user, -1);
     if (--u->count == 0) {
-        HASH_DEL(g->users, u);
+        strmap_remove(&g->users, &u->node);
         free(u);
     }
 }
@@ -416,7 +449,9 @@ static void registry_sync_room(registry *g, const char *room, const reg_room *rm
     registry_args_str(&a, room);
     registry_args_num(&a, (long long)registry_realtime_ms());
     registry_args_num(&a, g->history_ttl_ms);
-    for (const reg_member *m = rm ? rm->members : NULL; m; m = m->hh.next) {
+    for (strmap_node *n = rm ? strmap_first(&rm->members) : NULL; n;
+         n = strmap_next(&rm->members, n)) {
+        const reg_member *m = member_of(n);
         registry_args_str(&a, m->user);
         registry_args_str(&a, member_name(m));
         registry_args_num(&a, m->count);
@@ -440,26 +475,25 @@ static void registry_on_hello(void *privdata, redisReply *r)
     const redisReply *known = r->element[1];
     for (size_t i = 0; i < known->elements; i++) {
         const char *room = known->element[i]->str;
-        reg_room *rm = NULL;
         if (known->element[i]->type != REDIS_REPLY_STRING)
             continue;
-        HASH_FIND_STR(g->rooms, room, rm);
-        if (!rm)
+        if (!room_find(g, room))
             registry_sync_room(g, room, NULL);
     }
-    for (reg_room *rm = g->rooms; rm; rm = rm->hh.next)
-        registry_sync_room(g, rm->name, rm);
+    for (strmap_node *n = strmap_first(&g->rooms); n; n = strmap_next(&g->rooms, n))
+        registry_sync_room(g, room_of(n)->name, room_of(n));
     registry_args a;
     registry_args_init(&a, g);
     registry_args_str(&a, g->server_id);
-    for (reg_user *u = g->users; u; u = u->hh.next) {
+    for (strmap_node *n = strmap_first(&g->users); n; n = strmap_next(&g->users, n)) {
+        const reg_user *u = user_of(n);
         registry_args_str(&a, u->user);
         registry_args_num(&a, u->count);
     }
     registry_args_eval(g, &a, REGISTRY_LUA_SYNC_USERS, registry_on_done, (void *)"sync_users");
 
     log_info("registry_registered", "server=%s rooms=%u users=%u epoch=%s", g->server_id,
-             HASH_COUNT(g->rooms), HASH_COUNT(g->users),
+             g->rooms.count, g->users.count,
              r->element[0]->type == REDIS_REPLY_STRING ? r->element[0]->str : "?");
     registry_set_up(g, true);
 }
@@ -607,6 +641,8 @@ registry *registry_create(uv_loop_t *loop, const registry_config *cfg, const reg
     g->loop = loop;
     g->ev = *ev;
     g->ctx = ctx;
+    strmap_init(&g->rooms, REG_ROOM_KEY_OFF);
+    strmap_init(&g->users, REG_USER_KEY_OFF);
     g->host = xstrdup(cfg->host);
     g->port = cfg->port;
     g->prefix = xstrdup(cfg->prefix);
@@ -665,22 +701,18 @@ registry *registry_create(uv_loop_t *loop, const registry_config *cfg, const reg
 
 static void registry_free(registry *g)
 {
-    reg_room *rm, *rt;
-    HASH_ITER(hh, g->rooms, rm, rt) {
-        reg_member *m, *mt;
-        HASH_ITER(hh, rm->members, m, mt) {
-            HASH_DEL(rm->members, m);
-            member_free(m);
-        }
-        HASH_DEL(g->rooms, rm);
-        free(rm->name);
-        free(rm);
+    strmap_node *n, *next;
+    for (n = strmap_first(&g->rooms); n; n = next) {
+        next = strmap_next(&g->rooms, n);
+        room_free(g, room_of(n));
     }
-    reg_user *u, *ut;
-    HASH_ITER(hh, g->users, u, ut) {
-        HASH_DEL(g->users, u);
-        free(u);
+    for (n = strmap_first(&g->users); n; n = next) {
+        next = strmap_next(&g->users, n);
+        strmap_remove(&g->users, n);
+        free(user_of(n));
     }
+    strmap_deinit(&g->rooms);
+    strmap_deinit(&g->users);
     free(g->host);
     free(g->prefix);
     free(g->server_id);

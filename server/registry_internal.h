@@ -19,6 +19,7 @@
 #include "registry.h"
 
 #include "redis.h"
+#include "strmap.h"
 
 /* The Lua scripts, by name (registry.c holds their table). */
 typedef enum registry_script_id {
@@ -74,8 +75,8 @@ struct registry {
     bool registered;           /* hello done and mirror replayed */
     bool registering;
     uv_timer_t heartbeat, reap;
-    struct reg_room *rooms;    /* the mirror (registry.c) */
-    struct reg_user *users;
+    strmap rooms;              /* the mirror (registry.c): reg_room by name */
+    strmap users;              /* reg_user by user */
     registry_stats stats;
     int closing;               /* timers still closing */
 };

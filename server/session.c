@@ -58,7 +58,42 @@ uint64_t session_now(const session *s)
 /* The input buffer, by capacity (what malloc holds for it). */
 size_t session_input_bytes(const session *s)
 {
-    return s->rx.cap + (s->rx_part ? sizeof *s->rx_part : 0);
+    if (!s->busy)
+        return 0;
+    return s->busy->rx.cap + (s->busy->rx_part ? sizeof *s->busy->rx_part : 0);
+}
+
+session_busy *session_busy_get(session *s)
+{
+    if (!s->busy) {
+        s->busy = xcalloc(1, sizeof *s->busy);
+        buf_init(&s->busy->rx);
+        inflight_init(&s->busy->ops, s);
+    }
+    return s->busy;
+}
+
+/* Free b and all it holds; operations still in flight are orphaned (their
+ * completions find no session). */
+static void session_busy_free(session_busy *b)
+{
+    if (!b)
+        return;
+    txn_clear(&b->txns);
+    inflight_deinit(&b->ops);
+    buf_deinit(&b->rx);
+    free(b->rx_part);
+    free(b);
+}
+
+void session_busy_trim(session *s)
+{
+    session_busy *b = s->busy;
+    if (!b || b->rx.data || b->rx_part || b->rx_since_ms || b->txns.n ||
+        !inflight_idle(&b->ops))
+        return;
+    session_busy_free(b);
+    s->busy = NULL;
 }
 
 /* The output queue: its bytes and a per-frame cost. */
@@ -86,6 +121,7 @@ session_list *session_list_create(const session_env *env)
     /* The loop may not be running yet: the wheel starts at time 0, and its
      * first advance catches up (visiting each slot once). */
     session_timer_init(list, 0);
+    session_delay_init(list, 0);
     return list;
 }
 
@@ -94,6 +130,7 @@ void session_list_destroy(session_list *list)
     if (!list)
         return;
     session_timer_deinit(list);
+    session_delay_deinit(list);
     free(list->scratch);
     free(list->dirty);
     free(list);
@@ -208,13 +245,14 @@ size_t session_send_cost(const stomp_frame *f)
 inflight_op *session_op(session *s, size_t cost)
 {
     budget_force(&s->budget, BUDGET_WAIT, cost);
-    return inflight_start(&s->ops, cost);
+    return inflight_start(&session_busy_get(s)->ops, cost);
 }
 
 /* An operation that could not even start: forget it (the latest issued). */
 void session_op_cancel(session *s, inflight_op *op)
 {
-    budget_release(&s->budget, BUDGET_WAIT, inflight_cancel(&s->ops, op));
+    budget_release(&s->budget, BUDGET_WAIT, inflight_cancel(&s->busy->ops, op));
+    session_busy_trim(s);
 }
 
 /* An operation completed: its session, or NULL when that is gone. */
@@ -222,8 +260,10 @@ session *session_op_finish(inflight_op *op)
 {
     size_t cost;
     session *s = inflight_finish(op, &cost);
-    if (s)
+    if (s) {
         budget_release(&s->budget, BUDGET_WAIT, cost);
+        session_busy_trim(s);
+    }
     return s;
 }
 
@@ -481,7 +521,7 @@ bool session_send_publish(session *s, const stomp_frame *f, const stomp_str *nam
     relay_pub_opts o = { .moderated = true, .idem_key = ik ? ik->p : NULL,
                          .idem_key_len = ik ? ik->len : 0,
                          .idem_window_ms = s->env->conf->api_idempotency_window_s * 1000LL };
-    if (relay_publish(s->env->relay, name, f, s->user, s->user_name,
+    if (relay_publish(s->env->relay, name, f, s->user, session_user_name(s),
                       auth_role_name((jwt_role)s->role), &o, session_on_published, op) < 0) {
         session_op_cancel(s, op);
         session_unavailable(s, f);
@@ -555,7 +595,7 @@ static void on_send(session *s, const stomp_frame *f)
     }
     /* Before buffering too: nothing in a COMMIT may fail storage. */
     char why[400];
-    if (relay_check_send(s->env->relay, &name, f, s->user, s->user_name,
+    if (relay_check_send(s->env->relay, &name, f, s->user, session_user_name(s),
                          auth_role_name((jwt_role)s->role), why, sizeof why) < 0) {
         session_error(s, f, ERROR_TOO_LARGE_FOR_STORAGE, why);
         return;
@@ -604,7 +644,7 @@ void session_handle(session *s, const stomp_frame *f)
      * frame's own) must fit before the frame takes effect; one written at
      * once is output, checked as such. DISCONNECT is always let go. */
     const stomp_str *r = stomp_frame_header(f, "receipt");
-    bool waits = !inflight_idle(&s->ops) || f->command == STOMP_CMD_SEND ||
+    bool waits = !session_ops_idle(s) || f->command == STOMP_CMD_SEND ||
                  f->command == STOMP_CMD_SUBSCRIBE || f->command == STOMP_CMD_COMMIT;
     if (r && waits && f->command != STOMP_CMD_DISCONNECT && s->state == SESSION_CONNECTED &&
         !session_fits(s, f, inflight_receipt_cost(r->len)))
@@ -648,8 +688,6 @@ session *session_create(session_list *list, struct lws *wsi, const char *addr)
     ratelimit_init(&s->rl, s->env->limits, s->created_ms);
     s->state = SESSION_AWAIT_CONNECT;
     s->close_code = LWS_CLOSE_STATUS_NORMAL;
-    buf_init(&s->rx);
-    inflight_init(&s->ops, s);
     s->next = list->head;
     if (list->head)
         list->head->prev = s;
@@ -667,19 +705,19 @@ void session_destroy(session *s)
     session_timer_cancel(s);
     while (s->subs)
         session_drop_sub(s, s->subs);
-    txn_clear(&s->txns);
-    inflight_deinit(&s->ops);   /* completions still to come find no session */
+    session_busy_free(s->busy);     /* completions still to come find no session */
+    s->busy = NULL;
     if (s->online)
         registry_offline(s->env->registry, s->user);
-    free(s->user);              /* user_name lives in the same block */
+    free(s->user);              /* the display name lives in the same block */
     jwt_claims_free(s->who);
     if (s->dirty_at)
         s->list->dirty[s->dirty_at - 1] = NULL;
+    if (s->wait_at)
+        session_delay_cancel(s);
     while (s->qlen)
         session_pop(s);
     free(s->q);
-    buf_deinit(&s->rx);
-    free(s->rx_part);
     if (s->reap_queued) {
         for (session **pp = &s->list->reap; *pp; pp = &(*pp)->reap_next) {
             if (*pp == s) {

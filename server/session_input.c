@@ -2,9 +2,9 @@
  *
  * Input. Bytes from lws are parsed straight out of lws's buffer when nothing
  * is left over from before (the common case: whole frames per WebSocket
- * message), and only an incomplete tail is copied into s->rx. The buffer is
- * released as soon as it empties, so idle connections hold no input memory.
- * While rx holds a partial frame, s->rx_part keeps the parser's scan state
+ * message), and only an incomplete tail is copied into s->busy->rx. The
+ * buffer is released as soon as it empties, so idle connections hold no
+ * input memory. While rx holds a partial frame, rx_part keeps the parser's scan state
  * (each byte is examined once however the frame is split) and the read
  * pacing of a frame dripped in tiny pieces (rxpace.h).
  *
@@ -82,19 +82,23 @@ void session_release_input(session *s)
 /* The partial frame's state goes (a frame boundary, or its bytes went). */
 static void session_part_free(session *s)
 {
-    if (!s->rx_part)
+    rx_partial *part = session_rx_part(s);
+    if (!part)
         return;
-    rxpace_reset(&s->rx_part->pace, lws_get_socket_fd(s->wsi));
-    free(s->rx_part);
-    s->rx_part = NULL;
+    rxpace_reset(&part->pace, lws_get_socket_fd(s->wsi));
+    free(part);
+    s->busy->rx_part = NULL;
 }
 
 /* Forget every byte of input held (nothing of it will be parsed). */
 static void session_drop_input(session *s)
 {
-    buf_deinit(&s->rx);
-    s->rx_since_ms = 0;
+    if (!s->busy)
+        return;
+    buf_deinit(&s->busy->rx);
+    s->busy->rx_since_ms = 0;
     session_part_free(s);
+    session_busy_trim(s);
 }
 
 /* The input buffer may have grown: over the budget, the connection ends
@@ -117,7 +121,7 @@ static size_t session_parse(session *s, char *data, size_t n)
     bool limited = s->state == SESSION_CONNECTED && session_limited(s);
     uint64_t now = session_now(s);
     size_t off = 0;
-    stomp_scan scan = s->rx_part ? s->rx_part->scan : (stomp_scan){ 0 };
+    stomp_scan scan = session_rx_part(s) ? session_rx_part(s)->scan : (stomp_scan){ 0 };
     while (off < n && s->state != SESSION_CLOSING && !s->draining && !s->held) {
         if (limited && !session_may_read(s, now)) {
             session_throttle(s);
@@ -140,9 +144,10 @@ static size_t session_parse(session *s, char *data, size_t n)
         limited = s->state == SESSION_CONNECTED && session_limited(s);
     }
     if (scan.phase) {
-        if (!s->rx_part)
-            s->rx_part = xcalloc(1, sizeof *s->rx_part);
-        s->rx_part->scan = scan;
+        session_busy *b = session_busy_get(s);
+        if (!b->rx_part)
+            b->rx_part = xcalloc(1, sizeof *b->rx_part);
+        b->rx_part->scan = scan;
     } else {                            /* at a frame boundary */
         session_part_free(s);
     }
@@ -189,9 +194,10 @@ static bool session_pre_connect_ok(session *s, size_t len)
 static bool session_count_piece(session *s)
 {
     int max = s->env->conf->max_frame_pieces;
-    if (!s->rx_part || !max || lws_remaining_packet_payload(s->wsi) != 0)
+    rx_partial *part = session_rx_part(s);
+    if (!part || !max || lws_remaining_packet_payload(s->wsi) != 0)
         return true;
-    if (++s->rx_part->ws_frames <= (uint32_t)max)
+    if (++part->ws_frames <= (uint32_t)max)
         return true;
     s->env->metrics->pieces_refused++;
     session_refuse_flood(s, ERROR_TOO_MANY_PIECES,
@@ -217,18 +223,18 @@ int session_feed(session *s, void *in, size_t len)
     if (s->throttled || s->held) {
         /* lws may hand over what it had read before the pause. */
         if (len)
-            buf_append(&s->rx, in, len);
+            buf_append(&session_busy_get(s)->rx, in, len);
         session_check_input(s);
         return 0;
     }
 
     char *data = in;
     size_t n = len;
-    if (s->rx.len) {
+    if (s->busy && s->busy->rx.len) {
         if (len)
-            buf_append(&s->rx, in, len);
-        data = s->rx.data;
-        n = s->rx.len;
+            buf_append(&s->busy->rx, in, len);
+        data = s->busy->rx.data;
+        n = s->busy->rx.len;
     }
     size_t off = n ? session_parse(s, data, n) : 0;
 
@@ -238,21 +244,22 @@ int session_feed(session *s, void *in, size_t len)
     }
     /* A partial frame is left: its clock starts when the frame began, which
      * is now unless it is the same partial frame as before. */
-    if (off || !s->rx_since_ms)
-        s->rx_since_ms = now;
+    session_busy *b = session_busy_get(s);
+    if (off || !b->rx_since_ms)
+        b->rx_since_ms = now;
     if (len && !session_count_piece(s)) {
         session_drop_input(s);
         return 0;
     }
-    if (s->rx_part && len &&
-        rxpace_piece(&s->rx_part->pace, lws_get_socket_fd(s->wsi), len,
+    if (b->rx_part && len &&
+        rxpace_piece(&b->rx_part->pace, lws_get_socket_fd(s->wsi), len,
                      s->env->conf->ws_rx_buffer, (uint32_t)s->env->conf->drip_pieces))
         s->env->metrics->rx_paced++;
     session_timer_update(s);            /* the frame's timeout; a raised read mark */
-    if (data == s->rx.data)
-        buf_consume(&s->rx, off);
+    if (data == b->rx.data)
+        buf_consume(&b->rx, off);
     else
-        buf_append(&s->rx, data + off, n - off);
+        buf_append(&b->rx, data + off, n - off);
     session_check_input(s);
     return 0;
 }

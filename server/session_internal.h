@@ -8,6 +8,8 @@
  *   session_timer.c  heart-beats, timeouts, token expiry: the checks and
  *                    when each session is next due for them (its timer)
  *   session_out.c    the output queue and its writer; RECEIPT and ERROR
+ *   session_delay.c  write coalescing: output that waits for
+ *                    websocket.write_delay_ms, on a wheel of its own
  *   session_login.c  CONNECT: version, heart-beats, identity
  *   session_txn.c    BEGIN, COMMIT, ABORT and the frames buffered in them
  *   session_input.c  bytes in: parsing, partial frames, pacing, rate limits
@@ -38,6 +40,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* session.h's types, declared again: this header needs no more of it (the
  * files that include it include session.h as well). */
@@ -46,6 +49,10 @@ typedef struct session_list session_list;
 struct session_env;
 
 enum { SESSION_AWAIT_CONNECT, SESSION_CONNECTED, SESSION_CLOSING };
+
+/* The reason a polite close gives (session_out.c has the texts). */
+enum { SESSION_CLOSE_NONE, SESSION_CLOSE_SLOW, SESSION_CLOSE_RESTART, SESSION_CLOSE_DISCONNECT,
+       SESSION_CLOSE_ERROR };
 
 /* What is known about the partial frame in s->rx; allocated only while
  * there is one, so idle connections pay nothing for it. */
@@ -60,12 +67,27 @@ typedef struct outq_entry {
     subscription *sub;      /* MESSAGE: whose prefix to write; NULL otherwise */
 } outq_entry;
 
+/* What a session holds only while it is busy with something: input carried
+ * between callbacks, operations in flight and the receipts waiting for
+ * them, open transactions. Allocated on first use (session_busy_get) and
+ * freed as soon as all of it is empty again (session_busy_trim), so an idle
+ * connection pays one pointer for it. */
+typedef struct session_busy {
+    buf rx;                      /* incomplete input carried between callbacks */
+    uint64_t rx_since_ms;        /* when rx started holding a partial frame */
+    struct rx_partial *rx_part;  /* while rx holds a partial frame; NULL otherwise */
+    txn_set txns;
+    inflight ops;                /* operations in flight, receipts waiting for them */
+} session_busy;
+
 /* Charged per queued frame on top of its bytes: its ring slot (twice, as
  * the ring may be twice as long as needed) and, for a frame of its own
  * (RECEIPT, ERROR), its msg header and malloc's; a flood of tiny frames
  * costs the server several times their bytes. */
 #define SESSION_ENTRY_COST (2 * sizeof(outq_entry) + sizeof(msg) + 16)
 
+/* Ordered by size to leave no padding: this struct is most of what an idle
+ * connection costs the server beyond libwebsockets' own. */
 struct session {
     session *prev, *next;        /* the list's list */
     session *reap_next;          /* the list's list of closes to perform */
@@ -75,42 +97,57 @@ struct session {
     uint64_t id;
     uint64_t created_ms, last_rx_ms, last_tx_ms;
     twheel_node timer;           /* on the list's wheel at the next check's time (session_timer.c) */
-    uint32_t hb_send_ms;         /* we send a heart-beat after this much silence */
-    uint32_t hb_recv_ms;         /* the peer promised to send at least this often */
-    uint8_t state;
-    uint8_t version;             /* stomp_version once connected */
-    bool armed;                  /* writable callback requested and not yet run */
-    uint32_t dirty_at;           /* 1 + index on the list's dirty list; 0: not on it */
-    bool dead;                   /* closing: queue nothing more, write nothing */
-    bool reap_queued;            /* on the list's reap list */
-    uint16_t close_code;
-    const char *close_reason;    /* static text for the close frame */
-    buf rx;                      /* incomplete input carried between callbacks */
-    struct rx_partial *rx_part;  /* while rx holds a partial frame; NULL otherwise */
     outq_entry *q;
-    uint32_t qcap, qhead, qlen;
-    uint32_t pre_bytes;          /* bytes received before CONNECTED (bounded) */
-    size_t pending;
-    size_t frag_off;             /* bytes of the head entry already written */
     subscription *subs;
-    uint32_t nsubs;
-    txn_set txns;
-    budget budget;               /* memory charged to limits.conn_memory (see the essay) */
-    char *user;                  /* identity from CONNECT; owns user_name's bytes too */
-    char *user_name;
+    char *user;                  /* identity from CONNECT: "user\0name\0" (session_user_name) */
     jwt_claims *who;             /* auth.mode=jwt: the token's claims; NULL otherwise */
     uint64_t token_deadline_ms;  /* who's expiry in loop time (tokens.h); 0: none */
+    const char *addr;            /* client address (owned by the server's peer count) */
+    session_busy *busy;          /* NULL while idle (session_busy_get) */
+    ratelimit rl;                /* limits.send_*, limits.frame_* */
+    budget budget;               /* memory charged to limits.conn_memory (see the essay) */
+    uint32_t hb_send_ms;         /* we send a heart-beat after this much silence */
+    uint32_t hb_recv_ms;         /* the peer promised to send at least this often */
+    uint32_t dirty_at;           /* 1 + index on the list's dirty list; 0: not on it */
+    uint32_t wait_at;            /* 1 + index in its wait slot (session_delay.c); 0: not waiting */
+    uint32_t qcap, qhead, qlen;
+    /* Bytes queued, and of the head entry already written: 32 bits, as
+     * stomp.max_pending is at most 1 GiB and only the last ERROR of a
+     * closing session passes it. */
+    uint32_t pending;
+    uint32_t frag_off;
+    uint32_t pre_bytes;          /* bytes received before CONNECTED (bounded) */
+    uint32_t nsubs;
+    uint16_t close_code;
+    uint8_t close_why;           /* SESSION_CLOSE_*: the close frame's reason text */
+    uint8_t state;
+    uint8_t version;             /* stomp_version once connected */
+    uint8_t wait_slot;           /* while wait_at: its slot on the list's wait wheel */
     uint8_t role;                /* jwt_role: the token's, or CONNECT's x-role (auth none) */
+    bool armed;                  /* writable callback requested and not yet run */
+    bool dead;                   /* closing: queue nothing more, write nothing */
+    bool reap_queued;            /* on the list's reap list */
     bool restarting;             /* drained by SIGTERM: close with 1012 when done */
     bool throttled;              /* input paused by the token buckets (lws rx flow off) */
     bool held;                   /* input paused for a SUBSCRIBE's ban check (in order) */
-    ratelimit rl;                /* limits.send_*, limits.frame_* */
-    uint64_t rx_since_ms;        /* when s->rx started holding a partial frame */
-    const char *addr;            /* client address (owned by the server's peer count) */
     bool online;                 /* counted online in the registry */
     bool draining;               /* DISCONNECT received: read nothing more */
-    inflight ops;                /* operations in flight, receipts waiting for them */
 };
+
+/* Output waiting for websocket.write_delay_ms (session_delay.c): a wheel of
+ * one-ms slots, each the sessions due in that ms (a power of two of them,
+ * more than the delay); NULL entries are sessions gone or written since. */
+typedef struct session_wait_slot {
+    session **s;
+    uint32_t len, cap;
+} session_wait_slot;
+
+typedef struct session_waits {
+    session_wait_slot *slots;    /* mask + 1 of them; NULL with write_delay_ms 0 */
+    uint64_t mask;
+    uint64_t from;               /* loop ms of the first slot not yet emptied */
+    size_t count;                /* entries in the slots, NULLs included */
+} session_waits;
 
 struct session_list {
     const struct session_env *env;
@@ -122,16 +159,45 @@ struct session_list {
     session **dirty;             /* sessions with output to write; NULL: destroyed since */
     uint32_t ndirty, dirty_cap;
     twheel timers;               /* every session's timer (session_timer.c) */
+    session_waits waits;         /* output waiting to be written (session_delay.c) */
 };
 
 /* Loop time, ms. */
 uint64_t session_now(const session *s);
+
+/* The display name given at CONNECT (the user id when none was); valid
+ * while s->user is (set by CONNECT). */
+static inline const char *session_user_name(const session *s)
+{
+    const char *name = s->user + strlen(s->user) + 1;
+    return *name ? name : s->user;
+}
 
 /* Every function below works on a live session of the calling file's
  * family. "After an ERROR" means the frame was answered with ERROR and the
  * session is CLOSING: the caller stops handling it. */
 
 /* --- session.c — the state machine, its memory accounting ------------------ */
+
+/* s->busy, allocated (empty) if s has none. */
+session_busy *session_busy_get(session *s);
+/* Free s->busy if it holds nothing: no input, no operation in flight, no
+ * receipt waiting, no transaction. Call it where one of those may have
+ * ended; the pointers into s->busy a caller holds are dead after it. */
+void session_busy_trim(session *s);
+/* The parts of s->busy, read without allocating it. */
+static inline bool session_ops_idle(const session *s)
+{
+    return !s->busy || inflight_idle(&s->busy->ops);
+}
+static inline struct rx_partial *session_rx_part(const session *s)
+{
+    return s->busy ? s->busy->rx_part : NULL;
+}
+static inline uint64_t session_rx_since(const session *s)
+{
+    return s->busy ? s->busy->rx_since_ms : 0;
+}
 
 /* Handle one parsed frame (the dispatch on its command). */
 void session_handle(session *s, const stomp_frame *f);
@@ -157,6 +223,9 @@ size_t session_held(const session *s);
 void session_push(session *s, msg *m, subscription *sub);
 /* Queue the frame in b (copied into a msg of its own). */
 void session_push_frame(session *s, buf *b);
+/* Have s's output written at the end of this loop iteration (its wait,
+ * if any, is over). */
+void session_write_soon(session *s);
 /* Drop the head of the queue. */
 void session_pop(session *s);
 /* Remove every queued delivery for sub (it is about to go). */
@@ -217,6 +286,22 @@ void session_status_send(session *s, const stomp_frame *f);
 
 /* f's header `name`, or NULL after an ERROR "Missing header". */
 const stomp_str *session_require(session *s, const stomp_frame *f, const char *name);
+
+/* --- session_delay.c — write coalescing (websocket.write_delay_ms) ---------- */
+
+/* The list's wheel: init (now_ms: loop time; nothing with the delay off)
+ * and deinit. */
+void session_delay_init(session_list *list, uint64_t now_ms);
+void session_delay_deinit(session_list *list);
+/* s has a MESSAGE queued and is on no list: if its last write was less
+ * than websocket.write_delay_ms ago, put it on the wheel at that write
+ * plus the delay and return true; false (the delay is off, or over) and
+ * the caller writes it soon. */
+bool session_delay_wait(session *s);
+/* Take s off the wheel (it is on it: s->wait_at), unwritten. */
+void session_delay_cancel(session *s);
+/* Every session whose wait ends by now_ms goes to session_write_soon. */
+void session_delay_due(session_list *list, uint64_t now_ms);
 
 /* --- session_login.c — CONNECT --------------------------------------------- */
 

@@ -82,7 +82,7 @@ void session_refuse(session *s, const stomp_frame *f, const char *why)
     session_error(s, f, ERROR_ACCESS_REFUSED, "Authentication failed.");
 }
 
-/* Set s->user, s->user_name and s->role from CONNECT: with auth.mode=jwt
+/* Set s->user (with the display name) and s->role from CONNECT: with auth.mode=jwt
  * from the token (the passcode header, or an "Authorization: Bearer"
  * header), never from what else the frame says; with auth.mode=none from
  * login (or a guest id unique in the cluster), x-display-name and x-role.
@@ -150,15 +150,13 @@ static int session_identify(session *s, const stomp_frame *f)
             s->role = JWT_ROLE_ADMIN;
     }
     /* One allocation for both (per-connection memory): "user\0name\0",
-     * the name being the user when no display name was given. */
+     * the name empty when no display name was given (session_user_name). */
     s->user = xmalloc(ul + 1 + nl + 1);
     memcpy(s->user, u, ul);
     s->user[ul] = '\0';
-    s->user_name = nl ? s->user + ul + 1 : s->user;
-    if (nl) {
-        memcpy(s->user_name, name, nl);
-        s->user_name[nl] = '\0';
-    }
+    if (nl)
+        memcpy(s->user + ul + 1, name, nl);
+    s->user[ul + 1 + nl] = '\0';
     return 0;
 }
 

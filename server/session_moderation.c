@@ -69,7 +69,7 @@ static void session_mod_on_joined(void *ctx, bool ok)
 static void session_mod_join(session *s, subscription *sub, inflight_op *op, const msgid *since)
 {
     stomp_str name = { sub->id + sub->id_len, sub->room_len };
-    relay_join(s->env->relay, &sub->member, &name, s->user, s->user_name, session_mod_on_joined,
+    relay_join(s->env->relay, &sub->member, &name, s->user, session_user_name(s), session_mod_on_joined,
                op);
     if (since)
         resume_start(s->env->resume, &session_resume_sink, sub, &sub->resume,

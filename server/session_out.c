@@ -22,6 +22,12 @@
  * last bytes does the session fall back to lws's writable callback
  * (s->armed), which lws delivers once its own buffer has drained.
  *
+ * Waiting. With websocket.write_delay_ms set, a MESSAGE for a session
+ * that wrote less than that long ago does not make it dirty at once: the
+ * session waits on a wheel until its last write is that old
+ * (session_delay.c), and session_list_flush takes it from there when its
+ * time comes. The server's own frames never wait.
+ *
  * Invariants: s->pending is the sum of the sizes of the queued entries minus
  * s->frag_off; every queued entry holds one reference to its msg; a queued
  * subscription pointer is live (unsubscribing scrubs it from the queue).
@@ -96,8 +102,7 @@ static void session_arm(session *s)
     }
 }
 
-/* Have the output written at the end of this loop iteration. */
-static void session_mark_dirty(session *s)
+void session_write_soon(session *s)
 {
     if (s->dirty_at || s->armed || s->dead)
         return;
@@ -108,6 +113,21 @@ static void session_mark_dirty(session *s)
     }
     list->dirty[list->ndirty++] = s;
     s->dirty_at = list->ndirty;
+}
+
+/* s has new output: a MESSAGE (may_wait) may wait for
+ * websocket.write_delay_ms; any other frame is written at the end of this
+ * iteration, with everything queued before it (waiting or not). */
+static void session_mark_dirty(session *s, bool may_wait)
+{
+    if (s->wait_at) {
+        if (may_wait)
+            return;             /* written when its wait ends */
+        session_delay_cancel(s);
+    } else if (may_wait && !s->dirty_at && !s->armed && !s->dead && session_delay_wait(s)) {
+        return;
+    }
+    session_write_soon(s);
 }
 
 static void session_drop_slow(session *s);
@@ -134,7 +154,7 @@ void session_push(session *s, msg *m, subscription *sub)
             if (!over_pending)
                 mt->conn_memory_closes++;
             log_info("slow_consumer", "conn=%llu pending=%zu limit=%zu held=%zu conn_memory=%zu",
-                     (unsigned long long)s->id, s->pending, c->max_pending, session_held(s),
+                     (unsigned long long)s->id, (size_t)s->pending, c->max_pending, session_held(s),
                      c->conn_memory);
             session_drop_slow(s);
             return;
@@ -161,7 +181,7 @@ void session_push(session *s, msg *m, subscription *sub)
     slot->m = msg_ref(m);
     slot->sub = sub;
     s->pending += size;
-    session_mark_dirty(s);
+    session_mark_dirty(s, m->kind == MSG_MESSAGE);
 }
 
 
@@ -176,7 +196,7 @@ static void session_drop_slow(session *s)
         session_pop(s);
     s->state = SESSION_CLOSING;
     s->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
-    s->close_reason = "slow consumer";
+    s->close_why = SESSION_CLOSE_SLOW;
     lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, SESSION_SLOW_CLOSE_S);
     session_arm(s);
 }
@@ -243,12 +263,20 @@ void session_list_reap(session_list *list)
     }
 }
 
-/* Close with a WebSocket close frame carrying s->close_code. */
+/* Close with a WebSocket close frame carrying s->close_code and the text
+ * of s->close_why. */
 static void session_close_politely(session *s)
 {
+    static const char *const texts[] = {
+        [SESSION_CLOSE_NONE] = "",
+        [SESSION_CLOSE_SLOW] = "slow consumer",
+        [SESSION_CLOSE_RESTART] = "server restart",
+        [SESSION_CLOSE_DISCONNECT] = "DISCONNECT",
+        [SESSION_CLOSE_ERROR] = "STOMP ERROR",
+    };
     if (s->dead)
         return;
-    const char *why = s->close_reason ? s->close_reason : "";
+    const char *why = texts[s->close_why];
     lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,
                      (unsigned char *)(uintptr_t)why, strlen(why));
     session_schedule_close(s);
@@ -361,6 +389,8 @@ int session_flush(session *s)
 
 void session_list_flush(session_list *list)
 {
+    if (list->waits.count)
+        session_delay_due(list, uv_now(list->env->loop));
     /* Entries may be appended while this runs (a failed write kills a
      * session, which queues nothing), so the bound is re-read. */
     for (uint32_t i = 0; i < list->ndirty; i++) {
@@ -458,11 +488,11 @@ void session_do_disconnect(session *s)
     if (s->restarting) {
         /* RFC 6455 (IANA registry) 1012 "Service Restart": reconnect. */
         s->close_code = 1012;
-        s->close_reason = "server restart";
+        s->close_why = SESSION_CLOSE_RESTART;
         s->env->metrics->restart_closes++;
     } else {
         s->close_code = LWS_CLOSE_STATUS_NORMAL;
-        s->close_reason = "DISCONNECT";
+        s->close_why = SESSION_CLOSE_DISCONNECT;
     }
     session_arm(s);
 }
@@ -471,7 +501,7 @@ void session_do_disconnect(session *s)
 void session_flush_receipts(session *s)
 {
     inflight_receipt *w;
-    while (!s->dead && (w = inflight_ready(&s->ops))) {
+    while (!s->dead && s->busy && (w = inflight_ready(&s->busy->ops))) {
         budget_release(&s->budget, BUDGET_WAIT, inflight_receipt_cost(w->id_len));
         if (w->id_len || !w->disconnect)
             session_emit_receipt(s, w->id, w->id_len, w->mid, w->mid_len);
@@ -479,6 +509,7 @@ void session_flush_receipts(session *s)
             session_do_disconnect(s);
         free(w);
     }
+    session_busy_trim(s);
 }
 
 /* The receipt for f (if it asked for one) once every publish issued so far
@@ -490,7 +521,7 @@ void session_receipt_or_close(session *s, const stomp_frame *f, bool disconnect)
     const stomp_str *r = f ? stomp_frame_header(f, "receipt") : NULL;
     if (!r && !disconnect)
         return;
-    if (inflight_idle(&s->ops)) {
+    if (session_ops_idle(s)) {
         if (r)
             session_emit_receipt(s, r->p, r->len, NULL, 0);
         if (disconnect)
@@ -499,7 +530,7 @@ void session_receipt_or_close(session *s, const stomp_frame *f, bool disconnect)
     }
     size_t n = r ? r->len : 0;
     budget_force(&s->budget, BUDGET_WAIT, inflight_receipt_cost(n));
-    inflight_wait(&s->ops, r ? r->p : NULL, n, disconnect);
+    inflight_wait(&s->busy->ops, r ? r->p : NULL, n, disconnect);
 }
 
 /* Always queued (op is in flight): charged unchecked like any waiting
@@ -510,7 +541,7 @@ void session_receipt_for(session *s, const stomp_frame *f, inflight_op *op)
     if (!r)
         return;
     budget_force(&s->budget, BUDGET_WAIT, inflight_receipt_cost(r->len));
-    inflight_wait_op(&s->ops, op, r->p, r->len);
+    inflight_wait_op(&s->busy->ops, op, r->p, r->len);
 }
 
 void session_receipt(session *s, const stomp_frame *f)
@@ -560,7 +591,7 @@ void session_error_x(session *s, const stomp_frame *f, error_reason reason,
     s->env->metrics->stomp_errors++;
     s->env->metrics->errors_by_reason[reason]++;
     s->close_code = LWS_CLOSE_STATUS_PROTOCOL_ERR;
-    s->close_reason = "STOMP ERROR";
+    s->close_why = SESSION_CLOSE_ERROR;
 }
 
 void session_error(session *s, const stomp_frame *f, error_reason reason,
@@ -596,7 +627,10 @@ void session_over_budget(session *s, const stomp_frame *f, size_t need)
     s->env->metrics->conn_memory_closes++;
     log_info("conn_memory", "conn=%llu held=%zu need=%zu limit=%zu", (unsigned long long)s->id,
              session_held(s), need, c->conn_memory);
-    budget_release(&s->budget, BUDGET_TXN, txn_clear(&s->txns));
+    if (s->busy) {
+        budget_release(&s->budget, BUDGET_TXN, txn_clear(&s->busy->txns));
+        session_busy_trim(s);
+    }
     session_error_x(s, f, ERROR_CONN_MEMORY, body.data, body.len, NULL, NULL);
     buf_deinit(&body);
     lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, SESSION_SLOW_CLOSE_S);

@@ -73,8 +73,8 @@ static void session_tick(session *s, uint64_t now)
     const server_config *c = s->env->conf;
     if (s->dead)
         return;
-    if (s->rx_part)                     /* a paced frame's last bytes wait one tick at most */
-        rxpace_reset(&s->rx_part->pace, lws_get_socket_fd(s->wsi));
+    if (session_rx_part(s))             /* a paced frame's last bytes wait one tick at most */
+        rxpace_reset(&session_rx_part(s)->pace, lws_get_socket_fd(s->wsi));
     if (s->state == SESSION_AWAIT_CONNECT) {
         if (now - s->created_ms >= (uint64_t)c->connect_timeout_ms) {
             s->env->metrics->connect_timeouts++;
@@ -97,8 +97,8 @@ static void session_tick(session *s, uint64_t now)
         if (s->dead)
             return;
     }
-    if (!s->throttled && !s->held && s->rx_since_ms &&
-        now - s->rx_since_ms >= (uint64_t)c->frame_timeout_ms &&
+    if (!s->throttled && !s->held && session_rx_since(s) &&
+        now - session_rx_since(s) >= (uint64_t)c->frame_timeout_ms &&
         s->state == SESSION_CONNECTED) {
         s->env->metrics->frame_timeouts++;
         session_error(s, NULL, ERROR_FRAME_TIMEOUT,
@@ -146,7 +146,7 @@ static uint64_t session_timer_next(const session *s, uint64_t now)
     uint64_t next = UINT64_MAX;
     if (s->dead)
         return 0;
-    if (s->rx_part && s->rx_part->pace.raised)
+    if (session_rx_part(s) && session_rx_part(s)->pace.raised)
         session_timer_min(&next, now + 1);
     if (s->state == SESSION_AWAIT_CONNECT) {
         session_timer_min(&next, s->created_ms + (uint64_t)c->connect_timeout_ms);
@@ -156,8 +156,8 @@ static uint64_t session_timer_next(const session *s, uint64_t now)
             session_timer_min(&next, s->token_deadline_ms);
         if (s->throttled)               /* the buckets are looked at every tick */
             session_timer_min(&next, now + 1);
-        else if (!s->held && s->rx_since_ms && connected)
-            session_timer_min(&next, s->rx_since_ms + (uint64_t)c->frame_timeout_ms);
+        else if (!s->held && session_rx_since(s) && connected)
+            session_timer_min(&next, session_rx_since(s) + (uint64_t)c->frame_timeout_ms);
         if (c->idle_timeout_ms && !s->hb_recv_ms && connected)
             session_timer_min(&next, s->last_rx_ms + (uint64_t)c->idle_timeout_ms);
         if (s->hb_recv_ms)

@@ -27,7 +27,7 @@ bool session_buffer_in_txn(session *s, const stomp_frame *f)
     const stomp_str *tn = stomp_frame_header(f, "transaction");
     if (!tn)
         return false;
-    txn *t = txn_find(&s->txns, tn->p, tn->len);
+    txn *t = s->busy ? txn_find(&s->busy->txns, tn->p, tn->len) : NULL;
     if (!t) {
         session_error_with(s, f, ERROR_UNKNOWN_TRANSACTION,
                            "No transaction was begun with the name: ", tn);
@@ -58,12 +58,12 @@ void session_on_begin(session *s, const stomp_frame *f)
     const stomp_str *tn = session_require(s, f, "transaction");
     if (!tn)
         return;
-    if (txn_find(&s->txns, tn->p, tn->len)) {
+    if (s->busy && txn_find(&s->busy->txns, tn->p, tn->len)) {
         session_error_with(s, f, ERROR_DUPLICATE_TRANSACTION,
                            "A transaction with this name is already open: ", tn);
         return;
     }
-    if (s->txns.n >= (uint32_t)s->env->conf->max_transactions) {
+    if ((s->busy ? s->busy->txns.n : 0) >= (uint32_t)s->env->conf->max_transactions) {
         session_error(s, f, ERROR_TOO_MANY_TRANSACTIONS,
                       "This connection reached stomp.max_transactions.");
         return;
@@ -72,7 +72,7 @@ void session_on_begin(session *s, const stomp_frame *f)
     if (!session_fits(s, f, cost))
         return;
     budget_force(&s->budget, BUDGET_TXN, cost);
-    txn_begin(&s->txns, tn->p, tn->len, cost);
+    txn_begin(&session_busy_get(s)->txns, tn->p, tn->len, cost);
     session_receipt(s, f);
 }
 
@@ -81,7 +81,7 @@ void session_on_commit_or_abort(session *s, const stomp_frame *f)
     const stomp_str *tn = session_require(s, f, "transaction");
     if (!tn)
         return;
-    txn *t = txn_find(&s->txns, tn->p, tn->len);
+    txn *t = s->busy ? txn_find(&s->busy->txns, tn->p, tn->len) : NULL;
     if (!t) {
         session_error_with(s, f, ERROR_UNKNOWN_TRANSACTION,
                            "No transaction was begun with the name: ", tn);
@@ -100,6 +100,7 @@ void session_on_commit_or_abort(session *s, const stomp_frame *f)
                 break;
         }
     }
-    txn_end(&s->txns, t);
+    txn_end(&s->busy->txns, t);
     session_receipt(s, f);
+    session_busy_trim(s);
 }
