@@ -5,7 +5,7 @@
 //   cd tests && node --test integration/soak-trend.test.mjs
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { analyze, FLOORS, GROWTH_PCT, judgeSeries, segmentedSlope } from '../soak/trend.mjs';
+import { analyze, FLOORS, GROWTH_PCT, judgeSeries, MIN_POINTS, segmentedSlope } from '../soak/trend.mjs';
 
 const MIN = 60;
 const RUN = 30 * MIN;            // the soak's length
@@ -124,6 +124,10 @@ describe('soak trend analysis (tests/soak/trend.mjs)', () => {
 
   test('too few points gives no verdict rather than a guess', () => {
     assert.equal(judge([[400, 1], [410, 2], [420, 3]]).verdict, 'too few points');
+    // A short trial's ten points that rise: still no verdict.
+    const ten = [...Array(10)].map((_, i) => [400 + 10 * i, 15 + i]);
+    assert.equal(judge(ten, { floor: FLOORS.latency }).verdict, 'too few points');
+    assert.equal(judge([...Array(MIN_POINTS)].map((_, i) => [400 + 10 * i, 15]), { floor: FLOORS.latency }).verdict, 'flat');
   });
 
   // Whole reports: samples as tests/soak/driver.mjs writes them.
