@@ -13,10 +13,11 @@
 // storage, and the status scenarios') are checked here and marked met or
 // not met with the measured value. scripts/derive-docs.mjs computes the
 // other pages' figures from the same results.
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { completeStep, writeDelayRuns } from './derive-docs.mjs';
+import { readSoak, soakSection } from './soak-report.mjs';
 
 const [file, command, machine, commit] = process.argv.slice(2);
 if (!file) {
@@ -499,41 +500,9 @@ if (costRedis || costRabbit) {
 
 // ---------------------------------------------------------------- soak
 // make soak's last run (docs/soak.json, scripts/soak), when there is one:
-// its plot and its summary, as the report has them.
-const docs = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'docs');
-if (existsSync(path.join(docs, 'soak.json')) && existsSync(path.join(docs, 'soak.png'))) {
-  const sk = JSON.parse(readFileSync(path.join(docs, 'soak.json'), 'utf8'));
-  const a = sk.accounting, st = sk.settings, rs = sk.restart;
-  p('## Soak');
-  p();
-  p(`\`${sk.command}\` (commit ${sk.commit}, ${sk.generated.slice(0, 16).replace('T', ' ')} UTC): ${n0(sk.duration_s / 60)} minutes,`);
-  p(`${st.servers} servers and ${st.workers} storage workers; ${n0(st.rooms)} rooms of ${st.room_members}, a fan-out room of`);
-  p(`${n0(st.fanout_members)} at ${st.fanout_rate} msg/s, ${st.churn_per_s} churn actions/s; server ${rs ? rs.server : '–'} restarted at minute`);
-  p(`${rs ? f1(rs.begin / 60) : '–'}${rs ? ` (ready again ${f1(rs.ready - rs.begin)} s later)` : ''}. Verdict: **${sk.verdict}**${sk.reasons.length ? ` (${sk.reasons.join('; ')})` : ''}.`);
-  p('What it runs and how the verdict is reached: [performance.md](performance.md#soak).');
-  p();
-  p('![Soak: RSS, open files, Redis memory, queue depths and delivery latency over the run](soak.png)');
-  p();
-  p('| Accounting | |');
-  p('|---|---|');
-  p(`| Sends confirmed | ${n0(a.sends.confirmed)} of ${n0(a.sends.total)} |`);
-  p(`| In MySQL | ${n0(a.storage.rows)} rows; ${n0(a.storage.missing)} confirmed messages missing, ${n0(a.storage.stored_twice)} stored twice |`);
-  p(`| Deliveries | ${n0(a.delivery.deliveries)} in ${n0(a.delivery.spans)} memberships; ${n0(a.delivery.lost)} lost, ${n0(a.delivery.duplicates_on_the_wire)} duplicates on the wire |`);
-  p(`| Resumes | ${n0(a.churn.network_drops)} sockets cut, ${n0(a.churn.app_resumes)} apps restarted with \`since\`, ${n0(a.churn.auto_reconnects)} reconnects in all |`);
-  p(`| Churn | ${n0(a.churn.reconnects)} members replaced, ${n0(a.churn.room_switches)} room switches |`);
-  p(`| History | ${n0(a.history.checks)} ranges compared with what was received (${n0(a.history.mismatches)} differ); every room read whole: ${n0(a.history.walk_mismatches)} differ from MySQL |`);
-  p();
-  p(`| Series (after warm-up) | Level | Growth over the run | Verdict |`);
-  p('|---|---|---|---|');
-  for (const x of sk.trend.series) {
-    const unit = ['rss', 'redis'].includes(x.kind) ? 1048576 : x.kind === 'bytes' ? 1024 : 1;
-    const u = unit === 1048576 ? ' MiB' : unit === 1024 ? ' KiB' : x.kind === 'latency' ? ' ms' : '';
-    const lv = x.level === undefined ? '–' : `${f1(x.level / unit)}${u}`;
-    const gr = x.growth === undefined ? '–' : `${f1(x.growth / unit)}${u} (${x.growth_pct ?? '–'}%)`;
-    p(`| ${x.name} | ${lv} | ${gr} | ${x.verdict} |`);
-  }
-  p();
-}
+// its plot and its summary (scripts/soak-report.mjs renders them).
+const sk = readSoak(path.join(path.dirname(fileURLToPath(import.meta.url)), '..'));
+if (sk) out.push(...soakSection(sk).replace(/\n$/, '').split('\n'));
 
 p('Why the numbers are what they are (profiles, the design choices behind them, what limits');
 p('each target on this machine): docs/performance.md.');

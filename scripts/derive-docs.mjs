@@ -11,8 +11,11 @@
 // Inputs: docs/benchmarks.jsonl (one JSON object per run of `make bench`),
 // docs/benchmarks.md (its Targets table, quoted as it is), and the knob
 // defaults of docs/configuration.md (itself generated from the code by
-// scripts/config-docs.mjs). scripts/bench runs --write after every full
-// benchmark, so one `make bench` refreshes every page.
+// scripts/config-docs.mjs); for the soak, docs/soak.json (make soak's
+// recorded run, rendered by scripts/soak-report.mjs: --check also fails
+// when benchmarks.md's Soak section is not what it gives). scripts/bench
+// runs --write after every full benchmark, and scripts/soak after a run it
+// records, so one `make bench` or `make soak` refreshes every page.
 //
 // A page holds derived text between markers, on their own lines for a
 // block or inline within a sentence:
@@ -39,6 +42,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pageSection, readSoak, soakSection, soakSentence } from './soak-report.mjs';
 
 // ------------------------------------------------------------------ inputs
 
@@ -401,6 +405,8 @@ export const BLOCKS = {
   coalescing: (m) => `What coalescing saves shows in the server's CPU per delivery: ${f2(m.fanout && m.fanout.us)} µs in the fan-out (one room of ${n0(m.fanout && m.fanout.room)} at ${n0(m.fanout && m.fanout.rate)} messages/s, where a write carries several messages to one subscriber) against ${f2(m.lectureUs)} µs in the \`${m.lectureWorst ? m.lectureWorst.label : '–'}\` scenario (rooms of ${n0(m.lectureWorst && m.lectureWorst.room)} at ${n0(m.lectureWorst && m.lectureWorst.rate)} messages/s: one write per delivery).`,
   'shared-costs': (m) => `Per SEND in the benchmark's rooms scenario RabbitMQ spent ${f1(m.rabbitUs)} µs of CPU (${n0(m.copiesPerSend)} copies: one per server queue, one storage copy) and Redis ${f1(m.redisUs)} µs.`,
   'memory-total': (m) => `Measured, all of it together: **${n0(m.rssPerConn)} bytes** of server RSS per idle subscribed connection (${n0(m.idleConns)} connections on a fresh server, each a distinct user).`,
+  // make soak's recorded run (docs/soak.json), not make bench's.
+  'soak-result': (m, ctx) => soakSentence(ctx.soak),
   'write-delay': (m) => {
     const w = m.writeDelay;
     const top = w.delays[w.delays.length - 1];
@@ -417,19 +423,19 @@ export const BLOCKS = {
   targets: (m, ctx) => ctx.targets || '(docs/benchmarks.md has no Targets table)',
 };
 // Blocks that need no measurement, or quote benchmarks.md as it is.
-const FREE = new Set(['workload', 'targets']);
+const FREE = new Set(['workload', 'targets', 'soak-result']);
 function renderBlock(name, m, ctx) {
   if (m.missing.length && !FREE.has(name))
     return `(not computed: docs/benchmarks.jsonl lacks ${m.missing.join(', ')}; run the full \`make bench\`)`;
   return BLOCKS[name](m, ctx);
 }
-export const INLINE = new Set(['conns-per-server', 'worker-rows', 'write-cost', 'fanout-cores', 'coalescing', 'shared-costs', 'write-delay']);
+export const INLINE = new Set(['soak-result', 'conns-per-server', 'worker-rows', 'write-cost', 'fanout-cores', 'coalescing', 'shared-costs', 'write-delay']);
 
 // Which page holds which blocks: --check fails when one is missing.
 export const PAGES = {
   'docs/scaling.md': ['unit-costs', 'planning', 'workload', 'sizing', 'sizing-notes', 'shard-when'],
   'docs/operations.md': ['planning', 'sizing-summary', 'conns-per-server', 'worker-rows'],
-  'docs/performance.md': ['coalescing', 'write-cost', 'shared-costs', 'memory-total', 'fanout-cores', 'write-delay', 'targets'],
+  'docs/performance.md': ['coalescing', 'write-cost', 'shared-costs', 'memory-total', 'fanout-cores', 'write-delay', 'targets', 'soak-result'],
 };
 
 // Figures outside derived blocks that are not measurements, by page: the
@@ -537,11 +543,14 @@ export function derive(root) {
   const read = (f) => readFileSync(path.join(root, f), 'utf8');
   const runs = parseRuns(read('docs/benchmarks.jsonl'));
   const knobs = parseKnobs(read('docs/configuration.md'));
-  const ctx = { targets: parseTargets(read('docs/benchmarks.md')) };
+  const ctx = { targets: parseTargets(read('docs/benchmarks.md')), soak: readSoak(root) };
   const m = model(runs, knobs);
   const pages = {}, errors = [];
   if (m.missing.length) errors.push(`docs/benchmarks.jsonl lacks ${m.missing.join(', ')}: the pages' figures are not computed (run the full make bench)`);
   if (!ctx.targets) errors.push('docs/benchmarks.md has no Targets table');
+  // benchmarks.md's Soak section is docs/soak.json's (scripts/soak-report.mjs).
+  if (pageSection(read('docs/benchmarks.md')) !== (ctx.soak ? soakSection(ctx.soak) : ''))
+    errors.push('docs/benchmarks.md: its Soak section is not what docs/soak.json gives (run node scripts/soak-report.mjs --write)');
   for (const page of Object.keys(PAGES)) {
     const text = read(page);
     const r = renderPage(page, text, m, ctx);

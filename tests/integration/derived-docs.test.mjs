@@ -7,6 +7,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -38,6 +39,9 @@ async function inScratch(fn) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'lectern-derived-'));
   try {
     for (const f of FILES) await cp(path.join(repoRoot, 'docs', f), path.join(dir, 'docs', f));
+    // make soak's recorded run, when there is one (benchmarks.md quotes it).
+    for (const f of ['soak.json', 'soak.png'])
+      if (existsSync(path.join(repoRoot, 'docs', f))) await cp(path.join(repoRoot, 'docs', f), path.join(dir, 'docs', f));
     await fn(dir);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -131,6 +135,51 @@ describe('pages derived from docs/benchmarks.jsonl', () => {
     r = await deriver('--check', '--root', dir);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /lacks fanout-idle/);
+  }));
+
+  test('the Soak section of benchmarks.md and the sentence in performance.md follow docs/soak.json', () => inScratch(async (dir) => {
+    await rm(path.join(dir, 'docs', 'soak.json'), { force: true });
+    await rm(path.join(dir, 'docs', 'soak.png'), { force: true });
+    const soakReport = (...a) => run('node', [path.join(repoRoot, 'scripts', 'soak-report.mjs'), ...a, '--root', dir]);
+    // No run recorded: no section, and the sentence says so.
+    await soakReport('--write');
+    assert.equal((await deriver('--write', '--root', dir)).code, 0);
+    assert.equal((await deriver('--check', '--root', dir)).code, 0);
+    const sk = {
+      command: 'make soak', commit: 'abc1234', generated: '2026-01-02T03:04:05Z', duration_s: 1800, verdict: 'PASS', reasons: [],
+      settings: { servers: 3, workers: 2, rooms: 60, room_members: 2, fanout_members: 250, fanout_rate: 10, churn_per_s: 2 },
+      restart: { server: 2, begin: 900, ready: 903.5 },
+      accounting: {
+        sends: { confirmed: 777001, total: 777001 }, storage: { rows: 777001, missing: 0, stored_twice: 0 },
+        delivery: { deliveries: 9876543, spans: 4321, lost: 0, duplicates_on_the_wire: 0 },
+        churn: { network_drops: 100, app_resumes: 90, auto_reconnects: 600, reconnects: 500, room_switches: 400 },
+        history: { checks: 180, mismatches: 0, walk_mismatches: 0 },
+      },
+      trend: { series: [{ name: 'rss server-1', kind: 'rss', level: 41943040, growth: 524288, growth_pct: 1.25, verdict: 'flat' }] },
+    };
+    await writeFile(path.join(dir, 'docs', 'soak.json'), JSON.stringify(sk));
+    await writeFile(path.join(dir, 'docs', 'soak.png'), '');
+    let r = await deriver('--check', '--root', dir);
+    assert.equal(r.code, 1, 'a recorded run the pages do not show');
+    assert.match(r.stderr, /benchmarks\.md: its Soak section is not what docs\/soak\.json gives/);
+    assert.match(r.stderr, /performance\.md:\d+: differs/);
+    await soakReport('--write');
+    assert.equal((await deriver('--write', '--root', dir)).code, 0);
+    assert.equal((await deriver('--check', '--root', dir)).code, 0);
+    const bm = await readFile(path.join(dir, 'docs', 'benchmarks.md'), 'utf8');
+    assert.match(bm, /## Soak\n[\s\S]*Verdict: \*\*PASS\*\*[\s\S]*9,876,543 in 4,321 memberships; 0 lost[\s\S]*\n\nWhy the numbers are what they are/);
+    assert.equal(bm.match(/## Soak/g).length, 1);
+    const perf = await readFile(path.join(dir, 'docs', 'performance.md'), 'utf8');
+    assert.match(block(perf, 'soak-result'), /\*\*PASS\*\*; 9,876,543 deliveries, 0 lost/);
+    // A figure of the section typed over by hand.
+    await edit(dir, 'docs/benchmarks.md', '9,876,543 in', '9,876,999 in');
+    r = await deriver('--check', '--root', dir);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /its Soak section is not what docs\/soak\.json gives/);
+    // Writing it again is idempotent: one section, where it was.
+    await soakReport('--write');
+    await soakReport('--write');
+    assert.equal(await readFile(path.join(dir, 'docs', 'benchmarks.md'), 'utf8'), bm);
   }));
 
   test('the sizing table holds what it claims: connections and burst deliveries fit with a server lost', async () => {

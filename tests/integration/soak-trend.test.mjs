@@ -5,7 +5,7 @@
 //   cd tests && node --test integration/soak-trend.test.mjs
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { analyze, FLOORS, GROWTH_PCT, judgeSeries, segmentedSlope } from '../soak/trend.mjs';
+import { analyze, FLOORS, GROWTH_PCT, judgeSeries, MIN_POINTS, segmentedSlope } from '../soak/trend.mjs';
 
 const MIN = 60;
 const RUN = 30 * MIN;            // the soak's length
@@ -53,6 +53,14 @@ describe('soak trend analysis (tests/soak/trend.mjs)', () => {
       const p99 = judge(series(() => 8, { noise: 0.5, seed, spikes: 0.05 }), { floor: FLOORS.latency });
       assert.equal(p99.verdict, 'flat', `p99, seed ${seed}: ${JSON.stringify(p99)}`);
     }
+  });
+
+  test('a few outliers at one end make no slope (a slow last sample, a p99 spike at the end)', () => {
+    // A mean of the slopes (or least squares) would read these as a
+    // steep rise; the median of the pairwise slopes ignores them.
+    const pts = series(() => 8, { noise: 0.2, seed: 9 }).map(([t, v]) => [t, t >= RUN - 3 * STEP ? 2000 : v]);
+    const j = judge(pts, { floor: FLOORS.latency });
+    assert.equal(j.verdict, 'flat', JSON.stringify(j));
   });
 
   test('a leak fails: RSS rising 0.5 MiB a minute under the same noise', () => {
@@ -116,6 +124,10 @@ describe('soak trend analysis (tests/soak/trend.mjs)', () => {
 
   test('too few points gives no verdict rather than a guess', () => {
     assert.equal(judge([[400, 1], [410, 2], [420, 3]]).verdict, 'too few points');
+    // A short trial's ten points that rise: still no verdict.
+    const ten = [...Array(10)].map((_, i) => [400 + 10 * i, 15 + i]);
+    assert.equal(judge(ten, { floor: FLOORS.latency }).verdict, 'too few points');
+    assert.equal(judge([...Array(MIN_POINTS)].map((_, i) => [400 + 10 * i, 15]), { floor: FLOORS.latency }).verdict, 'flat');
   });
 
   // Whole reports: samples as tests/soak/driver.mjs writes them.

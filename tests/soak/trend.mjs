@@ -54,8 +54,12 @@ export const FLOORS = {
   latency: 25,               // ms (p99)
 };
 
-/** Fewest judged points a series needs for a verdict. */
-export const MIN_POINTS = 6;
+/** Fewest judged points a series needs for a verdict: a short trial's
+ * handful of points after its warm-up and restart windows gives a slope
+ * that two noisy samples decide (a four-minute trial had its p99 called
+ * growing on ten), so below this the verdict is "too few points" rather
+ * than a guess. Half an hour gives about a hundred. */
+export const MIN_POINTS = 20;
 
 export function median(xs) {
   if (!xs.length) return NaN;
