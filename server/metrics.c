@@ -54,6 +54,9 @@ static const metrics_row metrics_rows[] = {
     C(deliveries_local, "lectern_deliveries_total", "MESSAGE frames queued to local subscribers."),
     C(deliveries_replayed, "lectern_deliveries_replayed_total",
       "MESSAGE frames replayed from history to subscriptions resuming with x-since."),
+    C(resume_overlap_dropped, "lectern_resume_overlap_dropped_total",
+      "Live messages not delivered because the x-since replay just before had delivered\n"
+      "them from history (history was ahead of the bus)."),
     C(receipts, "lectern_receipts_total", "RECEIPT frames sent."),
     C(stomp_errors, "lectern_stomp_errors_total", "ERROR frames sent (each closes its connection)."),
     C(heartbeat_timeouts, "lectern_heartbeat_timeouts_total",

@@ -36,6 +36,7 @@ typedef struct metrics {
     uint64_t messages_published;           /* SENDs accepted for delivery */
     uint64_t deliveries_local;             /* MESSAGE frames queued to local subscribers */
     uint64_t deliveries_replayed;          /* MESSAGE frames replayed for x-since */
+    uint64_t resume_overlap_dropped;       /* live copies of messages a replay delivered */
     uint64_t receipts;
     uint64_t stomp_errors;                 /* ERROR frames sent */
     uint64_t heartbeat_timeouts;

@@ -6,7 +6,18 @@
  *
  *   joined -> read page after `last` -> deliver it, last = its newest id
  *          -> page said `more`? read the next one : release the held
- *             messages newer than `last`, detach from the subscription.
+ *             messages newer than `last` -> tail -> the first live
+ *             message newer than `last`: detach from the subscription.
+ *
+ * The tail. History can be ahead of this server's live stream: a message
+ * published elsewhere is in the room's Redis log before its copy has come
+ * over the bus, so the replay may deliver it and the live copy arrive
+ * after the resume has released what it held. Until the first live message
+ * newer than `last` (live messages come in room order, so every later one
+ * is newer too), the resume stays linked and drops the live ones at or
+ * below `last`: each message exactly once. The tail holds nothing and costs
+ * no more than the struct; it ends with that message, UNSUBSCRIBE or the
+ * connection.
  *
  * A resume never names its subscription's type: it reaches the connection
  * through the sink's hooks (resume_sink) and what the server shares through
@@ -61,6 +72,7 @@ struct resume {
     size_t held_bytes;
     size_t charged;              /* to the connection's budget (sink->hold) */
     uint64_t replayed;
+    bool tail;                   /* replay done: dropping live copies at or below `last` */
 };
 
 static void resume_on_closed(uv_handle_t *h)
@@ -104,11 +116,11 @@ static void resume_detach(resume *rs)
     rs->slot = NULL;
 }
 
-/* Done: deliver what was held and newer than the replay, then go live. */
+/* Done: deliver what was held and newer than the replay, then go live
+ * through the tail (see the essay). */
 static void resume_finish(resume *rs)
 {
     resume_unhold(rs);
-    resume_detach(rs);
     for (size_t i = 0; i < rs->nheld; i++) {
         msgid id;
         if (resume_msg_id(rs->held[i], &id) && msgid_cmp(id, rs->last) > 0) {
@@ -119,7 +131,13 @@ static void resume_finish(resume *rs)
     log_debug("resume_done", "conn=%llu room=%s replayed=%llu held=%zu",
               (unsigned long long)rs->conn, rs->room,
               (unsigned long long)rs->replayed, rs->nheld);
-    resume_free(rs);
+    for (size_t i = 0; i < rs->nheld; i++)
+        msg_unref(rs->held[i]);
+    free(rs->held);
+    rs->held = NULL;
+    rs->nheld = rs->cap = 0;
+    rs->held_bytes = 0;
+    rs->tail = true;
 }
 
 static void resume_next(resume *rs);
@@ -265,6 +283,16 @@ static void resume_slow(resume *rs, const char *detail)
 
 bool resume_hold(resume *rs, msg *m)
 {
+    if (rs->tail) {
+        msgid id;
+        if (resume_msg_id(m, &id) && msgid_cmp(id, rs->last) <= 0) {
+            rs->env->metrics->resume_overlap_dropped++;
+            return true;                /* the replay delivered it */
+        }
+        resume_detach(rs);              /* live from here on */
+        resume_free(rs);
+        return false;
+    }
     if (rs->held_bytes + m->len > rs->env->max_pending) {
         resume_slow(rs, "Live messages held while replaying history exceeded stomp.max_pending.");
         return true;
@@ -293,7 +321,10 @@ void resume_cancel(resume *rs)
     resume_unhold(rs);
     resume_detach(rs);
     rs->sub = NULL;
-    if (rs->wait.queued) {
+    if (rs->tail) {
+        /* Nothing in flight comes back for it. */
+        resume_free(rs);
+    } else if (rs->wait.queued) {
         /* In line for a slot: nothing else will come back to free it. */
         gate_cancel(rs->env->slots, &rs->wait);
         resume_free(rs);

@@ -13,7 +13,8 @@
  * history.h) page by page and delivered in order; live messages that arrive
  * for the subscription meanwhile are held. When history has nothing newer,
  * the held messages newer than the last replayed one are delivered and the
- * subscription is live. No gap: every message published after the join
+ * subscription is live; live copies of messages the replay delivered (history
+ * can be ahead of the bus) are dropped until the first newer one. No gap: every message published after the join
  * reaches the subscription live (the join made this server visible to every
  * publisher first), every earlier one is in history. No duplicate: delivery
  * is by strictly increasing id.
@@ -76,7 +77,10 @@ void resume_start(const resume_env *env, const resume_sink *sink, void *ctx, res
                   struct room *r, uint64_t conn_id, msgid since);
 
 /* A live message for sub while it resumes: true when it was taken (held,
- * with its own reference). */
+ * with its own reference, or, once the replay is done, dropped as one the
+ * replay delivered already); false when it is to be delivered as usual:
+ * the first live message newer than the replay, which also detaches the
+ * resume (clears *slot) and frees it. */
 bool resume_hold(resume *rs, msg *m);
 
 /* The subscription is going away; the resume stops and clears its slot (its pending history
