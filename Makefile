@@ -8,6 +8,7 @@
 #   make run          start services and the cluster in the background, print the URLs
 #   make stop         stop everything `make run` started
 #   make bench        benchmark Lectern against RabbitMQ Web-STOMP, write docs/benchmarks.md
+#   make soak         30 minutes of mixed traffic with a restart, sampled: docs/soak.json, docs/soak.png
 #   make docker-check validate docker/ statically (compose, Dockerfile, haproxy, Prometheus, Grafana)
 #   make fuzz         libFuzzer targets, FUZZ_SECONDS (60) each; fuzz-smoke: 10 s (tests/fuzz/)
 #   make test-cluster three hosts in network namespaces (RabbitMQ cluster, Redis Sentinel):
@@ -63,7 +64,7 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all deps test unit unit-bins integration services-test bus-test storage-test run stop \
-        clean check-deps bench client-test fuzz fuzz-smoke docker-check test-cluster check-includes
+        clean check-deps bench soak client-test fuzz fuzz-smoke docker-check test-cluster check-includes
 .DEFAULT_GOAL := all
 
 all: $(BINDIR)/lectern-server $(BINDIR)/lectern-storage $(B)/tests/lectern-load
@@ -131,9 +132,10 @@ $(B)/tests/test_contacts: $(B)/tests/unit/test_contacts.o $(B)/server/contacts.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS)
 
 # The load generator's codec, scanner, histogram, /status parser, connection
-# layer and report JSON (no server code).
+# layer, Socket.IO codec and report JSON (no server code).
 LOAD_LIB := $(B)/tests/load/ws.o $(B)/tests/load/scan.o $(B)/tests/load/hist.o \
-            $(B)/tests/load/statusmsg.o $(B)/tests/load/conn.o $(B)/tests/load/json.o
+            $(B)/tests/load/statusmsg.o $(B)/tests/load/conn.o $(B)/tests/load/json.o \
+            $(B)/tests/load/sio.o
 $(B)/tests/test_loadgen: $(B)/tests/unit/test_loadgen.o $(LOAD_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS) $(shell pkg-config --libs libcrypto 2>/dev/null)
@@ -248,6 +250,15 @@ stop:
 bench: check-deps
 	$(MAKE) SANITIZE=0 all build/release/tests/storage-publish
 	scripts/bench $(BENCH_ARGS)
+
+# The soak (release build, not part of make test): a private cluster under
+# mixed traffic for SOAK_MINUTES (30), a server restart halfway, sampled and
+# judged for growth and loss; docs/soak.json and docs/soak.png (gnuplot,
+# from scripts/deps --soak).
+soak: check-deps
+	@scripts/deps --soak --check 2>/dev/null || scripts/deps --soak
+	$(MAKE) SANITIZE=0 all
+	scripts/soak
 
 clean:
 	rm -rf build bin

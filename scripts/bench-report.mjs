@@ -5,14 +5,18 @@
 //   node scripts/bench-report.mjs RESULTS.jsonl COMMAND MACHINE COMMIT > docs/benchmarks.md
 //
 // Every number in the page comes from RESULTS (one JSON object per run of
-// tests/load/lectern-load, tagged with label and system, plus one storage
-// record); nothing is typed in by hand, so re-running `make bench`
-// regenerates the page. The targets (fan-out, CPU, memory, connections,
+// tests/load/lectern-load, tagged with label and system — lectern, rabbitmq
+// or socketio — plus the storage records); nothing is typed in by hand, so
+// re-running `make bench` regenerates the page. A system or run missing
+// from RESULTS (a --quick run, results from before a peer existed) leaves
+// its rows out. The targets (fan-out, CPU, memory, connections,
 // storage, and the status scenarios') are checked here and marked met or
 // not met with the measured value. scripts/derive-docs.mjs computes the
 // other pages' figures from the same results.
-import { readFileSync } from 'node:fs';
-import { completeStep } from './derive-docs.mjs';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { completeStep, writeDelayRuns } from './derive-docs.mjs';
 
 const [file, command, machine, commit] = process.argv.slice(2);
 if (!file) {
@@ -26,6 +30,8 @@ const n0 = (x) => (x === undefined || x === null || Number.isNaN(x) ? '–' : Ma
 const f1 = (x) => (x === undefined || x === null || Number.isNaN(x) ? '–' : x.toFixed(1));
 const f2 = (x) => (x === undefined || x === null || Number.isNaN(x) ? '–' : x.toFixed(2));
 const ratio = (a, b) => (a && b ? `${(a / b).toFixed(1)}×` : '–');
+// A ratio with its word ("3.5× less"), or just '–' when there is none.
+const said = (r, word) => (r === '–' ? r : `${r} ${word}`);
 const yes = (b) => (b ? '**met**' : '**not met**');
 
 // The best step of a rising-rate run: the highest delivery rate among the
@@ -47,6 +53,40 @@ function cpuPerDelivery(r) {
   return r && r.servers ? r.servers.cpu_us_per_delivery : undefined;
 }
 
+// The systems compared, in the order of every table.
+const SYSTEMS = ['lectern', 'rabbitmq', 'socketio'];
+const NAME = { lectern: 'Lectern', rabbitmq: 'RabbitMQ Web-STOMP', socketio: 'Socket.IO + Redis adapter' };
+// RabbitMQ Web-STOMP is one process (beam.smp): its servers are all it needs.
+const ONE_PROCESS = new Set(['rabbitmq']);
+
+// CPU per delivery of every process the system needs: the servers plus the
+// processes sampled beside them (--watch-extra), over the same window.
+function allCpu(r) {
+  if (!r || !r.servers) return undefined;
+  if (r.extra) return r.servers.cpu_us_per_delivery + r.extra.cpu_us_per_delivery;
+  return ONE_PROCESS.has(r.system) ? r.servers.cpu_us_per_delivery : undefined;
+}
+function allCpuStep(r, s) {
+  if (!r || !s) return undefined;
+  if (s.extra_cpu_us_per_delivery !== undefined) return s.cpu_us_per_delivery + s.extra_cpu_us_per_delivery;
+  return ONE_PROCESS.has(r.system) ? s.cpu_us_per_delivery : undefined;
+}
+// A named part's CPU per delivery over the whole run (e.g. haproxy).
+function partCpu(r, name) {
+  const x = r && r.extra && r.extra.by_name && r.extra.by_name[name];
+  return x && r.deliveries.received ? (x.cpu_s * 1e6) / r.deliveries.received : undefined;
+}
+// Memory per connection of the other processes a system needs, in total
+// and by name: "−152 bytes (redis 758, rabbitmq −931, ...)".
+function otherRss(r) {
+  if (!r || !r.extra) return ONE_PROCESS.has(r.system) ? 'none: one process' : '–';
+  const ok = r.connections.ok;
+  const parts = Object.entries(r.extra.by_name || {}).map(([k, v]) => `${k} ${n0(((v.rss_connected_kib - v.rss_before_kib) * 1024) / ok)}`);
+  return `${n0(r.extra.rss_per_conn_bytes)} bytes${parts.length ? ` (${parts.join(', ')})` : ''}`;
+}
+const isLb = (r) => /-lb$/.test(r.label);
+const x = (n) => (n > 1 ? ` ×${n}` : '');
+
 const out = [];
 const p = (s = '') => out.push(s);
 
@@ -57,18 +97,68 @@ p();
 p(`- Command: \`${command}\``);
 p(`- Machine: ${machine}`);
 p(`- Commit: ${commit}; generated ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`);
+const peer = runs.find((r) => r.system === 'socketio');
 p('- Generator: `build/release/tests/lectern-load` (tests/load/), the same binary, body and');
-p('  scenario for both systems, on the same machine; raw results in docs/benchmarks.jsonl.');
+p('  scenario for every system, on the same machine; raw results in docs/benchmarks.jsonl.');
 p('- Lectern: release build, connections spread over the servers\' own ports (haproxy left');
 p('  out: its own 20,000-descriptor limit would cap the counts); each connection logs in as a');
 p('  distinct user (`student-N`). RabbitMQ: the broker the cluster uses, Web-STOMP plugin,');
 p('  `/topic/<room>` destinations (one queue per subscription), guest login.');
-p('- CPU: utime+stime of the server processes (Lectern) or beam.smp (RabbitMQ) over the');
-p('  publishing phase, divided by deliveries. Memory: RSS with every connection held minus');
-p('  RSS before, divided by connections. Latency: publish (timestamp in the body) to receipt');
-p('  by the subscriber, CLOCK_MONOTONIC on one machine.');
+if (peer) {
+  const v = peer.versions || {};
+  const ver = (k) => (v[k] ? ` ${v[k]}` : '');
+  p(`- Socket.IO + Redis adapter: tests/peers/socketio/server.mjs on Node${ver('node')} (socket.io${ver('socket.io')},`);
+  p(`  @socket.io/redis-adapter${ver('@socket.io/redis-adapter')}, the \`redis\` client${ver('redis')}), two processes sharing rooms through`);
+  p(`  one Redis${ver('redis-server')} of their own, WebSocket transport only; connections spread over the two`);
+  p('  processes\' ports. The generator speaks Socket.IO to it (`--protocol socketio`): a subscriber');
+  p('  joins its room with an acknowledgement (where STOMP waits for the SUBSCRIBE\'s RECEIPT), a');
+  p('  publisher emits one event per message, the peer emits one event per delivery.');
+}
+p('- Rows labelled `-lb` go through a load balancer: haproxy' + (peer && peer.versions && peer.versions.haproxy ? ` ${peer.versions.haproxy}` : '') + ' (scripts/haproxy-config:');
+p('  leastconn, one process) — the cluster\'s own front for Lectern, which spreads over all its');
+p('  servers, and one with the same configuration in front of the Socket.IO peer\'s two processes.');
+p('- CPU: utime+stime over the publishing phase, divided by deliveries, in two figures.');
+p('  *Servers*: the processes the clients are connected to (Lectern\'s servers, RabbitMQ\'s');
+p('  beam.smp, the peer\'s Node processes). *All processes*: those and every other process the');
+p('  system needs, sampled over the same window (below). Memory: RSS with every connection held');
+p('  minus RSS before, divided by connections. Latency: publish (timestamp in the body) to');
+p('  receipt by the subscriber, CLOCK_MONOTONIC on one machine.');
 p();
-
+// What each CPU figure counts: the servers by kind, the rest from what the
+// runs sampled (--watch-extra names).
+{
+  const SERVERS = { lectern: 'the lectern-server processes a run connects to', rabbitmq: 'beam.smp', socketio: 'the two Node processes' };
+  const rows = [];
+  for (const system of SYSTEMS) {
+    const rs = runs.filter((r) => r.system === system && r.servers && !/^(costs|status)/.test(r.label));
+    if (!rs.length) continue;
+    const parts = (list) => {
+      const m = new Map();
+      for (const r of list) for (const [k, v] of Object.entries((r.extra && r.extra.by_name) || {})) m.set(k, Math.max(m.get(k) || 0, v.pids));
+      return m;
+    };
+    const pd = parts(rs.filter((r) => !isLb(r))), pl = parts(rs.filter(isLb));
+    const names = (m, skip) => [...m].filter(([k]) => !skip || !skip.has(k)).map(([k, n]) => `${k}${x(n)}`).join(', ');
+    let all;
+    if (ONE_PROCESS.has(system)) all = 'nothing: one process';
+    else if (!pd.size && !pl.size) all = 'not sampled in these results';
+    else {
+      all = names(pd) || 'nothing';
+      const lbOnly = names(pl, pd);
+      if (lbOnly) all += `; in the \`-lb\` rows also ${lbOnly}`;
+    }
+    rows.push(`| ${NAME[system]} | ${SERVERS[system]} | ${all} |`);
+  }
+  if (rows.length) {
+    p('| System | Servers | All processes adds |');
+    p('|---|---|---|');
+    for (const r of rows) p(r);
+    p();
+    p('Lectern\'s storage workers and MariaDB keep every message\'s history, which the others do');
+    p('not; haproxy counts its master and its worker, which carries the traffic.');
+    p();
+  }
+}
 // A --costs run has only the storage and cost records: no comparison pages.
 const costsOnly = !runs.some((r) => !/^(costs|storage)/.test(r.label));
 // ---------------------------------------------------------------- targets
@@ -144,24 +234,29 @@ p();
 
 if (!costsOnly) {
 // ---------------------------------------------------------------- side by side
-p('## Lectern and RabbitMQ Web-STOMP, side by side');
+const compared = SYSTEMS.filter((sys) => runs.some((r) => r.system === sys && !isLb(r)));
+p(`## ${compared.map((sys) => NAME[sys]).join(compared.length > 2 ? ', ' : ' and ').replace(/, ([^,]*)$/, ' and $1')}, side by side`);
 p();
 p('Delivery rate is deliveries received per second of publishing; "complete" is received/expected');
-p('(every subscriber of a room gets every message of that room). Latency in ms.');
+p('(every subscriber of a room gets every message of that room). Latency in ms. CPU in µs per');
+p('delivery, of the servers and of all the processes the system needs (above). The ratio rows');
+p('divide the other system\'s figure by Lectern\'s.');
 p();
-p('| Scenario | System | Conns ok | Connect p99 | Deliveries/s | Complete | p50 | p99 | p99.9 | max | CPU µs/delivery |');
-p('|---|---|---|---|---|---|---|---|---|---|---|');
+p('| Scenario | System | Conns ok | Connect p99 | Deliveries/s | Complete | p50 | p99 | p99.9 | max | CPU servers | CPU all processes |');
+p('|---|---|---|---|---|---|---|---|---|---|---|---|');
 const labels = ['small', 'medium', 'rooms', 'large'];
 for (const label of labels) {
-  for (const system of ['lectern', 'rabbitmq']) {
+  for (const system of SYSTEMS) {
     const r = find(label, system);
     if (!r) continue;
     const c = r.connections, d = r.deliveries, l = r.latency_ms;
-    p(`| ${label} | ${system} | ${n0(c.ok)}/${n0(c.target)} | ${f1(c.connect_ms.p99)} | ${n0(d.per_s)} | ${(d.ratio * 100).toFixed(2)}% | ${f1(l.p50)} | ${f1(l.p99)} | ${f1(l.p999)} | ${f1(l.max)} | ${f2(cpuPerDelivery(r))} |`);
+    p(`| ${label} | ${system} | ${n0(c.ok)}/${n0(c.target)} | ${f1(c.connect_ms.p99)} | ${n0(d.per_s)} | ${(d.ratio * 100).toFixed(2)}% | ${f1(l.p50)} | ${f1(l.p99)} | ${f1(l.p999)} | ${f1(l.max)} | ${f2(cpuPerDelivery(r))} | ${f2(allCpu(r))} |`);
   }
-  const a = find(label, 'lectern'), b = find(label, 'rabbitmq');
-  if (a && b) {
-    p(`| ${label} | ratio | | ${ratio(b.connections.connect_ms.p99, a.connections.connect_ms.p99)} faster | | | ${ratio(b.latency_ms.p50, a.latency_ms.p50)} lower | ${ratio(b.latency_ms.p99, a.latency_ms.p99)} lower | | | ${ratio(cpuPerDelivery(b), cpuPerDelivery(a))} less |`);
+  const a = find(label, 'lectern');
+  for (const system of SYSTEMS.slice(1)) {
+    const b = find(label, system);
+    if (!a || !b) continue;
+    p(`| ${label} | ${system} / lectern | | ${said(ratio(b.connections.connect_ms.p99, a.connections.connect_ms.p99), 'faster')} | | | ${said(ratio(b.latency_ms.p50, a.latency_ms.p50), 'lower')} | ${said(ratio(b.latency_ms.p99, a.latency_ms.p99), 'lower')} | | | ${said(ratio(cpuPerDelivery(b), cpuPerDelivery(a)), 'less')} | ${said(ratio(allCpu(b), allCpu(a)), 'less')} |`);
   }
 }
 p();
@@ -170,22 +265,30 @@ p();
 p('## Fan-out: one room, 1,000 subscribers, rising publish rate');
 p();
 p('Each step publishes at the given rate (messages/s into the room) for its duration; the run');
-p('stops after the first step whose p99 exceeds 50 ms or that visibly loses messages. Lectern');
+p('stops after the first step whose p99 exceeds 50 ms or that visibly loses messages (runs');
+p('that go on past 50 ms to show their curve say so in their arguments, `--slo`). Lectern');
 p('spreads the subscribers over two servers with one publisher on each (so half of every');
-p('step\'s deliveries cross servers through RabbitMQ); RabbitMQ has one publisher.');
+p('step\'s deliveries cross servers through RabbitMQ); RabbitMQ has one publisher; the Socket.IO');
+p('peer, like Lectern, has two processes with one publisher on each (half of the deliveries');
+p('cross processes through Redis). Through the load balancer every connection goes to its');
+p('front port, and it picks the server.');
 p();
-for (const [label, title] of [['fanout', 'without idle connections'], ['fanout-idle', 'with 15,000 idle subscribed connections held by each server']]) {
-  for (const system of ['lectern', 'rabbitmq']) {
+for (const [label, title] of [['fanout', 'without idle connections'], ['fanout-idle', 'with 15,000 idle subscribed connections held by each server'], ['fanout-lb', 'through the load balancer']]) {
+  for (const system of SYSTEMS) {
     const r = find(label, system);
     if (!r) continue;
-    p(`### ${system === 'lectern' ? 'Lectern' : 'RabbitMQ Web-STOMP'}, ${title}`);
+    p(`### ${NAME[system]}, ${title}`);
     p();
-    p('| Rate msg/s | Deliveries/s | Complete | p50 | p99 | p99.9 | max | cross-server p99 | CPU µs/delivery | p99 ≤ 50 ms, no loss |');
-    p('|---|---|---|---|---|---|---|---|---|---|');
+    if (r.args && /--slo/.test(r.args)) {
+      p(`Arguments: \`${r.args}\`.`);
+      p();
+    }
+    p('| Rate msg/s | Deliveries/s | Complete | p50 | p99 | p99.9 | max | cross-server p99 | CPU servers | CPU all processes | p99 ≤ 50 ms, no loss |');
+    p('|---|---|---|---|---|---|---|---|---|---|---|');
     for (const s of r.steps) {
       const cross = s.remote_latency_ms.count ? f1(s.remote_latency_ms.p99) : '–';
       const okStep = s.expected && s.received === s.expected && s.latency_ms.p99 <= 50;
-      p(`| ${n0(s.rate)} | ${n0(s.deliveries_per_s)} | ${s.expected ? ((s.received / s.expected) * 100).toFixed(2) + '%' : '–'} | ${f1(s.latency_ms.p50)} | ${f1(s.latency_ms.p99)} | ${f1(s.latency_ms.p999)} | ${f1(s.latency_ms.max)} | ${cross} | ${f2(s.cpu_us_per_delivery)} | ${okStep ? 'yes' : 'no'} |`);
+      p(`| ${n0(s.rate)} | ${n0(s.deliveries_per_s)} | ${s.expected ? ((s.received / s.expected) * 100).toFixed(2) + '%' : '–'} | ${f1(s.latency_ms.p50)} | ${f1(s.latency_ms.p99)} | ${f1(s.latency_ms.p999)} | ${f1(s.latency_ms.max)} | ${cross} | ${f2(s.cpu_us_per_delivery)} | ${f2(allCpuStep(r, s))} | ${okStep ? 'yes' : 'no'} |`);
     }
     const b = bestStep(r);
     const full = completeStep(r);
@@ -193,12 +296,79 @@ for (const [label, title] of [['fanout', 'without idle connections'], ['fanout-i
     p(`Peak with p99 ≤ 50 ms and no loss: ${b ? n0(b.deliveries_per_s) + ' deliveries/s' : 'none'}; highest step with no loss at any latency: ${full ? `${n0(full.deliveries_per_s)} deliveries/s (p99 ${f1(full.latency_ms.p99)} ms)` : 'none'}; gaps ${n0(r.deliveries.gaps)}, duplicates ${n0(r.deliveries.duplicates)}, dropped connections ${n0(r.connections.dropped)}${r.errors.first ? `; first error: ${r.errors.first}` : ''}.`);
     p();
   }
-  const a = completeStep(find(label, 'lectern')), b = completeStep(find(label, 'rabbitmq'));
-  if (a && b) {
-    p(`Ratio of the highest loss-free steps (Lectern / RabbitMQ): **${ratio(a.deliveries_per_s, b.deliveries_per_s)}**` +
-      ` (Lectern's at p99 ${f1(a.latency_ms.p99)} ms, RabbitMQ's at p99 ${f1(b.latency_ms.p99)} ms).`);
+  const a = completeStep(find(label, 'lectern'));
+  for (const system of SYSTEMS.slice(1)) {
+    const b = completeStep(find(label, system));
+    if (!a || !b) continue;
+    p(`Ratio of the highest loss-free steps (Lectern / ${NAME[system]}): **${ratio(a.deliveries_per_s, b.deliveries_per_s)}**` +
+      ` (Lectern's at p99 ${f1(a.latency_ms.p99)} ms, ${NAME[system]}'s at p99 ${f1(b.latency_ms.p99)} ms).`);
     p();
   }
+}
+
+// ---------------------------------------------------------------- write coalescing
+const wd = writeDelayRuns(runs);
+if (wd.delays.length) {
+  p('## Write coalescing');
+  p();
+  p(`The fan-out (one room of ${n0(wd.room)} subscribers over two servers, two publishers) at each rate as one`);
+  p(`step of ${f1(wd.seconds)} s, with servers 1 and 2 restarted with each \`websocket.write_delay_ms\` in turn. A`);
+  p('connection\'s MESSAGEs are written at most once per that delay; 0 writes at the end of every loop');
+  p('iteration. p99 in ms, publish to receipt; CPU: both servers over the step, per delivery;');
+  p('deliveries per write: the servers\' deliveries over their WebSocket messages written (their');
+  p('/metrics), how many messages to one subscriber shared a write.');
+  p();
+  p(`| Delay | ${wd.rates.map((r) => `${n0(r)} msg/s: p99 | CPU µs/delivery | deliveries/write`).join(' | ')} |`);
+  p(`|---|${wd.rates.map(() => '---|---|---').join('|')}|`);
+  for (const d of wd.delays) {
+    const cells = wd.rates.map((r) => {
+      const c = wd.cell(d, r);
+      if (!c) return '– | – | –';
+      const lost = c.complete < 1 ? ` (${(c.complete * 100).toFixed(2)}% delivered)` : '';
+      return `${f1(c.p99)}${lost} | ${f2(c.us)} | ${f2(c.perWrite)}`;
+    });
+    p(`| ${d} ms | ${cells.join(' | ')} |`);
+  }
+  p();
+}
+
+// ---------------------------------------------------------------- load balancer
+const lbRuns = runs.filter((r) => isLb(r) && r.steps);
+if (lbRuns.length) {
+  p('## With and without the load balancer');
+  p();
+  p('The same scenario straight to the servers\' ports and through haproxy. For fan-out, the');
+  p('step compared is the highest rate both runs of a system delivered completely (else the');
+  p('lowest rate both ran, else each run\'s first step), and each run\'s peak is given beside');
+  p('it. haproxy\'s share is its CPU (master and worker) over the whole run, per delivery.');
+  p();
+  p('| Scenario | System | Path | Rate msg/s | Deliveries/s | Complete | p50 | p99 | CPU servers | CPU all processes | of which haproxy | Peak at p99 ≤ 50 ms, no loss | Highest loss-free step |');
+  p('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  const pct = (rec, exp) => (exp ? `${((rec / exp) * 100).toFixed(2)}%` : '–');
+  for (const base of ['small', 'fanout']) {
+    for (const system of SYSTEMS) {
+      const d = find(base, system), l = find(`${base}-lb`, system);
+      if (!l) continue;
+      // The steps compared (one each); single-step runs compare their step.
+      let sd = d && d.steps[0], sl = l.steps[0];
+      if (d && (d.steps.length > 1 || l.steps.length > 1)) {
+        const full = (r, rate) => r.steps.find((s) => s.rate === rate && s.expected && s.received === s.expected);
+        const common = d.steps.map((s) => s.rate).filter((rate) => l.steps.some((t) => t.rate === rate));
+        const both = common.filter((rate) => full(d, rate) && full(l, rate));
+        const rate = both.length ? Math.max(...both) : common.length ? Math.min(...common) : undefined;
+        if (rate !== undefined) {
+          sd = d.steps.find((s) => s.rate === rate);
+          sl = l.steps.find((s) => s.rate === rate);
+        }
+      }
+      for (const [r, s, path] of [[d, sd, 'direct'], [l, sl, 'haproxy']]) {
+        if (!r || !s) continue;
+        const peak = r.steps.length > 1 ? bestStep(r) : null, top = r.steps.length > 1 ? completeStep(r) : null;
+        p(`| ${base} | ${system} | ${path} | ${n0(s.rate)} | ${n0(s.deliveries_per_s)} | ${pct(s.received, s.expected)} | ${f1(s.latency_ms.p50)} | ${f1(s.latency_ms.p99)} | ${f2(s.cpu_us_per_delivery)} | ${f2(allCpuStep(r, s))} | ${path === 'haproxy' ? f2(partCpu(r, 'haproxy')) : '–'} | ${r.steps.length > 1 ? (peak ? `${n0(peak.deliveries_per_s)}/s` : 'none') : '–'} | ${r.steps.length > 1 ? (top ? `${n0(top.deliveries_per_s)}/s` : 'none') : '–'} |`);
+      }
+    }
+  }
+  p();
 }
 
 // ---------------------------------------------------------------- memory
@@ -206,17 +376,23 @@ p('## Memory per idle subscribed connection');
 p();
 p('Each connection: WebSocket, STOMP CONNECT, one SUBSCRIBE (rooms of 50), then idle.');
 p();
-p('| System | Connections | RSS before | RSS held | Per connection |');
-p('|---|---|---|---|---|');
-for (const system of ['lectern', 'rabbitmq']) {
+p('The servers\' RSS is the measure; the other processes\' is given beside it, by process. It');
+p('moves on its own too (RabbitMQ\'s and Node\'s garbage collectors, MariaDB\'s buffers): a');
+p('small or negative figure there is noise, not a saving.');
+p();
+p('| System | Connections | RSS before | RSS held | Per connection | Other processes, per connection |');
+p('|---|---|---|---|---|---|');
+for (const system of SYSTEMS) {
   const r = find('idle', system);
   if (!r) continue;
-  p(`| ${system} | ${n0(r.connections.ok)} | ${n0(r.servers.rss_before_kib)} KiB | ${n0(r.servers.rss_connected_kib)} KiB | ${n0(r.servers.rss_per_conn_bytes)} bytes |`);
+  p(`| ${system} | ${n0(r.connections.ok)} | ${n0(r.servers.rss_before_kib)} KiB | ${n0(r.servers.rss_connected_kib)} KiB | ${n0(r.servers.rss_per_conn_bytes)} bytes | ${otherRss(r)} |`);
 }
-const mi = find('idle', 'lectern'), mr = find('idle', 'rabbitmq');
-if (mi && mr) {
+const mi = find('idle', 'lectern');
+for (const system of SYSTEMS.slice(1)) {
+  const mr = find('idle', system);
+  if (!mi || !mr) continue;
   p();
-  p(`Ratio: RabbitMQ uses **${ratio(mr.servers.rss_per_conn_bytes, mi.servers.rss_per_conn_bytes)}** the memory per connection.`);
+  p(`Ratio: ${NAME[system]} uses **${ratio(mr.servers.rss_per_conn_bytes, mi.servers.rss_per_conn_bytes)}** the memory per connection of Lectern's server.`);
 }
 if (conns) {
   p();
@@ -317,6 +493,44 @@ if (costRedis || costRabbit) {
     if (!r) continue;
     const sent = r.deliveries.sent, got = r.deliveries.received, cpu = r.servers.cpu_s;
     p(`| ${name} | ${n0(sent)} | ${n0(got)} | ${f2(cpu)} | ${f1(cpu * 1e6 / sent)} | ${f2(cpu * 1e6 / got)} |`);
+  }
+  p();
+}
+
+// ---------------------------------------------------------------- soak
+// make soak's last run (docs/soak.json, scripts/soak), when there is one:
+// its plot and its summary, as the report has them.
+const docs = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'docs');
+if (existsSync(path.join(docs, 'soak.json')) && existsSync(path.join(docs, 'soak.png'))) {
+  const sk = JSON.parse(readFileSync(path.join(docs, 'soak.json'), 'utf8'));
+  const a = sk.accounting, st = sk.settings, rs = sk.restart;
+  p('## Soak');
+  p();
+  p(`\`${sk.command}\` (commit ${sk.commit}, ${sk.generated.slice(0, 16).replace('T', ' ')} UTC): ${n0(sk.duration_s / 60)} minutes,`);
+  p(`${st.servers} servers and ${st.workers} storage workers; ${n0(st.rooms)} rooms of ${st.room_members}, a fan-out room of`);
+  p(`${n0(st.fanout_members)} at ${st.fanout_rate} msg/s, ${st.churn_per_s} churn actions/s; server ${rs ? rs.server : '–'} restarted at minute`);
+  p(`${rs ? f1(rs.begin / 60) : '–'}${rs ? ` (ready again ${f1(rs.ready - rs.begin)} s later)` : ''}. Verdict: **${sk.verdict}**${sk.reasons.length ? ` (${sk.reasons.join('; ')})` : ''}.`);
+  p('What it runs and how the verdict is reached: [performance.md](performance.md#soak).');
+  p();
+  p('![Soak: RSS, open files, Redis memory, queue depths and delivery latency over the run](soak.png)');
+  p();
+  p('| Accounting | |');
+  p('|---|---|');
+  p(`| Sends confirmed | ${n0(a.sends.confirmed)} of ${n0(a.sends.total)} |`);
+  p(`| In MySQL | ${n0(a.storage.rows)} rows; ${n0(a.storage.missing)} confirmed messages missing, ${n0(a.storage.stored_twice)} stored twice |`);
+  p(`| Deliveries | ${n0(a.delivery.deliveries)} in ${n0(a.delivery.spans)} memberships; ${n0(a.delivery.lost)} lost, ${n0(a.delivery.duplicates_on_the_wire)} duplicates on the wire |`);
+  p(`| Resumes | ${n0(a.churn.network_drops)} sockets cut, ${n0(a.churn.app_resumes)} apps restarted with \`since\`, ${n0(a.churn.auto_reconnects)} reconnects in all |`);
+  p(`| Churn | ${n0(a.churn.reconnects)} members replaced, ${n0(a.churn.room_switches)} room switches |`);
+  p(`| History | ${n0(a.history.checks)} ranges compared with what was received (${n0(a.history.mismatches)} differ); every room read whole: ${n0(a.history.walk_mismatches)} differ from MySQL |`);
+  p();
+  p(`| Series (after warm-up) | Level | Growth over the run | Verdict |`);
+  p('|---|---|---|---|');
+  for (const x of sk.trend.series) {
+    const unit = ['rss', 'redis'].includes(x.kind) ? 1048576 : x.kind === 'bytes' ? 1024 : 1;
+    const u = unit === 1048576 ? ' MiB' : unit === 1024 ? ' KiB' : x.kind === 'latency' ? ' ms' : '';
+    const lv = x.level === undefined ? '–' : `${f1(x.level / unit)}${u}`;
+    const gr = x.growth === undefined ? '–' : `${f1(x.growth / unit)}${u} (${x.growth_pct ?? '–'}%)`;
+    p(`| ${x.name} | ${lv} | ${gr} | ${x.verdict} |`);
   }
   p();
 }

@@ -120,6 +120,30 @@ export function completeStep(r) {
   return best;
 }
 
+// The write-coalescing curve (scripts/bench's wdelay-D-R runs: the fan-out
+// as one step at R msg/s with websocket.write_delay_ms D): the delays and
+// rates measured, and cell(D, R) -> {p99, us, perWrite, complete}.
+export function writeDelayRuns(runs) {
+  const cells = new Map(), delays = new Set(), rates = new Set();
+  let room, seconds;
+  for (const r of runs) {
+    const m = r.system === 'lectern' && r.label && r.label.match(/^wdelay-(\d+)-(\d+)$/);
+    if (!m || !r.steps || !r.steps.length) continue;
+    const d = Number(m[1]), rate = Number(m[2]), s = r.steps[0];
+    delays.add(d);
+    rates.add(rate);
+    room = r.connections.subscribers;
+    seconds = s.seconds;
+    cells.set(`${d}/${rate}`, {
+      p99: s.latency_ms.p99, us: s.cpu_us_per_delivery,
+      perWrite: r.ws_messages_out ? r.server_deliveries / r.ws_messages_out : undefined,
+      complete: s.expected ? s.received / s.expected : 0,
+    });
+  }
+  const num = (a, b) => a - b;
+  return { delays: [...delays].sort(num), rates: [...rates].sort(num), room, seconds, cell: (d, r) => cells.get(`${d}/${r}`) };
+}
+
 export function model(runs, knobs) {
   const find = (label, system = 'lectern') => runs.find((r) => r.label === label && r.system === system);
   const knob = (name, program = 'lectern-server') => {
@@ -197,6 +221,10 @@ export function model(runs, knobs) {
     m.intakeQuorum = stq.messages / stq.published_s;
     m.storageRowsQuorum = stq.stored / stq.drain_s;
   }
+
+  // The write-coalescing curve (not needed for the rest: its block says
+  // when it is missing).
+  m.writeDelay = writeDelayRuns(runs);
 
   // Knobs the model uses.
   m.historyMax = Number(knob('registry.history_max'));
@@ -373,6 +401,18 @@ export const BLOCKS = {
   coalescing: (m) => `What coalescing saves shows in the server's CPU per delivery: ${f2(m.fanout && m.fanout.us)} µs in the fan-out (one room of ${n0(m.fanout && m.fanout.room)} at ${n0(m.fanout && m.fanout.rate)} messages/s, where a write carries several messages to one subscriber) against ${f2(m.lectureUs)} µs in the \`${m.lectureWorst ? m.lectureWorst.label : '–'}\` scenario (rooms of ${n0(m.lectureWorst && m.lectureWorst.room)} at ${n0(m.lectureWorst && m.lectureWorst.rate)} messages/s: one write per delivery).`,
   'shared-costs': (m) => `Per SEND in the benchmark's rooms scenario RabbitMQ spent ${f1(m.rabbitUs)} µs of CPU (${n0(m.copiesPerSend)} copies: one per server queue, one storage copy) and Redis ${f1(m.redisUs)} µs.`,
   'memory-total': (m) => `Measured, all of it together: **${n0(m.rssPerConn)} bytes** of server RSS per idle subscribed connection (${n0(m.idleConns)} connections on a fresh server, each a distinct user).`,
+  'write-delay': (m) => {
+    const w = m.writeDelay;
+    const top = w.delays[w.delays.length - 1];
+    if (!w.delays.includes(0) || !top) return 'docs/benchmarks.jsonl holds no curve for it (the wdelay runs of the full `make bench`).';
+    const at = (r) => {
+      const a = w.cell(0, r), b = w.cell(top, r);
+      if (!a || !b) return null;
+      return `${n0(r)} messages/s, from ${f2(a.us)} to ${f2(b.us)} µs (deliveries per write ${f2(a.perWrite)} → ${f2(b.perWrite)}; p99 ${f1(a.p99)} → ${f1(b.p99)} ms)`;
+    };
+    const parts = w.rates.map(at).filter(Boolean);
+    return `Measured in the fan-out (one room of ${n0(w.room)}), a delay of ${top} ms took the servers' CPU per delivery at ${parts.join('; at ')}.`;
+  },
   'fanout-cores': (m) => `At the fan-out's highest loss-free step (${n0(m.fanout && m.fanout.per_s)} deliveries/s) the ${n0(m.fanout && m.fanout.servers)} servers together used ${cores(m.fanout && m.fanout.cores)} cores`,
   targets: (m, ctx) => ctx.targets || '(docs/benchmarks.md has no Targets table)',
 };
@@ -383,13 +423,13 @@ function renderBlock(name, m, ctx) {
     return `(not computed: docs/benchmarks.jsonl lacks ${m.missing.join(', ')}; run the full \`make bench\`)`;
   return BLOCKS[name](m, ctx);
 }
-export const INLINE = new Set(['conns-per-server', 'worker-rows', 'write-cost', 'fanout-cores', 'coalescing', 'shared-costs']);
+export const INLINE = new Set(['conns-per-server', 'worker-rows', 'write-cost', 'fanout-cores', 'coalescing', 'shared-costs', 'write-delay']);
 
 // Which page holds which blocks: --check fails when one is missing.
 export const PAGES = {
   'docs/scaling.md': ['unit-costs', 'planning', 'workload', 'sizing', 'sizing-notes', 'shard-when'],
   'docs/operations.md': ['planning', 'sizing-summary', 'conns-per-server', 'worker-rows'],
-  'docs/performance.md': ['coalescing', 'write-cost', 'shared-costs', 'memory-total', 'fanout-cores', 'targets'],
+  'docs/performance.md': ['coalescing', 'write-cost', 'shared-costs', 'memory-total', 'fanout-cores', 'write-delay', 'targets'],
 };
 
 // Figures outside derived blocks that are not measurements, by page: the

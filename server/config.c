@@ -89,6 +89,15 @@ const cfg_knob server_knobs[] = {
       "Most bytes written as one WebSocket message. Frames queued for a\n"
       "connection are packed into one message up to this size; a larger frame\n"
       "is sent as a fragmented message." },
+    { "websocket.write_delay_ms", CFG_INT, K(ws_write_delay_ms), "0", 0, 100, NULL,
+      "Write coalescing: a connection's MESSAGE frames are written at most once\n"
+      "per this many ms. A MESSAGE queued within this time of the connection's\n"
+      "last write waits until that write is this old, so the messages arriving\n"
+      "meanwhile share one WebSocket message and one send() (at low rates a\n"
+      "send per delivery is most of the server's CPU); it adds up to this much\n"
+      "latency. The server's answers (CONNECTED, RECEIPT, ERROR) and\n"
+      "heart-beats never wait, and take what is queued with them. 0: every\n"
+      "write at the end of the loop iteration that queued it." },
     { "websocket.allowed_origins", CFG_STR, K(ws_allowed_origins), "", 0, 0, NULL,
       "Comma-separated origins (scheme://host[:port], e.g.\n"
       "https://lectures.example.edu) whose pages may open a WebSocket: a\n"

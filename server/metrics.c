@@ -46,6 +46,9 @@ static const metrics_row metrics_rows[] = {
     C(bytes_in, "lectern_received_bytes_total", "WebSocket payload bytes received."),
     C(ws_messages_out, "lectern_ws_messages_out_total",
       "WebSocket messages written (each may pack several frames)."),
+    C(writes_delayed, "lectern_ws_writes_delayed_total",
+      "Times a connection's output waited for websocket.write_delay_ms (its last\n"
+      "write was more recent) to share a later write."),
     C(bytes_out, "lectern_sent_bytes_total", "WebSocket payload bytes written."),
     C(messages_published, "lectern_messages_published_total", "SEND frames accepted for delivery."),
     C(deliveries_local, "lectern_deliveries_total", "MESSAGE frames queued to local subscribers."),

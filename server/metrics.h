@@ -31,6 +31,7 @@ typedef struct metrics {
     uint64_t frames_in[STOMP_CMD_COUNT];   /* [STOMP_CMD_NONE] counts heart-beats */
     uint64_t bytes_in;
     uint64_t ws_messages_out;              /* WebSocket messages written */
+    uint64_t writes_delayed;               /* outputs that waited for websocket.write_delay_ms */
     uint64_t bytes_out;
     uint64_t messages_published;           /* SENDs accepted for delivery */
     uint64_t deliveries_local;             /* MESSAGE frames queued to local subscribers */

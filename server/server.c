@@ -87,6 +87,8 @@ struct server {
     uv_timer_t stop_timer;
     uv_check_t reaper;           /* writes output, performs closes requested during callbacks */
     uv_prepare_t flusher;        /* writes output queued by timers, before the loop blocks */
+    uv_timer_t write_timer;      /* wakes the loop when output waiting for write_delay_ms is due */
+    uint64_t write_due;          /* when write_timer is set to fire (loop ms); 0: not set */
     listener *listen;            /* server.listen:server.port */
     listener *metrics_listen;    /* metrics.listen, or NULL */
     char listen_at[48], metrics_at[48];   /* what they bound, as "addr:port" */
@@ -276,11 +278,32 @@ static void server_on_check(uv_check_t *h)
     session_list_reap(srv->sessions);
 }
 
-/* Output queued by timers (heart-beats, retries) before the loop blocks. */
+/* Output waiting for websocket.write_delay_ms is due: the prepare handle,
+ * which runs next in this iteration, writes it. */
+static void server_on_write_due(uv_timer_t *t)
+{
+    server *srv = t->data;
+    srv->write_due = 0;
+}
+
+/* Output queued by timers (heart-beats, retries) before the loop blocks;
+ * then the timer for output that waits (websocket.write_delay_ms). */
 static void server_on_prepare(uv_prepare_t *h)
 {
     server *srv = h->data;
     session_list_flush(srv->sessions);
+    if (!srv->conf->ws_write_delay_ms)
+        return;
+    uint64_t due = session_list_write_due(srv->sessions);
+    if (due == srv->write_due)
+        return;
+    srv->write_due = due;
+    if (!due) {
+        uv_timer_stop(&srv->write_timer);
+        return;
+    }
+    uint64_t now = uv_now(&srv->loop);
+    uv_timer_start(&srv->write_timer, server_on_write_due, due > now ? due - now : 0, 0);
 }
 
 /* --- what the modules borrow ------------------------------------------------------ */
@@ -474,6 +497,8 @@ static void server_teardown(server *srv)
     uv_close((uv_handle_t *)&srv->reaper, NULL);
     uv_prepare_stop(&srv->flusher);
     uv_close((uv_handle_t *)&srv->flusher, NULL);
+    uv_timer_stop(&srv->write_timer);
+    uv_close((uv_handle_t *)&srv->write_timer, NULL);
     listener_destroy(srv->metrics_listen);      /* still there if lws never came up */
     srv->metrics_listen = NULL;
     redact_destroy(srv->redact);        /* first: its steps call the registry, bus and db */
@@ -780,6 +805,8 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     srv->reaper.data = srv;
     uv_prepare_init(&srv->loop, &srv->flusher);
     srv->flusher.data = srv;
+    uv_timer_init(&srv->loop, &srv->write_timer);
+    srv->write_timer.data = srv;
     uv_signal_init(&srv->loop, &srv->sigterm);
     srv->sigterm.data = srv;
     uv_signal_init(&srv->loop, &srv->sigint);

@@ -121,6 +121,7 @@ session_list *session_list_create(const session_env *env)
     /* The loop may not be running yet: the wheel starts at time 0, and its
      * first advance catches up (visiting each slot once). */
     session_timer_init(list, 0);
+    session_delay_init(list, 0);
     return list;
 }
 
@@ -129,6 +130,7 @@ void session_list_destroy(session_list *list)
     if (!list)
         return;
     session_timer_deinit(list);
+    session_delay_deinit(list);
     free(list->scratch);
     free(list->dirty);
     free(list);
@@ -701,6 +703,8 @@ void session_destroy(session *s)
     jwt_claims_free(s->who);
     if (s->dirty_at)
         s->list->dirty[s->dirty_at - 1] = NULL;
+    if (s->wait_at)
+        session_delay_cancel(s);
     while (s->qlen)
         session_pop(s);
     free(s->q);

@@ -10,7 +10,8 @@
  * Outgoing frames are queued as references to shared msg blocks and packed
  * into as few WebSocket messages as possible, written once per loop
  * iteration by session_list_flush() (or on SERVER_WRITEABLE when the socket
- * was full).
+ * was full); with websocket.write_delay_ms, MESSAGEs to a connection are
+ * written at most that often (session_list_write_due).
  * Every session belongs to a session_list, which the server ticks for
  * heart-beats and timeouts, and which carries what the sessions borrow of
  * the server (session_env): a session never sees the server itself.
@@ -76,6 +77,10 @@ void session_list_reap(session_list *list);
  * straight to its socket where the kernel takes it. Must run outside lws
  * callbacks (the server calls it from libuv prepare and check handles). */
 void session_list_flush(session_list *list);
+/* The loop time (ms) at which output waiting for websocket.write_delay_ms
+ * is next due, or 0 when none waits: the server wakes the loop then, and
+ * its next session_list_flush writes it. */
+uint64_t session_list_write_due(session_list *list);
 /* Fill the live-state gauges (connections, subscriptions, pending bytes). */
 void session_list_gauges(const session_list *list, metrics_gauges *g);
 /* A kick or ban announced (moderation.h's kick hook): every topic

@@ -8,6 +8,8 @@
  *   session_timer.c  heart-beats, timeouts, token expiry: the checks and
  *                    when each session is next due for them (its timer)
  *   session_out.c    the output queue and its writer; RECEIPT and ERROR
+ *   session_delay.c  write coalescing: output that waits for
+ *                    websocket.write_delay_ms, on a wheel of its own
  *   session_login.c  CONNECT: version, heart-beats, identity
  *   session_txn.c    BEGIN, COMMIT, ABORT and the frames buffered in them
  *   session_input.c  bytes in: parsing, partial frames, pacing, rate limits
@@ -107,6 +109,7 @@ struct session {
     uint32_t hb_send_ms;         /* we send a heart-beat after this much silence */
     uint32_t hb_recv_ms;         /* the peer promised to send at least this often */
     uint32_t dirty_at;           /* 1 + index on the list's dirty list; 0: not on it */
+    uint32_t wait_at;            /* 1 + index in its wait slot (session_delay.c); 0: not waiting */
     uint32_t qcap, qhead, qlen;
     /* Bytes queued, and of the head entry already written: 32 bits, as
      * stomp.max_pending is at most 1 GiB and only the last ERROR of a
@@ -119,6 +122,7 @@ struct session {
     uint8_t close_why;           /* SESSION_CLOSE_*: the close frame's reason text */
     uint8_t state;
     uint8_t version;             /* stomp_version once connected */
+    uint8_t wait_slot;           /* while wait_at: its slot on the list's wait wheel */
     uint8_t role;                /* jwt_role: the token's, or CONNECT's x-role (auth none) */
     bool armed;                  /* writable callback requested and not yet run */
     bool dead;                   /* closing: queue nothing more, write nothing */
@@ -130,6 +134,21 @@ struct session {
     bool draining;               /* DISCONNECT received: read nothing more */
 };
 
+/* Output waiting for websocket.write_delay_ms (session_delay.c): a wheel of
+ * one-ms slots, each the sessions due in that ms (a power of two of them,
+ * more than the delay); NULL entries are sessions gone or written since. */
+typedef struct session_wait_slot {
+    session **s;
+    uint32_t len, cap;
+} session_wait_slot;
+
+typedef struct session_waits {
+    session_wait_slot *slots;    /* mask + 1 of them; NULL with write_delay_ms 0 */
+    uint64_t mask;
+    uint64_t from;               /* loop ms of the first slot not yet emptied */
+    size_t count;                /* entries in the slots, NULLs included */
+} session_waits;
+
 struct session_list {
     const struct session_env *env;
     unsigned char *scratch;      /* LWS_PRE + websocket.write_max: every write is packed here */
@@ -140,6 +159,7 @@ struct session_list {
     session **dirty;             /* sessions with output to write; NULL: destroyed since */
     uint32_t ndirty, dirty_cap;
     twheel timers;               /* every session's timer (session_timer.c) */
+    session_waits waits;         /* output waiting to be written (session_delay.c) */
 };
 
 /* Loop time, ms. */
@@ -203,6 +223,9 @@ size_t session_held(const session *s);
 void session_push(session *s, msg *m, subscription *sub);
 /* Queue the frame in b (copied into a msg of its own). */
 void session_push_frame(session *s, buf *b);
+/* Have s's output written at the end of this loop iteration (its wait,
+ * if any, is over). */
+void session_write_soon(session *s);
 /* Drop the head of the queue. */
 void session_pop(session *s);
 /* Remove every queued delivery for sub (it is about to go). */
@@ -263,6 +286,22 @@ void session_status_send(session *s, const stomp_frame *f);
 
 /* f's header `name`, or NULL after an ERROR "Missing header". */
 const stomp_str *session_require(session *s, const stomp_frame *f, const char *name);
+
+/* --- session_delay.c — write coalescing (websocket.write_delay_ms) ---------- */
+
+/* The list's wheel: init (now_ms: loop time; nothing with the delay off)
+ * and deinit. */
+void session_delay_init(session_list *list, uint64_t now_ms);
+void session_delay_deinit(session_list *list);
+/* s has a MESSAGE queued and is on no list: if its last write was less
+ * than websocket.write_delay_ms ago, put it on the wheel at that write
+ * plus the delay and return true; false (the delay is off, or over) and
+ * the caller writes it soon. */
+bool session_delay_wait(session *s);
+/* Take s off the wheel (it is on it: s->wait_at), unwritten. */
+void session_delay_cancel(session *s);
+/* Every session whose wait ends by now_ms goes to session_write_soon. */
+void session_delay_due(session_list *list, uint64_t now_ms);
 
 /* --- session_login.c — CONNECT --------------------------------------------- */
 

@@ -22,6 +22,12 @@
  * last bytes does the session fall back to lws's writable callback
  * (s->armed), which lws delivers once its own buffer has drained.
  *
+ * Waiting. With websocket.write_delay_ms set, a MESSAGE for a session
+ * that wrote less than that long ago does not make it dirty at once: the
+ * session waits on a wheel until its last write is that old
+ * (session_delay.c), and session_list_flush takes it from there when its
+ * time comes. The server's own frames never wait.
+ *
  * Invariants: s->pending is the sum of the sizes of the queued entries minus
  * s->frag_off; every queued entry holds one reference to its msg; a queued
  * subscription pointer is live (unsubscribing scrubs it from the queue).
@@ -98,8 +104,7 @@ static void session_arm(session *s)
     }
 }
 
-/* Have the output written at the end of this loop iteration. */
-static void session_mark_dirty(session *s)
+void session_write_soon(session *s)
 {
     if (s->dirty_at || s->armed || s->dead)
         return;
@@ -110,6 +115,21 @@ static void session_mark_dirty(session *s)
     }
     list->dirty[list->ndirty++] = s;
     s->dirty_at = list->ndirty;
+}
+
+/* s has new output: a MESSAGE (may_wait) may wait for
+ * websocket.write_delay_ms; any other frame is written at the end of this
+ * iteration, with everything queued before it (waiting or not). */
+static void session_mark_dirty(session *s, bool may_wait)
+{
+    if (s->wait_at) {
+        if (may_wait)
+            return;             /* written when its wait ends */
+        session_delay_cancel(s);
+    } else if (may_wait && !s->dirty_at && !s->armed && !s->dead && session_delay_wait(s)) {
+        return;
+    }
+    session_write_soon(s);
 }
 
 static void session_drop_slow(session *s);
@@ -163,7 +183,7 @@ void session_push(session *s, msg *m, subscription *sub)
     slot->m = msg_ref(m);
     slot->sub = sub;
     s->pending += size;
-    session_mark_dirty(s);
+    session_mark_dirty(s, m->kind == MSG_MESSAGE);
 }
 
 
@@ -371,6 +391,8 @@ int session_flush(session *s)
 
 void session_list_flush(session_list *list)
 {
+    if (list->waits.count)
+        session_delay_due(list, uv_now(list->env->loop));
     /* Entries may be appended while this runs (a failed write kills a
      * session, which queues nothing), so the bound is re-read. */
     for (uint32_t i = 0; i < list->ndirty; i++) {

@@ -25,12 +25,22 @@
  * generator (masking defeats proxies' caches, not attackers: it need not
  * be cryptographic).
  *
+ * Socket.IO (conn_opts.protocol = CONN_SOCKETIO). The same connection
+ * under a different conversation: the upgrade offers no subprotocol, each
+ * WebSocket message is one Engine.IO packet (sio.c); the open packet is
+ * answered with the namespace connect "40", pings with "3", and the
+ * packets the scenarios care about are handed to the same hooks as STOMP
+ * frames (conn.h says how), so the caller's accounting does not change.
+ * A message split into WebSocket fragments is gathered in the STOMP carry
+ * buffer, which this protocol has no other use for.
+ *
  * Invariants: l->inflight counts connections in TCP, HANDSHAKE, STOMP or
  * SUBSCRIBING; a CLOSED connection has fd -1 and no buffers; counts only
  * grow; library code never prints (errors go to counts->first_error).
  */
 #include "conn.h"
 
+#include "sio.h"
 #include "ws.h"
 
 #include <arpa/inet.h>
@@ -280,7 +290,7 @@ size_t conn_frame(conn_loop *l, unsigned char *dst, const char *text, size_t n)
     return put_frame(l, dst, WS_TEXT, text, n);
 }
 
-void conn_send_stomp(conn_loop *l, conn *c, const char *text, size_t n)
+void conn_send_text(conn_loop *l, conn *c, const char *text, size_t n)
 {
     if (n + 14 > l->tx_cap) {
         l->tx_cap = n + 14 + 4096;
@@ -288,6 +298,11 @@ void conn_send_stomp(conn_loop *l, conn *c, const char *text, size_t n)
         l->tx = conn_realloc(NULL, l->tx_cap);
     }
     conn_send(l, c, l->tx, put_frame(l, l->tx, WS_TEXT, text, n));
+}
+
+void conn_send_stomp(conn_loop *l, conn *c, const char *text, size_t n)
+{
+    conn_send_text(l, c, text, n);
 }
 
 /* ------------------------------------------------------------- reading */
@@ -351,6 +366,79 @@ static void feed_stomp(conn_loop *l, conn *c, char *p, size_t n)
     carry_keep(&c->st, (const unsigned char *)p, n, off);
 }
 
+/* One whole Socket.IO packet p[0..n) on c, as conn.h's hooks. */
+static void on_packet(conn_loop *l, conn *c, const char *p, size_t n)
+{
+    sio_packet k;
+    if (sio_parse(p, n, &k) != 0) {
+        l->counts->stomp_errors++;
+        conn_error(l, "malformed Socket.IO packet", p, n);
+        conn_close(l, c, true);
+        return;
+    }
+    scan_frame f = { 0 };
+    char hdr[40];
+    switch (k.kind) {
+    case SIO_OPEN:
+        if (c->state == CONN_STOMP)
+            conn_send_text(l, c, "40", 2);
+        return;
+    case SIO_PING:
+        conn_send_text(l, c, "3", 1);
+        return;
+    case SIO_CONNECT:
+        if (c->state != CONN_STOMP)
+            break;
+        f.cmd = SCAN_CONNECTED;
+        l->o.hooks.connected(l, c, &f);
+        return;
+    case SIO_EVENT:
+        if (k.name_len != 1 || k.name[0] != 'm' || !k.arg)
+            break;
+        f.cmd = SCAN_MESSAGE;
+        f.body = k.arg;
+        f.body_len = k.arg_len;
+        l->o.hooks.message(l, c, &f);
+        return;
+    case SIO_ACK:
+        if (!l->o.hooks.receipt)
+            return;
+        f.cmd = SCAN_RECEIPT;
+        f.headers = hdr;
+        f.headers_len = (size_t)snprintf(hdr, sizeof hdr, "receipt-id:%ld\n", k.ack);
+        l->o.hooks.receipt(l, c, &f);
+        return;
+    case SIO_PONG:
+    case SIO_NOOP:
+    case SIO_OTHER:
+        return;
+    case SIO_CLOSE:
+    case SIO_DISCONNECT:
+    case SIO_CONNECT_ERROR:
+        l->counts->stomp_errors++;
+        conn_error(l, "Socket.IO session ended", p, n);
+        conn_close(l, c, true);
+        return;
+    }
+    l->counts->stomp_errors++;
+    conn_error(l, "unexpected Socket.IO packet", p, n);
+}
+
+/* WebSocket text payload p[0..n) on c (fin: the message's last fragment). */
+static void feed_sio(conn_loop *l, conn *c, char *p, size_t n, bool fin)
+{
+    if (!fin || c->st.len > 0) {
+        carry_append(&c->st, p, n);
+        if (!fin)
+            return;
+        p = (char *)c->st.p;
+        n = c->st.len;
+    }
+    on_packet(l, c, p, n);
+    if (c->state != CONN_CLOSED && p == (char *)c->st.p)
+        carry_keep(&c->st, c->st.p, n, n);
+}
+
 /* Consume whole WebSocket frames from p[0..n); returns bytes consumed. */
 static size_t feed_ws(conn_loop *l, conn *c, unsigned char *p, size_t n)
 {
@@ -371,7 +459,10 @@ static size_t feed_ws(conn_loop *l, conn *c, unsigned char *p, size_t n)
         case WS_TEXT:
         case WS_BINARY:
         case WS_CONT:
-            feed_stomp(l, c, (char *)f.payload, f.len);
+            if (l->o.protocol == CONN_SOCKETIO)
+                feed_sio(l, c, (char *)f.payload, f.len, f.fin);
+            else
+                feed_stomp(l, c, (char *)f.payload, f.len);
             break;
         case WS_PING:
             if (f.len <= 125) {
@@ -448,7 +539,9 @@ static void on_readable(conn_loop *l, conn *c)
             }
             off = (size_t)h;
             c->state = CONN_STOMP;
-            send_connect(l, c);
+            /* Socket.IO's server speaks first (the open packet). */
+            if (l->o.protocol != CONN_SOCKETIO)
+                send_connect(l, c);
         }
         if (c->state != CONN_CLOSED)
             off += feed_ws(l, c, p + off, n - off);

@@ -5,6 +5,8 @@
  * (status.c) drive thousands of connections from one epoll loop per
  * process. This module owns everything up to "a whole STOMP frame arrived
  * on connection c"; what a frame means is the caller's, through hooks.
+ * With CONN_SOCKETIO the same hooks are fed from Socket.IO packets (sio.h)
+ * instead, so the room scenarios run unchanged against a Socket.IO peer.
  *
  * A caller keeps its own per-connection data in a struct whose FIRST member
  * is a `conn` (as hiredis' redisAsyncContext embeds its redisContext), so a
@@ -23,7 +25,8 @@
 #define CONN_RBUF (256 * 1024)   /* bytes read from a socket at once */
 
 /* A connection's life. The module moves it IDLE/CLOSED -> TCP -> HANDSHAKE
- * -> STOMP (CONNECT sent); the caller moves it on to SUBSCRIBING when it
+ * -> STOMP (CONNECT sent; with CONN_SOCKETIO: waiting for the Engine.IO
+ * open, then for the namespace's connect); the caller moves it on to SUBSCRIBING when it
  * waits for an answer of its own, and to READY with conn_ready. Anything
  * before READY (and not IDLE or CLOSED) counts as in flight. */
 typedef enum conn_state {
@@ -50,7 +53,8 @@ typedef struct conn {
     int64_t t_open;              /* conn_now_ns() when conn_open began */
     char key[25];                /* Sec-WebSocket-Key sent */
     conn_carry ws;               /* raw input not yet a whole WebSocket frame */
-    conn_carry st;               /* WebSocket payload not yet a whole STOMP frame */
+    conn_carry st;               /* WebSocket payload not yet a whole STOMP frame
+                                  * (Socket.IO: a fragmented message so far) */
     unsigned char *out;          /* output not yet accepted by the kernel */
     uint32_t out_len, out_off, out_cap;
 } conn;
@@ -76,8 +80,18 @@ typedef struct conn_counts {
 
 typedef struct conn_loop conn_loop;
 
+/* What the connections speak inside WebSocket. */
+typedef enum conn_protocol {
+    CONN_STOMP_PROTO = 0,        /* STOMP 1.2 (the default) */
+    CONN_SOCKETIO                /* Socket.IO 5 over Engine.IO 4, WebSocket transport */
+} conn_protocol;
+
 /* What the caller does with a connection's frames. Each hook borrows f
- * (valid during the call) and may send on c or close it. */
+ * (valid during the call) and may send on c or close it. With
+ * CONN_SOCKETIO, f is made from a packet: the namespace's connect is
+ * CONNECTED (no headers), an event "m" is a MESSAGE whose body is the
+ * event's first argument (still JSON-escaped), an ack is a RECEIPT with one
+ * header, receipt-id:<ack id>. */
 typedef struct conn_hooks {
     /* CONNECTED on a connection in state STOMP. Required. */
     void (*connected)(conn_loop *l, conn *c, const scan_frame *f);
@@ -85,13 +99,15 @@ typedef struct conn_hooks {
     void (*message)(conn_loop *l, conn *c, const scan_frame *f);
     /* A RECEIPT, in any state; NULL ignores them. */
     void (*receipt)(conn_loop *l, conn *c, const scan_frame *f);
-    /* Write c's CONNECT login (NUL-terminated) into dst[0..cap). Required. */
+    /* Write c's CONNECT login (NUL-terminated) into dst[0..cap). Required
+     * for STOMP; Socket.IO connects without one. */
     void (*login)(const conn *c, char *dst, size_t cap);
 } conn_hooks;
 
 typedef struct conn_opts {
     const conn_url *urls;        /* borrowed for the loop's life; conn.url indexes it */
-    const char *protocols;       /* the Sec-WebSocket-Protocol offer */
+    conn_protocol protocol;      /* STOMP unless set */
+    const char *protocols;       /* the Sec-WebSocket-Protocol offer (NULL: none) */
     const char *accept_version;  /* CONNECT's accept-version, host and passcode */
     const char *vhost;
     const char *passcode;
@@ -152,8 +168,12 @@ void conn_ready(conn_loop *l, conn *c);
  * socket is writeable. A send error closes c as failed. */
 void conn_send(conn_loop *l, conn *c, const unsigned char *p, size_t n);
 
+/* Send text[0..n) as one masked text frame: a STOMP frame (its NUL
+ * included) or a Socket.IO packet. */
+void conn_send_text(conn_loop *l, conn *c, const char *text, size_t n);
+
 /* Send the STOMP frame text[0..n) (its NUL included) as one masked text
- * frame. */
+ * frame (conn_send_text). */
 void conn_send_stomp(conn_loop *l, conn *c, const char *text, size_t n);
 
 /* Write the STOMP frame text[0..n) (its NUL included) as one masked text

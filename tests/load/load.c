@@ -1,5 +1,6 @@
 /* load.c — lectern-load, the load generator for Lectern (and for any
- * STOMP-over-WebSocket server, such as RabbitMQ Web-STOMP).
+ * STOMP-over-WebSocket server, such as RabbitMQ Web-STOMP, and with
+ * --protocol socketio for a Socket.IO deployment).
  *
  * What it does. It opens many WebSocket connections, speaks STOMP 1.2 on
  * them, and plays a scenario: subscribers in rooms (/topic/<prefix>-<n>),
@@ -11,7 +12,11 @@
  * second, prints live progress on stderr and one JSON document on stdout.
  * Given --watch-pid it also samples the servers' CPU time over the
  * publishing phase and their RSS before and after connecting, which gives
- * CPU per delivery and memory per connection.
+ * CPU per delivery and memory per connection; --watch-extra NAME=PID
+ * samples the other processes a system needs (its registry, broker, load
+ * balancer) over the same window and reports them apart, by name, so a
+ * comparison can count every process while the servers' figures stay the
+ * servers'.
  *
  * Design. The parent forks --procs children; each child owns the
  * connections whose global index i has i % procs == child, and drives them
@@ -40,13 +45,22 @@
  *
  * The connection layer (TCP, WebSocket handshake, STOMP CONNECT, reading,
  * writing, the epoll loop) is conn.c's; this file plays the scenario
- * through its hooks. The status-* scenarios (friends' online status) are
+ * through its hooks.
+ *
+ * Socket.IO. --protocol socketio plays the same room scenarios, with the
+ * same bodies and the same accounting, against the events of the peer in
+ * tests/peers/socketio/: a subscriber emits join(room) and is ready at its
+ * acknowledgement (where STOMP waits for the SUBSCRIBE's RECEIPT), a
+ * publisher is ready once connected and emits pub(room, body) for each
+ * SEND, and the peer's event m(body) is a MESSAGE. Rooms are named as the
+ * STOMP destinations without "/topic/". conn.c speaks Engine.IO. The status-* scenarios (friends' online status) are
  * status.c's: main() hands them over whole.
  */
 #include "conn.h"
 #include "hist.h"
 #include "json.h"
 #include "scan.h"
+#include "sio.h"
 #include "status.h"
 
 #include <errno.h>
@@ -100,8 +114,12 @@ typedef struct opts {
     const char *login, *passcode, *vhost, *prefix;
     int watch[LOAD_MAX_PIDS];
     int nwatch;
+    int extra[LOAD_MAX_PIDS];            /* --watch-extra pids */
+    const char *extra_name[LOAD_MAX_PIDS];
+    int nextra;
     bool json;
     bool quiet;
+    bool sio;                /* --protocol socketio */
 } opts;
 
 /* --------------------------------------------------------- shared region */
@@ -211,6 +229,10 @@ static size_t npubs;
 
 static void room_name(char *dst, size_t cap, const client *c)
 {
+    if (O.sio) {
+        snprintf(dst, cap, c->role == ROLE_IDLE ? "%s-idle-%u" : "%s-%u", O.prefix, c->room);
+        return;
+    }
     if (c->role == ROLE_IDLE)
         snprintf(dst, cap, "/topic/%s-idle-%u", O.prefix, c->room);
     else
@@ -291,6 +313,13 @@ static void on_connected(conn_loop *l, conn *nc, const scan_frame *f)
     }
     char text[512], dest[160];
     room_name(dest, sizeof dest, c);
+    if (O.sio) {
+        const char *args[] = { dest };
+        size_t sn = sio_event(text, sizeof text, 0, "join", args, 1);
+        c->net.state = CONN_SUBSCRIBING;
+        conn_send_text(l, nc, text, sn);
+        return;
+    }
     int n = snprintf(text, sizeof text,
                      "SUBSCRIBE\nid:0\ndestination:%s\nack:auto\nreceipt:s\n\n", dest);
     c->net.state = CONN_SUBSCRIBING;
@@ -319,6 +348,20 @@ static void login_for(const conn *c, char *dst, size_t cap)
 
 /* ------------------------------------------------------------ publishing */
 
+/* Socket.IO: the next message of publisher c in step `step` as the packet
+ * pub(dest, body) into dst[0..cap) (the same body as STOMP's SEND);
+ * returns its length, 0 when it does not fit. */
+static size_t sio_publish(char *dst, size_t cap, client *c, const char *dest, int step)
+{
+    static char body[65536 + 1];
+    int bl = snprintf(body, sizeof body, "%u:%" PRIu64 ":%d:%" PRId64 ":", c->pub, c->seq, step, conn_now_ns());
+    size_t blen = (size_t)O.size > (size_t)bl ? (size_t)O.size : (size_t)bl;
+    memset(body + bl, 'x', blen - (size_t)bl);
+    body[blen] = '\0';
+    const char *args[] = { dest, body };
+    return sio_event(dst, cap, -1, "pub", args, 2);
+}
+
 static void publish_tick(int64_t t)
 {
     int step = (int)((t - go_ns) / (int64_t)(O.step_s * 1e9));
@@ -345,6 +388,22 @@ static void publish_tick(int64_t t)
         }
         room_name(dest, sizeof dest, c);
         size_t used = 0;
+        if (O.sio) {
+            /* One WebSocket message per packet; the batch is one send(). */
+            static char packet[65536 + 512];
+            while (c->step_sent < target) {
+                size_t pl = sio_publish(packet, sizeof packet, c, dest, step);
+                if (pl == 0 || used + pl + 14 > sizeof wbuf)
+                    break;
+                used += conn_frame(&loop, wbuf + used, packet, pl);
+                c->seq++;
+                c->step_sent++;
+                R->sent++;
+                sent_of(R)[(size_t)c->room * (size_t)nsteps + (size_t)step]++;
+            }
+            conn_send(&loop, &c->net, wbuf, used);
+            continue;
+        }
         while (c->step_sent < target && used + sizeof text + 16 < sizeof wbuf) {
             char body[64];
             int bl = snprintf(body, sizeof body, "%u:%" PRIu64 ":%d:%" PRId64 ":", c->pub, c->seq, step, conn_now_ns());
@@ -431,7 +490,8 @@ static void child_run(void)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     const conn_opts co = {
-        .urls = O.urls, .protocols = "v12.stomp, v11.stomp, v10.stomp",
+        .urls = O.urls, .protocols = O.sio ? NULL : "v12.stomp, v11.stomp, v10.stomp",
+        .protocol = O.sio ? CONN_SOCKETIO : CONN_STOMP_PROTO,
         .accept_version = "1.2,1.1", .vhost = O.vhost, .passcode = O.passcode,
         .sources = O.sources, .max_frame = LOAD_MAX_FRAME,
         .hooks = { .connected = on_connected, .message = on_message, .receipt = on_receipt,
@@ -506,36 +566,100 @@ static void child_run(void)
 
 /* --------------------------------------------------------- the parent */
 
+/* Add process pid's CPU ticks (utime + stime) and RSS (KiB) to *cpu_ticks
+ * and *rss_kib; a process that is gone adds nothing. */
+static void pid_sample(int pid, long *cpu_ticks, long *rss_kib)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (fgets(line, sizeof line, f)) {
+            char *p = strrchr(line, ')');
+            unsigned long ut = 0, st = 0;
+            /* after ") ": state ppid pgrp session tty tpgid flags minflt
+             * cminflt majflt cmajflt utime stime */
+            if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+                *cpu_ticks += (long)(ut + st);
+        }
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    f = fopen(path, "r");
+    if (f) {
+        while (fgets(line, sizeof line, f)) {
+            long v;
+            if (sscanf(line, "VmRSS: %ld", &v) == 1)
+                *rss_kib += v;
+        }
+        fclose(f);
+    }
+}
+
+/* The --watch-pid processes' CPU ticks and RSS, summed. */
 static void proc_sample(long *cpu_ticks, long *rss_kib)
 {
     *cpu_ticks = 0;
     *rss_kib = 0;
-    for (int i = 0; i < O.nwatch; i++) {
-        char path[64], line[1024];
-        snprintf(path, sizeof path, "/proc/%d/stat", O.watch[i]);
-        FILE *f = fopen(path, "r");
-        if (f) {
-            if (fgets(line, sizeof line, f)) {
-                char *p = strrchr(line, ')');
-                unsigned long ut = 0, st = 0;
-                /* after ") ": state ppid pgrp session tty tpgid flags minflt
-                 * cminflt majflt cmajflt utime stime */
-                if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
-                    *cpu_ticks += (long)(ut + st);
-            }
-            fclose(f);
-        }
-        snprintf(path, sizeof path, "/proc/%d/status", O.watch[i]);
-        f = fopen(path, "r");
-        if (f) {
-            while (fgets(line, sizeof line, f)) {
-                long v;
-                if (sscanf(line, "VmRSS: %ld", &v) == 1)
-                    *rss_kib += v;
-            }
-            fclose(f);
-        }
+    for (int i = 0; i < O.nwatch; i++)
+        pid_sample(O.watch[i], cpu_ticks, rss_kib);
+}
+
+/* Each --watch-extra process's CPU ticks and RSS into cpu[i], rss[i];
+ * returns the CPU ticks of all of them. */
+static long extra_sample(long cpu[LOAD_MAX_PIDS], long rss[LOAD_MAX_PIDS])
+{
+    long all = 0;
+    for (int i = 0; i < O.nextra; i++) {
+        cpu[i] = rss[i] = 0;
+        pid_sample(O.extra[i], &cpu[i], &rss[i]);
+        all += cpu[i];
     }
+    return all;
+}
+
+/* The "extra" block of the report: every --watch-extra process together,
+ * then by name (processes of one name summed), from the samples taken
+ * before connecting (0), with every connection held (held) and at the end
+ * (1); CPU over the publishing phase, as the servers'. */
+static void json_extra(FILE *f, const long *cpu_held, const long *cpu1, const long *rss0, const long *rss_held,
+                       uint64_t deliveries, uint64_t conns_ok, double hz)
+{
+    long c = 0, r0 = 0, rh = 0;
+    for (int i = 0; i < O.nextra; i++) {
+        c += cpu1[i] - cpu_held[i];
+        r0 += rss0[i];
+        rh += rss_held[i];
+    }
+    double cs = (double)c / hz;
+    fprintf(f, ",\"extra\":{\"pids\":%d,\"cpu_s\":%.3f,\"cpu_us_per_delivery\":%.4f,\"rss_before_kib\":%ld,"
+               "\"rss_connected_kib\":%ld,\"rss_per_conn_bytes\":%.0f,\"by_name\":{",
+            O.nextra, cs, deliveries ? cs * 1e6 / (double)deliveries : 0.0, r0, rh,
+            conns_ok ? (double)(rh - r0) * 1024.0 / (double)conns_ok : 0.0);
+    bool first = true;
+    for (int i = 0; i < O.nextra; i++) {
+        bool seen = false;
+        for (int j = 0; j < i; j++)
+            seen = seen || strcmp(O.extra_name[j], O.extra_name[i]) == 0;
+        if (seen)
+            continue;
+        long nc = 0, n0 = 0, nh = 0;
+        int np = 0;
+        for (int j = i; j < O.nextra; j++)
+            if (strcmp(O.extra_name[j], O.extra_name[i]) == 0) {
+                nc += cpu1[j] - cpu_held[j];
+                n0 += rss0[j];
+                nh += rss_held[j];
+                np++;
+            }
+        if (!first)
+            fputc(',', f);
+        first = false;
+        json_str(f, O.extra_name[i]);
+        fprintf(f, ":{\"pids\":%d,\"cpu_s\":%.3f,\"rss_before_kib\":%ld,\"rss_connected_kib\":%ld}",
+                np, (double)nc / hz, n0, nh);
+    }
+    fprintf(f, "}}");
 }
 
 typedef struct totals {
@@ -616,6 +740,10 @@ static void usage(FILE *f)
 "Options:\n"
 "  --url URL             server endpoint (repeat for several servers; connections\n"
 "                        are spread round-robin); ws://127.x.x.x:port/path\n"
+"  --protocol P          stomp (default) or socketio: Socket.IO 5 over Engine.IO 4,\n"
+"                        WebSocket transport, against tests/peers/socketio/ (events\n"
+"                        join+ack, pub, m; room scenarios only; a URL path \"/\" means\n"
+"                        /socket.io/, and ?" SIO_QUERY " is added)\n"
 "  --scenario NAME       small|medium|large|rooms|fanout|idle (default small)\n"
 "  --subscribers N       subscribers in rooms, in total\n"
 "  --rooms N             rooms\n"
@@ -640,6 +768,9 @@ static void usage(FILE *f)
 "                        a %%u in L becomes the connection's number (one user each)\n"
 "  --prefix P            room name prefix (default load-<pid>)\n"
 "  --watch-pid PID       sample this server process's CPU and RSS (repeatable)\n"
+"  --watch-extra NAME=PID  sample another process the system needs (registry,\n"
+"                        broker, load balancer) over the same window; reported\n"
+"                        apart under \"extra\", by NAME (repeatable; a NAME may repeat)\n"
 "  --json                (accepted for clarity; the result is always JSON on stdout)\n"
 "  --no-progress         no progress lines on stderr\n"
 "  --help\n\n", LOAD_MAX_DURATION_S);
@@ -654,6 +785,20 @@ static void parse_url(const char *s)
     if (conn_url_parse(s, &O.urls[O.nurls], &why) != 0)
         die("%s: %s", why, s);
     O.nurls++;
+}
+
+/* Socket.IO's endpoint: the path given ("/" means the default,
+ * /socket.io/) with the query that opens an Engine.IO session on the
+ * WebSocket transport, unless the URL has a query of its own. */
+static void sio_url(conn_url *u)
+{
+    if (strchr(u->path, '?'))
+        return;
+    char path[sizeof u->path];
+    int n = snprintf(path, sizeof path, "%s?" SIO_QUERY, strcmp(u->path, "/") == 0 ? "/socket.io/" : u->path);
+    if (n < 0 || (size_t)n >= sizeof path)
+        die("URL path too long: %s", u->path);
+    memcpy(u->path, path, (size_t)n + 1);
 }
 
 static void scenario_defaults(const char *name)
@@ -683,7 +828,8 @@ int main(int argc, char **argv)
     enum { OPT_URL = 256, OPT_SCEN, OPT_SUBS, OPT_ROOMS, OPT_PUBS, OPT_IDLE, OPT_IDLE_ROOM,
            OPT_RATE, OPT_RATE_STEP, OPT_RATE_MAX, OPT_STEP, OPT_DURATION, OPT_SIZE, OPT_PROCS,
            OPT_SOURCES, OPT_RAMP, OPT_INFLIGHT, OPT_CTIMEOUT, OPT_DRAIN, OPT_QUIET, OPT_SLO,
-           OPT_LOGIN, OPT_PASS, OPT_VHOST, OPT_PREFIX, OPT_WATCH, OPT_JSON, OPT_NOPROG, OPT_HELP };
+           OPT_LOGIN, OPT_PASS, OPT_VHOST, OPT_PREFIX, OPT_WATCH, OPT_JSON, OPT_NOPROG, OPT_HELP,
+           OPT_PROTO, OPT_EXTRA };
     static const struct option lo[] = {
         { "url", 1, 0, OPT_URL }, { "scenario", 1, 0, OPT_SCEN }, { "subscribers", 1, 0, OPT_SUBS },
         { "connections", 1, 0, OPT_SUBS }, { "rooms", 1, 0, OPT_ROOMS },
@@ -695,7 +841,8 @@ int main(int argc, char **argv)
         { "drain", 1, 0, OPT_DRAIN }, { "quiet", 1, 0, OPT_QUIET }, { "slo", 1, 0, OPT_SLO },
         { "login", 1, 0, OPT_LOGIN }, { "passcode", 1, 0, OPT_PASS }, { "vhost", 1, 0, OPT_VHOST },
         { "prefix", 1, 0, OPT_PREFIX }, { "watch-pid", 1, 0, OPT_WATCH }, { "json", 0, 0, OPT_JSON },
-        { "no-progress", 0, 0, OPT_NOPROG }, { "help", 0, 0, OPT_HELP }, { 0, 0, 0, 0 }
+        { "no-progress", 0, 0, OPT_NOPROG }, { "help", 0, 0, OPT_HELP },
+        { "protocol", 1, 0, OPT_PROTO }, { "watch-extra", 1, 0, OPT_EXTRA }, { 0, 0, 0, 0 }
     };
     /* The scenario is applied first so that every other option overrides it. */
     const char *scen = "small";
@@ -748,8 +895,27 @@ int main(int argc, char **argv)
             if (O.nwatch < LOAD_MAX_PIDS)
                 O.watch[O.nwatch++] = atoi(optarg);
             break;
+        case OPT_EXTRA: {
+            char *eq = strrchr(optarg, '=');
+            if (!eq || eq == optarg || atoi(eq + 1) <= 0)
+                die("--watch-extra wants NAME=PID, not %s", optarg);
+            if (O.nextra >= LOAD_MAX_PIDS)
+                die("too many --watch-extra (max %d)", LOAD_MAX_PIDS);
+            *eq = '\0';
+            O.extra_name[O.nextra] = optarg;
+            O.extra[O.nextra++] = atoi(eq + 1);
+            break;
+        }
         case OPT_JSON: O.json = true; break;
         case OPT_NOPROG: O.quiet = true; break;
+        case OPT_PROTO:
+            if (strcmp(optarg, "socketio") == 0)
+                O.sio = true;
+            else if (strcmp(optarg, "stomp") == 0)
+                O.sio = false;
+            else
+                die("unknown --protocol %s (stomp or socketio)", optarg);
+            break;
         case OPT_HELP: usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -758,6 +924,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (O.sio)
+        for (int i = 0; i < O.nurls; i++)
+            sio_url(&O.urls[i]);
 
     /* Steps: a rising rate when rate-step and rate-max are set. */
     if (O.rate_step > 0 && O.rate_max > O.rate) {
@@ -805,6 +974,11 @@ int main(int argc, char **argv)
 
     long cpu0 = 0, rss0 = 0, cpu1 = 0, rss1 = 0, rss_held = 0, cpu_pub0 = 0;
     proc_sample(&cpu0, &rss0);
+    /* The --watch-extra processes, each apart: before connecting, at the
+     * start of publishing, at the end. */
+    long xcpu0[LOAD_MAX_PIDS], xrss0[LOAD_MAX_PIDS], xcpu_held[LOAD_MAX_PIDS], xrss_held[LOAD_MAX_PIDS];
+    long xcpu1[LOAD_MAX_PIDS], xrss1[LOAD_MAX_PIDS];
+    extra_sample(xcpu0, xrss0);
     int64_t t0 = conn_now_ns();
     pid_t kids[64];
     for (int c = 0; c < O.procs; c++) {
@@ -828,6 +1002,7 @@ int main(int argc, char **argv)
     int stopped_step = -1;
     /* The servers' CPU ticks when each step began (and when all ended). */
     long step_cpu[LOAD_MAX_STEPS + 1] = { 0 };
+    long step_xcpu[LOAD_MAX_STEPS + 1] = { 0 };   /* the same for --watch-extra */
     int cpu_step = 0;
     for (;;) {
         usleep(20000);
@@ -854,6 +1029,7 @@ int main(int argc, char **argv)
             connected_at = t;
             usleep(300000);          /* let the servers settle their accounting */
             proc_sample(&cpu_pub0, &rss_held);
+            step_xcpu[0] = extra_sample(xcpu_held, xrss_held);
             go = conn_now_ns() + 100000000;
             ctl->go_ns = go;
             step_cpu[0] = cpu_pub0;
@@ -861,8 +1037,9 @@ int main(int argc, char **argv)
         }
         if (go && t > go && cpu_step < nsteps && stopped_step < 0 &&
             (t - go) / (int64_t)(O.step_s * 1e9) >= cpu_step) {
-            long rss_unused;
+            long rss_unused, xc[LOAD_MAX_PIDS], xr[LOAD_MAX_PIDS];
             proc_sample(&step_cpu[cpu_step], &rss_unused);
+            step_xcpu[cpu_step] = extra_sample(xc, xr);
             cpu_step++;
         }
         if (died && !ctl->abort_all) {
@@ -908,8 +1085,11 @@ int main(int argc, char **argv)
             break;
     }
     proc_sample(&cpu1, &rss1);
-    for (int k = cpu_step; k <= nsteps; k++)
+    long xall1 = extra_sample(xcpu1, xrss1);
+    for (int k = cpu_step; k <= nsteps; k++) {
         step_cpu[k] = cpu1;
+        step_xcpu[k] = xall1;
+    }
     for (int c = 0; c < O.procs; c++)
         if (kids[c] > 0)
             waitpid(kids[c], NULL, 0);
@@ -939,6 +1119,8 @@ int main(int argc, char **argv)
     FILE *f = stdout;
     fprintf(f, "{\"scenario\":");
     json_str(f, O.scenario);
+    if (O.sio)
+        fprintf(f, ",\"protocol\":\"socketio\"");
     fprintf(f, ",\"urls\":[");
     for (int i = 0; i < O.nurls; i++) {
         if (i)
@@ -982,6 +1164,11 @@ int main(int argc, char **argv)
                    "\"cpu_s\":%.2f,\"cpu_us_per_delivery\":%.4f,",
                 rates[st], secs, sent, exp, rec, dps, ok ? "true" : "false",
                 O.nwatch ? scpu : 0.0, O.nwatch && rec ? scpu * 1e6 / (double)rec : 0.0);
+        if (O.nextra) {
+            double xs = (double)(step_xcpu[st + 1] - step_xcpu[st]) / (double)hz;
+            fprintf(f, "\"extra_cpu_s\":%.2f,\"extra_cpu_us_per_delivery\":%.4f,", xs,
+                    rec ? xs * 1e6 / (double)rec : 0.0);
+        }
         json_lat(f, "latency_ms", &h);
         fputc(',', f);
         json_lat(f, "remote_latency_ms", &hr);
@@ -1017,6 +1204,8 @@ int main(int argc, char **argv)
                 s.ok ? (double)(rss_held - rss0) * 1024.0 / (double)s.ok : 0.0, cpu_s,
                 rec_all ? cpu_s * 1e6 / (double)rec_all : 0.0);
     }
+    if (O.nextra > 0)
+        json_extra(f, xcpu_held, xcpu1, xrss0, xrss_held, rec_all, s.ok, (double)hz);
     struct rusage ru;
     getrusage(RUSAGE_CHILDREN, &ru);
     fprintf(f, ",\"generator_cpu_s\":%.3f",

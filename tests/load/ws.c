@@ -26,6 +26,7 @@ void ws_make_key(char key[25], uint64_t random_a, uint64_t random_b)
 size_t ws_request(char *dst, size_t cap, const char *host, const char *path,
                   const char *protocols, const char key[25])
 {
+    bool offer = protocols && protocols[0];
     int n = snprintf(dst, cap,
                      "GET %s HTTP/1.1\r\n"
                      "Host: %s\r\n"
@@ -33,9 +34,10 @@ size_t ws_request(char *dst, size_t cap, const char *host, const char *path,
                      "Connection: Upgrade\r\n"
                      "Sec-WebSocket-Key: %s\r\n"
                      "Sec-WebSocket-Version: 13\r\n"
-                     "Sec-WebSocket-Protocol: %s\r\n"
+                     "%s%s%s"
                      "\r\n",
-                     path, host, key, protocols);
+                     path, host, key, offer ? "Sec-WebSocket-Protocol: " : "",
+                     offer ? protocols : "", offer ? "\r\n" : "");
     if (n < 0 || (size_t)n >= cap)
         return 0;
     return (size_t)n;

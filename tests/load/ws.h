@@ -24,8 +24,8 @@ enum { WS_CONT = 0x0, WS_TEXT = 0x1, WS_BINARY = 0x2, WS_CLOSE = 0x8, WS_PING = 
 void ws_make_key(char key[25], uint64_t random_a, uint64_t random_b);
 
 /* Write the upgrade request for `path` on `host` (host[:port]) offering the
- * comma-separated `protocols` into dst; returns its length, or 0 if cap is
- * too small. */
+ * comma-separated `protocols` (none when NULL or "") into dst; returns its
+ * length, or 0 if cap is too small. */
 size_t ws_request(char *dst, size_t cap, const char *host, const char *path,
                   const char *protocols, const char key[25]);
 

@@ -1,7 +1,7 @@
 /* test_loadgen.c — the pure parts of the load generator (tests/load/):
  * the WebSocket client codec, the STOMP frame scanner, the latency
  * histogram, the /status message parser, the connection layer's URL
- * parser and the reports' JSON pieces. The generator's numbers are only as good as these: a scanner
+ * parser, the Socket.IO packet codec and the reports' JSON pieces. The generator's numbers are only as good as these: a scanner
  * that loses a frame would report loss that is not there, a histogram that
  * misplaces values would misreport p99. Parsers are fed whole and byte by
  * byte; results must match. */
@@ -20,6 +20,7 @@
 #include "../load/hist.h"
 #include "../load/json.h"
 #include "../load/scan.h"
+#include "../load/sio.h"
 #include "../load/statusmsg.h"
 #include "../load/ws.h"
 
@@ -49,7 +50,15 @@ static void test_ws_handshake(void **state)
     assert_true(n > 0);
     assert_non_null(strstr(req, "GET /ws HTTP/1.1\r\n"));
     assert_non_null(strstr(req, "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"));
+    assert_non_null(strstr(req, "Sec-WebSocket-Protocol: v12.stomp\r\n"));
     assert_int_equal(ws_request(req, 20, "h", "/ws", "p", key), 0);
+    /* no offer: no Sec-WebSocket-Protocol line at all (Socket.IO) */
+    n = ws_request(req, sizeof req, "127.0.0.1:1", "/socket.io/?" SIO_QUERY, NULL, key);
+    assert_true(n > 0);
+    assert_null(strstr(req, "Sec-WebSocket-Protocol"));
+    assert_non_null(strstr(req, "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"));
+    assert_memory_equal(req + n - 4, "\r\n\r\n", 4);
+    assert_null(strstr(req, "\r\n\r\n\r\n"));
 }
 
 /* Frames as a server sends them: unmasked, 7-bit, 16-bit and 64-bit lengths. */
@@ -274,6 +283,93 @@ static void test_scan_headers_and_limits(void **state)
     assert_int_equal(scan_frame_next(big, sizeof big, 100, &f), SCAN_BAD);
 }
 
+/* --- Socket.IO ----------------------------------------------------------------- */
+
+static sio_packet sio_ok(const char *s)
+{
+    sio_packet k;
+    assert_int_equal(sio_parse(s, strlen(s), &k), 0);
+    return k;
+}
+
+static void test_sio_parse(void **state)
+{
+    (void)state;
+    sio_packet k = sio_ok("0{\"sid\":\"a\",\"upgrades\":[],\"pingInterval\":25000}");
+    assert_int_equal(k.kind, SIO_OPEN);
+    assert_int_equal(k.data_len, strlen(k.data));
+    assert_int_equal(k.data[0], '{');
+    assert_int_equal(sio_ok("2").kind, SIO_PING);
+    assert_int_equal(sio_ok("3").kind, SIO_PONG);
+    assert_int_equal(sio_ok("1").kind, SIO_CLOSE);
+    assert_int_equal(sio_ok("6").kind, SIO_NOOP);
+    assert_int_equal(sio_ok("40{\"sid\":\"x\"}").kind, SIO_CONNECT);
+    assert_int_equal(sio_ok("41").kind, SIO_DISCONNECT);
+    assert_int_equal(sio_ok("44{\"message\":\"no\"}").kind, SIO_CONNECT_ERROR);
+
+    /* an event with a string argument: its name and body as views */
+    k = sio_ok("42[\"m\",\"7:12:0:123456:xxxx\"]");
+    assert_int_equal(k.kind, SIO_EVENT);
+    assert_int_equal(k.ack, -1);
+    assert_int_equal(k.name_len, 1);
+    assert_memory_equal(k.name, "m", 1);
+    assert_non_null(k.arg);
+    assert_int_equal(k.arg_len, 18);
+    assert_memory_equal(k.arg, "7:12:0:123456:xxxx", 18);
+    /* escapes are skipped over, not ended on; kept as they are */
+    k = sio_ok("42[\"a\\\"b\",\"c\\\\\",1]");
+    assert_int_equal(k.name_len, 4);
+    assert_memory_equal(k.name, "a\\\"b", 4);
+    assert_int_equal(k.arg_len, 3);
+    assert_memory_equal(k.arg, "c\\\\", 3);
+    /* a non-string first argument, an ack id, a namespace */
+    k = sio_ok("42[\"m\",{\"x\":1}]");
+    assert_null(k.arg);
+    k = sio_ok("4217[\"join\",\"r\"]");
+    assert_int_equal(k.ack, 17);
+    assert_memory_equal(k.arg, "r", 1);
+    k = sio_ok("42/admin,3[\"m\",\"b\"]");
+    assert_int_equal(k.ack, 3);
+    assert_memory_equal(k.arg, "b", 1);
+    k = sio_ok("430[]");
+    assert_int_equal(k.kind, SIO_ACK);
+    assert_int_equal(k.ack, 0);
+    k = sio_ok("43123[\"ok\"]");
+    assert_int_equal(k.ack, 123);
+
+    /* malformed */
+    const char *bad[] = { "", "9", "4", "47", "43[]", "42", "42{}", "42[1,\"m\"]", "42[\"m", "42[\"m\",\"b]",
+                          "42[\"m\"" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        sio_packet b;
+        assert_int_equal(sio_parse(bad[i], strlen(bad[i]), &b), -1);
+    }
+}
+
+static void test_sio_event(void **state)
+{
+    (void)state;
+    char out[64];
+    const char *args[] = { "room-1", "b\"q\\\n" };
+    size_t n = sio_event(out, sizeof out, 0, "join", args, 1);
+    assert_int_equal(n, strlen("420[\"join\",\"room-1\"]"));
+    assert_memory_equal(out, "420[\"join\",\"room-1\"]", n);
+    n = sio_event(out, sizeof out, -1, "pub", args, 2);
+    const char *want = "42[\"pub\",\"room-1\",\"b\\\"q\\\\\\u000a\"]";
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(out, want, n);
+    /* what it writes parses back */
+    sio_packet k;
+    assert_int_equal(sio_parse(out, n, &k), 0);
+    assert_int_equal(k.kind, SIO_EVENT);
+    assert_memory_equal(k.arg, "room-1", 6);
+    /* 0 at every size short of the packet, the packet from its own size on */
+    for (size_t cap = 0; cap < strlen(want); cap++)
+        assert_int_equal(sio_event(out, cap, -1, "pub", args, 2), 0);
+    assert_int_equal(sio_event(out, strlen(want), -1, "pub", args, 2), strlen(want));
+    assert_memory_equal(out, want, strlen(want));
+}
+
 /* --- histogram ---------------------------------------------------------------- */
 
 static void test_hist(void **state)
@@ -470,6 +566,8 @@ int main(void)
         cmocka_unit_test(test_scan_stream),
         cmocka_unit_test(test_scan_prefixes),
         cmocka_unit_test(test_scan_headers_and_limits),
+        cmocka_unit_test(test_sio_parse),
+        cmocka_unit_test(test_sio_event),
         cmocka_unit_test(test_hist),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_status_snapshot),
