@@ -318,13 +318,13 @@ static void session_on_published(void *ctx, const relay_result *res)
     free(receipt);
 }
 
-/* A subscription: its record (the prefix, then the id and the room's name
- * after it), plus an estimate of what membership adds elsewhere (its room
- * slot, the registry's member record and command, a presence request). The
- * same sizes are charged at SUBSCRIBE and released when it goes. */
-static size_t session_sub_cost(size_t prefix_len, size_t id_len, size_t room_len)
+/* A subscription: its record (subscription_size), plus an estimate of
+ * what membership adds elsewhere (its room slot, the registry's member
+ * record and command, a presence request). The same sizes are charged at
+ * SUBSCRIBE and released when it goes. */
+static size_t session_sub_cost(size_t id_len, size_t wire_len, size_t room_len)
 {
-    return budget_chunk(sizeof(subscription) + prefix_len + id_len + room_len) + 256;
+    return budget_chunk(subscription_size(id_len, wire_len, room_len)) + 256;
 }
 
 /* What a /status subscription may hold besides its record, charged in
@@ -404,30 +404,20 @@ static void on_subscribe(session *s, const stomp_frame *f)
         }
     }
 
-    static const char head[] = "MESSAGE\nsubscription:";
     bool esc = session_escapes(s);
     size_t idesc = esc ? stomp_escaped_len(id->p, id->len) : id->len;
-    size_t plen = sizeof head - 1 + idesc + 1;
-    size_t cost = session_sub_cost(plen, id->len, name.len) +
+    size_t cost = session_sub_cost(id->len, idesc, name.len) +
                   (to_status ? session_status_cost(c) : 0);
     if (!session_fits(s, f, cost + (kind == ROOM_DEST_TOPIC && !to_status ? inflight_op_cost() : 0)))
         return;
-    subscription *sub = xmalloc(sizeof *sub + plen + id->len + name.len);
-    memcpy(sub->prefix, head, sizeof head - 1);
-    char *p = sub->prefix + sizeof head - 1;
-    if (esc)
-        p = stomp_escape(p, id->p, id->len);
-    else {
-        memcpy(p, id->p, id->len);
-        p += id->len;
-    }
-    *p++ = '\n';
-    sub->prefix_len = (uint32_t)plen;
-    sub->id = p;
+    subscription *sub = xmalloc(subscription_size(id->len, idesc, name.len));
     memcpy(sub->id, id->p, id->len);
     sub->id_len = (uint32_t)id->len;
     memcpy(sub->id + id->len, name.p, name.len);    /* for tokens_refresh */
     sub->room_len = (uint8_t)name.len;
+    sub->wire_len = (uint32_t)idesc;
+    if (idesc != id->len)
+        stomp_escape(sub->id + id->len + name.len, id->p, id->len);
     sub->session = s;
     sub->member = (subscriber){ 0 };
     sub->resume = NULL;
@@ -479,7 +469,7 @@ static void session_drop_sub(session *s, subscription *sub)
     }
     s->nsubs--;
     budget_release(&s->budget, BUDGET_SUBS,
-                   session_sub_cost(sub->prefix_len, sub->id_len, sub->room_len) +
+                   session_sub_cost(sub->id_len, sub->wire_len, sub->room_len) +
                        (sub->kind == SUB_STATUS ? session_status_cost(s->env->conf) : 0));
     free(sub);
 }

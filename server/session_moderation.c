@@ -167,11 +167,16 @@ static void session_mod_end(session *s, subscription *sub, const moderation_even
         relay_leave(s->env->relay, &sub->member, s->user);
     }
     sub->mod |= SUB_MOD_ENDED;
-    buf b;
+    buf pre, b;
+    buf_init(&pre);
+    buf_append(&pre, SUBSCRIPTION_HEAD, SUBSCRIPTION_HEAD_LEN);
+    buf_append(&pre, subscription_wire_id(sub), sub->wire_len);
+    buf_append_char(&pre, '\n');
     buf_init(&b);
-    moderation_control_frame(&b, sub->prefix, sub->prefix_len, session_escapes(s), ev);
+    moderation_control_frame(&b, pre.data, pre.len, session_escapes(s), ev);
     session_push_frame(s, &b);
     buf_deinit(&b);
+    buf_deinit(&pre);
     s->env->metrics->moderation_ended_subs++;
 }
 

@@ -50,7 +50,7 @@ static size_t entry_size(const outq_entry *e)
 {
     size_t n = e->m->len;
     if (e->sub) {
-        n += e->sub->prefix_len;
+        n += subscription_prefix_len(e->sub);
         if (e->sub->ack != SUB_ACK_AUTO)
             n += 5 + e->m->id_len;          /* "ack:" id "\n" */
     }
@@ -63,14 +63,16 @@ static bool entry_binary(const outq_entry *e)
 }
 
 /* Copy bytes [off, off+n) of the entry's logical frame into dst. The frame
- * is the concatenation of: subscription prefix, "ack:<id>\n" (client ack
- * modes), the shared block. */
+ * is the concatenation of: subscription prefix (its head, wire id and
+ * "\n"), "ack:<id>\n" (client ack modes), the shared block. */
 static void entry_copy(const outq_entry *e, size_t off, size_t n, unsigned char *dst)
 {
-    struct { const char *p; size_t len; } seg[5];
+    struct { const char *p; size_t len; } seg[7];
     size_t ns = 0;
     if (e->sub) {
-        seg[ns].p = e->sub->prefix; seg[ns++].len = e->sub->prefix_len;
+        seg[ns].p = SUBSCRIPTION_HEAD; seg[ns++].len = SUBSCRIPTION_HEAD_LEN;
+        seg[ns].p = subscription_wire_id(e->sub); seg[ns++].len = e->sub->wire_len;
+        seg[ns].p = "\n"; seg[ns++].len = 1;
         if (e->sub->ack != SUB_ACK_AUTO) {
             seg[ns].p = "ack:"; seg[ns++].len = 4;
             seg[ns].p = e->m->id; seg[ns++].len = e->m->id_len;

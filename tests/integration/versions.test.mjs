@@ -138,6 +138,19 @@ describe('MESSAGE frames follow the subscriber\'s STOMP version', () => {
     }
   });
 
+  test('an id holding escapes comes back in each MESSAGE\'s subscription header by the subscriber\'s rules', async () => {
+    const room = 'versions-subid';
+    // The id as each version writes it on SUBSCRIBE, and what it means.
+    const ids = { '1.2': ['s\\c1\\\\x\\ny', 's:1\\x\ny'], '1.1': ['s\\c1\\\\x\\ny', 's:1\\x\ny'], '1.0': ['s:1\\x', 's:1\\x'] };
+    const subs = {};
+    for (const [v, [wire]] of Object.entries(ids)) subs[v] = await subscriber(v, room, { id: wire });
+    await send(room, 'body with \\r and \\c kept');
+    for (const [v, c] of Object.entries(subs)) {
+      await waitFor(() => c.messages_().length >= 1, { what: `MESSAGE for ${v}` });
+      assert.equal(c.messages_()[0].first('subscription'), ids[v][1], `STOMP ${v}: subscription header`);
+    }
+  });
+
   test('replayed from history (x-since): each version gets its own encoding too', async () => {
     const room = 'versions-replay';
     const first = await subscriber('1.2', room);

@@ -490,11 +490,11 @@ static void test_auth_rules(void **state)
 static subscription *fake_sub(const char *id, const char *rname, int kind, subscription *next)
 {
     size_t il = strlen(id), rl = strlen(rname);
-    subscription *sub = calloc(1, sizeof *sub + il + rl);
-    sub->id = sub->prefix;
+    subscription *sub = calloc(1, subscription_size(il, il, rl));
     memcpy(sub->id, id, il);
     memcpy(sub->id + il, rname, rl);
     sub->id_len = (uint32_t)il;
+    sub->wire_len = (uint32_t)il;
     sub->room_len = (uint8_t)rl;
     sub->kind = (uint8_t)kind;
     sub->next = next;
