@@ -179,16 +179,31 @@ p('## Targets');
 p();
 p('| Target | Measured | |');
 p('|---|---|---|');
+// The headline target is measured on its own (scripts/bench target_run):
+// one step at 1,000 msg/s into the room of 1,000 beside the idle
+// connections, whatever the rising runs below reach.
+const tg = find('target-1m', 'lectern');
+if (tg && tg.steps && tg.steps.length) {
+  const s = tg.steps[0], d = tg.deliveries;
+  const complete = s.expected ? s.received / s.expected : d.ratio;
+  const met = s.deliveries_per_s >= 1e6 && s.latency_ms.p99 <= 50 && s.expected > 0 && s.received === s.expected;
+  const wd = tg.write_delay_ms == null ? 'the default websocket.write_delay_ms' : `websocket.write_delay_ms ${tg.write_delay_ms}`;
+  p(`| Fan-out ≥ 1,000,000 deliveries/s at p99 ≤ 50 ms, no loss, 15,000 idle conns/server | ${n0(s.deliveries_per_s)} deliveries/s at p99 ${f1(s.latency_ms.p99)} ms (p50 ${f1(s.latency_ms.p50)}), ${(complete * 100).toFixed(2)}% delivered, ${n0(tg.connections.idle / 2)} idle connections per server, ${wd}; server CPU ${f2(s.cpu_us_per_delivery)} µs per delivery | ${yes(met)} |`);
+}
 if (headline) {
   const idleNote = fi ? `with ${n0(fi.connections.idle / 2)} idle connections per server` : 'without the idle connections';
   const plain = fo && fi ? bestStep(fo) : null;
   const b = best ? `${n0(best.deliveries_per_s)} deliveries/s at p99 ${f1(best.latency_ms.p99)} ms, no loss (${idleNote})` : 'no step met p99 ≤ 50 ms';
   const t = top && top !== best ? `; highest step ${n0(top.deliveries_per_s)}/s at p99 ${f1(top.latency_ms.p99)} ms` : '';
   const pl = plain ? `; without the idle connections ${n0(plain.deliveries_per_s)}/s at p99 ${f1(plain.latency_ms.p99)} ms` : '';
-  p(`| Fan-out ≥ 1,000,000 deliveries/s at p99 ≤ 50 ms, no loss, 15,000 idle conns/server | ${b}${t}${pl} | ${yes(best && best.deliveries_per_s >= 1e6)} |`);
-  // CPU at 1M deliveries/s: the first step at or above it, in the run with
-  // idle connections if that one got there, else in the plain fan-out run.
-  let cstep = null, crun = null;
+  // With the separate target run above, the rising run's best step is
+  // context, not the verdict.
+  if (tg) p(`| Fan-out rising rate, best step at p99 ≤ 50 ms | ${b}${t}${pl} | |`);
+  else p(`| Fan-out ≥ 1,000,000 deliveries/s at p99 ≤ 50 ms, no loss, 15,000 idle conns/server | ${b}${t}${pl} | ${yes(best && best.deliveries_per_s >= 1e6)} |`);
+  // CPU at 1M deliveries/s: the target run's, else the first step at or
+  // above it in the run with idle connections if that one got there, else
+  // in the plain fan-out run.
+  let cstep = tg && tg.steps.length ? tg.steps[0] : null, crun = cstep ? tg : null;
   for (const r of [fi, fo]) {
     if (!r || cstep) continue;
     cstep = r.steps.find((x) => x.deliveries_per_s >= 950000) || null;
@@ -196,7 +211,7 @@ if (headline) {
   }
   if (!cstep) { cstep = top || best; crun = headline; }
   const cpu = cstep ? cstep.cpu_us_per_delivery : undefined;
-  const cwhere = crun === fi ? 'with the idle connections' : 'without the idle connections';
+  const cwhere = crun === tg ? 'the target run' : crun === fi ? 'with the idle connections' : 'without the idle connections';
   p(`| Server CPU < 1 µs per delivery at that load | ${f2(cpu)} µs at ${n0(cstep && cstep.deliveries_per_s)} deliveries/s (${cwhere}) | ${yes(cpu !== undefined && cpu < 1 && cstep.deliveries_per_s >= 950000)} |`);
 }
 if (fo) {

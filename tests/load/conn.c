@@ -167,6 +167,30 @@ int conn_loop_init(conn_loop *l, const conn_opts *o, conn_counts *counts, uint64
     return l->ep < 0 ? -1 : 0;
 }
 
+int conn_heart_beat_parse(const char *s, long *cx, long *cy)
+{
+    long v[2];
+    const char *p = s;
+    for (int i = 0; i < 2; i++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        long x = 0;
+        for (; *p >= '0' && *p <= '9'; p++) {
+            x = x * 10 + (*p - '0');
+            if (x > 86400000L)
+                return -1;
+        }
+        v[i] = x;
+        if (i == 0 && *p++ != ',')
+            return -1;
+    }
+    if (*p)
+        return -1;
+    *cx = v[0];
+    *cy = v[1];
+    return 0;
+}
+
 void conn_loop_deinit(conn_loop *l)
 {
     if (l->ep >= 0)
@@ -493,7 +517,8 @@ static void send_connect(conn_loop *l, conn *c)
     l->o.hooks.login(c, login, sizeof login);
     int tl = snprintf(text, sizeof text,
                       "CONNECT\naccept-version:%s\nhost:%s\nlogin:%s\npasscode:%s\n"
-                      "heart-beat:0,0\n\n", l->o.accept_version, l->o.vhost, login, l->o.passcode);
+                      "heart-beat:%s\n\n", l->o.accept_version, l->o.vhost, login, l->o.passcode,
+                      l->o.heart_beat ? l->o.heart_beat : "0,0");
     if (tl < 0 || (size_t)tl >= sizeof text) {
         conn_error(l, "CONNECT frame too long", NULL, 0);
         conn_close(l, c, true);

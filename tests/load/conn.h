@@ -111,6 +111,7 @@ typedef struct conn_opts {
     const char *accept_version;  /* CONNECT's accept-version, host and passcode */
     const char *vhost;
     const char *passcode;
+    const char *heart_beat;      /* CONNECT's heart-beat value, "cx,cy" (NULL: "0,0") */
     long sources;                /* > 1: bind connection id to 127.0.0.1 + id % sources */
     size_t max_frame;            /* longer WebSocket or STOMP frames fail the connection */
     conn_hooks hooks;
@@ -134,6 +135,11 @@ struct conn_loop {
 /* CLOCK_MONOTONIC in ns: the clock of t_open and rx_now (and, since every
  * process on the machine shares it, of timestamps in message bodies). */
 int64_t conn_now_ns(void);
+
+/* Parse a STOMP heart-beat value "cx,cy" (two non-negative decimal
+ * integers of ms, at most 24 h each, nothing else) into *cx and *cy.
+ * Returns 0, or -1 with *cx and *cy untouched. */
+int conn_heart_beat_parse(const char *s, long *cx, long *cy);
 
 /* Parse "ws://host:port/path" (host an IPv4 address or "localhost"; path
  * "/" when absent) into u. Returns 0, or -1 with *why set to a static

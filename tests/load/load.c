@@ -112,6 +112,8 @@ typedef struct opts {
     long drain_ms, quiet_ms;
     double slo_ms;           /* stop rising when a step's p99 exceeds this */
     const char *login, *passcode, *vhost, *prefix;
+    const char *heart_beat;  /* CONNECT's heart-beat (NULL: 0,0) */
+    long hb_cx;              /* > 0: send an EOL to every connection this often, ms */
     int watch[LOAD_MAX_PIDS];
     int nwatch;
     int extra[LOAD_MAX_PIDS];            /* --watch-extra pids */
@@ -492,7 +494,7 @@ static void child_run(void)
     const conn_opts co = {
         .urls = O.urls, .protocols = O.sio ? NULL : "v12.stomp, v11.stomp, v10.stomp",
         .protocol = O.sio ? CONN_SOCKETIO : CONN_STOMP_PROTO,
-        .accept_version = "1.2,1.1", .vhost = O.vhost, .passcode = O.passcode,
+        .accept_version = "1.2,1.1", .vhost = O.vhost, .passcode = O.passcode, .heart_beat = O.heart_beat,
         .sources = O.sources, .max_frame = LOAD_MAX_FRAME,
         .hooks = { .connected = on_connected, .message = on_message, .receipt = on_receipt,
                    .login = login_for },
@@ -505,6 +507,7 @@ static void child_run(void)
     double ramp = O.ramp / (double)O.procs;
     size_t next_open = 0;
     int64_t last_sweep = start;
+    int64_t next_beat = start + O.hb_cx * 1000000;   /* when the EOLs are next due */
     enum { PH_CONNECT, PH_WAIT, PH_PUBLISH, PH_DRAIN } phase = PH_CONNECT;
     int64_t drain_start = 0, drain_end = 0;
 
@@ -556,6 +559,14 @@ static void child_run(void)
             int64_t since = R->last_rx_ns > drain_start ? R->last_rx_ns : drain_start;
             if (t >= drain_end || t - since > (int64_t)O.quiet_ms * 1000000)
                 break;
+        }
+        /* Our heart-beats: an EOL (one WebSocket message) to every
+         * connection in STOMP state or ready, every cx ms. */
+        if (O.hb_cx > 0 && t >= next_beat && !O.sio) {
+            next_beat = t + O.hb_cx * 1000000;
+            for (size_t i = 0; i < nconns; i++)
+                if (conns[i].net.state == CONN_READY)
+                    conn_send_text(&loop, &conns[i].net, "\n", 1);
         }
         /* Only a process with publishers needs the 1 ms pacing tick. */
         int timeout = phase == PH_PUBLISH && npubs ? 1 : 10;
@@ -766,6 +777,8 @@ static void usage(FILE *f)
 "  --slo MS              p99 a rising step must meet to continue (default 50)\n"
 "  --login L --passcode P --vhost H   CONNECT credentials (default guest/guest, /);\n"
 "                        a %%u in L becomes the connection's number (one user each)\n"
+"  --heart-beat CX,CY    CONNECT's heart-beat header (default 0,0); CX > 0: every\n"
+"                        connection sends an EOL every CX ms (server beats are not checked)\n"
 "  --prefix P            room name prefix (default load-<pid>)\n"
 "  --watch-pid PID       sample this server process's CPU and RSS (repeatable)\n"
 "  --watch-extra NAME=PID  sample another process the system needs (registry,\n"
@@ -828,7 +841,7 @@ int main(int argc, char **argv)
     enum { OPT_URL = 256, OPT_SCEN, OPT_SUBS, OPT_ROOMS, OPT_PUBS, OPT_IDLE, OPT_IDLE_ROOM,
            OPT_RATE, OPT_RATE_STEP, OPT_RATE_MAX, OPT_STEP, OPT_DURATION, OPT_SIZE, OPT_PROCS,
            OPT_SOURCES, OPT_RAMP, OPT_INFLIGHT, OPT_CTIMEOUT, OPT_DRAIN, OPT_QUIET, OPT_SLO,
-           OPT_LOGIN, OPT_PASS, OPT_VHOST, OPT_PREFIX, OPT_WATCH, OPT_JSON, OPT_NOPROG, OPT_HELP,
+           OPT_LOGIN, OPT_PASS, OPT_VHOST, OPT_HB, OPT_PREFIX, OPT_WATCH, OPT_JSON, OPT_NOPROG, OPT_HELP,
            OPT_PROTO, OPT_EXTRA };
     static const struct option lo[] = {
         { "url", 1, 0, OPT_URL }, { "scenario", 1, 0, OPT_SCEN }, { "subscribers", 1, 0, OPT_SUBS },
@@ -839,7 +852,7 @@ int main(int argc, char **argv)
         { "procs", 1, 0, OPT_PROCS }, { "sources", 1, 0, OPT_SOURCES }, { "ramp", 1, 0, OPT_RAMP },
         { "inflight", 1, 0, OPT_INFLIGHT }, { "connect-timeout", 1, 0, OPT_CTIMEOUT },
         { "drain", 1, 0, OPT_DRAIN }, { "quiet", 1, 0, OPT_QUIET }, { "slo", 1, 0, OPT_SLO },
-        { "login", 1, 0, OPT_LOGIN }, { "passcode", 1, 0, OPT_PASS }, { "vhost", 1, 0, OPT_VHOST },
+        { "login", 1, 0, OPT_LOGIN }, { "passcode", 1, 0, OPT_PASS }, { "vhost", 1, 0, OPT_VHOST }, { "heart-beat", 1, 0, OPT_HB },
         { "prefix", 1, 0, OPT_PREFIX }, { "watch-pid", 1, 0, OPT_WATCH }, { "json", 0, 0, OPT_JSON },
         { "no-progress", 0, 0, OPT_NOPROG }, { "help", 0, 0, OPT_HELP },
         { "protocol", 1, 0, OPT_PROTO }, { "watch-extra", 1, 0, OPT_EXTRA }, { 0, 0, 0, 0 }
@@ -890,6 +903,13 @@ int main(int argc, char **argv)
         case OPT_LOGIN: O.login = optarg; break;
         case OPT_PASS: O.passcode = optarg; break;
         case OPT_VHOST: O.vhost = optarg; break;
+        case OPT_HB: {
+            long cy;
+            if (conn_heart_beat_parse(optarg, &O.hb_cx, &cy) != 0)
+                die("--heart-beat must be CX,CY (ms, e.g. 10000,10000)");
+            O.heart_beat = optarg;
+            break;
+        }
         case OPT_PREFIX: O.prefix = optarg; break;
         case OPT_WATCH:
             if (O.nwatch < LOAD_MAX_PIDS)

@@ -172,6 +172,28 @@ static void test_conn_url(void **state)
     }
 }
 
+/* --heart-beat CX,CY: two decimal ms values, nothing else. */
+static void test_heart_beat_parse(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        int r;
+        long cx, cy;
+    } cases[] = {
+        { "0,0", 0, 0, 0 }, { "10000,5000", 0, 10000, 5000 }, { "86400000,1", 0, 86400000, 1 },
+        { "", -1, 0, 0 }, { "10000", -1, 0, 0 }, { "10000,", -1, 0, 0 }, { ",10", -1, 0, 0 },
+        { "-1,0", -1, 0, 0 }, { "1,2,3", -1, 0, 0 }, { "1, 2", -1, 0, 0 }, { "1,2x", -1, 0, 0 },
+        { "86400001,0", -1, 0, 0 }, { "99999999999999999999,0", -1, 0, 0 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        long cx = -7, cy = -7;
+        assert_int_equal(conn_heart_beat_parse(cases[i].s, &cx, &cy), cases[i].r);
+        assert_int_equal(cx, cases[i].r == 0 ? cases[i].cx : -7);
+        assert_int_equal(cy, cases[i].r == 0 ? cases[i].cy : -7);
+    }
+}
+
 /* --- report JSON ---------------------------------------------------------- */
 
 static void test_json(void **state)
@@ -568,6 +590,7 @@ int main(void)
         cmocka_unit_test(test_scan_headers_and_limits),
         cmocka_unit_test(test_sio_parse),
         cmocka_unit_test(test_sio_event),
+        cmocka_unit_test(test_heart_beat_parse),
         cmocka_unit_test(test_hist),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_status_snapshot),
