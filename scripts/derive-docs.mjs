@@ -226,6 +226,14 @@ export function model(runs, knobs) {
     m.storageRowsQuorum = stq.stored / stq.drain_s;
   }
 
+  // The headline step (target-1m): one step, so its first is the one.
+  const tr = find('target-1m');
+  if (tr && tr.steps && tr.steps.length) {
+    const s0 = tr.steps[0];
+    m.target = { per_s: s0.deliveries_per_s, cores: s0.cpu_s / s0.seconds, us: s0.cpu_us_per_delivery, p99: s0.latency_ms.p99,
+                 servers: tr.urls.length, idle: tr.connections.idle / tr.urls.length };
+  }
+
   // The write-coalescing curve (not needed for the rest: its block says
   // when it is missing).
   m.writeDelay = writeDelayRuns(runs);
@@ -420,22 +428,25 @@ export const BLOCKS = {
     return `Measured in the fan-out (one room of ${n0(w.room)}), a delay of ${top} ms took the servers' CPU per delivery at ${parts.join('; at ')}.`;
   },
   'fanout-cores': (m) => `At the fan-out's highest loss-free step (${n0(m.fanout && m.fanout.per_s)} deliveries/s) the ${n0(m.fanout && m.fanout.servers)} servers together used ${cores(m.fanout && m.fanout.cores)} cores`,
+  'target-cores': (m) => m.target
+    ? `At the headline step (${n0(m.target.per_s)} deliveries/s beside ${n0(m.target.idle)} idle connections per server, p99 ${f1(m.target.p99)} ms) the ${n0(m.target.servers)} servers together used ${cores(m.target.cores)} cores, ${f2(m.target.us)} µs per delivery`
+    : 'docs/benchmarks.jsonl holds no headline step (the target-1m run of the full `make bench`)',
   targets: (m, ctx) => ctx.targets || '(docs/benchmarks.md has no Targets table)',
 };
 // Blocks that need no measurement, or quote benchmarks.md as it is.
-const FREE = new Set(['workload', 'targets', 'soak-result']);
+const FREE = new Set(['workload', 'targets', 'soak-result', 'target-cores']);
 function renderBlock(name, m, ctx) {
   if (m.missing.length && !FREE.has(name))
     return `(not computed: docs/benchmarks.jsonl lacks ${m.missing.join(', ')}; run the full \`make bench\`)`;
   return BLOCKS[name](m, ctx);
 }
-export const INLINE = new Set(['soak-result', 'conns-per-server', 'worker-rows', 'write-cost', 'fanout-cores', 'coalescing', 'shared-costs', 'write-delay']);
+export const INLINE = new Set(['target-cores', 'soak-result', 'conns-per-server', 'worker-rows', 'write-cost', 'fanout-cores', 'coalescing', 'shared-costs', 'write-delay']);
 
 // Which page holds which blocks: --check fails when one is missing.
 export const PAGES = {
   'docs/scaling.md': ['unit-costs', 'planning', 'workload', 'sizing', 'sizing-notes', 'shard-when'],
   'docs/operations.md': ['planning', 'sizing-summary', 'conns-per-server', 'worker-rows'],
-  'docs/performance.md': ['coalescing', 'write-cost', 'shared-costs', 'memory-total', 'fanout-cores', 'write-delay', 'targets', 'soak-result'],
+  'docs/performance.md': ['coalescing', 'write-cost', 'shared-costs', 'memory-total', 'fanout-cores', 'target-cores', 'write-delay', 'targets', 'soak-result'],
 };
 
 // Figures outside derived blocks that are not measurements, by page: the
