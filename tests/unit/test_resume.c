@@ -221,10 +221,37 @@ static void test_pages_replay_in_order_then_the_newer_held_messages(void **state
     answer(14, 14, false, false);
     /* 1-13 was replayed already; 1-15 follows the replay; then live. */
     assert_string_equal(f.c.got, "1-11 1-12 1-13 1-14 1-15 ");
-    assert_null(f.c.rs);
+    assert_non_null(f.c.rs);                 /* the tail, until a newer live message */
     assert_int_equal(f.c.held, 0);
     live(&f, 16);
     assert_string_equal(f.c.got, "1-11 1-12 1-13 1-14 1-15 1-16 ");
+    assert_null(f.c.rs);                     /* live */
+    assert_int_equal(f.mt.resume_overlap_dropped, 0);
+    fix_deinit(&f);
+}
+
+/* History ahead of the bus: the replay delivers messages whose live copies
+ * reach this server only after the replay is done. They are dropped, once
+ * each, and the first newer one ends the tail. */
+static void test_live_copies_of_replayed_messages_are_dropped(void **state)
+{
+    (void)state;
+    fix f;
+    fix_init(&f, 4);
+    start(&f, 10);
+    fix_base(&f);
+    answer(11, 13, false, false);            /* history has 11-13; none came live yet */
+    assert_string_equal(f.c.got, "1-11 1-12 1-13 ");
+    assert_non_null(f.c.rs);
+    live(&f, 12);                            /* their live copies, late */
+    live(&f, 13);
+    assert_string_equal(f.c.got, "1-11 1-12 1-13 ");
+    assert_int_equal(f.mt.resume_overlap_dropped, 2);
+    live(&f, 14);
+    assert_string_equal(f.c.got, "1-11 1-12 1-13 1-14 ");
+    assert_null(f.c.rs);
+    live(&f, 15);
+    assert_string_equal(f.c.got, "1-11 1-12 1-13 1-14 1-15 ");
     fix_deinit(&f);
 }
 
@@ -247,7 +274,7 @@ static void test_a_reader_behind_is_waited_for(void **state)
     assert_int_equal(fetch_q.after.n, 0);    /* the cut page is read again */
     answer(1, 2, false, false);
     assert_string_equal(f.c.got, "1-1 1-2 ");
-    assert_null(f.c.rs);
+    assert_non_null(f.c.rs);                 /* the tail; fix_deinit cancels it */
     fix_deinit(&f);
 }
 
@@ -362,6 +389,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pages_replay_in_order_then_the_newer_held_messages),
+        cmocka_unit_test(test_live_copies_of_replayed_messages_are_dropped),
         cmocka_unit_test(test_a_reader_behind_is_waited_for),
         cmocka_unit_test(test_it_waits_in_line_for_a_history_slot),
         cmocka_unit_test(test_cancel_in_every_state_leaves_nothing),
