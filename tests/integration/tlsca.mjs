@@ -12,6 +12,7 @@
 // so a test can tell which certificate a server presented.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import path from 'node:path';
 import tls from 'node:tls';
 
@@ -80,4 +81,35 @@ export function tlsProbe(port, ca, opts = {}) {
 // A PEM file's contents, for the `ca` option of tls and ws.
 export function readPem(p) {
   return readFileSync(p);
+}
+
+// An HTTPS request to 127.0.0.1:port (server name localhost) trusting `ca`:
+// resolves with { status, text }, rejects on a refused certificate.
+export function httpsRequest(port, urlPath, ca, { method = 'GET', headers = {}, body } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = https.request({ host: '127.0.0.1', port, path: urlPath, method, servername: 'localhost',
+      ca: readPem(ca), headers, agent: false, timeout: 5000 }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode, text }));
+    });
+    req.on('timeout', () => req.destroy(new Error('HTTPS request timed out')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+// A readiness probe for startServer ({ probe }): GET path over HTTPS
+// trusting `ca` answers 200.
+export const https200 = (ca) => (port, urlPath) => async () =>
+  (await httpsRequest(port, urlPath, ca)).status === 200;
+
+// A metric's value from /metrics over HTTPS (as helpers.metric does over HTTP).
+export async function httpsMetric(port, ca, name) {
+  const { text } = await httpsRequest(port, '/metrics', ca);
+  const esc = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const m = text.match(new RegExp(`^${esc} (\\d+)$`, 'm'));
+  if (!m) throw new Error(`no metric ${name} on port ${port}`);
+  return Number(m[1]);
 }
