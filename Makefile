@@ -37,9 +37,9 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARNINGS) $(SANFLAGS) -MMD -MP -I
             $(shell pkg-config --cflags libmariadb 2>/dev/null)
 LDFLAGS  += $(SANFLAGS)
 
-SERVER_PKGS := libwebsockets libuv librabbitmq hiredis libmariadb libcrypto
+SERVER_PKGS := libwebsockets libuv librabbitmq hiredis libmariadb libssl libcrypto
 SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null) -linih -ljansson -lm -pthread
-WORKER_PKGS := libwebsockets libuv librabbitmq libmariadb
+WORKER_PKGS := libwebsockets libuv librabbitmq libmariadb libssl libcrypto
 WORKER_LIBS := $(shell pkg-config --libs $(WORKER_PKGS) 2>/dev/null) -linih -ljansson -lm -pthread
 TEST_LIBS   := -lcmocka
 

@@ -214,6 +214,9 @@ static void bus_release(bus *b)
     free(b->vhost);
     free(b->user);
     free(b->password);
+    free((char *)b->tls.ca);
+    free((char *)b->tls.cert);
+    free((char *)b->tls.key);
     free(b->server_id);
     free(b->xname);
     free(b->qname);
@@ -287,6 +290,9 @@ bus *bus_create(uv_loop_t *loop, const bus_config *cfg, const bus_callbacks *cb,
     b->vhost = xstrdup(cfg->vhost);
     b->user = xstrdup(cfg->user);
     b->password = xstrdup(cfg->password);
+    b->tls = (amqptls_config){ cfg->tls.on, xstrdup(cfg->tls.ca ? cfg->tls.ca : ""),
+                               xstrdup(cfg->tls.cert ? cfg->tls.cert : ""),
+                               xstrdup(cfg->tls.key ? cfg->tls.key : "") };
     b->server_id = xstrdup(cfg->server_id ? cfg->server_id : "");
     b->dynamic = cfg->dynamic;
     b->xname = xmalloc(xl);

@@ -54,6 +54,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "amqptls.h"
 #include "envelope.h"
 #include "histogram.h"
 
@@ -65,6 +66,7 @@ typedef struct bus_config {
     const char *vhost;
     const char *user;
     const char *password;
+    amqptls_config tls;           /* plain TCP or TLS to every node */
     const char *exchange;         /* base name, e.g. "lectern.rooms" */
     bool        dynamic;          /* per-room bindings on a direct exchange */
     const char *server_id;        /* names the queue; origin of our messages */

@@ -1,7 +1,8 @@
 /* bus_conn.c — one AMQP connection of the bus, as its thread drives it.
  *
  * Both bus threads (bus_pub.c, bus_con.c) own one connection each and use
- * the same steps: open (TCP connect bounded by BUS_CONNECT_TIMEOUT, login
+ * the same steps: open (TCP connect, and with bus.tls the TLS handshake and
+ * its certificate checks (lib/amqptls), bounded by BUS_CONNECT_TIMEOUT, login
  * bounded by BUS_HANDSHAKE_TIMEOUT, every later RPC by BUS_RPC_TIMEOUT),
  * read the broker's unsolicited methods (connection.close, channel.close,
  * basic.cancel, flow control), report up and down, close. A bus_conn lives
@@ -38,13 +39,12 @@
 
 #include "log.h"
 
-#include <amqp_tcp_socket.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #define BUS_FRAME_MAX       131072
-#define BUS_CONNECT_TIMEOUT 2        /* s: TCP connect */
+#define BUS_CONNECT_TIMEOUT 2        /* s: TCP connect (and TLS handshake) */
 #define BUS_HANDSHAKE_TIMEOUT 5      /* s: AMQP handshake and login */
 #define BUS_RPC_TIMEOUT     10       /* s: any RPC; the connection dies after it */
 
@@ -150,7 +150,7 @@ void bus_conn_close(bus_conn *c)
     c->conn = NULL;
 }
 
-/* TCP connect and login. Returns 0, or -1 with c->why (c->conn may be set:
+/* TCP (or TLS, bus.tls: lib/amqptls) connect and login. Returns 0, or -1 with c->why (c->conn may be set:
  * the caller closes it). */
 int bus_conn_open(bus *b, bus_conn *c)
 {
@@ -161,18 +161,12 @@ int bus_conn_open(bus *b, bus_conn *c)
         snprintf(c->why, sizeof c->why, "amqp_new_connection failed");
         return -1;
     }
-    amqp_socket_t *sock = amqp_tcp_socket_new(c->conn);
-    if (!sock) {
-        snprintf(c->why, sizeof c->why, "amqp_tcp_socket_new failed");
-        return -1;
-    }
     struct timeval tv = { BUS_CONNECT_TIMEOUT, 0 };
     const addrlist_entry *node = &b->nodes.v[c->node];
-    int rc = amqp_socket_open_noblock(sock, node->host, node->port, &tv);
-    if (rc != AMQP_STATUS_OK) {
-        snprintf(c->why, sizeof c->why, "connect: %s", amqp_error_string2(rc));
+    amqp_socket_t *sock = amqptls_open(c->conn, &b->tls, node->host, node->port, &tv, c->why,
+                                       sizeof c->why);
+    if (!sock)
         return -1;
-    }
     /* From here on bus_destroy may shut the socket down, unless it has
      * already passed that point: then give up now. */
     pthread_mutex_lock(c->mu);

@@ -86,6 +86,7 @@ struct bus {
     addrlist nodes;              /* the broker's nodes, as configured */
     size_t first_node;           /* where both connections start */
     char *vhost, *user, *password, *server_id;
+    amqptls_config tls;          /* its strings owned */
     char *xname;                 /* "<exchange>.fanout" | "<exchange>.direct" */
     char *qname;                 /* "<exchange>.server.<server_id>.<8 hex>", a new
                                   * suffix on every consumer connection */
@@ -182,7 +183,7 @@ int bus_rpc_check(bus_conn *c, const char *what);
 /* A method frame that is not what the thread waits for. Returns -1 when the
  * connection is no longer usable (reason in c->why), else 0. */
 int bus_conn_frame(bus_conn *c, const amqp_frame_t *f);
-/* TCP connect to node c->node and log in. Returns 0, or -1 with c->why
+/* TCP (or TLS) connect to node c->node and log in. Returns 0, or -1 with c->why
  * (c->conn may be set then: bus_conn_down closes it). */
 int bus_conn_open(bus *b, bus_conn *c);
 /* Close politely unless c->no_close, and destroy. Accepts a closed c. */

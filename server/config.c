@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include "addrlist.h"
+#include "amqptls.h"
 #include "apikey.h"
 #include "mysqlconn.h"
 #include "origin.h"
@@ -44,6 +45,27 @@ const cfg_knob server_knobs[] = {
     { "server.reuseport", CFG_BOOL, K(reuseport), "false", 0, 0, NULL,
       "Open the port with SO_REUSEPORT so that several server processes on one\n"
       "host share it (the kernel spreads connections); each is a full member." },
+    { "server.tls_cert", CFG_STR, K(tls_cert), "", 0, 0, NULL,
+      "PEM certificate chain (the server's certificate first, then the\n"
+      "intermediates) for serving TLS on server.port itself, for deployments\n"
+      "without a TLS proxy in front: clients then use wss:// and https://, and\n"
+      "every HTTP route (the API, /healthz, /metrics, metrics.listen too) is\n"
+      "served over TLS only. SIGHUP reads it and server.tls_key again: new\n"
+      "connections get the new pair, open ones keep theirs; a pair that does not\n"
+      "load (or has expired) is refused, logged, and the previous one stays in\n"
+      "service. Empty: plain ws:// and http:// (TLS ends at a proxy, or nowhere)." },
+    { "server.tls_key", CFG_STR, K(tls_key), "", 0, 0, NULL,
+      "PEM private key (unencrypted) of server.tls_cert; keep it readable by the\n"
+      "server's user only." },
+    { "server.tls_min_version", CFG_STR, K(tls_min_version), "1.2", 0, 0, "1.2|1.3",
+      "Oldest TLS version accepted on server.port (with server.tls_cert). TLS 1.0\n"
+      "and 1.1, SSL, compression and renegotiation are always refused." },
+    { "server.tls_ciphers", CFG_STR, K(tls_ciphers),
+      "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+      "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+      "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305", 0, 0, NULL,
+      "OpenSSL cipher list offered with TLS 1.2: forward-secret AEAD ciphers\n"
+      "only. TLS 1.3 uses its own suites (all AEAD: AES-GCM, ChaCha20-Poly1305)." },
     { "server.drain_timeout_ms", CFG_INT, K(drain_timeout_ms), "10000", 0, 600000, NULL,
       "SIGTERM drains: stop accepting, close every client with WebSocket code\n"
       "1012 (service restart; clients reconnect elsewhere and resume), wait for\n"
@@ -287,6 +309,7 @@ const cfg_knob server_knobs[] = {
     { "bus.vhost", CFG_STR, K(bus.vhost), "/", 0, 0, NULL, "AMQP virtual host." },
     { "bus.user", CFG_STR, K(bus.user), "guest", 0, 0, NULL, "AMQP user." },
     { "bus.password", CFG_STR, K(bus.password), "guest", 0, 0, NULL, "AMQP password." },
+    AMQPTLS_KNOBS("bus", K(bus.tls), "bus.host"),
     { "bus.exchange", CFG_STR, K(bus.exchange), "lectern.rooms", 0, 0, NULL,
       "Base name of the room exchange: <name>.fanout, or <name>.direct in dynamic mode." },
     { "bus.mode", CFG_STR, K(bus_mode), "fanout", 0, 0, "fanout|dynamic",
@@ -349,6 +372,7 @@ const cfg_knob server_knobs[] = {
       "Threads (each with its own connection) running history queries, so that\n"
       "MySQL never blocks the event loop." },
     MYSQLCONN_KNOB_TIMEOUT(K(history.db.conn)),
+    MYSQLCONN_KNOBS_TLS(K(history.db.conn)),
 
     { "history.default_limit", CFG_INT, K(history_default_limit), "50", 1, 100000, NULL,
       "Messages in a history page when the request gives no limit." },
@@ -447,9 +471,16 @@ int server_config_check(const server_config *c, char *err, size_t errlen)
         snprintf(err, errlen, "redis.user is set but redis.password is empty");
         return -1;
     }
-    if (apikey_check(c->api_keys, err, errlen) < 0)
+    if (!c->tls_cert[0] != !c->tls_key[0]) {
+        snprintf(err, errlen, "server.tls_cert and server.tls_key go together: set both or "
+                 "neither");
         return -1;
-    if (addrlist_check("bus.host", c->bus.host, c->bus.port, err, errlen) < 0)
+    }
+    if (apikey_check(c->api_keys, err, errlen) < 0 ||
+        mysqlconn_check(&c->history.db.conn, err, errlen) < 0)
+        return -1;
+    if (addrlist_check("bus.host", c->bus.host, c->bus.port, err, errlen) < 0 ||
+        amqptls_check(&c->bus.tls, "bus", err, errlen) < 0)
         return -1;
     if (c->registry.sentinels[0] && addrlist_check("redis.sentinels", c->registry.sentinels,
                                                    REDIS_SENTINEL_PORT, err, errlen) < 0)

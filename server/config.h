@@ -29,6 +29,10 @@ typedef struct server_config {
     char  *id;                /* cluster-unique server id; "" = generated */
     bool   reuseport;         /* share the port with other processes */
     int    drain_timeout_ms;  /* SIGTERM: longest wait for clients and publishes */
+    char  *tls_cert;          /* PEM chain served on server.port; "" = no TLS */
+    char  *tls_key;           /* its private key */
+    char  *tls_min_version;   /* "1.2" | "1.3" */
+    char  *tls_ciphers;       /* OpenSSL cipher list for TLS 1.2 */
     /* [http] */
     char  *static_dir;        /* files served at / ("" = none) */
     int    http_max_users;    /* users in one /api/presence?users= lookup */

@@ -468,6 +468,9 @@ static void db_release(db *d)
     free((char *)d->conn.user);
     free((char *)d->conn.password);
     free((char *)d->conn.database);
+    free((char *)d->conn.tls_ca);
+    free((char *)d->conn.tls_cert);
+    free((char *)d->conn.tls_key);
     pthread_cond_destroy(&d->cv);
     pthread_mutex_destroy(&d->mu);
 }
@@ -481,6 +484,9 @@ db *db_create(uv_loop_t *loop, const db_config *cfg)
     d->conn.user = xstrdup(cfg->conn.user);
     d->conn.password = xstrdup(cfg->conn.password);
     d->conn.database = xstrdup(cfg->conn.database);
+    d->conn.tls_ca = xstrdup(cfg->conn.tls_ca ? cfg->conn.tls_ca : "");
+    d->conn.tls_cert = xstrdup(cfg->conn.tls_cert ? cfg->conn.tls_cert : "");
+    d->conn.tls_key = xstrdup(cfg->conn.tls_key ? cfg->conn.tls_key : "");
     d->jobs_tail = &d->jobs;
     d->done_tail = &d->done;
     pthread_mutex_init(&d->mu, NULL);

@@ -13,6 +13,7 @@
 #include "mysqlconn.h"
 #include "peers.h"
 #include "server.h"
+#include "tlscert.h"
 #include "version.h"
 
 /* What the knob table cannot check, and where the server will listen: that
@@ -33,13 +34,16 @@ static int main_check(const void *conf, char *err, size_t errlen)
 }
 
 /* --check-config: what only starting would find otherwise: the key file,
- * the proxies. */
+ * the proxies, the TLS certificate and key. */
 static int main_check_start(const void *conf, char *err, size_t errlen)
 {
     const server_config *c = conf;
     peers *pp = peers_create(c->trusted_proxies, c->max_conns_per_ip, err, errlen);
     peers_destroy(pp);
     if (!pp || auth_check_config(c, err, errlen) < 0)
+        return -1;
+    tlscert_info cert;
+    if (c->tls_cert[0] && tlscert_check(c->tls_cert, c->tls_key, &cert, err, errlen) < 0)
         return -1;
     return 0;
 }
@@ -71,7 +75,8 @@ static const cli_program program = {
     .epilog =
         "Signals: SIGTERM or SIGINT drain: clients are closed with WebSocket code\n"
         "1012 once what they sent is confirmed, then the server exits 0\n"
-        "(server.drain_timeout_ms).\n"
+        "(server.drain_timeout_ms). SIGHUP reloads server.tls_cert and\n"
+        "server.tls_key (open connections keep theirs).\n"
         "Logs: one key=value line per event on stderr.\n",
     .aliases = aliases,
     .knobs = server_knobs,

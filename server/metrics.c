@@ -89,6 +89,14 @@ static const metrics_row metrics_rows[] = {
       "WebSocket upgrades refused (403): Origin not in websocket.allowed_origins."),
     G(auth_insecure, "lectern_auth_insecure",
       "1 when the server runs without authentication (auth.mode none or insecure-dev)."),
+    G(tls_cert_expiry, "lectern_tls_cert_expiry_timestamp_seconds",
+      "When the certificate server.port serves (server.tls_cert) expires, Unix\n"
+      "seconds (alert well before it); 0 without TLS."),
+    L(tls_reloads, "lectern_tls_reloads_total",
+      "SIGHUPs that loaded server.tls_cert and server.tls_key again."),
+    L(tls_reload_failures, "lectern_tls_reload_failures_total",
+      "SIGHUPs whose certificate or key was refused (the previous pair stays;\n"
+      "logged as tls_reload_failed)."),
     C(frame_timeouts, "lectern_frame_timeouts_total",
       "Connections closed for not completing a frame within stomp.frame_timeout_ms."),
     C(rx_paced, "lectern_rx_paced_total",

@@ -126,6 +126,9 @@ typedef struct metrics_gauges {
     uint64_t catchups;
     uint64_t idempotent_repeats;
     uint64_t auth_insecure;                /* 1: auth.mode none or insecure-dev */
+    uint64_t tls_cert_expiry;              /* notAfter of server.tls_cert (Unix s); 0: no TLS */
+    uint64_t tls_reloads;                  /* SIGHUPs that loaded a new pair */
+    uint64_t tls_reload_failures;          /* SIGHUPs whose pair was refused */
 } metrics_gauges;
 
 /* Zero m (histograms included). */

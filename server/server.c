@@ -22,6 +22,16 @@
  * connections tagged (lws opaque user data) so that the callback serves
  * them /metrics and nothing else; the public port then answers 404 there.
  *
+ * TLS (server.tls_cert): the vhost has an OpenSSL context, and lws does the
+ * handshake on every adopted connection, both listeners' alike, before any
+ * HTTP; ALPN offers http/1.1 only (WebSockets and the HTTP routes are
+ * HTTP/1.1 code). The pair is checked by tlscert.c before lws sees it. On
+ * SIGHUP it is checked again and, when good, loaded into the same context
+ * (lws_tls_cert_updated): a connection's SSL took its own reference to the
+ * old certificate and key at accept, so open connections keep them and
+ * only handshakes from then on see the new pair; nothing is closed. A bad
+ * pair is logged and counted, and the old one stays.
+ *
  * Shutdown (SIGTERM/SIGINT) runs in stages on the loop: stop accepting and
  * close every connection (lws_context_destroy); once the sessions are gone
  * (bounded wait), deregister from the registry (bounded wait); then destroy
@@ -55,6 +65,7 @@
 #include "session.h"
 #include "stomp.h"
 #include "storelimits.h"
+#include "tlscert.h"
 #include "version.h"
 
 #include <arpa/inet.h>
@@ -62,6 +73,7 @@
 #include <fcntl.h>
 #include <libwebsockets.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +95,10 @@ struct server {
     char id[STORELIMITS_ORIGIN_MAX + 1];   /* server.id, the origin of its messages */
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
+    uv_signal_t sighup;          /* reloads server.tls_cert and server.tls_key */
+    bool tls;                    /* server.tls_cert is set: TLS on every listener */
+    tlscert_info cert;           /* the certificate in service */
+    uint64_t tls_reloads, tls_reload_failures;
     uv_timer_t tick;
     uv_timer_t stop_timer;
     uv_check_t reaper;           /* writes output, performs closes requested during callbacks */
@@ -528,6 +544,7 @@ static void server_teardown(server *srv)
      * loop alive; server_destroy closes them. */
     uv_unref((uv_handle_t *)&srv->sigterm);
     uv_unref((uv_handle_t *)&srv->sigint);
+    uv_unref((uv_handle_t *)&srv->sighup);
 }
 
 static void server_on_goodbye(void *ctx)
@@ -607,6 +624,41 @@ static void server_on_stop_timer(uv_timer_t *t)
 static void server_on_signal(uv_signal_t *h, int signum)
 {
     server_begin_stop(h->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void server_log_cert(const char *event, const server *srv)
+{
+    char q[200];
+    log_info(event, "cert=%s serial=%s sha256=%s not_after=%lld subject=%s",
+             srv->conf->tls_cert, srv->cert.serial, srv->cert.sha256,
+             (long long)srv->cert.not_after,
+             log_q(q, sizeof q, srv->cert.subject, strlen(srv->cert.subject)));
+}
+
+/* SIGHUP: the certificate and key again, if they check out (see the essay). */
+static void server_on_hup(uv_signal_t *h, int signum)
+{
+    server *srv = h->data;
+    const server_config *c = srv->conf;
+    (void)signum;
+    if (!srv->tls) {
+        log_info("sighup", "detail=\"nothing to reload: server.tls_cert is not set\"");
+        return;
+    }
+    if (srv->stopping || !srv->ctx)
+        return;
+    char err[300], q[320];
+    tlscert_info next;
+    if (tlscert_check(c->tls_cert, c->tls_key, &next, err, sizeof err) < 0) {
+        srv->tls_reload_failures++;
+        log_error("tls_reload_failed", "cert=%s serial_in_service=%s reason=%s", c->tls_cert,
+                  srv->cert.serial, log_q(q, sizeof q, err, strlen(err)));
+        return;
+    }
+    lws_tls_cert_updated(srv->ctx, c->tls_cert, c->tls_key, NULL, 0, NULL, 0);
+    srv->cert = next;
+    srv->tls_reloads++;
+    server_log_cert("tls_reloaded", srv);
 }
 
 /* --- creation ---------------------------------------------------------------------- */
@@ -811,6 +863,13 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     srv->sigterm.data = srv;
     uv_signal_init(&srv->loop, &srv->sigint);
     srv->sigint.data = srv;
+    uv_signal_init(&srv->loop, &srv->sighup);
+    srv->sighup.data = srv;
+    srv->tls = conf->tls_cert[0] != '\0';
+    if (srv->tls && tlscert_check(conf->tls_cert, conf->tls_key, &srv->cert, err, errlen) < 0) {
+        server_destroy(srv);
+        return NULL;
+    }
     if (server_start_cluster(srv) < 0) {
         snprintf(err, errlen, "cannot start the registry, history or bus (see the log line before)");
         server_destroy(srv);
@@ -845,6 +904,19 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     /* Room for a bearer token (a JWT listing many rooms) in a request. */
     info.max_http_header_data = 8192;
     info.vhost_name = "default";
+    if (srv->tls) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = conf->tls_cert;
+        info.ssl_private_key_filepath = conf->tls_key;
+        info.ssl_cipher_list = conf->tls_ciphers;
+        /* lws already refuses SSLv2/3 and compression; the rest of the
+         * floor is ours (server.tls_min_version). */
+        info.ssl_options_set = (long)(SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 |
+                                      SSL_OP_NO_RENEGOTIATION |
+                                      (strcmp(conf->tls_min_version, "1.3") ? 0
+                                                                           : SSL_OP_NO_TLSv1_2));
+        info.alpn = "http/1.1";
+    }
     srv->ctx = lws_create_context(&info);
     if (!srv->ctx) {
         snprintf(err, errlen, "cannot create the libwebsockets context");
@@ -866,16 +938,20 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
     uv_prepare_start(&srv->flusher, server_on_prepare);
     uv_signal_start(&srv->sigterm, server_on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, server_on_signal, SIGINT);
+    uv_signal_start(&srv->sighup, server_on_hup, SIGHUP);
     return srv;
 }
 
 int server_run(server *srv)
 {
     const server_config *c = srv->conf;
-    log_info("listening", "port=%d listen=%s ws_path=%s version=%s server=%s mode=%s%s%s%s",
-             srv->port, srv->listen_at, c->ws_path, LECTERN_VERSION, srv->id, c->bus_mode,
+    log_info("listening", "port=%d listen=%s tls=%s ws_path=%s version=%s server=%s mode=%s%s%s%s",
+             srv->port, srv->listen_at, srv->tls ? "on" : "off", c->ws_path, LECTERN_VERSION,
+             srv->id, c->bus_mode,
              c->reuseport ? " reuseport=true" : "", srv->metrics_listen ? " metrics_listen=" : "",
              srv->metrics_listen ? srv->metrics_at : "");
+    if (srv->tls)
+        server_log_cert("tls_cert", srv);
     if (origin_list_any(srv->origins))
         log_warn("origins_any", "detail=\"websocket.allowed_origins is empty: pages of every "
                  "site may open WebSockets here\"");
@@ -907,6 +983,7 @@ void server_destroy(server *srv)
     }
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
+    uv_close((uv_handle_t *)&srv->sighup, NULL);
     server_release(srv, true);
 }
 
@@ -940,6 +1017,9 @@ static void server_gauges(void *ctx, metrics_gauges *g)
     g->status_watched = srv->status ? status_watched(srv->status) : 0;
     g->status_subscriptions = srv->status ? status_subscriptions(srv->status) : 0;
     g->auth_insecure = srv->insecure;
+    g->tls_cert_expiry = srv->tls ? (uint64_t)srv->cert.not_after : 0;
+    g->tls_reloads = srv->tls_reloads;
+    g->tls_reload_failures = srv->tls_reload_failures;
     if (srv->registry) {
         registry_stats rs;
         registry_get_stats(srv->registry, &rs);

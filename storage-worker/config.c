@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include "addrlist.h"
+#include "amqptls.h"
 #include "listener.h"
 #include "mysqlconn.h"
 #include "storage_queue.h"
@@ -38,6 +39,7 @@ const cfg_knob storage_knobs[] = {
     { "amqp.vhost", CFG_STR, K(consumer.vhost), "/", 0, 0, NULL, "AMQP virtual host." },
     { "amqp.user", CFG_STR, K(consumer.user), "guest", 0, 0, NULL, "AMQP user." },
     { "amqp.password", CFG_STR, K(consumer.password), "guest", 0, 0, NULL, "AMQP password." },
+    AMQPTLS_KNOBS("amqp", K(consumer.tls), "amqp.host"),
     { "amqp.heartbeat_s", CFG_INT, K(consumer.heartbeat_s), "10", 0, 3600, NULL,
       "AMQP heartbeat; a dead broker connection is noticed within about twice this.\n"
       "0 turns heartbeats off." },
@@ -83,6 +85,7 @@ const cfg_knob storage_knobs[] = {
       "MySQL user; needs INSERT on the messages table, and CREATE/ALTER while a\n"
       "schema migration is pending."),
     MYSQLCONN_KNOB_TIMEOUT(K(writer.conn)),
+    MYSQLCONN_KNOBS_TLS(K(writer.conn)),
     { "mysql.backoff_min_ms", CFG_INT, K(mysql_backoff_min_ms), "100", 10, 60000, NULL,
       "First reconnect delay after MySQL is lost (the batch in hand is kept and\n"
       "written again); doubles, with jitter, up to the max." },
@@ -103,7 +106,9 @@ const cfg_knob storage_knobs[] = {
 
 int storage_config_check(const storage_config *c, char *err, size_t errlen)
 {
-    if (addrlist_check("amqp.host", c->amqp_host, c->amqp_port, err, errlen) < 0)
+    if (addrlist_check("amqp.host", c->amqp_host, c->amqp_port, err, errlen) < 0 ||
+        amqptls_check(&c->consumer.tls, "amqp", err, errlen) < 0 ||
+        mysqlconn_check(&c->writer.conn, err, errlen) < 0)
         return -1;
     struct sockaddr_in at;      /* bound as written, or refused (lib/listener.h) */
     if (c->http_port && listener_resolve("http.listen", c->http_listen, c->http_port, &at, err,

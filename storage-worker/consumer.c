@@ -1,6 +1,7 @@
 /* consumer.c — the storage queue over rabbitmq-c (see consumer.h).
  *
- * Opening runs every step synchronously: TCP connect (bounded), login with
+ * Opening runs every step synchronously: TCP connect (TLS with amqp.tls,
+ * lib/amqptls; bounded), login with
  * our heartbeat and client properties (a connection name, and the
  * consumer_cancel_notify capability so that a deleted queue reaches us as
  * basic.cancel instead of silence), channel 1 with basic.qos(prefetch),
@@ -33,7 +34,6 @@
 #include "mem.h"
 #include "storage_queue.h"
 
-#include <amqp_tcp_socket.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +41,7 @@
 #include <sys/socket.h>
 
 #define CONSUMER_FRAME_MAX       131072
-#define CONSUMER_CONNECT_TIMEOUT 2       /* s */
+#define CONSUMER_CONNECT_TIMEOUT 2       /* s: TCP connect (and TLS handshake) */
 #define CONSUMER_HANDSHAKE_TIMEOUT 5    /* s: AMQP handshake and login */
 #define CONSUMER_RPC_TIMEOUT     10      /* s */
 #define CONSUMER_CH_MAIN         1
@@ -241,13 +241,12 @@ int consumer_open(consumer *c, const char *host, int port, char *why, size_t why
     c->conn = amqp_new_connection();
     if (!c->conn)
         return consumer_fail(c, why, whylen, "amqp_new_connection failed", NULL);
-    amqp_socket_t *sock = amqp_tcp_socket_new(c->conn);
-    if (!sock)
-        return consumer_fail(c, why, whylen, "amqp_tcp_socket_new failed", NULL);
     struct timeval tv = { CONSUMER_CONNECT_TIMEOUT, 0 };
-    int rc = amqp_socket_open_noblock(sock, host, port, &tv);
-    if (rc != AMQP_STATUS_OK)
-        return consumer_fail(c, why, whylen, "connect", amqp_error_string2(rc));
+    amqp_socket_t *sock = amqptls_open(c->conn, &c->cfg.tls, host, port, &tv, why, whylen);
+    if (!sock) {
+        consumer_drop(c);
+        return -1;
+    }
 
     pthread_mutex_lock(&c->mu);
     bool interrupted = c->interrupted;

@@ -13,6 +13,8 @@
 #ifndef LECTERN_STORAGE_CONSUMER_H
 #define LECTERN_STORAGE_CONSUMER_H
 
+#include "amqptls.h"
+
 #include <amqp.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,6 +26,7 @@ typedef struct consumer_config {
     const char *vhost;
     const char *user;
     const char *password;
+    amqptls_config tls;          /* plain TCP or TLS (lib/amqptls) */
     int         heartbeat_s;     /* 0: none */
     const char *queue;
     const char *queue_type;      /* "classic" or another x-queue-type */

@@ -172,9 +172,11 @@ export function clusterName() {
 // tests/run-integration.sh). `sets` are --set knob=value overrides;
 // `cluster` names the cluster (default: a new one of its own); `ready`
 // waits for /readyz (the registry and bus connected) instead of /healthz;
-// `env` adds to the server's environment.
+// `env` adds to the server's environment; `probe(port, path)` replaces the
+// plain-HTTP readiness check (a server with server.tls_cert answers HTTPS
+// only: tlsca.mjs).
 export async function startServer({ sets = {}, args = [], timeout = 20000, cluster, ready = true,
-  port: fixedPort, env } = {}) {
+  port: fixedPort, env, probe } = {}) {
   const port = fixedPort || await freePort();
   const ns = cluster || clusterName();
   const base = {
@@ -199,7 +201,8 @@ export async function startServer({ sets = {}, args = [], timeout = 20000, clust
   const argv = ['--port', String(port), ...args];
   for (const [k, v] of Object.entries({ ...base, ...sets })) argv.push('--set', `${k}=${v}`);
   const h = await spawnReady(serverBin, argv, {
-    what: `lectern-server :${port}`, env, timeout, ready: http200(port, ready ? '/readyz' : '/healthz'),
+    what: `lectern-server :${port}`, env, timeout,
+    ready: (probe || http200)(port, ready ? '/readyz' : '/healthz'),
   });
   return {
     ...h,
