@@ -28,8 +28,8 @@ cc -std=c11 -D_GNU_SOURCE -g -O1 \
    -Wall -Wextra -Wshadow -Wstrict-prototypes -Wwrite-strings -Wformat=2 -Werror \
    -I"$root/lib" -I"$root/server" -pthread \
    -o "$bin" "$root/tests/bus/bus_smoke.c" "$root"/server/bus.c "$root"/server/bus_pub.c "$root"/server/bus_con.c "$root"/server/bus_conn.c "$root/lib/storage_queue.c" "$root/lib/envelope.c" "$root/lib/envbatch.c" "$root/lib/buf.c" \
-   "$root/lib/mem.c" "$root/lib/log.c" "$root/lib/backoff.c" "$root/lib/clock.c" "$root/lib/histogram.c" "$root/lib/prom.c" "$root/lib/addrlist.c" \
-   $(pkg-config --cflags --libs librabbitmq libuv) -pthread
+   "$root/lib/mem.c" "$root/lib/log.c" "$root/lib/backoff.c" "$root/lib/clock.c" "$root/lib/histogram.c" "$root/lib/prom.c" "$root/lib/addrlist.c" "$root/lib/amqptls.c" \
+   $(pkg-config --cflags --libs librabbitmq libuv openssl) -pthread
 
 # ---------------------------------------------------------------- free ports
 # Four consecutive ports in 20000-32000 (below the ephemeral range) that
