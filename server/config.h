@@ -47,6 +47,7 @@ typedef struct server_config {
     char  *ws_path;
     size_t ws_rx_buffer;      /* lws per-connection receive buffer */
     size_t ws_write_max;      /* bytes per WebSocket message we write */
+    bool   ws_tcp_nodelay;    /* TCP_NODELAY on established WebSockets */
     int    ws_write_delay_ms; /* MESSAGEs to a connection written at most this often; 0 off */
     char  *ws_allowed_origins; /* comma-separated scheme://host[:port]; "" = any */
     /* [stomp] */

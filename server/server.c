@@ -73,6 +73,7 @@
 #include <fcntl.h>
 #include <libwebsockets.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -167,6 +168,14 @@ static void server_client_addr(server *srv, struct lws *wsi, char *out, size_t o
     free(xff);
 }
 
+/* websocket.tcp_nodelay = false: Nagle's algorithm back on for the
+ * WebSocket's life (the listener turned it off for the handshake). */
+static void server_nagle(struct lws *wsi)
+{
+    int zero = 0;
+    (void)setsockopt(lws_get_socket_fd(wsi), IPPROTO_TCP, TCP_NODELAY, &zero, sizeof zero);
+}
+
 /* The end of a server-API request (http_exchange_route). */
 static void server_api_observe(void *ctx, int route, const char *method, unsigned code,
                                uint64_t us, const char *peer)
@@ -233,6 +242,8 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         char addr[64];
         server_client_addr(srv, wsi, addr, sizeof addr);
         c->peer = peers_acquire(srv->peers, addr);
+        if (!srv->conf->ws_tcp_nodelay)
+            server_nagle(wsi);
         c->session = session_create(srv->sessions, wsi, peer_entry_addr(c->peer));
         if (srv->stopping)
             session_restart(c->session);

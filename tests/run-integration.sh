@@ -2,7 +2,8 @@
 # tests/run-integration.sh — run the Node integration suite against real
 # services: a private Redis, RabbitMQ and MariaDB (scripts/services) on free ports in a
 # temporary directory, stopped and removed whatever happens. Extra arguments
-# select test files (default: tests/integration/).
+# select test files (default: tests/integration/). A test that runs longer
+# than LECTERN_TEST_TIMEOUT_MS (10 min) fails instead of hanging the run.
 #
 # The servers under test read the service ports from the environment
 # (LECTERN_REDIS_PORT, LECTERN_AMQP_PORT, LECTERN_MYSQL_PORT); tests that restart a service call
@@ -25,7 +26,7 @@ trap cleanup EXIT
 "$root/scripts/services" start redis rabbitmq mariadb
 cd "$root/tests"
 if [ "$#" -gt 0 ]; then
-  node --test --test-concurrency=1 "$@"
+  node --test --test-concurrency=1 --test-timeout="${LECTERN_TEST_TIMEOUT_MS:-600000}" "$@"
 else
-  node --test --test-concurrency=1 integration/
+  node --test --test-concurrency=1 --test-timeout="${LECTERN_TEST_TIMEOUT_MS:-600000}" integration/
 fi

@@ -227,6 +227,10 @@ export function stompClient(wsUrl, options = {}) {
     client.onConnect = (frame) => resolve({ client, connected: frame });
     client.onStompError = (frame) => reject(new Error(`STOMP ERROR: ${frame.headers.message}`));
     client.onWebSocketError = (e) => reject(new Error(`WebSocket error: ${e.message || e}`));
+    // A socket closed before CONNECTED (stompjs's connectionTimeout, or the
+    // server's close) settles the promise too: with reconnectDelay 0 nothing
+    // else would, and the test would wait forever instead of failing.
+    client.onWebSocketClose = (e) => reject(new Error(`WebSocket closed before CONNECTED (code ${e.code})`));
     client.activate();
   });
 }

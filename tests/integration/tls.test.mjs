@@ -1,32 +1,24 @@
-// TLS: wss:// and https:// served by lectern-server itself (server.tls_cert,
-// server.tls_key, reloaded on SIGHUP), and the links between hosts over TLS
-// with the peer's certificate verified: RabbitMQ (bus.tls, amqp.tls, with a
-// client certificate), MariaDB (mysql.tls), and Redis through a TLS tunnel
-// (haproxy in front of a Redis that speaks TLS; hiredis 0.14 has none).
+// TLS served by lectern-server itself: wss:// and https:// (server.tls_cert,
+// server.tls_key), the protocol and cipher floor, the checks at start, and
+// the reload on SIGHUP. The links between hosts (RabbitMQ, MariaDB, Redis)
+// are tls-links.test.mjs's; TLS ended by haproxy is tls-lb.test.mjs's.
 //
 // Every certificate comes from throw-away CAs made here with openssl
 // (tlsca.mjs). Clients trust the test CA explicitly (ws's and https's `ca`
-// option); nothing turns verification off. The links between hosts use a
-// RabbitMQ and a MariaDB of this file's own (scripts/services with
-// LECTERN_SERVICE_TLS_DIR, on free ports, in a temporary directory), whose
-// RabbitMQ requires a client certificate and whose MariaDB user requires
-// TLS, so that a connection that works is one over TLS.
+// option); nothing turns verification off.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
 import {
-  clusterName, collectLines, freePort, repoRoot, serverBin, sleep, spawnProcess, spawnReady,
-  startServer, startWorker, stompClient, subscribed, waitFor,
+  freePort, serverBin, sleep, spawnProcess, startServer, stompClient, subscribed, waitFor,
 } from './helpers.mjs';
 import { https200, httpsMetric, httpsRequest, install, issue, makeCa, readPem, tlsProbe } from './tlsca.mjs';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'lectern-tls-'));
-let caA, caB, good1, good2, otherHost, fromB, expired, client;
+let caA, caB, good1, good2, otherHost, fromB, expired, rsaLeaf;
 before(() => {
   caA = makeCa(dir, 'a');
   caB = makeCa(dir, 'b');
@@ -35,7 +27,7 @@ before(() => {
   otherHost = issue(caA, 'other-host', { serial: 0x1003, sans: ['DNS:elsewhere.example'] });
   fromB = issue(caB, 'from-b', { serial: 0x2001 });
   expired = issue(caA, 'expired', { serial: 0x1004, days: 0 });
-  client = issue(caA, 'lectern-client', { serial: 0x4001, client: true, sans: ['DNS:lectern-client'] });
+  rsaLeaf = issue(caA, 'rsa-leaf', { serial: 0x1005, rsa: true });
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -118,15 +110,19 @@ describe('TLS on the server itself (server.tls_cert)', () => {
     }
   });
 
-  test('TLS 1.1 and ciphers without forward secrecy are refused; server.tls_min_version=1.3 refuses TLS 1.2', async () => {
-    const s = await tlsServer(good1);
+  test('TLS 1.1 and ciphers without forward secrecy or AEAD are refused; server.tls_min_version=1.3 refuses TLS 1.2', async () => {
+    // An RSA certificate: with it a server could agree to RSA key exchange
+    // (no forward secrecy) if its cipher list let it; an ECDSA one never can.
+    const s = await tlsServer(rsaLeaf);
     const s13 = await tlsServer(good1, { sets: { 'server.tls_min_version': '1.3' } });
     try {
       // The client's own floor is lowered, so that a refusal is the server's.
       const old = { minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT:@SECLEVEL=0' };
       await assert.rejects(tlsProbe(s.port, caA.cert, old), /protocol version|no protocols available|unsupported protocol/i);
-      const weak = { maxVersion: 'TLSv1.2', ciphers: 'AES128-SHA:AES256-GCM-SHA384:@SECLEVEL=0' };
-      await assert.rejects(tlsProbe(s.port, caA.cert, weak), /handshake failure|no shared cipher/i);
+      for (const ciphers of ['AES128-SHA:AES256-GCM-SHA384:AES128-GCM-SHA256', 'ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA384']) {
+        await assert.rejects(tlsProbe(s.port, caA.cert, { maxVersion: 'TLSv1.2', ciphers: `${ciphers}:@SECLEVEL=0` }),
+          /handshake failure|no shared cipher/i, ciphers);
+      }
       const p12 = await tlsProbe(s.port, caA.cert, { maxVersion: 'TLSv1.2' });
       assert.equal(p12.protocol, 'TLSv1.2');
       assert.match(p12.cipher, /^ECDHE-/);

@@ -5,7 +5,7 @@
 //   const ca = makeCa(dir, 'a');                       // dir/a-ca.pem, dir/a-ca.key
 //   const c = issue(ca, 'server1', { serial: 0x1001 }); // dir/server1.pem, .key
 //
-// Keys are P-256 (quick to make). A certificate names localhost and
+// Keys are P-256 (quick to make) unless `rsa` asks for RSA. A certificate names localhost and
 // 127.0.0.1 unless `sans` says otherwise; `days: 0` makes one whose notAfter
 // is its notBefore, expired a second after it was made. The serial is what
 // a client reads back (getPeerCertificate().serialNumber, upper-case hex),
@@ -31,9 +31,12 @@ export function makeCa(dir, name) {
 }
 
 // A leaf certificate signed by `ca`: { cert, key, serial } (serial as
-// clients report it). `client: true` makes a client certificate.
+// clients report it). `client: true` makes a client certificate; `rsa: true`
+// an RSA-2048 key instead of P-256 (only an RSA certificate can be used with
+// the key exchanges without forward secrecy, so only it can show that a
+// server refuses them).
 export function issue(ca, name, { serial = Math.floor(Math.random() * 0xffffff) + 0x100000,
-  sans = ['DNS:localhost', 'IP:127.0.0.1'], days = 1, client = false } = {}) {
+  sans = ['DNS:localhost', 'IP:127.0.0.1'], days = 1, client = false, rsa = false } = {}) {
   const cert = path.join(ca.dir, `${name}.pem`);
   const key = path.join(ca.dir, `${name}.key`);
   const csr = path.join(ca.dir, `${name}.csr`);
@@ -44,8 +47,8 @@ export function issue(ca, name, { serial = Math.floor(Math.random() * 0xffffff) 
     'keyUsage=critical,digitalSignature,keyEncipherment',
     `extendedKeyUsage=${client ? 'clientAuth' : 'serverAuth'}`,
   ].join('\n') + '\n');
-  openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key,
-    '-out', csr, '-subj', `/CN=${name}`]);
+  const keyArgs = rsa ? ['-newkey', 'rsa:2048'] : ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'];
+  openssl(['req', ...keyArgs, '-nodes', '-keyout', key, '-out', csr, '-subj', `/CN=${name}`]);
   openssl(['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-set_serial',
     `0x${serial.toString(16)}`, '-days', String(days), '-extfile', ext, '-out', cert]);
   return { cert, key, serial: serial.toString(16).toUpperCase().padStart(2, '0') };
