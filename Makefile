@@ -6,6 +6,7 @@
 #   make test         unit tests (under sanitizers), service smoke test, integration tests
 #   make storage-test lectern-storage against private RabbitMQ and MariaDB
 #   make run          start services and the cluster in the background, print the URLs
+#                     (TLS=1 make run: haproxy serves https:// and wss:// with a local CA's certificate)
 #   make stop         stop everything `make run` started
 #   make bench        benchmark Lectern against RabbitMQ Web-STOMP, write docs/benchmarks.md
 #   make soak         30 minutes of mixed traffic with a restart, sampled: docs/soak.json, docs/soak.png
