@@ -563,6 +563,7 @@ p();
 p('```');
 p('make bench            # the full run (about ten minutes), rewrites this page');
 p('scripts/bench --quick # a short smoke run, to a page of its own with --out');
+p('scripts/bench tls     # only the TLS runs, merged into this page and its results');
 p('build/release/tests/lectern-load --help');
 p('```');
 process.stdout.write(out.join('\n') + '\n');
