@@ -264,6 +264,10 @@ export function model(runs, knobs) {
     const s0 = tr.steps[0];
     m.target = { per_s: s0.deliveries_per_s, cores: s0.cpu_s / s0.seconds, us: s0.cpu_us_per_delivery, p99: s0.latency_ms.p99,
                  servers: tr.urls.length, idle: tr.connections.idle / tr.urls.length };
+    // The generator's own CPU over the same window (publishing and drain),
+    // when the run recorded it.
+    if (tr.generator && s0.seconds > 0)
+      m.target.genCores = tr.generator.cpu_s / s0.seconds;
   }
 
   // The write-coalescing curve and what TLS costs (not needed for the
@@ -462,7 +466,7 @@ export const BLOCKS = {
   },
   'fanout-cores': (m) => `At the fan-out's highest loss-free step (${n0(m.fanout && m.fanout.per_s)} deliveries/s) the ${n0(m.fanout && m.fanout.servers)} servers together used ${cores(m.fanout && m.fanout.cores)} cores`,
   'target-cores': (m) => m.target
-    ? `At the headline step (${n0(m.target.per_s)} deliveries/s beside ${n0(m.target.idle)} idle connections per server, p99 ${f1(m.target.p99)} ms) the ${n0(m.target.servers)} servers together used ${cores(m.target.cores)} cores, ${f2(m.target.us)} µs per delivery`
+    ? `At the headline step (${n0(m.target.per_s)} deliveries/s beside ${n0(m.target.idle)} idle connections per server, p99 ${f1(m.target.p99)} ms) the ${n0(m.target.servers)} servers together used ${cores(m.target.cores)} cores, ${f2(m.target.us)} µs per delivery${m.target.genCores === undefined ? '' : `, and the load generator ${cores(m.target.genCores)} cores`}`
     : 'docs/benchmarks.jsonl holds no headline step (the target-1m run of the full `make bench`)',
   targets: (m, ctx) => ctx.targets || '(docs/benchmarks.md has no Targets table)',
 

@@ -51,6 +51,13 @@ describe('lectern-load', () => {
       assert.ok(r.latency_ms.p50 > 0 && r.latency_ms.p99 >= r.latency_ms.p50);
       assert.ok(r.servers.cpu_s > 0, 'server CPU sampled');
       assert.ok(r.servers.rss_connected_kib > 0);
+      // the generator's own work over the same window: recv() and
+      // epoll_wait() calls, at most about one recv() per delivery here
+      assert.equal(r.generator.procs_cpu_s.length, r.procs);
+      assert.ok(r.generator.cpu_s > 0, 'generator CPU sampled');
+      assert.ok(r.generator.reads > 0 && r.generator.reads <= r.deliveries.received + r.connections.ok * 2,
+        `generator reads ${r.generator.reads}`);
+      assert.ok(r.generator.polls > 0, `generator polls ${r.generator.polls}`);
     } finally {
       await c.stop();
     }

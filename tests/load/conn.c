@@ -554,6 +554,7 @@ static void on_readable(conn_loop *l, conn *c)
 {
     for (int rounds = 0; rounds < 8 && c->state != CONN_CLOSED; rounds++) {
         ssize_t r = conn_read(c, l->rbuf, CONN_RBUF);
+        l->counts->reads++;
         l->rx_now = conn_now_ns();   /* one clock read for every frame in these bytes */
         if (r < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -711,6 +712,8 @@ int conn_poll(conn_loop *l, int timeout_ms)
 {
     struct epoll_event evs[CONN_EVENTS];
     int n = epoll_wait(l->ep, evs, CONN_EVENTS, timeout_ms);
+    if (n > 0)
+        l->counts->polls++;
     for (int i = 0; i < n; i++) {
         conn *c = evs[i].data.ptr;
         if (c->state == CONN_CLOSED)

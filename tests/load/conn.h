@@ -78,6 +78,8 @@ typedef struct conn_counts {
     volatile uint64_t failed;    /* closed before READY, or never opened */
     volatile uint64_t dropped;   /* closed by failure after READY */
     volatile uint64_t stomp_errors, ws_errors;
+    uint64_t reads;              /* recv() calls */
+    uint64_t polls;              /* epoll_wait() calls that returned events */
     char first_error[200];       /* the first error, for the report; "" if none */
     char tls[64];                /* the first TLS session's protocol and cipher; "" if none */
 } conn_counts;
