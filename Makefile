@@ -6,6 +6,7 @@
 #   make test         unit tests (under sanitizers), service smoke test, integration tests
 #   make storage-test lectern-storage against private RabbitMQ and MariaDB
 #   make run          start services and the cluster in the background, print the URLs
+#                     (TLS=1 make run: haproxy serves https:// and wss:// with a local CA's certificate)
 #   make stop         stop everything `make run` started
 #   make bench        benchmark Lectern against RabbitMQ Web-STOMP, write docs/benchmarks.md
 #   make soak         30 minutes of mixed traffic with a restart, sampled: docs/soak.json, docs/soak.png
@@ -132,13 +133,13 @@ $(B)/tests/test_contacts: $(B)/tests/unit/test_contacts.o $(B)/server/contacts.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS)
 
 # The load generator's codec, scanner, histogram, /status parser, connection
-# layer, Socket.IO codec and report JSON (no server code).
+# layer, Socket.IO codec, TLS layer and report JSON (no server code).
 LOAD_LIB := $(B)/tests/load/ws.o $(B)/tests/load/scan.o $(B)/tests/load/hist.o \
             $(B)/tests/load/statusmsg.o $(B)/tests/load/conn.o $(B)/tests/load/json.o \
-            $(B)/tests/load/sio.o
+            $(B)/tests/load/sio.o $(B)/tests/load/tlsio.o
 $(B)/tests/test_loadgen: $(B)/tests/unit/test_loadgen.o $(LOAD_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS) $(shell pkg-config --libs libcrypto 2>/dev/null)
+	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS) $(shell pkg-config --libs libssl libcrypto 2>/dev/null)
 
 unit-bins: $(UNIT_BIN)
 
@@ -148,11 +149,12 @@ $(B)/tests/storage-publish: $(B)/tests/storage/publish.o $(B)/lib/envelope.o $(B
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs librabbitmq 2>/dev/null)
 
-# The load generator (make bench; see tests/load/load.c).
+# The load generator (make bench; see tests/load/load.c); OpenSSL for
+# wss:// (tests/load/tlsio.c) and the WebSocket key's SHA-1.
 LOAD_SRC := $(wildcard tests/load/*.c)
 $(B)/tests/lectern-load: $(LOAD_SRC:%.c=$(B)/%.o)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libcrypto 2>/dev/null)
+	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libssl libcrypto 2>/dev/null)
 
 # Unit tests of lectern-storage's pure parts (schema splitting, backoff, metrics text).
 $(B)/tests/storage-units: $(B)/tests/storage/test_units.o $(B)/storage-worker/schema.o \

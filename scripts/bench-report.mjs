@@ -16,7 +16,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { completeStep, writeDelayRuns } from './derive-docs.mjs';
+import { completeStep, tlsRuns, writeDelayRuns } from './derive-docs.mjs';
 import { readSoak, soakSection } from './soak-report.mjs';
 
 const [file, command, machine, commit] = process.argv.slice(2);
@@ -348,6 +348,42 @@ if (wd.delays.length) {
   p();
 }
 
+// ---------------------------------------------------------------- TLS
+// scripts/bench's tls scenario; results without it (older ones, other
+// scenarios) leave the section out.
+const tl = tlsRuns(runs);
+if (tl) {
+  const { plain: a, tls: b } = tl;
+  const x = (pv, qv) => (pv && qv ? `${(qv / pv).toFixed(1)}×` : '–');
+  const pct = (r) => `${(r.complete * 100).toFixed(2)}%`;
+  p('## TLS');
+  p();
+  p('Servers 1 and 2 restarted plain, then serving TLS themselves (`server.tls_cert`, `server.tls_key`:');
+  p('a P-256 ECDSA certificate from a throw-away CA), the same runs against each. The generator\'s');
+  p('wss:// connections verify the certificate (against that CA, by the name localhost) and make');
+  p(`a full handshake each: no session is resumed. Negotiated: ${b.session || 'not recorded'}.`);
+  p(`Connect: ${n0(b.target)} idle subscribed connections opened at ${n0(b.ramp)} per second over both servers,`);
+  p('timed from TCP connect to the SUBSCRIBE\'s receipt (so with TLS the handshake, the upgrade and');
+  p('CONNECTED); CPU: both servers\' from before the first connection until all were held, per');
+  p(`connection. Fan-out: one room of ${n0(b.room)} over both servers, two publishers, ${n0(b.rate)} msg/s for ${f1(b.seconds)} s.`);
+  if (b.run) p(`Measured by \`${b.run.command}\` at commit ${b.run.commit}, ${b.run.at}.`);
+  p();
+  p('| | Plain | TLS | TLS / plain |');
+  p('|---|---|---|---|');
+  p(`| Connections made (failed) | ${n0(a.conns)} (${n0(a.failed)}) | ${n0(b.conns)} (${n0(b.failed)}) | |`);
+  p(`| Connect p50 ms | ${f1(a.p50)} | ${f1(b.p50)} | ${x(a.p50, b.p50)} |`);
+  p(`| Connect p99 ms | ${f1(a.p99)} | ${f1(b.p99)} | ${x(a.p99, b.p99)} |`);
+  p(`| Servers' CPU per connection made, µs | ${n0(a.connUs)} | ${n0(b.connUs)} | ${x(a.connUs, b.connUs)} |`);
+  p(`| Server RSS per idle subscribed connection, bytes | ${n0(a.rss)} | ${n0(b.rss)} | ${x(a.rss, b.rss)} |`);
+  p(`| Fan-out deliveries/s (complete) | ${n0(a.per_s)} (${pct(a)}) | ${n0(b.per_s)} (${pct(b)}) | |`);
+  p(`| Fan-out p50 ms | ${f1(a.fp50)} | ${f1(b.fp50)} | ${x(a.fp50, b.fp50)} |`);
+  p(`| Fan-out p99 ms | ${f1(a.fp99)} | ${f1(b.fp99)} | ${x(a.fp99, b.fp99)} |`);
+  p(`| Servers' CPU per delivery, µs | ${f2(a.us)} | ${f2(b.us)} | ${x(a.us, b.us)} |`);
+  p();
+  p('docs/security.md ("What TLS costs") quotes these.');
+  p();
+}
+
 // ---------------------------------------------------------------- load balancer
 const lbRuns = runs.filter((r) => isLb(r) && r.steps);
 if (lbRuns.length) {
@@ -527,6 +563,7 @@ p();
 p('```');
 p('make bench            # the full run (about ten minutes), rewrites this page');
 p('scripts/bench --quick # a short smoke run, to a page of its own with --out');
+p('scripts/bench tls     # only the TLS runs, merged into this page and its results');
 p('build/release/tests/lectern-load --help');
 p('```');
 process.stdout.write(out.join('\n') + '\n');

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // scripts/derive-docs.mjs — compute the capacity figures of docs/scaling.md,
-// docs/operations.md and docs/performance.md from the benchmark's raw
-// results, so that those pages and docs/benchmarks.md never disagree.
+// docs/operations.md and docs/performance.md, and what TLS costs in
+// docs/security.md, from the benchmark's raw results, so that those pages
+// and docs/benchmarks.md never disagree.
 //
 //   node scripts/derive-docs.mjs            print every block, by name
 //   node scripts/derive-docs.mjs --write    rewrite the blocks in the pages
@@ -32,8 +33,9 @@
 //     a value other than its default;
 //   - a figure that looks measured (a number with a unit of time, size or
 //     rate) stands outside a derived block and is not listed in FIXED
-//     below with the reason it is not a measurement. That keeps a page from
-//     growing a second, hand-typed set of numbers.
+//     below with the reason it is not a measurement (on every page but
+//     those of FIGURES_UNCHECKED). That keeps a page from growing a
+//     second, hand-typed set of numbers.
 //
 // The model (how a figure follows from the measurements) is in model():
 // every planning figure is a measured cost with the headroom said next to
@@ -122,6 +124,36 @@ export function completeStep(r) {
   for (const s of r.steps)
     if (s.expected && s.received === s.expected && (!best || s.deliveries_per_s > best.deliveries_per_s)) best = s;
   return best;
+}
+
+// What TLS costs (scripts/bench's tls scenario: tls-connect-MODE and
+// tls-fanout-MODE, MODE plain or tls, on servers 1 and 2): per mode the
+// connect run's time and the servers' CPU and RSS per connection, and the
+// fan-out's one step. null when the results hold no pair of runs (older
+// results, a run of other scenarios).
+export function tlsRuns(runs) {
+  const find = (label) => runs.find((r) => r.system === 'lectern' && r.label === label);
+  const arg = (r, name) => {
+    const m = r && r.args && r.args.match(new RegExp(`--${name} (\\S+)`));
+    return m ? Number(m[1]) : undefined;
+  };
+  const mode = (name) => {
+    const c = find(`tls-connect-${name}`), f = find(`tls-fanout-${name}`);
+    if (!c || !f || !f.steps || !f.steps.length) return null;
+    const s = f.steps[0];
+    return {
+      conns: c.connections.ok, target: c.connections.target, failed: c.connections.failed, ramp: arg(c, 'ramp'),
+      p50: c.connections.connect_ms.p50, p99: c.connections.connect_ms.p99,
+      connUs: c.servers ? c.servers.connect_cpu_us_per_conn : undefined,
+      rss: c.servers ? c.servers.rss_per_conn_bytes : undefined,
+      room: f.connections.subscribers, rate: s.rate, seconds: s.seconds, per_s: s.deliveries_per_s,
+      complete: s.expected ? s.received / s.expected : 0,
+      fp50: s.latency_ms.p50, fp99: s.latency_ms.p99, us: s.cpu_us_per_delivery,
+      session: c.tls || f.tls, run: c.run,
+    };
+  };
+  const plain = mode('plain'), tls = mode('tls');
+  return plain && tls ? { plain, tls } : null;
 }
 
 // The write-coalescing curve (scripts/bench's wdelay-D-R runs: the fan-out
@@ -232,11 +264,16 @@ export function model(runs, knobs) {
     const s0 = tr.steps[0];
     m.target = { per_s: s0.deliveries_per_s, cores: s0.cpu_s / s0.seconds, us: s0.cpu_us_per_delivery, p99: s0.latency_ms.p99,
                  servers: tr.urls.length, idle: tr.connections.idle / tr.urls.length };
+    // The generator's own CPU over the same window (publishing and drain),
+    // when the run recorded it.
+    if (tr.generator && s0.seconds > 0)
+      m.target.genCores = tr.generator.cpu_s / s0.seconds;
   }
 
-  // The write-coalescing curve (not needed for the rest: its block says
-  // when it is missing).
+  // The write-coalescing curve and what TLS costs (not needed for the
+  // rest: their blocks say when they are missing).
   m.writeDelay = writeDelayRuns(runs);
+  m.tls = tlsRuns(runs);
 
   // Knobs the model uses.
   m.historyMax = Number(knob('registry.history_max'));
@@ -429,12 +466,34 @@ export const BLOCKS = {
   },
   'fanout-cores': (m) => `At the fan-out's highest loss-free step (${n0(m.fanout && m.fanout.per_s)} deliveries/s) the ${n0(m.fanout && m.fanout.servers)} servers together used ${cores(m.fanout && m.fanout.cores)} cores`,
   'target-cores': (m) => m.target
-    ? `At the headline step (${n0(m.target.per_s)} deliveries/s beside ${n0(m.target.idle)} idle connections per server, p99 ${f1(m.target.p99)} ms) the ${n0(m.target.servers)} servers together used ${cores(m.target.cores)} cores, ${f2(m.target.us)} µs per delivery`
+    ? `At the headline step (${n0(m.target.per_s)} deliveries/s beside ${n0(m.target.idle)} idle connections per server, p99 ${f1(m.target.p99)} ms) the ${n0(m.target.servers)} servers together used ${cores(m.target.cores)} cores, ${f2(m.target.us)} µs per delivery${m.target.genCores === undefined ? '' : `, and the load generator ${cores(m.target.genCores)} cores`}`
     : 'docs/benchmarks.jsonl holds no headline step (the target-1m run of the full `make bench`)',
   targets: (m, ctx) => ctx.targets || '(docs/benchmarks.md has no Targets table)',
+
+  // security.md: the same servers plain and serving TLS themselves.
+  'tls-cost': (m) => {
+    const t = m.tls;
+    if (!t) return 'docs/benchmarks.jsonl holds no TLS runs (the tls scenario of `make bench`, or `scripts/bench tls`).';
+    const { plain: a, tls: b } = t;
+    const x = (p, q) => (bad(p) || bad(q) || p <= 0 ? '–' : `${(q / p).toFixed(1)}×`);
+    const full = (r) => (r.complete < 1 ? ` (${(r.complete * 100).toFixed(2)}% delivered)` : '');
+    return [
+      '| measured on two servers | plain | TLS | TLS / plain |',
+      '| --- | --- | --- | --- |',
+      `| connect p50 (${n0(b.conns)} connections at ${n0(b.ramp)}/s: TCP, handshake, upgrade, CONNECTED, SUBSCRIBE receipt) | ${f1(a.p50)} ms | ${f1(b.p50)} ms | ${x(a.p50, b.p50)} |`,
+      `| connect p99 | ${f1(a.p99)} ms | ${f1(b.p99)} ms | ${x(a.p99, b.p99)} |`,
+      `| servers' CPU per connection made | ${n0(a.connUs)} µs | ${n0(b.connUs)} µs | ${x(a.connUs, b.connUs)} |`,
+      `| server RSS per idle subscribed connection | ${n0(a.rss)} bytes | ${n0(b.rss)} bytes | ${x(a.rss, b.rss)} |`,
+      `| fan-out p99 (one room of ${n0(b.room)} at ${n0(b.rate)} msg/s, ${n0(b.per_s)} deliveries/s) | ${f1(a.fp99)} ms${full(a)} | ${f1(b.fp99)} ms${full(b)} | ${x(a.fp99, b.fp99)} |`,
+      `| servers' CPU per delivery in that fan-out | ${f2(a.us)} µs | ${f2(b.us)} µs | ${x(a.us, b.us)} |`,
+      '',
+      `TLS here: ${b.session || 'protocol not recorded'}, a P-256 ECDSA certificate, a full handshake per connection (no session resumed); docs/benchmarks.md, "TLS", has the runs.`,
+    ].join('\n');
+  },
 };
-// Blocks that need no measurement, or quote benchmarks.md as it is.
-const FREE = new Set(['workload', 'targets', 'soak-result', 'target-cores']);
+// Blocks that need no measurement, or quote benchmarks.md as it is;
+// tls-cost checks its own inputs (the tls runs), apart from the model's.
+const FREE = new Set(['workload', 'targets', 'soak-result', 'target-cores', 'tls-cost']);
 function renderBlock(name, m, ctx) {
   if (m.missing.length && !FREE.has(name))
     return `(not computed: docs/benchmarks.jsonl lacks ${m.missing.join(', ')}; run the full \`make bench\`)`;
@@ -447,7 +506,14 @@ export const PAGES = {
   'docs/scaling.md': ['unit-costs', 'planning', 'workload', 'sizing', 'sizing-notes', 'shard-when'],
   'docs/operations.md': ['planning', 'sizing-summary', 'conns-per-server', 'worker-rows'],
   'docs/performance.md': ['coalescing', 'write-cost', 'shared-costs', 'memory-total', 'fanout-cores', 'target-cores', 'write-delay', 'targets', 'soak-result'],
+  'docs/security.md': ['tls-cost'],
 };
+
+// Pages whose text outside the derived blocks is not searched for
+// measured-looking figures: security.md states limits, defaults and
+// protocol sizes throughout (settings, not measurements); its one measured
+// part is a derived block all the same.
+export const FIGURES_UNCHECKED = new Set(['docs/security.md']);
 
 // Figures outside derived blocks that are not measurements, by page: the
 // text as it stands in the page, and why it is not a measurement.
@@ -566,7 +632,8 @@ export function derive(root) {
     const text = read(page);
     const r = renderPage(page, text, m, ctx);
     pages[page] = { before: text, after: r.text };
-    errors.push(...r.errors, ...knobQuoteErrors(page, r.text, knobs), ...figureErrors(page, r.text, knobs));
+    errors.push(...r.errors, ...knobQuoteErrors(page, r.text, knobs),
+      ...(FIGURES_UNCHECKED.has(page) ? [] : figureErrors(page, r.text, knobs)));
   }
   return { m, ctx, pages, errors };
 }

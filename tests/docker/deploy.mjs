@@ -2,8 +2,11 @@
 // operator would (make docker-test; started by tests/docker/run.sh once
 // `compose up --scale server=3 --scale storage-worker=2` has returned).
 //
-// Everything a client does goes through haproxy's published port, as from a
-// browser; the operator's side uses the compose command run.sh used (in
+// Everything a client does goes through haproxy's published HTTPS port, as
+// from a browser: wss:// and https://, trusting the throw-away CA run.sh made
+// the certificate with (LECTERN_DT_CA, ws's and https's `ca` option; nothing
+// turns verification off). The plain-HTTP port (LECTERN_HTTP_PORT) only
+// redirects. The operator's side uses the compose command run.sh used (in
 // LECTERN_DT_COMPOSE, a JSON array), `docker` and the containers' own
 // addresses on the compose network (each server's /metrics on 9300, which
 // haproxy does not publish). Tokens are minted here with the throw-away key
@@ -16,6 +19,8 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import { promisify } from 'node:util';
 import { Client } from '@stomp/stompjs';
 import WebSocket from 'ws';
@@ -26,9 +31,35 @@ const run = promisify(execFile);
 const composeCmd = JSON.parse(process.env.LECTERN_DT_COMPOSE);
 const project = process.env.LECTERN_DT_PROJECT;
 const front = `127.0.0.1:${process.env.LECTERN_PUBLIC_PORT}`;
+const plainPort = Number(process.env.LECTERN_HTTP_PORT);
+const ca = readFileSync(process.env.LECTERN_DT_CA);
 const stats = `http://127.0.0.1:${process.env.LECTERN_STATS_PORT}/;csv`;
 const prometheus = `http://127.0.0.1:${process.env.LECTERN_PROMETHEUS_PORT}`;
-const wsUrl = `ws://${front}/ws`;
+const wsUrl = `wss://${front}/ws`;
+/** ws's WebSocket trusting the test CA, for clients that construct their
+ * own (client-js calls `new WS(url, protocols)`). */
+class TrustingWebSocket extends WebSocket {
+  constructor(url, protocols, options = {}) {
+    super(url, protocols, { ...options, ca });
+  }
+}
+
+/** A request to the front over HTTPS trusting the CA (fetch() takes no CA):
+ * { status, headers, text }. */
+function httpsFront(urlPath, { headers = {}, trust = ca } = {}) {
+  return new Promise((resolve, reject) => {
+    const [host, port] = front.split(':');
+    const req = https.request({ host, port: Number(port), path: urlPath, headers, ca: trust, agent: false, timeout: 15000 }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${urlPath} timed out`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
 const mysqlPassword = process.env.MARIADB_PASSWORD || 'lectern-demo';
 
 /** The integration tests' waitFor with this file's pace (containers take
@@ -95,7 +126,7 @@ function token(sub, rooms, role = 'student') {
 function stomp(user, rooms) {
   return new Promise((resolve, reject) => {
     const client = new Client({
-      brokerURL: wsUrl, webSocketFactory: () => new WebSocket(wsUrl, ['v12.stomp', 'v11.stomp', 'v10.stomp']),
+      brokerURL: wsUrl, webSocketFactory: () => new TrustingWebSocket(wsUrl, ['v12.stomp', 'v11.stomp', 'v10.stomp']),
       connectHeaders: { login: user, passcode: token(user, rooms) },
       reconnectDelay: 0, heartbeatIncoming: 0, heartbeatOutgoing: 0,
     });
@@ -127,10 +158,10 @@ async function mysqlIds(room) {
 }
 
 async function history(room, user) {
-  const res = await fetch(`http://${front}/api/rooms/${room}/messages?limit=1000`,
+  const res = await httpsFront(`/api/rooms/${room}/messages?limit=1000`,
     { headers: { authorization: `Bearer ${token(user, [room])}` } });
   assert.equal(res.status, 200, `history of ${room}`);
-  return (await res.json()).messages;
+  return JSON.parse(res.text).messages;
 }
 
 describe('the compose deployment (docker/compose.yaml), through haproxy', { concurrency: 1 }, () => {
@@ -147,6 +178,27 @@ describe('the compose deployment (docker/compose.yaml), through haproxy', { conc
   after(async () => {
     for (const c of stompClients) await c.deactivate().catch(() => {});
     for (const c of lecternClients) c.disconnect();
+  });
+
+  test('TLS at haproxy: HTTP is a 301 to HTTPS, HSTS on answers, /metrics 403 on the public side, a client trusting another CA refused', async () => {
+    const res = await new Promise((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: plainPort, path: '/api/rooms/x/messages?limit=1', agent: false },
+        (r) => { r.resume(); resolve(r); }).on('error', reject);
+    });
+    assert.equal(res.statusCode, 301);
+    // haproxy.cfg redirects to the same host on 443 (what the public sees;
+    // here 443 is published on another port, so the redirect is not followed).
+    assert.equal(res.headers.location, 'https://127.0.0.1/api/rooms/x/messages?limit=1');
+    const page = await httpsFront('/');
+    assert.equal(page.status, 200);
+    assert.match(page.headers['strict-transport-security'] || '', /^max-age=\d+/);
+    for (const p of ['/metrics', '//Metrics', '/%6detrics']) {
+      const m = await httpsFront(p);
+      assert.equal(m.status, 403, p);
+      assert.match(m.headers['strict-transport-security'] || '', /^max-age=\d+/, `${p}: HSTS on haproxy's own answers too`);
+    }
+    // A client with only the system's CAs does not know the throw-away one.
+    await assert.rejects(httpsFront('/', { trust: undefined }), (e) => /UNABLE_TO_VERIFY|SELF_SIGNED|UNABLE_TO_GET_ISSUER/.test(e.code));
   });
 
   test('stompjs clients in one room, spread over the three servers, get every message once and in order', async () => {
@@ -236,7 +288,7 @@ describe('the compose deployment (docker/compose.yaml), through haproxy', { conc
     for (let i = 0; i < N + 1; i++) {
       const user = i < N ? `listener-${i}` : 'speaker';
       const c = new LecternClient(wsUrl, {
-        WebSocket, token: token(user, [room2]), reconnect: { base: 100, cap: 1000 },
+        WebSocket: TrustingWebSocket, token: token(user, [room2]), reconnect: { base: 100, cap: 1000 },
         heartbeat: { outgoing: 0, incoming: 0 },
       });
       c.on('error', () => {});

@@ -18,9 +18,11 @@
 #      uses; test-only), then Lectern's two images through compose;
 #   5. `up --scale server=3 --scale storage-worker=2` of docker/compose.yaml
 #      (Grafana's profile off: Debian has no Grafana), with
-#      tests/docker/compose.test.yaml: this machine's open-files limit and a
-#      throw-away key file under var/docker/test/;
-#   6. tests/docker/deploy.mjs against it, through haproxy's published port:
+#      tests/docker/compose.test.yaml: this machine's open-files limit, a
+#      throw-away key file and a throw-away TLS certificate for haproxy
+#      (scripts/tls-ca: a local CA, under var/docker/test/tls/);
+#   6. tests/docker/deploy.mjs against it, through haproxy's published HTTPS
+#      port (wss://, https://, the CA trusted; the HTTP port redirects):
 #      stompjs clients spread over the servers get every message once and in
 #      order, history over HTTP, rows in MySQL, Prometheus's targets,
 #      `--scale server=4` and new connections on the new server, `docker
@@ -35,7 +37,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 keep=0
 case ${1:-} in
   --keep) keep=1 ;;
-  -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
   "") ;;
   *) echo "usage: tests/docker/run.sh [--keep]" >&2; exit 2 ;;
 esac
@@ -157,10 +159,22 @@ fi
 chown 10001 "$keys" 2>/dev/null || true
 chmod 400 "$keys"
 
+# haproxy's certificate (compose's secret lectern-tls): from a throw-away
+# local CA (scripts/tls-ca, openssl; kept and reused while valid) for
+# localhost and 127.0.0.1, the chain and key in one file as docker/README.md
+# tells operators to write theirs, readable by haproxy's uid (99 in the
+# official image). deploy.mjs trusts the CA (LECTERN_DT_CA).
+LECTERN_VAR_DIR=$var/test "$root/scripts/tls-ca" make > /dev/null
+tls_pem=$var/test/lectern-tls.pem
+rm -f "$tls_pem"
+cp "$var/test/tls/server.pem" "$tls_pem"
+chown 99 "$tls_pem" 2>/dev/null || true
+chmod 400 "$tls_pem"
+
 # Free host ports for what compose publishes (a running `make run` or another
 # deployment may hold the defaults).
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-export LECTERN_PUBLIC_PORT=$(free_port) LECTERN_STATS_PORT=$(free_port)
+export LECTERN_PUBLIC_PORT=$(free_port) LECTERN_HTTP_PORT=$(free_port) LECTERN_STATS_PORT=$(free_port)
 export LECTERN_PROMETHEUS_PORT=$(free_port) LECTERN_RABBITMQ_UI_PORT=$(free_port)
 export LECTERN_GRAFANA_PORT=$(free_port)
 
@@ -181,7 +195,7 @@ phase "scenario (tests/docker/deploy.mjs)"
 compose_json=$(printf '%s\n' "${compose[@]}" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read().splitlines()))')
 set +e
 (cd "$root/tests" && LECTERN_DT_COMPOSE=$compose_json LECTERN_DT_PROJECT=$project \
-  LECTERN_DT_KEYS=$keys node --test --test-concurrency=1 docker/deploy.mjs)
+  LECTERN_DT_KEYS=$keys LECTERN_DT_CA=$var/test/tls/ca.pem node --test --test-concurrency=1 docker/deploy.mjs)
 rc=$?
 set -e
 phase_end

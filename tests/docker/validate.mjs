@@ -265,6 +265,24 @@ function publishedPorts(svc) {
   return out;
 }
 
+// Published ports with their host side: [{ip, host, target}] (ip '' = every
+// interface).
+function publishedFull(svc) {
+  const out = [];
+  for (const p of asArray(svc.ports)) {
+    if (typeof p === 'object' && p) {
+      out.push({ ip: p.host_ip || '', host: Number(p.published), target: Number(p.target) });
+      continue;
+    }
+    const parts = String(p).replace(/\/(tcp|udp)$/, '').split(':');
+    const target = Number(parts.pop());
+    const host = parts.length ? Number(parts.pop()) : target;
+    out.push({ ip: parts.join(':'), host, target });
+  }
+  return out;
+}
+const isLoopback = (ip) => /^(127\.|localhost$|::1$|\[::1\]$)/.test(ip);
+
 // --- Dockerfile -------------------------------------------------------------
 
 // Stages: [{name, from, line, instrs: [{op, args, line}]}]. Continuation
@@ -1166,6 +1184,97 @@ if (haproxyCfgPath && isFile(haproxyCfgPath)) {
     if (!pub.length) errs.push('haproxy publishes no port');
     return errs;
   });
+
+  // --- TLS at the load balancer --------------------------------------------
+  // The frontends: their binds (port, options) and lines. A frontend that
+  // binds a port compose publishes on every interface is public.
+  const pubAll = publishedFull(haproxyEntry[1]);
+  const publicPorts = new Set(pubAll.filter((p) => !isLoopback(p.ip)).map((p) => p.target));
+  const fronts = [...all('frontend'), ...all('listen')].map((f) => ({
+    ...f,
+    binds: f.lines.filter((l) => l.startsWith('bind ')).map((l) => {
+      const m = /^bind\s+\S*?:(\d+)\s*(.*)$/.exec(l);
+      return { port: m ? Number(m[1]) : NaN, opts: m ? m[2] : '' };
+    }),
+  }));
+  const isPublic = (f) => f.binds.some((b) => publicPorts.has(b.port));
+  const serving = (f) => f.lines.some((l) => /^(default_backend|use_backend)\b/.test(l));
+  const tlsFronts = fronts.filter((f) => isPublic(f) && serving(f));
+  const globalLines = all('global').flatMap((g) => g.lines);
+  const globalOpt = (k) => globalLines.filter((l) => l.startsWith(`${k} `)).map((l) => l.slice(k.length + 1).trim()).join(' ');
+  check('haproxy.cfg: TLS on the public side: every public frontend that serves binds `ssl crt` (a mounted file), ALPN http/1.1, TLS 1.2+ and forward-secret AEAD ciphers only', () => {
+    const errs = [];
+    if (!tlsFronts.length) return ['no frontend binds a published port and forwards to the servers'];
+    if (!publicPorts.has(443)) errs.push('compose does not publish port 443 (HTTPS) on every interface');
+    for (const f of tlsFronts) {
+      for (const b of f.binds) {
+        const where = `frontend ${f.name} bind :${b.port}`;
+        const crt = /(?:^|\s)ssl(\s|$)/.test(b.opts) ? /\bcrt\s+(\S+)/.exec(b.opts) : null;
+        if (!crt) { errs.push(`${where}: no "ssl crt <file>": plain HTTP on the public side`); continue; }
+        const host = hostFileOf(haproxyEntry[1], crt[1]);
+        if (!host) errs.push(`${where}: crt ${crt[1]} is neither a bind mount nor a secret of the haproxy service`);
+        const alpn = /\balpn\s+(\S+)/.exec(b.opts);
+        if (!alpn || !alpn[1].split(',').includes('http/1.1')) errs.push(`${where}: no "alpn http/1.1"`);
+        else if (alpn[1].split(',').includes('h2')) errs.push(`${where}: alpn offers h2, where WebSocket upgrades (HTTP/1.1) do not exist`);
+        const minVer = /\bssl-min-ver\s+(\S+)/.exec(`${b.opts} ${globalOpt('ssl-default-bind-options')}`);
+        if (!minVer || !/^TLSv1\.[23]$/.test(minVer[1])) errs.push(`${where}: no ssl-min-ver TLSv1.2 (on the bind or in ssl-default-bind-options): older versions accepted`);
+      }
+    }
+    const ciphers = (/\bciphers\s+(\S+)/.exec(tlsFronts.flatMap((f) => f.binds.map((b) => b.opts)).join(' ')) || [])[1] || globalOpt('ssl-default-bind-ciphers');
+    if (!ciphers) errs.push('no ssl-default-bind-ciphers (nor ciphers on the bind): OpenSSL\'s defaults include suites without forward secrecy');
+    for (const c of (ciphers || '').split(':').filter(Boolean)) {
+      if (!/^ECDHE-(ECDSA|RSA)-(AES(128|256)-GCM-SHA(256|384)|CHACHA20-POLY1305)$/.test(c)) errs.push(`cipher ${c} is not forward-secret AEAD (ECDHE with AES-GCM or ChaCha20-Poly1305)`);
+    }
+    return errs;
+  });
+  check('haproxy.cfg: plain HTTP on the public side only redirects: 301 to https, no backend', () => {
+    const errs = [];
+    const plain = fronts.filter((f) => isPublic(f) && f.binds.some((b) => publicPorts.has(b.port) && !/(?:^|\s)ssl(\s|$)/.test(b.opts)));
+    const redirects = plain.filter((f) => f.lines.some((l) => /^http-request\s+redirect\s+(scheme\s+https|location\s+https:\/\/)\S*.*\bcode\s+301\b/.test(l)));
+    if (!redirects.length) errs.push('no public plain-HTTP frontend answers with "http-request redirect scheme https code 301" (or a location https://...)');
+    for (const f of plain) {
+      if (!redirects.includes(f)) errs.push(`frontend ${f.name} binds public port(s) ${f.binds.map((b) => b.port).join(', ')} without TLS and does not redirect`);
+      if (serving(f)) errs.push(`frontend ${f.name} serves plain HTTP to the public (a backend)`);
+    }
+    if (!publicPorts.has(80)) errs.push('compose does not publish port 80 (the redirect) on every interface');
+    return errs;
+  });
+  check('haproxy.cfg: HSTS: every HTTPS answer sets Strict-Transport-Security with max-age of at least 180 days', () => {
+    const errs = [];
+    for (const f of tlsFronts) {
+      const l = f.lines.find((x) => /^http-(after-)?response\s+(set|add)-header\s+Strict-Transport-Security\b/i.test(x));
+      if (!l) { errs.push(`frontend ${f.name}: no "http-after-response set-header Strict-Transport-Security"`); continue; }
+      if (!/^http-after-response\b/.test(l)) errs.push(`frontend ${f.name}: HSTS set by http-response misses haproxy's own answers (403, 503): use http-after-response`);
+      const m = /max-age=(\d+)/.exec(l);
+      if (!m) errs.push(`frontend ${f.name}: Strict-Transport-Security without max-age`);
+      else if (Number(m[1]) < 15552000) errs.push(`frontend ${f.name}: HSTS max-age=${m[1]} is less than 180 days (15552000)`);
+    }
+    return errs;
+  });
+  check('haproxy.cfg: /metrics is refused (403) on the public side; the stats page and haproxy\'s metrics only on a port published on 127.0.0.1', () => {
+    const errs = [];
+    for (const f of fronts.filter(isPublic)) {
+      if (f.lines.some((l) => /^stats\s+(enable|uri)\b/.test(l))) errs.push(`frontend ${f.name}: stats page on a public port`);
+      if (f.lines.some((l) => /prometheus-exporter/.test(l))) errs.push(`frontend ${f.name}: haproxy's metrics on a public port`);
+    }
+    for (const f of tlsFronts) {
+      const acls = new Map(f.lines.map((l) => /^acl\s+(\S+)\s+(.*)$/.exec(l)).filter(Boolean).map((m) => [m[1], m[2]]));
+      const denies = f.lines.filter((l) => /^http-request\s+deny\b/.test(l) && /\bdeny_status\s+403\b/.test(l));
+      const covers = denies.some((l) => {
+        const cond = /\b(?:if|unless)\s+(.*)$/.exec(l)?.[1] || '';
+        if (/\{[^}]*\bmetrics\b[^}]*\}/.test(cond)) return true;
+        return cond.split(/\s+/).some((w) => acls.has(w) && /\bpath\b/.test(acls.get(w)) && /metrics/.test(acls.get(w)));
+      });
+      if (!covers) errs.push(`frontend ${f.name}: no "http-request deny deny_status 403" for /metrics (a path acl naming it)`);
+    }
+    for (const f of fronts.filter((x) => x.lines.some((l) => /^stats\s+enable\b/.test(l) || /prometheus-exporter/.test(l)))) {
+      for (const b of f.binds) {
+        const pubs = pubAll.filter((p) => p.target === b.port);
+        for (const p of pubs) if (!isLoopback(p.ip)) errs.push(`frontend ${f.name} (stats) on port ${b.port}, published on every interface`);
+      }
+    }
+    return errs;
+  });
   check('server: limits.trusted_proxies is valid and covers haproxy (X-Forwarded-For)', () => {
     if (!serverLs || !knobs['lectern-server']) return 'skip: no lectern-server service';
     const tp = (effective(serverLs, 'LECTERN_LIMITS_TRUSTED_PROXIES') || '').split(',').map((x) => x.trim()).filter(Boolean);
@@ -1190,22 +1299,38 @@ if (haproxyCfgPath && isFile(haproxyCfgPath)) {
     const out = (r.stdout + r.stderr).trim();
     const warnings = out.split('\n').filter((l) => /\[(WARNING|ALERT)\]/.test(l));
     if (r.status === 0 && !warnings.length) return [];
-    // Docker's resolver (127.0.0.11) and the service names only exist inside
-    // the compose network: check a copy with both replaced by 127.0.0.1.
-    if (/resolv|could not resolve|127\.0\.0\.11|nameserver/i.test(out)) {
+    // Docker's resolver (127.0.0.11), the service names and the files
+    // compose mounts (the certificate, a secret) exist only in the
+    // container: check a copy with the resolver and the servers replaced by
+    // 127.0.0.1 and each crt by its host file, or, for the operator's
+    // certificate absent from a checkout, a throw-away self-signed one.
+    if (/resolv|could not resolve|127\.0\.0\.11|nameserver|SSL certificate/i.test(out)) {
       const dir = mkdtempSync(path.join(tmpdir(), 'lectern-haproxy-'));
       try {
         let text = read(haproxyCfgPath).replace(/127\.0\.0\.11/g, '127.0.0.1');
         for (const s of backendServers) text = text.replaceAll(`${s.host}:${s.port}`, `127.0.0.1:${s.port}`);
+        const mapped = [];
+        text = text.replace(/(\bcrt\s+)(\S+)/g, (all2, kw, p) => {
+          let host = hostFileOf(haproxyEntry[1], p);
+          if (!host || !isFile(host)) {
+            host = path.join(dir, `self-signed-${mapped.length}.pem`);
+            const gen = run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+              '-keyout', `${host}.key`, '-out', `${host}.crt`, '-days', '1', '-subj', '/CN=localhost']);
+            if (gen.status !== 0) throw new Error(`openssl could not make a stand-in certificate: ${gen.stderr}`);
+            writeFileSync(host, read(`${host}.crt`) + read(`${host}.key`));
+          }
+          mapped.push(`${p} -> ${host}`);
+          return kw + host;
+        });
         const f = path.join(dir, 'haproxy.cfg');
         writeFileSync(f, text);
         const r2 = run('haproxy', ['-c', '-f', f]);
         const out2 = (r2.stdout + r2.stderr).trim();
         if (r2.status === 0 && !/\[(WARNING|ALERT)\]/.test(out2)) {
-          note('haproxy -c needed DNS; a copy with 127.0.0.1 for the resolver and servers is valid');
+          note(`haproxy -c needed the container's view; a copy with 127.0.0.1 for the resolver and servers${mapped.length ? ` and ${mapped.join(', ')}` : ''} is valid`);
           return [];
         }
-        return [`haproxy -c (with DNS names replaced) exit ${r2.status}:\n${out2}`];
+        return [`haproxy -c (with DNS names and certificates replaced) exit ${r2.status}:\n${out2}`];
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }

@@ -100,6 +100,10 @@ const COMPOSE = 'docker/compose.yaml';
 const DOCKERFILE = 'docker/Dockerfile';
 const SERVER_ENV_ANCHOR = '      LECTERN_AUTH_MODE: jwt\n';
 const KEYS_ENV = '      LECTERN_AUTH_KEYS: /run/secrets/lectern-keys\n';
+const HAPROXY = 'docker/haproxy.cfg';
+const TLS_BIND = '    bind :443 ssl crt /run/secrets/lectern-tls alpn http/1.1 ssl-min-ver TLSv1.2\n';
+const REDIRECT = '    http-request redirect location https://%[req.hdr(host),field(1,:)]%[capture.req.uri] code 301\n';
+const HSTS = '    http-after-response set-header Strict-Transport-Security "max-age=31536000"\n';
 const KEY_FILE = { 'docker/secrets/lectern-keys': 'k1 HS256 0123456789abcdef0123456789abcdef\n' };
 const haveDpkg = existsSync('/usr/bin/dpkg') && existsSync('/usr/bin/ldd');
 
@@ -310,6 +314,71 @@ describe('the validator fails on a broken deployment', { concurrency: 4 }, () =>
   ], [
     [/service server: credentials match/, /LECTERN_REDIS_PASSWORD differs from the --requirepass/],
   ], { only: true })));
+
+  test('the public port without TLS, an unmounted certificate, ALPN h2, TLS 1.0 allowed, a cipher without forward secrecy', async () => {
+    await expectFailures([
+      [HAPROXY, TLS_BIND, '    bind :443\n'],
+    ], [
+      [/haproxy\.cfg: TLS on the public side/, /frontend lectern bind :443: no "ssl crt <file>": plain HTTP on the public side/],
+      [/plain HTTP on the public side only redirects/, /frontend lectern serves plain HTTP to the public/],
+    ], { only: true });
+    await expectFailures([
+      [HAPROXY, TLS_BIND, '    bind :443 ssl crt /etc/haproxy/certs/site.pem alpn h2,http/1.1 ssl-min-ver TLSv1.0\n'],
+      [HAPROXY, 'ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets', 'ssl-default-bind-options no-tls-tickets'],
+      [HAPROXY, 'ssl-default-bind-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:', 'ssl-default-bind-ciphers AES128-SHA:ECDHE-ECDSA-AES128-GCM-SHA256:'],
+    ], [
+      [/haproxy\.cfg: TLS on the public side/, /crt \/etc\/haproxy\/certs\/site\.pem is neither a bind mount nor a secret/],
+      [/haproxy\.cfg: TLS on the public side/, /alpn offers h2/],
+      [/haproxy\.cfg: TLS on the public side/, /no ssl-min-ver TLSv1\.2/],
+      [/haproxy\.cfg: TLS on the public side/, /cipher AES128-SHA is not forward-secret AEAD/],
+    ], { only: true });
+  });
+
+  test('plain HTTP that serves instead of redirecting, and a redirect that is not permanent', async () => {
+    await expectFailures([
+      [HAPROXY, REDIRECT, '    default_backend lectern_servers\n'],
+    ], [
+      [/plain HTTP on the public side only redirects/, /frontend lectern_redirect binds public port\(s\) 80 without TLS and does not redirect/],
+      [/plain HTTP on the public side only redirects/, /frontend lectern_redirect serves plain HTTP to the public/],
+      [/haproxy\.cfg: TLS on the public side/, /frontend lectern_redirect bind :80: no "ssl crt <file>"/],
+    ]);
+    await expectFailures([
+      [HAPROXY, REDIRECT, REDIRECT.replace('code 301', 'code 302')],
+    ], [
+      [/plain HTTP on the public side only redirects/, /no public plain-HTTP frontend answers with/],
+    ], { only: true });
+  });
+
+  test('no HSTS, and an HSTS max-age of five minutes', async () => {
+    await expectFailures([
+      [HAPROXY, HSTS, ''],
+    ], [
+      [/HSTS: every HTTPS answer/, /frontend lectern: no "http-after-response set-header Strict-Transport-Security"/],
+    ], { only: true });
+    await expectFailures([
+      [HAPROXY, HSTS, HSTS.replace('max-age=31536000', 'max-age=300')],
+    ], [
+      [/HSTS: every HTTPS answer/, /HSTS max-age=300 is less than 180 days/],
+    ], { only: true });
+  });
+
+  test('/metrics served on the public side, and the stats page there too', () => expectFailures([
+    [HAPROXY, '    http-request deny deny_status 403 if private_path\n', ''],
+    [HAPROXY, HSTS, `${HSTS}    stats enable\n    stats uri /haproxy-stats\n`],
+  ], [
+    [/\/metrics is refused \(403\) on the public side/, /frontend lectern: no "http-request deny deny_status 403" for \/metrics/],
+    [/\/metrics is refused \(403\) on the public side/, /frontend lectern: stats page on a public port/],
+  ], { only: true }));
+
+  test('compose publishing neither 443 nor 80, and the stats port on every interface', () => expectFailures([
+    [COMPOSE, '      - "${LECTERN_PUBLIC_PORT:-443}:443"', '      - "127.0.0.1:${LECTERN_PUBLIC_PORT:-443}:443"'],
+    [COMPOSE, '      - "${LECTERN_HTTP_PORT:-80}:80"  # plain HTTP: 301 to HTTPS, nothing else\n', ''],
+    [COMPOSE, '      - "127.0.0.1:${LECTERN_STATS_PORT:-8404}:8404"', '      - "${LECTERN_STATS_PORT:-8404}:8404"'],
+  ], [
+    [/haproxy\.cfg: TLS on the public side/, /no frontend binds a published port and forwards to the servers/],
+    [/plain HTTP on the public side only redirects/, /compose does not publish port 80/],
+    [/\/metrics is refused \(403\) on the public side/, /frontend stats \(stats\) on port 8404, published on every interface/],
+  ]));
 
   test('a compose file that is not valid YAML', () => expectFailures([
     [COMPOSE, 'services:\n', 'services:\n  oops: [unclosed\n'],

@@ -30,7 +30,8 @@ async function deriver(...args) {
 }
 
 // A copy of what the deriver reads and writes, to break on purpose.
-const FILES = ['benchmarks.jsonl', 'benchmarks.md', 'configuration.md', 'scaling.md', 'operations.md', 'performance.md'];
+const FILES = ['benchmarks.jsonl', 'benchmarks.md', 'configuration.md', 'scaling.md', 'operations.md', 'performance.md',
+  'security.md'];
 // Redis's planning figure in the planning block.
 const REDIS_PLAN = /plan \*\*([\d,]+) SENDs\/s\*\*/;
 
@@ -135,6 +136,43 @@ describe('pages derived from docs/benchmarks.jsonl', () => {
     r = await deriver('--check', '--root', dir);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /lacks fanout-idle/);
+  }));
+
+  test('what TLS costs (security.md, benchmarks.md) follows the tls runs, and says so when there are none', () => inScratch(async (dir) => {
+    const f = path.join(dir, 'docs', 'benchmarks.jsonl');
+    const others = parseRuns(await readFile(f, 'utf8')).filter((x) => !/^tls-/.test(x.label));
+    // Two servers plain and TLS, with figures no real run gives together.
+    const connect = (mode, p50, p99, us, rss) => ({ label: `tls-connect-${mode}`, system: 'lectern',
+      args: '--scenario idle --idle 2000 --ramp 400 --duration 1', ...(mode === 'tls' ? { tls: 'TLSv1.3 TLS_AES_256_GCM_SHA384' } : {}),
+      connections: { target: 2000, ok: 2000, failed: 0, connect_ms: { p50, p99 } },
+      servers: { connect_cpu_us_per_conn: us, rss_per_conn_bytes: rss } });
+    const fanout = (mode, p99, us) => ({ label: `tls-fanout-${mode}`, system: 'lectern', args: '--scenario fanout --rate 250',
+      connections: { subscribers: 1000 }, steps: [{ rate: 250, seconds: 10, deliveries_per_s: 250000, expected: 2500000,
+        received: 2500000, latency_ms: { p50: p99 / 2, p99 }, cpu_us_per_delivery: us }] });
+    const tlsRuns = [connect('plain', 1.25, 3.75, 111, 1500), connect('tls', 4.5, 13.5, 999, 45000),
+      fanout('plain', 7.25, 0.61), fanout('tls', 9.75, 0.97)];
+    await writeFile(f, [...others, ...tlsRuns].map((x) => JSON.stringify(x)).join('\n') + '\n');
+    assert.equal((await deriver('--check', '--root', dir)).code, 1, 'security.md is stale against the new runs');
+    assert.equal((await deriver('--write', '--root', dir)).code, 0);
+    const sec = path.join(dir, 'docs', 'security.md');
+    const b = block(await readFile(sec, 'utf8'), 'tls-cost');
+    assert.match(b, /\| connect p99 \| 3\.8 ms \| 13\.5 ms \| 3\.6× \|/);
+    assert.match(b, /\| servers' CPU per connection made \| 111 µs \| 999 µs \| 9\.0× \|/);
+    assert.match(b, /\| servers' CPU per delivery in that fan-out \| 0\.61 µs \| 0\.97 µs \| 1\.6× \|/);
+    assert.match(b, /2,000 connections at 400\/s/);
+    assert.match(b, /TLSv1\.3 TLS_AES_256_GCM_SHA384/);
+    // The page of the same results has the TLS section with the same runs.
+    const md = (await run('node', [path.join(repoRoot, 'scripts', 'bench-report.mjs'), f, 'make bench', 'm', 'c'])).stdout;
+    assert.match(md, /## TLS\n[\s\S]*\| Connect p99 ms \| 3\.8 \| 13\.5 \| 3\.6× \|/);
+    // A hand edit of the block fails --check.
+    await edit(dir, 'docs/security.md', '| 111 µs | 999 µs |', '| 111 µs | 555 µs |');
+    assert.equal((await deriver('--check', '--root', dir)).code, 1);
+    // Results without the tls runs: the block says so, and the page has no TLS section.
+    await writeFile(f, others.map((x) => JSON.stringify(x)).join('\n') + '\n');
+    assert.equal((await deriver('--write', '--root', dir)).code, 0);
+    assert.match(block(await readFile(sec, 'utf8'), 'tls-cost'), /holds no TLS runs/);
+    const plain = (await run('node', [path.join(repoRoot, 'scripts', 'bench-report.mjs'), f, 'make bench', 'm', 'c'])).stdout;
+    assert.doesNotMatch(plain, /## TLS/);
   }));
 
   test('the Soak section of benchmarks.md and the sentence in performance.md follow docs/soak.json', () => inScratch(async (dir) => {

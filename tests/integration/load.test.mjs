@@ -1,11 +1,14 @@
 // The load generator (tests/load/, make bench) against real servers: its
 // numbers are what docs/benchmarks.md reports, so it must report complete
 // delivery when delivery is complete, and loss when there is loss.
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { metric, repoRoot, startCluster, startWorker, waitFor } from './helpers.mjs';
+import { clusterName, metric, repoRoot, startCluster, startServer, startWorker, waitFor } from './helpers.mjs';
+import { https200, issue, makeCa } from './tlsca.mjs';
 
 const loadBin = process.env.LECTERN_LOAD_BIN ||
   path.join(repoRoot, 'build', 'release', 'tests', 'lectern-load');
@@ -48,6 +51,13 @@ describe('lectern-load', () => {
       assert.ok(r.latency_ms.p50 > 0 && r.latency_ms.p99 >= r.latency_ms.p50);
       assert.ok(r.servers.cpu_s > 0, 'server CPU sampled');
       assert.ok(r.servers.rss_connected_kib > 0);
+      // the generator's own work over the same window: recv() and
+      // epoll_wait() calls, at most about one recv() per delivery here
+      assert.equal(r.generator.procs_cpu_s.length, r.procs);
+      assert.ok(r.generator.cpu_s > 0, 'generator CPU sampled');
+      assert.ok(r.generator.reads > 0 && r.generator.reads <= r.deliveries.received + r.connections.ok * 2,
+        `generator reads ${r.generator.reads}`);
+      assert.ok(r.generator.polls > 0, `generator polls ${r.generator.polls}`);
     } finally {
       await c.stop();
     }
@@ -162,6 +172,75 @@ describe('lectern-load', () => {
     } finally {
       await c.stop();
     }
+  });
+
+  // wss:// (tests/load/tlsio.c): the run make bench's tls scenario does, at
+  // a small size, and the refusals that show the certificate is checked.
+  describe('over TLS (wss://, --tls-ca)', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'lectern-load-tls-'));
+    let caA, caB, good, ipless;
+    before(() => {
+      caA = makeCa(dir, 'a');
+      caB = makeCa(dir, 'b');
+      good = issue(caA, 'good');
+      ipless = issue(caA, 'ipless', { sans: ['DNS:localhost'] });   // no IP address in it
+    });
+    after(() => rmSync(dir, { recursive: true, force: true }));
+    const tlsServer = (pair, cluster) => startServer({ cluster, probe: https200(caA.cert),
+      sets: { 'server.tls_cert': pair.cert, 'server.tls_key': pair.key } });
+    const small = ['--rooms', '1', '--subscribers', '20', '--publishers', '1', '--rate', '20',
+      '--duration', '1.5', '--connect-timeout', '10000'];
+
+    test('with the server\'s CA: every connection is TLS, every delivery counted, the session reported', async () => {
+      const cluster = clusterName();
+      const s1 = await tlsServer(good, cluster), s2 = await tlsServer(good, cluster);
+      try {
+        const { code, json: r, err } = await runLoad([
+          '--url', `wss://localhost:${s1.port}/ws`, '--url', `wss://127.0.0.1:${s2.port}/ws`,
+          '--tls-ca', caA.cert, '--watch-pid', String(s1.proc.pid), ...small]).done;
+        assert.equal(code, 0, `${err}\n${JSON.stringify(r && r.errors)}`);
+        assert.deepEqual(r.urls, [`wss://localhost:${s1.port}/ws`, `wss://127.0.0.1:${s2.port}/ws`]);
+        assert.match(r.tls, /^TLSv1\.[23] \S+/);
+        assert.equal(r.connections.ok, 21);
+        assert.equal(r.connections.connect_ms.count, 21);
+        assert.ok(r.deliveries.sent >= 20, `sent ${r.deliveries.sent}`);
+        assert.equal(r.deliveries.received, r.deliveries.sent * 20);
+        assert.equal(r.deliveries.gaps, 0);
+        assert.ok(r.servers.connect_cpu_s >= 0 && r.servers.connect_cpu_us_per_conn >= 0);
+      } finally {
+        await s1.stop();
+        await s2.stop();
+      }
+    });
+
+    test('another CA, or a certificate that does not name the URL\'s host: no connection, the reason reported', async () => {
+      const cluster = clusterName();
+      const s1 = await tlsServer(good, cluster), s2 = await tlsServer(ipless, cluster);
+      try {
+        for (const [url, ca, why] of [
+          [`wss://localhost:${s1.port}/ws`, caB.cert, /TLS: certificate verify failed: unable to get local issuer certificate/],
+          [`wss://127.0.0.1:${s2.port}/ws`, caA.cert, /TLS: certificate verify failed: IP address mismatch/],
+        ]) {
+          const { code, json: r } = await runLoad(['--url', url, '--tls-ca', ca, ...small]).done;
+          assert.equal(code, 1, url);
+          assert.equal(r.connections.ok, 0, url);
+          assert.equal(r.connections.failed, 21, url);
+          assert.match(r.errors.first, why);
+        }
+        // The same server is fine for a client that trusts its CA.
+        const { code } = await runLoad(['--url', `wss://localhost:${s2.port}/ws`, '--tls-ca', caA.cert, ...small]).done;
+        assert.equal(code, 0);
+      } finally {
+        await s1.stop();
+        await s2.stop();
+      }
+    });
+
+    test('a CA file that cannot be read stops the run before it connects', async () => {
+      const { code, err } = await runLoad(['--url', 'wss://127.0.0.1:9/ws', '--tls-ca', path.join(dir, 'missing.pem')]).done;
+      assert.equal(code, 2);
+      assert.match(err, /cannot load CA certificates from .*missing\.pem/);
+    });
   });
 
   test('refuses a target that is not on this machine', async () => {

@@ -34,8 +34,15 @@
  * A message split into WebSocket fragments is gathered in the STOMP carry
  * buffer, which this protocol has no other use for.
  *
- * Invariants: l->inflight counts connections in TCP, HANDSHAKE, STOMP or
- * SUBSCRIBING; a CLOSED connection has fd -1 and no buffers; counts only
+ * TLS (wss:// URLs). Once TCP connects, the connection is in state TLS
+ * while tlsio.c's handshake runs, with EPOLLOUT registered only when the
+ * handshake waits to write; after it, the upgrade goes out as for ws://.
+ * Every read and write goes through conn_read and conn_write, which call
+ * tlsio_read/tlsio_write (recv/send semantics) on a TLS connection, so
+ * nothing above them knows.
+ *
+ * Invariants: l->inflight counts connections in TCP, TLS, HANDSHAKE, STOMP
+ * or SUBSCRIBING; a CLOSED connection has fd -1 and no buffers; counts only
  * grow; library code never prints (errors go to counts->first_error).
  */
 #include "conn.h"
@@ -126,9 +133,10 @@ static void carry_keep(conn_carry *k, const unsigned char *data, size_t n, size_
 
 int conn_url_parse(const char *s, conn_url *u, const char **why)
 {
-    if (strncmp(s, "ws://", 5) != 0)
-        return *why = "only ws:// URLs", -1;
-    const char *p = s + 5;
+    u->tls = strncmp(s, "wss://", 6) == 0;
+    if (!u->tls && strncmp(s, "ws://", 5) != 0)
+        return *why = "only ws:// and wss:// URLs", -1;
+    const char *p = s + (u->tls ? 6 : 5);
     const char *slash = strchr(p, '/');
     size_t hl = slash ? (size_t)(slash - p) : strlen(p);
     if (hl == 0 || hl >= sizeof u->hostport)
@@ -139,7 +147,7 @@ int conn_url_parse(const char *s, conn_url *u, const char **why)
     char host[96];
     snprintf(host, sizeof host, "%s", u->hostport);
     char *colon = strrchr(host, ':');
-    int port = 80;
+    int port = u->tls ? 443 : 80;
     if (colon) {
         *colon = '\0';
         port = atoi(colon + 1);
@@ -229,6 +237,8 @@ void conn_close(conn_loop *l, conn *c, bool failed)
         l->counts->dropped++;
     }
     epoll_ctl(l->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    tlsio_close(c->tls);
+    c->tls = NULL;
     close(c->fd);
     c->fd = -1;
     c->state = CONN_CLOSED;
@@ -250,6 +260,12 @@ void conn_ready(conn_loop *l, conn *c)
 
 /* ------------------------------------------------------------- writing */
 
+/* send (or, on TLS, tlsio_write) p[0..n) on c: bytes taken, or -1 and errno. */
+static ssize_t conn_write(conn *c, const void *p, size_t n)
+{
+    return c->tls ? tlsio_write(c->tls, p, n) : send(c->fd, p, n, MSG_NOSIGNAL);
+}
+
 static void want_out(conn_loop *l, conn *c, bool on)
 {
     if (c->want_out == on)
@@ -264,7 +280,7 @@ void conn_send(conn_loop *l, conn *c, const unsigned char *p, size_t n)
     if (c->state == CONN_CLOSED)
         return;
     if (c->out_len == 0) {
-        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+        ssize_t w = conn_write(c, p, n);
         if (w < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
                 conn_errno(l, "send", errno);
@@ -287,7 +303,7 @@ void conn_send(conn_loop *l, conn *c, const unsigned char *p, size_t n)
 static void conn_flush(conn_loop *l, conn *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        ssize_t w = conn_write(c, c->out + c->out_off, c->out_len - c->out_off);
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
@@ -527,10 +543,18 @@ static void send_connect(conn_loop *l, conn *c)
     conn_send_stomp(l, c, text, (size_t)tl + 1);   /* with the NUL */
 }
 
+/* recv (or, on TLS, tlsio_read) into p[0..n): bytes read, 0 at the peer's
+ * close, or -1 and errno. */
+static ssize_t conn_read(conn *c, void *p, size_t n)
+{
+    return c->tls ? tlsio_read(c->tls, p, n) : recv(c->fd, p, n, 0);
+}
+
 static void on_readable(conn_loop *l, conn *c)
 {
     for (int rounds = 0; rounds < 8 && c->state != CONN_CLOSED; rounds++) {
-        ssize_t r = recv(c->fd, l->rbuf, CONN_RBUF, 0);
+        ssize_t r = conn_read(c, l->rbuf, CONN_RBUF);
+        l->counts->reads++;
         l->rx_now = conn_now_ns();   /* one clock read for every frame in these bytes */
         if (r < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -580,6 +604,39 @@ static void on_readable(conn_loop *l, conn *c)
 
 /* ------------------------------------------------------------ opening */
 
+/* Connected (TCP, and TLS if any): send the WebSocket upgrade. */
+static void send_upgrade(conn_loop *l, conn *c)
+{
+    char req[1024];
+    const conn_url *u = &l->o.urls[c->url];
+    uint64_t a = conn_rng(l);
+    ws_make_key(c->key, a, conn_rng(l));
+    size_t n = ws_request(req, sizeof req, u->hostport, u->path, l->o.protocols, c->key);
+    c->state = CONN_HANDSHAKE;
+    want_out(l, c, false);
+    conn_send(l, c, (const unsigned char *)req, n);
+}
+
+/* Advance c's TLS handshake (state TLS); once done, the upgrade. */
+static void tls_step(conn_loop *l, conn *c)
+{
+    char why[160];
+    bool wr = false;
+    int r = tlsio_handshake(c->tls, &wr, why, sizeof why);
+    if (r == TLSIO_AGAIN) {
+        want_out(l, c, wr);
+        return;
+    }
+    if (r != 0) {
+        conn_error(l, "TLS", why, strlen(why));
+        conn_close(l, c, true);
+        return;
+    }
+    if (!l->counts->tls[0])
+        tlsio_describe(c->tls, l->counts->tls, sizeof l->counts->tls);
+    send_upgrade(l, c);
+}
+
 static void on_connected_tcp(conn_loop *l, conn *c)
 {
     int err = 0;
@@ -590,14 +647,19 @@ static void on_connected_tcp(conn_loop *l, conn *c)
         conn_close(l, c, true);
         return;
     }
-    char req[1024];
-    const conn_url *u = &l->o.urls[c->url];
-    uint64_t a = conn_rng(l);
-    ws_make_key(c->key, a, conn_rng(l));
-    size_t n = ws_request(req, sizeof req, u->hostport, u->path, l->o.protocols, c->key);
-    c->state = CONN_HANDSHAKE;
-    want_out(l, c, false);
-    conn_send(l, c, (const unsigned char *)req, n);
+    if (!l->o.urls[c->url].tls) {
+        send_upgrade(l, c);
+        return;
+    }
+    char why[160] = "wss:// URL without a TLS context";
+    c->tls = l->o.tls ? tlsio_open(l->o.tls, c->fd, l->o.urls[c->url].hostport, why, sizeof why) : NULL;
+    if (!c->tls) {
+        conn_error(l, "TLS", why, strlen(why));
+        conn_close(l, c, true);
+        return;
+    }
+    c->state = CONN_TLS;
+    tls_step(l, c);
 }
 
 int conn_open(conn_loop *l, conn *c)
@@ -650,6 +712,8 @@ int conn_poll(conn_loop *l, int timeout_ms)
 {
     struct epoll_event evs[CONN_EVENTS];
     int n = epoll_wait(l->ep, evs, CONN_EVENTS, timeout_ms);
+    if (n > 0)
+        l->counts->polls++;
     for (int i = 0; i < n; i++) {
         conn *c = evs[i].data.ptr;
         if (c->state == CONN_CLOSED)
@@ -657,6 +721,10 @@ int conn_poll(conn_loop *l, int timeout_ms)
         if (c->state == CONN_TCP) {
             if (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
                 on_connected_tcp(l, c);
+            continue;
+        }
+        if (c->state == CONN_TLS) {
+            tls_step(l, c);
             continue;
         }
         if (evs[i].events & EPOLLOUT)

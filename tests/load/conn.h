@@ -16,6 +16,7 @@
 #define LECTERN_LOAD_CONN_H
 
 #include "scan.h"
+#include "tlsio.h"
 
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -24,14 +25,14 @@
 
 #define CONN_RBUF (256 * 1024)   /* bytes read from a socket at once */
 
-/* A connection's life. The module moves it IDLE/CLOSED -> TCP -> HANDSHAKE
- * -> STOMP (CONNECT sent; with CONN_SOCKETIO: waiting for the Engine.IO
+/* A connection's life. The module moves it IDLE/CLOSED -> TCP (-> TLS, for
+ * a wss:// URL) -> HANDSHAKE -> STOMP (CONNECT sent; with CONN_SOCKETIO: waiting for the Engine.IO
  * open, then for the namespace's connect); the caller moves it on to SUBSCRIBING when it
  * waits for an answer of its own, and to READY with conn_ready. Anything
  * before READY (and not IDLE or CLOSED) counts as in flight. */
 typedef enum conn_state {
     CONN_IDLE = 0,               /* never opened */
-    CONN_TCP, CONN_HANDSHAKE, CONN_STOMP, CONN_SUBSCRIBING, CONN_READY,
+    CONN_TCP, CONN_TLS, CONN_HANDSHAKE, CONN_STOMP, CONN_SUBSCRIBING, CONN_READY,
     CONN_CLOSED                  /* closed, or failed to open; may be opened again */
 } conn_state;
 
@@ -57,13 +58,15 @@ typedef struct conn {
                                   * (Socket.IO: a fragmented message so far) */
     unsigned char *out;          /* output not yet accepted by the kernel */
     uint32_t out_len, out_off, out_cap;
+    tlsio *tls;                  /* wss://: the TLS session on fd, else NULL */
 } conn;
 
-/* A ws:// endpoint on this machine. */
+/* A ws:// or wss:// endpoint on this machine. */
 typedef struct conn_url {
-    char hostport[96];           /* the Host header */
+    char hostport[96];           /* the Host header (and, for wss://, the name checked) */
     char path[128];
     struct sockaddr_in addr;
+    bool tls;                    /* wss:// */
 } conn_url;
 
 /* What happened to the connections, written by the module (and by the
@@ -75,7 +78,10 @@ typedef struct conn_counts {
     volatile uint64_t failed;    /* closed before READY, or never opened */
     volatile uint64_t dropped;   /* closed by failure after READY */
     volatile uint64_t stomp_errors, ws_errors;
+    uint64_t reads;              /* recv() calls */
+    uint64_t polls;              /* epoll_wait() calls that returned events */
     char first_error[200];       /* the first error, for the report; "" if none */
+    char tls[64];                /* the first TLS session's protocol and cipher; "" if none */
 } conn_counts;
 
 typedef struct conn_loop conn_loop;
@@ -114,6 +120,7 @@ typedef struct conn_opts {
     const char *heart_beat;      /* CONNECT's heart-beat value, "cx,cy" (NULL: "0,0") */
     long sources;                /* > 1: bind connection id to 127.0.0.1 + id % sources */
     size_t max_frame;            /* longer WebSocket or STOMP frames fail the connection */
+    tlsio_ctx *tls;              /* borrowed: the TLS context of wss:// URLs (NULL: none) */
     conn_hooks hooks;
 } conn_opts;
 
@@ -141,10 +148,11 @@ int64_t conn_now_ns(void);
  * Returns 0, or -1 with *cx and *cy untouched. */
 int conn_heart_beat_parse(const char *s, long *cx, long *cy);
 
-/* Parse "ws://host:port/path" (host an IPv4 address or "localhost"; path
- * "/" when absent) into u. Returns 0, or -1 with *why set to a static
- * reason (the URL is not ws://, malformed, or not a loopback address:
- * load goes to this machine only). */
+/* Parse "ws://host:port/path" or "wss://..." (host an IPv4 address or
+ * "localhost"; port 80 or 443 when absent; path "/" when absent) into u.
+ * Returns 0, or -1 with *why set to a static reason (the URL is neither
+ * ws:// nor wss://, malformed, or not a loopback address: load goes to
+ * this machine only). */
 int conn_url_parse(const char *s, conn_url *u, const char **why);
 
 /* Set up l with a copy of o (its pointers are borrowed), counting into
@@ -193,7 +201,7 @@ size_t conn_frame(conn_loop *l, unsigned char *dst, const char *text, size_t n);
 void conn_error(conn_loop *l, const char *what, const char *detail, size_t dlen);
 
 /* Wait up to timeout_ms for socket events and handle them all: finish TCP
- * connects, flush output, read and parse input, calling the hooks. Returns
+ * connects and TLS handshakes, flush output, read and parse input, calling the hooks. Returns
  * the number of events handled. */
 int conn_poll(conn_loop *l, int timeout_ms);
 

@@ -11,8 +11,9 @@
  * completeness (expected vs received, gaps, duplicates) and deliveries per
  * second, prints live progress on stderr and one JSON document on stdout.
  * Given --watch-pid it also samples the servers' CPU time over the
- * publishing phase and their RSS before and after connecting, which gives
- * CPU per delivery and memory per connection; --watch-extra NAME=PID
+ * connect and publishing phases and their RSS before and after connecting,
+ * which gives CPU per connection made, CPU per delivery and memory per
+ * connection; --watch-extra NAME=PID
  * samples the other processes a system needs (its registry, broker, load
  * balancer) over the same window and reports them apart, by name, so a
  * comparison can count every process while the servers' figures stay the
@@ -53,7 +54,11 @@
  * acknowledgement (where STOMP waits for the SUBSCRIBE's RECEIPT), a
  * publisher is ready once connected and emits pub(room, body) for each
  * SEND, and the peer's event m(body) is a MESSAGE. Rooms are named as the
- * STOMP destinations without "/topic/". conn.c speaks Engine.IO. The status-* scenarios (friends' online status) are
+ * STOMP destinations without "/topic/". conn.c speaks Engine.IO.
+ *
+ * TLS. wss:// URLs make their connections TLS (tlsio.c under conn.c), each
+ * a full handshake verified against --tls-ca or the system's store; the
+ * connect time then includes the handshake. The status-* scenarios (friends' online status) are
  * status.c's: main() hands them over whole.
  */
 #include "conn.h"
@@ -62,6 +67,7 @@
 #include "scan.h"
 #include "sio.h"
 #include "status.h"
+#include "tlsio.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -122,6 +128,8 @@ typedef struct opts {
     bool json;
     bool quiet;
     bool sio;                /* --protocol socketio */
+    const char *tls_ca;      /* --tls-ca: trusted for wss:// (NULL: the system's store) */
+    tlsio_ctx *tls;          /* made in main when a URL is wss:// */
 } opts;
 
 /* --------------------------------------------------------- shared region */
@@ -142,6 +150,8 @@ typedef struct child_res {
     volatile uint64_t sent, received, gaps, dups, foreign, bad_body;
     volatile uint64_t pub_behind;
     volatile int64_t last_rx_ns;
+    volatile int64_t cpu_pub_us; /* this process's CPU from publishing start to done */
+    volatile uint64_t reads_pub, polls_pub;  /* recv() and epoll_wait() calls over the same */
     hist connect_us;
 } child_res;
 
@@ -159,6 +169,14 @@ static double rates[LOAD_MAX_STEPS];
 static layout L;
 static control *ctl;
 static unsigned char *region;    /* control, then procs child blocks */
+
+/* This process's CPU time (user + system) so far, in µs. */
+static int64_t self_cpu_us(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 + ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+}
 
 static child_res *child_at(int c)
 {
@@ -495,7 +513,7 @@ static void child_run(void)
         .urls = O.urls, .protocols = O.sio ? NULL : "v12.stomp, v11.stomp, v10.stomp",
         .protocol = O.sio ? CONN_SOCKETIO : CONN_STOMP_PROTO,
         .accept_version = "1.2,1.1", .vhost = O.vhost, .passcode = O.passcode, .heart_beat = O.heart_beat,
-        .sources = O.sources, .max_frame = LOAD_MAX_FRAME,
+        .sources = O.sources, .max_frame = LOAD_MAX_FRAME, .tls = O.tls,
         .hooks = { .connected = on_connected, .message = on_message, .receipt = on_receipt,
                    .login = login_for },
     };
@@ -509,7 +527,7 @@ static void child_run(void)
     int64_t last_sweep = start;
     int64_t next_beat = start + O.hb_cx * 1000000;   /* when the EOLs are next due */
     enum { PH_CONNECT, PH_WAIT, PH_PUBLISH, PH_DRAIN } phase = PH_CONNECT;
-    int64_t drain_start = 0, drain_end = 0;
+    int64_t drain_start = 0, drain_end = 0, cpu_go = 0;
 
     for (;;) {
         int64_t t = conn_now_ns();
@@ -541,6 +559,9 @@ static void child_run(void)
             if (ctl->go_ns && t >= ctl->go_ns) {
                 go_ns = ctl->go_ns;
                 phase = PH_PUBLISH;
+                cpu_go = self_cpu_us();
+                R->reads_pub = R->net.reads;
+                R->polls_pub = R->net.polls;
                 pub_end_ns = go_ns + (int64_t)(O.duration_s * 1e9);
             }
         }
@@ -571,6 +592,11 @@ static void child_run(void)
         /* Only a process with publishers needs the 1 ms pacing tick. */
         int timeout = phase == PH_PUBLISH && npubs ? 1 : 10;
         conn_poll(&loop, timeout);
+    }
+    if (cpu_go) {
+        R->cpu_pub_us = self_cpu_us() - cpu_go;
+        R->reads_pub = R->net.reads - R->reads_pub;
+        R->polls_pub = R->net.polls - R->polls_pub;
     }
     __atomic_store_n(&R->done, 1, __ATOMIC_RELEASE);
 }
@@ -750,7 +776,11 @@ static void usage(FILE *f)
 "\n"
 "Options:\n"
 "  --url URL             server endpoint (repeat for several servers; connections\n"
-"                        are spread round-robin); ws://127.x.x.x:port/path\n"
+"                        are spread round-robin); ws://127.x.x.x:port/path, or\n"
+"                        wss://... for TLS (full handshakes, no session resumed;\n"
+"                        the certificate must name the URL's host)\n"
+"  --tls-ca FILE         trust the CA certificates of FILE (PEM) for wss:// URLs\n"
+"                        (default: the system's store); verification is never off\n"
 "  --protocol P          stomp (default) or socketio: Socket.IO 5 over Engine.IO 4,\n"
 "                        WebSocket transport, against tests/peers/socketio/ (events\n"
 "                        join+ack, pub, m; room scenarios only; a URL path \"/\" means\n"
@@ -842,7 +872,7 @@ int main(int argc, char **argv)
            OPT_RATE, OPT_RATE_STEP, OPT_RATE_MAX, OPT_STEP, OPT_DURATION, OPT_SIZE, OPT_PROCS,
            OPT_SOURCES, OPT_RAMP, OPT_INFLIGHT, OPT_CTIMEOUT, OPT_DRAIN, OPT_QUIET, OPT_SLO,
            OPT_LOGIN, OPT_PASS, OPT_VHOST, OPT_HB, OPT_PREFIX, OPT_WATCH, OPT_JSON, OPT_NOPROG, OPT_HELP,
-           OPT_PROTO, OPT_EXTRA };
+           OPT_PROTO, OPT_EXTRA, OPT_TLS_CA };
     static const struct option lo[] = {
         { "url", 1, 0, OPT_URL }, { "scenario", 1, 0, OPT_SCEN }, { "subscribers", 1, 0, OPT_SUBS },
         { "connections", 1, 0, OPT_SUBS }, { "rooms", 1, 0, OPT_ROOMS },
@@ -855,7 +885,8 @@ int main(int argc, char **argv)
         { "login", 1, 0, OPT_LOGIN }, { "passcode", 1, 0, OPT_PASS }, { "vhost", 1, 0, OPT_VHOST }, { "heart-beat", 1, 0, OPT_HB },
         { "prefix", 1, 0, OPT_PREFIX }, { "watch-pid", 1, 0, OPT_WATCH }, { "json", 0, 0, OPT_JSON },
         { "no-progress", 0, 0, OPT_NOPROG }, { "help", 0, 0, OPT_HELP },
-        { "protocol", 1, 0, OPT_PROTO }, { "watch-extra", 1, 0, OPT_EXTRA }, { 0, 0, 0, 0 }
+        { "protocol", 1, 0, OPT_PROTO }, { "watch-extra", 1, 0, OPT_EXTRA },
+        { "tls-ca", 1, 0, OPT_TLS_CA }, { 0, 0, 0, 0 }
     };
     /* The scenario is applied first so that every other option overrides it. */
     const char *scen = "small";
@@ -936,6 +967,7 @@ int main(int argc, char **argv)
             else
                 die("unknown --protocol %s (stomp or socketio)", optarg);
             break;
+        case OPT_TLS_CA: O.tls_ca = optarg; break;
         case OPT_HELP: usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -943,6 +975,19 @@ int main(int argc, char **argv)
     if (optind < argc || O.nurls == 0) {
         usage(stderr);
         return 2;
+    }
+    bool any_tls = false;
+    for (int i = 0; i < O.nurls; i++)
+        any_tls |= O.urls[i].tls;
+    if (O.tls_ca && !any_tls)
+        die("%s", "--tls-ca is for wss:// URLs, and none was given");
+    if (any_tls) {
+        /* Made once, before the children fork: a CA file that cannot be
+         * read stops the run here, not on every connection. */
+        char why[300];
+        O.tls = tlsio_ctx_create(O.tls_ca, why, sizeof why);
+        if (!O.tls)
+            die("%s", why);
     }
     if (O.sio)
         for (int i = 0; i < O.nurls; i++)
@@ -1135,6 +1180,9 @@ int main(int argc, char **argv)
     double pub_s = go ? (double)((ctl->stop_ns < go + (int64_t)(O.duration_s * 1e9) ? ctl->stop_ns : go + (int64_t)(O.duration_s * 1e9)) - go) / 1e9 : 0;
     long hz = sysconf(_SC_CLK_TCK);
     double cpu_s = (double)(cpu1 - cpu_pub0) / (double)hz;
+    /* The servers' CPU while the connections were made (from before the
+     * first to the start of publishing): what setting them up cost. */
+    double connect_cpu_s = go ? (double)(cpu_pub0 - cpu0) / (double)hz : 0.0;
 
     FILE *f = stdout;
     fprintf(f, "{\"scenario\":");
@@ -1146,10 +1194,19 @@ int main(int argc, char **argv)
         if (i)
             fputc(',', f);
         char u[256];
-        snprintf(u, sizeof u, "ws://%s%s", O.urls[i].hostport, O.urls[i].path);
+        snprintf(u, sizeof u, "%s://%s%s", O.urls[i].tls ? "wss" : "ws", O.urls[i].hostport, O.urls[i].path);
         json_str(f, u);
     }
-    fprintf(f, "],\"procs\":%ld,\"sources\":%ld,\"size\":%ld,", O.procs, O.sources, O.size);
+    fprintf(f, "]");
+    /* The negotiated protocol and cipher, as the first TLS connection of
+     * any child saw them. */
+    for (int c = 0; O.tls && c < O.procs; c++)
+        if (child_at(c)->net.tls[0]) {
+            fprintf(f, ",\"tls\":");
+            json_str(f, child_at(c)->net.tls);
+            break;
+        }
+    fprintf(f, ",\"procs\":%ld,\"sources\":%ld,\"size\":%ld,", O.procs, O.sources, O.size);
     fprintf(f, "\"connections\":{\"target\":%ld,\"subscribers\":%ld,\"publishers\":%ld,\"idle\":%ld,"
                "\"opened\":%" PRIu64 ",\"ok\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"dropped\":%" PRIu64 ","
                "\"time_s\":%.3f,", total, O.subs, O.rooms * O.pubs, O.idle, s.opened, s.ok, s.failed,
@@ -1219,10 +1276,11 @@ int main(int argc, char **argv)
     if (O.nwatch > 0) {
         fprintf(f, ",\"servers\":{\"pids\":%d,\"rss_before_kib\":%ld,\"rss_connected_kib\":%ld,"
                    "\"rss_after_kib\":%ld,\"rss_per_conn_bytes\":%.0f,\"cpu_s\":%.3f,"
-                   "\"cpu_us_per_delivery\":%.4f}",
+                   "\"cpu_us_per_delivery\":%.4f,\"connect_cpu_s\":%.3f,\"connect_cpu_us_per_conn\":%.1f}",
                 O.nwatch, rss0, rss_held, rss1,
                 s.ok ? (double)(rss_held - rss0) * 1024.0 / (double)s.ok : 0.0, cpu_s,
-                rec_all ? cpu_s * 1e6 / (double)rec_all : 0.0);
+                rec_all ? cpu_s * 1e6 / (double)rec_all : 0.0, connect_cpu_s,
+                s.ok ? connect_cpu_s * 1e6 / (double)s.ok : 0.0);
     }
     if (O.nextra > 0)
         json_extra(f, xcpu_held, xcpu1, xrss0, xrss_held, rec_all, s.ok, (double)hz);
@@ -1231,6 +1289,21 @@ int main(int argc, char **argv)
     fprintf(f, ",\"generator_cpu_s\":%.3f",
             (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
             (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
+    /* The generator's own work over the servers' window (publishing and
+     * drain): its CPU, in all and per process, and its recv() and
+     * epoll_wait() calls. On a shared machine it competes with the servers
+     * for the cores, so it belongs next to their figures. */
+    int64_t gen_us = 0;
+    uint64_t gen_reads = 0, gen_polls = 0;
+    fprintf(f, ",\"generator\":{\"procs_cpu_s\":[");
+    for (int c = 0; c < O.procs; c++) {
+        gen_us += child_at(c)->cpu_pub_us;
+        gen_reads += child_at(c)->reads_pub;
+        gen_polls += child_at(c)->polls_pub;
+        fprintf(f, "%s%.3f", c ? "," : "", (double)child_at(c)->cpu_pub_us / 1e6);
+    }
+    fprintf(f, "],\"cpu_s\":%.3f,\"reads\":%" PRIu64 ",\"polls\":%" PRIu64 "}", (double)gen_us / 1e6,
+            gen_reads, gen_polls);
     fprintf(f, "}\n");
     fflush(f);
     return s.failed || ctl->abort_all ? 1 : 0;

@@ -1,7 +1,8 @@
 /* test_loadgen.c — the pure parts of the load generator (tests/load/):
  * the WebSocket client codec, the STOMP frame scanner, the latency
  * histogram, the /status message parser, the connection layer's URL
- * parser, the Socket.IO packet codec and the reports' JSON pieces. The generator's numbers are only as good as these: a scanner
+ * parser, the TLS layer's peer name and CA loading, the Socket.IO packet
+ * codec and the reports' JSON pieces. The generator's numbers are only as good as these: a scanner
  * that loses a frame would report loss that is not there, a histogram that
  * misplaces values would misreport p99. Parsers are fed whole and byte by
  * byte; results must match. */
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../load/conn.h"
 #include "../load/hist.h"
@@ -22,6 +24,7 @@
 #include "../load/scan.h"
 #include "../load/sio.h"
 #include "../load/statusmsg.h"
+#include "../load/tlsio.h"
 #include "../load/ws.h"
 
 /* --- WebSocket ----------------------------------------------------------- */
@@ -142,18 +145,24 @@ static void test_conn_url(void **state)
         const char *hostport, *path;   /* NULL: refused */
         unsigned port;
         const char *why;
+        bool tls;
     } cases[] = {
-        { "ws://127.0.0.1:8080/ws", "127.0.0.1:8080", "/ws", 8080, NULL },
-        { "ws://127.0.0.2:9000", "127.0.0.2:9000", "/", 9000, NULL },
-        { "ws://localhost:7000/a/b", "localhost:7000", "/a/b", 7000, NULL },
-        { "ws://127.0.0.1/ws", "127.0.0.1", "/ws", 80, NULL },
-        { "wss://127.0.0.1:443/ws", NULL, NULL, 0, "only ws:// URLs" },
-        { "http://127.0.0.1:80/", NULL, NULL, 0, "only ws:// URLs" },
-        { "ws:///ws", NULL, NULL, 0, "bad URL" },
-        { "ws://127.0.0.1:0/ws", NULL, NULL, 0, "bad URL (IPv4 address and port needed)" },
-        { "ws://127.0.0.1:65536/ws", NULL, NULL, 0, "bad URL (IPv4 address and port needed)" },
-        { "ws://example.org:80/ws", NULL, NULL, 0, "bad URL (IPv4 address and port needed)" },
-        { "ws://10.0.0.1:80/ws", NULL, NULL, 0, "refusing a non-loopback target" },
+        { "ws://127.0.0.1:8080/ws", "127.0.0.1:8080", "/ws", 8080, NULL, false },
+        { "ws://127.0.0.2:9000", "127.0.0.2:9000", "/", 9000, NULL, false },
+        { "ws://localhost:7000/a/b", "localhost:7000", "/a/b", 7000, NULL, false },
+        { "ws://127.0.0.1/ws", "127.0.0.1", "/ws", 80, NULL, false },
+        { "wss://127.0.0.1:8443/ws", "127.0.0.1:8443", "/ws", 8443, NULL, true },
+        { "wss://localhost/ws", "localhost", "/ws", 443, NULL, true },
+        { "wss://localhost:9001", "localhost:9001", "/", 9001, NULL, true },
+        { "wss://10.0.0.1:443/ws", NULL, NULL, 0, "refusing a non-loopback target", false },
+        { "wss:/127.0.0.1:443/ws", NULL, NULL, 0, "only ws:// and wss:// URLs", false },
+        { "http://127.0.0.1:80/", NULL, NULL, 0, "only ws:// and wss:// URLs", false },
+        { "https://127.0.0.1:443/", NULL, NULL, 0, "only ws:// and wss:// URLs", false },
+        { "ws:///ws", NULL, NULL, 0, "bad URL", false },
+        { "ws://127.0.0.1:0/ws", NULL, NULL, 0, "bad URL (IPv4 address and port needed)", false },
+        { "ws://127.0.0.1:65536/ws", NULL, NULL, 0, "bad URL (IPv4 address and port needed)", false },
+        { "ws://example.org:80/ws", NULL, NULL, 0, "bad URL (IPv4 address and port needed)", false },
+        { "ws://10.0.0.1:80/ws", NULL, NULL, 0, "refusing a non-loopback target", false },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         conn_url u;
@@ -169,7 +178,64 @@ static void test_conn_url(void **state)
         assert_string_equal(u.path, cases[i].path);
         assert_int_equal(ntohs(u.addr.sin_port), cases[i].port);
         assert_int_equal(ntohl(u.addr.sin_addr.s_addr) >> 24, 127);
+        assert_int_equal(u.tls, cases[i].tls);
     }
+}
+
+/* The name a server's certificate must carry for a URL's host[:port]. */
+static void test_tls_peer_name(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *hostport, *name;   /* name NULL: refused */
+        bool ip;
+    } cases[] = {
+        { "localhost:8443", "localhost", false },
+        { "localhost", "localhost", false },
+        { "127.0.0.1:443", "127.0.0.1", true },
+        { "127.0.0.1", "127.0.0.1", true },
+        { "127.0.0.1.example:1", "127.0.0.1.example", false },
+        { "lectern.example.org:443", "lectern.example.org", false },
+        { ":443", NULL, false },
+        { "", NULL, false },
+        { "a-name-longer-than-the-buffer-of-thirty-two:1", NULL, false },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char name[32] = "untouched";
+        bool ip = !cases[i].ip;
+        int r = tlsio_peer_name(cases[i].hostport, name, sizeof name, &ip);
+        if (!cases[i].name) {
+            assert_int_equal(r, -1);
+            continue;
+        }
+        assert_int_equal(r, 0);
+        assert_string_equal(name, cases[i].name);
+        assert_int_equal(ip, cases[i].ip);
+    }
+}
+
+/* A CA file that is missing or holds no certificate is refused up front,
+ * with the file named; a good one is accepted. */
+static void test_tls_ctx(void **state)
+{
+    (void)state;
+    char err[300] = "";
+    assert_null(tlsio_ctx_create("/nonexistent/ca.pem", err, sizeof err));
+    assert_non_null(strstr(err, "cannot load CA certificates from /nonexistent/ca.pem"));
+    char path[] = "/tmp/lectern-test-ca-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs("not a certificate\n", f);
+    fclose(f);
+    err[0] = '\0';
+    assert_null(tlsio_ctx_create(path, err, sizeof err));
+    assert_non_null(strstr(err, path));
+    unlink(path);
+    tlsio_ctx *x = tlsio_ctx_create(NULL, err, sizeof err);   /* the system's store */
+    assert_non_null(x);
+    tlsio_ctx_destroy(x);
+    tlsio_ctx_destroy(NULL);
 }
 
 /* --heart-beat CX,CY: two decimal ms values, nothing else. */
@@ -585,6 +651,8 @@ int main(void)
         cmocka_unit_test(test_ws_parse),
         cmocka_unit_test(test_ws_client_frame),
         cmocka_unit_test(test_conn_url),
+        cmocka_unit_test(test_tls_peer_name),
+        cmocka_unit_test(test_tls_ctx),
         cmocka_unit_test(test_scan_stream),
         cmocka_unit_test(test_scan_prefixes),
         cmocka_unit_test(test_scan_headers_and_limits),
