@@ -100,7 +100,7 @@ const cfg_knob server_knobs[] = {
 
     { "websocket.path", CFG_STR, K(ws_path), "/ws", 0, 0, NULL,
       "URL path of the STOMP-over-WebSocket endpoint. Upgrades elsewhere get 404." },
-    { "websocket.rx_buffer", CFG_SIZE, K(ws_rx_buffer), "128", 128, 1 << 20, NULL,
+    { "websocket.rx_buffer", CFG_SIZE, K(ws_rx_buffer), "256", 128, 1 << 20, NULL,
       "Per-connection receive buffer of libwebsockets, allocated for every\n"
       "connection for its whole life (on top of lws's own state). Larger\n"
       "frames still arrive, in several pieces. lws reads at most this much\n"
