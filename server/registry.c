@@ -410,19 +410,20 @@ static void registry_send_online(registry *g, const char *user, long long k)
     registry_args_eval(g, &a, REGISTRY_LUA_ONLINE, registry_on_done, (void *)"online");
 }
 
-void registry_online(registry *g, const char *user)
+const char *registry_online(registry *g, const char *user, size_t ul)
 {
-    size_t ul = strlen(user);
     reg_user *u = user_of(strmap_find(&g->users, user, ul));
     if (!u) {
         u = xmalloc(sizeof *u + ul + 1);
         u->count = 0;
-        memcpy(u->user, user, ul + 1);
+        memcpy(u->user, user, ul);
+        u->user[ul] = '\0';
         strmap_insert(&g->users, &u->node, ul);
     }
     u->count++;
     if (g->registered)
-        registry_send_online(g, user, 1);
+        registry_send_online(g, u->user, 1);
+    return u->user;
 }
 
 void registry_offline(registry *g, const char *user)

@@ -109,8 +109,13 @@ void registry_get_stats(const registry *g, registry_stats *out);
 /* A subscription of `user` to `room` began / ended on this server. */
 void registry_join(registry *g, const char *room, const char *user, const char *name);
 void registry_leave(registry *g, const char *room, const char *user);
-/* A connection of `user` opened / closed on this server. */
-void registry_online(registry *g, const char *user);
+/* A connection of `user` (ul bytes, no NUL needed) opened on this server.
+ * Returns the mirror's copy of the user, NUL-terminated, which stays valid
+ * until the matching registry_offline (a connection may keep it as its
+ * user id instead of a copy of its own). */
+const char *registry_online(registry *g, const char *user, size_t ul);
+/* A connection of `user` closed on this server (user may be the copy
+ * registry_online returned: it is invalid after this call). */
 void registry_offline(registry *g, const char *user);
 
 /* --- messages ------------------------------------------------------------ */

@@ -698,8 +698,10 @@ void session_destroy(session *s)
     session_busy_free(s->busy);     /* completions still to come find no session */
     s->busy = NULL;
     if (s->online)
-        registry_offline(s->env->registry, s->user);
-    free(s->user);              /* the display name lives in the same block */
+        registry_offline(s->env->registry, s->user);   /* s->user may be its copy: last use */
+    if (s->user_own)
+        free((char *)s->user);  /* the display name lives in the same block */
+    s->user = NULL;
     jwt_claims_free(s->who);
     if (s->dirty_at)
         s->list->dirty[s->dirty_at - 1] = NULL;

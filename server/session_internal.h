@@ -99,7 +99,10 @@ struct session {
     twheel_node timer;           /* on the list's wheel at the next check's time (session_timer.c) */
     outq_entry *q;
     subscription *subs;
-    char *user;                  /* identity from CONNECT: "user\0name\0" (session_user_name) */
+    const char *user;            /* identity from CONNECT (session_user_name): with a display
+                                  * name, "user\0name\0" of its own (user_own); without,
+                                  * the registry's copy of the user (registry_online),
+                                  * valid while online */
     jwt_claims *who;             /* auth.mode=jwt: the token's claims; NULL otherwise */
     uint64_t token_deadline_ms;  /* who's expiry in loop time (tokens.h); 0: none */
     const char *addr;            /* client address (owned by the server's peer count) */
@@ -124,15 +127,25 @@ struct session {
     uint8_t version;             /* stomp_version once connected */
     uint8_t wait_slot;           /* while wait_at: its slot on the list's wait wheel */
     uint8_t role;                /* jwt_role: the token's, or CONNECT's x-role (auth none) */
-    bool armed;                  /* writable callback requested and not yet run */
-    bool dead;                   /* closing: queue nothing more, write nothing */
-    bool reap_queued;            /* on the list's reap list */
-    bool restarting;             /* drained by SIGTERM: close with 1012 when done */
-    bool throttled;              /* input paused by the token buckets (lws rx flow off) */
-    bool held;                   /* input paused for a SUBSCRIBE's ban check (in order) */
-    bool online;                 /* counted online in the registry */
-    bool draining;               /* DISCONNECT received: read nothing more */
+    /* One byte of flags, not eight: with them the struct fits malloc's
+     * 272-byte chunk (SESSION_SIZE_MAX) instead of the 288 one. */
+    bool armed : 1;              /* writable callback requested and not yet run */
+    bool dead : 1;               /* closing: queue nothing more, write nothing */
+    bool reap_queued : 1;        /* on the list's reap list */
+    bool restarting : 1;         /* drained by SIGTERM: close with 1012 when done */
+    bool throttled : 1;          /* input paused by the token buckets (lws rx flow off) */
+    bool held : 1;               /* input paused for a SUBSCRIBE's ban check (in order) */
+    bool online : 1;             /* counted online in the registry: user is its copy */
+    bool draining : 1;           /* DISCONNECT received: read nothing more */
+    bool user_own : 1;           /* user is this session's own block (a display name) */
 };
+
+/* What an idle connection pays for its session: glibc's malloc serves a
+ * request of n bytes from a chunk of n + 8 rounded up to 16, so 264 bytes
+ * take a 272-byte chunk and 265 a 288-byte one. */
+#define SESSION_SIZE_MAX 264
+_Static_assert(sizeof(struct session) <= SESSION_SIZE_MAX,
+               "struct session outgrew its malloc chunk (SESSION_SIZE_MAX)");
 
 /* Output waiting for websocket.write_delay_ms (session_delay.c): a wheel of
  * one-ms slots, each the sessions due in that ms (a power of two of them,
@@ -169,8 +182,7 @@ uint64_t session_now(const session *s);
  * while s->user is (set by CONNECT). */
 static inline const char *session_user_name(const session *s)
 {
-    const char *name = s->user + strlen(s->user) + 1;
-    return *name ? name : s->user;
+    return s->user_own ? s->user + strlen(s->user) + 1 : s->user;
 }
 
 /* Every function below works on a live session of the calling file's

@@ -82,7 +82,8 @@ void session_refuse(session *s, const stomp_frame *f, const char *why)
     session_error(s, f, ERROR_ACCESS_REFUSED, "Authentication failed.");
 }
 
-/* Set s->user (with the display name) and s->role from CONNECT: with auth.mode=jwt
+/* Set s->user (with the display name) and s->role from CONNECT, and count
+ * the session online in the registry: with auth.mode=jwt
  * from the token (the passcode header, or an "Authorization: Bearer"
  * header), never from what else the frame says; with auth.mode=none from
  * login (or a guest id unique in the cluster), x-display-name and x-role.
@@ -149,14 +150,24 @@ static int session_identify(session *s, const stomp_frame *f)
         else if (role && stomp_str_eq(role, "admin"))
             s->role = JWT_ROLE_ADMIN;
     }
-    /* One allocation for both (per-connection memory): "user\0name\0",
-     * the name empty when no display name was given (session_user_name). */
-    s->user = xmalloc(ul + 1 + nl + 1);
-    memcpy(s->user, u, ul);
-    s->user[ul] = '\0';
-    if (nl)
-        memcpy(s->user + ul + 1, name, nl);
-    s->user[ul + 1 + nl] = '\0';
+    /* Online in the registry's mirror, whose copy of the user id serves as
+     * s->user while the session is online (session_destroy goes offline
+     * last): most connections give no display name and pay nothing more.
+     * A display name takes one block of the session's own for both,
+     * "user\0name\0" (user_own; session_user_name). */
+    if (nl) {
+        char *own = xmalloc(ul + 1 + nl + 1);
+        memcpy(own, u, ul);
+        own[ul] = '\0';
+        memcpy(own + ul + 1, name, nl);
+        own[ul + 1 + nl] = '\0';
+        s->user = own;
+        s->user_own = true;
+        registry_online(s->env->registry, own, ul);
+    } else {
+        s->user = registry_online(s->env->registry, u, ul);
+    }
+    s->online = true;
     return 0;
 }
 
@@ -193,8 +204,6 @@ void session_on_connect(session *s, const stomp_frame *f)
 
     if (session_identify(s, f) < 0)
         return;
-    registry_online(s->env->registry, s->user);
-    s->online = true;
 
     char hbv[32], sid[32];
     snprintf(hbv, sizeof hbv, "%u,%u", s->hb_send_ms, s->hb_recv_ms);
