@@ -11,6 +11,13 @@
  * only reads the result OpenSSL already enforced; its host name check is
  * off because OpenSSL's covers it. Protocols below TLS 1.2 are refused.
  *
+ * OpenSSL's own reason for a refused handshake is "certificate verify
+ * failed" whatever failed; the verify callback keeps the first error of the
+ * chain check (unable to get local issuer certificate, IP address mismatch,
+ * certificate has expired...) in a thread-local, and the reason given to
+ * the caller names it. A connect runs on one thread from start to end, so
+ * the thread-local is that connect's.
+ *
  * Each socket has a context of its own (rabbitmq-c makes one per socket),
  * so the CA and client certificate files are read at every connect: a
  * renewed file is picked up by the next reconnect.
@@ -47,7 +54,19 @@ int amqptls_check(const amqptls_config *c, const char *section, char *err, size_
     return 0;
 }
 
-/* "connect: <rabbitmq-c's reason>", with OpenSSL's when it left one. */
+/* The first certificate check that failed during this thread's connect
+ * (X509_V_OK: none). */
+static _Thread_local int amqptls_verify_error;
+
+static int amqptls_verify_cb(int ok, X509_STORE_CTX *store)
+{
+    if (!ok && amqptls_verify_error == X509_V_OK)
+        amqptls_verify_error = X509_STORE_CTX_get_error(store);
+    return ok;
+}
+
+/* "connect: <rabbitmq-c's reason>", with OpenSSL's when it left one, and
+ * the failed certificate check when there was one. */
 static void amqptls_why(char *why, size_t whylen, int rc)
 {
     unsigned long e = ERR_peek_last_error();
@@ -55,8 +74,10 @@ static void amqptls_why(char *why, size_t whylen, int rc)
     if (e)
         ERR_error_string_n(e, ossl, sizeof ossl);
     ERR_clear_error();
-    snprintf(why, whylen, "connect: %s%s%s%s", amqp_error_string2(rc), e ? " (" : "", ossl,
-             e ? ")" : "");
+    int v = amqptls_verify_error;
+    snprintf(why, whylen, "connect: %s%s%s%s%s%s", amqp_error_string2(rc), e ? " (" : "", ossl,
+             e ? ")" : "", v != X509_V_OK ? ": " : "",
+             v != X509_V_OK ? X509_verify_cert_error_string(v) : "");
 }
 
 /* The TLS settings of a fresh SSL socket. Returns 0, or -1 with why. */
@@ -74,7 +95,7 @@ static int amqptls_setup(amqp_socket_t *sock, const amqptls_config *c, const cha
         snprintf(why, whylen, "tls_cert: cannot load '%s' with key '%s'", c->cert, c->key);
         return -1;
     }
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, amqptls_verify_cb);
     X509_VERIFY_PARAM *p = SSL_CTX_get0_param(ctx);
     unsigned char addr[16];
     bool ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
@@ -104,6 +125,7 @@ amqp_socket_t *amqptls_open(amqp_connection_state_t conn, const amqptls_config *
         return NULL;
     }
     ERR_clear_error();
+    amqptls_verify_error = X509_V_OK;
     int rc = amqp_socket_open_noblock(sock, host, port, timeout);
     if (rc != AMQP_STATUS_OK) {
         amqptls_why(why, whylen, rc);

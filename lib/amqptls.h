@@ -62,7 +62,8 @@ int amqptls_check(const amqptls_config *c, const char *section, char *err, size_
  * *timeout, the TLS handshake and its checks included. c is borrowed for
  * the call. Returns the socket (owned by conn: amqp_destroy_connection
  * frees it), or NULL with why: "connect: <reason>" (for TLS, OpenSSL's
- * reason when it gave one, e.g. "certificate verify failed"). Blocks. */
+ * reason when it gave one, e.g. "certificate verify failed", followed by
+ * the check that failed, e.g. ": IP address mismatch"). Blocks. */
 amqp_socket_t *amqptls_open(amqp_connection_state_t conn, const amqptls_config *c,
                             const char *host, int port, struct timeval *timeout, char *why,
                             size_t whylen);

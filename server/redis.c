@@ -354,7 +354,14 @@ static void redis_on_disconnect(const redisAsyncContext *cac, int status)
     if (cac != r->ac || r->stopping)
         return;                 /* one we dropped ourselves */
     r->ac = NULL;               /* hiredis frees it after this callback */
-    redis_went_down(r, cac->errstr[0] ? cac->errstr : "connection closed");
+    const char *why = cac->errstr[0] ? cac->errstr : "connection closed";
+    /* Closed before the handshake finished: something accepted the TCP
+     * connection and then gave up on it, e.g. a TLS tunnel that could not
+     * verify Redis's certificate (its own log says why). */
+    if (r->state != REDIS_UP && redis_log_failure(r))
+        log_warn("redis_connect_failed", "conn=%s host=%s port=%d reason=\"%s during the handshake\"",
+                 r->name, r->host, r->port, why);
+    redis_went_down(r, why);
 }
 
 /* Connect r->ac to r->host:r->port. */

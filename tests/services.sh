@@ -43,7 +43,7 @@ read -r -a PORTS <<<"$(node "$root/tests/integration/free-ports.mjs" 6)"
 export LECTERN_REDIS_PORT=${PORTS[0]} LECTERN_AMQP_PORT=${PORTS[1]} \
        LECTERN_RABBIT_DIST_PORT=${PORTS[2]} LECTERN_EPMD_PORT=${PORTS[3]} \
        LECTERN_WEB_STOMP_PORT=${PORTS[4]} LECTERN_MYSQL_PORT=${PORTS[5]}
-unset LECTERN_RABBIT_NODENAME LECTERN_SERVICE_TIMEOUT
+unset LECTERN_RABBIT_NODENAME LECTERN_SERVICE_TIMEOUT LECTERN_REDIS_TLS
 # short path: the MariaDB socket path must stay under 108 bytes
 LECTERN_VAR_DIR=$(mktemp -d /tmp/lectern-svc.XXXXXX)
 export LECTERN_VAR_DIR
@@ -72,6 +72,11 @@ check "env prints the effective settings" \
 check "env derives the RabbitMQ node name from the AMQP port" \
   grep -qx "LECTERN_RABBIT_NODENAME='lectern-$LECTERN_AMQP_PORT@localhost'" <<<"$env_out"
 check "usage errors exit 2" bash -c '"$1" bogus >/dev/null 2>&1; [ $? = 2 ]' _ "$svc"
+check "LECTERN_REDIS_TLS=on without LECTERN_SERVICE_TLS_DIR is a usage error" \
+  bash -c 'LECTERN_REDIS_TLS=on LECTERN_SERVICE_TLS_DIR= "$1" env >/dev/null 2>&1; [ $? = 2 ]' _ "$svc"
+check "LECTERN_REDIS_TLS other than on/off is a usage error" \
+  bash -c 'LECTERN_REDIS_TLS=yes "$1" env >/dev/null 2>&1; [ $? = 2 ]' _ "$svc"
+check "env reports LECTERN_REDIS_TLS (off by default)" grep -qx "LECTERN_REDIS_TLS=off" <<<"$env_out"
 
 # ---------------------------------------------------------------- start
 check "status before start exits non-zero" bash -c '! "$1" status >/dev/null 2>&1' _ "$svc"
