@@ -504,7 +504,7 @@ export const INLINE = new Set(['target-cores', 'soak-result', 'conns-per-server'
 // Which page holds which blocks: --check fails when one is missing.
 export const PAGES = {
   'docs/scaling.md': ['unit-costs', 'planning', 'workload', 'sizing', 'sizing-notes', 'shard-when'],
-  'docs/operations.md': ['planning', 'sizing-summary', 'conns-per-server', 'worker-rows'],
+  'docs/operations.md': ['planning', 'sizing-summary', 'conns-per-server', 'worker-rows', 'tls-cost'],
   'docs/performance.md': ['coalescing', 'write-cost', 'shared-costs', 'memory-total', 'fanout-cores', 'target-cores', 'write-delay', 'targets', 'soak-result'],
   'docs/security.md': ['tls-cost'],
 };
