@@ -120,15 +120,15 @@ const cfg_knob server_knobs[] = {
       "latency. The server's answers (CONNECTED, RECEIPT, ERROR) and\n"
       "heart-beats never wait, and take what is queued with them. 0: every\n"
       "write at the end of the loop iteration that queued it." },
-    { "websocket.tcp_nodelay", CFG_BOOL, K(ws_tcp_nodelay), "true", 0, 0, NULL,
-      "TCP_NODELAY on an established WebSocket: each write leaves at once. The\n"
-      "server already packs what one loop iteration queues for a connection into\n"
-      "one write (and websocket.write_delay_ms packs more), so this only keeps\n"
-      "the kernel from holding a small write until the client's delayed ACK\n"
-      "(40 ms on Linux, up to 200 ms on Windows). false: Nagle's algorithm\n"
-      "merges writes into fewer packets (less CPU per delivery, more latency).\n"
-      "Handshakes (TLS, the HTTP upgrade) and HTTP requests always run with\n"
-      "TCP_NODELAY." },
+    { "websocket.tcp_nodelay", CFG_BOOL, K(ws_tcp_nodelay), "false", 0, 0, NULL,
+      "TCP_NODELAY on an established WebSocket. false: Nagle's algorithm\n"
+      "merges the small writes of a busy connection into fewer packets, which\n"
+      "measured less CPU per delivery and a lower p99 under fan-out load\n"
+      "(docs/performance.md); a write waits only while an earlier one is\n"
+      "unacknowledged. true: every write leaves at once, for the lowest latency\n"
+      "of back-to-back messages to clients with long delayed-ACK timers, at\n"
+      "more packets per delivery. Handshakes (TLS, the HTTP upgrade) and HTTP\n"
+      "requests always run with TCP_NODELAY." },
     { "websocket.allowed_origins", CFG_STR, K(ws_allowed_origins), "", 0, 0, NULL,
       "Comma-separated origins (scheme://host[:port], e.g.\n"
       "https://lectures.example.edu) whose pages may open a WebSocket: a\n"
