@@ -9,11 +9,12 @@
  * program's loop. When it is readable, accept4 runs until EAGAIN and each
  * descriptor goes to lws_adopt_socket_vhost; a descriptor lws refuses is
  * closed. Every accepted socket gets TCP_NODELAY first (adopting a socket
- * leaves its options to us), as Redis and nginx set it on theirs: the program already
- * gathers what a loop turn produces into one write, so Nagle's algorithm
- * only adds waits, and it stalls a conversation of small writes (a TLS
- * handshake's last flight followed by the 101, a frame after a frame) until
- * the peer's delayed ACK, about 40 ms on Linux. When the process is out of descriptors (EMFILE, ENFILE) or memory,
+ * leaves its options to us): with Nagle's algorithm a conversation of small
+ * writes, such as a TLS handshake's last flight followed by the 101, stalls
+ * until the peer's delayed ACK. A program that prefers Nagle once the
+ * conversation is over turns it back on itself (lectern-server does for
+ * established WebSockets, websocket.tcp_nodelay). When the process is out
+ * of descriptors (EMFILE, ENFILE) or memory,
  * the pending connection stays in the kernel's queue and the socket stays
  * readable: polling on would spin a core, so accepting pauses for
  * LISTENER_PAUSE_MS (one log line per pause) and resumes by timer.
