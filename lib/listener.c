@@ -7,8 +7,13 @@
  *
  * A listener is a non-blocking socket watched by a uv_poll_t on the
  * program's loop. When it is readable, accept4 runs until EAGAIN and each
- * descriptor goes to lws_adopt_socket_vhost; a descriptor lws refuses is
- * closed. Every accepted socket gets TCP_NODELAY first (adopting a socket
+ * descriptor goes to lws_adopt_socket_vhost, which owns it from then on,
+ * whether it succeeds or not: when adoption fails (a TLS handshake can fail
+ * inside it, when the ClientHello was already waiting) lws closes the
+ * descriptor itself, and with the libuv loop it does so only once its poll
+ * handle has closed, a loop iteration later. Closing it here as well would
+ * close whichever connection is accepted next on the same number, and
+ * libuv aborts on a descriptor closed under a live poll handle. Every accepted socket gets TCP_NODELAY first (adopting a socket
  * leaves its options to us): with Nagle's algorithm a conversation of small
  * writes, such as a TLS handshake's last flight followed by the 101, stalls
  * until the peer's delayed ACK. A program that prefers Nagle once the
@@ -144,10 +149,9 @@ static void listener_on_poll(uv_poll_t *h, int status, int events)
         if (fd >= 0) {
             int one = 1;
             (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            /* On failure lws has closed, or will close, fd: never here. */
             struct lws *wsi = lws_adopt_socket_vhost(l->vh, fd);
-            if (!wsi)
-                close(fd);
-            else if (l->tag)
+            if (wsi && l->tag)
                 lws_set_opaque_user_data(wsi, l->tag);
             continue;
         }

@@ -8,7 +8,7 @@
  * allows auth.mode=none only on loopback), so the socket is ours: the address
  * is resolved here, bound exactly, read back with getsockname, and every
  * accepted connection is handed to lws (lws_adopt_socket_vhost), which then
- * treats it as one of its own.
+ * treats it as one of its own, down to closing it when adoption fails.
  *
  * An address is written as lectern's knobs write it: "" (every address), an
  * IPv4 address in dotted-quad form, or the name of an interface that has an

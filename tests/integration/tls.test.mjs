@@ -9,6 +9,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
@@ -131,6 +132,41 @@ describe('TLS on the server itself (server.tls_cert)', () => {
     } finally {
       assert.equal((await s.stop()).code, 0);
       assert.equal((await s13.stop()).code, 0);
+    }
+  });
+
+  test('a burst of handshakes failing at once among good ones: the server stays up and serves the good ones', async () => {
+    // A connection whose first bytes are already waiting when it is accepted
+    // fails its handshake inside the accept itself. The descriptor is then
+    // lws's to close (it closes it once its poll handle has closed): a second
+    // close by the acceptor would shut the next connection accepted on the
+    // same number, and the event loop would abort on it. Plain HTTP and an
+    // SSLv2-style hello on the TLS port, 40 of them at a time, with good
+    // handshakes in between.
+    const s = await tlsServer(good1);
+    const bad = (bytes) => new Promise((resolve) => {
+      const c = net.connect({ host: '127.0.0.1', port: s.port }, () => c.write(bytes));
+      c.on('data', () => {});
+      c.on('error', () => resolve());
+      c.on('close', () => resolve());
+      c.setTimeout(5000, () => c.destroy());
+    });
+    try {
+      let good = 0;
+      for (let round = 0; round < 10; round++) {
+        const burst = [];
+        for (let i = 0; i < 40; i++) {
+          burst.push(bad(i % 2 ? 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' : Buffer.from('8003010000000000', 'hex')));
+          if (i % 8 === 0)
+            burst.push(tlsProbe(s.port, caA.cert).then(() => { good++; }));
+        }
+        await Promise.all(burst);
+      }
+      assert.equal(good, 50);
+      assert.equal(s.exited(), null, 'the server is still running');
+      assert.equal((await tlsProbe(s.port, caA.cert)).serial, good1.serial);
+    } finally {
+      assert.deepEqual(await s.stop(), { code: 0, signal: null });
     }
   });
 
