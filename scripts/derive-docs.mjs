@@ -533,7 +533,6 @@ export const FIXED = {
   ],
   'docs/performance.md': [
     ['18,000 connections', "the load generator's own split (tests/load: --procs default)"],
-    ['1 KiB or more', 'advice for websocket.rx_buffer'],
   ],
 };
 

@@ -100,13 +100,20 @@ const cfg_knob server_knobs[] = {
 
     { "websocket.path", CFG_STR, K(ws_path), "/ws", 0, 0, NULL,
       "URL path of the STOMP-over-WebSocket endpoint. Upgrades elsewhere get 404." },
-    { "websocket.rx_buffer", CFG_SIZE, K(ws_rx_buffer), "256", 128, 1 << 20, NULL,
+    { "websocket.rx_buffer", CFG_SIZE, K(ws_rx_buffer), "64", 64, 1 << 20, NULL,
       "Per-connection receive buffer of libwebsockets, allocated for every\n"
       "connection for its whole life (on top of lws's own state). Larger\n"
       "frames still arrive, in several pieces. lws reads at most this much\n"
-      "from a connection per loop iteration, so a connection that publishes\n"
-      "hundreds of messages a second wants 1k or more; a small buffer keeps\n"
-      "idle students' connections small (docs/benchmarks.md measures them)." },
+      "(plus 16 bytes) per read; a connection with more queued is read again\n"
+      "within the same loop iteration, up to websocket.rx_reads times, so a\n"
+      "small buffer keeps idle students' connections small without starving\n"
+      "one that publishes fast (docs/benchmarks.md measures both)." },
+    { "websocket.rx_reads", CFG_INT, K(ws_rx_reads), "64", 1, 1024, NULL,
+      "Most reads of one connection per loop iteration: after the loop's I/O,\n"
+      "a connection that received data and still has bytes queued in the\n"
+      "kernel is read again, up to this many reads in all. It\n"
+      "bounds how much one connection can hand the server per iteration\n"
+      "(rx_reads x rx_buffer). 1: one read per iteration, as epoll reports." },
     { "websocket.write_max", CFG_SIZE, K(ws_write_max), "64k", 1024, 16 << 20, NULL,
       "Most bytes written as one WebSocket message. Frames queued for a\n"
       "connection are packed into one message up to this size; a larger frame\n"

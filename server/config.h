@@ -46,6 +46,7 @@ typedef struct server_config {
     /* [websocket] */
     char  *ws_path;
     size_t ws_rx_buffer;      /* lws per-connection receive buffer */
+    int ws_rx_reads;          /* most reads of one connection per loop iteration */
     size_t ws_write_max;      /* bytes per WebSocket message we write */
     bool   ws_tcp_nodelay;    /* TCP_NODELAY on established WebSockets */
     int    ws_write_delay_ms; /* MESSAGEs to a connection written at most this often; 0 off */

@@ -97,6 +97,9 @@ static const metrics_row metrics_rows[] = {
     L(tls_reload_failures, "lectern_tls_reload_failures_total",
       "SIGHUPs whose certificate or key was refused (the previous pair stays;\n"
       "logged as tls_reload_failed)."),
+    L(rx_more_reads, "lectern_rx_more_reads_total",
+      "Reads of a connection beyond the one per loop iteration epoll reports:\n"
+      "more was queued after a read (websocket.rx_buffer, websocket.rx_reads)."),
     C(frame_timeouts, "lectern_frame_timeouts_total",
       "Connections closed for not completing a frame within stomp.frame_timeout_ms."),
     C(rx_paced, "lectern_rx_paced_total",

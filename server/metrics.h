@@ -129,6 +129,7 @@ typedef struct metrics_gauges {
     uint64_t tls_cert_expiry;              /* notAfter of server.tls_cert (Unix s); 0: no TLS */
     uint64_t tls_reloads;                  /* SIGHUPs that loaded a new pair */
     uint64_t tls_reload_failures;          /* SIGHUPs whose pair was refused */
+    uint64_t rx_more_reads;                /* reads beyond epoll's (websocket.rx_reads) */
 } metrics_gauges;
 
 /* Zero m (histograms included). */

@@ -62,6 +62,7 @@
 #include "relay.h"
 #include "resume.h"
 #include "room.h"
+#include "rxmore.h"
 #include "session.h"
 #include "stomp.h"
 #include "storelimits.h"
@@ -85,6 +86,10 @@
 #include <uv.h>
 
 /* Per-connection data, the same for every protocol. */
+/* Connections read again per round (rxmore.h): more than receive in one
+ * iteration under any load measured here; the rest wait for epoll. */
+#define SERVER_RXMORE_CAP 256
+
 typedef struct conn {
     session *session;        /* WebSocket connections */
     http_exchange *http;     /* HTTP requests */
@@ -111,6 +116,7 @@ struct server {
     char listen_at[48], metrics_at[48];   /* what they bound, as "addr:port" */
     struct lws_context *ctx;
     struct lws_vhost *vhost;
+    rxmore *rxmore;              /* connections read again within an iteration */
     struct lws_protocols protocols[5];
     stomp_parser parser;
     ratelimit_rules limits;      /* limits.send_* and frame_* as token-bucket rules */
@@ -249,11 +255,18 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
             session_restart(c->session);
         return 0;
     }
-    case LWS_CALLBACK_RECEIVE:
-        return c->session ? session_feed(c->session, in, len) : -1;
+    case LWS_CALLBACK_RECEIVE: {
+        if (!c->session)
+            return -1;
+        int rc = session_feed(c->session, in, len);
+        if (!rc && session_reads_on(c->session))
+            rxmore_note(srv->rxmore, wsi);
+        return rc;
+    }
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return c->session ? session_flush(c->session) : 0;
     case LWS_CALLBACK_CLOSED:
+        rxmore_forget(srv->rxmore, wsi);
         session_destroy(c->session);
         c->session = NULL;
         peers_release(srv->peers, c->peer);
@@ -296,11 +309,13 @@ static void server_on_tick(uv_timer_t *t)
     }
 }
 
-/* Output queued during this iteration's I/O goes out in one write per
+/* Connections that read a full buffer read again (websocket.rx_reads);
+ * then output queued during this iteration's I/O goes out in one write per
  * connection (see session.c); then the closes asked for meanwhile. */
 static void server_on_check(uv_check_t *h)
 {
     server *srv = h->data;
+    rxmore_run(srv->rxmore);
     session_list_flush(srv->sessions);
     session_list_reap(srv->sessions);
 }
@@ -815,6 +830,7 @@ static void server_release(server *srv, bool loop)
             log_warn("loop_busy", "detail=\"handles still open at exit\"");
     }
     session_list_destroy(srv->sessions);
+    rxmore_destroy(srv->rxmore);
     origin_list_destroy(srv->origins);
     auth_destroy(srv->auth);
     peers_destroy(srv->peers);
@@ -934,6 +950,7 @@ server *server_create(const server_config *conf, char *err, size_t errlen)
         server_destroy(srv);
         return NULL;
     }
+    srv->rxmore = rxmore_create(srv->ctx, conf->ws_rx_reads, SERVER_RXMORE_CAP);
     srv->vhost = lws_create_vhost(srv->ctx, &info);
     if (!srv->vhost || server_listen(srv, err, errlen) < 0) {
         if (!srv->vhost)
@@ -1031,6 +1048,7 @@ static void server_gauges(void *ctx, metrics_gauges *g)
     g->tls_cert_expiry = srv->tls ? (uint64_t)srv->cert.not_after : 0;
     g->tls_reloads = srv->tls_reloads;
     g->tls_reload_failures = srv->tls_reload_failures;
+    g->rx_more_reads = srv->rxmore ? rxmore_reads(srv->rxmore) : 0;
     if (srv->registry) {
         registry_stats rs;
         registry_get_stats(srv->registry, &rs);

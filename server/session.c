@@ -50,7 +50,7 @@
 /* Loop time, ms. */
 uint64_t session_now(const session *s)
 {
-    return uv_now(s->env->loop);
+    return uv_now(s->list->env->loop);
 }
 
 /* --- memory ------------------------------------------------------------- */
@@ -168,7 +168,7 @@ static bool session_resume_hold(void *ctx, size_t bytes)
     session *s = ((subscription *)ctx)->session;
     return budget_charge(&s->budget, BUDGET_HELD, bytes,
                          session_input_bytes(s) + session_output_bytes(s),
-                         s->env->conf->conn_memory);
+                         s->list->env->conf->conn_memory);
 }
 
 static void session_resume_unhold(void *ctx, size_t bytes)
@@ -196,7 +196,7 @@ const resume_sink session_resume_sink = {
 static int session_room(session *s, const stomp_frame *f, const stomp_str *dest,
                         stomp_str *name, auth_action act)
 {
-    int r = room_destination(dest, (size_t)s->env->conf->max_room_name, name);
+    int r = room_destination(dest, (size_t)s->list->env->conf->max_room_name, name);
     if (r == ROOM_DEST_UNKNOWN) {
         session_error_with(s, f, ERROR_UNKNOWN_DESTINATION,
                            "Destinations are /topic/<room>, /presence/<room>, /control/<room> "
@@ -210,9 +210,9 @@ static int session_room(session *s, const stomp_frame *f, const stomp_str *dest,
                            "A-Z a-z 0-9 . _ ~ -; invalid destination: ", dest);
         return -1;
     }
-    if (!auth_allows(s->env->auth, s->who, name->p, name->len, act)) {
+    if (!auth_allows(s->list->env->auth, s->who, name->p, name->len, act)) {
         char q[160];
-        s->env->metrics->access_denied++;
+        s->list->env->metrics->access_denied++;
         log_info("access_denied", "conn=%llu user=%s action=%s room=%s",
                  (unsigned long long)s->id, s->user, act == AUTH_SEND ? "send" : "read",
                  log_q(q, sizeof q, name->p, name->len));
@@ -347,7 +347,7 @@ static subscription *session_find_sub(session *s, const char *id, size_t len)
 
 static void on_subscribe(session *s, const stomp_frame *f)
 {
-    const server_config *c = s->env->conf;
+    const server_config *c = s->list->env->conf;
     const stomp_str *dest = session_require(s, f, "destination");
     if (!dest)
         return;
@@ -432,7 +432,7 @@ static void on_subscribe(session *s, const stomp_frame *f)
     } else if (sub->kind == SUB_PRESENCE) {
         char rname[256];
         snprintf(rname, sizeof rname, "%.*s", (int)name.len, name.p);
-        if (presence_subscribe(s->env->presence, &sub->member, rname) < 0) {
+        if (presence_subscribe(s->list->env->presence, &sub->member, rname) < 0) {
             free(sub);
             session_unavailable(s, f);
             return;
@@ -453,12 +453,12 @@ static void session_drop_sub(session *s, subscription *sub)
     if (sub->kind == SUB_STATUS)
         status_unsubscribe(sub->status);
     else if (sub->kind == SUB_PRESENCE)
-        presence_unsubscribe(s->env->presence, &sub->member);
+        presence_unsubscribe(s->list->env->presence, &sub->member);
     else if (sub->mod & SUB_MOD_CHECKING)
         session_moderation_forget(sub);     /* not a member yet */
     else {
         resume_cancel(sub->resume);
-        relay_leave(s->env->relay, &sub->member, s->user);
+        relay_leave(s->list->env->relay, &sub->member, s->user);
     }
     session_scrub(s, sub);
     for (subscription **pp = &s->subs; *pp; pp = &(*pp)->next) {
@@ -470,7 +470,7 @@ static void session_drop_sub(session *s, subscription *sub)
     s->nsubs--;
     budget_release(&s->budget, BUDGET_SUBS,
                    session_sub_cost(sub->id_len, sub->wire_len, sub->room_len) +
-                       (sub->kind == SUB_STATUS ? session_status_cost(s->env->conf) : 0));
+                       (sub->kind == SUB_STATUS ? session_status_cost(s->list->env->conf) : 0));
     free(sub);
 }
 
@@ -510,8 +510,8 @@ bool session_send_publish(session *s, const stomp_frame *f, const stomp_str *nam
     const stomp_str *ik = stomp_frame_header(f, IDEMKEY_STOMP_HEADER);
     relay_pub_opts o = { .moderated = true, .idem_key = ik ? ik->p : NULL,
                          .idem_key_len = ik ? ik->len : 0,
-                         .idem_window_ms = s->env->conf->api_idempotency_window_s * 1000LL };
-    if (relay_publish(s->env->relay, name, f, s->user, session_user_name(s),
+                         .idem_window_ms = s->list->env->conf->api_idempotency_window_s * 1000LL };
+    if (relay_publish(s->list->env->relay, name, f, s->user, session_user_name(s),
                       auth_role_name((jwt_role)s->role), &o, session_on_published, op) < 0) {
         session_op_cancel(s, op);
         session_unavailable(s, f);
@@ -524,7 +524,7 @@ bool session_send_publish(session *s, const stomp_frame *f, const stomp_str *nam
  * transaction). auth.mode=none has no tokens: there is nothing to replace. */
 static void on_token(session *s, const stomp_frame *f)
 {
-    auth *a = s->env->auth;
+    auth *a = s->list->env->auth;
     tokens_result r;
     if (!auth_required(a)) {
         session_receipt(s, f);
@@ -535,7 +535,7 @@ static void on_token(session *s, const stomp_frame *f)
         session_refuse(s, f, r.why);
         return;
     case TOKENS_ROOM_LOST:
-        s->env->metrics->access_denied++;
+        s->list->env->metrics->access_denied++;
         session_error_with(s, f, ERROR_ACCESS_REFUSED, "Not permitted to read: ",
                            &(stomp_str){ r.lost, strlen(r.lost) });
         return;
@@ -547,7 +547,7 @@ static void on_token(session *s, const stomp_frame *f)
     s->role = (uint8_t)r.claims->role;
     s->token_deadline_ms = tokens_deadline_ms(a, s->who, session_now(s));
     session_timer_update(s);            /* the new token may expire sooner */
-    s->env->metrics->token_refreshes++;
+    s->list->env->metrics->token_refreshes++;
     session_receipt(s, f);
 }
 
@@ -585,7 +585,7 @@ static void on_send(session *s, const stomp_frame *f)
     }
     /* Before buffering too: nothing in a COMMIT may fail storage. */
     char why[400];
-    if (relay_check_send(s->env->relay, &name, f, s->user, session_user_name(s),
+    if (relay_check_send(s->list->env->relay, &name, f, s->user, session_user_name(s),
                          auth_role_name((jwt_role)s->role), why, sizeof why) < 0) {
         session_error(s, f, ERROR_TOO_LARGE_FOR_STORAGE, why);
         return;
@@ -669,13 +669,12 @@ void session_handle(session *s, const stomp_frame *f)
 session *session_create(session_list *list, struct lws *wsi, const char *addr)
 {
     session *s = xcalloc(1, sizeof *s);
-    s->env = list->env;
     s->addr = addr;
     s->list = list;
     s->wsi = wsi;
     s->id = list->next_id++;
     s->created_ms = s->last_rx_ms = s->last_tx_ms = session_now(s);
-    ratelimit_init(&s->rl, s->env->limits, s->created_ms);
+    ratelimit_init(&s->rl, s->list->env->limits, s->created_ms);
     s->state = SESSION_AWAIT_CONNECT;
     s->close_code = LWS_CLOSE_STATUS_NORMAL;
     s->next = list->head;
@@ -683,7 +682,7 @@ session *session_create(session_list *list, struct lws *wsi, const char *addr)
         list->head->prev = s;
     list->head = s;
     list->count++;
-    s->env->metrics->connections_opened++;
+    s->list->env->metrics->connections_opened++;
     session_timer_update(s);            /* stomp.connect_timeout_ms */
     return s;
 }
@@ -698,7 +697,7 @@ void session_destroy(session *s)
     session_busy_free(s->busy);     /* completions still to come find no session */
     s->busy = NULL;
     if (s->online)
-        registry_offline(s->env->registry, s->user);   /* s->user may be its copy: last use */
+        registry_offline(s->list->env->registry, s->user);   /* s->user may be its copy: last use */
     if (s->user_own)
         free((char *)s->user);  /* the display name lives in the same block */
     s->user = NULL;
@@ -725,7 +724,7 @@ void session_destroy(session *s)
     if (s->next)
         s->next->prev = s->prev;
     s->list->count--;
-    s->env->metrics->connections_closed++;
+    s->list->env->metrics->connections_closed++;
     free(s);
 }
 

@@ -101,6 +101,11 @@ void session_destroy(session *s);
  * close the session after it is written. */
 int session_feed(session *s, void *in, size_t len);
 
+/* True when the session takes more input now: open, not draining, its
+ * reads neither paused (rate limits, a ban check) nor paced (a drip). The
+ * server then lets the connection read again within the iteration. */
+bool session_reads_on(const session *s);
+
 /* Write what is queued. Returns 0, or -1 when lws should close the
  * connection now (after an ERROR or DISCONNECT has been flushed). */
 int session_flush(session *s);

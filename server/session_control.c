@@ -81,7 +81,7 @@ static moderation_action session_moderation_of(control_action a)
 void session_control_send(session *s, const stomp_frame *f, const stomp_str *name)
 {
     if (!session_may_moderate(s)) {
-        s->env->metrics->access_denied++;
+        s->list->env->metrics->access_denied++;
         log_info("access_denied", "conn=%llu user=%s action=control",
                  (unsigned long long)s->id, s->user);
         session_error(s, f, ERROR_ACCESS_REFUSED,
@@ -89,7 +89,7 @@ void session_control_send(session *s, const stomp_frame *f, const stomp_str *nam
                       "/control/<room>.");
         return;
     }
-    const server_config *c = s->env->conf;
+    const server_config *c = s->list->env->conf;
     control_limits lim = { c->mod_max_duration_s, (size_t)c->mod_max_reason };
     control_cmd cmd;
     const char *why;
@@ -121,9 +121,9 @@ void session_control_send(session *s, const stomp_frame *f, const stomp_str *nam
     inflight_op *op = session_op(s, inflight_op_cost());
     int rc;
     if (cmd.action == CONTROL_REDACT)
-        rc = redact_message(s->env->redact, rname, cmd.id, s->user, session_on_redacted, op);
+        rc = redact_message(s->list->env->redact, rname, cmd.id, s->user, session_on_redacted, op);
     else
-        rc = moderation_apply(s->env->moderation, session_moderation_of(cmd.action), rname,
+        rc = moderation_apply(s->list->env->moderation, session_moderation_of(cmd.action), rname,
                               cmd.user, cmd.duration_ms, cmd.reason, s->user,
                               session_on_moderated, op);
     log_info("control", "conn=%llu user=%s room=%s action=%s", (unsigned long long)s->id,

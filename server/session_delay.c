@@ -77,7 +77,7 @@ bool session_delay_wait(session *s)
     session_waits *w = &s->list->waits;
     if (!w->slots)
         return false;
-    uint64_t delay = (uint64_t)s->env->conf->ws_write_delay_ms;
+    uint64_t delay = (uint64_t)s->list->env->conf->ws_write_delay_ms;
     uint64_t now = session_now(s);
     if (now - s->last_tx_ms >= delay)
         return false;
@@ -93,7 +93,7 @@ bool session_delay_wait(session *s)
     s->wait_slot = (uint8_t)(due & w->mask);
     s->wait_at = slot->len;
     w->count++;
-    s->env->metrics->writes_delayed++;
+    s->list->env->metrics->writes_delayed++;
     return true;
 }
 

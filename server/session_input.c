@@ -27,20 +27,20 @@
 
 static bool session_limited(const session *s)
 {
-    return ratelimit_active(s->env->limits);
+    return ratelimit_active(s->list->env->limits);
 }
 
 /* Refill the token buckets and say whether the session may go on reading
  * (see ratelimit.h: a frame is charged after it is parsed). */
 bool session_may_read(session *s, uint64_t now)
 {
-    return ratelimit_may(&s->rl, s->env->limits, now);
+    return ratelimit_may(&s->rl, s->list->env->limits, now);
 }
 
 /* Charge what one parse step consumed: a frame, or a run of heart-beats. */
 static void session_charge(session *s, stomp_command cmd, size_t bytes)
 {
-    ratelimit_charge(&s->rl, s->env->limits,
+    ratelimit_charge(&s->rl, s->list->env->limits,
                      cmd == STOMP_CMD_SEND ? RATELIMIT_SEND :
                      cmd == STOMP_CMD_NONE ? RATELIMIT_HEARTBEAT : RATELIMIT_FRAME, bytes);
 }
@@ -52,7 +52,7 @@ static void session_throttle(session *s)
     if (s->throttled)
         return;
     s->throttled = true;
-    s->env->metrics->throttled++;
+    s->list->env->metrics->throttled++;
     lws_rx_flow_control(s->wsi, 0);
     session_timer_update(s);            /* the buckets are looked at every tick */
     log_debug("throttled", "conn=%llu", (unsigned long long)s->id);
@@ -106,7 +106,7 @@ static void session_drop_input(session *s)
 static void session_check_input(session *s)
 {
     if (budget_fits(&s->budget, session_input_bytes(s), session_output_bytes(s),
-                    s->env->conf->conn_memory))
+                    s->list->env->conf->conn_memory))
         return;
     size_t need = session_input_bytes(s);
     session_drop_input(s);
@@ -116,8 +116,8 @@ static void session_check_input(session *s)
 /* Parse and handle the frames in data[0..n); returns the bytes consumed. */
 static size_t session_parse(session *s, char *data, size_t n)
 {
-    metrics *mt = s->env->metrics;
-    stomp_parser *parser = s->env->parser;
+    metrics *mt = s->list->env->metrics;
+    stomp_parser *parser = s->list->env->parser;
     bool limited = s->state == SESSION_CONNECTED && session_limited(s);
     uint64_t now = session_now(s);
     size_t off = 0;
@@ -175,7 +175,7 @@ static bool session_pre_connect_ok(session *s, size_t len)
 {
     if (s->state != SESSION_AWAIT_CONNECT)
         return true;
-    size_t cap = s->env->conf->max_frame + SESSION_PRE_CONNECT_SLACK;
+    size_t cap = s->list->env->conf->max_frame + SESSION_PRE_CONNECT_SLACK;
     s->pre_bytes = s->pre_bytes + len > cap ? (uint32_t)cap + 1 : s->pre_bytes + (uint32_t)len;
     if (s->pre_bytes <= cap)
         return true;
@@ -193,18 +193,26 @@ static bool session_pre_connect_ok(session *s, size_t len)
  * queueing ERROR. */
 static bool session_count_piece(session *s)
 {
-    int max = s->env->conf->max_frame_pieces;
+    int max = s->list->env->conf->max_frame_pieces;
     rx_partial *part = session_rx_part(s);
     if (!part || !max || lws_remaining_packet_payload(s->wsi) != 0)
         return true;
     if (++part->ws_frames <= (uint32_t)max)
         return true;
-    s->env->metrics->pieces_refused++;
+    s->list->env->metrics->pieces_refused++;
     session_refuse_flood(s, ERROR_TOO_MANY_PIECES,
                          "A STOMP frame was split across more WebSocket frames than "
                          "stomp.max_frame_pieces allows; send each frame in one WebSocket "
                          "message.");
     return false;
+}
+
+bool session_reads_on(const session *s)
+{
+    if (s->state == SESSION_CLOSING || s->draining || s->throttled || s->held)
+        return false;
+    const rx_partial *part = session_rx_part(s);
+    return !part || !part->pace.raised;
 }
 
 int session_feed(session *s, void *in, size_t len)
@@ -214,7 +222,7 @@ int session_feed(session *s, void *in, size_t len)
     uint64_t now = session_now(s);
     if (len) {
         s->last_rx_ms = now;
-        s->env->metrics->bytes_in += len;
+        s->list->env->metrics->bytes_in += len;
     }
     if (!session_pre_connect_ok(s, len)) {
         session_drop_input(s);
@@ -253,8 +261,8 @@ int session_feed(session *s, void *in, size_t len)
     }
     if (b->rx_part && len &&
         rxpace_piece(&b->rx_part->pace, lws_get_socket_fd(s->wsi), len,
-                     s->env->conf->ws_rx_buffer, (uint32_t)s->env->conf->drip_pieces))
-        s->env->metrics->rx_paced++;
+                     s->list->env->conf->ws_rx_buffer, (uint32_t)s->list->env->conf->drip_pieces))
+        s->list->env->metrics->rx_paced++;
     session_timer_update(s);            /* the frame's timeout; a raised read mark */
     if (data == b->rx.data)
         buf_consume(&b->rx, off);

@@ -92,10 +92,16 @@ struct session {
     session *prev, *next;        /* the list's list */
     session *reap_next;          /* the list's list of closes to perform */
     session_list *list;
-    const struct session_env *env;      /* the list's */
     struct lws *wsi;
     uint64_t id;
-    uint64_t created_ms, last_rx_ms, last_tx_ms;
+    /* Before CONNECTED, when the connection opened (stomp.connect_timeout_ms
+     * counts from it); from CONNECTED on, the token's expiry in loop time
+     * (tokens.h), 0 for none. One field: no state needs both. */
+    union {
+        uint64_t created_ms;
+        uint64_t token_deadline_ms;
+    };
+    uint64_t last_rx_ms, last_tx_ms;
     twheel_node timer;           /* on the list's wheel at the next check's time (session_timer.c) */
     outq_entry *q;
     subscription *subs;
@@ -104,7 +110,6 @@ struct session {
                                   * the registry's copy of the user (registry_online),
                                   * valid while online */
     jwt_claims *who;             /* auth.mode=jwt: the token's claims; NULL otherwise */
-    uint64_t token_deadline_ms;  /* who's expiry in loop time (tokens.h); 0: none */
     const char *addr;            /* client address (owned by the server's peer count) */
     session_busy *busy;          /* NULL while idle (session_busy_get) */
     ratelimit rl;                /* limits.send_*, limits.frame_* */
@@ -127,8 +132,8 @@ struct session {
     uint8_t version;             /* stomp_version once connected */
     uint8_t wait_slot;           /* while wait_at: its slot on the list's wait wheel */
     uint8_t role;                /* jwt_role: the token's, or CONNECT's x-role (auth none) */
-    /* One byte of flags, not eight: with them the struct fits malloc's
-     * 272-byte chunk (SESSION_SIZE_MAX) instead of the 288 one. */
+    /* One byte of flags, not eight: the struct stays within malloc's
+     * 256-byte chunk (SESSION_SIZE_MAX). */
     bool armed : 1;              /* writable callback requested and not yet run */
     bool dead : 1;               /* closing: queue nothing more, write nothing */
     bool reap_queued : 1;        /* on the list's reap list */
@@ -141,9 +146,9 @@ struct session {
 };
 
 /* What an idle connection pays for its session: glibc's malloc serves a
- * request of n bytes from a chunk of n + 8 rounded up to 16, so 264 bytes
- * take a 272-byte chunk and 265 a 288-byte one. */
-#define SESSION_SIZE_MAX 264
+ * request of n bytes from a chunk of n + 8 rounded up to 16, so 248 bytes
+ * take a 256-byte chunk and 249 a 272-byte one. */
+#define SESSION_SIZE_MAX 248
 _Static_assert(sizeof(struct session) <= SESSION_SIZE_MAX,
                "struct session outgrew its malloc chunk (SESSION_SIZE_MAX)");
 

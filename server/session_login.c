@@ -76,7 +76,7 @@ static int pick_version(const stomp_str *v)
  * prober learns nothing (the reason is logged and counted). */
 void session_refuse(session *s, const stomp_frame *f, const char *why)
 {
-    s->env->metrics->auth_failures++;
+    s->list->env->metrics->auth_failures++;
     log_info("auth_failed", "conn=%llu addr=%s reason=%s", (unsigned long long)s->id,
              s->addr ? s->addr : "-", why);
     session_error(s, f, ERROR_ACCESS_REFUSED, "Authentication failed.");
@@ -90,7 +90,7 @@ void session_refuse(session *s, const stomp_frame *f, const char *why)
  * Returns -1 after queueing an ERROR. */
 static int session_identify(session *s, const stomp_frame *f)
 {
-    auth *a = s->env->auth;
+    auth *a = s->list->env->auth;
     const char *u, *name = NULL;
     size_t ul, nl = 0;
     char guest[160];
@@ -117,7 +117,6 @@ static int session_identify(session *s, const stomp_frame *f)
             session_refuse(s, f, jwt_status_name(st));
             return -1;
         }
-        s->token_deadline_ms = tokens_deadline_ms(a, s->who, session_now(s));
         u = s->who->sub;
         ul = strlen(u);
         name = s->who->name;
@@ -137,7 +136,7 @@ static int session_identify(session *s, const stomp_frame *f)
             ul = login->len;
         } else {
             u = guest;
-            ul = (size_t)snprintf(guest, sizeof guest, "guest-%s-%llu", s->env->server_id,
+            ul = (size_t)snprintf(guest, sizeof guest, "guest-%s-%llu", s->list->env->server_id,
                                   (unsigned long long)s->id);
         }
         if (dname && dname->len) {
@@ -163,9 +162,9 @@ static int session_identify(session *s, const stomp_frame *f)
         own[ul + 1 + nl] = '\0';
         s->user = own;
         s->user_own = true;
-        registry_online(s->env->registry, own, ul);
+        registry_online(s->list->env->registry, own, ul);
     } else {
-        s->user = registry_online(s->env->registry, u, ul);
+        s->user = registry_online(s->list->env->registry, u, ul);
     }
     s->online = true;
     return 0;
@@ -173,7 +172,7 @@ static int session_identify(session *s, const stomp_frame *f)
 
 void session_on_connect(session *s, const stomp_frame *f)
 {
-    const server_config *c = s->env->conf;
+    const server_config *c = s->list->env->conf;
 
     if (s->state != SESSION_AWAIT_CONNECT) {
         session_error(s, f, ERROR_ALREADY_CONNECTED, "CONNECT was sent twice on one connection");
@@ -220,6 +219,9 @@ void session_on_connect(session *s, const stomp_frame *f)
     session_push_frame(s, &b);
     buf_deinit(&b);
     s->state = SESSION_CONNECTED;
+    /* created_ms gives way to the token's deadline (the union). */
+    s->token_deadline_ms = s->who ? tokens_deadline_ms(s->list->env->auth, s->who,
+                                                       session_now(s)) : 0;
     log_debug("stomp_connected", "conn=%llu version=%d hb_send=%u hb_recv=%u",
               (unsigned long long)s->id, version, s->hb_send_ms, s->hb_recv_ms);
 }

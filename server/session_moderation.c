@@ -69,10 +69,10 @@ static void session_mod_on_joined(void *ctx, bool ok)
 static void session_mod_join(session *s, subscription *sub, inflight_op *op, const msgid *since)
 {
     stomp_str name = { sub->id + sub->id_len, sub->room_len };
-    relay_join(s->env->relay, &sub->member, &name, s->user, session_user_name(s), session_mod_on_joined,
+    relay_join(s->list->env->relay, &sub->member, &name, s->user, session_user_name(s), session_mod_on_joined,
                op);
     if (since)
-        resume_start(s->env->resume, &session_resume_sink, sub, &sub->resume,
+        resume_start(s->list->env->resume, &session_resume_sink, sub, &sub->resume,
                      sub->member.room, s->id, *since);
 }
 
@@ -109,7 +109,7 @@ static void session_mod_on_checked(void *ctx, bool ok, bool banned, uint64_t unt
                      "epoch).", (unsigned long long)until_ms);
         else
             snprintf(why, sizeof why, "You are banned from this room until the ban is lifted.");
-        s->env->metrics->moderation_banned_subscribes++;
+        s->list->env->metrics->moderation_banned_subscribes++;
         char q[160];
         log_info("subscribe_banned", "conn=%llu user=%s room=%.*s", (unsigned long long)s->id,
                  log_q(q, sizeof q, s->user, strlen(s->user)), (int)sub->room_len,
@@ -127,7 +127,7 @@ static void session_mod_on_checked(void *ctx, bool ok, bool banned, uint64_t unt
 void session_moderation_join(session *s, subscription *sub, const msgid *since)
 {
     inflight_op *op = session_op(s, inflight_op_cost());
-    struct moderation *m = s->env->moderation;
+    struct moderation *m = s->list->env->moderation;
     if (!m) {
         session_mod_join(s, sub, op, since);
         return;
@@ -164,7 +164,7 @@ static void session_mod_end(session *s, subscription *sub, const moderation_even
 {
     if (!(sub->mod & SUB_MOD_CHECKING)) {
         resume_cancel(sub->resume);
-        relay_leave(s->env->relay, &sub->member, s->user);
+        relay_leave(s->list->env->relay, &sub->member, s->user);
     }
     sub->mod |= SUB_MOD_ENDED;
     buf pre, b;
@@ -177,7 +177,7 @@ static void session_mod_end(session *s, subscription *sub, const moderation_even
     session_push_frame(s, &b);
     buf_deinit(&b);
     buf_deinit(&pre);
-    s->env->metrics->moderation_ended_subs++;
+    s->list->env->metrics->moderation_ended_subs++;
 }
 
 void session_list_moderate(session_list *list, const moderation_event *ev)

@@ -146,12 +146,12 @@ void session_push(session *s, msg *m, subscription *sub)
     outq_entry e = { m, sub };
     size_t size = entry_size(&e);
     if (s->state != SESSION_CLOSING) {
-        const server_config *c = s->env->conf;
+        const server_config *c = s->list->env->conf;
         bool over_pending = s->pending + size > c->max_pending;
         if (over_pending || !budget_fits(&s->budget, size + SESSION_ENTRY_COST,
                                          session_input_bytes(s) + session_output_bytes(s),
                                          c->conn_memory)) {
-            metrics *mt = s->env->metrics;
+            metrics *mt = s->list->env->metrics;
             mt->slow_consumers++;
             if (!over_pending)
                 mt->conn_memory_closes++;
@@ -172,7 +172,7 @@ void session_push(session *s, msg *m, subscription *sub)
         s->qcap = ncap;
         s->qhead = 0;
     }
-    metrics *mt = s->env->metrics;
+    metrics *mt = s->list->env->metrics;
     if (m->kind == MSG_MESSAGE)
         mt->frames_out[METRICS_OUT_MESSAGE]++;
     else
@@ -291,7 +291,7 @@ void session_deliver(subscriber *member, msg *m)
     if (s->state == SESSION_CONNECTED) {
         if (sub->kind == SUB_TOPIC && sub->resume && resume_hold(sub->resume, m))
             return;
-        s->env->metrics->deliveries_local++;
+        s->list->env->metrics->deliveries_local++;
         session_push(s, msg_for_version(m, s->version), sub);
     }
 }
@@ -302,7 +302,7 @@ void session_replay(void *ctx, msg *m)
     subscription *sub = ctx;
     session *s = sub->session;
     if (s->state == SESSION_CONNECTED) {
-        s->env->metrics->deliveries_replayed++;
+        s->list->env->metrics->deliveries_replayed++;
         session_push(s, msg_for_version(m, s->version), sub);
     }
 }
@@ -311,10 +311,10 @@ void session_replay(void *ctx, msg *m)
  * or -1 when lws failed to write. */
 static int session_write(session *s)
 {
-    size_t cap = s->env->conf->ws_write_max;
+    size_t cap = s->list->env->conf->ws_write_max;
     unsigned char *base = s->list->scratch;
     unsigned char *out = base + LWS_PRE;
-    metrics *mt = s->env->metrics;
+    metrics *mt = s->list->env->metrics;
     outq_entry *head = &s->q[s->qhead];
     bool binary = entry_binary(head);
     size_t used = 0;
@@ -481,7 +481,7 @@ static void session_emit_receipt(session *s, const char *id, size_t len, const c
     stomp_put_body(&b, NULL, 0);
     session_push_frame(s, &b);
     buf_deinit(&b);
-    s->env->metrics->receipts++;
+    s->list->env->metrics->receipts++;
 }
 
 void session_do_disconnect(session *s)
@@ -491,7 +491,7 @@ void session_do_disconnect(session *s)
         /* RFC 6455 (IANA registry) 1012 "Service Restart": reconnect. */
         s->close_code = 1012;
         s->close_why = SESSION_CLOSE_RESTART;
-        s->env->metrics->restart_closes++;
+        s->list->env->metrics->restart_closes++;
     } else {
         s->close_code = LWS_CLOSE_STATUS_NORMAL;
         s->close_why = SESSION_CLOSE_DISCONNECT;
@@ -590,8 +590,8 @@ void session_error_x(session *s, const stomp_frame *f, error_reason reason,
     log_info("stomp_error", "conn=%llu command=%s message=%s", (unsigned long long)s->id,
              f ? stomp_command_name(f->command) : "-",
              log_q(q, sizeof q, message, strlen(message)));
-    s->env->metrics->stomp_errors++;
-    s->env->metrics->errors_by_reason[reason]++;
+    s->list->env->metrics->stomp_errors++;
+    s->list->env->metrics->errors_by_reason[reason]++;
     s->close_code = LWS_CLOSE_STATUS_PROTOCOL_ERR;
     s->close_why = SESSION_CLOSE_ERROR;
 }
@@ -621,12 +621,12 @@ void session_error_with(session *s, const stomp_frame *f, error_reason reason,
  * transactions go at once (they can never commit now). */
 void session_over_budget(session *s, const stomp_frame *f, size_t need)
 {
-    const server_config *c = s->env->conf;
+    const server_config *c = s->list->env->conf;
     buf body;
     buf_init(&body);
     budget_describe(&s->budget, session_input_bytes(s), session_output_bytes(s), need,
                     c->conn_memory, &body);
-    s->env->metrics->conn_memory_closes++;
+    s->list->env->metrics->conn_memory_closes++;
     log_info("conn_memory", "conn=%llu held=%zu need=%zu limit=%zu", (unsigned long long)s->id,
              session_held(s), need, c->conn_memory);
     if (s->busy) {
@@ -642,7 +642,7 @@ void session_over_budget(session *s, const stomp_frame *f, size_t need)
 bool session_fits(session *s, const stomp_frame *f, size_t need)
 {
     if (budget_fits(&s->budget, need, session_input_bytes(s) + session_output_bytes(s),
-                    s->env->conf->conn_memory))
+                    s->list->env->conf->conn_memory))
         return true;
     session_over_budget(s, f, need);
     return false;

@@ -68,7 +68,7 @@ static long session_status_users(const stomp_str *v, size_t max, char ***out)
 
 int session_status_start(session *s, const stomp_frame *f, subscription *sub)
 {
-    const session_env *env = s->env;
+    const session_env *env = s->list->env;
     const stomp_str *xu = stomp_frame_header(f, "x-users");
     char **xusers = NULL;
     long nx = 0;
@@ -107,7 +107,7 @@ void session_status_fail(subscriber *member, status_failure why, const char *det
     id[sub->id_len] = '\0';
     char body[400];
     if (why == STATUS_FAIL_FORBIDDEN) {
-        s->env->metrics->access_denied++;
+        s->list->env->metrics->access_denied++;
         snprintf(body, sizeof body, "x-users may only list your contacts; not one of them: %s",
                  detail);
         session_error_x(s, NULL, ERROR_ACCESS_REFUSED, body, strlen(body), "subscription", id);
@@ -149,7 +149,7 @@ void session_status_send(session *s, const stomp_frame *f)
     if (!session_fits(s, f, inflight_op_cost()))
         return;
     inflight_op *op = session_op(s, inflight_op_cost());
-    if (registry_status_hide(s->env->registry, s->user, hide, session_on_hidden, op) < 0) {
+    if (registry_status_hide(s->list->env->registry, s->user, hide, session_on_hidden, op) < 0) {
         session_op_cancel(s, op);
         session_unavailable(s, f);
         return;

@@ -70,14 +70,14 @@ void session_timer_deinit(session_list *list)
 
 static void session_tick(session *s, uint64_t now)
 {
-    const server_config *c = s->env->conf;
+    const server_config *c = s->list->env->conf;
     if (s->dead)
         return;
     if (session_rx_part(s))             /* a paced frame's last bytes wait one tick at most */
         rxpace_reset(&session_rx_part(s)->pace, lws_get_socket_fd(s->wsi));
     if (s->state == SESSION_AWAIT_CONNECT) {
         if (now - s->created_ms >= (uint64_t)c->connect_timeout_ms) {
-            s->env->metrics->connect_timeouts++;
+            s->list->env->metrics->connect_timeouts++;
             log_info("connect_timeout", "conn=%llu", (unsigned long long)s->id);
             session_kill(s, "connect_timeout");
         }
@@ -85,7 +85,7 @@ static void session_tick(session *s, uint64_t now)
     }
     if (s->token_deadline_ms && now >= s->token_deadline_ms && s->state == SESSION_CONNECTED &&
         !s->draining) {
-        s->env->metrics->token_expiries++;
+        s->list->env->metrics->token_expiries++;
         session_error(s, NULL, ERROR_TOKEN_EXPIRED, tokens_expired_detail);
         return;
     }
@@ -100,21 +100,21 @@ static void session_tick(session *s, uint64_t now)
     if (!s->throttled && !s->held && session_rx_since(s) &&
         now - session_rx_since(s) >= (uint64_t)c->frame_timeout_ms &&
         s->state == SESSION_CONNECTED) {
-        s->env->metrics->frame_timeouts++;
+        s->list->env->metrics->frame_timeouts++;
         session_error(s, NULL, ERROR_FRAME_TIMEOUT,
                       "A frame was not completed within stomp.frame_timeout_ms.");
         return;
     }
     if (c->idle_timeout_ms && !s->hb_recv_ms && s->state == SESSION_CONNECTED &&
         now - s->last_rx_ms >= (uint64_t)c->idle_timeout_ms) {
-        s->env->metrics->idle_timeouts++;
+        s->list->env->metrics->idle_timeouts++;
         log_info("idle_timeout", "conn=%llu silent_ms=%llu", (unsigned long long)s->id,
                  (unsigned long long)(now - s->last_rx_ms));
         session_kill(s, "idle_timeout");
         return;
     }
     if (s->hb_recv_ms && now - s->last_rx_ms > (uint64_t)(s->hb_recv_ms * c->hb_grace)) {
-        s->env->metrics->heartbeat_timeouts++;
+        s->list->env->metrics->heartbeat_timeouts++;
         log_info("heartbeat_timeout", "conn=%llu silent_ms=%llu", (unsigned long long)s->id,
                  (unsigned long long)(now - s->last_rx_ms));
         session_kill(s, "heartbeat_timeout");
@@ -142,7 +142,7 @@ static void session_timer_min(uint64_t *next, uint64_t t)
  * (session_timer_update). */
 static uint64_t session_timer_next(const session *s, uint64_t now)
 {
-    const server_config *c = s->env->conf;
+    const server_config *c = s->list->env->conf;
     uint64_t next = UINT64_MAX;
     if (s->dead)
         return 0;

@@ -34,7 +34,7 @@ bool session_buffer_in_txn(session *s, const stomp_frame *f)
         return true;
     }
     if (f->command == STOMP_CMD_SEND) {
-        if (txn_bytes(t) + stomp_frame_footprint(f) > s->env->conf->max_transaction_bytes) {
+        if (txn_bytes(t) + stomp_frame_footprint(f) > s->list->env->conf->max_transaction_bytes) {
             session_error(s, f, ERROR_TRANSACTION_TOO_LARGE,
                           "The transaction would exceed stomp.max_transaction_bytes.");
             return true;
@@ -63,7 +63,7 @@ void session_on_begin(session *s, const stomp_frame *f)
                            "A transaction with this name is already open: ", tn);
         return;
     }
-    if ((s->busy ? s->busy->txns.n : 0) >= (uint32_t)s->env->conf->max_transactions) {
+    if ((s->busy ? s->busy->txns.n : 0) >= (uint32_t)s->list->env->conf->max_transactions) {
         session_error(s, f, ERROR_TOO_MANY_TRANSACTIONS,
                       "This connection reached stomp.max_transactions.");
         return;
@@ -95,7 +95,7 @@ void session_on_commit_or_abort(session *s, const stomp_frame *f)
             const stomp_frame *bf = txn_frame(t, i);
             stomp_str name;
             const stomp_str *dest = stomp_frame_header(bf, "destination");
-            room_destination(dest, (size_t)s->env->conf->max_room_name, &name);
+            room_destination(dest, (size_t)s->list->env->conf->max_room_name, &name);
             if (!session_send_publish(s, bf, &name, true))
                 break;
         }

@@ -53,7 +53,6 @@ static fixture *fixture_new(int delay_ms)
     f->list = session_list_create(&f->env);
     for (int i = 0; i < NSESS; i++) {
         f->s[i].list = f->list;
-        f->s[i].env = &f->env;
         f->s[i].state = SESSION_CONNECTED;
     }
     return f;
