@@ -16,7 +16,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { completeStep, tlsRuns, writeDelayRuns } from './derive-docs.mjs';
+import { completeStep, fastpubRuns, tlsRuns, writeDelayRuns } from './derive-docs.mjs';
 import { readSoak, soakSection } from './soak-report.mjs';
 
 const [file, command, machine, commit] = process.argv.slice(2);
@@ -384,6 +384,58 @@ if (tl) {
   p();
 }
 
+// ---------------------------------------------------------------- fast publisher
+// scripts/bench's fastpub runs; results without them leave the section out.
+const fp = fastpubRuns(runs);
+if (fp) {
+  const body = fp.size % 1024 === 0 ? `${fp.size / 1024} KiB` : `${n0(fp.size)} bytes`;
+  const NAMES = { default: 'defaults', reads1: 'one read per iteration', buf256: 'larger buffer, read once' };
+  const setting = (name) => {
+    const k = fp.knobs(name);
+    return `${NAMES[name] || name}: \`rx_buffer\` ${n0(k.rx_buffer)}, \`rx_reads\` ${n0(k.rx_reads)}`;
+  };
+  const behind = fp.settings.some((n) => fp.rates.some((r) => fp.cell(n, r) && fp.cell(n, r).behind));
+  p('## Fast publisher');
+  p();
+  const over = fp.servers > 1
+    ? `spread over ${n0(fp.servers)} servers (the publisher on one: the other's subscribers get their copies through the bus)`
+    : 'on one server';
+  p(`One publisher sends ${body} bodies into a room of ${n0(fp.room)} subscribers ${over}, at each rate as one step`);
+  p(`of ${f1(fp.seconds)} s, with servers 1 and 2 restarted with each receive setting in turn. libwebsockets reads at most`);
+  p('`websocket.rx_buffer` (plus 16) bytes of a connection per read; with `websocket.rx_reads` above 1');
+  p('the server reads a connection again within the same loop iteration while the kernel holds more');
+  p('of its bytes, with 1 it waits for the next iteration. What this measures is whether a small');
+  p('buffer starves one connection that publishes fast: a server that does not read the publisher');
+  p('as fast as it sends backs up its socket, so the publisher falls behind its rate (sent) and its');
+  p('messages wait in the kernel (p50, p99: publish to receipt). Delivered: received over what was');
+  p('sent times the room; a subscriber the server closes as a slow consumer misses the rest.');
+  p('Extra reads: the servers\' `lectern_rx_more_reads_total` over the run, the reads made because');
+  p(`more was queued.${behind ? ' Publisher behind: publish ticks at which the publisher\'s previous write was still unsent.' : ''}`);
+  if (fp.run) p(`Measured by \`${fp.run.command}\` at commit ${fp.run.commit}, ${fp.run.at}.`);
+  p();
+  p(`| Rate msg/s | Setting | Sent msg/s | Delivered | p50 ms | p99 ms |${behind ? ' Publisher behind |' : ''} Extra reads |`);
+  p(`|---|---|---|---|---|---|${behind ? '---|' : ''}---|`);
+  for (const r of fp.rates) {
+    for (const name of fp.settings) {
+      const c = fp.cell(name, r);
+      if (!c) continue;
+      p(`| ${n0(r)} | ${setting(name)} | ${n0(c.sent)} | ${(c.complete * 100).toFixed(2)}% | ${f1(c.p50)} | ${f1(c.p99)} |${behind ? ` ${n0(c.behind)} |` : ''} ${n0(c.more)} |`);
+    }
+  }
+  p();
+  const errs = [];
+  for (const r of fp.rates) for (const name of fp.settings) {
+    const c = fp.cell(name, r);
+    if (c && c.error) errs.push(`${n0(r)} msg/s, ${NAMES[name] || name}: ${c.error}`);
+  }
+  if (errs.length) {
+    p(`First error of a run: ${errs.join('; ')}.`);
+    p();
+  }
+  p('docs/performance.md (point 4, "A small receive buffer, read several times per iteration") quotes these.');
+  p();
+}
+
 // ---------------------------------------------------------------- load balancer
 const lbRuns = runs.filter((r) => isLb(r) && r.steps);
 if (lbRuns.length) {
@@ -564,6 +616,7 @@ p('```');
 p('make bench            # the full run (about ten minutes), rewrites this page');
 p('scripts/bench --quick # a short smoke run, to a page of its own with --out');
 p('scripts/bench tls     # only the TLS runs, merged into this page and its results');
+p('scripts/bench fastpub # only the fast-publisher runs, the same way');
 p('build/release/tests/lectern-load --help');
 p('```');
 process.stdout.write(out.join('\n') + '\n');

@@ -180,6 +180,42 @@ export function writeDelayRuns(runs) {
   return { delays: [...delays].sort(num), rates: [...rates].sort(num), room, seconds, cell: (d, r) => cells.get(`${d}/${r}`) };
 }
 
+// One fast publisher (scripts/bench's fastpub-SETTING-RATE runs: one
+// publisher into a small room at RATE msg/s, servers 1 and 2 restarted with
+// the websocket.rx_buffer and rx_reads each record carries): the settings
+// (in FASTPUB_ORDER, then any other) and rates measured, and
+// cell(SETTING, RATE) -> {sent, complete, p50, p99, behind, more, error}. null
+// when the results hold none.
+export const FASTPUB_ORDER = ['default', 'reads1', 'buf256'];
+export function fastpubRuns(runs) {
+  const cells = new Map(), knobs = new Map(), rates = new Set();
+  let room, servers, size, seconds, run;
+  for (const r of runs) {
+    const m = r.system === 'lectern' && r.label && r.label.match(/^fastpub-([a-z0-9]+)-(\d+)$/);
+    if (!m || !r.steps || !r.steps.length) continue;
+    const name = m[1], rate = Number(m[2]), s = r.steps[0];
+    knobs.set(name, { rx_buffer: r.rx_buffer, rx_reads: r.rx_reads });
+    rates.add(rate);
+    room = r.connections.subscribers;
+    servers = r.urls ? r.urls.length : undefined;
+    size = r.size;
+    seconds = s.seconds;
+    run = run || r.run;
+    cells.set(`${name}/${rate}`, {
+      sent: s.seconds > 0 ? s.sent / s.seconds : undefined, complete: s.expected ? s.received / s.expected : 0,
+      p50: s.latency_ms.p50, p99: s.latency_ms.p99, behind: r.deliveries.publisher_behind, more: r.rx_more_reads,
+      error: (r.errors && r.errors.first) || '',
+    });
+  }
+  if (!cells.size) return null;
+  const rank = (x) => (FASTPUB_ORDER.includes(x) ? FASTPUB_ORDER.indexOf(x) : FASTPUB_ORDER.length);
+  const settings = [...knobs.keys()].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  return {
+    settings, rates: [...rates].sort((a, b) => a - b), room, servers, size, seconds, run,
+    knobs: (name) => knobs.get(name), cell: (name, rate) => cells.get(`${name}/${rate}`),
+  };
+}
+
 export function model(runs, knobs) {
   const find = (label, system = 'lectern') => runs.find((r) => r.label === label && r.system === system);
   const knob = (name, program = 'lectern-server') => {
@@ -274,6 +310,7 @@ export function model(runs, knobs) {
   // rest: their blocks say when they are missing).
   m.writeDelay = writeDelayRuns(runs);
   m.tls = tlsRuns(runs);
+  m.fastpub = fastpubRuns(runs);
 
   // Knobs the model uses.
   m.historyMax = Number(knob('registry.history_max'));
@@ -464,6 +501,25 @@ export const BLOCKS = {
     const parts = w.rates.map(at).filter(Boolean);
     return `Measured in the fan-out (one room of ${n0(w.room)}), a delay of ${top} ms took the servers' CPU per delivery at ${parts.join('; at ')}.`;
   },
+  // The three settings of scripts/bench's fastpub runs at the highest rate
+  // all three ran.
+  fastpub: (m) => {
+    const f = m.fastpub;
+    const none = 'docs/benchmarks.jsonl holds no fast-publisher runs (the fastpub runs of `make bench`, or `scripts/bench fastpub`).';
+    if (!f) return none;
+    const rate = f.rates.filter((r) => FASTPUB_ORDER.every((n) => f.cell(n, r))).pop();
+    if (rate === undefined) return none;
+    const [d, o, b] = FASTPUB_ORDER.map((n) => f.cell(n, rate));
+    const pct = (c) => `${(c.complete * 100).toFixed(c.complete === 1 ? 0 : 2)}%`;
+    // A publisher the server did not keep up with sent less than asked.
+    const sent = (c) => (c.sent < rate * 0.99 ? `, the publisher held to ${n0(c.sent)} messages/s` : '');
+    const body = f.size % 1024 === 0 ? `${f.size / 1024} KiB` : `${n0(f.size)} bytes`;
+    const kd = f.knobs('default'), kb = f.knobs('buf256');
+    const where = (n) => (n === 1 ? 'on one server' : n ? `over ${n} servers` : 'over the servers');
+    return `At ${n0(rate)} messages/s of ${body} from one connection (into a room of ${n0(f.room)} ${where(f.servers)}), the defaults delivered ${pct(d)} at p99 ${f1(d.p99)} ms${sent(d)}; ` +
+      `one read per iteration with the same ${n0(kd.rx_buffer)}-byte buffer, p99 ${f1(o.p99)} ms (${pct(o)} delivered${sent(o)}); ` +
+      `a ${n0(kb.rx_buffer)}-byte buffer read once, p99 ${f1(b.p99)} ms (${pct(b)} delivered${sent(b)}).`;
+  },
   'fanout-cores': (m) => `At the fan-out's highest loss-free step (${n0(m.fanout && m.fanout.per_s)} deliveries/s) the ${n0(m.fanout && m.fanout.servers)} servers together used ${cores(m.fanout && m.fanout.cores)} cores`,
   'target-cores': (m) => m.target
     ? `At the headline step (${n0(m.target.per_s)} deliveries/s beside ${n0(m.target.idle)} idle connections per server, p99 ${f1(m.target.p99)} ms) the ${n0(m.target.servers)} servers together used ${cores(m.target.cores)} cores, ${f2(m.target.us)} µs per delivery${m.target.genCores === undefined ? '' : `, and the load generator ${cores(m.target.genCores)} cores`}`
@@ -492,20 +548,21 @@ export const BLOCKS = {
   },
 };
 // Blocks that need no measurement, or quote benchmarks.md as it is;
-// tls-cost checks its own inputs (the tls runs), apart from the model's.
-const FREE = new Set(['workload', 'targets', 'soak-result', 'target-cores', 'tls-cost']);
+// tls-cost and fastpub check their own inputs (the tls and fastpub runs),
+// apart from the model's.
+const FREE = new Set(['workload', 'targets', 'soak-result', 'target-cores', 'tls-cost', 'fastpub']);
 function renderBlock(name, m, ctx) {
   if (m.missing.length && !FREE.has(name))
     return `(not computed: docs/benchmarks.jsonl lacks ${m.missing.join(', ')}; run the full \`make bench\`)`;
   return BLOCKS[name](m, ctx);
 }
-export const INLINE = new Set(['target-cores', 'soak-result', 'conns-per-server', 'worker-rows', 'write-cost', 'fanout-cores', 'coalescing', 'shared-costs', 'write-delay']);
+export const INLINE = new Set(['target-cores', 'soak-result', 'conns-per-server', 'worker-rows', 'write-cost', 'fanout-cores', 'coalescing', 'shared-costs', 'write-delay', 'fastpub']);
 
 // Which page holds which blocks: --check fails when one is missing.
 export const PAGES = {
   'docs/scaling.md': ['unit-costs', 'planning', 'workload', 'sizing', 'sizing-notes', 'shard-when'],
   'docs/operations.md': ['planning', 'sizing-summary', 'conns-per-server', 'worker-rows', 'tls-cost'],
-  'docs/performance.md': ['coalescing', 'write-cost', 'shared-costs', 'memory-total', 'fanout-cores', 'target-cores', 'write-delay', 'targets', 'soak-result'],
+  'docs/performance.md': ['coalescing', 'write-cost', 'shared-costs', 'memory-total', 'fanout-cores', 'target-cores', 'write-delay', 'fastpub', 'targets', 'soak-result'],
   'docs/security.md': ['tls-cost'],
 };
 

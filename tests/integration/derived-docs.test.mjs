@@ -175,6 +175,46 @@ describe('pages derived from docs/benchmarks.jsonl', () => {
     assert.doesNotMatch(plain, /## TLS/);
   }));
 
+  test('the fast publisher (performance.md, benchmarks.md) follows the fastpub runs, and says so when there are none', () => inScratch(async (dir) => {
+    const f = path.join(dir, 'docs', 'benchmarks.jsonl');
+    const others = parseRuns(await readFile(f, 'utf8')).filter((x) => !/^fastpub-/.test(x.label));
+    // One publisher into a room of 10 at each rate, three settings, with
+    // figures no real run gives together; the reads1 publisher held back.
+    const fast = (name, buf, reads, rate, sentPerS, got, p99, behind, more) => ({
+      label: `fastpub-${name}-${rate}`, system: 'lectern', size: 1024, urls: ['ws://127.0.0.1:1/ws', 'ws://127.0.0.1:2/ws'], setting: name, rx_buffer: buf, rx_reads: reads,
+      rx_more_reads: more, args: `--scenario fanout --subscribers 10 --rooms 1 --publishers 1 --rate ${rate}`,
+      connections: { subscribers: 10 }, deliveries: { publisher_behind: behind },
+      steps: [{ rate, seconds: 5, sent: sentPerS * 5, expected: sentPerS * 50, received: Math.round(sentPerS * 50 * got),
+        latency_ms: { p50: p99 / 4, p99 } }] });
+    const fastRuns = [];
+    for (const rate of [2000, 8000]) {
+      fastRuns.push(fast('default', 64, 64, rate, rate, 1, 23.75, 0, 333333),
+        fast('reads1', 64, 1, rate, rate === 8000 ? 3125 : rate, rate === 8000 ? 0.5 : 1, 1234.5, rate === 8000 ? 777 : 0, 0),
+        fast('buf256', 256, 1, rate, rate, 1, 187.75, 0, 0));
+    }
+    await writeFile(f, [...others, ...fastRuns].map((x) => JSON.stringify(x)).join('\n') + '\n');
+    assert.equal((await deriver('--check', '--root', dir)).code, 1, 'performance.md is stale against the new runs');
+    assert.equal((await deriver('--write', '--root', dir)).code, 0);
+    const perf = path.join(dir, 'docs', 'performance.md');
+    assert.equal(block(await readFile(perf, 'utf8'), 'fastpub'),
+      'At 8,000 messages/s of 1 KiB from one connection (into a room of 10 over 2 servers), the defaults delivered 100% at p99 23.8 ms; ' +
+      'one read per iteration with the same 64-byte buffer, p99 1234.5 ms (50.00% delivered, the publisher held to 3,125 messages/s); ' +
+      'a 256-byte buffer read once, p99 187.8 ms (100% delivered).');
+    // The page of the same results has the section with the same runs.
+    const md = (await run('node', [path.join(repoRoot, 'scripts', 'bench-report.mjs'), f, 'make bench', 'm', 'c'])).stdout;
+    assert.match(md, /## Fast publisher\n[\s\S]*\| 8,000 \| one read per iteration: `rx_buffer` 64, `rx_reads` 1 \| 3,125 \| 50\.00% \| 308\.6 \| 1234\.5 \| 777 \| 0 \|/);
+    assert.match(md, /\| 8,000 \| defaults: `rx_buffer` 64, `rx_reads` 64 \| 8,000 \| 100\.00% \| 5\.9 \| 23\.8 \| 0 \| 333,333 \|/);
+    // A hand edit of the sentence fails --check.
+    await edit(dir, 'docs/performance.md', 'p99 23.8 ms', 'p99 13.8 ms');
+    assert.equal((await deriver('--check', '--root', dir)).code, 1);
+    // Results without the fastpub runs: the sentence says so, and the page has no section.
+    await writeFile(f, others.map((x) => JSON.stringify(x)).join('\n') + '\n');
+    assert.equal((await deriver('--write', '--root', dir)).code, 0);
+    assert.match(block(await readFile(perf, 'utf8'), 'fastpub'), /holds no fast-publisher runs/);
+    const plain = (await run('node', [path.join(repoRoot, 'scripts', 'bench-report.mjs'), f, 'make bench', 'm', 'c'])).stdout;
+    assert.doesNotMatch(plain, /## Fast publisher/);
+  }));
+
   test('the Soak section of benchmarks.md and the sentence in performance.md follow docs/soak.json', () => inScratch(async (dir) => {
     await rm(path.join(dir, 'docs', 'soak.json'), { force: true });
     await rm(path.join(dir, 'docs', 'soak.png'), { force: true });
