@@ -28,8 +28,8 @@
 #include <sys/socket.h>
 
 /* The mark while paced: several reads' worth, not one. With a mark of one
- * read (websocket.rx_buffer, 256 bytes by default) a peer writing one byte
- * per TCP segment still woke the server every 256 segments whenever the
+ * read (measured with websocket.rx_buffer at 256 bytes) a peer writing one
+ * byte per TCP segment still woke the server every 256 segments whenever the
  * server kept pace with the writer, and each such read paid the kernel's
  * per-segment cost (~0.4 us a segment): 40-120 ms for the 240 KB drip in
  * one run out of two, ~1,000 wakeups, against ~10 ms and ~85 wakeups when
