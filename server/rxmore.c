@@ -24,12 +24,17 @@
 #include <stdlib.h>
 #include <sys/ioctl.h>
 
+typedef struct rxmore_entry {
+    struct lws *wsi;             /* NULL: forgotten */
+    size_t min;                  /* bytes that must be queued to read again */
+} rxmore_entry;
+
 struct rxmore {
     struct lws_context *ctx;
     int reads;                   /* reads per connection per iteration, epoll's included */
     int cap;                     /* entries of cur and next */
     int ncur, nnext;
-    struct lws **cur, **next;
+    rxmore_entry *cur, *next;
     uint64_t serviced;
 };
 
@@ -53,41 +58,47 @@ void rxmore_destroy(rxmore *r)
     free(r);
 }
 
-void rxmore_note(rxmore *r, struct lws *wsi)
+void rxmore_note(rxmore *r, struct lws *wsi, size_t min)
 {
-    if (r->reads < 2 || r->nnext == r->cap)
+    if (r->reads < 2)
         return;
     /* lws hands one read over in several RECEIVE callbacks (one per
-     * WebSocket frame): note the connection once. */
-    if (r->nnext && r->next[r->nnext - 1] == wsi)
+     * WebSocket frame): note the connection once, as its last callback
+     * says (pacing may have started meanwhile). */
+    if (r->nnext && r->next[r->nnext - 1].wsi == wsi) {
+        r->next[r->nnext - 1].min = min;
         return;
-    r->next[r->nnext++] = wsi;
+    }
+    if (r->nnext == r->cap)
+        return;
+    r->next[r->nnext++] = (rxmore_entry){ wsi, min };
 }
 
 void rxmore_forget(rxmore *r, struct lws *wsi)
 {
     for (int i = 0; i < r->ncur; i++)
-        if (r->cur[i] == wsi)
-            r->cur[i] = NULL;
+        if (r->cur[i].wsi == wsi)
+            r->cur[i].wsi = NULL;
     for (int i = 0; i < r->nnext; i++)
-        if (r->next[i] == wsi)
-            r->next[i] = NULL;
+        if (r->next[i].wsi == wsi)
+            r->next[i].wsi = NULL;
 }
 
 void rxmore_run(rxmore *r)
 {
     for (int round = 1; round < r->reads && r->nnext; round++) {
-        struct lws **t = r->cur;
+        rxmore_entry *t = r->cur;
         r->cur = r->next;
         r->ncur = r->nnext;
         r->next = t;
         r->nnext = 0;
         for (int i = 0; i < r->ncur; i++) {
-            struct lws *wsi = r->cur[i];
+            struct lws *wsi = r->cur[i].wsi;
             if (!wsi)
                 continue;
             int fd = lws_get_socket_fd(wsi), queued = 0;
-            if (fd < 0 || ioctl(fd, FIONREAD, &queued) != 0 || queued <= 0)
+            if (fd < 0 || ioctl(fd, FIONREAD, &queued) != 0 || queued <= 0 ||
+                (size_t)queued < r->cur[i].min)
                 continue;
             struct lws_pollfd p = { .fd = fd, .events = POLLIN, .revents = POLLIN };
             r->serviced++;

@@ -10,12 +10,14 @@
  * iteration are noted, and after the iteration's I/O, one that still has
  * bytes queued in the kernel (FIONREAD) is serviced again, as if epoll had
  * reported it, up to `reads` reads per iteration in all. Idle connections
- * are never looked at; a connection whose reads are paused or paced is not
- * noted by its caller.
+ * are never looked at; the caller says how much must be queued for a read
+ * (a connection whose reads are paced waits for a full read) and does not
+ * note one whose reads are paused.
  */
 #ifndef LECTERN_RXMORE_H
 #define LECTERN_RXMORE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct lws;
@@ -30,8 +32,9 @@ rxmore *rxmore_create(struct lws_context *ctx, int reads, int cap);
 /* Accepts NULL. */
 void rxmore_destroy(rxmore *r);
 
-/* wsi received data and may read more now (from LWS_CALLBACK_RECEIVE). */
-void rxmore_note(rxmore *r, struct lws *wsi);
+/* wsi received data and may read more now (from LWS_CALLBACK_RECEIVE),
+ * once at least `min` bytes (>= 1) are queued. */
+void rxmore_note(rxmore *r, struct lws *wsi, size_t min);
 /* wsi is closing: never service it again (from LWS_CALLBACK_CLOSED). */
 void rxmore_forget(rxmore *r, struct lws *wsi);
 

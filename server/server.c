@@ -259,8 +259,9 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         if (!c->session)
             return -1;
         int rc = session_feed(c->session, in, len);
-        if (!rc && session_reads_on(c->session))
-            rxmore_note(srv->rxmore, wsi);
+        size_t min = rc ? 0 : session_read_again(c->session);
+        if (min)
+            rxmore_note(srv->rxmore, wsi, min);
         return rc;
     }
     case LWS_CALLBACK_SERVER_WRITEABLE:

@@ -101,10 +101,13 @@ void session_destroy(session *s);
  * close the session after it is written. */
 int session_feed(session *s, void *in, size_t len);
 
-/* True when the session takes more input now: open, not draining, its
- * reads neither paused (rate limits, a ban check) nor paced (a drip). The
- * server then lets the connection read again within the iteration. */
-bool session_reads_on(const session *s);
+/* Whether the connection may be read again within this loop iteration
+ * (rxmore.h): 0 when the session takes no input now (closing, draining, its
+ * reads paused by rate limits or a ban check); otherwise the bytes that must
+ * be queued for another read: 1, or a full read (websocket.rx_buffer + 16)
+ * while its reads are paced (a drip), so that a paced connection is still
+ * never read for a few bytes. */
+size_t session_read_again(const session *s);
 
 /* Write what is queued. Returns 0, or -1 when lws should close the
  * connection now (after an ERROR or DISCONNECT has been flushed). */

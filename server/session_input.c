@@ -207,12 +207,12 @@ static bool session_count_piece(session *s)
     return false;
 }
 
-bool session_reads_on(const session *s)
+size_t session_read_again(const session *s)
 {
     if (s->state == SESSION_CLOSING || s->draining || s->throttled || s->held)
-        return false;
+        return 0;
     const rx_partial *part = session_rx_part(s);
-    return !part || !part->pace.raised;
+    return part && part->pace.raised ? s->list->env->conf->ws_rx_buffer + LWS_PRE : 1;
 }
 
 int session_feed(session *s, void *in, size_t len)
