@@ -13,8 +13,10 @@
  * descriptor itself, and with the libuv loop it does so only once its poll
  * handle has closed, a loop iteration later. Closing it here as well would
  * close whichever connection is accepted next on the same number, and
- * libuv aborts on a descriptor closed under a live poll handle. Every accepted socket gets TCP_NODELAY first (adopting a socket
- * leaves its options to us): with Nagle's algorithm a conversation of small
+ * libuv aborts on a descriptor closed under a live poll handle.
+ *
+ * Every accepted socket gets TCP_NODELAY first (adopting a socket leaves
+ * its options to us): with Nagle's algorithm a conversation of small
  * writes, such as a TLS handshake's last flight followed by the 101, stalls
  * until the peer's delayed ACK. A program that prefers Nagle once the
  * conversation is over turns it back on itself (lectern-server does for

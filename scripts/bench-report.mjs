@@ -388,7 +388,6 @@ if (tl) {
 // scripts/bench's fastpub runs; results without them leave the section out.
 const fp = fastpubRuns(runs);
 if (fp) {
-  const body = fp.size % 1024 === 0 ? `${fp.size / 1024} KiB` : `${n0(fp.size)} bytes`;
   const NAMES = { default: 'defaults', reads1: 'one read per iteration', buf256: 'larger buffer, read once' };
   const setting = (name) => {
     const k = fp.knobs(name);
@@ -400,7 +399,7 @@ if (fp) {
   const over = fp.servers > 1
     ? `spread over ${n0(fp.servers)} servers (the publisher on one: the other's subscribers get their copies through the bus)`
     : 'on one server';
-  p(`One publisher sends ${body} bodies into a room of ${n0(fp.room)} subscribers ${over}, at each rate as one step`);
+  p(`One publisher sends ${fp.body} bodies into a room of ${n0(fp.room)} subscribers ${over}, at each rate as one step`);
   p(`of ${f1(fp.seconds)} s, with servers 1 and 2 restarted with each receive setting in turn. libwebsockets reads at most`);
   p('`websocket.rx_buffer` (plus 16) bytes of a connection per read; with `websocket.rx_reads` above 1');
   p('the server reads a connection again within the same loop iteration while the kernel holds more');

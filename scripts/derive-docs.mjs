@@ -183,7 +183,8 @@ export function writeDelayRuns(runs) {
 // One fast publisher (scripts/bench's fastpub-SETTING-RATE runs: one
 // publisher into a small room at RATE msg/s, servers 1 and 2 restarted with
 // the websocket.rx_buffer and rx_reads each record carries): the settings
-// (in FASTPUB_ORDER, then any other) and rates measured, and
+// (in FASTPUB_ORDER, then any other) and rates measured, the body size as
+// pages write it (body), and
 // cell(SETTING, RATE) -> {sent, complete, p50, p99, behind, more, error}. null
 // when the results hold none.
 export const FASTPUB_ORDER = ['default', 'reads1', 'buf256'];
@@ -212,6 +213,7 @@ export function fastpubRuns(runs) {
   const settings = [...knobs.keys()].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
   return {
     settings, rates: [...rates].sort((a, b) => a - b), room, servers, size, seconds, run,
+    body: size % 1024 === 0 ? `${size / 1024} KiB` : `${n0(size)} bytes`,
     knobs: (name) => knobs.get(name), cell: (name, rate) => cells.get(`${name}/${rate}`),
   };
 }
@@ -513,10 +515,9 @@ export const BLOCKS = {
     const pct = (c) => `${(c.complete * 100).toFixed(c.complete === 1 ? 0 : 2)}%`;
     // A publisher the server did not keep up with sent less than asked.
     const sent = (c) => (c.sent < rate * 0.99 ? `, the publisher held to ${n0(c.sent)} messages/s` : '');
-    const body = f.size % 1024 === 0 ? `${f.size / 1024} KiB` : `${n0(f.size)} bytes`;
     const kd = f.knobs('default'), kb = f.knobs('buf256');
     const where = (n) => (n === 1 ? 'on one server' : n ? `over ${n} servers` : 'over the servers');
-    return `At ${n0(rate)} messages/s of ${body} from one connection (into a room of ${n0(f.room)} ${where(f.servers)}), the defaults delivered ${pct(d)} at p99 ${f1(d.p99)} ms${sent(d)}; ` +
+    return `At ${n0(rate)} messages/s of ${f.body} from one connection (into a room of ${n0(f.room)} ${where(f.servers)}), the defaults delivered ${pct(d)} at p99 ${f1(d.p99)} ms${sent(d)}; ` +
       `one read per iteration with the same ${n0(kd.rx_buffer)}-byte buffer, p99 ${f1(o.p99)} ms (${pct(o)} delivered${sent(o)}); ` +
       `a ${n0(kb.rx_buffer)}-byte buffer read once, p99 ${f1(b.p99)} ms (${pct(b)} delivered${sent(b)}).`;
   },

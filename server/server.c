@@ -85,11 +85,11 @@
 #include <unistd.h>
 #include <uv.h>
 
-/* Per-connection data, the same for every protocol. */
 /* Connections read again per round (rxmore.h): more than receive in one
  * iteration under any load measured here; the rest wait for epoll. */
 #define SERVER_RXMORE_CAP 256
 
+/* Per-connection data, the same for every protocol. */
 typedef struct conn {
     session *session;        /* WebSocket connections */
     http_exchange *http;     /* HTTP requests */
@@ -310,8 +310,9 @@ static void server_on_tick(uv_timer_t *t)
     }
 }
 
-/* Connections that read a full buffer read again (websocket.rx_reads);
- * then output queued during this iteration's I/O goes out in one write per
+/* Connections that received data and have more queued are read again
+ * (rxmore.h, websocket.rx_reads); then output queued during this
+ * iteration's I/O goes out in one write per
  * connection (see session.c); then the closes asked for meanwhile. */
 static void server_on_check(uv_check_t *h)
 {
