@@ -312,6 +312,7 @@ bus *bus_create(uv_loop_t *loop, const bus_config *cfg, const bus_callbacks *cb,
     b->squeue_type = xstrdup(cfg->storage_queue_type);
     b->confirm_timeout_ms = cfg->confirm_timeout_ms;
     b->nack_retry_ms = cfg->nack_retry_ms;
+    b->nack_reopen_ms = cfg->nack_reopen_ms;
     b->batch_max = cfg->batch_max;
     b->batch_linger_ms = cfg->batch_linger_ms > 0 ? cfg->batch_linger_ms : 0;
     b->room_batch_max = cfg->room_batch_max;
@@ -473,6 +474,7 @@ void bus_get_stats(const bus *b, bus_stats *out)
     out->store_failures = atomic_load_explicit(&b->store_failures, memory_order_relaxed);
     out->republished = atomic_load_explicit(&b->republished, memory_order_relaxed);
     out->nacks = atomic_load_explicit(&b->nacks, memory_order_relaxed);
+    out->nack_reopens = atomic_load_explicit(&b->nack_reopens, memory_order_relaxed);
     out->storage_publishes = atomic_load_explicit(&b->storage_publishes, memory_order_relaxed);
     out->confirm_us_sum = atomic_load_explicit(&b->confirm_us_sum, memory_order_relaxed);
     out->inbound_bytes = atomic_load_explicit(&b->in_bytes, memory_order_relaxed);

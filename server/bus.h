@@ -81,6 +81,7 @@ typedef struct bus_config {
     const char *storage_queue_type;   /* "classic" | "quorum" */
     int         confirm_timeout_ms;
     int         nack_retry_ms;    /* a nacked storage copy is published again after this */
+    int         nack_reopen_ms;   /* refused this long without a confirm: reopen (0: never) */
     int         batch_max;        /* storage copies per publish (1: no batches) */
     int         room_batch_max;   /* room copies per publish (1: no batches) */
     int         room_batch_linger_ms;
@@ -104,6 +105,7 @@ typedef struct bus_stats {
     uint64_t store_failures;     /* jobs ended without a confirm (nack, timeout) */
     uint64_t republished;        /* storage copies sent again (reconnect or nack) */
     uint64_t nacks;              /* storage copies the broker refused (basic.nack), then retried */
+    uint64_t nack_reopens;       /* publisher connections reopened after nack_reopen_ms of refusals */
     uint64_t storage_publishes;  /* AMQP messages carrying storage copies (batches count once) */
     uint64_t unconfirmed;        /* jobs waiting for their confirm now */
     uint64_t confirm_us_sum;     /* publish-to-confirm time, summed, microseconds */

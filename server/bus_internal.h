@@ -95,6 +95,8 @@ struct bus {
     char *squeue_type;           /* "classic" | "quorum" */
     int confirm_timeout_ms;
     int nack_retry_ms;           /* a nacked storage copy goes again after this */
+    int nack_reopen_ms;          /* refused this long without a confirm: reopen (0: never) */
+    uint64_t refused_since_ms;   /* publisher thread: first nack since the last confirm, 0: none */
     uint64_t retry_wake_ms;      /* publisher thread: earliest retry_ms waiting, 0: none */
     int batch_max;               /* storage copies per publish */
     int batch_linger_ms;
@@ -148,7 +150,8 @@ struct bus {
 
     _Atomic uint64_t published, publish_failures, received, dropped_own,
                      malformed, reconnects, queued, unconfirmed, stored, store_failures,
-                     republished, confirm_us_sum, storage_publishes, nacks;
+                     republished, confirm_us_sum, storage_publishes, nacks,
+                     nack_reopens;
     histogram confirm_hist;          /* queued -> confirmed, per storage copy */
 };
 

@@ -31,6 +31,14 @@
  * is published again first thing on the next connection. Backoff waits keep
  * failing jobs whose deadline passes.
  *
+ * Refusals. Nacks that go on for nack_reopen_ms without one confirm close
+ * the connection (bus_pub_refusals), and the next one is opened on the next
+ * node: RabbitMQ 3.10 can leave a channel that was opened while the quorum
+ * queue had no leader refusing every publish to it for minutes after a new
+ * leader took over, while a new channel is served at once. The check comes
+ * after the round's publishes, so the room copies of the jobs taken so far
+ * have left.
+ *
  * Encodings. A copy travels alone (envelope.h: its fields in the AMQP
  * properties) only when those fit the content header frame and the AMQP
  * short strings (envelope_fits_amqp): a content type over 255 bytes or
@@ -134,13 +142,29 @@ static void bus_pub_mark(bus *b, uint64_t tag, bool multiple, bool ok)
         if (j->result || (!multiple && j->tag != tag))
             continue;
         if (ok) {
+            b->refused_since_ms = 0;
             j->result = 1;
             bus_add(&b->confirm_us_sum, now - j->queued_us);
             histogram_observe_us(&b->confirm_hist, now - j->queued_us);
         } else {
+            if (!b->refused_since_ms)
+                b->refused_since_ms = now / 1000;
             bus_pub_nacked(b, j, now / 1000);
         }
     }
+}
+
+/* Has the broker refused storage copies for nack_reopen_ms without
+ * confirming one? Then this connection is given up (see the essay). */
+static int bus_pub_refusals(bus *b, bus_conn *c)
+{
+    if (!b->nack_reopen_ms || !b->refused_since_ms ||
+        clock_ms() - b->refused_since_ms < (uint64_t)b->nack_reopen_ms)
+        return 0;
+    bus_add(&b->nack_reopens, 1);
+    snprintf(c->why, sizeof c->why, "storage copies refused for %d ms without a confirm",
+             b->nack_reopen_ms);
+    return -1;
 }
 
 /* Jobs past their deadline fail (pend is in queue order, so deadlines rise). */
@@ -467,6 +491,7 @@ static int bus_pub_connect(bus *b, bus_conn *c)
     if (bus_rpc_check(c, "confirm.select") < 0)
         return -1;
     b->next_tag = 0;
+    b->refused_since_ms = 0;
     return 0;
 }
 
@@ -524,6 +549,8 @@ void *bus_pub_main(void *arg)
         int rc = bus_pub_read(b, &c);
         if (rc == 0)
             rc = bus_pub_send(b, &c);
+        if (rc == 0)
+            rc = bus_pub_refusals(b, &c);
         bus_pub_expire(b);
         bus_pub_complete(b);
         if (rc < 0) {

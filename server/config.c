@@ -370,6 +370,13 @@ const cfg_knob server_knobs[] = {
       "A storage copy RabbitMQ refuses (basic.nack: a quorum queue electing a new\n"
       "leader, a queue at its length limit) is published again after this long,\n"
       "until storage.confirm_timeout_ms runs out." },
+    { "storage.nack_reopen_ms", CFG_INT, K(bus.nack_reopen_ms), "3000", 0, 600000, NULL,
+      "When RabbitMQ has refused storage copies for this long without confirming\n"
+      "one, the publisher's connection is closed and opened again (on the next\n"
+      "node). A channel opened while the quorum storage queue had no leader can\n"
+      "go on refusing it after a new leader is elected (RabbitMQ 3.10); a new\n"
+      "channel finds the leader. Longer than a leader election (seconds);\n"
+      "0: never reopen." },
     { "storage.batch_max", CFG_INT, K(bus.batch_max), "256", 1, 10000, NULL,
       "Most messages per storage-queue publish. Under load the storage copies of\n"
       "many messages travel as one persistent AMQP message (one write, one\n"

@@ -166,6 +166,9 @@ static const metrics_row metrics_rows[] = {
     L(bus_nacks, "lectern_bus_nacks_total",
       "Storage copies RabbitMQ refused (basic.nack) and that were published again\n"
       "after storage.nack_retry_ms (a quorum queue electing a leader, a full queue)."),
+    L(bus_nack_reopens, "lectern_bus_nack_reopens_total",
+      "Publisher connections closed and opened again because RabbitMQ refused\n"
+      "storage copies for storage.nack_reopen_ms without confirming one."),
     L(bus_storage_publishes, "lectern_bus_storage_publishes_total",
       "AMQP messages carrying storage copies (a batch counts once; stored / this\n"
       "is the mean batch size)."),

@@ -105,6 +105,7 @@ typedef struct metrics_gauges {
     uint64_t bus_store_failures;
     uint64_t bus_republished;
     uint64_t bus_nacks;
+    uint64_t bus_nack_reopens;
     uint64_t bus_storage_publishes;
     uint64_t bus_confirm_us_sum;
     uint64_t bus_published;

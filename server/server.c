@@ -1076,6 +1076,7 @@ static void server_gauges(void *ctx, metrics_gauges *g)
         g->bus_store_failures = bs.store_failures;
         g->bus_republished = bs.republished;
         g->bus_nacks = bs.nacks;
+        g->bus_nack_reopens = bs.nack_reopens;
         g->bus_storage_publishes = bs.storage_publishes;
         g->bus_confirm_us_sum = bs.confirm_us_sum;
         g->bus_confirm = bus_confirm_histogram(srv->bus);

@@ -244,7 +244,8 @@ describe('RabbitMQ node lists (bus.host, amqp.host)', () => {
   // the broker refuse every storage copy for as long as the policy stands.
   test('a storage copy RabbitMQ refuses (basic.nack) is published again until it is taken, or until storage.confirm_timeout_ms', async () => {
     const ns = clusterName();
-    const patient = await startServer({ cluster: ns, sets: { 'storage.confirm_timeout_ms': 15000, 'storage.nack_retry_ms': 100 } });
+    // Refusals alone here: no reopening (the next test has that).
+    const patient = await startServer({ cluster: ns, sets: { 'storage.confirm_timeout_ms': 15000, 'storage.nack_retry_ms': 100, 'storage.nack_reopen_ms': 0 } });
     const hasty = await startServer({ cluster: ns, sets: { 'storage.confirm_timeout_ms': 1000, 'storage.nack_retry_ms': 100 } });
     const room = `nack-${ns}`;
     const policy = `nack-${ns}`;
@@ -282,6 +283,48 @@ describe('RabbitMQ node lists (bus.host, amqp.host)', () => {
       await h.deactivate();
       assert.deepEqual(await hasty.stop(), { code: 0, signal: null });
       assert.deepEqual(await patient.stop(), { code: 0, signal: null });
+    }
+  }, { timeout: 120000 });
+
+  // RabbitMQ 3.10 can leave a channel opened during a quorum queue's
+  // election refusing it after the election (tests/cluster has the real
+  // thing); the server gives such a connection up after
+  // storage.nack_reopen_ms of refusals without a confirm. The same policy
+  // stands in for the refusing channel: every connection is refused, so
+  // the server reopens again and again, and the SEND it holds meanwhile
+  // still gets its RECEIPT once the broker takes copies again.
+  test('storage copies refused for storage.nack_reopen_ms without a confirm: the publisher reopens its connection, the held SEND still gets its RECEIPT', async () => {
+    const ns = clusterName();
+    const s = await startServer({ cluster: ns, sets: {
+      'storage.confirm_timeout_ms': 20000, 'storage.nack_retry_ms': 100, 'storage.nack_reopen_ms': 700 } });
+    const room = `reopen-${ns}`;
+    const policy = `reopen-${ns}`;
+    const { client: p } = await stompClient(s.wsUrl, { connectHeaders: { login: 'p' } });
+    try {
+      assert.ok(await sendReceipted(p, room, 'before'), 'RECEIPT before the policy');
+      const reopens0 = await metric(s.port, 'lectern_bus_nack_reopens_total');
+      await rabbitmqctl('set_policy', '--apply-to', 'queues', policy, `^${ns}\\.storage$`,
+        '{"max-length":0,"overflow":"reject-publish"}');
+      await waitFor(async () => (await metric(s.port, 'lectern_bus_nacks_total')) > 0
+        || !(await sendReceipted(p, room, `probe-${Date.now()}`, 300)), { timeout: 10000, interval: 100, what: 'a nack' });
+      let held = null;
+      const heldP = sendReceipted(p, room, 'held', 19000).then((ok) => { held = ok; });
+      const t0 = Date.now();
+      await waitFor(async () => (await metric(s.port, 'lectern_bus_nack_reopens_total')) >= reopens0 + 2,
+        { timeout: 10000, interval: 100, what: 'two reopens' });
+      const took = Date.now() - t0;
+      assert.equal(held, null, 'no RECEIPT while the broker refuses');
+      assert.ok(s.logs.some((l) => /event=bus_down conn=publisher .*reason="storage copies refused for 700 ms without a confirm"/.test(l)),
+        'a bus_down line says why');
+      await rabbitmqctl('clear_policy', policy);
+      await heldP;
+      assert.equal(held, true, 'RECEIPT for the SEND held across the reopens');
+      assert.ok(await sendReceipted(p, room, 'after'), 'RECEIPT after the policy');
+      console.log(`# reopen: two reopens ${took} ms after the refusals began (storage.nack_reopen_ms 700)`);
+    } finally {
+      await rabbitmqctl('clear_policy', policy).catch(() => {});
+      await p.deactivate();
+      assert.deepEqual(await s.stop(), { code: 0, signal: null });
     }
   }, { timeout: 120000 });
 });
