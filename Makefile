@@ -19,6 +19,8 @@
 # stale objects.
 
 SANITIZE ?= 0
+# `make test` builds with one job per core.
+NPROC := $(shell nproc 2>/dev/null || echo 1)
 ifeq ($(SANITIZE),1)
 VARIANT  := asan
 BINDIR   := build/asan/bin
@@ -181,8 +183,8 @@ check-deps:
 # warning that only -O2 finds still breaks the build.
 test: check-deps
 	$(MAKE) check-includes
-	$(MAKE) all
-	$(MAKE) SANITIZE=1 all unit-bins
+	$(MAKE) -j$(NPROC) all
+	$(MAKE) -j$(NPROC) SANITIZE=1 all unit-bins
 	$(MAKE) SANITIZE=1 unit
 	$(MAKE) fuzz-smoke
 	$(MAKE) docker-check
