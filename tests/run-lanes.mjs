@@ -4,12 +4,13 @@
 // lane's environment to a file), and runs one file at a time.
 //
 // The suite waits more than it computes (services restarting, heart-beat
-// timeouts, fixed windows), so two lanes on two cores take about half the
-// time of one. Files are handed out from one queue to whichever lane is
-// free (no weights to keep up to date). A file that measures the CPU or the
-// timing of the servers, where a neighbour would blur the figure, says so
-// with a line `// lane: alone`: those run first, one at a time, while the
-// other lanes wait.
+// timeouts, fixed windows), so two lanes on two cores take about 70% of
+// the time of one; tests with tight timing then fail now and then, which is
+// why run-integration.sh runs one lane unless told otherwise. Files are
+// handed out from one queue to whichever lane is free (no weights to keep
+// up to date). A file that measures the CPU or the timing of the servers,
+// or loads the whole machine, says so with a line `// lane: alone`: those
+// run first, one at a time, while the other lanes wait.
 //
 // Each file's TAP output is printed whole when the file ends, so lanes
 // never interleave their lines. Exit status 1 when any file failed.
