@@ -99,6 +99,6 @@ await Promise.all(envs.map(async (env, lane) => {
 }));
 
 const took = ((Date.now() - t0) / 1000).toFixed(1);
-console.log(`# lanes: ${files.length} files (${solo.length} alone) in ${envs.length} lanes, ${took} s; `
+console.log(`# lanes: ${files.length} files (${solo.length} alone) in ${envs.length} lane${envs.length > 1 ? 's' : ''}, ${took} s; `
   + `${failed.length ? `FAILED: ${failed.join(' ')}` : 'all passed'}`);
 process.exit(failed.length ? 1 : 0);
