@@ -111,9 +111,13 @@ static void bus_pub_wait(bus *b, bus_conn *c, int ms)
 
 /* A basic.nack: the broker could not take the copy now (a quorum queue
  * electing a new leader after its node died, a queue at its length limit).
- * Send it again after nack_retry_ms, unless its deadline comes first. */
+ * Send it again after nack_retry_ms, unless its deadline comes first.
+ * The first nack since the last confirm starts the refusal clock
+ * (bus_pub_refusals). */
 static void bus_pub_nacked(bus *b, bus_job *j, uint64_t now_ms)
 {
+    if (!b->refused_since_ms)
+        b->refused_since_ms = now_ms;
     if (j->deadline_ms <= now_ms + (uint64_t)b->nack_retry_ms) {
         j->result = -1;
         return;
@@ -147,8 +151,6 @@ static void bus_pub_mark(bus *b, uint64_t tag, bool multiple, bool ok)
             bus_add(&b->confirm_us_sum, now - j->queued_us);
             histogram_observe_us(&b->confirm_hist, now - j->queued_us);
         } else {
-            if (!b->refused_since_ms)
-                b->refused_since_ms = now / 1000;
             bus_pub_nacked(b, j, now / 1000);
         }
     }

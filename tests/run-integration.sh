@@ -66,8 +66,5 @@ done
 envs=()
 for ((n = 1; n <= lanes; n++)); do envs+=(--env "$top/lane$n.env"); done
 cd "$root/tests"
-if [ "$#" -gt 0 ]; then
-  node run-lanes.mjs "${envs[@]}" "$@"
-else
-  node run-lanes.mjs "${envs[@]}" integration/
-fi
+[ "$#" -gt 0 ] || set -- integration/
+node run-lanes.mjs "${envs[@]}" "$@"
