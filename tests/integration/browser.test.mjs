@@ -6,7 +6,6 @@
 // coming and going on another server, and "Appear offline" makes the
 // viewer offline on a friend's page. Screenshots of the page are kept in
 // tests/artifacts/ (not committed).
-// lane: alone — Chromium takes a core of its own (tests/run-lanes.mjs).
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';

@@ -12,8 +12,6 @@
 // about twice the heap; ALLOC says how much heap a charged byte may cost.
 // The servers run with a small ASan quarantine so that freed memory is
 // reused as it would be in production.
-// lane: alone — it floods the server and samples its RSS against time
-// (tests/run-lanes.mjs).
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';

@@ -23,8 +23,6 @@
 // drip of one-byte WebSocket frames must still complete in 50 ms plus 0.5 us
 // per WebSocket frame (lws's share, measured with perf and callgrind;
 // docs/security.md): the parser stays linear without the limit's help.
-// lane: alone — it budgets the server's CPU time, which a busy neighbour
-// would inflate (tests/run-lanes.mjs).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';

@@ -1,7 +1,6 @@
 // The load generator (tests/load/, make bench) against real servers: its
 // numbers are what docs/benchmarks.md reports, so it must report complete
 // delivery when delivery is complete, and loss when there is loss.
-// lane: alone — the load generator keeps both cores busy (tests/run-lanes.mjs).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';

@@ -10,7 +10,6 @@
 // WebSocket never closed. A reload that did not happen shows as a third
 // server no new connection reaches; a second haproxy process that did not
 // start, or did not share the port, as one listener on it.
-// lane: alone — a whole cluster starts and rescales (tests/run-lanes.mjs).
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';

@@ -2,8 +2,6 @@
 // websocket.rx_buffer takes is read again within the same loop iteration,
 // so a small per-connection buffer does not starve a fast publisher.
 // lectern_rx_more_reads_total counts those reads.
-// lane: alone — it counts the reads of a burst, which depend on how the
-// loop is scheduled (tests/run-lanes.mjs).
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { metric, rawClient, startServer, stompClient, subscribed } from './helpers.mjs';

@@ -14,8 +14,6 @@
 //
 // Real Redis, RabbitMQ, MariaDB, lectern-server and lectern-storage; raw
 // STOMP over WebSocket (the frames are built byte for byte).
-// lane: alone — its largest rows keep MariaDB and the servers busy, and its
-// waits for CONNECTED are short (tests/run-lanes.mjs).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';

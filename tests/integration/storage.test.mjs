@@ -2,8 +2,6 @@
 // queue with publisher confirms, lectern-storage workers write MySQL, and a
 // client resumes with x-since after its server died. Real Redis, RabbitMQ,
 // MariaDB, servers and workers; @stomp/stompjs clients.
-// lane: alone — 100,000 messages go through the servers, RabbitMQ, the
-// workers and MariaDB (tests/run-lanes.mjs).
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {

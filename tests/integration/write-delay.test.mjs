@@ -5,8 +5,6 @@
 // take what waits with them. Raw `ws` subscribers count WebSocket messages
 // against the STOMP frames they carry; a @stomp/stompjs one checks that a
 // real client reads the packed messages.
-// lane: alone — it bounds how long a MESSAGE waits, in milliseconds
-// (tests/run-lanes.mjs).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
