@@ -183,11 +183,13 @@ check-deps:
 # warning that only -O2 finds still breaks the build.
 test: check-deps
 	$(MAKE) check-includes
+	$(MAKE) docker-prepare-bg
 	$(MAKE) -j$(NPROC) all
 	$(MAKE) -j$(NPROC) SANITIZE=1 all unit-bins
 	$(MAKE) SANITIZE=1 unit
 	$(MAKE) fuzz-smoke
 	$(MAKE) docker-check
+	$(MAKE) docker-prepare-wait
 	$(MAKE) docker-test
 	$(MAKE) client-test
 	$(MAKE) services-test

@@ -21,7 +21,7 @@
 # runs it on the real tree and on broken copies. Release binaries, because
 # the runtime-library check compares `ldd` with the image's packages.
 
-.PHONY: docker-check docker-test
+.PHONY: docker-check docker-test docker-prepare-bg docker-prepare-wait
 docker-check: check-deps
 	$(MAKE) SANITIZE=0 bin/lectern-server bin/lectern-storage
 	cd tests && LECTERN_SERVER_BIN=$(abspath bin/lectern-server) \
@@ -29,3 +29,18 @@ docker-check: check-deps
 
 docker-test: check-deps
 	tests/docker/run.sh
+
+# make test builds the images in the background (run.sh --prepare: packages,
+# engine, debootstrap, stand-ins, compose build; mostly downloads) while it
+# compiles and runs the unit tests, and waits for that before docker-test,
+# which then finds them in Docker's cache. The prepare's output is shown
+# when it is waited for; docker-test redoes whatever it did not finish.
+docker-prepare-bg:
+	@mkdir -p var/docker
+	@tests/docker/run.sh --prepare > var/docker/prepare.log 2>&1 < /dev/null & echo $$! > var/docker/prepare.pid
+
+docker-prepare-wait:
+	@p=$$(cat var/docker/prepare.pid 2>/dev/null || true); \
+	  while [ -n "$$p" ] && kill -0 "$$p" 2>/dev/null; do sleep 1; done; \
+	  sed 's/^/[docker-prepare] /' var/docker/prepare.log 2>/dev/null || true; \
+	  rm -f var/docker/prepare.pid

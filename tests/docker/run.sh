@@ -2,6 +2,7 @@
 # tests/docker/run.sh — run the compose deployment for real (make docker-test).
 #
 #   tests/docker/run.sh [--keep]
+#   tests/docker/run.sh --prepare
 #
 # What an operator does with docker/, done on this machine and checked:
 #   1. packages: docker.io, docker-compose (v1; `docker compose` v2 is used
@@ -29,17 +30,22 @@
 #      kill` of a server under client-js clients that resume with no loss;
 #   7. `down -v`, then nothing of the project may be left: containers,
 #      volumes, networks.
-# Each phase's time is printed at the end. The project is `lectern-test`, so a
+# --prepare runs steps 1 to 4 only and leaves the engine it started running
+# for the next full run, which finds the images in Docker's cache and stops
+# that engine at its end: `make test` prepares in the background while it
+# builds and runs the unit tests (a full run alone redoes whatever a
+# prepare did not finish). Each phase's time is printed at the end. The project is `lectern-test`, so a
 # real `lectern` deployment on the same engine is left alone. --keep leaves
 # the deployment up (and the engine running) for a look; `down -v` by hand.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-keep=0
+keep=0 prepare=0
 case ${1:-} in
   --keep) keep=1 ;;
+  --prepare) prepare=1 ;;
   -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
   "") ;;
-  *) echo "usage: tests/docker/run.sh [--keep]" >&2; exit 2 ;;
+  *) echo "usage: tests/docker/run.sh [--keep | --prepare]" >&2; exit 2 ;;
 esac
 
 var=$root/var/docker
@@ -86,6 +92,11 @@ else
     say "started dockerd (data under $var/data, log $var/dockerd.log)"
   else
     say "using the project's dockerd at $DOCKER_HOST"
+    # A --prepare run started it for this run, which stops it at its end.
+    if [ -e "$var/engine.prepared" ]; then
+      started_engine=1
+      rm -f "$var/engine.prepared"
+    fi
   fi
 fi
 phase_end
@@ -116,6 +127,9 @@ cleanup() {
   local rc=$?
   if [ "$keep" = 1 ]; then
     say "left running (--keep): ${compose[*]} down -v"
+  elif [ "$prepare" = 1 ] && [ "$rc" = 0 ]; then
+    # The images are built; the engine stays up for the full run.
+    [ "$started_engine" = 0 ] || touch "$var/engine.prepared"
   else
     [ "$rc" = 0 ] || { down || true; }
     stop_engine
@@ -183,6 +197,13 @@ phase "Lectern images (compose build)"
 "${compose[@]}" build > "$var/test/build-lectern.log" 2>&1 ||
   { say "compose build failed: $var/test/build-lectern.log"; tail -40 "$var/test/build-lectern.log" >&2; exit 1; }
 phase_end
+
+if [ "$prepare" = 1 ]; then
+  say "prepared: the images are built"
+  say "timings:"
+  for t in "${timings[@]}"; do say "  $t"; done
+  exit 0
+fi
 
 # --- 5. up ------------------------------------------------------------------
 phase "up --scale server=3 --scale storage-worker=2"
