@@ -187,7 +187,8 @@ if (tg && tg.steps && tg.steps.length) {
   const s = tg.steps[0], d = tg.deliveries;
   const complete = s.expected ? s.received / s.expected : d.ratio;
   const met = s.deliveries_per_s >= 1e6 && s.latency_ms.p99 <= 50 && s.expected > 0 && s.received === s.expected;
-  const wd = tg.write_delay_ms == null ? 'the default websocket.write_delay_ms' : `websocket.write_delay_ms ${tg.write_delay_ms}`;
+  const wd = tg.write_delay_ms == null ? 'the default websocket.write_delay_ms'
+    : `websocket.write_delay_ms ${tg.write_delay_ms}${tg.write_delay_default ? ' (the default)' : ''}`;
   p(`| Fan-out ≥ 1,000,000 deliveries/s at p99 ≤ 50 ms, no loss, 15,000 idle conns/server | ${n0(s.deliveries_per_s)} deliveries/s at p99 ${f1(s.latency_ms.p99)} ms (p50 ${f1(s.latency_ms.p50)}), ${(complete * 100).toFixed(2)}% delivered, ${n0(tg.connections.idle / 2)} idle connections per server, ${wd}; server CPU ${f2(s.cpu_us_per_delivery)} µs per delivery | ${yes(met)} |`);
 }
 if (headline) {

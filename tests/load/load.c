@@ -569,6 +569,11 @@ static void child_run(void)
             int64_t stop = ctl->stop_ns;
             int64_t end = stop < pub_end_ns ? stop : pub_end_ns;
             if (t >= end) {
+                /* The pacing tick runs between polls, so the last one can
+                 * fall a little before the window's end: what the window
+                 * still owes is sent now, and a step carries exactly its
+                 * rate times its length. */
+                publish_tick(end - 1);
                 phase = PH_DRAIN;
                 drain_start = t;
                 drain_end = t + (int64_t)O.drain_ms * 1000000;
