@@ -25,8 +25,5 @@ trap cleanup EXIT
 
 "$root/scripts/services" start redis rabbitmq mariadb
 cd "$root/tests"
-if [ "$#" -gt 0 ]; then
-  node --test --test-concurrency=1 --test-timeout="${LECTERN_TEST_TIMEOUT_MS:-600000}" "$@"
-else
-  node --test --test-concurrency=1 --test-timeout="${LECTERN_TEST_TIMEOUT_MS:-600000}" integration/
-fi
+[ "$#" -gt 0 ] || set -- integration/
+node --test --test-concurrency=1 --test-timeout="${LECTERN_TEST_TIMEOUT_MS:-600000}" "$@"

@@ -61,6 +61,13 @@ phase_end() {
   s=$(awk -v a="$phase_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   timings+=("$(printf '%-46s %7s s' "$phase_name" "$s")")
 }
+# Each phase's time, then the whole run's.
+say_timings() {
+  local t
+  say "timings:"
+  for t in "${timings[@]}"; do say "  $t"; done
+  say "$(printf '  %-46s %7s s' total "$(awk -v a="$t_all" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')")"
+}
 
 # --- 1. packages ------------------------------------------------------------
 phase "packages"
@@ -200,8 +207,7 @@ phase_end
 
 if [ "$prepare" = 1 ]; then
   say "prepared: the images are built"
-  say "timings:"
-  for t in "${timings[@]}"; do say "  $t"; done
+  say_timings
   exit 0
 fi
 
@@ -240,6 +246,4 @@ fi
 say "nothing of $project is left: no container, volume or network"
 phase_end
 
-say "timings:"
-for t in "${timings[@]}"; do say "  $t"; done
-say "$(printf '  %-46s %7s s' total "$(awk -v a="$t_all" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')")"
+say_timings
